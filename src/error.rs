@@ -1,0 +1,96 @@
+//! The crate's one error type. Every public function checks its input on the host
+//! and returns one of these before anything is recorded on the GPU.
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, with the numbers needed to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter matched the requested backends.
+    #[error("no GPU adapter found for backends [{backends}]: {hint}")]
+    NoAdapter { backends: String, hint: String },
+
+    /// The adapter was found but refused to open a device.
+    #[error("adapter {adapter} refused to open a device: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+
+    /// A backend name (from the API or the WGPU_BACKEND variable) is not one we know.
+    #[error("unknown backend {name:?}: expected a comma list of vulkan, metal, dx12, gl, webgpu")]
+    UnknownBackend { name: String },
+
+    /// An operand's shape does not fit the operation.
+    #[error("{op}: {what} has shape {got:?}, expected {expected}")]
+    ShapeMismatch {
+        op: &'static str,
+        what: &'static str,
+        expected: String,
+        got: Vec<usize>,
+    },
+
+    /// Host data does not have as many elements as the shape says.
+    #[error("data of {got} elements given for shape {shape:?} ({expected} elements)")]
+    DataLength {
+        shape: Vec<usize>,
+        expected: usize,
+        got: usize,
+    },
+
+    /// A tensor of size zero where the operation needs at least one element.
+    #[error("{op}: {what} is empty (shape {shape:?})")]
+    Empty {
+        op: &'static str,
+        what: &'static str,
+        shape: Vec<usize>,
+    },
+
+    /// An operand has the wrong element type.
+    #[error("{op}: {what} is {got:?}, expected {expected:?}")]
+    DType {
+        op: &'static str,
+        what: &'static str,
+        expected: crate::DType,
+        got: crate::DType,
+    },
+
+    /// A strided view reaches past the end of its tensor.
+    #[error("{op}: view of {what} reaches element {last} of a tensor of {len}")]
+    ViewOutOfBounds {
+        op: &'static str,
+        what: &'static str,
+        last: usize,
+        len: usize,
+    },
+
+    /// A size exceeds a limit of the device (or of 32-bit indexing in the shaders).
+    #[error("{op}: {what} = {value} exceeds the limit {limit}")]
+    LimitExceeded {
+        op: &'static str,
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
+
+    /// The adapter lacks an optional feature that the request needs.
+    #[error("the adapter {adapter} lacks feature {feature}")]
+    FeatureMissing {
+        adapter: String,
+        feature: &'static str,
+    },
+
+    /// An output shares its buffer with an input of the same dispatch.
+    #[error("{op}: {what} shares its buffer with an input")]
+    Aliasing {
+        op: &'static str,
+        what: &'static str,
+    },
+
+    /// Operands were created on different contexts (devices).
+    #[error("{op}: operands belong to different devices")]
+    DeviceMismatch { op: &'static str },
+
+    /// Mapping a buffer for readback failed.
+    #[error("reading back {label}: {reason}")]
+    Readback { label: String, reason: String },
+}

@@ -1,0 +1,294 @@
+//! The GPU context: one adapter, device and queue, opened once and shared by every
+//! tensor, op and model that uses it. Cloning is cheap (an `Arc`), and a context can
+//! be sent to and shared between threads.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::PipelineCache;
+use crate::gpu::pool::{BufferPool, PoolStats};
+
+/// Optional features the library uses when the adapter has them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::IMMEDIATES);
+
+/// What to install when no adapter is found, per platform.
+const NO_ADAPTER_HINT: &str = if cfg!(target_os = "linux") {
+    "install a Vulkan driver (on a machine without a GPU: `apt-get install mesa-vulkan-drivers` \
+     for Mesa's lavapipe), or try WGPU_BACKEND=gl"
+} else if cfg!(target_os = "macos") {
+    "Metal should always be present on macOS 10.13+; check WGPU_BACKEND is unset or `metal`"
+} else if cfg!(target_os = "windows") {
+    "update the GPU driver, or install the WARP adapter (DX12) and set WGPU_BACKEND=dx12"
+} else {
+    "install a Vulkan, Metal, DX12 or GL driver for this platform"
+};
+
+/// How to choose the adapter when the library opens its own device.
+#[derive(Clone, Debug)]
+pub struct ContextOptions {
+    /// Backends to consider. `None` reads `WGPU_BACKEND` (a comma list of
+    /// vulkan, metal, dx12, gl, webgpu) and falls back to wgpu's defaults.
+    pub backends: Option<wgpu::Backends>,
+    /// Which adapter wins when several are present. `WGPU_ADAPTER_NAME` (a substring
+    /// of the adapter's name) overrides it.
+    pub power_preference: wgpu::PowerPreference,
+    /// Label given to the device (shows up in validation errors and captures).
+    pub label: String,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        Self {
+            backends: None,
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            label: "rnn-wgpu".into(),
+        }
+    }
+}
+
+/// Parses a backend list as WGPU_BACKEND takes it: `vulkan`, `metal`, `dx12`, `gl`,
+/// `webgpu` (and the aliases `vk`, `mtl`, `d3d12`, `gles`, `opengl`), comma separated.
+pub fn parse_backends(list: &str) -> Result<wgpu::Backends> {
+    let mut backends = wgpu::Backends::empty();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        backends |= match name.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            "webgpu" => wgpu::Backends::BROWSER_WEBGPU,
+            _ => return Err(Error::UnknownBackend { name: name.into() }),
+        };
+    }
+    if backends.is_empty() {
+        return Err(Error::UnknownBackend { name: list.into() });
+    }
+    Ok(backends)
+}
+
+/// A handle on one GPU device. See the module docs.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    info: wgpu::AdapterInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pipelines: PipelineCache,
+    pool: Mutex<BufferPool>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Context {
+    /// Opens the default adapter (see [`ContextOptions`]), blocking until it is ready.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&ContextOptions::default())
+    }
+
+    /// Opens an adapter chosen by `options`, blocking until it is ready.
+    pub fn with_options(options: &ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// Opens an adapter chosen by `options`.
+    pub async fn with_options_async(options: &ContextOptions) -> Result<Self> {
+        let backends = match options.backends {
+            Some(b) => b,
+            None => match std::env::var("WGPU_BACKEND") {
+                Ok(list) => parse_backends(&list)?,
+                Err(_) => wgpu::Backends::all(),
+            },
+        };
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        desc.flags = wgpu::InstanceFlags::from_build_config().with_env();
+        let instance = wgpu::Instance::new(desc);
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(_) => wgpu::util::initialize_adapter_from_env(&instance, None).await,
+            Err(_) => {
+                instance
+                    .request_adapter(&wgpu::RequestAdapterOptions {
+                        power_preference: options.power_preference,
+                        force_fallback_adapter: false,
+                        compatible_surface: None,
+                        apply_limit_buckets: false,
+                    })
+                    .await
+            }
+        }
+        .map_err(|e| Error::NoAdapter {
+            backends: format!("{backends:?}"),
+            hint: format!("{NO_ADAPTER_HINT} ({e})"),
+        })?;
+        let info = adapter.get_info();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some(&options.label),
+                required_features: adapter.features() & WANTED_FEATURES,
+                // A compute library wants the largest buffers and workgroup storage
+                // the hardware offers, not WebGPU's portable defaults.
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self::from_parts(info, device, queue))
+    }
+
+    /// Uses a device the application already owns (its renderer's, say), so training
+    /// shares that GPU instead of opening a second device. The library uses whatever
+    /// features and limits the device was created with.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::from_parts(device.adapter_info(), device, queue)
+    }
+
+    fn from_parts(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                info,
+                device,
+                queue,
+                pipelines: PipelineCache::default(),
+                pool: Mutex::new(BufferPool::default()),
+            }),
+        }
+    }
+
+    /// The wgpu device (for interop; the library's own work goes through ops).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// Adapter name, backend, device type and driver.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The optional features enabled on this device.
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.device.features()
+    }
+
+    /// The limits this device was opened with.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+
+    /// Whether tensors may be stored as f16 (the adapter has SHADER_F16).
+    pub fn has_f16(&self) -> bool {
+        self.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Buffer pool counters: how many buffers were ever created, how many bytes they
+    /// hold, and how many sit idle for reuse.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool().stats()
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Readback {
+                label: "device poll".into(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub(crate) fn pipelines(&self) -> &PipelineCache {
+        &self.inner.pipelines
+    }
+
+    pub(crate) fn pool(&self) -> std::sync::MutexGuard<'_, BufferPool> {
+        // A panic while the pool was locked cannot leave it inconsistent (every
+        // method finishes its map update before returning), so a poisoned lock is
+        // still safe to use.
+        self.inner.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A one-paragraph report of the adapter: name, backend, type, driver, the
+    /// optional features in use and the limits that matter for compute.
+    pub fn report(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner.info;
+        let l = self.limits();
+        let features: Vec<&str> = [
+            (wgpu::Features::SHADER_F16, "SHADER_F16"),
+            (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
+            (
+                wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+                "TIMESTAMP_QUERY_INSIDE_PASSES",
+            ),
+            (wgpu::Features::SUBGROUP, "SUBGROUP"),
+            (wgpu::Features::IMMEDIATES, "IMMEDIATES"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| self.features().contains(*flag))
+        .map(|(_, name)| name)
+        .collect();
+        writeln!(
+            f,
+            "adapter:  {} ({:?}, {:?})",
+            i.name, i.backend, i.device_type
+        )?;
+        writeln!(f, "driver:   {} {}", i.driver, i.driver_info)?;
+        writeln!(f, "features: {}", features.join(", "))?;
+        writeln!(
+            f,
+            "limits:   max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, \
+             invocations per workgroup {}, workgroups per dimension {}",
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension,
+        )?;
+        write!(
+            f,
+            "subgroup: {}..{} invocations",
+            i.subgroup_min_size, i.subgroup_max_size
+        )
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.inner.info.name)
+            .field("backend", &self.inner.info.backend)
+            .finish()
+    }
+}

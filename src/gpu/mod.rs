@@ -1,0 +1,10 @@
+//! Device, queue, buffers and pipelines: everything between wgpu and the ops.
+
+mod context;
+pub(crate) mod pipeline;
+pub(crate) mod pool;
+mod recorder;
+
+pub use context::{parse_backends, Context, ContextOptions};
+pub use pool::PoolStats;
+pub use recorder::Recorder;

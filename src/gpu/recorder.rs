@@ -1,0 +1,147 @@
+//! A recorder collects the dispatches of one unit of work (a training step, a
+//! forward pass) into one command encoder, submitted once. Ops take `&mut Recorder`
+//! and only record; nothing runs until [`Recorder::submit`].
+
+use crate::error::{Error, Result};
+use crate::gpu::pipeline::Pipeline;
+use crate::gpu::pool::Pooled;
+use crate::gpu::Context;
+use crate::tensor::Tensor;
+
+/// Records GPU work for one submit. See the module docs.
+pub struct Recorder {
+    ctx: Context,
+    encoder: wgpu::CommandEncoder,
+    /// Uniform buffers written for this submit; back to the pool once submitted
+    /// (queue writes for a later submit are ordered after this one).
+    uniforms: Vec<Pooled>,
+    dispatches: usize,
+}
+
+impl Recorder {
+    /// Starts recording on `ctx`; `label` names the command buffer in captures.
+    pub fn new(ctx: &Context, label: &str) -> Self {
+        let encoder = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        Self {
+            ctx: ctx.clone(),
+            encoder,
+            uniforms: Vec::new(),
+            dispatches: 0,
+        }
+    }
+
+    /// The context this recorder submits to.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Number of compute dispatches recorded so far.
+    pub fn dispatches(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Submits everything recorded, once.
+    pub fn submit(self) -> wgpu::SubmissionIndex {
+        self.ctx.queue().submit([self.encoder.finish()])
+    }
+
+    /// The underlying encoder, for interop with the application's own GPU work.
+    pub fn encoder_mut(&mut self) -> &mut wgpu::CommandEncoder {
+        &mut self.encoder
+    }
+
+    /// Copies all of `src` into `dst` (same shape and dtype).
+    pub fn copy(&mut self, dst: &Tensor, src: &Tensor) -> Result<()> {
+        self.check_same_device("copy", &[dst, src])?;
+        if dst.shape() != src.shape() || dst.dtype() != src.dtype() {
+            return Err(Error::ShapeMismatch {
+                op: "copy",
+                what: "dst",
+                expected: format!("{:?} {:?} like src", src.shape(), src.dtype()),
+                got: dst.shape().to_vec(),
+            });
+        }
+        let bytes = src.padded_bytes();
+        self.encoder
+            .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, bytes);
+        Ok(())
+    }
+
+    /// Sets every element of `t` to zero.
+    pub fn zero(&mut self, t: &Tensor) -> Result<()> {
+        self.check_same_device("zero", &[t])?;
+        let bytes = t.padded_bytes();
+        self.encoder.clear_buffer(t.buffer(), 0, Some(bytes));
+        Ok(())
+    }
+
+    pub(crate) fn check_same_device(&self, op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+        if tensors.iter().all(|t| t.context().id() == self.ctx.id()) {
+            Ok(())
+        } else {
+            Err(Error::DeviceMismatch { op })
+        }
+    }
+
+    /// Records one dispatch of `pipeline` with `params` as the uniform at binding 0
+    /// and `buffers` at the given bindings, in a compute pass labelled `label`.
+    pub(crate) fn dispatch(
+        &mut self,
+        label: &str,
+        pipeline: &Pipeline,
+        params: &[u8],
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let max = self.ctx.limits().max_compute_workgroups_per_dimension;
+        if let Some(&g) = groups.iter().find(|&&g| g > max) {
+            return Err(Error::LimitExceeded {
+                op: "dispatch",
+                what: "workgroups in one dimension",
+                value: g.into(),
+                limit: max.into(),
+            });
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let uniform = Pooled::take(
+            &self.ctx,
+            params.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            "params",
+        );
+        self.ctx.queue().write_buffer(uniform.buffer(), 0, params);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.buffer().as_entire_binding(),
+        }];
+        entries.extend(buffers.iter().map(|&(binding, buf)| wgpu::BindGroupEntry {
+            binding,
+            resource: buf.as_entire_binding(),
+        }));
+        let bind_group = self
+            .ctx
+            .device()
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &pipeline.layout,
+                entries: &entries,
+            });
+        self.uniforms.push(uniform);
+        let mut pass = self
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        drop(pass);
+        self.dispatches += 1;
+        Ok(())
+    }
+}

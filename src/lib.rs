@@ -1,0 +1,14 @@
+//! Recurrent sequence models trained and run on the GPU through WGSL compute
+//! shaders on wgpu (Vulkan, Metal, DX12, GL).
+//!
+//! The host records work into a [`Recorder`] (one command encoder, one submit per
+//! step); [`Tensor`]s live in GPU buffers drawn from the [`Context`]'s pool.
+
+pub mod error;
+pub mod gpu;
+pub mod shaders;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{Context, ContextOptions, Recorder};
+pub use tensor::{DType, Tensor};

@@ -1,0 +1,29 @@
+//! The WGSL sources, embedded in the binary. One file per kernel family in
+//! `shaders/`; its stem is the name of the Rust module that launches it.
+
+/// A WGSL source file and its name (the file stem).
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    /// File stem, also the op's module name and the label of its GPU objects.
+    pub name: &'static str,
+    /// The WGSL text.
+    pub source: &'static str,
+}
+
+/// Every shader the crate ships, for validation and cross-compilation tests.
+pub const ALL: &[Shader] = &[];
+
+/// Size in bytes that naga lays out for struct `name` of `shader`, for checking
+/// the Rust mirrors of uniform structs.
+#[cfg(test)]
+pub(crate) fn wgsl_struct_size(shader: &Shader, name: &str) -> usize {
+    let module = naga::front::wgsl::parse_str(shader.source).expect("shader parses");
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).expect("layout");
+    let (handle, _) = module
+        .types
+        .iter()
+        .find(|(_, ty)| ty.name.as_deref() == Some(name))
+        .expect("struct is declared");
+    layouter[handle].size as usize
+}

@@ -1,0 +1,265 @@
+//! GPU tensors: a pooled storage buffer, a shape (row-major, last dimension
+//! fastest) and an element type. Cloning a tensor shares its storage.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use half::f16;
+
+use crate::error::{Error, Result};
+use crate::gpu::pool::Pooled;
+use crate::gpu::{Context, Recorder};
+
+/// Element type of a tensor's storage. Kernels compute in f32 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float storage; needs the adapter's SHADER_F16 feature.
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A tensor on the GPU. See the module docs.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Pooled>,
+    ctx: Context,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.shape, self.dtype)
+    }
+}
+
+impl Tensor {
+    /// A tensor whose contents are unspecified (whatever the pooled buffer held);
+    /// for outputs that an op overwrites completely.
+    pub fn empty(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
+        if dtype == DType::F16 && !ctx.has_f16() {
+            return Err(Error::FeatureMissing {
+                adapter: ctx.adapter_info().name.clone(),
+                feature: "SHADER_F16",
+            });
+        }
+        let numel = checked_numel(shape)?;
+        let bytes = (numel as u64) * dtype.size() as u64;
+        let limit = ctx.limits().max_buffer_size;
+        if bytes > limit {
+            return Err(Error::LimitExceeded {
+                op: "tensor",
+                what: "bytes",
+                value: bytes,
+                limit,
+            });
+        }
+        let label = format!("tensor{shape:?}");
+        Ok(Self {
+            storage: Arc::new(Pooled::take(ctx, bytes, USAGE, &label)),
+            ctx: ctx.clone(),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// A zero-filled f32 tensor.
+    pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        let t = Self::empty(ctx, shape, DType::F32)?;
+        let mut rec = Recorder::new(ctx, "zeros");
+        rec.zero(&t)?;
+        rec.submit();
+        Ok(t)
+    }
+
+    /// An f32 tensor holding `data` (row-major, `shape`'s element count).
+    pub fn from_slice(ctx: &Context, shape: &[usize], data: &[f32]) -> Result<Self> {
+        let t = Self::empty(ctx, shape, DType::F32)?;
+        t.write(data)?;
+        Ok(t)
+    }
+
+    /// An f16-storage tensor holding `data`; needs SHADER_F16 on the adapter.
+    pub fn from_f16(ctx: &Context, shape: &[usize], data: &[f16]) -> Result<Self> {
+        let t = Self::empty(ctx, shape, DType::F16)?;
+        t.check_len(data.len())?;
+        t.write_bytes(bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// Overwrites the contents with `data`, converting to the tensor's dtype. The
+    /// write is ordered before the next submit on this context.
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        self.check_len(data.len())?;
+        match self.dtype {
+            DType::F32 => self.write_bytes(bytemuck::cast_slice(data)),
+            DType::F16 => {
+                let h: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
+                self.write_bytes(bytemuck::cast_slice(&h));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) {
+        // Queue writes need a multiple of 4 bytes; an odd f16 count gets one pad element.
+        if bytes.len().is_multiple_of(4) {
+            self.ctx.queue().write_buffer(self.buffer(), 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.ctx.queue().write_buffer(self.buffer(), 0, &padded);
+        }
+    }
+
+    fn check_len(&self, got: usize) -> Result<()> {
+        if got == self.numel() {
+            Ok(())
+        } else {
+            Err(Error::DataLength {
+                shape: self.shape.clone(),
+                expected: self.numel(),
+                got,
+            })
+        }
+    }
+
+    /// The same storage under another shape with the same element count.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
+        let numel = checked_numel(shape)?;
+        if numel != self.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                what: "new shape",
+                expected: format!("{} elements like {:?}", self.numel(), self.shape),
+                got: shape.to_vec(),
+            });
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    /// Reads the contents back as f32, blocking until the GPU has finished all
+    /// work submitted before this call.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let pending = self.read_async()?;
+        self.ctx.wait()?;
+        pollster::block_on(pending)
+    }
+
+    /// Starts a readback now and returns a future of the contents. The copy is
+    /// submitted at once; the future resolves once the device has been polled
+    /// ([`Context::wait`], or a thread that polls), which the browser does by itself.
+    pub fn read_async(&self) -> Result<impl Future<Output = Result<Vec<f32>>> + use<>> {
+        // An empty tensor still maps 4 bytes: wgpu refuses empty buffer slices.
+        let bytes = self.padded_bytes().max(4);
+        let staging = Pooled::take(
+            &self.ctx,
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            "readback",
+        );
+        let mut rec = Recorder::new(&self.ctx, "readback");
+        rec.encoder_mut()
+            .copy_buffer_to_buffer(self.buffer(), 0, staging.buffer(), 0, bytes);
+        rec.submit();
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging
+            .buffer()
+            .slice(..bytes)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                // The receiver only goes away with the future; nothing to report then.
+                let _ = tx.send(r);
+            });
+        let (numel, dtype) = (self.numel(), self.dtype);
+        let label = format!("{self:?}");
+        Ok(async move {
+            let failed = |reason: String| Error::Readback {
+                label: label.clone(),
+                reason,
+            };
+            rx.receive()
+                .await
+                .ok_or_else(|| failed("the map callback was dropped".into()))?
+                .map_err(|e| failed(e.to_string()))?;
+            let out = {
+                let view = staging
+                    .buffer()
+                    .slice(..bytes)
+                    .get_mapped_range()
+                    .map_err(|e| failed(e.to_string()))?;
+                match dtype {
+                    DType::F32 => bytemuck::cast_slice::<u8, f32>(&view)[..numel].to_vec(),
+                    DType::F16 => bytemuck::cast_slice::<u8, f16>(&view)[..numel]
+                        .iter()
+                        .map(|h| h.to_f32())
+                        .collect(),
+                }
+            };
+            staging.buffer().unmap();
+            Ok(out)
+        })
+    }
+
+    /// Dimensions, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Element type of the storage.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The context (device) this tensor lives on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The storage buffer (for interop; it may be larger than the tensor).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.storage.buffer()
+    }
+
+    /// Bytes of the contents rounded up to wgpu's 4-byte copy alignment.
+    pub(crate) fn padded_bytes(&self) -> u64 {
+        ((self.numel() * self.dtype.size()) as u64).next_multiple_of(4)
+    }
+}
+
+/// The element count of `shape`; shaders index with u32, so it must fit one.
+fn checked_numel(shape: &[usize]) -> Result<usize> {
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= u32::MAX as usize)
+        .ok_or_else(|| Error::LimitExceeded {
+            op: "tensor",
+            what: "elements",
+            value: shape.iter().map(|&d| d as u64).fold(1, u64::saturating_mul),
+            limit: u32::MAX.into(),
+        })?;
+    Ok(numel)
+}

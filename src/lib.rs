@@ -2,10 +2,12 @@
 //! shaders on wgpu (Vulkan, Metal, DX12, GL).
 //!
 //! The host records work into a [`Recorder`] (one command encoder, one submit per
-//! step); [`Tensor`]s live in GPU buffers drawn from the [`Context`]'s pool.
+//! step); ops in [`ops`] launch the shaders in `shaders/`; [`Tensor`]s live in GPU
+//! buffers drawn from the [`Context`]'s pool.
 
 pub mod error;
 pub mod gpu;
+pub mod ops;
 pub mod shaders;
 pub mod tensor;
 

@@ -10,8 +10,20 @@ pub struct Shader {
     pub source: &'static str,
 }
 
+/// Batched strided GEMM and its bias gradient.
+pub const GEMM: Shader = Shader {
+    name: "gemm",
+    source: include_str!("../shaders/gemm.wgsl"),
+};
+
+/// FMA-rate probe used to express every speed as a fraction of the device's ceiling.
+pub const FMA_PROBE: Shader = Shader {
+    name: "fma_probe",
+    source: include_str!("../shaders/fma_probe.wgsl"),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
-pub const ALL: &[Shader] = &[];
+pub const ALL: &[Shader] = &[GEMM, FMA_PROBE];
 
 /// Size in bytes that naga lays out for struct `name` of `shader`, for checking
 /// the Rust mirrors of uniform structs.

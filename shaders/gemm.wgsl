@@ -1,0 +1,273 @@
+// Batched strided GEMM: C[b] = alpha * A[b] * B[b] + beta * C[b] + bias, and the bias gradient.
+//   A is viewed as [M, K], B as [K, N], C as [M, N]; every operand carries its own
+//   (row, col, batch) element strides, so op(A) = Aᵀ, a broadcast operand (batch
+//   stride 0) or a slice of a larger tensor is a change of strides on the host.
+//   backward_bias: dbias[i] = alpha * Σ_{b,m} dC[b, m, i] + beta * dbias[i], with dC
+//   bound as `a` ([M, N] view) and dbias as `c`.
+//
+// Entry points:
+//   forward_vec4  A and B read as aligned vec4s (the host checks strides and offsets
+//                 are multiples of 4). Each invocation owns an 8 × 8 block of C and
+//                 reads 4 × 4 blocks of A and B, 16 vec4 loads for 256 fmas.
+//                 Dispatch (ceil(N / 512), ceil(M / 8), batch), workgroup 64 × 1.
+//   forward       any strides. Each invocation owns 8 rows × 4 columns of C, its
+//                 columns 64 apart. Dispatch (ceil(N / 256), ceil(M / 8), batch).
+//   backward_bias one invocation per column. Dispatch (ceil(N / 64), 1, 1).
+// Loads dominate on CPU adapters: lavapipe runs each storage load as a loop over
+// the SIMD lanes (about 30 cycles per element), so the kernels maximize fmas per
+// loaded element and unroll k by 4 (a loop trip costs several fmas there too).
+// Saved for backward: nothing; dA and dB are GEMMs over the caller's A, B and dC.
+
+struct Params {
+    m: u32, n: u32, k: u32, batch: u32,
+    a_off: u32, a_ms: u32, a_ks: u32, a_bs: u32,
+    b_off: u32, b_ks: u32, b_ns: u32, b_bs: u32,
+    c_off: u32, c_ms: u32, c_ns: u32, c_bs: u32,
+    bias_off: u32, bias_ms: u32, bias_ns: u32, has_bias: u32,
+    alpha: f32, beta: f32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;        // [batch, M, K] (strided view)
+@group(0) @binding(2) var<storage, read> b: array<f32>;        // [batch, K, N] (strided view)
+@group(0) @binding(3) var<storage, read> bias: array<f32>;     // [N] or [M] (strided view)
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;  // [batch, M, N] (strided view)
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>; // the buffer of `a`, as vec4s
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>; // the buffer of `b`, as vec4s
+
+const WG: u32 = 64u;
+// Rows of C per invocation of `forward`.
+const ROWS: u32 = 8u;
+
+// The 8 row accumulators of a `forward` invocation; each holds 4 columns, 64 apart.
+struct Acc {
+    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
+    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
+}
+
+// Index of A[row, 0] for each of the 8 rows (clamped to the last row).
+struct RowBase {
+    r0: u32, r1: u32, r2: u32, r3: u32, r4: u32, r5: u32, r6: u32, r7: u32,
+}
+
+// acc[r] += A[r, k] * B[k, n0 + 64j], one k step; `ak` is k's offset into A's rows.
+fn k_step(acc: ptr<function, Acc>, ra: RowBase, ak: u32, bv: vec4<f32>) {
+    (*acc).r0 = fma(vec4<f32>(a[ra.r0 + ak]), bv, (*acc).r0);
+    (*acc).r1 = fma(vec4<f32>(a[ra.r1 + ak]), bv, (*acc).r1);
+    (*acc).r2 = fma(vec4<f32>(a[ra.r2 + ak]), bv, (*acc).r2);
+    (*acc).r3 = fma(vec4<f32>(a[ra.r3 + ak]), bv, (*acc).r3);
+    (*acc).r4 = fma(vec4<f32>(a[ra.r4 + ak]), bv, (*acc).r4);
+    (*acc).r5 = fma(vec4<f32>(a[ra.r5 + ak]), bv, (*acc).r5);
+    (*acc).r6 = fma(vec4<f32>(a[ra.r6 + ak]), bv, (*acc).r6);
+    (*acc).r7 = fma(vec4<f32>(a[ra.r7 + ak]), bv, (*acc).r7);
+}
+
+// B[k, n0 + 64j] for j = 0..3; `cols` holds each column's base index, `bk` k's offset.
+fn b_row(cols: vec4<u32>, bk: u32) -> vec4<f32> {
+    return vec4<f32>(b[cols.x + bk], b[cols.y + bk], b[cols.z + bk], b[cols.w + bk]);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bt = wid.z;
+    let m0 = wid.y * ROWS;
+    let n0 = wid.x * (4u * WG) + lid.x;
+    if (bt >= p.batch || m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    // Out-of-range rows and columns are clamped so the K loop needs no branch;
+    // their results are computed and dropped at the store.
+    let last_m = p.m - 1u;
+    let ab = p.a_off + bt * p.a_bs;
+    let ra = RowBase(
+        ab + min(m0, last_m) * p.a_ms, ab + min(m0 + 1u, last_m) * p.a_ms,
+        ab + min(m0 + 2u, last_m) * p.a_ms, ab + min(m0 + 3u, last_m) * p.a_ms,
+        ab + min(m0 + 4u, last_m) * p.a_ms, ab + min(m0 + 5u, last_m) * p.a_ms,
+        ab + min(m0 + 6u, last_m) * p.a_ms, ab + min(m0 + 7u, last_m) * p.a_ms,
+    );
+    let cols = min(vec4<u32>(n0) + vec4<u32>(0u, WG, 2u * WG, 3u * WG), vec4<u32>(p.n - 1u));
+    let cb = vec4<u32>(p.b_off + bt * p.b_bs) + cols * p.b_ns;
+
+    var acc = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0),
+                  vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var ak = 0u;
+    var bk = 0u;
+    var kk = 0u;
+    // Four k steps per trip: a loop trip costs several fmas' time on lavapipe.
+    for (; kk + 4u <= p.k; kk += 4u) {
+        k_step(&acc, ra, ak, b_row(cb, bk));
+        k_step(&acc, ra, ak + p.a_ks, b_row(cb, bk + p.b_ks));
+        k_step(&acc, ra, ak + 2u * p.a_ks, b_row(cb, bk + 2u * p.b_ks));
+        k_step(&acc, ra, ak + 3u * p.a_ks, b_row(cb, bk + 3u * p.b_ks));
+        ak += 4u * p.a_ks;
+        bk += 4u * p.b_ks;
+    }
+    for (; kk < p.k; kk++) {
+        k_step(&acc, ra, ak, b_row(cb, bk));
+        ak += p.a_ks;
+        bk += p.b_ks;
+    }
+    store_row(bt, m0, n0, acc.r0);
+    store_row(bt, m0 + 1u, n0, acc.r1);
+    store_row(bt, m0 + 2u, n0, acc.r2);
+    store_row(bt, m0 + 3u, n0, acc.r3);
+    store_row(bt, m0 + 4u, n0, acc.r4);
+    store_row(bt, m0 + 5u, n0, acc.r5);
+    store_row(bt, m0 + 6u, n0, acc.r6);
+    store_row(bt, m0 + 7u, n0, acc.r7);
+}
+
+// forward_vec4 reads A's vec4s along k (A_ALONG_K) or along m, and B's along n
+// (B_ALONG_N) or along k, whichever has unit stride. Rows or columns past M or N are
+// read through the bounds check and dropped at the store; the K tail (K mod 4) uses
+// scalar loads.
+override A_ALONG_K: bool = true;
+override B_ALONG_N: bool = true;
+
+// A[m0 .. m0+4, k .. k+4] as a matrix whose column t holds A[m0 .., k + t].
+fn a_block(base: u32, k: u32) -> mat4x4<f32> {
+    if (A_ALONG_K) {
+        let i = (base + k) / 4u;
+        let s = p.a_ms / 4u;
+        return transpose(mat4x4<f32>(a4[i], a4[i + s], a4[i + 2u * s], a4[i + 3u * s]));
+    }
+    let i = (base + k * p.a_ks) / 4u;
+    let s = p.a_ks / 4u;
+    return mat4x4<f32>(a4[i], a4[i + s], a4[i + 2u * s], a4[i + 3u * s]);
+}
+
+// B[k .. k+4, n0 .. n0+4] as a matrix whose column j holds B[k .., n0 + j].
+fn b_block(base: u32, k: u32) -> mat4x4<f32> {
+    if (B_ALONG_N) {
+        let i = (base + k * p.b_ks) / 4u;
+        let s = p.b_ks / 4u;
+        return transpose(mat4x4<f32>(b4[i], b4[i + s], b4[i + 2u * s], b4[i + 3u * s]));
+    }
+    let i = (base + k) / 4u;
+    let s = p.b_ns / 4u;
+    return mat4x4<f32>(b4[i], b4[i + s], b4[i + 2u * s], b4[i + 3u * s]);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_vec4(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bt = wid.z;
+    let m0 = wid.y * 8u;
+    let n0 = (wid.x * WG + lid.x) * 8u;
+    if (bt >= p.batch || m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    let a0 = p.a_off + bt * p.a_bs + m0 * p.a_ms;
+    let a1 = a0 + 4u * p.a_ms;
+    let b0 = p.b_off + bt * p.b_bs + n0 * p.b_ns;
+    let b1 = b0 + 4u * p.b_ns;
+    // acc_rc[j][r] = C[m0 + 4r' + r, n0 + 4c' + j] for the row half r' and column half c'.
+    var acc00 = mat4x4<f32>();
+    var acc01 = mat4x4<f32>();
+    var acc10 = mat4x4<f32>();
+    var acc11 = mat4x4<f32>();
+    var k = 0u;
+    for (; k + 4u <= p.k; k += 4u) {
+        let x0 = a_block(a0, k);
+        let x1 = a_block(a1, k);
+        let y0 = b_block(b0, k);
+        let y1 = b_block(b1, k);
+        acc00 += x0 * y0;
+        acc01 += x0 * y1;
+        acc10 += x1 * y0;
+        acc11 += x1 * y1;
+    }
+    for (; k < p.k; k++) {
+        let x0 = a_col(a0, k);
+        let x1 = a_col(a1, k);
+        let y0 = b_row4(b0, k);
+        let y1 = b_row4(b1, k);
+        acc00 += mat4x4<f32>(x0 * y0.x, x0 * y0.y, x0 * y0.z, x0 * y0.w);
+        acc01 += mat4x4<f32>(x0 * y1.x, x0 * y1.y, x0 * y1.z, x0 * y1.w);
+        acc10 += mat4x4<f32>(x1 * y0.x, x1 * y0.y, x1 * y0.z, x1 * y0.w);
+        acc11 += mat4x4<f32>(x1 * y1.x, x1 * y1.y, x1 * y1.z, x1 * y1.w);
+    }
+    store_block(bt, m0, n0, acc00);
+    store_block(bt, m0, n0 + 4u, acc01);
+    store_block(bt, m0 + 4u, n0, acc10);
+    store_block(bt, m0 + 4u, n0 + 4u, acc11);
+}
+
+// A[r.., k] for the 4 rows starting at element `base`, scalar loads (the K tail).
+fn a_col(base: u32, k: u32) -> vec4<f32> {
+    let i = base + k * p.a_ks;
+    return vec4<f32>(a[i], a[i + p.a_ms], a[i + 2u * p.a_ms], a[i + 3u * p.a_ms]);
+}
+
+// B[k, ..] for the 4 columns starting at element `base`, scalar loads (the K tail).
+fn b_row4(base: u32, k: u32) -> vec4<f32> {
+    let i = base + k * p.b_ks;
+    return vec4<f32>(b[i], b[i + p.b_ns], b[i + 2u * p.b_ns], b[i + 3u * p.b_ns]);
+}
+
+// Stores the 4 × 4 block acc (acc[j][r] = C[m0 + r, n0 + j]).
+fn store_block(bt: u32, m0: u32, n0: u32, acc: mat4x4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + j;
+        if (n < p.n) {
+            for (var r = 0u; r < 4u; r++) {
+                store(bt, m0 + r, n, acc[j][r]);
+            }
+        }
+    }
+}
+
+fn store_row(bt: u32, m: u32, n0: u32, acc: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + j * WG;
+        if (n < p.n) {
+            store(bt, m, n, acc[j]);
+        }
+    }
+}
+
+// C[bt, m, n] = alpha * v + beta * C[bt, m, n] + bias, for m < M (n checked by the caller).
+fn store(bt: u32, m: u32, n: u32, v: f32) {
+    if (m >= p.m) {
+        return;
+    }
+    let ci = p.c_off + bt * p.c_bs + m * p.c_ms + n * p.c_ns;
+    var out = p.alpha * v;
+    // beta = 0 never reads C, so stale or NaN contents of a fresh buffer cannot leak in.
+    if (p.beta != 0.0) {
+        out += p.beta * c[ci];
+    }
+    if (p.has_bias != 0u) {
+        out += bias[p.bias_off + m * p.bias_ms + n * p.bias_ns];
+    }
+    c[ci] = out;
+}
+
+// d(bias) for `bias[n]` added to every row: dbias = alpha * Σ_{b,m} dC[b, m, :] + beta * dbias.
+// dC is read through `a` with strides (a_ms, a_ks as the column stride, a_bs); dbias is
+// written through `c` at c_off with stride c_ns.
+@compute @workgroup_size(64, 1, 1)
+fn backward_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = gid.x;
+    if (n >= p.n) {
+        return;
+    }
+    var s = 0.0;
+    for (var bt = 0u; bt < p.batch; bt++) {
+        let base = p.a_off + bt * p.a_bs + n * p.a_ks;
+        for (var m = 0u; m < p.m; m++) {
+            s += a[base + m * p.a_ms];
+        }
+    }
+    let ci = p.c_off + n * p.c_ns;
+    var v = p.alpha * s;
+    if (p.beta != 0.0) {
+        v += p.beta * c[ci];
+    }
+    c[ci] = v;
+}

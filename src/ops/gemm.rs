@@ -1,0 +1,627 @@
+//! Batched GEMM, `C = alpha·op(A)·op(B) + beta·C + bias`, and its backward.
+//!
+//! Shapes (row-major tensors): A `[M, K]` (`[K, M]` when `trans_a`), B `[K, N]`
+//! (`[N, K]` when `trans_b`), C `[M, N]`, bias `[N]` added to every row. Each of A,
+//! B, C may carry a leading batch dimension; an A or B without one is shared by
+//! every batch entry of C. [`forward_view`] takes arbitrary strided [`View`]s
+//! (slices of larger tensors, transposes, broadcasts) for the layers built on it.
+//!
+//! Backward (with Â = op(A), B̂ = op(B)): dÂ = alpha·dC·B̂ᵀ, dB̂ = alpha·Âᵀ·dC,
+//! dbias = Σ_rows dC; a shared operand's gradient sums over the batch. The gradient
+//! reaching C's old value (`beta·dC`) is the caller's to route.
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "gemm";
+/// Columns of C per workgroup (64 lanes × 4 columns each), as in gemm.wgsl.
+const TILE_N: usize = 256;
+/// Rows of C per workgroup, as in gemm.wgsl.
+const TILE_M: usize = 8;
+/// Columns and rows of C per workgroup of `forward_vec4` (64 lanes × 8 × 8).
+const VEC4_TILE_N: usize = 512;
+const VEC4_TILE_M: usize = 8;
+
+/// Mirror of `Params` in shaders/gemm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_off: u32,
+    a_ms: u32,
+    a_ks: u32,
+    a_bs: u32,
+    b_off: u32,
+    b_ks: u32,
+    b_ns: u32,
+    b_bs: u32,
+    c_off: u32,
+    c_ms: u32,
+    c_ns: u32,
+    c_bs: u32,
+    bias_off: u32,
+    bias_ms: u32,
+    bias_ns: u32,
+    has_bias: u32,
+    alpha: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// A strided matrix inside a tensor: element `(b, r, c)` is
+/// `tensor[offset + b·batch_stride + r·row_stride + c·col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub tensor: &'a Tensor,
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    /// 0 shares one matrix across the batch.
+    pub batch_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// The contiguous row-major matrix `[rows, cols]` at the start of `tensor`, or a
+    /// batch of them laid one after the other when `batched`.
+    pub fn matrix(tensor: &'a Tensor, rows: usize, cols: usize, batched: bool) -> Self {
+        Self {
+            tensor,
+            offset: 0,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+            batch_stride: if batched { rows * cols } else { 0 },
+        }
+    }
+
+    /// The transpose: the same elements with rows and columns swapped.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// The view of batch entry `b` alone.
+    fn entry(self, b: usize) -> Self {
+        Self {
+            offset: self.offset + b * self.batch_stride,
+            batch_stride: 0,
+            ..self
+        }
+    }
+
+    /// Checks that every element of `batch` entries lies inside the tensor.
+    fn check(&self, what: &'static str, batch: usize) -> Result<()> {
+        let last = self.offset
+            + (batch - 1) * self.batch_stride
+            + (self.rows - 1) * self.row_stride
+            + (self.cols - 1) * self.col_stride;
+        if last >= self.tensor.numel() {
+            return Err(Error::ViewOutOfBounds {
+                op: OP,
+                what,
+                last,
+                len: self.tensor.numel(),
+            });
+        }
+        if self.tensor.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                what,
+                expected: DType::F32,
+                got: self.tensor.dtype(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `bias[offset + i·stride]`, one value per column of C.
+#[derive(Clone, Copy, Debug)]
+pub struct BiasView<'a> {
+    pub tensor: &'a Tensor,
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl<'a> From<&'a Tensor> for BiasView<'a> {
+    fn from(tensor: &'a Tensor) -> Self {
+        Self {
+            tensor,
+            offset: 0,
+            stride: 1,
+        }
+    }
+}
+
+/// Transposes and scalars of a GEMM.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    /// 0 never reads C, so C may hold anything (even NaN) beforehand.
+    pub beta: f32,
+}
+
+impl Default for Gemm {
+    fn default() -> Self {
+        Self {
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+}
+
+/// What [`backward`] needs from a [`forward`]: the operands (shared, not copied).
+#[derive(Clone, Debug)]
+pub struct Saved {
+    a: Tensor,
+    b: Tensor,
+    c_shape: Vec<usize>,
+    gemm: Gemm,
+}
+
+/// Gradient outputs of [`backward`]; `None` skips that gradient.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Grads<'a> {
+    /// Shaped like A.
+    pub a: Option<&'a Tensor>,
+    /// Shaped like B.
+    pub b: Option<&'a Tensor>,
+    /// Shaped like bias, `[N]`.
+    pub bias: Option<&'a Tensor>,
+    /// Add to the gradients already there (parameters) instead of overwriting them.
+    pub accumulate: bool,
+}
+
+/// The views op(A) `[M, K]`, op(B) `[K, N]`, C `[M, N]` and the batch size of
+/// tensors shaped as the module docs say.
+fn views<'t>(
+    c: &'t Tensor,
+    a: &'t Tensor,
+    b: &'t Tensor,
+    g: &Gemm,
+) -> Result<(View<'t>, View<'t>, View<'t>, usize)> {
+    let (batch, m, n) = match *c.shape() {
+        [m, n] => (1, m, n),
+        [batch, m, n] => (batch, m, n),
+        _ => return Err(shape_err("C", "[M, N] or [batch, M, N]", c)),
+    };
+    let operand = |t: &'t Tensor, what: &'static str, trans: bool| -> Result<View<'t>> {
+        let (batched, rows, cols) = match *t.shape() {
+            [r, cols] => (false, r, cols),
+            [bt, r, cols] if bt == batch && c.shape().len() == 3 => (true, r, cols),
+            _ => {
+                return Err(shape_err(
+                    what,
+                    "a matrix, or a batch of them as many as C has",
+                    t,
+                ))
+            }
+        };
+        let v = View::matrix(t, rows, cols, batched);
+        Ok(if trans { v.t() } else { v })
+    };
+    let av = operand(a, "A", g.trans_a)?;
+    let bv = operand(b, "B", g.trans_b)?;
+    if av.rows != m || bv.cols != n || av.cols != bv.rows {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "op(A)·op(B)",
+            expected: format!(
+                "op(A) [{m}, K] and op(B) [K, {n}] for C {:?}; got op(A) [{}, {}], op(B) [{}, {}]",
+                c.shape(),
+                av.rows,
+                av.cols,
+                bv.rows,
+                bv.cols
+            ),
+            got: c.shape().to_vec(),
+        });
+    }
+    let cv = View::matrix(c, m, n, c.shape().len() == 3);
+    Ok((cv, av, bv, batch))
+}
+
+fn shape_err(what: &'static str, expected: &str, t: &Tensor) -> Error {
+    Error::ShapeMismatch {
+        op: OP,
+        what,
+        expected: expected.into(),
+        got: t.shape().to_vec(),
+    }
+}
+
+/// Records `C = alpha·op(A)·op(B) + beta·C + bias` for tensors shaped as the
+/// module docs say, and returns what [`backward`] needs.
+pub fn forward(
+    rec: &mut Recorder,
+    c: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    g: Gemm,
+) -> Result<Saved> {
+    let (cv, av, bv, batch) = views(c, a, b, &g)?;
+    if let Some(bias) = bias {
+        if bias.shape() != [cv.cols] {
+            return Err(shape_err("bias", "[N]", bias));
+        }
+    }
+    forward_view(
+        rec,
+        cv,
+        av,
+        bv,
+        bias.map(BiasView::from),
+        batch,
+        g.alpha,
+        g.beta,
+    )?;
+    Ok(Saved {
+        a: a.clone(),
+        b: b.clone(),
+        c_shape: c.shape().to_vec(),
+        gemm: g,
+    })
+}
+
+/// Records `C[i] = alpha·A[i]·B[i] + beta·C[i] + bias` for `i < batch`, on strided
+/// views: A `[M, K]`, B `[K, N]`, C `[M, N]`, bias one value per column.
+/// C may have batch stride 0 only when `batch` is 1.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_view(
+    rec: &mut Recorder,
+    c: View,
+    a: View,
+    b: View,
+    bias: Option<BiasView>,
+    batch: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let mut tensors = vec![c.tensor, a.tensor, b.tensor];
+    tensors.extend(bias.map(|v| v.tensor));
+    rec.check_same_device(OP, &tensors)?;
+    for (what, t) in [("A", a.tensor), ("B", b.tensor)] {
+        if t.buffer() == c.tensor.buffer() {
+            return Err(Error::Aliasing { op: OP, what });
+        }
+    }
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    if a.rows != m || b.rows != k || b.cols != n {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "views",
+            expected: format!("A [{m}, K], B [K, {n}] for C [{m}, {n}]"),
+            got: vec![a.rows, a.cols, b.rows, b.cols],
+        });
+    }
+    if [m, n, k, batch].contains(&0) {
+        return Err(Error::Empty {
+            op: OP,
+            what: "[batch, M, N, K]",
+            shape: vec![batch, m, n, k],
+        });
+    }
+    if batch > 1 && c.batch_stride == 0 {
+        return Err(Error::Aliasing {
+            op: OP,
+            what: "C (batch stride 0 with batch > 1)",
+        });
+    }
+    a.check("A", batch)?;
+    b.check("B", batch)?;
+    c.check("C", batch)?;
+    if let Some(bv) = bias {
+        let last = bv.offset + (n - 1) * bv.stride;
+        if last >= bv.tensor.numel() {
+            return Err(Error::ViewOutOfBounds {
+                op: OP,
+                what: "bias",
+                last,
+                len: bv.tensor.numel(),
+            });
+        }
+        if bv.tensor.buffer() == c.tensor.buffer() {
+            return Err(Error::Aliasing {
+                op: OP,
+                what: "bias",
+            });
+        }
+    }
+    let limit = rec.context().limits().max_storage_buffer_binding_size;
+    for t in &tensors {
+        if t.buffer().size() > limit {
+            return Err(Error::LimitExceeded {
+                op: OP,
+                what: "operand bytes (one storage binding)",
+                value: t.buffer().size(),
+                limit,
+            });
+        }
+    }
+
+    let u = |x: usize| x as u32; // every index was checked against a tensor length, which fits u32
+    let mut p = Params {
+        m: u(m),
+        n: u(n),
+        k: u(k),
+        batch: u(batch),
+        a_off: u(a.offset),
+        a_ms: u(a.row_stride),
+        a_ks: u(a.col_stride),
+        a_bs: u(a.batch_stride),
+        b_off: u(b.offset),
+        b_ks: u(b.row_stride),
+        b_ns: u(b.col_stride),
+        b_bs: u(b.batch_stride),
+        c_off: u(c.offset),
+        c_ms: u(c.row_stride),
+        c_ns: u(c.col_stride),
+        c_bs: u(c.batch_stride),
+        alpha,
+        beta,
+        ..Params::default()
+    };
+    if let Some(bv) = bias {
+        p.bias_off = u(bv.offset);
+        p.bias_ns = u(bv.stride);
+        p.has_bias = 1;
+    }
+    let swapped = p.swapped();
+    let ctx = rec.context().clone();
+    let (p, swap, entry, constants) = if let Some(c) = p.vec4_layout() {
+        (p, false, "forward_vec4", c)
+    } else if let Some(c) = swapped.vec4_layout() {
+        (swapped, true, "forward_vec4", c)
+    } else {
+        // The scalar kernel spreads its 64 lanes along N; a short, wide N wastes
+        // lanes, so such a product is computed as Cᵀ = Bᵀ·Aᵀ instead.
+        let swap = n < TILE_N && m > n;
+        let q = if swap { swapped } else { p };
+        (q, swap, "forward", vec![])
+    };
+    let (a_buf, b_buf) = if swap {
+        (b.tensor.buffer(), a.tensor.buffer())
+    } else {
+        (a.tensor.buffer(), b.tensor.buffer())
+    };
+    // Without a bias the shader never reads binding 3; any buffer that is not C fills it.
+    let bias_buf = bias.map_or(a_buf, |bv| bv.tensor.buffer());
+    let pipeline = ctx
+        .pipelines()
+        .get(ctx.device(), &shaders::GEMM, entry, &constants);
+    let (cols_per_group, rows_per_group) = if entry == "forward" {
+        (TILE_N, TILE_M)
+    } else {
+        (VEC4_TILE_N, VEC4_TILE_M)
+    };
+    let groups = [
+        (p.n as usize).div_ceil(cols_per_group),
+        (p.m as usize).div_ceil(rows_per_group),
+        batch,
+    ]
+    .map(|g| u32::try_from(g).unwrap_or(u32::MAX));
+    let mut bindings = vec![
+        (1, a_buf),
+        (2, b_buf),
+        (3, bias_buf),
+        (4, c.tensor.buffer()),
+    ];
+    if entry == "forward_vec4" {
+        bindings.extend([(5, a_buf), (6, b_buf)]);
+    }
+    rec.dispatch(
+        if entry == "forward" {
+            "gemm::forward"
+        } else {
+            "gemm::forward_vec4"
+        },
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &bindings,
+        groups,
+    )
+}
+
+impl Params {
+    /// The same product as Cᵀ = Bᵀ·Aᵀ: A and B trade places, C and bias are transposed.
+    fn swapped(&self) -> Self {
+        Self {
+            m: self.n,
+            n: self.m,
+            a_off: self.b_off,
+            a_ms: self.b_ns,
+            a_ks: self.b_ks,
+            a_bs: self.b_bs,
+            b_off: self.a_off,
+            b_ks: self.a_ks,
+            b_ns: self.a_ms,
+            b_bs: self.a_bs,
+            c_ms: self.c_ns,
+            c_ns: self.c_ms,
+            bias_ms: self.bias_ns,
+            bias_ns: self.bias_ms,
+            ..*self
+        }
+    }
+
+    /// The override constants of `forward_vec4` when A and B can both be read as
+    /// aligned vec4s (along k, or along m for A and n for B), else None.
+    fn vec4_layout(&self) -> Option<Vec<(&'static str, f64)>> {
+        let aligned = |off: u32, bs: u32, other: u32| {
+            off.is_multiple_of(4) && bs.is_multiple_of(4) && other.is_multiple_of(4)
+        };
+        let a_along_k = self.a_ks == 1 && aligned(self.a_off, self.a_bs, self.a_ms);
+        let a_along_m = self.a_ms == 1 && aligned(self.a_off, self.a_bs, self.a_ks);
+        let b_along_n = self.b_ns == 1 && aligned(self.b_off, self.b_bs, self.b_ks);
+        let b_along_k = self.b_ks == 1 && aligned(self.b_off, self.b_bs, self.b_ns);
+        let flag = |x: bool| if x { 1.0 } else { 0.0 };
+        ((a_along_k || a_along_m) && (b_along_n || b_along_k)).then(|| {
+            vec![
+                ("A_ALONG_K", flag(a_along_k)),
+                ("B_ALONG_N", flag(b_along_n)),
+            ]
+        })
+    }
+}
+
+/// Records `out = alpha·Σ_i x[i]·y[i] + beta·out` when `out` is shared across the
+/// batch (batch stride 0), else the batched `out[i] = alpha·x[i]·y[i] + beta·out[i]`.
+fn product_into(
+    rec: &mut Recorder,
+    out: View,
+    x: View,
+    y: View,
+    batch: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    if out.batch_stride != 0 || batch == 1 {
+        return forward_view(rec, out, x, y, None, batch, alpha, beta);
+    }
+    // A sum over the batch of products is one product over a K that runs through
+    // the batch, when x's batch entries sit side by side along its columns and y's
+    // along its rows (true for contiguous tensors).
+    if x.batch_stride == x.cols * x.col_stride && y.batch_stride == y.rows * y.row_stride {
+        let x = View {
+            cols: x.cols * batch,
+            batch_stride: 0,
+            ..x
+        };
+        let y = View {
+            rows: y.rows * batch,
+            batch_stride: 0,
+            ..y
+        };
+        return forward_view(rec, out, x, y, None, 1, alpha, beta);
+    }
+    for i in 0..batch {
+        let beta_i = if i == 0 { beta } else { 1.0 };
+        forward_view(rec, out, x.entry(i), y.entry(i), None, 1, alpha, beta_i)?;
+    }
+    Ok(())
+}
+
+/// Records the gradients of a [`forward`] given `d_out` (dC, shaped like C).
+pub fn backward(rec: &mut Recorder, grads: Grads, d_out: &Tensor, saved: &Saved) -> Result<()> {
+    if d_out.shape() != saved.c_shape.as_slice() {
+        return Err(shape_err("dC", "the shape of C", d_out));
+    }
+    let g = saved.gemm;
+    let beta = if grads.accumulate { 1.0 } else { 0.0 };
+    let (dc, a, b, batch) = views(d_out, &saved.a, &saved.b, &g)?;
+    if let Some(da) = grads.a {
+        if da.shape() != saved.a.shape() {
+            return Err(shape_err("dA", "the shape of A", da));
+        }
+        // dÂ lies in dA exactly as Â lies in A.
+        let da_view = View { tensor: da, ..a };
+        product_into(rec, da_view, dc, b.t(), batch, g.alpha, beta)?;
+    }
+    if let Some(db) = grads.b {
+        if db.shape() != saved.b.shape() {
+            return Err(shape_err("dB", "the shape of B", db));
+        }
+        let db_view = View { tensor: db, ..b };
+        product_into(rec, db_view, a.t(), dc, batch, g.alpha, beta)?;
+    }
+    if let Some(dbias) = grads.bias {
+        if dbias.shape() != [dc.cols] {
+            return Err(shape_err("dbias", "[N]", dbias));
+        }
+        bias_grad(rec, dbias, dc, batch, 1.0, beta)?;
+    }
+    Ok(())
+}
+
+/// Records `dbias = alpha·Σ_{i,rows} dc[i] + beta·dbias`, one value per column of `dc`.
+pub fn bias_grad(
+    rec: &mut Recorder,
+    dbias: &Tensor,
+    dc: View,
+    batch: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    rec.check_same_device(OP, &[dbias, dc.tensor])?;
+    if dbias.buffer() == dc.tensor.buffer() {
+        return Err(Error::Aliasing {
+            op: OP,
+            what: "dbias",
+        });
+    }
+    if dbias.numel() < dc.cols {
+        return Err(shape_err(
+            "dbias",
+            "at least one value per column of dC",
+            dbias,
+        ));
+    }
+    if batch == 0 || dc.rows == 0 || dc.cols == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what: "dC",
+            shape: vec![batch, dc.rows, dc.cols],
+        });
+    }
+    dc.check("dC", batch)?;
+    let u = |x: usize| x as u32;
+    let p = Params {
+        m: u(dc.rows),
+        n: u(dc.cols),
+        batch: u(batch),
+        a_off: u(dc.offset),
+        a_ms: u(dc.row_stride),
+        a_ks: u(dc.col_stride),
+        a_bs: u(dc.batch_stride),
+        c_ns: 1,
+        alpha,
+        beta,
+        ..Params::default()
+    };
+    let pipeline =
+        rec.context()
+            .pipelines()
+            .get(rec.context().device(), &shaders::GEMM, "backward_bias", &[]);
+    let groups = [
+        u32::try_from(dc.cols.div_ceil(64)).unwrap_or(u32::MAX),
+        1,
+        1,
+    ];
+    rec.dispatch(
+        "gemm::backward_bias",
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &[(1, dc.tensor.buffer()), (4, dbias.buffer())],
+        groups,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn params_match_the_wgsl_struct() {
+        assert_eq!(
+            crate::shaders::wgsl_struct_size(&crate::shaders::GEMM, "Params"),
+            std::mem::size_of::<super::Params>()
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Shared by the integration tests: one GPU context per test binary, a seeded RNG,
+//! f64 reference math and comparisons that name the worst element.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::OnceLock;
+
+use rnn_wgpu::Context;
+
+/// The test binary's one context. No adapter is a failure, not a skip: a missing
+/// driver must not turn the suite green.
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| match Context::new() {
+        Ok(ctx) => ctx,
+        Err(e) => panic!(
+            "GPU tests need an adapter (CI={:?}): {e}",
+            std::env::var("CI").ok()
+        ),
+    })
+}
+
+/// SplitMix64: small, seeded, and the same on every platform.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    pub fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.uniform()).collect()
+    }
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Asserts |got - want| <= atol + rtol·|want| everywhere; on failure names the
+/// worst element with both values.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let excess = (g as f64 - w).abs() - (atol + rtol * w.abs());
+        if excess.is_nan() || excess > worst.1 || (worst.1 == 0.0 && excess > 0.0) {
+            worst = (
+                i,
+                if excess.is_nan() {
+                    f64::INFINITY
+                } else {
+                    excess
+                },
+            );
+        }
+    }
+    let (i, excess) = worst;
+    assert!(
+        excess <= 0.0,
+        "{what}: element {i} is {} but the reference says {} (tolerance {} + {}·|ref|)",
+        got[i],
+        want[i],
+        atol,
+        rtol
+    );
+}
+
+/// Asserts two f64 vectors agree within `tol` relative to max(1, |a|).
+pub fn assert_close_f64(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (i, err) = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .enumerate()
+        .fold((0, 0.0), |acc, (i, e)| if e > acc.1 { (i, e) } else { acc });
+    assert!(
+        err <= tol,
+        "{what}: element {i} is {} but should be {} (rel err {err:e})",
+        got[i],
+        want[i]
+    );
+}

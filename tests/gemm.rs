@@ -1,0 +1,621 @@
+//! GEMM forward and backward against an f64 CPU reference, the reference backward
+//! against central finite differences, and every input error the op can report.
+
+mod common;
+
+use common::{assert_close, assert_close_f64, ctx, to_f64, Rng};
+use rnn_wgpu::ops::gemm::{self, BiasView, Gemm, Grads, View};
+use rnn_wgpu::{DType, Error, Recorder, Tensor};
+
+/// f32 sums of K products against an f64 reference: rounding grows with K.
+const RTOL: f64 = 1e-5;
+fn atol(k: usize) -> f64 {
+    2e-6 * k as f64
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    /// 0: rank-2 operands; otherwise C is [batch, M, N].
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    a_batched: bool,
+    b_batched: bool,
+    bias: bool,
+    alpha: f32,
+    beta: f32,
+}
+
+impl Case {
+    fn new(m: usize, n: usize, k: usize) -> Self {
+        Self {
+            batch: 0,
+            m,
+            n,
+            k,
+            ta: false,
+            tb: false,
+            a_batched: false,
+            b_batched: false,
+            bias: false,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+    fn t(self, ta: bool, tb: bool) -> Self {
+        Self { ta, tb, ..self }
+    }
+    fn batched(self, batch: usize, a_batched: bool, b_batched: bool) -> Self {
+        Self {
+            batch,
+            a_batched,
+            b_batched,
+            ..self
+        }
+    }
+    fn scaled(self, alpha: f32, beta: f32, bias: bool) -> Self {
+        Self {
+            alpha,
+            beta,
+            bias,
+            ..self
+        }
+    }
+    fn nb(&self) -> usize {
+        self.batch.max(1)
+    }
+    fn a_shape(&self) -> Vec<usize> {
+        let mat = if self.ta {
+            vec![self.k, self.m]
+        } else {
+            vec![self.m, self.k]
+        };
+        if self.a_batched {
+            [vec![self.batch], mat].concat()
+        } else {
+            mat
+        }
+    }
+    fn b_shape(&self) -> Vec<usize> {
+        let mat = if self.tb {
+            vec![self.n, self.k]
+        } else {
+            vec![self.k, self.n]
+        };
+        if self.b_batched {
+            [vec![self.batch], mat].concat()
+        } else {
+            mat
+        }
+    }
+    fn c_shape(&self) -> Vec<usize> {
+        if self.batch == 0 {
+            vec![self.m, self.n]
+        } else {
+            vec![self.batch, self.m, self.n]
+        }
+    }
+    fn gemm(&self) -> Gemm {
+        Gemm {
+            trans_a: self.ta,
+            trans_b: self.tb,
+            alpha: self.alpha,
+            beta: self.beta,
+        }
+    }
+    /// Index into A's storage of op(A)[bi, i, kk].
+    fn ai(&self, bi: usize, i: usize, kk: usize) -> usize {
+        let base = if self.a_batched {
+            bi * self.m * self.k
+        } else {
+            0
+        };
+        base + if self.ta {
+            kk * self.m + i
+        } else {
+            i * self.k + kk
+        }
+    }
+    /// Index into B's storage of op(B)[bi, kk, j].
+    fn bi(&self, bi: usize, kk: usize, j: usize) -> usize {
+        let base = if self.b_batched {
+            bi * self.k * self.n
+        } else {
+            0
+        };
+        base + if self.tb {
+            j * self.k + kk
+        } else {
+            kk * self.n + j
+        }
+    }
+}
+
+/// C = alpha·op(A)·op(B) + beta·C0 + bias, in f64.
+fn cpu_forward(c: &Case, a: &[f64], b: &[f64], bias: &[f64], c0: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; c.nb() * c.m * c.n];
+    for bi in 0..c.nb() {
+        for i in 0..c.m {
+            for j in 0..c.n {
+                let dot: f64 = (0..c.k)
+                    .map(|kk| a[c.ai(bi, i, kk)] * b[c.bi(bi, kk, j)])
+                    .sum();
+                let o = (bi * c.m + i) * c.n + j;
+                out[o] = c.alpha as f64 * dot
+                    + c.beta as f64 * c0[o]
+                    + if c.bias { bias[j] } else { 0.0 };
+            }
+        }
+    }
+    out
+}
+
+/// Gradients of Σ C·dC with respect to A, B and bias, in f64.
+fn cpu_backward(c: &Case, a: &[f64], b: &[f64], dc: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut da, mut db, mut dbias) = (vec![0.0; a.len()], vec![0.0; b.len()], vec![0.0; c.n]);
+    let alpha = c.alpha as f64;
+    for bi in 0..c.nb() {
+        for i in 0..c.m {
+            for j in 0..c.n {
+                let g = dc[(bi * c.m + i) * c.n + j];
+                dbias[j] += g;
+                for kk in 0..c.k {
+                    da[c.ai(bi, i, kk)] += alpha * g * b[c.bi(bi, kk, j)];
+                    db[c.bi(bi, kk, j)] += alpha * g * a[c.ai(bi, i, kk)];
+                }
+            }
+        }
+    }
+    (da, db, dbias)
+}
+
+struct Data {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Vec<f32>,
+    c0: Vec<f32>,
+    dc: Vec<f32>,
+}
+
+fn data(c: &Case, seed: u64) -> Data {
+    let mut rng = Rng::new(seed);
+    Data {
+        a: rng.vec(c.a_shape().iter().product()),
+        b: rng.vec(c.b_shape().iter().product()),
+        bias: rng.vec(c.n),
+        c0: rng.vec(c.nb() * c.m * c.n),
+        dc: rng.vec(c.nb() * c.m * c.n),
+    }
+}
+
+/// Runs forward (and backward) on the GPU and checks both against the reference.
+fn check(c: Case, seed: u64) {
+    let ctx = ctx();
+    let d = data(&c, seed);
+    let what = format!("{c:?}");
+    let a = Tensor::from_slice(ctx, &c.a_shape(), &d.a).unwrap();
+    let b = Tensor::from_slice(ctx, &c.b_shape(), &d.b).unwrap();
+    let bias = Tensor::from_slice(ctx, &[c.n], &d.bias).unwrap();
+    let out = Tensor::from_slice(ctx, &c.c_shape(), &d.c0).unwrap();
+    let dc = Tensor::from_slice(ctx, &c.c_shape(), &d.dc).unwrap();
+    let (da, db, dbias) = (
+        Tensor::empty(ctx, &c.a_shape(), DType::F32).unwrap(),
+        Tensor::empty(ctx, &c.b_shape(), DType::F32).unwrap(),
+        Tensor::empty(ctx, &[c.n], DType::F32).unwrap(),
+    );
+    let mut rec = Recorder::new(ctx, "check");
+    let saved = gemm::forward(&mut rec, &out, &a, &b, c.bias.then_some(&bias), c.gemm()).unwrap();
+    let grads = Grads {
+        a: Some(&da),
+        b: Some(&db),
+        bias: Some(&dbias),
+        accumulate: false,
+    };
+    gemm::backward(&mut rec, grads, &dc, &saved).unwrap();
+    rec.submit();
+
+    let (a64, b64) = (to_f64(&d.a), to_f64(&d.b));
+    let want = cpu_forward(&c, &a64, &b64, &to_f64(&d.bias), &to_f64(&d.c0));
+    assert_close(
+        &format!("C of {what}"),
+        &out.to_vec().unwrap(),
+        &want,
+        RTOL,
+        atol(c.k) + 1e-6,
+    );
+    let (wa, wb, wbias) = cpu_backward(&c, &a64, &b64, &to_f64(&d.dc));
+    let rows = c.nb() * c.n.max(c.m);
+    assert_close(
+        &format!("dA of {what}"),
+        &da.to_vec().unwrap(),
+        &wa,
+        RTOL,
+        atol(c.n * c.nb()),
+    );
+    assert_close(
+        &format!("dB of {what}"),
+        &db.to_vec().unwrap(),
+        &wb,
+        RTOL,
+        atol(rows),
+    );
+    assert_close(
+        &format!("dbias of {what}"),
+        &dbias.to_vec().unwrap(),
+        &wbias,
+        RTOL,
+        atol(c.nb() * c.m),
+    );
+}
+
+const TRANSPOSES: [(bool, bool); 4] = [(false, false), (true, false), (false, true), (true, true)];
+
+#[test]
+fn odd_shapes_all_transposes() {
+    for (i, (ta, tb)) in TRANSPOSES.into_iter().enumerate() {
+        check(Case::new(1, 1, 1).t(ta, tb), 1 + i as u64);
+        check(
+            Case::new(37, 53, 19).t(ta, tb).scaled(0.5, 0.0, true),
+            10 + i as u64,
+        );
+        check(
+            Case::new(7, 3, 11).t(ta, tb).scaled(-1.25, 0.75, true),
+            20 + i as u64,
+        );
+    }
+    check(Case::new(130, 70, 260), 30);
+    check(
+        Case::new(130, 70, 260).t(true, true).scaled(1.0, 1.0, true),
+        31,
+    );
+}
+
+/// Shapes whose strides are multiples of 4 take the vec4 kernel; M = 37 and N = 520
+/// leave partial blocks and span two workgroups along N.
+#[test]
+fn vec4_aligned_shapes_all_transposes() {
+    for (i, (ta, tb)) in TRANSPOSES.into_iter().enumerate() {
+        check(
+            Case::new(36, 44, 20).t(ta, tb).scaled(0.5, 0.25, true),
+            40 + i as u64,
+        );
+        check(
+            Case::new(37, 520, 12).t(ta, tb).scaled(1.0, 0.0, true),
+            50 + i as u64,
+        );
+    }
+    // The 4H × H product of an LSTM step (H = 256) with a shorter K.
+    check(Case::new(32, 1024, 64).scaled(1.0, 1.0, true), 60);
+}
+
+#[test]
+fn batched_and_broadcast_operands() {
+    for (i, (ta, tb)) in TRANSPOSES.into_iter().enumerate() {
+        let s = 70 + 10 * i as u64;
+        check(
+            Case::new(13, 29, 7)
+                .t(ta, tb)
+                .batched(3, true, true)
+                .scaled(1.5, 0.5, true),
+            s,
+        );
+        // A shared weight across the batch: its gradient sums over the batch.
+        check(
+            Case::new(13, 29, 7)
+                .t(ta, tb)
+                .batched(3, true, false)
+                .scaled(1.0, 0.0, true),
+            s + 1,
+        );
+        check(
+            Case::new(13, 29, 7).t(ta, tb).batched(3, false, true),
+            s + 2,
+        );
+        check(
+            Case::new(16, 24, 8)
+                .t(ta, tb)
+                .batched(3, false, true)
+                .scaled(1.0, 0.0, true),
+            s + 3,
+        );
+        check(Case::new(5, 6, 7).t(ta, tb).batched(2, false, false), s + 4);
+    }
+}
+
+/// The reference backward, checked against central differences of the reference
+/// forward in f64 (loss = Σ C·dC) for every transpose and broadcast combination.
+#[test]
+fn reference_backward_matches_finite_differences() {
+    const H: f64 = 1e-6;
+    for (i, (ta, tb)) in TRANSPOSES.into_iter().enumerate() {
+        for c in [
+            Case::new(3, 4, 5).t(ta, tb).scaled(0.7, 0.3, true),
+            Case::new(3, 2, 4)
+                .t(ta, tb)
+                .batched(2, true, false)
+                .scaled(1.3, 0.0, true),
+            Case::new(2, 3, 3).t(ta, tb).batched(3, false, true),
+        ] {
+            let d = data(&c, 100 + i as u64);
+            let (a, b, bias) = (to_f64(&d.a), to_f64(&d.b), to_f64(&d.bias));
+            let (c0, dc) = (to_f64(&d.c0), to_f64(&d.dc));
+            let loss = |a: &[f64], b: &[f64], bias: &[f64]| -> f64 {
+                cpu_forward(&c, a, b, bias, &c0)
+                    .iter()
+                    .zip(&dc)
+                    .map(|(x, g)| x * g)
+                    .sum()
+            };
+            let (ga, gb, gbias) = cpu_backward(&c, &a, &b, &dc);
+            let fd = |v: &mut Vec<f64>, which: usize| -> Vec<f64> {
+                (0..v.len())
+                    .map(|idx| {
+                        let x = v[idx];
+                        v[idx] = x + H;
+                        let up = match which {
+                            0 => loss(v, &b, &bias),
+                            1 => loss(&a, v, &bias),
+                            _ => loss(&a, &b, v),
+                        };
+                        v[idx] = x - H;
+                        let down = match which {
+                            0 => loss(v, &b, &bias),
+                            1 => loss(&a, v, &bias),
+                            _ => loss(&a, &b, v),
+                        };
+                        v[idx] = x;
+                        (up - down) / (2.0 * H)
+                    })
+                    .collect()
+            };
+            let fa = fd(&mut a.clone(), 0);
+            let fb = fd(&mut b.clone(), 1);
+            let fbias = if c.bias {
+                fd(&mut bias.clone(), 2)
+            } else {
+                gbias.clone()
+            };
+            assert_close_f64(&format!("dA {c:?}"), &ga, &fa, 1e-6);
+            assert_close_f64(&format!("dB {c:?}"), &gb, &fb, 1e-6);
+            assert_close_f64(&format!("dbias {c:?}"), &gbias, &fbias, 1e-6);
+        }
+    }
+}
+
+/// A view whose rows are longer than K: the vec4 kernel's K loop ends with a tail
+/// of scalar steps (K = 18 = 4·4 + 2), and C is written into a slice of a larger tensor.
+#[test]
+fn strided_views_and_k_tail() {
+    let ctx = ctx();
+    let (m, n, k, lda, ldc) = (9, 8, 18, 20, 12);
+    let mut rng = Rng::new(200);
+    let (a, b, bias) = (rng.vec(m * lda), rng.vec(k * n), rng.vec(n));
+    let ta = Tensor::from_slice(ctx, &[m, lda], &a).unwrap();
+    let tb = Tensor::from_slice(ctx, &[k, n], &b).unwrap();
+    let tbias = Tensor::from_slice(ctx, &[n], &bias).unwrap();
+    let tc = Tensor::zeros(ctx, &[m, ldc]).unwrap();
+    let av = View {
+        tensor: &ta,
+        offset: 0,
+        rows: m,
+        cols: k,
+        row_stride: lda,
+        col_stride: 1,
+        batch_stride: 0,
+    };
+    let bv = View::matrix(&tb, k, n, false);
+    let cv = View {
+        tensor: &tc,
+        offset: 4,
+        rows: m,
+        cols: n,
+        row_stride: ldc,
+        col_stride: 1,
+        batch_stride: 0,
+    };
+    let mut rec = Recorder::new(ctx, "views");
+    gemm::forward_view(
+        &mut rec,
+        cv,
+        av,
+        bv,
+        Some(BiasView::from(&tbias)),
+        1,
+        2.0,
+        0.0,
+    )
+    .unwrap();
+    rec.submit();
+    let mut want = vec![0.0f64; m * ldc];
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k)
+                .map(|kk| a[i * lda + kk] as f64 * b[kk * n + j] as f64)
+                .sum();
+            want[i * ldc + 4 + j] = 2.0 * dot + bias[j] as f64;
+        }
+    }
+    assert_close("C in a slice", &tc.to_vec().unwrap(), &want, RTOL, atol(k));
+}
+
+#[test]
+fn beta_zero_never_reads_c() {
+    let ctx = ctx();
+    let a = Tensor::from_slice(ctx, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let b = Tensor::from_slice(ctx, &[3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let c = Tensor::from_slice(ctx, &[2, 2], &[f32::NAN; 4]).unwrap();
+    let mut rec = Recorder::new(ctx, "nan");
+    gemm::forward(&mut rec, &c, &a, &b, None, Gemm::default()).unwrap();
+    rec.submit();
+    assert_eq!(c.to_vec().unwrap(), vec![4.0, 5.0, 10.0, 11.0]);
+}
+
+#[test]
+fn backward_accumulates_when_asked() {
+    let ctx = ctx();
+    let c = Case::new(5, 6, 7)
+        .batched(2, true, false)
+        .scaled(1.0, 0.0, true);
+    let d = data(&c, 300);
+    let a = Tensor::from_slice(ctx, &c.a_shape(), &d.a).unwrap();
+    let b = Tensor::from_slice(ctx, &c.b_shape(), &d.b).unwrap();
+    let out = Tensor::empty(ctx, &c.c_shape(), DType::F32).unwrap();
+    let dc = Tensor::from_slice(ctx, &c.c_shape(), &d.dc).unwrap();
+    let db = Tensor::from_slice(ctx, &c.b_shape(), &vec![1.0; d.b.len()]).unwrap();
+    let dbias = Tensor::from_slice(ctx, &[c.n], &vec![-2.0; c.n]).unwrap();
+    let mut rec = Recorder::new(ctx, "acc");
+    let saved = gemm::forward(&mut rec, &out, &a, &b, None, c.gemm()).unwrap();
+    let grads = Grads {
+        a: None,
+        b: Some(&db),
+        bias: Some(&dbias),
+        accumulate: true,
+    };
+    gemm::backward(&mut rec, grads, &dc, &saved).unwrap();
+    gemm::backward(&mut rec, grads, &dc, &saved).unwrap();
+    rec.submit();
+    let (_, wb, wbias) = cpu_backward(&c, &to_f64(&d.a), &to_f64(&d.b), &to_f64(&d.dc));
+    let wb: Vec<f64> = wb.iter().map(|g| 1.0 + 2.0 * g).collect();
+    let wbias: Vec<f64> = wbias.iter().map(|g| -2.0 + 2.0 * g).collect();
+    assert_close("accumulated dB", &db.to_vec().unwrap(), &wb, RTOL, atol(20));
+    assert_close(
+        "accumulated dbias",
+        &dbias.to_vec().unwrap(),
+        &wbias,
+        RTOL,
+        atol(20),
+    );
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_records_nothing() {
+    let ctx = ctx();
+    let t = |shape: &[usize]| Tensor::zeros(ctx, shape).unwrap();
+    let (a, b, c) = (t(&[4, 3]), t(&[3, 5]), t(&[4, 5]));
+    let mut rec = Recorder::new(ctx, "errors");
+    let g = Gemm::default();
+    let err = gemm::forward(&mut rec, &c, &a, &t(&[4, 5]), None, g).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ShapeMismatch {
+                what: "op(A)·op(B)",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = gemm::forward(&mut rec, &t(&[2, 4, 5]), &t(&[3, 4, 3]), &b, None, g).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "A", .. }),
+        "{err}"
+    );
+    let err = gemm::forward(&mut rec, &c, &a, &b, Some(&t(&[4])), g).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "bias", .. }),
+        "{err}"
+    );
+    let err = gemm::forward(&mut rec, &t(&[4, 0]), &a, &t(&[3, 0]), None, g).unwrap_err();
+    assert!(matches!(err, Error::Empty { .. }), "{err}");
+    let err = gemm::forward(&mut rec, &a, &a, &t(&[3, 3]), None, g).unwrap_err();
+    assert!(matches!(err, Error::Aliasing { what: "A", .. }), "{err}");
+    if ctx.has_f16() {
+        let half = Tensor::empty(ctx, &[3, 5], DType::F16).unwrap();
+        let err = gemm::forward(&mut rec, &c, &a, &half, None, g).unwrap_err();
+        assert!(matches!(err, Error::DType { what: "B", .. }), "{err}");
+    }
+    let long = View {
+        tensor: &a,
+        offset: 1,
+        rows: 4,
+        cols: 3,
+        row_stride: 3,
+        col_stride: 1,
+        batch_stride: 0,
+    };
+    let err = gemm::forward_view(
+        &mut rec,
+        View::matrix(&c, 4, 5, false),
+        long,
+        View::matrix(&b, 3, 5, false),
+        None,
+        1,
+        1.0,
+        0.0,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ViewOutOfBounds {
+                last: 12,
+                len: 12,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let saved = gemm::forward(&mut rec, &c, &a, &b, None, g).unwrap();
+    let err = gemm::backward(&mut rec, Grads::default(), &t(&[5, 4]), &saved).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "dC", .. }),
+        "{err}"
+    );
+    let err = gemm::backward(
+        &mut rec,
+        Grads {
+            a: Some(&t(&[3, 4])),
+            ..Grads::default()
+        },
+        &c,
+        &saved,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "dA", .. }),
+        "{err}"
+    );
+    assert_eq!(rec.dispatches(), 1, "only the valid forward was recorded");
+
+    let other = rnn_wgpu::Context::new().unwrap();
+    let foreign = Tensor::zeros(&other, &[3, 5]).unwrap();
+    let err = gemm::forward(&mut rec, &c, &a, &foreign, None, g).unwrap_err();
+    assert!(matches!(err, Error::DeviceMismatch { .. }), "{err}");
+}
+
+/// A training-shaped step (forward, backward, an update GEMM) repeated: after the
+/// first step every buffer comes from the pool.
+#[test]
+fn steady_state_steps_create_no_buffers() {
+    let ctx = ctx();
+    let mut rng = Rng::new(400);
+    let x = Tensor::from_slice(ctx, &[3, 16, 12], &rng.vec(3 * 16 * 12)).unwrap();
+    let w = Tensor::from_slice(ctx, &[12, 20], &rng.vec(12 * 20)).unwrap();
+    let step = || {
+        let y = Tensor::empty(ctx, &[3, 16, 20], DType::F32).unwrap();
+        let dw = Tensor::empty(ctx, &[12, 20], DType::F32).unwrap();
+        let mut rec = Recorder::new(ctx, "step");
+        let saved = gemm::forward(&mut rec, &y, &x, &w, None, Gemm::default()).unwrap();
+        gemm::backward(
+            &mut rec,
+            Grads {
+                b: Some(&dw),
+                ..Grads::default()
+            },
+            &y,
+            &saved,
+        )
+        .unwrap();
+        rec.submit();
+        dw.to_vec().unwrap()
+    };
+    step();
+    let after_first = ctx.pool_stats().created;
+    for _ in 0..3 {
+        step();
+    }
+    assert_eq!(ctx.pool_stats().created, after_first);
+}

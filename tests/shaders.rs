@@ -1,0 +1,108 @@
+//! Portability: every shader parses and validates with naga and translates to
+//! SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) for every entry point and every
+//! combination of its boolean override constants, so a shader that would break on
+//! another platform fails here, on any machine, without a GPU.
+
+use naga::back::{hlsl, msl, spv};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+fn validate(module: &naga::Module, name: &str) -> naga::valid::ModuleInfo {
+    Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(module)
+        .unwrap_or_else(|e| panic!("{name}: naga validation failed: {e:?}"))
+}
+
+#[test]
+fn every_file_in_shaders_is_shipped() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut shipped: Vec<String> = rnn_wgpu::shaders::ALL
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    shipped.sort();
+    assert_eq!(
+        files, shipped,
+        "shaders/*.wgsl and rnn_wgpu::shaders::ALL differ"
+    );
+}
+
+#[test]
+fn every_shader_translates_to_spirv_msl_and_hlsl() {
+    for shader in rnn_wgpu::shaders::ALL {
+        let module = naga::front::wgsl::parse_str(shader.source)
+            .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));
+        let info = validate(&module, shader.name);
+        let bools: Vec<String> = module
+            .overrides
+            .iter()
+            .filter(|(_, o)| matches!(module.types[o.ty].inner, naga::TypeInner::Scalar(s) if s.kind == naga::ScalarKind::Bool))
+            .map(|(_, o)| o.name.clone().expect("overrides are named"))
+            .collect();
+        for ep in &module.entry_points {
+            for combo in 0..(1u32 << bools.len()) {
+                let mut constants = naga::back::PipelineConstants::default();
+                for (i, name) in bools.iter().enumerate() {
+                    constants.insert(name.clone(), f64::from((combo >> i) & 1));
+                }
+                let what = format!("{}::{} {constants:?}", shader.name, ep.name);
+                let (module, _) = naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((ep.stage, &ep.name)),
+                    &constants,
+                )
+                .unwrap_or_else(|e| panic!("{what}: overrides: {e:?}"));
+                let info = validate(&module, &what);
+
+                let spv_pipeline = spv::PipelineOptions {
+                    shader_stage: ep.stage,
+                    entry_point: ep.name.clone(),
+                };
+                let words = spv::write_vec(
+                    &module,
+                    &info,
+                    &spv::Options::default(),
+                    Some(&spv_pipeline),
+                )
+                .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e:?}"));
+                assert_eq!(
+                    words.first(),
+                    Some(&0x0723_0203),
+                    "{what}: SPIR-V magic number"
+                );
+
+                let msl_pipeline = msl::PipelineOptions {
+                    entry_point: Some((ep.stage, ep.name.clone())),
+                    ..Default::default()
+                };
+                let (metal, _) =
+                    msl::write_string(&module, &info, &msl::Options::default(), &msl_pipeline)
+                        .unwrap_or_else(|e| panic!("{what}: MSL: {e:?}"));
+                assert!(
+                    metal.contains(&format!("kernel void {}", ep.name)),
+                    "{what}: no MSL kernel"
+                );
+
+                let hlsl_options = hlsl::Options::default();
+                let hlsl_pipeline = hlsl::PipelineOptions {
+                    entry_point: Some((ep.stage, ep.name.clone())),
+                };
+                let mut out = String::new();
+                hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline)
+                    .write(&module, &info, None)
+                    .unwrap_or_else(|e| panic!("{what}: HLSL: {e:?}"));
+                assert!(
+                    out.contains("[numthreads(64, 1, 1)]"),
+                    "{what}: no HLSL compute entry point:\n{out}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Context, tensors and buffers: upload and readback, f16 storage, reshapes, size
+//! limits, backend names, and a device handed in by the application.
+
+mod common;
+
+use common::{ctx, Rng};
+use rnn_wgpu::gpu::parse_backends;
+use rnn_wgpu::ops::gemm::{self, Gemm};
+use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
+
+#[test]
+fn f32_round_trip_is_exact() {
+    let data = Rng::new(1).vec(1001);
+    let t = Tensor::from_slice(ctx(), &[7, 11, 13], &data).unwrap();
+    assert_eq!(t.shape(), &[7, 11, 13]);
+    assert_eq!(t.to_vec().unwrap(), data);
+}
+
+#[test]
+fn f16_storage_round_trips_or_says_the_feature_is_missing() {
+    let data: Vec<f32> = Rng::new(2).vec(37); // odd count: the last write is padded
+    let halves: Vec<half::f16> = data.iter().map(|&x| half::f16::from_f32(x)).collect();
+    match Tensor::from_f16(ctx(), &[37], &halves) {
+        Ok(t) => {
+            assert!(ctx().has_f16());
+            assert_eq!(t.dtype(), DType::F16);
+            let back = t.to_vec().unwrap();
+            let want: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+            assert_eq!(back, want);
+            // Writing f32 data converts it to the tensor's f16 storage.
+            t.write(&data).unwrap();
+            assert_eq!(t.to_vec().unwrap(), want);
+        }
+        Err(e) => {
+            assert!(
+                !ctx().has_f16(),
+                "f16 refused on an adapter that has it: {e}"
+            );
+            assert!(
+                matches!(
+                    e,
+                    Error::FeatureMissing {
+                        feature: "SHADER_F16",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn read_async_resolves_after_the_device_is_polled() {
+    let t = Tensor::from_slice(ctx(), &[3], &[1.0, 2.0, 3.0]).unwrap();
+    let pending = t.read_async().unwrap();
+    ctx().wait().unwrap();
+    assert_eq!(pollster::block_on(pending).unwrap(), vec![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn zeros_and_empty_tensors() {
+    // A pooled buffer that held data before must come back zeroed.
+    drop(Tensor::from_slice(ctx(), &[64], &[5.0; 64]).unwrap());
+    assert_eq!(
+        Tensor::zeros(ctx(), &[64]).unwrap().to_vec().unwrap(),
+        vec![0.0; 64]
+    );
+    assert_eq!(
+        Tensor::zeros(ctx(), &[0, 4]).unwrap().to_vec().unwrap(),
+        Vec::<f32>::new()
+    );
+}
+
+#[test]
+fn wrong_data_length_and_reshape_are_errors() {
+    let err = Tensor::from_slice(ctx(), &[2, 3], &[1.0; 5]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DataLength {
+                expected: 6,
+                got: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let t = Tensor::from_slice(ctx(), &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let r = t.reshape(&[3, 2]).unwrap();
+    assert_eq!(r.shape(), &[3, 2]);
+    assert_eq!(r.to_vec().unwrap(), t.to_vec().unwrap());
+    let err = t.reshape(&[4, 2]).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+}
+
+#[test]
+fn sizes_past_the_limits_are_refused_before_allocating() {
+    let before = ctx().pool_stats();
+    let err = Tensor::empty(ctx(), &[1 << 20, 1 << 13], DType::F32).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                what: "elements",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Tensor::empty(ctx(), &[usize::MAX, 2], DType::F32).unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+    let limit = ctx().limits().max_buffer_size;
+    let too_big = (limit / 4 + 1) as usize;
+    if too_big <= u32::MAX as usize {
+        let err = Tensor::empty(ctx(), &[too_big], DType::F32).unwrap_err();
+        assert!(
+            matches!(err, Error::LimitExceeded { what: "bytes", .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(ctx().pool_stats().created, before.created);
+}
+
+#[test]
+fn recorder_copy_and_zero() {
+    let a = Tensor::from_slice(ctx(), &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let b = Tensor::zeros(ctx(), &[4]).unwrap();
+    let mut rec = Recorder::new(ctx(), "copy");
+    rec.copy(&b, &a).unwrap();
+    rec.zero(&a).unwrap();
+    let err = rec
+        .copy(&Tensor::zeros(ctx(), &[5]).unwrap(), &a)
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    rec.submit();
+    assert_eq!(b.to_vec().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(a.to_vec().unwrap(), vec![0.0; 4]);
+}
+
+#[test]
+fn backend_names() {
+    assert_eq!(parse_backends("vulkan").unwrap(), wgpu::Backends::VULKAN);
+    assert_eq!(
+        parse_backends("GL, metal").unwrap(),
+        wgpu::Backends::GL | wgpu::Backends::METAL
+    );
+    assert_eq!(parse_backends("dx12").unwrap(), wgpu::Backends::DX12);
+    let err = parse_backends("cuda").unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownBackend { ref name } if name == "cuda"),
+        "{err}"
+    );
+    assert!(parse_backends(" , ").is_err());
+}
+
+#[test]
+fn report_names_the_adapter() {
+    let report = ctx().report();
+    assert!(report.contains(&ctx().adapter_info().name), "{report}");
+    assert!(report.contains("max storage binding"), "{report}");
+}
+
+/// An application that owns its device (for rendering, say) hands it in, and the
+/// library's ops run on it.
+#[test]
+fn a_device_owned_by_the_application() {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .expect("an adapter");
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let ctx = Context::from_device(device, queue);
+    let a = Tensor::from_slice(&ctx, &[1, 2], &[1.0, 2.0]).unwrap();
+    let b = Tensor::from_slice(&ctx, &[2, 1], &[3.0, 4.0]).unwrap();
+    let c = Tensor::empty(&ctx, &[1, 1], DType::F32).unwrap();
+    let mut rec = Recorder::new(&ctx, "app device");
+    gemm::forward(&mut rec, &c, &a, &b, None, Gemm::default()).unwrap();
+    rec.submit();
+    assert_eq!(c.to_vec().unwrap(), vec![11.0]);
+}

@@ -29,7 +29,11 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { steps: 400, lr: 0.1, seed: 7 };
+    let mut a = Args {
+        steps: 400,
+        lr: 0.1,
+        seed: 7,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -38,7 +42,11 @@ fn args() -> Result<Args, String> {
             "--steps" => a.steps = value.parse().map_err(|e| bad(&e))?,
             "--lr" => a.lr = value.parse().map_err(|e| bad(&e))?,
             "--seed" => a.seed = value.parse().map_err(|e| bad(&e))?,
-            _ => return Err(format!("unknown flag {flag} (expected --steps, --lr, --seed)")),
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag} (expected --steps, --lr, --seed)"
+                ))
+            }
         }
     }
     Ok(a)
@@ -74,7 +82,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut y = vec![0.0f32; BATCH * OUTPUTS];
         for r in 0..BATCH {
             for o in 0..OUTPUTS {
-                let dot: f32 = (0..INPUTS).map(|i| x[r * INPUTS + i] * w_true[i * OUTPUTS + o]).sum();
+                let dot: f32 = (0..INPUTS)
+                    .map(|i| x[r * INPUTS + i] * w_true[i * OUTPUTS + o])
+                    .sum();
                 y[r * OUTPUTS + o] = dot + b_true[o] + rng.noise(NOISE);
             }
         }
@@ -111,7 +121,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = start.elapsed().as_secs_f64();
 
-    let err = |got: Vec<f32>, want: &[f32]| got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+    let err = |got: Vec<f32>, want: &[f32]| {
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0f32, f32::max)
+    };
     println!(
         "{} steps in {elapsed:.2} s ({:.2} ms/step); largest error: W {:.4}, b {:.4}",
         args.steps,

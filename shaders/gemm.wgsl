@@ -12,6 +12,13 @@
 //                 Dispatch (ceil(N / 512), ceil(M / 8), batch), workgroup 64 × 1.
 //   forward       any strides. Each invocation owns 8 rows × 4 columns of C, its
 //                 columns 64 apart. Dispatch (ceil(N / 256), ceil(M / 8), batch).
+//   pack          copies a strided [rows, K] view of `a` into an array texture whose
+//                 texels hold 4 consecutive k (zeros past K). Dispatch
+//                 (ceil(K / 256), rows, layers).
+//   forward_tex   C from packed A and B textures. Each invocation owns 16 × 16 outputs,
+//                 fetching 32 texels per 4 k steps for 1024 fmas. A shared operand
+//                 is one layer (a_bs, b_bs = 0), a batched one has a layer per entry.
+//                 Dispatch (ceil(N / 128), ceil(M / 16), batch), workgroup 8 × 1.
 //   backward_bias one invocation per column. Dispatch (ceil(N / 64), 1, 1).
 // Loads dominate on CPU adapters: lavapipe runs each storage load as a loop over
 // the SIMD lanes (about 30 cycles per element), so the kernels maximize fmas per
@@ -34,6 +41,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;  // [batch, M, N] (strided view)
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>; // the buffer of `a`, as vec4s
 @group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>; // the buffer of `b`, as vec4s
+@group(0) @binding(7) var packed: texture_storage_2d_array<rgba32float, write>; // pack: [layers, rows, ceil(K/4)]
+@group(0) @binding(8) var ta: texture_2d_array<f32>;           // packed A: texel (k/4, m, batch)
+@group(0) @binding(9) var tb: texture_2d_array<f32>;           // packed B: texel (k/4, n, batch)
 
 const WG: u32 = 64u;
 // Rows of C per invocation of `forward`.
@@ -220,6 +230,110 @@ fn store_block(bt: u32, m0: u32, n0: u32, acc: mat4x4<f32>) {
             }
         }
     }
+}
+
+// texel (x, r, l) of `packed` = V[l, r, 4x .. 4x + 4] for the view V = (a_off, a_ms per
+// row, a_ks per k, a_bs per layer) of `a`, with p.m rows, p.k columns, p.batch layers.
+@compute @workgroup_size(64, 1, 1)
+fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k0 = 4u * gid.x;
+    if (k0 >= p.k || gid.y >= p.m || gid.z >= p.batch) {
+        return;
+    }
+    let i = p.a_off + gid.z * p.a_bs + gid.y * p.a_ms + k0 * p.a_ks;
+    var v = vec4<f32>(a[i], 0.0, 0.0, 0.0);
+    if (k0 + 1u < p.k) {
+        v.y = a[i + p.a_ks];
+    }
+    if (k0 + 2u < p.k) {
+        v.z = a[i + 2u * p.a_ks];
+    }
+    if (k0 + 3u < p.k) {
+        v.w = a[i + 3u * p.a_ks];
+    }
+    textureStore(packed, vec2<u32>(gid.x, gid.y), gid.z, v);
+}
+
+// A[m .. m + 4, 4kt .. 4kt + 4] from packed A, as a matrix whose column t holds A[m .., 4kt + t].
+fn ta_block(kt: u32, m: u32, layer: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(textureLoad(ta, vec2<u32>(kt, m), layer, 0),
+                                 textureLoad(ta, vec2<u32>(kt, m + 1u), layer, 0),
+                                 textureLoad(ta, vec2<u32>(kt, m + 2u), layer, 0),
+                                 textureLoad(ta, vec2<u32>(kt, m + 3u), layer, 0)));
+}
+
+// B[4kt .. 4kt + 4, n .. n + 4] from packed B, as a matrix whose column j holds B[4kt .., n + j].
+fn tb_block(kt: u32, n: u32, layer: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(textureLoad(tb, vec2<u32>(kt, n), layer, 0),
+                       textureLoad(tb, vec2<u32>(kt, n + 1u), layer, 0),
+                       textureLoad(tb, vec2<u32>(kt, n + 2u), layer, 0),
+                       textureLoad(tb, vec2<u32>(kt, n + 3u), layer, 0));
+}
+
+@compute @workgroup_size(8, 1, 1)
+fn forward_tex(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bt = wid.z;
+    let m0 = wid.y * 16u;
+    let n0 = (wid.x * 8u + lid.x) * 16u;
+    if (bt >= p.batch || m0 >= p.m || n0 >= p.n) {
+        return;
+    }
+    let la = select(bt, 0u, p.a_bs == 0u);
+    let lb = select(bt, 0u, p.b_bs == 0u);
+    // c<r><c>[j][i] = C[m0 + 4r + i, n0 + 4c + j]: 16 named blocks, since an indexed
+    // array of accumulators is not kept in registers. Rows and columns past M or N
+    // fetch texels outside the texture (read through the bounds check) and are
+    // dropped at the store.
+    var c00 = mat4x4<f32>();
+    var c01 = mat4x4<f32>();
+    var c02 = mat4x4<f32>();
+    var c03 = mat4x4<f32>();
+    var c10 = mat4x4<f32>();
+    var c11 = mat4x4<f32>();
+    var c12 = mat4x4<f32>();
+    var c13 = mat4x4<f32>();
+    var c20 = mat4x4<f32>();
+    var c21 = mat4x4<f32>();
+    var c22 = mat4x4<f32>();
+    var c23 = mat4x4<f32>();
+    var c30 = mat4x4<f32>();
+    var c31 = mat4x4<f32>();
+    var c32 = mat4x4<f32>();
+    var c33 = mat4x4<f32>();
+    let kts = (p.k + 3u) / 4u;
+    for (var kt = 0u; kt < kts; kt++) {
+        let x0 = ta_block(kt, m0, la);
+        let x1 = ta_block(kt, m0 + 4u, la);
+        let x2 = ta_block(kt, m0 + 8u, la);
+        let x3 = ta_block(kt, m0 + 12u, la);
+        let y0 = tb_block(kt, n0, lb);
+        let y1 = tb_block(kt, n0 + 4u, lb);
+        let y2 = tb_block(kt, n0 + 8u, lb);
+        let y3 = tb_block(kt, n0 + 12u, lb);
+        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
+        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
+        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
+        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+    }
+    store_block(bt, m0 + 0u, n0 + 0u, c00);
+    store_block(bt, m0 + 0u, n0 + 4u, c01);
+    store_block(bt, m0 + 0u, n0 + 8u, c02);
+    store_block(bt, m0 + 0u, n0 + 12u, c03);
+    store_block(bt, m0 + 4u, n0 + 0u, c10);
+    store_block(bt, m0 + 4u, n0 + 4u, c11);
+    store_block(bt, m0 + 4u, n0 + 8u, c12);
+    store_block(bt, m0 + 4u, n0 + 12u, c13);
+    store_block(bt, m0 + 8u, n0 + 0u, c20);
+    store_block(bt, m0 + 8u, n0 + 4u, c21);
+    store_block(bt, m0 + 8u, n0 + 8u, c22);
+    store_block(bt, m0 + 8u, n0 + 12u, c23);
+    store_block(bt, m0 + 12u, n0 + 0u, c30);
+    store_block(bt, m0 + 12u, n0 + 4u, c31);
+    store_block(bt, m0 + 12u, n0 + 8u, c32);
+    store_block(bt, m0 + 12u, n0 + 12u, c33);
 }
 
 fn store_row(bt: u32, m: u32, n0: u32, acc: vec4<f32>) {

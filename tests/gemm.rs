@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{assert_close, assert_close_f64, ctx, to_f64, Rng};
+use common::{assert_close, assert_close_f64, ctx, gemm_contexts, open, to_f64, Rng};
 use rnn_wgpu::ops::gemm::{self, BiasView, Gemm, Grads, View};
-use rnn_wgpu::{DType, Error, Recorder, Tensor};
+use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
 
 /// f32 sums of K products against an f64 reference: rounding grows with K.
 const RTOL: f64 = 1e-5;
@@ -191,11 +191,20 @@ fn data(c: &Case, seed: u64) -> Data {
     }
 }
 
-/// Runs forward (and backward) on the GPU and checks both against the reference.
+/// Runs forward and backward on the GPU, with and without packed operands, and
+/// checks both against the reference.
 fn check(c: Case, seed: u64) {
-    let ctx = ctx();
+    for ctx in gemm_contexts() {
+        check_on(ctx, c, seed);
+    }
+}
+
+fn check_on(ctx: &Context, c: Case, seed: u64) {
     let d = data(&c, seed);
-    let what = format!("{c:?}");
+    let what = format!(
+        "{c:?} (packed: {})",
+        ctx.gemm_packs((c.m * c.n * c.k) as u64)
+    );
     let a = Tensor::from_slice(ctx, &c.a_shape(), &d.a).unwrap();
     let b = Tensor::from_slice(ctx, &c.b_shape(), &d.b).unwrap();
     let bias = Tensor::from_slice(ctx, &[c.n], &d.bias).unwrap();
@@ -389,7 +398,12 @@ fn reference_backward_matches_finite_differences() {
 /// of scalar steps (K = 18 = 4·4 + 2), and C is written into a slice of a larger tensor.
 #[test]
 fn strided_views_and_k_tail() {
-    let ctx = ctx();
+    for ctx in gemm_contexts() {
+        strided_views_and_k_tail_on(ctx);
+    }
+}
+
+fn strided_views_and_k_tail_on(ctx: &Context) {
     let (m, n, k, lda, ldc) = (9, 8, 18, 20, 12);
     let mut rng = Rng::new(200);
     let (a, b, bias) = (rng.vec(m * lda), rng.vec(k * n), rng.vec(n));
@@ -586,11 +600,17 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
     assert!(matches!(err, Error::DeviceMismatch { .. }), "{err}");
 }
 
-/// A training-shaped step (forward, backward, an update GEMM) repeated: after the
+/// A training-shaped step (forward and backward) repeated: after the
 /// first step every buffer comes from the pool.
 #[test]
 fn steady_state_steps_create_no_buffers() {
-    let ctx = ctx();
+    // Contexts of its own: other tests allocate on the shared ones concurrently.
+    for packed in [None, Some(true), Some(false)] {
+        steady_state_on(&open(packed));
+    }
+}
+
+fn steady_state_on(ctx: &Context) {
     let mut rng = Rng::new(400);
     let x = Tensor::from_slice(ctx, &[3, 16, 12], &rng.vec(3 * 16 * 12)).unwrap();
     let w = Tensor::from_slice(ctx, &[12, 20], &rng.vec(12 * 20)).unwrap();

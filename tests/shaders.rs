@@ -99,7 +99,7 @@ fn every_shader_translates_to_spirv_msl_and_hlsl() {
                     .write(&module, &info, None)
                     .unwrap_or_else(|e| panic!("{what}: HLSL: {e:?}"));
                 assert!(
-                    out.contains("[numthreads(64, 1, 1)]"),
+                    out.contains("[numthreads("),
                     "{what}: no HLSL compute entry point:\n{out}"
                 );
             }

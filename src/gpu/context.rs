@@ -41,6 +41,11 @@ pub struct ContextOptions {
     pub power_preference: wgpu::PowerPreference,
     /// Label given to the device (shows up in validation errors and captures).
     pub label: String,
+    /// Whether GEMMs pack their operands into textures first (see `ops::gemm`):
+    /// `Some(true)` always, `Some(false)` never, `None` by adapter: on CPU adapters
+    /// (where texel fetches are far cheaper than storage-buffer loads) for products
+    /// of at least 2¹⁵ multiply-adds.
+    pub gemm_packed: Option<bool>,
 }
 
 impl Default for ContextOptions {
@@ -49,6 +54,7 @@ impl Default for ContextOptions {
             backends: None,
             power_preference: wgpu::PowerPreference::HighPerformance,
             label: "rnn-wgpu".into(),
+            gemm_packed: None,
         }
     }
 }
@@ -86,6 +92,7 @@ struct Inner {
     queue: wgpu::Queue,
     pipelines: PipelineCache,
     pool: Mutex<BufferPool>,
+    gemm_packed: Option<bool>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -148,17 +155,22 @@ impl Context {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self::from_parts(info, device, queue))
+        Ok(Self::from_parts(info, device, queue, options.gemm_packed))
     }
 
     /// Uses a device the application already owns (its renderer's, say), so training
     /// shares that GPU instead of opening a second device. The library uses whatever
     /// features and limits the device was created with.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::from_parts(device.adapter_info(), device, queue)
+        Self::from_parts(device.adapter_info(), device, queue, None)
     }
 
-    fn from_parts(info: wgpu::AdapterInfo, device: wgpu::Device, queue: wgpu::Queue) -> Self {
+    fn from_parts(
+        info: wgpu::AdapterInfo,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        gemm_packed: Option<bool>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -167,6 +179,7 @@ impl Context {
                 queue,
                 pipelines: PipelineCache::default(),
                 pool: Mutex::new(BufferPool::default()),
+                gemm_packed,
             }),
         }
     }
@@ -217,6 +230,15 @@ impl Context {
                 label: "device poll".into(),
                 reason: e.to_string(),
             })
+    }
+
+    /// Whether a GEMM of `work` multiply-adds packs its operands into textures
+    /// (see [`ContextOptions::gemm_packed`]).
+    pub fn gemm_packs(&self, work: u64) -> bool {
+        const MIN_WORK: u64 = 1 << 15;
+        self.inner
+            .gemm_packed
+            .unwrap_or(self.inner.info.device_type == wgpu::DeviceType::Cpu && work >= MIN_WORK)
     }
 
     pub(crate) fn id(&self) -> u64 {

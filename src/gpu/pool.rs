@@ -12,17 +12,21 @@ const ALIGN: u64 = 256;
 /// Counters of a [`BufferPool`], for tests and long-run memory checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Buffers created since the context was opened.
+    /// Buffers and scratch textures created since the context was opened.
     pub created: u64,
-    /// Bytes held by all buffers the pool has created and not dropped.
+    /// Bytes held by all of them.
     pub bytes: u64,
-    /// Buffers waiting in the pool for reuse.
+    /// Buffers and textures waiting in the pool for reuse.
     pub idle: usize,
 }
+
+/// Width, height and layers of a scratch texture.
+type TextureKey = (u32, u32, u32);
 
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: HashMap<(u64, wgpu::BufferUsages), Vec<wgpu::Buffer>>,
+    free_textures: HashMap<TextureKey, Vec<wgpu::Texture>>,
     stats: PoolStats,
 }
 
@@ -63,6 +67,40 @@ impl BufferPool {
             .push(buf);
     }
 
+    /// An rgba32float array texture usable as a storage texture and a sampled one.
+    pub(crate) fn take_texture(
+        &mut self,
+        device: &wgpu::Device,
+        size: wgpu::Extent3d,
+    ) -> wgpu::Texture {
+        let key = (size.width, size.height, size.depth_or_array_layers);
+        if let Some(t) = self.free_textures.get_mut(&key).and_then(Vec::pop) {
+            self.stats.idle -= 1;
+            return t;
+        }
+        self.stats.created += 1;
+        self.stats.bytes += u64::from(size.width)
+            * u64::from(size.height)
+            * u64::from(size.depth_or_array_layers)
+            * 16;
+        device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("packed operand"),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING,
+            view_formats: &[],
+        })
+    }
+
+    pub(crate) fn give_texture(&mut self, t: wgpu::Texture) {
+        self.stats.idle += 1;
+        let key = (t.width(), t.height(), t.depth_or_array_layers());
+        self.free_textures.entry(key).or_default().push(t);
+    }
+
     pub(crate) fn stats(&self) -> PoolStats {
         self.stats
     }
@@ -96,5 +134,31 @@ impl Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         self.ctx.pool().give(self.buffer.clone());
+    }
+}
+
+/// A scratch texture on loan from the context's pool; it goes back when dropped.
+pub(crate) struct PooledTexture {
+    ctx: crate::Context,
+    texture: wgpu::Texture,
+}
+
+impl PooledTexture {
+    pub(crate) fn take(ctx: &crate::Context, size: wgpu::Extent3d) -> Self {
+        let texture = ctx.pool().take_texture(ctx.device(), size);
+        Self {
+            ctx: ctx.clone(),
+            texture,
+        }
+    }
+
+    pub(crate) fn texture(&self) -> &wgpu::Texture {
+        &self.texture
+    }
+}
+
+impl Drop for PooledTexture {
+    fn drop(&mut self) {
+        self.ctx.pool().give_texture(self.texture.clone());
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::Pipeline;
-use crate::gpu::pool::Pooled;
+use crate::gpu::pool::{Pooled, PooledTexture};
 use crate::gpu::Context;
 use crate::tensor::Tensor;
 
@@ -15,6 +15,9 @@ pub struct Recorder {
     /// Uniform buffers written for this submit; back to the pool once submitted
     /// (queue writes for a later submit are ordered after this one).
     uniforms: Vec<Pooled>,
+    /// Scratch textures of this submit (packed GEMM operands); back to the pool
+    /// once submitted, like the uniforms.
+    textures: Vec<PooledTexture>,
     dispatches: usize,
 }
 
@@ -28,6 +31,7 @@ impl Recorder {
             ctx: ctx.clone(),
             encoder,
             uniforms: Vec::new(),
+            textures: Vec::new(),
             dispatches: 0,
         }
     }
@@ -85,14 +89,22 @@ impl Recorder {
         }
     }
 
+    /// A scratch rgba32float array texture, held until this recorder is submitted.
+    pub(crate) fn scratch_texture(&mut self, size: wgpu::Extent3d) -> wgpu::Texture {
+        let t = PooledTexture::take(&self.ctx, size);
+        let texture = t.texture().clone();
+        self.textures.push(t);
+        texture
+    }
+
     /// Records one dispatch of `pipeline` with `params` as the uniform at binding 0
-    /// and `buffers` at the given bindings, in a compute pass labelled `label`.
+    /// and `resources` at the given bindings, in a compute pass labelled `label`.
     pub(crate) fn dispatch(
         &mut self,
         label: &str,
         pipeline: &Pipeline,
         params: &[u8],
-        buffers: &[(u32, &wgpu::Buffer)],
+        resources: &[(u32, wgpu::BindingResource)],
         groups: [u32; 3],
     ) -> Result<()> {
         let max = self.ctx.limits().max_compute_workgroups_per_dimension;
@@ -118,10 +130,14 @@ impl Recorder {
             binding: 0,
             resource: uniform.buffer().as_entire_binding(),
         }];
-        entries.extend(buffers.iter().map(|&(binding, buf)| wgpu::BindGroupEntry {
-            binding,
-            resource: buf.as_entire_binding(),
-        }));
+        entries.extend(
+            resources
+                .iter()
+                .map(|(binding, resource)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: resource.clone(),
+                }),
+        );
         let bind_group = self
             .ctx
             .device()

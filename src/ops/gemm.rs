@@ -9,6 +9,15 @@
 //! Backward (with Â = op(A), B̂ = op(B)): dÂ = alpha·dC·B̂ᵀ, dB̂ = alpha·Âᵀ·dC,
 //! dbias = Σ_rows dC; a shared operand's gradient sums over the batch. The gradient
 //! reaching C's old value (`beta·dC`) is the caller's to route.
+//!
+//! Kernels (all in shaders/gemm.wgsl, same math, chosen per call):
+//! - packed: A and B are copied into array textures, then `forward_tex` computes
+//!   16 × 16 outputs per invocation from texel fetches. Chosen where the context
+//!   says so ([`crate::ContextOptions::gemm_packed`]; by default on CPU adapters,
+//!   whose storage-buffer loads are several times dearer than texel fetches).
+//! - `forward_vec4`: 8 × 8 outputs per invocation from aligned vec4 loads, when
+//!   strides and offsets are multiples of 4 (as is, or as Cᵀ = Bᵀ·Aᵀ).
+//! - `forward`: any strides.
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -23,6 +32,9 @@ const TILE_M: usize = 8;
 /// Columns and rows of C per workgroup of `forward_vec4` (64 lanes × 8 × 8).
 const VEC4_TILE_N: usize = 512;
 const VEC4_TILE_M: usize = 8;
+/// Columns and rows of C per workgroup of `forward_tex` (8 lanes × 16 × 16).
+const TEX_TILE_N: usize = 128;
+const TEX_TILE_M: usize = 16;
 
 /// Mirror of `Params` in shaders/gemm.wgsl.
 #[repr(C)]
@@ -387,24 +399,32 @@ pub fn forward_view(
     }
     let swapped = p.swapped();
     let ctx = rec.context().clone();
-    let (p, swap, entry, constants) = if let Some(c) = p.vec4_layout() {
-        (p, false, "forward_vec4", c)
-    } else if let Some(c) = swapped.vec4_layout() {
-        (swapped, true, "forward_vec4", c)
-    } else {
-        // The scalar kernel spreads its 64 lanes along N; a short, wide N wastes
-        // lanes, so such a product is computed as Cᵀ = Bᵀ·Aᵀ instead.
-        let swap = n < TILE_N && m > n;
-        let q = if swap { swapped } else { p };
-        (q, swap, "forward", vec![])
-    };
-    let (a_buf, b_buf) = if swap {
-        (b.tensor.buffer(), a.tensor.buffer())
-    } else {
-        (a.tensor.buffer(), b.tensor.buffer())
-    };
-    // Without a bias the shader never reads binding 3; any buffer that is not C fills it.
+    let (a_buf, b_buf, c_buf) = (a.tensor.buffer(), b.tensor.buffer(), c.tensor.buffer());
+    // Without a bias the shaders never read binding 3; any buffer that is not C fills it.
     let bias_buf = bias.map_or(a_buf, |bv| bv.tensor.buffer());
+    // The kernels spread their lanes along N; a short, wide N wastes lanes, so such
+    // a product is computed as Cᵀ = Bᵀ·Aᵀ instead.
+    let oriented = |lane_cols: usize| {
+        if n < lane_cols && m > n {
+            (swapped, b_buf, a_buf)
+        } else {
+            (p, a_buf, b_buf)
+        }
+    };
+    if ctx.gemm_packs((m * n * k) as u64) {
+        let (q, qa, qb) = oriented(TEX_TILE_N);
+        if forward_packed(rec, &q, qa, qb, bias_buf, c_buf)? {
+            return Ok(());
+        }
+    }
+    let (q, qa, qb, entry, constants) = if let Some(consts) = p.vec4_layout() {
+        (p, a_buf, b_buf, "forward_vec4", consts)
+    } else if let Some(consts) = swapped.vec4_layout() {
+        (swapped, b_buf, a_buf, "forward_vec4", consts)
+    } else {
+        let (q, qa, qb) = oriented(TILE_N);
+        (q, qa, qb, "forward", vec![])
+    };
     let pipeline = ctx
         .pipelines()
         .get(ctx.device(), &shaders::GEMM, entry, &constants);
@@ -413,20 +433,14 @@ pub fn forward_view(
     } else {
         (VEC4_TILE_N, VEC4_TILE_M)
     };
-    let groups = [
-        (p.n as usize).div_ceil(cols_per_group),
-        (p.m as usize).div_ceil(rows_per_group),
-        batch,
-    ]
-    .map(|g| u32::try_from(g).unwrap_or(u32::MAX));
     let mut bindings = vec![
-        (1, a_buf),
-        (2, b_buf),
-        (3, bias_buf),
-        (4, c.tensor.buffer()),
+        (1, qa.as_entire_binding()),
+        (2, qb.as_entire_binding()),
+        (3, bias_buf.as_entire_binding()),
+        (4, c_buf.as_entire_binding()),
     ];
     if entry == "forward_vec4" {
-        bindings.extend([(5, a_buf), (6, b_buf)]);
+        bindings.extend([(5, qa.as_entire_binding()), (6, qb.as_entire_binding())]);
     }
     rec.dispatch(
         if entry == "forward" {
@@ -435,10 +449,98 @@ pub fn forward_view(
             "gemm::forward_vec4"
         },
         &pipeline,
-        bytemuck::bytes_of(&p),
+        bytemuck::bytes_of(&q),
         &bindings,
-        groups,
+        groups(q.n, cols_per_group, q.m, rows_per_group, batch),
     )
+}
+
+/// Workgroup counts: columns, rows, batch.
+fn groups(n: u32, cols_per_group: usize, m: u32, rows_per_group: usize, batch: usize) -> [u32; 3] {
+    [
+        (n as usize).div_ceil(cols_per_group),
+        (m as usize).div_ceil(rows_per_group),
+        batch,
+    ]
+    .map(|g| u32::try_from(g).unwrap_or(u32::MAX))
+}
+
+/// Records the product through packed textures: `pack` A and B into array textures
+/// (one layer per batch entry, one for a shared operand), then `forward_tex`.
+/// Records nothing and returns false when a texture would exceed the device limits.
+fn forward_packed(
+    rec: &mut Recorder,
+    p: &Params,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    bias: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+) -> Result<bool> {
+    let limits = rec.context().limits();
+    let k_texels = p.k.div_ceil(4);
+    let layers = |batch_stride: u32| if batch_stride == 0 { 1 } else { p.batch };
+    let (a_layers, b_layers) = (layers(p.a_bs), layers(p.b_bs));
+    let side = limits.max_texture_dimension_2d;
+    if k_texels.max(p.m).max(p.n) > side || a_layers.max(b_layers) > limits.max_texture_array_layers
+    {
+        return Ok(false);
+    }
+    let ctx = rec.context().clone();
+    let pack = ctx
+        .pipelines()
+        .get(ctx.device(), &shaders::GEMM, "pack", &[]);
+    let mut packed_view = |src: &wgpu::Buffer, rows: u32, layers: u32, off, rs, ks, bs| {
+        let texture = rec.scratch_texture(wgpu::Extent3d {
+            width: k_texels,
+            height: rows,
+            // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
+            // array binding cannot read; a second (unused) layer keeps it an array.
+            depth_or_array_layers: layers.max(2),
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor {
+            dimension: Some(wgpu::TextureViewDimension::D2Array),
+            ..Default::default()
+        });
+        let pp = Params {
+            m: rows,
+            k: p.k,
+            batch: layers,
+            a_off: off,
+            a_ms: rs,
+            a_ks: ks,
+            a_bs: bs,
+            ..Params::default()
+        };
+        rec.dispatch(
+            "gemm::pack",
+            &pack,
+            bytemuck::bytes_of(&pp),
+            &[
+                (1, src.as_entire_binding()),
+                (7, wgpu::BindingResource::TextureView(&view)),
+            ],
+            [k_texels.div_ceil(64), rows, layers],
+        )
+        .map(|()| view)
+    };
+    let ta = packed_view(a, p.m, a_layers, p.a_off, p.a_ms, p.a_ks, p.a_bs)?;
+    let tb = packed_view(b, p.n, b_layers, p.b_off, p.b_ns, p.b_ks, p.b_bs)?;
+    let pipeline = ctx
+        .pipelines()
+        .get(ctx.device(), &shaders::GEMM, "forward_tex", &[]);
+    rec.dispatch(
+        "gemm::forward_tex",
+        &pipeline,
+        bytemuck::bytes_of(p),
+        &[
+            (3, bias.as_entire_binding()),
+            (4, c.as_entire_binding()),
+            (8, wgpu::BindingResource::TextureView(&ta)),
+            (9, wgpu::BindingResource::TextureView(&tb)),
+        ],
+        groups(p.n, TEX_TILE_N, p.m, TEX_TILE_M, p.batch as usize),
+    )?;
+    Ok(true)
 }
 
 impl Params {
@@ -610,7 +712,10 @@ pub fn bias_grad(
         "gemm::backward_bias",
         &pipeline,
         bytemuck::bytes_of(&p),
-        &[(1, dc.tensor.buffer()), (4, dbias.buffer())],
+        &[
+            (1, dc.tensor.buffer().as_entire_binding()),
+            (4, dbias.buffer().as_entire_binding()),
+        ],
         groups,
     )
 }

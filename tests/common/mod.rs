@@ -4,19 +4,39 @@
 
 use std::sync::OnceLock;
 
-use rnn_wgpu::Context;
+use rnn_wgpu::{Context, ContextOptions};
 
-/// The test binary's one context. No adapter is a failure, not a skip: a missing
+/// A context of its own (for tests that count its allocations).
+pub fn open(gemm_packed: Option<bool>) -> Context {
+    let options = ContextOptions {
+        gemm_packed,
+        ..Default::default()
+    };
+    Context::with_options(&options).unwrap_or_else(|e| {
+        panic!(
+            "GPU tests need an adapter (CI={:?}): {e}",
+            std::env::var("CI").ok()
+        )
+    })
+}
+
+/// The test binary's context. No adapter is a failure, not a skip: a missing
 /// driver must not turn the suite green.
 pub fn ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
-    CTX.get_or_init(|| match Context::new() {
-        Ok(ctx) => ctx,
-        Err(e) => panic!(
-            "GPU tests need an adapter (CI={:?}): {e}",
-            std::env::var("CI").ok()
-        ),
-    })
+    CTX.get_or_init(|| open(None))
+}
+
+/// The default context plus one that packs every GEMM into textures and one that
+/// never does, so both kernel families are checked on every adapter.
+pub fn gemm_contexts() -> [&'static Context; 3] {
+    static PACKED: OnceLock<Context> = OnceLock::new();
+    static UNPACKED: OnceLock<Context> = OnceLock::new();
+    [
+        ctx(),
+        PACKED.get_or_init(|| open(Some(true))),
+        UNPACKED.get_or_init(|| open(Some(false))),
+    ]
 }
 
 /// SplitMix64: small, seeded, and the same on every platform.

@@ -5,13 +5,14 @@
 //! (throughput in "elem/s" is flop/s), then a table: ms per GEMM, GFLOP/s and the
 //! percentage of the ceiling, for 256³, 512³, 1024³ and the 4H×H product of an
 //! LSTM step at H = 256 (M = 32, N = 1024, K = 256) recorded 64 times per submit
-//! as a sequence of T = 64 steps would be.
+//! as a sequence of T = 64 steps would be. The table has rows for the context's
+//! default kernels and for the storage-buffer kernels alone (`gemm_packed: Some(false)`).
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rnn_wgpu::ops::{fma_probe, gemm};
-use rnn_wgpu::{Context, Recorder, Tensor};
+use rnn_wgpu::{Context, ContextOptions, Recorder, Tensor};
 
 struct Case {
     name: &'static str,
@@ -107,7 +108,6 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500));
-    let mut rows = Vec::new();
     for case in CASES {
         let ops = operands(&ctx, case);
         run_once(&ctx, case, &ops); // compile and warm up
@@ -115,27 +115,37 @@ fn bench(c: &mut Criterion) {
         group.bench_function(case.name, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| run_once(&ctx, case, &ops)).sum())
         });
-        let mut times: Vec<f64> = (0..9)
-            .map(|_| run_once(&ctx, case, &ops).as_secs_f64())
-            .collect();
-        times.sort_by(f64::total_cmp);
-        rows.push((case, times[times.len() / 2]));
     }
     group.finish();
 
+    let buffers_only = Context::with_options(&ContextOptions {
+        gemm_packed: Some(false),
+        ..Default::default()
+    })
+    .unwrap();
     println!(
-        "\n{:<26} {:>12} {:>10} {:>12}",
-        "GEMM", "ms / GEMM", "GFLOP/s", "% of FMA"
+        "\n{:<26} {:<9} {:>12} {:>10} {:>12}",
+        "GEMM", "kernels", "ms / GEMM", "GFLOP/s", "% of FMA"
     );
-    for (case, secs) in rows {
-        let gflops = flops(case) as f64 / secs / 1e9;
-        println!(
-            "{:<26} {:>12.3} {:>10.1} {:>11.1}%",
-            case.name,
-            secs * 1e3 / case.reps as f64,
-            gflops,
-            100.0 * gflops / ceiling
-        );
+    for (kernels, ctx) in [("default", &ctx), ("buffers", &buffers_only)] {
+        for case in CASES {
+            let ops = operands(ctx, case);
+            run_once(ctx, case, &ops);
+            let mut times: Vec<f64> = (0..5)
+                .map(|_| run_once(ctx, case, &ops).as_secs_f64())
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let secs = times[times.len() / 2];
+            let gflops = flops(case) as f64 / secs / 1e9;
+            println!(
+                "{:<26} {:<9} {:>12.3} {:>10.1} {:>11.1}%",
+                case.name,
+                kernels,
+                secs * 1e3 / case.reps as f64,
+                gflops,
+                100.0 * gflops / ceiling
+            );
+        }
     }
     println!(
         "FMA ceiling {ceiling:.1} GFLOP/s on {}",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use half::f16;
 
 use crate::error::{Error, Result};
-use crate::gpu::pool::Pooled;
+use crate::gpu::pool::Loan;
 use crate::gpu::{Context, Recorder};
 
 /// Element type of a tensor's storage. Kernels compute in f32 either way.
@@ -36,7 +36,7 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 /// A tensor on the GPU. See the module docs.
 #[derive(Clone)]
 pub struct Tensor {
-    storage: Arc<Pooled>,
+    storage: Arc<Loan<wgpu::Buffer>>,
     ctx: Context,
     shape: Vec<usize>,
     dtype: DType,
@@ -71,7 +71,7 @@ impl Tensor {
         }
         let label = format!("tensor{shape:?}");
         Ok(Self {
-            storage: Arc::new(Pooled::take(ctx, bytes, USAGE, &label)),
+            storage: Arc::new(Loan::buffer(ctx, bytes, USAGE, &label)),
             ctx: ctx.clone(),
             shape: shape.to_vec(),
             dtype,
@@ -170,7 +170,7 @@ impl Tensor {
     pub fn read_async(&self) -> Result<impl Future<Output = Result<Vec<f32>>> + use<>> {
         // An empty tensor still maps 4 bytes: wgpu refuses empty buffer slices.
         let bytes = self.padded_bytes().max(4);
-        let staging = Pooled::take(
+        let staging = Loan::buffer(
             &self.ctx,
             bytes,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -178,11 +178,11 @@ impl Tensor {
         );
         let mut rec = Recorder::new(&self.ctx, "readback");
         rec.encoder_mut()
-            .copy_buffer_to_buffer(self.buffer(), 0, staging.buffer(), 0, bytes);
+            .copy_buffer_to_buffer(self.buffer(), 0, staging.get(), 0, bytes);
         rec.submit();
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         staging
-            .buffer()
+            .get()
             .slice(..bytes)
             .map_async(wgpu::MapMode::Read, move |r| {
                 // The receiver only goes away with the future; nothing to report then.
@@ -201,7 +201,7 @@ impl Tensor {
                 .map_err(|e| failed(e.to_string()))?;
             let out = {
                 let view = staging
-                    .buffer()
+                    .get()
                     .slice(..bytes)
                     .get_mapped_range()
                     .map_err(|e| failed(e.to_string()))?;
@@ -213,7 +213,7 @@ impl Tensor {
                         .collect(),
                 }
             };
-            staging.buffer().unmap();
+            staging.get().unmap();
             Ok(out)
         })
     }
@@ -240,7 +240,7 @@ impl Tensor {
 
     /// The storage buffer (for interop; it may be larger than the tensor).
     pub fn buffer(&self) -> &wgpu::Buffer {
-        self.storage.buffer()
+        self.storage.get()
     }
 
     /// Bytes of the contents rounded up to wgpu's 4-byte copy alignment.

@@ -106,59 +106,62 @@ impl BufferPool {
     }
 }
 
-/// A buffer on loan from the context's pool; it goes back when dropped.
-pub(crate) struct Pooled {
-    ctx: crate::Context,
-    buffer: wgpu::Buffer,
+/// What a [`Loan`] can hold: a pooled buffer or scratch texture.
+pub(crate) trait Pooled: Clone {
+    fn give_back(self, pool: &mut BufferPool);
 }
 
-impl Pooled {
-    pub(crate) fn take(
+impl Pooled for wgpu::Buffer {
+    fn give_back(self, pool: &mut BufferPool) {
+        pool.give(self);
+    }
+}
+
+impl Pooled for wgpu::Texture {
+    fn give_back(self, pool: &mut BufferPool) {
+        pool.give_texture(self);
+    }
+}
+
+/// A buffer or texture on loan from the context's pool; it goes back when dropped.
+pub(crate) struct Loan<T: Pooled> {
+    ctx: crate::Context,
+    item: T,
+}
+
+impl Loan<wgpu::Buffer> {
+    pub(crate) fn buffer(
         ctx: &crate::Context,
         bytes: u64,
         usage: wgpu::BufferUsages,
         label: &str,
     ) -> Self {
-        let buffer = ctx.pool().take(ctx.device(), bytes, usage, label);
+        let item = ctx.pool().take(ctx.device(), bytes, usage, label);
         Self {
             ctx: ctx.clone(),
-            buffer,
+            item,
         }
     }
-
-    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
-        &self.buffer
-    }
 }
 
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.ctx.pool().give(self.buffer.clone());
-    }
-}
-
-/// A scratch texture on loan from the context's pool; it goes back when dropped.
-pub(crate) struct PooledTexture {
-    ctx: crate::Context,
-    texture: wgpu::Texture,
-}
-
-impl PooledTexture {
-    pub(crate) fn take(ctx: &crate::Context, size: wgpu::Extent3d) -> Self {
-        let texture = ctx.pool().take_texture(ctx.device(), size);
+impl Loan<wgpu::Texture> {
+    pub(crate) fn texture(ctx: &crate::Context, size: wgpu::Extent3d) -> Self {
+        let item = ctx.pool().take_texture(ctx.device(), size);
         Self {
             ctx: ctx.clone(),
-            texture,
+            item,
         }
-    }
-
-    pub(crate) fn texture(&self) -> &wgpu::Texture {
-        &self.texture
     }
 }
 
-impl Drop for PooledTexture {
+impl<T: Pooled> Loan<T> {
+    pub(crate) fn get(&self) -> &T {
+        &self.item
+    }
+}
+
+impl<T: Pooled> Drop for Loan<T> {
     fn drop(&mut self) {
-        self.ctx.pool().give_texture(self.texture.clone());
+        self.item.clone().give_back(&mut self.ctx.pool());
     }
 }

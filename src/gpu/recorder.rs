@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::Pipeline;
-use crate::gpu::pool::{Pooled, PooledTexture};
+use crate::gpu::pool::Loan;
 use crate::gpu::Context;
 use crate::tensor::Tensor;
 
@@ -14,10 +14,10 @@ pub struct Recorder {
     encoder: wgpu::CommandEncoder,
     /// Uniform buffers written for this submit; back to the pool once submitted
     /// (queue writes for a later submit are ordered after this one).
-    uniforms: Vec<Pooled>,
+    uniforms: Vec<Loan<wgpu::Buffer>>,
     /// Scratch textures of this submit (packed GEMM operands); back to the pool
     /// once submitted, like the uniforms.
-    textures: Vec<PooledTexture>,
+    textures: Vec<Loan<wgpu::Texture>>,
     dispatches: usize,
 }
 
@@ -91,8 +91,8 @@ impl Recorder {
 
     /// A scratch rgba32float array texture, held until this recorder is submitted.
     pub(crate) fn scratch_texture(&mut self, size: wgpu::Extent3d) -> wgpu::Texture {
-        let t = PooledTexture::take(&self.ctx, size);
-        let texture = t.texture().clone();
+        let t = Loan::texture(&self.ctx, size);
+        let texture = t.get().clone();
         self.textures.push(t);
         texture
     }
@@ -119,16 +119,16 @@ impl Recorder {
         if groups.contains(&0) {
             return Ok(());
         }
-        let uniform = Pooled::take(
+        let uniform = Loan::buffer(
             &self.ctx,
             params.len() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             "params",
         );
-        self.ctx.queue().write_buffer(uniform.buffer(), 0, params);
+        self.ctx.queue().write_buffer(uniform.get(), 0, params);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: uniform.buffer().as_entire_binding(),
+            resource: uniform.get().as_entire_binding(),
         }];
         entries.extend(
             resources

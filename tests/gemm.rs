@@ -203,7 +203,7 @@ fn check_on(ctx: &Context, c: Case, seed: u64) {
     let d = data(&c, seed);
     let what = format!(
         "{c:?} (packed: {})",
-        ctx.gemm_packs((c.m * c.n * c.k) as u64)
+        ctx.gemm_packs(c.m as u64 * c.n as u64 * c.k as u64)
     );
     let a = Tensor::from_slice(ctx, &c.a_shape(), &d.a).unwrap();
     let b = Tensor::from_slice(ctx, &c.b_shape(), &d.b).unwrap();

@@ -411,7 +411,7 @@ pub fn forward_view(
             (p, a_buf, b_buf)
         }
     };
-    if ctx.gemm_packs((m * n * k) as u64) {
+    if ctx.gemm_packs(m as u64 * n as u64 * k as u64) {
         let (q, qa, qb) = oriented(TEX_TILE_N);
         if forward_packed(rec, &q, qa, qb, bias_buf, c_buf)? {
             return Ok(());

@@ -572,6 +572,26 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
         ),
         "{err}"
     );
+    // A stride so large that the last index would wrap around in 32 or 64 bits.
+    let wrapping = View {
+        row_stride: usize::MAX / 2,
+        ..View::matrix(&a, 4, 3, false)
+    };
+    let err = gemm::forward_view(
+        &mut rec,
+        View::matrix(&c, 4, 5, false),
+        wrapping,
+        View::matrix(&b, 3, 5, false),
+        None,
+        1,
+        1.0,
+        0.0,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::ViewOutOfBounds { what: "A", .. }),
+        "{err}"
+    );
     let saved = gemm::forward(&mut rec, &c, &a, &b, None, g).unwrap();
     let err = gemm::backward(&mut rec, Grads::default(), &t(&[5, 4]), &saved).unwrap_err();
     assert!(

@@ -117,15 +117,19 @@ impl<'a> View<'a> {
 
     /// Checks that every element of `batch` entries lies inside the tensor.
     fn check(&self, what: &'static str, batch: usize) -> Result<()> {
-        let last = self.offset
-            + (batch - 1) * self.batch_stride
-            + (self.rows - 1) * self.row_stride
-            + (self.cols - 1) * self.col_stride;
-        if last >= self.tensor.numel() {
+        let last = last_index(
+            self.offset,
+            &[
+                (batch, self.batch_stride),
+                (self.rows, self.row_stride),
+                (self.cols, self.col_stride),
+            ],
+        );
+        if last >= self.tensor.numel() as u64 {
             return Err(Error::ViewOutOfBounds {
                 op: OP,
                 what,
-                last,
+                last: usize::try_from(last).unwrap_or(usize::MAX),
                 len: self.tensor.numel(),
             });
         }
@@ -139,6 +143,14 @@ impl<'a> View<'a> {
         }
         Ok(())
     }
+}
+
+/// The largest index `offset + Σ (count − 1)·stride` reaches, in u64 so that no
+/// stride, however large, can wrap around (counts are at least 1).
+fn last_index(offset: usize, dims: &[(usize, usize)]) -> u64 {
+    dims.iter().fold(offset as u64, |acc, &(count, stride)| {
+        acc.saturating_add((count as u64 - 1).saturating_mul(stride as u64))
+    })
 }
 
 /// `bias[offset + i·stride]`, one value per column of C.
@@ -342,12 +354,12 @@ pub fn forward_view(
     b.check("B", batch)?;
     c.check("C", batch)?;
     if let Some(bv) = bias {
-        let last = bv.offset + (n - 1) * bv.stride;
-        if last >= bv.tensor.numel() {
+        let last = last_index(bv.offset, &[(n, bv.stride)]);
+        if last >= bv.tensor.numel() as u64 {
             return Err(Error::ViewOutOfBounds {
                 op: OP,
                 what: "bias",
-                last,
+                last: usize::try_from(last).unwrap_or(usize::MAX),
                 len: bv.tensor.numel(),
             });
         }

@@ -67,29 +67,25 @@ impl Case {
     fn nb(&self) -> usize {
         self.batch.max(1)
     }
-    fn a_shape(&self) -> Vec<usize> {
-        let mat = if self.ta {
-            vec![self.k, self.m]
+    /// Stored shape of op(X) = [rows, cols]: transposed storage swaps them, and a
+    /// batched operand leads with the batch.
+    fn operand_shape(&self, rows: usize, cols: usize, trans: bool, batched: bool) -> Vec<usize> {
+        let mat = if trans {
+            vec![cols, rows]
         } else {
-            vec![self.m, self.k]
+            vec![rows, cols]
         };
-        if self.a_batched {
+        if batched {
             [vec![self.batch], mat].concat()
         } else {
             mat
         }
     }
+    fn a_shape(&self) -> Vec<usize> {
+        self.operand_shape(self.m, self.k, self.ta, self.a_batched)
+    }
     fn b_shape(&self) -> Vec<usize> {
-        let mat = if self.tb {
-            vec![self.n, self.k]
-        } else {
-            vec![self.k, self.n]
-        };
-        if self.b_batched {
-            [vec![self.batch], mat].concat()
-        } else {
-            mat
-        }
+        self.operand_shape(self.k, self.n, self.tb, self.b_batched)
     }
     fn c_shape(&self) -> Vec<usize> {
         if self.batch == 0 {

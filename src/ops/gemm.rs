@@ -382,7 +382,11 @@ pub fn forward_view(
         }
     }
 
-    let u = |x: usize| x as u32; // every index was checked against a tensor length, which fits u32
+    // Every index inside the views was checked against a tensor length, which fits
+    // u32. A stride can exceed u32 only for a dimension of one entry, where the
+    // shaders multiply it by 0 (or read rows past M through the bounds check and
+    // drop them).
+    let u = |x: usize| x as u32;
     let mut p = Params {
         m: u(m),
         n: u(n),

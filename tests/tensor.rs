@@ -180,3 +180,12 @@ fn a_device_owned_by_the_application() {
     rec.submit();
     assert_eq!(c.to_vec().unwrap(), vec![11.0]);
 }
+
+/// Contexts and tensors can be shared between threads (checked at compile time).
+#[test]
+fn context_and_tensor_are_send_and_sync() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Context>();
+    shareable::<Tensor>();
+    shareable::<rnn_wgpu::Error>();
+}

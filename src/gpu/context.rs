@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::pipeline::PipelineCache;
+use crate::gpu::pipeline::{Pipeline, PipelineCache};
 use crate::gpu::pool::{BufferPool, PoolStats};
+use crate::shaders::Shader;
 
 /// Optional features the library uses when the adapter has them.
 const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
@@ -245,8 +246,17 @@ impl Context {
         self.inner.id
     }
 
-    pub(crate) fn pipelines(&self) -> &PipelineCache {
-        &self.inner.pipelines
+    /// The pipeline for `entry` of `shader` with these override constants,
+    /// compiled on this device at first use and cached.
+    pub(crate) fn pipeline(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Arc<Pipeline> {
+        self.inner
+            .pipelines
+            .get(&self.inner.device, shader, entry, constants)
     }
 
     pub(crate) fn pool(&self) -> std::sync::MutexGuard<'_, BufferPool> {

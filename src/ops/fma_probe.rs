@@ -42,9 +42,7 @@ fn measure_chains(ctx: &Context, chains: u32, runs: usize) -> Result<f64> {
     let constants = [("CHAINS", f64::from(chains))];
     let run = |iters: u32| -> Result<f64> {
         let mut rec = Recorder::new(ctx, "fma_probe");
-        let pipeline =
-            ctx.pipelines()
-                .get(ctx.device(), &shaders::FMA_PROBE, "forward", &constants);
+        let pipeline = ctx.pipeline(&shaders::FMA_PROBE, "forward", &constants);
         let p = Params {
             invocations: INVOCATIONS,
             iters,

@@ -441,9 +441,7 @@ pub fn forward_view(
         let (q, qa, qb) = oriented(TILE_N);
         (q, qa, qb, "forward", vec![])
     };
-    let pipeline = ctx
-        .pipelines()
-        .get(ctx.device(), &shaders::GEMM, entry, &constants);
+    let pipeline = ctx.pipeline(&shaders::GEMM, entry, &constants);
     let (cols_per_group, rows_per_group) = if entry == "forward" {
         (TILE_N, TILE_M)
     } else {
@@ -502,9 +500,7 @@ fn forward_packed(
         return Ok(false);
     }
     let ctx = rec.context().clone();
-    let pack = ctx
-        .pipelines()
-        .get(ctx.device(), &shaders::GEMM, "pack", &[]);
+    let pack = ctx.pipeline(&shaders::GEMM, "pack", &[]);
     let mut packed_view = |src: &wgpu::Buffer, rows: u32, layers: u32, off, rs, ks, bs| {
         let texture = rec.scratch_texture(wgpu::Extent3d {
             width: k_texels,
@@ -541,9 +537,7 @@ fn forward_packed(
     };
     let ta = packed_view(a, p.m, a_layers, p.a_off, p.a_ms, p.a_ks, p.a_bs)?;
     let tb = packed_view(b, p.n, b_layers, p.b_off, p.b_ns, p.b_ks, p.b_bs)?;
-    let pipeline = ctx
-        .pipelines()
-        .get(ctx.device(), &shaders::GEMM, "forward_tex", &[]);
+    let pipeline = ctx.pipeline(&shaders::GEMM, "forward_tex", &[]);
     rec.dispatch(
         "gemm::forward_tex",
         &pipeline,
@@ -715,10 +709,7 @@ pub fn bias_grad(
         beta,
         ..Params::default()
     };
-    let pipeline =
-        rec.context()
-            .pipelines()
-            .get(rec.context().device(), &shaders::GEMM, "backward_bias", &[]);
+    let pipeline = rec.context().pipeline(&shaders::GEMM, "backward_bias", &[]);
     let groups = [
         u32::try_from(dc.cols.div_ceil(64)).unwrap_or(u32::MAX),
         1,

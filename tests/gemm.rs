@@ -536,6 +536,12 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
         let half = Tensor::empty(ctx, &[3, 5], DType::F16).unwrap();
         let err = gemm::forward(&mut rec, &c, &a, &half, None, g).unwrap_err();
         assert!(matches!(err, Error::DType { what: "B", .. }), "{err}");
+        let half_bias = Tensor::empty(ctx, &[5], DType::F16).unwrap();
+        let err = gemm::forward(&mut rec, &c, &a, &b, Some(&half_bias), g).unwrap_err();
+        assert!(matches!(err, Error::DType { what: "bias", .. }), "{err}");
+        let dc = View::matrix(&c, 4, 5, false);
+        let err = gemm::bias_grad(&mut rec, &half_bias, dc, 1, 1.0, 0.0).unwrap_err();
+        assert!(matches!(err, Error::DType { what: "dbias", .. }), "{err}");
     }
     let long = View {
         tensor: &a,

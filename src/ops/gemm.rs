@@ -133,14 +133,6 @@ impl<'a> View<'a> {
                 len: self.tensor.numel(),
             });
         }
-        if self.tensor.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                what,
-                expected: DType::F32,
-                got: self.tensor.dtype(),
-            });
-        }
         Ok(())
     }
 }
@@ -272,6 +264,33 @@ fn shape_err(what: &'static str, expected: &str, t: &Tensor) -> Error {
     }
 }
 
+/// Checks what every kernel of this op needs of its operands: one device, f32
+/// elements, and each buffer small enough for one storage binding.
+fn check_operands(rec: &Recorder, operands: &[(&'static str, &Tensor)]) -> Result<()> {
+    let tensors: Vec<&Tensor> = operands.iter().map(|&(_, t)| t).collect();
+    rec.check_same_device(OP, &tensors)?;
+    let limit = rec.context().limits().max_storage_buffer_binding_size;
+    for &(what, t) in operands {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                what,
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+        if t.buffer().size() > limit {
+            return Err(Error::LimitExceeded {
+                op: OP,
+                what: "operand bytes (one storage binding)",
+                value: t.buffer().size(),
+                limit,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Records `C = alpha·op(A)·op(B) + beta·C + bias` for tensors shaped as the
 /// module docs say, and returns what [`backward`] needs.
 pub fn forward(
@@ -320,9 +339,9 @@ pub fn forward_view(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    let mut tensors = vec![c.tensor, a.tensor, b.tensor];
-    tensors.extend(bias.map(|v| v.tensor));
-    rec.check_same_device(OP, &tensors)?;
+    let mut operands = vec![("C", c.tensor), ("A", a.tensor), ("B", b.tensor)];
+    operands.extend(bias.map(|v| ("bias", v.tensor)));
+    check_operands(rec, &operands)?;
     for (what, t) in [("A", a.tensor), ("B", b.tensor)] {
         if t.buffer() == c.tensor.buffer() {
             return Err(Error::Aliasing { op: OP, what });
@@ -370,18 +389,6 @@ pub fn forward_view(
             });
         }
     }
-    let limit = rec.context().limits().max_storage_buffer_binding_size;
-    for t in &tensors {
-        if t.buffer().size() > limit {
-            return Err(Error::LimitExceeded {
-                op: OP,
-                what: "operand bytes (one storage binding)",
-                value: t.buffer().size(),
-                limit,
-            });
-        }
-    }
-
     // Every index inside the views was checked against a tensor length, which fits
     // u32. A stride can exceed u32 only for a dimension of one entry, where the
     // shaders multiply it by 0 (or read rows past M through the bounds check and
@@ -673,7 +680,7 @@ pub fn bias_grad(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    rec.check_same_device(OP, &[dbias, dc.tensor])?;
+    check_operands(rec, &[("dbias", dbias), ("dC", dc.tensor)])?;
     if dbias.buffer() == dc.tensor.buffer() {
         return Err(Error::Aliasing {
             op: OP,
@@ -710,11 +717,6 @@ pub fn bias_grad(
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&shaders::GEMM, "backward_bias", &[]);
-    let groups = [
-        u32::try_from(dc.cols.div_ceil(64)).unwrap_or(u32::MAX),
-        1,
-        1,
-    ];
     rec.dispatch(
         "gemm::backward_bias",
         &pipeline,
@@ -723,7 +725,7 @@ pub fn bias_grad(
             (1, dc.tensor.buffer().as_entire_binding()),
             (4, dbias.buffer().as_entire_binding()),
         ],
-        groups,
+        groups(p.n, 64, 1, 1, 1),
     )
 }
 

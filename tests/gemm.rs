@@ -543,30 +543,21 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
         let err = gemm::bias_grad(&mut rec, &half_bias, dc, 1, 1.0, 0.0).unwrap_err();
         assert!(matches!(err, Error::DType { what: "dbias", .. }), "{err}");
     }
-    let long = View {
-        tensor: &a,
-        offset: 1,
-        rows: 4,
-        cols: 3,
-        row_stride: 3,
-        col_stride: 1,
-        batch_stride: 0,
+    // The error for A given as `av` in C [4, 5] = A [4, 3] · B [3, 5].
+    let a_view_err = |rec: &mut Recorder, av: View| {
+        let (cv, bv) = (View::matrix(&c, 4, 5, false), View::matrix(&b, 3, 5, false));
+        gemm::forward_view(rec, cv, av, bv, None, 1, 1.0, 0.0).unwrap_err()
     };
-    let err = gemm::forward_view(
-        &mut rec,
-        View::matrix(&c, 4, 5, false),
-        long,
-        View::matrix(&b, 3, 5, false),
-        None,
-        1,
-        1.0,
-        0.0,
-    )
-    .unwrap_err();
+    let long = View {
+        offset: 1,
+        ..View::matrix(&a, 4, 3, false)
+    };
+    let err = a_view_err(&mut rec, long);
     assert!(
         matches!(
             err,
             Error::ViewOutOfBounds {
+                what: "A",
                 last: 12,
                 len: 12,
                 ..
@@ -579,17 +570,7 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
         row_stride: usize::MAX / 2,
         ..View::matrix(&a, 4, 3, false)
     };
-    let err = gemm::forward_view(
-        &mut rec,
-        View::matrix(&c, 4, 5, false),
-        wrapping,
-        View::matrix(&b, 3, 5, false),
-        None,
-        1,
-        1.0,
-        0.0,
-    )
-    .unwrap_err();
+    let err = a_view_err(&mut rec, wrapping);
     assert!(
         matches!(err, Error::ViewOutOfBounds { what: "A", .. }),
         "{err}"

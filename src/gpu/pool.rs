@@ -31,7 +31,7 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    pub(crate) fn rounded(bytes: u64) -> u64 {
+    fn rounded(bytes: u64) -> u64 {
         bytes.max(1).div_ceil(ALIGN) * ALIGN
     }
 

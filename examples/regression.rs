@@ -109,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let wv = View::matrix(&w, INPUTS, OUTPUTS, false);
         gemm::forward_view(&mut rec, rv, xv, wv, Some(BiasView::from(&b)), 1, 1.0, -1.0)?;
         gemm::forward_view(&mut rec, wv, xv.t(), rv, None, 1, step_size, 1.0)?;
-        gemm::bias_grad(&mut rec, &b, rv, 1, step_size, 1.0)?;
+        gemm::bias_grad(&mut rec, (&b).into(), rv, 1, step_size, 1.0)?;
         rec.submit();
         if step % 50 == 0 || step == args.steps {
             // The residual was computed before this step's update: its mean square

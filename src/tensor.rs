@@ -17,13 +17,15 @@ pub enum DType {
     F32,
     /// 16-bit float storage; needs the adapter's SHADER_F16 feature.
     F16,
+    /// 32-bit unsigned integers: sequence lengths, token ids.
+    U32,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::U32 => 4,
             DType::F16 => 2,
         }
     }
@@ -98,7 +100,15 @@ impl Tensor {
     pub fn from_f16(ctx: &Context, shape: &[usize], data: &[f16]) -> Result<Self> {
         let t = Self::empty(ctx, shape, DType::F16)?;
         t.check_len(data.len())?;
-        t.write_bytes(bytemuck::cast_slice(data));
+        t.write_bytes(0, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// A u32 tensor holding `data` (row-major, `shape`'s element count).
+    pub fn from_u32(ctx: &Context, shape: &[usize], data: &[u32]) -> Result<Self> {
+        let t = Self::empty(ctx, shape, DType::U32)?;
+        t.check_len(data.len())?;
+        t.write_bytes(0, bytemuck::cast_slice(data));
         Ok(t)
     }
 
@@ -106,24 +116,54 @@ impl Tensor {
     /// write is ordered before the next submit on this context.
     pub fn write(&self, data: &[f32]) -> Result<()> {
         self.check_len(data.len())?;
+        self.write_at(0, data)
+    }
+
+    /// Overwrites elements `offset..offset + data.len()` of a float tensor.
+    pub fn write_at(&self, offset: usize, data: &[f32]) -> Result<()> {
+        if offset
+            .checked_add(data.len())
+            .is_none_or(|end| end > self.numel())
+        {
+            return Err(Error::ViewOutOfBounds {
+                op: "write",
+                what: "data",
+                last: offset.saturating_add(data.len()),
+                len: self.numel(),
+            });
+        }
+        let at = (offset * self.dtype.size()) as u64;
         match self.dtype {
-            DType::F32 => self.write_bytes(bytemuck::cast_slice(data)),
-            DType::F16 => {
+            DType::F32 => self.write_bytes(at, bytemuck::cast_slice(data)),
+            // An f16 write covers whole 4-byte words, so it must not end inside one
+            // that holds an element past `data`.
+            DType::F16
+                if offset.is_multiple_of(2)
+                    && (data.len().is_multiple_of(2) || offset + data.len() == self.numel()) =>
+            {
                 let h: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
-                self.write_bytes(bytemuck::cast_slice(&h));
+                self.write_bytes(at, bytemuck::cast_slice(&h));
+            }
+            got => {
+                return Err(Error::DType {
+                    op: "write",
+                    what: "tensor (f32, or f16 covering whole pairs)",
+                    expected: DType::F32,
+                    got,
+                })
             }
         }
         Ok(())
     }
 
-    fn write_bytes(&self, bytes: &[u8]) {
+    fn write_bytes(&self, at: u64, bytes: &[u8]) {
         // Queue writes need a multiple of 4 bytes; an odd f16 count gets one pad element.
         if bytes.len().is_multiple_of(4) {
-            self.ctx.queue().write_buffer(self.buffer(), 0, bytes);
+            self.ctx.queue().write_buffer(self.buffer(), at, bytes);
         } else {
             let mut padded = bytes.to_vec();
             padded.resize(bytes.len().next_multiple_of(4), 0);
-            self.ctx.queue().write_buffer(self.buffer(), 0, &padded);
+            self.ctx.queue().write_buffer(self.buffer(), at, &padded);
         }
     }
 
@@ -156,7 +196,7 @@ impl Tensor {
         })
     }
 
-    /// Reads the contents back as f32, blocking until the GPU has finished all
+    /// Reads the contents back as f32 (u32 values converted), blocking until the GPU has finished all
     /// work submitted before this call.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         let pending = self.read_async()?;
@@ -210,6 +250,10 @@ impl Tensor {
                     DType::F16 => bytemuck::cast_slice::<u8, f16>(&view)[..numel]
                         .iter()
                         .map(|h| h.to_f32())
+                        .collect(),
+                    DType::U32 => bytemuck::cast_slice::<u8, u32>(&view)[..numel]
+                        .iter()
+                        .map(|&v| v as f32)
                         .collect(),
                 }
             };

@@ -540,7 +540,7 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
         let err = gemm::forward(&mut rec, &c, &a, &b, Some(&half_bias), g).unwrap_err();
         assert!(matches!(err, Error::DType { what: "bias", .. }), "{err}");
         let dc = View::matrix(&c, 4, 5, false);
-        let err = gemm::bias_grad(&mut rec, &half_bias, dc, 1, 1.0, 0.0).unwrap_err();
+        let err = gemm::bias_grad(&mut rec, (&half_bias).into(), dc, 1, 1.0, 0.0).unwrap_err();
         assert!(matches!(err, Error::DType { what: "dbias", .. }), "{err}");
     }
     // The error for A given as `av` in C [4, 5] = A [4, 3] · B [3, 5].

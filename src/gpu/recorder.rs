@@ -73,6 +73,46 @@ impl Recorder {
         Ok(())
     }
 
+    /// Copies `len` elements of `src` from `src_offset` into `dst` at `dst_offset`
+    /// (same dtype, 4-byte elements).
+    pub fn copy_range(
+        &mut self,
+        dst: &Tensor,
+        dst_offset: usize,
+        src: &Tensor,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        self.check_same_device("copy", &[dst, src])?;
+        word_range("copy", "src", src, src_offset, len)?;
+        word_range("copy", "dst", dst, dst_offset, len)?;
+        if dst.dtype() != src.dtype() {
+            return Err(Error::DType {
+                op: "copy",
+                what: "dst",
+                expected: src.dtype(),
+                got: dst.dtype(),
+            });
+        }
+        self.encoder.copy_buffer_to_buffer(
+            src.buffer(),
+            4 * src_offset as u64,
+            dst.buffer(),
+            4 * dst_offset as u64,
+            4 * len as u64,
+        );
+        Ok(())
+    }
+
+    /// Sets `len` elements of `t` from `offset` to zero (4-byte elements).
+    pub fn zero_range(&mut self, t: &Tensor, offset: usize, len: usize) -> Result<()> {
+        self.check_same_device("zero", &[t])?;
+        word_range("zero", "tensor", t, offset, len)?;
+        self.encoder
+            .clear_buffer(t.buffer(), 4 * offset as u64, Some(4 * len as u64));
+        Ok(())
+    }
+
     /// Sets every element of `t` to zero.
     pub fn zero(&mut self, t: &Tensor) -> Result<()> {
         self.check_same_device("zero", &[t])?;
@@ -160,4 +200,32 @@ impl Recorder {
         self.dispatches += 1;
         Ok(())
     }
+}
+
+/// Checks that `offset..offset + len` lies inside `t` and that its elements are
+/// 4 bytes wide, as buffer copies and clears need.
+fn word_range(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+    offset: usize,
+    len: usize,
+) -> Result<()> {
+    if t.dtype().size() != 4 {
+        return Err(Error::DType {
+            op,
+            what,
+            expected: crate::DType::F32,
+            got: t.dtype(),
+        });
+    }
+    if offset.checked_add(len).is_none_or(|end| end > t.numel()) {
+        return Err(Error::ViewOutOfBounds {
+            op,
+            what,
+            last: offset.saturating_add(len),
+            len: t.numel(),
+        });
+    }
+    Ok(())
 }

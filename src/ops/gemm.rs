@@ -666,7 +666,7 @@ pub fn backward(rec: &mut Recorder, grads: Grads, d_out: &Tensor, saved: &Saved)
         if dbias.shape() != [dc.cols] {
             return Err(shape_err("dbias", "[N]", dbias));
         }
-        bias_grad(rec, dbias, dc, batch, 1.0, beta)?;
+        bias_grad(rec, dbias.into(), dc, batch, 1.0, beta)?;
     }
     Ok(())
 }
@@ -674,24 +674,24 @@ pub fn backward(rec: &mut Recorder, grads: Grads, d_out: &Tensor, saved: &Saved)
 /// Records `dbias = alpha·Σ_{i,rows} dc[i] + beta·dbias`, one value per column of `dc`.
 pub fn bias_grad(
     rec: &mut Recorder,
-    dbias: &Tensor,
+    dbias: BiasView,
     dc: View,
     batch: usize,
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    check_operands(rec, &[("dbias", dbias), ("dC", dc.tensor)])?;
-    if dbias.buffer() == dc.tensor.buffer() {
+    check_operands(rec, &[("dbias", dbias.tensor), ("dC", dc.tensor)])?;
+    if dbias.tensor.buffer() == dc.tensor.buffer() {
         return Err(Error::Aliasing {
             op: OP,
             what: "dbias",
         });
     }
-    if dbias.numel() < dc.cols {
+    if last_index(dbias.offset, &[(dc.cols, dbias.stride)]) >= dbias.tensor.numel() as u64 {
         return Err(shape_err(
             "dbias",
-            "at least one value per column of dC",
-            dbias,
+            "one value per column of dC inside the tensor",
+            dbias.tensor,
         ));
     }
     if batch == 0 || dc.rows == 0 || dc.cols == 0 {
@@ -711,7 +711,8 @@ pub fn bias_grad(
         a_ms: u(dc.row_stride),
         a_ks: u(dc.col_stride),
         a_bs: u(dc.batch_stride),
-        c_ns: 1,
+        c_off: u(dbias.offset),
+        c_ns: u(dbias.stride),
         alpha,
         beta,
         ..Params::default()
@@ -723,7 +724,7 @@ pub fn bias_grad(
         bytemuck::bytes_of(&p),
         &[
             (1, dc.tensor.buffer().as_entire_binding()),
-            (4, dbias.buffer().as_entire_binding()),
+            (4, dbias.tensor.buffer().as_entire_binding()),
         ],
         groups(p.n, 64, 1, 1, 1),
     )

@@ -63,6 +63,15 @@ pub enum Error {
         len: usize,
     },
 
+    /// A sequence length outside 1..=max (the padded length T).
+    #[error("{op}: length of sequence {index} is {value}, outside 1..={max}")]
+    LengthOutOfRange {
+        op: &'static str,
+        index: usize,
+        value: usize,
+        max: usize,
+    },
+
     /// A size exceeds a limit of the device (or of 32-bit indexing in the shaders).
     #[error("{op}: {what} = {value} exceeds the limit {limit}")]
     LimitExceeded {

@@ -22,8 +22,34 @@ pub const FMA_PROBE: Shader = Shader {
     source: include_str!("../shaders/fma_probe.wgsl"),
 };
 
+/// A recurrent cell: the shared part (`shaders/recurrence.wgsl`: parameters,
+/// layouts, indexing) followed by the cell's own file.
+macro_rules! cell {
+    ($name:literal) => {
+        Shader {
+            name: $name,
+            source: concat!(
+                include_str!("../shaders/recurrence.wgsl"),
+                include_str!(concat!("../shaders/", $name, ".wgsl"))
+            ),
+        }
+    };
+}
+
+/// Fused LSTM cell, forward and backward.
+pub const LSTM_CELL: Shader = cell!("lstm_cell");
+
+/// Fused GRU cell, forward and backward.
+pub const GRU_CELL: Shader = cell!("gru_cell");
+
+/// Elman RNN cell (tanh or relu), forward and backward.
+pub const RNN_CELL: Shader = cell!("rnn_cell");
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
-pub const ALL: &[Shader] = &[GEMM, FMA_PROBE];
+pub const ALL: &[Shader] = &[GEMM, FMA_PROBE, LSTM_CELL, GRU_CELL, RNN_CELL];
+
+/// Files of `shaders/` that are parts of other shaders rather than shaders.
+pub const PARTS: &[&str] = &["recurrence"];
 
 /// Size in bytes that naga lays out for struct `name` of `shader`, for checking
 /// the Rust mirrors of uniform structs.

@@ -25,11 +25,12 @@ fn every_file_in_shaders_is_shipped() {
     let mut shipped: Vec<String> = rnn_wgpu::shaders::ALL
         .iter()
         .map(|s| s.name.to_string())
+        .chain(rnn_wgpu::shaders::PARTS.iter().map(|s| s.to_string()))
         .collect();
     shipped.sort();
     assert_eq!(
         files, shipped,
-        "shaders/*.wgsl and rnn_wgpu::shaders::ALL differ"
+        "shaders/*.wgsl and rnn_wgpu::shaders::ALL plus PARTS differ"
     );
 }
 

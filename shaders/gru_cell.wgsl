@@ -1,0 +1,84 @@
+
+// Fused GRU cell (gate order r, z, n as torch.nn.GRU), forward and backward.
+//   gi = xw + b_ih, gh' = gh + b_hh (each [r z n])
+//   r = σ(gi_r + gh'_r), z = σ(gi_z + gh'_z), n = tanh(gi_n + r ⊙ gh'_n)
+//   h = (1 − z) ⊙ n + z ⊙ h'
+// Saved for backward: acts = [r z n gh'_n] (A = 4H); h' stays in hs.
+// backward, given dh (running + dy): dn = dh ⊙ (1 − z), dz = dh ⊙ (h' − n),
+//   dh' = dh ⊙ z (+ the GEMM's part), dr = dn ⊙ (1 − n²) ⊙ gh'_n; dgi and dgh agree
+//   except for n, where dgh_n = dgi_n ⊙ r (b_hn sits inside the reset product).
+
+const GATES: u32 = 3u;
+
+@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, 3H]
+@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, 3H]
+@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, 3H]
+@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, 3H]
+@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
+@group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
+@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
+@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
+@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, 3H]
+@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, 3H]
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    if (!at.live) {
+        hs[at.next] = hs[at.prev];
+        y[at.y] = 0.0;
+        return;
+    }
+    let h1 = p.h;
+    let h2 = 2u * p.h;
+    let r = sigmoid(xw[at.xw] + b_ih[at.gate] + gh[at.gh] + b_hh[at.gate]);
+    let z = sigmoid(xw[at.xw + h1] + b_ih[at.gate + h1] + gh[at.gh + h1] + b_hh[at.gate + h1]);
+    let ghn = gh[at.gh + h2] + b_hh[at.gate + h2];
+    let n = tanh_(xw[at.xw + h2] + b_ih[at.gate + h2] + r * ghn);
+    let h = (1.0 - z) * n + z * hs[at.prev];
+    hs[at.next] = h;
+    y[at.y] = h;
+    let a = at.row * 4u * p.h + at.j;
+    acts[a] = r;
+    acts[a + h1] = z;
+    acts[a + h2] = n;
+    acts[a + 3u * p.h] = ghn;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    let h1 = p.h;
+    let h2 = 2u * p.h;
+    let gr = at.row * GATES * p.h + at.j;
+    if (!at.live) {
+        for (var k = 0u; k < GATES; k++) {
+            dgi[at.xw + k * p.h] = 0.0;
+            dgh[gr + k * p.h] = 0.0;
+        }
+        return;
+    }
+    let a = at.row * 4u * p.h + at.j;
+    let r = acts[a];
+    let z = acts[a + h1];
+    let n = acts[a + h2];
+    let ghn = acts[a + 3u * p.h];
+    let dh_t = dh[at.state] + dy[at.y];
+    let dn = dh_t * (1.0 - z) * (1.0 - n * n);
+    let dz = dh_t * (hs[at.prev] - n) * z * (1.0 - z);
+    let dr = dn * ghn * r * (1.0 - r);
+    dh[at.state] = dh_t * z;
+    dgi[at.xw] = dr;
+    dgi[at.xw + h1] = dz;
+    dgi[at.xw + h2] = dn;
+    dgh[gr] = dr;
+    dgh[gr + h1] = dz;
+    dgh[gr + h2] = dn * r;
+}

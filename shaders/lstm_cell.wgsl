@@ -1,0 +1,94 @@
+
+// Fused LSTM cell (gate order i, f, g, o as torch.nn.LSTM), forward and backward.
+//   [i f g o] = [σ σ tanh σ](xw + b_ih + gh + b_hh)
+//   c = f ⊙ c' + i ⊙ g,  h = o ⊙ tanh(c)
+// Saved for backward: acts = [i f g o] (A = 4H); c' and c stay in cs.
+// backward, given dh (running + dy): do = dh ⊙ tanh(c),
+//   dc = dc_running + dh ⊙ o ⊙ (1 − tanh²c), di = dc ⊙ g, df = dc ⊙ c', dg = dc ⊙ i,
+//   dc' = dc ⊙ f, pre-activation gradients through σ' and tanh'; dgi = dgh.
+
+const GATES: u32 = 4u;
+
+@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, 4H]
+@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, 4H]
+@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, 4H]
+@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, 4H]
+@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
+@group(0) @binding(7) var<storage, read_write> cs: array<f32>;   // [D, T + 1, B, H]
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
+@group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
+@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
+@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
+@group(0) @binding(12) var<storage, read_write> dc: array<f32>;  // [D, B, H]
+@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, 4H]
+@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, 4H]
+
+fn pre(at: At, k: u32) -> f32 {
+    let o = k * p.h;
+    return xw[at.xw + o] + gh[at.gh + o] + b_ih[at.gate + o] + b_hh[at.gate + o];
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    if (!at.live) {
+        hs[at.next] = hs[at.prev];
+        cs[at.next] = cs[at.prev];
+        y[at.y] = 0.0;
+        return;
+    }
+    let i = sigmoid(pre(at, 0u));
+    let f = sigmoid(pre(at, 1u));
+    let g = tanh_(pre(at, 2u));
+    let o = sigmoid(pre(at, 3u));
+    let c = f * cs[at.prev] + i * g;
+    let h = o * tanh_(c);
+    cs[at.next] = c;
+    hs[at.next] = h;
+    y[at.y] = h;
+    let a = at.row * GATES * p.h + at.j;
+    acts[a] = i;
+    acts[a + p.h] = f;
+    acts[a + 2u * p.h] = g;
+    acts[a + 3u * p.h] = o;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    let r = at.row * GATES * p.h + at.j;
+    if (!at.live) {
+        for (var k = 0u; k < GATES; k++) {
+            dgi[at.xw + k * p.h] = 0.0;
+            dgh[r + k * p.h] = 0.0;
+        }
+        return;
+    }
+    let i = acts[r];
+    let f = acts[r + p.h];
+    let g = acts[r + 2u * p.h];
+    let o = acts[r + 3u * p.h];
+    let dh_t = dh[at.state] + dy[at.y];
+    let tc = tanh_(cs[at.next]);
+    let dc_t = dc[at.state] + dh_t * o * (1.0 - tc * tc);
+    let di = dc_t * g * i * (1.0 - i);
+    let df = dc_t * cs[at.prev] * f * (1.0 - f);
+    let dg = dc_t * i * (1.0 - g * g);
+    let do_ = dh_t * tc * o * (1.0 - o);
+    dc[at.state] = dc_t * f;
+    dh[at.state] = 0.0;
+    dgi[at.xw] = di;
+    dgi[at.xw + p.h] = df;
+    dgi[at.xw + 2u * p.h] = dg;
+    dgi[at.xw + 3u * p.h] = do_;
+    dgh[r] = di;
+    dgh[r + p.h] = df;
+    dgh[r + 2u * p.h] = dg;
+    dgh[r + 3u * p.h] = do_;
+}

@@ -1,0 +1,72 @@
+// Shared part of the recurrent cells: prepended to lstm_cell, gru_cell and rnn_cell.
+// One cell dispatch advances every sequence b and both directions d by one step.
+// Direction 0 runs t = step, direction 1 (reverse) t = T − 1 − step. Past a
+// sequence's length the state is carried unchanged, y is 0 and every gate gradient
+// is 0; the reverse direction so starts from h0 at each sequence's last real step.
+// Layouts (G = gates · H, A = saved activations per unit · H):
+//   xw     [D, B, T, G]    input projections x·W_ihᵀ, batch-first like x (no bias)
+//   gh     [D, B, G]       recurrent projections h·W_hhᵀ of this step (no bias)
+//   hs, cs [D, T + 1, B, H] states by slot: direction 0 reads slot t and writes t + 1,
+//                          direction 1 reads t + 1 and writes t
+//   y, dy  [B, T, D·H]     outputs and their gradient
+//   acts   [D, T, B, A]    activations saved for backward
+//   dgi    [D, B, T, G]    gradient of the input pre-activations (also of b_ih)
+//   dgh    [D, T, B, G]    gradient of the recurrent pre-activations (also of b_hh)
+//   dh, dc [D, B, H]       running gradients of the carried state; backward leaves
+//                          the part that bypasses W_hh in dh, the GEMM adds the rest
+// Dispatch (ceil(H / 64), B, D), one invocation per unit j of sequence b, direction d.
+
+struct Params {
+    b: u32, t: u32, h: u32, d: u32,
+    step: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> lengths: array<u32>; // [B]
+
+// Where one invocation reads and writes; indices are of unit j, gate 0.
+struct At {
+    j: u32,
+    live: bool, // t < length: a real step
+    prev: u32,  // hs, cs: state before the step
+    next: u32,  // hs, cs: state after the step
+    xw: u32,    // xw, dgi
+    gh: u32,    // gh
+    gate: u32,  // b_ih, b_hh
+    y: u32,     // y, dy
+    row: u32,   // acts and dgh row (d, t, b), to scale by the row width
+    state: u32, // dh, dc
+}
+
+fn locate(gid: vec3<u32>) -> At {
+    let j = gid.x;
+    let b = gid.y;
+    let d = gid.z;
+    let reverse = d == 1u;
+    let t = select(p.step, p.t - 1u - p.step, reverse);
+    let prev_slot = select(t, t + 1u, reverse);
+    let next_slot = select(t + 1u, t, reverse);
+    let g = p.h * GATES;
+    var at: At;
+    at.j = j;
+    at.live = t < lengths[b];
+    at.prev = ((d * (p.t + 1u) + prev_slot) * p.b + b) * p.h + j;
+    at.next = ((d * (p.t + 1u) + next_slot) * p.b + b) * p.h + j;
+    at.xw = ((d * p.b + b) * p.t + t) * g + j;
+    at.gh = (d * p.b + b) * g + j;
+    at.gate = d * g + j;
+    at.y = (b * p.t + t) * p.d * p.h + d * p.h + j;
+    at.row = (d * p.t + t) * p.b + b;
+    at.state = (d * p.b + b) * p.h + j;
+    return at;
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// tanh whose argument is clamped where it is ±1 in f32, so that no back end's
+// exp-based tanh can overflow to inf / inf.
+fn tanh_(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}

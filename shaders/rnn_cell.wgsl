@@ -1,0 +1,57 @@
+
+// Elman RNN cell (torch.nn.RNN), forward and backward.
+//   h = act(xw + b_ih + gh + b_hh), act = tanh, or relu when RELU
+// Saved for backward: nothing beyond h itself, in hs.
+// backward, given dh (running + dy): dpre = dh ⊙ act'(h), with tanh' = 1 − h² and
+//   relu' = [h > 0]; dgi = dgh = dpre, nothing bypasses W_hh.
+
+const GATES: u32 = 1u;
+override RELU: bool = false;
+
+@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, H]
+@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, H]
+@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, H]
+@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, H]
+@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
+@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
+@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
+@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, H]
+@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, H]
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    if (!at.live) {
+        hs[at.next] = hs[at.prev];
+        y[at.y] = 0.0;
+        return;
+    }
+    let x = xw[at.xw] + b_ih[at.gate] + gh[at.gh] + b_hh[at.gate];
+    let h = select(tanh_(x), max(x, 0.0), RELU);
+    hs[at.next] = h;
+    y[at.y] = h;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    let gr = at.row * p.h + at.j;
+    if (!at.live) {
+        dgi[at.xw] = 0.0;
+        dgh[gr] = 0.0;
+        return;
+    }
+    let h = hs[at.next];
+    let dh_t = dh[at.state] + dy[at.y];
+    let d = dh_t * select(1.0 - h * h, select(0.0, 1.0, h > 0.0), RELU);
+    dh[at.state] = 0.0;
+    dgi[at.xw] = d;
+    dgh[gr] = d;
+}

@@ -1,0 +1,291 @@
+//! What the recurrent cells share (`shaders/recurrence.wgsl`): the step geometry,
+//! the tensor layouts and the launcher. Each cell module (`lstm_cell`, `gru_cell`,
+//! `rnn_cell`) describes its cell and calls [`forward`] and [`backward`] here.
+//!
+//! Layouts, with D directions, B sequences, T steps, H units and G = gates·H:
+//! - `xw` `[D, B, T, G]` input projections x·W_ihᵀ without bias, batch-first like x
+//! - `gh` `[D, B, G]` recurrent projections h·W_hhᵀ of this step, without bias
+//! - `b_ih`, `b_hh` `[D, G]`
+//! - `hs`, `cs` `[D, T + 1, B, H]` states by slot: direction 0 reads slot t and
+//!   writes t + 1; direction 1 (reverse) reads t + 1 and writes t
+//! - `y`, `dy` `[B, T, D·H]`; `acts` `[D, T, B, 4H]` (saved activations)
+//! - `dgi` `[D, B, T, G]`, `dgh` `[D, T, B, G]` gradients of the input and
+//!   recurrent pre-activations; `dh`, `dc` `[D, B, H]` running state gradients
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders::Shader;
+use crate::tensor::{DType, Tensor};
+
+/// Size of one step: `dirs` directions (1 or 2) of `batch` sequences of `steps`
+/// steps with `hidden` units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub steps: usize,
+    pub hidden: usize,
+    pub dirs: usize,
+}
+
+/// A recurrent cell as its shader sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Cell {
+    pub shader: Shader,
+    /// Gate blocks of H in the pre-activations (4 LSTM, 3 GRU, 1 Elman).
+    pub gates: usize,
+    /// Whether forward saves activations (`acts`) for backward.
+    pub saves_acts: bool,
+    /// Whether the cell carries a cell state `cs` (LSTM).
+    pub has_c: bool,
+    /// The shader's override constants.
+    pub constants: &'static [(&'static str, f64)],
+}
+
+/// The tensors of one forward step; `cs` only for a cell with a cell state and
+/// `acts` only for one that saves activations.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardIo<'a> {
+    pub lengths: &'a Tensor,
+    pub xw: &'a Tensor,
+    pub gh: &'a Tensor,
+    pub b_ih: &'a Tensor,
+    pub b_hh: &'a Tensor,
+    pub hs: &'a Tensor,
+    pub cs: Option<&'a Tensor>,
+    pub y: &'a Tensor,
+    pub acts: Option<&'a Tensor>,
+}
+
+/// The tensors of one backward step, as [`ForwardIo`] for `cs` and `acts`.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardIo<'a> {
+    pub lengths: &'a Tensor,
+    pub hs: &'a Tensor,
+    pub cs: Option<&'a Tensor>,
+    pub acts: Option<&'a Tensor>,
+    pub dy: &'a Tensor,
+    pub dh: &'a Tensor,
+    pub dc: Option<&'a Tensor>,
+    pub dgi: &'a Tensor,
+    pub dgh: &'a Tensor,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    b: u32,
+    t: u32,
+    h: u32,
+    d: u32,
+    step: u32,
+    _pad: [u32; 3],
+}
+
+/// Records step `step` of the forward recurrence: states, outputs and saved
+/// activations at t = step (direction 0) and t = T − 1 − step (direction 1).
+pub fn forward(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    step: usize,
+    io: &ForwardIo,
+) -> Result<()> {
+    let Geometry {
+        batch: b,
+        steps: t,
+        hidden: h,
+        dirs: d,
+    } = geo;
+    let g = cell.gates * h;
+    let mut bindings = vec![
+        (2, "xw", io.xw, d * b * t * g),
+        (3, "gh", io.gh, d * b * g),
+        (4, "b_ih", io.b_ih, d * g),
+        (5, "b_hh", io.b_hh, d * g),
+        (6, "hs", io.hs, d * (t + 1) * b * h),
+        (8, "y", io.y, b * t * d * h),
+    ];
+    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, d * (t + 1) * b * h)?);
+    bindings.extend(optional(
+        cell.saves_acts,
+        "acts",
+        io.acts,
+        9,
+        d * t * b * 4 * h,
+    )?);
+    launch(rec, cell, "forward", geo, step, io.lengths, &bindings)
+}
+
+/// Records step `step` of the backward recurrence (run `step` from T − 1 down to 0):
+/// pre-activation gradients of that step into `dgi` and `dgh`, `dc` carried to the
+/// previous step, and in `dh` the part of the previous state's gradient that
+/// bypasses W_hh (the caller adds `dgh·W_hh` with a GEMM).
+pub fn backward(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    step: usize,
+    io: &BackwardIo,
+) -> Result<()> {
+    let Geometry {
+        batch: b,
+        steps: t,
+        hidden: h,
+        dirs: d,
+    } = geo;
+    let g = cell.gates * h;
+    let mut bindings = vec![
+        (10, "dy", io.dy, b * t * d * h),
+        (11, "dh", io.dh, d * b * h),
+        (13, "dgi", io.dgi, d * b * t * g),
+        (14, "dgh", io.dgh, d * t * b * g),
+    ];
+    // The LSTM's backward needs only c, the others read h.
+    if !cell.has_c {
+        bindings.push((6, "hs", io.hs, d * (t + 1) * b * h));
+    }
+    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, d * (t + 1) * b * h)?);
+    bindings.extend(optional(cell.has_c, "dc", io.dc, 12, d * b * h)?);
+    bindings.extend(optional(
+        cell.saves_acts,
+        "acts",
+        io.acts,
+        9,
+        d * t * b * 4 * h,
+    )?);
+    launch(rec, cell, "backward", geo, step, io.lengths, &bindings)
+}
+
+type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
+
+/// The binding of a tensor the cell needs exactly when `needed`.
+fn optional<'a>(
+    needed: bool,
+    what: &'static str,
+    t: Option<&'a Tensor>,
+    binding: u32,
+    numel: usize,
+) -> Result<Option<Binding<'a>>> {
+    match (needed, t) {
+        (true, Some(t)) => Ok(Some((binding, what, t, numel))),
+        (false, None) => Ok(None),
+        (true, None) => Err(Error::ShapeMismatch {
+            op: "recurrence",
+            what,
+            expected: "a tensor (this cell uses it)".into(),
+            got: vec![],
+        }),
+        (false, Some(t)) => Err(Error::ShapeMismatch {
+            op: "recurrence",
+            what,
+            expected: "none (this cell does not use it)".into(),
+            got: t.shape().to_vec(),
+        }),
+    }
+}
+
+fn launch(
+    rec: &mut Recorder,
+    cell: &Cell,
+    entry: &'static str,
+    geo: Geometry,
+    step: usize,
+    lengths: &Tensor,
+    bindings: &[Binding],
+) -> Result<()> {
+    let op = cell.shader.name;
+    if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
+        return Err(Error::Empty {
+            op,
+            what: "[batch, steps, hidden, directions (1 or 2)]",
+            shape: vec![geo.batch, geo.steps, geo.hidden, geo.dirs],
+        });
+    }
+    if step >= geo.steps {
+        return Err(Error::LimitExceeded {
+            op,
+            what: "step",
+            value: step as u64,
+            limit: geo.steps as u64 - 1,
+        });
+    }
+    let mut tensors: Vec<&Tensor> = bindings.iter().map(|b| b.2).collect();
+    tensors.push(lengths);
+    rec.check_same_device(op, &tensors)?;
+    if lengths.dtype() != DType::U32 || lengths.numel() != geo.batch {
+        return Err(Error::ShapeMismatch {
+            op,
+            what: "lengths (u32)",
+            expected: format!("[{}] u32", geo.batch),
+            got: lengths.shape().to_vec(),
+        });
+    }
+    let limit = rec.context().limits().max_storage_buffer_binding_size;
+    for &(_, what, t, numel) in bindings {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op,
+                what,
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+        if t.numel() != numel {
+            return Err(Error::ShapeMismatch {
+                op,
+                what,
+                expected: format!("{numel} elements for {geo:?}"),
+                got: t.shape().to_vec(),
+            });
+        }
+        if t.buffer().size() > limit {
+            return Err(Error::LimitExceeded {
+                op,
+                what: "tensor bytes (one storage binding)",
+                value: t.buffer().size(),
+                limit,
+            });
+        }
+    }
+    let u = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    let params = Params {
+        b: u(geo.batch),
+        t: u(geo.steps),
+        h: u(geo.hidden),
+        d: u(geo.dirs),
+        step: u(step),
+        ..Params::default()
+    };
+    let pipeline = rec.context().pipeline(&cell.shader, entry, cell.constants);
+    let mut resources = vec![(1, lengths.buffer().as_entire_binding())];
+    resources.extend(
+        bindings
+            .iter()
+            .map(|&(i, _, t, _)| (i, t.buffer().as_entire_binding())),
+    );
+    let label = format!("{op}::{entry}");
+    rec.dispatch(
+        &label,
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &resources,
+        [u(geo.hidden.div_ceil(64)), u(geo.batch), u(geo.dirs)],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn params_match_the_wgsl_struct() {
+        for shader in [
+            crate::shaders::LSTM_CELL,
+            crate::shaders::GRU_CELL,
+            crate::shaders::RNN_CELL,
+        ] {
+            assert_eq!(
+                crate::shaders::wgsl_struct_size(&shader, "Params"),
+                std::mem::size_of::<super::Params>()
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod nn;
 pub mod ops;
 pub mod shaders;
 pub mod tensor;

@@ -2,6 +2,8 @@
 //! f64 reference math and comparisons that name the worst element.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod recurrent_ref;
+
 use std::sync::OnceLock;
 
 use rnn_wgpu::{Context, ContextOptions};

@@ -1,0 +1,722 @@
+//! Recurrent layers — Elman RNN (tanh, relu), LSTM and GRU — stacked and
+//! bidirectional, batch-first, with per-sequence lengths and PyTorch's parameters.
+//!
+//! Legend: B sequences, T steps, I input features, H hidden units, L layers,
+//! D directions (2 when bidirectional), G = gates·H (4H LSTM, 3H GRU, H Elman).
+//!
+//! Forward, per layer: one GEMM projects the inputs of all steps for both
+//! directions; then per step one GEMM (h·W_hhᵀ, both directions as a batch of 2)
+//! and one fused cell dispatch. Backward, per layer: per step (in reverse) one
+//! cell dispatch and one GEMM (dh += dgh·W_hh); then the weight gradients as one
+//! GEMM each over all steps, the bias gradients as column sums, and dx. Nothing is
+//! read back to the host: the whole sequence is recorded into the caller's
+//! [`Recorder`].
+//!
+//! Padding: past a sequence's length its state is carried unchanged, its outputs
+//! are 0 and it contributes nothing to any gradient; `h_n` (and `c_n`) hold the
+//! state at each sequence's last real step, as PyTorch's packed sequences do.
+//!
+//! Gradients: parameter gradients accumulate (call [`Recurrent::zero_grad`] to
+//! start over); input and state gradients are returned fresh.
+//!
+//! Truncated BPTT: run a long stream in chunks, passing each chunk's `h_n` (and
+//! `c_n`) as the next chunk's `h0` (`c0`); backward of a chunk stops at its `h0`,
+//! which cuts the gradient at the chunk boundary.
+
+use super::SplitMix;
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Recorder};
+use crate::ops::gemm::{self, BiasView, View};
+use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
+use crate::ops::{gru_cell, lstm_cell, rnn_cell};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "recurrent";
+
+/// The cell type, named as PyTorch's modules and as the golden files name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// torch.nn.LSTM: gates i, f, g, o; carries a cell state.
+    Lstm,
+    /// torch.nn.GRU: gates r, z, n.
+    Gru,
+    /// torch.nn.RNN with tanh.
+    RnnTanh,
+    /// torch.nn.RNN with relu.
+    RnnRelu,
+}
+
+impl Mode {
+    /// `lstm`, `gru`, `rnn_tanh` or `rnn_relu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Lstm => "lstm",
+            Mode::Gru => "gru",
+            Mode::RnnTanh => "rnn_tanh",
+            Mode::RnnRelu => "rnn_relu",
+        }
+    }
+
+    /// The mode of a [`name`](Mode::name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
+    fn cell(self) -> Cell {
+        match self {
+            Mode::Lstm => lstm_cell::CELL,
+            Mode::Gru => gru_cell::CELL,
+            Mode::RnnTanh => rnn_cell::cell(false),
+            Mode::RnnRelu => rnn_cell::cell(true),
+        }
+    }
+
+    /// Gate blocks of H in the pre-activations.
+    pub fn gates(self) -> usize {
+        self.cell().gates
+    }
+}
+
+/// Sizes of a recurrent layer stack, as PyTorch's constructor arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    pub input_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub bidirectional: bool,
+}
+
+impl Config {
+    /// Directions: 2 when bidirectional.
+    pub fn dirs(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Input features of layer `l`: the input size, then D·H.
+    fn layer_input(&self, l: usize) -> usize {
+        if l == 0 {
+            self.input_size
+        } else {
+            self.dirs() * self.hidden_size
+        }
+    }
+}
+
+/// The parameters (or their gradients) of one layer, both directions stacked
+/// (direction 1 is PyTorch's `_reverse`).
+#[derive(Clone, Debug)]
+pub struct LayerTensors {
+    /// `[D, G, I_l]` weight_ih_l{l}(_reverse)
+    pub w_ih: Tensor,
+    /// `[D, G, H]` weight_hh_l{l}(_reverse)
+    pub w_hh: Tensor,
+    /// `[D, G]` bias_ih_l{l}(_reverse)
+    pub b_ih: Tensor,
+    /// `[D, G]` bias_hh_l{l}(_reverse)
+    pub b_hh: Tensor,
+}
+
+/// One named parameter inside the stacked layer tensors, with PyTorch's name
+/// and shape.
+#[derive(Clone, Debug)]
+pub struct Named {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub tensor: Tensor,
+    /// Element offset of the parameter inside `tensor`.
+    pub offset: usize,
+}
+
+impl Named {
+    /// Element count.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Reads the values back (blocking).
+    pub fn read(&self) -> Result<Vec<f32>> {
+        let all = self.tensor.to_vec()?;
+        Ok(all[self.offset..self.offset + self.numel()].to_vec())
+    }
+
+    /// Overwrites the values.
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::DataLength {
+                shape: self.shape.clone(),
+                expected: self.numel(),
+                got: data.len(),
+            });
+        }
+        self.tensor.write_at(self.offset, data)
+    }
+}
+
+/// A stack of recurrent layers with its parameters and gradients on the GPU.
+#[derive(Clone, Debug)]
+pub struct Recurrent {
+    cfg: Config,
+    params: Vec<LayerTensors>,
+    grads: Vec<LayerTensors>,
+}
+
+/// What [`Recurrent::forward`] returns.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// `[B, T, D·H]`, zero past each sequence's length.
+    pub y: Tensor,
+    /// `[L·D, B, H]` the state at each sequence's last real step.
+    pub h_n: Tensor,
+    /// `[L·D, B, H]` (LSTM only).
+    pub c_n: Option<Tensor>,
+}
+
+/// Gradients of the inputs of [`Recurrent::forward`].
+#[derive(Clone, Debug)]
+pub struct InputGrads {
+    /// `[B, T, I]`, zero past each sequence's length.
+    pub dx: Tensor,
+    /// `[L·D, B, H]`
+    pub dh0: Tensor,
+    /// `[L·D, B, H]` (LSTM only).
+    pub dc0: Option<Tensor>,
+}
+
+/// What a layer's backward needs from its forward.
+#[derive(Clone, Debug)]
+struct LayerSaved {
+    input: Tensor,
+    hs: Tensor,
+    cs: Option<Tensor>,
+    acts: Option<Tensor>,
+}
+
+/// Activations saved by [`Recurrent::forward`] for [`Recurrent::backward`].
+#[derive(Clone, Debug)]
+pub struct Saved {
+    geo: Geometry,
+    lengths: Tensor,
+    layers: Vec<LayerSaved>,
+}
+
+impl Recurrent {
+    /// A stack initialized as PyTorch does, every parameter uniform in
+    /// `[-1/√H, 1/√H)`, from `seed`.
+    pub fn new(ctx: &Context, cfg: Config, seed: u64) -> Result<Self> {
+        if [cfg.input_size, cfg.hidden_size, cfg.num_layers].contains(&0) {
+            return Err(Error::Empty {
+                op: OP,
+                what: "[input_size, hidden_size, num_layers]",
+                shape: vec![cfg.input_size, cfg.hidden_size, cfg.num_layers],
+            });
+        }
+        let bound = 1.0 / (cfg.hidden_size as f32).sqrt();
+        let mut rng = SplitMix::new(seed);
+        let mut params = Vec::new();
+        let mut grads = Vec::new();
+        for l in 0..cfg.num_layers {
+            let shapes = layer_shapes(&cfg, l);
+            let make = |data: Option<&mut SplitMix>| -> Result<LayerTensors> {
+                let mut data = data;
+                let mut t = |shape: &[usize]| -> Result<Tensor> {
+                    let n = shape.iter().product();
+                    match data.as_deref_mut() {
+                        Some(rng) => Tensor::from_slice(ctx, shape, &rng.uniform(n, bound)),
+                        None => Tensor::zeros(ctx, shape),
+                    }
+                };
+                Ok(LayerTensors {
+                    w_ih: t(&shapes[0])?,
+                    w_hh: t(&shapes[1])?,
+                    b_ih: t(&shapes[2])?,
+                    b_hh: t(&shapes[3])?,
+                })
+            };
+            params.push(make(Some(&mut rng))?);
+            grads.push(make(None)?);
+        }
+        Ok(Self { cfg, params, grads })
+    }
+
+    /// The sizes this stack was made with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Parameters per layer.
+    pub fn params(&self) -> &[LayerTensors] {
+        &self.params
+    }
+
+    /// Parameter gradients per layer, shaped as [`params`](Self::params).
+    pub fn grads(&self) -> &[LayerTensors] {
+        &self.grads
+    }
+
+    /// Every parameter under its PyTorch name (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
+    pub fn named_params(&self) -> Vec<Named> {
+        self.named(&self.params)
+    }
+
+    /// Every gradient, named as its parameter.
+    pub fn named_grads(&self) -> Vec<Named> {
+        self.named(&self.grads)
+    }
+
+    fn named(&self, layers: &[LayerTensors]) -> Vec<Named> {
+        let mut out = Vec::new();
+        for (l, lt) in layers.iter().enumerate() {
+            let tensors = [&lt.w_ih, &lt.w_hh, &lt.b_ih, &lt.b_hh];
+            let names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
+            for d in 0..self.cfg.dirs() {
+                let suffix = if d == 1 { "_reverse" } else { "" };
+                for (name, t) in names.iter().zip(tensors) {
+                    let shape = t.shape()[1..].to_vec();
+                    let numel: usize = shape.iter().product();
+                    out.push(Named {
+                        name: format!("{name}_l{l}{suffix}"),
+                        shape,
+                        tensor: t.clone(),
+                        offset: d * numel,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Records setting every parameter gradient to zero.
+    pub fn zero_grad(&self, rec: &mut Recorder) -> Result<()> {
+        for g in &self.grads {
+            for t in [&g.w_ih, &g.w_hh, &g.b_ih, &g.b_hh] {
+                rec.zero(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the forward pass of `x` `[B, T, I]` whose sequence `b` has
+    /// `lengths[b]` real steps (1..=T, any order), from initial states `h0` (and
+    /// `c0` for an LSTM) `[L·D, B, H]`, zero when `None`.
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        lengths: &[usize],
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+    ) -> Result<(Output, Saved)> {
+        let cfg = &self.cfg;
+        let geo = self.check_input(rec, x, lengths)?;
+        let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+        let state_shape = [cfg.num_layers * d, b, h];
+        let lstm = cfg.mode == Mode::Lstm;
+        check_state(rec, "h0", h0, &state_shape)?;
+        if !lstm && c0.is_some() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "c0",
+                expected: format!("none: a {} has no cell state", cfg.mode.name()),
+                got: c0.map(|c| c.shape().to_vec()).unwrap_or_default(),
+            });
+        }
+        check_state(rec, "c0", c0, &state_shape)?;
+
+        let ctx = rec.context().clone();
+        let lengths_u32: Vec<u32> = lengths.iter().map(|&n| n as u32).collect();
+        let lengths_t = Tensor::from_u32(&ctx, &[b], &lengths_u32)?;
+        let cell = cfg.mode.cell();
+        let g = cell.gates * h;
+        let h_n = Tensor::empty(&ctx, &state_shape, DType::F32)?;
+        let c_n = lstm
+            .then(|| Tensor::empty(&ctx, &state_shape, DType::F32))
+            .transpose()?;
+        let mut input = x.clone();
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for (l, p) in self.params.iter().enumerate() {
+            let i = cfg.layer_input(l);
+            let xw = Tensor::empty(&ctx, &[d, b, t, g], DType::F32)?;
+            // xw[d] = x · W_ih[d]ᵀ for all steps at once.
+            gemm::forward_view(
+                rec,
+                View {
+                    batch_stride: b * t * g,
+                    ..View::matrix(&xw, b * t, g, false)
+                },
+                View::matrix(&input, b * t, i, false),
+                View::matrix(&p.w_ih, g, i, true).t(),
+                None,
+                d,
+                1.0,
+                0.0,
+            )?;
+            let hs = Tensor::empty(&ctx, &[d, t + 1, b, h], DType::F32)?;
+            let cs = lstm
+                .then(|| Tensor::empty(&ctx, &[d, t + 1, b, h], DType::F32))
+                .transpose()?;
+            let acts = cell
+                .saves_acts
+                .then(|| Tensor::empty(&ctx, &[d, t, b, 4 * h], DType::F32))
+                .transpose()?;
+            let y = Tensor::empty(&ctx, &[b, t, d * h], DType::F32)?;
+            let gh = Tensor::empty(&ctx, &[d, b, g], DType::F32)?;
+            for dir in 0..d {
+                let slot = slot_offset(geo, dir, if dir == 0 { 0 } else { t });
+                let src = (l * d + dir) * b * h;
+                set_state(rec, &hs, slot, h0, src, b * h)?;
+                if let Some(cs) = &cs {
+                    set_state(rec, cs, slot, c0, src, b * h)?;
+                }
+            }
+            let io = ForwardIo {
+                lengths: &lengths_t,
+                xw: &xw,
+                gh: &gh,
+                b_ih: &p.b_ih,
+                b_hh: &p.b_hh,
+                hs: &hs,
+                cs: cs.as_ref(),
+                y: &y,
+                acts: acts.as_ref(),
+            };
+            for s in 0..t {
+                // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous state sits
+                // (2T + 1 − 2s) states after direction 0's.
+                gemm::forward_view(
+                    rec,
+                    View::matrix(&gh, b, g, true),
+                    View {
+                        offset: s * b * h,
+                        batch_stride: (2 * t + 1 - 2 * s) * b * h,
+                        ..View::matrix(&hs, b, h, false)
+                    },
+                    View::matrix(&p.w_hh, g, h, true).t(),
+                    None,
+                    d,
+                    1.0,
+                    0.0,
+                )?;
+                recurrence::forward(rec, &cell, geo, s, &io)?;
+            }
+            for dir in 0..d {
+                let slot = slot_offset(geo, dir, if dir == 0 { t } else { 0 });
+                let dst = (l * d + dir) * b * h;
+                rec.copy_range(&h_n, dst, &hs, slot, b * h)?;
+                if let (Some(c_n), Some(cs)) = (&c_n, &cs) {
+                    rec.copy_range(c_n, dst, cs, slot, b * h)?;
+                }
+            }
+            layers.push(LayerSaved {
+                input,
+                hs,
+                cs,
+                acts,
+            });
+            input = y;
+        }
+        Ok((
+            Output { y: input, h_n, c_n },
+            Saved {
+                geo,
+                lengths: lengths_t,
+                layers,
+            },
+        ))
+    }
+
+    /// Records the backward pass of a [`forward`](Self::forward) given the
+    /// gradients of its outputs: `dy` `[B, T, D·H]` (values past a sequence's length
+    /// are ignored), `dh_n` and, for an LSTM, `dc_n` `[L·D, B, H]` (zero when
+    /// `None`). Adds the parameter gradients to [`grads`](Self::grads) and returns
+    /// the gradients of the inputs.
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        saved: &Saved,
+        dy: &Tensor,
+        dh_n: Option<&Tensor>,
+        dc_n: Option<&Tensor>,
+    ) -> Result<InputGrads> {
+        let cfg = &self.cfg;
+        let geo = saved.geo;
+        let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+        if saved.layers.len() != cfg.num_layers || geo.hidden != cfg.hidden_size {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "saved activations",
+                expected: "those of a forward of this layer stack".into(),
+                got: vec![saved.layers.len(), geo.hidden],
+            });
+        }
+        let state_shape = [cfg.num_layers * d, b, h];
+        let lstm = cfg.mode == Mode::Lstm;
+        check_state(rec, "dy", Some(dy), &[b, t, d * h])?;
+        check_state(rec, "dh_n", dh_n, &state_shape)?;
+        if !lstm && dc_n.is_some() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "dc_n",
+                expected: format!("none: a {} has no cell state", cfg.mode.name()),
+                got: dc_n.map(|c| c.shape().to_vec()).unwrap_or_default(),
+            });
+        }
+        check_state(rec, "dc_n", dc_n, &state_shape)?;
+
+        let ctx = rec.context().clone();
+        let cell = cfg.mode.cell();
+        let g = cell.gates * h;
+        let dh0 = Tensor::empty(&ctx, &state_shape, DType::F32)?;
+        let dc0 = lstm
+            .then(|| Tensor::empty(&ctx, &state_shape, DType::F32))
+            .transpose()?;
+        let mut d_out = dy.clone();
+        for l in (0..cfg.num_layers).rev() {
+            let (p, gr, sv) = (&self.params[l], &self.grads[l], &saved.layers[l]);
+            let i = cfg.layer_input(l);
+            let dh = Tensor::empty(&ctx, &[d, b, h], DType::F32)?;
+            let dc = lstm
+                .then(|| Tensor::empty(&ctx, &[d, b, h], DType::F32))
+                .transpose()?;
+            let at = l * d * b * h;
+            set_state(rec, &dh, 0, dh_n, at, d * b * h)?;
+            if let Some(dc) = &dc {
+                set_state(rec, dc, 0, dc_n, at, d * b * h)?;
+            }
+            let dgi = Tensor::empty(&ctx, &[d, b, t, g], DType::F32)?;
+            let dgh = Tensor::empty(&ctx, &[d, t, b, g], DType::F32)?;
+            let io = BackwardIo {
+                lengths: &saved.lengths,
+                hs: &sv.hs,
+                cs: sv.cs.as_ref(),
+                acts: sv.acts.as_ref(),
+                dy: &d_out,
+                dh: &dh,
+                dc: dc.as_ref(),
+                dgi: &dgi,
+                dgh: &dgh,
+            };
+            for s in (0..t).rev() {
+                recurrence::backward(rec, &cell, geo, s, &io)?;
+                // dh[d] += dgh[d, t_d] · W_hh[d]; direction 1's step sits
+                // (2T − 1 − 2s) steps after direction 0's.
+                gemm::forward_view(
+                    rec,
+                    View::matrix(&dh, b, h, true),
+                    View {
+                        offset: s * b * g,
+                        batch_stride: (2 * t - 1 - 2 * s) * b * g,
+                        ..View::matrix(&dgh, b, g, false)
+                    },
+                    View::matrix(&p.w_hh, g, h, true),
+                    None,
+                    d,
+                    1.0,
+                    1.0,
+                )?;
+            }
+            rec.copy_range(&dh0, at, &dh, 0, d * b * h)?;
+            if let (Some(dc0), Some(dc)) = (&dc0, &dc) {
+                rec.copy_range(dc0, at, dc, 0, d * b * h)?;
+            }
+            // dW_hh[d] += dgh[d]ᵀ · h_prev[d] over all (t, b): direction 0's
+            // previous states are slots 0..T, direction 1's slots 1..=T.
+            gemm::forward_view(
+                rec,
+                View::matrix(&gr.w_hh, g, h, true),
+                View::matrix(&dgh, t * b, g, true).t(),
+                View {
+                    batch_stride: (t + 2) * b * h,
+                    ..View::matrix(&sv.hs, t * b, h, false)
+                },
+                None,
+                d,
+                1.0,
+                1.0,
+            )?;
+            // dW_ih[d] += dgi[d]ᵀ · x over all (b, t).
+            gemm::forward_view(
+                rec,
+                View::matrix(&gr.w_ih, g, i, true),
+                View::matrix(&dgi, b * t, g, true).t(),
+                View::matrix(&sv.input, b * t, i, false),
+                None,
+                d,
+                1.0,
+                1.0,
+            )?;
+            let dx = Tensor::empty(&ctx, &[b, t, i], DType::F32)?;
+            for dir in 0..d {
+                let bias = |tensor| BiasView {
+                    tensor,
+                    offset: dir * g,
+                    stride: 1,
+                };
+                let rows = |tensor, offset| View {
+                    offset,
+                    ..View::matrix(tensor, b * t, g, false)
+                };
+                gemm::bias_grad(
+                    rec,
+                    bias(&gr.b_ih),
+                    rows(&dgi, dir * b * t * g),
+                    1,
+                    1.0,
+                    1.0,
+                )?;
+                gemm::bias_grad(
+                    rec,
+                    bias(&gr.b_hh),
+                    rows(&dgh, dir * t * b * g),
+                    1,
+                    1.0,
+                    1.0,
+                )?;
+                // dx = Σ_d dgi[d] · W_ih[d]
+                gemm::forward_view(
+                    rec,
+                    View::matrix(&dx, b * t, i, false),
+                    rows(&dgi, dir * b * t * g),
+                    View {
+                        offset: dir * g * i,
+                        ..View::matrix(&p.w_ih, g, i, false)
+                    },
+                    None,
+                    1,
+                    1.0,
+                    if dir == 0 { 0.0 } else { 1.0 },
+                )?;
+            }
+            d_out = dx;
+        }
+        Ok(InputGrads {
+            dx: d_out,
+            dh0,
+            dc0,
+        })
+    }
+
+    /// Checks `x` and `lengths` against this stack and returns the step geometry.
+    fn check_input(&self, rec: &Recorder, x: &Tensor, lengths: &[usize]) -> Result<Geometry> {
+        let cfg = &self.cfg;
+        rec.check_same_device(OP, &[x, &self.params[0].w_ih])?;
+        if x.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                what: "x",
+                expected: DType::F32,
+                got: x.dtype(),
+            });
+        }
+        let &[b, t, i] = x.shape() else {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "x",
+                expected: format!("[B, T, {}]", cfg.input_size),
+                got: x.shape().to_vec(),
+            });
+        };
+        if i != cfg.input_size {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "x",
+                expected: format!("[B, T, {}]", cfg.input_size),
+                got: x.shape().to_vec(),
+            });
+        }
+        if b == 0 || t == 0 {
+            return Err(Error::Empty {
+                op: OP,
+                what: "x [B, T, I]",
+                shape: x.shape().to_vec(),
+            });
+        }
+        if lengths.len() != b {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "lengths",
+                expected: format!("[{b}], one per sequence"),
+                got: vec![lengths.len()],
+            });
+        }
+        if let Some((index, &value)) = lengths.iter().enumerate().find(|&(_, &n)| n == 0 || n > t) {
+            return Err(Error::LengthOutOfRange {
+                op: OP,
+                index,
+                value,
+                max: t,
+            });
+        }
+        Ok(Geometry {
+            batch: b,
+            steps: t,
+            hidden: cfg.hidden_size,
+            dirs: cfg.dirs(),
+        })
+    }
+}
+
+/// PyTorch's shapes of layer `l`'s stacked w_ih, w_hh, b_ih, b_hh.
+fn layer_shapes(cfg: &Config, l: usize) -> [Vec<usize>; 4] {
+    let (d, g) = (cfg.dirs(), cfg.mode.gates() * cfg.hidden_size);
+    [
+        vec![d, g, cfg.layer_input(l)],
+        vec![d, g, cfg.hidden_size],
+        vec![d, g],
+        vec![d, g],
+    ]
+}
+
+/// Element offset of `slot` of direction `dir` in a `[D, T + 1, B, H]` state history.
+fn slot_offset(geo: Geometry, dir: usize, slot: usize) -> usize {
+    (dir * (geo.steps + 1) + slot) * geo.batch * geo.hidden
+}
+
+/// Records `dst[at..at + len] = src[from..from + len]`, or zeros without `src`.
+fn set_state(
+    rec: &mut Recorder,
+    dst: &Tensor,
+    at: usize,
+    src: Option<&Tensor>,
+    from: usize,
+    len: usize,
+) -> Result<()> {
+    match src {
+        Some(src) => rec.copy_range(dst, at, src, from, len),
+        None => rec.zero_range(dst, at, len),
+    }
+}
+
+/// Checks an optional state-like tensor: f32 of `shape` on the recorder's device.
+fn check_state(
+    rec: &Recorder,
+    what: &'static str,
+    t: Option<&Tensor>,
+    shape: &[usize],
+) -> Result<()> {
+    let Some(t) = t else { return Ok(()) };
+    rec.check_same_device(OP, &[t])?;
+    if t.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op: OP,
+            what,
+            expected: DType::F32,
+            got: t.dtype(),
+        });
+    }
+    if t.shape() != shape {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what,
+            expected: format!("{shape:?}"),
+            got: t.shape().to_vec(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Plain f64 recurrent layers (PyTorch's semantics) and central finite
+//! differences of their loss, the reference for the GPU layers.
+
+use std::collections::BTreeMap;
+
+/// Parameters by PyTorch name, in f64.
+pub type Params = BTreeMap<String, Vec<f64>>;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// `lstm`, `gru`, `rnn_tanh` or `rnn_relu`.
+    pub mode: &'static str,
+    pub input: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub dirs: usize,
+}
+
+impl Spec {
+    pub fn gates(&self) -> usize {
+        match self.mode {
+            "lstm" => 4,
+            "gru" => 3,
+            _ => 1,
+        }
+    }
+
+    pub fn lstm(&self) -> bool {
+        self.mode == "lstm"
+    }
+}
+
+/// Inputs of one forward: x `[B, T, I]`, h0 and c0 `[L·D, B, H]`.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub batch: usize,
+    pub steps: usize,
+    pub lengths: Vec<usize>,
+    pub x: Vec<f64>,
+    pub h0: Vec<f64>,
+    pub c0: Vec<f64>,
+}
+
+/// y `[B, T, D·H]`, h_n and c_n `[L·D, B, H]` (c_n empty unless LSTM).
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    pub y: Vec<f64>,
+    pub h_n: Vec<f64>,
+    pub c_n: Vec<f64>,
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `W[rows, cols] · v` plus `b`.
+fn affine(w: &[f64], b: &[f64], v: &[f64]) -> Vec<f64> {
+    let cols = v.len();
+    b.iter()
+        .enumerate()
+        .map(|(r, &bias)| bias + (0..cols).map(|k| w[r * cols + k] * v[k]).sum::<f64>())
+        .collect()
+}
+
+/// One cell step: new (h, c) from input x and state (h, c).
+fn cell(
+    spec: &Spec,
+    p: &Params,
+    name: &str,
+    x: &[f64],
+    h: &[f64],
+    c: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let hn = spec.hidden;
+    let gi = affine(
+        &p[&format!("weight_ih{name}")],
+        &p[&format!("bias_ih{name}")],
+        x,
+    );
+    let gh = affine(
+        &p[&format!("weight_hh{name}")],
+        &p[&format!("bias_hh{name}")],
+        h,
+    );
+    match spec.mode {
+        "lstm" => {
+            let pre = |k: usize, j: usize| gi[k * hn + j] + gh[k * hn + j];
+            let mut h2 = vec![0.0; hn];
+            let mut c2 = vec![0.0; hn];
+            for j in 0..hn {
+                let (i, f, g, o) = (
+                    sigmoid(pre(0, j)),
+                    sigmoid(pre(1, j)),
+                    pre(2, j).tanh(),
+                    sigmoid(pre(3, j)),
+                );
+                c2[j] = f * c[j] + i * g;
+                h2[j] = o * c2[j].tanh();
+            }
+            (h2, c2)
+        }
+        "gru" => {
+            let h2 = (0..hn)
+                .map(|j| {
+                    let r = sigmoid(gi[j] + gh[j]);
+                    let z = sigmoid(gi[hn + j] + gh[hn + j]);
+                    let n = (gi[2 * hn + j] + r * gh[2 * hn + j]).tanh();
+                    (1.0 - z) * n + z * h[j]
+                })
+                .collect();
+            (h2, vec![])
+        }
+        "rnn_tanh" => ((0..hn).map(|j| (gi[j] + gh[j]).tanh()).collect(), vec![]),
+        "rnn_relu" => ((0..hn).map(|j| (gi[j] + gh[j]).max(0.0)).collect(), vec![]),
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
+    let (b_n, t_n, h_n, d_n) = (inp.batch, inp.steps, spec.hidden, spec.dirs);
+    let mut layer_in = inp.x.clone();
+    let mut feat = spec.input;
+    let mut out = Outputs {
+        y: vec![],
+        h_n: vec![0.0; spec.layers * d_n * b_n * h_n],
+        c_n: if spec.lstm() {
+            vec![0.0; spec.layers * d_n * b_n * h_n]
+        } else {
+            vec![]
+        },
+    };
+    for l in 0..spec.layers {
+        let mut y = vec![0.0; b_n * t_n * d_n * h_n];
+        for d in 0..d_n {
+            let name = format!("_l{l}{}", if d == 1 { "_reverse" } else { "" });
+            for b in 0..b_n {
+                let s0 = ((l * d_n + d) * b_n + b) * h_n;
+                let mut h = inp.h0[s0..s0 + h_n].to_vec();
+                let mut c = if spec.lstm() {
+                    inp.c0[s0..s0 + h_n].to_vec()
+                } else {
+                    vec![]
+                };
+                let len = inp.lengths[b];
+                let times: Vec<usize> = if d == 0 {
+                    (0..len).collect()
+                } else {
+                    (0..len).rev().collect()
+                };
+                for t in times {
+                    let xi = &layer_in[(b * t_n + t) * feat..(b * t_n + t + 1) * feat];
+                    (h, c) = cell(spec, p, &name, xi, &h, &c);
+                    let yo = (b * t_n + t) * d_n * h_n + d * h_n;
+                    y[yo..yo + h_n].copy_from_slice(&h);
+                }
+                out.h_n[s0..s0 + h_n].copy_from_slice(&h);
+                if spec.lstm() {
+                    out.c_n[s0..s0 + h_n].copy_from_slice(&c);
+                }
+            }
+        }
+        layer_in = y;
+        feat = d_n * h_n;
+    }
+    out.y = layer_in;
+    out
+}
+
+/// Upstream gradients: the loss is Σ y·dy + Σ h_n·dh_n + Σ c_n·dc_n.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub dy: Vec<f64>,
+    pub dh_n: Vec<f64>,
+    pub dc_n: Vec<f64>,
+}
+
+pub fn loss(spec: &Spec, p: &Params, inp: &Inputs, up: &Upstream) -> f64 {
+    let o = forward(spec, p, inp);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    dot(&o.y, &up.dy) + dot(&o.h_n, &up.dh_n) + dot(&o.c_n, &up.dc_n)
+}
+
+/// Central differences of `f` with respect to every element of `v`.
+pub fn numeric_grad(v: &mut [f64], mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
+    const EPS: f64 = 1e-6;
+    (0..v.len())
+        .map(|i| {
+            let keep = v[i];
+            v[i] = keep + EPS;
+            let up = f(v);
+            v[i] = keep - EPS;
+            let down = f(v);
+            v[i] = keep;
+            (up - down) / (2.0 * EPS)
+        })
+        .collect()
+}
+
+/// Finite-difference gradients of [`loss`]: by parameter name, and of x, h0, c0.
+pub struct Gradients {
+    pub params: Params,
+    pub x: Vec<f64>,
+    pub h0: Vec<f64>,
+    pub c0: Vec<f64>,
+}
+
+pub fn gradients(spec: &Spec, p: &Params, inp: &Inputs, up: &Upstream) -> Gradients {
+    let mut params = Params::new();
+    for name in p.keys() {
+        let mut q = p.clone();
+        let mut v = q[name].clone();
+        let g = numeric_grad(&mut v, |v| {
+            q.insert(name.clone(), v.to_vec());
+            loss(spec, &q, inp, up)
+        });
+        params.insert(name.clone(), g);
+    }
+    let mut i2 = inp.clone();
+    let mut v = inp.x.clone();
+    let x = numeric_grad(&mut v, |v| {
+        i2.x = v.to_vec();
+        loss(spec, p, &i2, up)
+    });
+    let mut i2 = inp.clone();
+    let mut v = inp.h0.clone();
+    let h0 = numeric_grad(&mut v, |v| {
+        i2.h0 = v.to_vec();
+        loss(spec, p, &i2, up)
+    });
+    let mut i2 = inp.clone();
+    let mut v = inp.c0.clone();
+    let c0 = numeric_grad(&mut v, |v| {
+        i2.c0 = v.to_vec();
+        loss(spec, p, &i2, up)
+    });
+    Gradients { params, x, h0, c0 }
+}

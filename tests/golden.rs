@@ -1,0 +1,235 @@
+//! PyTorch golden files: every case in tests/golden/ and in the directory named by
+//! `RNN_WGPU_GOLDEN_DIR` (when set) is run on the GPU and every tensor it holds is
+//! compared. tools/golden.py writes them; its docstring gives the format.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use common::ctx;
+use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+use rnn_wgpu::{Context, Recorder, Tensor};
+use safetensors::{Dtype, SafeTensors};
+
+/// f32 kernels against PyTorch's float64 results stored as f32: |got − want| may
+/// be at most 1e-4 · max(|want|, 1), relative for values past 1, absolute below.
+const TOL: f64 = 1e-4;
+
+/// One golden file, loaded.
+struct Case {
+    name: String,
+    meta: HashMap<String, String>,
+    f32s: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    i32s: HashMap<String, Vec<i32>>,
+}
+
+impl Case {
+    fn load(path: &Path) -> Case {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let meta = header.metadata().clone().unwrap_or_default();
+        let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (mut f32s, mut i32s) = (HashMap::new(), HashMap::new());
+        for (key, view) in st.tensors() {
+            let data = view.data();
+            match view.dtype() {
+                Dtype::F32 => {
+                    let v = data
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
+                    f32s.insert(key, (view.shape().to_vec(), v));
+                }
+                Dtype::I32 => {
+                    let v = data
+                        .chunks_exact(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
+                    i32s.insert(key, v);
+                }
+                other => panic!("{name}: tensor {key} has dtype {other:?}; cases hold f32 and i32"),
+            }
+        }
+        Case {
+            name,
+            meta,
+            f32s,
+            i32s,
+        }
+    }
+
+    fn meta(&self, key: &str) -> &str {
+        self.meta
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: metadata {key} missing", self.name))
+    }
+
+    fn usize(&self, key: &str) -> usize {
+        self.meta(key)
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: metadata {key}: {e}", self.name))
+    }
+
+    fn tensor(&self, key: &str) -> &(Vec<usize>, Vec<f32>) {
+        self.f32s
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: tensor {key} missing", self.name))
+    }
+
+    fn upload(&self, ctx: &Context, key: &str) -> Tensor {
+        let (shape, v) = self.tensor(key);
+        Tensor::from_slice(ctx, shape, v).unwrap()
+    }
+}
+
+/// What was compared: the tensor names, and the worst error with where it was.
+#[derive(Default)]
+struct Checked {
+    keys: Vec<String>,
+    worst: (f64, String),
+}
+
+/// Compares `got` with the case's tensor `key`; returns a failure line, if any.
+fn compare(case: &Case, key: &str, got: &[f32], checked: &mut Checked) -> Option<String> {
+    checked.keys.push(key.to_string());
+    let (_, want) = case.tensor(key);
+    if got.len() != want.len() {
+        return Some(format!(
+            "{}: {key}: {} values, want {}",
+            case.name,
+            got.len(),
+            want.len()
+        ));
+    }
+    let (i, err) = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| ((g as f64 - w as f64).abs() / (w as f64).abs().max(1.0), g))
+        .map(|(e, g)| if g.is_nan() { f64::INFINITY } else { e })
+        .enumerate()
+        .fold((0, 0.0), |acc, (i, e)| if e > acc.1 { (i, e) } else { acc });
+    if err > checked.worst.0 {
+        checked.worst = (err, format!("{}: {key}[{i}]", case.name));
+    }
+    (err > TOL).then(|| {
+        format!(
+            "{}: {key}[{i}] = {} but PyTorch says {} (error {err:.2e} > {TOL:e})",
+            case.name, got[i], want[i]
+        )
+    })
+}
+
+fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) -> Vec<String> {
+    let cfg = Config {
+        mode,
+        input_size: case.usize("input_size"),
+        hidden_size: case.usize("hidden_size"),
+        num_layers: case.usize("num_layers"),
+        bidirectional: case.meta("bidirectional") == "1",
+    };
+    let model = Recurrent::new(ctx, cfg, 0).unwrap();
+    for p in model.named_params() {
+        p.write(&case.tensor(&p.name).1)
+            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
+    }
+    let lengths: Vec<usize> = case.i32s["lengths"].iter().map(|&n| n as usize).collect();
+    let lstm = mode == Mode::Lstm;
+    let x = case.upload(ctx, "x");
+    let h0 = case.upload(ctx, "h0");
+    let c0 = lstm.then(|| case.upload(ctx, "c0"));
+    let dy = case.upload(ctx, "dy");
+    let dh_n = case.upload(ctx, "dh_n");
+    let dc_n = lstm.then(|| case.upload(ctx, "dc_n"));
+
+    let mut rec = Recorder::new(ctx, "golden");
+    let (out, saved) = model
+        .forward(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+        .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
+    let grads = model
+        .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
+        .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
+    rec.submit();
+
+    checked.keys.clear();
+    let mut failures = vec![];
+    let mut check = |key: &str, t: &Tensor| {
+        failures.extend(compare(case, key, &t.to_vec().unwrap(), checked));
+    };
+    check("y", &out.y);
+    check("h_n", &out.h_n);
+    check("grad.x", &grads.dx);
+    check("grad.h0", &grads.dh0);
+    if let (Some(c_n), Some(dc0)) = (&out.c_n, &grads.dc0) {
+        check("c_n", c_n);
+        check("grad.c0", dc0);
+    }
+    for g in model.named_grads() {
+        failures.extend(compare(
+            case,
+            &format!("grad.{}", g.name),
+            &g.read().unwrap(),
+            checked,
+        ));
+    }
+    // Inputs, parameters and upstream gradients were loaded; every other tensor
+    // in the file must have been compared.
+    let inputs = ["x", "h0", "c0", "dy", "dh_n", "dc_n"];
+    let params: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
+    for key in case.f32s.keys() {
+        if !checked.keys.contains(key) && !inputs.contains(&key.as_str()) && !params.contains(key) {
+            failures.push(format!("{}: tensor {key} was not checked", case.name));
+        }
+    }
+    failures
+}
+
+fn case_files() -> Vec<PathBuf> {
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")];
+    if let Some(extra) = std::env::var_os("RNN_WGPU_GOLDEN_DIR") {
+        dirs.push(PathBuf::from(extra));
+    }
+    let mut files = vec![];
+    for dir in dirs {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "safetensors") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_golden_case_matches_pytorch() {
+    let files = case_files();
+    assert!(!files.is_empty(), "no golden cases found");
+    let mut failures = vec![];
+    let mut checked = Checked::default();
+    for path in &files {
+        let case = Case::load(path);
+        let op = case.meta("op").to_string();
+        match Mode::from_name(&op) {
+            Some(mode) => failures.extend(run_recurrent(ctx(), &case, mode, &mut checked)),
+            None => failures.push(format!("{}: unknown op {op}", case.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    println!(
+        "{} golden cases passed; worst error {:.2e} at {}",
+        files.len(),
+        checked.worst.0,
+        checked.worst.1
+    );
+}

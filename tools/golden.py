@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch golden cases of the recurrent layers to tests/golden/.
+
+Each case runs torch.nn.LSTM / GRU / RNN in float64 on a padded batch
+(pack_padded_sequence with enforce_sorted=False, pad_packed_sequence with
+total_length=T), takes the gradients of
+    loss = Σ y·dy + Σ h_n·dh_n (+ Σ c_n·dc_n)
+and stores everything as f32 (lengths as i32) in one safetensors file per case.
+Metadata: op, input_size, hidden_size, num_layers, bidirectional ("0"/"1").
+
+    pip install torch safetensors numpy
+    python3 tools/golden.py [OUT_DIR]      # default: tests/golden
+"""
+
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+# (op, input, hidden, layers, bidirectional, lengths (B = len), T)
+CASES = [
+    (op, i, h, layers, bi, lengths, t)
+    for op in ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+    for (i, h, layers, bi, lengths, t) in [
+        (7, 13, 1, False, [9, 1, 5, 3], 9),
+        (5, 13, 2, True, [1, 6, 4], 6),
+        (11, 65, 1, True, [5, 2, 1], 5),
+        (6, 65, 2, False, [4, 1, 3], 4),
+    ]
+]
+
+
+def module(op, i, h, layers, bi):
+    kw = dict(num_layers=layers, bidirectional=bi, batch_first=True)
+    if op == "lstm":
+        return torch.nn.LSTM(i, h, **kw)
+    if op == "gru":
+        return torch.nn.GRU(i, h, **kw)
+    return torch.nn.RNN(i, h, nonlinearity=op.split("_")[1], **kw)
+
+
+def case(seed, op, i, h, layers, bi, lengths, t):
+    torch.manual_seed(seed)
+    m = module(op, i, h, layers, bi).double()
+    b, d = len(lengths), 2 if bi else 1
+    x = torch.randn(b, t, i, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(b, t, d * h, dtype=torch.float64)
+    dh_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    dc_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    lens = torch.tensor(lengths)
+    packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+    lstm = op == "lstm"
+    out, state = m(packed, (h0, c0) if lstm else h0)
+    y, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+    h_n, c_n = state if lstm else (state, None)
+    loss = (y * dy).sum() + (h_n * dh_n).sum()
+    if lstm:
+        loss = loss + (c_n * dc_n).sum()
+    loss.backward()
+
+    tensors = {name: p for name, p in m.named_parameters()}
+    tensors.update({f"grad.{name}": p.grad for name, p in m.named_parameters()})
+    tensors.update(x=x, h0=h0, y=y, h_n=h_n, dy=dy, dh_n=dh_n)
+    tensors.update({"grad.x": x.grad, "grad.h0": h0.grad})
+    if lstm:
+        tensors.update({"c0": c0, "c_n": c_n, "dc_n": dc_n, "grad.c0": c0.grad})
+    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
+    tensors["lengths"] = lens.to(torch.int32)
+    meta = dict(
+        op=op,
+        input_size=str(i),
+        hidden_size=str(h),
+        num_layers=str(layers),
+        bidirectional="1" if bi else "0",
+    )
+    return tensors, meta
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(__file__), "..", "tests", "golden"
+    )
+    os.makedirs(out, exist_ok=True)
+    for seed, c in enumerate(CASES):
+        op, i, h, layers, bi, lengths, t = c
+        name = f"{op}_l{layers}_{'bi' if bi else 'uni'}_h{h}.safetensors"
+        tensors, meta = case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+
+
+if __name__ == "__main__":
+    main()

@@ -189,3 +189,21 @@ fn context_and_tensor_are_send_and_sync() {
     shareable::<Tensor>();
     shareable::<rnn_wgpu::Error>();
 }
+
+/// A tensor dropped while a recorder still uses it stays out of the pool until the
+/// submit: otherwise the next tensor of its size would get its buffer, and that
+/// tensor's upload would land before the recorded work reads the old contents.
+#[test]
+fn recorded_work_sees_tensors_dropped_before_the_submit() {
+    let ctx = ctx();
+    let identity = Tensor::from_slice(ctx, &[2, 2], &[1.0, 0.0, 0.0, 1.0]).unwrap();
+    let c = Tensor::empty(ctx, &[2, 2], DType::F32).unwrap();
+    let mut rec = Recorder::new(ctx, "dropped operand");
+    {
+        let a = Tensor::from_slice(ctx, &[2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        gemm::forward(&mut rec, &c, &a, &identity, None, Gemm::default()).unwrap();
+    }
+    let _next = Tensor::from_slice(ctx, &[2, 2], &[9.0; 4]).unwrap();
+    rec.submit();
+    assert_eq!(c.to_vec().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+}

@@ -18,6 +18,10 @@ pub struct Recorder {
     /// Scratch textures of this submit (packed GEMM operands); back to the pool
     /// once submitted, like the uniforms.
     textures: Vec<Loan<wgpu::Texture>>,
+    /// Tensors the recorded commands use. A tensor the caller drops before the
+    /// submit must not go back to the pool yet: a queue write into its buffer by
+    /// the next owner would land before these commands run.
+    held: Vec<Tensor>,
     dispatches: usize,
 }
 
@@ -32,6 +36,7 @@ impl Recorder {
             encoder,
             uniforms: Vec::new(),
             textures: Vec::new(),
+            held: Vec::new(),
             dispatches: 0,
         }
     }
@@ -68,6 +73,7 @@ impl Recorder {
             });
         }
         let bytes = src.padded_bytes();
+        self.hold(&[dst, src]);
         self.encoder
             .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, bytes);
         Ok(())
@@ -94,6 +100,7 @@ impl Recorder {
                 got: dst.dtype(),
             });
         }
+        self.hold(&[dst, src]);
         self.encoder.copy_buffer_to_buffer(
             src.buffer(),
             4 * src_offset as u64,
@@ -108,6 +115,7 @@ impl Recorder {
     pub fn zero_range(&mut self, t: &Tensor, offset: usize, len: usize) -> Result<()> {
         self.check_same_device("zero", &[t])?;
         word_range("zero", "tensor", t, offset, len)?;
+        self.hold(&[t]);
         self.encoder
             .clear_buffer(t.buffer(), 4 * offset as u64, Some(4 * len as u64));
         Ok(())
@@ -117,8 +125,14 @@ impl Recorder {
     pub fn zero(&mut self, t: &Tensor) -> Result<()> {
         self.check_same_device("zero", &[t])?;
         let bytes = t.padded_bytes();
+        self.hold(&[t]);
         self.encoder.clear_buffer(t.buffer(), 0, Some(bytes));
         Ok(())
+    }
+
+    /// Keeps `tensors` (their buffers) out of the pool until this recorder is submitted.
+    pub(crate) fn hold(&mut self, tensors: &[&Tensor]) {
+        self.held.extend(tensors.iter().map(|&t| t.clone()));
     }
 
     pub(crate) fn check_same_device(&self, op: &'static str, tensors: &[&Tensor]) -> Result<()> {

@@ -421,6 +421,7 @@ pub fn forward_view(
         p.has_bias = 1;
     }
     let swapped = p.swapped();
+    rec.hold(&operands.iter().map(|&(_, t)| t).collect::<Vec<_>>());
     let ctx = rec.context().clone();
     let (a_buf, b_buf, c_buf) = (a.tensor.buffer(), b.tensor.buffer(), c.tensor.buffer());
     // Without a bias the shaders never read binding 3; any buffer that is not C fills it.
@@ -718,6 +719,7 @@ pub fn bias_grad(
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&shaders::GEMM, "backward_bias", &[]);
+    rec.hold(&[dbias.tensor, dc.tensor]);
     rec.dispatch(
         "gemm::backward_bias",
         &pipeline,

@@ -263,6 +263,7 @@ fn launch(
             .iter()
             .map(|&(i, _, t, _)| (i, t.buffer().as_entire_binding())),
     );
+    rec.hold(&tensors);
     let label = format!("{op}::{entry}");
     rec.dispatch(
         &label,

@@ -7,7 +7,7 @@ mod common;
 use common::recurrent_ref::{self as reference, Inputs, Params, Spec, Upstream};
 use common::{assert_close, ctx, to_f64, Rng};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::{Context, Recorder, Tensor};
+use rnn_wgpu::{Context, Error, Recorder, Tensor};
 
 /// Outputs: f32 kernels against the f64 reference over a few dozen steps.
 const FWD_RTOL: f64 = 1e-4;
@@ -259,4 +259,393 @@ fn check_forward_only(
         FWD_RTOL,
         FWD_ATOL,
     );
+}
+
+/// Truncated BPTT: chunks carry h and c forward but cut the gradient at every
+/// chunk start, so the parameter gradient is the sum over chunks of each chunk's
+/// gradient with its initial state held fixed.
+#[test]
+fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
+    let ctx = ctx();
+    for (k, mode) in ["lstm", "gru"].into_iter().enumerate() {
+        let spec = Spec {
+            mode,
+            input: 3,
+            hidden: 4,
+            layers: 2,
+            dirs: 1,
+        };
+        let (batch, steps, chunks) = (2, 8, [(0, 3), (3, 3), (6, 2)]);
+        let model = Recurrent::new(ctx, config(&spec), 70 + k as u64).unwrap();
+        let (mut full, up) = random_case(&spec, batch, steps, &[steps; 2], 80 + k as u64);
+        // The first chunk starts from zero states.
+        full.h0.fill(0.0);
+        full.c0.fill(0.0);
+        let params = reference_params(&model);
+        let want_y = reference::forward(&spec, &params, &full).y;
+        let state_len = spec.layers * batch * spec.hidden;
+        let slice = |v: &[f64], width: usize, start: usize, len: usize| -> Vec<f64> {
+            (0..batch)
+                .flat_map(|b| {
+                    v[(b * steps + start) * width..(b * steps + start + len) * width].to_vec()
+                })
+                .collect()
+        };
+
+        let mut rec = Recorder::new(ctx, "tbptt");
+        model.zero_grad(&mut rec).unwrap();
+        let (mut h, mut c) = (None::<Tensor>, None::<Tensor>);
+        let mut fd_sum: Option<Params> = None;
+        for (start, len) in chunks {
+            let x = slice(&full.x, spec.input, start, len);
+            let dy = slice(&up.dy, spec.hidden, start, len);
+            let (out, saved) = model
+                .forward(
+                    &mut rec,
+                    &upload(ctx, &[batch, len, spec.input], &x),
+                    &[len; 2],
+                    h.as_ref(),
+                    c.as_ref(),
+                )
+                .unwrap();
+            model
+                .backward(
+                    &mut rec,
+                    &saved,
+                    &upload(ctx, &[batch, len, spec.hidden], &dy),
+                    None,
+                    None,
+                )
+                .unwrap();
+            std::mem::replace(&mut rec, Recorder::new(ctx, "tbptt")).submit();
+            let y = out.y.to_vec().unwrap();
+            assert_close(
+                &format!("{mode} chunk at {start}: y"),
+                &y,
+                &slice(&want_y, spec.hidden, start, len),
+                FWD_RTOL,
+                FWD_ATOL,
+            );
+
+            // The reference chunk starts from the reference state after `start` steps.
+            let prefix = |v: &[f64]| {
+                if start == 0 {
+                    vec![0.0; state_len]
+                } else {
+                    v.to_vec()
+                }
+            };
+            let before = Inputs {
+                steps: start.max(1),
+                lengths: vec![start.max(1); 2],
+                x: slice(&full.x, spec.input, 0, start.max(1)),
+                ..full.clone()
+            };
+            let at_start = reference::forward(&spec, &params, &before);
+            let inp = Inputs {
+                batch,
+                steps: len,
+                lengths: vec![len; 2],
+                x,
+                h0: prefix(&at_start.h_n),
+                c0: if spec.lstm() {
+                    prefix(&at_start.c_n)
+                } else {
+                    vec![]
+                },
+            };
+            let chunk_up = Upstream {
+                dy,
+                dh_n: vec![0.0; state_len],
+                dc_n: if spec.lstm() {
+                    vec![0.0; state_len]
+                } else {
+                    vec![]
+                },
+            };
+            let g = reference::gradients(&spec, &params, &inp, &chunk_up).params;
+            fd_sum = Some(match fd_sum {
+                None => g,
+                Some(mut acc) => {
+                    for (name, v) in acc.iter_mut() {
+                        v.iter_mut().zip(&g[name]).for_each(|(a, b)| *a += b);
+                    }
+                    acc
+                }
+            });
+            h = Some(out.h_n);
+            c = out.c_n;
+        }
+        let fd_sum = fd_sum.unwrap();
+        for n in model.named_grads() {
+            assert_close(
+                &format!("{mode} truncated: grad {}", n.name),
+                &n.read().unwrap(),
+                &fd_sum[&n.name],
+                GRAD_RTOL,
+                GRAD_ATOL,
+            );
+        }
+    }
+}
+
+/// An Elman update worked by hand: h = tanh(W_ih·x + b_ih + W_hh·h' + b_hh).
+#[test]
+fn worked_example_elman_update() {
+    let ctx = ctx();
+    let cfg = Config {
+        mode: Mode::RnnTanh,
+        input_size: 2,
+        hidden_size: 2,
+        num_layers: 1,
+        bidirectional: false,
+    };
+    let model = Recurrent::new(ctx, cfg, 0).unwrap();
+    for (name, v) in [
+        ("weight_ih_l0", vec![0.5, -0.3, 0.8, 0.2]),
+        ("weight_hh_l0", vec![0.1, 0.4, -0.2, 0.3]),
+        ("bias_ih_l0", vec![0.1, -0.1]),
+        ("bias_hh_l0", vec![0.0, 0.0]),
+    ] {
+        model
+            .named_params()
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .write(&v)
+            .unwrap();
+    }
+    let x = Tensor::from_slice(ctx, &[1, 1, 2], &[1.0, 2.0]).unwrap();
+    let h0 = Tensor::from_slice(ctx, &[1, 1, 2], &[0.5, -0.5]).unwrap();
+    let mut rec = Recorder::new(ctx, "elman");
+    let (out, _) = model.forward(&mut rec, &x, &[1], Some(&h0), None).unwrap();
+    rec.submit();
+    // Row 0: 0.5·1 − 0.3·2 + 0.1 + (0.1·0.5 + 0.4·(−0.5)) = −0.15
+    // Row 1: 0.8·1 + 0.2·2 − 0.1 + (−0.2·0.5 + 0.3·(−0.5)) = 0.85
+    let want = [(-0.15f64).tanh(), 0.85f64.tanh()];
+    assert_close("Elman h", &out.y.to_vec().unwrap(), &want, 1e-6, 1e-7);
+}
+
+/// The LSTM cell value worked by hand: with f = 0.9, c' = 2, i = 0.5, g = 0.8,
+/// c = f·c' + i·g = 2.2, and with o = 0.5, h = o·tanh(c).
+#[test]
+fn worked_example_lstm_cell_value() {
+    let ctx = ctx();
+    let cfg = Config {
+        mode: Mode::Lstm,
+        input_size: 1,
+        hidden_size: 1,
+        num_layers: 1,
+        bidirectional: false,
+    };
+    let model = Recurrent::new(ctx, cfg, 0).unwrap();
+    // Zero weights, so each gate is its bias: σ(0) = 0.5, σ(ln 9) = 0.9, tanh(ln 3) = 0.8.
+    for (name, v) in [
+        ("weight_ih_l0", vec![0.0; 4]),
+        ("weight_hh_l0", vec![0.0; 4]),
+        ("bias_ih_l0", vec![0.0, 9f32.ln(), 3f32.ln(), 0.0]),
+        ("bias_hh_l0", vec![0.0; 4]),
+    ] {
+        model
+            .named_params()
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .write(&v)
+            .unwrap();
+    }
+    let x = Tensor::from_slice(ctx, &[1, 1, 1], &[0.7]).unwrap();
+    let h0 = Tensor::from_slice(ctx, &[1, 1, 1], &[0.3]).unwrap();
+    let c0 = Tensor::from_slice(ctx, &[1, 1, 1], &[2.0]).unwrap();
+    let mut rec = Recorder::new(ctx, "lstm cell");
+    let (out, _) = model
+        .forward(&mut rec, &x, &[1], Some(&h0), Some(&c0))
+        .unwrap();
+    rec.submit();
+    assert_close("c", &out.c_n.unwrap().to_vec().unwrap(), &[2.2], 1e-6, 1e-6);
+    assert_close(
+        "h",
+        &out.h_n.to_vec().unwrap(),
+        &[0.5 * 2.2f64.tanh()],
+        1e-6,
+        1e-6,
+    );
+}
+
+/// Per step, forward records one recurrent GEMM and one cell dispatch, backward one
+/// cell dispatch and one GEMM; the rest is per layer (on the buffer GEMM path,
+/// which records one dispatch per GEMM).
+#[test]
+fn dispatches_per_step_are_one_gemm_and_one_cell() {
+    let ctx = common::gemm_contexts()[2];
+    for (mode, layers, dirs) in [(Mode::Lstm, 2, 2), (Mode::Gru, 1, 1), (Mode::RnnTanh, 1, 2)] {
+        let cfg = Config {
+            mode,
+            input_size: 3,
+            hidden_size: 4,
+            num_layers: layers,
+            bidirectional: dirs == 2,
+        };
+        let model = Recurrent::new(ctx, cfg, 1).unwrap();
+        let (b, t) = (2, 5);
+        let x = Tensor::zeros(ctx, &[b, t, 3]).unwrap();
+        let mut rec = Recorder::new(ctx, "count");
+        let (_, saved) = model.forward(&mut rec, &x, &[5, 2], None, None).unwrap();
+        // One input projection, then T × (GEMM + cell).
+        assert_eq!(rec.dispatches(), layers * (1 + 2 * t), "{mode:?} forward");
+        let before = rec.dispatches();
+        let dy = Tensor::zeros(ctx, &[b, t, dirs * 4]).unwrap();
+        model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+        // T × (cell + GEMM), dW_hh and dW_ih, then per direction db_ih, db_hh, dx.
+        assert_eq!(
+            rec.dispatches() - before,
+            layers * (2 * t + 2 + 3 * dirs),
+            "{mode:?} backward"
+        );
+        rec.submit();
+    }
+}
+
+/// Bad input gets a typed error before anything is recorded, and the model's
+/// parameters and gradients stay as they were.
+#[test]
+fn bad_input_is_refused_and_leaves_the_model_intact() {
+    let ctx = ctx();
+    let cfg = Config {
+        mode: Mode::Gru,
+        input_size: 3,
+        hidden_size: 4,
+        num_layers: 2,
+        bidirectional: true,
+    };
+    let model = Recurrent::new(ctx, cfg, 5).unwrap();
+    let snapshot = |m: &Recurrent| -> Vec<Vec<f32>> {
+        m.named_params()
+            .iter()
+            .chain(&m.named_grads())
+            .map(|n| n.read().unwrap())
+            .collect()
+    };
+    let before = snapshot(&model);
+    let x = Tensor::zeros(ctx, &[2, 5, 3]).unwrap();
+    let h0 = Tensor::zeros(ctx, &[4, 2, 4]).unwrap();
+    let mut rec = Recorder::new(ctx, "bad");
+    let mut forward = |x: &Tensor, lengths: &[usize], h0: Option<&Tensor>, c0: Option<&Tensor>| {
+        model.forward(&mut rec, x, lengths, h0, c0).unwrap_err()
+    };
+    let err = forward(
+        &Tensor::zeros(ctx, &[2, 5, 4]).unwrap(),
+        &[5, 5],
+        None,
+        None,
+    );
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "x", .. }),
+        "{err}"
+    );
+    let err = forward(&Tensor::zeros(ctx, &[10, 3]).unwrap(), &[5, 5], None, None);
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "x", .. }),
+        "{err}"
+    );
+    let err = forward(&Tensor::zeros(ctx, &[0, 5, 3]).unwrap(), &[], None, None);
+    assert!(matches!(err, Error::Empty { .. }), "{err}");
+    let err = forward(&x, &[5], None, None);
+    assert!(
+        matches!(
+            err,
+            Error::ShapeMismatch {
+                what: "lengths",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = forward(&x, &[5, 0], None, None);
+    assert!(
+        matches!(
+            err,
+            Error::LengthOutOfRange {
+                index: 1,
+                value: 0,
+                max: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = forward(&x, &[6, 1], None, None);
+    assert!(
+        matches!(
+            err,
+            Error::LengthOutOfRange {
+                index: 0,
+                value: 6,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = forward(
+        &x,
+        &[5, 5],
+        Some(&Tensor::zeros(ctx, &[2, 2, 4]).unwrap()),
+        None,
+    );
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "h0", .. }),
+        "{err}"
+    );
+    let err = forward(&x, &[5, 5], Some(&h0), Some(&h0));
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "c0", .. }),
+        "{err}"
+    );
+    if ctx.has_f16() {
+        let half = Tensor::empty(ctx, &[2, 5, 3], rnn_wgpu::DType::F16).unwrap();
+        assert!(matches!(
+            forward(&half, &[5, 5], None, None),
+            Error::DType { .. }
+        ));
+    }
+
+    let (_, saved) = model.forward(&mut rec, &x, &[5, 3], None, None).unwrap();
+    let err = model
+        .backward(
+            &mut rec,
+            &saved,
+            &Tensor::zeros(ctx, &[2, 5, 4]).unwrap(),
+            None,
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "dy", .. }),
+        "{err}"
+    );
+    let other = Recurrent::new(
+        ctx,
+        Config {
+            num_layers: 1,
+            ..cfg
+        },
+        5,
+    )
+    .unwrap();
+    let dy = Tensor::zeros(ctx, &[2, 5, 8]).unwrap();
+    let err = other
+        .backward(&mut rec, &saved, &dy, None, None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ShapeMismatch {
+                what: "saved activations",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    rec.submit();
+    assert_eq!(snapshot(&model), before, "the model changed");
 }

@@ -386,10 +386,11 @@ impl Recurrent {
                 y: &y,
                 acts: acts.as_ref(),
             };
+            let w_hh_t = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true).t(), d)?;
             for s in 0..t {
                 // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous state sits
                 // (2T + 1 − 2s) states after direction 0's.
-                gemm::forward_view(
+                gemm::forward_packed_b(
                     rec,
                     View::matrix(&gh, b, g, true),
                     View {
@@ -397,7 +398,7 @@ impl Recurrent {
                         batch_stride: (2 * t + 1 - 2 * s) * b * h,
                         ..View::matrix(&hs, b, h, false)
                     },
-                    View::matrix(&p.w_hh, g, h, true).t(),
+                    &w_hh_t,
                     None,
                     d,
                     1.0,
@@ -502,11 +503,12 @@ impl Recurrent {
                 dgi: &dgi,
                 dgh: &dgh,
             };
+            let w_hh = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true), d)?;
             for s in (0..t).rev() {
                 recurrence::backward(rec, &cell, geo, s, &io)?;
                 // dh[d] += dgh[d, t_d] · W_hh[d]; direction 1's step sits
                 // (2T − 1 − 2s) steps after direction 0's.
-                gemm::forward_view(
+                gemm::forward_packed_b(
                     rec,
                     View::matrix(&dh, b, h, true),
                     View {
@@ -514,7 +516,7 @@ impl Recurrent {
                         batch_stride: (2 * t - 1 - 2 * s) * b * g,
                         ..View::matrix(&dgh, b, g, false)
                     },
-                    View::matrix(&p.w_hh, g, h, true),
+                    &w_hh,
                     None,
                     d,
                     1.0,

@@ -339,6 +339,104 @@ pub fn forward_view(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
+    forward_impl(rec, c, a, b, None, bias, batch, alpha, beta)
+}
+
+/// An operand B `[K, N]` prepared once for many products that share it, such as a
+/// layer's recurrent weights over the steps of a sequence: on adapters that use
+/// the packed kernels it is packed into a texture here, once, instead of at every
+/// product. Valid while the recorder it was made with records: the texture
+/// reflects B's contents at this point of the recording.
+#[derive(Debug)]
+pub struct PackedB<'a> {
+    view: View<'a>,
+    batch: usize,
+    texture: Option<wgpu::TextureView>,
+}
+
+/// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed_b`].
+pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize) -> Result<PackedB<'a>> {
+    check_operands(rec, &[("B", b.tensor)])?;
+    if batch == 0 || b.rows == 0 || b.cols == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what: "B [batch, K, N]",
+            shape: vec![batch, b.rows, b.cols],
+        });
+    }
+    b.check("B", batch)?;
+    let texture = if rec.context().gemm_packs(u64::MAX) {
+        let u = |x: usize| x as u32;
+        let layers = if b.batch_stride == 0 { 1 } else { u(batch) };
+        rec.hold(&[b.tensor]);
+        pack(
+            rec,
+            b.tensor.buffer(),
+            Packing {
+                rows: u(b.cols),
+                k: u(b.rows),
+                layers,
+                off: u(b.offset),
+                row_stride: u(b.col_stride),
+                k_stride: u(b.row_stride),
+                batch_stride: u(b.batch_stride),
+            },
+        )?
+    } else {
+        None
+    };
+    Ok(PackedB {
+        view: b,
+        batch,
+        texture,
+    })
+}
+
+/// [`forward_view`] with B prepared by [`pack_b`] (for `batch` entries).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_packed_b(
+    rec: &mut Recorder,
+    c: View,
+    a: View,
+    b: &PackedB,
+    bias: Option<BiasView>,
+    batch: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    if batch != b.batch {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "batch of the packed B",
+            expected: format!("{}", b.batch),
+            got: vec![batch],
+        });
+    }
+    forward_impl(
+        rec,
+        c,
+        a,
+        b.view,
+        b.texture.as_ref(),
+        bias,
+        batch,
+        alpha,
+        beta,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_impl(
+    rec: &mut Recorder,
+    c: View,
+    a: View,
+    b: View,
+    packed_b: Option<&wgpu::TextureView>,
+    bias: Option<BiasView>,
+    batch: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
     let mut operands = vec![("C", c.tensor), ("A", a.tensor), ("B", b.tensor)];
     operands.extend(bias.map(|v| ("bias", v.tensor)));
     check_operands(rec, &operands)?;
@@ -428,16 +526,22 @@ pub fn forward_view(
     let bias_buf = bias.map_or(a_buf, |bv| bv.tensor.buffer());
     // The kernels spread their lanes along N; a short, wide N wastes lanes, so such
     // a product is computed as Cᵀ = Bᵀ·Aᵀ instead.
+    let swap = |lane_cols: usize| n < lane_cols && m > n;
     let oriented = |lane_cols: usize| {
-        if n < lane_cols && m > n {
+        if swap(lane_cols) {
             (swapped, b_buf, a_buf)
         } else {
             (p, a_buf, b_buf)
         }
     };
     if ctx.gemm_packs(m as u64 * n as u64 * k as u64) {
-        let (q, qa, qb) = oriented(TEX_TILE_N);
-        if forward_packed(rec, &q, qa, qb, bias_buf, c_buf)? {
+        let b_src = packed_b.map_or(Source::Buffer(b_buf), Source::Packed);
+        let (q, qa, qb) = if swap(TEX_TILE_N) {
+            (swapped, b_src, Source::Buffer(a_buf))
+        } else {
+            (p, Source::Buffer(a_buf), b_src)
+        };
+        if forward_tex(rec, &q, qa, qb, bias_buf, c_buf)? {
             return Ok(());
         }
     }
@@ -487,65 +591,117 @@ fn groups(n: u32, cols_per_group: usize, m: u32, rows_per_group: usize, batch: u
     .map(|g| u32::try_from(g).unwrap_or(u32::MAX))
 }
 
-/// Records the product through packed textures: `pack` A and B into array textures
-/// (one layer per batch entry, one for a shared operand), then `forward_tex`.
-/// Records nothing and returns false when a texture would exceed the device limits.
-fn forward_packed(
+/// Where `forward_tex` gets an operand: a buffer to pack now, or a texture packed before.
+#[derive(Clone, Copy)]
+enum Source<'t> {
+    Buffer(&'t wgpu::Buffer),
+    Packed(&'t wgpu::TextureView),
+}
+
+/// A strided `[rows, K]` view (per layer) to pack into a texture.
+#[derive(Clone, Copy)]
+struct Packing {
+    rows: u32,
+    k: u32,
+    layers: u32,
+    off: u32,
+    row_stride: u32,
+    k_stride: u32,
+    batch_stride: u32,
+}
+
+/// Records `pack` of a view into a scratch array texture whose texels hold 4
+/// consecutive k; None (nothing recorded) when it would exceed the device limits.
+fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgpu::TextureView>> {
+    let limits = rec.context().limits();
+    let k_texels = v.k.div_ceil(4);
+    if k_texels.max(v.rows) > limits.max_texture_dimension_2d
+        || v.layers > limits.max_texture_array_layers
+    {
+        return Ok(None);
+    }
+    let texture = rec.scratch_texture(wgpu::Extent3d {
+        width: k_texels,
+        height: v.rows,
+        // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
+        // array binding cannot read; a second (unused) layer keeps it an array.
+        depth_or_array_layers: v.layers.max(2),
+    });
+    let view = texture.create_view(&wgpu::TextureViewDescriptor {
+        dimension: Some(wgpu::TextureViewDimension::D2Array),
+        ..Default::default()
+    });
+    let pp = Params {
+        m: v.rows,
+        k: v.k,
+        batch: v.layers,
+        a_off: v.off,
+        a_ms: v.row_stride,
+        a_ks: v.k_stride,
+        a_bs: v.batch_stride,
+        ..Params::default()
+    };
+    let pipeline = rec.context().pipeline(&shaders::GEMM, "pack", &[]);
+    rec.dispatch(
+        "gemm::pack",
+        &pipeline,
+        bytemuck::bytes_of(&pp),
+        &[
+            (1, src.as_entire_binding()),
+            (7, wgpu::BindingResource::TextureView(&view)),
+        ],
+        [k_texels.div_ceil(64), v.rows, v.layers],
+    )?;
+    Ok(Some(view))
+}
+
+/// Records the product through packed textures: packs what is not packed yet (one
+/// layer per batch entry, one for a shared operand), then `forward_tex`. Records
+/// nothing and returns false when a texture would exceed the device limits.
+fn forward_tex(
     rec: &mut Recorder,
     p: &Params,
-    a: &wgpu::Buffer,
-    b: &wgpu::Buffer,
+    a: Source,
+    b: Source,
     bias: &wgpu::Buffer,
     c: &wgpu::Buffer,
 ) -> Result<bool> {
-    let limits = rec.context().limits();
-    let k_texels = p.k.div_ceil(4);
     let layers = |batch_stride: u32| if batch_stride == 0 { 1 } else { p.batch };
     let (a_layers, b_layers) = (layers(p.a_bs), layers(p.b_bs));
-    let side = limits.max_texture_dimension_2d;
-    if k_texels.max(p.m).max(p.n) > side || a_layers.max(b_layers) > limits.max_texture_array_layers
+    let limits = rec.context().limits();
+    if p.k.div_ceil(4).max(p.m).max(p.n) > limits.max_texture_dimension_2d
+        || a_layers.max(b_layers) > limits.max_texture_array_layers
     {
         return Ok(false);
     }
-    let ctx = rec.context().clone();
-    let pack = ctx.pipeline(&shaders::GEMM, "pack", &[]);
-    let mut packed_view = |src: &wgpu::Buffer, rows: u32, layers: u32, off, rs, ks, bs| {
-        let texture = rec.scratch_texture(wgpu::Extent3d {
-            width: k_texels,
-            height: rows,
-            // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
-            // array binding cannot read; a second (unused) layer keeps it an array.
-            depth_or_array_layers: layers.max(2),
-        });
-        let view = texture.create_view(&wgpu::TextureViewDescriptor {
-            dimension: Some(wgpu::TextureViewDimension::D2Array),
-            ..Default::default()
-        });
-        let pp = Params {
-            m: rows,
-            k: p.k,
-            batch: layers,
-            a_off: off,
-            a_ms: rs,
-            a_ks: ks,
-            a_bs: bs,
-            ..Params::default()
-        };
-        rec.dispatch(
-            "gemm::pack",
-            &pack,
-            bytemuck::bytes_of(&pp),
-            &[
-                (1, src.as_entire_binding()),
-                (7, wgpu::BindingResource::TextureView(&view)),
-            ],
-            [k_texels.div_ceil(64), rows, layers],
-        )
-        .map(|()| view)
+    let mut texture = |src: Source, v: Packing| -> Result<Option<wgpu::TextureView>> {
+        match src {
+            Source::Packed(view) => Ok(Some(view.clone())),
+            Source::Buffer(buf) => pack(rec, buf, v),
+        }
     };
-    let ta = packed_view(a, p.m, a_layers, p.a_off, p.a_ms, p.a_ks, p.a_bs)?;
-    let tb = packed_view(b, p.n, b_layers, p.b_off, p.b_ns, p.b_ks, p.b_bs)?;
-    let pipeline = ctx.pipeline(&shaders::GEMM, "forward_tex", &[]);
+    let a_packing = Packing {
+        rows: p.m,
+        k: p.k,
+        layers: a_layers,
+        off: p.a_off,
+        row_stride: p.a_ms,
+        k_stride: p.a_ks,
+        batch_stride: p.a_bs,
+    };
+    let b_packing = Packing {
+        rows: p.n,
+        k: p.k,
+        layers: b_layers,
+        off: p.b_off,
+        row_stride: p.b_ns,
+        k_stride: p.b_ks,
+        batch_stride: p.b_bs,
+    };
+    let (Some(ta), Some(tb)) = (texture(a, a_packing)?, texture(b, b_packing)?) else {
+        return Ok(false);
+    };
+    let pipeline = rec.context().pipeline(&shaders::GEMM, "forward_tex", &[]);
     rec.dispatch(
         "gemm::forward_tex",
         &pipeline,

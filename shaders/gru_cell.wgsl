@@ -10,17 +10,7 @@
 
 const GATES: u32 = 3u;
 
-@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, 3H]
-@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, 3H]
-@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, 3H]
-@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, 3H]
-@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
 @group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
-@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
-@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
-@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, 3H]
-@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, 3H]
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -29,8 +19,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let at = locate(gid);
     if (!at.live) {
-        hs[at.next] = hs[at.prev];
-        y[at.y] = 0.0;
+        carry(at);
         return;
     }
     let h1 = p.h;
@@ -59,10 +48,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let h2 = 2u * p.h;
     let gr = at.row * GATES * p.h + at.j;
     if (!at.live) {
-        for (var k = 0u; k < GATES; k++) {
-            dgi[at.xw + k * p.h] = 0.0;
-            dgh[gr + k * p.h] = 0.0;
-        }
+        no_gradient(at);
         return;
     }
     let a = at.row * 4u * p.h + at.j;

@@ -9,19 +9,9 @@
 
 const GATES: u32 = 4u;
 
-@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, 4H]
-@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, 4H]
-@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, 4H]
-@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, 4H]
-@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
 @group(0) @binding(7) var<storage, read_write> cs: array<f32>;   // [D, T + 1, B, H]
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
 @group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
-@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
-@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
 @group(0) @binding(12) var<storage, read_write> dc: array<f32>;  // [D, B, H]
-@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, 4H]
-@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, 4H]
 
 fn pre(at: At, k: u32) -> f32 {
     let o = k * p.h;
@@ -35,9 +25,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let at = locate(gid);
     if (!at.live) {
-        hs[at.next] = hs[at.prev];
+        carry(at);
         cs[at.next] = cs[at.prev];
-        y[at.y] = 0.0;
         return;
     }
     let i = sigmoid(pre(at, 0u));
@@ -64,10 +53,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let at = locate(gid);
     let r = at.row * GATES * p.h + at.j;
     if (!at.live) {
-        for (var k = 0u; k < GATES; k++) {
-            dgi[at.xw + k * p.h] = 0.0;
-            dgh[r + k * p.h] = 0.0;
-        }
+        no_gradient(at);
         return;
     }
     let i = acts[r];

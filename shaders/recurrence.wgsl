@@ -21,8 +21,19 @@ struct Params {
     step: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
+// Bindings every cell uses; a cell adds cs (7), acts (9) and dc (12) as it needs.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> lengths: array<u32>; // [B]
+@group(0) @binding(1) var<storage, read> lengths: array<u32>;    // [B]
+@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, G]
+@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, G]
+@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, G]
+@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, G]
+@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
+@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
+@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
+@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, G]
+@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, G]
 
 // Where one invocation reads and writes; indices are of unit j, gate 0.
 struct At {
@@ -59,6 +70,20 @@ fn locate(gid: vec3<u32>) -> At {
     at.row = (d * p.t + t) * p.b + b;
     at.state = (d * p.b + b) * p.h + j;
     return at;
+}
+
+// Past a sequence's length: the state carries over and the output is 0.
+fn carry(at: At) {
+    hs[at.next] = hs[at.prev];
+    y[at.y] = 0.0;
+}
+
+// Past a sequence's length no gate has a gradient.
+fn no_gradient(at: At) {
+    for (var k = 0u; k < GATES; k++) {
+        dgi[at.xw + k * p.h] = 0.0;
+        dgh[(at.row * GATES + k) * p.h + at.j] = 0.0;
+    }
 }
 
 fn sigmoid(x: f32) -> f32 {

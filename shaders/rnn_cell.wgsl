@@ -8,16 +8,6 @@
 const GATES: u32 = 1u;
 override RELU: bool = false;
 
-@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, H]
-@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, H]
-@group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, H]
-@group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, H]
-@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
-@group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
-@group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
-@group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, H]
-@group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, H]
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -26,8 +16,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let at = locate(gid);
     if (!at.live) {
-        hs[at.next] = hs[at.prev];
-        y[at.y] = 0.0;
+        carry(at);
         return;
     }
     let x = xw[at.xw] + b_ih[at.gate] + gh[at.gh] + b_hh[at.gate];
@@ -44,8 +33,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let at = locate(gid);
     let gr = at.row * p.h + at.j;
     if (!at.live) {
-        dgi[at.xw] = 0.0;
-        dgh[gr] = 0.0;
+        no_gradient(at);
         return;
     }
     let h = hs[at.next];

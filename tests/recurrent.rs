@@ -6,7 +6,7 @@ mod common;
 
 use common::recurrent_ref::{self as reference, Inputs, Params, Spec, Upstream};
 use common::{assert_close, ctx, to_f64, Rng};
-use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+use rnn_wgpu::nn::recurrent::{Config, Mode, Output, Recurrent};
 use rnn_wgpu::{Context, Error, Recorder, Tensor};
 
 /// Outputs: f32 kernels against the f64 reference over a few dozen steps.
@@ -66,6 +66,19 @@ fn upload(ctx: &Context, shape: &[usize], v: &[f64]) -> Tensor {
     Tensor::from_slice(ctx, shape, &v).unwrap()
 }
 
+/// Asserts that the GPU outputs match the reference's.
+fn assert_outputs(what: &str, out: &Output, want: &reference::Outputs) {
+    let close = |name: &str, t: &Tensor, want: &[f64]| {
+        let got = t.to_vec().unwrap();
+        assert_close(&format!("{what}: {name}"), &got, want, FWD_RTOL, FWD_ATOL)
+    };
+    close("y", &out.y, &want.y);
+    close("h_n", &out.h_n, &want.h_n);
+    if let Some(c_n) = &out.c_n {
+        close("c_n", c_n, &want.c_n);
+    }
+}
+
 /// Runs forward and backward on the GPU and checks outputs and gradients.
 fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize], seed: u64) {
     let what = format!("{spec:?} B={batch} T={steps} lengths={lengths:?}");
@@ -89,30 +102,7 @@ fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize
     rec.submit();
 
     let params = reference_params(&model);
-    let want = reference::forward(&spec, &params, &inp);
-    assert_close(
-        &format!("{what}: y"),
-        &out.y.to_vec().unwrap(),
-        &want.y,
-        FWD_RTOL,
-        FWD_ATOL,
-    );
-    assert_close(
-        &format!("{what}: h_n"),
-        &out.h_n.to_vec().unwrap(),
-        &want.h_n,
-        FWD_RTOL,
-        FWD_ATOL,
-    );
-    if let Some(c_n) = &out.c_n {
-        assert_close(
-            &format!("{what}: c_n"),
-            &c_n.to_vec().unwrap(),
-            &want.c_n,
-            FWD_RTOL,
-            FWD_ATOL,
-        );
-    }
+    assert_outputs(&what, &out, &reference::forward(&spec, &params, &inp));
 
     let fd = reference::gradients(&spec, &params, &inp, &up);
     let grad = |name: &str, t: &Tensor, want: &[f64]| {
@@ -140,18 +130,22 @@ fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize
     }
 }
 
+fn spec(mode: &'static str, input: usize, hidden: usize, layers: usize, dirs: usize) -> Spec {
+    Spec {
+        mode,
+        input,
+        hidden,
+        layers,
+        dirs,
+    }
+}
+
 const MODES: [&str; 4] = ["lstm", "gru", "rnn_tanh", "rnn_relu"];
 
 #[test]
 fn one_layer_one_direction_matches_reference_and_finite_differences() {
     for (k, mode) in MODES.into_iter().enumerate() {
-        let spec = Spec {
-            mode,
-            input: 3,
-            hidden: 5,
-            layers: 1,
-            dirs: 1,
-        };
+        let spec = spec(mode, 3, 5, 1, 1);
         check(ctx(), spec, 3, 6, &[6, 1, 4], 10 + k as u64);
     }
 }
@@ -159,13 +153,7 @@ fn one_layer_one_direction_matches_reference_and_finite_differences() {
 #[test]
 fn bidirectional_matches_reference_and_finite_differences() {
     for (k, mode) in MODES.into_iter().enumerate() {
-        let spec = Spec {
-            mode,
-            input: 4,
-            hidden: 3,
-            layers: 1,
-            dirs: 2,
-        };
+        let spec = spec(mode, 4, 3, 1, 2);
         check(ctx(), spec, 4, 5, &[2, 5, 1, 3], 20 + k as u64);
     }
 }
@@ -173,13 +161,7 @@ fn bidirectional_matches_reference_and_finite_differences() {
 #[test]
 fn stacked_bidirectional_matches_reference_and_finite_differences() {
     for (k, mode) in MODES.into_iter().enumerate() {
-        let spec = Spec {
-            mode,
-            input: 2,
-            hidden: 3,
-            layers: 2,
-            dirs: 2,
-        };
+        let spec = spec(mode, 2, 3, 2, 2);
         check(ctx(), spec, 2, 4, &[4, 1], 30 + k as u64);
     }
 }
@@ -187,23 +169,9 @@ fn stacked_bidirectional_matches_reference_and_finite_differences() {
 #[test]
 fn stacked_one_direction_and_single_steps_match() {
     for (k, mode) in MODES.into_iter().enumerate() {
-        let spec = Spec {
-            mode,
-            input: 3,
-            hidden: 4,
-            layers: 2,
-            dirs: 1,
-        };
-        check(ctx(), spec, 2, 3, &[3, 2], 40 + k as u64);
+        check(ctx(), spec(mode, 3, 4, 2, 1), 2, 3, &[3, 2], 40 + k as u64);
         // T = 1: one cell forward and backward.
-        let spec = Spec {
-            mode,
-            input: 2,
-            hidden: 3,
-            layers: 1,
-            dirs: 2,
-        };
-        check(ctx(), spec, 1, 1, &[1], 50 + k as u64);
+        check(ctx(), spec(mode, 2, 3, 1, 2), 1, 1, &[1], 50 + k as u64);
     }
 }
 
@@ -212,13 +180,7 @@ fn wide_hidden_spans_several_workgroups_on_every_gemm_path() {
     // H = 65 puts units past the first workgroup of 64; the packed-texture and
     // buffer GEMMs both run the recurrence.
     for (k, ctx) in common::gemm_contexts().into_iter().enumerate() {
-        let spec = Spec {
-            mode: "lstm",
-            input: 2,
-            hidden: 65,
-            layers: 1,
-            dirs: 2,
-        };
+        let spec = spec("lstm", 2, 65, 1, 2);
         check_forward_only(ctx, spec, 2, 3, &[3, 1], 60 + k as u64);
     }
 }
@@ -245,20 +207,7 @@ fn check_forward_only(
         .unwrap();
     rec.submit();
     let want = reference::forward(&spec, &reference_params(&model), &inp);
-    assert_close(
-        &format!("{what}: y"),
-        &out.y.to_vec().unwrap(),
-        &want.y,
-        FWD_RTOL,
-        FWD_ATOL,
-    );
-    assert_close(
-        &format!("{what}: h_n"),
-        &out.h_n.to_vec().unwrap(),
-        &want.h_n,
-        FWD_RTOL,
-        FWD_ATOL,
-    );
+    assert_outputs(&what, &out, &want);
 }
 
 /// Truncated BPTT: chunks carry h and c forward but cut the gradient at every
@@ -268,13 +217,7 @@ fn check_forward_only(
 fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
     let ctx = ctx();
     for (k, mode) in ["lstm", "gru"].into_iter().enumerate() {
-        let spec = Spec {
-            mode,
-            input: 3,
-            hidden: 4,
-            layers: 2,
-            dirs: 1,
-        };
+        let spec = spec(mode, 3, 4, 2, 1);
         let (batch, steps, chunks) = (2, 8, [(0, 3), (3, 3), (6, 2)]);
         let model = Recurrent::new(ctx, config(&spec), 70 + k as u64).unwrap();
         let (mut full, up) = random_case(&spec, batch, steps, &[steps; 2], 80 + k as u64);
@@ -389,32 +332,37 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
     }
 }
 
+/// One layer, one direction, with weight_ih, weight_hh, bias_ih and bias_hh given.
+fn one_layer(mode: Mode, input: usize, hidden: usize, values: [Vec<f32>; 4]) -> Recurrent {
+    let cfg = Config {
+        mode,
+        input_size: input,
+        hidden_size: hidden,
+        num_layers: 1,
+        bidirectional: false,
+    };
+    let model = Recurrent::new(ctx(), cfg, 0).unwrap();
+    for (param, v) in model.named_params().iter().zip(values) {
+        param.write(&v).unwrap();
+    }
+    model
+}
+
 /// An Elman update worked by hand: h = tanh(W_ih·x + b_ih + W_hh·h' + b_hh).
 #[test]
 fn worked_example_elman_update() {
     let ctx = ctx();
-    let cfg = Config {
-        mode: Mode::RnnTanh,
-        input_size: 2,
-        hidden_size: 2,
-        num_layers: 1,
-        bidirectional: false,
-    };
-    let model = Recurrent::new(ctx, cfg, 0).unwrap();
-    for (name, v) in [
-        ("weight_ih_l0", vec![0.5, -0.3, 0.8, 0.2]),
-        ("weight_hh_l0", vec![0.1, 0.4, -0.2, 0.3]),
-        ("bias_ih_l0", vec![0.1, -0.1]),
-        ("bias_hh_l0", vec![0.0, 0.0]),
-    ] {
-        model
-            .named_params()
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap()
-            .write(&v)
-            .unwrap();
-    }
+    let model = one_layer(
+        Mode::RnnTanh,
+        2,
+        2,
+        [
+            vec![0.5, -0.3, 0.8, 0.2],
+            vec![0.1, 0.4, -0.2, 0.3],
+            vec![0.1, -0.1],
+            vec![0.0, 0.0],
+        ],
+    );
     let x = Tensor::from_slice(ctx, &[1, 1, 2], &[1.0, 2.0]).unwrap();
     let h0 = Tensor::from_slice(ctx, &[1, 1, 2], &[0.5, -0.5]).unwrap();
     let mut rec = Recorder::new(ctx, "elman");
@@ -431,29 +379,18 @@ fn worked_example_elman_update() {
 #[test]
 fn worked_example_lstm_cell_value() {
     let ctx = ctx();
-    let cfg = Config {
-        mode: Mode::Lstm,
-        input_size: 1,
-        hidden_size: 1,
-        num_layers: 1,
-        bidirectional: false,
-    };
-    let model = Recurrent::new(ctx, cfg, 0).unwrap();
     // Zero weights, so each gate is its bias: σ(0) = 0.5, σ(ln 9) = 0.9, tanh(ln 3) = 0.8.
-    for (name, v) in [
-        ("weight_ih_l0", vec![0.0; 4]),
-        ("weight_hh_l0", vec![0.0; 4]),
-        ("bias_ih_l0", vec![0.0, 9f32.ln(), 3f32.ln(), 0.0]),
-        ("bias_hh_l0", vec![0.0; 4]),
-    ] {
-        model
-            .named_params()
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap()
-            .write(&v)
-            .unwrap();
-    }
+    let model = one_layer(
+        Mode::Lstm,
+        1,
+        1,
+        [
+            vec![0.0; 4],
+            vec![0.0; 4],
+            vec![0.0, 9f32.ln(), 3f32.ln(), 0.0],
+            vec![0.0; 4],
+        ],
+    );
     let x = Tensor::from_slice(ctx, &[1, 1, 1], &[0.7]).unwrap();
     let h0 = Tensor::from_slice(ctx, &[1, 1, 1], &[0.3]).unwrap();
     let c0 = Tensor::from_slice(ctx, &[1, 1, 1], &[2.0]).unwrap();

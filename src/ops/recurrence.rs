@@ -27,6 +27,40 @@ pub struct Geometry {
     pub dirs: usize,
 }
 
+impl Geometry {
+    /// Element counts of the tensors of a cell with `gates` gates, by layout.
+    fn numel(&self, gates: usize) -> Numel {
+        let (b, t, h, d) = (self.batch, self.steps, self.hidden, self.dirs);
+        let g = gates * h;
+        Numel {
+            gates_all: d * b * t * g,
+            gates_step: d * b * g,
+            bias: d * g,
+            states: d * (t + 1) * b * h,
+            y: b * t * d * h,
+            acts: d * t * b * 4 * h,
+            running: d * b * h,
+        }
+    }
+}
+
+/// Element counts of the layouts in the module docs.
+struct Numel {
+    /// xw, dgi, dgh
+    gates_all: usize,
+    /// gh
+    gates_step: usize,
+    /// b_ih, b_hh
+    bias: usize,
+    /// hs, cs
+    states: usize,
+    /// y, dy
+    y: usize,
+    acts: usize,
+    /// dh, dc
+    running: usize,
+}
+
 /// A recurrent cell as its shader sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Cell {
@@ -90,29 +124,17 @@ pub fn forward(
     step: usize,
     io: &ForwardIo,
 ) -> Result<()> {
-    let Geometry {
-        batch: b,
-        steps: t,
-        hidden: h,
-        dirs: d,
-    } = geo;
-    let g = cell.gates * h;
+    let n = geo.numel(cell.gates);
     let mut bindings = vec![
-        (2, "xw", io.xw, d * b * t * g),
-        (3, "gh", io.gh, d * b * g),
-        (4, "b_ih", io.b_ih, d * g),
-        (5, "b_hh", io.b_hh, d * g),
-        (6, "hs", io.hs, d * (t + 1) * b * h),
-        (8, "y", io.y, b * t * d * h),
+        (2, "xw", io.xw, n.gates_all),
+        (3, "gh", io.gh, n.gates_step),
+        (4, "b_ih", io.b_ih, n.bias),
+        (5, "b_hh", io.b_hh, n.bias),
+        (6, "hs", io.hs, n.states),
+        (8, "y", io.y, n.y),
     ];
-    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, d * (t + 1) * b * h)?);
-    bindings.extend(optional(
-        cell.saves_acts,
-        "acts",
-        io.acts,
-        9,
-        d * t * b * 4 * h,
-    )?);
+    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
+    bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
     launch(rec, cell, "forward", geo, step, io.lengths, &bindings)
 }
 
@@ -127,32 +149,20 @@ pub fn backward(
     step: usize,
     io: &BackwardIo,
 ) -> Result<()> {
-    let Geometry {
-        batch: b,
-        steps: t,
-        hidden: h,
-        dirs: d,
-    } = geo;
-    let g = cell.gates * h;
+    let n = geo.numel(cell.gates);
     let mut bindings = vec![
-        (10, "dy", io.dy, b * t * d * h),
-        (11, "dh", io.dh, d * b * h),
-        (13, "dgi", io.dgi, d * b * t * g),
-        (14, "dgh", io.dgh, d * t * b * g),
+        (10, "dy", io.dy, n.y),
+        (11, "dh", io.dh, n.running),
+        (13, "dgi", io.dgi, n.gates_all),
+        (14, "dgh", io.dgh, n.gates_all),
     ];
     // The LSTM's backward needs only c, the others read h.
     if !cell.has_c {
-        bindings.push((6, "hs", io.hs, d * (t + 1) * b * h));
+        bindings.push((6, "hs", io.hs, n.states));
     }
-    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, d * (t + 1) * b * h)?);
-    bindings.extend(optional(cell.has_c, "dc", io.dc, 12, d * b * h)?);
-    bindings.extend(optional(
-        cell.saves_acts,
-        "acts",
-        io.acts,
-        9,
-        d * t * b * 4 * h,
-    )?);
+    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
+    bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
+    bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
     launch(rec, cell, "backward", geo, step, io.lengths, &bindings)
 }
 

@@ -63,6 +63,31 @@ pub enum Error {
         len: usize,
     },
 
+    /// An index (token id, class) past its bound.
+    #[error("{op}: {what} at position {index} is {value}, not below {bound}")]
+    IndexOutOfRange {
+        op: &'static str,
+        what: &'static str,
+        index: usize,
+        value: usize,
+        bound: usize,
+    },
+
+    /// A training step's loss or gradient norm is NaN or infinite; the optimizer
+    /// left the weights as they were.
+    #[error(
+        "step {step}: non-finite loss {loss} or gradient norm {grad_norm}; weights not updated"
+    )]
+    NonFinite {
+        step: u32,
+        loss: f32,
+        grad_norm: f32,
+    },
+
+    /// A checkpoint or data file that cannot be used as it is.
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+
     /// A sequence length outside 1..=max (the padded length T).
     #[error("{op}: length of sequence {index} is {value}, outside 1..={max}")]
     LengthOutOfRange {

@@ -45,8 +45,42 @@ pub const GRU_CELL: Shader = cell!("gru_cell");
 /// Elman RNN cell (tanh or relu), forward and backward.
 pub const RNN_CELL: Shader = cell!("rnn_cell");
 
+/// Embedding lookup and its deterministic gradient.
+pub const EMBEDDING: Shader = Shader {
+    name: "embedding",
+    source: include_str!("../shaders/embedding.wgsl"),
+};
+
+/// Softmax cross-entropy fused with its gradient.
+pub const CROSS_ENTROPY: Shader = Shader {
+    name: "cross_entropy",
+    source: include_str!("../shaders/cross_entropy.wgsl"),
+};
+
+/// Inverted dropout from a counter-based hash.
+pub const DROPOUT: Shader = Shader {
+    name: "dropout",
+    source: include_str!("../shaders/dropout.wgsl"),
+};
+
+/// SGD, Adam and AdamW updates with global-norm clipping.
+pub const OPTIM: Shader = Shader {
+    name: "optim",
+    source: include_str!("../shaders/optim.wgsl"),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
-pub const ALL: &[Shader] = &[GEMM, FMA_PROBE, LSTM_CELL, GRU_CELL, RNN_CELL];
+pub const ALL: &[Shader] = &[
+    GEMM,
+    FMA_PROBE,
+    LSTM_CELL,
+    GRU_CELL,
+    RNN_CELL,
+    EMBEDDING,
+    CROSS_ENTROPY,
+    DROPOUT,
+    OPTIM,
+];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
 pub const PARTS: &[&str] = &["recurrence"];

@@ -1,0 +1,99 @@
+// Softmax cross-entropy over C classes for N rows, averaged over the real rows
+// (target != IGNORE), fused with its gradient:
+//   loss_n = logsumexp(z_n) − z_n[t_n]               (0 for an ignored row)
+//   dz_n   = (softmax(z_n) − onehot(t_n)) · scale     (0 for an ignored row)
+//   loss   = Σ_n loss_n · scale, with scale = 1 / (number of real rows)
+// Stable for logits of any magnitude: exp only ever sees z − max(z) ≤ 0.
+// forward: one workgroup of 64 per row (rows folded into z past 65535), a strided
+//   pass for the max, one for Σ exp, one for the gradient; tree reductions in
+//   workgroup memory. Dispatch (1, min(N, 65535), ceil(N / 65535)).
+// reduce: one workgroup sums the N row losses in a fixed order. Dispatch (1, 1, 1).
+// Saved for backward: nothing; the gradient is written by forward.
+
+const IGNORE: u32 = 0xffffffffu;
+const WG: u32 = 64u;
+
+struct Params {
+    n: u32,
+    c: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;         // [N, C]
+@group(0) @binding(2) var<storage, read> targets: array<u32>;        // [N], IGNORE for padding
+@group(0) @binding(3) var<storage, read_write> row_loss: array<f32>; // [N]
+@group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;  // [N, C]
+@group(0) @binding(5) var<storage, read_write> loss: array<f32>;     // [1]
+
+var<workgroup> red: array<f32, WG>;
+
+// Tree reduction of `red` (max when `take_max`, else sum); every lane gets the result.
+fn reduce(lane: u32, v: f32, take_max: bool) -> f32 {
+    red[lane] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            let o = red[lane + s];
+            red[lane] = select(red[lane] + o, max(red[lane], o), take_max);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let n = wid.y + wid.z * nwg.y;
+    if (n >= p.n) {
+        return;
+    }
+    let base = n * p.c;
+    let t = targets[n];
+    if (t == IGNORE) {
+        for (var k = lane; k < p.c; k += WG) {
+            dlogits[base + k] = 0.0;
+        }
+        if (lane == 0u) {
+            row_loss[n] = 0.0;
+        }
+        return;
+    }
+    var m = -3.4e38;
+    for (var k = lane; k < p.c; k += WG) {
+        m = max(m, logits[base + k]);
+    }
+    m = reduce(lane, m, true);
+    var s = 0.0;
+    for (var k = lane; k < p.c; k += WG) {
+        s += exp(logits[base + k] - m);
+    }
+    s = reduce(lane, s, false);
+    let lse = m + log(s);
+    for (var k = lane; k < p.c; k += WG) {
+        let sm = exp(logits[base + k] - lse);
+        dlogits[base + k] = (sm - select(0.0, 1.0, k == t)) * p.scale;
+    }
+    if (lane == 0u) {
+        row_loss[n] = (lse - logits[base + t]) * p.scale;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn reduce_loss(@builtin(local_invocation_index) lane: u32) {
+    var s = 0.0;
+    for (var k = lane; k < p.n; k += WG) {
+        s += row_loss[k];
+    }
+    s = reduce(lane, s, false);
+    if (lane == 0u) {
+        loss[0] = s;
+    }
+}

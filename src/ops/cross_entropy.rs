@@ -1,0 +1,143 @@
+//! Softmax cross-entropy fused with its gradient (`shaders/cross_entropy.wgsl`):
+//! mean over the real rows, padded rows (the ignore index) counting nowhere.
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "cross_entropy";
+
+/// The target of a row that does not count (padding), as the shader spells it.
+const IGNORE: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// The loss and its gradient.
+#[derive(Clone, Debug)]
+pub struct Loss {
+    /// `[1]` mean over the real rows.
+    pub loss: Tensor,
+    /// `[N, C]` d loss / d logits (zero on ignored rows).
+    pub dlogits: Tensor,
+    /// Number of rows that counted.
+    pub count: usize,
+}
+
+/// Records the loss of `logits` `[N, C]` (or `[.., C]`) against `targets` (one
+/// class per row; rows whose target is `ignore_index` do not count) and its
+/// gradient, scaled by `grad_scale` (1 for the plain mean).
+pub fn forward(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    targets: &[u32],
+    ignore_index: Option<u32>,
+) -> Result<Loss> {
+    rec.check_same_device(OP, &[logits])?;
+    if logits.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op: OP,
+            what: "logits",
+            expected: DType::F32,
+            got: logits.dtype(),
+        });
+    }
+    let c = *logits.shape().last().unwrap_or(&0);
+    let n = logits.numel().checked_div(c).unwrap_or(0);
+    if c == 0 || n == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what: "logits [N, C]",
+            shape: logits.shape().to_vec(),
+        });
+    }
+    if targets.len() != n {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "targets",
+            expected: format!("[{n}], one per row of logits {:?}", logits.shape()),
+            got: vec![targets.len()],
+        });
+    }
+    let mut rows = Vec::with_capacity(n);
+    for (index, &t) in targets.iter().enumerate() {
+        if Some(t) == ignore_index {
+            rows.push(IGNORE);
+        } else if (t as usize) < c {
+            rows.push(t);
+        } else {
+            return Err(Error::IndexOutOfRange {
+                op: OP,
+                what: "target class",
+                index,
+                value: t as usize,
+                bound: c,
+            });
+        }
+    }
+    let count = rows.iter().filter(|&&t| t != IGNORE).count();
+    if count == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what: "targets that are not the ignore index",
+            shape: vec![n],
+        });
+    }
+    let ctx = rec.context().clone();
+    let targets = Tensor::from_u32(&ctx, &[n], &rows)?;
+    let row_loss = Tensor::empty(&ctx, &[n], DType::F32)?;
+    let out = Loss {
+        loss: Tensor::empty(&ctx, &[1], DType::F32)?,
+        dlogits: Tensor::empty(&ctx, logits.shape(), DType::F32)?,
+        count,
+    };
+    let params = Params {
+        n: n as u32,
+        c: c as u32,
+        scale: 1.0 / count as f32,
+        _pad: 0,
+    };
+    let tensors = [logits, &targets, &row_loss, &out.dlogits, &out.loss];
+    rec.hold(&tensors);
+    let bindings: Vec<_> = tensors
+        .iter()
+        .zip(1..)
+        .map(|(t, i)| (i, t.buffer().as_entire_binding()))
+        .collect();
+    let groups = super::grid_rows(rec, 1, n);
+    let forward = ctx.pipeline(&shaders::CROSS_ENTROPY, "forward", &[]);
+    rec.dispatch(
+        "cross_entropy::forward",
+        &forward,
+        bytemuck::bytes_of(&params),
+        &bindings[..4],
+        groups,
+    )?;
+    let reduce = ctx.pipeline(&shaders::CROSS_ENTROPY, "reduce_loss", &[]);
+    rec.dispatch(
+        "cross_entropy::reduce_loss",
+        &reduce,
+        bytemuck::bytes_of(&params),
+        &[bindings[2].clone(), bindings[4].clone()],
+        [1, 1, 1],
+    )?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn params_match_the_wgsl_struct() {
+        assert_eq!(
+            crate::shaders::wgsl_struct_size(&crate::shaders::CROSS_ENTROPY, "Params"),
+            std::mem::size_of::<super::Params>()
+        );
+    }
+}

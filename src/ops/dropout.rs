@@ -1,0 +1,91 @@
+//! Inverted dropout (`shaders/dropout.wgsl`): the mask comes from a hash of the
+//! element index and a seed, so backward recomputes it instead of storing it.
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "dropout";
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    seed: u32,
+    threshold: u32,
+    _pad: u32,
+    scale: f32,
+    _pad1: [u32; 3],
+}
+
+/// Records `out = dropout(x)` with drop probability `p` (0 ≤ p < 1) and mask
+/// `seed`. The backward is the same call on the upstream gradient with the same
+/// seed: masking is its own derivative.
+pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) -> Result<()> {
+    rec.check_same_device(OP, &[out, x])?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "drop probability",
+            expected: "0 <= p < 1".into(),
+            got: vec![],
+        });
+    }
+    for (what, t) in [("out", out), ("x", x)] {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                what,
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+    }
+    if out.shape() != x.shape() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "out",
+            expected: format!("{:?} like x", x.shape()),
+            got: out.shape().to_vec(),
+        });
+    }
+    if out.buffer() == x.buffer() {
+        return Err(Error::Aliasing {
+            op: OP,
+            what: "out",
+        });
+    }
+    let params = Params {
+        n: x.numel() as u32,
+        seed,
+        // p·2³² rounded, below 2³² since p < 1.
+        threshold: (f64::from(p) * 4294967296.0).round().min(u32::MAX as f64) as u32,
+        scale: 1.0 / (1.0 - p),
+        ..Params::default()
+    };
+    let pipeline = rec.context().pipeline(&shaders::DROPOUT, "apply", &[]);
+    rec.hold(&[out, x]);
+    let groups = super::grid_elems(rec, x.numel());
+    rec.dispatch(
+        "dropout::apply",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &[
+            (1, x.buffer().as_entire_binding()),
+            (2, out.buffer().as_entire_binding()),
+        ],
+        groups,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn params_match_the_wgsl_struct() {
+        assert_eq!(
+            crate::shaders::wgsl_struct_size(&crate::shaders::DROPOUT, "Params"),
+            std::mem::size_of::<super::Params>()
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Optimizer updates on the GPU (`shaders/optim.wgsl`): the global gradient norm
+//! (for clipping and for the non-finite guard), SGD with momentum, Adam and AdamW.
+//! Every update reads the norm's verdict from `stats` on the GPU, so a step whose
+//! gradients are not finite leaves the weights as they were without a readback.
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "optim";
+
+/// Partial sums per tensor in the norm (the shader's PARTS).
+pub const PARTS: usize = 64;
+
+/// The uniform of every entry point; fields an entry does not read stay 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub n: u32,
+    pub part0: u32,
+    /// 1-based step number.
+    pub step: u32,
+    pub has_clip: u32,
+    pub lr: f32,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub max_norm: f32,
+    /// 0 turns clipping by value off.
+    pub clip_value: f32,
+}
+
+fn check_f32(rec: &Recorder, tensors: &[(&'static str, &Tensor)]) -> Result<()> {
+    let list: Vec<&Tensor> = tensors.iter().map(|&(_, t)| t).collect();
+    rec.check_same_device(OP, &list)?;
+    for &(what, t) in tensors {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                what,
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Records the partial sums of squares of `grad` into `parts[part0..part0 + PARTS]`.
+pub fn sumsq(rec: &mut Recorder, parts: &Tensor, part0: usize, grad: &Tensor) -> Result<()> {
+    check_f32(rec, &[("parts", parts), ("grad", grad)])?;
+    if part0 + PARTS > parts.numel() {
+        return Err(Error::ViewOutOfBounds {
+            op: OP,
+            what: "parts",
+            last: part0 + PARTS,
+            len: parts.numel(),
+        });
+    }
+    let p = Params {
+        n: grad.numel() as u32,
+        part0: part0 as u32,
+        ..Params::default()
+    };
+    let pipeline = rec.context().pipeline(&shaders::OPTIM, "sumsq", &[]);
+    rec.hold(&[parts, grad]);
+    rec.dispatch(
+        "optim::sumsq",
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &[
+            (2, grad.buffer().as_entire_binding()),
+            (5, parts.buffer().as_entire_binding()),
+        ],
+        [PARTS as u32, 1, 1],
+    )
+}
+
+/// Records `stats = [‖g‖, clip scale, finite]` from all of `parts`; clipping to
+/// `max_norm` when given.
+pub fn norm(
+    rec: &mut Recorder,
+    stats: &Tensor,
+    parts: &Tensor,
+    max_norm: Option<f32>,
+) -> Result<()> {
+    check_f32(rec, &[("stats", stats), ("parts", parts)])?;
+    if stats.numel() != 3 {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "stats",
+            expected: "[3]".into(),
+            got: stats.shape().to_vec(),
+        });
+    }
+    let p = Params {
+        n: parts.numel() as u32,
+        has_clip: u32::from(max_norm.is_some()),
+        max_norm: max_norm.unwrap_or(0.0),
+        ..Params::default()
+    };
+    let pipeline = rec.context().pipeline(&shaders::OPTIM, "norm", &[]);
+    rec.hold(&[stats, parts]);
+    rec.dispatch(
+        "optim::norm",
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &[
+            (5, parts.buffer().as_entire_binding()),
+            (6, stats.buffer().as_entire_binding()),
+        ],
+        [1, 1, 1],
+    )
+}
+
+/// The update rule of [`update`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rule {
+    /// torch.optim.SGD; `state[0]` is the momentum buffer.
+    Sgd,
+    /// torch.optim.Adam (weight decay as L2); `state` = [m, v].
+    Adam,
+    /// torch.optim.AdamW (decoupled weight decay); `state` = [m, v].
+    AdamW,
+}
+
+/// Records one update of `weight` from `grad` (scaled by `stats`' clip scale,
+/// skipped when `stats` says the gradients are not finite). `state` holds the
+/// rule's buffers, each shaped like `weight`; `p.n` is filled in here.
+pub fn update(
+    rec: &mut Recorder,
+    rule: Rule,
+    weight: &Tensor,
+    grad: &Tensor,
+    state: &[&Tensor],
+    stats: &Tensor,
+    mut p: Params,
+) -> Result<()> {
+    let needed = if rule == Rule::Sgd { 1 } else { 2 };
+    if state.len() != needed {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "optimizer state",
+            expected: format!("{needed} buffers"),
+            got: vec![state.len()],
+        });
+    }
+    let mut all = vec![("weight", weight), ("grad", grad), ("stats", stats)];
+    all.extend(state.iter().map(|&t| ("state", t)));
+    check_f32(rec, &all)?;
+    for &(what, t) in [&all[1..2], &all[3..]].concat().iter() {
+        if t.shape() != weight.shape() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what,
+                expected: format!("{:?} like the weight", weight.shape()),
+                got: t.shape().to_vec(),
+            });
+        }
+    }
+    p.n = weight.numel() as u32;
+    let (entry, constants): (&str, &[(&str, f64)]) = match rule {
+        Rule::Sgd => ("sgd", &[]),
+        Rule::Adam => ("adam", &[]),
+        Rule::AdamW => ("adam", &[("DECOUPLED", 1.0)]),
+    };
+    let pipeline = rec.context().pipeline(&shaders::OPTIM, entry, constants);
+    let tensors: Vec<&Tensor> = all.iter().map(|&(_, t)| t).collect();
+    rec.hold(&tensors);
+    let mut bindings = vec![
+        (1, weight.buffer().as_entire_binding()),
+        (2, grad.buffer().as_entire_binding()),
+        (6, stats.buffer().as_entire_binding()),
+        (3, state[0].buffer().as_entire_binding()),
+    ];
+    if rule != Rule::Sgd {
+        bindings.push((4, state[1].buffer().as_entire_binding()));
+    }
+    let groups = super::grid_elems(rec, weight.numel());
+    rec.dispatch(
+        &format!("optim::{entry}"),
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &bindings,
+        groups,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn params_match_the_wgsl_struct() {
+        assert_eq!(
+            crate::shaders::wgsl_struct_size(&crate::shaders::OPTIM, "Params"),
+            std::mem::size_of::<super::Params>()
+        );
+    }
+}

@@ -5,12 +5,14 @@
 //! step); ops in [`ops`] launch the shaders in `shaders/`; [`Tensor`]s live in GPU
 //! buffers drawn from the [`Context`]'s pool.
 
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod nn;
 pub mod ops;
 pub mod shaders;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, Recorder};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+use rnn_wgpu::nn::Module;
 use rnn_wgpu::{Context, Recorder, Tensor};
 use safetensors::{Dtype, SafeTensors};
 

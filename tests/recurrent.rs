@@ -7,6 +7,7 @@ mod common;
 use common::recurrent_ref::{self as reference, Inputs, Params, Spec, Upstream};
 use common::{assert_close, ctx, to_f64, Rng};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Output, Recurrent};
+use rnn_wgpu::nn::Module;
 use rnn_wgpu::{Context, Error, Recorder, Tensor};
 
 /// Outputs: f32 kernels against the f64 reference over a few dozen steps.

@@ -1,25 +1,116 @@
 //! Layers built from the ops: they own their parameters and gradients and record
 //! their forward and backward into a [`Recorder`](crate::Recorder).
 
+pub mod embedding;
+pub mod linear;
 pub mod recurrent;
+pub mod tagger;
 
+pub use embedding::Embedding;
+pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
+pub use tagger::BiLstmTagger;
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::tensor::Tensor;
+
+/// A parameter tensor and its gradient (same shape). Gradients accumulate over
+/// backward calls until [`Module::zero_grad`].
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub value: Tensor,
+    pub grad: Tensor,
+}
+
+/// What optimizers and checkpoints need of a layer or a model.
+pub trait Module {
+    /// Every parameter tensor with its gradient.
+    fn params(&self) -> Vec<Param>;
+
+    /// Every parameter under its PyTorch state_dict name, as views into the
+    /// tensors of [`params`](Module::params).
+    fn named_params(&self) -> Vec<Named>;
+
+    /// Records setting every parameter gradient to zero.
+    fn zero_grad(&self, rec: &mut Recorder) -> Result<()> {
+        self.params().iter().try_for_each(|p| rec.zero(&p.grad))
+    }
+}
+
+/// `named` with every name behind `prefix.` (a submodule's names in its parent).
+pub fn prefixed(prefix: &str, named: Vec<Named>) -> Vec<Named> {
+    named
+        .into_iter()
+        .map(|n| Named {
+            name: format!("{prefix}.{}", n.name),
+            ..n
+        })
+        .collect()
+}
+
+/// One named parameter, possibly a slice of a larger tensor (the recurrent layers
+/// stack both directions), with its PyTorch state_dict name and shape.
+#[derive(Clone, Debug)]
+pub struct Named {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub tensor: Tensor,
+    /// Element offset of the parameter inside `tensor`.
+    pub offset: usize,
+}
+
+impl Named {
+    /// Element count.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Reads the values back (blocking).
+    pub fn read(&self) -> Result<Vec<f32>> {
+        let all = self.tensor.to_vec()?;
+        Ok(all[self.offset..self.offset + self.numel()].to_vec())
+    }
+
+    /// Overwrites the values.
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::DataLength {
+                shape: self.shape.clone(),
+                expected: self.numel(),
+                got: data.len(),
+            });
+        }
+        self.tensor.write_at(self.offset, data)
+    }
+}
 
 /// Seeded SplitMix64 stream for parameter initialization, so that a seed gives
 /// the same model on every platform.
-pub(crate) struct SplitMix(u64);
+pub struct SplitMix(u64);
 
 impl SplitMix {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// `n` values from the standard normal distribution (Box–Muller).
+    pub(crate) fn normal(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+                let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect()
     }
 
     /// `n` values uniform in `[-bound, bound)`.

@@ -16,14 +16,14 @@
 //! are 0 and it contributes nothing to any gradient; `h_n` (and `c_n`) hold the
 //! state at each sequence's last real step, as PyTorch's packed sequences do.
 //!
-//! Gradients: parameter gradients accumulate (call [`Recurrent::zero_grad`] to
+//! Gradients: parameter gradients accumulate (call [`Module::zero_grad`] to
 //! start over); input and state gradients are returned fresh.
 //!
 //! Truncated BPTT: run a long stream in chunks, passing each chunk's `h_n` (and
 //! `c_n`) as the next chunk's `h0` (`c0`); backward of a chunk stops at its `h0`,
 //! which cuts the gradient at the chunk boundary.
 
-use super::SplitMix;
+use super::{Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
@@ -123,42 +123,6 @@ pub struct LayerTensors {
     pub b_hh: Tensor,
 }
 
-/// One named parameter inside the stacked layer tensors, with PyTorch's name
-/// and shape.
-#[derive(Clone, Debug)]
-pub struct Named {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub tensor: Tensor,
-    /// Element offset of the parameter inside `tensor`.
-    pub offset: usize,
-}
-
-impl Named {
-    /// Element count.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// Reads the values back (blocking).
-    pub fn read(&self) -> Result<Vec<f32>> {
-        let all = self.tensor.to_vec()?;
-        Ok(all[self.offset..self.offset + self.numel()].to_vec())
-    }
-
-    /// Overwrites the values.
-    pub fn write(&self, data: &[f32]) -> Result<()> {
-        if data.len() != self.numel() {
-            return Err(Error::DataLength {
-                shape: self.shape.clone(),
-                expected: self.numel(),
-                got: data.len(),
-            });
-        }
-        self.tensor.write_at(self.offset, data)
-    }
-}
-
 /// A stack of recurrent layers with its parameters and gradients on the GPU.
 #[derive(Clone, Debug)]
 pub struct Recurrent {
@@ -251,18 +215,13 @@ impl Recurrent {
     }
 
     /// Parameters per layer.
-    pub fn params(&self) -> &[LayerTensors] {
+    pub fn layers(&self) -> &[LayerTensors] {
         &self.params
     }
 
-    /// Parameter gradients per layer, shaped as [`params`](Self::params).
-    pub fn grads(&self) -> &[LayerTensors] {
+    /// Parameter gradients per layer, shaped as [`layers`](Self::layers).
+    pub fn layer_grads(&self) -> &[LayerTensors] {
         &self.grads
-    }
-
-    /// Every parameter under its PyTorch name (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
-    pub fn named_params(&self) -> Vec<Named> {
-        self.named(&self.params)
     }
 
     /// Every gradient, named as its parameter.
@@ -290,16 +249,6 @@ impl Recurrent {
             }
         }
         out
-    }
-
-    /// Records setting every parameter gradient to zero.
-    pub fn zero_grad(&self, rec: &mut Recorder) -> Result<()> {
-        for g in &self.grads {
-            for t in [&g.w_ih, &g.w_hh, &g.b_ih, &g.b_hh] {
-                rec.zero(t)?;
-            }
-        }
-        Ok(())
     }
 
     /// Records the forward pass of `x` `[B, T, I]` whose sequence `b` has
@@ -435,7 +384,7 @@ impl Recurrent {
     /// Records the backward pass of a [`forward`](Self::forward) given the
     /// gradients of its outputs: `dy` `[B, T, D·H]` (values past a sequence's length
     /// are ignored), `dh_n` and, for an LSTM, `dc_n` `[L·D, B, H]` (zero when
-    /// `None`). Adds the parameter gradients to [`grads`](Self::grads) and returns
+    /// `None`). Adds the parameter gradients to [`layer_grads`](Self::layer_grads) and returns
     /// the gradients of the inputs.
     pub fn backward(
         &self,
@@ -661,6 +610,31 @@ impl Recurrent {
             hidden: cfg.hidden_size,
             dirs: cfg.dirs(),
         })
+    }
+}
+
+impl Module for Recurrent {
+    fn params(&self) -> Vec<Param> {
+        let mut out = Vec::new();
+        for (p, g) in self.params.iter().zip(&self.grads) {
+            for (value, grad) in [
+                (&p.w_ih, &g.w_ih),
+                (&p.w_hh, &g.w_hh),
+                (&p.b_ih, &g.b_ih),
+                (&p.b_hh, &g.b_hh),
+            ] {
+                out.push(Param {
+                    value: value.clone(),
+                    grad: grad.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Every parameter under its PyTorch name (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
+    fn named_params(&self) -> Vec<Named> {
+        self.named(&self.params)
     }
 }
 

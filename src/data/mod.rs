@@ -1,0 +1,168 @@
+//! Batching and vocabularies: padding to the longest sequence of a batch with
+//! lengths, bucketing by length, seeded shuffling; token ↔ id maps with unknown
+//! and padding entries.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+
+/// A padded batch of token sequences with per-token targets, row-major `[B, T]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// `[B, T]` token ids, the padding id past each length.
+    pub ids: Vec<u32>,
+    /// `[B, T]` target classes, [`Batch::IGNORE`] past each length.
+    pub targets: Vec<u32>,
+    /// `[B]` real lengths, 1..=T.
+    pub lengths: Vec<usize>,
+    /// B
+    pub size: usize,
+    /// T, the longest length.
+    pub steps: usize,
+}
+
+impl Batch {
+    /// The target of a padded position: it counts in no loss.
+    pub const IGNORE: u32 = u32::MAX;
+
+    /// Pads `(ids, targets)` pairs to the longest; `pad` fills the ids. Empty
+    /// sequences and pairs of unequal lengths are errors.
+    pub fn pad(seqs: &[(&[u32], &[u32])], pad: u32) -> Result<Self> {
+        let steps = seqs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        if seqs.is_empty() || steps == 0 {
+            return Err(Error::Empty {
+                op: "batch",
+                what: "sequences",
+                shape: vec![seqs.len(), steps],
+            });
+        }
+        let mut batch = Batch {
+            ids: Vec::with_capacity(seqs.len() * steps),
+            targets: Vec::with_capacity(seqs.len() * steps),
+            lengths: Vec::with_capacity(seqs.len()),
+            size: seqs.len(),
+            steps,
+        };
+        for (index, (ids, targets)) in seqs.iter().enumerate() {
+            if ids.is_empty() || ids.len() != targets.len() {
+                return Err(Error::LengthOutOfRange {
+                    op: "batch",
+                    index,
+                    value: ids.len().min(targets.len()),
+                    max: steps,
+                });
+            }
+            batch.ids.extend_from_slice(ids);
+            batch.ids.resize(batch.ids.len() + steps - ids.len(), pad);
+            batch.targets.extend_from_slice(targets);
+            batch
+                .targets
+                .resize(batch.targets.len() + steps - ids.len(), Self::IGNORE);
+            batch.lengths.push(ids.len());
+        }
+        Ok(batch)
+    }
+}
+
+/// Groups sequence indices into batches of at most `size`, sequences of similar
+/// length together (sorted by length, cut into batches, the batches shuffled with
+/// `seed`), so that little of each batch is padding.
+pub fn buckets(lengths: &[usize], size: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    let mut rng = crate::nn::SplitMix::new(seed);
+    // Shuffle first so that equal lengths are not always batched in file order.
+    shuffle(&mut order, &mut rng);
+    order.sort_by_key(|&i| lengths[i]);
+    let mut batches: Vec<Vec<usize>> = order.chunks(size.max(1)).map(<[usize]>::to_vec).collect();
+    shuffle(&mut batches, &mut rng);
+    batches
+}
+
+/// Fisher–Yates with the crate's seeded generator.
+pub fn shuffle<T>(items: &mut [T], rng: &mut crate::nn::SplitMix) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Tokens ↔ ids. Id 0 is the padding token and id 1 the unknown token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vocab {
+    tokens: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Vocab {
+    pub const PAD: u32 = 0;
+    pub const UNK: u32 = 1;
+
+    /// The tokens seen at least `min_count` times, most frequent first (ties in
+    /// first-seen order), after `<pad>` and `<unk>`.
+    pub fn build<'a>(tokens: impl IntoIterator<Item = &'a str>, min_count: usize) -> Self {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        for t in tokens {
+            match at.get(t) {
+                Some(&i) => counts[i].1 += 1,
+                None => {
+                    at.insert(t, counts.len());
+                    counts.push((t.to_string(), 1));
+                }
+            }
+        }
+        // Stable: equal counts keep first-seen order.
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        let mut vocab = Self::from_tokens(["<pad>", "<unk>"]);
+        for (t, c) in counts {
+            if c >= min_count && !vocab.ids.contains_key(&t) {
+                vocab.push(t);
+            }
+        }
+        vocab
+    }
+
+    /// A vocabulary of exactly these tokens, in order (no pad or unk added).
+    pub fn from_tokens<S: Into<String>>(tokens: impl IntoIterator<Item = S>) -> Self {
+        let mut vocab = Self {
+            tokens: Vec::new(),
+            ids: HashMap::new(),
+        };
+        for t in tokens {
+            vocab.push(t.into());
+        }
+        vocab
+    }
+
+    fn push(&mut self, t: String) {
+        if !self.ids.contains_key(&t) {
+            self.ids.insert(t.clone(), self.tokens.len() as u32);
+            self.tokens.push(t);
+        }
+    }
+
+    /// The id of `token`, or [`Vocab::UNK`].
+    pub fn id(&self, token: &str) -> u32 {
+        self.ids.get(token).copied().unwrap_or(Self::UNK)
+    }
+
+    /// The id of `token` if it is in the vocabulary.
+    pub fn get(&self, token: &str) -> Option<u32> {
+        self.ids.get(token).copied()
+    }
+
+    /// The token of `id`.
+    pub fn token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}

@@ -1,0 +1,99 @@
+//! Embedding (torch.nn.Embedding with padding_idx): rows of a table looked up by
+//! token id. The padding row starts at zero and never gets a gradient.
+
+use super::{Module, Named, Param, SplitMix};
+use crate::error::Result;
+use crate::gpu::{Context, Recorder};
+use crate::ops::embedding::{self, Index};
+use crate::tensor::{DType, Tensor};
+
+/// A lookup table with its gradient.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    /// `[V, E]` weight
+    weight: Tensor,
+    /// `[V, E]`
+    grad: Tensor,
+    padding_idx: Option<u32>,
+}
+
+impl Embedding {
+    /// A table of `vocab` rows of `dim`, initialized N(0, 1) as PyTorch does, the
+    /// `padding_idx` row zero.
+    pub fn new(
+        ctx: &Context,
+        vocab: usize,
+        dim: usize,
+        padding_idx: Option<u32>,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut values = SplitMix::new(seed).normal(vocab * dim);
+        if let Some(pad) = padding_idx.filter(|&p| (p as usize) < vocab) {
+            let row = pad as usize * dim;
+            values[row..row + dim].fill(0.0);
+        }
+        Ok(Self {
+            weight: Tensor::from_slice(ctx, &[vocab, dim], &values)?,
+            grad: Tensor::zeros(ctx, &[vocab, dim])?,
+            padding_idx,
+        })
+    }
+
+    /// (V, E); the table is `[V, E]` by construction.
+    fn sizes(&self) -> (usize, usize) {
+        (self.weight.shape()[0], self.weight.shape()[1])
+    }
+
+    /// `[V, E]` the table.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// `[V, E]` its gradient.
+    pub fn grad(&self) -> &Tensor {
+        &self.grad
+    }
+
+    /// Records the lookup of `ids` (row-major, of shape `shape`): returns
+    /// `[shape.., E]` and what backward needs. Ids past the table are an error.
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        ids: &[u32],
+        shape: &[usize],
+    ) -> Result<(Tensor, Index)> {
+        let (vocab, dim) = self.sizes();
+        let index = Index::new(rec.context(), ids, vocab, self.padding_idx)?;
+        let mut out_shape = shape.to_vec();
+        out_shape.push(dim);
+        let out = Tensor::empty(rec.context(), &[ids.len(), dim], DType::F32)?;
+        embedding::forward(rec, &out, &self.weight, &index)?;
+        let out = out.reshape(&out_shape)?;
+        Ok((out, index))
+    }
+
+    /// Records `grad += d out / d weight` for upstream `dout` `[.., E]`.
+    pub fn backward(&self, rec: &mut Recorder, dout: &Tensor, index: &Index) -> Result<()> {
+        let dim = self.sizes().1;
+        let dout = dout.reshape(&[dout.numel() / dim.max(1), dim])?;
+        embedding::backward(rec, &self.grad, &dout, index)
+    }
+}
+
+impl Module for Embedding {
+    fn params(&self) -> Vec<Param> {
+        vec![Param {
+            value: self.weight.clone(),
+            grad: self.grad.clone(),
+        }]
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        vec![Named {
+            name: "weight".into(),
+            shape: self.weight.shape().to_vec(),
+            tensor: self.weight.clone(),
+            offset: 0,
+        }]
+    }
+}

@@ -1,0 +1,164 @@
+//! Linear layer (torch.nn.Linear): `y = x·Wᵀ + b` over the last dimension.
+
+use super::{Module, Named, Param, SplitMix};
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Recorder};
+use crate::ops::gemm::{self, BiasView, View};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "linear";
+
+/// A linear layer with its gradients.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// `[out, in]` weight
+    weight: Tensor,
+    /// `[out]` bias
+    bias: Option<Tensor>,
+    /// `[out, in]`
+    grad_weight: Tensor,
+    /// `[out]`
+    grad_bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// `inputs → outputs`, initialized as PyTorch does: weight and bias uniform in
+    /// `[-1/√in, 1/√in)`.
+    pub fn new(
+        ctx: &Context,
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut rng = SplitMix::new(seed);
+        let bound = 1.0 / (inputs.max(1) as f32).sqrt();
+        let bias = bias
+            .then(|| Tensor::from_slice(ctx, &[outputs], &rng.uniform(outputs, bound)))
+            .transpose()?;
+        Ok(Self {
+            weight: Tensor::from_slice(
+                ctx,
+                &[outputs, inputs],
+                &rng.uniform(outputs * inputs, bound),
+            )?,
+            grad_bias: bias
+                .as_ref()
+                .map(|_| Tensor::zeros(ctx, &[outputs]))
+                .transpose()?,
+            bias,
+            grad_weight: Tensor::zeros(ctx, &[outputs, inputs])?,
+        })
+    }
+
+    /// (out, in); the weight is `[out, in]` by construction.
+    fn sizes(&self) -> (usize, usize) {
+        (self.weight.shape()[0], self.weight.shape()[1])
+    }
+
+    /// Rows of `x` `[.., in]`, checked.
+    fn rows(&self, x: &Tensor, what: &'static str, width: usize) -> Result<usize> {
+        if x.shape().last() != Some(&width) || x.numel() == 0 {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what,
+                expected: format!("[.., {width}]"),
+                got: x.shape().to_vec(),
+            });
+        }
+        Ok(x.numel() / width)
+    }
+
+    /// Records `y = x·Wᵀ + b` for `x` `[.., in]`; returns `y` `[.., out]`. Backward
+    /// needs `x` again.
+    pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        let (outputs, inputs) = self.sizes();
+        let n = self.rows(x, "x", inputs)?;
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().unwrap_or(&mut 0) = outputs;
+        let y = Tensor::empty(rec.context(), &shape, DType::F32)?;
+        gemm::forward_view(
+            rec,
+            View::matrix(&y, n, outputs, false),
+            View::matrix(x, n, inputs, false),
+            View::matrix(&self.weight, outputs, inputs, false).t(),
+            self.bias.as_ref().map(BiasView::from),
+            1,
+            1.0,
+            0.0,
+        )?;
+        Ok(y)
+    }
+
+    /// Records the gradients for upstream `dy` `[.., out]` of a forward of `x`:
+    /// adds to the parameter gradients and returns `dx`.
+    pub fn backward(&self, rec: &mut Recorder, dy: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let (outputs, inputs) = self.sizes();
+        let n = self.rows(dy, "dy", outputs)?;
+        if self.rows(x, "x", inputs)? != n {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "x",
+                expected: format!("{n} rows like dy"),
+                got: x.shape().to_vec(),
+            });
+        }
+        let dy_v = View::matrix(dy, n, outputs, false);
+        let x_v = View::matrix(x, n, inputs, false);
+        // dW += dyᵀ·x
+        gemm::forward_view(
+            rec,
+            View::matrix(&self.grad_weight, outputs, inputs, false),
+            dy_v.t(),
+            x_v,
+            None,
+            1,
+            1.0,
+            1.0,
+        )?;
+        if let Some(db) = &self.grad_bias {
+            gemm::bias_grad(rec, db.into(), dy_v, 1, 1.0, 1.0)?;
+        }
+        // dx = dy·W
+        let dx = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+        gemm::forward_view(
+            rec,
+            View::matrix(&dx, n, inputs, false),
+            dy_v,
+            View::matrix(&self.weight, outputs, inputs, false),
+            None,
+            1,
+            1.0,
+            0.0,
+        )?;
+        Ok(dx)
+    }
+}
+
+impl Module for Linear {
+    fn params(&self) -> Vec<Param> {
+        let mut out = vec![Param {
+            value: self.weight.clone(),
+            grad: self.grad_weight.clone(),
+        }];
+        if let (Some(b), Some(g)) = (&self.bias, &self.grad_bias) {
+            out.push(Param {
+                value: b.clone(),
+                grad: g.clone(),
+            });
+        }
+        out
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        let whole = |name: &str, t: &Tensor| Named {
+            name: name.into(),
+            shape: t.shape().to_vec(),
+            tensor: t.clone(),
+            offset: 0,
+        };
+        let mut out = vec![whole("weight", &self.weight)];
+        out.extend(self.bias.as_ref().map(|b| whole("bias", b)));
+        out
+    }
+}

@@ -1,0 +1,119 @@
+//! The BiLSTM tagger (embedding → bidirectional LSTM → linear → masked
+//! cross-entropy), written from the layers as a user would write it. Its
+//! state_dict names are those of a PyTorch module with the fields `embedding`,
+//! `lstm` and `fc`, so such a module's saved weights load here.
+
+use super::recurrent::{self, Config, Mode, Recurrent};
+use super::{prefixed, Embedding, Linear, Module, Named, Param};
+use crate::data::Batch;
+use crate::error::Result;
+use crate::gpu::{Context, Recorder};
+use crate::ops::cross_entropy::{self, Loss};
+use crate::ops::embedding::Index;
+use crate::tensor::Tensor;
+use crate::train::{finish_step, Optimizer, StepReport};
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct BiLstmTagger {
+    pub embedding: Embedding,
+    pub lstm: Recurrent,
+    pub fc: Linear,
+}
+
+/// What [`BiLstmTagger::backward`] needs from [`BiLstmTagger::forward`].
+#[derive(Debug)]
+pub struct Saved {
+    index: Index,
+    lstm: recurrent::Saved,
+    hidden: Tensor,
+}
+
+impl BiLstmTagger {
+    /// `vocab` words embedded in `emb` dimensions, `hidden` units per direction,
+    /// `tags` classes; `pad` is the padding word (its embedding stays zero).
+    pub fn new(
+        ctx: &Context,
+        vocab: usize,
+        emb: usize,
+        hidden: usize,
+        tags: usize,
+        pad: u32,
+        seed: u64,
+    ) -> Result<Self> {
+        let cfg = Config {
+            mode: Mode::Lstm,
+            input_size: emb,
+            hidden_size: hidden,
+            num_layers: 1,
+            bidirectional: true,
+        };
+        Ok(Self {
+            embedding: Embedding::new(ctx, vocab, emb, Some(pad), seed)?,
+            lstm: Recurrent::new(ctx, cfg, seed + 1)?,
+            fc: Linear::new(ctx, 2 * hidden, tags, true, seed + 2)?,
+        })
+    }
+
+    /// Records the logits `[B, T, tags]` of a batch.
+    pub fn forward(&self, rec: &mut Recorder, batch: &Batch) -> Result<(Tensor, Saved)> {
+        let (emb, index) = self
+            .embedding
+            .forward(rec, &batch.ids, &[batch.size, batch.steps])?;
+        let (out, lstm) = self.lstm.forward(rec, &emb, &batch.lengths, None, None)?;
+        let logits = self.fc.forward(rec, &out.y)?;
+        let saved = Saved {
+            index,
+            lstm,
+            hidden: out.y,
+        };
+        Ok((logits, saved))
+    }
+
+    /// Records the forward and the mean cross-entropy over the real tokens.
+    pub fn loss(&self, rec: &mut Recorder, batch: &Batch) -> Result<(Loss, Saved)> {
+        let (logits, saved) = self.forward(rec, batch)?;
+        let loss = cross_entropy::forward(rec, &logits, &batch.targets, Some(Batch::IGNORE))?;
+        Ok((loss, saved))
+    }
+
+    /// Records the backward from the loss's gradient, adding to every parameter's
+    /// gradient.
+    pub fn backward(&self, rec: &mut Recorder, loss: &Loss, saved: &Saved) -> Result<()> {
+        let dhidden = self.fc.backward(rec, &loss.dlogits, &saved.hidden)?;
+        let dx = self.lstm.backward(rec, &saved.lstm, &dhidden, None, None)?;
+        self.embedding.backward(rec, &dx.dx, &saved.index)
+    }
+
+    /// One training step on `batch`, one submit: zero the gradients, forward,
+    /// loss, backward, optimizer update; returns the loss and gradient norm.
+    pub fn train_step(
+        &self,
+        ctx: &Context,
+        batch: &Batch,
+        opt: &mut Optimizer,
+    ) -> Result<StepReport> {
+        let mut rec = Recorder::new(ctx, "tagger step");
+        self.zero_grad(&mut rec)?;
+        let (loss, saved) = self.loss(&mut rec, batch)?;
+        self.backward(&mut rec, &loss, &saved)?;
+        opt.step(&mut rec)?;
+        finish_step(rec, &loss.loss, opt)
+    }
+}
+
+impl Module for BiLstmTagger {
+    fn params(&self) -> Vec<Param> {
+        let mut out = self.embedding.params();
+        out.extend(self.lstm.params());
+        out.extend(self.fc.params());
+        out
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        let mut out = prefixed("embedding", self.embedding.named_params());
+        out.extend(prefixed("lstm", self.lstm.named_params()));
+        out.extend(prefixed("fc", self.fc.named_params()));
+        out
+    }
+}

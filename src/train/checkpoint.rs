@@ -1,0 +1,157 @@
+//! Checkpoints as safetensors files with PyTorch's state_dict names, so a state
+//! dict saved by PyTorch (`safetensors.torch.save_file(model.state_dict(), path)`)
+//! loads here and one saved here loads there. Optimizer state is stored beside the
+//! parameters under `optim.` names, with the step count in the metadata.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+use crate::nn::Named;
+use crate::train::Optimizer;
+
+/// A loaded checkpoint: f32 tensors by name and the metadata.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoint {
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub metadata: HashMap<String, String>,
+}
+
+fn file_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Checkpoint {
+    /// Reads the model's parameters (and, when given, the optimizer's state) back
+    /// from the GPU.
+    pub fn capture(params: &[Named], opt: Option<&Optimizer>) -> Result<Self> {
+        let mut ck = Checkpoint::default();
+        for p in params {
+            ck.tensors
+                .insert(p.name.clone(), (p.shape.clone(), p.read()?));
+        }
+        if let Some(opt) = opt {
+            let (state, steps) = opt.state();
+            for (name, t) in state {
+                ck.tensors
+                    .insert(format!("optim.{name}"), (t.shape().to_vec(), t.to_vec()?));
+            }
+            ck.metadata.insert("optim.steps".into(), steps.to_string());
+        }
+        Ok(ck)
+    }
+
+    /// Writes the file (f32 tensors).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let views = self
+            .tensors
+            .iter()
+            .map(|(name, (shape, data))| {
+                TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| file_err(path, e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, Some(self.metadata.clone()))
+            .map_err(|e| file_err(path, e))?;
+        std::fs::write(path, bytes).map_err(|e| file_err(path, e))
+    }
+
+    /// Reads a file; tensors must be f32 (f16 and bf16 are converted).
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+        Self::from_bytes(&bytes).map_err(|reason| file_err(path, reason))
+    }
+
+    fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let mut ck = Checkpoint {
+            metadata: header.metadata().clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => return Err(format!("tensor {name} is {other:?}; expected a float type")),
+            };
+            ck.tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok(ck)
+    }
+
+    /// Writes every parameter of `params` from the tensor of the same name and
+    /// shape. Like PyTorch's strict loading, a missing or mis-shaped parameter and
+    /// a tensor no parameter takes (outside `optim.`) are errors, reported before
+    /// anything is written.
+    pub fn apply(&self, params: &[Named], path_for_errors: &str) -> Result<()> {
+        let err = |reason: String| Error::File {
+            path: path_for_errors.into(),
+            reason,
+        };
+        for p in params {
+            match self.tensors.get(&p.name) {
+                None => return Err(err(format!("no tensor {}", p.name))),
+                Some((shape, _)) if *shape != p.shape => {
+                    return Err(err(format!(
+                        "{} is {shape:?}, the model's is {:?}",
+                        p.name, p.shape
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = self
+            .tensors
+            .keys()
+            .find(|k| !k.starts_with("optim.") && !params.iter().any(|p| &p.name == *k))
+        {
+            return Err(err(format!("tensor {extra} belongs to no parameter")));
+        }
+        for p in params {
+            p.write(&self.tensors[&p.name].1)?;
+        }
+        Ok(())
+    }
+
+    /// Restores an optimizer's buffers and step count saved by [`capture`](Self::capture).
+    pub fn apply_optimizer(&self, opt: &mut Optimizer, path_for_errors: &str) -> Result<()> {
+        let err = |reason: String| Error::File {
+            path: path_for_errors.into(),
+            reason,
+        };
+        let (state, _) = opt.state();
+        for (name, t) in &state {
+            let key = format!("optim.{name}");
+            match self.tensors.get(&key) {
+                Some((shape, data)) if shape == t.shape() => t.write(data)?,
+                _ => return Err(err(format!("no tensor {key} shaped {:?}", t.shape()))),
+            }
+        }
+        let steps = self
+            .metadata
+            .get("optim.steps")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err("no optim.steps in the metadata".into()))?;
+        opt.set_steps(steps);
+        Ok(())
+    }
+}

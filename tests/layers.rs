@@ -1,0 +1,429 @@
+//! Embedding, linear, cross-entropy, dropout and the optimizers against f64
+//! references; every backward against central finite differences.
+
+mod common;
+
+use common::recurrent_ref::numeric_grad;
+use common::{assert_close, ctx, to_f64, Rng};
+use rnn_wgpu::nn::{Embedding, Linear, Module, Param};
+use rnn_wgpu::ops::{cross_entropy, dropout};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::{Error, Recorder, Tensor};
+
+/// f32 kernels against f64 references on small sums.
+const RTOL: f64 = 1e-4;
+const ATOL: f64 = 1e-5;
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn embedding_gathers_rows_and_sums_gradients_except_padding() {
+    let ctx = ctx();
+    let (vocab, dim) = (11, 5);
+    let emb = Embedding::new(ctx, vocab, dim, Some(0), 3).unwrap();
+    let table = to_f64(&emb.weight().to_vec().unwrap());
+    assert!(
+        table[..dim].iter().all(|&x| x == 0.0),
+        "padding row starts at zero"
+    );
+    let ids: Vec<u32> = vec![3, 0, 7, 3, 10, 0, 1, 3, 7, 2, 0, 9];
+    let dout = Rng::new(4).vec(ids.len() * dim);
+
+    let mut rec = Recorder::new(ctx, "embedding");
+    emb.zero_grad(&mut rec).unwrap();
+    let (out, index) = emb.forward(&mut rec, &ids, &[3, 4]).unwrap();
+    let dout_t = Tensor::from_slice(ctx, &[3, 4, dim], &dout).unwrap();
+    emb.backward(&mut rec, &dout_t, &index).unwrap();
+    rec.submit();
+    assert_eq!(out.shape(), &[3, 4, dim]);
+
+    let forward = |table: &[f64]| -> Vec<f64> {
+        ids.iter()
+            .flat_map(|&id| table[id as usize * dim..(id as usize + 1) * dim].to_vec())
+            .collect()
+    };
+    assert_close("out", &out.to_vec().unwrap(), &forward(&table), 0.0, 0.0);
+    let mut t = table.clone();
+    let mut want = numeric_grad(&mut t, |t| dot(&forward(t), &to_f64(&dout)));
+    // padding_idx: PyTorch gives its row no gradient.
+    want[..dim].fill(0.0);
+    assert_close("dtable", &emb.grad().to_vec().unwrap(), &want, RTOL, ATOL);
+
+    let mut rec = Recorder::new(ctx, "bad id");
+    let err = emb.forward(&mut rec, &[1, 11], &[2]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IndexOutOfRange {
+                index: 1,
+                value: 11,
+                bound: 11,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn linear_matches_reference_and_finite_differences() {
+    let ctx = ctx();
+    let (rows, inputs, outputs) = (7, 5, 3);
+    let lin = Linear::new(ctx, inputs, outputs, true, 9).unwrap();
+    let mut rng = Rng::new(10);
+    let x = rng.vec(rows * inputs);
+    let dy = rng.vec(rows * outputs);
+    let w = to_f64(&lin.params()[0].value.to_vec().unwrap());
+    let b = to_f64(&lin.params()[1].value.to_vec().unwrap());
+
+    let mut rec = Recorder::new(ctx, "linear");
+    lin.zero_grad(&mut rec).unwrap();
+    let xt = Tensor::from_slice(ctx, &[rows, 1, inputs], &x).unwrap();
+    let y = lin.forward(&mut rec, &xt).unwrap();
+    let dyt = Tensor::from_slice(ctx, &[rows, 1, outputs], &dy).unwrap();
+    let dx = lin.backward(&mut rec, &dyt, &xt).unwrap();
+    rec.submit();
+
+    let forward = |x: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+        (0..rows * outputs)
+            .map(|i| {
+                let (r, o) = (i / outputs, i % outputs);
+                b[o] + (0..inputs)
+                    .map(|k| x[r * inputs + k] * w[o * inputs + k])
+                    .sum::<f64>()
+            })
+            .collect()
+    };
+    let (x64, dy64) = (to_f64(&x), to_f64(&dy));
+    assert_eq!(y.shape(), &[rows, 1, outputs]);
+    assert_close(
+        "y",
+        &y.to_vec().unwrap(),
+        &forward(&x64, &w, &b),
+        RTOL,
+        ATOL,
+    );
+    let loss = |x: &[f64], w: &[f64], b: &[f64]| dot(&forward(x, w, b), &dy64);
+    let grads = lin.params();
+    let (mut xv, mut wv, mut bv) = (x64.clone(), w.clone(), b.clone());
+    assert_close(
+        "dx",
+        &dx.to_vec().unwrap(),
+        &numeric_grad(&mut xv, |v| loss(v, &w, &b)),
+        RTOL,
+        ATOL,
+    );
+    assert_close(
+        "dW",
+        &grads[0].grad.to_vec().unwrap(),
+        &numeric_grad(&mut wv, |v| loss(&x64, v, &b)),
+        RTOL,
+        ATOL,
+    );
+    assert_close(
+        "db",
+        &grads[1].grad.to_vec().unwrap(),
+        &numeric_grad(&mut bv, |v| loss(&x64, &w, v)),
+        RTOL,
+        ATOL,
+    );
+}
+
+/// The mean cross-entropy over rows whose target is not `ignore`, in f64.
+fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32) -> f64 {
+    let real = targets.iter().filter(|&&t| t != ignore).count() as f64;
+    targets
+        .iter()
+        .enumerate()
+        .filter(|&(_, &t)| t != ignore)
+        .map(|(r, &t)| {
+            let z = &logits[r * classes..(r + 1) * classes];
+            let m = z.iter().cloned().fold(f64::MIN, f64::max);
+            let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            lse - z[t as usize]
+        })
+        .sum::<f64>()
+        / real
+}
+
+#[test]
+fn cross_entropy_matches_reference_for_logits_of_any_magnitude() {
+    let ctx = ctx();
+    const IGN: u32 = 99;
+    let (rows, classes) = (9, 70); // more classes than a workgroup's lanes
+    let mut rng = Rng::new(11);
+    let mut logits = rng.vec(rows * classes);
+    // Rows of huge, tiny and mixed magnitude: exp must never overflow.
+    logits[..classes].iter_mut().for_each(|v| *v *= 1e4);
+    logits[classes..2 * classes]
+        .iter_mut()
+        .for_each(|v| *v *= 1e-3);
+    logits[2 * classes] = 3e4;
+    let targets = vec![3, IGN, 69, 0, 5, IGN, 12, 40, 1];
+
+    let mut rec = Recorder::new(ctx, "ce");
+    let lt = Tensor::from_slice(ctx, &[rows, classes], &logits).unwrap();
+    let out = cross_entropy::forward(&mut rec, &lt, &targets, Some(IGN)).unwrap();
+    rec.submit();
+    assert_eq!(out.count, 7);
+    let l64 = to_f64(&logits);
+    let want = reference_ce(&l64, &targets, classes, IGN);
+    assert_close("loss", &out.loss.to_vec().unwrap(), &[want], 1e-5, 1e-5);
+    // Finite differences away from the huge rows, whose loss is piecewise linear
+    // at f64's resolution; their gradient is checked as exactly softmax − onehot.
+    let mut v = l64.clone();
+    let fd = numeric_grad(&mut v, |z| reference_ce(z, &targets, classes, IGN));
+    let got = out.dlogits.to_vec().unwrap();
+    assert_close("dlogits", &got[classes..], &fd[classes..], 1e-3, 1e-6);
+    let mut first = vec![0.0; classes];
+    first[3] = -1.0 / 7.0;
+    let top = (0..classes)
+        .max_by(|&a, &b| l64[a].total_cmp(&l64[b]))
+        .unwrap();
+    first[top] += 1.0 / 7.0;
+    assert_close("dlogits of a huge row", &got[..classes], &first, 1e-5, 1e-6);
+}
+
+#[test]
+fn padded_targets_change_neither_the_loss_nor_any_gradient() {
+    let ctx = ctx();
+    const IGN: u32 = u32::MAX;
+    let (rows, classes) = (6, 4);
+    let mut rng = Rng::new(12);
+    let logits = rng.vec(rows * classes);
+    let targets = vec![1, 3, IGN, 0, IGN, 2];
+    let mut other = logits.clone();
+    // Anything at the padded rows: other values, even NaN and inf.
+    other[2 * classes..3 * classes].copy_from_slice(&[f32::NAN, 1e30, -1e30, 5.0]);
+    other[4 * classes..5 * classes].copy_from_slice(&[f32::INFINITY, 0.0, 0.0, 0.0]);
+    let run = |logits: &[f32]| {
+        let mut rec = Recorder::new(ctx, "ce");
+        let lt = Tensor::from_slice(ctx, &[rows, classes], logits).unwrap();
+        let out = cross_entropy::forward(&mut rec, &lt, &targets, Some(IGN)).unwrap();
+        rec.submit();
+        (out.loss.to_vec().unwrap(), out.dlogits.to_vec().unwrap())
+    };
+    let (loss_a, grad_a) = run(&logits);
+    let (loss_b, grad_b) = run(&other);
+    assert_eq!(loss_a, loss_b);
+    assert_eq!(grad_a, grad_b);
+    assert!(grad_a[2 * classes..3 * classes].iter().all(|&g| g == 0.0));
+
+    let mut rec = Recorder::new(ctx, "bad");
+    let lt = Tensor::from_slice(ctx, &[rows, classes], &logits).unwrap();
+    let err = cross_entropy::forward(&mut rec, &lt, &[1, 4, 0, 0, 0, 0], Some(IGN)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IndexOutOfRange {
+                index: 1,
+                value: 4,
+                bound: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = cross_entropy::forward(&mut rec, &lt, &[IGN; 6], Some(IGN)).unwrap_err();
+    assert!(matches!(err, Error::Empty { .. }), "{err}");
+}
+
+#[test]
+fn dropout_masks_scale_and_repeat_with_the_seed() {
+    let ctx = ctx();
+    let n = 20_000;
+    let x: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 1e-4).collect();
+    let xt = Tensor::from_slice(ctx, &[n], &x).unwrap();
+    let run = |p: f32, seed: u32| {
+        let out = Tensor::empty(ctx, &[n], rnn_wgpu::DType::F32).unwrap();
+        let mut rec = Recorder::new(ctx, "dropout");
+        dropout::apply(&mut rec, &out, &xt, p, seed).unwrap();
+        rec.submit();
+        out.to_vec().unwrap()
+    };
+    let y = run(0.3, 7);
+    let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+    assert!((dropped - 0.3).abs() < 0.02, "dropped {dropped}");
+    for (a, b) in x.iter().zip(&y) {
+        assert!(
+            *b == 0.0 || (b - a / 0.7).abs() <= 1e-6 * b.abs(),
+            "{a} -> {b}"
+        );
+    }
+    assert_eq!(run(0.3, 7), y, "same seed, same mask");
+    assert_ne!(run(0.3, 8), y, "another seed, another mask");
+    assert_eq!(run(0.0, 7), x);
+}
+
+/// One parameter vector updated by the GPU optimizer and by an f64 transcription
+/// of torch.optim's update rules.
+fn check_optimizer(cfg: OptimConfig, steps: usize) {
+    let ctx = ctx();
+    let n = 37;
+    let mut rng = Rng::new(13);
+    let w0 = rng.vec(n);
+    let grads: Vec<Vec<f32>> = (0..steps)
+        .map(|_| rng.vec(n).iter().map(|g| g * 3.0).collect())
+        .collect();
+    let param = Param {
+        value: Tensor::from_slice(ctx, &[n], &w0).unwrap(),
+        grad: Tensor::zeros(ctx, &[n]).unwrap(),
+    };
+    let mut opt = Optimizer::new(ctx, cfg, vec![param.clone()]).unwrap();
+    let mut w = to_f64(&w0);
+    let (mut m, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
+    for (s, g) in grads.iter().enumerate() {
+        param.grad.write(g).unwrap();
+        let mut rec = Recorder::new(ctx, "opt");
+        opt.step(&mut rec).unwrap();
+        rec.submit();
+
+        let step = s as i32 + 1;
+        let lr = cfg.lr_at(step as u32) as f64;
+        let mut g = to_f64(g);
+        let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if let Some(max) = cfg.max_norm {
+            let scale = (max as f64 / (norm + 1e-6)).min(1.0);
+            g.iter_mut().for_each(|x| *x *= scale);
+        }
+        if let Some(c) = cfg.clip_value {
+            g.iter_mut().for_each(|x| *x = x.clamp(-c as f64, c as f64));
+        }
+        let wd = cfg.weight_decay as f64;
+        for i in 0..n {
+            match cfg.method {
+                Method::Sgd { momentum } => {
+                    let d = g[i] + wd * w[i];
+                    m[i] = if step == 1 {
+                        d
+                    } else {
+                        momentum as f64 * m[i] + d
+                    };
+                    w[i] -= lr * if momentum == 0.0 { d } else { m[i] };
+                }
+                Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
+                    let (b1, b2) = (beta1 as f64, beta2 as f64);
+                    let mut d = g[i];
+                    if matches!(cfg.method, Method::AdamW { .. }) {
+                        w[i] -= lr * wd * w[i];
+                    } else {
+                        d += wd * w[i];
+                    }
+                    m[i] = b1 * m[i] + (1.0 - b1) * d;
+                    v[i] = b2 * v[i] + (1.0 - b2) * d * d;
+                    let mhat = m[i] / (1.0 - b1.powi(step));
+                    let vhat = v[i] / (1.0 - b2.powi(step));
+                    w[i] -= lr * mhat / (vhat.sqrt() + eps as f64);
+                }
+            }
+        }
+        let stats = opt.stats().to_vec().unwrap();
+        assert_close("grad norm", &stats[..1], &[norm], 1e-5, 1e-6);
+    }
+    assert_close(
+        &format!("{cfg:?}: weights"),
+        &param.value.to_vec().unwrap(),
+        &w,
+        1e-5,
+        1e-6,
+    );
+}
+
+#[test]
+fn optimizers_follow_torch_update_rules() {
+    let base = |method, lr| OptimConfig::new(method, lr);
+    check_optimizer(base(Method::Sgd { momentum: 0.0 }, 0.1), 3);
+    check_optimizer(
+        OptimConfig {
+            weight_decay: 0.01,
+            max_norm: Some(1.0),
+            ..base(Method::Sgd { momentum: 0.9 }, 0.1)
+        },
+        4,
+    );
+    check_optimizer(
+        OptimConfig {
+            weight_decay: 0.01,
+            clip_value: Some(2.0),
+            ..base(Method::ADAM, 0.01)
+        },
+        4,
+    );
+    check_optimizer(
+        OptimConfig {
+            weight_decay: 0.1,
+            max_norm: Some(0.5),
+            warmup: 2,
+            schedule: rnn_wgpu::train::Schedule::Cosine {
+                total: 3,
+                min_lr: 0.001,
+            },
+            ..base(Method::ADAMW, 0.01)
+        },
+        5,
+    );
+}
+
+#[test]
+fn schedules_give_the_documented_rates() {
+    use rnn_wgpu::train::Schedule;
+    let cfg = |schedule, warmup| OptimConfig {
+        schedule,
+        warmup,
+        ..OptimConfig::new(Method::ADAM, 1.0)
+    };
+    let step = cfg(
+        Schedule::Step {
+            every: 2,
+            gamma: 0.5,
+        },
+        0,
+    );
+    let rates: Vec<f32> = (1..=5).map(|s| step.lr_at(s)).collect();
+    assert_eq!(rates, [1.0, 1.0, 0.5, 0.5, 0.25]);
+    let warm = cfg(Schedule::Constant, 4);
+    assert_eq!(warm.lr_at(1), 0.25);
+    assert_eq!(warm.lr_at(4), 1.0);
+    assert_eq!(warm.lr_at(5), 1.0);
+    let cos = cfg(
+        Schedule::Cosine {
+            total: 4,
+            min_lr: 0.0,
+        },
+        0,
+    );
+    assert_eq!(cos.lr_at(1), 1.0);
+    assert!((cos.lr_at(3) - 0.5).abs() < 1e-6);
+    assert!(cos.lr_at(5).abs() < 1e-6 && cos.lr_at(9).abs() < 1e-6);
+}
+
+#[test]
+fn a_non_finite_gradient_leaves_the_weights_and_state_untouched() {
+    let ctx = ctx();
+    let w0 = vec![0.5f32, -1.0, 2.0];
+    let param = Param {
+        value: Tensor::from_slice(ctx, &[3], &w0).unwrap(),
+        grad: Tensor::from_slice(ctx, &[3], &[0.1, f32::NAN, 0.2]).unwrap(),
+    };
+    let mut opt = Optimizer::new(
+        ctx,
+        OptimConfig::new(Method::ADAM, 0.1),
+        vec![param.clone()],
+    )
+    .unwrap();
+    let mut rec = Recorder::new(ctx, "nan");
+    opt.step(&mut rec).unwrap();
+    rec.submit();
+    assert_eq!(param.value.to_vec().unwrap(), w0);
+    assert_eq!(
+        opt.stats().to_vec().unwrap()[2],
+        0.0,
+        "reported as not finite"
+    );
+    let (state, _) = opt.state();
+    assert!(state
+        .iter()
+        .all(|(_, t)| t.to_vec().unwrap().iter().all(|&x| x == 0.0)));
+}

@@ -1,0 +1,242 @@
+//! The BiLSTM tagger end to end: PyTorch's saved weights give PyTorch's logits,
+//! seeded training repeats bit for bit, and a checkpoint resumes training with
+//! identical losses.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_close, ctx, to_f64};
+use rnn_wgpu::data::Batch;
+use rnn_wgpu::nn::{BiLstmTagger, Module};
+use rnn_wgpu::train::checkpoint::Checkpoint;
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::{Error, Recorder};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn pytorch_state_dict_gives_pytorch_logits() {
+    let ctx = ctx();
+    let bytes = std::fs::read(fixture("bilstm_tagger_io.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let metadata = header.metadata().clone().unwrap();
+    let meta = |k: &str| metadata[k].parse::<usize>().unwrap();
+    let model = BiLstmTagger::new(
+        ctx,
+        meta("vocab"),
+        meta("emb"),
+        meta("hidden"),
+        meta("tags"),
+        0,
+        1,
+    )
+    .unwrap();
+    let path = fixture("bilstm_tagger.safetensors");
+    Checkpoint::load(&path)
+        .unwrap()
+        .apply(&model.named_params(), &path.display().to_string())
+        .unwrap();
+
+    let words = |k: &str| -> Vec<[u8; 4]> {
+        let t = st.tensor(k).unwrap();
+        t.data()
+            .chunks_exact(4)
+            .map(|c| c.try_into().unwrap())
+            .collect()
+    };
+    let ints = |k: &str| -> Vec<u32> {
+        words(k)
+            .into_iter()
+            .map(|w| i32::from_le_bytes(w) as u32)
+            .collect()
+    };
+    let lengths: Vec<usize> = ints("lengths").iter().map(|&n| n as usize).collect();
+    let ids = ints("ids");
+    let steps = ids.len() / lengths.len();
+    let batch = Batch {
+        targets: vec![0; ids.len()],
+        ids,
+        size: lengths.len(),
+        steps,
+        lengths,
+    };
+    let mut rec = Recorder::new(ctx, "logits");
+    let (logits, _) = model.forward(&mut rec, &batch).unwrap();
+    rec.submit();
+    let want: Vec<f32> = words("logits")
+        .into_iter()
+        .map(f32::from_le_bytes)
+        .collect();
+    assert_eq!(logits.shape(), st.tensor("logits").unwrap().shape());
+    // Within 1e-4 of PyTorch, relative above 1.
+    assert_close(
+        "logits",
+        &logits.to_vec().unwrap(),
+        &to_f64(&want),
+        1e-4,
+        1e-4,
+    );
+}
+
+const VOCAB: usize = 30;
+const TAGS: usize = 5;
+
+/// A learnable toy: a word's tag depends on it and on the word before it, so the
+/// recurrence has something to carry. Sentences of 2..=11 words, id 0 is padding.
+fn toy_batches(count: usize, size: usize, seed: u64) -> Vec<Batch> {
+    let mut rng = common::Rng::new(seed);
+    (0..count)
+        .map(|_| {
+            let sents: Vec<(Vec<u32>, Vec<u32>)> = (0..size)
+                .map(|_| {
+                    let len = 2 + (rng.next_u64() % 10) as usize;
+                    let ids: Vec<u32> = (0..len)
+                        .map(|_| 1 + (rng.next_u64() % (VOCAB as u64 - 1)) as u32)
+                        .collect();
+                    let tags = (0..len)
+                        .map(|i| (ids[i] + if i > 0 { ids[i - 1] } else { 0 }) % TAGS as u32)
+                        .collect();
+                    (ids, tags)
+                })
+                .collect();
+            let pairs: Vec<(&[u32], &[u32])> = sents
+                .iter()
+                .map(|(a, b)| (a.as_slice(), b.as_slice()))
+                .collect();
+            Batch::pad(&pairs, 0).unwrap()
+        })
+        .collect()
+}
+
+fn optimizer(model: &BiLstmTagger) -> Optimizer {
+    let cfg = OptimConfig {
+        max_norm: Some(5.0),
+        ..OptimConfig::new(Method::ADAM, 0.02)
+    };
+    Optimizer::new(ctx(), cfg, model.params()).unwrap()
+}
+
+fn train(model: &BiLstmTagger, opt: &mut Optimizer, batches: &[Batch]) -> Vec<f32> {
+    batches
+        .iter()
+        .map(|b| model.train_step(ctx(), b, opt).unwrap().loss)
+        .collect()
+}
+
+#[test]
+fn seeded_training_repeats_bit_for_bit() {
+    let batches = toy_batches(10, 8, 21);
+    let run = || {
+        let model = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 5).unwrap();
+        let mut opt = optimizer(&model);
+        train(&model, &mut opt, &batches)
+    };
+    let first = run();
+    let second = run();
+    assert_eq!(first, second, "same seed, same losses, bit for bit");
+}
+
+#[test]
+fn the_tagger_learns_a_tagging_rule_that_needs_context() {
+    let batches = toy_batches(10, 16, 41);
+    let model = BiLstmTagger::new(ctx(), VOCAB, 16, 24, TAGS, 0, 8).unwrap();
+    let cfg = OptimConfig {
+        max_norm: Some(5.0),
+        ..OptimConfig::new(Method::ADAM, 0.05)
+    };
+    let mut opt = Optimizer::new(ctx(), cfg, model.params()).unwrap();
+    let mut losses = vec![];
+    for _ in 0..12 {
+        losses.extend(train(&model, &mut opt, &batches));
+    }
+    let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
+    println!("first {} last {last}", losses[0]);
+    // Chance is ln 5 ≈ 1.61; the rule is a function of two words.
+    assert!(last < 0.3, "mean loss of the last epoch {last}");
+}
+
+#[test]
+fn a_checkpoint_resumes_training_with_identical_losses() {
+    let batches = toy_batches(8, 6, 31);
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tagger.safetensors");
+
+    let model = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 6).unwrap();
+    let mut opt = optimizer(&model);
+    train(&model, &mut opt, &batches[..4]);
+    Checkpoint::capture(&model.named_params(), Some(&opt))
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let straight = train(&model, &mut opt, &batches[4..]);
+
+    // Another seed: everything must come from the file.
+    let resumed = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 99).unwrap();
+    let mut opt2 = optimizer(&resumed);
+    let ck = Checkpoint::load(&path).unwrap();
+    ck.apply(&resumed.named_params(), "checkpoint").unwrap();
+    ck.apply_optimizer(&mut opt2, "checkpoint").unwrap();
+    assert_eq!(opt2.steps(), 4);
+    assert_eq!(train(&resumed, &mut opt2, &batches[4..]), straight);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn broken_checkpoints_are_refused_before_anything_is_written() {
+    let ctx = ctx();
+    let model = BiLstmTagger::new(ctx, VOCAB, 16, 12, TAGS, 0, 7).unwrap();
+    let before: Vec<Vec<f32>> = model
+        .named_params()
+        .iter()
+        .map(|p| p.read().unwrap())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file").unwrap();
+    assert!(matches!(
+        Checkpoint::load(&garbage),
+        Err(Error::File { .. })
+    ));
+    assert!(matches!(
+        Checkpoint::load(&dir.join("missing")),
+        Err(Error::File { .. })
+    ));
+
+    // The PyTorch tagger has other sizes: shapes differ, and nothing is written.
+    let other = Checkpoint::load(&fixture("bilstm_tagger.safetensors")).unwrap();
+    let err = other.apply(&model.named_params(), "other").unwrap_err();
+    assert!(err.to_string().contains("embedding.weight"), "{err}");
+
+    let mut ck = Checkpoint::capture(&model.named_params(), None).unwrap();
+    ck.tensors.remove("fc.bias");
+    assert!(ck
+        .apply(&model.named_params(), "x")
+        .unwrap_err()
+        .to_string()
+        .contains("no tensor fc.bias"));
+    let mut ck = Checkpoint::capture(&model.named_params(), None).unwrap();
+    ck.tensors
+        .insert("extra.weight".into(), (vec![1], vec![0.0]));
+    assert!(ck
+        .apply(&model.named_params(), "x")
+        .unwrap_err()
+        .to_string()
+        .contains("extra.weight"));
+
+    let after: Vec<Vec<f32>> = model
+        .named_params()
+        .iter()
+        .map(|p| p.read().unwrap())
+        .collect();
+    assert_eq!(before, after);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

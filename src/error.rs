@@ -88,6 +88,14 @@ pub enum Error {
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
 
+    /// A malformed line of a data file (line 0: the file as a whole).
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+
     /// A sequence length outside 1..=max (the padded length T).
     #[error("{op}: length of sequence {index} is {value}, outside 1..={max}")]
     LengthOutOfRange {

@@ -2,6 +2,8 @@
 //! lengths, bucketing by length, seeded shuffling; token ↔ id maps with unknown
 //! and padding entries.
 
+pub mod readers;
+
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};

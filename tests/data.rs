@@ -1,0 +1,134 @@
+//! Batches, buckets, vocabularies and the text readers, including the errors
+//! malformed files get.
+
+use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel};
+use rnn_wgpu::data::{buckets, Batch, Vocab};
+use rnn_wgpu::nn::SplitMix;
+use rnn_wgpu::Error;
+
+#[test]
+fn batches_pad_to_the_longest_with_lengths_and_ignored_targets() {
+    let b = Batch::pad(
+        &[(&[5, 6], &[1, 2]), (&[7, 8, 9], &[3, 4, 0]), (&[4], &[2])],
+        0,
+    )
+    .unwrap();
+    assert_eq!((b.size, b.steps), (3, 3));
+    assert_eq!(b.lengths, [2, 3, 1]);
+    assert_eq!(b.ids, [5, 6, 0, 7, 8, 9, 4, 0, 0]);
+    let i = Batch::IGNORE;
+    assert_eq!(b.targets, [1, 2, i, 3, 4, 0, 2, i, i]);
+    assert!(matches!(Batch::pad(&[], 0), Err(Error::Empty { .. })));
+    assert!(matches!(
+        Batch::pad(&[(&[1], &[1]), (&[], &[])], 0),
+        Err(Error::LengthOutOfRange { index: 1, .. })
+    ));
+    assert!(matches!(
+        Batch::pad(&[(&[1, 2], &[1])], 0),
+        Err(Error::LengthOutOfRange { index: 0, .. })
+    ));
+}
+
+#[test]
+fn buckets_cover_every_sequence_once_with_similar_lengths() {
+    let mut rng = SplitMix::new(3);
+    let lengths: Vec<usize> = (0..103)
+        .map(|_| 1 + (rng.next_u64() % 40) as usize)
+        .collect();
+    let batches = buckets(&lengths, 10, 5);
+    assert_eq!(batches.len(), 11);
+    let mut all: Vec<usize> = batches.iter().flatten().copied().collect();
+    all.sort();
+    assert_eq!(all, (0..103).collect::<Vec<_>>());
+    // Sorted by length before cutting: a batch spans few lengths, so padding is small.
+    let padded: usize = batches
+        .iter()
+        .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap())
+        .sum();
+    let real: usize = lengths.iter().sum();
+    assert!(
+        padded < real + real / 10,
+        "padding {padded} for {real} real tokens"
+    );
+    assert_eq!(buckets(&lengths, 10, 5), batches, "same seed, same batches");
+    assert_ne!(
+        buckets(&lengths, 10, 6),
+        batches,
+        "another seed, another order"
+    );
+}
+
+#[test]
+fn vocabularies_map_tokens_by_frequency_with_pad_and_unknown() {
+    let v = Vocab::build("b a c a b a d".split(' '), 2);
+    assert_eq!(v.len(), 4);
+    assert_eq!(v.token(0), Some("<pad>"));
+    assert_eq!(v.token(1), Some("<unk>"));
+    assert_eq!((v.id("a"), v.id("b")), (2, 3));
+    assert_eq!(v.id("c"), Vocab::UNK, "seen once, below min_count");
+    assert_eq!(v.get("zzz"), None);
+    let tags = Vocab::from_tokens(["NOUN", "VERB"]);
+    assert_eq!((tags.get("VERB"), tags.get("ADJ")), (Some(1), None));
+}
+
+const CONLLU: &str = "# sent_id = 1
+# text = Don't go.
+1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_
+1\tDo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
+3.1\tgone\tgo\tVERB\tVBN\t_\t_\t_\t3:conj\t_
+4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_
+
+1\tYes\tyes\tINTJ\tUH\t_\t0\troot\t_\t_
+";
+
+#[test]
+fn conllu_gives_words_and_upos_tags() {
+    let s = parse_conllu(CONLLU, "mini.conllu").unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].words, ["Do", "n't", "go", "."]);
+    assert_eq!(s[0].tags, ["AUX", "PART", "VERB", "PUNCT"]);
+    assert_eq!(s[1].words, ["Yes"]);
+}
+
+#[test]
+fn malformed_files_name_the_line() {
+    let broken = CONLLU.replace("3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", "3\tgo\tgo\tVERB");
+    let err = parse_conllu(&broken, "broken.conllu").unwrap_err();
+    assert!(matches!(err, Error::Parse { line: 6, .. }), "{err}");
+    assert!(err.to_string().starts_with("broken.conllu:6:"), "{err}");
+    let skipped = CONLLU.replace("2\tn't", "7\tn't");
+    assert!(matches!(
+        parse_conllu(&skipped, "x").unwrap_err(),
+        Error::Parse { line: 5, .. }
+    ));
+    assert!(matches!(
+        parse_conllu("", "empty").unwrap_err(),
+        Error::Parse { .. }
+    ));
+    assert!(matches!(
+        parse_conllu("# only a comment\n", "c").unwrap_err(),
+        Error::Parse { .. }
+    ));
+    assert!(matches!(
+        parse_lines("\n  \n", "blank").unwrap_err(),
+        Error::Parse { .. }
+    ));
+
+    let pairs = parse_parallel("ein hund\nzwei\n", "a dog\ntwo\n", ("de", "en")).unwrap();
+    assert_eq!(
+        pairs[1],
+        (vec!["zwei".to_string()], vec!["two".to_string()])
+    );
+    let err = parse_parallel("a\nb\nc\n", "x\ny\n", ("de", "en")).unwrap_err();
+    assert!(
+        matches!(err, Error::Parse { line: 3, ref path, .. } if path == "de"),
+        "{err}"
+    );
+    let err = parse_parallel("a\n\n", "x\ny\n", ("de", "en")).unwrap_err();
+    assert!(
+        matches!(err, Error::Parse { line: 2, ref path, .. } if path == "de"),
+        "{err}"
+    );
+}

@@ -57,6 +57,12 @@ pub const CROSS_ENTROPY: Shader = Shader {
     source: include_str!("../shaders/cross_entropy.wgsl"),
 };
 
+/// Mean squared error fused with its gradient.
+pub const MSE: Shader = Shader {
+    name: "mse",
+    source: include_str!("../shaders/mse.wgsl"),
+};
+
 /// Inverted dropout from a counter-based hash.
 pub const DROPOUT: Shader = Shader {
     name: "dropout",
@@ -80,6 +86,7 @@ pub const ALL: &[Shader] = &[
     CROSS_ENTROPY,
     DROPOUT,
     OPTIM,
+    MSE,
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

@@ -427,3 +427,41 @@ fn a_non_finite_gradient_leaves_the_weights_and_state_untouched() {
         .iter()
         .all(|(_, t)| t.to_vec().unwrap().iter().all(|&x| x == 0.0)));
 }
+
+#[test]
+fn mse_matches_reference_and_finite_differences() {
+    let ctx = ctx();
+    let n = 150; // more elements than lanes
+    let mut rng = Rng::new(14);
+    let (y, t) = (rng.vec(n), rng.vec(n));
+    let mut rec = Recorder::new(ctx, "mse");
+    let yt = Tensor::from_slice(ctx, &[10, 15], &y).unwrap();
+    let tt = Tensor::from_slice(ctx, &[10, 15], &t).unwrap();
+    let out = rnn_wgpu::ops::mse::forward(&mut rec, &yt, &tt).unwrap();
+    rec.submit();
+    let t64 = to_f64(&t);
+    let loss = |y: &[f64]| {
+        y.iter()
+            .zip(&t64)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            / n as f64
+    };
+    let mut y64 = to_f64(&y);
+    assert_close(
+        "loss",
+        &out.loss.to_vec().unwrap(),
+        &[loss(&y64)],
+        RTOL,
+        ATOL,
+    );
+    let fd = numeric_grad(&mut y64, loss);
+    assert_close("dy", &out.dlogits.to_vec().unwrap(), &fd, RTOL, 1e-7);
+    let mut rec = Recorder::new(ctx, "bad");
+    let err = rnn_wgpu::ops::mse::forward(&mut rec, &yt, &Tensor::zeros(ctx, &[15, 10]).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { what: "target", .. }),
+        "{err}"
+    );
+}

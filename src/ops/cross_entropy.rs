@@ -20,14 +20,14 @@ struct Params {
     _pad: u32,
 }
 
-/// The loss and its gradient.
+/// A loss and its gradient (this op's and [`mse`](super::mse)'s).
 #[derive(Clone, Debug)]
 pub struct Loss {
     /// `[1]` mean over the real rows.
     pub loss: Tensor,
-    /// `[N, C]` d loss / d logits (zero on ignored rows).
+    /// d loss / d logits, shaped like the logits (zero on ignored rows).
     pub dlogits: Tensor,
-    /// Number of rows that counted.
+    /// Number of rows (elements for MSE) that counted.
     pub count: usize,
 }
 

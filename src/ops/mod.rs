@@ -7,6 +7,7 @@ pub mod fma_probe;
 pub mod gemm;
 pub mod gru_cell;
 pub mod lstm_cell;
+pub mod mse;
 pub mod optim;
 pub mod recurrence;
 pub mod rnn_cell;

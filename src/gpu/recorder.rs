@@ -151,6 +151,24 @@ impl Recorder {
         texture
     }
 
+    /// [`dispatch`](Self::dispatch) with whole tensors at the given bindings, held
+    /// until the submit.
+    pub(crate) fn dispatch_tensors(
+        &mut self,
+        label: &str,
+        pipeline: &Pipeline,
+        params: &[u8],
+        tensors: &[(u32, &Tensor)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        self.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
+        let resources: Vec<_> = tensors
+            .iter()
+            .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
+            .collect();
+        self.dispatch(label, pipeline, params, &resources, groups)
+    }
+
     /// Records one dispatch of `pipeline` with `params` as the uniform at binding 0
     /// and `resources` at the given bindings, in a compute pass labelled `label`.
     pub(crate) fn dispatch(

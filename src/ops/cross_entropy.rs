@@ -40,15 +40,7 @@ pub fn forward(
     targets: &[u32],
     ignore_index: Option<u32>,
 ) -> Result<Loss> {
-    rec.check_same_device(OP, &[logits])?;
-    if logits.dtype() != DType::F32 {
-        return Err(Error::DType {
-            op: OP,
-            what: "logits",
-            expected: DType::F32,
-            got: logits.dtype(),
-        });
-    }
+    super::check_f32(rec, OP, &[("logits", logits)])?;
     let c = *logits.shape().last().unwrap_or(&0);
     let n = logits.numel().checked_div(c).unwrap_or(0);
     if c == 0 || n == 0 {
@@ -104,40 +96,30 @@ pub fn forward(
         scale: 1.0 / count as f32,
         _pad: 0,
     };
-    let tensors = [logits, &targets, &row_loss, &out.dlogits, &out.loss];
-    rec.hold(&tensors);
-    let bindings: Vec<_> = tensors
-        .iter()
-        .zip(1..)
-        .map(|(t, i)| (i, t.buffer().as_entire_binding()))
-        .collect();
     let groups = super::grid_rows(rec, 1, n);
     let forward = ctx.pipeline(&shaders::CROSS_ENTROPY, "forward", &[]);
-    rec.dispatch(
+    rec.dispatch_tensors(
         "cross_entropy::forward",
         &forward,
         bytemuck::bytes_of(&params),
-        &bindings[..4],
+        &[
+            (1, logits),
+            (2, &targets),
+            (3, &row_loss),
+            (4, &out.dlogits),
+        ],
         groups,
     )?;
     let reduce = ctx.pipeline(&shaders::CROSS_ENTROPY, "reduce_loss", &[]);
-    rec.dispatch(
+    rec.dispatch_tensors(
         "cross_entropy::reduce_loss",
         &reduce,
         bytemuck::bytes_of(&params),
-        &[bindings[2].clone(), bindings[4].clone()],
+        &[(3, &row_loss), (5, &out.loss)],
         [1, 1, 1],
     )?;
     Ok(out)
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::CROSS_ENTROPY, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::CROSS_ENTROPY);

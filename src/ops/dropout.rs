@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "dropout";
 
@@ -23,7 +23,7 @@ struct Params {
 /// `seed`. The backward is the same call on the upstream gradient with the same
 /// seed: masking is its own derivative.
 pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) -> Result<()> {
-    rec.check_same_device(OP, &[out, x])?;
+    super::check_f32(rec, OP, &[("out", out), ("x", x)])?;
     if !(0.0..1.0).contains(&p) {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -31,16 +31,6 @@ pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) ->
             expected: "0 <= p < 1".into(),
             got: vec![],
         });
-    }
-    for (what, t) in [("out", out), ("x", x)] {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                what,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
     }
     if out.shape() != x.shape() {
         return Err(Error::ShapeMismatch {
@@ -65,27 +55,15 @@ pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) ->
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&shaders::DROPOUT, "apply", &[]);
-    rec.hold(&[out, x]);
     let groups = super::grid_elems(rec, x.numel());
-    rec.dispatch(
+    rec.dispatch_tensors(
         "dropout::apply",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[
-            (1, x.buffer().as_entire_binding()),
-            (2, out.buffer().as_entire_binding()),
-        ],
+        &[(1, x), (2, out)],
         groups,
     )
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::DROPOUT, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::DROPOUT);

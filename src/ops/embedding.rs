@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "embedding";
 
@@ -141,17 +141,8 @@ fn check(
     index: &Index,
     what: &'static str,
 ) -> Result<usize> {
-    rec.check_same_device(OP, &[rows, table, &index.ids])?;
-    for (what, t) in [(what, rows), ("table", table)] {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                what,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
-    }
+    rec.check_same_device(OP, &[&index.ids])?;
+    super::check_f32(rec, OP, &[(what, rows), ("table", table)])?;
     let &[_, dim] = table.shape() else {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -184,28 +175,15 @@ fn launch(
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&shaders::EMBEDDING, entry, &[]);
-    rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
-    let resources: Vec<_> = tensors
-        .iter()
-        .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
-        .collect();
     let groups = super::grid_rows(rec, dim.div_ceil(64), rows);
-    rec.dispatch(
+    rec.dispatch_tensors(
         &format!("{OP}::{entry}"),
         &pipeline,
         bytemuck::bytes_of(&params),
-        &resources,
+        tensors,
         groups,
     )
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::EMBEDDING, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::EMBEDDING);

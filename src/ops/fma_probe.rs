@@ -77,12 +77,4 @@ fn measure_chains(ctx: &Context, chains: u32, runs: usize) -> Result<f64> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::FMA_PROBE, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::FMA_PROBE);

@@ -22,7 +22,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "gemm";
 /// Columns of C per workgroup (64 lanes × 4 columns each), as in gemm.wgsl.
@@ -267,18 +267,9 @@ fn shape_err(what: &'static str, expected: &str, t: &Tensor) -> Error {
 /// Checks what every kernel of this op needs of its operands: one device, f32
 /// elements, and each buffer small enough for one storage binding.
 fn check_operands(rec: &Recorder, operands: &[(&'static str, &Tensor)]) -> Result<()> {
-    let tensors: Vec<&Tensor> = operands.iter().map(|&(_, t)| t).collect();
-    rec.check_same_device(OP, &tensors)?;
+    super::check_f32(rec, OP, operands)?;
     let limit = rec.context().limits().max_storage_buffer_binding_size;
-    for &(what, t) in operands {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                what,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
+    for &(_, t) in operands {
         if t.buffer().size() > limit {
             return Err(Error::LimitExceeded {
                 op: OP,
@@ -889,12 +880,4 @@ pub fn bias_grad(
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::GEMM, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::GEMM);

@@ -12,7 +12,52 @@ pub mod optim;
 pub mod recurrence;
 pub mod rnn_cell;
 
+use crate::error::{Error, Result};
 use crate::gpu::Recorder;
+use crate::tensor::{DType, Tensor};
+
+/// Checks that `tensors` live on the recorder's device and hold f32.
+pub(crate) fn check_f32(
+    rec: &Recorder,
+    op: &'static str,
+    tensors: &[(&'static str, &Tensor)],
+) -> Result<()> {
+    let list: Vec<&Tensor> = tensors.iter().map(|&(_, t)| t).collect();
+    rec.check_same_device(op, &list)?;
+    match tensors.iter().find(|(_, t)| t.dtype() != DType::F32) {
+        Some(&(what, t)) => Err(Error::DType {
+            op,
+            what,
+            expected: DType::F32,
+            got: t.dtype(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A unit test that the module's `Params` has the size naga lays out for the
+/// `Params` of each shader given.
+#[cfg(test)]
+macro_rules! params_match_the_wgsl_struct {
+    ($($shader:expr),+) => {
+        #[cfg(test)]
+        mod params_layout {
+            #[test]
+            fn params_match_the_wgsl_struct() {
+                for shader in [$($shader),+] {
+                    assert_eq!(
+                        crate::shaders::wgsl_struct_size(&shader, "Params"),
+                        std::mem::size_of::<super::Params>(),
+                        "{}",
+                        shader.name
+                    );
+                }
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use params_match_the_wgsl_struct;
 
 /// Workgroups for `x_groups` along x and one row of workgroups per row, rows
 /// beyond the per-dimension limit continuing in z (the shaders compute the row

@@ -18,17 +18,7 @@ struct Params {
 /// Records `loss = mean((y − target)²)` and its gradient with respect to `y`
 /// (returned as `dlogits`, shaped like `y`; `count` is the element count).
 pub fn forward(rec: &mut Recorder, y: &Tensor, target: &Tensor) -> Result<Loss> {
-    rec.check_same_device(OP, &[y, target])?;
-    for (what, t) in [("y", y), ("target", target)] {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                what,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
-    }
+    super::check_f32(rec, OP, &[("y", y), ("target", target)])?;
     if y.shape() != target.shape() {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -73,12 +63,4 @@ pub fn forward(rec: &mut Recorder, y: &Tensor, target: &Tensor) -> Result<Loss> 
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::MSE, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::MSE);

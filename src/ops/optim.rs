@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "optim";
 
@@ -33,25 +33,9 @@ pub struct Params {
     pub clip_value: f32,
 }
 
-fn check_f32(rec: &Recorder, tensors: &[(&'static str, &Tensor)]) -> Result<()> {
-    let list: Vec<&Tensor> = tensors.iter().map(|&(_, t)| t).collect();
-    rec.check_same_device(OP, &list)?;
-    for &(what, t) in tensors {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: OP,
-                what,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Records the partial sums of squares of `grad` into `parts[part0..part0 + PARTS]`.
 pub fn sumsq(rec: &mut Recorder, parts: &Tensor, part0: usize, grad: &Tensor) -> Result<()> {
-    check_f32(rec, &[("parts", parts), ("grad", grad)])?;
+    super::check_f32(rec, OP, &[("parts", parts), ("grad", grad)])?;
     if part0 + PARTS > parts.numel() {
         return Err(Error::ViewOutOfBounds {
             op: OP,
@@ -66,15 +50,11 @@ pub fn sumsq(rec: &mut Recorder, parts: &Tensor, part0: usize, grad: &Tensor) ->
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&shaders::OPTIM, "sumsq", &[]);
-    rec.hold(&[parts, grad]);
-    rec.dispatch(
+    rec.dispatch_tensors(
         "optim::sumsq",
         &pipeline,
         bytemuck::bytes_of(&p),
-        &[
-            (2, grad.buffer().as_entire_binding()),
-            (5, parts.buffer().as_entire_binding()),
-        ],
+        &[(2, grad), (5, parts)],
         [PARTS as u32, 1, 1],
     )
 }
@@ -87,7 +67,7 @@ pub fn norm(
     parts: &Tensor,
     max_norm: Option<f32>,
 ) -> Result<()> {
-    check_f32(rec, &[("stats", stats), ("parts", parts)])?;
+    super::check_f32(rec, OP, &[("stats", stats), ("parts", parts)])?;
     if stats.numel() != 3 {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -103,15 +83,11 @@ pub fn norm(
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&shaders::OPTIM, "norm", &[]);
-    rec.hold(&[stats, parts]);
-    rec.dispatch(
+    rec.dispatch_tensors(
         "optim::norm",
         &pipeline,
         bytemuck::bytes_of(&p),
-        &[
-            (5, parts.buffer().as_entire_binding()),
-            (6, stats.buffer().as_entire_binding()),
-        ],
+        &[(5, parts), (6, stats)],
         [1, 1, 1],
     )
 }
@@ -150,7 +126,7 @@ pub fn update(
     }
     let mut all = vec![("weight", weight), ("grad", grad), ("stats", stats)];
     all.extend(state.iter().map(|&t| ("state", t)));
-    check_f32(rec, &all)?;
+    super::check_f32(rec, OP, &all)?;
     for &(what, t) in [&all[1..2], &all[3..]].concat().iter() {
         if t.shape() != weight.shape() {
             return Err(Error::ShapeMismatch {
@@ -168,19 +144,12 @@ pub fn update(
         Rule::AdamW => ("adam", &[("DECOUPLED", 1.0)]),
     };
     let pipeline = rec.context().pipeline(&shaders::OPTIM, entry, constants);
-    let tensors: Vec<&Tensor> = all.iter().map(|&(_, t)| t).collect();
-    rec.hold(&tensors);
-    let mut bindings = vec![
-        (1, weight.buffer().as_entire_binding()),
-        (2, grad.buffer().as_entire_binding()),
-        (6, stats.buffer().as_entire_binding()),
-        (3, state[0].buffer().as_entire_binding()),
-    ];
+    let mut bindings = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];
     if rule != Rule::Sgd {
-        bindings.push((4, state[1].buffer().as_entire_binding()));
+        bindings.push((4, state[1]));
     }
     let groups = super::grid_elems(rec, weight.numel());
-    rec.dispatch(
+    rec.dispatch_tensors(
         &format!("optim::{entry}"),
         &pipeline,
         bytemuck::bytes_of(&p),
@@ -190,12 +159,4 @@ pub fn update(
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        assert_eq!(
-            crate::shaders::wgsl_struct_size(&crate::shaders::OPTIM, "Params"),
-            std::mem::size_of::<super::Params>()
-        );
-    }
-}
+super::params_match_the_wgsl_struct!(crate::shaders::OPTIM);

@@ -230,16 +230,10 @@ fn launch(
             got: lengths.shape().to_vec(),
         });
     }
+    let named: Vec<_> = bindings.iter().map(|&(_, what, t, _)| (what, t)).collect();
+    super::check_f32(rec, op, &named)?;
     let limit = rec.context().limits().max_storage_buffer_binding_size;
     for &(_, what, t, numel) in bindings {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op,
-                what,
-                expected: DType::F32,
-                got: t.dtype(),
-            });
-        }
         if t.numel() != numel {
             return Err(Error::ShapeMismatch {
                 op,
@@ -267,15 +261,10 @@ fn launch(
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&cell.shader, entry, cell.constants);
-    let mut resources = vec![(1, lengths.buffer().as_entire_binding())];
-    resources.extend(
-        bindings
-            .iter()
-            .map(|&(i, _, t, _)| (i, t.buffer().as_entire_binding())),
-    );
-    rec.hold(&tensors);
+    let mut resources = vec![(1, lengths)];
+    resources.extend(bindings.iter().map(|&(i, _, t, _)| (i, t)));
     let label = format!("{op}::{entry}");
-    rec.dispatch(
+    rec.dispatch_tensors(
         &label,
         &pipeline,
         bytemuck::bytes_of(&params),
@@ -285,18 +274,8 @@ fn launch(
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn params_match_the_wgsl_struct() {
-        for shader in [
-            crate::shaders::LSTM_CELL,
-            crate::shaders::GRU_CELL,
-            crate::shaders::RNN_CELL,
-        ] {
-            assert_eq!(
-                crate::shaders::wgsl_struct_size(&shader, "Params"),
-                std::mem::size_of::<super::Params>()
-            );
-        }
-    }
-}
+super::params_match_the_wgsl_struct!(
+    crate::shaders::LSTM_CELL,
+    crate::shaders::GRU_CELL,
+    crate::shaders::RNN_CELL
+);

@@ -465,3 +465,30 @@ fn mse_matches_reference_and_finite_differences() {
         "{err}"
     );
 }
+
+#[test]
+fn dropout_layer_is_the_identity_in_eval_and_masks_its_backward_alike() {
+    let ctx = ctx();
+    let layer = rnn_wgpu::nn::Dropout::new(0.5, 3);
+    let x = Tensor::from_slice(ctx, &[4, 64], &[1.0; 256]).unwrap();
+    let dy = Tensor::from_slice(ctx, &[4, 64], &[3.0; 256]).unwrap();
+    let mut rec = Recorder::new(ctx, "dropout");
+    let (eval, _) = layer.forward(&mut rec, &x, false).unwrap();
+    let (y1, m1) = layer.forward(&mut rec, &x, true).unwrap();
+    let (y2, _) = layer.forward(&mut rec, &x, true).unwrap();
+    let dx = layer.backward(&mut rec, &dy, m1).unwrap();
+    rec.submit();
+    assert_eq!(eval.to_vec().unwrap(), x.to_vec().unwrap());
+    let (y1, y2, dx) = (
+        y1.to_vec().unwrap(),
+        y2.to_vec().unwrap(),
+        dx.to_vec().unwrap(),
+    );
+    assert_ne!(y1, y2, "each call draws a new mask");
+    for (y, d) in y1.iter().zip(&dx) {
+        assert!(
+            (*y == 0.0 && *d == 0.0) || (*y == 2.0 && *d == 6.0),
+            "{y} {d}"
+        );
+    }
+}

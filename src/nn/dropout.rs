@@ -1,0 +1,57 @@
+//! Dropout (torch.nn.Dropout): in training, each element is zeroed with
+//! probability p and the rest scaled by 1 / (1 − p); in evaluation it is the
+//! identity. Masks come from a seed and a call counter, so a seeded run repeats.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::Result;
+use crate::gpu::Recorder;
+use crate::ops::dropout;
+use crate::tensor::{DType, Tensor};
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Dropout {
+    p: f32,
+    seed: u32,
+    calls: AtomicU32,
+}
+
+/// The mask of one forward, for its backward (None: nothing was dropped).
+#[derive(Clone, Copy, Debug)]
+pub struct Mask(Option<u32>);
+
+impl Dropout {
+    /// Drop probability `p` (0 ≤ p < 1), masks from `seed`.
+    pub fn new(p: f32, seed: u32) -> Self {
+        Self {
+            p,
+            seed,
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    /// Records the forward; `train` false (evaluation) returns `x` itself.
+    pub fn forward(&self, rec: &mut Recorder, x: &Tensor, train: bool) -> Result<(Tensor, Mask)> {
+        if !train || self.p == 0.0 {
+            return Ok((x.clone(), Mask(None)));
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        let seed = self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call);
+        let y = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+        dropout::apply(rec, &y, x, self.p, seed)?;
+        Ok((y, Mask(Some(seed))))
+    }
+
+    /// Records the backward of a forward that returned `mask`.
+    pub fn backward(&self, rec: &mut Recorder, dy: &Tensor, mask: Mask) -> Result<Tensor> {
+        match mask.0 {
+            None => Ok(dy.clone()),
+            Some(seed) => {
+                let dx = Tensor::empty(rec.context(), dy.shape(), DType::F32)?;
+                dropout::apply(rec, &dx, dy, self.p, seed)?;
+                Ok(dx)
+            }
+        }
+    }
+}

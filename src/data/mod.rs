@@ -158,6 +158,11 @@ impl Vocab {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
+    /// The tokens in id order.
+    pub fn tokens(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().map(String::as_str)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.tokens.len()

@@ -3,8 +3,9 @@
 //! state_dict names are those of a PyTorch module with the fields `embedding`,
 //! `lstm` and `fc`, so such a module's saved weights load here.
 
+use super::dropout::Mask;
 use super::recurrent::{self, Config, Mode, Recurrent};
-use super::{prefixed, Embedding, Linear, Module, Named, Param};
+use super::{prefixed, Dropout, Embedding, Linear, Module, Named, Param};
 use crate::data::Batch;
 use crate::error::Result;
 use crate::gpu::{Context, Recorder};
@@ -13,20 +14,24 @@ use crate::ops::embedding::Index;
 use crate::tensor::Tensor;
 use crate::train::{finish_step, Optimizer, StepReport};
 
-/// See the module docs.
-#[derive(Clone, Debug)]
+/// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
+/// applies to the embeddings and the LSTM outputs in training steps only.
+#[derive(Debug)]
 pub struct BiLstmTagger {
     pub embedding: Embedding,
     pub lstm: Recurrent,
     pub fc: Linear,
+    pub dropout: Dropout,
 }
 
 /// What [`BiLstmTagger::backward`] needs from [`BiLstmTagger::forward`].
 #[derive(Debug)]
 pub struct Saved {
     index: Index,
+    emb_mask: Mask,
     lstm: recurrent::Saved,
     hidden: Tensor,
+    hidden_mask: Mask,
 }
 
 impl BiLstmTagger {
@@ -52,27 +57,44 @@ impl BiLstmTagger {
             embedding: Embedding::new(ctx, vocab, emb, Some(pad), seed)?,
             lstm: Recurrent::new(ctx, cfg, seed + 1)?,
             fc: Linear::new(ctx, 2 * hidden, tags, true, seed + 2)?,
+            dropout: Dropout::new(0.0, seed as u32),
         })
     }
 
-    /// Records the logits `[B, T, tags]` of a batch.
+    /// The same model with dropout `p` in training steps.
+    pub fn with_dropout(self, p: f32, seed: u32) -> Self {
+        Self {
+            dropout: Dropout::new(p, seed),
+            ..self
+        }
+    }
+
+    /// Records the logits `[B, T, tags]` of a batch (evaluation: no dropout).
     pub fn forward(&self, rec: &mut Recorder, batch: &Batch) -> Result<(Tensor, Saved)> {
-        let (emb, index) = self
-            .embedding
-            .forward(rec, &batch.ids, &[batch.size, batch.steps])?;
+        self.run(rec, batch, false)
+    }
+
+    fn run(&self, rec: &mut Recorder, batch: &Batch, train: bool) -> Result<(Tensor, Saved)> {
+        let shape = [batch.size, batch.steps];
+        let (emb, index) = self.embedding.forward(rec, &batch.ids, &shape)?;
+        let (emb, emb_mask) = self.dropout.forward(rec, &emb, train)?;
         let (out, lstm) = self.lstm.forward(rec, &emb, &batch.lengths, None, None)?;
-        let logits = self.fc.forward(rec, &out.y)?;
+        let (hidden, hidden_mask) = self.dropout.forward(rec, &out.y, train)?;
+        let logits = self.fc.forward(rec, &hidden)?;
         let saved = Saved {
             index,
+            emb_mask,
             lstm,
-            hidden: out.y,
+            hidden,
+            hidden_mask,
         };
         Ok((logits, saved))
     }
 
-    /// Records the forward and the mean cross-entropy over the real tokens.
+    /// Records the forward of a training step (with dropout) and the mean
+    /// cross-entropy over the real tokens.
     pub fn loss(&self, rec: &mut Recorder, batch: &Batch) -> Result<(Loss, Saved)> {
-        let (logits, saved) = self.forward(rec, batch)?;
+        let (logits, saved) = self.run(rec, batch, true)?;
         let loss = cross_entropy::forward(rec, &logits, &batch.targets, Some(Batch::IGNORE))?;
         Ok((loss, saved))
     }
@@ -81,8 +103,10 @@ impl BiLstmTagger {
     /// gradient.
     pub fn backward(&self, rec: &mut Recorder, loss: &Loss, saved: &Saved) -> Result<()> {
         let dhidden = self.fc.backward(rec, &loss.dlogits, &saved.hidden)?;
-        let dx = self.lstm.backward(rec, &saved.lstm, &dhidden, None, None)?;
-        self.embedding.backward(rec, &dx.dx, &saved.index)
+        let dy = self.dropout.backward(rec, &dhidden, saved.hidden_mask)?;
+        let dx = self.lstm.backward(rec, &saved.lstm, &dy, None, None)?;
+        let demb = self.dropout.backward(rec, &dx.dx, saved.emb_mask)?;
+        self.embedding.backward(rec, &demb, &saved.index)
     }
 
     /// One training step on `batch`, one submit: zero the gradients, forward,

@@ -7,8 +7,10 @@
 //! Reads `--data` (default ../shared/data/ud-english-ewt, the en_ewt-ud-*.conllu
 //! files); without it, it generates a small tagging task so that a fresh clone
 //! still runs end to end. Prints a progress bar with the loss and tokens/s, dev
-//! accuracy after each epoch, then test accuracy and the confusions. The best
-//! model and its optimizer state go to `--checkpoint`; `--resume` continues from it.
+//! accuracy after each epoch, then test accuracy and the confusions. After every
+//! epoch (and when time runs out) the model and its optimizer state go to
+//! `--checkpoint`, which `--resume` continues from; the model that tagged dev best
+//! goes beside it as `*.best.safetensors` and is the one tested.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,10 +39,10 @@ struct Args {
     minutes: f64,
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 100)]
     emb: usize,
     /// Hidden units per direction.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 100)]
     hidden: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
@@ -49,7 +51,8 @@ struct Args {
     dropout: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Where the best model (and its optimizer state) is saved.
+    /// Where the latest model and its optimizer state are saved (the best one
+    /// beside it, as *.best.safetensors).
     #[arg(long, default_value = "runs/tagger.safetensors")]
     checkpoint: PathBuf,
     /// Continue from --checkpoint.
@@ -313,6 +316,10 @@ fn main() -> Result<()> {
         })?;
     }
     let name = args.checkpoint.display().to_string();
+    let best_path = args.checkpoint.with_extension("best.safetensors");
+    let save = |path: &Path, opt: &Optimizer| -> Result<()> {
+        Checkpoint::capture(&model.named_params(), Some(opt))?.save(path)
+    };
     if args.resume {
         let ck = Checkpoint::load(&args.checkpoint)?;
         ck.apply(&model.named_params(), &name)?;
@@ -356,10 +363,12 @@ fn main() -> Result<()> {
                     tokens as f64 / t0.elapsed().as_secs_f64(),
                     report.loss
                 );
+                save(&args.checkpoint, &opt)?;
                 break 'training;
             }
         }
         bar.finish();
+        save(&args.checkpoint, &opt)?;
         let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
         println!(
             "epoch {} dev accuracy {:.2}%  ({:.0} tokens/s training)",
@@ -369,18 +378,21 @@ fn main() -> Result<()> {
         );
         if dev > best {
             best = dev;
-            Checkpoint::capture(&model.named_params(), Some(&opt))?.save(&args.checkpoint)?;
+            save(&best_path, &opt)?;
         }
     }
-    if best < 0.0 {
-        // Stopped inside the first epoch: keep what was learned.
-        Checkpoint::capture(&model.named_params(), Some(&opt))?.save(&args.checkpoint)?;
-    }
-    Checkpoint::load(&args.checkpoint)?.apply(&model.named_params(), &name)?;
+    // Stopped inside the first epoch of this run: test what was learned.
+    let tested = if best < 0.0 {
+        &args.checkpoint
+    } else {
+        &best_path
+    };
+    let name = tested.display().to_string();
+    Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
     let (test, confusion) = evaluate(&ctx, &model, &data, &corpus.test, 64)?;
     let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
     println!(
-        "best model ({name}): dev {:.2}%, test UPOS accuracy {:.2}% after {:.1} min",
+        "model {name}: dev {:.2}%, test UPOS accuracy {:.2}% after {:.1} min",
         100.0 * dev,
         100.0 * test,
         start.elapsed().as_secs_f64() / 60.0

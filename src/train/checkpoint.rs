@@ -66,10 +66,18 @@ impl Checkpoint {
     /// Reads a file; tensors must be f32 (f16 and bf16 are converted).
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-        Self::from_bytes(&bytes).map_err(|reason| file_err(path, reason))
+        Self::from_bytes(&bytes, &path.display().to_string())
     }
 
-    fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+    /// Parses a file's bytes (`name` labels errors), as [`load`](Self::load).
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
+        Self::parse(bytes).map_err(|reason| Error::File {
+            path: name.to_string(),
+            reason,
+        })
+    }
+
+    fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
         let mut ck = Checkpoint {

@@ -57,6 +57,12 @@ pub const CROSS_ENTROPY: Shader = Shader {
     source: include_str!("../shaders/cross_entropy.wgsl"),
 };
 
+/// Masked softmax of attention scores and its backward.
+pub const ATTENTION: Shader = Shader {
+    name: "attention",
+    source: include_str!("../shaders/attention.wgsl"),
+};
+
 /// Mean squared error fused with its gradient.
 pub const MSE: Shader = Shader {
     name: "mse",
@@ -87,6 +93,7 @@ pub const ALL: &[Shader] = &[
     DROPOUT,
     OPTIM,
     MSE,
+    ATTENTION,
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

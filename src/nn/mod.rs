@@ -1,12 +1,14 @@
 //! Layers built from the ops: they own their parameters and gradients and record
 //! their forward and backward into a [`Recorder`](crate::Recorder).
 
+pub mod attention;
 pub mod dropout;
 pub mod embedding;
 pub mod linear;
 pub mod recurrent;
 pub mod tagger;
 
+pub use attention::{Attention, Score};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;

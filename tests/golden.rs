@@ -1,6 +1,7 @@
 //! PyTorch golden files: every case in tests/golden/ and in the directory named by
 //! `RNN_WGPU_GOLDEN_DIR` (when set) is run on the GPU and every tensor it holds is
-//! compared. tools/golden.py writes them; its docstring gives the format.
+//! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu) and attention
+//! (op attention). tools/golden.py writes them; its docstring gives the format.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::Module;
+use rnn_wgpu::nn::{Attention, Module, Score};
 use rnn_wgpu::{Context, Recorder, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
@@ -187,6 +188,56 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
     failures
 }
 
+fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
+    let score = match case.meta("score") {
+        "dot" => Score::Dot,
+        "general" => Score::General,
+        other => return vec![format!("{}: score {other} is not implemented", case.name)],
+    };
+    let (q_shape, _) = case.tensor("q");
+    let (k_shape, _) = case.tensor("k");
+    let att = Attention::new(ctx, score, q_shape[2], k_shape[2], 1.0, 0).unwrap();
+    for p in att.named_params() {
+        p.write(&case.tensor(&p.name).1)
+            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
+    }
+    let lengths: Vec<usize> = case.i32s["src_lengths"]
+        .iter()
+        .map(|&n| n as usize)
+        .collect();
+    let (q, k) = (case.upload(ctx, "q"), case.upload(ctx, "k"));
+    let (dcontext, dweights) = (case.upload(ctx, "dcontext"), case.upload(ctx, "dweights"));
+    let mut rec = Recorder::new(ctx, "golden");
+    att.zero_grad(&mut rec).unwrap();
+    let (out, saved) = att
+        .forward(&mut rec, &q, &k, &lengths)
+        .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
+    let grads = att
+        .backward(&mut rec, &saved, &dcontext, Some(&dweights))
+        .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
+    rec.submit();
+
+    checked.keys.clear();
+    let mut failures = vec![];
+    let mut check = |key: &str, t: &Tensor| {
+        failures.extend(compare(case, key, &t.to_vec().unwrap(), checked));
+    };
+    check("weights", &out.weights);
+    check("context", &out.context);
+    check("grad.q", &grads.dq);
+    check("grad.k", &grads.dk);
+    for p in att.params() {
+        check("grad.W", &p.grad);
+    }
+    let loaded = ["q", "k", "W", "dcontext", "dweights"];
+    for key in case.f32s.keys() {
+        if !checked.keys.contains(key) && !loaded.contains(&key.as_str()) {
+            failures.push(format!("{}: tensor {key} was not checked", case.name));
+        }
+    }
+    failures
+}
+
 fn case_files() -> Vec<PathBuf> {
     let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")];
     if let Some(extra) = std::env::var_os("RNN_WGPU_GOLDEN_DIR") {
@@ -215,6 +266,10 @@ fn every_golden_case_matches_pytorch() {
     for path in &files {
         let case = Case::load(path);
         let op = case.meta("op").to_string();
+        if op == "attention" {
+            failures.extend(run_attention(ctx(), &case, &mut checked));
+            continue;
+        }
         match Mode::from_name(&op) {
             Some(mode) => failures.extend(run_recurrent(ctx(), &case, mode, &mut checked)),
             None => failures.push(format!("{}: unknown op {op}", case.name)),

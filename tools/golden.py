@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the PyTorch golden cases of the recurrent layers to tests/golden/.
+"""Writes the PyTorch golden cases of the recurrent layers and of attention to
+tests/golden/.
 
 Each case runs torch.nn.LSTM / GRU / RNN in float64 on a padded batch
 (pack_padded_sequence with enforce_sorted=False, pad_packed_sequence with
@@ -7,6 +8,12 @@ total_length=T), takes the gradients of
     loss = Σ y·dy + Σ h_n·dh_n (+ Σ c_n·dc_n)
 and stores everything as f32 (lengths as i32) in one safetensors file per case.
 Metadata: op, input_size, hidden_size, num_layers, bidirectional ("0"/"1").
+
+Attention cases (op = attention, score = dot | general): q [B, Tq, Dq], k [B, S, Dk]
+(keys are also the values), W [Dq, Dk] for general, i32 src_lengths [B]; outputs
+weights [B, Tq, S] (zero past each length) and context [B, Tq, Dk]; upstream
+dcontext, dweights; gradients of loss = Σ context·dcontext + Σ weights·dweights
+as grad.q, grad.k, grad.W.
 
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
@@ -80,6 +87,39 @@ def case(seed, op, i, h, layers, bi, lengths, t):
     return tensors, meta
 
 
+ATTENTION = [
+    # (score, B, Tq, S, Dq, Dk, src_lengths)
+    ("dot", 3, 1, 7, 6, 6, [7, 1, 4]),
+    ("dot", 2, 5, 9, 8, 8, [3, 9]),
+    ("general", 3, 1, 6, 5, 7, [1, 6, 2]),
+    ("general", 2, 4, 70, 9, 5, [70, 33]),
+]
+
+
+def attention_case(seed, score, b, tq, s, dq, dk, lengths):
+    torch.manual_seed(seed)
+    f64 = dict(dtype=torch.float64)
+    q = torch.randn(b, tq, dq, **f64, requires_grad=True)
+    k = torch.randn(b, s, dk, **f64, requires_grad=True)
+    w = torch.randn(dq, dk, **f64, requires_grad=True) if score == "general" else None
+    dcontext = torch.randn(b, tq, dk, **f64)
+    dweights = torch.randn(b, tq, s, **f64)
+    lens = torch.tensor(lengths)
+    qp = q @ w if w is not None else q
+    e = qp @ k.transpose(1, 2)
+    pad = torch.arange(s)[None, None, :] >= lens[:, None, None]
+    weights = torch.softmax(e.masked_fill(pad, float("-inf")), dim=-1)
+    context = weights @ k
+    ((context * dcontext).sum() + (weights * dweights).sum()).backward()
+    tensors = dict(q=q, k=k, weights=weights, context=context, dcontext=dcontext, dweights=dweights)
+    tensors.update({"grad.q": q.grad, "grad.k": k.grad})
+    if w is not None:
+        tensors.update({"W": w, "grad.W": w.grad})
+    tensors = {n: v.detach().float().contiguous() for n, v in tensors.items()}
+    tensors["src_lengths"] = lens.to(torch.int32)
+    return tensors, dict(op="attention", score=score)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "tests", "golden"
@@ -89,6 +129,12 @@ def main():
         op, i, h, layers, bi, lengths, t = c
         name = f"{op}_l{layers}_{'bi' if bi else 'uni'}_h{h}.safetensors"
         tensors, meta = case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(ATTENTION, start=len(CASES)):
+        score, b, tq, s = c[:4]
+        name = f"attention_{score}_tq{tq}_s{s}.safetensors"
+        tensors, meta = attention_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

@@ -1,6 +1,7 @@
-// Masked softmax of attention scores over source positions, and its backward.
-// Scores, context and their gradients are GEMMs (src/nn/attention.rs); these
-// kernels give padded source positions exactly zero weight and no gradient.
+// Masked softmax of attention scores over source positions, and its backward;
+// additive (Bahdanau) scores and their backward. Dot and general scores, the
+// context and their gradients are GEMMs (src/nn/attention.rs); these kernels give
+// padded source positions exactly zero weight and no gradient.
 //   softmax:          w[r, s] = exp(e[r, s] − m) / Σ_{s' < len} exp(e[r, s'] − m) for
 //                     s < len, else 0; m = max_{s < len} e[r, s]
 //   softmax_backward: de[r, s] = w[r, s] · (dw[r, s] − Σ_{s'} w[r, s'] · dw[r, s'])
@@ -8,6 +9,16 @@
 // b = r / TQ. One workgroup of 64 per row, rows folded into z past 65535; dispatch
 // (1, min(R, 65535), ceil(R / 65535)).
 // Saved for backward: the weights (softmax_backward needs nothing else).
+//   additive_scores:  e[r, s] = Σ_a v[a] · tanh(pq[r, a] + pk[b·S + s, a]) with
+//                     pq = q·W_qᵀ [R, A] and pk = k·W_kᵀ [B·S, A] (GEMMs)
+//   additive_dq:      dpq[r, a] = Σ_s de[r, s] · v[a] · (1 − t²), t = tanh(pq + pk)
+//   additive_dk:      dpk[b·S + s, a] = Σ_i de[(b, i), s] · v[a] · (1 − t²)
+//   additive_dv:      dv[a] += Σ_{r, s} de[r, s] · t
+// additive_scores writes e at binding 3; the additive backward kernels read de at
+// binding 4 and write at binding 9. One invocation per output element, each
+// summing in a fixed order (no atomics).
+// Dispatch ceil(n / 64) folded into y past 65535 (see `element`), n the outputs.
+// Saved for backward: pq and pk (t is recomputed).
 
 const WG: u32 = 64u;
 
@@ -15,7 +26,7 @@ struct Params {
     rows: u32, // R = B·Tq
     tq: u32,   // Tq
     s: u32,    // S
-    _pad: u32,
+    a: u32,    // A, the additive score's size
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,6 +35,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;   // [R, S] weights
 @group(0) @binding(4) var<storage, read> dw: array<f32>;        // [R, S]
 @group(0) @binding(5) var<storage, read_write> de: array<f32>;  // [R, S]
+@group(0) @binding(6) var<storage, read> pq: array<f32>;        // [R, A]
+@group(0) @binding(7) var<storage, read> pk: array<f32>;        // [B·S, A]
+@group(0) @binding(8) var<storage, read> v: array<f32>;         // [A]
+@group(0) @binding(9) var<storage, read_write> dp: array<f32>;  // [R, A], [B·S, A] or [A]
 
 var<workgroup> red: array<f32, WG>;
 
@@ -90,4 +105,85 @@ fn softmax_backward(
     for (var k = lane; k < p.s; k += WG) {
         de[base + k] = select(0.0, w[base + k] * (dw[base + k] - dot), k < len);
     }
+}
+
+fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// tanh with its argument clamped where it is ±1 in f32, so that no back end's
+// exp-based tanh overflows to inf / inf.
+fn tanh_(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+// The row of source position s in pk for query row r.
+fn key_row(r: u32, s: u32) -> u32 {
+    return (r / p.tq) * p.s + s;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn additive_scores(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = element(gid, nwg);
+    if (n >= p.rows * p.s) {
+        return;
+    }
+    let r = n / p.s;
+    let kr = key_row(r, n % p.s);
+    var sum = 0.0;
+    for (var a = 0u; a < p.a; a++) {
+        sum += v[a] * tanh_(pq[r * p.a + a] + pk[kr * p.a + a]);
+    }
+    w[n] = sum;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn additive_dq(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = element(gid, nwg);
+    if (n >= p.rows * p.a) {
+        return;
+    }
+    let r = n / p.a;
+    let a = n % p.a;
+    var sum = 0.0;
+    for (var s = 0u; s < p.s; s++) {
+        let t = tanh_(pq[n] + pk[key_row(r, s) * p.a + a]);
+        sum += dw[r * p.s + s] * (1.0 - t * t);
+    }
+    dp[n] = sum * v[a];
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn additive_dk(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let batch = p.rows / p.tq;
+    let n = element(gid, nwg);
+    if (n >= batch * p.s * p.a) {
+        return;
+    }
+    let kr = n / p.a;
+    let a = n % p.a;
+    let b = kr / p.s;
+    let s = kr % p.s;
+    var sum = 0.0;
+    for (var i = 0u; i < p.tq; i++) {
+        let r = b * p.tq + i;
+        let t = tanh_(pq[r * p.a + a] + pk[n]);
+        sum += dw[r * p.s + s] * (1.0 - t * t);
+    }
+    dp[n] = sum * v[a];
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn additive_dv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let a = element(gid, nwg);
+    if (a >= p.a) {
+        return;
+    }
+    var sum = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        for (var s = 0u; s < p.s; s++) {
+            sum += dw[r * p.s + s] * tanh_(pq[r * p.a + a] + pk[key_row(r, s) * p.a + a]);
+        }
+    }
+    dp[a] += sum;
 }

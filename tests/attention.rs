@@ -23,8 +23,9 @@ struct Case {
     scale: f64,
 }
 
-/// weights and context in f64; `w` is W `[Dq, Dk]` (empty for dot).
-fn reference(c: &Case, q: &[f64], k: &[f64], w: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// weights and context in f64; `params` are the layer's (W; or W_q, W_k, v).
+fn reference(c: &Case, q: &[f64], k: &[f64], params: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    let w: &[f64] = if params.len() == 1 { &params[0] } else { &[] };
     let (mut weights, mut context) = (vec![0.0; c.b * c.tq * c.s], vec![0.0; c.b * c.tq * c.dk]);
     for b in 0..c.b {
         for i in 0..c.tq {
@@ -37,12 +38,17 @@ fn reference(c: &Case, q: &[f64], k: &[f64], w: &[f64]) -> (Vec<f64>, Vec<f64>) 
                     .collect()
             };
             let len = c.lengths[b];
+            let key = |s: usize| &k[(b * c.s + s) * c.dk..][..c.dk];
             let e: Vec<f64> = (0..len)
-                .map(|s| {
-                    c.scale
-                        * (0..c.dk)
-                            .map(|j| qp[j] * k[(b * c.s + s) * c.dk + j])
-                            .sum::<f64>()
+                .map(|s| match params {
+                    [w_q, w_k, v] => (0..v.len())
+                        .map(|a| {
+                            let pq: f64 = (0..c.dq).map(|d| w_q[a * c.dq + d] * qi[d]).sum();
+                            let pk: f64 = (0..c.dk).map(|d| w_k[a * c.dk + d] * key(s)[d]).sum();
+                            v[a] * (pq + pk).tanh()
+                        })
+                        .sum(),
+                    _ => c.scale * (0..c.dk).map(|j| qp[j] * key(s)[j]).sum::<f64>(),
                 })
                 .collect();
             let m = e.iter().cloned().fold(f64::MIN, f64::max);
@@ -69,11 +75,11 @@ fn check(score: Score, c: Case, with_dweights: bool, seed: u64) {
     let mut rng = Rng::new(seed + 1);
     let (q, k) = (rng.vec(c.b * c.tq * c.dq), rng.vec(c.b * c.s * c.dk));
     let (dctx, dwts) = (rng.vec(c.b * c.tq * c.dk), rng.vec(c.b * c.tq * c.s));
-    let w = att
+    let params: Vec<Vec<f64>> = att
         .params()
-        .first()
+        .iter()
         .map(|p| to_f64(&p.value.to_vec().unwrap()))
-        .unwrap_or_default();
+        .collect();
 
     let qt = Tensor::from_slice(ctx, &[c.b, c.tq, c.dq], &q).unwrap();
     let kt = Tensor::from_slice(ctx, &[c.b, c.s, c.dk], &k).unwrap();
@@ -88,7 +94,7 @@ fn check(score: Score, c: Case, with_dweights: bool, seed: u64) {
     rec.submit();
 
     let (q64, k64) = (to_f64(&q), to_f64(&k));
-    let (want_w, want_c) = reference(&c, &q64, &k64, &w);
+    let (want_w, want_c) = reference(&c, &q64, &k64, &params);
     let got_w = out.weights.to_vec().unwrap();
     assert_close(&format!("{what}: weights"), &got_w, &want_w, RTOL, ATOL);
     for (i, &g) in got_w.iter().enumerate() {
@@ -113,32 +119,33 @@ fn check(score: Score, c: Case, with_dweights: bool, seed: u64) {
             vec![0.0; dwts.len()]
         },
     );
-    let loss = |q: &[f64], k: &[f64], w: &[f64]| {
-        let (wt, cx) = reference(&c, q, k, w);
+    let loss = |q: &[f64], k: &[f64], params: &[Vec<f64>]| {
+        let (wt, cx) = reference(&c, q, k, params);
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         dot(&cx, &dc64) + dot(&wt, &dw64)
     };
-    let (mut qv, mut kv, mut wv) = (q64.clone(), k64.clone(), w.clone());
-    let fd_q = numeric_grad(&mut qv, |v| loss(v, &k64, &w));
-    let fd_k = numeric_grad(&mut kv, |v| loss(&q64, v, &w));
-    assert_close(
-        &format!("{what}: dq"),
-        &grads.dq.to_vec().unwrap(),
-        &fd_q,
-        GRAD_RTOL,
-        GRAD_ATOL,
-    );
-    assert_close(
-        &format!("{what}: dk"),
-        &grads.dk.to_vec().unwrap(),
-        &fd_k,
-        GRAD_RTOL,
-        GRAD_ATOL,
-    );
-    if !w.is_empty() {
-        let fd_w = numeric_grad(&mut wv, |v| loss(&q64, &k64, v));
-        let got = att.params()[0].grad.to_vec().unwrap();
-        assert_close(&format!("{what}: dW"), &got, &fd_w, GRAD_RTOL, GRAD_ATOL);
+    let (mut qv, mut kv) = (q64.clone(), k64.clone());
+    let fd_q = numeric_grad(&mut qv, |v| loss(v, &k64, &params));
+    let fd_k = numeric_grad(&mut kv, |v| loss(&q64, v, &params));
+    let dq = grads.dq.to_vec().unwrap();
+    assert_close(&format!("{what}: dq"), &dq, &fd_q, GRAD_RTOL, GRAD_ATOL);
+    let dk = grads.dk.to_vec().unwrap();
+    assert_close(&format!("{what}: dk"), &dk, &fd_k, GRAD_RTOL, GRAD_ATOL);
+    for (i, (named, p)) in att.named_params().iter().zip(att.params()).enumerate() {
+        let mut pv = params[i].clone();
+        let fd = numeric_grad(&mut pv, |v| {
+            let mut all = params.clone();
+            all[i] = v.to_vec();
+            loss(&q64, &k64, &all)
+        });
+        let got = p.grad.to_vec().unwrap();
+        assert_close(
+            &format!("{what}: d{}", named.name),
+            &got,
+            &fd,
+            GRAD_RTOL,
+            GRAD_ATOL,
+        );
     }
 }
 
@@ -194,6 +201,27 @@ fn general_attention_matches_reference_and_finite_differences() {
         scale: 1.0,
     };
     check(Score::General, case, true, 30);
+}
+
+#[test]
+fn additive_attention_matches_reference_and_finite_differences() {
+    for (tq, with_dweights) in [(1, false), (3, true)] {
+        let case = Case {
+            b: 3,
+            tq,
+            s: 6,
+            dq: 4,
+            dk: 5,
+            lengths: vec![6, 1, 3],
+            scale: 1.0,
+        };
+        check(
+            Score::Additive { size: 7 },
+            case,
+            with_dweights,
+            40 + tq as u64,
+        );
+    }
 }
 
 #[test]

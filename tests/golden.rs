@@ -192,6 +192,9 @@ fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Strin
     let score = match case.meta("score") {
         "dot" => Score::Dot,
         "general" => Score::General,
+        "additive" => Score::Additive {
+            size: case.tensor("v").0[0],
+        },
         other => return vec![format!("{}: score {other} is not implemented", case.name)],
     };
     let (q_shape, _) = case.tensor("q");
@@ -226,10 +229,10 @@ fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Strin
     check("context", &out.context);
     check("grad.q", &grads.dq);
     check("grad.k", &grads.dk);
-    for p in att.params() {
-        check("grad.W", &p.grad);
+    for (named, p) in att.named_params().iter().zip(att.params()) {
+        check(&format!("grad.{}", named.name), &p.grad);
     }
-    let loaded = ["q", "k", "W", "dcontext", "dweights"];
+    let loaded = ["q", "k", "W", "W_q", "W_k", "v", "dcontext", "dweights"];
     for key in case.f32s.keys() {
         if !checked.keys.contains(key) && !loaded.contains(&key.as_str()) {
             failures.push(format!("{}: tensor {key} was not checked", case.name));

@@ -9,11 +9,12 @@ total_length=T), takes the gradients of
 and stores everything as f32 (lengths as i32) in one safetensors file per case.
 Metadata: op, input_size, hidden_size, num_layers, bidirectional ("0"/"1").
 
-Attention cases (op = attention, score = dot | general): q [B, Tq, Dq], k [B, S, Dk]
-(keys are also the values), W [Dq, Dk] for general, i32 src_lengths [B]; outputs
+Attention cases (op = attention, score = dot | general | additive): q [B, Tq, Dq],
+k [B, S, Dk] (keys are also the values), W [Dq, Dk] for general, W_q [A, Dq],
+W_k [A, Dk] and v [A] for additive, i32 src_lengths [B]; outputs
 weights [B, Tq, S] (zero past each length) and context [B, Tq, Dk]; upstream
 dcontext, dweights; gradients of loss = Σ context·dcontext + Σ weights·dweights
-as grad.q, grad.k, grad.W.
+as grad.q, grad.k and grad.<parameter>.
 
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
@@ -93,7 +94,10 @@ ATTENTION = [
     ("dot", 2, 5, 9, 8, 8, [3, 9]),
     ("general", 3, 1, 6, 5, 7, [1, 6, 2]),
     ("general", 2, 4, 70, 9, 5, [70, 33]),
+    ("additive", 3, 1, 6, 5, 7, [6, 1, 3]),
+    ("additive", 2, 4, 9, 6, 4, [9, 2]),
 ]
+ADDITIVE_SIZE = 10
 
 
 def attention_case(seed, score, b, tq, s, dq, dk, lengths):
@@ -102,11 +106,19 @@ def attention_case(seed, score, b, tq, s, dq, dk, lengths):
     q = torch.randn(b, tq, dq, **f64, requires_grad=True)
     k = torch.randn(b, s, dk, **f64, requires_grad=True)
     w = torch.randn(dq, dk, **f64, requires_grad=True) if score == "general" else None
+    additive = score == "additive"
+    if additive:
+        w_q = torch.randn(ADDITIVE_SIZE, dq, **f64, requires_grad=True)
+        w_k = torch.randn(ADDITIVE_SIZE, dk, **f64, requires_grad=True)
+        v = torch.randn(ADDITIVE_SIZE, **f64, requires_grad=True)
     dcontext = torch.randn(b, tq, dk, **f64)
     dweights = torch.randn(b, tq, s, **f64)
     lens = torch.tensor(lengths)
-    qp = q @ w if w is not None else q
-    e = qp @ k.transpose(1, 2)
+    if additive:
+        e = torch.tanh((q @ w_q.T)[:, :, None, :] + (k @ w_k.T)[:, None, :, :]) @ v
+    else:
+        qp = q @ w if w is not None else q
+        e = qp @ k.transpose(1, 2)
     pad = torch.arange(s)[None, None, :] >= lens[:, None, None]
     weights = torch.softmax(e.masked_fill(pad, float("-inf")), dim=-1)
     context = weights @ k
@@ -115,6 +127,9 @@ def attention_case(seed, score, b, tq, s, dq, dk, lengths):
     tensors.update({"grad.q": q.grad, "grad.k": k.grad})
     if w is not None:
         tensors.update({"W": w, "grad.W": w.grad})
+    if additive:
+        for name, p in [("W_q", w_q), ("W_k", w_k), ("v", v)]:
+            tensors.update({name: p, f"grad.{name}": p.grad})
     tensors = {n: v.detach().float().contiguous() for n, v in tensors.items()}
     tensors["src_lengths"] = lens.to(torch.int32)
     return tensors, dict(op="attention", score=score)

@@ -5,7 +5,9 @@
 //! Legend: B sequences, Tq queries each (1 for one decoder step, or all target
 //! steps at once), S source positions, Dq and Dk the query and key sizes.
 //! Scores: `Dot` e = scale · q·kᵀ (Dq = Dk; scale 1/√D gives scaled dot-product
-//! attention); `General` e = scale · q·W·kᵀ with W `[Dq, Dk]` (Luong).
+//! attention); `General` e = scale · q·W·kᵀ with W `[Dq, Dk]` (Luong);
+//! `Additive` e = vᵀ tanh(W_q·q + W_k·k) with W_q `[A, Dq]`, W_k `[A, Dk]`, v `[A]`
+//! (Bahdanau; scale must be 1).
 //!
 //! Forward: scores and context are batched GEMMs, the masked softmax one kernel
 //! (`shaders/attention.wgsl`). Backward: dweights + dcontext·kᵀ through the
@@ -28,6 +30,8 @@ pub enum Score {
     Dot,
     /// qᵀ W k
     General,
+    /// vᵀ tanh(W_q q + W_k k) with `size` = A
+    Additive { size: usize },
 }
 
 /// An attention layer. See the module docs.
@@ -39,6 +43,8 @@ pub struct Attention {
     scale: f32,
     /// `[Dq, Dk]` for `General`
     w: Option<Param>,
+    /// W_q `[A, Dq]`, W_k `[A, Dk]`, v `[A]` for `Additive`
+    additive: Option<[Param; 3]>,
 }
 
 /// What [`Attention::forward`] returns.
@@ -57,6 +63,8 @@ pub struct Saved {
     k: Tensor,
     /// q·W for `General`
     qw: Option<Tensor>,
+    /// q·W_qᵀ `[B, Tq, A]` and k·W_kᵀ `[B, S, A]` for `Additive`
+    proj: Option<(Tensor, Tensor)>,
     weights: Tensor,
     lengths: Tensor,
 }
@@ -96,26 +104,42 @@ impl Attention {
                 got: vec![dq, dk],
             });
         }
-        let w = match score {
-            Score::Dot => None,
-            Score::General => {
-                let bound = 1.0 / (dk as f32).sqrt();
-                Some(Param {
-                    value: Tensor::from_slice(
-                        ctx,
-                        &[dq, dk],
-                        &SplitMix::new(seed).uniform(dq * dk, bound),
-                    )?,
-                    grad: Tensor::zeros(ctx, &[dq, dk])?,
-                })
-            }
+        let mut rng = SplitMix::new(seed);
+        let mut param = |shape: &[usize], fan_in: usize| -> Result<Param> {
+            let n = shape.iter().product();
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            Ok(Param {
+                value: Tensor::from_slice(ctx, shape, &rng.uniform(n, bound))?,
+                grad: Tensor::zeros(ctx, shape)?,
+            })
         };
+        let (mut w, mut additive) = (None, None);
+        match score {
+            Score::Dot => {}
+            Score::General => w = Some(param(&[dq, dk], dk)?),
+            Score::Additive { size } => {
+                if size == 0 || scale != 1.0 {
+                    return Err(Error::ShapeMismatch {
+                        op: OP,
+                        what: "additive score",
+                        expected: "a size of at least 1 and scale 1".into(),
+                        got: vec![size],
+                    });
+                }
+                additive = Some([
+                    param(&[size, dq], dq)?,
+                    param(&[size, dk], dk)?,
+                    param(&[size], size)?,
+                ]);
+            }
+        }
         Ok(Self {
             score,
             dq,
             dk,
             scale,
             w,
+            additive,
         })
     }
 
@@ -210,17 +234,49 @@ impl Attention {
         };
         let qp = qw.as_ref().unwrap_or(q);
         let scores = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
-        // e[b] = scale · q'[b]·k[b]ᵀ
-        gemm::forward_view(
-            rec,
-            View::matrix(&scores, tq, s, true),
-            View::matrix(qp, tq, dk, true),
-            View::matrix(k, s, dk, true).t(),
-            None,
-            b,
-            self.scale,
-            0.0,
-        )?;
+        let proj = match &self.additive {
+            Some([w_q, w_k, v]) => {
+                let a = v.value.numel();
+                // pq = q·W_qᵀ, pk = k·W_kᵀ
+                let project = |rec: &mut Recorder,
+                               x: &Tensor,
+                               w: &Tensor,
+                               rows: usize,
+                               d: usize|
+                 -> Result<Tensor> {
+                    let out = Tensor::empty(&ctx, &[b, rows / b, a], DType::F32)?;
+                    gemm::forward_view(
+                        rec,
+                        View::matrix(&out, rows, a, false),
+                        View::matrix(x, rows, d, false),
+                        View::matrix(w, a, d, false).t(),
+                        None,
+                        1,
+                        1.0,
+                        0.0,
+                    )?;
+                    Ok(out)
+                };
+                let pq = project(rec, q, &w_q.value, b * tq, dq)?;
+                let pk = project(rec, k, &w_k.value, b * s, dk)?;
+                kernels::additive_scores(rec, &scores, &pq, &pk, &v.value)?;
+                Some((pq, pk))
+            }
+            None => {
+                // e[b] = scale · q'[b]·k[b]ᵀ
+                gemm::forward_view(
+                    rec,
+                    View::matrix(&scores, tq, s, true),
+                    View::matrix(qp, tq, dk, true),
+                    View::matrix(k, s, dk, true).t(),
+                    None,
+                    b,
+                    self.scale,
+                    0.0,
+                )?;
+                None
+            }
+        };
         let weights = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
         kernels::softmax(rec, &weights, &scores, &lengths)?;
         let context = Tensor::empty(&ctx, &[b, tq, dk], DType::F32)?;
@@ -239,6 +295,7 @@ impl Attention {
             q: q.clone(),
             k: k.clone(),
             qw,
+            proj,
             weights: weights.clone(),
             lengths,
         };
@@ -303,6 +360,40 @@ impl Attention {
         )?;
         let de = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
         kernels::softmax_backward(rec, &de, &dw_total, &saved.weights, &saved.lengths)?;
+        if let (Some([w_q, w_k, v]), Some((pq, pk))) = (&self.additive, &saved.proj) {
+            let a = v.value.numel();
+            let dpq = Tensor::empty(&ctx, pq.shape(), DType::F32)?;
+            let dpk = Tensor::empty(&ctx, pk.shape(), DType::F32)?;
+            kernels::additive_backward(rec, &dpq, &dpk, &v.grad, &de, pq, pk, &v.value)?;
+            // dq = dpq·W_q, dW_q += dpqᵀ·q; dk += dpk·W_k, dW_k += dpkᵀ·k
+            let dq_t = Tensor::empty(&ctx, &[b, tq, dq], DType::F32)?;
+            for (dx, beta, dp, w, x, rows, d) in [
+                (&dq_t, 0.0, &dpq, w_q, q, b * tq, dq),
+                (&dk_t, 1.0, &dpk, w_k, k, b * s, dk),
+            ] {
+                gemm::forward_view(
+                    rec,
+                    View::matrix(dx, rows, d, false),
+                    View::matrix(dp, rows, a, false),
+                    View::matrix(&w.value, a, d, false),
+                    None,
+                    1,
+                    1.0,
+                    beta,
+                )?;
+                gemm::forward_view(
+                    rec,
+                    View::matrix(&w.grad, a, d, false),
+                    View::matrix(dp, rows, a, false).t(),
+                    View::matrix(x, rows, d, false),
+                    None,
+                    1,
+                    1.0,
+                    1.0,
+                )?;
+            }
+            return Ok(InputGrads { dq: dq_t, dk: dk_t });
+        }
         let qp = saved.qw.as_ref().unwrap_or(q);
         // dk[b] += scale · de[b]ᵀ·q'[b]
         gemm::forward_view(
@@ -360,18 +451,29 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Parameters with their golden-file names: W, or W_q, W_k, v.
+    fn named(&self) -> Vec<(&'static str, &Param)> {
+        let mut out: Vec<(&'static str, &Param)> = self.w.iter().map(|w| ("W", w)).collect();
+        if let Some([w_q, w_k, v]) = &self.additive {
+            out.extend([("W_q", w_q), ("W_k", w_k), ("v", v)]);
+        }
+        out
+    }
+}
+
 impl Module for Attention {
     fn params(&self) -> Vec<Param> {
-        self.w.iter().cloned().collect()
+        self.named().into_iter().map(|(_, p)| p.clone()).collect()
     }
 
     fn named_params(&self) -> Vec<Named> {
-        self.w
-            .iter()
-            .map(|w| Named {
-                name: "W".into(),
-                shape: w.value.shape().to_vec(),
-                tensor: w.value.clone(),
+        self.named()
+            .into_iter()
+            .map(|(name, p)| Named {
+                name: name.into(),
+                shape: p.value.shape().to_vec(),
+                tensor: p.value.clone(),
                 offset: 0,
             })
             .collect()

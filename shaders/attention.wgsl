@@ -19,8 +19,8 @@
 // summing in a fixed order (no atomics).
 // Dispatch ceil(n / 64) folded into y past 65535 (see `element`), n the outputs.
 // Saved for backward: pq and pk (t is recomputed).
+// WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
 
-const WG: u32 = 64u;
 
 struct Params {
     rows: u32, // R = B·Tq
@@ -39,24 +39,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read> pk: array<f32>;        // [B·S, A]
 @group(0) @binding(8) var<storage, read> v: array<f32>;         // [A]
 @group(0) @binding(9) var<storage, read_write> dp: array<f32>;  // [R, A], [B·S, A] or [A]
-
-var<workgroup> red: array<f32, WG>;
-
-// Tree reduction (max when `take_max`, else sum); every lane gets the result.
-fn reduce(lane: u32, v: f32, take_max: bool) -> f32 {
-    red[lane] = v;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lane < k) {
-            let o = red[lane + k];
-            red[lane] = select(red[lane] + o, max(red[lane], o), take_max);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn softmax(

@@ -9,9 +9,9 @@
 //   workgroup memory. Dispatch (1, min(N, 65535), ceil(N / 65535)).
 // reduce: one workgroup sums the N row losses in a fixed order. Dispatch (1, 1, 1).
 // Saved for backward: nothing; the gradient is written by forward.
+// WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
 
 const IGNORE: u32 = 0xffffffffu;
-const WG: u32 = 64u;
 
 struct Params {
     n: u32,
@@ -26,24 +26,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> row_loss: array<f32>; // [N]
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;  // [N, C]
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;     // [1]
-
-var<workgroup> red: array<f32, WG>;
-
-// Tree reduction of `red` (max when `take_max`, else sum); every lane gets the result.
-fn reduce(lane: u32, v: f32, take_max: bool) -> f32 {
-    red[lane] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            let o = red[lane + s];
-            red[lane] = select(red[lane] + o, max(red[lane], o), take_max);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(

@@ -3,8 +3,7 @@
 // forward: one workgroup; each lane sums a fixed strided share, then a tree in
 // workgroup memory (a fixed order: the same loss on every run). It also writes
 // the gradient. Dispatch (1, 1, 1).
-
-const WG: u32 = 64u;
+// WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
 
 struct Params {
     n: u32,
@@ -19,8 +18,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dy: array<f32>; // [n]
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>; // [1]
 
-var<workgroup> red: array<f32, WG>;
-
 @compute @workgroup_size(64, 1, 1)
 fn forward(@builtin(local_invocation_index) lane: u32) {
     let inv_n = 1.0 / f32(p.n);
@@ -30,15 +27,8 @@ fn forward(@builtin(local_invocation_index) lane: u32) {
         s += d * d;
         dy[i] = 2.0 * d * inv_n;
     }
-    red[lane] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k >>= 1u) {
-        if (lane < k) {
-            red[lane] += red[lane + k];
-        }
-        workgroupBarrier();
-    }
+    let total = reduce(lane, s, false);
     if (lane == 0u) {
-        loss[0] = red[0] * inv_n;
+        loss[0] = total * inv_n;
     }
 }

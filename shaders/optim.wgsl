@@ -13,8 +13,8 @@
 // An update does nothing when stats.finite is 0: the weights stay as they were.
 // Dispatch: sumsq (PARTS, 1, 1); norm (1, 1, 1); sgd and adam (ceil(n / 64) folded
 // into y past 65535, see `index`).
+// WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
 
-const WG: u32 = 64u;
 const PARTS: u32 = 64u;
 override DECOUPLED: bool = false;
 
@@ -41,27 +41,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> parts: array<f32>; // [parts in all]
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>; // [3] ‖g‖, scale, finite
 
-var<workgroup> red: array<f32, WG>;
-
-fn sum_lanes(lane: u32, x: f32) -> f32 {
-    red[lane] = x;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            red[lane] += red[lane + s];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
 @compute @workgroup_size(64, 1, 1)
 fn sumsq(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     var s = 0.0;
     for (var i = wid.x * WG + lane; i < p.n; i += PARTS * WG) {
         s += g[i] * g[i];
     }
-    let total = sum_lanes(lane, s);
+    let total = reduce(lane, s, false);
     if (lane == 0u) {
         parts[p.part0 + wid.x] = total;
     }
@@ -73,7 +59,7 @@ fn norm(@builtin(local_invocation_index) lane: u32) {
     for (var i = lane; i < p.n; i += WG) {
         s += parts[i];
     }
-    let total = sum_lanes(lane, s);
+    let total = reduce(lane, s, false);
     if (lane == 0u) {
         let nrm = sqrt(total);
         // NaN fails every comparison; inf is not below the largest f32.

@@ -54,19 +54,28 @@ pub const EMBEDDING: Shader = Shader {
 /// Softmax cross-entropy fused with its gradient.
 pub const CROSS_ENTROPY: Shader = Shader {
     name: "cross_entropy",
-    source: include_str!("../shaders/cross_entropy.wgsl"),
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/cross_entropy.wgsl")
+    ),
 };
 
 /// Masked softmax of attention scores and its backward.
 pub const ATTENTION: Shader = Shader {
     name: "attention",
-    source: include_str!("../shaders/attention.wgsl"),
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/attention.wgsl")
+    ),
 };
 
 /// Mean squared error fused with its gradient.
 pub const MSE: Shader = Shader {
     name: "mse",
-    source: include_str!("../shaders/mse.wgsl"),
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/mse.wgsl")
+    ),
 };
 
 /// Inverted dropout from a counter-based hash.
@@ -78,7 +87,10 @@ pub const DROPOUT: Shader = Shader {
 /// SGD, Adam and AdamW updates with global-norm clipping.
 pub const OPTIM: Shader = Shader {
     name: "optim",
-    source: include_str!("../shaders/optim.wgsl"),
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/optim.wgsl")
+    ),
 };
 
 /// Every shader the crate ships, for validation and cross-compilation tests.
@@ -97,7 +109,7 @@ pub const ALL: &[Shader] = &[
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
-pub const PARTS: &[&str] = &["recurrence"];
+pub const PARTS: &[&str] = &["recurrence", "workgroup_reduce"];
 
 /// Size in bytes that naga lays out for struct `name` of `shader`, for checking
 /// the Rust mirrors of uniform structs.

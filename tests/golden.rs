@@ -178,13 +178,9 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
     }
     // Inputs, parameters and upstream gradients were loaded; every other tensor
     // in the file must have been compared.
-    let inputs = ["x", "h0", "c0", "dy", "dh_n", "dc_n"];
-    let params: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
-    for key in case.f32s.keys() {
-        if !checked.keys.contains(key) && !inputs.contains(&key.as_str()) && !params.contains(key) {
-            failures.push(format!("{}: tensor {key} was not checked", case.name));
-        }
-    }
+    let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
+    loaded.extend(["x", "h0", "c0", "dy", "dh_n", "dc_n"].map(String::from));
+    failures.extend(unchecked(case, checked, &loaded));
     failures
 }
 
@@ -232,13 +228,19 @@ fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Strin
     for (named, p) in att.named_params().iter().zip(att.params()) {
         check(&format!("grad.{}", named.name), &p.grad);
     }
-    let loaded = ["q", "k", "W", "W_q", "W_k", "v", "dcontext", "dweights"];
-    for key in case.f32s.keys() {
-        if !checked.keys.contains(key) && !loaded.contains(&key.as_str()) {
-            failures.push(format!("{}: tensor {key} was not checked", case.name));
-        }
-    }
+    let loaded = ["q", "k", "W", "W_q", "W_k", "v", "dcontext", "dweights"].map(String::from);
+    failures.extend(unchecked(case, checked, &loaded));
     failures
+}
+
+/// A failure line for every f32 tensor of the case that was neither loaded nor
+/// compared: a case's every output must be checked.
+fn unchecked(case: &Case, checked: &Checked, loaded: &[String]) -> Vec<String> {
+    case.f32s
+        .keys()
+        .filter(|k| !checked.keys.contains(k) && !loaded.contains(k))
+        .map(|k| format!("{}: tensor {k} was not checked", case.name))
+        .collect()
 }
 
 fn case_files() -> Vec<PathBuf> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 /// adapters require, and a multiple of wgpu's 4-byte copy alignment).
 const ALIGN: u64 = 256;
 
-/// Counters of a [`BufferPool`], for tests and long-run memory checks.
+/// Counters of a context's buffer pool, for tests and long-run memory checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Buffers and scratch textures created since the context was opened.

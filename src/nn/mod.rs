@@ -1,5 +1,5 @@
 //! Layers built from the ops: they own their parameters and gradients and record
-//! their forward and backward into a [`Recorder`](crate::Recorder).
+//! their forward and backward into a [`Recorder`].
 
 pub mod attention;
 pub mod dropout;

@@ -1,6 +1,6 @@
 //! Fused GRU cell (`shaders/gru_cell.wgsl`): gates r, z, n as torch.nn.GRU, with
 //! b_hn inside the reset product, and its backward. Layouts and the step
-//! convention are in [`recurrence`](super::recurrence).
+//! convention are in [`recurrence`].
 
 use super::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
 use crate::error::Result;

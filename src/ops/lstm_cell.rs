@@ -1,6 +1,6 @@
 //! Fused LSTM cell (`shaders/lstm_cell.wgsl`): gates i, f, g, o as torch.nn.LSTM,
 //! cell and hidden state in one kernel per step, and its backward. Layouts and
-//! the step convention are in [`recurrence`](super::recurrence).
+//! the step convention are in [`recurrence`].
 
 use super::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! Elman RNN cell (`shaders/rnn_cell.wgsl`) with tanh or relu, as torch.nn.RNN,
 //! and its backward. Layouts and the step convention are in
-//! [`recurrence`](super::recurrence).
+//! [`recurrence`].
 
 use super::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
 use crate::error::Result;

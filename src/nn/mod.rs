@@ -73,7 +73,15 @@ impl Named {
     /// Reads the values back (blocking).
     pub fn read(&self) -> Result<Vec<f32>> {
         let all = self.tensor.to_vec()?;
-        Ok(all[self.offset..self.offset + self.numel()].to_vec())
+        let end = self.offset.saturating_add(self.numel());
+        all.get(self.offset..end)
+            .map(<[f32]>::to_vec)
+            .ok_or(Error::ViewOutOfBounds {
+                op: "parameter",
+                what: "named slice",
+                last: end,
+                len: all.len(),
+            })
     }
 
     /// Overwrites the values.

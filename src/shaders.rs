@@ -69,6 +69,12 @@ pub const ATTENTION: Shader = Shader {
     ),
 };
 
+/// Row-wise argmax.
+pub const ARGMAX: Shader = Shader {
+    name: "argmax",
+    source: include_str!("../shaders/argmax.wgsl"),
+};
+
 /// Mean squared error fused with its gradient.
 pub const MSE: Shader = Shader {
     name: "mse",
@@ -106,6 +112,7 @@ pub const ALL: &[Shader] = &[
     OPTIM,
     MSE,
     ATTENTION,
+    ARGMAX,
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

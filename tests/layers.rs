@@ -492,3 +492,41 @@ fn dropout_layer_is_the_identity_in_eval_and_masks_its_backward_alike() {
         );
     }
 }
+
+#[test]
+fn argmax_picks_the_largest_and_the_lowest_index_on_ties() {
+    let ctx = ctx();
+    let (rows, classes) = (9, 70);
+    let mut x = Rng::new(15).vec(rows * classes);
+    x[classes..2 * classes].fill(0.5); // all tied: index 0
+    x[2 * classes + 69] = 9.0; // past the first 64 lanes
+    x[3 * classes + 5] = 3.0;
+    x[3 * classes + 40] = 3.0; // tie: 5
+    x[4 * classes..5 * classes].fill(f32::NEG_INFINITY);
+    x[5 * classes + 7] = f32::NAN; // NaN never wins
+    x[6 * classes..7 * classes].fill(-f32::MAX);
+    x[6 * classes + 33] = -3.401e38; // below a finite stand-in for -inf such as -3.4e38
+    let mut rec = Recorder::new(ctx, "argmax");
+    let xt = Tensor::from_slice(ctx, &[3, 3, classes], &x).unwrap();
+    let out = rnn_wgpu::ops::argmax::forward(&mut rec, &xt).unwrap();
+    rec.submit();
+    assert_eq!(out.shape(), &[3, 3]);
+    let want: Vec<f32> = (0..rows)
+        .map(|r| {
+            let row = &x[r * classes..(r + 1) * classes];
+            let mut best = 0;
+            for (k, &v) in row.iter().enumerate() {
+                if v > row[best] || row[best].is_nan() && !v.is_nan() {
+                    best = k;
+                }
+            }
+            best as f32
+        })
+        .collect();
+    assert_eq!(out.to_vec().unwrap(), want);
+    assert_eq!(want[1], 0.0);
+    assert_eq!(want[2], 69.0);
+    assert_eq!(want[3], 5.0);
+    assert_eq!(want[4], 0.0);
+    assert_eq!(want[6], 33.0);
+}

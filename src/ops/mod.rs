@@ -1,5 +1,6 @@
 //! One module per shader file; each launches its shader's entry points.
 
+pub mod argmax;
 pub mod attention;
 pub mod cross_entropy;
 pub mod dropout;

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
 use rnn_wgpu::nn::{BiLstmTagger, Module, SplitMix};
+use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule};
 use rnn_wgpu::{Context, Recorder, Result};
@@ -224,23 +225,21 @@ fn evaluate(
 ) -> Result<(f64, Confusion)> {
     let (mut right, mut total) = (0usize, 0usize);
     let mut confusion = HashMap::new();
-    let tags = data.tags.len();
     let lengths: Vec<usize> = sents.iter().map(|s| s.words.len()).collect();
     for idx in buckets(&lengths, batch, 0) {
         let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &sents[i]).collect();
         let b = data.batch(&chosen)?;
         let mut rec = Recorder::new(ctx, "eval");
         let (logits, _) = model.forward(&mut rec, &b)?;
+        // One index per token comes back, not the scores.
+        let predicted = argmax::forward(&mut rec, &logits)?;
         rec.submit();
-        let logits = logits.to_vec()?;
+        let predicted = predicted.to_vec()?;
         for (pos, &gold) in b.targets.iter().enumerate() {
             if gold == Batch::IGNORE {
                 continue;
             }
-            let row = &logits[pos * tags..(pos + 1) * tags];
-            let pred = (0..tags)
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap_or(0) as u32;
+            let pred = predicted[pos] as u32;
             total += 1;
             if pred == gold {
                 right += 1;

@@ -33,22 +33,22 @@ struct Args {
     #[arg(long, default_value = "../shared/data/ud-english-ewt")]
     data: PathBuf,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 14)]
     epochs: usize,
     /// Stop training after this many minutes (then evaluate).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 30.0)]
     minutes: f64,
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 128)]
     emb: usize,
     /// Hidden units per direction.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 128)]
     hidden: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
     /// Dropout on the embeddings and the BiLSTM outputs while training.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.33)]
     dropout: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,

@@ -41,20 +41,16 @@ pub fn gemm_contexts() -> [&'static Context; 3] {
     ]
 }
 
-/// SplitMix64: small, seeded, and the same on every platform.
-pub struct Rng(u64);
+/// The library's SplitMix64 stream: small, seeded, and the same on every platform.
+pub struct Rng(rnn_wgpu::nn::SplitMix);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(rnn_wgpu::nn::SplitMix::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [-1, 1).

@@ -180,22 +180,7 @@ impl Attention {
                 shape: vec![b, tq, s],
             });
         }
-        if lengths.len() != b {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "source lengths",
-                expected: format!("[{b}]"),
-                got: vec![lengths.len()],
-            });
-        }
-        if let Some((index, &value)) = lengths.iter().enumerate().find(|&(_, &n)| n == 0 || n > s) {
-            return Err(Error::LengthOutOfRange {
-                op: OP,
-                index,
-                value,
-                max: s,
-            });
-        }
+        super::check_lengths(OP, "source lengths", lengths, b, s)?;
         Ok((b, tq, s))
     }
 

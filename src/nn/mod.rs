@@ -42,6 +42,38 @@ pub trait Module {
     }
 }
 
+/// Checks per-sequence lengths: one for each of `batch` sequences, each in
+/// 1..=`max` (the padded length).
+pub(crate) fn check_lengths(
+    op: &'static str,
+    what: &'static str,
+    lengths: &[usize],
+    batch: usize,
+    max: usize,
+) -> Result<()> {
+    if lengths.len() != batch {
+        return Err(Error::ShapeMismatch {
+            op,
+            what,
+            expected: format!("[{batch}], one per sequence"),
+            got: vec![lengths.len()],
+        });
+    }
+    match lengths
+        .iter()
+        .enumerate()
+        .find(|&(_, &n)| n == 0 || n > max)
+    {
+        Some((index, &value)) => Err(Error::LengthOutOfRange {
+            op,
+            index,
+            value,
+            max,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// `named` with every name behind `prefix.` (a submodule's names in its parent).
 pub fn prefixed(prefix: &str, named: Vec<Named>) -> Vec<Named> {
     named

@@ -588,22 +588,7 @@ impl Recurrent {
                 shape: x.shape().to_vec(),
             });
         }
-        if lengths.len() != b {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "lengths",
-                expected: format!("[{b}], one per sequence"),
-                got: vec![lengths.len()],
-            });
-        }
-        if let Some((index, &value)) = lengths.iter().enumerate().find(|&(_, &n)| n == 0 || n > t) {
-            return Err(Error::LengthOutOfRange {
-                op: OP,
-                index,
-                value,
-                max: t,
-            });
-        }
+        super::check_lengths(OP, "lengths", lengths, b, t)?;
         Ok(Geometry {
             batch: b,
             steps: t,

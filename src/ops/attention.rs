@@ -61,30 +61,6 @@ fn check(
     Ok((b, tq, s))
 }
 
-fn launch(
-    rec: &mut Recorder,
-    entry: &'static str,
-    dims: (usize, usize, usize),
-    tensors: &[(u32, &Tensor)],
-) -> Result<()> {
-    let (b, tq, s) = dims;
-    let params = Params {
-        rows: (b * tq) as u32,
-        tq: tq as u32,
-        s: s as u32,
-        a: 0,
-    };
-    let pipeline = rec.context().pipeline(&shaders::ATTENTION, entry, &[]);
-    let groups = super::grid_rows(rec, 1, b * tq);
-    rec.dispatch_tensors(
-        &format!("{OP}::{entry}"),
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        tensors,
-        groups,
-    )
-}
-
 /// Records `weights = masked softmax(scores)` over the last dimension: row (b, i)
 /// looks at source positions below `lengths[b]` only.
 pub fn softmax(
@@ -98,6 +74,8 @@ pub fn softmax(
         rec,
         "softmax",
         dims,
+        0,
+        Grid::Rows,
         &[(1, lengths), (2, scores), (3, weights)],
     )
 }
@@ -123,6 +101,8 @@ pub fn softmax_backward(
         rec,
         "softmax_backward",
         dims,
+        0,
+        Grid::Rows,
         &[(1, lengths), (3, weights), (4, dweights), (5, dscores)],
     )
 }
@@ -159,12 +139,19 @@ fn check_additive(
     Ok(a)
 }
 
-fn launch_elems(
+/// How an entry point is dispatched: a workgroup per score row, or an
+/// invocation per output element.
+enum Grid {
+    Rows,
+    Elements(usize),
+}
+
+fn launch(
     rec: &mut Recorder,
     entry: &'static str,
     dims: (usize, usize, usize),
     a: usize,
-    outputs: usize,
+    grid: Grid,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
     let (b, tq, s) = dims;
@@ -175,7 +162,10 @@ fn launch_elems(
         a: a as u32,
     };
     let pipeline = rec.context().pipeline(&shaders::ATTENTION, entry, &[]);
-    let groups = super::grid_elems(rec, outputs);
+    let groups = match grid {
+        Grid::Rows => super::grid_rows(rec, 1, b * tq),
+        Grid::Elements(n) => super::grid_elems(rec, n),
+    };
     rec.dispatch_tensors(
         &format!("{OP}::{entry}"),
         &pipeline,
@@ -203,12 +193,12 @@ pub fn additive_scores(
         });
     };
     let a = check_additive(rec, (b, tq, s), pq, pk, v)?;
-    launch_elems(
+    launch(
         rec,
         "additive_scores",
         (b, tq, s),
         a,
-        b * tq * s,
+        Grid::Elements(b * tq * s),
         &[(3, scores), (6, pq), (7, pk), (8, v)],
     )
 }
@@ -252,7 +242,7 @@ pub fn additive_backward(
         if uses_v {
             tensors.push((8, v));
         }
-        launch_elems(rec, entry, dims, a, n, &tensors)?;
+        launch(rec, entry, dims, a, Grid::Elements(n), &tensors)?;
     }
     Ok(())
 }

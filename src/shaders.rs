@@ -72,7 +72,10 @@ pub const ATTENTION: Shader = Shader {
 /// Row-wise argmax.
 pub const ARGMAX: Shader = Shader {
     name: "argmax",
-    source: include_str!("../shaders/argmax.wgsl"),
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/argmax.wgsl")
+    ),
 };
 
 /// Mean squared error fused with its gradient.
@@ -99,6 +102,21 @@ pub const OPTIM: Shader = Shader {
     ),
 };
 
+/// tanh, add, concatenation and split.
+pub const ELEMENTWISE: Shader = Shader {
+    name: "elementwise",
+    source: include_str!("../shaders/elementwise.wgsl"),
+};
+
+/// Beam search: log-softmax of every beam and the top k continuations.
+pub const BEAM: Shader = Shader {
+    name: "beam",
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/beam.wgsl")
+    ),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
@@ -113,6 +131,8 @@ pub const ALL: &[Shader] = &[
     MSE,
     ATTENTION,
     ARGMAX,
+    ELEMENTWISE,
+    BEAM,
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

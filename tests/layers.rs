@@ -530,3 +530,90 @@ fn argmax_picks_the_largest_and_the_lowest_index_on_ties() {
     assert_eq!(want[4], 0.0);
     assert_eq!(want[6], 33.0);
 }
+
+#[test]
+fn elementwise_tanh_add_concat_and_split_match_references() {
+    use rnn_wgpu::ops::elementwise::{self, Block};
+    let ctx = ctx();
+    let mut rng = Rng::new(41);
+    // tanh over more than one row of 65535 workgroups would be slow here; 300
+    // elements cover partial workgroups.
+    let x: Vec<f32> = rng.vec(300).iter().map(|v| v * 4.0).collect();
+    let dy = rng.vec(300);
+    let xt = Tensor::from_slice(ctx, &[3, 100], &x).unwrap();
+    let dyt = Tensor::from_slice(ctx, &[3, 100], &dy).unwrap();
+    let mut rec = Recorder::new(ctx, "tanh");
+    let y = elementwise::tanh(&mut rec, &xt).unwrap();
+    let dx = elementwise::tanh_backward(&mut rec, &dyt, &y).unwrap();
+    rec.submit();
+    let x64 = to_f64(&x);
+    let want: Vec<f64> = x64.iter().map(|v| v.tanh()).collect();
+    assert_close("tanh", &y.to_vec().unwrap(), &want, RTOL, ATOL);
+    // d/dx Σ dy·tanh(x), by central differences.
+    let dy64 = to_f64(&dy);
+    let mut xs = x64.clone();
+    let fd = numeric_grad(&mut xs, |v| {
+        v.iter().zip(&dy64).map(|(a, d)| a.tanh() * d).sum()
+    });
+    assert_close("tanh backward", &dx.to_vec().unwrap(), &fd, RTOL, ATOL);
+
+    // concat of blocks inside larger tensors, split back, add at offsets.
+    let (rows, a, b) = (5, 3, 4);
+    let xa = rng.vec(2 + rows * a);
+    let yb = rng.vec(7 + rows * b);
+    let xat = Tensor::from_slice(ctx, &[xa.len()], &xa).unwrap();
+    let ybt = Tensor::from_slice(ctx, &[yb.len()], &yb).unwrap();
+    let mut rec = Recorder::new(ctx, "concat");
+    let xb = Block {
+        tensor: &xat,
+        offset: 2,
+        width: a,
+    };
+    let yb_block = Block {
+        tensor: &ybt,
+        offset: 7,
+        width: b,
+    };
+    let cat = elementwise::concat(&mut rec, rows, xb, yb_block).unwrap();
+    let (back_x, back_y) = elementwise::split(&mut rec, rows, Block::whole(&cat), a, b).unwrap();
+    let acc = Tensor::from_slice(ctx, &[2 + rows * b], &vec![1.0; 2 + rows * b]).unwrap();
+    elementwise::add(&mut rec, &acc, 2, &ybt, 7, rows * b).unwrap();
+    rec.submit();
+    assert_eq!(cat.shape(), &[rows, a + b]);
+    let want: Vec<f32> = (0..rows)
+        .flat_map(|r| {
+            let xs = &xa[2 + r * a..2 + (r + 1) * a];
+            let ys = &yb[7 + r * b..7 + (r + 1) * b];
+            xs.iter().chain(ys).copied().collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(cat.to_vec().unwrap(), want);
+    assert_eq!(back_x.to_vec().unwrap(), &xa[2..]);
+    assert_eq!(back_y.to_vec().unwrap(), &yb[7..]);
+    let mut want_acc = vec![1.0f32; 2 + rows * b];
+    for i in 0..rows * b {
+        want_acc[2 + i] += yb[7 + i];
+    }
+    assert_eq!(acc.to_vec().unwrap(), want_acc);
+
+    // A block past its tensor, a width that does not add up, and aliasing are refused.
+    let mut rec = Recorder::new(ctx, "bad elementwise");
+    let past = Block {
+        tensor: &xat,
+        offset: 3,
+        width: a,
+    };
+    assert!(matches!(
+        elementwise::concat(&mut rec, rows, past, yb_block),
+        Err(Error::ViewOutOfBounds { .. })
+    ));
+    assert!(matches!(
+        elementwise::split(&mut rec, rows, Block::whole(&cat), a, b + 1),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        elementwise::add(&mut rec, &acc, 0, &acc, 1, 3),
+        Err(Error::Aliasing { .. })
+    ));
+    assert_eq!(rec.dispatches(), 0);
+}

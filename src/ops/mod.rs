@@ -2,8 +2,10 @@
 
 pub mod argmax;
 pub mod attention;
+pub mod beam;
 pub mod cross_entropy;
 pub mod dropout;
+pub mod elementwise;
 pub mod embedding;
 pub mod fma_probe;
 pub mod gemm;

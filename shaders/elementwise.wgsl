@@ -1,0 +1,93 @@
+// Elementwise and layout ops that the composite models (encoder-decoder,
+// attentional hidden state) need between the big kernels:
+//   tanh_forward   y = tanh(x)
+//   tanh_backward  dx = dy · (1 − y²), from the forward's output
+//   add            o[out_off + i] += x[x_off + i] for i < n
+//   concat         o[r, :] = [x[r, :a], y[r, :b]] for r < rows (x, y from x_off, y_off)
+//   split          the backward of concat: xw[r, :] = src[r, :a], yw[r, :] = src[r, a:]
+//                  (src from x_off)
+// One invocation per element of the output (n = rows · (a + b) for concat and
+// split); elements past 65535 workgroups fold into y (i = gid.x + gid.y · nwg.x · 64).
+// Dispatch (min(ceil(n / 64), 65535), ceil(ceil(n / 64) / 65535), 1).
+
+struct Params {
+    n: u32,
+    rows: u32,
+    a: u32,
+    b: u32,
+    x_off: u32,
+    y_off: u32,
+    out_off: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> o: array<f32>;
+// split's outputs, from `src`
+@group(0) @binding(4) var<storage, read> src: array<f32>;
+@group(0) @binding(5) var<storage, read_write> xw: array<f32>;
+@group(0) @binding(6) var<storage, read_write> yw: array<f32>;
+
+fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = tanh(x[i]);
+    }
+}
+
+// x = dy, y = the forward's output
+@compute @workgroup_size(64, 1, 1)
+fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        let t = y[i];
+        o[i] = x[i] * (1.0 - t * t);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[p.out_off + i] += x[p.x_off + i];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn concat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let w = p.a + p.b;
+    let r = i / w;
+    let c = i % w;
+    if (c < p.a) {
+        o[i] = x[p.x_off + r * p.a + c];
+    } else {
+        o[i] = y[p.y_off + r * p.b + c - p.a];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let w = p.a + p.b;
+    let r = i / w;
+    let c = i % w;
+    if (c < p.a) {
+        xw[r * p.a + c] = src[p.x_off + i];
+    } else {
+        yw[r * p.b + c - p.a] = src[p.x_off + i];
+    }
+}

@@ -1,0 +1,232 @@
+//! Elementwise and layout ops between the big kernels (`shaders/elementwise.wgsl`):
+//! tanh and its backward, in-place add, and concatenation along the last
+//! dimension with its backward (split). Blocks may start inside a tensor, so a
+//! slice such as one direction's final state needs no copy first.
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "elementwise";
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rows: u32,
+    a: u32,
+    b: u32,
+    x_off: u32,
+    y_off: u32,
+    out_off: u32,
+    _pad: u32,
+}
+
+/// `rows × width` row-major elements of `tensor` from element `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Block<'a> {
+    pub tensor: &'a Tensor,
+    pub offset: usize,
+    pub width: usize,
+}
+
+impl<'a> Block<'a> {
+    /// All of `tensor` `[.., width]` with its last dimension as the width.
+    pub fn whole(tensor: &'a Tensor) -> Self {
+        Self {
+            tensor,
+            offset: 0,
+            width: tensor.shape().last().copied().unwrap_or(0),
+        }
+    }
+
+    fn check(&self, rec: &Recorder, what: &'static str, rows: usize) -> Result<()> {
+        super::check_f32(rec, OP, &[(what, self.tensor)])?;
+        let end = self.offset.saturating_add(rows.saturating_mul(self.width));
+        if self.width == 0 || rows == 0 {
+            return Err(Error::Empty {
+                op: OP,
+                what,
+                shape: vec![rows, self.width],
+            });
+        }
+        if end > self.tensor.numel() || end > u32::MAX as usize {
+            return Err(Error::ViewOutOfBounds {
+                op: OP,
+                what,
+                last: end - 1,
+                len: self.tensor.numel(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn launch(
+    rec: &mut Recorder,
+    entry: &'static str,
+    params: Params,
+    tensors: &[(u32, &Tensor)],
+) -> Result<()> {
+    let pipeline = rec.context().pipeline(&shaders::ELEMENTWISE, entry, &[]);
+    let groups = super::grid_elems(rec, params.n as usize);
+    rec.dispatch_tensors(
+        &format!("{OP}::{entry}"),
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        tensors,
+        groups,
+    )
+}
+
+fn nonempty(x: &Tensor, what: &'static str) -> Result<()> {
+    if x.numel() == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what,
+            shape: x.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Records `tanh(x)` into a new tensor of `x`'s shape.
+pub fn tanh(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+    super::check_f32(rec, OP, &[("x", x)])?;
+    nonempty(x, "x")?;
+    let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+    let params = Params {
+        n: x.numel() as u32,
+        ..Params::default()
+    };
+    launch(rec, "tanh_forward", params, &[(1, x), (3, &out)])?;
+    Ok(out)
+}
+
+/// Records the gradient of [`tanh`] for upstream `dy`, given its output `y`.
+pub fn tanh_backward(rec: &mut Recorder, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
+    super::check_f32(rec, OP, &[("dy", dy), ("y", y)])?;
+    nonempty(y, "y")?;
+    if dy.shape() != y.shape() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "dy",
+            expected: format!("{:?} like y", y.shape()),
+            got: dy.shape().to_vec(),
+        });
+    }
+    let dx = Tensor::empty(rec.context(), y.shape(), DType::F32)?;
+    let params = Params {
+        n: y.numel() as u32,
+        ..Params::default()
+    };
+    launch(rec, "tanh_backward", params, &[(1, dy), (2, y), (3, &dx)])?;
+    Ok(dx)
+}
+
+/// Records `dst[dst_offset + i] += src[src_offset + i]` for `i < len`.
+pub fn add(
+    rec: &mut Recorder,
+    dst: &Tensor,
+    dst_offset: usize,
+    src: &Tensor,
+    src_offset: usize,
+    len: usize,
+) -> Result<()> {
+    let d = Block {
+        tensor: dst,
+        offset: dst_offset,
+        width: len,
+    };
+    let s = Block {
+        tensor: src,
+        offset: src_offset,
+        width: len,
+    };
+    d.check(rec, "dst", 1)?;
+    s.check(rec, "src", 1)?;
+    if dst.buffer() == src.buffer() {
+        return Err(Error::Aliasing {
+            op: OP,
+            what: "dst",
+        });
+    }
+    let params = Params {
+        n: len as u32,
+        x_off: src_offset as u32,
+        out_off: dst_offset as u32,
+        ..Params::default()
+    };
+    launch(rec, "add", params, &[(1, src), (3, dst)])
+}
+
+/// Records `[x, y]` along the last dimension for `rows` rows: a new tensor
+/// `[rows, x.width + y.width]`.
+pub fn concat(rec: &mut Recorder, rows: usize, x: Block, y: Block) -> Result<Tensor> {
+    x.check(rec, "x", rows)?;
+    y.check(rec, "y", rows)?;
+    let width = x.width + y.width;
+    let out = Tensor::empty(rec.context(), &[rows, width], DType::F32)?;
+    let params = Params {
+        n: u32::try_from(rows * width).map_err(|_| too_large(rows, width))?,
+        rows: rows as u32,
+        a: x.width as u32,
+        b: y.width as u32,
+        x_off: x.offset as u32,
+        y_off: y.offset as u32,
+        ..Params::default()
+    };
+    launch(
+        rec,
+        "concat",
+        params,
+        &[(1, x.tensor), (2, y.tensor), (3, &out)],
+    )?;
+    Ok(out)
+}
+
+/// Records the backward of [`concat`] for `rows` rows of `d` (width `a + b`):
+/// new tensors `[rows, a]` and `[rows, b]`.
+pub fn split(
+    rec: &mut Recorder,
+    rows: usize,
+    d: Block,
+    a: usize,
+    b: usize,
+) -> Result<(Tensor, Tensor)> {
+    if d.width != a + b || a == 0 || b == 0 {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "d",
+            expected: format!("rows of {a} + {b}, both parts non-empty"),
+            got: vec![rows, d.width],
+        });
+    }
+    d.check(rec, "d", rows)?;
+    let ctx = rec.context().clone();
+    let dx = Tensor::empty(&ctx, &[rows, a], DType::F32)?;
+    let dy = Tensor::empty(&ctx, &[rows, b], DType::F32)?;
+    let params = Params {
+        n: (rows * d.width) as u32,
+        rows: rows as u32,
+        a: a as u32,
+        b: b as u32,
+        x_off: d.offset as u32,
+        ..Params::default()
+    };
+    launch(rec, "split", params, &[(4, d.tensor), (5, &dx), (6, &dy)])?;
+    Ok((dx, dy))
+}
+
+fn too_large(rows: usize, width: usize) -> Error {
+    Error::LimitExceeded {
+        op: OP,
+        what: "elements of one concatenation",
+        value: (rows as u64).saturating_mul(width as u64),
+        limit: u32::MAX.into(),
+    }
+}
+
+#[cfg(test)]
+super::params_match_the_wgsl_struct!(crate::shaders::ELEMENTWISE);

@@ -66,6 +66,40 @@ impl Batch {
     }
 }
 
+/// A padded batch of (source, target) pairs for an encoder-decoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParallelBatch {
+    /// The sources: `ids` and `lengths` (its `targets` repeat the ids).
+    pub src: Batch,
+    /// The decoder's side: `ids` = `bos` + target (the teacher-forced inputs),
+    /// `targets` = target + `eos` (what each step predicts); lengths count `eos`.
+    pub tgt: Batch,
+}
+
+impl ParallelBatch {
+    /// Pads `(source, target)` pairs; `pad` fills the ids. An empty source is an
+    /// error; an empty target is a sequence of `eos` alone.
+    pub fn new(pairs: &[(&[u32], &[u32])], pad: u32, bos: u32, eos: u32) -> Result<Self> {
+        let src: Vec<(&[u32], &[u32])> = pairs.iter().map(|&(s, _)| (s, s)).collect();
+        let tgt: Vec<(Vec<u32>, Vec<u32>)> = pairs
+            .iter()
+            .map(|&(_, t)| {
+                let input = std::iter::once(bos).chain(t.iter().copied()).collect();
+                let output = t.iter().copied().chain(std::iter::once(eos)).collect();
+                (input, output)
+            })
+            .collect();
+        let tgt: Vec<(&[u32], &[u32])> = tgt
+            .iter()
+            .map(|(i, o)| (i.as_slice(), o.as_slice()))
+            .collect();
+        Ok(Self {
+            src: Batch::pad(&src, pad)?,
+            tgt: Batch::pad(&tgt, pad)?,
+        })
+    }
+}
+
 /// Groups sequence indices into batches of at most `size`, sequences of similar
 /// length together (sorted by length, cut into batches, the batches shuffled with
 /// `seed`), so that little of each batch is padding.

@@ -6,6 +6,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod linear;
 pub mod recurrent;
+pub mod seq2seq;
 pub mod tagger;
 
 pub use attention::{Attention, Score};
@@ -13,6 +14,7 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
+pub use seq2seq::{Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use tagger::BiLstmTagger;
 
 use crate::error::{Error, Result};

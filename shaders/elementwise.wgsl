@@ -2,6 +2,8 @@
 // attentional hidden state) need between the big kernels:
 //   tanh_forward   y = tanh(x)
 //   tanh_backward  dx = dy · (1 − y²), from the forward's output
+//   relu_forward   y = max(x, 0)
+//   relu_backward  dx = dy where y > 0, else 0, from the forward's output
 //   add            o[out_off + i] += x[x_off + i] for i < n
 //   concat         o[r, :] = [x[r, :a], y[r, :b]] for r < rows (x, y from x_off, y_off)
 //   split          the backward of concat: xw[r, :] = src[r, :a], yw[r, :] = src[r, a:]
@@ -49,6 +51,23 @@ fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (i < p.n) {
         let t = y[i];
         o[i] = x[i] * (1.0 - t * t);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = max(x[i], 0.0);
+    }
+}
+
+// x = dy, y = the forward's output
+@compute @workgroup_size(64, 1, 1)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = select(0.0, x[i], y[i] > 0.0);
     }
 }
 

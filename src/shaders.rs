@@ -117,6 +117,15 @@ pub const BEAM: Shader = Shader {
     ),
 };
 
+/// Layer normalization and its backward.
+pub const LAYER_NORM: Shader = Shader {
+    name: "layer_norm",
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/layer_norm.wgsl")
+    ),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
@@ -133,6 +142,7 @@ pub const ALL: &[Shader] = &[
     ARGMAX,
     ELEMENTWISE,
     BEAM,
+    LAYER_NORM,
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

@@ -1,7 +1,8 @@
 //! PyTorch golden files: every case in tests/golden/ and in the directory named by
 //! `RNN_WGPU_GOLDEN_DIR` (when set) is run on the GPU and every tensor it holds is
-//! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu) and attention
-//! (op attention). tools/golden.py writes them; its docstring gives the format.
+//! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu), attention
+//! (op attention) and the transformer encoder layer (op transformer_encoder_layer).
+//! tools/golden.py writes them; its docstring gives the format.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Attention, Module, Score};
+use rnn_wgpu::nn::{Attention, Module, Score, TransformerEncoderLayer};
 use rnn_wgpu::{Context, Recorder, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
@@ -233,6 +234,47 @@ fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Strin
     failures
 }
 
+fn run_transformer(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
+    let (x_shape, _) = case.tensor("x");
+    let d = x_shape[2];
+    let heads = case.usize("heads");
+    let ff = case.tensor("linear1.weight").0[0];
+    let layer = TransformerEncoderLayer::new(ctx, d, heads, ff, 0).unwrap();
+    for p in layer.named_params() {
+        p.write(&case.tensor(&p.name).1)
+            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
+    }
+    let lengths: Vec<usize> = case.i32s["src_lengths"]
+        .iter()
+        .map(|&n| n as usize)
+        .collect();
+    let (x, dy) = (case.upload(ctx, "x"), case.upload(ctx, "dy"));
+    let mut rec = Recorder::new(ctx, "golden");
+    layer.zero_grad(&mut rec).unwrap();
+    let (y, saved) = layer
+        .forward(&mut rec, &x, &lengths)
+        .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
+    let dx = layer
+        .backward(&mut rec, &saved, &dy)
+        .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
+    rec.submit();
+
+    checked.keys.clear();
+    let mut failures = vec![];
+    let mut check = |key: &str, t: &Tensor| {
+        failures.extend(compare(case, key, &t.to_vec().unwrap(), checked));
+    };
+    check("y", &y);
+    check("grad.x", &dx);
+    for (named, p) in layer.named_params().iter().zip(layer.params()) {
+        check(&format!("grad.{}", named.name), &p.grad);
+    }
+    let mut loaded: Vec<String> = layer.named_params().into_iter().map(|p| p.name).collect();
+    loaded.extend(["x", "dy"].map(String::from));
+    failures.extend(unchecked(case, checked, &loaded));
+    failures
+}
+
 /// A failure line for every f32 tensor of the case that was neither loaded nor
 /// compared: a case's every output must be checked.
 fn unchecked(case: &Case, checked: &Checked, loaded: &[String]) -> Vec<String> {
@@ -273,6 +315,10 @@ fn every_golden_case_matches_pytorch() {
         let op = case.meta("op").to_string();
         if op == "attention" {
             failures.extend(run_attention(ctx(), &case, &mut checked));
+            continue;
+        }
+        if op == "transformer_encoder_layer" {
+            failures.extend(run_transformer(ctx(), &case, &mut checked));
             continue;
         }
         match Mode::from_name(&op) {

@@ -532,8 +532,8 @@ fn argmax_picks_the_largest_and_the_lowest_index_on_ties() {
 }
 
 #[test]
-fn elementwise_tanh_add_concat_and_split_match_references() {
-    use rnn_wgpu::ops::elementwise::{self, Block};
+fn elementwise_activations_add_concat_and_split_match_references() {
+    use rnn_wgpu::ops::elementwise::{self, Activation, Block};
     let ctx = ctx();
     let mut rng = Rng::new(41);
     // tanh over more than one row of 65535 workgroups would be slow here; 300
@@ -543,8 +543,10 @@ fn elementwise_tanh_add_concat_and_split_match_references() {
     let xt = Tensor::from_slice(ctx, &[3, 100], &x).unwrap();
     let dyt = Tensor::from_slice(ctx, &[3, 100], &dy).unwrap();
     let mut rec = Recorder::new(ctx, "tanh");
-    let y = elementwise::tanh(&mut rec, &xt).unwrap();
-    let dx = elementwise::tanh_backward(&mut rec, &dyt, &y).unwrap();
+    let y = elementwise::activate(&mut rec, Activation::Tanh, &xt).unwrap();
+    let dx = elementwise::activate_backward(&mut rec, Activation::Tanh, &dyt, &y).unwrap();
+    let r = elementwise::activate(&mut rec, Activation::Relu, &xt).unwrap();
+    let dr = elementwise::activate_backward(&mut rec, Activation::Relu, &dyt, &r).unwrap();
     rec.submit();
     let x64 = to_f64(&x);
     let want: Vec<f64> = x64.iter().map(|v| v.tanh()).collect();
@@ -556,6 +558,12 @@ fn elementwise_tanh_add_concat_and_split_match_references() {
         v.iter().zip(&dy64).map(|(a, d)| a.tanh() * d).sum()
     });
     assert_close("tanh backward", &dx.to_vec().unwrap(), &fd, RTOL, ATOL);
+    let want: Vec<f64> = x64.iter().map(|v| v.max(0.0)).collect();
+    assert_close("relu", &r.to_vec().unwrap(), &want, 0.0, 0.0);
+    let fd = numeric_grad(&mut xs, |v| {
+        v.iter().zip(&dy64).map(|(a, d)| a.max(0.0) * d).sum()
+    });
+    assert_close("relu backward", &dr.to_vec().unwrap(), &fd, RTOL, ATOL);
 
     // concat of blocks inside larger tensors, split back, add at offsets.
     let (rows, a, b) = (5, 3, 4);
@@ -614,6 +622,69 @@ fn elementwise_tanh_add_concat_and_split_match_references() {
     assert!(matches!(
         elementwise::add(&mut rec, &acc, 0, &acc, 1, 3),
         Err(Error::Aliasing { .. })
+    ));
+    assert_eq!(rec.dispatches(), 0);
+}
+
+/// Layer norm of each row of `x` `[rows, d]` in f64.
+fn reference_layer_norm(x: &[f64], gamma: &[f64], beta: &[f64], d: usize) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let mu = row.iter().sum::<f64>() / d as f64;
+            let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / d as f64;
+            let rstd = 1.0 / (var + 1e-5).sqrt();
+            row.iter()
+                .zip(gamma.iter().zip(beta))
+                .map(move |(v, (g, b))| (v - mu) * rstd * g + b)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn layer_norm_matches_reference_and_finite_differences() {
+    use rnn_wgpu::nn::LayerNorm;
+    let ctx = ctx();
+    // 70 features: rows wider than one workgroup of 64.
+    let (rows, d) = (4, 70);
+    let mut rng = Rng::new(23);
+    let x: Vec<f32> = rng.vec(rows * d).iter().map(|v| 3.0 * v + 1.0).collect();
+    let dy = rng.vec(rows * d);
+    let ln = LayerNorm::new(ctx, d).unwrap();
+    let (gamma, beta): (Vec<f32>, Vec<f32>) = (rng.vec(d), rng.vec(d));
+    ln.params()[0].value.write(&gamma).unwrap();
+    ln.params()[1].value.write(&beta).unwrap();
+    let xt = Tensor::from_slice(ctx, &[2, 2, d], &x).unwrap();
+    let dyt = Tensor::from_slice(ctx, &[2, 2, d], &dy).unwrap();
+    let mut rec = Recorder::new(ctx, "layer norm");
+    ln.zero_grad(&mut rec).unwrap();
+    let (y, saved) = ln.forward(&mut rec, &xt).unwrap();
+    let dx = ln.backward(&mut rec, &saved, &dyt).unwrap();
+    rec.submit();
+    let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
+    let want = reference_layer_norm(&x64, &g64, &b64, d);
+    assert_close("layer norm", &y.to_vec().unwrap(), &want, RTOL, ATOL);
+    let loss = |x: &[f64], g: &[f64], b: &[f64]| dot(&reference_layer_norm(x, g, b, d), &dy64);
+    let mut xs = x64.clone();
+    let fd_x = numeric_grad(&mut xs, |v| loss(v, &g64, &b64));
+    assert_close("layer norm dx", &dx.to_vec().unwrap(), &fd_x, 1e-3, 1e-4);
+    let mut gs = g64.clone();
+    let fd_g = numeric_grad(&mut gs, |v| loss(&x64, v, &b64));
+    let grads: Vec<Vec<f32>> = ln
+        .params()
+        .iter()
+        .map(|p| p.grad.to_vec().unwrap())
+        .collect();
+    assert_close("layer norm dγ", &grads[0], &fd_g, 1e-3, 1e-4);
+    let mut bs = b64.clone();
+    let fd_b = numeric_grad(&mut bs, |v| loss(&x64, &g64, v));
+    assert_close("layer norm dβ", &grads[1], &fd_b, 1e-3, 1e-4);
+
+    let mut rec = Recorder::new(ctx, "bad layer norm");
+    let wrong = Tensor::zeros(ctx, &[2, d + 1]).unwrap();
+    assert!(matches!(
+        ln.forward(&mut rec, &wrong),
+        Err(Error::ShapeMismatch { .. })
     ));
     assert_eq!(rec.dispatches(), 0);
 }

@@ -16,6 +16,12 @@ weights [B, Tq, S] (zero past each length) and context [B, Tq, Dk]; upstream
 dcontext, dweights; gradients of loss = Σ context·dcontext + Σ weights·dweights
 as grad.q, grad.k and grad.<parameter>.
 
+Transformer encoder layer cases (op = transformer_encoder_layer, heads):
+torch.nn.TransformerEncoderLayer(batch_first, ReLU, post-norm, dropout 0) on x
+[B, T, D] with src_key_padding_mask from i32 src_lengths [B]; output y, upstream
+dy, every parameter under its state_dict name, and the gradients of Σ y·dy as
+grad.x and grad.<parameter>.
+
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
 """
@@ -135,6 +141,39 @@ def attention_case(seed, score, b, tq, s, dq, dk, lengths):
     return tensors, dict(op="attention", score=score)
 
 
+# (B, T, d_model, heads, dim_feedforward, lengths)
+TRANSFORMER = [
+    (3, 5, 8, 2, 16, [5, 1, 3]),
+    (2, 7, 12, 3, 10, [4, 7]),
+]
+
+
+def transformer_case(seed, b, t, d, heads, ff, lengths):
+    torch.manual_seed(seed)
+    layer = torch.nn.TransformerEncoderLayer(
+        d, heads, dim_feedforward=ff, dropout=0.0, batch_first=True
+    ).double()
+    # Non-trivial norms and biases, so that every gradient path carries weight.
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if "norm" in name or "bias" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(b, t, d, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(b, t, d, dtype=torch.float64)
+    lens = torch.tensor(lengths)
+    pad = torch.arange(t)[None, :] >= lens[:, None]
+    y = layer(x, src_key_padding_mask=pad)
+    (y * dy).sum().backward()
+    tensors = dict(x=x, dy=dy, y=y)
+    tensors["grad.x"] = x.grad
+    for name, p in layer.named_parameters():
+        tensors[name] = p
+        tensors[f"grad.{name}"] = p.grad
+    tensors = {n: v.detach().float().contiguous() for n, v in tensors.items()}
+    tensors["src_lengths"] = lens.to(torch.int32)
+    return tensors, dict(op="transformer_encoder_layer", heads=str(heads))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "tests", "golden"
@@ -150,6 +189,12 @@ def main():
         score, b, tq, s = c[:4]
         name = f"attention_{score}_tq{tq}_s{s}.safetensors"
         tensors, meta = attention_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(TRANSFORMER, start=len(CASES) + len(ATTENTION)):
+        b, t, d, heads = c[:4]
+        name = f"transformer_encoder_layer_d{d}_h{heads}.safetensors"
+        tensors, meta = transformer_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

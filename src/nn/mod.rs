@@ -4,18 +4,22 @@
 pub mod attention;
 pub mod dropout;
 pub mod embedding;
+pub mod layer_norm;
 pub mod linear;
 pub mod recurrent;
 pub mod seq2seq;
 pub mod tagger;
+pub mod transformer;
 
 pub use attention::{Attention, Score};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
 pub use seq2seq::{Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use tagger::BiLstmTagger;
+pub use transformer::TransformerEncoderLayer;
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;

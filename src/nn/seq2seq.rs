@@ -25,7 +25,7 @@ use crate::data::ParallelBatch;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::cross_entropy::{self, Loss};
-use crate::ops::elementwise::{self, Block};
+use crate::ops::elementwise::{self, Activation, Block};
 use crate::ops::embedding::{self, Index};
 use crate::ops::{argmax, beam};
 use crate::tensor::{DType, Tensor};
@@ -384,7 +384,7 @@ impl Seq2Seq {
             (Some((context, saved)), Some(combine)) => {
                 let comb = elementwise::concat(rec, n, Block::whole(&context), Block::whole(&h_t))?;
                 let pre = combine.forward(rec, &comb)?;
-                let top = elementwise::tanh(rec, &pre)?;
+                let top = elementwise::activate(rec, Activation::Tanh, &pre)?;
                 (top, Some(comb), Some(saved))
             }
             _ => (h_t, None, None),
@@ -499,7 +499,8 @@ impl Seq2Seq {
             }
             let (dy, dcontext) = match (&st.comb, &self.combine) {
                 (Some(comb), Some(combine)) => {
-                    let dpre = elementwise::tanh_backward(rec, &dtop, &st.top)?;
+                    let dpre =
+                        elementwise::activate_backward(rec, Activation::Tanh, &dtop, &st.top)?;
                     let dcomb = combine.backward(rec, &dpre, comb)?;
                     let (dcontext, dy) = elementwise::split(rec, b, Block::whole(&dcomb), hd, hd)?;
                     (dy, Some(dcontext))

@@ -1,5 +1,5 @@
 //! Elementwise and layout ops between the big kernels (`shaders/elementwise.wgsl`):
-//! tanh and its backward, in-place add, and concatenation along the last
+//! tanh and ReLU with their backward, in-place add, and concatenation along the last
 //! dimension with its backward (split). Blocks may start inside a tensor, so a
 //! slice such as one direction's final state needs no copy first.
 
@@ -91,8 +91,24 @@ fn nonempty(x: &Tensor, what: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Records `tanh(x)` into a new tensor of `x`'s shape.
-pub fn tanh(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+/// A pointwise activation with a backward computed from its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Tanh,
+    Relu,
+}
+
+impl Activation {
+    fn entries(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Tanh => ("tanh_forward", "tanh_backward"),
+            Self::Relu => ("relu_forward", "relu_backward"),
+        }
+    }
+}
+
+/// Records `f(x)` into a new tensor of `x`'s shape.
+pub fn activate(rec: &mut Recorder, f: Activation, x: &Tensor) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("x", x)])?;
     nonempty(x, "x")?;
     let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
@@ -100,12 +116,17 @@ pub fn tanh(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         n: x.numel() as u32,
         ..Params::default()
     };
-    launch(rec, "tanh_forward", params, &[(1, x), (3, &out)])?;
+    launch(rec, f.entries().0, params, &[(1, x), (3, &out)])?;
     Ok(out)
 }
 
-/// Records the gradient of [`tanh`] for upstream `dy`, given its output `y`.
-pub fn tanh_backward(rec: &mut Recorder, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
+/// Records the gradient of [`activate`] for upstream `dy`, given its output `y`.
+pub fn activate_backward(
+    rec: &mut Recorder,
+    f: Activation,
+    dy: &Tensor,
+    y: &Tensor,
+) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("dy", dy), ("y", y)])?;
     nonempty(y, "y")?;
     if dy.shape() != y.shape() {
@@ -121,7 +142,7 @@ pub fn tanh_backward(rec: &mut Recorder, dy: &Tensor, y: &Tensor) -> Result<Tens
         n: y.numel() as u32,
         ..Params::default()
     };
-    launch(rec, "tanh_backward", params, &[(1, dy), (2, y), (3, &dx)])?;
+    launch(rec, f.entries().1, params, &[(1, dy), (2, y), (3, &dx)])?;
     Ok(dx)
 }
 

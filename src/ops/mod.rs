@@ -10,6 +10,7 @@ pub mod embedding;
 pub mod fma_probe;
 pub mod gemm;
 pub mod gru_cell;
+pub mod layer_norm;
 pub mod lstm_cell;
 pub mod mse;
 pub mod optim;

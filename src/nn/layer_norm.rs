@@ -1,0 +1,69 @@
+//! Layer normalization (torch.nn.LayerNorm over the last dimension): γ ones and
+//! β zeros at the start, ε = 1e-5.
+
+use super::{Module, Named, Param};
+use crate::error::Result;
+use crate::gpu::{Context, Recorder};
+use crate::ops::layer_norm::{self, Saved};
+use crate::tensor::Tensor;
+
+/// A layer norm with its gradients.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Param,
+    bias: Param,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Normalizes rows of `dim` features.
+    pub fn new(ctx: &Context, dim: usize) -> Result<Self> {
+        let param = |v: f32| -> Result<Param> {
+            Ok(Param {
+                value: Tensor::from_slice(ctx, &[dim], &vec![v; dim])?,
+                grad: Tensor::zeros(ctx, &[dim])?,
+            })
+        };
+        Ok(Self {
+            weight: param(1.0)?,
+            bias: param(0.0)?,
+            eps: 1e-5,
+        })
+    }
+
+    /// Records the normalization of `x` `[.., dim]`.
+    pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<(Tensor, Saved)> {
+        layer_norm::forward(rec, x, &self.weight.value, &self.bias.value, self.eps)
+    }
+
+    /// Records the backward for upstream `dy`: adds to the parameter gradients and
+    /// returns `dx`.
+    pub fn backward(&self, rec: &mut Recorder, saved: &Saved, dy: &Tensor) -> Result<Tensor> {
+        layer_norm::backward(
+            rec,
+            saved,
+            dy,
+            &self.weight.value,
+            &self.weight.grad,
+            &self.bias.grad,
+        )
+    }
+}
+
+impl Module for LayerNorm {
+    fn params(&self) -> Vec<Param> {
+        vec![self.weight.clone(), self.bias.clone()]
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        [("weight", &self.weight), ("bias", &self.bias)]
+            .into_iter()
+            .map(|(name, p)| Named {
+                name: name.into(),
+                shape: p.value.shape().to_vec(),
+                tensor: p.value.clone(),
+                offset: 0,
+            })
+            .collect()
+    }
+}

@@ -17,7 +17,7 @@ pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
-pub use seq2seq::{Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
+pub use seq2seq::{EncoderKind, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use tagger::BiLstmTagger;
 pub use transformer::TransformerEncoderLayer;
 

@@ -14,12 +14,16 @@
 //!
 //! With a bidirectional encoder of H units per direction the decoder has 2H, its
 //! initial state in layer l the two directions' final states of encoder layer l
-//! side by side. Training runs the decoder one step at a time (input feeding and
+//! side by side. A transformer encoder ([`EncoderKind::Transformer`]: embeddings
+//! plus sinusoidal positions through encoder layers of `emb` features) has no
+//! final state: the decoder (`emb` units) starts from zero and attention is its
+//! only link to the source. Training runs the decoder one step at a time (input feeding and
 //! Bahdanau need the previous step's output), then one output projection and one
 //! masked cross-entropy over all steps; backward runs the steps in reverse.
 
 use super::attention::{self, Attention, Score};
 use super::recurrent::{self, Config, Mode, Recurrent};
+use super::transformer::{self, TransformerEncoderLayer};
 use super::{prefixed, Embedding, Linear, Module, Named, Param};
 use crate::data::ParallelBatch;
 use crate::error::{Error, Result};
@@ -46,6 +50,30 @@ pub enum Link {
     Bahdanau { size: usize },
 }
 
+/// What reads the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// LSTM layers of `hidden` units per direction.
+    Lstm,
+    /// Transformer encoder layers of `emb` features, `heads` heads and a
+    /// feed-forward block of `ff` units.
+    Transformer { heads: usize, ff: usize },
+}
+
+/// The encoder of a [`Seq2Seq`].
+#[derive(Debug)]
+pub enum Encoder {
+    Lstm(Recurrent),
+    Transformer(Vec<TransformerEncoderLayer>),
+}
+
+/// What the encoder's backward needs.
+#[derive(Debug)]
+enum EncoderSaved {
+    Lstm(recurrent::Saved),
+    Transformer(Vec<transformer::Saved>),
+}
+
 /// Sizes and special tokens of a [`Seq2Seq`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seq2SeqConfig {
@@ -53,11 +81,13 @@ pub struct Seq2SeqConfig {
     pub tgt_vocab: usize,
     /// Embedding size of both sides.
     pub emb: usize,
-    /// Encoder units per direction; the decoder has `hidden · directions`.
+    /// LSTM encoder units per direction; the decoder has `hidden · directions`.
     pub hidden: usize,
     /// Layers of the encoder and of the decoder.
     pub layers: usize,
+    /// Whether an LSTM encoder reads both ways.
     pub bidirectional: bool,
+    pub encoder: EncoderKind,
     pub link: Link,
     /// Padding id of both vocabularies (its embeddings stay zero).
     pub pad: u32,
@@ -77,7 +107,10 @@ impl Seq2SeqConfig {
 
     /// Decoder units (= encoder output features).
     pub fn decoder_hidden(&self) -> usize {
-        self.dirs() * self.hidden
+        match self.encoder {
+            EncoderKind::Lstm => self.dirs() * self.hidden,
+            EncoderKind::Transformer { .. } => self.emb,
+        }
     }
 
     /// Features of a decoder step's input.
@@ -99,7 +132,7 @@ pub struct Seq2Seq {
     cfg: Seq2SeqConfig,
     pub src_embedding: Embedding,
     pub tgt_embedding: Embedding,
-    pub encoder: Recurrent,
+    pub encoder: Encoder,
     pub decoder: Recurrent,
     pub attention: Option<Attention>,
     /// W_c `[Hd, 2·Hd]`, no bias (attention links only).
@@ -141,7 +174,7 @@ struct StepSaved {
 #[derive(Debug)]
 pub struct Saved {
     src_index: Index,
-    encoder: recurrent::Saved,
+    encoder: EncoderSaved,
     steps: Vec<StepSaved>,
     /// `[T, B, Hd]` every step's output feature
     tops: Tensor,
@@ -199,7 +232,16 @@ impl Seq2Seq {
             });
         }
         let hd = cfg.decoder_hidden();
+        let transformer = matches!(cfg.encoder, EncoderKind::Transformer { .. });
         let attention = match cfg.link {
+            Link::None if transformer => {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    what: "link",
+                    expected: "attention: a transformer encoder has no final state".into(),
+                    got: vec![],
+                })
+            }
             Link::None => None,
             Link::Luong { score, .. } => {
                 if !matches!(score, Score::Dot | Score::General) {
@@ -229,17 +271,32 @@ impl Seq2Seq {
         Ok(Self {
             src_embedding: Embedding::new(ctx, cfg.src_vocab, cfg.emb, pad, seed)?,
             tgt_embedding: Embedding::new(ctx, cfg.tgt_vocab, cfg.emb, pad, seed + 1)?,
-            encoder: Recurrent::new(
-                ctx,
-                Config {
-                    mode: Mode::Lstm,
-                    input_size: cfg.emb,
-                    hidden_size: cfg.hidden,
-                    num_layers: cfg.layers,
-                    bidirectional: cfg.bidirectional,
-                },
-                seed + 2,
-            )?,
+            encoder: match cfg.encoder {
+                EncoderKind::Lstm => Encoder::Lstm(Recurrent::new(
+                    ctx,
+                    Config {
+                        mode: Mode::Lstm,
+                        input_size: cfg.emb,
+                        hidden_size: cfg.hidden,
+                        num_layers: cfg.layers,
+                        bidirectional: cfg.bidirectional,
+                    },
+                    seed + 2,
+                )?),
+                EncoderKind::Transformer { heads, ff } => Encoder::Transformer(
+                    (0..cfg.layers)
+                        .map(|l| {
+                            TransformerEncoderLayer::new(
+                                ctx,
+                                cfg.emb,
+                                heads,
+                                ff,
+                                seed + 10 + l as u64,
+                            )
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+            },
             decoder: Recurrent::new(
                 ctx,
                 Config {
@@ -268,22 +325,46 @@ impl Seq2Seq {
         &self,
         rec: &mut Recorder,
         src: &crate::data::Batch,
-    ) -> Result<(Memory, State, Index, recurrent::Saved)> {
+    ) -> Result<(Memory, State, Index, EncoderSaved)> {
         let (b, s) = (src.size, src.steps);
         let (emb, index) = self.src_embedding.forward(rec, &src.ids, &[b, s])?;
-        let (out, saved) = self.encoder.forward(rec, &emb, &src.lengths, None, None)?;
-        let c_n = out.c_n.ok_or(Error::Empty {
-            op: OP,
-            what: "encoder cell state",
-            shape: vec![],
-        })?;
-        let state = State {
-            h: self.bridge(rec, &out.h_n, b)?,
-            c: self.bridge(rec, &c_n, b)?,
-            feed: self.zero_feed(rec, b)?,
+        let (keys, state, saved) = match &self.encoder {
+            Encoder::Lstm(lstm) => {
+                let (out, saved) = lstm.forward(rec, &emb, &src.lengths, None, None)?;
+                let c_n = out.c_n.ok_or(Error::Empty {
+                    op: OP,
+                    what: "encoder cell state",
+                    shape: vec![],
+                })?;
+                let state = State {
+                    h: self.bridge(rec, &out.h_n, b)?,
+                    c: self.bridge(rec, &c_n, b)?,
+                    feed: self.zero_feed(rec, b)?,
+                };
+                (out.y, state, EncoderSaved::Lstm(saved))
+            }
+            Encoder::Transformer(layers) => {
+                let e = self.cfg.emb;
+                let pe = Tensor::from_slice(rec.context(), &[b, s, e], &positions(b, s, e))?;
+                elementwise::add(rec, &emb, 0, &pe, 0, b * s * e)?;
+                let mut x = emb;
+                let mut saved = Vec::with_capacity(layers.len());
+                for layer in layers {
+                    let (y, sv) = layer.forward(rec, &x, &src.lengths)?;
+                    saved.push(sv);
+                    x = y;
+                }
+                let zeros = || Tensor::zeros(rec.context(), &[self.cfg.layers, b, e]);
+                let state = State {
+                    h: zeros()?,
+                    c: zeros()?,
+                    feed: self.zero_feed(rec, b)?,
+                };
+                (x, state, EncoderSaved::Transformer(saved))
+            }
         };
         let memory = Memory {
-            keys: out.y,
+            keys,
             lengths: src.lengths.clone(),
         };
         Ok((memory, state, index, saved))
@@ -555,12 +636,30 @@ impl Seq2Seq {
             what: "decoder cell state",
             shape: vec![],
         })?;
-        let dh_n = self.bridge_backward(rec, &dh0, b)?;
-        let dc_n = self.bridge_backward(rec, &dc0, b)?;
-        let g = self
-            .encoder
-            .backward(rec, &saved.encoder, &dkeys, Some(&dh_n), Some(&dc_n))?;
-        self.src_embedding.backward(rec, &g.dx, &saved.src_index)
+        let dx = match (&self.encoder, &saved.encoder) {
+            (Encoder::Lstm(lstm), EncoderSaved::Lstm(es)) => {
+                let dh_n = self.bridge_backward(rec, &dh0, b)?;
+                let dc_n = self.bridge_backward(rec, &dc0, b)?;
+                lstm.backward(rec, es, &dkeys, Some(&dh_n), Some(&dc_n))?.dx
+            }
+            (Encoder::Transformer(layers), EncoderSaved::Transformer(es)) => {
+                // The decoder's zero initial state is a constant: dh0, dc0 end here.
+                let mut d = dkeys;
+                for (layer, sv) in layers.iter().zip(es).rev() {
+                    d = layer.backward(rec, sv, &d)?;
+                }
+                d
+            }
+            _ => {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    what: "saved encoder state",
+                    expected: "the kind of this model's encoder".into(),
+                    got: vec![],
+                })
+            }
+        };
+        self.src_embedding.backward(rec, &dx, &saved.src_index)
     }
 
     /// Attention backward for upstream `dcontext` `[N, Hd]`: adds dkeys, returns dq `[N, Hd]`.
@@ -757,6 +856,21 @@ impl Seq2Seq {
     }
 }
 
+/// Sinusoidal position encodings (Vaswani et al.) of `s` positions of `e`
+/// features, repeated for `b` sequences: `[b, s, e]` row-major.
+fn positions(b: usize, s: usize, e: usize) -> Vec<f32> {
+    let one: Vec<f32> = (0..s)
+        .flat_map(|pos| {
+            (0..e).map(move |i| {
+                let rate = (10000f64).powf(-((i / 2 * 2) as f64) / e as f64);
+                let angle = pos as f64 * rate;
+                (if i % 2 == 0 { angle.sin() } else { angle.cos() }) as f32
+            })
+        })
+        .collect();
+    one.repeat(b)
+}
+
 /// A u32 tensor of ids read back (exact: ids are below 2²⁴, checked by the vocabularies' sizes).
 fn read_ids(t: &Tensor) -> Result<Vec<u32>> {
     Ok(t.to_vec()?.into_iter().map(|v| v as u32).collect())
@@ -795,7 +909,10 @@ impl Module for Seq2Seq {
     fn params(&self) -> Vec<Param> {
         let mut out = self.src_embedding.params();
         out.extend(self.tgt_embedding.params());
-        out.extend(self.encoder.params());
+        match &self.encoder {
+            Encoder::Lstm(lstm) => out.extend(lstm.params()),
+            Encoder::Transformer(layers) => out.extend(layers.iter().flat_map(Module::params)),
+        }
         out.extend(self.decoder.params());
         out.extend(self.attention.iter().flat_map(Module::params));
         out.extend(self.combine.iter().flat_map(Module::params));
@@ -806,7 +923,15 @@ impl Module for Seq2Seq {
     fn named_params(&self) -> Vec<Named> {
         let mut out = prefixed("src_embedding", self.src_embedding.named_params());
         out.extend(prefixed("tgt_embedding", self.tgt_embedding.named_params()));
-        out.extend(prefixed("encoder", self.encoder.named_params()));
+        match &self.encoder {
+            Encoder::Lstm(lstm) => out.extend(prefixed("encoder", lstm.named_params())),
+            Encoder::Transformer(layers) => {
+                for (l, layer) in layers.iter().enumerate() {
+                    let prefix = format!("encoder.layers.{l}");
+                    out.extend(prefixed(&prefix, layer.named_params()));
+                }
+            }
+        }
         out.extend(prefixed("decoder", self.decoder.named_params()));
         if let Some(a) = &self.attention {
             out.extend(prefixed("attention", a.named_params()));

@@ -8,6 +8,7 @@
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod shaders;

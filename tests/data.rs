@@ -67,6 +67,9 @@ fn vocabularies_map_tokens_by_frequency_with_pad_and_unknown() {
     assert_eq!((v.id("a"), v.id("b")), (2, 3));
     assert_eq!(v.id("c"), Vocab::UNK, "seen once, below min_count");
     assert_eq!(v.get("zzz"), None);
+    // Specials come right after <pad> and <unk>, whether the text has them or not.
+    let w = Vocab::build_with(&["<s>", "a"], "b a c a b a d".split(' '), 2);
+    assert_eq!((w.id("<s>"), w.id("a"), w.id("b"), w.len()), (2, 3, 4, 5));
     let tags = Vocab::from_tokens(["NOUN", "VERB"]);
     assert_eq!((tags.get("VERB"), tags.get("ADJ")), (Some(1), None));
 }

@@ -302,6 +302,19 @@ fn beam_of_one_is_greedy_and_beam_scores_are_sequence_log_probs() {
                 "{link:?} source {s}: beam of 1 vs greedy"
             );
         }
+        if link != Link::None {
+            let (tokens, rows) = model.greedy_with_attention(ctx, sources[0], 6).unwrap();
+            assert_eq!(tokens, greedy[0], "{link:?}: alone as in a batch");
+            let steps = tokens.len() + usize::from(tokens.len() < 6);
+            assert_eq!(rows.len(), steps, "{link:?}: a row per step");
+            for r in &rows {
+                assert_eq!(r.len(), sources[0].len());
+                assert!(
+                    (r.iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                    "{link:?}: {r:?}"
+                );
+            }
+        }
         let beams = model.beam_search(ctx, &sources, 3, 6, 0.0).unwrap();
         for (s, hyps) in beams.iter().enumerate() {
             assert_eq!(hyps.len(), 3, "{link:?} source {s}");

@@ -136,6 +136,16 @@ impl Vocab {
     /// The tokens seen at least `min_count` times, most frequent first (ties in
     /// first-seen order), after `<pad>` and `<unk>`.
     pub fn build<'a>(tokens: impl IntoIterator<Item = &'a str>, min_count: usize) -> Self {
+        Self::build_with(&[], tokens, min_count)
+    }
+
+    /// As [`build`](Self::build), with `specials` (such as begin- and
+    /// end-of-sequence markers) right after `<pad>` and `<unk>`, counted or not.
+    pub fn build_with<'a>(
+        specials: &[&str],
+        tokens: impl IntoIterator<Item = &'a str>,
+        min_count: usize,
+    ) -> Self {
         let mut counts: Vec<(String, usize)> = Vec::new();
         let mut at: HashMap<&str, usize> = HashMap::new();
         for t in tokens {
@@ -149,7 +159,11 @@ impl Vocab {
         }
         // Stable: equal counts keep first-seen order.
         counts.sort_by_key(|c| std::cmp::Reverse(c.1));
-        let mut vocab = Self::from_tokens(["<pad>", "<unk>"]);
+        let mut vocab = Self::from_tokens(
+            ["<pad>", "<unk>"]
+                .into_iter()
+                .chain(specials.iter().copied()),
+        );
         for (t, c) in counts {
             if c >= min_count && !vocab.ids.contains_key(&t) {
                 vocab.push(t);

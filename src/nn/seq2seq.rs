@@ -168,6 +168,8 @@ struct StepSaved {
     comb: Option<Tensor>,
     /// the step's output feature (h̃ or h) `[N, Hd]`
     top: Tensor,
+    /// the attention weights `[N, 1, S]` (attention links)
+    weights: Option<Tensor>,
 }
 
 /// What [`Seq2Seq::backward`] needs from the forward.
@@ -446,9 +448,9 @@ impl Seq2Seq {
             (Link::Bahdanau { .. }, _) => {
                 let q = Tensor::empty(&ctx, &[n, 1, hd], DType::F32)?;
                 rec.copy_range(&q, 0, &state.h, (l - 1) * n * hd, n * hd)?;
-                let (o, saved) = self.attend(rec, &q, memory)?;
+                let (o, saved, w) = self.attend(rec, &q, memory)?;
                 let x = elementwise::concat(rec, n, emb_block, Block::whole(&o))?;
-                attn = Some((o, saved));
+                attn = Some((o, saved, w));
                 x
             }
             _ => emb,
@@ -461,14 +463,14 @@ impl Seq2Seq {
         if let Link::Luong { .. } = self.cfg.link {
             attn = Some(self.attend(rec, &out.y, memory)?);
         }
-        let (top, comb, attention) = match (attn, &self.combine) {
-            (Some((context, saved)), Some(combine)) => {
+        let (top, comb, attention, weights) = match (attn, &self.combine) {
+            (Some((context, saved, weights)), Some(combine)) => {
                 let comb = elementwise::concat(rec, n, Block::whole(&context), Block::whole(&h_t))?;
                 let pre = combine.forward(rec, &comb)?;
                 let top = elementwise::activate(rec, Activation::Tanh, &pre)?;
-                (top, Some(comb), Some(saved))
+                (top, Some(comb), Some(saved), Some(weights))
             }
-            _ => (h_t, None, None),
+            _ => (h_t, None, None, None),
         };
         let c = out.c_n.ok_or(Error::Empty {
             op: OP,
@@ -489,17 +491,19 @@ impl Seq2Seq {
                 attention,
                 comb,
                 top,
+                weights,
             },
         ))
     }
 
-    /// Attention of `q` `[N, 1, Hd]` over the memory: the context `[N, Hd]`.
+    /// Attention of `q` `[N, 1, Hd]` over the memory: the context `[N, Hd]`, what
+    /// backward needs, the weights `[N, 1, S]`.
     fn attend(
         &self,
         rec: &mut Recorder,
         q: &Tensor,
         memory: &Memory,
-    ) -> Result<(Tensor, attention::Saved)> {
+    ) -> Result<(Tensor, attention::Saved, Tensor)> {
         let attention = self.attention.as_ref().ok_or(Error::Empty {
             op: OP,
             what: "attention layer",
@@ -507,7 +511,8 @@ impl Seq2Seq {
         })?;
         let (o, saved) = attention.forward(rec, q, &memory.keys, &memory.lengths)?;
         let n = q.shape()[0];
-        Ok((o.context.reshape(&[n, self.cfg.decoder_hidden()])?, saved))
+        let context = o.context.reshape(&[n, self.cfg.decoder_hidden()])?;
+        Ok((context, saved, o.weights))
     }
 
     /// Records the teacher-forced forward of a batch: logits `[T, B, V]` (time
@@ -716,12 +721,39 @@ impl Seq2Seq {
     /// Greedy decoding of each source, at most `max_len` tokens each (`eos` not
     /// included).
     pub fn greedy(&self, ctx: &Context, src: &[&[u32]], max_len: usize) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .decode_greedy(ctx, src, max_len, false)?
+            .into_iter()
+            .map(|(tokens, _)| tokens)
+            .collect())
+    }
+
+    /// Greedy decoding of one source with the attention weights of every step
+    /// (one row of S source weights per output token, `eos` included when
+    /// produced); no rows without attention.
+    pub fn greedy_with_attention(
+        &self,
+        ctx: &Context,
+        src: &[u32],
+        max_len: usize,
+    ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        let mut out = self.decode_greedy(ctx, &[src], max_len, true)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    fn decode_greedy(
+        &self,
+        ctx: &Context,
+        src: &[&[u32]],
+        max_len: usize,
+        want_weights: bool,
+    ) -> Result<Vec<(Vec<u32>, Vec<Vec<f32>>)>> {
         let batch = self.sources(src)?;
-        let b = batch.size;
+        let (b, s) = (batch.size, batch.steps);
         let mut rec = Recorder::new(ctx, "seq2seq greedy");
         let (memory, mut state, _, _) = self.encode(&mut rec, &batch)?;
         let mut ids = vec![self.cfg.bos; b];
-        let mut out = vec![Vec::new(); b];
+        let mut out = vec![(Vec::new(), Vec::new()); b];
         let mut done = vec![false; b];
         for _ in 0..max_len {
             let (next, saved) = self.step(&mut rec, &state, &memory, &ids)?;
@@ -729,13 +761,21 @@ impl Seq2Seq {
             let best = argmax::forward(&mut rec, &logits)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "seq2seq greedy")).submit();
             ids = read_ids(&best)?;
+            let weights = match (&saved.weights, want_weights) {
+                (Some(w), true) => Some(w.to_vec()?),
+                _ => None,
+            };
             for (i, &id) in ids.iter().enumerate() {
-                if !done[i] {
-                    if id == self.cfg.eos {
-                        done[i] = true;
-                    } else {
-                        out[i].push(id);
-                    }
+                if done[i] {
+                    continue;
+                }
+                if let Some(w) = &weights {
+                    out[i].1.push(w[i * s..(i + 1) * s].to_vec());
+                }
+                if id == self.cfg.eos {
+                    done[i] = true;
+                } else {
+                    out[i].0.push(id);
                 }
             }
             if done.iter().all(|&d| d) {

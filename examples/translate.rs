@@ -1,0 +1,461 @@
+//! An attention encoder-decoder translating German to English on Multi30k:
+//! trains on train, keeps the model with the best validation BLEU, and reports
+//! corpus BLEU on test_2016_flickr with beam search, a few translations, and an
+//! attention heat map (PNG) of one of them.
+//!
+//! Run: `cargo run --release --example translate` (`-- --help` for the options).
+//! Reads `--data` (default ../shared/data/multi30k, the tokenized, lower-cased
+//! files); without it, it generates a small translation task (a word-for-word
+//! cipher in reversed order) so that a fresh clone still runs end to end.
+//! `--attention none` trains the classic encoder-decoder whose only link is the
+//! final encoder state; `--encoder transformer` swaps the BiLSTM encoder for
+//! transformer encoder layers. After every epoch (and when time runs out) the
+//! model and optimizer go to `--checkpoint` (resume with `--resume`), the best by
+//! validation BLEU beside it as *.best.safetensors; the loss curve goes beside it
+//! as *.loss.png (with a CSV of the numbers) and the heat map as *.attention.png.
+
+#[path = "common/plot.rs"]
+mod plot;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rnn_wgpu::data::readers::read_parallel;
+use rnn_wgpu::data::{buckets, ParallelBatch, Vocab};
+use rnn_wgpu::metrics::corpus_bleu;
+use rnn_wgpu::nn::{EncoderKind, Link, Module, Score, Seq2Seq, Seq2SeqConfig, SplitMix};
+use rnn_wgpu::train::checkpoint::Checkpoint;
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::{Context, Error, Recorder, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AttentionArg {
+    /// Luong's general score with input feeding.
+    Luong,
+    /// Bahdanau's additive score.
+    Bahdanau,
+    /// No attention: the final encoder state is the only link.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EncoderArg {
+    Lstm,
+    Transformer,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Train an attention encoder-decoder on Multi30k German to English")]
+struct Args {
+    /// Folder with {train,val,test_2016_flickr}.lc.norm.tok.{de,en}.
+    #[arg(long, default_value = "../shared/data/multi30k")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 12)]
+    epochs: usize,
+    /// Stop training after this many minutes (then evaluate).
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    emb: usize,
+    /// LSTM encoder units per direction (the decoder has twice as many).
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    #[arg(long, value_enum, default_value_t = AttentionArg::Luong)]
+    attention: AttentionArg,
+    #[arg(long, value_enum, default_value_t = EncoderArg::Lstm)]
+    encoder: EncoderArg,
+    /// Heads and feed-forward units of a transformer encoder (its width is --emb).
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 256)]
+    ff: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f32,
+    /// Words seen fewer times in training become <unk>.
+    #[arg(long, default_value_t = 2)]
+    min_count: usize,
+    /// Training pairs longer than this (either side) are skipped.
+    #[arg(long, default_value_t = 40)]
+    max_len: usize,
+    /// Use only the first N training pairs (0: all).
+    #[arg(long, default_value_t = 0)]
+    train_pairs: usize,
+    /// Validation pairs translated (greedily) for BLEU after each epoch.
+    #[arg(long, default_value_t = 300)]
+    val_pairs: usize,
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
+    /// Length normalization: hypotheses ranked by score / length^alpha.
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value = "runs/translate.safetensors")]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    resume: bool,
+}
+
+type Pairs = Vec<(Vec<String>, Vec<String>)>;
+
+struct Corpus {
+    train: Pairs,
+    val: Pairs,
+    test: Pairs,
+}
+
+fn load(dir: &Path) -> Result<Corpus> {
+    let split = |s: &str| {
+        read_parallel(
+            &dir.join(format!("{s}.lc.norm.tok.de")),
+            &dir.join(format!("{s}.lc.norm.tok.en")),
+        )
+    };
+    Ok(Corpus {
+        train: split("train")?,
+        val: split("val")?,
+        test: split("test_2016_flickr")?,
+    })
+}
+
+/// A generated stand-in: each source word has its own target word, and the
+/// target is the source's words in reverse order.
+fn generated(seed: u64) -> Corpus {
+    let words = 40;
+    let mut rng = SplitMix::new(seed);
+    let mut make = |n: usize| -> Pairs {
+        (0..n)
+            .map(|_| {
+                let len = 3 + (rng.next_u64() % 6) as usize;
+                let src: Vec<usize> = (0..len)
+                    .map(|_| (rng.next_u64() % words) as usize)
+                    .collect();
+                (
+                    src.iter().map(|w| format!("q{w}")).collect(),
+                    src.iter().rev().map(|w| format!("w{w}")).collect(),
+                )
+            })
+            .collect()
+    };
+    Corpus {
+        train: make(3000),
+        val: make(200),
+        test: make(200),
+    }
+}
+
+struct Vocabs {
+    src: Vocab,
+    tgt: Vocab,
+    bos: u32,
+    eos: u32,
+}
+
+impl Vocabs {
+    fn new(train: &Pairs, min_count: usize) -> Self {
+        let src = Vocab::build(
+            train.iter().flat_map(|(s, _)| s).map(String::as_str),
+            min_count,
+        );
+        let tgt = Vocab::build_with(
+            &["<s>", "</s>"],
+            train.iter().flat_map(|(_, t)| t).map(String::as_str),
+            min_count,
+        );
+        let (bos, eos) = (tgt.id("<s>"), tgt.id("</s>"));
+        Self { src, tgt, bos, eos }
+    }
+
+    fn src_ids(&self, s: &[String]) -> Vec<u32> {
+        s.iter().map(|w| self.src.id(w)).collect()
+    }
+
+    fn batch(&self, pairs: &[&(Vec<String>, Vec<String>)]) -> Result<ParallelBatch> {
+        let ids: Vec<(Vec<u32>, Vec<u32>)> = pairs
+            .iter()
+            .map(|(s, t)| (self.src_ids(s), t.iter().map(|w| self.tgt.id(w)).collect()))
+            .collect();
+        let refs: Vec<(&[u32], &[u32])> = ids.iter().map(|(s, t)| (&s[..], &t[..])).collect();
+        ParallelBatch::new(&refs, Vocab::PAD, self.bos, self.eos)
+    }
+
+    fn words(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&i| self.tgt.token(i).unwrap_or("<unk>").to_string())
+            .collect()
+    }
+}
+
+/// Mean teacher-forced cross-entropy per target token over `pairs`.
+fn eval_loss(
+    ctx: &Context,
+    model: &Seq2Seq,
+    v: &Vocabs,
+    pairs: &Pairs,
+    batch: usize,
+) -> Result<f64> {
+    let lengths: Vec<usize> = pairs.iter().map(|(s, _)| s.len()).collect();
+    let (mut sum, mut count) = (0.0, 0usize);
+    for idx in buckets(&lengths, batch, 0) {
+        let chosen: Vec<_> = idx.iter().map(|&i| &pairs[i]).collect();
+        let b = v.batch(&chosen)?;
+        let mut rec = Recorder::new(ctx, "val loss");
+        let (loss, _) = model.loss(&mut rec, &b)?;
+        rec.submit();
+        sum += f64::from(loss.loss.to_vec()?[0]) * loss.count as f64;
+        count += loss.count;
+    }
+    Ok(sum / count.max(1) as f64)
+}
+
+/// Translations of `pairs`' sources: greedy (`beam` = 1) or beam search.
+fn translate(
+    ctx: &Context,
+    model: &Seq2Seq,
+    v: &Vocabs,
+    pairs: &[(Vec<String>, Vec<String>)],
+    beam: usize,
+    alpha: f32,
+) -> Result<Vec<Vec<String>>> {
+    let batch = if beam > 1 { 16 } else { 64 };
+    let mut out = vec![Vec::new(); pairs.len()];
+    let lengths: Vec<usize> = pairs.iter().map(|(s, _)| s.len()).collect();
+    for idx in buckets(&lengths, batch, 0) {
+        let src: Vec<Vec<u32>> = idx.iter().map(|&i| v.src_ids(&pairs[i].0)).collect();
+        let refs: Vec<&[u32]> = src.iter().map(Vec::as_slice).collect();
+        let max_len = refs.iter().map(|s| s.len()).max().unwrap_or(1) * 2 + 10;
+        let hyps: Vec<Vec<u32>> = if beam > 1 {
+            model
+                .beam_search(ctx, &refs, beam, max_len, alpha)?
+                .into_iter()
+                .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
+                .collect()
+        } else {
+            model.greedy(ctx, &refs, max_len)?
+        };
+        for (&i, h) in idx.iter().zip(hyps) {
+            out[i] = v.words(&h);
+        }
+    }
+    Ok(out)
+}
+
+fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f64> {
+    let refs: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.clone()).collect();
+    Ok(corpus_bleu(hyps, &refs)?.score)
+}
+
+fn file_err(path: &Path, e: impl ToString) -> Error {
+    Error::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let ctx = Context::new()?;
+    println!("device: {}", ctx.adapter_info().name);
+    let mut corpus = if args.data.join("train.lc.norm.tok.de").exists() {
+        println!("data: {}", args.data.display());
+        load(&args.data)?
+    } else {
+        println!(
+            "data: {} not found; training on a generated task",
+            args.data.display()
+        );
+        generated(args.seed)
+    };
+    corpus
+        .train
+        .retain(|(s, t)| !s.is_empty() && s.len() <= args.max_len && t.len() <= args.max_len);
+    if args.train_pairs > 0 {
+        corpus.train.truncate(args.train_pairs);
+    }
+    let v = Vocabs::new(&corpus.train, args.min_count);
+    println!(
+        "train {} / val {} / test {} pairs; vocabularies: {} German, {} English entries",
+        corpus.train.len(),
+        corpus.val.len(),
+        corpus.test.len(),
+        v.src.len(),
+        v.tgt.len()
+    );
+    let link = match args.attention {
+        AttentionArg::Luong => Link::Luong {
+            score: Score::General,
+            input_feeding: true,
+        },
+        AttentionArg::Bahdanau => Link::Bahdanau { size: args.emb },
+        AttentionArg::None => Link::None,
+    };
+    let encoder = match args.encoder {
+        EncoderArg::Lstm => EncoderKind::Lstm,
+        EncoderArg::Transformer => EncoderKind::Transformer {
+            heads: args.heads,
+            ff: args.ff,
+        },
+    };
+    let cfg = Seq2SeqConfig {
+        src_vocab: v.src.len(),
+        tgt_vocab: v.tgt.len(),
+        emb: args.emb,
+        hidden: args.hidden,
+        layers: args.layers,
+        bidirectional: true,
+        encoder,
+        link,
+        pad: Vocab::PAD,
+        bos: v.bos,
+        eos: v.eos,
+    };
+    let model = Seq2Seq::new(&ctx, cfg, args.seed)?;
+    let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
+    let encoder_params = match &model.encoder {
+        rnn_wgpu::nn::seq2seq::Encoder::Lstm(l) => count(l.params()),
+        rnn_wgpu::nn::seq2seq::Encoder::Transformer(ls) => {
+            ls.iter().map(|l| count(l.params())).sum()
+        }
+    };
+    println!(
+        "model: {:?} encoder ({encoder_params} parameters), {:?}; {} parameters in all",
+        args.encoder,
+        link,
+        count(model.params())
+    );
+    let opt_cfg = OptimConfig {
+        max_norm: Some(5.0),
+        ..OptimConfig::new(Method::ADAM, args.lr)
+    };
+    let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
+    if let Some(dir) = args.checkpoint.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    }
+    let name = args.checkpoint.display().to_string();
+    let best_path = args.checkpoint.with_extension("best.safetensors");
+    let save = |path: &Path, opt: &Optimizer| -> Result<()> {
+        Checkpoint::capture(&model.named_params(), Some(opt))?.save(path)
+    };
+    if args.resume {
+        let ck = Checkpoint::load(&args.checkpoint)?;
+        ck.apply(&model.named_params(), &name)?;
+        ck.apply_optimizer(&mut opt, &name)?;
+        println!("resumed from {name} at step {}", opt.steps());
+    }
+
+    let start = Instant::now();
+    let budget = args.minutes * 60.0;
+    let val: Pairs = corpus.val.iter().take(args.val_pairs).cloned().collect();
+    let lengths: Vec<usize> = corpus.train.iter().map(|(s, _)| s.len()).collect();
+    let steps_per_epoch = lengths.len().div_ceil(args.batch) as u32;
+    let (mut train_curve, mut val_curve) = (vec![], vec![]);
+    let mut best = -1.0;
+    let first_epoch = opt.steps() / steps_per_epoch.max(1);
+    'training: for epoch in first_epoch as usize..args.epochs {
+        let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
+        let bar = ProgressBar::new(batches.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}", epoch + 1));
+        let (mut tokens, t0) = (0usize, Instant::now());
+        let mut out_of_time = false;
+        for idx in &batches {
+            let chosen: Vec<_> = idx.iter().map(|&i| &corpus.train[i]).collect();
+            let b = v.batch(&chosen)?;
+            let report = model.train_step(&ctx, &b, &mut opt)?;
+            tokens += b.tgt.lengths.iter().sum::<usize>();
+            let minutes = start.elapsed().as_secs_f64() / 60.0;
+            train_curve.push((minutes, f64::from(report.loss)));
+            bar.set_message(format!(
+                "loss {:.3}  {:.0} target tokens/s",
+                report.loss,
+                tokens as f64 / t0.elapsed().as_secs_f64()
+            ));
+            bar.inc(1);
+            if start.elapsed().as_secs_f64() > budget {
+                out_of_time = true;
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        save(&args.checkpoint, &opt)?;
+        let loss = eval_loss(&ctx, &model, &v, &val, 64)?;
+        let score = bleu(&translate(&ctx, &model, &v, &val, 1, 0.0)?, &val)?;
+        let minutes = start.elapsed().as_secs_f64() / 60.0;
+        val_curve.push((minutes, loss));
+        println!(
+            "epoch {} ({:.1} min{}): train loss {:.3}, val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2} (greedy, {} pairs); {:.0} target tokens/s",
+            epoch + 1,
+            minutes,
+            if out_of_time { ", time budget reached" } else { "" },
+            train_curve.last().map_or(f64::NAN, |p| p.1),
+            loss.exp(),
+            val.len(),
+            tokens as f64 / t0.elapsed().as_secs_f64()
+        );
+        if score > best {
+            best = score;
+            save(&best_path, &opt)?;
+        }
+        if out_of_time {
+            break 'training;
+        }
+    }
+    let curve_path = args.checkpoint.with_extension("loss.png");
+    plot::curves(
+        &curve_path,
+        &[("train loss", train_curve), ("val loss", val_curve)],
+    )
+    .map_err(|e| file_err(&curve_path, e))?;
+
+    let tested = if best < 0.0 {
+        &args.checkpoint
+    } else {
+        &best_path
+    };
+    let name = tested.display().to_string();
+    Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
+    let t = Instant::now();
+    let greedy = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
+    let greedy_bleu = bleu(&greedy, &corpus.test)?;
+    let beamed = translate(&ctx, &model, &v, &corpus.test, args.beam, args.alpha)?;
+    let beam_bleu = bleu(&beamed, &corpus.test)?;
+    println!(
+        "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s; trained {:.1} min",
+        args.beam,
+        args.alpha,
+        corpus.test.len(),
+        t.elapsed().as_secs_f64(),
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    for i in 0..3.min(corpus.test.len()) {
+        let (src, tgt) = &corpus.test[i];
+        println!("  de:   {}", src.join(" "));
+        println!("  en:   {}", tgt.join(" "));
+        println!("  ours: {}", beamed[i].join(" "));
+    }
+    if link != Link::None {
+        if let Some((src, _)) = corpus.test.first() {
+            let (tokens, rows) =
+                model.greedy_with_attention(&ctx, &v.src_ids(src), 2 * src.len() + 10)?;
+            let path = args.checkpoint.with_extension("attention.png");
+            plot::heat_map(&path, &rows).map_err(|e| file_err(&path, e))?;
+            println!(
+                "attention of \"{}\" (rows, top to bottom) over \"{}\" (columns): {}",
+                v.words(&tokens).join(" "),
+                src.join(" "),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -709,6 +709,9 @@ impl Seq2Seq {
     }
 }
 
+/// A greedy translation and the attention weights of each of its steps.
+type Decoded = (Vec<u32>, Vec<Vec<f32>>);
+
 /// Decoding: greedy and beam search. Each step is one submit whose only readback
 /// is the chosen tokens (and, for beam search, their scores and origins).
 impl Seq2Seq {
@@ -747,7 +750,7 @@ impl Seq2Seq {
         src: &[&[u32]],
         max_len: usize,
         want_weights: bool,
-    ) -> Result<Vec<(Vec<u32>, Vec<Vec<f32>>)>> {
+    ) -> Result<Vec<Decoded>> {
         let batch = self.sources(src)?;
         let (b, s) = (batch.size, batch.steps);
         let mut rec = Recorder::new(ctx, "seq2seq greedy");

@@ -437,11 +437,10 @@ fn main() -> Result<()> {
         t.elapsed().as_secs_f64(),
         start.elapsed().as_secs_f64() / 60.0
     );
-    for i in 0..3.min(corpus.test.len()) {
-        let (src, tgt) = &corpus.test[i];
+    for ((src, tgt), ours) in corpus.test.iter().zip(&beamed).take(3) {
         println!("  de:   {}", src.join(" "));
         println!("  en:   {}", tgt.join(" "));
-        println!("  ours: {}", beamed[i].join(" "));
+        println!("  ours: {}", ours.join(" "));
     }
     if link != Link::None {
         if let Some((src, _)) = corpus.test.first() {

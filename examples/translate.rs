@@ -89,6 +89,10 @@ struct Args {
     /// Validation pairs translated (greedily) for BLEU after each epoch.
     #[arg(long, default_value_t = 300)]
     val_pairs: usize,
+    /// Also evaluate on validation every this many minutes of training (0: only
+    /// after each epoch), for BLEU against training time.
+    #[arg(long, default_value_t = 0.0)]
+    eval_minutes: f64,
     #[arg(long, default_value_t = 5)]
     beam: usize,
     /// Length normalization: hypotheses ranked by score / length^alpha.
@@ -246,6 +250,13 @@ fn translate(
     Ok(out)
 }
 
+/// Validation loss and greedy BLEU.
+fn validate(ctx: &Context, model: &Seq2Seq, v: &Vocabs, val: &Pairs) -> Result<(f64, f64)> {
+    let loss = eval_loss(ctx, model, v, val, 64)?;
+    let score = bleu(&translate(ctx, model, v, val, 1, 0.0)?, val)?;
+    Ok((loss, score))
+}
+
 fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f64> {
     let refs: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.clone()).collect();
     Ok(corpus_bleu(hyps, &refs)?.score)
@@ -356,6 +367,7 @@ fn main() -> Result<()> {
     let steps_per_epoch = lengths.len().div_ceil(args.batch) as u32;
     let (mut train_curve, mut val_curve) = (vec![], vec![]);
     let mut best = -1.0;
+    let mut next_eval = args.eval_minutes;
     let first_epoch = opt.steps() / steps_per_epoch.max(1);
     'training: for epoch in first_epoch as usize..args.epochs {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
@@ -385,11 +397,22 @@ fn main() -> Result<()> {
                 out_of_time = true;
                 break;
             }
+            if args.eval_minutes > 0.0 && minutes >= next_eval {
+                next_eval += args.eval_minutes;
+                let (loss, score) = validate(&ctx, &model, &v, &val)?;
+                val_curve.push((minutes, loss));
+                // println through the bar: shown even when the bar is hidden.
+                bar.suspend(|| {
+                    println!(
+                        "{minutes:.1} min, step {}: val loss {loss:.3}, val BLEU {score:.2} (greedy)",
+                        opt.steps()
+                    )
+                });
+            }
         }
         bar.finish_and_clear();
         save(&args.checkpoint, &opt)?;
-        let loss = eval_loss(&ctx, &model, &v, &val, 64)?;
-        let score = bleu(&translate(&ctx, &model, &v, &val, 1, 0.0)?, &val)?;
+        let (loss, score) = validate(&ctx, &model, &v, &val)?;
         let minutes = start.elapsed().as_secs_f64() / 60.0;
         val_curve.push((minutes, loss));
         println!(

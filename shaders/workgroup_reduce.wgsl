@@ -1,5 +1,6 @@
 // Shared part of the shaders whose workgroups reduce a row together
-// (argmax, attention, beam, cross_entropy, mse, optim): prepended to each of them.
+// (argmax, attention, beam, cross_entropy, layer_norm, mse, optim, sample):
+// prepended to each of them.
 
 // Lanes of a reducing workgroup; the entry points use @workgroup_size(64, 1, 1).
 const WG: u32 = 64u;

@@ -126,6 +126,15 @@ pub const LAYER_NORM: Shader = Shader {
     ),
 };
 
+/// Temperature sampling by inverting the softmax's cumulative distribution.
+pub const SAMPLE: Shader = Shader {
+    name: "sample",
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/sample.wgsl")
+    ),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
@@ -143,6 +152,7 @@ pub const ALL: &[Shader] = &[
     ELEMENTWISE,
     BEAM,
     LAYER_NORM,
+    SAMPLE,
 ];
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

@@ -688,3 +688,49 @@ fn layer_norm_matches_reference_and_finite_differences() {
     ));
     assert_eq!(rec.dispatches(), 0);
 }
+
+#[test]
+fn sampling_inverts_the_tempered_softmax() {
+    let ctx = ctx();
+    // 150 classes: chunks of 3 per lane, the last lanes empty.
+    let (rows, classes) = (40, 150);
+    let mut rng = Rng::new(77);
+    let x: Vec<f32> = rng.vec(rows * classes).iter().map(|v| 4.0 * v).collect();
+    let u: Vec<f32> = rng.vec(rows).iter().map(|v| 0.5 * (v + 1.0)).collect();
+    for temperature in [1.0f32, 0.5, 2.0] {
+        let xt = Tensor::from_slice(ctx, &[rows, classes], &x).unwrap();
+        let ut = Tensor::from_slice(ctx, &[rows], &u).unwrap();
+        let mut rec = Recorder::new(ctx, "sample");
+        let out = rnn_wgpu::ops::sample::forward(&mut rec, &xt, &ut, temperature).unwrap();
+        rec.submit();
+        let got = out.to_vec().unwrap();
+        for r in 0..rows {
+            let row = &x[r * classes..(r + 1) * classes];
+            let m = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&v| ((v as f64 - m) / temperature as f64).exp())
+                .collect();
+            let total: f64 = e.iter().sum();
+            let mut acc = 0.0;
+            let want = e
+                .iter()
+                .position(|v| {
+                    acc += v;
+                    acc > u[r] as f64 * total
+                })
+                .unwrap();
+            assert_eq!(got[r] as usize, want, "T={temperature} row {r} u={}", u[r]);
+        }
+    }
+    // A cold temperature picks the largest logit; bad temperatures are refused.
+    let xt = Tensor::from_slice(ctx, &[1, 3], &[0.0, 2.0, 1.0]).unwrap();
+    let ut = Tensor::from_slice(ctx, &[1], &[0.999]).unwrap();
+    let mut rec = Recorder::new(ctx, "sample");
+    let out = rnn_wgpu::ops::sample::forward(&mut rec, &xt, &ut, 0.01).unwrap();
+    for t in [0.0, -1.0, f32::NAN] {
+        assert!(rnn_wgpu::ops::sample::forward(&mut rec, &xt, &ut, t).is_err());
+    }
+    rec.submit();
+    assert_eq!(out.to_vec().unwrap(), [1.0]);
+}

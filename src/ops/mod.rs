@@ -16,6 +16,7 @@ pub mod mse;
 pub mod optim;
 pub mod recurrence;
 pub mod rnn_cell;
+pub mod sample;
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;

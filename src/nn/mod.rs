@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod dropout;
 pub mod embedding;
+pub mod language_model;
 pub mod layer_norm;
 pub mod linear;
 pub mod recurrent;
@@ -14,6 +15,7 @@ pub mod transformer;
 pub use attention::{Attention, Score};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use language_model::LanguageModel;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
@@ -150,6 +152,11 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// A value uniform in `[0, 1)` with 24 random bits (exact in f32).
+    pub fn uniform_unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// `n` values from the standard normal distribution (Box–Muller).

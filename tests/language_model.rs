@@ -107,7 +107,7 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
             }
             let analytic: f64 = grad.iter().zip(&dir).map(|(g, d)| (g * d) as f64).sum();
             let eps = 1e-2f32;
-            let mut shifted = |sign: f32| -> f64 {
+            let shifted = |sign: f32| -> f64 {
                 let w: Vec<f32> = value
                     .iter()
                     .zip(&dir)

@@ -8,8 +8,15 @@ use plotters::prelude::*;
 
 type Failed = Box<dyn std::error::Error>;
 
-/// Colours of successive series.
-const COLOURS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+/// Colours of successive series, with their names for the legend.
+const COLOURS: [(RGBColor, &str); 6] = [
+    (BLUE, "blue"),
+    (RED, "red"),
+    (GREEN, "green"),
+    (MAGENTA, "magenta"),
+    (CYAN, "cyan"),
+    (BLACK, "black"),
+];
 
 /// Curves of (x, y) points on shared axes (a frame, no ticks) as `path` (PNG),
 /// and `path` with extension csv holding `series,x,y` rows.
@@ -42,7 +49,7 @@ pub fn curves(path: &Path, series: &[(&str, Vec<(f64, f64)>)]) -> Result<(), Fai
         let line: Vec<(i32, i32)> = s.iter().map(|&(x, y)| px(x, y)).collect();
         area.draw(&PathElement::new(
             line,
-            COLOURS[i % COLOURS.len()].stroke_width(2),
+            COLOURS[i % COLOURS.len()].0.stroke_width(2),
         ))?;
         for (x, y) in s {
             csv.push_str(&format!("{name},{x},{y}\n"));
@@ -52,8 +59,8 @@ pub fn curves(path: &Path, series: &[(&str, Vec<(f64, f64)>)]) -> Result<(), Fai
     std::fs::write(path.with_extension("csv"), csv)?;
     let legend: Vec<String> = series
         .iter()
-        .zip(["blue", "red", "green", "magenta"].iter().cycle())
-        .map(|((name, _), colour)| format!("{colour} = {name}"))
+        .zip(COLOURS.iter().cycle())
+        .map(|((name, _), (_, colour))| format!("{colour} = {name}"))
         .collect();
     println!(
         "wrote {} ({}; x {x0:.3}..{x1:.3}, y {y0:.3}..{y1:.3})",

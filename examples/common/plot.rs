@@ -1,6 +1,7 @@
 //! PNG plots for the examples, drawn without fonts (a bare machine may have none):
 //! each plot's numbers are also written as CSV beside it, and its legend goes to
 //! the console.
+#![allow(dead_code)] // each example uses its own subset
 
 use std::path::Path;
 

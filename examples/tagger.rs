@@ -98,10 +98,7 @@ fn generated(seed: u64) -> Corpus {
         (0..n)
             .map(|_| {
                 let p = pattern[(rng.next_u64() % pattern.len() as u64) as usize];
-                let mut s = TaggedSentence {
-                    words: vec![],
-                    tags: vec![],
-                };
+                let mut s = TaggedSentence::default();
                 for &c in p {
                     let (tag, words) = classes[c];
                     s.words

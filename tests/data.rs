@@ -93,6 +93,7 @@ fn conllu_gives_words_and_upos_tags() {
     assert_eq!(s[0].words, ["Do", "n't", "go", "."]);
     assert_eq!(s[0].tags, ["AUX", "PART", "VERB", "PUNCT"]);
     assert_eq!(s[1].words, ["Yes"]);
+    assert_eq!((s[0].id.as_deref(), s[1].id.as_deref()), (Some("1"), None));
 }
 
 #[test]

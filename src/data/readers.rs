@@ -25,23 +25,23 @@ fn read(path: &Path) -> Result<String> {
     })
 }
 
-/// One sentence of a CoNLL-U file: its word forms and their UPOS tags.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One sentence of a CoNLL-U file: its word forms and their UPOS tags, and its
+/// `# sent_id` when it has one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaggedSentence {
     pub words: Vec<String>,
     pub tags: Vec<String>,
+    pub id: Option<String>,
 }
 
-/// Parses CoNLL-U: sentences separated by blank lines, `#` comments, ten
+/// Parses CoNLL-U: sentences separated by blank lines, `#` comments (of which
+/// `# sent_id = ...` is kept), ten
 /// tab-separated columns per word (FORM is column 2, UPOS column 4). Multi-word
 /// token ranges (`1-2`) and empty nodes (`1.1`) are skipped, as a tagger of the
 /// syntactic words wants.
 pub fn parse_conllu(text: &str, name: &str) -> Result<Vec<TaggedSentence>> {
     let mut out = Vec::new();
-    let mut cur = TaggedSentence {
-        words: Vec::new(),
-        tags: Vec::new(),
-    };
+    let mut cur = TaggedSentence::default();
     let mut last_line = 0;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -49,17 +49,16 @@ pub fn parse_conllu(text: &str, name: &str) -> Result<Vec<TaggedSentence>> {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             if !cur.words.is_empty() {
-                out.push(std::mem::replace(
-                    &mut cur,
-                    TaggedSentence {
-                        words: vec![],
-                        tags: vec![],
-                    },
-                ));
+                out.push(std::mem::take(&mut cur));
             }
             continue;
         }
-        if line.starts_with('#') {
+        if let Some(comment) = line.strip_prefix('#') {
+            if let Some((key, value)) = comment.split_once('=') {
+                if key.trim() == "sent_id" {
+                    cur.id = Some(value.trim().to_string());
+                }
+            }
             continue;
         }
         let cols: Vec<&str> = line.split('\t').collect();

@@ -15,12 +15,13 @@
 
 #[path = "common/plot.rs"]
 mod plot;
+#[path = "common/run.rs"]
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::data::readers::read_chars;
 use rnn_wgpu::data::{Batch, Vocab};
 use rnn_wgpu::nn::language_model::State;
@@ -169,13 +170,6 @@ fn evaluate(ctx: &Context, lm: &LanguageModel, ids: &[u32], bptt: usize) -> Resu
     Ok(sum / count.max(1) as f64)
 }
 
-fn file_err(path: &Path, e: impl ToString) -> Error {
-    Error::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 /// Per-step training losses and per-epoch validation losses, by step.
 struct Curves {
     train: Vec<(f64, f64)>,
@@ -207,12 +201,8 @@ fn train(
         ..OptimConfig::new(Method::ADAM, args.lr)
     };
     let mut opt = Optimizer::new(ctx, cfg, lm.params())?;
-    let name = checkpoint.display().to_string();
     if args.resume {
-        let ck = Checkpoint::load(checkpoint)?;
-        ck.apply(&lm.named_params(), &name)?;
-        ck.apply_optimizer(&mut opt, &name)?;
-        println!("resumed from {name} at step {}", opt.steps());
+        run::resume(checkpoint, &lm.named_params(), &mut opt)?;
     }
     let streams = Streams::new(train_ids, args.batch, args.bptt);
     let per_epoch = streams.chunks() as u32;
@@ -228,13 +218,7 @@ fn train(
     };
     let first_epoch = opt.steps() / per_epoch.max(1);
     for epoch in first_epoch as usize..args.epochs {
-        let bar = ProgressBar::new(u64::from(per_epoch));
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{cell} epoch {}", epoch + 1));
+        let bar = run::bar(per_epoch as usize, format!("{cell} epoch {}", epoch + 1));
         let t0 = Instant::now();
         let mut state: Option<State> = None;
         let mut out_of_time = false;
@@ -321,9 +305,7 @@ fn main() -> Result<()> {
         val_ids.len(),
         chars.len()
     );
-    if let Some(dir) = args.checkpoint.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    }
+    run::checkpoint_dir(&args.checkpoint)?;
     let cells: Vec<&str> = args.cells.split(',').map(str::trim).collect();
     for cell in &cells {
         mode(cell)?;
@@ -370,7 +352,7 @@ fn main() -> Result<()> {
         .map(|(n, s)| (n.as_str(), s.clone()))
         .collect();
     let path = args.checkpoint.with_extension("loss.png");
-    plot::curves(&path, &named).map_err(|e| file_err(&path, e))?;
+    plot::curves(&path, &named).map_err(|e| run::file_err(&path, e))?;
     for (cell, c) in &all {
         if let Some((step, v)) = c.val.last() {
             println!(

@@ -17,12 +17,14 @@
 //! generates a task whose class is set by the first word, so that a fresh clone
 //! still runs end to end.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
 use rnn_wgpu::metrics::accuracy;
@@ -351,13 +353,7 @@ fn main() -> Result<()> {
         let mut test_at_best = 0.0;
         'epochs: for epoch in 0..args.epochs {
             let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
-            let bar = ProgressBar::new(batches.len() as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(format!("{readout:?} epoch {}", epoch + 1));
+            let bar = run::bar(batches.len(), format!("{readout:?} epoch {}", epoch + 1));
             let mut out_of_time = false;
             for idx in &batches {
                 let chosen: Vec<&Example> = idx.iter().map(|&i| &corpus.train[i]).collect();

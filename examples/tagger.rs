@@ -12,12 +12,14 @@
 //! `--checkpoint`, which `--resume` continues from; the model that tagged dev best
 //! goes beside it as `*.best.safetensors` and is the one tested.
 
+#[path = "common/run.rs"]
+mod run;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
 use rnn_wgpu::nn::{BiLstmTagger, Module, SplitMix};
@@ -305,22 +307,13 @@ fn main() -> Result<()> {
         ..OptimConfig::new(Method::ADAM, args.lr)
     };
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
-    if let Some(dir) = args.checkpoint.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| rnn_wgpu::Error::File {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    }
-    let name = args.checkpoint.display().to_string();
+    run::checkpoint_dir(&args.checkpoint)?;
     let best_path = args.checkpoint.with_extension("best.safetensors");
     let save = |path: &Path, opt: &Optimizer| -> Result<()> {
         Checkpoint::capture(&model.named_params(), Some(opt))?.save(path)
     };
     if args.resume {
-        let ck = Checkpoint::load(&args.checkpoint)?;
-        ck.apply(&model.named_params(), &name)?;
-        ck.apply_optimizer(&mut opt, &name)?;
-        println!("resumed from {name} at step {}", opt.steps());
+        run::resume(&args.checkpoint, &model.named_params(), &mut opt)?;
     }
 
     let start = Instant::now();
@@ -330,13 +323,7 @@ fn main() -> Result<()> {
     let first_epoch = opt.steps() / steps_per_epoch;
     'training: for epoch in first_epoch as usize..args.epochs {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
-        let bar = ProgressBar::new(batches.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}", epoch + 1));
+        let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
         let (mut tokens, t0) = (0usize, Instant::now());
         for (done, idx) in batches.iter().enumerate() {
             let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();

@@ -16,19 +16,20 @@
 
 #[path = "common/plot.rs"]
 mod plot;
+#[path = "common/run.rs"]
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::data::readers::read_parallel;
 use rnn_wgpu::data::{buckets, ParallelBatch, Vocab};
 use rnn_wgpu::metrics::corpus_bleu;
 use rnn_wgpu::nn::{EncoderKind, Link, Module, Score, Seq2Seq, Seq2SeqConfig, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Error, Recorder, Result};
+use rnn_wgpu::{Context, Recorder, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum AttentionArg {
@@ -262,13 +263,6 @@ fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f6
     Ok(corpus_bleu(hyps, &refs)?.score)
 }
 
-fn file_err(path: &Path, e: impl ToString) -> Error {
-    Error::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let ctx = Context::new()?;
@@ -345,19 +339,13 @@ fn main() -> Result<()> {
         ..OptimConfig::new(Method::ADAM, args.lr)
     };
     let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
-    if let Some(dir) = args.checkpoint.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    }
-    let name = args.checkpoint.display().to_string();
+    run::checkpoint_dir(&args.checkpoint)?;
     let best_path = args.checkpoint.with_extension("best.safetensors");
     let save = |path: &Path, opt: &Optimizer| -> Result<()> {
         Checkpoint::capture(&model.named_params(), Some(opt))?.save(path)
     };
     if args.resume {
-        let ck = Checkpoint::load(&args.checkpoint)?;
-        ck.apply(&model.named_params(), &name)?;
-        ck.apply_optimizer(&mut opt, &name)?;
-        println!("resumed from {name} at step {}", opt.steps());
+        run::resume(&args.checkpoint, &model.named_params(), &mut opt)?;
     }
 
     let start = Instant::now();
@@ -371,13 +359,7 @@ fn main() -> Result<()> {
     let first_epoch = opt.steps() / steps_per_epoch.max(1);
     'training: for epoch in first_epoch as usize..args.epochs {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
-        let bar = ProgressBar::new(batches.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}", epoch + 1));
+        let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
         let (mut tokens, t0) = (0usize, Instant::now());
         let mut out_of_time = false;
         for idx in &batches {
@@ -438,7 +420,7 @@ fn main() -> Result<()> {
         &curve_path,
         &[("train loss", train_curve), ("val loss", val_curve)],
     )
-    .map_err(|e| file_err(&curve_path, e))?;
+    .map_err(|e| run::file_err(&curve_path, e))?;
 
     let tested = if best < 0.0 {
         &args.checkpoint
@@ -470,7 +452,7 @@ fn main() -> Result<()> {
             let (tokens, rows) =
                 model.greedy_with_attention(&ctx, &v.src_ids(src), 2 * src.len() + 10)?;
             let path = args.checkpoint.with_extension("attention.png");
-            plot::heat_map(&path, &rows).map_err(|e| file_err(&path, e))?;
+            plot::heat_map(&path, &rows).map_err(|e| run::file_err(&path, e))?;
             println!(
                 "attention of \"{}\" (rows, top to bottom) over \"{}\" (columns): {}",
                 v.words(&tokens).join(" "),

@@ -82,9 +82,21 @@ impl Case {
             .unwrap_or_else(|| panic!("{}: tensor {key} missing", self.name))
     }
 
+    fn lengths(&self, key: &str) -> Vec<usize> {
+        self.i32s[key].iter().map(|&n| n as usize).collect()
+    }
+
     fn upload(&self, ctx: &Context, key: &str) -> Tensor {
         let (shape, v) = self.tensor(key);
         Tensor::from_slice(ctx, shape, v).unwrap()
+    }
+}
+
+/// Writes the case's values into every named parameter.
+fn load_params(case: &Case, named: &[rnn_wgpu::nn::Named]) {
+    for p in named {
+        p.write(&case.tensor(&p.name).1)
+            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
     }
 }
 
@@ -134,11 +146,8 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         bidirectional: case.meta("bidirectional") == "1",
     };
     let model = Recurrent::new(ctx, cfg, 0).unwrap();
-    for p in model.named_params() {
-        p.write(&case.tensor(&p.name).1)
-            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
-    }
-    let lengths: Vec<usize> = case.i32s["lengths"].iter().map(|&n| n as usize).collect();
+    load_params(case, &model.named_params());
+    let lengths = case.lengths("lengths");
     let lstm = mode == Mode::Lstm;
     let x = case.upload(ctx, "x");
     let h0 = case.upload(ctx, "h0");
@@ -197,14 +206,8 @@ fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Strin
     let (q_shape, _) = case.tensor("q");
     let (k_shape, _) = case.tensor("k");
     let att = Attention::new(ctx, score, q_shape[2], k_shape[2], 1.0, 0).unwrap();
-    for p in att.named_params() {
-        p.write(&case.tensor(&p.name).1)
-            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
-    }
-    let lengths: Vec<usize> = case.i32s["src_lengths"]
-        .iter()
-        .map(|&n| n as usize)
-        .collect();
+    load_params(case, &att.named_params());
+    let lengths = case.lengths("src_lengths");
     let (q, k) = (case.upload(ctx, "q"), case.upload(ctx, "k"));
     let (dcontext, dweights) = (case.upload(ctx, "dcontext"), case.upload(ctx, "dweights"));
     let mut rec = Recorder::new(ctx, "golden");
@@ -240,14 +243,8 @@ fn run_transformer(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Str
     let heads = case.usize("heads");
     let ff = case.tensor("linear1.weight").0[0];
     let layer = TransformerEncoderLayer::new(ctx, d, heads, ff, 0).unwrap();
-    for p in layer.named_params() {
-        p.write(&case.tensor(&p.name).1)
-            .unwrap_or_else(|e| panic!("{}: {}: {e}", case.name, p.name));
-    }
-    let lengths: Vec<usize> = case.i32s["src_lengths"]
-        .iter()
-        .map(|&n| n as usize)
-        .collect();
+    load_params(case, &layer.named_params());
+    let lengths = case.lengths("src_lengths");
     let (x, dy) = (case.upload(ctx, "x"), case.upload(ctx, "dy"));
     let mut rec = Recorder::new(ctx, "golden");
     layer.zero_grad(&mut rec).unwrap();

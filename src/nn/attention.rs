@@ -455,12 +455,7 @@ impl Module for Attention {
     fn named_params(&self) -> Vec<Named> {
         self.named()
             .into_iter()
-            .map(|(name, p)| Named {
-                name: name.into(),
-                shape: p.value.shape().to_vec(),
-                tensor: p.value.clone(),
-                offset: 0,
-            })
+            .map(|(name, p)| Named::whole(name, &p.value))
             .collect()
     }
 }

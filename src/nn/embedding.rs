@@ -89,11 +89,6 @@ impl Module for Embedding {
     }
 
     fn named_params(&self) -> Vec<Named> {
-        vec![Named {
-            name: "weight".into(),
-            shape: self.weight.shape().to_vec(),
-            tensor: self.weight.clone(),
-            offset: 0,
-        }]
+        vec![Named::whole("weight", &self.weight)]
     }
 }

@@ -56,14 +56,9 @@ impl Module for LayerNorm {
     }
 
     fn named_params(&self) -> Vec<Named> {
-        [("weight", &self.weight), ("bias", &self.bias)]
-            .into_iter()
-            .map(|(name, p)| Named {
-                name: name.into(),
-                shape: p.value.shape().to_vec(),
-                tensor: p.value.clone(),
-                offset: 0,
-            })
-            .collect()
+        vec![
+            Named::whole("weight", &self.weight.value),
+            Named::whole("bias", &self.bias.value),
+        ]
     }
 }

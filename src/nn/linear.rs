@@ -151,14 +151,8 @@ impl Module for Linear {
     }
 
     fn named_params(&self) -> Vec<Named> {
-        let whole = |name: &str, t: &Tensor| Named {
-            name: name.into(),
-            shape: t.shape().to_vec(),
-            tensor: t.clone(),
-            offset: 0,
-        };
-        let mut out = vec![whole("weight", &self.weight)];
-        out.extend(self.bias.as_ref().map(|b| whole("bias", b)));
+        let mut out = vec![Named::whole("weight", &self.weight)];
+        out.extend(self.bias.as_ref().map(|b| Named::whole("bias", b)));
         out
     }
 }

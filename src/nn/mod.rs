@@ -105,6 +105,16 @@ pub struct Named {
 }
 
 impl Named {
+    /// All of `tensor` under `name`.
+    pub fn whole(name: &str, tensor: &Tensor) -> Self {
+        Self {
+            name: name.into(),
+            shape: tensor.shape().to_vec(),
+            tensor: tensor.clone(),
+            offset: 0,
+        }
+    }
+
     /// Element count.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

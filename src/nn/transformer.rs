@@ -340,15 +340,9 @@ impl Module for TransformerEncoderLayer {
     }
 
     fn named_params(&self) -> Vec<Named> {
-        let whole = |name: &str, p: &Param| Named {
-            name: name.into(),
-            shape: p.value.shape().to_vec(),
-            tensor: p.value.clone(),
-            offset: 0,
-        };
         let mut out = vec![
-            whole("self_attn.in_proj_weight", &self.in_proj),
-            whole("self_attn.in_proj_bias", &self.in_bias),
+            Named::whole("self_attn.in_proj_weight", &self.in_proj.value),
+            Named::whole("self_attn.in_proj_bias", &self.in_bias.value),
         ];
         out.extend(prefixed("self_attn.out_proj", self.out_proj.named_params()));
         out.extend(prefixed("linear1", self.linear1.named_params()));

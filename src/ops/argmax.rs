@@ -1,7 +1,7 @@
 //! Row-wise argmax on the GPU (`shaders/argmax.wgsl`): greedy decoding and
 //! accuracy read back one index per row instead of the scores.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Recorder;
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -21,21 +21,8 @@ struct Params {
 /// shape.
 pub fn forward(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("x", x)])?;
-    let c = x.shape().last().copied().unwrap_or(0);
-    if c == 0 || x.numel() == 0 {
-        return Err(Error::Empty {
-            op: OP,
-            what: "x [.., C]",
-            shape: x.shape().to_vec(),
-        });
-    }
-    let rows = x.numel() / c;
-    let lead = &x.shape()[..x.shape().len() - 1];
-    let out = Tensor::empty(
-        rec.context(),
-        if lead.is_empty() { &[1] } else { lead },
-        DType::U32,
-    )?;
+    let (rows, c, per_row) = super::rows_of(OP, "x [.., C]", x)?;
+    let out = Tensor::empty(rec.context(), &per_row, DType::U32)?;
     let params = Params {
         rows: rows as u32,
         c: c as u32,

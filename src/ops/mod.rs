@@ -65,6 +65,30 @@ macro_rules! params_match_the_wgsl_struct {
 #[cfg(test)]
 pub(crate) use params_match_the_wgsl_struct;
 
+/// The rows of `x` `[.., C]`: (rows, C, the shape of one value per row — the
+/// leading dimensions, or `[1]` for a vector). Empty is an error.
+pub(crate) fn rows_of(
+    op: &'static str,
+    what: &'static str,
+    x: &Tensor,
+) -> Result<(usize, usize, Vec<usize>)> {
+    let c = x.shape().last().copied().unwrap_or(0);
+    if c == 0 || x.numel() == 0 {
+        return Err(Error::Empty {
+            op,
+            what,
+            shape: x.shape().to_vec(),
+        });
+    }
+    let lead = &x.shape()[..x.shape().len() - 1];
+    let per_row = if lead.is_empty() {
+        vec![1]
+    } else {
+        lead.to_vec()
+    };
+    Ok((x.numel() / c, c, per_row))
+}
+
 /// Workgroups for `x_groups` along x and one row of workgroups per row, rows
 /// beyond the per-dimension limit continuing in z (the shaders compute the row
 /// as `wid.y + wid.z · nwg.y`).

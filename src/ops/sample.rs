@@ -28,15 +28,7 @@ pub fn forward(
     temperature: f32,
 ) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("logits", logits), ("u", u)])?;
-    let c = logits.shape().last().copied().unwrap_or(0);
-    if c == 0 || logits.numel() == 0 {
-        return Err(Error::Empty {
-            op: OP,
-            what: "logits [.., C]",
-            shape: logits.shape().to_vec(),
-        });
-    }
-    let rows = logits.numel() / c;
+    let (rows, c, per_row) = super::rows_of(OP, "logits [.., C]", logits)?;
     if u.shape() != [rows] {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -53,12 +45,7 @@ pub fn forward(
             got: vec![],
         });
     }
-    let lead = &logits.shape()[..logits.shape().len() - 1];
-    let out = Tensor::empty(
-        rec.context(),
-        if lead.is_empty() { &[1] } else { lead },
-        DType::U32,
-    )?;
+    let out = Tensor::empty(rec.context(), &per_row, DType::U32)?;
     let params = Params {
         rows: rows as u32,
         c: c as u32,

@@ -33,7 +33,7 @@ use rnn_wgpu::{Context, Recorder, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum AttentionArg {
-    /// Luong's general score with input feeding.
+    /// Luong's general score (`--input-feeding` feeds h̃ to the next step).
     Luong,
     /// Bahdanau's additive score.
     Bahdanau,
@@ -69,6 +69,10 @@ struct Args {
     layers: usize,
     #[arg(long, value_enum, default_value_t = AttentionArg::Luong)]
     attention: AttentionArg,
+    /// Luong input feeding: better translations, but training must then run the
+    /// decoder a step at a time instead of over all steps at once.
+    #[arg(long)]
+    input_feeding: bool,
     #[arg(long, value_enum, default_value_t = EncoderArg::Lstm)]
     encoder: EncoderArg,
     /// Heads and feed-forward units of a transformer encoder (its width is --emb).
@@ -295,7 +299,7 @@ fn main() -> Result<()> {
     let link = match args.attention {
         AttentionArg::Luong => Link::Luong {
             score: Score::General,
-            input_feeding: true,
+            input_feeding: args.input_feeding,
         },
         AttentionArg::Bahdanau => Link::Bahdanau { size: args.emb },
         AttentionArg::None => Link::None,

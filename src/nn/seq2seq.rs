@@ -177,11 +177,33 @@ struct StepSaved {
 pub struct Saved {
     src_index: Index,
     encoder: EncoderSaved,
-    steps: Vec<StepSaved>,
+    decoded: Decoded,
     /// `[T, B, Hd]` every step's output feature
     tops: Tensor,
     batch: usize,
+    steps: usize,
     src_steps: usize,
+}
+
+/// How the decoder ran in training.
+#[derive(Debug)]
+enum Decoded {
+    /// One step at a time: input feeding and Bahdanau need the previous step.
+    Steps(Vec<StepSaved>),
+    /// All steps at once: without input feeding the inputs are known up front.
+    Parallel(Box<ParallelSaved>),
+}
+
+/// What the backward of the all-steps-at-once decoder needs (batch-major rows).
+#[derive(Debug)]
+struct ParallelSaved {
+    index: Index,
+    decoder: recurrent::Saved,
+    attention: Option<attention::Saved>,
+    /// `[c; h]` `[B·T, 2·Hd]` (Luong)
+    comb: Option<Tensor>,
+    /// `[B·T, Hd]`
+    top: Tensor,
 }
 
 /// One result of [`Seq2Seq::beam_search`].
@@ -529,27 +551,115 @@ impl Seq2Seq {
         }
         let hd = self.cfg.decoder_hidden();
         let (memory, mut state, src_index, encoder) = self.encode(rec, &batch.src)?;
-        let tops = Tensor::empty(rec.context(), &[t, b, hd], DType::F32)?;
-        let mut steps = Vec::with_capacity(t);
-        for s in 0..t {
-            let ids: Vec<u32> = (0..b).map(|i| batch.tgt.ids[i * t + s]).collect();
-            let (next, saved) = self.step(rec, &state, &memory, &ids)?;
-            rec.copy_range(&tops, s * b * hd, &saved.top, 0, b * hd)?;
-            steps.push(saved);
-            state = next;
-        }
+        let (tops, decoded) = if self.parallel() {
+            let p = self.decode_parallel(rec, &state, &memory, &batch.tgt)?;
+            // Time-major rows, as the stepwise decoder lays them out: row s·B + i
+            // holds sequence i's step s.
+            let rows: Vec<usize> = (0..t * b).map(|r| (r % b) * t + r / b).collect();
+            let tops = gather_rows(rec, &p.top, &rows)?.reshape(&[t, b, hd])?;
+            (tops, Decoded::Parallel(Box::new(p)))
+        } else {
+            let tops = Tensor::empty(rec.context(), &[t, b, hd], DType::F32)?;
+            let mut steps = Vec::with_capacity(t);
+            for s in 0..t {
+                let ids: Vec<u32> = (0..b).map(|i| batch.tgt.ids[i * t + s]).collect();
+                let (next, saved) = self.step(rec, &state, &memory, &ids)?;
+                rec.copy_range(&tops, s * b * hd, &saved.top, 0, b * hd)?;
+                steps.push(saved);
+                state = next;
+            }
+            (tops, Decoded::Steps(steps))
+        };
         let logits = self.out.forward(rec, &tops)?;
         Ok((
             logits,
             Saved {
                 src_index,
                 encoder,
-                steps,
+                decoded,
                 tops,
                 batch: b,
+                steps: t,
                 src_steps: batch.src.steps,
             },
         ))
+    }
+
+    /// Whether training may run the decoder over all steps at once.
+    fn parallel(&self) -> bool {
+        matches!(
+            self.cfg.link,
+            Link::None
+                | Link::Luong {
+                    input_feeding: false,
+                    ..
+                }
+        )
+    }
+
+    /// Records the decoder over all target steps at once (teacher forcing without
+    /// input feeding): one recurrent pass, attention with every step's query,
+    /// the attentional hidden states; the same math as [`step`](Self::step) T times.
+    fn decode_parallel(
+        &self,
+        rec: &mut Recorder,
+        state: &State,
+        memory: &Memory,
+        tgt: &crate::data::Batch,
+    ) -> Result<ParallelSaved> {
+        let (b, t, hd) = (tgt.size, tgt.steps, self.cfg.decoder_hidden());
+        let (emb, index) = self.tgt_embedding.forward(rec, &tgt.ids, &[b, t])?;
+        let (out, decoder) =
+            self.decoder
+                .forward(rec, &emb, &vec![t; b], Some(&state.h), Some(&state.c))?;
+        let (top, comb, attention) = match (&self.attention, &self.combine) {
+            (Some(attention), Some(combine)) => {
+                let (o, saved) = attention.forward(rec, &out.y, &memory.keys, &memory.lengths)?;
+                let y = Block::whole(&out.y);
+                let comb = elementwise::concat(rec, b * t, Block::whole(&o.context), y)?;
+                let pre = combine.forward(rec, &comb)?;
+                let top = elementwise::activate(rec, Activation::Tanh, &pre)?;
+                (top, Some(comb), Some(saved))
+            }
+            _ => (out.y.reshape(&[b * t, hd])?, None, None),
+        };
+        Ok(ParallelSaved {
+            index,
+            decoder,
+            attention,
+            comb,
+            top,
+        })
+    }
+
+    /// The backward of [`decode_parallel`](Self::decode_parallel) for upstream
+    /// `dtop` `[B·T, Hd]` (batch-major): adds to `dkeys`, returns dh0 and dc0.
+    fn decode_parallel_backward(
+        &self,
+        rec: &mut Recorder,
+        p: &ParallelSaved,
+        dtop: Tensor,
+        dkeys: &Tensor,
+        (b, t): (usize, usize),
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let hd = self.cfg.decoder_hidden();
+        let dy = match (&p.comb, &self.combine, &self.attention, &p.attention) {
+            (Some(comb), Some(combine), Some(attention), Some(saved)) => {
+                let dpre = elementwise::activate_backward(rec, Activation::Tanh, &dtop, &p.top)?;
+                let dcomb = combine.backward(rec, &dpre, comb)?;
+                let (dctx, dy) = elementwise::split(rec, b * t, Block::whole(&dcomb), hd, hd)?;
+                let g = attention.backward(rec, saved, &dctx.reshape(&[b, t, hd])?, None)?;
+                elementwise::add(rec, &dy, 0, &g.dq, 0, b * t * hd)?;
+                elementwise::add(rec, dkeys, 0, &g.dk, 0, dkeys.numel())?;
+                dy
+            }
+            _ => dtop,
+        };
+        let g = self
+            .decoder
+            .backward(rec, &p.decoder, &dy.reshape(&[b, t, hd])?, None, None)?;
+        self.tgt_embedding.backward(rec, &g.dx, &p.index)?;
+        Ok((g.dh0, g.dc0))
     }
 
     /// Records the forward and the mean cross-entropy over the real target tokens.
@@ -568,7 +678,7 @@ impl Seq2Seq {
     /// Records the backward from the loss's gradient, adding to every parameter's
     /// gradient.
     pub fn backward(&self, rec: &mut Recorder, loss: &Loss, saved: &Saved) -> Result<()> {
-        let (b, t) = (saved.batch, saved.steps.len());
+        let (b, t) = (saved.batch, saved.steps);
         let (hd, e, l) = (self.cfg.decoder_hidden(), self.cfg.emb, self.cfg.layers);
         let ctx = rec.context().clone();
         let dtops = self.out.backward(rec, &loss.dlogits, &saved.tops)?;
@@ -576,8 +686,20 @@ impl Seq2Seq {
         rec.zero(&dkeys)?;
         let mut dh: Option<Tensor> = None;
         let mut dc: Option<Tensor> = None;
+        let steps = match &saved.decoded {
+            Decoded::Parallel(p) => {
+                // Back to batch-major rows: row i·T + s from time-major s·B + i.
+                let rows: Vec<usize> = (0..b * t).map(|r| (r % t) * b + r / t).collect();
+                let dtop = gather_rows(rec, &dtops.reshape(&[t * b, hd])?, &rows)?;
+                let (dh0, dc0) = self.decode_parallel_backward(rec, p, dtop, &dkeys, (b, t))?;
+                dh = Some(dh0);
+                dc = dc0;
+                &[][..]
+            }
+            Decoded::Steps(steps) => &steps[..],
+        };
         let mut dfeed: Option<Tensor> = None;
-        for (s, st) in saved.steps.iter().enumerate().rev() {
+        for (s, st) in steps.iter().enumerate().rev() {
             let dtop = Tensor::empty(&ctx, &[b, hd], DType::F32)?;
             rec.copy_range(&dtop, 0, &dtops, s * b * hd, b * hd)?;
             if let Some(df) = &dfeed {
@@ -710,7 +832,7 @@ impl Seq2Seq {
 }
 
 /// A greedy translation and the attention weights of each of its steps.
-type Decoded = (Vec<u32>, Vec<Vec<f32>>);
+type Translation = (Vec<u32>, Vec<Vec<f32>>);
 
 /// Decoding: greedy and beam search. Each step is one submit whose only readback
 /// is the chosen tokens (and, for beam search, their scores and origins).
@@ -750,7 +872,7 @@ impl Seq2Seq {
         src: &[&[u32]],
         max_len: usize,
         want_weights: bool,
-    ) -> Result<Vec<Decoded>> {
+    ) -> Result<Vec<Translation>> {
         let batch = self.sources(src)?;
         let (b, s) = (batch.size, batch.steps);
         let mut rec = Recorder::new(ctx, "seq2seq greedy");

@@ -334,16 +334,7 @@ fn main() -> Result<()> {
     // Training losses smoothed over 20 steps, so that the cells can be told apart.
     let mut series = Vec::new();
     for (cell, c) in &all {
-        let smooth: Vec<(f64, f64)> = c
-            .train
-            .windows(20.min(c.train.len()).max(1))
-            .map(|w| {
-                (
-                    w[w.len() - 1].0,
-                    w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64,
-                )
-            })
-            .collect();
+        let smooth = plot::smooth(&c.train, 20);
         series.push((format!("{cell} train"), smooth));
         series.push((format!("{cell} val"), c.val.clone()));
     }

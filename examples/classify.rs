@@ -10,13 +10,17 @@
 //!   that position is padding and carries nothing of the sentence.
 //!
 //! Each readout trains its own model for its share of `--minutes`; the example
-//! ends with a table of dev and test accuracy per readout.
+//! ends with a table of dev and test accuracy per readout. Each model and its
+//! optimizer go beside `--checkpoint` after every epoch (`--resume` continues),
+//! and the readouts' training losses are drawn together as `*.loss.png`.
 //!
 //! Run: `cargo run --release --example classify` (`-- --help` for the options).
 //! Reads `--data` (default ../shared/data/ud-english-ewt); without it, it
 //! generates a task whose class is set by the first word, so that a fresh clone
 //! still runs end to end.
 
+#[path = "common/plot.rs"]
+mod plot;
 #[path = "common/run.rs"]
 mod run;
 
@@ -29,12 +33,13 @@ use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
 use rnn_wgpu::metrics::accuracy;
 use rnn_wgpu::nn::recurrent::{self, Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Embedding, Linear, Module, Param, SplitMix};
+use rnn_wgpu::nn::{prefixed, Embedding, Linear, Module, Named, Param, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::ops::cross_entropy::{self, Loss};
 use rnn_wgpu::ops::elementwise::{self, Block};
 use rnn_wgpu::ops::embedding::Index;
 use rnn_wgpu::ops::gemm::{self, View};
+use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{finish_step, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Recorder, Result, Tensor};
 
@@ -74,6 +79,13 @@ struct Args {
     lr: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where each readout's model and optimizer go (`*.final.safetensors`, ...),
+    /// and the loss curves (`*.loss.png`).
+    #[arg(long, default_value = "runs/classify.safetensors")]
+    checkpoint: PathBuf,
+    /// Continue each readout from its checkpoint.
+    #[arg(long)]
+    resume: bool,
 }
 
 struct Example {
@@ -317,8 +329,14 @@ fn main() -> Result<()> {
         100.0 * majority,
         words.len()
     );
+    run::checkpoint_dir(&args.checkpoint)?;
     let mut table = Vec::new();
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for &readout in &args.readouts {
+        let name = format!("{readout:?}").to_lowercase();
+        let checkpoint = args
+            .checkpoint
+            .with_extension(format!("{name}.safetensors"));
         let cfg = Config {
             mode: Mode::Lstm,
             input_size: args.emb,
@@ -344,6 +362,16 @@ fn main() -> Result<()> {
             ..OptimConfig::new(Method::ADAM, args.lr)
         };
         let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
+        let named: Vec<Named> = [
+            prefixed("embedding", model.embedding.named_params()),
+            prefixed("lstm", model.lstm.named_params()),
+            prefixed("fc", model.fc.named_params()),
+        ]
+        .concat();
+        if args.resume {
+            run::resume(&checkpoint, &named, &mut opt)?;
+        }
+        let mut losses = Vec::new();
         let lengths: Vec<usize> = corpus.train.iter().map(|e| e.words.len()).collect();
         let (start, budget) = (
             Instant::now(),
@@ -351,7 +379,9 @@ fn main() -> Result<()> {
         );
         let mut best_dev = 0.0;
         let mut test_at_best = 0.0;
-        'epochs: for epoch in 0..args.epochs {
+        let steps_per_epoch = lengths.len().div_ceil(args.batch) as u32;
+        let first_epoch = (opt.steps() / steps_per_epoch.max(1)) as usize;
+        'epochs: for epoch in first_epoch..args.epochs {
             let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
             let bar = run::bar(batches.len(), format!("{readout:?} epoch {}", epoch + 1));
             let mut out_of_time = false;
@@ -367,6 +397,7 @@ fn main() -> Result<()> {
                 model.backward(&mut rec, &loss, &saved)?;
                 opt.step(&mut rec)?;
                 let report = finish_step(rec, &loss.loss, &mut opt)?;
+                losses.push((f64::from(opt.steps()), f64::from(report.loss)));
                 bar.set_message(format!("loss {:.3}", report.loss));
                 bar.inc(1);
                 if start.elapsed().as_secs_f64() > budget {
@@ -375,6 +406,7 @@ fn main() -> Result<()> {
                 }
             }
             bar.finish_and_clear();
+            Checkpoint::capture(&named, Some(&opt))?.save(&checkpoint)?;
             let dev = evaluate(&ctx, &model, &words, &corpus.dev)?;
             println!(
                 "{readout:?} epoch {} ({:.1} min): dev accuracy {:.2}%",
@@ -396,7 +428,16 @@ fn main() -> Result<()> {
             test_at_best,
             start.elapsed().as_secs_f64() / 60.0,
         ));
+        // Smoothed over 20 steps, so that the readouts can be told apart.
+        let smooth = plot::smooth(&losses, 20);
+        curves.push((format!("{name} training loss"), smooth));
     }
+    let path = args.checkpoint.with_extension("loss.png");
+    let named: Vec<(&str, Vec<(f64, f64)>)> = curves
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.clone()))
+        .collect();
+    plot::curves(&path, &named).map_err(|e| run::file_err(&path, e))?;
     println!("readout      dev      test   (best dev epoch; minutes)");
     for (readout, dev, test, minutes) in table {
         println!(

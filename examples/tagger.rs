@@ -10,8 +10,12 @@
 //! accuracy after each epoch, then test accuracy and the confusions. After every
 //! epoch (and when time runs out) the model and its optimizer state go to
 //! `--checkpoint`, which `--resume` continues from; the model that tagged dev best
-//! goes beside it as `*.best.safetensors` and is the one tested.
+//! goes beside it as `*.best.safetensors` and is the one tested. The training
+//! loss and dev error rate by step go beside it as `*.loss.png` (numbers in the
+//! CSV beside that).
 
+#[path = "common/plot.rs"]
+mod plot;
 #[path = "common/run.rs"]
 mod run;
 
@@ -320,6 +324,8 @@ fn main() -> Result<()> {
     let budget = args.minutes * 60.0;
     let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
     let mut best = -1.0;
+    // (step, training loss) and (step, dev error rate) for the curves.
+    let (mut losses, mut dev_errors) = (vec![], vec![]);
     let first_epoch = opt.steps() / steps_per_epoch;
     'training: for epoch in first_epoch as usize..args.epochs {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
@@ -329,6 +335,7 @@ fn main() -> Result<()> {
             let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
             let b = data.batch(&chosen)?;
             let report = model.train_step(&ctx, &b, &mut opt)?;
+            losses.push((f64::from(opt.steps()), f64::from(report.loss)));
             tokens += b.lengths.iter().sum::<usize>();
             bar.set_message(format!(
                 "loss {:.3}  {:.0} tokens/s",
@@ -353,6 +360,7 @@ fn main() -> Result<()> {
         bar.finish();
         save(&args.checkpoint, &opt)?;
         let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
+        dev_errors.push((f64::from(opt.steps()), 1.0 - dev));
         println!(
             "epoch {} dev accuracy {:.2}%  ({:.0} tokens/s training)",
             epoch + 1,
@@ -364,6 +372,12 @@ fn main() -> Result<()> {
             save(&best_path, &opt)?;
         }
     }
+    let curve = args.checkpoint.with_extension("loss.png");
+    plot::curves(
+        &curve,
+        &[("training loss", losses), ("dev error rate", dev_errors)],
+    )
+    .map_err(|e| run::file_err(&curve, e))?;
     // Stopped inside the first epoch of this run: test what was learned.
     let tested = if best < 0.0 {
         &args.checkpoint

@@ -71,6 +71,20 @@ pub fn curves(path: &Path, series: &[(&str, Vec<(f64, f64)>)]) -> Result<(), Fai
     Ok(())
 }
 
+/// Each point's y averaged with the `window − 1` points before it (fewer at the
+/// start), so that noisy training losses can be told apart on one plot.
+pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    (0..points.len())
+        .map(|i| {
+            let w = &points[(i + 1).saturating_sub(window.max(1))..=i];
+            (
+                points[i].0,
+                w.iter().map(|p| p.1).sum::<f64>() / w.len() as f64,
+            )
+        })
+        .collect()
+}
+
 /// A heat map of `rows` (each a row of weights in 0..=1): one cell per weight,
 /// white for 0 to dark blue for 1; the rows top to bottom. Also writes the
 /// weights as CSV beside it.

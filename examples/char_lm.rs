@@ -247,12 +247,13 @@ fn train(
         let val = evaluate(ctx, &lm, val_ids, args.bptt)?;
         curves.val.push((f64::from(opt.steps()), val));
         println!(
-            "{cell} epoch {} ({:.1} min{}): val loss {val:.3} nats/char, perplexity {:.2}; {:.0} chars/s training",
+            "{cell} epoch {} ({:.1} min{}): val loss {val:.3} nats/char, perplexity {:.2}; {:.0} chars/s training; {}",
             epoch + 1,
             start.elapsed().as_secs_f64() / 60.0,
             if out_of_time { ", time budget reached" } else { "" },
             val.exp(),
-            chars_seen as f64 / t0.elapsed().as_secs_f64()
+            chars_seen as f64 / t0.elapsed().as_secs_f64(),
+            run::pool(ctx)
         );
         let prime: Vec<u32> = "\n".chars().map(|c| chars.id(&c.to_string())).collect();
         let sampled = lm.sample(

@@ -390,8 +390,9 @@ fn main() -> Result<()> {
                 // println through the bar: shown even when the bar is hidden.
                 bar.suspend(|| {
                     println!(
-                        "{minutes:.1} min, step {}: val loss {loss:.3}, val BLEU {score:.2} (greedy)",
-                        opt.steps()
+                        "{minutes:.1} min, step {}: val loss {loss:.3}, val BLEU {score:.2} (greedy); {}",
+                        opt.steps(),
+                        run::pool(&ctx)
                     )
                 });
             }
@@ -402,14 +403,15 @@ fn main() -> Result<()> {
         let minutes = start.elapsed().as_secs_f64() / 60.0;
         val_curve.push((minutes, loss));
         println!(
-            "epoch {} ({:.1} min{}): train loss {:.3}, val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2} (greedy, {} pairs); {:.0} target tokens/s",
+            "epoch {} ({:.1} min{}): train loss {:.3}, val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2} (greedy, {} pairs); {:.0} target tokens/s; {}",
             epoch + 1,
             minutes,
             if out_of_time { ", time budget reached" } else { "" },
             train_curve.last().map_or(f64::NAN, |p| p.1),
             loss.exp(),
             val.len(),
-            tokens as f64 / t0.elapsed().as_secs_f64()
+            tokens as f64 / t0.elapsed().as_secs_f64(),
+            run::pool(&ctx)
         );
         if score > best {
             best = score;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::nn::Named;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::Optimizer;
-use rnn_wgpu::{Error, Result};
+use rnn_wgpu::{Context, Error, Result};
 
 /// A progress bar of `len` steps labelled `prefix`; its message shows the loss
 /// and throughput.
@@ -48,4 +48,15 @@ pub fn resume(checkpoint: &Path, params: &[Named], opt: &mut Optimizer) -> Resul
     ck.apply_optimizer(opt, &name)?;
     println!("resumed from {name} at step {}", opt.steps());
     Ok(())
+}
+
+/// The context's buffer pool in a few words, for watching memory over long runs.
+pub fn pool(ctx: &Context) -> String {
+    let s = ctx.pool_stats();
+    format!(
+        "pool {} MiB ({} MiB idle, {} buffers created)",
+        s.bytes >> 20,
+        s.idle_bytes >> 20,
+        s.created
+    )
 }

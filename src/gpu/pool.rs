@@ -1,13 +1,35 @@
-//! A pool of GPU buffers keyed by (size, usage). Training steps allocate the same
-//! buffers every step, so after the first step every request is served from the
-//! pool and nothing is created: sizes are rounded up to 256 bytes only, which wastes
-//! little and still matches exactly when the same shapes come back.
+//! A pool of GPU buffers keyed by (size class, usage), and of scratch textures
+//! keyed by dimension classes. Training steps allocate the same buffers every
+//! step, so after the first step every request is served from the pool and
+//! nothing is created. Sizes are rounded up to classes — 256-byte steps up to
+//! 64 KiB, then quarter octaves (2^k · 1.25, 1.5, 1.75, 2: at most 25% more than
+//! asked for) — so that batches of varying shapes (bucketed sequence lengths)
+//! meet a bounded set of classes instead of a new size each time; and the pool
+//! keeps at most [`IDLE_CAP`] bytes idle, dropping what comes back beyond it.
 
 use std::collections::HashMap;
 
-/// Sizes are rounded up to this many bytes (also the uniform offset alignment most
-/// adapters require, and a multiple of wgpu's 4-byte copy alignment).
+/// Small sizes are rounded up to this many bytes (also the uniform offset
+/// alignment most adapters require, and a multiple of wgpu's 4-byte copy alignment).
 const ALIGN: u64 = 256;
+
+/// Bytes past which sizes go by quarter octaves.
+const FINE_BYTES: u64 = 64 * 1024;
+
+/// Texture dimensions past which sizes go by quarter octaves.
+const FINE_TEXELS: u32 = 64;
+
+/// Most bytes the pool keeps idle; a buffer or texture that comes back beyond it
+/// is dropped.
+pub const IDLE_CAP: u64 = 1 << 30;
+
+/// `n` rounded up to its quarter-octave class: the next multiple of 2^k / 4
+/// where 2^k ≤ n < 2^(k+1).
+fn quarter_octave(n: u64) -> u64 {
+    let base = 1u64 << (63 - n.max(1).leading_zeros());
+    let step = (base / 4).max(1);
+    n.div_ceil(step) * step
+}
 
 /// Counters of a context's buffer pool, for tests and long-run memory checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,6 +40,8 @@ pub struct PoolStats {
     pub bytes: u64,
     /// Buffers and textures waiting in the pool for reuse.
     pub idle: usize,
+    /// Bytes of those (at most [`IDLE_CAP`]).
+    pub idle_bytes: u64,
 }
 
 /// Width, height and layers of a scratch texture.
@@ -32,7 +56,36 @@ pub(crate) struct BufferPool {
 
 impl BufferPool {
     fn rounded(bytes: u64) -> u64 {
-        bytes.max(1).div_ceil(ALIGN) * ALIGN
+        let bytes = bytes.max(1);
+        if bytes <= FINE_BYTES {
+            bytes.div_ceil(ALIGN) * ALIGN
+        } else {
+            quarter_octave(bytes)
+        }
+    }
+
+    /// A texture dimension's class, at most `limit` (which the request is within).
+    fn texels(n: u32, limit: u32) -> u32 {
+        if n <= FINE_TEXELS {
+            return n;
+        }
+        u32::try_from(quarter_octave(n.into())).map_or(limit, |c| c.min(limit))
+    }
+
+    fn texture_bytes(key: TextureKey) -> u64 {
+        u64::from(key.0) * u64::from(key.1) * u64::from(key.2) * 16
+    }
+
+    /// Whether `bytes` more may wait in the pool; counts them if so, else forgets
+    /// a dropped item's bytes.
+    fn keep(&mut self, bytes: u64) -> bool {
+        if self.stats.idle_bytes + bytes > IDLE_CAP {
+            self.stats.bytes -= bytes;
+            return false;
+        }
+        self.stats.idle += 1;
+        self.stats.idle_bytes += bytes;
+        true
     }
 
     /// A buffer of at least `bytes` bytes with exactly `usage`; its contents are
@@ -44,9 +97,20 @@ impl BufferPool {
         usage: wgpu::BufferUsages,
         label: &str,
     ) -> wgpu::Buffer {
-        let size = Self::rounded(bytes);
+        // A class never takes a buffer past a limit its request is within, so
+        // that whole-buffer bindings stay valid.
+        let limits = device.limits();
+        let cap = if bytes <= limits.max_storage_buffer_binding_size {
+            limits.max_storage_buffer_binding_size
+        } else {
+            limits.max_buffer_size
+        };
+        let size = Self::rounded(bytes)
+            .min(cap)
+            .max(bytes.max(1).div_ceil(ALIGN) * ALIGN);
         if let Some(buf) = self.free.get_mut(&(size, usage)).and_then(Vec::pop) {
             self.stats.idle -= 1;
+            self.stats.idle_bytes -= size;
             return buf;
         }
         self.stats.created += 1;
@@ -60,11 +124,12 @@ impl BufferPool {
     }
 
     pub(crate) fn give(&mut self, buf: wgpu::Buffer) {
-        self.stats.idle += 1;
-        self.free
-            .entry((buf.size(), buf.usage()))
-            .or_default()
-            .push(buf);
+        if self.keep(buf.size()) {
+            self.free
+                .entry((buf.size(), buf.usage()))
+                .or_default()
+                .push(buf);
+        }
     }
 
     /// An rgba32float array texture usable as a storage texture and a sampled one.
@@ -73,19 +138,26 @@ impl BufferPool {
         device: &wgpu::Device,
         size: wgpu::Extent3d,
     ) -> wgpu::Texture {
-        let key = (size.width, size.height, size.depth_or_array_layers);
+        let limit = device.limits().max_texture_dimension_2d;
+        let key = (
+            Self::texels(size.width, limit),
+            Self::texels(size.height, limit),
+            size.depth_or_array_layers,
+        );
         if let Some(t) = self.free_textures.get_mut(&key).and_then(Vec::pop) {
             self.stats.idle -= 1;
+            self.stats.idle_bytes -= Self::texture_bytes(key);
             return t;
         }
         self.stats.created += 1;
-        self.stats.bytes += u64::from(size.width)
-            * u64::from(size.height)
-            * u64::from(size.depth_or_array_layers)
-            * 16;
+        self.stats.bytes += Self::texture_bytes(key);
         device.create_texture(&wgpu::TextureDescriptor {
             label: Some("packed operand"),
-            size,
+            size: wgpu::Extent3d {
+                width: key.0,
+                height: key.1,
+                depth_or_array_layers: key.2,
+            },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
@@ -96,9 +168,10 @@ impl BufferPool {
     }
 
     pub(crate) fn give_texture(&mut self, t: wgpu::Texture) {
-        self.stats.idle += 1;
         let key = (t.width(), t.height(), t.depth_or_array_layers());
-        self.free_textures.entry(key).or_default().push(t);
+        if self.keep(Self::texture_bytes(key)) {
+            self.free_textures.entry(key).or_default().push(t);
+        }
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
@@ -163,5 +236,41 @@ impl<T: Pooled> Loan<T> {
 impl<T: Pooled> Drop for Loan<T> {
     fn drop(&mut self) {
         self.item.clone().give_back(&mut self.ctx.pool());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_waste_at_most_a_quarter_and_are_few() {
+        for bytes in [
+            1u64,
+            255,
+            256,
+            257,
+            65_536,
+            65_537,
+            100_000,
+            1 << 20,
+            (1 << 20) + 1,
+            7_777_777,
+        ] {
+            let c = BufferPool::rounded(bytes);
+            assert!(c >= bytes && c.is_multiple_of(ALIGN), "{bytes} -> {c}");
+            assert!(c <= bytes.max(ALIGN) + bytes / 4 + ALIGN, "{bytes} -> {c}");
+        }
+        // Every size from 64 KiB to 64 MiB falls in 4 classes per octave.
+        let mut classes: Vec<u64> = (16..26)
+            .flat_map(|k| (0..64).map(move |i| (1u64 << k) + i * (1u64 << k) / 64 + 1))
+            .map(BufferPool::rounded)
+            .collect();
+        classes.sort();
+        classes.dedup();
+        assert!(classes.len() <= 4 * 10 + 1, "{} classes", classes.len());
+        assert_eq!(BufferPool::texels(300, 8192), 320);
+        assert_eq!(BufferPool::texels(8000, 8192), 8192);
+        assert_eq!(BufferPool::texels(33, 8192), 33);
     }
 }

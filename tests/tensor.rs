@@ -1,5 +1,6 @@
 //! Context, tensors and buffers: upload and readback, f16 storage, reshapes, size
-//! limits, backend names, and a device handed in by the application.
+//! limits, backend names, a device handed in by the application, and the
+//! profiler.
 
 mod common;
 
@@ -206,4 +207,66 @@ fn recorded_work_sees_tensors_dropped_before_the_submit() {
     let _next = Tensor::from_slice(ctx, &[2, 2], &[9.0; 4]).unwrap();
     rec.submit();
     assert_eq!(c.to_vec().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+}
+
+#[test]
+fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
+    use rnn_wgpu::gpu::profile::Timing;
+    use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+    // A context of its own: profiles are per context, and other tests share ctx().
+    let ctx = common::open(None);
+    let (b, t, i, h) = (2, 3, 4, 5);
+    let cfg = Config {
+        mode: Mode::Lstm,
+        input_size: i,
+        hidden_size: h,
+        num_layers: 1,
+        bidirectional: false,
+    };
+    let lstm = Recurrent::new(&ctx, cfg, 1).unwrap();
+    let x = Tensor::from_slice(&ctx, &[b, t, i], &Rng::new(2).vec(b * t * i)).unwrap();
+    let dy = Tensor::from_slice(&ctx, &[b, t, h], &Rng::new(3).vec(b * t * h)).unwrap();
+    let run = || {
+        let mut rec = Recorder::new(&ctx, "profiled");
+        let (_, saved) = lstm.forward(&mut rec, &x, &[3, 2], None, None).unwrap();
+        lstm.backward(&mut rec, &saved, &dy, None, None).unwrap();
+        let n = rec.dispatches();
+        rec.submit();
+        n as u64
+    };
+    run(); // compiles the pipelines outside the profile
+    assert!(ctx.profile().kernels.is_empty(), "off by default");
+    ctx.set_profiling(true);
+    let dispatches = run() + run();
+    let p = ctx.profile();
+    let calls = |rows: &[rnn_wgpu::gpu::profile::Row]| rows.iter().map(|r| r.calls).sum::<u64>();
+    if ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        assert_eq!(p.timing, Timing::Timestamps);
+        assert_eq!(calls(&p.kernels), dispatches, "{p}");
+        assert_eq!(calls(&p.phases), dispatches, "{p}");
+        let phase = |name: &str| p.phases.iter().find(|r| r.name == name).map(|r| r.calls);
+        // T cells forward per run; the rest by the layer's documented phases.
+        assert_eq!(phase("cell"), Some(2 * t as u64), "{p}");
+        for name in [
+            "input GEMM",
+            "recurrent step",
+            "backward recurrence",
+            "weight-gradient GEMMs",
+        ] {
+            assert!(phase(name).is_some_and(|c| c > 0), "{name} missing:\n{p}");
+        }
+        assert!(
+            p.kernels.iter().any(|r| r.name == "lstm_cell::forward"),
+            "{p}"
+        );
+    } else {
+        assert_eq!(p.timing, Timing::Host);
+        assert_eq!(calls(&p.kernels), 2);
+    }
+    assert!(p.total_ms() > 0.0, "{p}");
+    assert!(p.table().contains("GPU time by phase"));
+    ctx.reset_profile();
+    ctx.set_profiling(false);
+    run();
+    assert!(ctx.profile().kernels.is_empty());
 }

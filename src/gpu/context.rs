@@ -3,12 +3,13 @@
 //! be sent to and shared between threads.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::{Pipeline, PipelineCache};
 use crate::gpu::pool::{BufferPool, PoolStats};
+use crate::gpu::profile::{Profile, Totals};
 use crate::shaders::Shader;
 
 /// Optional features the library uses when the adapter has them.
@@ -94,6 +95,24 @@ struct Inner {
     pipelines: PipelineCache,
     pool: Mutex<BufferPool>,
     gemm_packed: Option<bool>,
+    profiling: AtomicBool,
+    totals: Mutex<Totals>,
+}
+
+/// Whether `RNN_WGPU_PROFILE` asks for profiling (set, and not empty or 0).
+fn profile_env() -> bool {
+    std::env::var("RNN_WGPU_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if profile_env() {
+            let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+            if !totals.is_empty() {
+                eprintln!("{}", totals.profile());
+            }
+        }
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -181,6 +200,8 @@ impl Context {
                 pipelines: PipelineCache::default(),
                 pool: Mutex::new(BufferPool::default()),
                 gemm_packed,
+                profiling: AtomicBool::new(profile_env()),
+                totals: Mutex::new(Totals::default()),
             }),
         }
     }
@@ -240,6 +261,32 @@ impl Context {
         self.inner
             .gemm_packed
             .unwrap_or(self.inner.info.device_type == wgpu::DeviceType::Cpu && work >= MIN_WORK)
+    }
+
+    /// Turns per-kernel timing on or off (see [`crate::gpu::profile`]); on at
+    /// opening when `RNN_WGPU_PROFILE=1`.
+    pub fn set_profiling(&self, on: bool) {
+        self.inner.profiling.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether submits are being profiled.
+    pub fn profiling(&self) -> bool {
+        self.inner.profiling.load(Ordering::Relaxed)
+    }
+
+    /// The timings gathered since the context opened or [`reset_profile`](Self::reset_profile).
+    pub fn profile(&self) -> Profile {
+        self.totals().profile()
+    }
+
+    /// Forgets the timings gathered so far.
+    pub fn reset_profile(&self) {
+        *self.totals() = Totals::default();
+    }
+
+    pub(crate) fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        // Totals are plain counters: a poisoned lock still holds usable numbers.
+        self.inner.totals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn id(&self) -> u64 {

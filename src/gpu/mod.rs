@@ -3,6 +3,7 @@
 mod context;
 pub(crate) mod pipeline;
 pub(crate) mod pool;
+pub mod profile;
 mod recorder;
 
 pub use context::{parse_backends, Context, ContextOptions};

@@ -2,6 +2,8 @@
 //! forward pass) into one command encoder, submitted once. Ops take `&mut Recorder`
 //! and only record; nothing runs until [`Recorder::submit`].
 
+use std::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::Pipeline;
 use crate::gpu::pool::Loan;
@@ -23,7 +25,18 @@ pub struct Recorder {
     /// the next owner would land before these commands run.
     held: Vec<Tensor>,
     dispatches: usize,
+    label: String,
+    /// The phase new dispatches count under when profiling.
+    phase: &'static str,
+    /// Profiling with timestamps: each dispatch's label and phase, in order, and
+    /// the query sets holding their start and end timestamps.
+    timed: Vec<(String, &'static str)>,
+    query_sets: Vec<wgpu::QuerySet>,
 }
+
+/// Dispatches whose timestamps one query set holds (two queries each; wgpu
+/// allows 4096 queries per set).
+const TIMED_PER_SET: usize = 2048;
 
 impl Recorder {
     /// Starts recording on `ctx`; `label` names the command buffer in captures.
@@ -38,7 +51,19 @@ impl Recorder {
             textures: Vec::new(),
             held: Vec::new(),
             dispatches: 0,
+            label: label.to_string(),
+            phase: "other",
+            timed: Vec::new(),
+            query_sets: Vec::new(),
         }
+    }
+
+    /// Sets the phase that the dispatches recorded from now on count under when
+    /// profiling (see [`crate::gpu::profile`]); returns the previous one, to set
+    /// back when the part is done. Under "other" (the default) a dispatch counts
+    /// under its op's phase: loss, optimizer, embedding, attention, decoding.
+    pub fn phase(&mut self, name: &'static str) -> &'static str {
+        std::mem::replace(&mut self.phase, name)
     }
 
     /// The context this recorder submits to.
@@ -51,9 +76,58 @@ impl Recorder {
         self.dispatches
     }
 
-    /// Submits everything recorded, once.
-    pub fn submit(self) -> wgpu::SubmissionIndex {
-        self.ctx.queue().submit([self.encoder.finish()])
+    /// Submits everything recorded, once. When profiling, waits for the device
+    /// and adds the timings to the context's profile.
+    pub fn submit(mut self) -> wgpu::SubmissionIndex {
+        if !self.ctx.profiling() {
+            return self.ctx.queue().submit([self.encoder.finish()]);
+        }
+        if self.timed.is_empty() {
+            let start = Instant::now();
+            let index = self.ctx.queue().submit([self.encoder.finish()]);
+            if self.ctx.wait().is_ok() && self.dispatches > 0 {
+                let ns = start.elapsed().as_nanos() as u64;
+                self.ctx.totals().add_host(&self.label, ns);
+            }
+            return index;
+        }
+        let n = self.timed.len();
+        let bytes = (2 * n * 8) as u64;
+        let device = self.ctx.device().clone();
+        let resolved = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile timestamps"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for (i, set) in self.query_sets.iter().enumerate() {
+            let count = (n - i * TIMED_PER_SET).min(TIMED_PER_SET) as u32;
+            let offset = (i * TIMED_PER_SET * 16) as u64;
+            self.encoder
+                .resolve_query_set(set, 0..2 * count, &resolved, offset);
+        }
+        self.encoder
+            .copy_buffer_to_buffer(&resolved, 0, &readback, 0, bytes);
+        let index = self.ctx.queue().submit([self.encoder.finish()]);
+        readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        if self.ctx.wait().is_ok() {
+            if let Ok(view) = readback.slice(..).get_mapped_range() {
+                let ticks: &[u64] = bytemuck::cast_slice(&view);
+                let period = f64::from(self.ctx.queue().get_timestamp_period());
+                let mut totals = self.ctx.totals();
+                for ((label, phase), t) in self.timed.iter().zip(ticks.chunks_exact(2)) {
+                    let ns = (t[1].saturating_sub(t[0]) as f64 * period) as u64;
+                    totals.add(label, phase, ns);
+                }
+            }
+        }
+        index
     }
 
     /// The underlying encoder, for interop with the application's own GPU work.
@@ -219,11 +293,18 @@ impl Recorder {
                 entries: &entries,
             });
         self.uniforms.push(uniform);
+        let timestamps = self.timestamps(label);
         let mut pass = self
             .encoder
             .begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(label),
-                timestamp_writes: None,
+                timestamp_writes: timestamps.as_ref().map(|(set, i)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    }
+                }),
             });
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
@@ -231,6 +312,40 @@ impl Recorder {
         drop(pass);
         self.dispatches += 1;
         Ok(())
+    }
+}
+
+impl Recorder {
+    /// When profiling with timestamps: the query set and slot for the next
+    /// dispatch, which is noted under `label` and the current phase.
+    fn timestamps(&mut self, label: &str) -> Option<(wgpu::QuerySet, u32)> {
+        if !self.ctx.profiling()
+            || !self
+                .ctx
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            return None;
+        }
+        let i = self.timed.len();
+        if i % TIMED_PER_SET == 0 {
+            let set = self
+                .ctx
+                .device()
+                .create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: (2 * TIMED_PER_SET) as u32,
+                });
+            self.query_sets.push(set);
+        }
+        let phase = match self.phase {
+            "other" => crate::gpu::profile::phase_of(label),
+            named => named,
+        };
+        self.timed.push((label.to_string(), phase));
+        let set = self.query_sets.last()?.clone();
+        Some((set, (i % TIMED_PER_SET) as u32))
     }
 }
 

@@ -195,6 +195,7 @@ impl Attention {
     ) -> Result<(Output, Saved)> {
         let (b, tq, s) = self.dims(rec, q, k, src_lengths)?;
         let (dq, dk) = (self.dq, self.dk);
+        let outer = rec.phase("attention");
         let ctx = rec.context().clone();
         let lens: Vec<u32> = src_lengths.iter().map(|&n| n as u32).collect();
         let lengths = Tensor::from_u32(&ctx, &[b], &lens)?;
@@ -276,6 +277,7 @@ impl Attention {
             1.0,
             0.0,
         )?;
+        rec.phase(outer);
         let saved = Saved {
             q: q.clone(),
             k: k.clone(),
@@ -290,6 +292,19 @@ impl Attention {
     /// Records the gradients for upstream `dcontext` `[B, Tq, Dk]` and, when the
     /// weights feed a loss too, `dweights` `[B, Tq, S]`.
     pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        saved: &Saved,
+        dcontext: &Tensor,
+        dweights: Option<&Tensor>,
+    ) -> Result<InputGrads> {
+        let outer = rec.phase("attention");
+        let grads = self.backward_kernels(rec, saved, dcontext, dweights);
+        rec.phase(outer);
+        grads
+    }
+
+    fn backward_kernels(
         &self,
         rec: &mut Recorder,
         saved: &Saved,

@@ -264,6 +264,7 @@ impl Recurrent {
     ) -> Result<(Output, Saved)> {
         let cfg = &self.cfg;
         let geo = self.check_input(rec, x, lengths)?;
+        let outer = rec.phase("input GEMM");
         let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
         let state_shape = [cfg.num_layers * d, b, h];
         let lstm = cfg.mode == Mode::Lstm;
@@ -292,6 +293,7 @@ impl Recurrent {
         for (l, p) in self.params.iter().enumerate() {
             let i = cfg.layer_input(l);
             let xw = Tensor::empty(&ctx, &[d, b, t, g], DType::F32)?;
+            rec.phase("input GEMM");
             // xw[d] = x · W_ih[d]ᵀ for all steps at once.
             gemm::forward_view(
                 rec,
@@ -335,8 +337,10 @@ impl Recurrent {
                 y: &y,
                 acts: acts.as_ref(),
             };
+            rec.phase("recurrent step");
             let w_hh_t = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true).t(), d)?;
             for s in 0..t {
+                rec.phase("recurrent step");
                 // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous state sits
                 // (2T + 1 − 2s) states after direction 0's.
                 gemm::forward_packed_b(
@@ -353,6 +357,7 @@ impl Recurrent {
                     1.0,
                     0.0,
                 )?;
+                rec.phase("cell");
                 recurrence::forward(rec, &cell, geo, s, &io)?;
             }
             for dir in 0..d {
@@ -371,6 +376,7 @@ impl Recurrent {
             });
             input = y;
         }
+        rec.phase(outer);
         Ok((
             Output { y: input, h_n, c_n },
             Saved {
@@ -420,6 +426,7 @@ impl Recurrent {
         check_state(rec, "dc_n", dc_n, &state_shape)?;
 
         let ctx = rec.context().clone();
+        let outer = rec.phase("backward recurrence");
         let cell = cfg.mode.cell();
         let g = cell.gates * h;
         let dh0 = Tensor::empty(&ctx, &state_shape, DType::F32)?;
@@ -452,6 +459,7 @@ impl Recurrent {
                 dgi: &dgi,
                 dgh: &dgh,
             };
+            rec.phase("backward recurrence");
             let w_hh = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true), d)?;
             for s in (0..t).rev() {
                 recurrence::backward(rec, &cell, geo, s, &io)?;
@@ -476,6 +484,7 @@ impl Recurrent {
             if let (Some(dc0), Some(dc)) = (&dc0, &dc) {
                 rec.copy_range(dc0, at, dc, 0, d * b * h)?;
             }
+            rec.phase("weight-gradient GEMMs");
             // dW_hh[d] += dgh[d]ᵀ · h_prev[d] over all (t, b): direction 0's
             // previous states are slots 0..T, direction 1's slots 1..=T.
             gemm::forward_view(
@@ -513,6 +522,7 @@ impl Recurrent {
                     offset,
                     ..View::matrix(tensor, b * t, g, false)
                 };
+                rec.phase("weight-gradient GEMMs");
                 gemm::bias_grad(
                     rec,
                     bias(&gr.b_ih),
@@ -530,6 +540,7 @@ impl Recurrent {
                     1.0,
                 )?;
                 // dx = Σ_d dgi[d] · W_ih[d]
+                rec.phase("input GEMM");
                 gemm::forward_view(
                     rec,
                     View::matrix(&dx, b * t, i, false),
@@ -546,6 +557,7 @@ impl Recurrent {
             }
             d_out = dx;
         }
+        rec.phase(outer);
         Ok(InputGrads {
             dx: d_out,
             dh0,

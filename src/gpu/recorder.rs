@@ -328,7 +328,7 @@ impl Recorder {
             return None;
         }
         let i = self.timed.len();
-        if i % TIMED_PER_SET == 0 {
+        if i.is_multiple_of(TIMED_PER_SET) {
             let set = self
                 .ctx
                 .device()

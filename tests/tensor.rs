@@ -270,3 +270,32 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
     run();
     assert!(ctx.profile().kernels.is_empty());
 }
+
+#[test]
+fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
+    use rnn_wgpu::gpu::IDLE_CAP;
+    // A context of its own, so that its pool starts empty.
+    let ctx = common::open(None);
+    let n = (64 << 20) / 4; // 64 MiB of f32: one size class
+    let count = (IDLE_CAP >> 26) as usize + 1; // one more than fits idle
+    let live: Vec<Tensor> = (0..count)
+        .map(|_| Tensor::empty(&ctx, &[n], DType::F32).unwrap())
+        .collect();
+    assert_eq!(ctx.pool_stats().created, count as u64);
+    drop(live);
+    let s = ctx.pool_stats();
+    assert_eq!(
+        (s.idle, s.idle_bytes, s.bytes),
+        (count - 1, IDLE_CAP, IDLE_CAP)
+    );
+    // A tensor of another class comes back: the longest-idle 64 MiB buffer goes.
+    drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
+    let s = ctx.pool_stats();
+    assert_eq!(s.idle, count - 1);
+    assert_eq!(s.idle_bytes, IDLE_CAP - (32 << 20));
+    // Both classes are served from the pool again.
+    let created = s.created;
+    drop(Tensor::empty(&ctx, &[n], DType::F32).unwrap());
+    drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
+    assert_eq!(ctx.pool_stats().created, created);
+}

@@ -7,5 +7,5 @@ pub mod profile;
 mod recorder;
 
 pub use context::{parse_backends, Context, ContextOptions};
-pub use pool::PoolStats;
+pub use pool::{PoolStats, IDLE_CAP};
 pub use recorder::Recorder;

@@ -5,7 +5,8 @@
 //! 64 KiB, then quarter octaves (2^k · 1.25, 1.5, 1.75, 2: at most 25% more than
 //! asked for) — so that batches of varying shapes (bucketed sequence lengths)
 //! meet a bounded set of classes instead of a new size each time; and the pool
-//! keeps at most [`IDLE_CAP`] bytes idle, dropping what comes back beyond it.
+//! keeps at most [`IDLE_CAP`] bytes idle, dropping the longest-idle items to make
+//! room for what comes back.
 
 use std::collections::HashMap;
 
@@ -19,8 +20,7 @@ const FINE_BYTES: u64 = 64 * 1024;
 /// Texture dimensions past which sizes go by quarter octaves.
 const FINE_TEXELS: u32 = 64;
 
-/// Most bytes the pool keeps idle; a buffer or texture that comes back beyond it
-/// is dropped.
+/// Most bytes the pool keeps idle; past it, the items idle longest are dropped.
 pub const IDLE_CAP: u64 = 1 << 30;
 
 /// `n` rounded up to its quarter-octave class: the next multiple of 2^k / 4
@@ -47,11 +47,23 @@ pub struct PoolStats {
 /// Width, height and layers of a scratch texture.
 type TextureKey = (u32, u32, u32);
 
+/// Idle items by key, each with the time it came back (oldest first).
+type Idle<K, T> = HashMap<K, Vec<(u64, T)>>;
+
 #[derive(Default)]
 pub(crate) struct BufferPool {
-    free: HashMap<(u64, wgpu::BufferUsages), Vec<wgpu::Buffer>>,
-    free_textures: HashMap<TextureKey, Vec<wgpu::Texture>>,
+    free: Idle<(u64, wgpu::BufferUsages), wgpu::Buffer>,
+    free_textures: Idle<TextureKey, wgpu::Texture>,
+    /// Counts returns, to order idle items by age.
+    clock: u64,
     stats: PoolStats,
+}
+
+/// The key and time of the longest-idle item of `idle`.
+fn oldest<K: Copy + Eq + std::hash::Hash, T>(idle: &Idle<K, T>) -> Option<(u64, K)> {
+    idle.iter()
+        .filter_map(|(k, v)| v.first().map(|(t, _)| (*t, *k)))
+        .min_by_key(|(t, _)| *t)
 }
 
 impl BufferPool {
@@ -76,15 +88,38 @@ impl BufferPool {
         u64::from(key.0) * u64::from(key.1) * u64::from(key.2) * 16
     }
 
-    /// Whether `bytes` more may wait in the pool; counts them if so, else forgets
-    /// a dropped item's bytes.
+    /// Drops the longest-idle items until `bytes` more fit under [`IDLE_CAP`];
+    /// whether they do. An item that is not kept is forgotten by the caller.
+    fn make_room(&mut self, bytes: u64) -> bool {
+        while self.stats.idle_bytes + bytes > IDLE_CAP {
+            let freed = match (oldest(&self.free), oldest(&self.free_textures)) {
+                (Some((tb, kb)), t) if t.is_none_or(|(tt, _)| tb < tt) => {
+                    self.free.get_mut(&kb).map(|v| v.remove(0));
+                    kb.0
+                }
+                (_, Some((_, kt))) => {
+                    self.free_textures.get_mut(&kt).map(|v| v.remove(0));
+                    Self::texture_bytes(kt)
+                }
+                _ => return false,
+            };
+            self.stats.idle -= 1;
+            self.stats.idle_bytes -= freed;
+            self.stats.bytes -= freed;
+        }
+        true
+    }
+
+    /// Counts `bytes` coming back: idle if there is room, else dropped (the
+    /// caller drops the item when this is false).
     fn keep(&mut self, bytes: u64) -> bool {
-        if self.stats.idle_bytes + bytes > IDLE_CAP {
+        if !self.make_room(bytes) {
             self.stats.bytes -= bytes;
             return false;
         }
         self.stats.idle += 1;
         self.stats.idle_bytes += bytes;
+        self.clock += 1;
         true
     }
 
@@ -108,7 +143,7 @@ impl BufferPool {
         let size = Self::rounded(bytes)
             .min(cap)
             .max(bytes.max(1).div_ceil(ALIGN) * ALIGN);
-        if let Some(buf) = self.free.get_mut(&(size, usage)).and_then(Vec::pop) {
+        if let Some((_, buf)) = self.free.get_mut(&(size, usage)).and_then(Vec::pop) {
             self.stats.idle -= 1;
             self.stats.idle_bytes -= size;
             return buf;
@@ -128,7 +163,7 @@ impl BufferPool {
             self.free
                 .entry((buf.size(), buf.usage()))
                 .or_default()
-                .push(buf);
+                .push((self.clock, buf));
         }
     }
 
@@ -144,7 +179,7 @@ impl BufferPool {
             Self::texels(size.height, limit),
             size.depth_or_array_layers,
         );
-        if let Some(t) = self.free_textures.get_mut(&key).and_then(Vec::pop) {
+        if let Some((_, t)) = self.free_textures.get_mut(&key).and_then(Vec::pop) {
             self.stats.idle -= 1;
             self.stats.idle_bytes -= Self::texture_bytes(key);
             return t;
@@ -170,7 +205,10 @@ impl BufferPool {
     pub(crate) fn give_texture(&mut self, t: wgpu::Texture) {
         let key = (t.width(), t.height(), t.depth_or_array_layers());
         if self.keep(Self::texture_bytes(key)) {
-            self.free_textures.entry(key).or_default().push(t);
+            self.free_textures
+                .entry(key)
+                .or_default()
+                .push((self.clock, t));
         }
     }
 

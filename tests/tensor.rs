@@ -264,7 +264,11 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
         assert_eq!(calls(&p.kernels), 2);
     }
     assert!(p.total_ms() > 0.0, "{p}");
+    // Every timed dispatch ran between a submit and the idle that followed it.
+    let timed_ns: u64 = p.kernels.iter().map(|r| r.total_ns).sum();
+    assert!(p.wall_ns >= timed_ns, "{} < {timed_ns}", p.wall_ns);
     assert!(p.table().contains("GPU time by phase"));
+    assert!(p.table().contains("from submit to idle"));
     ctx.reset_profile();
     ctx.set_profiling(false);
     run();

@@ -49,6 +49,11 @@ pub struct Profile {
     pub kernels: Vec<Row>,
     /// By phase (input GEMM, recurrent step, cell, ...).
     pub phases: Vec<Row>,
+    /// Host wall time of the profiled submits, from submit to idle, in
+    /// nanoseconds: what the timestamps are a part of. Where it is far above
+    /// the timestamps' total, the device spends its time between dispatches
+    /// (barriers, layout changes, driver work), which no kernel row shows.
+    pub wall_ns: u64,
 }
 
 impl Profile {
@@ -70,7 +75,12 @@ impl fmt::Display for Profile {
             Timing::Timestamps => "GPU timestamps",
             Timing::Host => "host wall time of submits",
         };
-        writeln!(f, "GPU time by phase ({source}), {total:.1} ms in all:")?;
+        let wall = self.wall_ns as f64 / 1e6;
+        writeln!(
+            f,
+            "GPU time by phase ({source}), {total:.1} ms in all; {wall:.1} ms from submit to idle ({:.0}% covered):",
+            100.0 * total / wall.max(1e-9)
+        )?;
         for (title, rows) in [("phase", &self.phases), ("kernel", &self.kernels)] {
             writeln!(
                 f,
@@ -113,6 +123,7 @@ pub(crate) struct Totals {
     kernels: BTreeMap<String, (u64, u64)>,
     phases: BTreeMap<String, (u64, u64)>,
     host: bool,
+    wall_ns: u64,
 }
 
 impl Totals {
@@ -127,6 +138,12 @@ impl Totals {
     pub(crate) fn add_host(&mut self, label: &str, ns: u64) {
         self.host = true;
         self.add(label, "whole submits", ns);
+        self.add_wall(ns);
+    }
+
+    /// Adds the host wall time of one profiled submit.
+    pub(crate) fn add_wall(&mut self, ns: u64) {
+        self.wall_ns += ns;
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -154,6 +171,7 @@ impl Totals {
             },
             kernels: rows(&self.kernels),
             phases: rows(&self.phases),
+            wall_ns: self.wall_ns,
         }
     }
 }

@@ -114,13 +114,17 @@ impl Recorder {
         }
         self.encoder
             .copy_buffer_to_buffer(&resolved, 0, &readback, 0, bytes);
-        let index = self.ctx.queue().submit([self.encoder.finish()]);
+        let command_buffer = self.encoder.finish();
+        let start = Instant::now();
+        let index = self.ctx.queue().submit([command_buffer]);
         readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         if self.ctx.wait().is_ok() {
+            let wall = start.elapsed().as_nanos() as u64;
             if let Ok(view) = readback.slice(..).get_mapped_range() {
                 let ticks: &[u64] = bytemuck::cast_slice(&view);
                 let period = f64::from(self.ctx.queue().get_timestamp_period());
                 let mut totals = self.ctx.totals();
+                totals.add_wall(wall);
                 for ((label, phase), t) in self.timed.iter().zip(ticks.chunks_exact(2)) {
                     let ns = (t[1].saturating_sub(t[0]) as f64 * period) as u64;
                     totals.add(label, phase, ns);

@@ -7,6 +7,8 @@
 // forward: one workgroup of 64 per row (rows folded into z past 65535), a strided
 //   pass for the max, one for Σ exp, one for the gradient; tree reductions in
 //   workgroup memory. Dispatch (1, min(N, 65535), ceil(N / 65535)).
+// forward_rows: the same, one invocation per row (for C ≤ 64). Dispatch
+//   (ceil(N / 64) folded into y past 65535).
 // reduce: one workgroup sums the N row losses in a fixed order. Dispatch (1, 1, 1).
 // Saved for backward: nothing; the gradient is written by forward.
 // WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
@@ -66,6 +68,39 @@ fn forward(
     if (lane == 0u) {
         row_loss[n] = (lse - logits[base + t]) * p.scale;
     }
+}
+
+// forward with one invocation per row, for few classes (C ≤ 64): a workgroup per
+// row would spend its time in reductions over a handful of numbers.
+@compute @workgroup_size(64, 1, 1)
+fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = gid.x + gid.y * nwg.x * WG;
+    if (n >= p.n) {
+        return;
+    }
+    let base = n * p.c;
+    let t = targets[n];
+    if (t == IGNORE) {
+        for (var k = 0u; k < p.c; k++) {
+            dlogits[base + k] = 0.0;
+        }
+        row_loss[n] = 0.0;
+        return;
+    }
+    var m = -3.4e38;
+    for (var k = 0u; k < p.c; k++) {
+        m = max(m, logits[base + k]);
+    }
+    var s = 0.0;
+    for (var k = 0u; k < p.c; k++) {
+        s += exp(logits[base + k] - m);
+    }
+    let lse = m + log(s);
+    for (var k = 0u; k < p.c; k++) {
+        let sm = exp(logits[base + k] - lse);
+        dlogits[base + k] = (sm - select(0.0, 1.0, k == t)) * p.scale;
+    }
+    row_loss[n] = (lse - logits[base + t]) * p.scale;
 }
 
 @compute @workgroup_size(64, 1, 1)

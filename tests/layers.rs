@@ -150,9 +150,18 @@ fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32) ->
 
 #[test]
 fn cross_entropy_matches_reference_for_logits_of_any_magnitude() {
+    // More classes than a workgroup's lanes (a workgroup per row), and few (a
+    // row per invocation).
+    for classes in [70, 20] {
+        check_cross_entropy(classes);
+    }
+}
+
+fn check_cross_entropy(classes: usize) {
     let ctx = ctx();
     const IGN: u32 = 99;
-    let (rows, classes) = (9, 70); // more classes than a workgroup's lanes
+    let rows = 9;
+    let last = classes as u32 - 1;
     let mut rng = Rng::new(11);
     let mut logits = rng.vec(rows * classes);
     // Rows of huge, tiny and mixed magnitude: exp must never overflow.
@@ -161,7 +170,7 @@ fn cross_entropy_matches_reference_for_logits_of_any_magnitude() {
         .iter_mut()
         .for_each(|v| *v *= 1e-3);
     logits[2 * classes] = 3e4;
-    let targets = vec![3, IGN, 69, 0, 5, IGN, 12, 40, 1];
+    let targets = vec![3, IGN, last, 0, 5, IGN, 12, last / 2, 1];
 
     let mut rec = Recorder::new(ctx, "ce");
     let lt = Tensor::from_slice(ctx, &[rows, classes], &logits).unwrap();
@@ -258,10 +267,16 @@ fn dropout_masks_scale_and_repeat_with_the_seed() {
 }
 
 /// One parameter vector updated by the GPU optimizer and by an f64 transcription
-/// of torch.optim's update rules.
+/// of torch.optim's update rules; an odd length (one element at a time, one
+/// partial sum of squares) and a long multiple of 4 (4 at a time, several).
 fn check_optimizer(cfg: OptimConfig, steps: usize) {
+    for n in [37, 4400] {
+        check_optimizer_n(cfg, steps, n);
+    }
+}
+
+fn check_optimizer_n(cfg: OptimConfig, steps: usize, n: usize) {
     let ctx = ctx();
-    let n = 37;
     let mut rng = Rng::new(13);
     let w0 = rng.vec(n);
     let grads: Vec<Vec<f32>> = (0..steps)

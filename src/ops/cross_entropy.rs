@@ -7,6 +7,8 @@ use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "cross_entropy";
+/// Classes up to which a row is one invocation's work rather than a workgroup's.
+const ROW_PER_INVOCATION: usize = 64;
 
 /// The target of a row that does not count (padding), as the shader spells it.
 const IGNORE: u32 = u32::MAX;
@@ -96,10 +98,14 @@ pub fn forward(
         scale: 1.0 / count as f32,
         _pad: 0,
     };
-    let groups = super::grid_rows(rec, 1, n);
-    let forward = ctx.pipeline(&shaders::CROSS_ENTROPY, "forward", &[]);
+    let (entry, groups) = if c <= ROW_PER_INVOCATION {
+        ("forward_rows", super::grid_elems(rec, n))
+    } else {
+        ("forward", super::grid_rows(rec, 1, n))
+    };
+    let forward = ctx.pipeline(&shaders::CROSS_ENTROPY, entry, &[]);
     rec.dispatch_tensors(
-        "cross_entropy::forward",
+        &format!("cross_entropy::{entry}"),
         &forward,
         bytemuck::bytes_of(&params),
         &[

@@ -31,9 +31,17 @@ pub struct Params {
     pub max_norm: f32,
     /// 0 turns clipping by value off.
     pub clip_value: f32,
+    /// Adam's bias corrections 1 − β1ᵗ and 1 − β2ᵗ, filled in by [`update`]
+    /// (in f64: β2ᵗ is within an f32 rounding of 1 in the first steps).
+    pub correction1: f32,
+    pub correction2: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
-/// Records the partial sums of squares of `grad` into `parts[part0..part0 + PARTS]`.
+/// Records the partial sums of squares of `grad` into `parts[part0..part0 + PARTS]`
+/// (into the first few of them for a small tensor: the others are left as they
+/// are, 0 in an optimizer's parts).
 pub fn sumsq(rec: &mut Recorder, parts: &Tensor, part0: usize, grad: &Tensor) -> Result<()> {
     super::check_f32(rec, OP, &[("parts", parts), ("grad", grad)])?;
     if part0 + PARTS > parts.numel() {
@@ -49,13 +57,16 @@ pub fn sumsq(rec: &mut Recorder, parts: &Tensor, part0: usize, grad: &Tensor) ->
         part0: part0 as u32,
         ..Params::default()
     };
+    // A workgroup per 16 elements per lane, up to PARTS: small tensors are not
+    // spread over workgroups that each pay for a reduction to add a few numbers.
+    let groups = grad.numel().div_ceil(64 * 16).clamp(1, PARTS) as u32;
     let pipeline = rec.context().pipeline(&shaders::OPTIM, "sumsq", &[]);
     rec.dispatch_tensors(
         "optim::sumsq",
         &pipeline,
         bytemuck::bytes_of(&p),
         &[(2, grad), (5, parts)],
-        [PARTS as u32, 1, 1],
+        [groups, 1, 1],
     )
 }
 
@@ -138,17 +149,26 @@ pub fn update(
         }
     }
     p.n = weight.numel() as u32;
+    let t = i32::try_from(p.step).unwrap_or(i32::MAX);
+    p.correction1 = (1.0 - f64::from(p.beta1).powi(t)) as f32;
+    p.correction2 = (1.0 - f64::from(p.beta2).powi(t)) as f32;
     let (entry, constants): (&str, &[(&str, f64)]) = match rule {
         Rule::Sgd => ("sgd", &[]),
         Rule::Adam => ("adam", &[]),
         Rule::AdamW => ("adam", &[("DECOUPLED", 1.0)]),
     };
-    let pipeline = rec.context().pipeline(&shaders::OPTIM, entry, constants);
-    let mut bindings = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];
-    if rule != Rule::Sgd {
+    let n = weight.numel();
+    let (entry, mut bindings, groups) = if rule != Rule::Sgd && n.is_multiple_of(4) {
+        let b = vec![(7, weight), (8, grad), (6, stats), (9, state[0]), (10, state[1])];
+        ("adam4", b, super::grid_elems(rec, n / 4))
+    } else {
+        let b = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];
+        (entry, b, super::grid_elems(rec, n))
+    };
+    if entry == "adam" {
         bindings.push((4, state[1]));
     }
-    let groups = super::grid_elems(rec, weight.numel());
+    let pipeline = rec.context().pipeline(&shaders::OPTIM, entry, constants);
     rec.dispatch_tensors(
         &format!("optim::{entry}"),
         &pipeline,

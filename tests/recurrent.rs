@@ -154,8 +154,17 @@ fn one_layer_one_direction_matches_reference_and_finite_differences() {
 #[test]
 fn bidirectional_matches_reference_and_finite_differences() {
     for (k, mode) in MODES.into_iter().enumerate() {
-        let spec = spec(mode, 4, 3, 1, 2);
-        check(ctx(), spec, 4, 5, &[2, 5, 1, 3], 20 + k as u64);
+        check(
+            ctx(),
+            spec(mode, 4, 3, 1, 2),
+            4,
+            5,
+            &[2, 5, 1, 3],
+            20 + k as u64,
+        );
+        // B·H a multiple of 4: on adapters that pack, the per-step product reads
+        // the previous states in place (one dispatch) rather than packing them.
+        check(ctx(), spec(mode, 3, 4, 1, 2), 2, 4, &[4, 2], 25 + k as u64);
     }
 }
 
@@ -179,10 +188,13 @@ fn stacked_one_direction_and_single_steps_match() {
 #[test]
 fn wide_hidden_spans_several_workgroups_on_every_gemm_path() {
     // H = 65 puts units past the first workgroup of 64; the packed-texture and
-    // buffer GEMMs both run the recurrence.
+    // buffer GEMMs both run the recurrence, the packed one also with the states
+    // read in place (H = 64).
     for (k, ctx) in common::gemm_contexts().into_iter().enumerate() {
-        let spec = spec("lstm", 2, 65, 1, 2);
-        check_forward_only(ctx, spec, 2, 3, &[3, 1], 60 + k as u64);
+        for hidden in [65, 64] {
+            let spec = spec("lstm", 2, hidden, 1, 2);
+            check_forward_only(ctx, spec, 2, 3, &[3, 1], 60 + k as u64);
+        }
     }
 }
 
@@ -586,4 +598,32 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
     );
     rec.submit();
     assert_eq!(snapshot(&model), before, "the model changed");
+}
+
+/// Each step of a layer, both directions together, is two dispatches forward
+/// (the recurrent product and the cell) and two backward, on every GEMM path,
+/// when the batch's states fill whole vec4s (B·H a multiple of 4).
+#[test]
+fn each_step_is_two_dispatches_per_layer_each_way() {
+    for ctx in common::gemm_contexts() {
+        for mode in MODES {
+            let spec = spec(mode, 3, 8, 2, 2);
+            let model = Recurrent::new(ctx, config(&spec), 90).unwrap();
+            let count = |steps: usize| {
+                let x = Tensor::zeros(ctx, &[2, steps, spec.input]).unwrap();
+                let dy = Tensor::zeros(ctx, &[2, steps, 2 * spec.hidden]).unwrap();
+                let mut rec = Recorder::new(ctx, "count");
+                let (_, saved) = model
+                    .forward(&mut rec, &x, &[steps; 2], None, None)
+                    .unwrap();
+                let forward = rec.dispatches();
+                model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+                (forward, rec.dispatches() - forward)
+            };
+            let ((f3, b3), (f7, b7)) = (count(3), count(7));
+            let per_step = |a: usize, b: usize| (b - a) as f64 / (4 * spec.layers) as f64;
+            assert_eq!(per_step(f3, f7), 2.0, "{mode} forward");
+            assert_eq!(per_step(b3, b7), 2.0, "{mode} backward");
+        }
+    }
 }

@@ -159,7 +159,13 @@ pub fn update(
     };
     let n = weight.numel();
     let (entry, mut bindings, groups) = if rule != Rule::Sgd && n.is_multiple_of(4) {
-        let b = vec![(7, weight), (8, grad), (6, stats), (9, state[0]), (10, state[1])];
+        let b = vec![
+            (7, weight),
+            (8, grad),
+            (6, stats),
+            (9, state[0]),
+            (10, state[1]),
+        ];
         ("adam4", b, super::grid_elems(rec, n / 4))
     } else {
         let b = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];

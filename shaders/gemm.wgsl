@@ -19,7 +19,6 @@
 //                 fetching 32 texels per 4 k steps for 1024 fmas. A shared operand
 //                 is one layer (a_bs, b_bs = 0), a batched one has a layer per entry.
 //                 Dispatch (ceil(N / 128), ceil(M / 16), batch), workgroup 8 × 1.
-//                 With A_FROM_BUFFER, A is read in place as vec4s, only B packed.
 //   backward_bias one invocation per column. Dispatch (ceil(N / 64), 1, 1).
 // Loads dominate on CPU adapters: lavapipe runs each storage load as a loop over
 // the SIMD lanes (about 30 cycles per element), so the kernels maximize fmas per
@@ -263,23 +262,6 @@ fn ta_block(kt: u32, m: u32, layer: u32) -> mat4x4<f32> {
                                  textureLoad(ta, vec2<u32>(kt, m + 3u), layer, 0)));
 }
 
-// forward_tex reads A from the buffer as vec4s (a4) instead of a texture when
-// A_FROM_BUFFER (the host checks a_ks = 1 and that K, A's offset and strides are
-// multiples of 4): for a B packed once and used by many products (a recurrent
-// weight over the steps of a sequence), each product is then one dispatch.
-override A_FROM_BUFFER: bool = false;
-
-// ta_block's block, from packed A or from the buffer; rows past M read through
-// the bounds check and are dropped at the store.
-fn ta_or_a4_block(kt: u32, m: u32, layer: u32) -> mat4x4<f32> {
-    if (A_FROM_BUFFER) {
-        let i = (p.a_off + layer * p.a_bs + m * p.a_ms) / 4u + kt;
-        let s = p.a_ms / 4u;
-        return transpose(mat4x4<f32>(a4[i], a4[i + s], a4[i + 2u * s], a4[i + 3u * s]));
-    }
-    return ta_block(kt, m, layer);
-}
-
 // B[4kt .. 4kt + 4, n .. n + 4] from packed B, as a matrix whose column j holds B[4kt .., n + j].
 fn tb_block(kt: u32, n: u32, layer: u32) -> mat4x4<f32> {
     return mat4x4<f32>(textureLoad(tb, vec2<u32>(kt, n), layer, 0),
@@ -323,10 +305,10 @@ fn forward_tex(
     var c33 = mat4x4<f32>();
     let kts = (p.k + 3u) / 4u;
     for (var kt = 0u; kt < kts; kt++) {
-        let x0 = ta_or_a4_block(kt, m0, la);
-        let x1 = ta_or_a4_block(kt, m0 + 4u, la);
-        let x2 = ta_or_a4_block(kt, m0 + 8u, la);
-        let x3 = ta_or_a4_block(kt, m0 + 12u, la);
+        let x0 = ta_block(kt, m0, la);
+        let x1 = ta_block(kt, m0 + 4u, la);
+        let x2 = ta_block(kt, m0 + 8u, la);
+        let x3 = ta_block(kt, m0 + 12u, la);
         let y0 = tb_block(kt, n0, lb);
         let y1 = tb_block(kt, n0 + 4u, lb);
         let y2 = tb_block(kt, n0 + 8u, lb);

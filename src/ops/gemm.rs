@@ -665,31 +665,6 @@ fn forward_tex(
     {
         return Ok(false);
     }
-    // A packed B shared by many products (a recurrent weight): A is read in place,
-    // so that each product is one dispatch rather than a pack and a product.
-    let aligned = |x: u32| x.is_multiple_of(4);
-    if let (Source::Buffer(a_buf), Source::Packed(tb)) = (a, b) {
-        if p.a_ks == 1 && aligned(p.k) && aligned(p.a_off) && aligned(p.a_ms) && aligned(p.a_bs) {
-            let pipeline =
-                rec.context()
-                    .pipeline(&shaders::GEMM, "forward_tex", &[("A_FROM_BUFFER", 1.0)]);
-            rec.dispatch(
-                "gemm::forward_tex",
-                &pipeline,
-                bytemuck::bytes_of(p),
-                &[
-                    (3, bias.as_entire_binding()),
-                    (4, c.as_entire_binding()),
-                    (5, a_buf.as_entire_binding()),
-                    // Not read with A_FROM_BUFFER; the binding must still be filled.
-                    (8, wgpu::BindingResource::TextureView(tb)),
-                    (9, wgpu::BindingResource::TextureView(tb)),
-                ],
-                groups(p.n, TEX_TILE_N, p.m, TEX_TILE_M, p.batch as usize),
-            )?;
-            return Ok(true);
-        }
-    }
     let mut texture = |src: Source, v: Packing| -> Result<Option<wgpu::TextureView>> {
         match src {
             Source::Packed(view) => Ok(Some(view.clone())),
@@ -725,8 +700,6 @@ fn forward_tex(
         &[
             (3, bias.as_entire_binding()),
             (4, c.as_entire_binding()),
-            // Not read without A_FROM_BUFFER; the binding must still be filled.
-            (5, bias.as_entire_binding()),
             (8, wgpu::BindingResource::TextureView(&ta)),
             (9, wgpu::BindingResource::TextureView(&tb)),
         ],

@@ -1,0 +1,194 @@
+//! The benchmark workloads W1–W5, shared by `cargo bench --bench recurrent` and
+//! `cargo run --release --example bench` (which prints them as one table).
+//!
+//! - W1 LSTM training step: B = 32, T = 64, I = 128, H = 256; forward, full BPTT
+//!   and an SGD step, one submit.
+//! - W2 the same forward only (inference).
+//! - W3 GEMM 1024³.
+//! - W4 the BiLSTM tagger's training step: vocab 5000, embeddings 64, 64 units
+//!   per direction, 9 tags, B = 32, T = 40, Adam.
+//! - W5 streaming inference: the W1 layer at batch 1, one token per submit with
+//!   the state carried from the last, the output read back each token.
+//!
+//! Each `run` is one step, submitted and waited for. `flops` counts the GEMM
+//! arithmetic of a step (multiply and add as two); the elementwise work is
+//! small beside it.
+
+use rnn_wgpu::data::Batch;
+use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+use rnn_wgpu::nn::{BiLstmTagger, Module};
+use rnn_wgpu::ops::gemm;
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::{Context, Recorder, Result, Tensor};
+
+pub const B: usize = 32;
+pub const T: usize = 64;
+pub const I: usize = 128;
+pub const H: usize = 256;
+
+/// Deterministic inputs in [-0.5, 0.5).
+pub fn fill(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect()
+}
+
+/// One workload: a name, what it is, and one step of it.
+pub struct Workload<'a> {
+    pub name: &'static str,
+    pub what: String,
+    /// Tokens (time steps × sequences) per step; 0 for a plain GEMM.
+    pub tokens: usize,
+    pub flops: f64,
+    pub run: Box<dyn FnMut() -> Result<()> + 'a>,
+}
+
+/// A one-layer recurrent model of the W1 shape, its input and output gradient.
+pub struct Layer {
+    pub model: Recurrent,
+    pub x: Tensor,
+    pub dy: Tensor,
+}
+
+/// The W1/W2 layer for `mode` at batch `b` and `t` steps.
+pub fn layer(ctx: &Context, mode: Mode, b: usize, t: usize) -> Result<Layer> {
+    let cfg = Config {
+        mode,
+        input_size: I,
+        hidden_size: H,
+        num_layers: 1,
+        bidirectional: false,
+    };
+    Ok(Layer {
+        model: Recurrent::new(ctx, cfg, 1)?,
+        x: Tensor::from_slice(ctx, &[b, t, I], &fill(b * t * I))?,
+        dy: Tensor::from_slice(ctx, &[b, t, H], &fill(b * t * H))?,
+    })
+}
+
+impl Layer {
+    /// One step: forward, and with `opt` the backward pass and an update.
+    pub fn step(&self, ctx: &Context, opt: Option<&mut Optimizer>) -> Result<()> {
+        let (b, t) = (self.x.shape()[0], self.x.shape()[1]);
+        let mut rec = Recorder::new(ctx, "layer step");
+        if opt.is_some() {
+            self.model.zero_grad(&mut rec)?;
+        }
+        let (_, saved) = self
+            .model
+            .forward(&mut rec, &self.x, &vec![t; b], None, None)?;
+        if let Some(opt) = opt {
+            self.model
+                .backward(&mut rec, &saved, &self.dy, None, None)?;
+            opt.step(&mut rec)?;
+        }
+        rec.submit();
+        ctx.wait()
+    }
+}
+
+/// GEMM flops of one layer pass at batch `b`, `t` steps: forward 2·B·T·G·(I + H);
+/// training three times that (dh and dW_hh over H, dW_ih and dx over I).
+pub fn layer_flops(mode: Mode, b: usize, t: usize, train: bool) -> f64 {
+    let forward = 2.0 * (b * t * mode.gates() * H * (I + H)) as f64;
+    if train {
+        3.0 * forward
+    } else {
+        forward
+    }
+}
+
+/// All five workloads on `ctx`.
+pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
+    let w1 = layer(ctx, Mode::Lstm, B, T)?;
+    let mut sgd = Optimizer::new(
+        ctx,
+        OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.01),
+        w1.model.params(),
+    )?;
+    let w2 = layer(ctx, Mode::Lstm, B, T)?;
+
+    let n = 1024;
+    let a = Tensor::from_slice(ctx, &[n, n], &fill(n * n))?;
+    let bm = Tensor::from_slice(ctx, &[n, n], &fill(n * n))?;
+    let c = Tensor::zeros(ctx, &[n, n])?;
+
+    let (vocab, tags, tb, tt) = (5000u32, 9u32, 32, 40);
+    let tagger = BiLstmTagger::new(ctx, vocab as usize, 64, 64, tags as usize, 0, 1)?;
+    let mut adam = Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-3), tagger.params())?;
+    let batch = Batch {
+        ids: (0..tb * tt)
+            .map(|i| 1 + (i as u32 * 7919) % (vocab - 1))
+            .collect(),
+        targets: (0..tb * tt).map(|i| (i as u32 * 31) % tags).collect(),
+        lengths: vec![tt; tb],
+        size: tb,
+        steps: tt,
+    };
+    // BiLSTM 64 → 64 per direction and the 128 → 9 projection, trained.
+    let (e, h) = (64usize, 64usize);
+    let tagger_flops =
+        3.0 * (2.0 * (tb * tt * 2 * 4 * h * (e + h)) as f64 + 2.0 * (tb * tt * 2 * h) as f64 * 9.0);
+
+    let w5 = layer(ctx, Mode::Lstm, 1, 1)?;
+    let state = [1, 1, H];
+    let mut h5 = Tensor::zeros(ctx, &state)?;
+    let mut c5 = Tensor::zeros(ctx, &state)?;
+
+    Ok(vec![
+        Workload {
+            name: "W1",
+            what: format!("LSTM train step B={B} T={T} I={I} H={H} (fwd + BPTT + SGD)"),
+            tokens: B * T,
+            flops: layer_flops(Mode::Lstm, B, T, true),
+            run: Box::new(move || w1.step(ctx, Some(&mut sgd))),
+        },
+        Workload {
+            name: "W2",
+            what: format!("LSTM forward B={B} T={T} I={I} H={H}"),
+            tokens: B * T,
+            flops: layer_flops(Mode::Lstm, B, T, false),
+            run: Box::new(move || w2.step(ctx, None)),
+        },
+        Workload {
+            name: "W3",
+            what: format!("GEMM {n}^3"),
+            tokens: 0,
+            flops: 2.0 * (n * n * n) as f64,
+            run: Box::new(move || {
+                let mut rec = Recorder::new(ctx, "gemm");
+                gemm::forward(&mut rec, &c, &a, &bm, None, gemm::Gemm::default())?;
+                rec.submit();
+                ctx.wait()
+            }),
+        },
+        Workload {
+            name: "W4",
+            what: format!(
+                "BiLSTM tagger train step B={tb} T={tt} (vocab 5000, emb 64, 64/dir, 9 tags, Adam)"
+            ),
+            tokens: tb * tt,
+            flops: tagger_flops,
+            run: Box::new(move || tagger.train_step(ctx, &batch, &mut adam).map(|_| ())),
+        },
+        Workload {
+            name: "W5",
+            what: format!("streaming LSTM B=1 I={I} H={H}, one token per submit, output read back"),
+            tokens: 1,
+            flops: layer_flops(Mode::Lstm, 1, 1, false),
+            run: Box::new(move || {
+                let mut rec = Recorder::new(ctx, "token");
+                let (out, _) = w5
+                    .model
+                    .forward(&mut rec, &w5.x, &[1], Some(&h5), Some(&c5))?;
+                rec.submit();
+                out.y.to_vec()?;
+                h5 = out.h_n;
+                if let Some(c) = out.c_n {
+                    c5 = c;
+                }
+                Ok(())
+            }),
+        },
+    ])
+}

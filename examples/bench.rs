@@ -1,0 +1,155 @@
+//! The benchmark workloads W1–W5 as one table: ms per step, tokens/s, achieved
+//! GFLOP/s of the GEMM arithmetic, its share of the device's FMA ceiling
+//! (measured in the same run by shaders/fma_probe.wgsl), and each time as a
+//! multiple of its arithmetic floor (its flops at that ceiling).
+//!
+//! Run: `cargo run --release --example bench` (`-- --help` for the options;
+//! WGPU_BACKEND picks the backend). `--profile` adds the profiler's table of
+//! one step of each workload. `--peers FILE` (repeatable) adds a peer's times
+//! and the ratio to ours: FILE holds `name,ms` lines under a `# label` line, as
+//! `python3 tools/peers_torch.py --out FILE` writes them for PyTorch on the CPU.
+//! The workloads are defined in benches/common/workloads.rs.
+
+#[path = "../benches/common/workloads.rs"]
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Parser;
+use rnn_wgpu::ops::fma_probe;
+use rnn_wgpu::{Context, Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(about = "Time the benchmark workloads W1-W5 and print one table")]
+struct Args {
+    /// Timed steps per workload (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Workloads to run, comma separated (W1..W5).
+    #[arg(long, default_value = "W1,W2,W3,W4,W5")]
+    only: String,
+    /// Also print the profiler's table of one step of each workload.
+    #[arg(long)]
+    profile: bool,
+    /// A peer's times per workload (`name,ms` lines under a `# label` line).
+    #[arg(long)]
+    peers: Vec<PathBuf>,
+}
+
+/// A peer's label and its ms per step by workload name.
+struct Peer {
+    label: String,
+    ms: Vec<(String, f64)>,
+}
+
+fn read_peer(path: &Path) -> Result<Peer> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut peer = Peer {
+        label: path.display().to_string(),
+        ms: Vec::new(),
+    };
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(label) = line.strip_prefix('#') {
+            peer.label = label.trim().to_string();
+        } else if !line.is_empty() {
+            let (name, ms) = line
+                .split_once(',')
+                .and_then(|(n, ms)| Some((n.trim(), ms.trim().parse::<f64>().ok()?)))
+                .ok_or_else(|| Error::Parse {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    reason: "expected `name,ms`".into(),
+                })?;
+            peer.ms.push((name.to_uppercase(), ms));
+        }
+    }
+    Ok(peer)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let peers = args
+        .peers
+        .iter()
+        .map(|p| read_peer(p))
+        .collect::<Result<Vec<_>>>()?;
+    let ctx = Context::new()?;
+    let info = ctx.adapter_info();
+    println!("device: {} ({:?})", info.name, info.backend);
+    let ceiling = fma_probe::measure(&ctx, 5)?;
+    println!("FMA ceiling: {ceiling:.1} GFLOP/s\n");
+    let wanted: Vec<String> = args
+        .only
+        .split(',')
+        .map(|s| s.trim().to_uppercase())
+        .collect();
+    let mut rows = Vec::new();
+    let mut profiles = Vec::new();
+    for mut w in workloads::all(&ctx)? {
+        if !wanted.iter().any(|n| n == w.name) {
+            continue;
+        }
+        (w.run)()?; // compile and warm up
+        let mut times = Vec::with_capacity(args.runs);
+        for _ in 0..args.runs.max(1) {
+            let t = Instant::now();
+            (w.run)()?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let secs = times[times.len() / 2];
+        if args.profile {
+            ctx.reset_profile();
+            ctx.set_profiling(true);
+            (w.run)()?;
+            ctx.set_profiling(false);
+            profiles.push((w.name, ctx.profile()));
+        }
+        println!("{}: {}", w.name, w.what);
+        rows.push((w.name, secs, w.tokens, w.flops));
+    }
+    println!(
+        "\n{:<4} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "", "ms/step", "tokens/s", "GFLOP/s", "% of FMA", "× floor"
+    );
+    for &(name, secs, tokens, flops) in &rows {
+        let gflops = flops / secs / 1e9;
+        let floor = flops / (ceiling * 1e9);
+        let tokens = if tokens == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", tokens as f64 / secs)
+        };
+        println!(
+            "{name:<4} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1}",
+            secs * 1e3,
+            100.0 * gflops / ceiling,
+            secs / floor
+        );
+    }
+    println!(
+        "\nmedians of {} steps; FMA ceiling {ceiling:.1} GFLOP/s on {}",
+        args.runs.max(1),
+        info.name
+    );
+    for peer in &peers {
+        println!(
+            "\n{}: ms/step, and how many times ours is faster",
+            peer.label
+        );
+        for &(name, secs, ..) in &rows {
+            if let Some((_, ms)) = peer.ms.iter().find(|(n, _)| n == name) {
+                println!("{name:<4} {ms:>10.2} {:>8.2}×", ms / (secs * 1e3));
+            }
+        }
+    }
+    for (name, profile) in profiles {
+        println!("\n{name}:\n{profile}");
+    }
+    Ok(())
+}

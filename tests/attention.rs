@@ -283,3 +283,28 @@ fn bad_attention_input_is_refused() {
     );
     rec.submit();
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// Random scores, batch sizes (1 included), query and source lengths (1
+    /// included), widths and per-sequence source lengths (1 and S included when
+    /// drawn): weights and context against the reference, every gradient against
+    /// finite differences.
+    #[test]
+    fn random_attention_matches_reference_and_finite_differences(
+        kind in 0usize..3, b in 1usize..4, tq in 1usize..5, s in 1usize..9,
+        dq in 1usize..6, dk in 1usize..6, with_dweights: bool,
+        drawn in proptest::collection::vec(1usize..9, 3),
+        seed in 0u64..1_000_000,
+    ) {
+        let (score, dq, scale) = match kind {
+            0 => (Score::Dot, dk, 1.0 / (dk as f64).sqrt()),
+            1 => (Score::General, dq, 1.0),
+            _ => (Score::Additive { size: 3 }, dq, 1.0),
+        };
+        let lengths = drawn[..b].iter().map(|&l| l.min(s)).collect();
+        let case = Case { b, tq, s, dq, dk, lengths, scale };
+        check(score, case, with_dweights, seed);
+    }
+}

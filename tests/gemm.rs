@@ -642,3 +642,24 @@ fn steady_state_on(ctx: &Context) {
     }
     assert_eq!(ctx.pool_stats().created, after_first);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Random shapes (1 included), transposes, batches (none, 1, several; shared
+    /// or batched operands), scales and bias on every GEMM path.
+    #[test]
+    fn random_products_match_the_reference(
+        m in 1usize..40, n in 1usize..40, k in 1usize..40, batch in 0usize..4,
+        ta: bool, tb: bool, a_batched: bool, b_batched: bool, bias: bool,
+        alpha in proptest::sample::select(vec![1.0f32, 0.5, -2.0]),
+        beta in proptest::sample::select(vec![0.0f32, 1.0, 0.25]),
+        seed in 0u64..1_000_000,
+    ) {
+        let case = Case::new(m, n, k)
+            .t(ta, tb)
+            .batched(batch, a_batched && batch > 0, b_batched && batch > 0)
+            .scaled(alpha, beta, bias);
+        check(case, seed);
+    }
+}

@@ -632,3 +632,22 @@ fn each_step_is_two_dispatches_per_layer_each_way_three_when_packing() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// Random cells, sizes, depths, directions, batch sizes (1 included) and
+    /// lengths (1 and T included when drawn): outputs against the reference and
+    /// every gradient against finite differences.
+    #[test]
+    fn random_layers_match_reference_and_finite_differences(
+        mode in proptest::sample::select(MODES.to_vec()),
+        input in 1usize..5, hidden in 1usize..6, layers in 1usize..3, dirs in 1usize..3,
+        batch in 1usize..4, steps in 1usize..6,
+        drawn in proptest::collection::vec(1usize..6, 3),
+        seed in 0u64..1_000_000,
+    ) {
+        let lengths: Vec<usize> = drawn[..batch].iter().map(|&l| l.min(steps)).collect();
+        check(ctx(), spec(mode, input, hidden, layers, dirs), batch, steps, &lengths, seed);
+    }
+}

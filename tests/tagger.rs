@@ -142,6 +142,31 @@ fn seeded_training_repeats_bit_for_bit() {
     assert_eq!(first, second, "same seed, same losses, bit for bit");
 }
 
+/// One context shared by two threads: two models (different seeds and data)
+/// trained at the same time give the losses and weights they give when trained
+/// one after the other, bit for bit.
+#[test]
+fn two_threads_train_two_models_on_one_context_as_one_after_the_other() {
+    let data = [toy_batches(8, 8, 31), toy_batches(8, 6, 32)];
+    let run = |k: usize| {
+        let model = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 7 + k as u64).unwrap();
+        let mut opt = optimizer(&model);
+        let losses = train(&model, &mut opt, &data[k]);
+        let weights: Vec<Vec<f32>> = model
+            .named_params()
+            .iter()
+            .map(|n| n.read().unwrap())
+            .collect();
+        (losses, weights)
+    };
+    let one_after_the_other = [run(0), run(1)];
+    let together = std::thread::scope(|s| {
+        let handles = [s.spawn(|| run(0)), s.spawn(|| run(1))];
+        handles.map(|h| h.join().unwrap())
+    });
+    assert_eq!(together, one_after_the_other);
+}
+
 #[test]
 fn the_tagger_learns_a_tagging_rule_that_needs_context() {
     let batches = toy_batches(10, 16, 41);

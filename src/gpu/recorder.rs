@@ -266,6 +266,22 @@ impl Recorder {
                 limit: max.into(),
             });
         }
+        // A storage binding past the device's limit is a validation error inside
+        // wgpu: refuse it here, before anything is recorded.
+        let limit = self.ctx.limits().max_storage_buffer_binding_size;
+        for (_, resource) in resources {
+            if let wgpu::BindingResource::Buffer(b) = resource {
+                let bytes = b.size.map_or(b.buffer.size() - b.offset, |s| s.get());
+                if bytes > limit {
+                    return Err(Error::LimitExceeded {
+                        op: "dispatch",
+                        what: "bytes of a tensor bound to one kernel (max_storage_buffer_binding_size)",
+                        value: bytes,
+                        limit,
+                    });
+                }
+            }
+        }
         if groups.contains(&0) {
             return Ok(());
         }

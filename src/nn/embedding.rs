@@ -2,7 +2,7 @@
 //! token id. The padding row starts at zero and never gets a gradient.
 
 use super::{Module, Named, Param, SplitMix};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::embedding::{self, Index};
 use crate::tensor::{DType, Tensor};
@@ -63,6 +63,17 @@ impl Embedding {
         shape: &[usize],
     ) -> Result<(Tensor, Index)> {
         let (vocab, dim) = self.sizes();
+        if ids.len() != shape.iter().product::<usize>() {
+            return Err(Error::ShapeMismatch {
+                op: "embedding",
+                what: "ids",
+                expected: format!(
+                    "{} ids for shape {shape:?}",
+                    shape.iter().product::<usize>()
+                ),
+                got: vec![ids.len()],
+            });
+        }
         let index = Index::new(rec.context(), ids, vocab, self.padding_idx)?;
         let mut out_shape = shape.to_vec();
         out_shape.push(dim);

@@ -1,0 +1,181 @@
+//! Bad input to a training step, one class at a time: each gives its typed error
+//! and leaves the model's parameters and the optimizer's step count exactly as
+//! they were, and a good step afterwards still trains. `cargo test --release
+//! --test bad_input -- --nocapture` prints the table of inputs and errors.
+
+mod common;
+
+use common::ctx;
+use rnn_wgpu::data::readers::parse_conllu;
+use rnn_wgpu::data::Batch;
+use rnn_wgpu::nn::{BiLstmTagger, Module};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::{Context, Error};
+
+const VOCAB: usize = 20;
+const TAGS: usize = 5;
+
+fn good_batch() -> Batch {
+    let a: (&[u32], &[u32]) = (&[1, 2, 3], &[0, 1, 2]);
+    let b: (&[u32], &[u32]) = (&[4, 5], &[3, 4]);
+    Batch::pad(&[a, b], 0).unwrap()
+}
+
+/// Every parameter's bits (NaN compares equal to itself this way).
+fn snapshot(model: &BiLstmTagger) -> Vec<Vec<u32>> {
+    model
+        .named_params()
+        .iter()
+        .map(|n| n.read().unwrap().iter().map(|v| v.to_bits()).collect())
+        .collect()
+}
+
+type Case = (
+    &'static str,
+    Box<dyn Fn(&Batch) -> Batch>,
+    fn(&Error) -> bool,
+);
+
+#[test]
+fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
+    let ctx = ctx();
+    let model = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3).unwrap();
+    let mut opt =
+        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 0.01), model.params()).unwrap();
+    model.train_step(ctx, &good_batch(), &mut opt).unwrap();
+
+    let cases: Vec<Case> = vec![
+        (
+            "ids not B·T long",
+            Box::new(|b| Batch {
+                ids: b.ids[1..].to_vec(),
+                ..b.clone()
+            }),
+            |e| matches!(e, Error::ShapeMismatch { .. }),
+        ),
+        (
+            "token id past the vocabulary",
+            Box::new(|b| {
+                let mut ids = b.ids.clone();
+                ids[1] = VOCAB as u32;
+                Batch { ids, ..b.clone() }
+            }),
+            |e| matches!(e, Error::IndexOutOfRange { .. }),
+        ),
+        (
+            "target class past the tags",
+            Box::new(|b| {
+                let mut targets = b.targets.clone();
+                targets[0] = TAGS as u32 + 3;
+                Batch {
+                    targets,
+                    ..b.clone()
+                }
+            }),
+            |e| matches!(e, Error::IndexOutOfRange { .. }),
+        ),
+        (
+            "length 0",
+            Box::new(|b| Batch {
+                lengths: vec![3, 0],
+                ..b.clone()
+            }),
+            |e| matches!(e, Error::LengthOutOfRange { .. }),
+        ),
+        (
+            "length past T",
+            Box::new(|b| Batch {
+                lengths: vec![4, 2],
+                ..b.clone()
+            }),
+            |e| matches!(e, Error::LengthOutOfRange { .. }),
+        ),
+        (
+            "lengths not one per sequence",
+            Box::new(|b| Batch {
+                lengths: vec![3],
+                ..b.clone()
+            }),
+            |e| matches!(e, Error::ShapeMismatch { .. }),
+        ),
+        (
+            "empty batch",
+            Box::new(|_| Batch {
+                ids: vec![],
+                targets: vec![],
+                lengths: vec![],
+                size: 0,
+                steps: 0,
+            }),
+            |e| matches!(e, Error::Empty { .. }),
+        ),
+        (
+            "only padding targets",
+            Box::new(|b| Batch {
+                targets: vec![Batch::IGNORE; b.targets.len()],
+                ..b.clone()
+            }),
+            |e| matches!(e, Error::Empty { .. }),
+        ),
+    ];
+    println!("{:<32} error", "input");
+    for (what, make, expected) in &cases {
+        let before = (snapshot(&model), opt.steps());
+        let err = model
+            .train_step(ctx, &make(&good_batch()), &mut opt)
+            .unwrap_err();
+        println!("{what:<32} {err}");
+        assert!(expected(&err), "{what}: {err:?}");
+        assert!(
+            (snapshot(&model), opt.steps()) == before,
+            "{what}: the model changed"
+        );
+    }
+
+    // A NaN weight makes the loss NaN: the step is refused with its number and
+    // the optimizer writes nothing (the NaN row stays, every other value too).
+    let emb = &model.params()[0].value;
+    let saved = emb.to_vec().unwrap();
+    let mut poisoned = saved.clone();
+    poisoned[8..16].fill(f32::NAN); // token 1's embedding
+    emb.write(&poisoned).unwrap();
+    let before = (snapshot(&model), opt.steps());
+    let err = model.train_step(ctx, &good_batch(), &mut opt).unwrap_err();
+    println!("{:<32} {err}", "NaN in the loss");
+    assert!(matches!(err, Error::NonFinite { step: 2, .. }), "{err:?}");
+    assert!(
+        (snapshot(&model), opt.steps()) == before,
+        "NaN loss: the model changed"
+    );
+    emb.write(&saved).unwrap();
+
+    // A tensor past the device's largest storage binding: the step that would
+    // bind it is refused before anything is recorded.
+    let big = BiLstmTagger::new(ctx, device_limit_vocab(ctx), 64, 6, TAGS, 0, 3).unwrap();
+    let mut big_opt =
+        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 0.01), big.params()).unwrap();
+    let err = big
+        .train_step(ctx, &good_batch(), &mut big_opt)
+        .unwrap_err();
+    println!("{:<32} {err}", "embedding past the binding limit");
+    assert!(matches!(err, Error::LimitExceeded { .. }), "{err:?}");
+    assert_eq!(big_opt.steps(), 0);
+    drop((big, big_opt));
+
+    // A malformed data file.
+    let err = parse_conllu("1\tcat\tcat\tNOUN\n\n", "bad.conllu").unwrap_err();
+    println!("{:<32} {err}", "malformed CoNLL-U line");
+    assert!(matches!(err, Error::Parse { line: 1, .. }), "{err:?}");
+
+    // After all of it a good step still trains.
+    let before = snapshot(&model);
+    model.train_step(ctx, &good_batch(), &mut opt).unwrap();
+    assert!(snapshot(&model) != before);
+    assert_eq!(opt.steps(), 2);
+}
+
+/// A vocabulary whose 64-wide f32 embedding exceeds the largest storage binding.
+fn device_limit_vocab(ctx: &Context) -> usize {
+    let limit = ctx.limits().max_storage_buffer_binding_size as usize;
+    limit / (64 * 4) + 1
+}

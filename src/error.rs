@@ -135,4 +135,15 @@ pub enum Error {
     /// Mapping a buffer for readback failed.
     #[error("reading back {label}: {reason}")]
     Readback { label: String, reason: String },
+
+    /// The device reported an error for work already handed to it (a validation
+    /// error in commands recorded through [`Recorder::encoder_mut`](crate::Recorder::encoder_mut),
+    /// out of memory, an internal error); returned by the next wait or readback.
+    #[error("the device reported {kind}: {message}")]
+    Device { kind: &'static str, message: String },
+
+    /// The device was lost (driver reset, GPU removed); open a new [`Context`](crate::Context)
+    /// and resume from a checkpoint.
+    #[error("the device was lost: {reason}")]
+    DeviceLost { reason: String },
 }

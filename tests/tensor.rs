@@ -303,3 +303,51 @@ fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
     drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
     assert_eq!(ctx.pool_stats().created, created);
 }
+
+/// An error the device reports about submitted work (here a copy past the end of
+/// a buffer, recorded through the interop encoder, which the library cannot
+/// check) comes back from the next wait as `Error::Device`, not as a panic; the
+/// context then works on.
+#[test]
+fn device_errors_come_back_from_the_next_wait() {
+    let ctx = common::open(None);
+    let a = Tensor::zeros(&ctx, &[64]).unwrap();
+    let b = Tensor::zeros(&ctx, &[64]).unwrap();
+    let mut rec = Recorder::new(&ctx, "bad copy");
+    let past_the_end = a.buffer().size() + 256;
+    rec.encoder_mut()
+        .copy_buffer_to_buffer(a.buffer(), 0, b.buffer(), 0, past_the_end);
+    rec.submit();
+    let err = ctx.wait().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Device {
+                kind: "a validation error",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    ctx.wait().unwrap(); // reported once
+    let c = Tensor::from_slice(&ctx, &[3], &[1.0, 2.0, 3.0]).unwrap();
+    assert_eq!(c.to_vec().unwrap(), vec![1.0, 2.0, 3.0]);
+}
+
+/// A lost device (here destroyed on purpose) is `Error::DeviceLost` from every
+/// wait from then on; the application opens a new context and resumes from its
+/// checkpoint.
+#[test]
+fn a_lost_device_is_reported_by_every_wait() {
+    let ctx = common::open(None);
+    let t = Tensor::from_slice(&ctx, &[2], &[1.0, 2.0]).unwrap();
+    ctx.device().destroy();
+    for _ in 0..2 {
+        let err = ctx.wait().unwrap_err();
+        assert!(matches!(err, Error::DeviceLost { .. }), "{err:?}");
+    }
+    assert!(t.to_vec().is_err());
+    let fresh = common::open(None);
+    let again = Tensor::from_slice(&fresh, &[2], &[1.0, 2.0]).unwrap();
+    assert_eq!(again.to_vec().unwrap(), vec![1.0, 2.0]);
+}

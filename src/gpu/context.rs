@@ -97,6 +97,15 @@ struct Inner {
     gemm_packed: Option<bool>,
     profiling: AtomicBool,
     totals: Mutex<Totals>,
+    faults: Arc<Mutex<Faults>>,
+}
+
+/// What the device reported outside any call: its first error since the last
+/// wait, and whether it is lost.
+#[derive(Debug, Default)]
+struct Faults {
+    first: Option<Error>,
+    lost: Option<String>,
 }
 
 /// Whether `RNN_WGPU_PROFILE` asks for profiling (set, and not empty or 0).
@@ -191,8 +200,27 @@ impl Context {
         queue: wgpu::Queue,
         gemm_packed: Option<bool>,
     ) -> Self {
+        // wgpu's default for an error nobody captured is a panic; keep it for the
+        // next wait or readback to return instead, and note a lost device.
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let sink = faults.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let (kind, message) = match e {
+                wgpu::Error::OutOfMemory { .. } => ("out of memory", e.to_string()),
+                wgpu::Error::Validation { description, .. } => ("a validation error", description),
+                wgpu::Error::Internal { description, .. } => ("an internal error", description),
+            };
+            let mut f = sink.lock().unwrap_or_else(|p| p.into_inner());
+            f.first.get_or_insert(Error::Device { kind, message });
+        }));
+        let sink = faults.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let mut f = sink.lock().unwrap_or_else(|p| p.into_inner());
+            f.lost = Some(format!("{reason:?}: {message}"));
+        });
         Self {
             inner: Arc::new(Inner {
+                faults,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 info,
                 device,
@@ -242,8 +270,18 @@ impl Context {
         self.pool().stats()
     }
 
-    /// Blocks until all submitted work has finished.
+    /// Blocks until all submitted work has finished. Returns the first error the
+    /// device reported since the last wait ([`Error::Device`]; later ones are
+    /// dropped), or [`Error::DeviceLost`] for as long as the device is lost.
     pub fn wait(&self) -> Result<()> {
+        self.faults()?;
+        self.poll()?;
+        self.faults()
+    }
+
+    /// Blocks until all submitted work has finished, leaving any error the device
+    /// reported for the next [`wait`](Self::wait).
+    pub(crate) fn poll(&self) -> Result<()> {
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -252,6 +290,17 @@ impl Context {
                 label: "device poll".into(),
                 reason: e.to_string(),
             })
+    }
+
+    /// The device's pending error, taken, or its loss.
+    fn faults(&self) -> Result<()> {
+        let mut f = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = &f.lost {
+            return Err(Error::DeviceLost {
+                reason: reason.clone(),
+            });
+        }
+        f.first.take().map_or(Ok(()), Err)
     }
 
     /// Whether a GEMM of `work` multiply-adds packs its operands into textures

@@ -85,7 +85,7 @@ impl Recorder {
         if self.timed.is_empty() {
             let start = Instant::now();
             let index = self.ctx.queue().submit([self.encoder.finish()]);
-            if self.ctx.wait().is_ok() && self.dispatches > 0 {
+            if self.ctx.poll().is_ok() && self.dispatches > 0 {
                 let ns = start.elapsed().as_nanos() as u64;
                 self.ctx.totals().add_host(&self.label, ns);
             }
@@ -118,7 +118,7 @@ impl Recorder {
         let start = Instant::now();
         let index = self.ctx.queue().submit([command_buffer]);
         readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        if self.ctx.wait().is_ok() {
+        if self.ctx.poll().is_ok() {
             let wall = start.elapsed().as_nanos() as u64;
             if let Ok(view) = readback.slice(..).get_mapped_range() {
                 let ticks: &[u64] = bytemuck::cast_slice(&view);

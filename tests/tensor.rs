@@ -351,3 +351,20 @@ fn a_lost_device_is_reported_by_every_wait() {
     let again = Tensor::from_slice(&fresh, &[2], &[1.0, 2.0]).unwrap();
     assert_eq!(again.to_vec().unwrap(), vec![1.0, 2.0]);
 }
+
+/// Asking for a backend this platform does not have is `Error::NoAdapter` with
+/// the backends named, not a panic.
+#[test]
+fn no_adapter_for_an_absent_backend_is_a_typed_error() {
+    let absent = if cfg!(target_os = "macos") {
+        wgpu::Backends::DX12
+    } else {
+        wgpu::Backends::METAL
+    };
+    let options = rnn_wgpu::ContextOptions {
+        backends: Some(absent),
+        ..Default::default()
+    };
+    let err = Context::with_options(&options).unwrap_err();
+    assert!(matches!(err, Error::NoAdapter { .. }), "{err:?}");
+}

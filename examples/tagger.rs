@@ -362,10 +362,12 @@ fn main() -> Result<()> {
         let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
         dev_errors.push((f64::from(opt.steps()), 1.0 - dev));
         println!(
-            "epoch {} dev accuracy {:.2}%  ({:.0} tokens/s training)",
+            "epoch {} (step {}) dev accuracy {:.2}%  ({:.0} tokens/s training; {})",
             epoch + 1,
+            opt.steps(),
             100.0 * dev,
-            tokens as f64 / t0.elapsed().as_secs_f64()
+            tokens as f64 / t0.elapsed().as_secs_f64(),
+            run::pool(&ctx)
         );
         if dev > best {
             best = dev;

@@ -11,11 +11,11 @@
 //           v = β2·v + (1 − β2)·g'²; w −= lr·(m / (1 − β1ᵗ)) / (√(v / (1 − β2ᵗ)) + ε),
 //           after w −= lr·wd·w when DECOUPLED          (torch.optim.Adam / AdamW)
 // An update does nothing when stats.finite is 0: the weights stay as they were.
-// adam4 does adam's work 4 elements at a time where n % 4 = 0: on CPU adapters a
-// load costs about the same for 1 float or 4.
+// adam works on 4 elements at a time: on CPU adapters a load costs about the
+// same for 1 float or 4.
 // Dispatch: sumsq (parts, 1, 1), parts ≤ PARTS by the tensor's size (a tensor's
-// unused parts stay 0); norm (1, 1, 1); sgd and adam (ceil(n / 64) folded
-// into y past 65535, see `index`; adam4 ceil(n / 256)).
+// unused parts stay 0); norm (1, 1, 1); sgd (ceil(n / 64) folded into y past
+// 65535, see `index`); adam the same for ceil(n / 4).
 // WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
 
 const PARTS: u32 = 64u;
@@ -43,11 +43,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;     // [n] weights
 @group(0) @binding(2) var<storage, read> g: array<f32>;           // [n] gradient
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;     // [n] sgd buf or adam m
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;     // [n] adam v
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;     // [n] sgd buf
 @group(0) @binding(5) var<storage, read_write> parts: array<f32>; // [parts in all]
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>; // [3] ‖g‖, scale, finite
-// The same buffers as w, g, m, v, as vec4s (adam4).
+// adam's w, g, m, v as vec4s (tensors' buffers are whole multiples of 16 bytes).
 @group(0) @binding(7) var<storage, read_write> w4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> g4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> m4: array<vec4<f32>>;
@@ -112,36 +111,17 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     w[i] -= p.lr * b;
 }
 
+// adam on elements 4i .. 4i + 4 (the host dispatches ceil(n / 4) invocations);
+// past n the values read are the buffer's padding and are written back as read.
 @compute @workgroup_size(64, 1, 1)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if (i >= p.n || stats[2] == 0.0) {
-        return;
-    }
-    var x = w[i];
-    var d = grad(i);
-    if (DECOUPLED) {
-        x -= p.lr * p.wd * x;
-    } else {
-        d += p.wd * x;
-    }
-    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * d;
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * d * d;
-    m[i] = mi;
-    v[i] = vi;
-    let mhat = mi / p.correction1;
-    let vhat = vi / p.correction2;
-    w[i] = x - p.lr * mhat / (sqrt(vhat) + p.eps);
-}
-
-// adam on elements 4i .. 4i + 4 (the host dispatches n / 4 invocations).
-@compute @workgroup_size(64, 1, 1)
-fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if (4u * i >= p.n || stats[2] == 0.0) {
         return;
     }
-    var x = w4[i];
+    let live = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
+    let w0 = w4[i];
+    var x = w0;
     var d = g4[i] * stats[1];
     if (p.clip_value > 0.0) {
         d = clamp(d, vec4<f32>(-p.clip_value), vec4<f32>(p.clip_value));
@@ -151,11 +131,13 @@ fn adam4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     } else {
         d += p.wd * x;
     }
-    let mi = p.beta1 * m4[i] + (1.0 - p.beta1) * d;
-    let vi = p.beta2 * v4[i] + (1.0 - p.beta2) * d * d;
-    m4[i] = mi;
-    v4[i] = vi;
+    let m0 = m4[i];
+    let v0 = v4[i];
+    let mi = p.beta1 * m0 + (1.0 - p.beta1) * d;
+    let vi = p.beta2 * v0 + (1.0 - p.beta2) * d * d;
+    m4[i] = select(m0, mi, live);
+    v4[i] = select(v0, vi, live);
     let mhat = mi / p.correction1;
     let vhat = vi / p.correction2;
-    w4[i] = x - p.lr * mhat / (sqrt(vhat) + p.eps);
+    w4[i] = select(w0, x - p.lr * mhat / (sqrt(vhat) + p.eps), live);
 }

@@ -158,7 +158,10 @@ pub fn update(
         Rule::AdamW => ("adam", &[("DECOUPLED", 1.0)]),
     };
     let n = weight.numel();
-    let (entry, mut bindings, groups) = if rule != Rule::Sgd && n.is_multiple_of(4) {
+    let (bindings, groups) = if rule == Rule::Sgd {
+        let b = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];
+        (b, super::grid_elems(rec, n))
+    } else {
         let b = vec![
             (7, weight),
             (8, grad),
@@ -166,14 +169,8 @@ pub fn update(
             (9, state[0]),
             (10, state[1]),
         ];
-        ("adam4", b, super::grid_elems(rec, n / 4))
-    } else {
-        let b = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];
-        (entry, b, super::grid_elems(rec, n))
+        (b, super::grid_elems(rec, n.div_ceil(4)))
     };
-    if entry == "adam" {
-        bindings.push((4, state[1]));
-    }
     let pipeline = rec.context().pipeline(&shaders::OPTIM, entry, constants);
     rec.dispatch_tensors(
         &format!("optim::{entry}"),

@@ -11,7 +11,7 @@ use rnn_wgpu::data::Batch;
 use rnn_wgpu::nn::{BiLstmTagger, Module};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Error, Recorder};
+use rnn_wgpu::{Context, Error, Recorder};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -210,6 +210,65 @@ fn a_checkpoint_resumes_training_with_identical_losses() {
     ck.apply_optimizer(&mut opt2, "checkpoint").unwrap();
     assert_eq!(opt2.steps(), 4);
     assert_eq!(train(&resumed, &mut opt2, &batches[4..]), straight);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A training loop that survives losing its device: on `Error::DeviceLost` it
+/// opens a new context, rebuilds the model from its last checkpoint and goes
+/// on; the losses are those of a run that never lost its device.
+#[test]
+fn training_resumes_on_a_new_context_after_the_device_is_lost() {
+    let batches = toy_batches(8, 6, 41);
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-lost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tagger.safetensors");
+    let build = |ctx: &Context| {
+        let model = BiLstmTagger::new(ctx, VOCAB, 16, 12, TAGS, 0, 8).unwrap();
+        let cfg = OptimConfig {
+            max_norm: Some(5.0),
+            ..OptimConfig::new(Method::ADAM, 0.02)
+        };
+        let opt = Optimizer::new(ctx, cfg, model.params()).unwrap();
+        (model, opt)
+    };
+
+    let steady = common::open(None);
+    let (model, mut opt) = build(&steady);
+    let want: Vec<f32> = batches
+        .iter()
+        .map(|b| model.train_step(&steady, b, &mut opt).unwrap().loss)
+        .collect();
+
+    let mut ctx = common::open(None);
+    let (mut model, mut opt) = build(&ctx);
+    let mut losses = Vec::new();
+    let mut lost_once = false;
+    while losses.len() < batches.len() {
+        if losses.len() == 5 && !lost_once {
+            ctx.device().destroy();
+            lost_once = true;
+        }
+        match model.train_step(&ctx, &batches[losses.len()], &mut opt) {
+            Ok(report) => {
+                losses.push(report.loss);
+                Checkpoint::capture(&model.named_params(), Some(&opt))
+                    .unwrap()
+                    .save(&path)
+                    .unwrap();
+            }
+            Err(Error::DeviceLost { .. }) => {
+                ctx = common::open(None);
+                (model, opt) = build(&ctx);
+                let ck = Checkpoint::load(&path).unwrap();
+                ck.apply(&model.named_params(), "checkpoint").unwrap();
+                ck.apply_optimizer(&mut opt, "checkpoint").unwrap();
+                assert_eq!(opt.steps() as usize, losses.len());
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(lost_once);
+    assert_eq!(losses, want);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -274,9 +274,11 @@ impl Context {
     /// device reported since the last wait ([`Error::Device`]; later ones are
     /// dropped), or [`Error::DeviceLost`] for as long as the device is lost.
     pub fn wait(&self) -> Result<()> {
+        // Poll first: a lost device is noted while polling, and its loss is the
+        // error to report rather than the failures it causes.
+        let polled = self.poll();
         self.faults()?;
-        self.poll()?;
-        self.faults()
+        polled
     }
 
     /// Blocks until all submitted work has finished, leaving any error the device

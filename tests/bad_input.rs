@@ -10,7 +10,7 @@ use rnn_wgpu::data::readers::parse_conllu;
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::nn::{BiLstmTagger, Module};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Error};
+use rnn_wgpu::{Context, Error, Recorder};
 
 const VOCAB: usize = 20;
 const TAGS: usize = 5;
@@ -149,18 +149,15 @@ fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
     );
     emb.write(&saved).unwrap();
 
-    // A tensor past the device's largest storage binding: the step that would
+    // A tensor past the device's largest storage binding: the forward that would
     // bind it is refused before anything is recorded.
     let big = BiLstmTagger::new(ctx, device_limit_vocab(ctx), 64, 6, TAGS, 0, 3).unwrap();
-    let mut big_opt =
-        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 0.01), big.params()).unwrap();
-    let err = big
-        .train_step(ctx, &good_batch(), &mut big_opt)
-        .unwrap_err();
+    let mut rec = Recorder::new(ctx, "too big");
+    let err = big.forward(&mut rec, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "embedding past the binding limit");
     assert!(matches!(err, Error::LimitExceeded { .. }), "{err:?}");
-    assert_eq!(big_opt.steps(), 0);
-    drop((big, big_opt));
+    assert_eq!(rec.dispatches(), 0);
+    drop((rec, big));
 
     // A malformed data file.
     let err = parse_conllu("1\tcat\tcat\tNOUN\n\n", "bad.conllu").unwrap_err();

@@ -648,6 +648,12 @@ proptest::proptest! {
         seed in 0u64..1_000_000,
     ) {
         let lengths: Vec<usize> = drawn[..batch].iter().map(|&l| l.min(steps)).collect();
-        check(ctx(), spec(mode, input, hidden, layers, dirs), batch, steps, &lengths, seed);
+        let spec = spec(mode, input, hidden, layers, dirs);
+        // A ReLU pre-activation within reach of the differences' step makes them
+        // straddle the kink (random search finds such cases: −1.4e−7 once).
+        let model = Recurrent::new(ctx(), config(&spec), seed).unwrap();
+        let (inp, _) = random_case(&spec, batch, steps, &lengths, seed + 1);
+        proptest::prop_assume!(reference::relu_margin(&spec, &reference_params(&model), &inp) > 1e-4);
+        check(ctx(), spec, batch, steps, &lengths, seed);
     }
 }

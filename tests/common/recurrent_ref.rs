@@ -62,6 +62,20 @@ fn affine(w: &[f64], b: &[f64], v: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+thread_local! {
+    /// The smallest |pre-activation| of a ReLU cell since the last [`relu_margin`].
+    static RELU_MARGIN: std::cell::Cell<f64> = const { std::cell::Cell::new(f64::INFINITY) };
+}
+
+/// How close the ReLU pre-activations of a [`forward`] come to the kink at 0
+/// (infinity for other cells): central differences across the kink are not
+/// the gradient, so a gradient check needs a margin well above their step.
+pub fn relu_margin(spec: &Spec, p: &Params, inp: &Inputs) -> f64 {
+    RELU_MARGIN.with(|m| m.set(f64::INFINITY));
+    forward(spec, p, inp);
+    RELU_MARGIN.with(|m| m.get())
+}
+
 /// One cell step: new (h, c) from input x and state (h, c).
 fn cell(
     spec: &Spec,
@@ -111,7 +125,11 @@ fn cell(
             (h2, vec![])
         }
         "rnn_tanh" => ((0..hn).map(|j| (gi[j] + gh[j]).tanh()).collect(), vec![]),
-        "rnn_relu" => ((0..hn).map(|j| (gi[j] + gh[j]).max(0.0)).collect(), vec![]),
+        "rnn_relu" => {
+            let z: Vec<f64> = (0..hn).map(|j| gi[j] + gh[j]).collect();
+            RELU_MARGIN.with(|m| m.set(z.iter().fold(m.get(), |a, v| a.min(v.abs()))));
+            (z.iter().map(|v| v.max(0.0)).collect(), vec![])
+        }
         other => panic!("unknown mode {other}"),
     }
 }

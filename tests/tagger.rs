@@ -115,11 +115,15 @@ fn toy_batches(count: usize, size: usize, seed: u64) -> Vec<Batch> {
 }
 
 fn optimizer(model: &BiLstmTagger) -> Optimizer {
+    optimizer_on(ctx(), model)
+}
+
+fn optimizer_on(ctx: &Context, model: &BiLstmTagger) -> Optimizer {
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, 0.02)
     };
-    Optimizer::new(ctx(), cfg, model.params()).unwrap()
+    Optimizer::new(ctx, cfg, model.params()).unwrap()
 }
 
 fn train(model: &BiLstmTagger, opt: &mut Optimizer, batches: &[Batch]) -> Vec<f32> {
@@ -224,11 +228,7 @@ fn training_resumes_on_a_new_context_after_the_device_is_lost() {
     let path = dir.join("tagger.safetensors");
     let build = |ctx: &Context| {
         let model = BiLstmTagger::new(ctx, VOCAB, 16, 12, TAGS, 0, 8).unwrap();
-        let cfg = OptimConfig {
-            max_norm: Some(5.0),
-            ..OptimConfig::new(Method::ADAM, 0.02)
-        };
-        let opt = Optimizer::new(ctx, cfg, model.params()).unwrap();
+        let opt = optimizer_on(ctx, &model);
         (model, opt)
     };
 

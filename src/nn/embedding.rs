@@ -63,14 +63,12 @@ impl Embedding {
         shape: &[usize],
     ) -> Result<(Tensor, Index)> {
         let (vocab, dim) = self.sizes();
-        if ids.len() != shape.iter().product::<usize>() {
+        let count: usize = shape.iter().product();
+        if ids.len() != count {
             return Err(Error::ShapeMismatch {
                 op: "embedding",
                 what: "ids",
-                expected: format!(
-                    "{} ids for shape {shape:?}",
-                    shape.iter().product::<usize>()
-                ),
+                expected: format!("{count} ids for shape {shape:?}"),
                 got: vec![ids.len()],
             });
         }

@@ -148,7 +148,8 @@ pub fn update(
             });
         }
     }
-    p.n = weight.numel() as u32;
+    let n = weight.numel();
+    p.n = n as u32;
     let t = i32::try_from(p.step).unwrap_or(i32::MAX);
     p.correction1 = (1.0 - f64::from(p.beta1).powi(t)) as f32;
     p.correction2 = (1.0 - f64::from(p.beta2).powi(t)) as f32;
@@ -157,7 +158,6 @@ pub fn update(
         Rule::Adam => ("adam", &[]),
         Rule::AdamW => ("adam", &[("DECOUPLED", 1.0)]),
     };
-    let n = weight.numel();
     let (bindings, groups) = if rule == Rule::Sgd {
         let b = vec![(1, weight), (2, grad), (6, stats), (3, state[0])];
         (b, super::grid_elems(rec, n))

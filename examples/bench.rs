@@ -10,6 +10,8 @@
 //! `python3 tools/peers_torch.py --out FILE` writes them for PyTorch on the CPU.
 //! The workloads are defined in benches/common/workloads.rs.
 
+#[path = "common/run.rs"]
+mod run;
 #[path = "../benches/common/workloads.rs"]
 mod workloads;
 
@@ -44,10 +46,7 @@ struct Peer {
 }
 
 fn read_peer(path: &Path) -> Result<Peer> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| run::file_err(path, e))?;
     let mut peer = Peer {
         label: path.display().to_string(),
         ms: Vec::new(),

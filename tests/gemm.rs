@@ -197,10 +197,7 @@ fn check(c: Case, seed: u64) {
 
 fn check_on(ctx: &Context, c: Case, seed: u64) {
     let d = data(&c, seed);
-    let what = format!(
-        "{c:?} (packed: {})",
-        ctx.gemm_packs(c.m as u64 * c.n as u64 * c.k as u64)
-    );
+    let what = format!("{c:?} (packed: {})", ctx.gemm_packs(c.m, c.n, c.k));
     let a = Tensor::from_slice(ctx, &c.a_shape(), &d.a).unwrap();
     let b = Tensor::from_slice(ctx, &c.b_shape(), &d.b).unwrap();
     let bias = Tensor::from_slice(ctx, &[c.n], &d.bias).unwrap();
@@ -449,6 +446,22 @@ fn strided_views_and_k_tail_on(ctx: &Context) {
         }
     }
     assert_close("C in a slice", &tc.to_vec().unwrap(), &want, RTOL, atol(k));
+}
+
+/// On CPU adapters the default context packs big products into textures but not
+/// thin ones (a decoding step at batch 1), where packing the weights costs as much
+/// as the product; the forced contexts pack always or never.
+#[test]
+fn default_context_packs_only_products_that_fill_the_packed_block() {
+    let [default, packed, unpacked] = gemm_contexts();
+    let cpu = default.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    assert_eq!(default.gemm_packs(32, 1024, 256), cpu);
+    assert_eq!(default.gemm_packs(1280, 9, 128), cpu);
+    assert!(!default.gemm_packs(1, 1024, 256));
+    assert!(!default.gemm_packs(1024, 7, 1024));
+    assert!(!default.gemm_packs(16, 16, 16), "4,096 multiply-adds");
+    assert!(packed.gemm_packs(1, 1, 1));
+    assert!(!unpacked.gemm_packs(1024, 1024, 1024));
 }
 
 #[test]

@@ -625,8 +625,11 @@ fn each_step_is_two_dispatches_per_layer_each_way_three_when_packing() {
             let per_step = |a: usize, b: usize| (b - a) as f64 / (4 * spec.layers) as f64;
             // The per-step product is [B, H] × [H, gates·H].
             let gates = config(&spec).mode.gates();
-            let work = (2 * spec.hidden * gates * spec.hidden) as u64;
-            let want = if ctx.gemm_packs(work) { 3.0 } else { 2.0 };
+            let want = if ctx.gemm_packs(2, gates * spec.hidden, spec.hidden) {
+                3.0
+            } else {
+                2.0
+            };
             assert_eq!(per_step(f3, f7), want, "{mode} forward");
             assert_eq!(per_step(b3, b7), want, "{mode} backward");
         }

@@ -46,7 +46,8 @@ pub struct ContextOptions {
     /// Whether GEMMs pack their operands into textures first (see `ops::gemm`):
     /// `Some(true)` always, `Some(false)` never, `None` by adapter: on CPU adapters
     /// (where texel fetches are far cheaper than storage-buffer loads) for products
-    /// of at least 2¹⁵ multiply-adds.
+    /// of at least 2¹⁵ multiply-adds with M and N of at least 8
+    /// ([`Context::gemm_packs`]).
     pub gemm_packed: Option<bool>,
 }
 
@@ -305,13 +306,21 @@ impl Context {
         f.first.take().map_or(Ok(()), Err)
     }
 
-    /// Whether a GEMM of `work` multiply-adds packs its operands into textures
-    /// (see [`ContextOptions::gemm_packed`]).
-    pub fn gemm_packs(&self, work: u64) -> bool {
+    /// Whether a GEMM `[m, k] · [k, n]` packs its operands into textures (see
+    /// [`ContextOptions::gemm_packed`]). By adapter: on CPU adapters for products of
+    /// at least 2¹⁵ multiply-adds whose M and N are both at least 8: a thinner product
+    /// (a decoding step at batch 1, say) wastes most of the packed kernel's 16 × 16
+    /// block and pays for packing its weights at every call (W5 per token on
+    /// lavapipe: 1.7 ms packed, 0.7 ms from the buffers).
+    pub fn gemm_packs(&self, m: usize, n: usize, k: usize) -> bool {
         const MIN_WORK: u64 = 1 << 15;
-        self.inner
-            .gemm_packed
-            .unwrap_or(self.inner.info.device_type == wgpu::DeviceType::Cpu && work >= MIN_WORK)
+        const MIN_SIDE: usize = 8;
+        let work = m as u64 * n as u64 * k as u64;
+        self.inner.gemm_packed.unwrap_or(
+            self.inner.info.device_type == wgpu::DeviceType::Cpu
+                && work >= MIN_WORK
+                && m.min(n) >= MIN_SIDE,
+        )
     }
 
     /// Turns per-kernel timing on or off (see [`crate::gpu::profile`]); on at

@@ -338,7 +338,7 @@ impl Recurrent {
                 acts: acts.as_ref(),
             };
             rec.phase("recurrent step");
-            let w_hh_t = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true).t(), d)?;
+            let w_hh_t = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true).t(), d, b)?;
             for s in 0..t {
                 rec.phase("recurrent step");
                 // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous state sits
@@ -460,7 +460,7 @@ impl Recurrent {
                 dgh: &dgh,
             };
             rec.phase("backward recurrence");
-            let w_hh = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true), d)?;
+            let w_hh = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true), d, b)?;
             for s in (0..t).rev() {
                 recurrence::backward(rec, &cell, geo, s, &io)?;
                 // dh[d] += dgh[d, t_d] · W_hh[d]; direction 1's step sits

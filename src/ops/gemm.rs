@@ -345,8 +345,9 @@ pub struct PackedB<'a> {
     texture: Option<wgpu::TextureView>,
 }
 
-/// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed_b`].
-pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize) -> Result<PackedB<'a>> {
+/// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed_b`]
+/// products with `m` rows (M decides, with B's shape, whether packing pays).
+pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize, m: usize) -> Result<PackedB<'a>> {
     check_operands(rec, &[("B", b.tensor)])?;
     if batch == 0 || b.rows == 0 || b.cols == 0 {
         return Err(Error::Empty {
@@ -356,7 +357,7 @@ pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize) -> Result<Packe
         });
     }
     b.check("B", batch)?;
-    let texture = if rec.context().gemm_packs(u64::MAX) {
+    let texture = if rec.context().gemm_packs(m, b.cols, b.rows) {
         let u = |x: usize| x as u32;
         let layers = if b.batch_stride == 0 { 1 } else { u(batch) };
         rec.hold(&[b.tensor]);
@@ -525,7 +526,7 @@ fn forward_impl(
             (p, a_buf, b_buf)
         }
     };
-    if ctx.gemm_packs(m as u64 * n as u64 * k as u64) {
+    if ctx.gemm_packs(m, n, k) {
         let b_src = packed_b.map_or(Source::Buffer(b_buf), Source::Packed);
         let (q, qa, qb) = if swap(TEX_TILE_N) {
             (swapped, b_src, Source::Buffer(a_buf))

@@ -8,7 +8,8 @@
 //! one step of each workload. `--peers FILE` (repeatable) adds a peer's times
 //! and the ratio to ours: FILE holds `name,ms` lines under a `# label` line, as
 //! `python3 tools/peers_torch.py --out FILE` writes them for PyTorch on the CPU.
-//! The workloads are defined in benches/common/workloads.rs.
+//! `--gemm packed|buffers` runs every GEMM through one kernel family instead of the
+//! adapter's choice. The workloads are defined in benches/common/workloads.rs.
 
 #[path = "common/run.rs"]
 mod run;
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::ops::fma_probe;
-use rnn_wgpu::{Context, Error, Result};
+use rnn_wgpu::{Context, ContextOptions, Error, Result};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time the benchmark workloads W1-W5 and print one table")]
@@ -37,6 +38,19 @@ struct Args {
     /// A peer's times per workload (`name,ms` lines under a `# label` line).
     #[arg(long)]
     peers: Vec<PathBuf>,
+    /// GEMM kernels, to see what each family costs per workload.
+    #[arg(long, value_enum, default_value_t = Kernels::Auto)]
+    gemm: Kernels,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Kernels {
+    /// The adapter's default (`ContextOptions::gemm_packed: None`).
+    Auto,
+    /// Every product through packed textures.
+    Packed,
+    /// Every product from the buffers.
+    Buffers,
 }
 
 /// A peer's label and its ms per step by workload name.
@@ -77,7 +91,14 @@ fn main() -> Result<()> {
         .iter()
         .map(|p| read_peer(p))
         .collect::<Result<Vec<_>>>()?;
-    let ctx = Context::new()?;
+    let ctx = Context::with_options(&ContextOptions {
+        gemm_packed: match args.gemm {
+            Kernels::Auto => None,
+            Kernels::Packed => Some(true),
+            Kernels::Buffers => Some(false),
+        },
+        ..Default::default()
+    })?;
     let info = ctx.adapter_info();
     println!("device: {} ({:?})", info.name, info.backend);
     let ceiling = fma_probe::measure(&ctx, 5)?;

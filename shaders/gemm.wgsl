@@ -10,6 +10,11 @@
 //                 are multiples of 4). Each invocation owns an 8 × 8 block of C and
 //                 reads 4 × 4 blocks of A and B, 16 vec4 loads for 256 fmas.
 //                 Dispatch (ceil(N / 512), ceil(M / 8), batch), workgroup 64 × 1.
+//   forward_thin  C of at most 4 rows (a decoding step, say) from aligned vec4 loads,
+//                 A's rows along k: each invocation owns all THIN_ROWS rows × 8
+//                 columns and reads per 4 k steps 8 vec4s of B but only THIN_ROWS
+//                 of A, where forward_vec4 would read 8 rows of A for 1..4 real ones.
+//                 Dispatch (ceil(N / 512), 1, batch), workgroup 64 × 1.
 //   forward       any strides. Each invocation owns 8 rows × 4 columns of C, its
 //                 columns 64 apart. Dispatch (ceil(N / 256), ceil(M / 8), batch).
 //   pack          copies a strided [rows, K] view of `a` into an array texture whose
@@ -206,6 +211,68 @@ fn forward_vec4(
     store_block(bt, m0, n0 + 4u, acc01);
     store_block(bt, m0 + 4u, n0, acc10);
     store_block(bt, m0 + 4u, n0 + 4u, acc11);
+}
+
+// Rows of C in forward_thin: M, 1 to 4.
+override THIN_ROWS: u32 = 4u;
+
+// acc[r] += A[r, k .. k+4] · B[k .. k+4, n .. n+4] (y as b_block returns it) for r < THIN_ROWS.
+fn thin_rows(acc: ptr<function, mat4x4<f32>>, a_row: u32, y: mat4x4<f32>) {
+    let s = p.a_ms / 4u;
+    (*acc)[0] += a4[a_row] * y;
+    if (THIN_ROWS > 1u) {
+        (*acc)[1] += a4[a_row + s] * y;
+    }
+    if (THIN_ROWS > 2u) {
+        (*acc)[2] += a4[a_row + 2u * s] * y;
+    }
+    if (THIN_ROWS > 3u) {
+        (*acc)[3] += a4[a_row + 3u * s] * y;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_thin(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let bt = wid.z;
+    let n0 = (wid.x * WG + lid.x) * 8u;
+    if (bt >= p.batch || n0 >= p.n) {
+        return;
+    }
+    let a0 = p.a_off + bt * p.a_bs;
+    let b0 = p.b_off + bt * p.b_bs + n0 * p.b_ns;
+    let b1 = b0 + 4u * p.b_ns;
+    // acc<h>[r][j] = C[r, n0 + 4h + j]; columns past N are read through the bounds
+    // check and dropped at the store.
+    var acc0 = mat4x4<f32>();
+    var acc1 = mat4x4<f32>();
+    var k = 0u;
+    for (; k + 4u <= p.k; k += 4u) {
+        let a_row = (a0 + k) / 4u;
+        thin_rows(&acc0, a_row, b_block(b0, k));
+        thin_rows(&acc1, a_row, b_block(b1, k));
+    }
+    for (; k < p.k; k++) {
+        let y0 = b_row4(b0, k);
+        let y1 = b_row4(b1, k);
+        for (var r = 0u; r < THIN_ROWS; r++) {
+            let x = a[a0 + r * p.a_ms + k];
+            acc0[r] += x * y0;
+            acc1[r] += x * y1;
+        }
+    }
+    for (var r = 0u; r < THIN_ROWS; r++) {
+        for (var j = 0u; j < 4u; j++) {
+            if (n0 + j < p.n) {
+                store(bt, r, n0 + j, acc0[r][j]);
+            }
+            if (n0 + 4u + j < p.n) {
+                store(bt, r, n0 + 4u + j, acc1[r][j]);
+            }
+        }
+    }
 }
 
 // A[r.., k] for the 4 rows starting at element `base`, scalar loads (the K tail).

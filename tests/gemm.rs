@@ -293,6 +293,56 @@ fn vec4_aligned_shapes_all_transposes() {
     check(Case::new(32, 1024, 64).scaled(1.0, 1.0, true), 60);
 }
 
+/// C of 1 to 4 rows with A's rows vec4-aligned along k takes the thin kernel: both
+/// layouts of B, N spanning two workgroups and ending inside a block, batched and
+/// shared operands, a K tail (one row needs no aligned row stride), and N ≤ 4,
+/// computed as Cᵀ = Bᵀ·Aᵀ.
+#[test]
+fn thin_products() {
+    for m in 1..=4 {
+        for (i, tb) in [false, true].into_iter().enumerate() {
+            let s = 100 + 10 * m as u64 + 4 * i as u64;
+            check(
+                Case::new(m, 520, 16).t(false, tb).scaled(0.5, 0.25, true),
+                s,
+            );
+            check(
+                Case::new(m, 44, 28).t(false, tb).batched(3, true, false),
+                s + 1,
+            );
+            check(
+                Case::new(m, 12, 8).t(false, tb).batched(2, false, true),
+                s + 2,
+            );
+        }
+        check(
+            Case::new(37, m, 12).t(false, true).scaled(1.0, 1.0, true),
+            150 + m as u64,
+        );
+    }
+    check(Case::new(1, 20, 13).scaled(1.0, 0.0, true), 160);
+    check(Case::new(1, 20, 13).t(false, true), 161);
+}
+
+/// The thin shapes above do run the thin kernel (where nothing is packed): both
+/// forwards, and the gradient of A of the first, [3, 16] = dC·Bᵀ.
+#[test]
+fn thin_products_take_the_thin_kernel() {
+    let ctx = open(Some(false));
+    ctx.set_profiling(true);
+    check_on(&ctx, Case::new(3, 520, 16).t(false, true), 170);
+    check_on(&ctx, Case::new(37, 2, 12).t(false, true), 171);
+    let profile = ctx.profile();
+    let calls = |name: &str| {
+        profile
+            .kernels
+            .iter()
+            .find(|r| r.name == name)
+            .map_or(0, |r| r.calls)
+    };
+    assert_eq!(calls("gemm::forward_thin"), 3, "{}", profile.table());
+}
+
 #[test]
 fn batched_and_broadcast_operands() {
     for (i, (ta, tb)) in TRANSPOSES.into_iter().enumerate() {
@@ -387,17 +437,20 @@ fn reference_backward_matches_finite_differences() {
     }
 }
 
-/// A view whose rows are longer than K: the vec4 kernel's K loop ends with a tail
-/// of scalar steps (K = 18 = 4·4 + 2), and C is written into a slice of a larger tensor.
+/// A view whose rows are longer than K: the vec4 and thin kernels' K loops end with
+/// a tail of scalar steps (K = 18 = 4·4 + 2; M = 9, and M = 3 for the thin kernel),
+/// and C is written into a slice of a larger tensor.
 #[test]
 fn strided_views_and_k_tail() {
     for ctx in gemm_contexts() {
-        strided_views_and_k_tail_on(ctx);
+        for m in [9, 3] {
+            strided_views_and_k_tail_on(ctx, m);
+        }
     }
 }
 
-fn strided_views_and_k_tail_on(ctx: &Context) {
-    let (m, n, k, lda, ldc) = (9, 8, 18, 20, 12);
+fn strided_views_and_k_tail_on(ctx: &Context, m: usize) {
+    let (n, k, lda, ldc) = (8, 18, 20, 12);
     let mut rng = Rng::new(200);
     let (a, b, bias) = (rng.vec(m * lda), rng.vec(k * n), rng.vec(n));
     let ta = Tensor::from_slice(ctx, &[m, lda], &a).unwrap();

@@ -15,6 +15,9 @@
 //!   16 × 16 outputs per invocation from texel fetches. Chosen where the context
 //!   says so ([`crate::ContextOptions::gemm_packed`]; by default on CPU adapters,
 //!   whose storage-buffer loads are several times dearer than texel fetches).
+//! - `forward_thin`: C of at most 4 rows (a decoding step), every row × 8 columns
+//!   per invocation from aligned vec4 loads, A read once per row instead of as
+//!   part of an 8-row block.
 //! - `forward_vec4`: 8 × 8 outputs per invocation from aligned vec4 loads, when
 //!   strides and offsets are multiples of 4 (as is, or as Cᵀ = Bᵀ·Aᵀ).
 //! - `forward`: any strides.
@@ -32,6 +35,8 @@ const TILE_M: usize = 8;
 /// Columns and rows of C per workgroup of `forward_vec4` (64 lanes × 8 × 8).
 const VEC4_TILE_N: usize = 512;
 const VEC4_TILE_M: usize = 8;
+/// Most rows of C that `forward_thin` takes (its invocations own every row).
+const THIN_ROWS: usize = 4;
 /// Columns and rows of C per workgroup of `forward_tex` (8 lanes × 16 × 16).
 const TEX_TILE_N: usize = 128;
 const TEX_TILE_M: usize = 16;
@@ -537,7 +542,11 @@ fn forward_impl(
             return Ok(());
         }
     }
-    let (q, qa, qb, entry, constants) = if let Some(consts) = p.vec4_layout() {
+    let (q, qa, qb, entry, constants) = if let Some(consts) = p.thin_layout() {
+        (p, a_buf, b_buf, "forward_thin", consts)
+    } else if let Some(consts) = swapped.thin_layout() {
+        (swapped, b_buf, a_buf, "forward_thin", consts)
+    } else if let Some(consts) = p.vec4_layout() {
         (p, a_buf, b_buf, "forward_vec4", consts)
     } else if let Some(consts) = swapped.vec4_layout() {
         (swapped, b_buf, a_buf, "forward_vec4", consts)
@@ -546,10 +555,10 @@ fn forward_impl(
         (q, qa, qb, "forward", vec![])
     };
     let pipeline = ctx.pipeline(&shaders::GEMM, entry, &constants);
-    let (cols_per_group, rows_per_group) = if entry == "forward" {
-        (TILE_N, TILE_M)
-    } else {
-        (VEC4_TILE_N, VEC4_TILE_M)
+    let (label, cols_per_group, rows_per_group) = match entry {
+        "forward" => ("gemm::forward", TILE_N, TILE_M),
+        "forward_thin" => ("gemm::forward_thin", VEC4_TILE_N, THIN_ROWS),
+        _ => ("gemm::forward_vec4", VEC4_TILE_N, VEC4_TILE_M),
     };
     let mut bindings = vec![
         (1, qa.as_entire_binding()),
@@ -557,15 +566,11 @@ fn forward_impl(
         (3, bias_buf.as_entire_binding()),
         (4, c_buf.as_entire_binding()),
     ];
-    if entry == "forward_vec4" {
+    if entry != "forward" {
         bindings.extend([(5, qa.as_entire_binding()), (6, qb.as_entire_binding())]);
     }
     rec.dispatch(
-        if entry == "forward" {
-            "gemm::forward"
-        } else {
-            "gemm::forward_vec4"
-        },
+        label,
         &pipeline,
         bytemuck::bytes_of(&q),
         &bindings,
@@ -734,20 +739,54 @@ impl Params {
     /// The override constants of `forward_vec4` when A and B can both be read as
     /// aligned vec4s (along k, or along m for A and n for B), else None.
     fn vec4_layout(&self) -> Option<Vec<(&'static str, f64)>> {
-        let aligned = |off: u32, bs: u32, other: u32| {
-            off.is_multiple_of(4) && bs.is_multiple_of(4) && other.is_multiple_of(4)
-        };
         let a_along_k = self.a_ks == 1 && aligned(self.a_off, self.a_bs, self.a_ms);
         let a_along_m = self.a_ms == 1 && aligned(self.a_off, self.a_bs, self.a_ks);
-        let b_along_n = self.b_ns == 1 && aligned(self.b_off, self.b_bs, self.b_ks);
-        let b_along_k = self.b_ks == 1 && aligned(self.b_off, self.b_bs, self.b_ns);
-        let flag = |x: bool| if x { 1.0 } else { 0.0 };
-        ((a_along_k || a_along_m) && (b_along_n || b_along_k)).then(|| {
+        ((a_along_k || a_along_m) && self.b_vec4().is_some()).then(|| {
             vec![
                 ("A_ALONG_K", flag(a_along_k)),
+                ("B_ALONG_N", flag(self.b_vec4() == Some(true))),
+            ]
+        })
+    }
+
+    /// The override constants of `forward_thin` when C has at most [`THIN_ROWS`]
+    /// rows, A's rows can be read as aligned vec4s along k (one row needs no
+    /// aligned row stride) and B as aligned vec4s, else None.
+    fn thin_layout(&self) -> Option<Vec<(&'static str, f64)>> {
+        let row_stride = if self.m == 1 { 0 } else { self.a_ms };
+        let a_along_k = self.a_ks == 1 && aligned(self.a_off, self.a_bs, row_stride);
+        let b_along_n = self.b_vec4()?;
+        (self.m as usize <= THIN_ROWS && a_along_k).then(|| {
+            vec![
+                ("THIN_ROWS", f64::from(self.m)),
                 ("B_ALONG_N", flag(b_along_n)),
             ]
         })
+    }
+
+    /// Whether B can be read as aligned vec4s along n (true) or along k (false).
+    fn b_vec4(&self) -> Option<bool> {
+        if self.b_ns == 1 && aligned(self.b_off, self.b_bs, self.b_ks) {
+            Some(true)
+        } else if self.b_ks == 1 && aligned(self.b_off, self.b_bs, self.b_ns) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether an operand's offset and strides keep its vec4s aligned.
+fn aligned(off: u32, batch_stride: u32, other_stride: u32) -> bool {
+    off.is_multiple_of(4) && batch_stride.is_multiple_of(4) && other_stride.is_multiple_of(4)
+}
+
+/// An override constant's value for a flag.
+fn flag(x: bool) -> f64 {
+    if x {
+        1.0
+    } else {
+        0.0
     }
 }
 

@@ -12,15 +12,10 @@ const GATES: u32 = 3u;
 
 @group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
 
-@compute @workgroup_size(64, 1, 1)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= p.h) {
-        return;
-    }
+fn forward_unit(gid: vec3<u32>) -> f32 {
     let at = locate(gid);
     if (!at.live) {
-        carry(at);
-        return;
+        return carry(at);
     }
     let h1 = p.h;
     let h2 = 2u * p.h;
@@ -36,6 +31,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     acts[a + h1] = z;
     acts[a + h2] = n;
     acts[a + 3u * p.h] = ghn;
+    return h;
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -18,16 +18,11 @@ fn pre(at: At, k: u32) -> f32 {
     return xw[at.xw + o] + gh[at.gh + o] + b_ih[at.gate + o] + b_hh[at.gate + o];
 }
 
-@compute @workgroup_size(64, 1, 1)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= p.h) {
-        return;
-    }
+fn forward_unit(gid: vec3<u32>) -> f32 {
     let at = locate(gid);
     if (!at.live) {
-        carry(at);
         cs[at.next] = cs[at.prev];
-        return;
+        return carry(at);
     }
     let i = sigmoid(pre(at, 0u));
     let f = sigmoid(pre(at, 1u));
@@ -43,6 +38,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     acts[a + p.h] = f;
     acts[a + 2u * p.h] = g;
     acts[a + 3u * p.h] = o;
+    return h;
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -14,7 +14,10 @@
 //   dgh    [D, T, B, G]    gradient of the recurrent pre-activations (also of b_hh)
 //   dh, dc [D, B, H]       running gradients of the carried state; backward leaves
 //                          the part that bypasses W_hh in dh, the GEMM adds the rest
-// Dispatch (ceil(H / 64), B, D), one invocation per unit j of sequence b, direction d.
+// Dispatch (ceil(H / 64), B, D), one invocation per unit j of sequence b, direction d;
+// forward_packing (ceil(H / 256), B, D), one invocation per 4 units, which also
+// writes them into the texture the next step's recurrent GEMM reads (on adapters
+// whose GEMM reads packed textures, this saves a pack dispatch per step).
 
 struct Params {
     b: u32, t: u32, h: u32, d: u32,
@@ -34,6 +37,9 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
 @group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, G]
 @group(0) @binding(14) var<storage, read_write> dgh: array<f32>; // [D, T, B, G]
+// forward_packing: the new states as the next step's packed GEMM operand, texel
+// (j / 4, b, d) = hs[next][d, b, j .. j + 4] (zeros past H).
+@group(0) @binding(15) var next_packed: texture_storage_2d_array<rgba32float, write>;
 
 // Where one invocation reads and writes; indices are of unit j, gate 0.
 struct At {
@@ -72,10 +78,13 @@ fn locate(gid: vec3<u32>) -> At {
     return at;
 }
 
-// Past a sequence's length: the state carries over and the output is 0.
-fn carry(at: At) {
-    hs[at.next] = hs[at.prev];
+// Past a sequence's length: the state carries over and the output is 0. Returns
+// the carried state.
+fn carry(at: At) -> f32 {
+    let h = hs[at.prev];
+    hs[at.next] = h;
     y[at.y] = 0.0;
+    return h;
 }
 
 // Past a sequence's length no gate has a gradient.
@@ -94,4 +103,29 @@ fn sigmoid(x: f32) -> f32 {
 // exp-based tanh can overflow to inf / inf.
 fn tanh_(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
+}
+
+// Each cell's forward does one unit in forward_unit (returning its new state); the
+// two entry points differ in how many units an invocation does and what else it writes.
+@compute @workgroup_size(64, 1, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    forward_unit(gid);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_packing(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j0 = 4u * gid.x;
+    if (j0 >= p.h) {
+        return;
+    }
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (j0 + i < p.h) {
+            v[i] = forward_unit(vec3<u32>(j0 + i, gid.y, gid.z));
+        }
+    }
+    textureStore(next_packed, vec2<u32>(gid.x, gid.y), gid.z, v);
 }

@@ -9,20 +9,16 @@ const GATES: u32 = 1u;
 override RELU: bool = false;
 
 
-@compute @workgroup_size(64, 1, 1)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= p.h) {
-        return;
-    }
+fn forward_unit(gid: vec3<u32>) -> f32 {
     let at = locate(gid);
     if (!at.live) {
-        carry(at);
-        return;
+        return carry(at);
     }
     let x = xw[at.xw] + b_ih[at.gate] + gh[at.gh] + b_hh[at.gate];
     let h = select(tanh_(x), max(x, 0.0), RELU);
     hs[at.next] = h;
     y[at.y] = h;
+    return h;
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -162,8 +162,7 @@ fn bidirectional_matches_reference_and_finite_differences() {
             &[2, 5, 1, 3],
             20 + k as u64,
         );
-        // B·H a multiple of 4: on adapters that pack, the per-step product reads
-        // the previous states in place (one dispatch) rather than packing them.
+        // H a multiple of 4: whole texels where the cell packs the next states.
         check(ctx(), spec(mode, 3, 4, 1, 2), 2, 4, &[4, 2], 25 + k as u64);
     }
 }
@@ -187,13 +186,26 @@ fn stacked_one_direction_and_single_steps_match() {
 
 #[test]
 fn wide_hidden_spans_several_workgroups_on_every_gemm_path() {
-    // H = 65 puts units past the first workgroup of 64; the packed-texture and
-    // buffer GEMMs both run the recurrence, the packed one also with the states
-    // read in place (H = 64).
+    // H = 65 puts units past the first workgroup of 64 (and a partial texel where
+    // the cell packs the next states); the packed-texture and buffer GEMMs both
+    // run the recurrence.
     for (k, ctx) in common::gemm_contexts().into_iter().enumerate() {
         for hidden in [65, 64] {
             let spec = spec("lstm", 2, hidden, 1, 2);
             check_forward_only(ctx, spec, 2, 3, &[3, 1], 60 + k as u64);
+        }
+    }
+}
+
+/// Every cell on every GEMM path, stacked and bidirectional with mixed lengths: on
+/// the packed path each cell writes the next step's states into the texture the
+/// recurrent GEMM reads (H = 6 ends in a partial texel), carried states included.
+#[test]
+fn every_cell_on_every_gemm_path() {
+    for (k, ctx) in common::gemm_contexts().into_iter().enumerate() {
+        for (i, mode) in MODES.into_iter().enumerate() {
+            let seed = 70 + 10 * k as u64 + i as u64;
+            check(ctx, spec(mode, 3, 6, 2, 2), 3, 4, &[4, 1, 3], seed);
         }
     }
 }
@@ -600,12 +612,14 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
     assert_eq!(snapshot(&model), before, "the model changed");
 }
 
-/// Each step of a layer, both directions together, is two dispatches forward
-/// (the recurrent product and the cell) and two backward; three where the GEMM
-/// packs its operands into textures, as the step's states are packed first (on
-/// lavapipe that is faster than reading them in place: W2 251 ms against 415).
+/// Each step of a layer, both directions together, is two dispatches forward (the
+/// recurrent product and the cell) on every GEMM path: where the GEMM reads packed
+/// textures, the cell writes the next step's states into one (the first step's are
+/// packed once per layer). Backward is two, three when packing, as the step's state
+/// gradients are packed first (on lavapipe that is faster than reading them in
+/// place).
 #[test]
-fn each_step_is_two_dispatches_per_layer_each_way_three_when_packing() {
+fn each_step_is_two_dispatches_per_layer_forward_and_two_or_three_backward() {
     for ctx in common::gemm_contexts() {
         for mode in MODES {
             let spec = spec(mode, 3, 8, 2, 2);
@@ -623,14 +637,11 @@ fn each_step_is_two_dispatches_per_layer_each_way_three_when_packing() {
             };
             let ((f3, b3), (f7, b7)) = (count(3), count(7));
             let per_step = |a: usize, b: usize| (b - a) as f64 / (4 * spec.layers) as f64;
-            // The per-step product is [B, H] × [H, gates·H].
+            // The backward step's product is [B, gates·H] × [gates·H, H].
             let gates = config(&spec).mode.gates();
-            let want = if ctx.gemm_packs(2, gates * spec.hidden, spec.hidden) {
-                3.0
-            } else {
-                2.0
-            };
-            assert_eq!(per_step(f3, f7), want, "{mode} forward");
+            let packs = ctx.gemm_packs(2, spec.hidden, gates * spec.hidden);
+            assert_eq!(per_step(f3, f7), 2.0, "{mode} forward");
+            let want = if packs { 3.0 } else { 2.0 };
             assert_eq!(per_step(b3, b7), want, "{mode} backward");
         }
     }

@@ -339,18 +339,21 @@ impl Recurrent {
             };
             rec.phase("recurrent step");
             let w_hh_t = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true).t(), d, b)?;
+            // The states before step s: direction 1's sit (2T + 1 − 2s) states after
+            // direction 0's.
+            let before = |s: usize| View {
+                offset: s * b * h,
+                batch_stride: (2 * t + 1 - 2 * s) * b * h,
+                ..View::matrix(&hs, b, h, false)
+            };
+            let mut h_prev = gemm::pack_a(rec, before(0), d, g)?;
             for s in 0..t {
                 rec.phase("recurrent step");
-                // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous state sits
-                // (2T + 1 − 2s) states after direction 0's.
-                gemm::forward_packed_b(
+                // gh[d] = h_prev[d] · W_hh[d]ᵀ
+                gemm::forward_packed(
                     rec,
                     View::matrix(&gh, b, g, true),
-                    View {
-                        offset: s * b * h,
-                        batch_stride: (2 * t + 1 - 2 * s) * b * h,
-                        ..View::matrix(&hs, b, h, false)
-                    },
+                    &h_prev,
                     &w_hh_t,
                     None,
                     d,
@@ -358,7 +361,18 @@ impl Recurrent {
                     0.0,
                 )?;
                 rec.phase("cell");
-                recurrence::forward(rec, &cell, geo, s, &io)?;
+                // Where the GEMM reads packed states, the cell writes the next
+                // step's alongside hs.
+                let next = if s + 1 < t {
+                    Some(gemm::pack_a_target(rec, before(s + 1), d, g)?)
+                } else {
+                    None
+                };
+                let target = next.as_ref().and_then(|n| n.texture());
+                recurrence::forward(rec, &cell, geo, s, &io, target)?;
+                if let Some(next) = next {
+                    h_prev = next;
+                }
             }
             for dir in 0..d {
                 let slot = slot_offset(geo, dir, if dir == 0 { t } else { 0 });

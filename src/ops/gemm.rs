@@ -12,7 +12,10 @@
 //!
 //! Kernels (all in shaders/gemm.wgsl, same math, chosen per call):
 //! - packed: A and B are copied into array textures, then `forward_tex` computes
-//!   16 × 16 outputs per invocation from texel fetches. Chosen where the context
+//!   16 × 16 outputs per invocation from texel fetches. An operand shared by many
+//!   products is packed once ([`pack_b`], [`pack_a`]), or written into its texture
+//!   by the kernel that computes it ([`pack_a_target`], as the recurrent cells do
+//!   with the next step's states). Chosen where the context
 //!   says so ([`crate::ContextOptions::gemm_packed`]; by default on CPU adapters,
 //!   whose storage-buffer loads are several times dearer than texel fetches).
 //! - `forward_thin`: C of at most 4 rows (a decoding step), every row × 8 columns
@@ -335,7 +338,7 @@ pub fn forward_view(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    forward_impl(rec, c, a, b, None, bias, batch, alpha, beta)
+    forward_impl(rec, c, a, b, None, None, bias, batch, alpha, beta)
 }
 
 /// An operand B `[K, N]` prepared once for many products that share it, such as a
@@ -353,40 +356,54 @@ pub struct PackedB<'a> {
 /// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed_b`]
 /// products with `m` rows (M decides, with B's shape, whether packing pays).
 pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize, m: usize) -> Result<PackedB<'a>> {
-    check_operands(rec, &[("B", b.tensor)])?;
-    if batch == 0 || b.rows == 0 || b.cols == 0 {
-        return Err(Error::Empty {
-            op: OP,
-            what: "B [batch, K, N]",
-            shape: vec![batch, b.rows, b.cols],
-        });
-    }
-    b.check("B", batch)?;
-    let texture = if rec.context().gemm_packs(m, b.cols, b.rows) {
-        let u = |x: usize| x as u32;
-        let layers = if b.batch_stride == 0 { 1 } else { u(batch) };
-        rec.hold(&[b.tensor]);
-        pack(
-            rec,
-            b.tensor.buffer(),
-            Packing {
-                rows: u(b.cols),
-                k: u(b.rows),
-                layers,
-                off: u(b.offset),
-                row_stride: u(b.col_stride),
-                k_stride: u(b.row_stride),
-                batch_stride: u(b.batch_stride),
-            },
-        )?
-    } else {
-        None
+    let u = |x: usize| x as u32;
+    let packing = prepare(rec, "B", b, b.cols, b.rows, batch, m)?.map(|layers| Packing {
+        rows: u(b.cols),
+        k: u(b.rows),
+        layers,
+        off: u(b.offset),
+        row_stride: u(b.col_stride),
+        k_stride: u(b.row_stride),
+        batch_stride: u(b.batch_stride),
+    });
+    let texture = match packing {
+        Some(v) => pack(rec, b.tensor.buffer(), v)?,
+        None => None,
     };
     Ok(PackedB {
         view: b,
         batch,
         texture,
     })
+}
+
+/// Checks an operand of `rows` × `k` (per batch entry) prepared for products whose
+/// other side has `other` rows, and holds it for the recording. Where the context
+/// packs such products, the number of texture layers it takes. (The view's numbers
+/// were checked against the tensor's length, which fits u32.)
+fn prepare(
+    rec: &mut Recorder,
+    what: &'static str,
+    v: View,
+    rows: usize,
+    k: usize,
+    batch: usize,
+    other: usize,
+) -> Result<Option<u32>> {
+    check_operands(rec, &[(what, v.tensor)])?;
+    if batch == 0 || v.rows == 0 || v.cols == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what,
+            shape: vec![batch, v.rows, v.cols],
+        });
+    }
+    v.check(what, batch)?;
+    rec.hold(&[v.tensor]);
+    if !rec.context().gemm_packs(rows, other, k) {
+        return Ok(None);
+    }
+    Ok(Some(if v.batch_stride == 0 { 1 } else { batch as u32 }))
 }
 
 /// [`forward_view`] with B prepared by [`pack_b`] (for `batch` entries).
@@ -414,6 +431,116 @@ pub fn forward_packed_b(
         c,
         a,
         b.view,
+        None,
+        b.texture.as_ref(),
+        bias,
+        batch,
+        alpha,
+        beta,
+    )
+}
+
+/// An operand A `[M, K]` (a batch of `batch` views, or one shared) prepared for
+/// [`forward_packed`]: on adapters that use the packed kernels for the products it
+/// serves, a texture that holds A (packed by [`pack_a`], or to be written by a
+/// kernel of the caller's, see [`pack_a_target`]); otherwise A is read from its
+/// view. Valid while the recorder it was made with records.
+#[derive(Debug)]
+pub struct PackedA<'a> {
+    view: View<'a>,
+    batch: usize,
+    texture: Option<wgpu::TextureView>,
+}
+
+impl PackedA<'_> {
+    /// The texture of a [`pack_a_target`], for the caller's kernel to write before
+    /// the product: texel `(k / 4, m, b)` holds `A[b, m, k .. k + 4]`, zeros past K.
+    /// None where the products read A from its view.
+    pub fn texture(&self) -> Option<&wgpu::TextureView> {
+        self.texture.as_ref()
+    }
+}
+
+/// Packs `a` for [`forward_packed`] products with `n` columns (M, N and K decide
+/// whether packing pays, as for any product).
+pub fn pack_a<'a>(rec: &mut Recorder, a: View<'a>, batch: usize, n: usize) -> Result<PackedA<'a>> {
+    prepare_a(rec, a, batch, n, true)
+}
+
+/// [`pack_a`] without the packing: where the products will read a texture, one
+/// for the caller's own kernel to fill (as the recurrent cells write the next
+/// step's states), which saves a pack dispatch. The view must hold the same
+/// values, for adapters that read it instead.
+pub fn pack_a_target<'a>(
+    rec: &mut Recorder,
+    a: View<'a>,
+    batch: usize,
+    n: usize,
+) -> Result<PackedA<'a>> {
+    prepare_a(rec, a, batch, n, false)
+}
+
+fn prepare_a<'a>(
+    rec: &mut Recorder,
+    a: View<'a>,
+    batch: usize,
+    n: usize,
+    fill: bool,
+) -> Result<PackedA<'a>> {
+    let u = |x: usize| x as u32;
+    let packing = prepare(rec, "A", a, a.rows, a.cols, batch, n)?.map(|layers| Packing {
+        rows: u(a.rows),
+        k: u(a.cols),
+        layers,
+        off: u(a.offset),
+        row_stride: u(a.row_stride),
+        k_stride: u(a.col_stride),
+        batch_stride: u(a.batch_stride),
+    });
+    let texture = match packing {
+        Some(v) if fill => pack(rec, a.tensor.buffer(), v)?,
+        Some(v) => packed_texture(rec, v.rows, v.k, v.layers),
+        None => None,
+    };
+    Ok(PackedA {
+        view: a,
+        batch,
+        texture,
+    })
+}
+
+/// [`forward_view`] with A prepared by [`pack_a`] or [`pack_a_target`] and B by
+/// [`pack_b`] (for `batch` entries).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_packed(
+    rec: &mut Recorder,
+    c: View,
+    a: &PackedA,
+    b: &PackedB,
+    bias: Option<BiasView>,
+    batch: usize,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    for (what, prepared) in [
+        ("batch of the packed A", a.batch),
+        ("batch of the packed B", b.batch),
+    ] {
+        if batch != prepared {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what,
+                expected: format!("{prepared}"),
+                got: vec![batch],
+            });
+        }
+    }
+    forward_impl(
+        rec,
+        c,
+        a.view,
+        b.view,
+        a.texture.as_ref(),
         b.texture.as_ref(),
         bias,
         batch,
@@ -428,6 +555,7 @@ fn forward_impl(
     c: View,
     a: View,
     b: View,
+    packed_a: Option<&wgpu::TextureView>,
     packed_b: Option<&wgpu::TextureView>,
     bias: Option<BiasView>,
     batch: usize,
@@ -532,11 +660,12 @@ fn forward_impl(
         }
     };
     if ctx.gemm_packs(m, n, k) {
+        let a_src = packed_a.map_or(Source::Buffer(a_buf), Source::Packed);
         let b_src = packed_b.map_or(Source::Buffer(b_buf), Source::Packed);
         let (q, qa, qb) = if swap(TEX_TILE_N) {
-            (swapped, b_src, Source::Buffer(a_buf))
+            (swapped, b_src, a_src)
         } else {
-            (p, Source::Buffer(a_buf), b_src)
+            (p, a_src, b_src)
         };
         if forward_tex(rec, &q, qa, qb, bias_buf, c_buf)? {
             return Ok(());
@@ -610,24 +739,10 @@ struct Packing {
 /// Records `pack` of a view into a scratch array texture whose texels hold 4
 /// consecutive k; None (nothing recorded) when it would exceed the device limits.
 fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgpu::TextureView>> {
-    let limits = rec.context().limits();
-    let k_texels = v.k.div_ceil(4);
-    if k_texels.max(v.rows) > limits.max_texture_dimension_2d
-        || v.layers > limits.max_texture_array_layers
-    {
+    let Some(view) = packed_texture(rec, v.rows, v.k, v.layers) else {
         return Ok(None);
-    }
-    let texture = rec.scratch_texture(wgpu::Extent3d {
-        width: k_texels,
-        height: v.rows,
-        // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
-        // array binding cannot read; a second (unused) layer keeps it an array.
-        depth_or_array_layers: v.layers.max(2),
-    });
-    let view = texture.create_view(&wgpu::TextureViewDescriptor {
-        dimension: Some(wgpu::TextureViewDimension::D2Array),
-        ..Default::default()
-    });
+    };
+    let k_texels = v.k.div_ceil(4);
     let pp = Params {
         m: v.rows,
         k: v.k,
@@ -650,6 +765,29 @@ fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgp
         [k_texels.div_ceil(64), v.rows, v.layers],
     )?;
     Ok(Some(view))
+}
+
+/// A scratch array texture for `layers` operands of `rows` × `k` packed as `pack`
+/// lays them out; None when it would exceed the device limits.
+fn packed_texture(rec: &mut Recorder, rows: u32, k: u32, layers: u32) -> Option<wgpu::TextureView> {
+    let limits = rec.context().limits();
+    let k_texels = k.div_ceil(4);
+    if k_texels.max(rows) > limits.max_texture_dimension_2d
+        || layers > limits.max_texture_array_layers
+    {
+        return None;
+    }
+    let texture = rec.scratch_texture(wgpu::Extent3d {
+        width: k_texels,
+        height: rows,
+        // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
+        // array binding cannot read; a second (unused) layer keeps it an array.
+        depth_or_array_layers: layers.max(2),
+    });
+    Some(texture.create_view(&wgpu::TextureViewDescriptor {
+        dimension: Some(wgpu::TextureViewDimension::D2Array),
+        ..Default::default()
+    }))
 }
 
 /// Records the product through packed textures: packs what is not packed yet (one

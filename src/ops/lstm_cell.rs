@@ -18,7 +18,7 @@ pub const CELL: Cell = Cell {
 
 /// Records forward step `step`; see [`recurrence::forward`].
 pub fn forward(rec: &mut Recorder, geo: Geometry, step: usize, io: &ForwardIo) -> Result<()> {
-    recurrence::forward(rec, &CELL, geo, step, io)
+    recurrence::forward(rec, &CELL, geo, step, io, None)
 }
 
 /// Records backward step `step`; see [`recurrence::backward`].

@@ -116,13 +116,17 @@ struct Params {
 }
 
 /// Records step `step` of the forward recurrence: states, outputs and saved
-/// activations at t = step (direction 0) and t = T − 1 − step (direction 1).
+/// activations at t = step (direction 0) and t = T − 1 − step (direction 1). With
+/// `next_packed` (a [`crate::ops::gemm::pack_a_target`] texture of the new states,
+/// `[D]` layers of `[B, H]`) the cell also writes them there for the next step's
+/// recurrent GEMM, in place of a pack dispatch.
 pub fn forward(
     rec: &mut Recorder,
     cell: &Cell,
     geo: Geometry,
     step: usize,
     io: &ForwardIo,
+    next_packed: Option<&wgpu::TextureView>,
 ) -> Result<()> {
     let n = geo.numel(cell.gates);
     let mut bindings = vec![
@@ -135,7 +139,19 @@ pub fn forward(
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    launch(rec, cell, "forward", geo, step, io.lengths, &bindings)
+    match next_packed {
+        Some(texture) => launch(
+            rec,
+            cell,
+            "forward_packing",
+            geo,
+            step,
+            io.lengths,
+            &bindings,
+            Some(texture),
+        ),
+        None => launch(rec, cell, "forward", geo, step, io.lengths, &bindings, None),
+    }
 }
 
 /// Records step `step` of the backward recurrence (run `step` from T − 1 down to 0):
@@ -163,7 +179,9 @@ pub fn backward(
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    launch(rec, cell, "backward", geo, step, io.lengths, &bindings)
+    launch(
+        rec, cell, "backward", geo, step, io.lengths, &bindings, None,
+    )
 }
 
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
@@ -194,6 +212,7 @@ fn optional<'a>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn launch(
     rec: &mut Recorder,
     cell: &Cell,
@@ -202,6 +221,7 @@ fn launch(
     step: usize,
     lengths: &Tensor,
     bindings: &[Binding],
+    next_packed: Option<&wgpu::TextureView>,
 ) -> Result<()> {
     let op = cell.shader.name;
     if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
@@ -261,15 +281,28 @@ fn launch(
         ..Params::default()
     };
     let pipeline = rec.context().pipeline(&cell.shader, entry, cell.constants);
-    let mut resources = vec![(1, lengths)];
-    resources.extend(bindings.iter().map(|&(i, _, t, _)| (i, t)));
-    let label = format!("{op}::{entry}");
-    rec.dispatch_tensors(
-        &label,
+    let mut tensors = vec![(1, lengths)];
+    tensors.extend(bindings.iter().map(|&(i, _, t, _)| (i, t)));
+    rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
+    let mut resources: Vec<_> = tensors
+        .iter()
+        .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
+        .collect();
+    // One invocation per unit, or per 4 units when it also writes them as a texel.
+    let units_per_invocation = match next_packed {
+        Some(texture) => {
+            resources.push((15, wgpu::BindingResource::TextureView(texture)));
+            4
+        }
+        None => 1,
+    };
+    let invocations = geo.hidden.div_ceil(units_per_invocation);
+    rec.dispatch(
+        &format!("{op}::{entry}"),
         &pipeline,
         bytemuck::bytes_of(&params),
         &resources,
-        [u(geo.hidden.div_ceil(64)), u(geo.batch), u(geo.dirs)],
+        [u(invocations.div_ceil(64)), u(geo.batch), u(geo.dirs)],
     )
 }
 

@@ -26,7 +26,7 @@ pub fn forward(
     step: usize,
     io: &ForwardIo,
 ) -> Result<()> {
-    recurrence::forward(rec, &cell(relu), geo, step, io)
+    recurrence::forward(rec, &cell(relu), geo, step, io, None)
 }
 
 /// Records backward step `step`; see [`recurrence::backward`].

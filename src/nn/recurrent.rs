@@ -475,18 +475,21 @@ impl Recurrent {
             };
             rec.phase("backward recurrence");
             let w_hh = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true), d, b)?;
+            // dgh of step s: direction 1's step sits (2T − 1 − 2s) steps after
+            // direction 0's.
+            let dgh_at = |s: usize| View {
+                offset: s * b * g,
+                batch_stride: (2 * t - 1 - 2 * s) * b * g,
+                ..View::matrix(&dgh, b, g, false)
+            };
             for s in (0..t).rev() {
                 recurrence::backward(rec, &cell, geo, s, &io)?;
-                // dh[d] += dgh[d, t_d] · W_hh[d]; direction 1's step sits
-                // (2T − 1 − 2s) steps after direction 0's.
-                gemm::forward_packed_b(
+                // dh[d] += dgh[d, t_d] · W_hh[d]
+                let dgh_s = gemm::pack_a(rec, dgh_at(s), d, h)?;
+                gemm::forward_packed(
                     rec,
                     View::matrix(&dh, b, h, true),
-                    View {
-                        offset: s * b * g,
-                        batch_stride: (2 * t - 1 - 2 * s) * b * g,
-                        ..View::matrix(&dgh, b, g, false)
-                    },
+                    &dgh_s,
                     &w_hh,
                     None,
                     d,

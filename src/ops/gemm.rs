@@ -353,7 +353,7 @@ pub struct PackedB<'a> {
     texture: Option<wgpu::TextureView>,
 }
 
-/// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed_b`]
+/// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed`]
 /// products with `m` rows (M decides, with B's shape, whether packing pays).
 pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize, m: usize) -> Result<PackedB<'a>> {
     let u = |x: usize| x as u32;
@@ -404,40 +404,6 @@ fn prepare(
         return Ok(None);
     }
     Ok(Some(if v.batch_stride == 0 { 1 } else { batch as u32 }))
-}
-
-/// [`forward_view`] with B prepared by [`pack_b`] (for `batch` entries).
-#[allow(clippy::too_many_arguments)]
-pub fn forward_packed_b(
-    rec: &mut Recorder,
-    c: View,
-    a: View,
-    b: &PackedB,
-    bias: Option<BiasView>,
-    batch: usize,
-    alpha: f32,
-    beta: f32,
-) -> Result<()> {
-    if batch != b.batch {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            what: "batch of the packed B",
-            expected: format!("{}", b.batch),
-            got: vec![batch],
-        });
-    }
-    forward_impl(
-        rec,
-        c,
-        a,
-        b.view,
-        None,
-        b.texture.as_ref(),
-        bias,
-        batch,
-        alpha,
-        beta,
-    )
 }
 
 /// An operand A `[M, K]` (a batch of `batch` views, or one shared) prepared for

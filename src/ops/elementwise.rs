@@ -207,7 +207,7 @@ pub fn concat(rec: &mut Recorder, rows: usize, x: Block, y: Block) -> Result<Ten
     Ok(out)
 }
 
-/// Records the backward of [`concat`] for `rows` rows of `d` (width `a + b`):
+/// Records the backward of [`concat()`] for `rows` rows of `d` (width `a + b`):
 /// new tensors `[rows, a]` and `[rows, b]`.
 pub fn split(
     rec: &mut Recorder,

@@ -5,8 +5,9 @@
 //! Criterion's throughput ("elem/s") is tokens/s (flop/s for W3). The table
 //! gives, for one layer at B = 32, T = 64, I = 128, H = 256 of each cell, ms per
 //! step, tokens/s, GFLOP/s of the GEMM arithmetic and its share of the ceiling;
-//! "train" is forward, full BPTT and an SGD step, one submit. For all five
-//! workloads in one table: `cargo run --release --example bench`.
+//! "train" is forward, full BPTT (parameter gradients; x is data) and an SGD
+//! step, one submit. For all five workloads in one table: `cargo run --release
+//! --example bench`.
 
 #[path = "common/workloads.rs"]
 mod workloads;

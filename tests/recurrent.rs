@@ -213,6 +213,68 @@ fn every_cell_on_every_gemm_path() {
     }
 }
 
+/// backward_params gives backward's parameter and initial-state gradients bit for
+/// bit, without the first layer's dx product (one per direction).
+#[test]
+fn backward_params_matches_backward_without_dx() {
+    for ctx in common::gemm_contexts() {
+        for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh] {
+            let cfg = Config {
+                mode,
+                input_size: 3,
+                hidden_size: 8,
+                num_layers: 2,
+                bidirectional: true,
+            };
+            let (b, t) = (2, 4);
+            let mut rng = Rng::new(5);
+            let x: Vec<f32> = (0..b * t * 3).map(|_| rng.uniform()).collect();
+            let dy: Vec<f32> = (0..b * t * 16).map(|_| rng.uniform()).collect();
+            let run = |params_only: bool| {
+                let model = Recurrent::new(ctx, cfg, 7).unwrap();
+                let x = Tensor::from_slice(ctx, &[b, t, 3], &x).unwrap();
+                let dy = Tensor::from_slice(ctx, &[b, t, 16], &dy).unwrap();
+                let mut rec = Recorder::new(ctx, "backward");
+                model.zero_grad(&mut rec).unwrap();
+                let (_, saved) = model.forward(&mut rec, &x, &[4, 2], None, None).unwrap();
+                let before = rec.dispatches();
+                let dh0 = if params_only {
+                    model
+                        .backward_params(&mut rec, &saved, &dy, None, None)
+                        .unwrap()
+                        .dh0
+                } else {
+                    model
+                        .backward(&mut rec, &saved, &dy, None, None)
+                        .unwrap()
+                        .dh0
+                };
+                let dispatches = rec.dispatches() - before;
+                rec.submit();
+                let grads: Vec<Vec<f32>> = model
+                    .layer_grads()
+                    .iter()
+                    .flat_map(|l| [&l.w_ih, &l.w_hh, &l.b_ih, &l.b_hh])
+                    .map(|g| g.to_vec().unwrap())
+                    .collect();
+                (grads, dh0.to_vec().unwrap(), dispatches)
+            };
+            let (grads, dh0, n) = run(false);
+            let (grads_p, dh0_p, n_p) = run(true);
+            assert_eq!(grads, grads_p, "{mode:?} parameter gradients");
+            assert_eq!(dh0, dh0_p, "{mode:?} dh0");
+            // dx [B·T, I] = dgi [B·T, G] · W_ih per direction: one dispatch, or
+            // three where both operands are packed first.
+            let product = if ctx.gemm_packs(b * t, 3, mode.gates() * 8) {
+                3
+            } else {
+                1
+            };
+            assert_eq!(n - n_p, 2 * product, "{mode:?}: no dx product");
+        }
+    }
+}
+
 /// Outputs only, for sizes whose finite differences would be slow.
 fn check_forward_only(
     ctx: &Context,

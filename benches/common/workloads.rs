@@ -2,7 +2,8 @@
 //! `cargo run --release --example bench` (which prints them as one table).
 //!
 //! - W1 LSTM training step: B = 32, T = 64, I = 128, H = 256; forward, full BPTT
-//!   and an SGD step, one submit.
+//!   (parameter gradients: x is data and gets none, as in the peers) and an SGD
+//!   step, one submit.
 //! - W2 the same forward only (inference).
 //! - W3 GEMM 1024³.
 //! - W4 the BiLSTM tagger's training step: vocab 5000, embeddings 64, 64 units
@@ -78,8 +79,9 @@ impl Layer {
             .model
             .forward(&mut rec, &self.x, &vec![t; b], None, None)?;
         if let Some(opt) = opt {
+            // x is data: no gradient of it, as in the peers' W1.
             self.model
-                .backward(&mut rec, &saved, &self.dy, None, None)?;
+                .backward_params(&mut rec, &saved, &self.dy, None, None)?;
             opt.step(&mut rec)?;
         }
         rec.submit();
@@ -88,13 +90,14 @@ impl Layer {
 }
 
 /// GEMM flops of one layer pass at batch `b`, `t` steps: forward 2·B·T·G·(I + H);
-/// training three times that (dh and dW_hh over H, dW_ih and dx over I).
+/// training adds dh and dW_hh over H and dW_ih over I (no dx: x is data), in all
+/// 2·B·T·G·(2I + 3H).
 pub fn layer_flops(mode: Mode, b: usize, t: usize, train: bool) -> f64 {
-    let forward = 2.0 * (b * t * mode.gates() * H * (I + H)) as f64;
+    let per = 2.0 * (b * t * mode.gates() * H) as f64;
     if train {
-        3.0 * forward
+        per * (2 * I + 3 * H) as f64
     } else {
-        forward
+        per * (I + H) as f64
     }
 }
 

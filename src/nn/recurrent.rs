@@ -153,6 +153,15 @@ pub struct InputGrads {
     pub dc0: Option<Tensor>,
 }
 
+/// Gradients of the initial states, from [`Recurrent::backward_params`].
+#[derive(Clone, Debug)]
+pub struct StateGrads {
+    /// `[L·D, B, H]`
+    pub dh0: Tensor,
+    /// `[L·D, B, H]` (LSTM only).
+    pub dc0: Option<Tensor>,
+}
+
 /// What a layer's backward needs from its forward.
 #[derive(Clone, Debug)]
 struct LayerSaved {
@@ -414,6 +423,40 @@ impl Recurrent {
         dh_n: Option<&Tensor>,
         dc_n: Option<&Tensor>,
     ) -> Result<InputGrads> {
+        let (dx, states) = self.backward_impl(rec, saved, dy, dh_n, dc_n, true)?;
+        Ok(InputGrads {
+            dx,
+            dh0: states.dh0,
+            dc0: states.dc0,
+        })
+    }
+
+    /// [`backward`](Self::backward) for a stack whose input needs no gradient (data
+    /// rather than the output of a layer that trains): the same parameter
+    /// gradients and initial-state gradients, without the first layer's dx product
+    /// (2·B·T·G·I flops and its operands' packing).
+    pub fn backward_params(
+        &self,
+        rec: &mut Recorder,
+        saved: &Saved,
+        dy: &Tensor,
+        dh_n: Option<&Tensor>,
+        dc_n: Option<&Tensor>,
+    ) -> Result<StateGrads> {
+        Ok(self.backward_impl(rec, saved, dy, dh_n, dc_n, false)?.1)
+    }
+
+    /// The backward pass; returns the gradient of the stack's input when `want_dx`
+    /// (else the gradient the first layer got, which the caller drops).
+    fn backward_impl(
+        &self,
+        rec: &mut Recorder,
+        saved: &Saved,
+        dy: &Tensor,
+        dh_n: Option<&Tensor>,
+        dc_n: Option<&Tensor>,
+        want_dx: bool,
+    ) -> Result<(Tensor, StateGrads)> {
         let cfg = &self.cfg;
         let geo = saved.geo;
         let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
@@ -528,7 +571,10 @@ impl Recurrent {
                 1.0,
                 1.0,
             )?;
-            let dx = Tensor::empty(&ctx, &[b, t, i], DType::F32)?;
+            // The first layer's dx is the stack's input gradient, wanted or not.
+            let dx = (want_dx || l > 0)
+                .then(|| Tensor::empty(&ctx, &[b, t, i], DType::F32))
+                .transpose()?;
             for dir in 0..d {
                 let bias = |tensor| BiasView {
                     tensor,
@@ -557,29 +603,29 @@ impl Recurrent {
                     1.0,
                 )?;
                 // dx = Σ_d dgi[d] · W_ih[d]
-                rec.phase("input GEMM");
-                gemm::forward_view(
-                    rec,
-                    View::matrix(&dx, b * t, i, false),
-                    rows(&dgi, dir * b * t * g),
-                    View {
-                        offset: dir * g * i,
-                        ..View::matrix(&p.w_ih, g, i, false)
-                    },
-                    None,
-                    1,
-                    1.0,
-                    if dir == 0 { 0.0 } else { 1.0 },
-                )?;
+                if let Some(dx) = &dx {
+                    rec.phase("input GEMM");
+                    gemm::forward_view(
+                        rec,
+                        View::matrix(dx, b * t, i, false),
+                        rows(&dgi, dir * b * t * g),
+                        View {
+                            offset: dir * g * i,
+                            ..View::matrix(&p.w_ih, g, i, false)
+                        },
+                        None,
+                        1,
+                        1.0,
+                        if dir == 0 { 0.0 } else { 1.0 },
+                    )?;
+                }
             }
-            d_out = dx;
+            if let Some(dx) = dx {
+                d_out = dx;
+            }
         }
         rec.phase(outer);
-        Ok(InputGrads {
-            dx: d_out,
-            dh0,
-            dc0,
-        })
+        Ok((d_out, StateGrads { dh0, dc0 }))
     }
 
     /// Checks `x` and `lengths` against this stack and returns the step geometry.

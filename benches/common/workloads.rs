@@ -141,7 +141,9 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     Ok(vec![
         Workload {
             name: "W1",
-            what: format!("LSTM train step B={B} T={T} I={I} H={H} (fwd + BPTT + SGD)"),
+            what: format!(
+                "LSTM train step B={B} T={T} I={I} H={H} (fwd + BPTT of the parameters + SGD)"
+            ),
             tokens: B * T,
             flops: layer_flops(Mode::Lstm, B, T, true),
             run: Box::new(move || w1.step(ctx, Some(&mut sgd))),

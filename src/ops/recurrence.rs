@@ -139,19 +139,21 @@ pub fn forward(
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    match next_packed {
-        Some(texture) => launch(
-            rec,
-            cell,
-            "forward_packing",
-            geo,
-            step,
-            io.lengths,
-            &bindings,
-            Some(texture),
-        ),
-        None => launch(rec, cell, "forward", geo, step, io.lengths, &bindings, None),
-    }
+    let entry = if next_packed.is_some() {
+        "forward_packing"
+    } else {
+        "forward"
+    };
+    launch(
+        rec,
+        cell,
+        entry,
+        geo,
+        step,
+        io.lengths,
+        &bindings,
+        next_packed,
+    )
 }
 
 /// Records step `step` of the backward recurrence (run `step` from T − 1 down to 0):

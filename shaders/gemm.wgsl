@@ -19,7 +19,8 @@
 //                 columns 64 apart. Dispatch (ceil(N / 256), ceil(M / 8), batch).
 //   pack          copies a strided [rows, K] view of `a` into an array texture whose
 //                 texels hold 4 consecutive k (zeros past K). Dispatch
-//                 (ceil(K / 256), rows, layers).
+//                 (ceil(K / 256), rows, layers), or (ceil(rows / 64), ceil(K / 4),
+//                 layers) with PACK_ALONG_ROWS.
 //   forward_tex   C from packed A and B textures. Each invocation owns 16 × 16 outputs,
 //                 fetching 32 texels per 4 k steps for 1024 fmas. A shared operand
 //                 is one layer (a_bs, b_bs = 0), a batched one has a layer per entry.
@@ -301,13 +302,20 @@ fn store_block(bt: u32, m0: u32, n0: u32, acc: mat4x4<f32>) {
 
 // texel (x, r, l) of `packed` = V[l, r, 4x .. 4x + 4] for the view V = (a_off, a_ms per
 // row, a_ks per k, a_bs per layer) of `a`, with p.m rows, p.k columns, p.batch layers.
+// PACK_ALONG_ROWS puts the lanes along the rows instead of along k: for a view
+// whose rows are the contiguous dimension (a transposed operand), neighbouring
+// lanes then read neighbouring elements.
+override PACK_ALONG_ROWS: bool = false;
+
 @compute @workgroup_size(64, 1, 1)
 fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let k0 = 4u * gid.x;
-    if (k0 >= p.k || gid.y >= p.m || gid.z >= p.batch) {
+    let x = select(gid.x, gid.y, PACK_ALONG_ROWS);
+    let row = select(gid.y, gid.x, PACK_ALONG_ROWS);
+    let k0 = 4u * x;
+    if (k0 >= p.k || row >= p.m || gid.z >= p.batch) {
         return;
     }
-    let i = p.a_off + gid.z * p.a_bs + gid.y * p.a_ms + k0 * p.a_ks;
+    let i = p.a_off + gid.z * p.a_bs + row * p.a_ms + k0 * p.a_ks;
     var v = vec4<f32>(a[i], 0.0, 0.0, 0.0);
     if (k0 + 1u < p.k) {
         v.y = a[i + p.a_ks];
@@ -318,7 +326,7 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (k0 + 3u < p.k) {
         v.w = a[i + 3u * p.a_ks];
     }
-    textureStore(packed, vec2<u32>(gid.x, gid.y), gid.z, v);
+    textureStore(packed, vec2<u32>(x, row), gid.z, v);
 }
 
 // A[m .. m + 4, 4kt .. 4kt + 4] from packed A, as a matrix whose column t holds A[m .., 4kt + t].

@@ -719,7 +719,19 @@ fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgp
         a_bs: v.batch_stride,
         ..Params::default()
     };
-    let pipeline = rec.context().pipeline(&shaders::GEMM, "pack", &[]);
+    // Lanes go along whichever of k and the rows is contiguous in memory: a
+    // transposed operand (W1's weight gradients) packs twice as fast so.
+    let along_rows = v.row_stride < v.k_stride;
+    let pipeline = rec.context().pipeline(
+        &shaders::GEMM,
+        "pack",
+        &[("PACK_ALONG_ROWS", if along_rows { 1.0 } else { 0.0 })],
+    );
+    let groups = if along_rows {
+        [v.rows.div_ceil(64), k_texels, v.layers]
+    } else {
+        [k_texels.div_ceil(64), v.rows, v.layers]
+    };
     rec.dispatch(
         "gemm::pack",
         &pipeline,
@@ -728,7 +740,7 @@ fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgp
             (1, src.as_entire_binding()),
             (7, wgpu::BindingResource::TextureView(&view)),
         ],
-        [k_texels.div_ceil(64), v.rows, v.layers],
+        groups,
     )?;
     Ok(Some(view))
 }

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
-use crate::ops::{gru_cell, lstm_cell, rnn_cell};
+use crate::ops::{elementwise, gru_cell, lstm_cell, rnn_cell};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "recurrent";
@@ -586,22 +586,31 @@ impl Recurrent {
                     ..View::matrix(tensor, b * t, g, false)
                 };
                 rec.phase("weight-gradient GEMMs");
-                gemm::bias_grad(
-                    rec,
-                    bias(&gr.b_ih),
-                    rows(&dgi, dir * b * t * g),
-                    1,
-                    1.0,
-                    1.0,
-                )?;
-                gemm::bias_grad(
-                    rec,
-                    bias(&gr.b_hh),
-                    rows(&dgh, dir * t * b * g),
-                    1,
-                    1.0,
-                    1.0,
-                )?;
+                if cfg.mode == Mode::Gru {
+                    // The GRU's n gate scales its recurrent part by r: dgh differs.
+                    gemm::bias_grad(
+                        rec,
+                        bias(&gr.b_ih),
+                        rows(&dgi, dir * b * t * g),
+                        1,
+                        1.0,
+                        1.0,
+                    )?;
+                    gemm::bias_grad(
+                        rec,
+                        bias(&gr.b_hh),
+                        rows(&dgh, dir * t * b * g),
+                        1,
+                        1.0,
+                        1.0,
+                    )?;
+                } else {
+                    // dgi and dgh hold the same values: one sum serves both biases.
+                    let db = Tensor::empty(&ctx, &[g], DType::F32)?;
+                    gemm::bias_grad(rec, (&db).into(), rows(&dgi, dir * b * t * g), 1, 1.0, 0.0)?;
+                    elementwise::add(rec, &gr.b_ih, dir * g, &db, 0, g)?;
+                    elementwise::add(rec, &gr.b_hh, dir * g, &db, 0, g)?;
+                }
                 // dx = Σ_d dgi[d] · W_ih[d]
                 if let Some(dx) = &dx {
                     rec.phase("input GEMM");

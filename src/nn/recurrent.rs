@@ -588,22 +588,12 @@ impl Recurrent {
                 rec.phase("weight-gradient GEMMs");
                 if cfg.mode == Mode::Gru {
                     // The GRU's n gate scales its recurrent part by r: dgh differs.
-                    gemm::bias_grad(
-                        rec,
-                        bias(&gr.b_ih),
-                        rows(&dgi, dir * b * t * g),
-                        1,
-                        1.0,
-                        1.0,
-                    )?;
-                    gemm::bias_grad(
-                        rec,
-                        bias(&gr.b_hh),
-                        rows(&dgh, dir * t * b * g),
-                        1,
-                        1.0,
-                        1.0,
-                    )?;
+                    for (db, grads, offset) in [
+                        (&gr.b_ih, &dgi, dir * b * t * g),
+                        (&gr.b_hh, &dgh, dir * t * b * g),
+                    ] {
+                        gemm::bias_grad(rec, bias(db), rows(grads, offset), 1, 1.0, 1.0)?;
+                    }
                 } else {
                     // dgi and dgh hold the same values: one sum serves both biases.
                     let db = Tensor::empty(&ctx, &[g], DType::F32)?;

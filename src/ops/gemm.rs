@@ -356,17 +356,8 @@ pub struct PackedB<'a> {
 /// Prepares `b` (a batch of `batch` views, or one shared) for [`forward_packed`]
 /// products with `m` rows (M decides, with B's shape, whether packing pays).
 pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize, m: usize) -> Result<PackedB<'a>> {
-    let u = |x: usize| x as u32;
-    let packing = prepare(rec, "B", b, b.cols, b.rows, batch, m)?.map(|layers| Packing {
-        rows: u(b.cols),
-        k: u(b.rows),
-        layers,
-        off: u(b.offset),
-        row_stride: u(b.col_stride),
-        k_stride: u(b.row_stride),
-        batch_stride: u(b.batch_stride),
-    });
-    let texture = match packing {
+    // The texture holds Bᵀ's rows: N rows of K.
+    let texture = match prepare(rec, "B", b.t(), batch, m)? {
         Some(v) => pack(rec, b.tensor.buffer(), v)?,
         None => None,
     };
@@ -377,19 +368,17 @@ pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize, m: usize) -> Re
     })
 }
 
-/// Checks an operand of `rows` × `k` (per batch entry) prepared for products whose
+/// Checks an operand `v` of rows × K (per batch entry) prepared for products whose
 /// other side has `other` rows, and holds it for the recording. Where the context
-/// packs such products, the number of texture layers it takes. (The view's numbers
-/// were checked against the tensor's length, which fits u32.)
+/// packs such products, how to pack it. (The view's numbers were checked against
+/// the tensor's length, which fits u32.)
 fn prepare(
     rec: &mut Recorder,
     what: &'static str,
     v: View,
-    rows: usize,
-    k: usize,
     batch: usize,
     other: usize,
-) -> Result<Option<u32>> {
+) -> Result<Option<Packing>> {
     check_operands(rec, &[(what, v.tensor)])?;
     if batch == 0 || v.rows == 0 || v.cols == 0 {
         return Err(Error::Empty {
@@ -400,10 +389,19 @@ fn prepare(
     }
     v.check(what, batch)?;
     rec.hold(&[v.tensor]);
-    if !rec.context().gemm_packs(rows, other, k) {
+    if !rec.context().gemm_packs(v.rows, other, v.cols) {
         return Ok(None);
     }
-    Ok(Some(if v.batch_stride == 0 { 1 } else { batch as u32 }))
+    let u = |x: usize| x as u32;
+    Ok(Some(Packing {
+        rows: u(v.rows),
+        k: u(v.cols),
+        layers: if v.batch_stride == 0 { 1 } else { u(batch) },
+        off: u(v.offset),
+        row_stride: u(v.row_stride),
+        k_stride: u(v.col_stride),
+        batch_stride: u(v.batch_stride),
+    }))
 }
 
 /// An operand A `[M, K]` (a batch of `batch` views, or one shared) prepared for
@@ -453,16 +451,7 @@ fn prepare_a<'a>(
     n: usize,
     fill: bool,
 ) -> Result<PackedA<'a>> {
-    let u = |x: usize| x as u32;
-    let packing = prepare(rec, "A", a, a.rows, a.cols, batch, n)?.map(|layers| Packing {
-        rows: u(a.rows),
-        k: u(a.cols),
-        layers,
-        off: u(a.offset),
-        row_stride: u(a.row_stride),
-        k_stride: u(a.col_stride),
-        batch_stride: u(a.batch_stride),
-    });
+    let packing = prepare(rec, "A", a, batch, n)?;
     let texture = match packing {
         Some(v) if fill => pack(rec, a.tensor.buffer(), v)?,
         Some(v) => packed_texture(rec, v.rows, v.k, v.layers),

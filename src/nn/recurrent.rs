@@ -571,9 +571,13 @@ impl Recurrent {
                 1.0,
                 1.0,
             )?;
-            // The first layer's dx is the stack's input gradient, wanted or not.
+            // Layer 0's dx is the stack's input gradient: made only when wanted.
             let dx = (want_dx || l > 0)
                 .then(|| Tensor::empty(&ctx, &[b, t, i], DType::F32))
+                .transpose()?;
+            // One bias sum per direction serves both biases, except for the GRU.
+            let db = (cfg.mode != Mode::Gru)
+                .then(|| Tensor::empty(&ctx, &[g], DType::F32))
                 .transpose()?;
             for dir in 0..d {
                 let bias = |tensor| BiasView {
@@ -586,7 +590,12 @@ impl Recurrent {
                     ..View::matrix(tensor, b * t, g, false)
                 };
                 rec.phase("weight-gradient GEMMs");
-                if cfg.mode == Mode::Gru {
+                if let Some(db) = &db {
+                    // dgi and dgh hold the same values: one sum serves both biases.
+                    gemm::bias_grad(rec, db.into(), rows(&dgi, dir * b * t * g), 1, 1.0, 0.0)?;
+                    elementwise::add(rec, &gr.b_ih, dir * g, db, 0, g)?;
+                    elementwise::add(rec, &gr.b_hh, dir * g, db, 0, g)?;
+                } else {
                     // The GRU's n gate scales its recurrent part by r: dgh differs.
                     for (db, grads, offset) in [
                         (&gr.b_ih, &dgi, dir * b * t * g),
@@ -594,12 +603,6 @@ impl Recurrent {
                     ] {
                         gemm::bias_grad(rec, bias(db), rows(grads, offset), 1, 1.0, 1.0)?;
                     }
-                } else {
-                    // dgi and dgh hold the same values: one sum serves both biases.
-                    let db = Tensor::empty(&ctx, &[g], DType::F32)?;
-                    gemm::bias_grad(rec, (&db).into(), rows(&dgi, dir * b * t * g), 1, 1.0, 0.0)?;
-                    elementwise::add(rec, &gr.b_ih, dir * g, &db, 0, g)?;
-                    elementwise::add(rec, &gr.b_hh, dir * g, &db, 0, g)?;
                 }
                 // dx = Σ_d dgi[d] · W_ih[d]
                 if let Some(dx) = &dx {

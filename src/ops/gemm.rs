@@ -714,7 +714,7 @@ fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgp
     let pipeline = rec.context().pipeline(
         &shaders::GEMM,
         "pack",
-        &[("PACK_ALONG_ROWS", if along_rows { 1.0 } else { 0.0 })],
+        &[("PACK_ALONG_ROWS", flag(along_rows))],
     );
     let groups = if along_rows {
         [v.rows.div_ceil(64), k_texels, v.layers]
@@ -846,10 +846,11 @@ impl Params {
     fn vec4_layout(&self) -> Option<Vec<(&'static str, f64)>> {
         let a_along_k = self.a_ks == 1 && aligned(self.a_off, self.a_bs, self.a_ms);
         let a_along_m = self.a_ms == 1 && aligned(self.a_off, self.a_bs, self.a_ks);
-        ((a_along_k || a_along_m) && self.b_vec4().is_some()).then(|| {
+        let b_along_n = self.b_vec4()?;
+        (a_along_k || a_along_m).then(|| {
             vec![
                 ("A_ALONG_K", flag(a_along_k)),
-                ("B_ALONG_N", flag(self.b_vec4() == Some(true))),
+                ("B_ALONG_N", flag(b_along_n)),
             ]
         })
     }

@@ -40,16 +40,38 @@ struct Params {
     alpha: f32, beta: f32, _pad0: u32, _pad1: u32,
 }
 
+// Storage types of A, B and C (f16 where the host binds f16 tensors); bias is f32.
+alias a_t = f32;
+alias b_t = f32;
+alias c_t = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;        // [batch, M, K] (strided view)
-@group(0) @binding(2) var<storage, read> b: array<f32>;        // [batch, K, N] (strided view)
+@group(0) @binding(1) var<storage, read> a: array<a_t>;        // [batch, M, K] (strided view)
+@group(0) @binding(2) var<storage, read> b: array<b_t>;        // [batch, K, N] (strided view)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [N] or [M] (strided view)
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;  // [batch, M, N] (strided view)
-@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>; // the buffer of `a`, as vec4s
-@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>; // the buffer of `b`, as vec4s
+@group(0) @binding(4) var<storage, read_write> c: array<c_t>;  // [batch, M, N] (strided view)
+@group(0) @binding(5) var<storage, read> a4: array<vec4<a_t>>; // the buffer of `a`, as vec4s
+@group(0) @binding(6) var<storage, read> b4: array<vec4<b_t>>; // the buffer of `b`, as vec4s
 @group(0) @binding(7) var packed: texture_storage_2d_array<rgba32float, write>; // pack: [layers, rows, ceil(K/4)]
 @group(0) @binding(8) var ta: texture_2d_array<f32>;           // packed A: texel (k/4, m, batch)
 @group(0) @binding(9) var tb: texture_2d_array<f32>;           // packed B: texel (k/4, n, batch)
+
+// Loads, converted to f32: every product and sum is f32 whatever the storage.
+fn la(i: u32) -> f32 {
+    return f32(a[i]);
+}
+
+fn lb(i: u32) -> f32 {
+    return f32(b[i]);
+}
+
+fn la4(i: u32) -> vec4<f32> {
+    return vec4<f32>(a4[i]);
+}
+
+fn lb4(i: u32) -> vec4<f32> {
+    return vec4<f32>(b4[i]);
+}
 
 const WG: u32 = 64u;
 // Rows of C per invocation of `forward`.
@@ -68,19 +90,19 @@ struct RowBase {
 
 // acc[r] += A[r, k] * B[k, n0 + 64j], one k step; `ak` is k's offset into A's rows.
 fn k_step(acc: ptr<function, Acc>, ra: RowBase, ak: u32, bv: vec4<f32>) {
-    (*acc).r0 = fma(vec4<f32>(a[ra.r0 + ak]), bv, (*acc).r0);
-    (*acc).r1 = fma(vec4<f32>(a[ra.r1 + ak]), bv, (*acc).r1);
-    (*acc).r2 = fma(vec4<f32>(a[ra.r2 + ak]), bv, (*acc).r2);
-    (*acc).r3 = fma(vec4<f32>(a[ra.r3 + ak]), bv, (*acc).r3);
-    (*acc).r4 = fma(vec4<f32>(a[ra.r4 + ak]), bv, (*acc).r4);
-    (*acc).r5 = fma(vec4<f32>(a[ra.r5 + ak]), bv, (*acc).r5);
-    (*acc).r6 = fma(vec4<f32>(a[ra.r6 + ak]), bv, (*acc).r6);
-    (*acc).r7 = fma(vec4<f32>(a[ra.r7 + ak]), bv, (*acc).r7);
+    (*acc).r0 = fma(vec4<f32>(la(ra.r0 + ak)), bv, (*acc).r0);
+    (*acc).r1 = fma(vec4<f32>(la(ra.r1 + ak)), bv, (*acc).r1);
+    (*acc).r2 = fma(vec4<f32>(la(ra.r2 + ak)), bv, (*acc).r2);
+    (*acc).r3 = fma(vec4<f32>(la(ra.r3 + ak)), bv, (*acc).r3);
+    (*acc).r4 = fma(vec4<f32>(la(ra.r4 + ak)), bv, (*acc).r4);
+    (*acc).r5 = fma(vec4<f32>(la(ra.r5 + ak)), bv, (*acc).r5);
+    (*acc).r6 = fma(vec4<f32>(la(ra.r6 + ak)), bv, (*acc).r6);
+    (*acc).r7 = fma(vec4<f32>(la(ra.r7 + ak)), bv, (*acc).r7);
 }
 
 // B[k, n0 + 64j] for j = 0..3; `cols` holds each column's base index, `bk` k's offset.
 fn b_row(cols: vec4<u32>, bk: u32) -> vec4<f32> {
-    return vec4<f32>(b[cols.x + bk], b[cols.y + bk], b[cols.z + bk], b[cols.w + bk]);
+    return vec4<f32>(lb(cols.x + bk), lb(cols.y + bk), lb(cols.z + bk), lb(cols.w + bk));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -148,11 +170,11 @@ fn a_block(base: u32, k: u32) -> mat4x4<f32> {
     if (A_ALONG_K) {
         let i = (base + k) / 4u;
         let s = p.a_ms / 4u;
-        return transpose(mat4x4<f32>(a4[i], a4[i + s], a4[i + 2u * s], a4[i + 3u * s]));
+        return transpose(mat4x4<f32>(la4(i), la4(i + s), la4(i + 2u * s), la4(i + 3u * s)));
     }
     let i = (base + k * p.a_ks) / 4u;
     let s = p.a_ks / 4u;
-    return mat4x4<f32>(a4[i], a4[i + s], a4[i + 2u * s], a4[i + 3u * s]);
+    return mat4x4<f32>(la4(i), la4(i + s), la4(i + 2u * s), la4(i + 3u * s));
 }
 
 // B[k .. k+4, n0 .. n0+4] as a matrix whose column j holds B[k .., n0 + j].
@@ -160,11 +182,11 @@ fn b_block(base: u32, k: u32) -> mat4x4<f32> {
     if (B_ALONG_N) {
         let i = (base + k * p.b_ks) / 4u;
         let s = p.b_ks / 4u;
-        return transpose(mat4x4<f32>(b4[i], b4[i + s], b4[i + 2u * s], b4[i + 3u * s]));
+        return transpose(mat4x4<f32>(lb4(i), lb4(i + s), lb4(i + 2u * s), lb4(i + 3u * s)));
     }
     let i = (base + k) / 4u;
     let s = p.b_ns / 4u;
-    return mat4x4<f32>(b4[i], b4[i + s], b4[i + 2u * s], b4[i + 3u * s]);
+    return mat4x4<f32>(lb4(i), lb4(i + s), lb4(i + 2u * s), lb4(i + 3u * s));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -220,15 +242,15 @@ override THIN_ROWS: u32 = 4u;
 // acc[r] += A[r, k .. k+4] · B[k .. k+4, n .. n+4] (y as b_block returns it) for r < THIN_ROWS.
 fn thin_rows(acc: ptr<function, mat4x4<f32>>, a_row: u32, y: mat4x4<f32>) {
     let s = p.a_ms / 4u;
-    (*acc)[0] += a4[a_row] * y;
+    (*acc)[0] += la4(a_row) * y;
     if (THIN_ROWS > 1u) {
-        (*acc)[1] += a4[a_row + s] * y;
+        (*acc)[1] += la4(a_row + s) * y;
     }
     if (THIN_ROWS > 2u) {
-        (*acc)[2] += a4[a_row + 2u * s] * y;
+        (*acc)[2] += la4(a_row + 2u * s) * y;
     }
     if (THIN_ROWS > 3u) {
-        (*acc)[3] += a4[a_row + 3u * s] * y;
+        (*acc)[3] += la4(a_row + 3u * s) * y;
     }
 }
 
@@ -259,7 +281,7 @@ fn forward_thin(
         let y0 = b_row4(b0, k);
         let y1 = b_row4(b1, k);
         for (var r = 0u; r < THIN_ROWS; r++) {
-            let x = a[a0 + r * p.a_ms + k];
+            let x = la(a0 + r * p.a_ms + k);
             acc0[r] += x * y0;
             acc1[r] += x * y1;
         }
@@ -279,13 +301,13 @@ fn forward_thin(
 // A[r.., k] for the 4 rows starting at element `base`, scalar loads (the K tail).
 fn a_col(base: u32, k: u32) -> vec4<f32> {
     let i = base + k * p.a_ks;
-    return vec4<f32>(a[i], a[i + p.a_ms], a[i + 2u * p.a_ms], a[i + 3u * p.a_ms]);
+    return vec4<f32>(la(i), la(i + p.a_ms), la(i + 2u * p.a_ms), la(i + 3u * p.a_ms));
 }
 
 // B[k, ..] for the 4 columns starting at element `base`, scalar loads (the K tail).
 fn b_row4(base: u32, k: u32) -> vec4<f32> {
     let i = base + k * p.b_ks;
-    return vec4<f32>(b[i], b[i + p.b_ns], b[i + 2u * p.b_ns], b[i + 3u * p.b_ns]);
+    return vec4<f32>(lb(i), lb(i + p.b_ns), lb(i + 2u * p.b_ns), lb(i + 3u * p.b_ns));
 }
 
 // Stores the 4 × 4 block acc (acc[j][r] = C[m0 + r, n0 + j]).
@@ -316,15 +338,15 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let i = p.a_off + gid.z * p.a_bs + row * p.a_ms + k0 * p.a_ks;
-    var v = vec4<f32>(a[i], 0.0, 0.0, 0.0);
+    var v = vec4<f32>(la(i), 0.0, 0.0, 0.0);
     if (k0 + 1u < p.k) {
-        v.y = a[i + p.a_ks];
+        v.y = la(i + p.a_ks);
     }
     if (k0 + 2u < p.k) {
-        v.z = a[i + 2u * p.a_ks];
+        v.z = la(i + 2u * p.a_ks);
     }
     if (k0 + 3u < p.k) {
-        v.w = a[i + 3u * p.a_ks];
+        v.w = la(i + 3u * p.a_ks);
     }
     textureStore(packed, vec2<u32>(x, row), gid.z, v);
 }
@@ -429,12 +451,12 @@ fn store(bt: u32, m: u32, n: u32, v: f32) {
     var out = p.alpha * v;
     // beta = 0 never reads C, so stale or NaN contents of a fresh buffer cannot leak in.
     if (p.beta != 0.0) {
-        out += p.beta * c[ci];
+        out += p.beta * f32(c[ci]);
     }
     if (p.has_bias != 0u) {
         out += bias[p.bias_off + m * p.bias_ms + n * p.bias_ns];
     }
-    c[ci] = out;
+    c[ci] = c_t(out);
 }
 
 // d(bias) for `bias[n]` added to every row: dbias = alpha * Σ_{b,m} dC[b, m, :] + beta * dbias.
@@ -450,13 +472,13 @@ fn backward_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var bt = 0u; bt < p.batch; bt++) {
         let base = p.a_off + bt * p.a_bs + n * p.a_ks;
         for (var m = 0u; m < p.m; m++) {
-            s += a[base + m * p.a_ms];
+            s += la(base + m * p.a_ms);
         }
     }
     let ci = p.c_off + n * p.c_ns;
     var v = p.alpha * s;
     if (p.beta != 0.0) {
-        v += p.beta * c[ci];
+        v += p.beta * f32(c[ci]);
     }
-    c[ci] = v;
+    c[ci] = c_t(v);
 }

@@ -2,12 +2,48 @@
 //! `shaders/`; its stem is the name of the Rust module that launches it.
 
 /// A WGSL source file and its name (the file stem).
+///
+/// A binding that may hold f16 storage has its element type named by an alias,
+/// `alias x_t = f32;`, and the kernel converts on load (`f32(x[i])`) and store
+/// (`x_t(v)`), so arithmetic stays f32 either way. [`source_f16`](Self::source_f16)
+/// turns chosen aliases to f16: one source, one variant per combination a launch
+/// binds.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
     /// File stem, also the op's module name and the label of its GPU objects.
     pub name: &'static str,
     /// The WGSL text.
     pub source: &'static str,
+}
+
+impl Shader {
+    /// The storage aliases the source declares (`alias name = f32;` at a line's start).
+    pub fn storage_aliases(&self) -> Vec<&'static str> {
+        self.source
+            .lines()
+            .filter_map(|l| l.strip_prefix("alias ")?.strip_suffix(" = f32;"))
+            .collect()
+    }
+
+    /// The source with the storage aliases in `f16` declared f16 (and the f16
+    /// extension enabled); the plain source when `f16` is empty.
+    pub fn source_f16(&self, f16: &[&str]) -> std::borrow::Cow<'static, str> {
+        if f16.is_empty() {
+            return self.source.into();
+        }
+        let mut out = String::from("enable f16;\n");
+        for line in self.source.lines() {
+            let alias = line
+                .strip_prefix("alias ")
+                .and_then(|l| l.strip_suffix(" = f32;"));
+            match alias {
+                Some(name) if f16.contains(&name) => out.push_str(&format!("alias {name} = f16;")),
+                _ => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        out.into()
+    }
 }
 
 /// Batched strided GEMM and its bias gradient.

@@ -598,10 +598,10 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
     assert!(matches!(err, Error::Empty { .. }), "{err}");
     let err = gemm::forward(&mut rec, &a, &a, &t(&[3, 3]), None, g).unwrap_err();
     assert!(matches!(err, Error::Aliasing { what: "A", .. }), "{err}");
+    let ids = Tensor::empty(ctx, &[3, 5], DType::U32).unwrap();
+    let err = gemm::forward(&mut rec, &c, &a, &ids, None, g).unwrap_err();
+    assert!(matches!(err, Error::DType { what: "B", .. }), "{err}");
     if ctx.has_f16() {
-        let half = Tensor::empty(ctx, &[3, 5], DType::F16).unwrap();
-        let err = gemm::forward(&mut rec, &c, &a, &half, None, g).unwrap_err();
-        assert!(matches!(err, Error::DType { what: "B", .. }), "{err}");
         let half_bias = Tensor::empty(ctx, &[5], DType::F16).unwrap();
         let err = gemm::forward(&mut rec, &c, &a, &b, Some(&half_bias), g).unwrap_err();
         assert!(matches!(err, Error::DType { what: "bias", .. }), "{err}");
@@ -727,5 +727,101 @@ proptest::proptest! {
             .batched(batch, a_batched && batch > 0, b_batched && batch > 0)
             .scaled(alpha, beta, bias);
         check(case, seed);
+    }
+}
+
+/// Rounds to the nearest f16, as f16 storage holds a value.
+fn round_f16(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+/// A tensor of `data` stored as `dtype`.
+fn stored(ctx: &Context, shape: &[usize], data: &[f32], dtype: DType) -> Tensor {
+    let t = Tensor::empty(ctx, shape, dtype).unwrap();
+    t.write(data).unwrap();
+    t
+}
+
+/// f16 storage for each of A, B and C alone and for all three, on every kernel
+/// (plain, vec4, thin, packed; transposed, batched, K tails, beta reading an f16
+/// C), against the f64 product of the values as stored; an f16 C is the f32 sum
+/// rounded once.
+/// Adapters without SHADER_F16 refuse an f16 tensor with a typed error.
+#[test]
+fn f16_storage_operands_on_every_kernel() {
+    if !ctx().has_f16() {
+        let err = Tensor::empty(ctx(), &[4], DType::F16).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::FeatureMissing {
+                    feature: "SHADER_F16",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        return;
+    }
+    let cases = [
+        Case::new(37, 29, 13).t(true, false).scaled(0.5, 0.25, true),
+        Case::new(36, 44, 20).t(false, true).scaled(1.0, 1.0, false),
+        Case::new(32, 1024, 64).scaled(1.0, 0.0, true),
+        Case::new(3, 520, 16).scaled(1.0, 0.5, true),
+        Case::new(1, 20, 13).t(false, true),
+        Case::new(12, 16, 40)
+            .batched(3, true, false)
+            .scaled(1.0, 0.0, true),
+    ];
+    // The default context is one of the other two.
+    for ctx in &gemm_contexts()[1..] {
+        for (i, c) in cases.into_iter().enumerate() {
+            for bits in [1, 2, 4, 7] {
+                let dt = |bit: u32| {
+                    if bits & bit != 0 {
+                        DType::F16
+                    } else {
+                        DType::F32
+                    }
+                };
+                let (ad, bd, cd) = (dt(1), dt(2), dt(4));
+                let d = data(&c, 700 + i as u64);
+                let round = |v: &[f32], dtype| {
+                    if dtype == DType::F16 {
+                        round_f16(v)
+                    } else {
+                        v.to_vec()
+                    }
+                };
+                let (a, b, c0) = (round(&d.a, ad), round(&d.b, bd), round(&d.c0, cd));
+                let out = stored(ctx, &c.c_shape(), &c0, cd);
+                let mut rec = Recorder::new(ctx, "f16");
+                let bias = Tensor::from_slice(ctx, &[c.n], &d.bias).unwrap();
+                gemm::forward(
+                    &mut rec,
+                    &out,
+                    &stored(ctx, &c.a_shape(), &a, ad),
+                    &stored(ctx, &c.b_shape(), &b, bd),
+                    c.bias.then_some(&bias),
+                    c.gemm(),
+                )
+                .unwrap();
+                rec.submit();
+                let want =
+                    cpu_forward(&c, &to_f64(&a), &to_f64(&b), &to_f64(&d.bias), &to_f64(&c0));
+                // An f16 C adds one rounding of at most half an f16 ulp (2⁻¹¹ relative).
+                let rtol = if cd == DType::F16 { 1e-3 } else { RTOL };
+                assert_close(
+                    &format!(
+                        "C of {c:?}, A {ad:?} B {bd:?} C {cd:?} (packed: {})",
+                        ctx.gemm_packs(c.m, c.n, c.k)
+                    ),
+                    &out.to_vec().unwrap(),
+                    &want,
+                    rtol,
+                    atol(c.k) + 1e-6,
+                );
+            }
+        }
     }
 }

@@ -37,9 +37,17 @@ fn every_file_in_shaders_is_shipped() {
 #[test]
 fn every_shader_translates_to_spirv_msl_and_hlsl() {
     for shader in rnn_wgpu::shaders::ALL {
-        let module = naga::front::wgsl::parse_str(shader.source)
-            .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));
-        let info = validate(&module, shader.name);
+        translate(shader.name, shader.source, &hlsl::Options::default());
+    }
+}
+
+/// Validates `source` and translates every entry point under every combination of
+/// its boolean overrides.
+fn translate(name: &str, source: &str, hlsl_options: &hlsl::Options) {
+    {
+        let module = naga::front::wgsl::parse_str(source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        let info = validate(&module, name);
         let bools: Vec<String> = module
             .overrides
             .iter()
@@ -52,7 +60,7 @@ fn every_shader_translates_to_spirv_msl_and_hlsl() {
                 for (i, name) in bools.iter().enumerate() {
                     constants.insert(name.clone(), f64::from((combo >> i) & 1));
                 }
-                let what = format!("{}::{} {constants:?}", shader.name, ep.name);
+                let what = format!("{name}::{} {constants:?}", ep.name);
                 let (module, _) = naga::back::pipeline_constants::process_overrides(
                     &module,
                     &info,
@@ -91,12 +99,11 @@ fn every_shader_translates_to_spirv_msl_and_hlsl() {
                     "{what}: no MSL kernel"
                 );
 
-                let hlsl_options = hlsl::Options::default();
                 let hlsl_pipeline = hlsl::PipelineOptions {
                     entry_point: Some((ep.stage, ep.name.clone())),
                 };
                 let mut out = String::new();
-                hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline)
+                hlsl::Writer::new(&mut out, hlsl_options, &hlsl_pipeline)
                     .write(&module, &info, None)
                     .unwrap_or_else(|e| panic!("{what}: HLSL: {e:?}"));
                 assert!(
@@ -106,4 +113,39 @@ fn every_shader_translates_to_spirv_msl_and_hlsl() {
             }
         }
     }
+}
+
+/// Every combination of a shader's storage aliases made f16 is valid WGSL (the
+/// kernels convert at every load and store) and translates like the f32 source
+/// (HLSL's f16 needs shader model 6.2).
+#[test]
+fn every_f16_storage_variant_translates() {
+    let hlsl_options = hlsl::Options {
+        shader_model: hlsl::ShaderModel::V6_2,
+        ..Default::default()
+    };
+    let mut variants = 0;
+    for shader in rnn_wgpu::shaders::ALL {
+        let aliases = shader.storage_aliases();
+        for bits in 1u32..(1 << aliases.len()) {
+            let f16: Vec<&str> = (0..aliases.len())
+                .filter(|i| bits & (1 << i) != 0)
+                .map(|i| aliases[i])
+                .collect();
+            let source = shader.source_f16(&f16);
+            assert_eq!(
+                source.matches(" = f16;").count(),
+                f16.len(),
+                "{}: an alias is not declared",
+                shader.name
+            );
+            translate(
+                &format!("{} with {f16:?} f16", shader.name),
+                &source,
+                &hlsl_options,
+            );
+            variants += 1;
+        }
+    }
+    assert!(variants > 0, "no shader declares a storage alias");
 }

@@ -361,9 +361,20 @@ impl Context {
         entry: &'static str,
         constants: &[(&'static str, f64)],
     ) -> Arc<Pipeline> {
+        self.pipeline_f16(shader, entry, constants, &[])
+    }
+
+    /// [`pipeline`](Self::pipeline) with the storage aliases in `f16` declared f16.
+    pub(crate) fn pipeline_f16(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        f16: &[&'static str],
+    ) -> Arc<Pipeline> {
         self.inner
             .pipelines
-            .get(&self.inner.device, shader, entry, constants)
+            .get(&self.inner.device, shader, entry, constants, f16)
     }
 
     pub(crate) fn pool(&self) -> std::sync::MutexGuard<'_, BufferPool> {

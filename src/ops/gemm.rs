@@ -10,6 +10,10 @@
 //! dbias = Σ_rows dC; a shared operand's gradient sums over the batch. The gradient
 //! reaching C's old value (`beta·dC`) is the caller's to route.
 //!
+//! Storage: A, B and C may each be f32 or f16 (on adapters with SHADER_F16); the
+//! kernels convert on load and store and accumulate in f32, so an f16 C is the
+//! f32 result rounded once. Bias and bias gradients are f32.
+//!
 //! Kernels (all in shaders/gemm.wgsl, same math, chosen per call):
 //! - packed: A and B are copied into array textures, then `forward_tex` computes
 //!   16 × 16 outputs per invocation from texel fetches. An operand shared by many
@@ -28,7 +32,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 const OP: &str = "gemm";
 /// Columns of C per workgroup (64 lanes × 4 columns each), as in gemm.wgsl.
@@ -272,10 +276,10 @@ fn shape_err(what: &'static str, expected: &str, t: &Tensor) -> Error {
     }
 }
 
-/// Checks what every kernel of this op needs of its operands: one device, f32
-/// elements, and each buffer small enough for one storage binding.
+/// Checks what every kernel of this op needs of its operands: one device, f32 or
+/// f16 elements, and each buffer small enough for one storage binding.
 fn check_operands(rec: &Recorder, operands: &[(&'static str, &Tensor)]) -> Result<()> {
-    super::check_f32(rec, OP, operands)?;
+    super::check_float(rec, OP, operands)?;
     let limit = rec.context().limits().max_storage_buffer_binding_size;
     for &(_, t) in operands {
         if t.buffer().size() > limit {
@@ -358,7 +362,7 @@ pub struct PackedB<'a> {
 pub fn pack_b<'a>(rec: &mut Recorder, b: View<'a>, batch: usize, m: usize) -> Result<PackedB<'a>> {
     // The texture holds Bᵀ's rows: N rows of K.
     let texture = match prepare(rec, "B", b.t(), batch, m)? {
-        Some(v) => pack(rec, b.tensor.buffer(), v)?,
+        Some(v) => pack(rec, b.tensor, v)?,
         None => None,
     };
     Ok(PackedB {
@@ -453,7 +457,7 @@ fn prepare_a<'a>(
 ) -> Result<PackedA<'a>> {
     let packing = prepare(rec, "A", a, batch, n)?;
     let texture = match packing {
-        Some(v) if fill => pack(rec, a.tensor.buffer(), v)?,
+        Some(v) if fill => pack(rec, a.tensor, v)?,
         Some(v) => packed_texture(rec, v.rows, v.k, v.layers),
         None => None,
     };
@@ -520,6 +524,9 @@ fn forward_impl(
     let mut operands = vec![("C", c.tensor), ("A", a.tensor), ("B", b.tensor)];
     operands.extend(bias.map(|v| ("bias", v.tensor)));
     check_operands(rec, &operands)?;
+    if let Some(bv) = bias {
+        super::check_f32(rec, OP, &[("bias", bv.tensor)])?;
+    }
     for (what, t) in [("A", a.tensor), ("B", b.tensor)] {
         if t.buffer() == c.tensor.buffer() {
             return Err(Error::Aliasing { op: OP, what });
@@ -601,9 +608,9 @@ fn forward_impl(
     let swapped = p.swapped();
     rec.hold(&operands.iter().map(|&(_, t)| t).collect::<Vec<_>>());
     let ctx = rec.context().clone();
-    let (a_buf, b_buf, c_buf) = (a.tensor.buffer(), b.tensor.buffer(), c.tensor.buffer());
+    let (a_buf, b_buf, c_buf) = (a.tensor, b.tensor, c.tensor);
     // Without a bias the shaders never read binding 3; any buffer that is not C fills it.
-    let bias_buf = bias.map_or(a_buf, |bv| bv.tensor.buffer());
+    let bias_buf = bias.map_or(a_buf.buffer(), |bv| bv.tensor.buffer());
     // The kernels spread their lanes along N; a short, wide N wastes lanes, so such
     // a product is computed as Cᵀ = Bᵀ·Aᵀ instead.
     let swap = |lane_cols: usize| n < lane_cols && m > n;
@@ -638,17 +645,19 @@ fn forward_impl(
         let (q, qa, qb) = oriented(TILE_N);
         (q, qa, qb, "forward", vec![])
     };
-    let pipeline = ctx.pipeline(&shaders::GEMM, entry, &constants);
+    let f16 = f16_aliases(&[("a_t", qa), ("b_t", qb), ("c_t", c_buf)]);
+    let pipeline = ctx.pipeline_f16(&shaders::GEMM, entry, &constants, &f16);
     let (label, cols_per_group, rows_per_group) = match entry {
         "forward" => ("gemm::forward", TILE_N, TILE_M),
         "forward_thin" => ("gemm::forward_thin", VEC4_TILE_N, THIN_ROWS),
         _ => ("gemm::forward_vec4", VEC4_TILE_N, VEC4_TILE_M),
     };
+    let (qa, qb) = (qa.buffer(), qb.buffer());
     let mut bindings = vec![
         (1, qa.as_entire_binding()),
         (2, qb.as_entire_binding()),
         (3, bias_buf.as_entire_binding()),
-        (4, c_buf.as_entire_binding()),
+        (4, c_buf.buffer().as_entire_binding()),
     ];
     if entry != "forward" {
         bindings.extend([(5, qa.as_entire_binding()), (6, qb.as_entire_binding())]);
@@ -672,10 +681,19 @@ fn groups(n: u32, cols_per_group: usize, m: u32, rows_per_group: usize, batch: u
     .map(|g| u32::try_from(g).unwrap_or(u32::MAX))
 }
 
-/// Where `forward_tex` gets an operand: a buffer to pack now, or a texture packed before.
+/// The storage aliases of gemm.wgsl to declare f16 for these bindings.
+fn f16_aliases(bound: &[(&'static str, &Tensor)]) -> Vec<&'static str> {
+    bound
+        .iter()
+        .filter(|(_, t)| t.dtype() == DType::F16)
+        .map(|&(alias, _)| alias)
+        .collect()
+}
+
+/// Where `forward_tex` gets an operand: a tensor to pack now, or a texture packed before.
 #[derive(Clone, Copy)]
 enum Source<'t> {
-    Buffer(&'t wgpu::Buffer),
+    Buffer(&'t Tensor),
     Packed(&'t wgpu::TextureView),
 }
 
@@ -693,7 +711,7 @@ struct Packing {
 
 /// Records `pack` of a view into a scratch array texture whose texels hold 4
 /// consecutive k; None (nothing recorded) when it would exceed the device limits.
-fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgpu::TextureView>> {
+fn pack(rec: &mut Recorder, src: &Tensor, v: Packing) -> Result<Option<wgpu::TextureView>> {
     let Some(view) = packed_texture(rec, v.rows, v.k, v.layers) else {
         return Ok(None);
     };
@@ -711,10 +729,11 @@ fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgp
     // Lanes go along whichever of k and the rows is contiguous in memory: a
     // transposed operand (W1's weight gradients) packs twice as fast so.
     let along_rows = v.row_stride < v.k_stride;
-    let pipeline = rec.context().pipeline(
+    let pipeline = rec.context().pipeline_f16(
         &shaders::GEMM,
         "pack",
         &[("PACK_ALONG_ROWS", flag(along_rows))],
+        &f16_aliases(&[("a_t", src)]),
     );
     let groups = if along_rows {
         [v.rows.div_ceil(64), k_texels, v.layers]
@@ -726,7 +745,7 @@ fn pack(rec: &mut Recorder, src: &wgpu::Buffer, v: Packing) -> Result<Option<wgp
         &pipeline,
         bytemuck::bytes_of(&pp),
         &[
-            (1, src.as_entire_binding()),
+            (1, src.buffer().as_entire_binding()),
             (7, wgpu::BindingResource::TextureView(&view)),
         ],
         groups,
@@ -766,7 +785,7 @@ fn forward_tex(
     a: Source,
     b: Source,
     bias: &wgpu::Buffer,
-    c: &wgpu::Buffer,
+    c: &Tensor,
 ) -> Result<bool> {
     let layers = |batch_stride: u32| if batch_stride == 0 { 1 } else { p.batch };
     let (a_layers, b_layers) = (layers(p.a_bs), layers(p.b_bs));
@@ -803,14 +822,19 @@ fn forward_tex(
     let (Some(ta), Some(tb)) = (texture(a, a_packing)?, texture(b, b_packing)?) else {
         return Ok(false);
     };
-    let pipeline = rec.context().pipeline(&shaders::GEMM, "forward_tex", &[]);
+    let pipeline = rec.context().pipeline_f16(
+        &shaders::GEMM,
+        "forward_tex",
+        &[],
+        &f16_aliases(&[("c_t", c)]),
+    );
     rec.dispatch(
         "gemm::forward_tex",
         &pipeline,
         bytemuck::bytes_of(p),
         &[
             (3, bias.as_entire_binding()),
-            (4, c.as_entire_binding()),
+            (4, c.buffer().as_entire_binding()),
             (8, wgpu::BindingResource::TextureView(&ta)),
             (9, wgpu::BindingResource::TextureView(&tb)),
         ],
@@ -975,6 +999,7 @@ pub fn bias_grad(
     beta: f32,
 ) -> Result<()> {
     check_operands(rec, &[("dbias", dbias.tensor), ("dC", dc.tensor)])?;
+    super::check_f32(rec, OP, &[("dbias", dbias.tensor)])?;
     if dbias.tensor.buffer() == dc.tensor.buffer() {
         return Err(Error::Aliasing {
             op: OP,
@@ -1011,7 +1036,12 @@ pub fn bias_grad(
         beta,
         ..Params::default()
     };
-    let pipeline = rec.context().pipeline(&shaders::GEMM, "backward_bias", &[]);
+    let pipeline = rec.context().pipeline_f16(
+        &shaders::GEMM,
+        "backward_bias",
+        &[],
+        &f16_aliases(&[("a_t", dc.tensor)]),
+    );
     rec.hold(&[dbias.tensor, dc.tensor]);
     rec.dispatch(
         "gemm::backward_bias",

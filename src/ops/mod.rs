@@ -41,6 +41,26 @@ pub(crate) fn check_f32(
     }
 }
 
+/// Checks that `tensors` live on the recorder's device and hold f32 or f16 (a
+/// kernel that declares their bindings' storage aliases).
+pub(crate) fn check_float(
+    rec: &Recorder,
+    op: &'static str,
+    tensors: &[(&'static str, &Tensor)],
+) -> Result<()> {
+    let list: Vec<&Tensor> = tensors.iter().map(|&(_, t)| t).collect();
+    rec.check_same_device(op, &list)?;
+    match tensors.iter().find(|(_, t)| t.dtype() == DType::U32) {
+        Some(&(what, t)) => Err(Error::DType {
+            op,
+            what,
+            expected: DType::F32,
+            got: t.dtype(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A unit test that the module's `Params` has the size naga lays out for the
 /// `Params` of each shader given.
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 const GATES: u32 = 3u;
 
-@group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
+@group(0) @binding(9) var<storage, read_write> acts: array<act_t>; // [D, T, B, 4H]
 
 fn forward_unit(gid: vec3<u32>) -> f32 {
     let at = locate(gid);
@@ -19,19 +19,17 @@ fn forward_unit(gid: vec3<u32>) -> f32 {
     }
     let h1 = p.h;
     let h2 = 2u * p.h;
-    let r = sigmoid(xw[at.xw] + b_ih[at.gate] + gh[at.gh] + b_hh[at.gate]);
-    let z = sigmoid(xw[at.xw + h1] + b_ih[at.gate + h1] + gh[at.gh + h1] + b_hh[at.gate + h1]);
-    let ghn = gh[at.gh + h2] + b_hh[at.gate + h2];
-    let n = tanh_(xw[at.xw + h2] + b_ih[at.gate + h2] + r * ghn);
-    let h = (1.0 - z) * n + z * hs[at.prev];
-    hs[at.next] = h;
-    y[at.y] = h;
+    let r = sigmoid(f32(xw[at.xw]) + b_ih[at.gate] + f32(gh[at.gh]) + b_hh[at.gate]);
+    let z = sigmoid(f32(xw[at.xw + h1]) + b_ih[at.gate + h1] + f32(gh[at.gh + h1]) + b_hh[at.gate + h1]);
+    let ghn = f32(gh[at.gh + h2]) + b_hh[at.gate + h2];
+    let n = tanh_(f32(xw[at.xw + h2]) + b_ih[at.gate + h2] + r * ghn);
+    let h = (1.0 - z) * n + z * f32(hs[at.prev]);
     let a = at.row * 4u * p.h + at.j;
-    acts[a] = r;
-    acts[a + h1] = z;
-    acts[a + h2] = n;
-    acts[a + 3u * p.h] = ghn;
-    return h;
+    acts[a] = act_t(r);
+    acts[a + h1] = act_t(z);
+    acts[a + h2] = act_t(n);
+    acts[a + 3u * p.h] = act_t(ghn);
+    return put_h(at, h);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -48,13 +46,13 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let a = at.row * 4u * p.h + at.j;
-    let r = acts[a];
-    let z = acts[a + h1];
-    let n = acts[a + h2];
-    let ghn = acts[a + 3u * p.h];
+    let r = f32(acts[a]);
+    let z = f32(acts[a + h1]);
+    let n = f32(acts[a + h2]);
+    let ghn = f32(acts[a + 3u * p.h]);
     let dh_t = dh[at.state] + dy[at.y];
     let dn = dh_t * (1.0 - z) * (1.0 - n * n);
-    let dz = dh_t * (hs[at.prev] - n) * z * (1.0 - z);
+    let dz = dh_t * (f32(hs[at.prev]) - n) * z * (1.0 - z);
     let dr = dn * ghn * r * (1.0 - r);
     dh[at.state] = dh_t * z;
     dgi[at.xw] = dr;

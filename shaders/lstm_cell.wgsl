@@ -10,12 +10,12 @@
 const GATES: u32 = 4u;
 
 @group(0) @binding(7) var<storage, read_write> cs: array<f32>;   // [D, T + 1, B, H]
-@group(0) @binding(9) var<storage, read_write> acts: array<f32>; // [D, T, B, 4H]
+@group(0) @binding(9) var<storage, read_write> acts: array<act_t>; // [D, T, B, 4H]
 @group(0) @binding(12) var<storage, read_write> dc: array<f32>;  // [D, B, H]
 
 fn pre(at: At, k: u32) -> f32 {
     let o = k * p.h;
-    return xw[at.xw + o] + gh[at.gh + o] + b_ih[at.gate + o] + b_hh[at.gate + o];
+    return f32(xw[at.xw + o]) + f32(gh[at.gh + o]) + b_ih[at.gate + o] + b_hh[at.gate + o];
 }
 
 fn forward_unit(gid: vec3<u32>) -> f32 {
@@ -31,14 +31,12 @@ fn forward_unit(gid: vec3<u32>) -> f32 {
     let c = f * cs[at.prev] + i * g;
     let h = o * tanh_(c);
     cs[at.next] = c;
-    hs[at.next] = h;
-    y[at.y] = h;
     let a = at.row * GATES * p.h + at.j;
-    acts[a] = i;
-    acts[a + p.h] = f;
-    acts[a + 2u * p.h] = g;
-    acts[a + 3u * p.h] = o;
-    return h;
+    acts[a] = act_t(i);
+    acts[a + p.h] = act_t(f);
+    acts[a + 2u * p.h] = act_t(g);
+    acts[a + 3u * p.h] = act_t(o);
+    return put_h(at, h);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -52,10 +50,10 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         no_gradient(at);
         return;
     }
-    let i = acts[r];
-    let f = acts[r + p.h];
-    let g = acts[r + 2u * p.h];
-    let o = acts[r + 3u * p.h];
+    let i = f32(acts[r]);
+    let f = f32(acts[r + p.h]);
+    let g = f32(acts[r + 2u * p.h]);
+    let o = f32(acts[r + 3u * p.h]);
     let dh_t = dh[at.state] + dy[at.y];
     let tc = tanh_(cs[at.next]);
     let dc_t = dc[at.state] + dh_t * o * (1.0 - tc * tc);

@@ -24,15 +24,19 @@ struct Params {
     step: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
+// Storage type of the activations: xw, gh, hs, y and acts (f16 where the host
+// binds f16 storage). The cell state cs, the biases and every gradient stay f32.
+alias act_t = f32;
+
 // Bindings every cell uses; a cell adds cs (7), acts (9) and dc (12) as it needs.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> lengths: array<u32>;    // [B]
-@group(0) @binding(2) var<storage, read> xw: array<f32>;         // [D, B, T, G]
-@group(0) @binding(3) var<storage, read> gh: array<f32>;         // [D, B, G]
+@group(0) @binding(2) var<storage, read> xw: array<act_t>;       // [D, B, T, G]
+@group(0) @binding(3) var<storage, read> gh: array<act_t>;       // [D, B, G]
 @group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, G]
 @group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, G]
-@group(0) @binding(6) var<storage, read_write> hs: array<f32>;   // [D, T + 1, B, H]
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;    // [B, T, D·H]
+@group(0) @binding(6) var<storage, read_write> hs: array<act_t>; // [D, T + 1, B, H]
+@group(0) @binding(8) var<storage, read_write> y: array<act_t>;  // [B, T, D·H]
 @group(0) @binding(10) var<storage, read> dy: array<f32>;        // [B, T, D·H]
 @group(0) @binding(11) var<storage, read_write> dh: array<f32>;  // [D, B, H]
 @group(0) @binding(13) var<storage, read_write> dgi: array<f32>; // [D, B, T, G]
@@ -84,7 +88,16 @@ fn carry(at: At) -> f32 {
     let h = hs[at.prev];
     hs[at.next] = h;
     y[at.y] = 0.0;
-    return h;
+    return f32(h);
+}
+
+// Stores the new state h as hs and y; returns it as stored, which is what the next
+// step's GEMM reads.
+fn put_h(at: At, h: f32) -> f32 {
+    let stored = act_t(h);
+    hs[at.next] = stored;
+    y[at.y] = stored;
+    return f32(stored);
 }
 
 // Past a sequence's length no gate has a gradient.

@@ -14,11 +14,9 @@ fn forward_unit(gid: vec3<u32>) -> f32 {
     if (!at.live) {
         return carry(at);
     }
-    let x = xw[at.xw] + b_ih[at.gate] + gh[at.gh] + b_hh[at.gate];
+    let x = f32(xw[at.xw]) + b_ih[at.gate] + f32(gh[at.gh]) + b_hh[at.gate];
     let h = select(tanh_(x), max(x, 0.0), RELU);
-    hs[at.next] = h;
-    y[at.y] = h;
-    return h;
+    return put_h(at, h);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -32,7 +30,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         no_gradient(at);
         return;
     }
-    let h = hs[at.next];
+    let h = f32(hs[at.next]);
     let dh_t = dh[at.state] + dy[at.y];
     let d = dh_t * select(1.0 - h * h, select(0.0, 1.0, h > 0.0), RELU);
     dh[at.state] = 0.0;

@@ -52,6 +52,12 @@ pub const GEMM: Shader = Shader {
     source: include_str!("../shaders/gemm.wgsl"),
 };
 
+/// Storage conversion between f32 and f16, and element-range copies and fills.
+pub const CAST: Shader = Shader {
+    name: "cast",
+    source: include_str!("../shaders/cast.wgsl"),
+};
+
 /// FMA-rate probe used to express every speed as a fraction of the device's ceiling.
 pub const FMA_PROBE: Shader = Shader {
     name: "fma_probe",
@@ -174,6 +180,7 @@ pub const SAMPLE: Shader = Shader {
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
+    CAST,
     FMA_PROBE,
     LSTM_CELL,
     GRU_CELL,

@@ -8,7 +8,8 @@ use common::recurrent_ref::{self as reference, Inputs, Params, Spec, Upstream};
 use common::{assert_close, ctx, to_f64, Rng};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Output, Recurrent};
 use rnn_wgpu::nn::Module;
-use rnn_wgpu::{Context, Error, Recorder, Tensor};
+use rnn_wgpu::ops::cast;
+use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
 
 /// Outputs: f32 kernels against the f64 reference over a few dozen steps.
 const FWD_RTOL: f64 = 1e-4;
@@ -17,6 +18,11 @@ const FWD_ATOL: f64 = 1e-5;
 /// differences (whose own error is about 1e-8).
 const GRAD_RTOL: f64 = 1e-3;
 const GRAD_ATOL: f64 = 1e-4;
+/// f16 storage rounds every stored activation and weight to 11 significant bits
+/// (relative error up to 2⁻¹¹ ≈ 5e-4), and the roundings compound through the steps
+/// and layers; wrong indexing or a missed conversion is off by far more.
+const F16_RTOL: f64 = 1e-2;
+const F16_ATOL: f64 = 5e-3;
 
 fn config(spec: &Spec) -> Config {
     Config {
@@ -69,9 +75,19 @@ fn upload(ctx: &Context, shape: &[usize], v: &[f64]) -> Tensor {
 
 /// Asserts that the GPU outputs match the reference's.
 fn assert_outputs(what: &str, out: &Output, want: &reference::Outputs) {
+    assert_outputs_within(what, out, want, FWD_RTOL, FWD_ATOL);
+}
+
+fn assert_outputs_within(
+    what: &str,
+    out: &Output,
+    want: &reference::Outputs,
+    rtol: f64,
+    atol: f64,
+) {
     let close = |name: &str, t: &Tensor, want: &[f64]| {
         let got = t.to_vec().unwrap();
-        assert_close(&format!("{what}: {name}"), &got, want, FWD_RTOL, FWD_ATOL)
+        assert_close(&format!("{what}: {name}"), &got, want, rtol, atol)
     };
     close("y", &out.y, &want.y);
     close("h_n", &out.h_n, &want.h_n);
@@ -82,11 +98,36 @@ fn assert_outputs(what: &str, out: &Output, want: &reference::Outputs) {
 
 /// Runs forward and backward on the GPU and checks outputs and gradients.
 fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize], seed: u64) {
-    let what = format!("{spec:?} B={batch} T={steps} lengths={lengths:?}");
-    let model = Recurrent::new(ctx, config(&spec), seed).unwrap();
+    check_stored(ctx, spec, batch, steps, lengths, seed, DType::F32);
+}
+
+/// [`check`] with activations stored as `storage`; under f16 the input is f16 too
+/// and the tolerances are f16's.
+fn check_stored(
+    ctx: &Context,
+    spec: Spec,
+    batch: usize,
+    steps: usize,
+    lengths: &[usize],
+    seed: u64,
+    storage: DType,
+) {
+    let what = format!("{spec:?} B={batch} T={steps} lengths={lengths:?} {storage:?}");
+    let model = Recurrent::new(ctx, config(&spec), seed)
+        .unwrap()
+        .with_storage(storage)
+        .unwrap();
     let (inp, up) = random_case(&spec, batch, steps, lengths, seed + 1);
     let state = [spec.layers * spec.dirs, batch, spec.hidden];
     let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
+    let mut rec = Recorder::new(ctx, "input");
+    let x = cast::to(&mut rec, &x, storage).unwrap();
+    rec.submit();
+    let (fwd_tol, grad_tol) = if storage == DType::F16 {
+        ((F16_RTOL, F16_ATOL), (F16_RTOL, F16_ATOL))
+    } else {
+        ((FWD_RTOL, FWD_ATOL), (GRAD_RTOL, GRAD_ATOL))
+    };
     let h0 = upload(ctx, &state, &inp.h0);
     let c0 = spec.lstm().then(|| upload(ctx, &state, &inp.c0));
     let dy = upload(ctx, &[batch, steps, spec.dirs * spec.hidden], &up.dy);
@@ -103,7 +144,8 @@ fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize
     rec.submit();
 
     let params = reference_params(&model);
-    assert_outputs(&what, &out, &reference::forward(&spec, &params, &inp));
+    let want = reference::forward(&spec, &params, &inp);
+    assert_outputs_within(&what, &out, &want, fwd_tol.0, fwd_tol.1);
 
     let fd = reference::gradients(&spec, &params, &inp, &up);
     let grad = |name: &str, t: &Tensor, want: &[f64]| {
@@ -111,8 +153,8 @@ fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize
             &format!("{what}: grad {name}"),
             &t.to_vec().unwrap(),
             want,
-            GRAD_RTOL,
-            GRAD_ATOL,
+            grad_tol.0,
+            grad_tol.1,
         )
     };
     grad("x", &grads.dx, &fd.x);
@@ -125,8 +167,8 @@ fn check(ctx: &Context, spec: Spec, batch: usize, steps: usize, lengths: &[usize
             &format!("{what}: grad {}", n.name),
             &n.read().unwrap(),
             &fd.params[&n.name],
-            GRAD_RTOL,
-            GRAD_ATOL,
+            grad_tol.0,
+            grad_tol.1,
         );
     }
 }
@@ -208,6 +250,28 @@ fn every_cell_on_every_gemm_path() {
             for hidden in [6, 8] {
                 let seed = 200 + 20 * k as u64 + 4 * i as u64 + hidden as u64;
                 check(ctx, spec(mode, 3, hidden, 2, 2), 3, 4, &[4, 1, 3], seed);
+            }
+        }
+    }
+}
+
+/// f16 storage on every cell and both GEMM paths, stacked and bidirectional with
+/// mixed lengths: outputs and every gradient against the f64 reference within f16's
+/// rounding. Adapters without SHADER_F16 refuse the storage with a typed error.
+#[test]
+fn f16_storage_on_every_cell_matches_the_reference_within_f16_rounding() {
+    if !ctx().has_f16() {
+        let model = Recurrent::new(ctx(), config(&spec("lstm", 2, 3, 1, 1)), 1).unwrap();
+        let err = model.with_storage(DType::F16).unwrap_err();
+        assert!(matches!(err, Error::FeatureMissing { .. }), "{err}");
+        return;
+    }
+    for (k, ctx) in common::gemm_contexts()[1..].iter().enumerate() {
+        for (i, mode) in MODES.into_iter().enumerate() {
+            for hidden in [6, 8] {
+                let seed = 900 + 20 * k as u64 + 4 * i as u64 + hidden as u64;
+                let spec = spec(mode, 3, hidden, 2, 2);
+                check_stored(ctx, spec, 3, 4, &[4, 1, 3], seed, DType::F16);
             }
         }
     }
@@ -630,11 +694,17 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
         matches!(err, Error::ShapeMismatch { what: "c0", .. }),
         "{err}"
     );
+    let ids = Tensor::empty(ctx, &[2, 5, 3], DType::U32).unwrap();
+    assert!(matches!(
+        forward(&ids, &[5, 5], None, None),
+        Error::DType { what: "x", .. }
+    ));
     if ctx.has_f16() {
-        let half = Tensor::empty(ctx, &[2, 5, 3], rnn_wgpu::DType::F16).unwrap();
+        // An f16 state is refused: h0 and c0 are f32 whatever the storage.
+        let half = Tensor::empty(ctx, &[4, 2, 4], DType::F16).unwrap();
         assert!(matches!(
-            forward(&half, &[5, 5], None, None),
-            Error::DType { .. }
+            forward(&x, &[5, 5], Some(&half), None),
+            Error::DType { what: "h0", .. }
         ));
     }
 

@@ -6,6 +6,7 @@ mod common;
 
 use common::{ctx, Rng};
 use rnn_wgpu::gpu::parse_backends;
+use rnn_wgpu::ops::cast;
 use rnn_wgpu::ops::gemm::{self, Gemm};
 use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
 
@@ -49,6 +50,75 @@ fn f16_storage_round_trips_or_says_the_feature_is_missing() {
             );
         }
     }
+}
+
+/// The cast op: f32 → f16 rounds to a neighbouring f16 (WGSL lets the device pick
+/// which), f16 → f32 is exact, and ranges at odd f16 offsets copy and zero only
+/// their own elements.
+#[test]
+fn cast_converts_copies_and_zeroes_ranges_of_f16_storage() {
+    if !ctx().has_f16() {
+        return assert!(Tensor::empty(ctx(), &[2], DType::F16).is_err());
+    }
+    let data: Vec<f32> = Rng::new(3)
+        .vec(301)
+        .iter()
+        .map(|x| 70000.0 * x * x * x)
+        .collect();
+    let x = Tensor::from_slice(ctx(), &[301], &data).unwrap();
+    let mut rec = Recorder::new(ctx(), "cast");
+    let half = cast::to(&mut rec, &x, DType::F16).unwrap();
+    let back = cast::to(&mut rec, &half, DType::F32).unwrap();
+    // 5 f16 elements at an odd offset into an odd one, and 3 zeros at another.
+    let part = Tensor::from_f16(ctx(), &[9], &[half::f16::from_f32(-1.0); 9]).unwrap();
+    cast::copy_range(&mut rec, &part, 3, &half, 101, 5).unwrap();
+    cast::zero_range(&mut rec, &part, 1, 1).unwrap();
+    rec.submit();
+    let got = half.to_vec().unwrap();
+    for (i, (&g, &x)) in got.iter().zip(&data).enumerate() {
+        let h = half::f16::from_f32(x);
+        let (below, above) = if h.to_f32() <= x {
+            (
+                h,
+                half::f16::from_bits(
+                    h.to_bits()
+                        .wrapping_add(if x >= 0.0 { 1 } else { u16::MAX }),
+                ),
+            )
+        } else {
+            (
+                half::f16::from_bits(
+                    h.to_bits()
+                        .wrapping_sub(if x >= 0.0 { 1 } else { u16::MAX }),
+                ),
+                h,
+            )
+        };
+        assert!(
+            g == below.to_f32() || g == above.to_f32() || (x.abs() > 65504.0 && g.is_infinite()),
+            "element {i}: {x} stored as {g}, neighbours {below} {above}"
+        );
+    }
+    assert_eq!(back.to_vec().unwrap(), got, "f16 → f32 is exact");
+    let mut want = vec![-1.0; 9];
+    want[1] = 0.0;
+    want[3..8].copy_from_slice(&got[101..106]);
+    assert_eq!(part.to_vec().unwrap(), want);
+
+    let mut rec = Recorder::new(ctx(), "cast errors");
+    let err = cast::copy_range(&mut rec, &part, 5, &half, 0, 5).unwrap_err();
+    assert!(
+        matches!(err, Error::ViewOutOfBounds { what: "dst", .. }),
+        "{err}"
+    );
+    let err = cast::zero_range(&mut rec, &part, 0, 10).unwrap_err();
+    assert!(matches!(err, Error::ViewOutOfBounds { .. }), "{err}");
+    let ids = Tensor::from_u32(ctx(), &[2], &[1, 2]).unwrap();
+    let err = cast::to(&mut rec, &ids, DType::F16).unwrap_err();
+    assert!(matches!(err, Error::DType { what: "x", .. }), "{err}");
+    let err = cast::copy_range(&mut rec, &half, 0, &half, 1, 4).unwrap_err();
+    assert!(matches!(err, Error::Aliasing { .. }), "{err}");
+    assert_eq!(rec.dispatches(), 0);
 }
 
 #[test]

@@ -22,13 +22,20 @@
 //! Truncated BPTT: run a long stream in chunks, passing each chunk's `h_n` (and
 //! `c_n`) as the next chunk's `h0` (`c0`); backward of a chunk stops at its `h0`,
 //! which cuts the gradient at the chunk boundary.
+//!
+//! Storage ([`Recurrent::with_storage`]): with f16, each forward rounds the weights
+//! W_ih and W_hh to f16 once and stores the activations (input projections, states,
+//! outputs, saved gates) as f16, which halves the bytes the step kernels move on a
+//! GPU; every kernel accumulates in f32, and the parameters, their gradients, the
+//! cell state, biases and all gradients stay f32. `y` is then f16; `h_n` and
+//! `c_n` are f32 as always.
 
 use super::{Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
-use crate::ops::{elementwise, gru_cell, lstm_cell, rnn_cell};
+use crate::ops::{cast, elementwise, gru_cell, lstm_cell, rnn_cell};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "recurrent";
@@ -129,6 +136,7 @@ pub struct Recurrent {
     cfg: Config,
     params: Vec<LayerTensors>,
     grads: Vec<LayerTensors>,
+    storage: DType,
 }
 
 /// What [`Recurrent::forward`] returns.
@@ -166,6 +174,9 @@ pub struct StateGrads {
 #[derive(Clone, Debug)]
 struct LayerSaved {
     input: Tensor,
+    /// The weights as the forward used them (f16 copies under f16 storage).
+    w_ih: Tensor,
+    w_hh: Tensor,
     hs: Tensor,
     cs: Option<Tensor>,
     acts: Option<Tensor>,
@@ -215,7 +226,24 @@ impl Recurrent {
             params.push(make(Some(&mut rng))?);
             grads.push(make(None)?);
         }
-        Ok(Self { cfg, params, grads })
+        Ok(Self {
+            cfg,
+            params,
+            grads,
+            storage: DType::F32,
+        })
+    }
+
+    /// The same stack with its activations and forward weights stored as `dtype`:
+    /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16.
+    pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
+        self.storage = check_storage(self.params[0].w_ih.context(), dtype)?;
+        Ok(self)
+    }
+
+    /// How activations are stored: f32 or f16.
+    pub fn storage(&self) -> DType {
+        self.storage
     }
 
     /// The sizes this stack was made with.
@@ -297,11 +325,14 @@ impl Recurrent {
         let c_n = lstm
             .then(|| Tensor::empty(&ctx, &state_shape, DType::F32))
             .transpose()?;
+        let act = self.storage;
         let mut input = x.clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for (l, p) in self.params.iter().enumerate() {
             let i = cfg.layer_input(l);
-            let xw = Tensor::empty(&ctx, &[d, b, t, g], DType::F32)?;
+            let w_ih = cast::to(rec, &p.w_ih, act)?;
+            let w_hh = cast::to(rec, &p.w_hh, act)?;
+            let xw = Tensor::empty(&ctx, &[d, b, t, g], act)?;
             rec.phase("input GEMM");
             // xw[d] = x · W_ih[d]ᵀ for all steps at once.
             gemm::forward_view(
@@ -311,22 +342,22 @@ impl Recurrent {
                     ..View::matrix(&xw, b * t, g, false)
                 },
                 View::matrix(&input, b * t, i, false),
-                View::matrix(&p.w_ih, g, i, true).t(),
+                View::matrix(&w_ih, g, i, true).t(),
                 None,
                 d,
                 1.0,
                 0.0,
             )?;
-            let hs = Tensor::empty(&ctx, &[d, t + 1, b, h], DType::F32)?;
+            let hs = Tensor::empty(&ctx, &[d, t + 1, b, h], act)?;
             let cs = lstm
                 .then(|| Tensor::empty(&ctx, &[d, t + 1, b, h], DType::F32))
                 .transpose()?;
             let acts = cell
                 .saves_acts
-                .then(|| Tensor::empty(&ctx, &[d, t, b, 4 * h], DType::F32))
+                .then(|| Tensor::empty(&ctx, &[d, t, b, 4 * h], act))
                 .transpose()?;
-            let y = Tensor::empty(&ctx, &[b, t, d * h], DType::F32)?;
-            let gh = Tensor::empty(&ctx, &[d, b, g], DType::F32)?;
+            let y = Tensor::empty(&ctx, &[b, t, d * h], act)?;
+            let gh = Tensor::empty(&ctx, &[d, b, g], act)?;
             for dir in 0..d {
                 let slot = slot_offset(geo, dir, if dir == 0 { 0 } else { t });
                 let src = (l * d + dir) * b * h;
@@ -347,7 +378,7 @@ impl Recurrent {
                 acts: acts.as_ref(),
             };
             rec.phase("recurrent step");
-            let w_hh_t = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true).t(), d, b)?;
+            let w_hh_t = gemm::pack_b(rec, View::matrix(&w_hh, g, h, true).t(), d, b)?;
             // The states before step s: direction 1's sit (2T + 1 − 2s) states after
             // direction 0's.
             let before = |s: usize| View {
@@ -386,13 +417,15 @@ impl Recurrent {
             for dir in 0..d {
                 let slot = slot_offset(geo, dir, if dir == 0 { t } else { 0 });
                 let dst = (l * d + dir) * b * h;
-                rec.copy_range(&h_n, dst, &hs, slot, b * h)?;
+                cast::copy_range(rec, &h_n, dst, &hs, slot, b * h)?;
                 if let (Some(c_n), Some(cs)) = (&c_n, &cs) {
                     rec.copy_range(c_n, dst, cs, slot, b * h)?;
                 }
             }
             layers.push(LayerSaved {
                 input,
+                w_ih,
+                w_hh,
                 hs,
                 cs,
                 acts,
@@ -492,7 +525,7 @@ impl Recurrent {
             .transpose()?;
         let mut d_out = dy.clone();
         for l in (0..cfg.num_layers).rev() {
-            let (p, gr, sv) = (&self.params[l], &self.grads[l], &saved.layers[l]);
+            let (gr, sv) = (&self.grads[l], &saved.layers[l]);
             let i = cfg.layer_input(l);
             let dh = Tensor::empty(&ctx, &[d, b, h], DType::F32)?;
             let dc = lstm
@@ -517,7 +550,7 @@ impl Recurrent {
                 dgh: &dgh,
             };
             rec.phase("backward recurrence");
-            let w_hh = gemm::pack_b(rec, View::matrix(&p.w_hh, g, h, true), d, b)?;
+            let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, h, true), d, b)?;
             // dgh of step s: direction 1's step sits (2T − 1 − 2s) steps after
             // direction 0's.
             let dgh_at = |s: usize| View {
@@ -613,7 +646,7 @@ impl Recurrent {
                         rows(&dgi, dir * b * t * g),
                         View {
                             offset: dir * g * i,
-                            ..View::matrix(&p.w_ih, g, i, false)
+                            ..View::matrix(&sv.w_ih, g, i, false)
                         },
                         None,
                         1,
@@ -634,11 +667,11 @@ impl Recurrent {
     fn check_input(&self, rec: &Recorder, x: &Tensor, lengths: &[usize]) -> Result<Geometry> {
         let cfg = &self.cfg;
         rec.check_same_device(OP, &[x, &self.params[0].w_ih])?;
-        if x.dtype() != DType::F32 {
+        if x.dtype() == DType::U32 {
             return Err(Error::DType {
                 op: OP,
                 what: "x",
-                expected: DType::F32,
+                expected: self.storage,
                 got: x.dtype(),
             });
         }
@@ -726,8 +759,8 @@ fn set_state(
     len: usize,
 ) -> Result<()> {
     match src {
-        Some(src) => rec.copy_range(dst, at, src, from, len),
-        None => rec.zero_range(dst, at, len),
+        Some(src) => cast::copy_range(rec, dst, at, src, from, len),
+        None => cast::zero_range(rec, dst, at, len),
     }
 }
 
@@ -757,4 +790,23 @@ fn check_state(
         });
     }
     Ok(())
+}
+
+/// Checks that `dtype` can store activations on this context: f32, or f16 where
+/// the adapter has SHADER_F16.
+pub(crate) fn check_storage(ctx: &Context, dtype: DType) -> Result<DType> {
+    match dtype {
+        DType::F32 => Ok(dtype),
+        DType::F16 if ctx.has_f16() => Ok(dtype),
+        DType::F16 => Err(Error::FeatureMissing {
+            adapter: ctx.adapter_info().name.clone(),
+            feature: "SHADER_F16",
+        }),
+        DType::U32 => Err(Error::DType {
+            op: OP,
+            what: "storage",
+            expected: DType::F16,
+            got: dtype,
+        }),
+    }
 }

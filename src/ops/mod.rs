@@ -3,6 +3,7 @@
 pub mod argmax;
 pub mod attention;
 pub mod beam;
+pub mod cast;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;

@@ -11,6 +11,10 @@
 //! - `y`, `dy` `[B, T, D·H]`; `acts` `[D, T, B, 4H]` (saved activations)
 //! - `dgi` `[D, B, T, G]`, `dgh` `[D, T, B, G]` gradients of the input and
 //!   recurrent pre-activations; `dh`, `dc` `[D, B, H]` running state gradients
+//!
+//! Storage: the activations (`xw`, `gh`, `hs`, `y`, `acts`) are all f32 or all
+//! f16 (where the adapter has SHADER_F16); the cell state `cs`, the biases and
+//! every gradient are f32. The cells compute in f32 either way.
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -188,6 +192,9 @@ pub fn backward(
 
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
 
+/// The bindings stored as the shader's `act_t`: f32, or all f16.
+const ACTIVATIONS: [&str; 5] = ["xw", "gh", "hs", "y", "acts"];
+
 /// The binding of a tensor the cell needs exactly when `needed`.
 fn optional<'a>(
     needed: bool,
@@ -252,8 +259,23 @@ fn launch(
             got: lengths.shape().to_vec(),
         });
     }
-    let named: Vec<_> = bindings.iter().map(|&(_, what, t, _)| (what, t)).collect();
-    super::check_f32(rec, op, &named)?;
+    // The activations share one storage type (f32 or f16, the shader's act_t);
+    // everything else is f32.
+    let (acts, rest): (Vec<_>, Vec<_>) = bindings
+        .iter()
+        .map(|&(_, what, t, _)| (what, t))
+        .partition(|(what, _)| ACTIVATIONS.contains(what));
+    super::check_f32(rec, op, &rest)?;
+    super::check_float(rec, op, &acts)?;
+    let storage = acts.first().map_or(DType::F32, |(_, t)| t.dtype());
+    if let Some(&(what, t)) = acts.iter().find(|(_, t)| t.dtype() != storage) {
+        return Err(Error::DType {
+            op,
+            what,
+            expected: storage,
+            got: t.dtype(),
+        });
+    }
     let limit = rec.context().limits().max_storage_buffer_binding_size;
     for &(_, what, t, numel) in bindings {
         if t.numel() != numel {
@@ -282,7 +304,14 @@ fn launch(
         step: u(step),
         ..Params::default()
     };
-    let pipeline = rec.context().pipeline(&cell.shader, entry, cell.constants);
+    let f16: &[&str] = if storage == DType::F16 {
+        &["act_t"]
+    } else {
+        &[]
+    };
+    let pipeline = rec
+        .context()
+        .pipeline_f16(&cell.shader, entry, cell.constants, f16);
     let mut tensors = vec![(1, lengths)];
     tensors.extend(bindings.iter().map(|&(i, _, t, _)| (i, t)));
     rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());

@@ -111,7 +111,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut profiles = Vec::new();
     for mut w in workloads::all(&ctx)? {
-        if !wanted.iter().any(|n| n == w.name) {
+        if !wanted.iter().any(|n| n.eq_ignore_ascii_case(w.name)) {
             continue;
         }
         (w.run)()?; // compile and warm up
@@ -134,7 +134,7 @@ fn main() -> Result<()> {
         rows.push((w.name, secs, w.tokens, w.flops));
     }
     println!(
-        "\n{:<4} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "\n{:<6} {:>10} {:>10} {:>9} {:>9} {:>9}",
         "", "ms/step", "tokens/s", "GFLOP/s", "% of FMA", "× floor"
     );
     for &(name, secs, tokens, flops) in &rows {
@@ -146,7 +146,7 @@ fn main() -> Result<()> {
             format!("{:.0}", tokens as f64 / secs)
         };
         println!(
-            "{name:<4} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1}",
+            "{name:<6} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1}",
             secs * 1e3,
             100.0 * gflops / ceiling,
             secs / floor
@@ -164,7 +164,7 @@ fn main() -> Result<()> {
         );
         for &(name, secs, ..) in &rows {
             if let Some((_, ms)) = peer.ms.iter().find(|(n, _)| n == name) {
-                println!("{name:<4} {ms:>10.2} {:>8.2}×", ms / (secs * 1e3));
+                println!("{name:<6} {ms:>10.2} {:>8.2}×", ms / (secs * 1e3));
             }
         }
     }

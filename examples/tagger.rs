@@ -30,7 +30,7 @@ use rnn_wgpu::nn::{BiLstmTagger, Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule};
-use rnn_wgpu::{Context, Recorder, Result};
+use rnn_wgpu::{Context, DType, Recorder, Result};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a BiLSTM POS tagger on UD English EWT")]
@@ -65,6 +65,15 @@ struct Args {
     /// Continue from --checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Activation storage: f32, or f16 (mixed precision; needs SHADER_F16).
+    #[arg(long, value_enum, default_value_t = Storage::F32)]
+    storage: Storage,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Storage {
+    F32,
+    F16,
 }
 
 /// Sentences as ids: words (lower-cased) and tags.
@@ -299,7 +308,11 @@ fn main() -> Result<()> {
         Vocab::PAD,
         args.seed,
     )?
-    .with_dropout(args.dropout, args.seed as u32);
+    .with_dropout(args.dropout, args.seed as u32)
+    .with_storage(match args.storage {
+        Storage::F32 => DType::F32,
+        Storage::F16 => DType::F16,
+    })?;
     let steps_per_epoch = corpus.train.len().div_ceil(args.batch) as u32;
     let cfg = OptimConfig {
         max_norm: Some(5.0),

@@ -14,9 +14,13 @@ struct Params {
     _pad3: u32,
 }
 
+// Storage types (f16 where the host binds f16 storage; y's follows x's).
+alias x_t = f32;
+alias y_t = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;        // [n] x, or dy
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;  // [n] y, or dx
+@group(0) @binding(1) var<storage, read> x: array<x_t>;        // [n] x, or dy
+@group(0) @binding(2) var<storage, read_write> y: array<y_t>;  // [n] y, or dx
 
 // PCG-style integer hash (O'Neill's output permutation over an LCG step).
 fn pcg(v: u32) -> u32 {
@@ -33,5 +37,5 @@ fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     let keep = pcg(pcg(i) ^ p.seed) >= p.threshold;
-    y[i] = select(0.0, x[i] * p.scale, keep);
+    y[i] = y_t(select(0.0, f32(x[i]) * p.scale, keep));
 }

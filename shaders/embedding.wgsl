@@ -16,10 +16,14 @@ struct Params {
     _pad1: u32,
 }
 
+// Storage type of the looked-up rows (f16 where the host binds f16 storage); the
+// table and the gradients are f32.
+alias out_t = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;           // [N]
 @group(0) @binding(2) var<storage, read> table: array<f32>;         // [V, E]
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;     // [N, E]
+@group(0) @binding(3) var<storage, read_write> out: array<out_t>;   // [N, E]
 @group(0) @binding(4) var<storage, read> dout: array<f32>;          // [N, E]
 @group(0) @binding(5) var<storage, read_write> dtable: array<f32>;  // [V, E]
 @group(0) @binding(6) var<storage, read> uniq: array<u32>;          // [U] distinct ids
@@ -42,7 +46,7 @@ fn forward(
     if (n >= p.rows || j >= p.dim) {
         return;
     }
-    out[n * p.dim + j] = table[ids[n] * p.dim + j];
+    out[n * p.dim + j] = out_t(table[ids[n] * p.dim + j]);
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -266,6 +266,53 @@ fn dropout_masks_scale_and_repeat_with_the_seed() {
     assert_eq!(run(0.0, 7), x);
 }
 
+/// f16 storage: the embedding's rows are the table's rounded to f16 (the table
+/// and its gradient stay f32), and dropout of f16 x keeps the f32 mask, its output
+/// f16 and x / (1 − p) rounded once.
+#[test]
+fn embedding_rows_and_dropout_in_f16_storage() {
+    let ctx = ctx();
+    let emb = Embedding::new(ctx, 11, 5, Some(0), 3).unwrap();
+    if !ctx.has_f16() {
+        let err = emb.with_storage(rnn_wgpu::DType::F16).unwrap_err();
+        assert!(
+            matches!(err, rnn_wgpu::Error::FeatureMissing { .. }),
+            "{err}"
+        );
+        return;
+    }
+    let emb = emb.with_storage(rnn_wgpu::DType::F16).unwrap();
+    let ids: Vec<u32> = vec![3, 0, 7, 3, 10, 9];
+    let mut rec = Recorder::new(ctx, "embedding f16");
+    let (out, _) = emb.forward(&mut rec, &ids, &[2, 3]).unwrap();
+    rec.submit();
+    assert_eq!(out.dtype(), rnn_wgpu::DType::F16);
+    let table = emb.weight().to_vec().unwrap();
+    let want: Vec<f64> = ids
+        .iter()
+        .flat_map(|&id| table[id as usize * 5..][..5].to_vec())
+        .map(|x| half::f16::from_f32(x).to_f32() as f64)
+        .collect();
+    assert_close("f16 rows", &out.to_vec().unwrap(), &want, 0.0, 0.0);
+
+    let n = 4001;
+    let x: Vec<f32> = (0..n).map(|i| 1.0 + i as f32 * 1e-3).collect();
+    let run = |dtype| {
+        let xt = Tensor::empty(ctx, &[n], dtype).unwrap();
+        xt.write(&x).unwrap();
+        let out = Tensor::empty(ctx, &[n], dtype).unwrap();
+        let mut rec = Recorder::new(ctx, "dropout");
+        dropout::apply(&mut rec, &out, &xt, 0.3, 7).unwrap();
+        rec.submit();
+        out.to_vec().unwrap()
+    };
+    let (y32, y16) = (run(rnn_wgpu::DType::F32), run(rnn_wgpu::DType::F16));
+    for (i, (a, b)) in y32.iter().zip(&y16).enumerate() {
+        assert_eq!(*a == 0.0, *b == 0.0, "element {i}: the same mask");
+        assert!((a - b).abs() <= 1e-3 * a.abs(), "element {i}: {a} vs {b}");
+    }
+}
+
 /// One parameter vector updated by the GPU optimizer and by an f64 transcription
 /// of torch.optim's update rules; an odd length (one element at a time, one
 /// partial sum of squares) and a long multiple of 4 (4 at a time, several).

@@ -11,7 +11,7 @@ use rnn_wgpu::data::Batch;
 use rnn_wgpu::nn::{BiLstmTagger, Module};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Error, Recorder};
+use rnn_wgpu::{Context, DType, Error, Recorder};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -187,6 +187,64 @@ fn the_tagger_learns_a_tagging_rule_that_needs_context() {
     let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
     println!("first {} last {last}", losses[0]);
     // Chance is ln 5 ≈ 1.61; the rule is a function of two words.
+    assert!(last < 0.3, "mean loss of the last epoch {last}");
+}
+
+/// f16 storage: the first step's gradients agree with the f32 model's within
+/// f16 rounding, and the f16 model learns the same rule as well.
+#[test]
+fn f16_storage_gives_f32_gradients_within_rounding_and_learns_the_rule() {
+    if !ctx().has_f16() {
+        let model = BiLstmTagger::new(ctx(), VOCAB, 16, 24, TAGS, 0, 8).unwrap();
+        let err = model.with_storage(DType::F16).unwrap_err();
+        assert!(matches!(err, Error::FeatureMissing { .. }), "{err}");
+        return;
+    }
+    let batches = toy_batches(10, 16, 41);
+    let grads = |storage: DType| {
+        let model = BiLstmTagger::new(ctx(), VOCAB, 16, 24, TAGS, 0, 8)
+            .unwrap()
+            .with_storage(storage)
+            .unwrap();
+        let mut rec = Recorder::new(ctx(), "grads");
+        model.zero_grad(&mut rec).unwrap();
+        let (loss, saved) = model.loss(&mut rec, &batches[0]).unwrap();
+        model.backward(&mut rec, &loss, &saved).unwrap();
+        rec.submit();
+        let grads: Vec<(String, Vec<f32>)> = model
+            .named_params()
+            .iter()
+            .zip(model.params())
+            .map(|(n, p)| (n.name.clone(), p.grad.to_vec().unwrap()))
+            .collect();
+        (loss.loss.to_vec().unwrap()[0], grads)
+    };
+    let (loss32, grads32) = grads(DType::F32);
+    let (loss16, grads16) = grads(DType::F16);
+    assert!(
+        (loss16 - loss32).abs() < 1e-3 * loss32,
+        "loss {loss16} vs {loss32}"
+    );
+    for ((name, g16), (_, g32)) in grads16.iter().zip(&grads32) {
+        // Relative to the gradient's own scale: f16 keeps 11 significant bits.
+        let scale = g32.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert_close(name, g16, &to_f64(g32), 0.0, 2e-2 * scale as f64);
+    }
+
+    let model = BiLstmTagger::new(ctx(), VOCAB, 16, 24, TAGS, 0, 8)
+        .unwrap()
+        .with_storage(DType::F16)
+        .unwrap();
+    let cfg = OptimConfig {
+        max_norm: Some(5.0),
+        ..OptimConfig::new(Method::ADAM, 0.05)
+    };
+    let mut opt = Optimizer::new(ctx(), cfg, model.params()).unwrap();
+    let mut losses = vec![];
+    for _ in 0..12 {
+        losses.extend(train(&model, &mut opt, &batches));
+    }
+    let last: f32 = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
     assert!(last < 0.3, "mean loss of the last epoch {last}");
 }
 

@@ -1,4 +1,4 @@
-//! The benchmark workloads W1–W5, shared by `cargo bench --bench recurrent` and
+//! The benchmark workloads W1–W5 (and W4-f16), shared by `cargo bench --bench recurrent` and
 //! `cargo run --release --example bench` (which prints them as one table).
 //!
 //! - W1 LSTM training step: B = 32, T = 64, I = 128, H = 256; forward, full BPTT
@@ -8,6 +8,7 @@
 //! - W3 GEMM 1024³.
 //! - W4 the BiLSTM tagger's training step: vocab 5000, embeddings 64, 64 units
 //!   per direction, 9 tags, B = 32, T = 40, Adam.
+//! - W4-f16 the same with f16 storage (adapters with SHADER_F16 only).
 //! - W5 streaming inference: the W1 layer at batch 1, one token per submit with
 //!   the state carried from the last, the output read back each token.
 //!
@@ -20,7 +21,7 @@ use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{BiLstmTagger, Module};
 use rnn_wgpu::ops::gemm;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Recorder, Result, Tensor};
+use rnn_wgpu::{Context, DType, Recorder, Result, Tensor};
 
 pub const B: usize = 32;
 pub const T: usize = 64;
@@ -117,8 +118,13 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     let c = Tensor::zeros(ctx, &[n, n])?;
 
     let (vocab, tags, tb, tt) = (5000u32, 9u32, 32, 40);
-    let tagger = BiLstmTagger::new(ctx, vocab as usize, 64, 64, tags as usize, 0, 1)?;
-    let mut adam = Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-3), tagger.params())?;
+    let tagger = |storage| -> Result<(BiLstmTagger, Optimizer)> {
+        let model = BiLstmTagger::new(ctx, vocab as usize, 64, 64, tags as usize, 0, 1)?
+            .with_storage(storage)?;
+        let adam = Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params())?;
+        Ok((model, adam))
+    };
+    let (w4, mut adam) = tagger(DType::F32)?;
     let batch = Batch {
         ids: (0..tb * tt)
             .map(|i| 1 + (i as u32 * 7919) % (vocab - 1))
@@ -133,12 +139,22 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     let tagger_flops =
         3.0 * (2.0 * (tb * tt * 2 * 4 * h * (e + h)) as f64 + 2.0 * (tb * tt * 2 * h) as f64 * 9.0);
 
+    let w4_f16 = if ctx.has_f16() {
+        Some(tagger(DType::F16)?)
+    } else {
+        None
+    };
+    let w4_what = format!(
+        "BiLSTM tagger train step B={tb} T={tt} (vocab 5000, emb 64, 64/dir, 9 tags, Adam)"
+    );
+
     let w5 = layer(ctx, Mode::Lstm, 1, 1)?;
     let state = [1, 1, H];
     let mut h5 = Tensor::zeros(ctx, &state)?;
     let mut c5 = Tensor::zeros(ctx, &state)?;
 
-    Ok(vec![
+    let batch_f16 = batch.clone();
+    let mut all = vec![
         Workload {
             name: "W1",
             what: format!(
@@ -169,12 +185,10 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
         },
         Workload {
             name: "W4",
-            what: format!(
-                "BiLSTM tagger train step B={tb} T={tt} (vocab 5000, emb 64, 64/dir, 9 tags, Adam)"
-            ),
+            what: w4_what.clone(),
             tokens: tb * tt,
             flops: tagger_flops,
-            run: Box::new(move || tagger.train_step(ctx, &batch, &mut adam).map(|_| ())),
+            run: Box::new(move || w4.train_step(ctx, &batch, &mut adam).map(|_| ())),
         },
         Workload {
             name: "W5",
@@ -195,5 +209,18 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
                 Ok(())
             }),
         },
-    ])
+    ];
+    if let Some((model, mut adam)) = w4_f16 {
+        all.insert(
+            4,
+            Workload {
+                name: "W4-f16",
+                what: format!("{w4_what}, f16 storage"),
+                tokens: tb * tt,
+                flops: tagger_flops,
+                run: Box::new(move || model.train_step(ctx, &batch_f16, &mut adam).map(|_| ())),
+            },
+        );
+    }
+    Ok(all)
 }

@@ -38,7 +38,7 @@ impl Dropout {
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let seed = self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call);
-        let y = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+        let y = Tensor::empty(rec.context(), x.shape(), x.dtype())?;
         dropout::apply(rec, &y, x, self.p, seed)?;
         Ok((y, Mask(Some(seed))))
     }

@@ -15,6 +15,8 @@ pub struct Embedding {
     /// `[V, E]`
     grad: Tensor,
     padding_idx: Option<u32>,
+    /// How looked-up rows are stored: f32, or f16.
+    storage: DType,
 }
 
 impl Embedding {
@@ -36,7 +38,15 @@ impl Embedding {
             weight: Tensor::from_slice(ctx, &[vocab, dim], &values)?,
             grad: Tensor::zeros(ctx, &[vocab, dim])?,
             padding_idx,
+            storage: DType::F32,
         })
+    }
+
+    /// The same table returning its rows stored as `dtype`: f32 (the default) or
+    /// f16, which needs SHADER_F16. The table and its gradient stay f32.
+    pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
+        self.storage = super::check_storage(self.weight.context(), dtype)?;
+        Ok(self)
     }
 
     /// (V, E); the table is `[V, E]` by construction.
@@ -75,7 +85,7 @@ impl Embedding {
         let index = Index::new(rec.context(), ids, vocab, self.padding_idx)?;
         let mut out_shape = shape.to_vec();
         out_shape.push(dim);
-        let out = Tensor::empty(rec.context(), &[ids.len(), dim], DType::F32)?;
+        let out = Tensor::empty(rec.context(), &[ids.len(), dim], self.storage)?;
         embedding::forward(rec, &out, &self.weight, &index)?;
         let out = out.reshape(&out_shape)?;
         Ok((out, index))

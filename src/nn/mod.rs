@@ -24,8 +24,8 @@ pub use tagger::BiLstmTagger;
 pub use transformer::TransformerEncoderLayer;
 
 use crate::error::{Error, Result};
-use crate::gpu::Recorder;
-use crate::tensor::Tensor;
+use crate::gpu::{Context, Recorder};
+use crate::tensor::{DType, Tensor};
 
 /// A parameter tensor and its gradient (same shape). Gradients accumulate over
 /// backward calls until [`Module::zero_grad`].
@@ -188,5 +188,24 @@ impl SplitMix {
                 (2.0 * unit - 1.0) * bound
             })
             .collect()
+    }
+}
+
+/// Checks that `dtype` can store activations on this context: f32, or f16 where
+/// the adapter has SHADER_F16.
+pub(crate) fn check_storage(ctx: &Context, dtype: DType) -> Result<DType> {
+    match dtype {
+        DType::F32 => Ok(dtype),
+        DType::F16 if ctx.has_f16() => Ok(dtype),
+        DType::F16 => Err(Error::FeatureMissing {
+            adapter: ctx.adapter_info().name.clone(),
+            feature: "SHADER_F16",
+        }),
+        DType::U32 => Err(Error::DType {
+            op: "storage",
+            what: "storage",
+            expected: DType::F16,
+            got: dtype,
+        }),
     }
 }

@@ -237,7 +237,7 @@ impl Recurrent {
     /// The same stack with its activations and forward weights stored as `dtype`:
     /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16.
     pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
-        self.storage = check_storage(self.params[0].w_ih.context(), dtype)?;
+        self.storage = super::check_storage(self.params[0].w_ih.context(), dtype)?;
         Ok(self)
     }
 
@@ -790,23 +790,4 @@ fn check_state(
         });
     }
     Ok(())
-}
-
-/// Checks that `dtype` can store activations on this context: f32, or f16 where
-/// the adapter has SHADER_F16.
-pub(crate) fn check_storage(ctx: &Context, dtype: DType) -> Result<DType> {
-    match dtype {
-        DType::F32 => Ok(dtype),
-        DType::F16 if ctx.has_f16() => Ok(dtype),
-        DType::F16 => Err(Error::FeatureMissing {
-            adapter: ctx.adapter_info().name.clone(),
-            feature: "SHADER_F16",
-        }),
-        DType::U32 => Err(Error::DType {
-            op: OP,
-            what: "storage",
-            expected: DType::F16,
-            got: dtype,
-        }),
-    }
 }

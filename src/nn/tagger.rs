@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::gpu::{Context, Recorder};
 use crate::ops::cross_entropy::{self, Loss};
 use crate::ops::embedding::Index;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::train::{finish_step, Optimizer, StepReport};
 
 /// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
@@ -67,6 +67,19 @@ impl BiLstmTagger {
             dropout: Dropout::new(p, seed),
             ..self
         }
+    }
+
+    /// The same model with its activations stored as `dtype`: f32 (the default)
+    /// or f16 (mixed precision, needs SHADER_F16). Under f16 the embedding rows,
+    /// the LSTM's activations and its forward weights are f16 copies, every kernel
+    /// accumulates in f32, and the parameters, gradients, optimizer state, logits
+    /// and loss stay f32.
+    pub fn with_storage(self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            embedding: self.embedding.with_storage(dtype)?,
+            lstm: self.lstm.with_storage(dtype)?,
+            ..self
+        })
     }
 
     /// Records the logits `[B, T, tags]` of a batch (evaluation: no dropout).

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 const OP: &str = "dropout";
 
@@ -23,7 +23,7 @@ struct Params {
 /// `seed`. The backward is the same call on the upstream gradient with the same
 /// seed: masking is its own derivative.
 pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) -> Result<()> {
-    super::check_f32(rec, OP, &[("out", out), ("x", x)])?;
+    super::check_float(rec, OP, &[("out", out), ("x", x)])?;
     if !(0.0..1.0).contains(&p) {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -54,7 +54,14 @@ pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) ->
         scale: 1.0 / (1.0 - p),
         ..Params::default()
     };
-    let pipeline = rec.context().pipeline(&shaders::DROPOUT, "apply", &[]);
+    let f16: Vec<&str> = [("x_t", x), ("y_t", out)]
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == DType::F16)
+        .map(|(alias, _)| alias)
+        .collect();
+    let pipeline = rec
+        .context()
+        .pipeline_f16(&shaders::DROPOUT, "apply", &[], &f16);
     let groups = super::grid_elems(rec, x.numel());
     rec.dispatch_tensors(
         "dropout::apply",

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::shaders;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 const OP: &str = "embedding";
 
@@ -103,9 +103,15 @@ impl Index {
 /// Records `out[n, :] = table[ids[n], :]` for `out` `[N, E]`, `table` `[V, E]`.
 pub fn forward(rec: &mut Recorder, out: &Tensor, table: &Tensor, index: &Index) -> Result<()> {
     let dim = check(rec, out, table, index, "out")?;
+    let f16: &[&str] = if out.dtype() == DType::F16 {
+        &["out_t"]
+    } else {
+        &[]
+    };
     launch(
         rec,
         "forward",
+        f16,
         index.len(),
         dim,
         &[(1, &index.ids), (2, table), (3, out)],
@@ -121,6 +127,7 @@ pub fn backward(rec: &mut Recorder, dtable: &Tensor, dout: &Tensor, index: &Inde
     launch(
         rec,
         "backward",
+        &[],
         index.distinct,
         dim,
         &[
@@ -142,7 +149,13 @@ fn check(
     what: &'static str,
 ) -> Result<usize> {
     rec.check_same_device(OP, &[&index.ids])?;
-    super::check_f32(rec, OP, &[(what, rows), ("table", table)])?;
+    super::check_f32(rec, OP, &[("table", table)])?;
+    // The looked-up rows may be f16 storage; the gradients are f32.
+    if what == "out" {
+        super::check_float(rec, OP, &[(what, rows)])?;
+    } else {
+        super::check_f32(rec, OP, &[(what, rows)])?;
+    }
     let &[_, dim] = table.shape() else {
         return Err(Error::ShapeMismatch {
             op: OP,
@@ -165,6 +178,7 @@ fn check(
 fn launch(
     rec: &mut Recorder,
     entry: &'static str,
+    f16: &[&'static str],
     rows: usize,
     dim: usize,
     tensors: &[(u32, &Tensor)],
@@ -174,7 +188,9 @@ fn launch(
         dim: dim as u32,
         ..Params::default()
     };
-    let pipeline = rec.context().pipeline(&shaders::EMBEDDING, entry, &[]);
+    let pipeline = rec
+        .context()
+        .pipeline_f16(&shaders::EMBEDDING, entry, &[], f16);
     let groups = super::grid_rows(rec, dim.div_ceil(64), rows);
     rec.dispatch_tensors(
         &format!("{OP}::{entry}"),

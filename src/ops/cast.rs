@@ -33,15 +33,6 @@ fn in_range(what: &'static str, t: &Tensor, offset: usize, len: usize) -> Result
     Ok(())
 }
 
-/// The aliases of cast.wgsl to declare f16 for these bindings.
-fn f16_aliases(bound: &[(&'static str, &Tensor)]) -> Vec<&'static str> {
-    bound
-        .iter()
-        .filter(|(_, t)| t.dtype() == DType::F16)
-        .map(|&(alias, _)| alias)
-        .collect()
-}
-
 /// Records `dst[dst_offset..][..len] = src[src_offset..][..len]`, rounding to
 /// `dst`'s storage (f32 or f16 each). Between f32 tensors this is a buffer copy.
 pub fn copy_range(
@@ -70,7 +61,7 @@ pub fn copy_range(
         dst_off: dst_offset as u32,
         _pad: 0,
     };
-    let f16 = f16_aliases(&[("src_t", src), ("dst_t", dst)]);
+    let f16 = super::f16_aliases(&[("src_t", src), ("dst_t", dst)]);
     launch(rec, "convert", &f16, params, &[(1, src), (2, dst)])
 }
 
@@ -86,7 +77,7 @@ pub fn zero_range(rec: &mut Recorder, dst: &Tensor, offset: usize, len: usize) -
         dst_off: offset as u32,
         ..Params::default()
     };
-    let f16 = f16_aliases(&[("dst_t", dst)]);
+    let f16 = super::f16_aliases(&[("dst_t", dst)]);
     launch(rec, "zero", &f16, params, &[(2, dst)])
 }
 

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "dropout";
 
@@ -54,11 +54,7 @@ pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) ->
         scale: 1.0 / (1.0 - p),
         ..Params::default()
     };
-    let f16: Vec<&str> = [("x_t", x), ("y_t", out)]
-        .into_iter()
-        .filter(|(_, t)| t.dtype() == DType::F16)
-        .map(|(alias, _)| alias)
-        .collect();
+    let f16 = super::f16_aliases(&[("x_t", x), ("y_t", out)]);
     let pipeline = rec
         .context()
         .pipeline_f16(&shaders::DROPOUT, "apply", &[], &f16);

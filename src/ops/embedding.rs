@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "embedding";
 
@@ -103,15 +103,10 @@ impl Index {
 /// Records `out[n, :] = table[ids[n], :]` for `out` `[N, E]`, `table` `[V, E]`.
 pub fn forward(rec: &mut Recorder, out: &Tensor, table: &Tensor, index: &Index) -> Result<()> {
     let dim = check(rec, out, table, index, "out")?;
-    let f16: &[&str] = if out.dtype() == DType::F16 {
-        &["out_t"]
-    } else {
-        &[]
-    };
     launch(
         rec,
         "forward",
-        f16,
+        &super::f16_aliases(&[("out_t", out)]),
         index.len(),
         dim,
         &[(1, &index.ids), (2, table), (3, out)],

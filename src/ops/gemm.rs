@@ -32,7 +32,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "gemm";
 /// Columns of C per workgroup (64 lanes × 4 columns each), as in gemm.wgsl.
@@ -645,7 +645,7 @@ fn forward_impl(
         let (q, qa, qb) = oriented(TILE_N);
         (q, qa, qb, "forward", vec![])
     };
-    let f16 = f16_aliases(&[("a_t", qa), ("b_t", qb), ("c_t", c_buf)]);
+    let f16 = super::f16_aliases(&[("a_t", qa), ("b_t", qb), ("c_t", c_buf)]);
     let pipeline = ctx.pipeline_f16(&shaders::GEMM, entry, &constants, &f16);
     let (label, cols_per_group, rows_per_group) = match entry {
         "forward" => ("gemm::forward", TILE_N, TILE_M),
@@ -679,15 +679,6 @@ fn groups(n: u32, cols_per_group: usize, m: u32, rows_per_group: usize, batch: u
         batch,
     ]
     .map(|g| u32::try_from(g).unwrap_or(u32::MAX))
-}
-
-/// The storage aliases of gemm.wgsl to declare f16 for these bindings.
-fn f16_aliases(bound: &[(&'static str, &Tensor)]) -> Vec<&'static str> {
-    bound
-        .iter()
-        .filter(|(_, t)| t.dtype() == DType::F16)
-        .map(|&(alias, _)| alias)
-        .collect()
 }
 
 /// Where `forward_tex` gets an operand: a tensor to pack now, or a texture packed before.
@@ -733,7 +724,7 @@ fn pack(rec: &mut Recorder, src: &Tensor, v: Packing) -> Result<Option<wgpu::Tex
         &shaders::GEMM,
         "pack",
         &[("PACK_ALONG_ROWS", flag(along_rows))],
-        &f16_aliases(&[("a_t", src)]),
+        &super::f16_aliases(&[("a_t", src)]),
     );
     let groups = if along_rows {
         [v.rows.div_ceil(64), k_texels, v.layers]
@@ -826,7 +817,7 @@ fn forward_tex(
         &shaders::GEMM,
         "forward_tex",
         &[],
-        &f16_aliases(&[("c_t", c)]),
+        &super::f16_aliases(&[("c_t", c)]),
     );
     rec.dispatch(
         "gemm::forward_tex",
@@ -1040,7 +1031,7 @@ pub fn bias_grad(
         &shaders::GEMM,
         "backward_bias",
         &[],
-        &f16_aliases(&[("a_t", dc.tensor)]),
+        &super::f16_aliases(&[("a_t", dc.tensor)]),
     );
     rec.hold(&[dbias.tensor, dc.tensor]);
     rec.dispatch(

@@ -62,6 +62,16 @@ pub(crate) fn check_float(
     }
 }
 
+/// The storage aliases of a shader (see [`crate::shaders::Shader`]) to declare f16
+/// for these bound tensors: those that hold f16.
+pub(crate) fn f16_aliases(bound: &[(&'static str, &Tensor)]) -> Vec<&'static str> {
+    bound
+        .iter()
+        .filter(|(_, t)| t.dtype() == DType::F16)
+        .map(|&(alias, _)| alias)
+        .collect()
+}
+
 /// A unit test that the module's `Params` has the size naga lays out for the
 /// `Params` of each shader given.
 #[cfg(test)]

@@ -77,6 +77,11 @@ pub struct Cell {
     pub has_c: bool,
     /// The shader's override constants.
     pub constants: &'static [(&'static str, f64)],
+    /// Whether the shader has `forward4`, `forward_packing4` and `backward4`: 4
+    /// units per invocation through vec4 views (bindings 16 above the scalar
+    /// ones), used when H is a multiple of 4. On CPU adapters a storage load
+    /// costs per load whatever its width, so this cuts the cells' loads by 4.
+    pub vec4: bool,
 }
 
 /// The tensors of one forward step; `cs` only for a cell with a cell state and
@@ -143,11 +148,18 @@ pub fn forward(
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    let entry = if next_packed.is_some() {
-        "forward_packing"
-    } else {
-        "forward"
+    let vec4 = uses_vec4(cell, geo);
+    let entry = match (vec4, next_packed.is_some()) {
+        (false, false) => "forward",
+        (false, true) => "forward_packing",
+        (true, false) => "forward4",
+        (true, true) => "forward_packing4",
     };
+    if vec4 {
+        for b in &mut bindings {
+            b.0 += VEC4_BINDINGS;
+        }
+    }
     launch(
         rec,
         cell,
@@ -185,12 +197,26 @@ pub fn backward(
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    launch(
-        rec, cell, "backward", geo, step, io.lengths, &bindings, None,
-    )
+    let entry = if uses_vec4(cell, geo) {
+        for b in &mut bindings {
+            b.0 += VEC4_BINDINGS;
+        }
+        "backward4"
+    } else {
+        "backward"
+    };
+    launch(rec, cell, entry, geo, step, io.lengths, &bindings, None)
 }
 
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
+
+/// Whether steps of `geo` run the cell's vec4 entry points.
+fn uses_vec4(cell: &Cell, geo: Geometry) -> bool {
+    cell.vec4 && geo.hidden.is_multiple_of(4)
+}
+
+/// How far above its scalar binding a tensor's vec4 view is bound.
+const VEC4_BINDINGS: u32 = 16;
 
 /// The bindings stored as the shader's `act_t`: f32, or all f16.
 const ACTIVATIONS: [&str; 5] = ["xw", "gh", "hs", "y", "acts"];
@@ -319,21 +345,25 @@ fn launch(
         .iter()
         .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
         .collect();
-    // One invocation per unit, or per 4 units when it also writes them as a texel.
-    let units_per_invocation = match next_packed {
-        Some(texture) => {
-            resources.push((15, wgpu::BindingResource::TextureView(texture)));
-            4
-        }
-        None => 1,
-    };
+    // One invocation per unit, or per 4 units when it also writes them as a texel
+    // or reads them as vec4s.
+    if let Some(texture) = next_packed {
+        resources.push((15, wgpu::BindingResource::TextureView(texture)));
+    }
+    let vec4 = entry.ends_with('4');
+    let units_per_invocation = if next_packed.is_some() || vec4 { 4 } else { 1 };
+    let workgroup = if vec4 { 16 } else { 64 };
     let invocations = geo.hidden.div_ceil(units_per_invocation);
     rec.dispatch(
         &format!("{op}::{entry}"),
         &pipeline,
         bytemuck::bytes_of(&params),
         &resources,
-        [u(invocations.div_ceil(64)), u(geo.batch), u(geo.dirs)],
+        [
+            u(invocations.div_ceil(workgroup)),
+            u(geo.batch),
+            u(geo.dirs),
+        ],
     )
 }
 

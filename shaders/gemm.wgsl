@@ -29,6 +29,8 @@
 // Loads dominate on CPU adapters: lavapipe runs each storage load as a loop over
 // the SIMD lanes (about 30 cycles per element), so the kernels maximize fmas per
 // loaded element and unroll k by 4 (a loop trip costs several fmas there too).
+// Stores cost as much: forward_vec4 and forward_tex store C's rows as vec4s where
+// C is aligned (C_VEC4), a quarter of the stores (and of C's and the bias's loads).
 // Saved for backward: nothing; dA and dB are GEMMs over the caller's A, B and dC.
 
 struct Params {
@@ -55,6 +57,8 @@ alias c_t = f32;
 @group(0) @binding(7) var packed: texture_storage_2d_array<rgba32float, write>; // pack: [layers, rows, ceil(K/4)]
 @group(0) @binding(8) var ta: texture_2d_array<f32>;           // packed A: texel (k/4, m, batch)
 @group(0) @binding(9) var tb: texture_2d_array<f32>;           // packed B: texel (k/4, n, batch)
+@group(0) @binding(10) var<storage, read_write> c4: array<vec4<c_t>>; // the buffer of `c`, as vec4s
+@group(0) @binding(11) var<storage, read> bias4: array<vec4<f32>>;    // the buffer of `bias`, as vec4s
 
 // Loads, converted to f32: every product and sum is f32 whatever the storage.
 fn la(i: u32) -> f32 {
@@ -310,8 +314,35 @@ fn b_row4(base: u32, k: u32) -> vec4<f32> {
     return vec4<f32>(lb(i), lb(i + p.b_ns), lb(i + 2u * p.b_ns), lb(i + 3u * p.b_ns));
 }
 
+// C's rows as aligned vec4s (c_ns = 1; c_off, c_ms, c_bs and N multiples of 4; a
+// bias, if any, along N from an aligned offset, as the host checks): store_block
+// then stores each row of its block with one store (and reads C and the bias with
+// one load each) instead of four.
+override C_VEC4: bool = false;
+
 // Stores the 4 × 4 block acc (acc[j][r] = C[m0 + r, n0 + j]).
 fn store_block(bt: u32, m0: u32, n0: u32, acc: mat4x4<f32>) {
+    if (C_VEC4) {
+        if (n0 >= p.n) {
+            return;
+        }
+        let rows = transpose(acc);
+        for (var r = 0u; r < 4u; r++) {
+            let m = m0 + r;
+            if (m < p.m) {
+                let ci = (p.c_off + bt * p.c_bs + m * p.c_ms + n0) / 4u;
+                var out = p.alpha * rows[r];
+                if (p.beta != 0.0) {
+                    out += p.beta * vec4<f32>(c4[ci]);
+                }
+                if (p.has_bias != 0u) {
+                    out += bias4[(p.bias_off + n0) / 4u];
+                }
+                c4[ci] = vec4<c_t>(out);
+            }
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let n = n0 + j;
         if (n < p.n) {

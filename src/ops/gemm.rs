@@ -638,9 +638,9 @@ fn forward_impl(
     } else if let Some(consts) = swapped.thin_layout() {
         (swapped, b_buf, a_buf, "forward_thin", consts)
     } else if let Some(consts) = p.vec4_layout() {
-        (p, a_buf, b_buf, "forward_vec4", consts)
+        (p, a_buf, b_buf, "forward_vec4", p.with_c_vec4(consts))
     } else if let Some(consts) = swapped.vec4_layout() {
-        (swapped, b_buf, a_buf, "forward_vec4", consts)
+        (swapped, b_buf, a_buf, "forward_vec4", swapped.with_c_vec4(consts))
     } else {
         let (q, qa, qb) = oriented(TILE_N);
         (q, qa, qb, "forward", vec![])
@@ -661,6 +661,12 @@ fn forward_impl(
     ];
     if entry != "forward" {
         bindings.extend([(5, qa.as_entire_binding()), (6, qb.as_entire_binding())]);
+    }
+    if entry == "forward_vec4" {
+        bindings.extend([
+            (10, c_buf.buffer().as_entire_binding()),
+            (11, bias_buf.as_entire_binding()),
+        ]);
     }
     rec.dispatch(
         label,
@@ -816,7 +822,7 @@ fn forward_tex(
     let pipeline = rec.context().pipeline_f16(
         &shaders::GEMM,
         "forward_tex",
-        &[],
+        &p.with_c_vec4(vec![]),
         &super::f16_aliases(&[("c_t", c)]),
     );
     rec.dispatch(
@@ -826,6 +832,8 @@ fn forward_tex(
         &[
             (3, bias.as_entire_binding()),
             (4, c.buffer().as_entire_binding()),
+            (10, c.buffer().as_entire_binding()),
+            (11, bias.as_entire_binding()),
             (8, wgpu::BindingResource::TextureView(&ta)),
             (9, wgpu::BindingResource::TextureView(&tb)),
         ],
@@ -883,6 +891,26 @@ impl Params {
                 ("B_ALONG_N", flag(b_along_n)),
             ]
         })
+    }
+
+    /// `constants` plus `C_VEC4` for this product.
+    fn with_c_vec4(&self, mut constants: Vec<(&'static str, f64)>) -> Vec<(&'static str, f64)> {
+        constants.push(("C_VEC4", flag(self.c_vec4())));
+        constants
+    }
+
+    /// Whether `store_block` may store C's rows as aligned vec4s (`C_VEC4`): C
+    /// contiguous along N, N and C's offset and strides multiples of 4, and a bias,
+    /// if any, along N from an aligned offset.
+    fn c_vec4(&self) -> bool {
+        let row_stride = if self.m == 1 { 0 } else { self.c_ms };
+        let batch_stride = if self.batch == 1 { 0 } else { self.c_bs };
+        let bias_ok = self.has_bias == 0
+            || (self.bias_ms == 0 && self.bias_ns == 1 && self.bias_off.is_multiple_of(4));
+        self.c_ns == 1
+            && self.n.is_multiple_of(4)
+            && aligned(self.c_off, batch_stride, row_stride)
+            && bias_ok
     }
 
     /// Whether B can be read as aligned vec4s along n (true) or along k (false).

@@ -29,8 +29,8 @@ struct Args {
     /// Timed steps per workload (the median is reported).
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Workloads to run, comma separated (W1..W5).
-    #[arg(long, default_value = "W1,W2,W3,W4,W5")]
+    /// Workloads to run, comma separated (W1..W5, W4-f16).
+    #[arg(long, default_value = "W1,W2,W3,W4,W4-f16,W5")]
     only: String,
     /// Also print the profiler's table of one step of each workload.
     #[arg(long)]

@@ -62,3 +62,44 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     dgh[gr + h1] = dz;
     dgh[gr + h2] = dn * r;
 }
+
+@group(0) @binding(25) var<storage, read_write> acts4: array<vec4<act_t>>;
+
+fn forward_units4(at: At) -> vec4<f32> {
+    if (!at.live) {
+        return carry4(at);
+    }
+    let r = sigmoid4(xw4_(at, 0u) + gh4_(at, 0u));
+    let z = sigmoid4(xw4_(at, 1u) + gh4_(at, 1u));
+    let ghn = gh4_(at, 2u);
+    let n = tanh4_(xw4_(at, 2u) + r * ghn);
+    let h = (1.0 - z) * n + z * vec4<f32>(hs4[at.prev / 4u]);
+    let a = (at.row * 4u * p.h + at.j) / 4u;
+    let q = p.h / 4u;
+    acts4[a] = vec4<act_t>(r);
+    acts4[a + q] = vec4<act_t>(z);
+    acts4[a + 2u * q] = vec4<act_t>(n);
+    acts4[a + 3u * q] = vec4<act_t>(ghn);
+    return put_h4(at, h);
+}
+
+fn backward_units4(at: At) {
+    if (!at.live) {
+        no_gradient4(at);
+        return;
+    }
+    let a = (at.row * 4u * p.h + at.j) / 4u;
+    let q = p.h / 4u;
+    let r = vec4<f32>(acts4[a]);
+    let z = vec4<f32>(acts4[a + q]);
+    let n = vec4<f32>(acts4[a + 2u * q]);
+    let ghn = vec4<f32>(acts4[a + 3u * q]);
+    let dh_t = dh4_(at);
+    let dn = dh_t * (1.0 - z) * (1.0 - n * n);
+    let dz = dh_t * (vec4<f32>(hs4[at.prev / 4u]) - n) * z * (1.0 - z);
+    let dr = dn * ghn * r * (1.0 - r);
+    dh4[at.state / 4u] = dh_t * z;
+    put_dg4(at, 0u, dr, dr);
+    put_dg4(at, 1u, dz, dz);
+    put_dg4(at, 2u, dn, dn * r);
+}

@@ -144,3 +144,96 @@ fn forward_packing(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     textureStore(next_packed, vec2<u32>(gid.x, gid.y), gid.z, v);
 }
+
+// The same on 4 consecutive units per invocation (H a multiple of 4, so every
+// index below is too), through vec4 views of the same buffers bound 16 above the
+// scalar ones: on CPU adapters a storage load or store costs per access whatever
+// its width, so this does a quarter of them. Each cell provides forward_units4
+// (returning the new states as stored) and backward_units4; workgroups of 16
+// invocations do 64 units, as the scalar entries' do.
+@group(0) @binding(18) var<storage, read> xw4: array<vec4<act_t>>;
+@group(0) @binding(19) var<storage, read> gh4: array<vec4<act_t>>;
+@group(0) @binding(20) var<storage, read> b_ih4: array<vec4<f32>>;
+@group(0) @binding(21) var<storage, read> b_hh4: array<vec4<f32>>;
+@group(0) @binding(22) var<storage, read_write> hs4: array<vec4<act_t>>;
+@group(0) @binding(24) var<storage, read_write> y4: array<vec4<act_t>>;
+@group(0) @binding(26) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(27) var<storage, read_write> dh4: array<vec4<f32>>;
+@group(0) @binding(29) var<storage, read_write> dgi4: array<vec4<f32>>;
+@group(0) @binding(30) var<storage, read_write> dgh4: array<vec4<f32>>;
+
+// Gate k's pre-activation parts of the 4 units at `at`: input and recurrent
+// projections, biases.
+fn xw4_(at: At, k: u32) -> vec4<f32> {
+    return vec4<f32>(xw4[(at.xw + k * p.h) / 4u]) + b_ih4[(at.gate + k * p.h) / 4u];
+}
+
+fn gh4_(at: At, k: u32) -> vec4<f32> {
+    return vec4<f32>(gh4[(at.gh + k * p.h) / 4u]) + b_hh4[(at.gate + k * p.h) / 4u];
+}
+
+fn carry4(at: At) -> vec4<f32> {
+    let h = hs4[at.prev / 4u];
+    hs4[at.next / 4u] = h;
+    y4[at.y / 4u] = vec4<act_t>(0.0);
+    return vec4<f32>(h);
+}
+
+fn put_h4(at: At, h: vec4<f32>) -> vec4<f32> {
+    let stored = vec4<act_t>(h);
+    hs4[at.next / 4u] = stored;
+    y4[at.y / 4u] = stored;
+    return vec4<f32>(stored);
+}
+
+// The running state gradient of the 4 units at `at`: dh + dy.
+fn dh4_(at: At) -> vec4<f32> {
+    return dh4[at.state / 4u] + dy4[at.y / 4u];
+}
+
+// Stores gate k's gradients of the 4 units at `at`: dgi, and dgh (which differs
+// from dgi only in the GRU's n gate).
+fn put_dg4(at: At, k: u32, dgi: vec4<f32>, dgh: vec4<f32>) {
+    dgi4[(at.xw + k * p.h) / 4u] = dgi;
+    dgh4[((at.row * GATES + k) * p.h + at.j) / 4u] = dgh;
+}
+
+fn no_gradient4(at: At) {
+    for (var k = 0u; k < GATES; k++) {
+        put_dg4(at, k, vec4<f32>(0.0), vec4<f32>(0.0));
+    }
+}
+
+fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+fn tanh4_(x: vec4<f32>) -> vec4<f32> {
+    return tanh(clamp(x, vec4<f32>(-15.0), vec4<f32>(15.0)));
+}
+
+// Units 4·gid.x .. + 4 of sequence gid.y, direction gid.z.
+fn at4(gid: vec3<u32>) -> At {
+    return locate(vec3<u32>(4u * gid.x, gid.y, gid.z));
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (4u * gid.x < p.h) {
+        forward_units4(at4(gid));
+    }
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn forward_packing4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (4u * gid.x < p.h) {
+        textureStore(next_packed, vec2<u32>(gid.x, gid.y), gid.z, forward_units4(at4(gid)));
+    }
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (4u * gid.x < p.h) {
+        backward_units4(at4(gid));
+    }
+}

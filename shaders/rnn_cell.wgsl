@@ -37,3 +37,23 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     dgi[at.xw] = d;
     dgh[gr] = d;
 }
+
+fn forward_units4(at: At) -> vec4<f32> {
+    if (!at.live) {
+        return carry4(at);
+    }
+    let x = xw4_(at, 0u) + gh4_(at, 0u);
+    return put_h4(at, select(tanh4_(x), max(x, vec4<f32>(0.0)), RELU));
+}
+
+fn backward_units4(at: At) {
+    if (!at.live) {
+        no_gradient4(at);
+        return;
+    }
+    let h = vec4<f32>(hs4[at.next / 4u]);
+    let relu = select(vec4<f32>(0.0), vec4<f32>(1.0), h > vec4<f32>(0.0));
+    let d = dh4_(at) * select(1.0 - h * h, relu, RELU);
+    dh4[at.state / 4u] = vec4<f32>(0.0);
+    put_dg4(at, 0u, d, d);
+}

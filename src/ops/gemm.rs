@@ -640,7 +640,13 @@ fn forward_impl(
     } else if let Some(consts) = p.vec4_layout() {
         (p, a_buf, b_buf, "forward_vec4", p.with_c_vec4(consts))
     } else if let Some(consts) = swapped.vec4_layout() {
-        (swapped, b_buf, a_buf, "forward_vec4", swapped.with_c_vec4(consts))
+        (
+            swapped,
+            b_buf,
+            a_buf,
+            "forward_vec4",
+            swapped.with_c_vec4(consts),
+        )
     } else {
         let (q, qa, qb) = oriented(TILE_N);
         (q, qa, qb, "forward", vec![])

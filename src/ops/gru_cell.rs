@@ -13,7 +13,6 @@ pub const CELL: Cell = Cell {
     gates: 3,
     saves_acts: true,
     has_c: false,
-    vec4: false,
     constants: &[],
 };
 

@@ -14,7 +14,6 @@ pub const CELL: Cell = Cell {
     saves_acts: true,
     has_c: true,
     constants: &[],
-    vec4: true,
 };
 
 /// Records forward step `step`; see [`recurrence::forward`].

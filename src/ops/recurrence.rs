@@ -77,11 +77,6 @@ pub struct Cell {
     pub has_c: bool,
     /// The shader's override constants.
     pub constants: &'static [(&'static str, f64)],
-    /// Whether the shader has `forward4`, `forward_packing4` and `backward4`: 4
-    /// units per invocation through vec4 views (bindings 16 above the scalar
-    /// ones), used when H is a multiple of 4. On CPU adapters a storage load
-    /// costs per load whatever its width, so this cuts the cells' loads by 4.
-    pub vec4: bool,
 }
 
 /// The tensors of one forward step; `cs` only for a cell with a cell state and
@@ -148,7 +143,7 @@ pub fn forward(
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    let vec4 = uses_vec4(cell, geo);
+    let vec4 = uses_vec4(geo);
     let entry = match (vec4, next_packed.is_some()) {
         (false, false) => "forward",
         (false, true) => "forward_packing",
@@ -197,7 +192,7 @@ pub fn backward(
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    let entry = if uses_vec4(cell, geo) {
+    let entry = if uses_vec4(geo) {
         for b in &mut bindings {
             b.0 += VEC4_BINDINGS;
         }
@@ -210,9 +205,12 @@ pub fn backward(
 
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
 
-/// Whether steps of `geo` run the cell's vec4 entry points.
-fn uses_vec4(cell: &Cell, geo: Geometry) -> bool {
-    cell.vec4 && geo.hidden.is_multiple_of(4)
+/// Whether steps of `geo` run the vec4 entry points (`forward4`,
+/// `forward_packing4`, `backward4`: 4 units per invocation through vec4 views
+/// bound 16 above the scalar bindings). On CPU adapters a storage access costs
+/// per access whatever its width, so they make a quarter of the cells' accesses.
+fn uses_vec4(geo: Geometry) -> bool {
+    geo.hidden.is_multiple_of(4)
 }
 
 /// How far above its scalar binding a tensor's vec4 view is bound.

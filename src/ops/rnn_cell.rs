@@ -14,7 +14,6 @@ pub const fn cell(relu: bool) -> Cell {
         gates: 1,
         saves_acts: false,
         has_c: false,
-        vec4: false,
         constants: if relu { &[("RELU", 1.0)] } else { &[] },
     }
 }

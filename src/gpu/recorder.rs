@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::pipeline::Pipeline;
 use crate::gpu::pool::Loan;
 use crate::gpu::Context;
+use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
 /// Records GPU work for one submit. See the module docs.
@@ -240,6 +241,22 @@ impl Recorder {
         let texture = t.get().clone();
         self.textures.push(t);
         texture
+    }
+
+    /// [`dispatch_tensors`](Self::dispatch_tensors) of `entry` of `shader` (its
+    /// storage aliases in `f16` made f16), labelled `shader::entry`.
+    pub(crate) fn dispatch_entry(
+        &mut self,
+        shader: &Shader,
+        entry: &'static str,
+        f16: &[&'static str],
+        params: &[u8],
+        tensors: &[(u32, &Tensor)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let pipeline = self.ctx.pipeline_f16(shader, entry, &[], f16);
+        let label = format!("{}::{entry}", shader.name);
+        self.dispatch_tensors(&label, &pipeline, params, tensors, groups)
     }
 
     /// [`dispatch`](Self::dispatch) with whole tensors at the given bindings, held

@@ -161,14 +161,14 @@ fn launch(
         s: s as u32,
         a: a as u32,
     };
-    let pipeline = rec.context().pipeline(&shaders::ATTENTION, entry, &[]);
     let groups = match grid {
         Grid::Rows => super::grid_rows(rec, 1, b * tq),
         Grid::Elements(n) => super::grid_elems(rec, n),
     };
-    rec.dispatch_tensors(
-        &format!("{OP}::{entry}"),
-        &pipeline,
+    rec.dispatch_entry(
+        &shaders::ATTENTION,
+        entry,
+        &[],
         bytemuck::bytes_of(&params),
         tensors,
         groups,

@@ -108,11 +108,11 @@ fn launch(
     params: Params,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
-    let pipeline = rec.context().pipeline_f16(&shaders::CAST, entry, &[], f16);
     let groups = super::grid_elems(rec, params.n as usize);
-    rec.dispatch_tensors(
-        &format!("{OP}::{entry}"),
-        &pipeline,
+    rec.dispatch_entry(
+        &shaders::CAST,
+        entry,
+        f16,
         bytemuck::bytes_of(&params),
         tensors,
         groups,

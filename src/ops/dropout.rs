@@ -54,14 +54,11 @@ pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) ->
         scale: 1.0 / (1.0 - p),
         ..Params::default()
     };
-    let f16 = super::f16_aliases(&[("x_t", x), ("y_t", out)]);
-    let pipeline = rec
-        .context()
-        .pipeline_f16(&shaders::DROPOUT, "apply", &[], &f16);
     let groups = super::grid_elems(rec, x.numel());
-    rec.dispatch_tensors(
-        "dropout::apply",
-        &pipeline,
+    rec.dispatch_entry(
+        &shaders::DROPOUT,
+        "apply",
+        &super::f16_aliases(&[("x_t", x), ("y_t", out)]),
         bytemuck::bytes_of(&params),
         &[(1, x), (2, out)],
         groups,

@@ -69,11 +69,11 @@ fn launch(
     params: Params,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
-    let pipeline = rec.context().pipeline(&shaders::ELEMENTWISE, entry, &[]);
     let groups = super::grid_elems(rec, params.n as usize);
-    rec.dispatch_tensors(
-        &format!("{OP}::{entry}"),
-        &pipeline,
+    rec.dispatch_entry(
+        &shaders::ELEMENTWISE,
+        entry,
+        &[],
         bytemuck::bytes_of(&params),
         tensors,
         groups,

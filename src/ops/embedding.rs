@@ -183,13 +183,11 @@ fn launch(
         dim: dim as u32,
         ..Params::default()
     };
-    let pipeline = rec
-        .context()
-        .pipeline_f16(&shaders::EMBEDDING, entry, &[], f16);
     let groups = super::grid_rows(rec, dim.div_ceil(64), rows);
-    rec.dispatch_tensors(
-        &format!("{OP}::{entry}"),
-        &pipeline,
+    rec.dispatch_entry(
+        &shaders::EMBEDDING,
+        entry,
+        f16,
         bytemuck::bytes_of(&params),
         tensors,
         groups,

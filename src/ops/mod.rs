@@ -29,17 +29,7 @@ pub(crate) fn check_f32(
     op: &'static str,
     tensors: &[(&'static str, &Tensor)],
 ) -> Result<()> {
-    let list: Vec<&Tensor> = tensors.iter().map(|&(_, t)| t).collect();
-    rec.check_same_device(op, &list)?;
-    match tensors.iter().find(|(_, t)| t.dtype() != DType::F32) {
-        Some(&(what, t)) => Err(Error::DType {
-            op,
-            what,
-            expected: DType::F32,
-            got: t.dtype(),
-        }),
-        None => Ok(()),
-    }
+    check_dtypes(rec, op, tensors, &[DType::F32])
 }
 
 /// Checks that `tensors` live on the recorder's device and hold f32 or f16 (a
@@ -49,9 +39,18 @@ pub(crate) fn check_float(
     op: &'static str,
     tensors: &[(&'static str, &Tensor)],
 ) -> Result<()> {
+    check_dtypes(rec, op, tensors, &[DType::F32, DType::F16])
+}
+
+fn check_dtypes(
+    rec: &Recorder,
+    op: &'static str,
+    tensors: &[(&'static str, &Tensor)],
+    allowed: &[DType],
+) -> Result<()> {
     let list: Vec<&Tensor> = tensors.iter().map(|&(_, t)| t).collect();
     rec.check_same_device(op, &list)?;
-    match tensors.iter().find(|(_, t)| t.dtype() == DType::U32) {
+    match tensors.iter().find(|(_, t)| !allowed.contains(&t.dtype())) {
         Some(&(what, t)) => Err(Error::DType {
             op,
             what,

@@ -17,9 +17,10 @@
 // Dispatch (ceil(H / 64), B, D), one invocation per unit j of sequence b, direction d;
 // forward_packing (ceil(H / 256), B, D), one invocation per 4 units, which also
 // writes them into the texture the next step's recurrent GEMM reads (on adapters
-// whose GEMM reads packed textures, this saves a pack dispatch per step). A cell
-// may add vec4 entries (the LSTM's forward4, forward_packing4, backward4; H a
-// multiple of 4): (ceil(H / 64), B, D), workgroups of 16 invocations of 4 units.
+// whose GEMM reads packed textures, this saves a pack dispatch per step). Where H
+// is a multiple of 4, forward4, forward_packing4 and backward4 (at the end of this
+// file) do the same on 4 units per invocation: (ceil(H / 64), B, D), workgroups of
+// 16 invocations.
 
 struct Params {
     b: u32, t: u32, h: u32, d: u32,

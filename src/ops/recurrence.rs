@@ -143,18 +143,11 @@ pub fn forward(
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    let vec4 = uses_vec4(geo);
-    let entry = match (vec4, next_packed.is_some()) {
-        (false, false) => "forward",
-        (false, true) => "forward_packing",
-        (true, false) => "forward4",
-        (true, true) => "forward_packing4",
+    let entry = if next_packed.is_some() {
+        "forward_packing"
+    } else {
+        "forward"
     };
-    if vec4 {
-        for b in &mut bindings {
-            b.0 += VEC4_BINDINGS;
-        }
-    }
     launch(
         rec,
         cell,
@@ -192,26 +185,12 @@ pub fn backward(
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    let entry = if uses_vec4(geo) {
-        for b in &mut bindings {
-            b.0 += VEC4_BINDINGS;
-        }
-        "backward4"
-    } else {
-        "backward"
-    };
-    launch(rec, cell, entry, geo, step, io.lengths, &bindings, None)
+    launch(
+        rec, cell, "backward", geo, step, io.lengths, &bindings, None,
+    )
 }
 
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
-
-/// Whether steps of `geo` run the vec4 entry points (`forward4`,
-/// `forward_packing4`, `backward4`: 4 units per invocation through vec4 views
-/// bound 16 above the scalar bindings). On CPU adapters a storage access costs
-/// per access whatever its width, so they make a quarter of the cells' accesses.
-fn uses_vec4(geo: Geometry) -> bool {
-    geo.hidden.is_multiple_of(4)
-}
 
 /// How far above its scalar binding a tensor's vec4 view is bound.
 const VEC4_BINDINGS: u32 = 16;
@@ -245,6 +224,11 @@ fn optional<'a>(
     }
 }
 
+/// Records `entry` (forward, forward_packing or backward) of `cell`, or where H is
+/// a multiple of 4 its vec4 twin (`forward4`, ...: 4 units per invocation through
+/// vec4 views bound [`VEC4_BINDINGS`] above the scalar bindings; on CPU adapters
+/// a storage access costs per access whatever its width, so they make a quarter of
+/// the cells' accesses).
 #[allow(clippy::too_many_arguments)]
 fn launch(
     rec: &mut Recorder,
@@ -328,6 +312,13 @@ fn launch(
         step: u(step),
         ..Params::default()
     };
+    let vec4 = geo.hidden.is_multiple_of(4);
+    let (entry, shift) = match (entry, vec4) {
+        ("forward", true) => ("forward4", VEC4_BINDINGS),
+        ("forward_packing", true) => ("forward_packing4", VEC4_BINDINGS),
+        ("backward", true) => ("backward4", VEC4_BINDINGS),
+        _ => (entry, 0),
+    };
     let f16: &[&str] = if storage == DType::F16 {
         &["act_t"]
     } else {
@@ -337,7 +328,7 @@ fn launch(
         .context()
         .pipeline_f16(&cell.shader, entry, cell.constants, f16);
     let mut tensors = vec![(1, lengths)];
-    tensors.extend(bindings.iter().map(|&(i, _, t, _)| (i, t)));
+    tensors.extend(bindings.iter().map(|&(i, _, t, _)| (i + shift, t)));
     rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
     let mut resources: Vec<_> = tensors
         .iter()
@@ -348,7 +339,6 @@ fn launch(
     if let Some(texture) = next_packed {
         resources.push((15, wgpu::BindingResource::TextureView(texture)));
     }
-    let vec4 = entry.ends_with('4');
     let units_per_invocation = if next_packed.is_some() || vec4 { 4 } else { 1 };
     let workgroup = if vec4 { 16 } else { 64 };
     let invocations = geo.hidden.div_ceil(units_per_invocation);

@@ -102,6 +102,8 @@ impl Index {
 
 /// Records `out[n, :] = table[ids[n], :]` for `out` `[N, E]`, `table` `[V, E]`.
 pub fn forward(rec: &mut Recorder, out: &Tensor, table: &Tensor, index: &Index) -> Result<()> {
+    // The looked-up rows may be f16 storage.
+    super::check_float(rec, OP, &[("out", out)])?;
     let dim = check(rec, out, table, index, "out")?;
     launch(
         rec,
@@ -115,6 +117,7 @@ pub fn forward(rec: &mut Recorder, out: &Tensor, table: &Tensor, index: &Index) 
 
 /// Records `dtable[v, :] += Σ dout[n, :]` over the positions n of each id v.
 pub fn backward(rec: &mut Recorder, dtable: &Tensor, dout: &Tensor, index: &Index) -> Result<()> {
+    super::check_f32(rec, OP, &[("dout", dout)])?;
     let dim = check(rec, dout, dtable, index, "dout")?;
     if index.distinct == 0 {
         return Ok(());
@@ -135,7 +138,8 @@ pub fn backward(rec: &mut Recorder, dtable: &Tensor, dout: &Tensor, index: &Inde
     )
 }
 
-/// Checks `rows` `[N, E]` against `table` `[V, E]`; returns E.
+/// Checks `rows` `[N, E]` (its dtype checked by the caller) against `table`
+/// `[V, E]` (f32); returns E.
 fn check(
     rec: &Recorder,
     rows: &Tensor,
@@ -145,12 +149,6 @@ fn check(
 ) -> Result<usize> {
     rec.check_same_device(OP, &[&index.ids])?;
     super::check_f32(rec, OP, &[("table", table)])?;
-    // The looked-up rows may be f16 storage; the gradients are f32.
-    if what == "out" {
-        super::check_float(rec, OP, &[(what, rows)])?;
-    } else {
-        super::check_f32(rec, OP, &[(what, rows)])?;
-    }
     let &[_, dim] = table.shape() else {
         return Err(Error::ShapeMismatch {
             op: OP,

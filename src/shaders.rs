@@ -19,10 +19,7 @@ pub struct Shader {
 impl Shader {
     /// The storage aliases the source declares (`alias name = f32;` at a line's start).
     pub fn storage_aliases(&self) -> Vec<&'static str> {
-        self.source
-            .lines()
-            .filter_map(|l| l.strip_prefix("alias ")?.strip_suffix(" = f32;"))
-            .collect()
+        self.source.lines().filter_map(storage_alias).collect()
     }
 
     /// The source with the storage aliases in `f16` declared f16 (and the f16
@@ -33,10 +30,7 @@ impl Shader {
         }
         let mut out = String::from("enable f16;\n");
         for line in self.source.lines() {
-            let alias = line
-                .strip_prefix("alias ")
-                .and_then(|l| l.strip_suffix(" = f32;"));
-            match alias {
+            match storage_alias(line) {
                 Some(name) if f16.contains(&name) => out.push_str(&format!("alias {name} = f16;")),
                 _ => out.push_str(line),
             }
@@ -44,6 +38,11 @@ impl Shader {
         }
         out.into()
     }
+}
+
+/// The alias a line declares as a storage alias (`alias name = f32;`).
+fn storage_alias(line: &str) -> Option<&str> {
+    line.strip_prefix("alias ")?.strip_suffix(" = f32;")
 }
 
 /// Batched strided GEMM and its bias gradient.

@@ -1,6 +1,7 @@
 //! Compute pipelines, compiled once per device and cached by (shader, entry point,
-//! override constants, storage aliases made f16). Compiling is the slow part (tens to hundreds of ms through a
-//! driver's JIT), so every op asks this cache and never builds its own.
+//! override constants, storage aliases made f16). Compiling is the slow part (tens
+//! to hundreds of ms through a driver's JIT), so every op asks this cache and never
+//! builds its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

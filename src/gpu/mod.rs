@@ -8,4 +8,5 @@ mod recorder;
 
 pub use context::{parse_backends, Context, ContextOptions};
 pub use pool::{PoolStats, IDLE_CAP};
+pub(crate) use recorder::element_range;
 pub use recorder::Recorder;

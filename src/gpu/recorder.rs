@@ -429,6 +429,17 @@ fn word_range(
             got: t.dtype(),
         });
     }
+    element_range(op, what, t, offset, len)
+}
+
+/// Checks that the elements `offset..offset + len` lie inside `t`.
+pub(crate) fn element_range(
+    op: &'static str,
+    what: &'static str,
+    t: &Tensor,
+    offset: usize,
+    len: usize,
+) -> Result<()> {
     if offset.checked_add(len).is_none_or(|end| end > t.numel()) {
         return Err(Error::ViewOutOfBounds {
             op,

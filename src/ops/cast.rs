@@ -5,6 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
+use crate::gpu::element_range;
 use crate::gpu::Recorder;
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -18,19 +19,6 @@ struct Params {
     src_off: u32,
     dst_off: u32,
     _pad: u32,
-}
-
-/// Checks that `[offset, offset + len)` lies inside `t`.
-fn in_range(what: &'static str, t: &Tensor, offset: usize, len: usize) -> Result<()> {
-    if offset.checked_add(len).is_none_or(|end| end > t.numel()) {
-        return Err(Error::ViewOutOfBounds {
-            op: OP,
-            what,
-            last: offset.saturating_add(len),
-            len: t.numel(),
-        });
-    }
-    Ok(())
 }
 
 /// Records `dst[dst_offset..][..len] = src[src_offset..][..len]`, rounding to
@@ -47,8 +35,8 @@ pub fn copy_range(
     if dst.dtype() == DType::F32 && src.dtype() == DType::F32 {
         return rec.copy_range(dst, dst_offset, src, src_offset, len);
     }
-    in_range("src", src, src_offset, len)?;
-    in_range("dst", dst, dst_offset, len)?;
+    element_range(OP, "src", src, src_offset, len)?;
+    element_range(OP, "dst", dst, dst_offset, len)?;
     if dst.buffer() == src.buffer() {
         return Err(Error::Aliasing {
             op: OP,
@@ -71,7 +59,7 @@ pub fn zero_range(rec: &mut Recorder, dst: &Tensor, offset: usize, len: usize) -
     if dst.dtype() == DType::F32 {
         return rec.zero_range(dst, offset, len);
     }
-    in_range("dst", dst, offset, len)?;
+    element_range(OP, "dst", dst, offset, len)?;
     let params = Params {
         n: len as u32,
         dst_off: offset as u32,

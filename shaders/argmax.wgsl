@@ -28,8 +28,9 @@ fn forward(
     if (r >= p.rows) {
         return;
     }
-    // -inf: every value but NaN and -inf itself beats it.
-    var v = bitcast<f32>(0xff800000u);
+    // The lowest finite f32 with no index: every value but NaN and -inf beats it
+    // (-inf itself is no constant in WGSL, where a constant must be finite).
+    var v = bitcast<f32>(0xff7fffffu);
     var i = 0xffffffffu;
     for (var k = lane; k < p.c; k += WG) {
         let xv = x[r * p.c + k];

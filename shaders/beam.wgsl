@@ -16,6 +16,9 @@
 // Most hypotheses per entry; the host refuses more.
 const MAX_BEAM: u32 = 16u;
 const NONE: u32 = 0xffffffffu;
+// −inf, made at run time: a WGSL constant expression must be finite (Tint rejects
+// bitcast<f32>(0xff800000u) at shader creation), and reading a variable is not one.
+var<private> NEG_INF_BITS: u32 = 0xff800000u;
 
 struct Params {
     batch: u32,
@@ -40,7 +43,7 @@ fn candidate(b: u32, c: u32) -> f32 {
     let r = b * p.k + j;
     let s = score[r];
     if (finished[r] != 0u) {
-        return select(bitcast<f32>(0xff800000u), s, t == p.eos);
+        return select(bitcast<f32>(NEG_INF_BITS), s, t == p.eos);
     }
     return s + logits[r * p.v + t] - lse[j];
 }
@@ -78,7 +81,7 @@ fn step(
     var lv: array<f32, MAX_BEAM>;
     var li: array<u32, MAX_BEAM>;
     for (var i = 0u; i < p.k; i++) {
-        lv[i] = bitcast<f32>(0xff800000u);
+        lv[i] = bitcast<f32>(NEG_INF_BITS);
         li[i] = NONE;
     }
     let last = p.k - 1u;
@@ -98,7 +101,7 @@ fn step(
 
     var head = 0u;
     for (var i = 0u; i < p.k; i++) {
-        var v = bitcast<f32>(0xff800000u);
+        var v = bitcast<f32>(NEG_INF_BITS);
         var c = NONE;
         if (head < p.k) {
             v = lv[head];

@@ -77,8 +77,7 @@ fn norm(@builtin(local_invocation_index) lane: u32) {
     let total = reduce(lane, s, false);
     if (lane == 0u) {
         let nrm = sqrt(total);
-        // NaN fails every comparison; inf is not below the largest f32.
-        let finite = nrm <= 3.4e38;
+        let finite = is_finite(nrm);
         stats[0] = nrm;
         stats[1] = select(1.0, min(1.0, p.max_norm / (nrm + 1e-6)), p.has_clip == 1u);
         stats[2] = select(0.0, 1.0, finite);

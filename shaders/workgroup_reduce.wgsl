@@ -25,9 +25,19 @@ fn reduce(lane: u32, v: f32, take_max: bool) -> f32 {
     return r;
 }
 
+// NaN and finiteness by the bits: compilers with fast math (Metal's) may fold a
+// comparison that only NaN or inf would fail.
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_finite(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
+}
+
 // Whether (v, i) beats (w, j): larger, or equal with the lower index. NaN never wins.
 fn beats(v: f32, i: u32, w: f32, j: u32) -> bool {
-    return v > w || (v == w && i < j);
+    return !is_nan(v) && (v > w || (v == w && i < j));
 }
 
 struct Best {

@@ -14,13 +14,18 @@
 //   dgh    [D, T, B, G]    gradient of the recurrent pre-activations (also of b_hh)
 //   dh, dc [D, B, H]       running gradients of the carried state; backward leaves
 //                          the part that bypasses W_hh in dh, the GEMM adds the rest
+// A step writes the states only: once the recurrence is done, `outputs` writes y
+// from them (y[b, t, d·H + j] = hs[d, t + 1 − d, b, j] for t < length, else 0), so
+// that no step binds y: the LSTM's step binds 8 storage buffers, WebGPU's default
+// limit, where writing y too would take 9.
 // Dispatch (ceil(H / 64), B, D), one invocation per unit j of sequence b, direction d;
 // forward_packing (ceil(H / 256), B, D), one invocation per 4 units, which also
 // writes them into the texture the next step's recurrent GEMM reads (on adapters
 // whose GEMM reads packed textures, this saves a pack dispatch per step). Where H
 // is a multiple of 4, forward4, forward_packing4 and backward4 (at the end of this
 // file) do the same on 4 units per invocation: (ceil(H / 64), B, D), workgroups of
-// 16 invocations.
+// 16 invocations. outputs (outputs4) is dispatched as forward (forward4), each
+// invocation looping over t.
 
 struct Params {
     b: u32, t: u32, h: u32, d: u32,
@@ -85,22 +90,28 @@ fn locate(gid: vec3<u32>) -> At {
     return at;
 }
 
-// Past a sequence's length: the state carries over and the output is 0. Returns
-// the carried state.
+// Past a sequence's length: the state carries over. Returns the carried state.
 fn carry(at: At) -> f32 {
     let h = hs[at.prev];
     hs[at.next] = h;
-    y[at.y] = 0.0;
     return f32(h);
 }
 
-// Stores the new state h as hs and y; returns it as stored, which is what the next
-// step's GEMM reads.
+// Stores the new state h; returns it as stored, which is what the next step's
+// GEMM reads.
 fn put_h(at: At, h: f32) -> f32 {
     let stored = act_t(h);
     hs[at.next] = stored;
-    y[at.y] = stored;
     return f32(stored);
+}
+
+// Index of y[b, t, d·H + j] and of the state it copies, hs[d, t + 1 − d, b, j].
+fn y_at(j: u32, b: u32, d: u32, t: u32) -> u32 {
+    return (b * p.t + t) * p.d * p.h + d * p.h + j;
+}
+
+fn h_at(j: u32, b: u32, d: u32, t: u32) -> u32 {
+    return ((d * (p.t + 1u) + t + 1u - d) * p.b + b) * p.h + j;
 }
 
 // Past a sequence's length no gate has a gradient.
@@ -146,6 +157,20 @@ fn forward_packing(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(next_packed, vec2<u32>(gid.x, gid.y), gid.z, v);
 }
 
+@compute @workgroup_size(64, 1, 1)
+fn outputs(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let b = gid.y;
+    let d = gid.z;
+    if (j >= p.h) {
+        return;
+    }
+    let len = lengths[b];
+    for (var t = 0u; t < p.t; t++) {
+        y[y_at(j, b, d, t)] = select(act_t(0.0), hs[h_at(j, b, d, t)], t < len);
+    }
+}
+
 // The same on 4 consecutive units per invocation (H a multiple of 4, so every
 // index below is too), through vec4 views of the same buffers bound 16 above the
 // scalar ones: on CPU adapters a storage load or store costs per access whatever
@@ -176,14 +201,12 @@ fn gh4_(at: At, k: u32) -> vec4<f32> {
 fn carry4(at: At) -> vec4<f32> {
     let h = hs4[at.prev / 4u];
     hs4[at.next / 4u] = h;
-    y4[at.y / 4u] = vec4<act_t>(0.0);
     return vec4<f32>(h);
 }
 
 fn put_h4(at: At, h: vec4<f32>) -> vec4<f32> {
     let stored = vec4<act_t>(h);
     hs4[at.next / 4u] = stored;
-    y4[at.y / 4u] = stored;
     return vec4<f32>(stored);
 }
 
@@ -229,6 +252,21 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn forward_packing4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (4u * gid.x < p.h) {
         textureStore(next_packed, vec2<u32>(gid.x, gid.y), gid.z, forward_units4(at4(gid)));
+    }
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn outputs4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = 4u * gid.x;
+    let b = gid.y;
+    let d = gid.z;
+    if (j >= p.h) {
+        return;
+    }
+    let len = lengths[b];
+    for (var t = 0u; t < p.t; t++) {
+        let h = select(vec4<act_t>(0.0), hs4[h_at(j, b, d, t) / 4u], t < len);
+        y4[y_at(j, b, d, t) / 4u] = h;
     }
 }
 

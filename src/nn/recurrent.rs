@@ -374,7 +374,6 @@ impl Recurrent {
                 b_hh: &p.b_hh,
                 hs: &hs,
                 cs: cs.as_ref(),
-                y: &y,
                 acts: acts.as_ref(),
             };
             rec.phase("recurrent step");
@@ -414,6 +413,7 @@ impl Recurrent {
                     h_prev = next;
                 }
             }
+            recurrence::outputs(rec, &cell, geo, &lengths_t, &hs, &y)?;
             for dir in 0..d {
                 let slot = slot_offset(geo, dir, if dir == 0 { t } else { 0 });
                 let dst = (l * d + dir) * b * h;

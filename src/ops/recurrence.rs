@@ -90,7 +90,6 @@ pub struct ForwardIo<'a> {
     pub b_hh: &'a Tensor,
     pub hs: &'a Tensor,
     pub cs: Option<&'a Tensor>,
-    pub y: &'a Tensor,
     pub acts: Option<&'a Tensor>,
 }
 
@@ -119,8 +118,9 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Records step `step` of the forward recurrence: states, outputs and saved
-/// activations at t = step (direction 0) and t = T − 1 − step (direction 1). With
+/// Records step `step` of the forward recurrence: states and saved activations at
+/// t = step (direction 0) and t = T − 1 − step (direction 1); [`outputs`] writes
+/// y from the states once every step is recorded. With
 /// `next_packed` (a [`crate::ops::gemm::pack_a_target`] texture of the new states,
 /// `[D]` layers of `[B, H]`) the cell also writes them there for the next step's
 /// recurrent GEMM, in place of a pack dispatch.
@@ -139,7 +139,6 @@ pub fn forward(
         (4, "b_ih", io.b_ih, n.bias),
         (5, "b_hh", io.b_hh, n.bias),
         (6, "hs", io.hs, n.states),
-        (8, "y", io.y, n.y),
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
@@ -158,6 +157,21 @@ pub fn forward(
         &bindings,
         next_packed,
     )
+}
+
+/// Records the layer's outputs `y` `[B, T, D·H]` from the states `hs` of a
+/// finished forward recurrence: each real step's state, zero past each length.
+pub fn outputs(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    lengths: &Tensor,
+    hs: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    let n = geo.numel(cell.gates);
+    let bindings = [(6, "hs", hs, n.states), (8, "y", y, n.y)];
+    launch(rec, cell, "outputs", geo, 0, lengths, &bindings, None)
 }
 
 /// Records step `step` of the backward recurrence (run `step` from T − 1 down to 0):
@@ -224,7 +238,7 @@ fn optional<'a>(
     }
 }
 
-/// Records `entry` (forward, forward_packing or backward) of `cell`, or where H is
+/// Records `entry` (forward, forward_packing, outputs or backward) of `cell`, or where H is
 /// a multiple of 4 its vec4 twin (`forward4`, ...: 4 units per invocation through
 /// vec4 views bound [`VEC4_BINDINGS`] above the scalar bindings; on CPU adapters
 /// a storage access costs per access whatever its width, so they make a quarter of
@@ -316,6 +330,7 @@ fn launch(
     let (entry, shift) = match (entry, vec4) {
         ("forward", true) => ("forward4", VEC4_BINDINGS),
         ("forward_packing", true) => ("forward_packing4", VEC4_BINDINGS),
+        ("outputs", true) => ("outputs4", VEC4_BINDINGS),
         ("backward", true) => ("backward4", VEC4_BINDINGS),
         _ => (entry, 0),
     };

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::data::readers::read_chars;
-use rnn_wgpu::data::{Batch, Vocab};
+use rnn_wgpu::data::{Streams, Vocab};
 use rnn_wgpu::nn::language_model::State;
 use rnn_wgpu::nn::{LanguageModel, Mode, Module, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -109,57 +109,12 @@ fn mode(name: &str) -> Result<Mode> {
     }
 }
 
-/// `batch` streams over `ids`, each a contiguous share; chunk `i` holds
-/// positions `i·bptt .. (i + 1)·bptt` of every stream, with the next
-/// characters as targets.
-struct Streams<'a> {
-    ids: &'a [u32],
-    batch: usize,
-    bptt: usize,
-    len: usize,
-}
-
-impl<'a> Streams<'a> {
-    fn new(ids: &'a [u32], batch: usize, bptt: usize) -> Self {
-        let batch = batch.clamp(1, ids.len().max(2) / 2);
-        Self {
-            ids,
-            batch,
-            bptt,
-            len: ids.len() / batch,
-        }
-    }
-
-    fn chunks(&self) -> usize {
-        (self.len - 1) / self.bptt
-    }
-
-    fn chunk(&self, i: usize) -> Batch {
-        let t = self.bptt;
-        let mut b = Batch {
-            ids: Vec::with_capacity(self.batch * t),
-            targets: Vec::with_capacity(self.batch * t),
-            lengths: vec![t; self.batch],
-            size: self.batch,
-            steps: t,
-        };
-        for s in 0..self.batch {
-            let start = s * self.len + i * t;
-            b.ids.extend_from_slice(&self.ids[start..start + t]);
-            b.targets
-                .extend_from_slice(&self.ids[start + 1..start + t + 1]);
-        }
-        b
-    }
-}
-
 /// Mean cross-entropy per character (nats) over `ids`, state carried across chunks.
 fn evaluate(ctx: &Context, lm: &LanguageModel, ids: &[u32], bptt: usize) -> Result<f64> {
-    let streams = Streams::new(ids, 16, bptt);
+    let streams = Streams::new(ids, 16, bptt)?;
     let (mut sum, mut count) = (0.0, 0usize);
     let mut state: Option<State> = None;
-    for i in 0..streams.chunks() {
-        let b = streams.chunk(i);
+    for b in (0..streams.chunks()).filter_map(|i| streams.chunk(i)) {
         let mut rec = Recorder::new(ctx, "val");
         let (loss, next, _) = lm.loss(&mut rec, &b, state.as_ref())?;
         rec.submit();
@@ -204,12 +159,16 @@ fn train(
     if args.resume {
         run::resume(checkpoint, &lm.named_params(), &mut opt)?;
     }
-    let streams = Streams::new(train_ids, args.batch, args.bptt);
+    let streams = Streams::new(train_ids, args.batch, args.bptt)?;
     let per_epoch = streams.chunks() as u32;
     let params: usize = lm.params().iter().map(|p| p.value.numel()).sum();
     println!(
         "{cell}: {} layers of {}, {params} parameters; {} streams × {} chunks of {} characters per epoch",
-        args.layers, args.hidden, streams.batch, per_epoch, args.bptt
+        args.layers,
+        args.hidden,
+        streams.streams(),
+        per_epoch,
+        args.bptt
     );
     let start = Instant::now();
     let mut curves = Curves {
@@ -223,8 +182,7 @@ fn train(
         let mut state: Option<State> = None;
         let mut out_of_time = false;
         let mut chars_seen = 0usize;
-        for i in 0..streams.chunks() {
-            let b = streams.chunk(i);
+        for b in (0..streams.chunks()).filter_map(|i| streams.chunk(i)) {
             let (report, next) = lm.train_step(ctx, &b, state.as_ref(), &mut opt)?;
             state = Some(next);
             chars_seen += b.size * b.steps;

@@ -2,7 +2,7 @@
 //! malformed files get.
 
 use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel};
-use rnn_wgpu::data::{buckets, Batch, Vocab};
+use rnn_wgpu::data::{buckets, Batch, Streams, Vocab};
 use rnn_wgpu::nn::SplitMix;
 use rnn_wgpu::Error;
 
@@ -176,4 +176,46 @@ fn readers_survive_arbitrary_input() {
             .unwrap_or(0);
         let _ = parse_parallel(&text[..cut], &text[cut..], ("a", "b"));
     }
+}
+
+#[test]
+fn streams_continue_each_stream_from_chunk_to_chunk() {
+    let ids: Vec<u32> = (0..103).collect();
+    let streams = Streams::new(&ids, 4, 5).unwrap();
+    // 4 streams of 25 ids: chunks of 5 and the id after each, 4 of them.
+    assert_eq!((streams.streams(), streams.chunks()), (4, 4));
+    let first = streams.chunk(0).unwrap();
+    assert_eq!(
+        (first.size, first.steps, &first.lengths[..]),
+        (4, 5, &[5; 4][..])
+    );
+    assert_eq!(&first.ids[..5], &[0, 1, 2, 3, 4]);
+    assert_eq!(&first.targets[..5], &[1, 2, 3, 4, 5]);
+    assert_eq!(&first.ids[5..10], &[25, 26, 27, 28, 29]);
+    let second = streams.chunk(1).unwrap();
+    assert_eq!(
+        &second.ids[..5],
+        &[5, 6, 7, 8, 9],
+        "stream 0 goes on where it stopped"
+    );
+    assert_eq!(&second.targets[15..20], &[81, 82, 83, 84, 85]);
+    let last = streams.chunk(3).unwrap();
+    assert_eq!(
+        last.targets[19], 95,
+        "the last target stays inside stream 3"
+    );
+    assert!(streams.chunk(4).is_none());
+
+    // A short text gets fewer streams; one too short for a chunk is an error.
+    let short: Vec<u32> = (0..7).collect();
+    let one = Streams::new(&short, 4, 3).unwrap();
+    assert_eq!((one.streams(), one.chunks()), (1, 2));
+    assert!(matches!(
+        Streams::new(&short[..3], 4, 3),
+        Err(Error::Empty { .. })
+    ));
+    assert!(matches!(
+        Streams::new(&short, 4, 0),
+        Err(Error::Empty { .. })
+    ));
 }

@@ -66,6 +66,74 @@ impl Batch {
     }
 }
 
+/// Continuous streams for truncated backpropagation through time: `batch`
+/// streams over `ids`, each a contiguous share; chunk `i` holds positions
+/// `i·bptt .. (i + 1)·bptt` of every stream, with the next ids as targets, so
+/// the state one chunk ends in is where the next one starts.
+#[derive(Clone, Debug)]
+pub struct Streams<'a> {
+    ids: &'a [u32],
+    batch: usize,
+    bptt: usize,
+    /// Ids per stream.
+    len: usize,
+}
+
+impl<'a> Streams<'a> {
+    /// At most `batch` streams of chunks of `bptt` ids: fewer where `ids` is too
+    /// short for every stream to hold a chunk and the id after it. An error when
+    /// `bptt` or `batch` is 0 or `ids` cannot fill one chunk.
+    pub fn new(ids: &'a [u32], batch: usize, bptt: usize) -> Result<Self> {
+        let batch = batch.min(ids.len() / (bptt + 1));
+        if batch == 0 || bptt == 0 {
+            return Err(Error::Empty {
+                op: "streams",
+                what: "chunks of bptt ids and the id after them",
+                shape: vec![ids.len(), bptt],
+            });
+        }
+        Ok(Self {
+            ids,
+            batch,
+            bptt,
+            len: ids.len() / batch,
+        })
+    }
+
+    /// Streams per batch.
+    pub fn streams(&self) -> usize {
+        self.batch
+    }
+
+    /// Chunks per pass over the ids (at least 1).
+    pub fn chunks(&self) -> usize {
+        (self.len - 1) / self.bptt
+    }
+
+    /// Chunk `i` as a batch of `streams()` sequences of `bptt` ids; `None` past
+    /// the last.
+    pub fn chunk(&self, i: usize) -> Option<Batch> {
+        if i >= self.chunks() {
+            return None;
+        }
+        let t = self.bptt;
+        let mut b = Batch {
+            ids: Vec::with_capacity(self.batch * t),
+            targets: Vec::with_capacity(self.batch * t),
+            lengths: vec![t; self.batch],
+            size: self.batch,
+            steps: t,
+        };
+        for s in 0..self.batch {
+            let start = s * self.len + i * t;
+            b.ids.extend_from_slice(&self.ids[start..start + t]);
+            b.targets
+                .extend_from_slice(&self.ids[start + 1..start + t + 1]);
+        }
+        Some(b)
+    }
+}
+
 /// A padded batch of (source, target) pairs for an encoder-decoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParallelBatch {

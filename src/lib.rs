@@ -18,3 +18,5 @@ pub mod train;
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, Recorder};
 pub use tensor::{DType, Tensor};
+/// The wgpu this crate is built on, for interop (features, limits, devices).
+pub use wgpu;

@@ -196,17 +196,29 @@ impl Tensor {
         })
     }
 
-    /// Reads the contents back as f32 (u32 values converted), blocking until the GPU has finished all
-    /// work submitted before this call.
+    /// Reads the contents back as f32 (u32 values converted), blocking until the
+    /// GPU has finished all work submitted before this call (native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec(&self) -> Result<Vec<f32>> {
+        pollster::block_on(self.to_vec_async())
+    }
+
+    /// Reads the contents back as f32 (u32 values converted) once the GPU has
+    /// finished all work submitted before this call; in a page, without blocking.
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
         let pending = self.read_async()?;
-        self.ctx.wait()?;
-        pollster::block_on(pending)
+        let waited = self.ctx.wait_async().await;
+        // Settle the map even when the device reported an error, so that the
+        // staging buffer goes back to the pool unmapped.
+        let read = pending.await;
+        waited?;
+        read
     }
 
     /// Starts a readback now and returns a future of the contents. The copy is
     /// submitted at once; the future resolves once the device has been polled
-    /// ([`Context::wait`], or a thread that polls), which the browser does by itself.
+    /// ([`Context::wait_async`], or a thread that polls), which the browser does by
+    /// itself.
     pub fn read_async(&self) -> Result<impl Future<Output = Result<Vec<f32>>> + use<>> {
         // An empty tensor still maps 4 bytes: wgpu refuses empty buffer slices.
         let bytes = self.padded_bytes().max(4);
@@ -240,11 +252,13 @@ impl Tensor {
                 .ok_or_else(|| failed("the map callback was dropped".into()))?
                 .map_err(|e| failed(e.to_string()))?;
             let out = {
-                let view = staging
-                    .get()
-                    .slice(..bytes)
-                    .get_mapped_range()
-                    .map_err(|e| failed(e.to_string()))?;
+                let view = match staging.get().slice(..bytes).get_mapped_range() {
+                    Ok(view) => view,
+                    Err(e) => {
+                        staging.get().unmap();
+                        return Err(failed(e.to_string()));
+                    }
+                };
                 match dtype {
                     DType::F32 => bytemuck::cast_slice::<u8, f32>(&view)[..numel].to_vec(),
                     DType::F16 => bytemuck::cast_slice::<u8, f16>(&view)[..numel]

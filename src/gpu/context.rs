@@ -49,6 +49,11 @@ pub struct ContextOptions {
     /// of at least 2¹⁵ multiply-adds with M and N of at least 8
     /// ([`Context::gemm_packs`]).
     pub gemm_packed: Option<bool>,
+    /// The limits to open the device with. `None` asks for everything the adapter
+    /// offers (the largest buffers and workgroup storage the hardware has, where
+    /// WebGPU's portable defaults would be lower); `Some(wgpu::Limits::default())`
+    /// opens it with WebGPU's defaults, the limits every adapter meets.
+    pub limits: Option<wgpu::Limits>,
 }
 
 impl Default for ContextOptions {
@@ -58,6 +63,7 @@ impl Default for ContextOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             label: "rnn-wgpu".into(),
             gemm_packed: None,
+            limits: None,
         }
     }
 }
@@ -99,6 +105,9 @@ struct Inner {
     profiling: AtomicBool,
     totals: Mutex<Totals>,
     faults: Arc<Mutex<Faults>>,
+    /// A small storage buffer for a binding the dispatch's kernel does not touch
+    /// (see [`Context::placeholder`]).
+    placeholder: wgpu::Buffer,
 }
 
 /// What the device reported outside any call: its first error since the last
@@ -128,14 +137,22 @@ impl Drop for Inner {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Context {
-    /// Opens the default adapter (see [`ContextOptions`]), blocking until it is ready.
+    /// Opens the default adapter (see [`ContextOptions`]), blocking until it is
+    /// ready. Native only: a page awaits [`new_async`](Self::new_async).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         Self::with_options(&ContextOptions::default())
     }
 
-    /// Opens an adapter chosen by `options`, blocking until it is ready.
+    /// Opens an adapter chosen by `options`, blocking until it is ready (native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(options: &ContextOptions) -> Result<Self> {
         pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// Opens the default adapter (in a browser, `navigator.gpu`'s).
+    pub async fn new_async() -> Result<Self> {
+        Self::with_options_async(&ContextOptions::default()).await
     }
 
     /// Opens an adapter chosen by `options`.
@@ -173,9 +190,7 @@ impl Context {
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some(&options.label),
                 required_features: adapter.features() & WANTED_FEATURES,
-                // A compute library wants the largest buffers and workgroup storage
-                // the hardware offers, not WebGPU's portable defaults.
-                required_limits: adapter.limits(),
+                required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
@@ -219,9 +234,16 @@ impl Context {
             let mut f = sink.lock().unwrap_or_else(|p| p.into_inner());
             f.lost = Some(format!("{reason:?}: {message}"));
         });
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         Self {
             inner: Arc::new(Inner {
                 faults,
+                placeholder,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 info,
                 device,
@@ -271,9 +293,11 @@ impl Context {
         self.pool().stats()
     }
 
-    /// Blocks until all submitted work has finished. Returns the first error the
-    /// device reported since the last wait ([`Error::Device`]; later ones are
-    /// dropped), or [`Error::DeviceLost`] for as long as the device is lost.
+    /// Blocks until all submitted work has finished (native only; a page awaits
+    /// [`wait_async`](Self::wait_async)). Returns the first error the device
+    /// reported since the last wait ([`Error::Device`]; later ones are dropped), or
+    /// [`Error::DeviceLost`] for as long as the device is lost.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
         // Poll first: a lost device is noted while polling, and its loss is the
         // error to report rather than the failures it causes.
@@ -282,8 +306,28 @@ impl Context {
         polled
     }
 
+    /// Resolves once all submitted work has finished, with what
+    /// [`wait`](Self::wait) returns. Every readback of the library waits here: on
+    /// native it polls the device (blocking the thread, as `wait` does); in a
+    /// browser it awaits the queue's `onSubmittedWorkDone` and blocks nothing.
+    pub async fn wait_async(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.wait();
+        #[cfg(target_arch = "wasm32")]
+        {
+            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+            self.inner.queue.on_submitted_work_done(move || {
+                // The receiver only goes away with this future.
+                let _ = tx.send(());
+            });
+            rx.receive().await;
+            self.faults()
+        }
+    }
+
     /// Blocks until all submitted work has finished, leaving any error the device
     /// reported for the next [`wait`](Self::wait).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn poll(&self) -> Result<()> {
         self.inner
             .device
@@ -377,6 +421,13 @@ impl Context {
             .get(&self.inner.device, shader, entry, constants, f16)
     }
 
+    /// A 16-byte storage buffer to fill a binding that a kernel declares but the
+    /// chosen path never touches (an auto layout keeps every binding an entry point
+    /// names, whatever its override constants select).
+    pub(crate) fn placeholder(&self) -> &wgpu::Buffer {
+        &self.inner.placeholder
+    }
+
     pub(crate) fn pool(&self) -> std::sync::MutexGuard<'_, BufferPool> {
         // A panic while the pool was locked cannot leave it inconsistent (every
         // method finishes its map update before returning), so a poisoned lock is
@@ -409,12 +460,16 @@ impl fmt::Display for Context {
         .filter(|(flag, _)| self.features().contains(*flag))
         .map(|(_, name)| name)
         .collect();
-        writeln!(
-            f,
-            "adapter:  {} ({:?}, {:?})",
-            i.name, i.backend, i.device_type
-        )?;
-        writeln!(f, "driver:   {} {}", i.driver, i.driver_info)?;
+        // A browser may keep the adapter's name and driver to itself.
+        let name = if i.name.is_empty() {
+            "(unnamed)"
+        } else {
+            &i.name
+        };
+        writeln!(f, "adapter:  {name} ({:?}, {:?})", i.backend, i.device_type)?;
+        if !(i.driver.is_empty() && i.driver_info.is_empty()) {
+            writeln!(f, "driver:   {} {}", i.driver, i.driver_info)?;
+        }
         writeln!(f, "features: {}", features.join(", "))?;
         writeln!(
             f,

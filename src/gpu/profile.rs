@@ -76,11 +76,16 @@ impl fmt::Display for Profile {
             Timing::Host => "host wall time of submits",
         };
         let wall = self.wall_ns as f64 / 1e6;
-        writeln!(
-            f,
-            "GPU time by phase ({source}), {total:.1} ms in all; {wall:.1} ms from submit to idle ({:.0}% covered):",
-            100.0 * total / wall.max(1e-9)
-        )?;
+        write!(f, "GPU time by phase ({source}), {total:.1} ms in all")?;
+        // A page has no host wall time to set the timestamps against.
+        if self.wall_ns > 0 {
+            write!(
+                f,
+                "; {wall:.1} ms from submit to idle ({:.0}% covered)",
+                100.0 * total / wall
+            )?;
+        }
+        writeln!(f, ":")?;
         for (title, rows) in [("phase", &self.phases), ("kernel", &self.kernels)] {
             writeln!(
                 f,
@@ -135,6 +140,8 @@ impl Totals {
         }
     }
 
+    // The host's clock times submits on native only (a page has no blocking wait).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn add_host(&mut self, label: &str, ns: u64) {
         self.host = true;
         self.add(label, "whole submits", ns);
@@ -142,6 +149,7 @@ impl Totals {
     }
 
     /// Adds the host wall time of one profiled submit.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn add_wall(&mut self, ns: u64) {
         self.wall_ns += ns;
     }

@@ -2,8 +2,6 @@
 //! forward pass) into one command encoder, submitted once. Ops take `&mut Recorder`
 //! and only record; nothing runs until [`Recorder::submit`].
 
-use std::time::Instant;
-
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::Pipeline;
 use crate::gpu::pool::Loan;
@@ -31,6 +29,8 @@ pub struct Recorder {
     /// the next owner would land before these commands run.
     held: Vec<Tensor>,
     dispatches: usize,
+    /// Names a submit that profiling times on the host (native only).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     label: String,
     /// The phase new dispatches count under when profiling.
     phase: &'static str,
@@ -83,21 +83,29 @@ impl Recorder {
         self.dispatches
     }
 
-    /// Submits everything recorded, once. When profiling, waits for the device
-    /// and adds the timings to the context's profile.
+    /// Submits everything recorded, once. When profiling, the timings are added
+    /// to the context's profile once the device has run the work: on native the
+    /// submit waits for it; in a browser, whose page must not block, they land when
+    /// the GPU is done.
     pub fn submit(mut self) -> wgpu::SubmissionIndex {
         self.pass = None;
         if !self.ctx.profiling() {
             return self.ctx.queue().submit([self.encoder.finish()]);
         }
         if self.timed.is_empty() {
-            let start = Instant::now();
-            let index = self.ctx.queue().submit([self.encoder.finish()]);
-            if self.ctx.poll().is_ok() && self.dispatches > 0 {
-                let ns = start.elapsed().as_nanos() as u64;
-                self.ctx.totals().add_host(&self.label, ns);
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                let start = std::time::Instant::now();
+                let index = self.ctx.queue().submit([self.encoder.finish()]);
+                if self.ctx.poll().is_ok() && self.dispatches > 0 {
+                    let ns = start.elapsed().as_nanos() as u64;
+                    self.ctx.totals().add_host(&self.label, ns);
+                }
+                return index;
             }
-            return index;
+            // No host clock to time a submit by in a page.
+            #[cfg(target_arch = "wasm32")]
+            return self.ctx.queue().submit([self.encoder.finish()]);
         }
         let n = self.timed.len();
         let bytes = (2 * n * 8) as u64;
@@ -123,21 +131,35 @@ impl Recorder {
         self.encoder
             .copy_buffer_to_buffer(&resolved, 0, &readback, 0, bytes);
         let command_buffer = self.encoder.finish();
-        let start = Instant::now();
+        #[cfg(not(target_arch = "wasm32"))]
+        let start = std::time::Instant::now();
         let index = self.ctx.queue().submit([command_buffer]);
-        readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-        if self.ctx.poll().is_ok() {
-            let wall = start.elapsed().as_nanos() as u64;
-            if let Ok(view) = readback.slice(..).get_mapped_range() {
-                let ticks: &[u64] = bytemuck::cast_slice(&view);
-                let period = f64::from(self.ctx.queue().get_timestamp_period());
-                let mut totals = self.ctx.totals();
-                totals.add_wall(wall);
-                for ((label, phase), t) in self.timed.iter().zip(ticks.chunks_exact(2)) {
-                    let ns = (t[1].saturating_sub(t[0]) as f64 * period) as u64;
-                    totals.add(label, phase, ns);
+        let (ctx, timed, mapped) = (
+            self.ctx.clone(),
+            std::mem::take(&mut self.timed),
+            readback.clone(),
+        );
+        readback
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |result| {
+                if result.is_err() {
+                    return;
                 }
-            }
+                if let Ok(view) = mapped.slice(..).get_mapped_range() {
+                    let ticks: &[u64] = bytemuck::cast_slice(&view);
+                    let period = f64::from(ctx.queue().get_timestamp_period());
+                    let mut totals = ctx.totals();
+                    for ((label, phase), t) in timed.iter().zip(ticks.chunks_exact(2)) {
+                        let ns = (t[1].saturating_sub(t[0]) as f64 * period) as u64;
+                        totals.add(label, phase, ns);
+                    }
+                }
+            });
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.ctx.poll().is_ok() {
+            self.ctx
+                .totals()
+                .add_wall(start.elapsed().as_nanos() as u64);
         }
         index
     }
@@ -296,9 +318,23 @@ impl Recorder {
                 limit: max.into(),
             });
         }
-        // A storage binding past the device's limit is a validation error inside
-        // wgpu: refuse it here, before anything is recorded.
-        let limit = self.ctx.limits().max_storage_buffer_binding_size;
+        // A storage binding past the device's limits is a validation error inside
+        // wgpu: refuse it here, before anything is recorded. Every buffer bound
+        // here is a storage buffer (the uniform is binding 0).
+        let limits = self.ctx.limits();
+        let buffers = resources
+            .iter()
+            .filter(|(_, r)| matches!(r, wgpu::BindingResource::Buffer(_)))
+            .count() as u64;
+        if buffers > limits.max_storage_buffers_per_shader_stage.into() {
+            return Err(Error::LimitExceeded {
+                op: "dispatch",
+                what: "storage buffers bound to one kernel (max_storage_buffers_per_shader_stage)",
+                value: buffers,
+                limit: limits.max_storage_buffers_per_shader_stage.into(),
+            });
+        }
+        let limit = limits.max_storage_buffer_binding_size;
         for (_, resource) in resources {
             if let wgpu::BindingResource::Buffer(b) = resource {
                 let bytes = b.size.map_or(b.buffer.size() - b.offset, |s| s.get());

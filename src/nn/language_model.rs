@@ -12,7 +12,7 @@ use crate::ops::cross_entropy::{self, Loss};
 use crate::ops::embedding::Index;
 use crate::ops::sample;
 use crate::tensor::Tensor;
-use crate::train::{finish_step, Optimizer, StepReport};
+use crate::train::{finish_step_async, Optimizer, StepReport};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -120,7 +120,19 @@ impl LanguageModel {
 
     /// One training step on a chunk, one submit: returns the loss and gradient
     /// norm, and the state to start the next chunk from.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_step(
+        &self,
+        ctx: &Context,
+        batch: &Batch,
+        state: Option<&State>,
+        opt: &mut Optimizer,
+    ) -> Result<(StepReport, State)> {
+        pollster::block_on(self.train_step_async(ctx, batch, state, opt))
+    }
+
+    /// [`train_step`](Self::train_step), awaited.
+    pub async fn train_step_async(
         &self,
         ctx: &Context,
         batch: &Batch,
@@ -132,13 +144,26 @@ impl LanguageModel {
         let (loss, next, saved) = self.loss(&mut rec, batch, state)?;
         self.backward(&mut rec, &loss, &saved)?;
         opt.step(&mut rec)?;
-        Ok((finish_step(rec, &loss.loss, opt)?, next))
+        Ok((finish_step_async(rec, &loss.loss, opt).await?, next))
     }
 
     /// Reads `prime` (at least one token), then samples `n` tokens one at a time
     /// at `temperature`, the uniform numbers drawn from `seed`; returns the
     /// sampled tokens. Each step is one submit that reads back one id.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn sample(
+        &self,
+        ctx: &Context,
+        prime: &[u32],
+        n: usize,
+        temperature: f32,
+        seed: u64,
+    ) -> Result<Vec<u32>> {
+        pollster::block_on(self.sample_async(ctx, prime, n, temperature, seed))
+    }
+
+    /// [`sample`](Self::sample), awaited.
+    pub async fn sample_async(
         &self,
         ctx: &Context,
         prime: &[u32],
@@ -158,7 +183,7 @@ impl LanguageModel {
             let u = Tensor::from_slice(ctx, &[1], &[rng.uniform_unit()])?;
             let id = sample::forward(&mut rec, &last, &u, temperature)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "language model sample")).submit();
-            let id = id.to_vec()?[0] as u32;
+            let id = id.to_vec_async().await?[0] as u32;
             out.push(id);
             if i + 1 < n {
                 let (logits, next, _) = self.forward(&mut rec, &[id], 1, 1, Some(&state))?;

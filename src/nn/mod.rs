@@ -120,9 +120,15 @@ impl Named {
         self.shape.iter().product()
     }
 
-    /// Reads the values back (blocking).
+    /// Reads the values back (blocking; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self) -> Result<Vec<f32>> {
-        let all = self.tensor.to_vec()?;
+        pollster::block_on(self.read_async())
+    }
+
+    /// [`read`](Self::read), awaited.
+    pub async fn read_async(&self) -> Result<Vec<f32>> {
+        let all = self.tensor.to_vec_async().await?;
         let end = self.offset.saturating_add(self.numel());
         all.get(self.offset..end)
             .map(<[f32]>::to_vec)

@@ -33,7 +33,7 @@ use crate::ops::elementwise::{self, Activation, Block};
 use crate::ops::embedding::{self, Index};
 use crate::ops::{argmax, beam};
 use crate::tensor::{DType, Tensor};
-use crate::train::{finish_step, Optimizer, StepReport};
+use crate::train::{finish_step_async, Optimizer, StepReport};
 
 const OP: &str = "seq2seq";
 
@@ -816,7 +816,18 @@ impl Seq2Seq {
 
     /// One training step on `batch`, one submit: zero the gradients, forward,
     /// loss, backward, optimizer update; returns the loss and gradient norm.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_step(
+        &self,
+        ctx: &Context,
+        batch: &ParallelBatch,
+        opt: &mut Optimizer,
+    ) -> Result<StepReport> {
+        pollster::block_on(self.train_step_async(ctx, batch, opt))
+    }
+
+    /// [`train_step`](Self::train_step), awaited.
+    pub async fn train_step_async(
         &self,
         ctx: &Context,
         batch: &ParallelBatch,
@@ -827,7 +838,7 @@ impl Seq2Seq {
         let (loss, saved) = self.loss(&mut rec, batch)?;
         self.backward(&mut rec, &loss, &saved)?;
         opt.step(&mut rec)?;
-        finish_step(rec, &loss.loss, opt)
+        finish_step_async(rec, &loss.loss, opt).await
     }
 }
 
@@ -845,9 +856,21 @@ impl Seq2Seq {
 
     /// Greedy decoding of each source, at most `max_len` tokens each (`eos` not
     /// included).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn greedy(&self, ctx: &Context, src: &[&[u32]], max_len: usize) -> Result<Vec<Vec<u32>>> {
+        pollster::block_on(self.greedy_async(ctx, src, max_len))
+    }
+
+    /// [`greedy`](Self::greedy), awaited.
+    pub async fn greedy_async(
+        &self,
+        ctx: &Context,
+        src: &[&[u32]],
+        max_len: usize,
+    ) -> Result<Vec<Vec<u32>>> {
         Ok(self
-            .decode_greedy(ctx, src, max_len, false)?
+            .decode_greedy(ctx, src, max_len, false)
+            .await?
             .into_iter()
             .map(|(tokens, _)| tokens)
             .collect())
@@ -856,17 +879,28 @@ impl Seq2Seq {
     /// Greedy decoding of one source with the attention weights of every step
     /// (one row of S source weights per output token, `eos` included when
     /// produced); no rows without attention.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn greedy_with_attention(
         &self,
         ctx: &Context,
         src: &[u32],
         max_len: usize,
     ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
-        let mut out = self.decode_greedy(ctx, &[src], max_len, true)?;
+        pollster::block_on(self.greedy_with_attention_async(ctx, src, max_len))
+    }
+
+    /// [`greedy_with_attention`](Self::greedy_with_attention), awaited.
+    pub async fn greedy_with_attention_async(
+        &self,
+        ctx: &Context,
+        src: &[u32],
+        max_len: usize,
+    ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        let mut out = self.decode_greedy(ctx, &[src], max_len, true).await?;
         Ok(out.pop().unwrap_or_default())
     }
 
-    fn decode_greedy(
+    async fn decode_greedy(
         &self,
         ctx: &Context,
         src: &[&[u32]],
@@ -885,9 +919,9 @@ impl Seq2Seq {
             let logits = self.out.forward(&mut rec, &saved.top)?;
             let best = argmax::forward(&mut rec, &logits)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "seq2seq greedy")).submit();
-            ids = read_ids(&best)?;
+            ids = read_ids(&best).await?;
             let weights = match (&saved.weights, want_weights) {
-                (Some(w), true) => Some(w.to_vec()?),
+                (Some(w), true) => Some(w.to_vec_async().await?),
                 _ => None,
             };
             for (i, &id) in ids.iter().enumerate() {
@@ -915,7 +949,20 @@ impl Seq2Seq {
     /// steps; returns each source's hypotheses ranked by `score / len^alpha`
     /// (len counting `eos`; `alpha` = 0 ranks by score). Finished hypotheses stay
     /// in the beam, competing on their score, until every slot is finished.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn beam_search(
+        &self,
+        ctx: &Context,
+        src: &[&[u32]],
+        k: usize,
+        max_len: usize,
+        alpha: f32,
+    ) -> Result<Vec<Vec<Hypothesis>>> {
+        pollster::block_on(self.beam_search_async(ctx, src, k, max_len, alpha))
+    }
+
+    /// [`beam_search`](Self::beam_search), awaited.
+    pub async fn beam_search_async(
         &self,
         ctx: &Context,
         src: &[&[u32]],
@@ -962,9 +1009,9 @@ impl Seq2Seq {
             let done_t = Tensor::from_u32(ctx, &[n], &done)?;
             let st = beam::step(&mut rec, &logits, &score_t, &done_t, k, self.cfg.eos)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "seq2seq beam")).submit();
-            scores = st.score.to_vec()?;
-            let origin = read_ids(&st.origin)?;
-            let token = read_ids(&st.token)?;
+            scores = st.score.to_vec_async().await?;
+            let origin = read_ids(&st.origin).await?;
+            let token = read_ids(&st.token).await?;
             let rows: Vec<usize> = (0..n).map(|r| (r / k) * k + origin[r] as usize).collect();
             let mut next_seqs = Vec::with_capacity(n);
             let mut next_finished = Vec::with_capacity(n);
@@ -1037,8 +1084,12 @@ fn positions(b: usize, s: usize, e: usize) -> Vec<f32> {
 }
 
 /// A u32 tensor of ids read back (exact: ids are below 2²⁴, checked by the vocabularies' sizes).
-fn read_ids(t: &Tensor) -> Result<Vec<u32>> {
-    Ok(t.to_vec()?.into_iter().map(|v| v as u32).collect())
+async fn read_ids(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.to_vec_async()
+        .await?
+        .into_iter()
+        .map(|v| v as u32)
+        .collect())
 }
 
 /// Rows `rows` of `x` `[R, ..]` as a new `[rows.len(), ..]` tensor.

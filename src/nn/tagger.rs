@@ -12,7 +12,7 @@ use crate::gpu::{Context, Recorder};
 use crate::ops::cross_entropy::{self, Loss};
 use crate::ops::embedding::Index;
 use crate::tensor::{DType, Tensor};
-use crate::train::{finish_step, Optimizer, StepReport};
+use crate::train::{finish_step_async, Optimizer, StepReport};
 
 /// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
 /// applies to the embeddings and the LSTM outputs in training steps only.
@@ -124,7 +124,18 @@ impl BiLstmTagger {
 
     /// One training step on `batch`, one submit: zero the gradients, forward,
     /// loss, backward, optimizer update; returns the loss and gradient norm.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn train_step(
+        &self,
+        ctx: &Context,
+        batch: &Batch,
+        opt: &mut Optimizer,
+    ) -> Result<StepReport> {
+        pollster::block_on(self.train_step_async(ctx, batch, opt))
+    }
+
+    /// [`train_step`](Self::train_step), awaited.
+    pub async fn train_step_async(
         &self,
         ctx: &Context,
         batch: &Batch,
@@ -135,7 +146,7 @@ impl BiLstmTagger {
         let (loss, saved) = self.loss(&mut rec, batch)?;
         self.backward(&mut rec, &loss, &saved)?;
         opt.step(&mut rec)?;
-        finish_step(rec, &loss.loss, opt)
+        finish_step_async(rec, &loss.loss, opt).await
     }
 }
 

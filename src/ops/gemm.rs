@@ -30,7 +30,7 @@
 //! - `forward`: any strides.
 
 use crate::error::{Error, Result};
-use crate::gpu::Recorder;
+use crate::gpu::{Context, Recorder};
 use crate::shaders;
 use crate::tensor::Tensor;
 
@@ -669,10 +669,9 @@ fn forward_impl(
         bindings.extend([(5, qa.as_entire_binding()), (6, qb.as_entire_binding())]);
     }
     if entry == "forward_vec4" {
-        bindings.extend([
-            (10, c_buf.buffer().as_entire_binding()),
-            (11, bias_buf.as_entire_binding()),
-        ]);
+        let [c, c4] = c_views(&ctx, &q, c_buf);
+        bindings[3] = (4, c);
+        bindings.extend([(10, c4), (11, bias_buf.as_entire_binding())]);
     }
     rec.dispatch(
         label,
@@ -691,6 +690,22 @@ fn groups(n: u32, cols_per_group: usize, m: u32, rows_per_group: usize, batch: u
         batch,
     ]
     .map(|g| u32::try_from(g).unwrap_or(u32::MAX))
+}
+
+/// The buffers bound as C's scalar view (binding 4) and vec4 view (binding 10) of
+/// `forward_vec4` and `forward_tex`: C's buffer for the view `store_block` writes
+/// (the vec4 one where `C_VEC4`), the context's placeholder for the other. WebGPU
+/// forbids binding one buffer twice as writable storage in a dispatch.
+fn c_views<'a>(ctx: &'a Context, p: &Params, c: &'a Tensor) -> [wgpu::BindingResource<'a>; 2] {
+    let (c, idle) = (
+        c.buffer().as_entire_binding(),
+        ctx.placeholder().as_entire_binding(),
+    );
+    if p.c_vec4() {
+        [idle, c]
+    } else {
+        [c, idle]
+    }
 }
 
 /// Where `forward_tex` gets an operand: a tensor to pack now, or a texture packed before.
@@ -831,14 +846,16 @@ fn forward_tex(
         &p.with_c_vec4(vec![]),
         &super::f16_aliases(&[("c_t", c)]),
     );
+    let ctx = rec.context().clone();
+    let [c, c4] = c_views(&ctx, p, c);
     rec.dispatch(
         "gemm::forward_tex",
         &pipeline,
         bytemuck::bytes_of(p),
         &[
             (3, bias.as_entire_binding()),
-            (4, c.buffer().as_entire_binding()),
-            (10, c.buffer().as_entire_binding()),
+            (4, c),
+            (10, c4),
             (11, bias.as_entire_binding()),
             (8, wgpu::BindingResource::TextureView(&ta)),
             (9, wgpu::BindingResource::TextureView(&tb)),

@@ -8,6 +8,7 @@ pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fma_probe;
 pub mod gemm;
 pub mod gru_cell;

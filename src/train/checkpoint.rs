@@ -30,17 +30,25 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 impl Checkpoint {
     /// Reads the model's parameters (and, when given, the optimizer's state) back
     /// from the GPU.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn capture(params: &[Named], opt: Option<&Optimizer>) -> Result<Self> {
+        pollster::block_on(Self::capture_async(params, opt))
+    }
+
+    /// [`capture`](Self::capture), awaited.
+    pub async fn capture_async(params: &[Named], opt: Option<&Optimizer>) -> Result<Self> {
         let mut ck = Checkpoint::default();
         for p in params {
             ck.tensors
-                .insert(p.name.clone(), (p.shape.clone(), p.read()?));
+                .insert(p.name.clone(), (p.shape.clone(), p.read_async().await?));
         }
         if let Some(opt) = opt {
             let (state, steps) = opt.state();
             for (name, t) in state {
-                ck.tensors
-                    .insert(format!("optim.{name}"), (t.shape().to_vec(), t.to_vec()?));
+                ck.tensors.insert(
+                    format!("optim.{name}"),
+                    (t.shape().to_vec(), t.to_vec_async().await?),
+                );
             }
             ck.metadata.insert("optim.steps".into(), steps.to_string());
         }

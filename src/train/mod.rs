@@ -25,13 +25,23 @@ pub struct StepReport {
 /// or gradient norm is an error; the optimizer has then left the weights and its
 /// state as they were (its kernels check on the GPU before they write), and its
 /// step count is set back.
-pub fn finish_step(mut rec: Recorder, loss: &Tensor, opt: &mut Optimizer) -> Result<StepReport> {
+#[cfg(not(target_arch = "wasm32"))]
+pub fn finish_step(rec: Recorder, loss: &Tensor, opt: &mut Optimizer) -> Result<StepReport> {
+    pollster::block_on(finish_step_async(rec, loss, opt))
+}
+
+/// [`finish_step`], awaited (in a page, without blocking).
+pub async fn finish_step_async(
+    mut rec: Recorder,
+    loss: &Tensor,
+    opt: &mut Optimizer,
+) -> Result<StepReport> {
     let ctx = rec.context().clone();
     let report = Tensor::empty(&ctx, &[4], DType::F32)?;
     rec.copy_range(&report, 0, loss, 0, 1)?;
     rec.copy_range(&report, 1, opt.stats(), 0, 3)?;
     rec.submit();
-    let v = report.to_vec()?;
+    let v = report.to_vec_async().await?;
     let (loss, grad_norm, finite) = (v[0], v[1], v[3]);
     if !loss.is_finite() || finite == 0.0 {
         let step = opt.steps();

@@ -1,0 +1,577 @@
+//! The browser test suite: the library built for wasm32 and run in a page on the
+//! browser's own WebGPU (navigator.gpu). `tests/browser/run` builds it, serves
+//! `tests/browser/` and drives headless Chromium through the page `index.html`,
+//! which first compiles every shader with the browser's WebGPU (`shaders()` hands
+//! them over), then awaits `run_tests()`. Each case logs one line, `ok NAME: ...`
+//! or `FAIL NAME: ...`; nothing here blocks, every readback is awaited.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use rnn_wgpu::data::{Batch, ParallelBatch};
+use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+use rnn_wgpu::nn::seq2seq::EncoderKind;
+use rnn_wgpu::nn::{Attention, BiLstmTagger, LanguageModel, Link, Module, Named, Score};
+use rnn_wgpu::nn::{Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::train::checkpoint::Checkpoint;
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
+use safetensors::{Dtype, SafeTensors};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console)]
+    fn log(line: &str);
+}
+
+/// Every shader the library ships as `[name, source]` pairs, for the page's own
+/// compile check (createShaderModule, getCompilationInfo, createComputePipelineAsync).
+#[wasm_bindgen]
+pub fn shaders() -> js_sys::Array {
+    rnn_wgpu::shaders::ALL
+        .iter()
+        .map(|s| {
+            let pair = js_sys::Array::new();
+            pair.push(&JsValue::from_str(s.name));
+            pair.push(&JsValue::from_str(s.source));
+            JsValue::from(pair)
+        })
+        .collect()
+}
+
+type Outcome = std::result::Result<String, String>;
+type Case<'a> = Pin<Box<dyn Future<Output = Outcome> + 'a>>;
+
+/// Opens the device and runs every case; returns `[passed, failed]`. An error
+/// (no WebGPU adapter) rejects the promise.
+#[wasm_bindgen]
+pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
+    let ctx = Context::new_async()
+        .await
+        .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
+    log(&format!("device: {}", ctx.report().replace('\n', "; ")));
+    let cases: Vec<(&str, Case)> = vec![
+        (
+            "f16 storage refused without shader-f16",
+            Box::pin(f16_refused(&ctx)),
+        ),
+        ("golden lstm_l2_bi_h13", Box::pin(golden(&ctx, LSTM_L2_BI))),
+        (
+            "golden lstm_l1_bi_h65",
+            Box::pin(golden(&ctx, LSTM_L1_BI_65)),
+        ),
+        ("golden gru_l2_bi_h13", Box::pin(golden(&ctx, GRU_L2_BI))),
+        (
+            "golden attention_general_tq4_s70",
+            Box::pin(golden(&ctx, ATT_GENERAL)),
+        ),
+        (
+            "golden attention_additive_tq4_s9",
+            Box::pin(golden(&ctx, ATT_ADDITIVE)),
+        ),
+        (
+            "golden attention_dot_tq5_s9",
+            Box::pin(golden(&ctx, ATT_DOT)),
+        ),
+        (
+            "tagger training: the loss falls",
+            Box::pin(tagger_learns(&ctx)),
+        ),
+        ("seq2seq: greedy and beam search", Box::pin(decoding(&ctx))),
+        ("language model: sampling", Box::pin(sampling(&ctx))),
+        ("checkpoint: capture and apply", Box::pin(checkpoint(&ctx))),
+        ("bad input: typed errors", Box::pin(bad_input(&ctx))),
+        ("profiler: timestamps per kernel", Box::pin(profiler(&ctx))),
+    ];
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for (name, case) in cases {
+        let start = js_sys::Date::now();
+        let outcome = case.await;
+        let ms = js_sys::Date::now() - start;
+        match outcome {
+            Ok(detail) => {
+                passed += 1;
+                log(&format!("ok {name}: {detail} ({ms:.0} ms)"));
+            }
+            Err(why) => {
+                failed += 1;
+                log(&format!("FAIL {name}: {why}"));
+            }
+        }
+    }
+    Ok([passed, failed].into_iter().map(JsValue::from).collect())
+}
+
+/// `Err(what)` unless `cond`.
+fn ensure(cond: bool, what: impl FnOnce() -> String) -> std::result::Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+fn fail(e: Error) -> String {
+    e.to_string()
+}
+
+async fn f16_refused(ctx: &Context) -> Outcome {
+    let made = Tensor::empty(ctx, &[6], DType::F16);
+    if ctx.has_f16() {
+        let t = made.map_err(fail)?;
+        let data = [0.5, -1.0, 2.0, 0.25, 3.0, -0.125];
+        t.write(&data).map_err(fail)?;
+        let back = t.to_vec_async().await.map_err(fail)?;
+        ensure(back == data, || format!("f16 round trip gave {back:?}"))?;
+        return Ok("the adapter has shader-f16: f16 tensors round-trip".into());
+    }
+    match made {
+        Err(Error::FeatureMissing { feature, .. }) => Ok(format!("FeatureMissing {feature}")),
+        other => Err(format!("expected FeatureMissing, got {other:?}")),
+    }
+}
+
+// PyTorch golden files from tests/golden (written by tools/golden.py).
+const LSTM_L2_BI: &[u8] = include_bytes!("../../golden/lstm_l2_bi_h13.safetensors");
+const LSTM_L1_BI_65: &[u8] = include_bytes!("../../golden/lstm_l1_bi_h65.safetensors");
+const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors");
+const ATT_GENERAL: &[u8] = include_bytes!("../../golden/attention_general_tq4_s70.safetensors");
+const ATT_ADDITIVE: &[u8] = include_bytes!("../../golden/attention_additive_tq4_s9.safetensors");
+const ATT_DOT: &[u8] = include_bytes!("../../golden/attention_dot_tq5_s9.safetensors");
+
+/// The native golden test's tolerance: f32 kernels against PyTorch's float64
+/// results, 1e-4 relative past 1 and absolute below.
+const GOLDEN_TOL: f64 = 1e-4;
+
+/// A golden file: metadata, f32 tensors (shape, values) and i32 tensors.
+struct Golden {
+    meta: HashMap<String, String>,
+    f32s: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    i32s: HashMap<String, Vec<i32>>,
+}
+
+impl Golden {
+    fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let (mut f32s, mut i32s) = (HashMap::new(), HashMap::new());
+        for (key, view) in st.tensors() {
+            let words = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]]);
+            match view.dtype() {
+                Dtype::F32 => {
+                    let v = words.map(f32::from_le_bytes).collect();
+                    f32s.insert(key, (view.shape().to_vec(), v));
+                }
+                Dtype::I32 => {
+                    i32s.insert(key, words.map(i32::from_le_bytes).collect());
+                }
+                other => return Err(format!("tensor {key} has dtype {other:?}")),
+            }
+        }
+        Ok(Self { meta, f32s, i32s })
+    }
+
+    fn meta(&self, key: &str) -> std::result::Result<&str, String> {
+        self.meta
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("metadata {key} missing"))
+    }
+
+    fn usize(&self, key: &str) -> std::result::Result<usize, String> {
+        self.meta(key)?.parse().map_err(|e| format!("{key}: {e}"))
+    }
+
+    fn tensor(&self, key: &str) -> std::result::Result<&(Vec<usize>, Vec<f32>), String> {
+        self.f32s
+            .get(key)
+            .ok_or_else(|| format!("tensor {key} missing"))
+    }
+
+    fn upload(&self, ctx: &Context, key: &str) -> std::result::Result<Tensor, String> {
+        let (shape, v) = self.tensor(key)?;
+        Tensor::from_slice(ctx, shape, v).map_err(fail)
+    }
+
+    fn lengths(&self, key: &str) -> std::result::Result<Vec<usize>, String> {
+        let v = self.i32s.get(key).ok_or_else(|| format!("{key} missing"))?;
+        Ok(v.iter().map(|&n| n as usize).collect())
+    }
+
+    fn load_params(&self, named: &[Named]) -> std::result::Result<(), String> {
+        for p in named {
+            p.write(&self.tensor(&p.name)?.1)
+                .map_err(|e| format!("{}: {e}", p.name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares every output the case holds with what the GPU gave; returns the worst
+/// error, or the first tensor past the tolerance.
+struct Compare<'g> {
+    case: &'g Golden,
+    checked: Vec<String>,
+    worst: f64,
+}
+
+impl Compare<'_> {
+    async fn check(&mut self, key: &str, t: &Tensor) -> std::result::Result<(), String> {
+        let got = t.to_vec_async().await.map_err(fail)?;
+        self.values(key, &got)
+    }
+
+    fn values(&mut self, key: &str, got: &[f32]) -> std::result::Result<(), String> {
+        let (_, want) = self.case.tensor(key)?;
+        ensure(got.len() == want.len(), || {
+            format!("{key}: {} values, want {}", got.len(), want.len())
+        })?;
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let err = (g as f64 - w as f64).abs() / (w as f64).abs().max(1.0);
+            ensure(err <= GOLDEN_TOL, || {
+                format!("{key}[{i}] = {g} but PyTorch says {w} (error {err:.2e})")
+            })?;
+            self.worst = self.worst.max(err);
+        }
+        self.checked.push(key.to_string());
+        Ok(())
+    }
+
+    /// Fails unless every f32 tensor was loaded or compared.
+    fn all_checked(&self, loaded: &[String]) -> Outcome {
+        let mut left: Vec<&String> = self
+            .case
+            .f32s
+            .keys()
+            .filter(|k| !self.checked.contains(k) && !loaded.contains(k))
+            .collect();
+        left.sort();
+        ensure(left.is_empty(), || format!("not compared: {left:?}"))?;
+        Ok(format!(
+            "{} tensors within {GOLDEN_TOL:e}, worst {:.1e}",
+            self.checked.len(),
+            self.worst
+        ))
+    }
+}
+
+async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
+    let case = Golden::parse(bytes)?;
+    if case.meta("op")? == "attention" {
+        return golden_attention(ctx, &case).await;
+    }
+    let mode = Mode::from_name(case.meta("op")?).ok_or("unknown op")?;
+    let cfg = Config {
+        mode,
+        input_size: case.usize("input_size")?,
+        hidden_size: case.usize("hidden_size")?,
+        num_layers: case.usize("num_layers")?,
+        bidirectional: case.meta("bidirectional")? == "1",
+    };
+    let model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
+    case.load_params(&model.named_params())?;
+    let lstm = mode == Mode::Lstm;
+    let lengths = case.lengths("lengths")?;
+    let (x, h0, dy, dh_n) = (
+        case.upload(ctx, "x")?,
+        case.upload(ctx, "h0")?,
+        case.upload(ctx, "dy")?,
+        case.upload(ctx, "dh_n")?,
+    );
+    let (c0, dc_n) = if lstm {
+        (
+            Some(case.upload(ctx, "c0")?),
+            Some(case.upload(ctx, "dc_n")?),
+        )
+    } else {
+        (None, None)
+    };
+    let mut rec = Recorder::new(ctx, "golden");
+    let (out, saved) = model
+        .forward(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+        .map_err(fail)?;
+    let grads = model
+        .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
+        .map_err(fail)?;
+    rec.submit();
+    let mut cmp = Compare {
+        case: &case,
+        checked: vec![],
+        worst: 0.0,
+    };
+    cmp.check("y", &out.y).await?;
+    cmp.check("h_n", &out.h_n).await?;
+    cmp.check("grad.x", &grads.dx).await?;
+    cmp.check("grad.h0", &grads.dh0).await?;
+    if let (Some(c_n), Some(dc0)) = (&out.c_n, &grads.dc0) {
+        cmp.check("c_n", c_n).await?;
+        cmp.check("grad.c0", dc0).await?;
+    }
+    for g in model.named_grads() {
+        let v = g.read_async().await.map_err(fail)?;
+        cmp.values(&format!("grad.{}", g.name), &v)?;
+    }
+    let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
+    loaded.extend(["x", "h0", "c0", "dy", "dh_n", "dc_n"].map(String::from));
+    cmp.all_checked(&loaded)
+}
+
+async fn golden_attention(ctx: &Context, case: &Golden) -> Outcome {
+    let score = match case.meta("score")? {
+        "dot" => Score::Dot,
+        "general" => Score::General,
+        "additive" => Score::Additive {
+            size: case.tensor("v")?.0[0],
+        },
+        other => return Err(format!("score {other}")),
+    };
+    let (q_dim, k_dim) = (case.tensor("q")?.0[2], case.tensor("k")?.0[2]);
+    let att = Attention::new(ctx, score, q_dim, k_dim, 1.0, 0).map_err(fail)?;
+    case.load_params(&att.named_params())?;
+    let lengths = case.lengths("src_lengths")?;
+    let (q, k) = (case.upload(ctx, "q")?, case.upload(ctx, "k")?);
+    let (dcontext, dweights) = (case.upload(ctx, "dcontext")?, case.upload(ctx, "dweights")?);
+    let mut rec = Recorder::new(ctx, "golden");
+    att.zero_grad(&mut rec).map_err(fail)?;
+    let (out, saved) = att.forward(&mut rec, &q, &k, &lengths).map_err(fail)?;
+    let grads = att
+        .backward(&mut rec, &saved, &dcontext, Some(&dweights))
+        .map_err(fail)?;
+    rec.submit();
+    let mut cmp = Compare {
+        case,
+        checked: vec![],
+        worst: 0.0,
+    };
+    cmp.check("weights", &out.weights).await?;
+    cmp.check("context", &out.context).await?;
+    cmp.check("grad.q", &grads.dq).await?;
+    cmp.check("grad.k", &grads.dk).await?;
+    for (named, p) in att.named_params().iter().zip(att.params()) {
+        cmp.check(&format!("grad.{}", named.name), &p.grad).await?;
+    }
+    let loaded = ["q", "k", "W", "W_q", "W_k", "v", "dcontext", "dweights"].map(String::from);
+    cmp.all_checked(&loaded)
+}
+
+/// A small deterministic generator for the synthetic tasks.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % u64::from(n)) as u32
+    }
+}
+
+/// A tagging task whose tag depends on the word and on its left neighbour, so the
+/// recurrence must carry information: sentences of 3..=12 words over 30 word ids
+/// (0 is padding), 5 tags.
+fn tagging_batch(rng: &mut Lcg, size: usize) -> std::result::Result<Batch, String> {
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..size)
+        .map(|_| {
+            let n = 3 + rng.below(10) as usize;
+            let ids: Vec<u32> = (0..n).map(|_| 1 + rng.below(29)).collect();
+            let tags = (0..n)
+                .map(|i| (ids[i] + if i > 0 { ids[i - 1] % 2 } else { 0 }) % 5)
+                .collect();
+            (ids, tags)
+        })
+        .collect();
+    let refs: Vec<(&[u32], &[u32])> = seqs.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    Batch::pad(&refs, 0).map_err(fail)
+}
+
+async fn tagger_learns(ctx: &Context) -> Outcome {
+    let model = BiLstmTagger::new(ctx, 30, 16, 16, 5, 0, 3).map_err(fail)?;
+    let mut opt =
+        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
+    let mut rng = Lcg(7);
+    let batches: Vec<Batch> = (0..4)
+        .map(|_| tagging_batch(&mut rng, 16))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut losses = vec![];
+    for step in 0..60 {
+        let report = model
+            .train_step_async(ctx, &batches[step % batches.len()], &mut opt)
+            .await
+            .map_err(fail)?;
+        losses.push(report.loss);
+    }
+    let first: f32 = losses[..4].iter().sum::<f32>() / 4.0;
+    let last: f32 = losses[losses.len() - 4..].iter().sum::<f32>() / 4.0;
+    ensure(last < 0.5 * first, || {
+        format!("mean loss of the first 4 steps {first:.3}, of the last 4 {last:.3}")
+    })?;
+    Ok(format!("60 steps, loss {first:.3} -> {last:.3}"))
+}
+
+async fn decoding(ctx: &Context) -> Outcome {
+    let cfg = Seq2SeqConfig {
+        src_vocab: 11,
+        tgt_vocab: 9,
+        emb: 5,
+        hidden: 4,
+        layers: 2,
+        bidirectional: true,
+        encoder: EncoderKind::Lstm,
+        link: Link::Luong {
+            score: Score::General,
+            input_feeding: true,
+        },
+        pad: 0,
+        bos: 1,
+        eos: 2,
+    };
+    let model = Seq2Seq::new(ctx, cfg, 5).map_err(fail)?;
+    // A few steps of training so the decoder's choices are not all alike.
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..6u32)
+        .map(|i| {
+            let src: Vec<u32> = (0..3 + i % 3).map(|j| 3 + (i + j) % 8).collect();
+            let tgt: Vec<u32> = src.iter().map(|&t| 3 + t % 6).collect();
+            (src, tgt)
+        })
+        .collect();
+    let refs: Vec<(&[u32], &[u32])> = pairs.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    let batch = ParallelBatch::new(&refs, 0, 1, 2).map_err(fail)?;
+    let mut opt =
+        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 2e-2), model.params()).map_err(fail)?;
+    for _ in 0..10 {
+        model
+            .train_step_async(ctx, &batch, &mut opt)
+            .await
+            .map_err(fail)?;
+    }
+    let sources: Vec<&[u32]> = pairs.iter().map(|(s, _)| &s[..]).collect();
+    let greedy = model.greedy_async(ctx, &sources, 6).await.map_err(fail)?;
+    let one = model
+        .beam_search_async(ctx, &sources, 1, 6, 0.0)
+        .await
+        .map_err(fail)?;
+    for (s, (g, hyps)) in greedy.iter().zip(&one).enumerate() {
+        ensure(hyps.first().map(|h| &h.tokens) == Some(g), || {
+            format!("source {s}: greedy {g:?}, beam of 1 {hyps:?}")
+        })?;
+    }
+    let three = model
+        .beam_search_async(ctx, &sources, 3, 6, 0.0)
+        .await
+        .map_err(fail)?;
+    for (s, (hyps, single)) in three.iter().zip(&one).enumerate() {
+        ensure(!hyps.is_empty() && hyps.len() <= 3, || {
+            format!("source {s}: {} hypotheses", hyps.len())
+        })?;
+        ensure(
+            hyps.windows(2).all(|w| w[0].normalized >= w[1].normalized),
+            || format!("source {s}: hypotheses not ranked: {hyps:?}"),
+        )?;
+        ensure(hyps.iter().flat_map(|h| &h.tokens).all(|&t| t < 9), || {
+            format!("source {s}: a token past the vocabulary")
+        })?;
+        // The best of three is at least as likely as the greedy path.
+        ensure(hyps[0].score >= single[0].score - 1e-4, || {
+            format!(
+                "source {s}: beam of 3 scores {}, greedy {}",
+                hyps[0].score, single[0].score
+            )
+        })?;
+    }
+    Ok(format!(
+        "greedy = beam of 1 on {} sources; beam of 3 ranked, at least as likely",
+        sources.len()
+    ))
+}
+
+async fn sampling(ctx: &Context) -> Outcome {
+    let lm = LanguageModel::new(ctx, 12, 8, 16, 2, Mode::Gru, 4).map_err(fail)?;
+    let a = lm
+        .sample_async(ctx, &[1, 2, 3], 20, 1.0, 9)
+        .await
+        .map_err(fail)?;
+    let b = lm
+        .sample_async(ctx, &[1, 2, 3], 20, 1.0, 9)
+        .await
+        .map_err(fail)?;
+    ensure(a.len() == 20 && a.iter().all(|&t| t < 12), || {
+        format!("sampled {a:?}")
+    })?;
+    ensure(a == b, || format!("the same seed sampled {a:?} and {b:?}"))?;
+    Ok(format!("20 tokens, repeatable: {a:?}"))
+}
+
+async fn checkpoint(ctx: &Context) -> Outcome {
+    let lm = LanguageModel::new(ctx, 10, 4, 6, 1, Mode::Lstm, 1).map_err(fail)?;
+    let ck = Checkpoint::capture_async(&lm.named_params(), None)
+        .await
+        .map_err(fail)?;
+    let other = LanguageModel::new(ctx, 10, 4, 6, 1, Mode::Lstm, 2).map_err(fail)?;
+    ck.apply(&other.named_params(), "memory").map_err(fail)?;
+    let back = Checkpoint::capture_async(&other.named_params(), None)
+        .await
+        .map_err(fail)?;
+    ensure(back.tensors == ck.tensors, || {
+        "applied values differ".into()
+    })?;
+    Ok(format!("{} tensors", ck.tensors.len()))
+}
+
+async fn bad_input(ctx: &Context) -> Outcome {
+    let wrong_len = Tensor::from_slice(ctx, &[2, 3], &[1.0; 5]);
+    ensure(matches!(wrong_len, Err(Error::DataLength { .. })), || {
+        format!("5 values for [2, 3]: {wrong_len:?}")
+    })?;
+    let model = BiLstmTagger::new(ctx, 30, 8, 8, 5, 0, 1).map_err(fail)?;
+    let mut opt =
+        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
+    let batch = Batch::pad(&[(&[3, 31, 4][..], &[0, 1, 2][..])], 0).map_err(fail)?;
+    let past_vocab = model.train_step_async(ctx, &batch, &mut opt).await;
+    ensure(
+        matches!(past_vocab, Err(Error::IndexOutOfRange { .. })),
+        || format!("word id 31 of 30: {past_vocab:?}"),
+    )?;
+    ensure(opt.steps() == 0, || "the refused step was counted".into())?;
+    Ok("DataLength, IndexOutOfRange".into())
+}
+
+async fn profiler(ctx: &Context) -> Outcome {
+    let timestamps = ctx
+        .features()
+        .contains(rnn_wgpu::wgpu::Features::TIMESTAMP_QUERY);
+    let model = BiLstmTagger::new(ctx, 30, 8, 8, 5, 0, 1).map_err(fail)?;
+    let mut opt =
+        Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
+    let batch = tagging_batch(&mut Lcg(3), 4)?;
+    ctx.reset_profile();
+    ctx.set_profiling(true);
+    let step = model.train_step_async(ctx, &batch, &mut opt).await;
+    ctx.set_profiling(false);
+    step.map_err(fail)?;
+    // The timings land with the readback of the profiled submit; one more wait
+    // lets its callback run.
+    ctx.wait_async().await.map_err(fail)?;
+    let profile = ctx.profile();
+    if !timestamps {
+        return Ok("no timestamp-query on this adapter: nothing timed".into());
+    }
+    ensure(
+        profile
+            .kernels
+            .iter()
+            .any(|r| r.name.starts_with("lstm_cell::")),
+        || format!("no LSTM cell row in\n{profile}"),
+    )?;
+    Ok(format!(
+        "{} kernels, {:.2} ms in all",
+        profile.kernels.len(),
+        profile.total_ms()
+    ))
+}

@@ -16,9 +16,11 @@
 //! arithmetic of a step (multiply and add as two); the elementwise work is
 //! small beside it.
 
-use rnn_wgpu::data::Batch;
+#[path = "w4.rs"]
+mod w4;
+
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{BiLstmTagger, Module};
+use rnn_wgpu::nn::Module;
 use rnn_wgpu::ops::gemm;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Recorder, Result, Tensor};
@@ -117,36 +119,13 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     let bm = Tensor::from_slice(ctx, &[n, n], &fill(n * n))?;
     let c = Tensor::zeros(ctx, &[n, n])?;
 
-    let (vocab, tags, tb, tt) = (5000u32, 9u32, 32, 40);
-    let tagger = |storage| -> Result<(BiLstmTagger, Optimizer)> {
-        let model = BiLstmTagger::new(ctx, vocab as usize, 64, 64, tags as usize, 0, 1)?
-            .with_storage(storage)?;
-        let adam = Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params())?;
-        Ok((model, adam))
-    };
-    let (w4, mut adam) = tagger(DType::F32)?;
-    let batch = Batch {
-        ids: (0..tb * tt)
-            .map(|i| 1 + (i as u32 * 7919) % (vocab - 1))
-            .collect(),
-        targets: (0..tb * tt).map(|i| (i as u32 * 31) % tags).collect(),
-        lengths: vec![tt; tb],
-        size: tb,
-        steps: tt,
-    };
-    // BiLSTM 64 → 64 per direction and the 128 → 9 projection, trained.
-    let (e, h) = (64usize, 64usize);
-    let tagger_flops =
-        3.0 * (2.0 * (tb * tt * 2 * 4 * h * (e + h)) as f64 + 2.0 * (tb * tt * 2 * h) as f64 * 9.0);
-
+    let (tagger, mut adam) = w4::tagger(ctx, DType::F32)?;
+    let batch = w4::batch();
     let w4_f16 = if ctx.has_f16() {
-        Some(tagger(DType::F16)?)
+        Some(w4::tagger(ctx, DType::F16)?)
     } else {
         None
     };
-    let w4_what = format!(
-        "BiLSTM tagger train step B={tb} T={tt} (vocab 5000, emb 64, 64/dir, 9 tags, Adam)"
-    );
 
     let w5 = layer(ctx, Mode::Lstm, 1, 1)?;
     let state = [1, 1, H];
@@ -185,10 +164,10 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
         },
         Workload {
             name: "W4",
-            what: w4_what.clone(),
-            tokens: tb * tt,
-            flops: tagger_flops,
-            run: Box::new(move || w4.train_step(ctx, &batch, &mut adam).map(|_| ())),
+            what: w4::what(),
+            tokens: batch.size * batch.steps,
+            flops: w4::flops(),
+            run: Box::new(move || tagger.train_step(ctx, &batch, &mut adam).map(|_| ())),
         },
         Workload {
             name: "W5",
@@ -215,9 +194,9 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
             4,
             Workload {
                 name: "W4-f16",
-                what: format!("{w4_what}, f16 storage"),
-                tokens: tb * tt,
-                flops: tagger_flops,
+                what: format!("{}, f16 storage", w4::what()),
+                tokens: batch_f16.size * batch_f16.steps,
+                flops: w4::flops(),
                 run: Box::new(move || model.train_step(ctx, &batch_f16, &mut adam).map(|_| ())),
             },
         );

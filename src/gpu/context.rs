@@ -21,7 +21,10 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::IMMEDIATES);
 
 /// What to install when no adapter is found, per platform.
-const NO_ADAPTER_HINT: &str = if cfg!(target_os = "linux") {
+const NO_ADAPTER_HINT: &str = if cfg!(target_arch = "wasm32") {
+    "the page has no WebGPU adapter (navigator.gpu): use a browser with WebGPU on \
+     (Chromium-based browsers; headless Chromium needs --enable-unsafe-webgpu)"
+} else if cfg!(target_os = "linux") {
     "install a Vulkan driver (on a machine without a GPU: `apt-get install mesa-vulkan-drivers` \
      for Mesa's lavapipe), or try WGPU_BACKEND=gl"
 } else if cfg!(target_os = "macos") {

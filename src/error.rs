@@ -29,6 +29,16 @@ pub enum Error {
         got: Vec<usize>,
     },
 
+    /// A scalar or configuration argument out of its range (a learning rate that
+    /// is NaN, a drop probability of 1, equal begin and end ids, ...).
+    #[error("{op}: {what} is {got}, expected {expected}")]
+    InvalidArgument {
+        op: &'static str,
+        what: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+
     /// Host data does not have as many elements as the shape says.
     #[error("data of {got} elements given for shape {shape:?} ({expected} elements)")]
     DataLength {

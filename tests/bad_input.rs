@@ -176,3 +176,178 @@ fn device_limit_vocab(ctx: &Context) -> usize {
     let limit = ctx.limits().max_storage_buffer_binding_size as usize;
     limit / (64 * 4) + 1
 }
+
+/// Scalar and configuration arguments out of range: each is `InvalidArgument`,
+/// naming the argument and the value.
+#[test]
+fn out_of_range_arguments_are_invalid_argument_errors() {
+    use rnn_wgpu::nn::seq2seq::EncoderKind;
+    use rnn_wgpu::nn::{Dropout, Link, Seq2Seq, Seq2SeqConfig};
+    use rnn_wgpu::train::Schedule;
+    let ctx = ctx();
+    let model = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3).unwrap();
+    let adam = OptimConfig::new(Method::ADAM, 0.01);
+    let configs: Vec<(&str, OptimConfig)> = vec![
+        (
+            "NaN learning rate",
+            OptimConfig {
+                lr: f32::NAN,
+                ..adam
+            },
+        ),
+        ("negative learning rate", OptimConfig { lr: -1e-3, ..adam }),
+        (
+            "infinite learning rate",
+            OptimConfig {
+                lr: f32::INFINITY,
+                ..adam
+            },
+        ),
+        (
+            "negative weight decay",
+            OptimConfig {
+                weight_decay: -0.1,
+                ..adam
+            },
+        ),
+        (
+            "NaN weight decay",
+            OptimConfig {
+                weight_decay: f32::NAN,
+                ..adam
+            },
+        ),
+        (
+            "max_norm 0",
+            OptimConfig {
+                max_norm: Some(0.0),
+                ..adam
+            },
+        ),
+        (
+            "NaN clip_value",
+            OptimConfig {
+                clip_value: Some(f32::NAN),
+                ..adam
+            },
+        ),
+        (
+            "beta1 of 1",
+            OptimConfig::new(
+                Method::Adam {
+                    beta1: 1.0,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                },
+                0.01,
+            ),
+        ),
+        (
+            "eps 0",
+            OptimConfig::new(
+                Method::AdamW {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 0.0,
+                },
+                0.01,
+            ),
+        ),
+        (
+            "NaN momentum",
+            OptimConfig::new(Method::Sgd { momentum: f32::NAN }, 0.1),
+        ),
+        (
+            "cosine min_lr NaN",
+            OptimConfig {
+                schedule: Schedule::Cosine {
+                    total: 10,
+                    min_lr: f32::NAN,
+                },
+                ..adam
+            },
+        ),
+        (
+            "step gamma 0",
+            OptimConfig {
+                schedule: Schedule::Step {
+                    every: 5,
+                    gamma: 0.0,
+                },
+                ..adam
+            },
+        ),
+    ];
+    for (what, cfg) in configs {
+        let err = Optimizer::new(ctx, cfg, model.params()).unwrap_err();
+        println!("{what:<32} {err}");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidArgument {
+                    op: "optimizer",
+                    ..
+                }
+            ),
+            "{what}: {err:?}"
+        );
+    }
+
+    // Dropout that would drop everything.
+    let all = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3)
+        .unwrap()
+        .with_dropout(1.0, 1);
+    let mut rec = Recorder::new(ctx, "dropout");
+    let err = all.loss(&mut rec, &good_batch()).unwrap_err();
+    println!("{:<32} {err}", "drop probability 1");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                what: "drop probability",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let _ = Dropout::new(0.5, 1); // a valid probability builds
+
+    // Ids and targets of different lengths.
+    let err = Batch::pad(&[(&[1, 2, 3][..], &[0, 1][..])], 0).unwrap_err();
+    println!("{:<32} {err}", "2 targets for 3 ids");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    assert!(err.to_string().contains("3 ids, 2 targets"), "{err}");
+
+    // A decoder whose begin and end ids are the same, and a NaN length penalty.
+    let cfg = Seq2SeqConfig {
+        src_vocab: 7,
+        tgt_vocab: 7,
+        emb: 4,
+        hidden: 4,
+        layers: 1,
+        bidirectional: false,
+        encoder: EncoderKind::Lstm,
+        link: Link::None,
+        pad: 0,
+        bos: 1,
+        eos: 1,
+    };
+    let err = Seq2Seq::new(ctx, cfg, 1).unwrap_err();
+    println!("{:<32} {err}", "bos = eos");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                what: "bos and eos",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let model = Seq2Seq::new(ctx, Seq2SeqConfig { eos: 2, ..cfg }, 1).unwrap();
+    let err = model
+        .beam_search(ctx, &[&[3, 4]], 2, 4, f32::NAN)
+        .unwrap_err();
+    println!("{:<32} {err}", "NaN length penalty");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}

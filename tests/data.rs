@@ -23,9 +23,10 @@ fn batches_pad_to_the_longest_with_lengths_and_ignored_targets() {
         Batch::pad(&[(&[1], &[1]), (&[], &[])], 0),
         Err(Error::LengthOutOfRange { index: 1, .. })
     ));
+    // Ids and targets of different lengths are named as such.
     assert!(matches!(
         Batch::pad(&[(&[1, 2], &[1])], 0),
-        Err(Error::LengthOutOfRange { index: 0, .. })
+        Err(Error::InvalidArgument { .. })
     ));
 }
 

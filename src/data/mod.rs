@@ -46,11 +46,23 @@ impl Batch {
             steps,
         };
         for (index, (ids, targets)) in seqs.iter().enumerate() {
-            if ids.is_empty() || ids.len() != targets.len() {
+            if ids.len() != targets.len() {
+                return Err(Error::InvalidArgument {
+                    op: "batch",
+                    what: "ids and targets of a sequence",
+                    expected: "as many targets as ids",
+                    got: format!(
+                        "sequence {index}: {} ids, {} targets",
+                        ids.len(),
+                        targets.len()
+                    ),
+                });
+            }
+            if ids.is_empty() {
                 return Err(Error::LengthOutOfRange {
                     op: "batch",
                     index,
-                    value: ids.len().min(targets.len()),
+                    value: 0,
                     max: steps,
                 });
             }

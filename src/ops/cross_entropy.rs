@@ -34,8 +34,8 @@ pub struct Loss {
 }
 
 /// Records the loss of `logits` `[N, C]` (or `[.., C]`) against `targets` (one
-/// class per row; rows whose target is `ignore_index` do not count) and its
-/// gradient, scaled by `grad_scale` (1 for the plain mean).
+/// class per row; rows whose target is `ignore_index` do not count), the mean
+/// over the rows that count, and its gradient.
 pub fn forward(
     rec: &mut Recorder,
     logits: &Tensor,

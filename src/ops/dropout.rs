@@ -25,11 +25,11 @@ struct Params {
 pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) -> Result<()> {
     super::check_float(rec, OP, &[("out", out), ("x", x)])?;
     if !(0.0..1.0).contains(&p) {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::InvalidArgument {
             op: OP,
             what: "drop probability",
-            expected: "0 <= p < 1".into(),
-            got: vec![],
+            expected: "0 <= p < 1",
+            got: p.to_string(),
         });
     }
     if out.shape() != x.shape() {

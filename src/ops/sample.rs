@@ -38,11 +38,11 @@ pub fn forward(
         });
     }
     if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::InvalidArgument {
             op: OP,
             what: "temperature",
-            expected: "a finite number above 0".into(),
-            got: vec![],
+            expected: "a finite number above 0",
+            got: temperature.to_string(),
         });
     }
     let out = Tensor::empty(rec.context(), &per_row, DType::U32)?;

@@ -76,6 +76,54 @@ impl OptimConfig {
         }
     }
 
+    /// Checks every number: rates, decay, clipping bounds and the method's
+    /// constants must be finite and in range. [`Optimizer::new`] calls it.
+    pub fn validate(&self) -> Result<()> {
+        let check = |what: &'static str, value: f32, expected: &'static str, ok: bool| {
+            if value.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument {
+                    op: "optimizer",
+                    what,
+                    expected,
+                    got: value.to_string(),
+                })
+            }
+        };
+        const AT_LEAST_0: &str = "a finite number >= 0";
+        const ABOVE_0: &str = "a finite number > 0";
+        check("learning rate", self.lr, AT_LEAST_0, self.lr >= 0.0)?;
+        check(
+            "weight decay",
+            self.weight_decay,
+            AT_LEAST_0,
+            self.weight_decay >= 0.0,
+        )?;
+        if let Some(v) = self.max_norm {
+            check("max_norm", v, ABOVE_0, v > 0.0)?;
+        }
+        if let Some(v) = self.clip_value {
+            check("clip_value", v, ABOVE_0, v > 0.0)?;
+        }
+        match self.method {
+            Method::Sgd { momentum } => check("momentum", momentum, AT_LEAST_0, momentum >= 0.0)?,
+            Method::Adam { beta1, beta2, eps } | Method::AdamW { beta1, beta2, eps } => {
+                const BETA: &str = "a number in [0, 1)";
+                check("beta1", beta1, BETA, (0.0..1.0).contains(&beta1))?;
+                check("beta2", beta2, BETA, (0.0..1.0).contains(&beta2))?;
+                check("eps", eps, ABOVE_0, eps > 0.0)?;
+            }
+        }
+        match self.schedule {
+            Schedule::Constant => Ok(()),
+            Schedule::Step { gamma, .. } => check("schedule gamma", gamma, ABOVE_0, gamma > 0.0),
+            Schedule::Cosine { min_lr, .. } => {
+                check("schedule min_lr", min_lr, AT_LEAST_0, min_lr >= 0.0)
+            }
+        }
+    }
+
     /// The learning rate of 1-based step `step`.
     pub fn lr_at(&self, step: u32) -> f32 {
         if step <= self.warmup {
@@ -114,8 +162,10 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// An optimizer for `params` (state zeroed, step 0).
+    /// An optimizer for `params` (state zeroed, step 0); `cfg` is checked first
+    /// ([`OptimConfig::validate`]).
     pub fn new(ctx: &Context, cfg: OptimConfig, params: Vec<Param>) -> Result<Self> {
+        cfg.validate()?;
         if params.is_empty() {
             return Err(Error::Empty {
                 op: "optimizer",

@@ -272,6 +272,42 @@ fn a_checkpoint_resumes_training_with_identical_losses() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Saving never tears a checkpoint: a save that cannot finish (here the partial
+/// file's name is taken by a directory, as a full disk or a crash would stop it)
+/// is an error and leaves the last good file loadable and unchanged; the next
+/// save that can finish replaces it.
+#[test]
+fn a_failed_save_leaves_the_last_checkpoint_whole() {
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tagger.safetensors");
+    let model = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 6).unwrap();
+    let mut opt = optimizer(&model);
+    let first = Checkpoint::capture(&model.named_params(), Some(&opt)).unwrap();
+    first.save(&path).unwrap();
+    let good = std::fs::read(&path).unwrap();
+
+    train(&model, &mut opt, &toy_batches(2, 6, 7));
+    let second = Checkpoint::capture(&model.named_params(), Some(&opt)).unwrap();
+    assert!(second.tensors != first.tensors, "training changed nothing");
+    let blocker = dir.join("tagger.safetensors.partial");
+    std::fs::create_dir(&blocker).unwrap();
+    let err = second.save(&path).unwrap_err();
+    assert!(matches!(err, rnn_wgpu::Error::File { .. }), "{err:?}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        good,
+        "the last checkpoint changed"
+    );
+    assert_eq!(Checkpoint::load(&path).unwrap().tensors, first.tensors);
+
+    std::fs::remove_dir(&blocker).unwrap();
+    second.save(&path).unwrap();
+    assert_eq!(Checkpoint::load(&path).unwrap().tensors, second.tensors);
+    assert!(!blocker.exists(), "the partial file was left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A training loop that survives losing its device: on `Error::DeviceLost` it
 /// opens a new context, rebuilds the model from its last checkpoint and goes
 /// on; the losses are those of a run that never lost its device.

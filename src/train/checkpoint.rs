@@ -4,6 +4,7 @@
 //! parameters under `optim.` names, with the step count in the metadata.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::TensorView;
@@ -55,7 +56,9 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    /// Writes the file (f32 tensors).
+    /// Writes the file (f32 tensors). The bytes go to `<path>.partial` first,
+    /// synced to disk and then renamed over `path`, so that a crash or a full disk
+    /// in the middle leaves the last good file as it was.
     pub fn save(&self, path: &Path) -> Result<()> {
         let views = self
             .tensors
@@ -68,7 +71,20 @@ impl Checkpoint {
             .collect::<Result<Vec<_>>>()?;
         let bytes = safetensors::serialize(views, Some(self.metadata.clone()))
             .map_err(|e| file_err(path, e))?;
-        std::fs::write(path, bytes).map_err(|e| file_err(path, e))
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        let written = std::fs::File::create(&partial).and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        written
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(|e| {
+                // What is left of the partial file is of no use to anyone.
+                let _ = std::fs::remove_file(&partial);
+                file_err(path, e)
+            })
     }
 
     /// Reads a file; tensors must be f32 (f16 and bf16 are converted).

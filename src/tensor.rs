@@ -206,7 +206,36 @@ impl Tensor {
     /// Reads the contents back as f32 (u32 values converted) once the GPU has
     /// finished all work submitted before this call; in a page, without blocking.
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
-        let pending = self.read_async()?;
+        let bytes = self.read_settled().await?;
+        Ok(as_f32(&bytes, self.dtype, self.numel()))
+    }
+
+    /// Reads a u32 tensor back exactly (token ids, lengths; through f32 they
+    /// would round past 2²⁴), blocking as [`to_vec`](Self::to_vec) does (native
+    /// only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        pollster::block_on(self.to_vec_u32_async())
+    }
+
+    /// [`to_vec_u32`](Self::to_vec_u32), awaited.
+    pub async fn to_vec_u32_async(&self) -> Result<Vec<u32>> {
+        if self.dtype != DType::U32 {
+            return Err(Error::DType {
+                op: "to_vec_u32",
+                what: "tensor",
+                expected: DType::U32,
+                got: self.dtype,
+            });
+        }
+        let bytes = self.read_settled().await?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes)[..self.numel()].to_vec())
+    }
+
+    /// The contents' bytes (padded to whole words) once the GPU has finished all
+    /// work submitted before this call.
+    async fn read_settled(&self) -> Result<Vec<u8>> {
+        let pending = self.read_bytes()?;
         let waited = self.ctx.wait_async().await;
         // Settle the map even when the device reported an error, so that the
         // staging buffer goes back to the pool unmapped.
@@ -215,11 +244,19 @@ impl Tensor {
         read
     }
 
-    /// Starts a readback now and returns a future of the contents. The copy is
-    /// submitted at once; the future resolves once the device has been polled
-    /// ([`Context::wait_async`], or a thread that polls), which the browser does by
-    /// itself.
+    /// Starts a readback now and returns a future of the contents as f32 (u32
+    /// values converted). The copy is submitted at once; the future resolves once
+    /// the device has been polled ([`Context::wait_async`], or a thread that
+    /// polls), which the browser does by itself.
     pub fn read_async(&self) -> Result<impl Future<Output = Result<Vec<f32>>> + use<>> {
+        let pending = self.read_bytes()?;
+        let (numel, dtype) = (self.numel(), self.dtype);
+        Ok(async move { Ok(as_f32(&pending.await?, dtype, numel)) })
+    }
+
+    /// Submits a copy of the contents into a staging buffer and maps it; the
+    /// future gives its bytes once the map completes.
+    fn read_bytes(&self) -> Result<impl Future<Output = Result<Vec<u8>>> + use<>> {
         // An empty tensor still maps 4 bytes: wgpu refuses empty buffer slices.
         let bytes = self.padded_bytes().max(4);
         let staging = Loan::buffer(
@@ -240,7 +277,6 @@ impl Tensor {
                 // The receiver only goes away with the future; nothing to report then.
                 let _ = tx.send(r);
             });
-        let (numel, dtype) = (self.numel(), self.dtype);
         let label = format!("{self:?}");
         Ok(async move {
             let failed = |reason: String| Error::Readback {
@@ -251,28 +287,14 @@ impl Tensor {
                 .await
                 .ok_or_else(|| failed("the map callback was dropped".into()))?
                 .map_err(|e| failed(e.to_string()))?;
-            let out = {
-                let view = match staging.get().slice(..bytes).get_mapped_range() {
-                    Ok(view) => view,
-                    Err(e) => {
-                        staging.get().unmap();
-                        return Err(failed(e.to_string()));
-                    }
-                };
-                match dtype {
-                    DType::F32 => bytemuck::cast_slice::<u8, f32>(&view)[..numel].to_vec(),
-                    DType::F16 => bytemuck::cast_slice::<u8, f16>(&view)[..numel]
-                        .iter()
-                        .map(|h| h.to_f32())
-                        .collect(),
-                    DType::U32 => bytemuck::cast_slice::<u8, u32>(&view)[..numel]
-                        .iter()
-                        .map(|&v| v as f32)
-                        .collect(),
-                }
-            };
+            let out = staging
+                .get()
+                .slice(..bytes)
+                .get_mapped_range()
+                .map(|view| view.to_vec())
+                .map_err(|e| failed(e.to_string()));
             staging.get().unmap();
-            Ok(out)
+            out
         })
     }
 
@@ -304,6 +326,21 @@ impl Tensor {
     /// Bytes of the contents rounded up to wgpu's 4-byte copy alignment.
     pub(crate) fn padded_bytes(&self) -> u64 {
         ((self.numel() * self.dtype.size()) as u64).next_multiple_of(4)
+    }
+}
+
+/// The first `numel` elements of `bytes` (a readback of a `dtype` tensor) as f32.
+fn as_f32(bytes: &[u8], dtype: DType, numel: usize) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice::<u8, f32>(bytes)[..numel].to_vec(),
+        DType::F16 => bytemuck::cast_slice::<u8, f16>(bytes)[..numel]
+            .iter()
+            .map(|h| h.to_f32())
+            .collect(),
+        DType::U32 => bytemuck::cast_slice::<u8, u32>(bytes)[..numel]
+            .iter()
+            .map(|&v| v as f32)
+            .collect(),
     }
 }
 

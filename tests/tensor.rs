@@ -121,6 +121,23 @@ fn cast_converts_copies_and_zeroes_ranges_of_f16_storage() {
     assert_eq!(rec.dispatches(), 0);
 }
 
+/// u32 tensors read back exactly, past the 2²⁴ where f32 stops holding every
+/// integer; asking a float tensor for u32s is a dtype error.
+#[test]
+fn u32_round_trip_is_exact() {
+    let ctx = ctx();
+    let data = [0, 1, (1 << 24) + 1, 123_456_789, u32::MAX];
+    let t = Tensor::from_u32(ctx, &[5], &data).unwrap();
+    assert_eq!(t.to_vec_u32().unwrap(), data);
+    assert_ne!(
+        t.to_vec().unwrap()[2] as u32,
+        data[2],
+        "f32 rounds 2^24 + 1"
+    );
+    let f = Tensor::zeros(ctx, &[2]).unwrap();
+    assert!(matches!(f.to_vec_u32(), Err(Error::DType { .. })));
+}
+
 #[test]
 fn read_async_resolves_after_the_device_is_polled() {
     let t = Tensor::from_slice(ctx(), &[3], &[1.0, 2.0, 3.0]).unwrap();

@@ -183,7 +183,7 @@ impl LanguageModel {
             let u = Tensor::from_slice(ctx, &[1], &[rng.uniform_unit()])?;
             let id = sample::forward(&mut rec, &last, &u, temperature)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "language model sample")).submit();
-            let id = id.to_vec_async().await?[0] as u32;
+            let id = id.to_vec_u32_async().await?[0];
             out.push(id);
             if i + 1 < n {
                 let (logits, next, _) = self.forward(&mut rec, &[id], 1, 1, Some(&state))?;

@@ -243,6 +243,14 @@ impl Seq2Seq {
                 ],
             });
         }
+        if cfg.bos == cfg.eos {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "bos and eos",
+                expected: "two different ids (decoding stops at eos)",
+                got: format!("both {}", cfg.bos),
+            });
+        }
         if let Some(&id) = [cfg.bos, cfg.eos, cfg.pad]
             .iter()
             .find(|&&id| id as usize >= cfg.tgt_vocab)
@@ -919,7 +927,7 @@ impl Seq2Seq {
             let logits = self.out.forward(&mut rec, &saved.top)?;
             let best = argmax::forward(&mut rec, &logits)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "seq2seq greedy")).submit();
-            ids = read_ids(&best).await?;
+            ids = best.to_vec_u32_async().await?;
             let weights = match (&saved.weights, want_weights) {
                 (Some(w), true) => Some(w.to_vec_async().await?),
                 _ => None,
@@ -970,6 +978,14 @@ impl Seq2Seq {
         max_len: usize,
         alpha: f32,
     ) -> Result<Vec<Vec<Hypothesis>>> {
+        if !alpha.is_finite() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "length penalty alpha",
+                expected: "a finite number",
+                got: alpha.to_string(),
+            });
+        }
         if k == 0 || k > beam::MAX_BEAM {
             return Err(Error::LimitExceeded {
                 op: OP,
@@ -1010,8 +1026,8 @@ impl Seq2Seq {
             let st = beam::step(&mut rec, &logits, &score_t, &done_t, k, self.cfg.eos)?;
             std::mem::replace(&mut rec, Recorder::new(ctx, "seq2seq beam")).submit();
             scores = st.score.to_vec_async().await?;
-            let origin = read_ids(&st.origin).await?;
-            let token = read_ids(&st.token).await?;
+            let origin = st.origin.to_vec_u32_async().await?;
+            let token = st.token.to_vec_u32_async().await?;
             let rows: Vec<usize> = (0..n).map(|r| (r / k) * k + origin[r] as usize).collect();
             let mut next_seqs = Vec::with_capacity(n);
             let mut next_finished = Vec::with_capacity(n);
@@ -1081,15 +1097,6 @@ fn positions(b: usize, s: usize, e: usize) -> Vec<f32> {
         })
         .collect();
     one.repeat(b)
-}
-
-/// A u32 tensor of ids read back (exact: ids are below 2²⁴, checked by the vocabularies' sizes).
-async fn read_ids(t: &Tensor) -> Result<Vec<u32>> {
-    Ok(t.to_vec_async()
-        .await?
-        .into_iter()
-        .map(|v| v as u32)
-        .collect())
 }
 
 /// Rows `rows` of `x` `[R, ..]` as a new `[rows.len(), ..]` tensor.

@@ -365,31 +365,105 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
 
 #[test]
 fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
-    use rnn_wgpu::gpu::IDLE_CAP;
     // A context of its own, so that its pool starts empty.
     let ctx = common::open(None);
-    let n = (64 << 20) / 4; // 64 MiB of f32: one size class
-    let count = (IDLE_CAP >> 26) as usize + 1; // one more than fits idle
-    let live: Vec<Tensor> = (0..count)
+    let n = (16 << 20) / 4; // 16 MiB of f32: one size class
+    let live: Vec<Tensor> = (0..5)
         .map(|_| Tensor::empty(&ctx, &[n], DType::F32).unwrap())
         .collect();
-    assert_eq!(ctx.pool_stats().created, count as u64);
+    let s = ctx.pool_stats();
+    assert_eq!(
+        (s.created, s.live_bytes, s.peak_live_bytes),
+        (5, 80 << 20, 80 << 20)
+    );
+    // By default up to the peak in use stays idle: all five.
     drop(live);
     let s = ctx.pool_stats();
     assert_eq!(
-        (s.idle, s.idle_bytes, s.bytes),
-        (count - 1, IDLE_CAP, IDLE_CAP)
+        (s.idle, s.idle_bytes, s.bytes, s.live_bytes),
+        (5, 80 << 20, 80 << 20, 0)
     );
-    // A tensor of another class comes back: the longest-idle 64 MiB buffer goes.
-    drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
+    // A cap of 48 MiB drops the two idle longest at once.
+    ctx.set_pool_idle_cap(Some(48 << 20));
     let s = ctx.pool_stats();
-    assert_eq!(s.idle, count - 1);
-    assert_eq!(s.idle_bytes, IDLE_CAP - (32 << 20));
-    // Both classes are served from the pool again.
-    let created = s.created;
+    assert_eq!((s.idle, s.idle_bytes, s.bytes), (3, 48 << 20, 48 << 20));
+    // Past the cap the longest idle goes first: an 8 MiB buffer (made while the
+    // three 16 MiB ones are in use) comes back first, so it is the one dropped.
+    let big: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::empty(&ctx, &[n], DType::F32).unwrap())
+        .collect();
+    drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
+    drop(big);
+    let s = ctx.pool_stats();
+    assert_eq!(
+        (s.created, s.idle, s.idle_bytes, s.bytes),
+        (6, 3, 48 << 20, 48 << 20)
+    );
+    // Both sizes are served from the pool again (8 MiB by a 16 MiB buffer).
     drop(Tensor::empty(&ctx, &[n], DType::F32).unwrap());
     drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
-    assert_eq!(ctx.pool_stats().created, created);
+    assert_eq!(ctx.pool_stats().created, 6);
+}
+
+/// A request takes the smallest idle buffer that is large enough: one of 16 MiB
+/// serves 5 MiB when nothing smaller is idle, and the smaller one when it is.
+#[test]
+fn the_pool_serves_a_request_from_the_smallest_idle_buffer_that_fits() {
+    let ctx = common::open(None);
+    let mib = |m: usize| (m << 20) / 4;
+    drop(Tensor::empty(&ctx, &[mib(16)], DType::F32).unwrap());
+    let created = ctx.pool_stats().created;
+    let five = Tensor::empty(&ctx, &[mib(5)], DType::F32).unwrap();
+    assert_eq!(
+        ctx.pool_stats().created,
+        created,
+        "the 16 MiB buffer serves 5 MiB"
+    );
+    assert_eq!(five.buffer().size(), 16 << 20);
+    // A 6 MiB buffer, made while the 16 MiB one is in use, idles beside it.
+    drop((five, Tensor::empty(&ctx, &[mib(6)], DType::F32).unwrap()));
+    let t = Tensor::empty(&ctx, &[mib(5)], DType::F32).unwrap();
+    assert_eq!(t.buffer().size(), 6 << 20, "best fit");
+}
+
+/// Training steps over batches of varying shapes (bucketed lengths 3..=40, and
+/// batch sizes 32 and 7): once every shape has run, another pass creates no
+/// buffer, and the pool holds at most twice the peak in use.
+#[test]
+fn varying_shapes_reuse_buffers_and_stay_within_twice_the_peak() {
+    use rnn_wgpu::data::Batch;
+    use rnn_wgpu::nn::{BiLstmTagger, Module};
+    use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+    let ctx = common::open(None);
+    let model = BiLstmTagger::new(&ctx, 300, 32, 32, 9, 0, 1).unwrap();
+    let mut opt =
+        Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params()).unwrap();
+    let batch = |size: usize, steps: usize| Batch {
+        ids: (0..size * steps)
+            .map(|i| 1 + (i as u32 * 31) % 299)
+            .collect(),
+        targets: (0..size * steps).map(|i| i as u32 % 9).collect(),
+        lengths: (0..size).map(|i| steps - i % steps.min(3)).collect(),
+        size,
+        steps,
+    };
+    let shapes: Vec<(usize, usize)> = [40, 3, 17, 29, 8, 40, 12, 23, 5, 33]
+        .into_iter()
+        .flat_map(|t| [(32, t), (7, t)])
+        .collect();
+    let pass = |opt: &mut Optimizer| {
+        for &(size, steps) in &shapes {
+            model.train_step(&ctx, &batch(size, steps), opt).unwrap();
+        }
+    };
+    pass(&mut opt);
+    let first = ctx.pool_stats();
+    pass(&mut opt);
+    pass(&mut opt);
+    let s = ctx.pool_stats();
+    println!("{s:?}");
+    assert_eq!(s.created, first.created, "the steady state created buffers");
+    assert!(s.bytes <= 2 * s.peak_live_bytes, "{s:?}");
 }
 
 /// An error the device reports about submitted work (here a copy past the end of

@@ -50,12 +50,14 @@ pub fn resume(checkpoint: &Path, params: &[Named], opt: &mut Optimizer) -> Resul
     Ok(())
 }
 
-/// The context's buffer pool in a few words, for watching memory over long runs.
+/// The context's buffer pool in a few words, for watching memory over long runs:
+/// what it holds, the most ever in use at once, and the buffers created so far.
 pub fn pool(ctx: &Context) -> String {
     let s = ctx.pool_stats();
     format!(
-        "pool {} MiB ({} MiB idle, {} buffers created)",
+        "pool {} MiB (peak in use {} MiB, {} MiB idle, {} buffers created)",
         s.bytes >> 20,
+        s.peak_live_bytes >> 20,
         s.idle_bytes >> 20,
         s.created
     )

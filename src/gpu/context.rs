@@ -291,9 +291,18 @@ impl Context {
     }
 
     /// Buffer pool counters: how many buffers were ever created, how many bytes they
-    /// hold, and how many sit idle for reuse.
+    /// hold, how many sit idle for reuse, and the bytes on loan now and at most.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool().stats()
+    }
+
+    /// Sets the most bytes the buffer pool keeps idle for reuse, dropping the
+    /// longest-idle buffers past it now and later. `None` (the default) keeps at
+    /// most the peak of the bytes in use at once, so the pool never holds more
+    /// than twice what the run has needed; a smaller cap trades memory for buffers
+    /// created again.
+    pub fn set_pool_idle_cap(&self, bytes: Option<u64>) {
+        self.pool().set_idle_cap(bytes);
     }
 
     /// Blocks until all submitted work has finished (native only; a page awaits

@@ -7,6 +7,6 @@ pub mod profile;
 mod recorder;
 
 pub use context::{parse_backends, Context, ContextOptions};
-pub use pool::{PoolStats, IDLE_CAP};
+pub use pool::PoolStats;
 pub(crate) use recorder::element_range;
 pub use recorder::Recorder;

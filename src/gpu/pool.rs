@@ -1,14 +1,16 @@
-//! A pool of GPU buffers keyed by (size class, usage), and of scratch textures
+//! A pool of GPU buffers keyed by (usage, size class), and of scratch textures
 //! keyed by dimension classes. Training steps allocate the same buffers every
 //! step, so after the first step every request is served from the pool and
 //! nothing is created. Sizes are rounded up to classes — 256-byte steps up to
 //! 64 KiB, then quarter octaves (2^k · 1.25, 1.5, 1.75, 2: at most 25% more than
-//! asked for) — so that batches of varying shapes (bucketed sequence lengths)
-//! meet a bounded set of classes instead of a new size each time; and the pool
-//! keeps at most [`IDLE_CAP`] bytes idle, dropping the longest-idle items to make
-//! room for what comes back.
+//! asked for) — and a request takes the smallest idle item that is at least its
+//! class (best fit), so that the buffers of a step over long sequences serve the
+//! steps over shorter ones (bucketed batches) instead of each shape holding its
+//! own. Idle items are capped by the peak of the bytes on loan (or a cap the
+//! caller sets), so the pool holds at most twice what was ever in use at once;
+//! past the cap the items idle longest are dropped.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Small sizes are rounded up to this many bytes (also the uniform offset
 /// alignment most adapters require, and a multiple of wgpu's 4-byte copy alignment).
@@ -19,9 +21,6 @@ const FINE_BYTES: u64 = 64 * 1024;
 
 /// Texture dimensions past which sizes go by quarter octaves.
 const FINE_TEXELS: u32 = 64;
-
-/// Most bytes the pool keeps idle; past it, the items idle longest are dropped.
-pub const IDLE_CAP: u64 = 1 << 30;
 
 /// `n` rounded up to its quarter-octave class: the next multiple of 2^k / 4
 /// where 2^k ≤ n < 2^(k+1).
@@ -36,33 +35,43 @@ fn quarter_octave(n: u64) -> u64 {
 pub struct PoolStats {
     /// Buffers and scratch textures created since the context was opened.
     pub created: u64,
-    /// Bytes held by all of them.
+    /// Bytes held by all of them (on loan and idle).
     pub bytes: u64,
     /// Buffers and textures waiting in the pool for reuse.
     pub idle: usize,
-    /// Bytes of those (at most [`IDLE_CAP`]).
+    /// Bytes of those.
     pub idle_bytes: u64,
+    /// Bytes on loan now: tensors, uniforms and scratch textures in use.
+    pub live_bytes: u64,
+    /// The most bytes ever on loan at once.
+    pub peak_live_bytes: u64,
 }
 
 /// Width, height and layers of a scratch texture.
 type TextureKey = (u32, u32, u32);
 
-/// Idle items by key, each with the time it came back (oldest first).
-type Idle<K, T> = HashMap<K, Vec<(u64, T)>>;
+/// An idle item and the time it came back.
+struct Idle<T> {
+    since: u64,
+    item: T,
+}
 
 #[derive(Default)]
 pub(crate) struct BufferPool {
-    free: Idle<(u64, wgpu::BufferUsages), wgpu::Buffer>,
-    free_textures: Idle<TextureKey, wgpu::Texture>,
+    /// Idle buffers by (usage bits, size), oldest first within a key.
+    free: BTreeMap<(u32, u64), Vec<Idle<wgpu::Buffer>>>,
+    free_textures: BTreeMap<TextureKey, Vec<Idle<wgpu::Texture>>>,
     /// Counts returns, to order idle items by age.
     clock: u64,
     stats: PoolStats,
+    /// Most bytes kept idle; `None`: the peak of the bytes on loan.
+    idle_cap: Option<u64>,
 }
 
 /// The key and time of the longest-idle item of `idle`.
-fn oldest<K: Copy + Eq + std::hash::Hash, T>(idle: &Idle<K, T>) -> Option<(u64, K)> {
+fn oldest<K: Copy + Ord, T>(idle: &BTreeMap<K, Vec<Idle<T>>>) -> Option<(u64, K)> {
     idle.iter()
-        .filter_map(|(k, v)| v.first().map(|(t, _)| (*t, *k)))
+        .filter_map(|(k, v)| v.first().map(|i| (i.since, *k)))
         .min_by_key(|(t, _)| *t)
 }
 
@@ -88,17 +97,28 @@ impl BufferPool {
         u64::from(key.0) * u64::from(key.1) * u64::from(key.2) * 16
     }
 
-    /// Drops the longest-idle items until `bytes` more fit under [`IDLE_CAP`];
+    /// Sets the most bytes kept idle; `None` keeps at most the peak of the bytes
+    /// on loan. Drops the longest-idle items past it at once.
+    pub(crate) fn set_idle_cap(&mut self, cap: Option<u64>) {
+        self.idle_cap = cap;
+        self.make_room(0);
+    }
+
+    fn cap(&self) -> u64 {
+        self.idle_cap.unwrap_or(self.stats.peak_live_bytes)
+    }
+
+    /// Drops the longest-idle items until `bytes` more fit under the cap;
     /// whether they do. An item that is not kept is forgotten by the caller.
     fn make_room(&mut self, bytes: u64) -> bool {
-        while self.stats.idle_bytes + bytes > IDLE_CAP {
+        while self.stats.idle_bytes + bytes > self.cap() {
             let freed = match (oldest(&self.free), oldest(&self.free_textures)) {
                 (Some((tb, kb)), t) if t.is_none_or(|(tt, _)| tb < tt) => {
-                    self.free.get_mut(&kb).map(|v| v.remove(0));
-                    kb.0
+                    take_first(&mut self.free, kb);
+                    kb.1
                 }
                 (_, Some((_, kt))) => {
-                    self.free_textures.get_mut(&kt).map(|v| v.remove(0));
+                    take_first(&mut self.free_textures, kt);
                     Self::texture_bytes(kt)
                 }
                 _ => return false,
@@ -110,9 +130,10 @@ impl BufferPool {
         true
     }
 
-    /// Counts `bytes` coming back: idle if there is room, else dropped (the
-    /// caller drops the item when this is false).
+    /// Counts `bytes` coming back from loan: idle if there is room, else dropped
+    /// (the caller drops the item when this is false).
     fn keep(&mut self, bytes: u64) -> bool {
+        self.stats.live_bytes -= bytes;
         if !self.make_room(bytes) {
             self.stats.bytes -= bytes;
             return false;
@@ -121,6 +142,19 @@ impl BufferPool {
         self.stats.idle_bytes += bytes;
         self.clock += 1;
         true
+    }
+
+    /// Counts `bytes` going out on loan, `created` or from the idle items.
+    fn lend(&mut self, bytes: u64, created: bool) {
+        if created {
+            self.stats.created += 1;
+            self.stats.bytes += bytes;
+        } else {
+            self.stats.idle -= 1;
+            self.stats.idle_bytes -= bytes;
+        }
+        self.stats.live_bytes += bytes;
+        self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
     }
 
     /// A buffer of at least `bytes` bytes with exactly `usage`; its contents are
@@ -143,13 +177,17 @@ impl BufferPool {
         let size = Self::rounded(bytes)
             .min(cap)
             .max(bytes.max(1).div_ceil(ALIGN) * ALIGN);
-        if let Some((_, buf)) = self.free.get_mut(&(size, usage)).and_then(Vec::pop) {
-            self.stats.idle -= 1;
-            self.stats.idle_bytes -= size;
+        let u = usage.bits();
+        let fit = self
+            .free
+            .range((u, size)..=(u, cap))
+            .find(|(_, v)| !v.is_empty())
+            .map(|(k, _)| *k);
+        if let Some(buf) = fit.and_then(|k| take_first(&mut self.free, k)) {
+            self.lend(buf.size(), false);
             return buf;
         }
-        self.stats.created += 1;
-        self.stats.bytes += size;
+        self.lend(size, true);
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -160,14 +198,16 @@ impl BufferPool {
 
     pub(crate) fn give(&mut self, buf: wgpu::Buffer) {
         if self.keep(buf.size()) {
+            let since = self.clock;
             self.free
-                .entry((buf.size(), buf.usage()))
+                .entry((buf.usage().bits(), buf.size()))
                 .or_default()
-                .push((self.clock, buf));
+                .push(Idle { since, item: buf });
         }
     }
 
-    /// An rgba32float array texture usable as a storage texture and a sampled one.
+    /// An rgba32float array texture usable as a storage texture and a sampled one:
+    /// the smallest idle one that covers `size` (as many layers), else a new one.
     pub(crate) fn take_texture(
         &mut self,
         device: &wgpu::Device,
@@ -179,13 +219,19 @@ impl BufferPool {
             Self::texels(size.height, limit),
             size.depth_or_array_layers,
         );
-        if let Some((_, t)) = self.free_textures.get_mut(&key).and_then(Vec::pop) {
-            self.stats.idle -= 1;
-            self.stats.idle_bytes -= Self::texture_bytes(key);
-            return t;
+        let fit = self
+            .free_textures
+            .iter()
+            .filter(|(k, v)| k.0 >= key.0 && k.1 >= key.1 && k.2 == key.2 && !v.is_empty())
+            .map(|(k, _)| *k)
+            .min_by_key(|&k| Self::texture_bytes(k));
+        if let Some(k) = fit {
+            if let Some(t) = take_first(&mut self.free_textures, k) {
+                self.lend(Self::texture_bytes(k), false);
+                return t;
+            }
         }
-        self.stats.created += 1;
-        self.stats.bytes += Self::texture_bytes(key);
+        self.lend(Self::texture_bytes(key), true);
         device.create_texture(&wgpu::TextureDescriptor {
             label: Some("packed operand"),
             size: wgpu::Extent3d {
@@ -205,16 +251,27 @@ impl BufferPool {
     pub(crate) fn give_texture(&mut self, t: wgpu::Texture) {
         let key = (t.width(), t.height(), t.depth_or_array_layers());
         if self.keep(Self::texture_bytes(key)) {
+            let since = self.clock;
             self.free_textures
                 .entry(key)
                 .or_default()
-                .push((self.clock, t));
+                .push(Idle { since, item: t });
         }
     }
 
     pub(crate) fn stats(&self) -> PoolStats {
         self.stats
     }
+}
+
+/// Takes the longest-idle item under `key`, dropping the key when it empties.
+fn take_first<K: Ord, T>(idle: &mut BTreeMap<K, Vec<Idle<T>>>, key: K) -> Option<T> {
+    let items = idle.get_mut(&key)?;
+    let first = (!items.is_empty()).then(|| items.remove(0).item);
+    if items.is_empty() {
+        idle.remove(&key);
+    }
+    first
 }
 
 /// What a [`Loan`] can hold: a pooled buffer or scratch texture.

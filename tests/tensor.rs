@@ -363,6 +363,64 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
     assert!(ctx.profile().kernels.is_empty());
 }
 
+/// The trace of a profiled tagger step parses as Chrome trace-event JSON: one
+/// kernel slice per dispatch, named by its kernel and nested in a slice of its
+/// phase on the GPU track, and the recording on the host track.
+#[test]
+fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
+    use rnn_wgpu::data::Batch;
+    use rnn_wgpu::nn::{BiLstmTagger, Module};
+    use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+    let ctx = common::open(None);
+    if !ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        // Without timestamps there are no dispatch times to trace.
+        assert_eq!(ctx.trace_json().matches("\"ph\":\"X\"").count(), 0);
+        return;
+    }
+    let model = BiLstmTagger::new(&ctx, 50, 8, 8, 5, 0, 1).unwrap();
+    let mut opt =
+        Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params()).unwrap();
+    let batch = Batch::pad(&[(&[3, 4, 5][..], &[0, 1, 2][..]), (&[6][..], &[3][..])], 0).unwrap();
+    model.train_step(&ctx, &batch, &mut opt).unwrap(); // compiles outside the trace
+    ctx.set_profiling(true);
+    model.train_step(&ctx, &batch, &mut opt).unwrap();
+    ctx.set_profiling(false);
+    let dispatches: u64 = ctx.profile().kernels.iter().map(|r| r.calls).sum();
+    let trace: serde_json::Value = serde_json::from_str(&ctx.trace_json()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let slices = |cat: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["cat"] == cat)
+            .collect()
+    };
+    let (kernels, phases, host) = (slices("kernel"), slices("phase"), slices("host"));
+    assert_eq!(kernels.len() as u64, dispatches);
+    assert!(dispatches > 10);
+    assert_eq!(host.len(), 1, "one recording");
+    assert_eq!(host[0]["name"], "tagger step");
+    let span = |e: &serde_json::Value| {
+        let ts = e["ts"].as_f64().unwrap();
+        (ts, ts + e["dur"].as_f64().unwrap())
+    };
+    for k in &kernels {
+        let (start, end) = span(k);
+        assert!(
+            start >= span(host[0]).1,
+            "a dispatch ran before its submit: {k}"
+        );
+        assert!(k["name"].as_str().unwrap().contains("::"), "{k}");
+        let phase = &k["args"]["phase"];
+        // Times are whole nanoseconds; JSON's doubles may round a sum by less.
+        let inside = phases.iter().any(|p| {
+            let (ps, pe) = span(p);
+            p["name"] == *phase && ps <= start + 1e-4 && end <= pe + 1e-4 && p["tid"] == k["tid"]
+        });
+        assert!(inside, "{k} is in no slice of its phase");
+    }
+    assert!(phases.iter().any(|p| p["name"] == "backward recurrence"));
+}
+
 #[test]
 fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
     // A context of its own, so that its pool starts empty.

@@ -111,6 +111,9 @@ struct Inner {
     /// A small storage buffer for a binding the dispatch's kernel does not touch
     /// (see [`Context::placeholder`]).
     placeholder: wgpu::Buffer,
+    /// When the context opened: time zero of the trace (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    opened: std::time::Instant,
 }
 
 /// What the device reported outside any call: its first error since the last
@@ -121,17 +124,31 @@ struct Faults {
     lost: Option<String>,
 }
 
-/// Whether `RNN_WGPU_PROFILE` asks for profiling (set, and not empty or 0).
+/// Whether `RNN_WGPU_PROFILE` asks for the profile table (set, and not empty or 0).
 fn profile_env() -> bool {
     std::env::var("RNN_WGPU_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// The file `RNN_WGPU_TRACE` names for the trace, if any.
+fn trace_env() -> Option<String> {
+    std::env::var("RNN_WGPU_TRACE")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
+        let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        if totals.is_empty() {
+            return;
+        }
         if profile_env() {
-            let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-            if !totals.is_empty() {
-                eprintln!("{}", totals.profile());
+            eprintln!("{}", totals.profile());
+        }
+        if let Some(path) = trace_env() {
+            match std::fs::write(&path, totals.trace_json(&self.info.name)) {
+                Ok(()) => eprintln!("trace of the profiled submits: {path}"),
+                Err(e) => eprintln!("could not write the trace to {path}: {e}"),
             }
         }
     }
@@ -254,7 +271,9 @@ impl Context {
                 pipelines: PipelineCache::default(),
                 pool: Mutex::new(BufferPool::default()),
                 gemm_packed,
-                profiling: AtomicBool::new(profile_env()),
+                profiling: AtomicBool::new(profile_env() || trace_env().is_some()),
+                #[cfg(not(target_arch = "wasm32"))]
+                opened: std::time::Instant::now(),
                 totals: Mutex::new(Totals::default()),
             }),
         }
@@ -395,9 +414,25 @@ impl Context {
         self.totals().profile()
     }
 
-    /// Forgets the timings gathered so far.
+    /// The profiled submits as a Chrome trace (trace-event JSON, which Perfetto
+    /// and chrome://tracing open): a host track with each recorder's recording,
+    /// up to its submit, and a GPU track with one slice per dispatch (its kernel)
+    /// nested in a slice of its phase, placed from the submit on. With
+    /// `RNN_WGPU_TRACE=FILE` profiling starts with the context and the trace is
+    /// written to FILE when the context is dropped.
+    pub fn trace_json(&self) -> String {
+        self.totals().trace_json(&self.inner.info.name)
+    }
+
+    /// Forgets the timings gathered so far (the table's and the trace's).
     pub fn reset_profile(&self) {
         *self.totals() = Totals::default();
+    }
+
+    /// Nanoseconds from the context's opening to `t`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn since_open_ns(&self, t: std::time::Instant) -> u64 {
+        t.saturating_duration_since(self.inner.opened).as_nanos() as u64
     }
 
     pub(crate) fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {

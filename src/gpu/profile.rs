@@ -122,6 +122,28 @@ pub(crate) fn phase_of(label: &str) -> &'static str {
     }
 }
 
+/// Most slices a trace keeps (about 150 bytes of JSON each); later ones are
+/// counted, not kept.
+const MAX_SLICES: usize = 500_000;
+
+/// One slice of the trace: a recorder's recording on the host, or a phase or a
+/// dispatch on the GPU, in nanoseconds on one timeline (whole numbers, so that a
+/// phase's slice contains its dispatches' exactly).
+#[derive(Clone, Debug)]
+struct Slice {
+    name: String,
+    /// "host", "phase" or "kernel".
+    cat: &'static str,
+    /// The phase a kernel slice ran under.
+    phase: &'static str,
+    start_ns: u64,
+    dur_ns: u64,
+}
+
+/// One timed dispatch of a profiled submit: its label, phase and GPU start and
+/// end in nanoseconds (GPU clock).
+pub(crate) type Timed<'a> = (&'a str, &'static str, u64, u64);
+
 /// The running totals a context keeps.
 #[derive(Debug, Default)]
 pub(crate) struct Totals {
@@ -129,6 +151,10 @@ pub(crate) struct Totals {
     phases: BTreeMap<String, (u64, u64)>,
     host: bool,
     wall_ns: u64,
+    slices: Vec<Slice>,
+    dropped: usize,
+    /// Where the GPU slices of a submit with no host time go: after the last.
+    gpu_end_ns: u64,
 }
 
 impl Totals {
@@ -158,6 +184,97 @@ impl Totals {
         self.kernels.is_empty()
     }
 
+    /// Adds one profiled submit to the trace: `host`, the recorder's label and
+    /// when its recording started and was submitted (ns since the context
+    /// opened; `None` in a page, which has no such clock), and its timed
+    /// dispatches. The GPU slices start at the submit (or after the last ones),
+    /// each phase a slice around the run of dispatches recorded under it.
+    pub(crate) fn add_trace(&mut self, host: Option<(&str, u64, u64)>, dispatches: &[Timed]) {
+        let Some(first) = dispatches.iter().map(|d| d.2).min() else {
+            return;
+        };
+        let offset = match host {
+            Some((label, start, submit)) => {
+                self.push(
+                    label.to_string(),
+                    "host",
+                    "",
+                    start,
+                    submit.saturating_sub(start),
+                );
+                submit.max(self.gpu_end_ns)
+            }
+            None => self.gpu_end_ns,
+        };
+        let at = |ns: u64| offset + ns.saturating_sub(first);
+        for run in dispatches.chunk_by(|a, b| a.1 == b.1) {
+            let begin = run.iter().map(|d| d.2).min().unwrap_or(first);
+            let finish = run.iter().map(|d| d.3).max().unwrap_or(begin);
+            let phase = run[0].1;
+            self.push(phase.to_string(), "phase", phase, at(begin), finish - begin);
+            for &(label, phase, start, end) in run {
+                self.push(label.to_string(), "kernel", phase, at(start), end - start);
+            }
+            self.gpu_end_ns = self.gpu_end_ns.max(at(finish));
+        }
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        cat: &'static str,
+        phase: &'static str,
+        start_ns: u64,
+        dur_ns: u64,
+    ) {
+        if self.slices.len() < MAX_SLICES {
+            self.slices.push(Slice {
+                name,
+                cat,
+                phase,
+                start_ns,
+                dur_ns,
+            });
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// The trace as Chrome trace-event JSON: a host track of recordings and a
+    /// GPU track of phases with their dispatches nested inside.
+    pub(crate) fn trace_json(&self, device: &str) -> String {
+        let mut out = String::from("{\"traceEvents\":[\n");
+        let meta = |tid: u32, name: &str| {
+            format!(
+                "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"name\":{}}}}}",
+                json_string(name)
+            )
+        };
+        out.push_str("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"args\":{\"name\":\"rnn-wgpu\"}},\n");
+        out.push_str(&meta(1, "host: recording, to submit"));
+        out.push_str(",\n");
+        out.push_str(&meta(2, &format!("GPU: {device}")));
+        for s in &self.slices {
+            let tid = if s.cat == "host" { 1 } else { 2 };
+            out.push_str(&format!(
+                ",\n{{\"name\":{},\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":1,\"tid\":{tid}",
+                json_string(&s.name),
+                s.cat,
+                micros(s.start_ns),
+                micros(s.dur_ns)
+            ));
+            if s.cat == "kernel" {
+                out.push_str(&format!(",\"args\":{{\"phase\":{}}}", json_string(s.phase)));
+            }
+            out.push('}');
+        }
+        out.push_str(&format!(
+            "\n],\"displayTimeUnit\":\"ms\",\"otherData\":{{\"dropped_slices\":{}}}}}\n",
+            self.dropped
+        ));
+        out
+    }
+
     pub(crate) fn profile(&self) -> Profile {
         let rows = |map: &BTreeMap<String, (u64, u64)>| {
             let mut rows: Vec<Row> = map
@@ -182,4 +299,25 @@ impl Totals {
             wall_ns: self.wall_ns,
         }
     }
+}
+
+/// `ns` as microseconds with three decimals, exactly.
+fn micros(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1000, ns % 1000)
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

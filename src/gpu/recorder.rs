@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::pipeline::Pipeline;
 use crate::gpu::pool::Loan;
+use crate::gpu::profile::Timed;
 use crate::gpu::Context;
 use crate::shaders::Shader;
 use crate::tensor::Tensor;
@@ -29,7 +30,8 @@ pub struct Recorder {
     /// the next owner would land before these commands run.
     held: Vec<Tensor>,
     dispatches: usize,
-    /// Names a submit that profiling times on the host (native only).
+    /// Names the submit in the profile and the trace (whose host track a page,
+    /// without a clock, leaves out).
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     label: String,
     /// The phase new dispatches count under when profiling.
@@ -38,6 +40,9 @@ pub struct Recorder {
     /// the query sets holding their start and end timestamps.
     timed: Vec<(String, &'static str)>,
     query_sets: Vec<wgpu::QuerySet>,
+    /// When recording started, for the trace's host track (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    started: std::time::Instant,
 }
 
 /// Dispatches whose timestamps one query set holds (two queries each; wgpu
@@ -62,6 +67,8 @@ impl Recorder {
             phase: "other",
             timed: Vec::new(),
             query_sets: Vec::new(),
+            #[cfg(not(target_arch = "wasm32"))]
+            started: std::time::Instant::now(),
         }
     }
 
@@ -133,6 +140,16 @@ impl Recorder {
         let command_buffer = self.encoder.finish();
         #[cfg(not(target_arch = "wasm32"))]
         let start = std::time::Instant::now();
+        // The recording's span on the host, for the trace (a page has no clock
+        // to give it).
+        #[cfg(not(target_arch = "wasm32"))]
+        let host = Some((
+            self.label.clone(),
+            self.ctx.since_open_ns(self.started),
+            self.ctx.since_open_ns(start),
+        ));
+        #[cfg(target_arch = "wasm32")]
+        let host: Option<(String, u64, u64)> = None;
         let index = self.ctx.queue().submit([command_buffer]);
         let (ctx, timed, mapped) = (
             self.ctx.clone(),
@@ -148,11 +165,25 @@ impl Recorder {
                 if let Ok(view) = mapped.slice(..).get_mapped_range() {
                     let ticks: &[u64] = bytemuck::cast_slice(&view);
                     let period = f64::from(ctx.queue().get_timestamp_period());
+                    let spans: Vec<Timed> = timed
+                        .iter()
+                        .zip(ticks.chunks_exact(2))
+                        .map(|((label, phase), t)| {
+                            let end = t[1].max(t[0]);
+                            (
+                                label.as_str(),
+                                *phase,
+                                (t[0] as f64 * period) as u64,
+                                (end as f64 * period) as u64,
+                            )
+                        })
+                        .collect();
                     let mut totals = ctx.totals();
-                    for ((label, phase), t) in timed.iter().zip(ticks.chunks_exact(2)) {
-                        let ns = (t[1].saturating_sub(t[0]) as f64 * period) as u64;
-                        totals.add(label, phase, ns);
+                    for &(label, phase, start, end) in &spans {
+                        totals.add(label, phase, end - start);
                     }
+                    let host = host.as_ref().map(|(l, a, b)| (l.as_str(), *a, *b));
+                    totals.add_trace(host, &spans);
                 }
             });
         #[cfg(not(target_arch = "wasm32"))]

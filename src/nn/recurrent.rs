@@ -386,6 +386,9 @@ impl Recurrent {
                 ..View::matrix(&hs, b, h, false)
             };
             let mut h_prev = gemm::pack_a(rec, before(0), d, g)?;
+            // The texture h_prev replaced, free once its product is recorded: the
+            // steps alternate two textures.
+            let mut spare: Option<gemm::PackedA> = None;
             for s in 0..t {
                 rec.phase("recurrent step");
                 // gh[d] = h_prev[d] · W_hh[d]ᵀ
@@ -402,15 +405,15 @@ impl Recurrent {
                 rec.phase("cell");
                 // Where the GEMM reads packed states, the cell writes the next
                 // step's alongside hs.
-                let next = if s + 1 < t {
-                    Some(gemm::pack_a_target(rec, before(s + 1), d, g)?)
-                } else {
-                    None
+                let next = match (s + 1 < t, spare.take()) {
+                    (false, _) => None,
+                    (true, Some(old)) => Some(old.reuse(rec, before(s + 1), g, false)?),
+                    (true, None) => Some(gemm::pack_a_target(rec, before(s + 1), d, g)?),
                 };
                 let target = next.as_ref().and_then(|n| n.texture());
                 recurrence::forward(rec, &cell, geo, s, &io, target)?;
                 if let Some(next) = next {
-                    h_prev = next;
+                    spare = Some(std::mem::replace(&mut h_prev, next));
                 }
             }
             recurrence::outputs(rec, &cell, geo, &lengths_t, &hs, &y)?;
@@ -558,10 +561,16 @@ impl Recurrent {
                 batch_stride: (2 * t - 1 - 2 * s) * b * g,
                 ..View::matrix(&dgh, b, g, false)
             };
+            // One texture serves every step's dgh: each pack is ordered after the
+            // product that read the last one.
+            let mut packed: Option<gemm::PackedA> = None;
             for s in (0..t).rev() {
                 recurrence::backward(rec, &cell, geo, s, &io)?;
                 // dh[d] += dgh[d, t_d] · W_hh[d]
-                let dgh_s = gemm::pack_a(rec, dgh_at(s), d, h)?;
+                let dgh_s = match packed.take() {
+                    Some(last) => last.reuse(rec, dgh_at(s), h, true)?,
+                    None => gemm::pack_a(rec, dgh_at(s), d, h)?,
+                };
                 gemm::forward_packed(
                     rec,
                     View::matrix(&dh, b, h, true),
@@ -572,6 +581,7 @@ impl Recurrent {
                     1.0,
                     1.0,
                 )?;
+                packed = Some(dgh_s);
             }
             rec.copy_range(&dh0, at, &dh, 0, d * b * h)?;
             if let (Some(dc0), Some(dc)) = (&dc0, &dc) {

@@ -417,7 +417,8 @@ fn prepare(
 pub struct PackedA<'a> {
     view: View<'a>,
     batch: usize,
-    texture: Option<wgpu::TextureView>,
+    /// The texture and what it was made for: rows, K and layers.
+    texture: Option<(wgpu::TextureView, [u32; 3])>,
 }
 
 impl PackedA<'_> {
@@ -425,7 +426,39 @@ impl PackedA<'_> {
     /// the product: texel `(k / 4, m, b)` holds `A[b, m, k .. k + 4]`, zeros past K.
     /// None where the products read A from its view.
     pub fn texture(&self) -> Option<&wgpu::TextureView> {
-        self.texture.as_ref()
+        self.texture.as_ref().map(|(view, _)| view)
+    }
+
+    /// `a` (as many rows, as long a K and the same batch as this operand, for
+    /// products with `n` columns) prepared in this operand's texture: packed when
+    /// `fill`, else left for the caller's kernel as [`pack_a_target`] leaves it.
+    /// A recurrence so alternates two textures instead of holding one per step
+    /// until the submit: a dispatch that writes the texture is ordered after the
+    /// products recorded before it that read it, so every product of `self` must
+    /// already be recorded.
+    pub fn reuse<'b>(
+        self,
+        rec: &mut Recorder,
+        a: View<'b>,
+        n: usize,
+        fill: bool,
+    ) -> Result<PackedA<'b>> {
+        let packing = prepare(rec, "A", a, self.batch, n)?;
+        let texture = match (packing, self.texture) {
+            (Some(v), Some((view, dims))) if dims == [v.rows, v.k, v.layers] => {
+                if fill {
+                    pack_into(rec, a.tensor, v, &view)?;
+                }
+                Some((view, dims))
+            }
+            (Some(v), _) => new_texture(rec, a.tensor, v, fill)?,
+            (None, _) => None,
+        };
+        Ok(PackedA {
+            view: a,
+            batch: self.batch,
+            texture,
+        })
     }
 }
 
@@ -457,8 +490,7 @@ fn prepare_a<'a>(
 ) -> Result<PackedA<'a>> {
     let packing = prepare(rec, "A", a, batch, n)?;
     let texture = match packing {
-        Some(v) if fill => pack(rec, a.tensor, v)?,
-        Some(v) => packed_texture(rec, v.rows, v.k, v.layers),
+        Some(v) => new_texture(rec, a.tensor, v, fill)?,
         None => None,
     };
     Ok(PackedA {
@@ -466,6 +498,22 @@ fn prepare_a<'a>(
         batch,
         texture,
     })
+}
+
+/// A scratch texture for `v` (of `src`), packed when `fill`, with its dims; None
+/// when it would exceed the device limits.
+fn new_texture(
+    rec: &mut Recorder,
+    src: &Tensor,
+    v: Packing,
+    fill: bool,
+) -> Result<Option<(wgpu::TextureView, [u32; 3])>> {
+    let view = if fill {
+        pack(rec, src, v)?
+    } else {
+        packed_texture(rec, v.rows, v.k, v.layers)
+    };
+    Ok(view.map(|view| (view, [v.rows, v.k, v.layers])))
 }
 
 /// [`forward_view`] with A prepared by [`pack_a`] or [`pack_a_target`] and B by
@@ -499,7 +547,7 @@ pub fn forward_packed(
         c,
         a.view,
         b.view,
-        a.texture.as_ref(),
+        a.texture(),
         b.texture.as_ref(),
         bias,
         batch,
@@ -733,6 +781,12 @@ fn pack(rec: &mut Recorder, src: &Tensor, v: Packing) -> Result<Option<wgpu::Tex
     let Some(view) = packed_texture(rec, v.rows, v.k, v.layers) else {
         return Ok(None);
     };
+    pack_into(rec, src, v, &view)?;
+    Ok(Some(view))
+}
+
+/// Records `pack` of a view into `view`, a texture made for its rows, K and layers.
+fn pack_into(rec: &mut Recorder, src: &Tensor, v: Packing, view: &wgpu::TextureView) -> Result<()> {
     let k_texels = v.k.div_ceil(4);
     let pp = Params {
         m: v.rows,
@@ -764,11 +818,10 @@ fn pack(rec: &mut Recorder, src: &Tensor, v: Packing) -> Result<Option<wgpu::Tex
         bytemuck::bytes_of(&pp),
         &[
             (1, src.buffer().as_entire_binding()),
-            (7, wgpu::BindingResource::TextureView(&view)),
+            (7, wgpu::BindingResource::TextureView(view)),
         ],
         groups,
-    )?;
-    Ok(Some(view))
+    )
 }
 
 /// A scratch array texture for `layers` operands of `rows` × `k` packed as `pack`

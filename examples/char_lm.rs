@@ -290,19 +290,33 @@ fn main() -> Result<()> {
         )?;
         all.push((cell.to_string(), curves));
     }
-    // Training losses smoothed over 20 steps, so that the cells can be told apart.
-    let mut series = Vec::new();
-    for (cell, c) in &all {
-        let smooth = plot::smooth(&c.train, 20);
-        series.push((format!("{cell} train"), smooth));
-        series.push((format!("{cell} val"), c.val.clone()));
-    }
-    let named: Vec<(&str, Vec<(f64, f64)>)> = series
+    let names: Vec<(String, String)> = all
         .iter()
-        .map(|(n, s)| (n.as_str(), s.clone()))
+        .map(|(cell, _)| (format!("{cell} training"), format!("{cell} validation")))
         .collect();
+    let mut series = Vec::new();
+    for (group, ((_, c), (train, val))) in all.iter().zip(&names).enumerate() {
+        series.push(plot::Series {
+            name: train,
+            points: &c.train,
+            style: plot::Style::Noisy,
+            group,
+        });
+        series.push(plot::Series {
+            name: val,
+            points: &c.val,
+            style: plot::Style::Points,
+            group,
+        });
+    }
+    let chart = plot::Chart {
+        title: "Character language model: loss by cell",
+        x: "training step",
+        y: "loss (nats per character)",
+        right: None,
+    };
     let path = args.checkpoint.with_extension("loss.png");
-    plot::curves(&path, &named).map_err(|e| run::file_err(&path, e))?;
+    plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
     for (cell, c) in &all {
         if let Some((step, v)) = c.val.last() {
             println!(

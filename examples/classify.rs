@@ -428,16 +428,26 @@ fn main() -> Result<()> {
             test_at_best,
             start.elapsed().as_secs_f64() / 60.0,
         ));
-        // Smoothed over 20 steps, so that the readouts can be told apart.
-        let smooth = plot::smooth(&losses, 20);
-        curves.push((format!("{name} training loss"), smooth));
+        curves.push((format!("{name} readout"), losses));
     }
     let path = args.checkpoint.with_extension("loss.png");
-    let named: Vec<(&str, Vec<(f64, f64)>)> = curves
+    let series: Vec<plot::Series> = curves
         .iter()
-        .map(|(n, c)| (n.as_str(), c.clone()))
+        .enumerate()
+        .map(|(group, (name, points))| plot::Series {
+            name,
+            points,
+            style: plot::Style::Noisy,
+            group,
+        })
         .collect();
-    plot::curves(&path, &named).map_err(|e| run::file_err(&path, e))?;
+    let chart = plot::Chart {
+        title: "Genre classifier: training loss by readout",
+        x: "training step",
+        y: "loss (nats per sentence)",
+        right: None,
+    };
+    plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
     println!("readout      dev      test   (best dev epoch; minutes)");
     for (readout, dev, test, minutes) in table {
         println!(

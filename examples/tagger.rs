@@ -373,7 +373,7 @@ fn main() -> Result<()> {
         bar.finish();
         save(&args.checkpoint, &opt)?;
         let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
-        dev_errors.push((f64::from(opt.steps()), 1.0 - dev));
+        dev_errors.push((f64::from(opt.steps()), 100.0 * (1.0 - dev)));
         println!(
             "epoch {} (step {}) dev accuracy {:.2}%  ({:.0} tokens/s training; {})",
             epoch + 1,
@@ -388,11 +388,27 @@ fn main() -> Result<()> {
         }
     }
     let curve = args.checkpoint.with_extension("loss.png");
-    plot::curves(
-        &curve,
-        &[("training loss", losses), ("dev error rate", dev_errors)],
-    )
-    .map_err(|e| run::file_err(&curve, e))?;
+    let chart = plot::Chart {
+        title: "BiLSTM tagger: training loss and dev error rate",
+        x: "training step",
+        y: "loss (nats per token)",
+        right: Some("dev error rate (%)"),
+    };
+    let series = [
+        plot::Series {
+            name: "training loss",
+            points: &losses,
+            style: plot::Style::Noisy,
+            group: 0,
+        },
+        plot::Series {
+            name: "dev error rate",
+            points: &dev_errors,
+            style: plot::Style::Right,
+            group: 1,
+        },
+    ];
+    plot::curves(&curve, &chart, &series).map_err(|e| run::file_err(&curve, e))?;
     // Stopped inside the first epoch of this run: test what was learned.
     let tested = if best < 0.0 {
         &args.checkpoint

@@ -422,11 +422,27 @@ fn main() -> Result<()> {
         }
     }
     let curve_path = args.checkpoint.with_extension("loss.png");
-    plot::curves(
-        &curve_path,
-        &[("train loss", train_curve), ("val loss", val_curve)],
-    )
-    .map_err(|e| run::file_err(&curve_path, e))?;
+    let chart = plot::Chart {
+        title: "Attention encoder-decoder: training and validation loss",
+        x: "minutes of training",
+        y: "loss (nats per target token)",
+        right: None,
+    };
+    let series = [
+        plot::Series {
+            name: "training loss",
+            points: &train_curve,
+            style: plot::Style::Noisy,
+            group: 0,
+        },
+        plot::Series {
+            name: "validation loss",
+            points: &val_curve,
+            style: plot::Style::Points,
+            group: 1,
+        },
+    ];
+    plot::curves(&curve_path, &chart, &series).map_err(|e| run::file_err(&curve_path, e))?;
 
     let tested = if best < 0.0 {
         &args.checkpoint
@@ -458,7 +474,10 @@ fn main() -> Result<()> {
             let (tokens, rows) =
                 model.greedy_with_attention(&ctx, &v.src_ids(src), 2 * src.len() + 10)?;
             let path = args.checkpoint.with_extension("attention.png");
-            plot::heat_map(&path, &rows).map_err(|e| run::file_err(&path, e))?;
+            let mut out = v.words(&tokens);
+            out.push("<eos>".into());
+            let title = "Attention weights: each output word (row) over the source words";
+            plot::heat_map(&path, title, &rows, &out, src).map_err(|e| run::file_err(&path, e))?;
             println!(
                 "attention of \"{}\" (rows, top to bottom) over \"{}\" (columns): {}",
                 v.words(&tokens).join(" "),

@@ -114,6 +114,10 @@ fn main() -> Result<()> {
         if !wanted.iter().any(|n| n.eq_ignore_ascii_case(w.name)) {
             continue;
         }
+        // The workload's own memory: the bytes in use above what was in use before
+        // it (every workload's tensors are made up front), and the pool after it.
+        let before = ctx.pool_stats().live_bytes;
+        ctx.reset_pool_peak();
         (w.run)()?; // compile and warm up
         let mut times = Vec::with_capacity(args.runs);
         for _ in 0..args.runs.max(1) {
@@ -130,14 +134,17 @@ fn main() -> Result<()> {
             ctx.set_profiling(false);
             profiles.push((w.name, ctx.profile()));
         }
+        let pool = ctx.pool_stats();
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        let memory = (mib(pool.peak_live_bytes - before), mib(pool.bytes));
         println!("{}: {}", w.name, w.what);
-        rows.push((w.name, secs, w.tokens, w.flops));
+        rows.push((w.name, secs, w.tokens, w.flops, memory));
     }
     println!(
-        "\n{:<6} {:>10} {:>10} {:>9} {:>9} {:>9}",
-        "", "ms/step", "tokens/s", "GFLOP/s", "% of FMA", "× floor"
+        "\n{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "ms/step", "tokens/s", "GFLOP/s", "% of FMA", "× floor", "step MiB", "pool MiB"
     );
-    for &(name, secs, tokens, flops) in &rows {
+    for &(name, secs, tokens, flops, (step_mib, pool_mib)) in &rows {
         let gflops = flops / secs / 1e9;
         let floor = flops / (ceiling * 1e9);
         let tokens = if tokens == 0 {
@@ -146,14 +153,16 @@ fn main() -> Result<()> {
             format!("{:.0}", tokens as f64 / secs)
         };
         println!(
-            "{name:<6} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1}",
+            "{name:<6} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1} {step_mib:>9.1} {pool_mib:>9.1}",
             secs * 1e3,
             100.0 * gflops / ceiling,
             secs / floor
         );
     }
     println!(
-        "\nmedians of {} steps; FMA ceiling {ceiling:.1} GFLOP/s on {}",
+        "\nmedians of {} steps; FMA ceiling {ceiling:.1} GFLOP/s on {}; step MiB: the most \
+         in use during the workload's steps above what was in use before them; pool MiB: \
+         the buffer pool after them",
         args.runs.max(1),
         info.name
     );

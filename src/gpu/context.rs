@@ -324,6 +324,13 @@ impl Context {
         self.pool().set_idle_cap(bytes);
     }
 
+    /// Starts [`PoolStats::peak_live_bytes`] again from the bytes in use now, to
+    /// measure one part of a run (a benchmark workload, an evaluation). The idle
+    /// cap follows the peak, so this also lowers it until use grows again.
+    pub fn reset_pool_peak(&self) {
+        self.pool().reset_peak();
+    }
+
     /// Blocks until all submitted work has finished (native only; a page awaits
     /// [`wait_async`](Self::wait_async)). Returns the first error the device
     /// reported since the last wait ([`Error::Device`]; later ones are dropped), or

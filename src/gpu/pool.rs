@@ -104,6 +104,11 @@ impl BufferPool {
         self.make_room(0);
     }
 
+    /// Starts the peak of the bytes in use again from what is in use now.
+    pub(crate) fn reset_peak(&mut self) {
+        self.stats.peak_live_bytes = self.stats.live_bytes;
+    }
+
     fn cap(&self) -> u64 {
         self.idle_cap.unwrap_or(self.stats.peak_live_bytes)
     }

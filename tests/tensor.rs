@@ -482,6 +482,12 @@ fn the_pool_serves_a_request_from_the_smallest_idle_buffer_that_fits() {
     drop((five, Tensor::empty(&ctx, &[mib(6)], DType::F32).unwrap()));
     let t = Tensor::empty(&ctx, &[mib(5)], DType::F32).unwrap();
     assert_eq!(t.buffer().size(), 6 << 20, "best fit");
+    // The peak starts again from what is in use (the 6 MiB buffer), and the idle
+    // cap, which follows it, drops the 16 MiB buffer.
+    ctx.reset_pool_peak();
+    let s = ctx.pool_stats();
+    assert_eq!((s.peak_live_bytes, s.live_bytes), (6 << 20, 6 << 20));
+    assert_eq!((s.idle, s.idle_bytes, s.bytes), (0, 0, 6 << 20));
 }
 
 /// Training steps over batches of varying shapes (bucketed lengths 3..=40, and

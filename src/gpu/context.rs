@@ -325,8 +325,9 @@ impl Context {
     }
 
     /// Starts [`PoolStats::peak_live_bytes`] again from the bytes in use now, to
-    /// measure one part of a run (a benchmark workload, an evaluation). The idle
-    /// cap follows the peak, so this also lowers it until use grows again.
+    /// measure one part of a run (a benchmark workload, an evaluation). The
+    /// default idle cap follows the peak, so this also lowers it until use grows
+    /// again, dropping the idle buffers past it now.
     pub fn reset_pool_peak(&self) {
         self.pool().reset_peak();
     }

@@ -104,9 +104,11 @@ impl BufferPool {
         self.make_room(0);
     }
 
-    /// Starts the peak of the bytes in use again from what is in use now.
+    /// Starts the peak of the bytes in use again from what is in use now; under
+    /// the default cap, the idle items past it are dropped at once.
     pub(crate) fn reset_peak(&mut self) {
         self.stats.peak_live_bytes = self.stats.live_bytes;
+        self.make_room(0);
     }
 
     fn cap(&self) -> u64 {

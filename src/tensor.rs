@@ -206,8 +206,9 @@ impl Tensor {
     /// Reads the contents back as f32 (u32 values converted) once the GPU has
     /// finished all work submitted before this call; in a page, without blocking.
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
-        let bytes = self.read_settled().await?;
-        Ok(as_f32(&bytes, self.dtype, self.numel()))
+        let (dtype, numel) = (self.dtype, self.numel());
+        self.read_settled(move |bytes| as_f32(bytes, dtype, numel))
+            .await
     }
 
     /// Reads a u32 tensor back exactly (token ids, lengths; through f32 they
@@ -228,14 +229,15 @@ impl Tensor {
                 got: self.dtype,
             });
         }
-        let bytes = self.read_settled().await?;
-        Ok(bytemuck::cast_slice::<u8, u32>(&bytes)[..self.numel()].to_vec())
+        let numel = self.numel();
+        self.read_settled(move |bytes| bytemuck::cast_slice::<u8, u32>(bytes)[..numel].to_vec())
+            .await
     }
 
-    /// The contents' bytes (padded to whole words) once the GPU has finished all
-    /// work submitted before this call.
-    async fn read_settled(&self) -> Result<Vec<u8>> {
-        let pending = self.read_bytes()?;
+    /// `convert` of the contents' bytes (padded to whole words) once the GPU has
+    /// finished all work submitted before this call.
+    async fn read_settled<T>(&self, convert: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let pending = self.read_bytes(convert)?;
         let waited = self.ctx.wait_async().await;
         // Settle the map even when the device reported an error, so that the
         // staging buffer goes back to the pool unmapped.
@@ -249,14 +251,17 @@ impl Tensor {
     /// the device has been polled ([`Context::wait_async`], or a thread that
     /// polls), which the browser does by itself.
     pub fn read_async(&self) -> Result<impl Future<Output = Result<Vec<f32>>> + use<>> {
-        let pending = self.read_bytes()?;
         let (numel, dtype) = (self.numel(), self.dtype);
-        Ok(async move { Ok(as_f32(&pending.await?, dtype, numel)) })
+        self.read_bytes(move |bytes| as_f32(bytes, dtype, numel))
     }
 
     /// Submits a copy of the contents into a staging buffer and maps it; the
-    /// future gives its bytes once the map completes.
-    fn read_bytes(&self) -> Result<impl Future<Output = Result<Vec<u8>>> + use<>> {
+    /// future gives `convert` of the mapped bytes (word-aligned, as the casts
+    /// need) once the map completes.
+    fn read_bytes<T, F: FnOnce(&[u8]) -> T>(
+        &self,
+        convert: F,
+    ) -> Result<impl Future<Output = Result<T>> + use<T, F>> {
         // An empty tensor still maps 4 bytes: wgpu refuses empty buffer slices.
         let bytes = self.padded_bytes().max(4);
         let staging = Loan::buffer(
@@ -291,7 +296,7 @@ impl Tensor {
                 .get()
                 .slice(..bytes)
                 .get_mapped_range()
-                .map(|view| view.to_vec())
+                .map(|view| convert(&view))
                 .map_err(|e| failed(e.to_string()));
             staging.get().unmap();
             out

@@ -340,7 +340,8 @@ impl Recorder {
         resources: &[(u32, wgpu::BindingResource)],
         groups: [u32; 3],
     ) -> Result<()> {
-        let max = self.ctx.limits().max_compute_workgroups_per_dimension;
+        let limits = self.ctx.limits();
+        let max = limits.max_compute_workgroups_per_dimension;
         if let Some(&g) = groups.iter().find(|&&g| g > max) {
             return Err(Error::LimitExceeded {
                 op: "dispatch",
@@ -352,7 +353,6 @@ impl Recorder {
         // A storage binding past the device's limits is a validation error inside
         // wgpu: refuse it here, before anything is recorded. Every buffer bound
         // here is a storage buffer (the uniform is binding 0).
-        let limits = self.ctx.limits();
         let buffers = resources
             .iter()
             .filter(|(_, r)| matches!(r, wgpu::BindingResource::Buffer(_)))

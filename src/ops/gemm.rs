@@ -443,29 +443,14 @@ impl PackedA<'_> {
         n: usize,
         fill: bool,
     ) -> Result<PackedA<'b>> {
-        let packing = prepare(rec, "A", a, self.batch, n)?;
-        let texture = match (packing, self.texture) {
-            (Some(v), Some((view, dims))) if dims == [v.rows, v.k, v.layers] => {
-                if fill {
-                    pack_into(rec, a.tensor, v, &view)?;
-                }
-                Some((view, dims))
-            }
-            (Some(v), _) => new_texture(rec, a.tensor, v, fill)?,
-            (None, _) => None,
-        };
-        Ok(PackedA {
-            view: a,
-            batch: self.batch,
-            texture,
-        })
+        prepare_a(rec, a, self.batch, n, fill, self.texture)
     }
 }
 
 /// Packs `a` for [`forward_packed`] products with `n` columns (M, N and K decide
 /// whether packing pays, as for any product).
 pub fn pack_a<'a>(rec: &mut Recorder, a: View<'a>, batch: usize, n: usize) -> Result<PackedA<'a>> {
-    prepare_a(rec, a, batch, n, true)
+    prepare_a(rec, a, batch, n, true, None)
 }
 
 /// [`pack_a`] without the packing: where the products will read a texture, one
@@ -478,42 +463,43 @@ pub fn pack_a_target<'a>(
     batch: usize,
     n: usize,
 ) -> Result<PackedA<'a>> {
-    prepare_a(rec, a, batch, n, false)
+    prepare_a(rec, a, batch, n, false, None)
 }
 
+/// `a` prepared as [`pack_a`] (`fill`) or [`pack_a_target`] prepare it, in `old`
+/// (a texture and the rows, K and layers it was made for) where that fits, else
+/// in a new scratch texture.
 fn prepare_a<'a>(
     rec: &mut Recorder,
     a: View<'a>,
     batch: usize,
     n: usize,
     fill: bool,
+    old: Option<(wgpu::TextureView, [u32; 3])>,
 ) -> Result<PackedA<'a>> {
-    let packing = prepare(rec, "A", a, batch, n)?;
-    let texture = match packing {
-        Some(v) => new_texture(rec, a.tensor, v, fill)?,
-        None => None,
+    let Some(v) = prepare(rec, "A", a, batch, n)? else {
+        return Ok(PackedA {
+            view: a,
+            batch,
+            texture: None,
+        });
+    };
+    let dims = [v.rows, v.k, v.layers];
+    let view = match old.filter(|(_, d)| *d == dims) {
+        Some((view, _)) => {
+            if fill {
+                pack_into(rec, a.tensor, v, &view)?;
+            }
+            Some(view)
+        }
+        None if fill => pack(rec, a.tensor, v)?,
+        None => packed_texture(rec, v.rows, v.k, v.layers),
     };
     Ok(PackedA {
         view: a,
         batch,
-        texture,
+        texture: view.map(|view| (view, dims)),
     })
-}
-
-/// A scratch texture for `v` (of `src`), packed when `fill`, with its dims; None
-/// when it would exceed the device limits.
-fn new_texture(
-    rec: &mut Recorder,
-    src: &Tensor,
-    v: Packing,
-    fill: bool,
-) -> Result<Option<(wgpu::TextureView, [u32; 3])>> {
-    let view = if fill {
-        pack(rec, src, v)?
-    } else {
-        packed_texture(rec, v.rows, v.k, v.layers)
-    };
-    Ok(view.map(|view| (view, [v.rows, v.k, v.layers])))
 }
 
 /// [`forward_view`] with A prepared by [`pack_a`] or [`pack_a_target`] and B by
@@ -707,18 +693,25 @@ fn forward_impl(
         _ => ("gemm::forward_vec4", VEC4_TILE_N, VEC4_TILE_M),
     };
     let (qa, qb) = (qa.buffer(), qb.buffer());
+    let vec4 = entry == "forward_vec4";
+    let [c, c4] = c_views(&ctx, &q, c_buf);
     let mut bindings = vec![
         (1, qa.as_entire_binding()),
         (2, qb.as_entire_binding()),
         (3, bias_buf.as_entire_binding()),
-        (4, c_buf.buffer().as_entire_binding()),
+        (
+            4,
+            if vec4 {
+                c
+            } else {
+                c_buf.buffer().as_entire_binding()
+            },
+        ),
     ];
     if entry != "forward" {
         bindings.extend([(5, qa.as_entire_binding()), (6, qb.as_entire_binding())]);
     }
-    if entry == "forward_vec4" {
-        let [c, c4] = c_views(&ctx, &q, c_buf);
-        bindings[3] = (4, c);
+    if vec4 {
         bindings.extend([(10, c4), (11, bias_buf.as_entire_binding())]);
     }
     rec.dispatch(

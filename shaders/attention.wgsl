@@ -1,14 +1,7 @@
-// Masked softmax of attention scores over source positions, and its backward;
-// additive (Bahdanau) scores and their backward. Dot and general scores, the
-// context and their gradients are GEMMs (src/nn/attention.rs); these kernels give
-// padded source positions exactly zero weight and no gradient.
-//   softmax:          w[r, s] = exp(e[r, s] − m) / Σ_{s' < len} exp(e[r, s'] − m) for
-//                     s < len, else 0; m = max_{s < len} e[r, s]
-//   softmax_backward: de[r, s] = w[r, s] · (dw[r, s] − Σ_{s'} w[r, s'] · dw[r, s'])
-// Rows r = (b, i) of R = B·Tq rows, S source positions, len = src_lengths[b] with
-// b = r / TQ. One workgroup of 64 per row, rows folded into z past 65535; dispatch
-// (1, min(R, 65535), ceil(R / 65535)).
-// Saved for backward: the weights (softmax_backward needs nothing else).
+// Additive (Bahdanau) attention scores and their backward. Dot and general
+// scores, the context and their gradients are GEMMs, and the masked softmax over
+// source positions is softmax.wgsl's (src/nn/attention.rs). Rows r = (b, i) of
+// R = B·Tq query rows, S source positions.
 //   additive_scores:  e[r, s] = Σ_a v[a] · tanh(pq[r, a] + pk[b·S + s, a]) with
 //                     pq = q·W_qᵀ [R, A] and pk = k·W_kᵀ [B·S, A] (GEMMs)
 //   additive_dq:      dpq[r, a] = Σ_s de[r, s] · v[a] · (1 − t²), t = tanh(pq + pk)
@@ -19,7 +12,7 @@
 // summing in a fixed order (no atomics).
 // Dispatch ceil(n / 64) folded into y past 65535 (see `element`), n the outputs.
 // Saved for backward: pq and pk (t is recomputed).
-// WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
+// WG comes from workgroup_reduce.wgsl, prepended to this file.
 
 
 struct Params {
@@ -30,64 +23,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> lengths: array<u32>;   // [B]
-@group(0) @binding(2) var<storage, read> e: array<f32>;         // [R, S] scores
-@group(0) @binding(3) var<storage, read_write> w: array<f32>;   // [R, S] weights
-@group(0) @binding(4) var<storage, read> dw: array<f32>;        // [R, S]
-@group(0) @binding(5) var<storage, read_write> de: array<f32>;  // [R, S]
+@group(0) @binding(3) var<storage, read_write> w: array<f32>;   // [R, S] scores e
+@group(0) @binding(4) var<storage, read> dw: array<f32>;        // [R, S] de
 @group(0) @binding(6) var<storage, read> pq: array<f32>;        // [R, A]
 @group(0) @binding(7) var<storage, read> pk: array<f32>;        // [B·S, A]
 @group(0) @binding(8) var<storage, read> v: array<f32>;         // [A]
 @group(0) @binding(9) var<storage, read_write> dp: array<f32>;  // [R, A], [B·S, A] or [A]
-
-@compute @workgroup_size(64, 1, 1)
-fn softmax(
-    @builtin(local_invocation_index) lane: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let r = wid.y + wid.z * nwg.y;
-    if (r >= p.rows) {
-        return;
-    }
-    let len = min(lengths[r / p.tq], p.s);
-    let base = r * p.s;
-    var m = -3.4e38;
-    for (var k = lane; k < len; k += WG) {
-        m = max(m, e[base + k]);
-    }
-    m = reduce(lane, m, true);
-    var sum = 0.0;
-    for (var k = lane; k < len; k += WG) {
-        sum += exp(e[base + k] - m);
-    }
-    sum = reduce(lane, sum, false);
-    for (var k = lane; k < p.s; k += WG) {
-        w[base + k] = select(0.0, exp(e[base + k] - m) / sum, k < len);
-    }
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn softmax_backward(
-    @builtin(local_invocation_index) lane: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let r = wid.y + wid.z * nwg.y;
-    if (r >= p.rows) {
-        return;
-    }
-    let len = min(lengths[r / p.tq], p.s);
-    let base = r * p.s;
-    var dot = 0.0;
-    for (var k = lane; k < len; k += WG) {
-        dot += w[base + k] * dw[base + k];
-    }
-    dot = reduce(lane, dot, false);
-    for (var k = lane; k < p.s; k += WG) {
-        de[base + k] = select(0.0, w[base + k] * (dw[base + k] - dot), k < len);
-    }
-}
 
 fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;

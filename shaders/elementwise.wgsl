@@ -4,7 +4,11 @@
 //   tanh_backward  dx = dy · (1 − y²), from the forward's output
 //   relu_forward   y = max(x, 0)
 //   relu_backward  dx = dy where y > 0, else 0, from the forward's output
-//   add            o[out_off + i] += x[x_off + i] for i < n
+//   add            o[out_off + i] += alpha · x[x_off + i] for i < n
+//   scale          o[i] = alpha · x[i]
+//   mul            o[i] = x[i] · y[i], or x[i] · y[0] when a = 1 (times a scalar)
+//   copy_block     o[out_off + r · b + c] = x[x_off + r · a + c] for r < rows,
+//                  c < n / rows (a block of columns out of or into wider rows)
 //   concat         o[r, :] = [x[r, :a], y[r, :b]] for r < rows (x, y from x_off, y_off)
 //   split          the backward of concat: xw[r, :] = src[r, :a], yw[r, :] = src[r, a:]
 //                  (src from x_off)
@@ -20,7 +24,7 @@ struct Params {
     x_off: u32,
     y_off: u32,
     out_off: u32,
-    _pad: u32,
+    alpha: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -75,8 +79,36 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i < p.n) {
-        o[p.out_off + i] += x[p.x_off + i];
+        o[p.out_off + i] += p.alpha * x[p.x_off + i];
     }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = p.alpha * x[i];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = x[i] * y[select(i, 0u, p.a == 1u)];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let w = p.n / p.rows;
+    let r = i / w;
+    let c = i % w;
+    o[p.out_off + r * p.b + c] = x[p.x_off + r * p.a + c];
 }
 
 @compute @workgroup_size(64, 1, 1)

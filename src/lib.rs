@@ -12,11 +12,13 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod shaders;
+pub mod tape;
 pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Context, ContextOptions, Recorder};
+pub use tape::{Tape, Var};
 pub use tensor::{DType, Tensor};
 /// The wgpu this crate is built on, for interop (features, limits, devices).
 pub use wgpu;

@@ -101,13 +101,28 @@ pub const CROSS_ENTROPY: Shader = Shader {
     ),
 };
 
-/// Masked softmax of attention scores and its backward.
+/// Additive attention scores and their backward.
 pub const ATTENTION: Shader = Shader {
     name: "attention",
     source: concat!(
         include_str!("../shaders/workgroup_reduce.wgsl"),
         include_str!("../shaders/attention.wgsl")
     ),
+};
+
+/// Masked softmax and log-softmax over the last dimension and their backward.
+pub const SOFTMAX: Shader = Shader {
+    name: "softmax",
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/softmax.wgsl")
+    ),
+};
+
+/// Sum and mean over one dimension with a lengths mask, and their backward.
+pub const REDUCE: Shader = Shader {
+    name: "reduce",
+    source: include_str!("../shaders/reduce.wgsl"),
 };
 
 /// Row-wise argmax.
@@ -143,7 +158,7 @@ pub const OPTIM: Shader = Shader {
     ),
 };
 
-/// tanh, add, concatenation and split.
+/// tanh, ReLU, add, scale, product, concatenation, split and block copies.
 pub const ELEMENTWISE: Shader = Shader {
     name: "elementwise",
     source: include_str!("../shaders/elementwise.wgsl"),
@@ -190,6 +205,8 @@ pub const ALL: &[Shader] = &[
     OPTIM,
     MSE,
     ATTENTION,
+    SOFTMAX,
+    REDUCE,
     ARGMAX,
     ELEMENTWISE,
     BEAM,

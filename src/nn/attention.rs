@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::attention as kernels;
 use crate::ops::gemm::{self, View};
+use crate::ops::softmax::{self, Kind};
+use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "attention";
@@ -180,7 +182,7 @@ impl Attention {
                 shape: vec![b, tq, s],
             });
         }
-        super::check_lengths(OP, "source lengths", lengths, b, s)?;
+        crate::ops::check_lengths(OP, "source lengths", lengths, b, s)?;
         Ok((b, tq, s))
     }
 
@@ -204,15 +206,11 @@ impl Attention {
             Some(w) => {
                 let qw = Tensor::empty(&ctx, &[b, tq, dk], DType::F32)?;
                 let rows = b * tq;
-                gemm::forward_view(
+                gemm::matmul(
                     rec,
                     View::matrix(&qw, rows, dk, false),
                     View::matrix(q, rows, dq, false),
                     View::matrix(&w.value, dq, dk, false),
-                    None,
-                    1,
-                    1.0,
-                    0.0,
                 )?;
                 Some(qw)
             }
@@ -231,15 +229,11 @@ impl Attention {
                                d: usize|
                  -> Result<Tensor> {
                     let out = Tensor::empty(&ctx, &[b, rows / b, a], DType::F32)?;
-                    gemm::forward_view(
+                    gemm::matmul(
                         rec,
                         View::matrix(&out, rows, a, false),
                         View::matrix(x, rows, d, false),
                         View::matrix(w, a, d, false).t(),
-                        None,
-                        1,
-                        1.0,
-                        0.0,
                     )?;
                     Ok(out)
                 };
@@ -264,7 +258,7 @@ impl Attention {
             }
         };
         let weights = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
-        kernels::softmax(rec, &weights, &scores, &lengths)?;
+        softmax::forward(rec, Kind::Softmax, &weights, &scores, &lengths)?;
         let context = Tensor::empty(&ctx, &[b, tq, dk], DType::F32)?;
         // c[b] = w[b]·k[b]
         gemm::forward_view(
@@ -287,6 +281,40 @@ impl Attention {
             lengths,
         };
         Ok((Output { weights, context }, saved))
+    }
+
+    /// [`forward`](Self::forward) on a tape, which records the backward: the
+    /// context `[B, Tq, Dk]` and the weights `[B, Tq, S]`.
+    pub fn apply(
+        &self,
+        tape: &mut Tape,
+        q: &Var,
+        k: &Var,
+        src_lengths: &[usize],
+    ) -> Result<(Var, Var)> {
+        let (out, saved) = self.forward(tape.rec(), q, k, src_lengths)?;
+        let layer = self.clone();
+        let context_shape = out.context.shape().to_vec();
+        let mut vars = tape.record(
+            &[q, k],
+            vec![out.context, out.weights],
+            true,
+            move |rec, d| {
+                let mut d = d.into_iter();
+                let (dcontext, dweights) = (d.next().flatten(), d.next().flatten());
+                let dcontext = match dcontext {
+                    Some(dc) => dc,
+                    None => Tensor::zeros(rec.context(), &context_shape)?,
+                };
+                let g = layer.backward(rec, &saved, &dcontext, dweights.as_ref())?;
+                Ok(vec![Some(g.dq), Some(g.dk)])
+            },
+        );
+        let weights = vars.pop();
+        match (vars.pop(), weights) {
+            (Some(context), Some(weights)) => Ok((context, weights)),
+            _ => unreachable!("record returns one value per output"),
+        }
     }
 
     /// Records the gradients for upstream `dcontext` `[B, Tq, Dk]` and, when the
@@ -359,7 +387,14 @@ impl Attention {
             0.0,
         )?;
         let de = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
-        kernels::softmax_backward(rec, &de, &dw_total, &saved.weights, &saved.lengths)?;
+        softmax::backward(
+            rec,
+            Kind::Softmax,
+            &de,
+            &dw_total,
+            &saved.weights,
+            &saved.lengths,
+        )?;
         if let (Some([w_q, w_k, v]), Some((pq, pk))) = (&self.additive, &saved.proj) {
             let a = v.value.numel();
             let dpq = Tensor::empty(&ctx, pq.shape(), DType::F32)?;
@@ -434,15 +469,11 @@ impl Attention {
                     1.0,
                 )?;
                 let dq_t = Tensor::empty(&ctx, &[b, tq, dq], DType::F32)?;
-                gemm::forward_view(
+                gemm::matmul(
                     rec,
                     View::matrix(&dq_t, rows, dq, false),
                     View::matrix(&dqp, rows, dk, false),
                     View::matrix(&w.value, dq, dk, false).t(),
-                    None,
-                    1,
-                    1.0,
-                    0.0,
                 )?;
                 dq_t
             }

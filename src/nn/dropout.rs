@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::error::Result;
 use crate::gpu::Recorder;
 use crate::ops::dropout;
+use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 /// See the module docs.
@@ -41,6 +42,28 @@ impl Dropout {
         let y = Tensor::empty(rec.context(), x.shape(), x.dtype())?;
         dropout::apply(rec, &y, x, self.p, seed)?;
         Ok((y, Mask(Some(seed))))
+    }
+
+    /// [`forward`](Self::forward) on a tape: drops on a training tape only.
+    pub fn apply(&self, tape: &mut Tape, x: &Var) -> Result<Var> {
+        let train = tape.is_training();
+        let (y, mask) = self.forward(tape.rec(), x, train)?;
+        let Mask(Some(seed)) = mask else {
+            return Ok(x.clone());
+        };
+        let p = self.p;
+        Ok(tape
+            .record(&[x], vec![y], false, move |rec, d| {
+                let dy = d.into_iter().next().flatten();
+                Ok(vec![dy
+                    .map(|dy| {
+                        let dx = Tensor::empty(rec.context(), dy.shape(), DType::F32)?;
+                        dropout::apply(rec, &dx, &dy, p, seed)?;
+                        Ok::<_, crate::Error>(dx)
+                    })
+                    .transpose()?])
+            })
+            .remove(0))
     }
 
     /// Records the backward of a forward that returned `mask`.

@@ -5,6 +5,7 @@ use super::{Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::embedding::{self, Index};
+use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 /// A lookup table with its gradient.
@@ -89,6 +90,20 @@ impl Embedding {
         embedding::forward(rec, &out, &self.weight, &index)?;
         let out = out.reshape(&out_shape)?;
         Ok((out, index))
+    }
+
+    /// [`forward`](Self::forward) on a tape, which records the backward: `[shape.., E]`.
+    pub fn apply(&self, tape: &mut Tape, ids: &[u32], shape: &[usize]) -> Result<Var> {
+        let (out, index) = self.forward(tape.rec(), ids, shape)?;
+        let layer = self.clone();
+        Ok(tape
+            .record(&[], vec![out], true, move |rec, d| {
+                if let Some(dout) = d.into_iter().next().flatten() {
+                    layer.backward(rec, &dout, &index)?;
+                }
+                Ok(vec![])
+            })
+            .remove(0))
     }
 
     /// Records `grad += d out / d weight` for upstream `dout` `[.., E]`.

@@ -5,6 +5,7 @@ use super::{Module, Named, Param};
 use crate::error::Result;
 use crate::gpu::{Context, Recorder};
 use crate::ops::layer_norm::{self, Saved};
+use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
 /// A layer norm with its gradients.
@@ -34,6 +35,20 @@ impl LayerNorm {
     /// Records the normalization of `x` `[.., dim]`.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<(Tensor, Saved)> {
         layer_norm::forward(rec, x, &self.weight.value, &self.bias.value, self.eps)
+    }
+
+    /// [`forward`](Self::forward) on a tape, which records the backward.
+    pub fn apply(&self, tape: &mut Tape, x: &Var) -> Result<Var> {
+        let (y, saved) = self.forward(tape.rec(), x)?;
+        let layer = self.clone();
+        Ok(tape
+            .record(&[x], vec![y], true, move |rec, d| {
+                let dy = d.into_iter().next().flatten();
+                Ok(vec![dy
+                    .map(|dy| layer.backward(rec, &saved, &dy))
+                    .transpose()?])
+            })
+            .remove(0))
     }
 
     /// Records the backward for upstream `dy`: adds to the parameter gradients and

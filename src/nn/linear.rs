@@ -4,6 +4,7 @@ use super::{Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
+use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "linear";
@@ -90,9 +91,39 @@ impl Linear {
         Ok(y)
     }
 
+    /// [`forward`](Self::forward) on a tape, which records the backward.
+    pub fn apply(&self, tape: &mut Tape, x: &Var) -> Result<Var> {
+        let y = self.forward(tape.rec(), x)?;
+        let need_dx = tape.needs_grad(x);
+        let (layer, xt) = (self.clone(), x.tensor().clone());
+        Ok(tape
+            .record(&[x], vec![y], true, move |rec, d| {
+                let Some(dy) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None]);
+                };
+                Ok(vec![layer.backward_impl(rec, &dy, &xt, need_dx)?])
+            })
+            .remove(0))
+    }
+
     /// Records the gradients for upstream `dy` `[.., out]` of a forward of `x`:
     /// adds to the parameter gradients and returns `dx`.
     pub fn backward(&self, rec: &mut Recorder, dy: &Tensor, x: &Tensor) -> Result<Tensor> {
+        self.backward_impl(rec, dy, x, true)?.ok_or(Error::Empty {
+            op: OP,
+            what: "dx",
+            shape: x.shape().to_vec(),
+        })
+    }
+
+    /// [`backward`](Self::backward), with `dx` only when `need_dx`.
+    fn backward_impl(
+        &self,
+        rec: &mut Recorder,
+        dy: &Tensor,
+        x: &Tensor,
+        need_dx: bool,
+    ) -> Result<Option<Tensor>> {
         let (outputs, inputs) = self.sizes();
         let n = self.rows(dy, "dy", outputs)?;
         if self.rows(x, "x", inputs)? != n {
@@ -119,19 +150,18 @@ impl Linear {
         if let Some(db) = &self.grad_bias {
             gemm::bias_grad(rec, db.into(), dy_v, 1, 1.0, 1.0)?;
         }
+        if !need_dx {
+            return Ok(None);
+        }
         // dx = dy·W
         let dx = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
-        gemm::forward_view(
+        gemm::matmul(
             rec,
             View::matrix(&dx, n, inputs, false),
             dy_v,
             View::matrix(&self.weight, outputs, inputs, false),
-            None,
-            1,
-            1.0,
-            0.0,
         )?;
-        Ok(dx)
+        Ok(Some(dx))
     }
 }
 

@@ -25,15 +25,8 @@ pub use transformer::TransformerEncoderLayer;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
+pub use crate::tape::Param;
 use crate::tensor::{DType, Tensor};
-
-/// A parameter tensor and its gradient (same shape). Gradients accumulate over
-/// backward calls until [`Module::zero_grad`].
-#[derive(Clone, Debug)]
-pub struct Param {
-    pub value: Tensor,
-    pub grad: Tensor,
-}
 
 /// What optimizers and checkpoints need of a layer or a model.
 pub trait Module {
@@ -47,38 +40,6 @@ pub trait Module {
     /// Records setting every parameter gradient to zero.
     fn zero_grad(&self, rec: &mut Recorder) -> Result<()> {
         self.params().iter().try_for_each(|p| rec.zero(&p.grad))
-    }
-}
-
-/// Checks per-sequence lengths: one for each of `batch` sequences, each in
-/// 1..=`max` (the padded length).
-pub(crate) fn check_lengths(
-    op: &'static str,
-    what: &'static str,
-    lengths: &[usize],
-    batch: usize,
-    max: usize,
-) -> Result<()> {
-    if lengths.len() != batch {
-        return Err(Error::ShapeMismatch {
-            op,
-            what,
-            expected: format!("[{batch}], one per sequence"),
-            got: vec![lengths.len()],
-        });
-    }
-    match lengths
-        .iter()
-        .enumerate()
-        .find(|&(_, &n)| n == 0 || n > max)
-    {
-        Some((index, &value)) => Err(Error::LengthOutOfRange {
-            op,
-            index,
-            value,
-            max,
-        }),
-        None => Ok(()),
     }
 }
 

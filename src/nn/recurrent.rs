@@ -36,6 +36,7 @@ use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
 use crate::ops::{cast, elementwise, gru_cell, lstm_cell, rnn_cell};
+use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "recurrent";
@@ -150,6 +151,17 @@ pub struct Output {
     pub c_n: Option<Tensor>,
 }
 
+/// What [`Recurrent::apply`] returns: [`Output`] on a tape.
+#[derive(Clone, Debug)]
+pub struct Sequence {
+    /// `[B, T, D·H]`, zero past each sequence's length.
+    pub y: Var,
+    /// `[L·D, B, H]` the state at each sequence's last real step.
+    pub h_n: Var,
+    /// `[L·D, B, H]` (LSTM only).
+    pub c_n: Option<Var>,
+}
+
 /// Gradients of the inputs of [`Recurrent::forward`].
 #[derive(Clone, Debug)]
 pub struct InputGrads {
@@ -188,6 +200,14 @@ pub struct Saved {
     geo: Geometry,
     lengths: Tensor,
     layers: Vec<LayerSaved>,
+}
+
+impl Saved {
+    /// The shape of the forward's `y`: `[B, T, D·H]`.
+    fn output_shape(&self) -> [usize; 3] {
+        let g = self.geo;
+        [g.batch, g.steps, g.dirs * g.hidden]
+    }
 }
 
 impl Recurrent {
@@ -444,6 +464,64 @@ impl Recurrent {
                 layers,
             },
         ))
+    }
+
+    /// [`forward`](Self::forward) on a tape, which records the backward: the
+    /// gradient flows to `x` and the initial states where they need one, and the
+    /// parameter gradients get theirs added.
+    pub fn apply(
+        &self,
+        tape: &mut Tape,
+        x: &Var,
+        lengths: &[usize],
+        h0: Option<&Var>,
+        c0: Option<&Var>,
+    ) -> Result<Sequence> {
+        let (out, saved) = self.forward(
+            tape.rec(),
+            x,
+            lengths,
+            h0.map(Var::tensor),
+            c0.map(Var::tensor),
+        )?;
+        let need_dx = tape.needs_grad(x);
+        let mut inputs = vec![x];
+        inputs.extend(h0);
+        inputs.extend(c0);
+        let states = (h0.is_some(), c0.is_some());
+        let mut outputs = vec![out.y, out.h_n];
+        outputs.extend(out.c_n);
+        let layer = self.clone();
+        let mut vars = tape
+            .record(&inputs, outputs, true, move |rec, d| {
+                let mut d = d.into_iter();
+                let (dy, dh_n, dc_n) = (d.next().flatten(), d.next().flatten(), d.next().flatten());
+                let dy = match dy {
+                    Some(dy) => dy,
+                    // Only the final states feed the loss.
+                    None => Tensor::zeros(rec.context(), &saved.output_shape())?,
+                };
+                let (dx, grads) =
+                    layer.backward_impl(rec, &saved, &dy, dh_n.as_ref(), dc_n.as_ref(), need_dx)?;
+                let mut dins = vec![need_dx.then_some(dx)];
+                if states.0 {
+                    dins.push(Some(grads.dh0));
+                }
+                if states.1 {
+                    dins.push(grads.dc0);
+                }
+                Ok(dins)
+            })
+            .into_iter();
+        let (y, h_n) = (vars.next(), vars.next());
+        match (y, h_n) {
+            (Some(y), Some(h_n)) => Ok(Sequence {
+                y,
+                h_n,
+                c_n: vars.next(),
+            }),
+            _ => unreachable!("record returns one value per output"),
+        }
     }
 
     /// Records the backward pass of a [`forward`](Self::forward) given the
@@ -708,7 +786,7 @@ impl Recurrent {
                 shape: x.shape().to_vec(),
             });
         }
-        super::check_lengths(OP, "lengths", lengths, b, t)?;
+        crate::ops::check_lengths(OP, "lengths", lengths, b, t)?;
         Ok(Geometry {
             batch: b,
             steps: t,

@@ -222,7 +222,7 @@ impl TransformerEncoderLayer {
                 })
             }
         };
-        super::check_lengths(OP, "lengths", lengths, b, t)?;
+        crate::ops::check_lengths(OP, "lengths", lengths, b, t)?;
         let (d, dh) = (self.d, self.d / self.heads);
         let ctx = rec.context().clone();
         let v = self.project(rec, x, 2 * d, d)?;

@@ -1,11 +1,11 @@
-//! Masked softmax over attention scores and its backward
-//! (`shaders/attention.wgsl`): padded source positions get exactly zero weight
-//! and no gradient. Scores and context are GEMMs in [`crate::nn::attention`].
+//! Additive (Bahdanau) attention scores and their backward
+//! (`shaders/attention.wgsl`). Dot and general scores and the context are GEMMs
+//! and the masked softmax is [`super::softmax`]'s ([`crate::nn::attention`]).
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "attention";
 
@@ -16,95 +16,6 @@ struct Params {
     tq: u32,
     s: u32,
     a: u32,
-}
-
-/// Checks `[B, Tq, S]` tensors and `[B]` u32 lengths; returns (B, Tq, S).
-fn check(
-    rec: &Recorder,
-    lengths: &Tensor,
-    tensors: &[(&'static str, &Tensor)],
-) -> Result<(usize, usize, usize)> {
-    super::check_f32(rec, OP, tensors)?;
-    rec.check_same_device(OP, &[lengths])?;
-    let shape = tensors[0].1.shape();
-    let &[b, tq, s] = shape else {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            what: tensors[0].0,
-            expected: "[B, Tq, S]".into(),
-            got: shape.to_vec(),
-        });
-    };
-    if let Some(&(what, t)) = tensors.iter().find(|(_, t)| t.shape() != shape) {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            what,
-            expected: format!("{shape:?}"),
-            got: t.shape().to_vec(),
-        });
-    }
-    if lengths.dtype() != DType::U32 || lengths.shape() != [b] {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            what: "source lengths (u32)",
-            expected: format!("[{b}]"),
-            got: lengths.shape().to_vec(),
-        });
-    }
-    if b * tq * s == 0 {
-        return Err(Error::Empty {
-            op: OP,
-            what: "scores [B, Tq, S]",
-            shape: shape.to_vec(),
-        });
-    }
-    Ok((b, tq, s))
-}
-
-/// Records `weights = masked softmax(scores)` over the last dimension: row (b, i)
-/// looks at source positions below `lengths[b]` only.
-pub fn softmax(
-    rec: &mut Recorder,
-    weights: &Tensor,
-    scores: &Tensor,
-    lengths: &Tensor,
-) -> Result<()> {
-    let dims = check(rec, lengths, &[("scores", scores), ("weights", weights)])?;
-    launch(
-        rec,
-        "softmax",
-        dims,
-        0,
-        Grid::Rows,
-        &[(1, lengths), (2, scores), (3, weights)],
-    )
-}
-
-/// Records `dscores` from `dweights` through the softmax that gave `weights`.
-pub fn softmax_backward(
-    rec: &mut Recorder,
-    dscores: &Tensor,
-    dweights: &Tensor,
-    weights: &Tensor,
-    lengths: &Tensor,
-) -> Result<()> {
-    let dims = check(
-        rec,
-        lengths,
-        &[
-            ("dscores", dscores),
-            ("dweights", dweights),
-            ("weights", weights),
-        ],
-    )?;
-    launch(
-        rec,
-        "softmax_backward",
-        dims,
-        0,
-        Grid::Rows,
-        &[(1, lengths), (3, weights), (4, dweights), (5, dscores)],
-    )
 }
 
 /// Checks the additive score's projections pq `[B, Tq, A]`, pk `[B, S, A]` and v
@@ -139,19 +50,12 @@ fn check_additive(
     Ok(a)
 }
 
-/// How an entry point is dispatched: a workgroup per score row, or an
-/// invocation per output element.
-enum Grid {
-    Rows,
-    Elements(usize),
-}
-
 fn launch(
     rec: &mut Recorder,
     entry: &'static str,
     dims: (usize, usize, usize),
     a: usize,
-    grid: Grid,
+    elements: usize,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
     let (b, tq, s) = dims;
@@ -161,10 +65,7 @@ fn launch(
         s: s as u32,
         a: a as u32,
     };
-    let groups = match grid {
-        Grid::Rows => super::grid_rows(rec, 1, b * tq),
-        Grid::Elements(n) => super::grid_elems(rec, n),
-    };
+    let groups = super::grid_elems(rec, elements);
     rec.dispatch_entry(
         &shaders::ATTENTION,
         entry,
@@ -198,7 +99,7 @@ pub fn additive_scores(
         "additive_scores",
         (b, tq, s),
         a,
-        Grid::Elements(b * tq * s),
+        b * tq * s,
         &[(3, scores), (6, pq), (7, pk), (8, v)],
     )
 }
@@ -242,7 +143,7 @@ pub fn additive_backward(
         if uses_v {
             tensors.push((8, v));
         }
-        launch(rec, entry, dims, a, Grid::Elements(n), &tensors)?;
+        launch(rec, entry, dims, a, n, &tensors)?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Elementwise and layout ops between the big kernels (`shaders/elementwise.wgsl`):
-//! tanh and ReLU with their backward, in-place add, and concatenation along the last
-//! dimension with its backward (split). Blocks may start inside a tensor, so a
+//! tanh and ReLU with their backward, in-place add, scale, product, concatenation
+//! along the last dimension with its backward (split), and copies of column blocks. Blocks may start inside a tensor, so a
 //! slice such as one direction's final state needs no copy first.
 
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ struct Params {
     x_off: u32,
     y_off: u32,
     out_off: u32,
-    _pad: u32,
+    alpha: f32,
 }
 
 /// `rows × width` row-major elements of `tensor` from element `offset`.
@@ -155,6 +155,19 @@ pub fn add(
     src_offset: usize,
     len: usize,
 ) -> Result<()> {
+    add_scaled(rec, dst, dst_offset, 1.0, src, src_offset, len)
+}
+
+/// [`add`] of `alpha · src`.
+fn add_scaled(
+    rec: &mut Recorder,
+    dst: &Tensor,
+    dst_offset: usize,
+    alpha: f32,
+    src: &Tensor,
+    src_offset: usize,
+    len: usize,
+) -> Result<()> {
     let d = Block {
         tensor: dst,
         offset: dst_offset,
@@ -177,9 +190,116 @@ pub fn add(
         n: len as u32,
         x_off: src_offset as u32,
         out_off: dst_offset as u32,
+        alpha,
         ..Params::default()
     };
     launch(rec, "add", params, &[(1, src), (3, dst)])
+}
+
+/// Records `dst += alpha · src` for tensors of the same shape.
+pub fn axpy(rec: &mut Recorder, dst: &Tensor, alpha: f32, src: &Tensor) -> Result<()> {
+    same_shape(src, dst, "src")?;
+    add_scaled(rec, dst, 0, alpha, src, 0, src.numel())
+}
+
+fn same_shape(x: &Tensor, y: &Tensor, what: &'static str) -> Result<()> {
+    if x.shape() != y.shape() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what,
+            expected: format!("{:?}", y.shape()),
+            got: x.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Records `alpha · x` into a new tensor.
+pub fn scale(rec: &mut Recorder, x: &Tensor, alpha: f32) -> Result<Tensor> {
+    super::check_f32(rec, OP, &[("x", x)])?;
+    nonempty(x, "x")?;
+    let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+    let params = Params {
+        n: x.numel() as u32,
+        alpha,
+        ..Params::default()
+    };
+    launch(rec, "scale", params, &[(1, x), (3, &out)])?;
+    Ok(out)
+}
+
+/// Records `x · y` elementwise into a new tensor: `y` of `x`'s shape, or one
+/// value (`[1]`) that multiplies every element.
+pub fn mul(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    super::check_f32(rec, OP, &[("x", x), ("y", y)])?;
+    nonempty(x, "x")?;
+    let scalar = y.shape() == [1];
+    if !scalar {
+        same_shape(y, x, "y")?;
+    }
+    let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+    let params = Params {
+        n: x.numel() as u32,
+        a: u32::from(scalar),
+        ..Params::default()
+    };
+    launch(rec, "mul", params, &[(1, x), (2, y), (3, &out)])?;
+    Ok(out)
+}
+
+/// Records the copy of a block of `rows × width` elements: row r comes from
+/// `src.offset + r · src.width` and goes to `dst.offset + r · dst.width`, so the
+/// block may be some of the columns of wider rows on either side (a slice along a
+/// dimension, or its gradient put back in place).
+pub fn copy_block(
+    rec: &mut Recorder,
+    rows: usize,
+    width: usize,
+    dst: Block,
+    src: Block,
+) -> Result<()> {
+    if width == 0 || rows == 0 || width > src.width || width > dst.width {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "block [rows, width]",
+            expected: format!("non-empty, at most {} columns", src.width.min(dst.width)),
+            got: vec![rows, width],
+        });
+    }
+    for (what, b) in [("src", &src), ("dst", &dst)] {
+        super::check_f32(rec, OP, &[(what, b.tensor)])?;
+        // The last element the block touches.
+        let last = b.offset + (rows - 1) * b.width + width - 1;
+        if last >= b.tensor.numel() || last > u32::MAX as usize {
+            return Err(Error::ViewOutOfBounds {
+                op: OP,
+                what,
+                last,
+                len: b.tensor.numel(),
+            });
+        }
+    }
+    if dst.tensor.buffer() == src.tensor.buffer() {
+        return Err(Error::Aliasing {
+            op: OP,
+            what: "dst",
+        });
+    }
+    let params = Params {
+        n: u32::try_from(rows * width).map_err(|_| too_large(rows, width))?,
+        rows: rows as u32,
+        a: src.width as u32,
+        b: dst.width as u32,
+        x_off: src.offset as u32,
+        out_off: dst.offset as u32,
+        ..Params::default()
+    };
+    launch(
+        rec,
+        "copy_block",
+        params,
+        &[(1, src.tensor), (3, dst.tensor)],
+    )
 }
 
 /// Records `[x, y]` along the last dimension for `rows` rows: a new tensor

@@ -328,6 +328,12 @@ pub fn forward(
     })
 }
 
+/// Records `C = A·B` on views (`.t()` for a transposed operand): the product as
+/// the math reads. [`forward_view`] adds a bias, a batch, alpha and beta.
+pub fn matmul(rec: &mut Recorder, c: View, a: View, b: View) -> Result<()> {
+    forward_view(rec, c, a, b, None, 1, 1.0, 0.0)
+}
+
 /// Records `C[i] = alpha·A[i]·B[i] + beta·C[i] + bias` for `i < batch`, on strided
 /// views: A `[M, K]`, B `[K, N]`, C `[M, N]`, bias one value per column.
 /// C may have batch stride 0 only when `batch` is 1.

@@ -17,12 +17,46 @@ pub mod lstm_cell;
 pub mod mse;
 pub mod optim;
 pub mod recurrence;
+pub mod reduce;
 pub mod rnn_cell;
 pub mod sample;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::tensor::{DType, Tensor};
+
+/// Checks per-sequence lengths: one for each of `batch` sequences, each in
+/// 1..=`max` (the padded length).
+pub(crate) fn check_lengths(
+    op: &'static str,
+    what: &'static str,
+    lengths: &[usize],
+    batch: usize,
+    max: usize,
+) -> Result<()> {
+    if lengths.len() != batch {
+        return Err(Error::ShapeMismatch {
+            op,
+            what,
+            expected: format!("[{batch}], one per sequence"),
+            got: vec![lengths.len()],
+        });
+    }
+    match lengths
+        .iter()
+        .enumerate()
+        .find(|&(_, &n)| n == 0 || n > max)
+    {
+        Some((index, &value)) => Err(Error::LengthOutOfRange {
+            op,
+            index,
+            value,
+            max,
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Checks that `tensors` live on the recorder's device and hold f32.
 pub(crate) fn check_f32(

@@ -1,0 +1,505 @@
+//! The tensor ops of a tape, each recording its backward beside its forward.
+//! Shapes in the docs: `[..]` any leading dimensions.
+
+use super::{Tape, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Recorder};
+use crate::ops::cross_entropy;
+use crate::ops::elementwise::{self, Activation, Block};
+use crate::ops::embedding::{self, Index};
+use crate::ops::gemm::{self, View};
+use crate::ops::mse;
+use crate::ops::reduce::{self, Reduction};
+use crate::ops::softmax::{self, Kind};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "tape";
+
+/// `[n]` u32 lengths: `lengths` checked against `max` and `n` entries, or all `max`.
+fn lengths_tensor(
+    ctx: &Context,
+    op: &'static str,
+    lengths: Option<&[usize]>,
+    n: usize,
+    max: usize,
+) -> Result<Tensor> {
+    let values: Vec<u32> = match lengths {
+        Some(l) => {
+            crate::ops::check_lengths(op, "lengths", l, n, max)?;
+            l.iter().map(|&v| v as u32).collect()
+        }
+        None => vec![max as u32; n],
+    };
+    Tensor::from_u32(ctx, &[n], &values)
+}
+
+fn block(tensor: &Tensor, offset: usize, width: usize) -> Block<'_> {
+    Block {
+        tensor,
+        offset,
+        width,
+    }
+}
+
+fn shape_error(what: &'static str, expected: String, got: &[usize]) -> Error {
+    Error::ShapeMismatch {
+        op: OP,
+        what,
+        expected,
+        got: got.to_vec(),
+    }
+}
+
+/// (batch, rows, cols) of a matrix operand: `[R, C]` is one shared matrix
+/// (batch 0), `[B, R, C]` a batch.
+fn matrix_dims(x: &Tensor, what: &'static str) -> Result<(usize, usize, usize)> {
+    match *x.shape() {
+        [r, c] => Ok((0, r, c)),
+        [b, r, c] => Ok((b, r, c)),
+        _ => Err(shape_error(what, "[R, C] or [B, R, C]".into(), x.shape())),
+    }
+}
+
+/// A product's operands as views: `a` `[B?, M, K]`, `b` `[B?, K, N]` (or `[B?, N,
+/// K]` when `b_t`); a batch of `a` against one `b` is one product over all rows.
+struct Product {
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    /// `b` is one matrix while `a` is a batch: `a` is read as `[B·M, K]`.
+    shared_b: bool,
+    b_t: bool,
+}
+
+impl Product {
+    fn new(a: &Tensor, b: &Tensor, b_t: bool) -> Result<Self> {
+        let (ba, m, k) = matrix_dims(a, "a")?;
+        let (bb, r, c) = matrix_dims(b, "b")?;
+        let (kb, n) = if b_t { (c, r) } else { (r, c) };
+        if kb != k || (bb != 0 && bb != ba) || m * k * n == 0 {
+            let want = if b_t { "[B?, N, K]" } else { "[B?, K, N]" };
+            return Err(shape_error(
+                "b",
+                format!("{want} non-empty with K = {k} and a batch of {ba} or none"),
+                b.shape(),
+            ));
+        }
+        let shared_b = bb == 0;
+        Ok(Self {
+            batch: if shared_b { 1 } else { ba },
+            m: if shared_b { ba.max(1) * m } else { m },
+            k,
+            n,
+            shared_b,
+            b_t,
+        })
+    }
+
+    fn batched(&self) -> bool {
+        !self.shared_b
+    }
+
+    fn a<'t>(&self, t: &'t Tensor) -> View<'t> {
+        View::matrix(t, self.m, self.k, self.batched())
+    }
+
+    /// `b` as `[K, N]`.
+    fn b<'t>(&self, t: &'t Tensor) -> View<'t> {
+        if self.b_t {
+            View::matrix(t, self.n, self.k, self.batched()).t()
+        } else {
+            View::matrix(t, self.k, self.n, self.batched())
+        }
+    }
+
+    fn c<'t>(&self, t: &'t Tensor) -> View<'t> {
+        View::matrix(t, self.m, self.n, self.batched())
+    }
+
+    fn run(&self, rec: &mut Recorder, c: View, a: View, b: View) -> Result<()> {
+        gemm::forward_view(rec, c, a, b, None, self.batch, 1.0, 0.0)
+    }
+}
+
+impl Tape {
+    /// A value that needs no gradient.
+    pub fn constant(&self, tensor: Tensor) -> Var {
+        Var::constant(tensor)
+    }
+
+    /// A `[..shape]` constant from host values.
+    pub fn from_slice(&self, shape: &[usize], data: &[f32]) -> Result<Var> {
+        Ok(Var::constant(Tensor::from_slice(
+            self.context(),
+            shape,
+            data,
+        )?))
+    }
+
+    /// `a·b` for `a` `[M, K]` or `[B, M, K]` and `b` `[K, N]` or `[B, K, N]`.
+    pub fn matmul(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        self.product(a, b, false)
+    }
+
+    /// `a·bᵀ` for `b` `[N, K]` or `[B, N, K]` (as `x·Wᵀ` with a PyTorch weight).
+    pub fn matmul_t(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        self.product(a, b, true)
+    }
+
+    fn product(&mut self, a: &Var, b: &Var, b_t: bool) -> Result<Var> {
+        let p = Product::new(a, b, b_t)?;
+        let mut shape = a.shape().to_vec();
+        *shape.last_mut().unwrap_or(&mut 0) = p.n;
+        let c = Tensor::empty(self.context(), &shape, DType::F32)?;
+        p.run(self.rec(), p.c(&c), p.a(a), p.b(b))?;
+        let (need_a, need_b) = (self.needs_grad(a), self.needs_grad(b));
+        let (at, bt) = (a.tensor.clone(), b.tensor.clone());
+        Ok(self
+            .record(&[a, b], vec![c], false, move |rec, d| {
+                let Some(dc) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None, None]);
+                };
+                let dc_v = p.c(&dc);
+                let da = need_a
+                    .then(|| -> Result<Tensor> {
+                        // dA = dC·op(B)ᵀ
+                        let da = Tensor::empty(rec.context(), at.shape(), DType::F32)?;
+                        p.run(rec, p.a(&da), dc_v, p.b(&bt).t())?;
+                        Ok(da)
+                    })
+                    .transpose()?;
+                let db = need_b
+                    .then(|| -> Result<Tensor> {
+                        // dB = Aᵀ·dC, or dBᵀ = dCᵀ·A for a transposed B
+                        let db = Tensor::empty(rec.context(), bt.shape(), DType::F32)?;
+                        if p.b_t {
+                            let db_v = View::matrix(&db, p.n, p.k, p.batched());
+                            p.run(rec, db_v, dc_v.t(), p.a(&at))?;
+                        } else {
+                            p.run(rec, p.b(&db), p.a(&at).t(), dc_v)?;
+                        }
+                        Ok(db)
+                    })
+                    .transpose()?;
+                Ok(vec![da, db])
+            })
+            .remove(0))
+    }
+
+    /// `x + y` (same shapes).
+    pub fn add(&mut self, x: &Var, y: &Var) -> Result<Var> {
+        if x.shape() != y.shape() {
+            return Err(shape_error(
+                "y",
+                format!("{:?} like x", x.shape()),
+                y.shape(),
+            ));
+        }
+        let out = Tensor::empty(self.context(), x.shape(), DType::F32)?;
+        self.rec().copy(&out, x)?;
+        elementwise::axpy(self.rec(), &out, 1.0, y)?;
+        Ok(self
+            .record(&[x, y], vec![out], false, |_, d| {
+                let d = d.into_iter().next().flatten();
+                Ok(vec![d.clone(), d])
+            })
+            .remove(0))
+    }
+
+    /// `alpha · x`.
+    pub fn scale(&mut self, x: &Var, alpha: f32) -> Result<Var> {
+        if !alpha.is_finite() {
+            return Err(Error::InvalidArgument {
+                op: "scale",
+                what: "alpha",
+                expected: "a finite number",
+                got: alpha.to_string(),
+            });
+        }
+        let out = elementwise::scale(self.rec(), x, alpha)?;
+        Ok(self
+            .record(&[x], vec![out], false, move |rec, d| {
+                let d = d.into_iter().next().flatten();
+                Ok(vec![d
+                    .map(|d| elementwise::scale(rec, &d, alpha))
+                    .transpose()?])
+            })
+            .remove(0))
+    }
+
+    /// `x · y` elementwise (same shapes).
+    pub fn mul(&mut self, x: &Var, y: &Var) -> Result<Var> {
+        if x.shape() != y.shape() {
+            return Err(shape_error(
+                "y",
+                format!("{:?} like x", x.shape()),
+                y.shape(),
+            ));
+        }
+        let out = elementwise::mul(self.rec(), x, y)?;
+        let (need_x, need_y) = (self.needs_grad(x), self.needs_grad(y));
+        let (xt, yt) = (x.tensor.clone(), y.tensor.clone());
+        Ok(self
+            .record(&[x, y], vec![out], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None, None]);
+                };
+                let dx = need_x.then(|| elementwise::mul(rec, &d, &yt)).transpose()?;
+                let dy = need_y.then(|| elementwise::mul(rec, &d, &xt)).transpose()?;
+                Ok(vec![dx, dy])
+            })
+            .remove(0))
+    }
+
+    /// The sum over dimension `dim`; with `lengths`, row `o` (the index over the
+    /// dimensions before `dim`) sums only its first `lengths[o]` positions.
+    pub fn sum(&mut self, x: &Var, dim: usize, lengths: Option<&[usize]>) -> Result<Var> {
+        self.reduce(x, dim, lengths, Reduction::Sum)
+    }
+
+    /// The mean over dimension `dim`, of each row's first `lengths[o]` positions
+    /// when given (a masked mean over time of padded sequences: `dim` 1 of
+    /// `[B, T, F]` with the sequences' lengths).
+    pub fn mean(&mut self, x: &Var, dim: usize, lengths: Option<&[usize]>) -> Result<Var> {
+        self.reduce(x, dim, lengths, Reduction::Mean)
+    }
+
+    fn reduce(
+        &mut self,
+        x: &Var,
+        dim: usize,
+        lengths: Option<&[usize]>,
+        how: Reduction,
+    ) -> Result<Var> {
+        let (outer, n, _) = reduce::split_dims(x, dim)?;
+        let lens = lengths_tensor(self.context(), "reduce", lengths, outer, n)?;
+        let mut shape = x.shape().to_vec();
+        shape.remove(dim);
+        if shape.is_empty() {
+            shape.push(1);
+        }
+        let out = Tensor::empty(self.context(), &shape, DType::F32)?;
+        reduce::forward(self.rec(), how, &out, x, dim, &lens)?;
+        let x_shape = x.shape().to_vec();
+        Ok(self
+            .record(&[x], vec![out], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None]);
+                };
+                let dx = Tensor::empty(rec.context(), &x_shape, DType::F32)?;
+                reduce::backward(rec, how, &dx, &d, dim, &lens)?;
+                Ok(vec![Some(dx)])
+            })
+            .remove(0))
+    }
+
+    /// Softmax over the last dimension; with `lengths`, the rows under index `b`
+    /// of the first dimension normalize their first `lengths[b]` values only and
+    /// are zero past them (attention over padded positions).
+    pub fn softmax(&mut self, x: &Var, lengths: Option<&[usize]>) -> Result<Var> {
+        self.normalize(x, lengths, Kind::Softmax)
+    }
+
+    /// Log-softmax over the last dimension, masked like [`softmax`](Self::softmax).
+    pub fn log_softmax(&mut self, x: &Var, lengths: Option<&[usize]>) -> Result<Var> {
+        self.normalize(x, lengths, Kind::LogSoftmax)
+    }
+
+    fn normalize(&mut self, x: &Var, lengths: Option<&[usize]>, kind: Kind) -> Result<Var> {
+        let shape = x.shape().to_vec();
+        let s = shape.last().copied().unwrap_or(0);
+        let b = if shape.len() > 1 { shape[0] } else { 1 };
+        if s == 0 || x.numel() == 0 {
+            return Err(Error::Empty {
+                op: "softmax",
+                what: "x",
+                shape,
+            });
+        }
+        let tq = x.numel() / (b * s);
+        let lens = lengths_tensor(self.context(), "softmax", lengths, b, s)?;
+        let y = Tensor::empty(self.context(), &shape, DType::F32)?;
+        let view = move |t: &Tensor| t.reshape(&[b, tq, s]);
+        softmax::forward(self.rec(), kind, &view(&y)?, &view(x)?, &lens)?;
+        let yt = y.clone();
+        Ok(self
+            .record(&[x], vec![y], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None]);
+                };
+                let dx = Tensor::empty(rec.context(), &shape, DType::F32)?;
+                softmax::backward(rec, kind, &view(&dx)?, &view(&d)?, &view(&yt)?, &lens)?;
+                Ok(vec![Some(dx)])
+            })
+            .remove(0))
+    }
+
+    /// Rows of `x` `[N, F]` picked by `ids` (index-select): `[ids.len(), F]`. Ids
+    /// past N are an error.
+    pub fn gather(&mut self, x: &Var, ids: &[u32]) -> Result<Var> {
+        let &[n, f] = x.shape() else {
+            return Err(shape_error("x", "[N, F]".into(), x.shape()));
+        };
+        let index = Index::new(self.context(), ids, n, None)?;
+        let out = Tensor::empty(self.context(), &[ids.len(), f], DType::F32)?;
+        embedding::forward(self.rec(), &out, x, &index)?;
+        Ok(self
+            .record(&[x], vec![out], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None]);
+                };
+                // Rows picked twice add up; rows never picked get zero.
+                let dx = Tensor::zeros(rec.context(), &[n, f])?;
+                embedding::backward(rec, &dx, &d, &index)?;
+                Ok(vec![Some(dx)])
+            })
+            .remove(0))
+    }
+
+    /// `len` positions of dimension `dim` from `start`.
+    pub fn slice(&mut self, x: &Var, dim: usize, start: usize, len: usize) -> Result<Var> {
+        let (outer, n, inner) = reduce::split_dims(x, dim)?;
+        if len == 0 || start + len > n {
+            return Err(Error::ViewOutOfBounds {
+                op: "slice",
+                what: "positions",
+                last: start + len,
+                len: n,
+            });
+        }
+        let mut shape = x.shape().to_vec();
+        shape[dim] = len;
+        let out = Tensor::empty(self.context(), &shape, DType::F32)?;
+        let (row, width) = (n * inner, len * inner);
+        elementwise::copy_block(
+            self.rec(),
+            outer,
+            width,
+            block(&out, 0, width),
+            block(x, start * inner, row),
+        )?;
+        let x_shape = x.shape().to_vec();
+        Ok(self
+            .record(&[x], vec![out], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None]);
+                };
+                let dx = Tensor::zeros(rec.context(), &x_shape)?;
+                elementwise::copy_block(
+                    rec,
+                    outer,
+                    width,
+                    block(&dx, start * inner, row),
+                    block(&d, 0, width),
+                )?;
+                Ok(vec![Some(dx)])
+            })
+            .remove(0))
+    }
+
+    /// `x` and `y` side by side along dimension `dim` (the other dimensions
+    /// equal).
+    pub fn concat(&mut self, x: &Var, y: &Var, dim: usize) -> Result<Var> {
+        let (outer, a, inner) = reduce::split_dims(x, dim)?;
+        let (_, b, _) = reduce::split_dims(y, dim)?;
+        let mut want = x.shape().to_vec();
+        want[dim] = b;
+        if y.shape() != want {
+            return Err(shape_error("y", format!("{want:?}"), y.shape()));
+        }
+        let mut shape = want;
+        shape[dim] = a + b;
+        let out = elementwise::concat(
+            self.rec(),
+            outer,
+            block(x, 0, a * inner),
+            block(y, 0, b * inner),
+        )?
+        .reshape(&shape)?;
+        let (xs, ys) = (x.shape().to_vec(), y.shape().to_vec());
+        Ok(self
+            .record(&[x, y], vec![out], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None, None]);
+                };
+                let (dx, dy) = elementwise::split(
+                    rec,
+                    outer,
+                    block(&d, 0, (a + b) * inner),
+                    a * inner,
+                    b * inner,
+                )?;
+                Ok(vec![Some(dx.reshape(&xs)?), Some(dy.reshape(&ys)?)])
+            })
+            .remove(0))
+    }
+
+    /// The same values under another shape of as many elements.
+    pub fn reshape(&mut self, x: &Var, shape: &[usize]) -> Result<Var> {
+        let out = x.tensor.reshape(shape)?;
+        let x_shape = x.shape().to_vec();
+        Ok(self
+            .record(&[x], vec![out], false, move |_, d| {
+                Ok(vec![d
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .map(|d| d.reshape(&x_shape))
+                    .transpose()?])
+            })
+            .remove(0))
+    }
+
+    /// `tanh(x)`.
+    pub fn tanh(&mut self, x: &Var) -> Result<Var> {
+        self.activate(x, Activation::Tanh)
+    }
+
+    /// `max(x, 0)`.
+    pub fn relu(&mut self, x: &Var) -> Result<Var> {
+        self.activate(x, Activation::Relu)
+    }
+
+    fn activate(&mut self, x: &Var, f: Activation) -> Result<Var> {
+        let y = elementwise::activate(self.rec(), f, x)?;
+        let yt = y.clone();
+        Ok(self
+            .record(&[x], vec![y], false, move |rec, d| {
+                let d = d.into_iter().next().flatten();
+                Ok(vec![d
+                    .map(|d| elementwise::activate_backward(rec, f, &d, &yt))
+                    .transpose()?])
+            })
+            .remove(0))
+    }
+
+    /// The mean softmax cross-entropy of `logits` `[.., C]` against one class
+    /// per row; rows whose target is `ignore_index` count nowhere. `[1]`.
+    pub fn cross_entropy(
+        &mut self,
+        logits: &Var,
+        targets: &[u32],
+        ignore_index: Option<u32>,
+    ) -> Result<Var> {
+        let loss = cross_entropy::forward(self.rec(), logits, targets, ignore_index)?;
+        Ok(self.loss_node(logits, loss))
+    }
+
+    /// The mean squared error of `y` against `target` (same shape). `[1]`.
+    pub fn mse(&mut self, y: &Var, target: &Tensor) -> Result<Var> {
+        let loss = mse::forward(self.rec(), y, target)?;
+        Ok(self.loss_node(y, loss))
+    }
+
+    /// A fused loss, whose forward computed its gradient too.
+    fn loss_node(&mut self, x: &Var, loss: cross_entropy::Loss) -> Var {
+        let dx = loss.dlogits;
+        self.record_loss(&[x], loss.loss, move |rec, d| {
+            Ok(vec![Some(match d.into_iter().next().flatten() {
+                None => dx,
+                Some(dloss) => elementwise::mul(rec, &dx, &dloss)?,
+            })])
+        })
+    }
+}

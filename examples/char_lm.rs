@@ -23,12 +23,14 @@ use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::data::readers::read_chars;
+use rnn_wgpu::data::Batch;
 use rnn_wgpu::data::{Streams, Vocab};
-use rnn_wgpu::nn::language_model::State;
-use rnn_wgpu::nn::{LanguageModel, Mode, Module, SplitMix};
+use rnn_wgpu::models::language_model::State;
+use rnn_wgpu::models::LanguageModel;
+use rnn_wgpu::nn::{Mode, Module, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Error, Recorder, Result};
+use rnn_wgpu::{Context, Error, Result, Tape};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a character language model on tinyshakespeare")]
@@ -115,11 +117,12 @@ fn evaluate(ctx: &Context, lm: &LanguageModel, ids: &[u32], bptt: usize) -> Resu
     let (mut sum, mut count) = (0.0, 0usize);
     let mut state: Option<State> = None;
     for b in (0..streams.chunks()).filter_map(|i| streams.chunk(i)) {
-        let mut rec = Recorder::new(ctx, "val");
-        let (loss, next, _) = lm.loss(&mut rec, &b, state.as_ref())?;
-        rec.submit();
-        sum += f64::from(loss.loss.to_vec()?[0]) * loss.count as f64;
-        count += loss.count;
+        let mut tape = Tape::eval(ctx, "val");
+        let (loss, next) = lm.loss(&mut tape, &b, state.as_ref())?;
+        tape.into_recorder().submit();
+        let n = b.targets.iter().filter(|&&t| t != Batch::IGNORE).count();
+        sum += f64::from(loss.to_vec()?[0]) * n as f64;
+        count += n;
         state = Some(next);
     }
     Ok(sum / count.max(1) as f64)

@@ -26,11 +26,12 @@ use std::time::Instant;
 use clap::Parser;
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
-use rnn_wgpu::nn::{BiLstmTagger, Module, SplitMix};
+use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule};
-use rnn_wgpu::{Context, DType, Recorder, Result};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule, TrainStep};
+use rnn_wgpu::{Context, DType, Result, Tape};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a BiLSTM POS tagger on UD English EWT")]
@@ -241,11 +242,11 @@ fn evaluate(
     for idx in buckets(&lengths, batch, 0) {
         let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &sents[i]).collect();
         let b = data.batch(&chosen)?;
-        let mut rec = Recorder::new(ctx, "eval");
-        let (logits, _) = model.forward(&mut rec, &b)?;
+        let mut tape = Tape::eval(ctx, "eval");
+        let logits = model.forward(&mut tape, &b)?;
         // One index per token comes back, not the scores.
-        let predicted = argmax::forward(&mut rec, &logits)?;
-        rec.submit();
+        let predicted = argmax::forward(tape.rec(), &logits)?;
+        tape.into_recorder().submit();
         let predicted = predicted.to_vec()?;
         for (pos, &gold) in b.targets.iter().enumerate() {
             if gold == Batch::IGNORE {

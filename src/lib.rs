@@ -8,7 +8,9 @@
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod init;
 pub mod metrics;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod shaders;

@@ -8,9 +8,10 @@ mod common;
 use common::ctx;
 use rnn_wgpu::data::readers::parse_conllu;
 use rnn_wgpu::data::Batch;
-use rnn_wgpu::nn::{BiLstmTagger, Module};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Error, Recorder};
+use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::nn::Module;
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::{Context, Error, Tape};
 
 const VOCAB: usize = 20;
 const TAGS: usize = 5;
@@ -152,12 +153,12 @@ fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
     // A tensor past the device's largest storage binding: the forward that would
     // bind it is refused before anything is recorded.
     let big = BiLstmTagger::new(ctx, device_limit_vocab(ctx), 64, 6, TAGS, 0, 3).unwrap();
-    let mut rec = Recorder::new(ctx, "too big");
-    let err = big.forward(&mut rec, &good_batch()).unwrap_err();
+    let mut tape = Tape::eval(ctx, "too big");
+    let err = big.forward(&mut tape, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "embedding past the binding limit");
     assert!(matches!(err, Error::LimitExceeded { .. }), "{err:?}");
-    assert_eq!(rec.dispatches(), 0);
-    drop((rec, big));
+    assert_eq!(tape.rec().dispatches(), 0);
+    drop((tape, big));
 
     // A malformed data file.
     let err = parse_conllu("1\tcat\tcat\tNOUN\n\n", "bad.conllu").unwrap_err();
@@ -297,8 +298,8 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     let all = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3)
         .unwrap()
         .with_dropout(1.0, 1);
-    let mut rec = Recorder::new(ctx, "dropout");
-    let err = all.loss(&mut rec, &good_batch()).unwrap_err();
+    let mut tape = Tape::train(ctx, "dropout");
+    let err = all.loss(&mut tape, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "drop probability 1");
     assert!(
         matches!(

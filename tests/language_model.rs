@@ -7,10 +7,11 @@ mod common;
 
 use common::{ctx, Rng};
 use rnn_wgpu::data::Batch;
-use rnn_wgpu::nn::language_model::State;
-use rnn_wgpu::nn::{LanguageModel, Mode, Module};
+use rnn_wgpu::models::language_model::State;
+use rnn_wgpu::models::LanguageModel;
+use rnn_wgpu::nn::{Mode, Module};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::Recorder;
+use rnn_wgpu::Tape;
 
 const MODES: [Mode; 3] = [Mode::Lstm, Mode::Gru, Mode::RnnTanh];
 
@@ -34,13 +35,13 @@ fn chunks_with_carried_state_give_the_logits_of_one_sequence() {
     for (i, mode) in MODES.into_iter().enumerate() {
         let lm = LanguageModel::new(ctx, v, 5, 6, 2, mode, 40 + i as u64).unwrap();
         let x = ids(&mut Rng::new(3), b * t, v as u32);
-        let mut rec = Recorder::new(ctx, "whole");
-        let (whole, _, _) = lm.forward(&mut rec, &x, b, t, None).unwrap();
+        let mut tape = Tape::eval(ctx, "whole");
+        let (whole, _) = lm.forward(&mut tape, &x, b, t, None).unwrap();
         let first = columns(&x, b, t, 0, 4);
         let second = columns(&x, b, t, 4, t);
-        let (l1, s1, _) = lm.forward(&mut rec, &first, b, 4, None).unwrap();
-        let (l2, _, _) = lm.forward(&mut rec, &second, b, t - 4, Some(&s1)).unwrap();
-        rec.submit();
+        let (l1, s1) = lm.forward(&mut tape, &first, b, 4, None).unwrap();
+        let (l2, _) = lm.forward(&mut tape, &second, b, t - 4, Some(&s1)).unwrap();
+        tape.into_recorder().submit();
         let (whole, l1, l2) = (
             whole.to_vec().unwrap(),
             l1.to_vec().unwrap(),
@@ -83,20 +84,20 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
         let mut rng = Rng::new(9 + i as u64);
         let warm = chunk(&ids(&mut rng, b * t, v as u32), b, t);
         let batch = chunk(&ids(&mut rng, b * t, v as u32), b, t);
-        let mut rec = Recorder::new(ctx, "warm");
-        let (_, state, _): (_, State, _) = lm.loss(&mut rec, &warm, None).unwrap();
-        rec.submit();
+        let mut tape = Tape::eval(ctx, "warm");
+        let (_, state): (_, State) = lm.loss(&mut tape, &warm, None).unwrap();
+        tape.into_recorder().submit();
         let loss_of = || -> f64 {
-            let mut rec = Recorder::new(ctx, "loss");
-            let (loss, _, _) = lm.loss(&mut rec, &batch, Some(&state)).unwrap();
-            rec.submit();
-            loss.loss.to_vec().unwrap()[0] as f64
+            let mut tape = Tape::eval(ctx, "loss");
+            let (loss, _) = lm.loss(&mut tape, &batch, Some(&state)).unwrap();
+            tape.into_recorder().submit();
+            loss.to_vec().unwrap()[0] as f64
         };
-        let mut rec = Recorder::new(ctx, "grads");
-        lm.zero_grad(&mut rec).unwrap();
-        let (loss, _, saved) = lm.loss(&mut rec, &batch, Some(&state)).unwrap();
-        lm.backward(&mut rec, &loss, &saved).unwrap();
-        rec.submit();
+        let mut tape = Tape::train(ctx, "grads");
+        lm.zero_grad(tape.rec()).unwrap();
+        let (loss, _) = lm.loss(&mut tape, &batch, Some(&state)).unwrap();
+        tape.backward(&loss).unwrap();
+        tape.into_recorder().submit();
         for (p, param) in lm.params().iter().enumerate() {
             let value = param.value.to_vec().unwrap();
             let grad = param.grad.to_vec().unwrap();

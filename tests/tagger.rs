@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_close, ctx, to_f64};
 use rnn_wgpu::data::Batch;
-use rnn_wgpu::nn::{BiLstmTagger, Module};
+use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::nn::Module;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, DType, Error, Recorder};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::{Context, DType, Error, Tape};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,9 +67,9 @@ fn pytorch_state_dict_gives_pytorch_logits() {
         steps,
         lengths,
     };
-    let mut rec = Recorder::new(ctx, "logits");
-    let (logits, _) = model.forward(&mut rec, &batch).unwrap();
-    rec.submit();
+    let mut tape = Tape::eval(ctx, "logits");
+    let logits = model.forward(&mut tape, &batch).unwrap();
+    tape.into_recorder().submit();
     let want: Vec<f32> = words("logits")
         .into_iter()
         .map(f32::from_le_bytes)
@@ -218,18 +219,18 @@ fn f16_storage_gives_f32_gradients_within_rounding_and_learns_the_rule() {
             .unwrap()
             .with_storage(storage)
             .unwrap();
-        let mut rec = Recorder::new(ctx(), "grads");
-        model.zero_grad(&mut rec).unwrap();
-        let (loss, saved) = model.loss(&mut rec, &batches[0]).unwrap();
-        model.backward(&mut rec, &loss, &saved).unwrap();
-        rec.submit();
+        let mut tape = Tape::train(ctx(), "grads");
+        model.zero_grad(tape.rec()).unwrap();
+        let loss = model.loss(&mut tape, &batches[0]).unwrap();
+        tape.backward(&loss).unwrap();
+        tape.into_recorder().submit();
         let grads: Vec<(String, Vec<f32>)> = model
             .named_params()
             .iter()
             .zip(model.params())
             .map(|(n, p)| (n.name.clone(), p.grad.to_vec().unwrap()))
             .collect();
-        (loss.loss.to_vec().unwrap()[0], grads)
+        (loss.to_vec().unwrap()[0], grads)
     };
     let (loss32, grads32) = grads(DType::F32);
     let (loss16, grads16) = grads(DType::F16);

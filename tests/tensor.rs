@@ -369,8 +369,9 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
 #[test]
 fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
     use rnn_wgpu::data::Batch;
-    use rnn_wgpu::nn::{BiLstmTagger, Module};
-    use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+    use rnn_wgpu::models::BiLstmTagger;
+    use rnn_wgpu::nn::Module;
+    use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
     let ctx = common::open(None);
     if !ctx.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
         // Without timestamps there are no dispatch times to trace.
@@ -496,8 +497,9 @@ fn the_pool_serves_a_request_from_the_smallest_idle_buffer_that_fits() {
 #[test]
 fn varying_shapes_reuse_buffers_and_stay_within_twice_the_peak() {
     use rnn_wgpu::data::Batch;
-    use rnn_wgpu::nn::{BiLstmTagger, Module};
-    use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+    use rnn_wgpu::models::BiLstmTagger;
+    use rnn_wgpu::nn::Module;
+    use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
     let ctx = common::open(None);
     let model = BiLstmTagger::new(&ctx, 300, 32, 32, 9, 0, 1).unwrap();
     let mut opt =

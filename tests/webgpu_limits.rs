@@ -11,10 +11,11 @@ use std::sync::OnceLock;
 
 use common::ctx;
 use rnn_wgpu::data::{Batch, ParallelBatch};
+use rnn_wgpu::models::BiLstmTagger;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::seq2seq::EncoderKind;
-use rnn_wgpu::nn::{BiLstmTagger, Link, Module, Score, Seq2Seq, Seq2SeqConfig};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::nn::{Link, Module, Score, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
 use rnn_wgpu::{Context, ContextOptions, Recorder, Tensor};
 
 /// The same kernels on the same adapter: only the limits differ, so the results

@@ -4,7 +4,8 @@
 //! both time the same step.
 
 use rnn_wgpu::data::Batch;
-use rnn_wgpu::nn::{BiLstmTagger, Module};
+use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::nn::Module;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Result};
 

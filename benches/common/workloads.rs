@@ -22,7 +22,7 @@ mod w4;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::Module;
 use rnn_wgpu::ops::gemm;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
 use rnn_wgpu::{Context, DType, Recorder, Result, Tensor};
 
 pub const B: usize = 32;

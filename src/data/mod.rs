@@ -78,6 +78,38 @@ impl Batch {
     }
 }
 
+/// A padded batch of token sequences with one label per sequence (a
+/// classifier's batch), row-major `[B, T]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabeledBatch {
+    /// `[B, T]` token ids, the padding id past each length.
+    pub ids: Vec<u32>,
+    /// `[B]` the class of each sequence.
+    pub labels: Vec<u32>,
+    /// `[B]` real lengths, 1..=T.
+    pub lengths: Vec<usize>,
+    /// B
+    pub size: usize,
+    /// T, the longest length.
+    pub steps: usize,
+}
+
+impl LabeledBatch {
+    /// Pads `(ids, label)` pairs to the longest; `pad` fills the ids. Empty
+    /// sequences are errors.
+    pub fn pad(seqs: &[(&[u32], u32)], pad: u32) -> Result<Self> {
+        let pairs: Vec<(&[u32], &[u32])> = seqs.iter().map(|&(ids, _)| (ids, ids)).collect();
+        let b = Batch::pad(&pairs, pad)?;
+        Ok(Self {
+            ids: b.ids,
+            labels: seqs.iter().map(|&(_, label)| label).collect(),
+            lengths: b.lengths,
+            size: b.size,
+            steps: b.steps,
+        })
+    }
+}
+
 /// Continuous streams for truncated backpropagation through time: `batch`
 /// streams over `ids`, each a contiguous share; chunk `i` holds positions
 /// `i·bptt .. (i + 1)·bptt` of every stream, with the next ids as targets, so
@@ -185,7 +217,7 @@ impl ParallelBatch {
 /// `seed`), so that little of each batch is padding.
 pub fn buckets(lengths: &[usize], size: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
-    let mut rng = crate::nn::SplitMix::new(seed);
+    let mut rng = crate::init::SplitMix::new(seed);
     // Shuffle first so that equal lengths are not always batched in file order.
     shuffle(&mut order, &mut rng);
     order.sort_by_key(|&i| lengths[i]);
@@ -195,7 +227,7 @@ pub fn buckets(lengths: &[usize], size: usize, seed: u64) -> Vec<Vec<usize>> {
 }
 
 /// Fisher–Yates with the crate's seeded generator.
-pub fn shuffle<T>(items: &mut [T], rng: &mut crate::nn::SplitMix) {
+pub fn shuffle<T>(items: &mut [T], rng: &mut crate::init::SplitMix) {
     for i in (1..items.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         items.swap(i, j);

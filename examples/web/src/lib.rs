@@ -10,9 +10,10 @@
 mod w4;
 
 use rnn_wgpu::data::Streams;
-use rnn_wgpu::nn::language_model::State;
-use rnn_wgpu::nn::{LanguageModel, Mode, Module};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::models::language_model::State;
+use rnn_wgpu::models::LanguageModel;
+use rnn_wgpu::nn::{Mode, Module};
+use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error};
 use wasm_bindgen::prelude::*;
 
@@ -172,8 +173,7 @@ pub async fn time_w4(warmup: u32, runs: u32) -> Result<Vec<f64>, JsValue> {
     let mut times = Vec::with_capacity(runs as usize);
     for i in 0..warmup + runs {
         let start = js_sys::Date::now();
-        model
-            .train_step_async(&ctx, &batch, &mut adam)
+        train::step_async(&model, &ctx, &batch, &mut adam)
             .await
             .map_err(js)?;
         if i >= warmup {

@@ -10,12 +10,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rnn_wgpu::data::{Batch, ParallelBatch};
+use rnn_wgpu::models::{BiLstmTagger, LanguageModel};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::seq2seq::EncoderKind;
-use rnn_wgpu::nn::{Attention, BiLstmTagger, LanguageModel, Link, Module, Named, Score};
+use rnn_wgpu::nn::{Attention, Link, Module, Named, Score};
 use rnn_wgpu::nn::{Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use wasm_bindgen::prelude::*;
@@ -401,8 +402,7 @@ async fn tagger_learns(ctx: &Context) -> Outcome {
         .collect::<std::result::Result<_, _>>()?;
     let mut losses = vec![];
     for step in 0..60 {
-        let report = model
-            .train_step_async(ctx, &batches[step % batches.len()], &mut opt)
+        let (report, ()) = train::step_async(&model, ctx, &batches[step % batches.len()], &mut opt)
             .await
             .map_err(fail)?;
         losses.push(report.loss);
@@ -533,7 +533,7 @@ async fn bad_input(ctx: &Context) -> Outcome {
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let batch = Batch::pad(&[(&[3, 31, 4][..], &[0, 1, 2][..])], 0).map_err(fail)?;
-    let past_vocab = model.train_step_async(ctx, &batch, &mut opt).await;
+    let past_vocab = train::step_async(&model, ctx, &batch, &mut opt).await;
     ensure(
         matches!(past_vocab, Err(Error::IndexOutOfRange { .. })),
         || format!("word id 31 of 30: {past_vocab:?}"),
@@ -552,7 +552,7 @@ async fn profiler(ctx: &Context) -> Outcome {
     let batch = tagging_batch(&mut Lcg(3), 4)?;
     ctx.reset_profile();
     ctx.set_profiling(true);
-    let step = model.train_step_async(ctx, &batch, &mut opt).await;
+    let step = train::step_async(&model, ctx, &batch, &mut opt).await;
     ctx.set_profiling(false);
     step.map_err(fail)?;
     // The timings land with the readback of the profiled submit; one more wait

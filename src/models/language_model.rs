@@ -3,16 +3,16 @@
 //! time over continuous streams: each chunk starts from the state the previous
 //! chunk ended in, and its backward stops there. Generation samples on the GPU.
 
-use super::recurrent::{self, Config, Mode, Recurrent};
-use super::{prefixed, Embedding, Linear, Module, Named, Param, SplitMix};
 use crate::data::Batch;
 use crate::error::Result;
-use crate::gpu::{Context, Recorder};
-use crate::ops::cross_entropy::{self, Loss};
-use crate::ops::embedding::Index;
+use crate::gpu::Context;
+use crate::init::SplitMix;
+use crate::nn::recurrent::{Config, Mode, Recurrent};
+use crate::nn::{prefixed, Embedding, Linear, Module, Named, Param};
 use crate::ops::sample;
+use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-use crate::train::{finish_step_async, Optimizer, StepReport};
+use crate::train::{self, Optimizer, StepReport, TrainStep};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -29,12 +29,11 @@ pub struct State {
     pub c: Option<Tensor>,
 }
 
-/// What [`LanguageModel::backward`] needs from the forward.
-#[derive(Debug)]
-pub struct Saved {
-    index: Index,
-    rnn: recurrent::Saved,
-    hidden: Tensor,
+/// One chunk of a training stream and the state the previous chunk ended in.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub batch: Batch,
+    pub state: Option<State>,
 }
 
 impl LanguageModel {
@@ -64,58 +63,46 @@ impl LanguageModel {
     }
 
     /// Records the logits `[B, T, V]` of `ids` (row-major `[B, T]`, every
-    /// sequence T long) from `state` (zero when `None`); returns them, the state
-    /// the chunk ends in, and what backward needs.
+    /// sequence T long) on `tape` from `state` (zero when `None`; no gradient flows
+    /// into it: truncated BPTT); returns them and the state the chunk ends in.
     pub fn forward(
         &self,
-        rec: &mut Recorder,
+        tape: &mut Tape,
         ids: &[u32],
         batch: usize,
         steps: usize,
         state: Option<&State>,
-    ) -> Result<(Tensor, State, Saved)> {
-        let (emb, index) = self.embedding.forward(rec, ids, &[batch, steps])?;
+    ) -> Result<(Var, State)> {
+        let emb = self.embedding.apply(tape, ids, &[batch, steps])?;
         let (h0, c0) = match state {
-            Some(s) => (Some(&s.h), s.c.as_ref()),
+            Some(s) => (
+                Some(Var::constant(s.h.clone())),
+                s.c.clone().map(Var::constant),
+            ),
             None => (None, None),
         };
-        let (out, rnn) = self.rnn.forward(rec, &emb, &vec![steps; batch], h0, c0)?;
-        let logits = self.fc.forward(rec, &out.y)?;
+        let out = self
+            .rnn
+            .apply(tape, &emb, &vec![steps; batch], h0.as_ref(), c0.as_ref())?;
+        let logits = self.fc.apply(tape, &out.y)?;
         let next = State {
-            h: out.h_n,
-            c: out.c_n,
+            h: out.h_n.tensor().clone(),
+            c: out.c_n.map(|c| c.tensor().clone()),
         };
-        Ok((
-            logits,
-            next,
-            Saved {
-                index,
-                rnn,
-                hidden: out.y,
-            },
-        ))
+        Ok((logits, next))
     }
 
     /// Records the forward of `batch` (ids, next-token targets) and the mean
-    /// cross-entropy over its targets.
+    /// cross-entropy over its targets; returns it and the state the chunk ends in.
     pub fn loss(
         &self,
-        rec: &mut Recorder,
+        tape: &mut Tape,
         batch: &Batch,
         state: Option<&State>,
-    ) -> Result<(Loss, State, Saved)> {
-        let (logits, next, saved) =
-            self.forward(rec, &batch.ids, batch.size, batch.steps, state)?;
-        let loss = cross_entropy::forward(rec, &logits, &batch.targets, Some(Batch::IGNORE))?;
-        Ok((loss, next, saved))
-    }
-
-    /// Records the backward from the loss's gradient; it stops at the chunk's
-    /// initial state (truncated BPTT).
-    pub fn backward(&self, rec: &mut Recorder, loss: &Loss, saved: &Saved) -> Result<()> {
-        let dy = self.fc.backward(rec, &loss.dlogits, &saved.hidden)?;
-        let g = self.rnn.backward(rec, &saved.rnn, &dy, None, None)?;
-        self.embedding.backward(rec, &g.dx, &saved.index)
+    ) -> Result<(Var, State)> {
+        let (logits, next) = self.forward(tape, &batch.ids, batch.size, batch.steps, state)?;
+        let loss = tape.cross_entropy(&logits, &batch.targets, Some(Batch::IGNORE))?;
+        Ok((loss, next))
     }
 
     /// One training step on a chunk, one submit: returns the loss and gradient
@@ -139,12 +126,11 @@ impl LanguageModel {
         state: Option<&State>,
         opt: &mut Optimizer,
     ) -> Result<(StepReport, State)> {
-        let mut rec = Recorder::new(ctx, "language model step");
-        self.zero_grad(&mut rec)?;
-        let (loss, next, saved) = self.loss(&mut rec, batch, state)?;
-        self.backward(&mut rec, &loss, &saved)?;
-        opt.step(&mut rec)?;
-        Ok((finish_step_async(rec, &loss.loss, opt).await?, next))
+        let chunk = Chunk {
+            batch: batch.clone(),
+            state: state.cloned(),
+        };
+        train::step_async(self, ctx, &chunk, opt).await
     }
 
     /// Reads `prime` (at least one token), then samples `n` tokens one at a time
@@ -172,21 +158,24 @@ impl LanguageModel {
         seed: u64,
     ) -> Result<Vec<u32>> {
         let mut rng = SplitMix::new(seed);
-        let mut rec = Recorder::new(ctx, "language model sample");
-        let (logits, mut state, _) = self.forward(&mut rec, prime, 1, prime.len(), None)?;
+        let mut tape = Tape::eval(ctx, "language model sample");
+        let (logits, mut state) = self.forward(&mut tape, prime, 1, prime.len(), None)?;
         let v = self.fc_outputs();
         // The last position's logits predict the first sampled token.
         let mut last = Tensor::empty(ctx, &[1, v], crate::DType::F32)?;
-        rec.copy_range(&last, 0, &logits, (prime.len() - 1) * v, v)?;
+        tape.rec()
+            .copy_range(&last, 0, &logits, (prime.len() - 1) * v, v)?;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let u = Tensor::from_slice(ctx, &[1], &[rng.uniform_unit()])?;
-            let id = sample::forward(&mut rec, &last, &u, temperature)?;
-            std::mem::replace(&mut rec, Recorder::new(ctx, "language model sample")).submit();
+            let id = sample::forward(tape.rec(), &last, &u, temperature)?;
+            std::mem::replace(&mut tape, Tape::eval(ctx, "language model sample"))
+                .into_recorder()
+                .submit();
             let id = id.to_vec_u32_async().await?[0];
             out.push(id);
             if i + 1 < n {
-                let (logits, next, _) = self.forward(&mut rec, &[id], 1, 1, Some(&state))?;
+                let (logits, next) = self.forward(&mut tape, &[id], 1, 1, Some(&state))?;
                 last = logits.reshape(&[1, v])?;
                 state = next;
             }
@@ -196,6 +185,16 @@ impl LanguageModel {
 
     fn fc_outputs(&self) -> usize {
         self.embedding.weight().shape()[0]
+    }
+}
+
+impl TrainStep for LanguageModel {
+    type Batch = Chunk;
+    type Carry = State;
+    const LABEL: &'static str = "language model step";
+
+    fn loss(&self, tape: &mut Tape, chunk: &Chunk) -> Result<(Var, State)> {
+        LanguageModel::loss(self, tape, &chunk.batch, chunk.state.as_ref())
     }
 }
 

@@ -1,0 +1,127 @@
+//! A many-to-one sequence classifier: embedding → recurrent layers → one vector
+//! per sequence (the readout) → linear → cross-entropy, written forward-only.
+//! The readouts:
+//! - [`Readout::Final`]: the top layer's final states (each sequence's own last
+//!   real step forward, its first step backward), side by side;
+//! - [`Readout::Mean`]: the outputs averaged over each sequence's real positions;
+//! - [`Readout::LastStep`]: the outputs at the last padded position — the common
+//!   mistake with padded batches, kept to show it: for every sequence shorter
+//!   than the batch's longest, that position is padding and carries nothing.
+//!
+//! State_dict names: `embedding.*`, `rnn.*` (torch.nn.LSTM/GRU/RNN) and `fc.*`.
+
+use crate::data::LabeledBatch;
+use crate::error::Result;
+use crate::gpu::Context;
+use crate::nn::recurrent::{Config, Recurrent};
+use crate::nn::{prefixed, Embedding, Linear, Module, Named, Param};
+use crate::tape::{Tape, Var};
+use crate::train::TrainStep;
+
+/// How a sequence becomes one vector. See the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readout {
+    Final,
+    Mean,
+    LastStep,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct SequenceClassifier {
+    pub embedding: Embedding,
+    pub rnn: Recurrent,
+    pub fc: Linear,
+    pub readout: Readout,
+}
+
+/// The sizes of a [`SequenceClassifier`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifierConfig {
+    pub vocab: usize,
+    pub emb: usize,
+    /// The recurrent layers; their `input_size` is `emb`.
+    pub rnn: Config,
+    pub classes: usize,
+    /// The padding word (its embedding stays zero).
+    pub pad: u32,
+    pub readout: Readout,
+}
+
+impl SequenceClassifier {
+    /// A classifier initialized as PyTorch does, from `seed`.
+    pub fn new(ctx: &Context, cfg: ClassifierConfig, seed: u64) -> Result<Self> {
+        let rnn = Config {
+            input_size: cfg.emb,
+            ..cfg.rnn
+        };
+        Ok(Self {
+            embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
+            rnn: Recurrent::new(ctx, rnn, seed + 1)?,
+            fc: Linear::new(
+                ctx,
+                rnn.dirs() * rnn.hidden_size,
+                cfg.classes,
+                true,
+                seed + 2,
+            )?,
+            readout: cfg.readout,
+        })
+    }
+
+    /// Records the logits `[B, classes]` of a batch on `tape`.
+    pub fn forward(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<Var> {
+        let (n, t) = (batch.size, batch.steps);
+        let cfg = *self.rnn.config();
+        let (h, d) = (cfg.hidden_size, cfg.dirs());
+        let emb = self.embedding.apply(tape, &batch.ids, &[n, t])?;
+        let seq = self.rnn.apply(tape, &emb, &batch.lengths, None, None)?;
+        let feature = match self.readout {
+            Readout::Final => {
+                // h_n is [L·D, B, H]: the top layer's directions, side by side.
+                let top = tape.slice(&seq.h_n, 0, (cfg.num_layers - 1) * d, d)?;
+                let mut both = tape.slice(&top, 0, 0, 1)?;
+                both = tape.reshape(&both, &[n, h])?;
+                if d == 2 {
+                    let back = tape.slice(&top, 0, 1, 1)?;
+                    let back = tape.reshape(&back, &[n, h])?;
+                    both = tape.concat(&both, &back, 1)?;
+                }
+                both
+            }
+            Readout::Mean => tape.mean(&seq.y, 1, Some(&batch.lengths))?,
+            Readout::LastStep => {
+                let last = tape.slice(&seq.y, 1, t - 1, 1)?;
+                tape.reshape(&last, &[n, d * h])?
+            }
+        };
+        self.fc.apply(tape, &feature)
+    }
+}
+
+impl TrainStep for SequenceClassifier {
+    type Batch = LabeledBatch;
+    type Carry = ();
+    const LABEL: &'static str = "classifier step";
+
+    fn loss(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<(Var, ())> {
+        let logits = self.forward(tape, batch)?;
+        Ok((tape.cross_entropy(&logits, &batch.labels, None)?, ()))
+    }
+}
+
+impl Module for SequenceClassifier {
+    fn params(&self) -> Vec<Param> {
+        let mut out = self.embedding.params();
+        out.extend(self.rnn.params());
+        out.extend(self.fc.params());
+        out
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        let mut out = prefixed("embedding", self.embedding.named_params());
+        out.extend(prefixed("rnn", self.rnn.named_params()));
+        out.extend(prefixed("fc", self.fc.named_params()));
+        out
+    }
+}

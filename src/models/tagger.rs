@@ -1,0 +1,116 @@
+//! The BiLSTM tagger (embedding → bidirectional LSTM → linear → masked
+//! cross-entropy), written forward-only from the layers as a user would write it. Its
+//! state_dict names are those of a PyTorch module with the fields `embedding`,
+//! `lstm` and `fc`, so such a module's saved weights load here.
+
+use crate::data::Batch;
+use crate::error::Result;
+use crate::gpu::Context;
+use crate::nn::recurrent::{Config, Mode, Recurrent};
+use crate::nn::{prefixed, Dropout, Embedding, Linear, Module, Named, Param};
+use crate::tape::{Tape, Var};
+use crate::tensor::DType;
+use crate::train::TrainStep;
+
+/// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
+/// applies to the embeddings and the LSTM outputs in training steps only.
+#[derive(Debug)]
+pub struct BiLstmTagger {
+    pub embedding: Embedding,
+    pub lstm: Recurrent,
+    pub fc: Linear,
+    pub dropout: Dropout,
+}
+
+impl BiLstmTagger {
+    /// `vocab` words embedded in `emb` dimensions, `hidden` units per direction,
+    /// `tags` classes; `pad` is the padding word (its embedding stays zero).
+    pub fn new(
+        ctx: &Context,
+        vocab: usize,
+        emb: usize,
+        hidden: usize,
+        tags: usize,
+        pad: u32,
+        seed: u64,
+    ) -> Result<Self> {
+        let cfg = Config {
+            mode: Mode::Lstm,
+            input_size: emb,
+            hidden_size: hidden,
+            num_layers: 1,
+            bidirectional: true,
+        };
+        Ok(Self {
+            embedding: Embedding::new(ctx, vocab, emb, Some(pad), seed)?,
+            lstm: Recurrent::new(ctx, cfg, seed + 1)?,
+            fc: Linear::new(ctx, 2 * hidden, tags, true, seed + 2)?,
+            dropout: Dropout::new(0.0, seed as u32),
+        })
+    }
+
+    /// The same model with dropout `p` in training steps.
+    pub fn with_dropout(self, p: f32, seed: u32) -> Self {
+        Self {
+            dropout: Dropout::new(p, seed),
+            ..self
+        }
+    }
+
+    /// The same model with its activations stored as `dtype`: f32 (the default)
+    /// or f16 (mixed precision, needs SHADER_F16). Under f16 the embedding rows,
+    /// the LSTM's activations and its forward weights are f16 copies, every kernel
+    /// accumulates in f32, and the parameters, gradients, optimizer state, logits
+    /// and loss stay f32.
+    pub fn with_storage(self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            embedding: self.embedding.with_storage(dtype)?,
+            lstm: self.lstm.with_storage(dtype)?,
+            ..self
+        })
+    }
+
+    /// Records the logits `[B, T, tags]` of a batch on `tape` (dropout on a
+    /// training tape only).
+    pub fn forward(&self, tape: &mut Tape, batch: &Batch) -> Result<Var> {
+        let emb = self
+            .embedding
+            .apply(tape, &batch.ids, &[batch.size, batch.steps])?;
+        let emb = self.dropout.apply(tape, &emb)?;
+        let lstm = self.lstm.apply(tape, &emb, &batch.lengths, None, None)?;
+        let hidden = self.dropout.apply(tape, &lstm.y)?;
+        self.fc.apply(tape, &hidden)
+    }
+
+    /// Records the forward and the mean cross-entropy over the real tokens.
+    pub fn loss(&self, tape: &mut Tape, batch: &Batch) -> Result<Var> {
+        let logits = self.forward(tape, batch)?;
+        tape.cross_entropy(&logits, &batch.targets, Some(Batch::IGNORE))
+    }
+}
+
+impl TrainStep for BiLstmTagger {
+    type Batch = Batch;
+    type Carry = ();
+    const LABEL: &'static str = "tagger step";
+
+    fn loss(&self, tape: &mut Tape, batch: &Batch) -> Result<(Var, ())> {
+        Ok((BiLstmTagger::loss(self, tape, batch)?, ()))
+    }
+}
+
+impl Module for BiLstmTagger {
+    fn params(&self) -> Vec<Param> {
+        let mut out = self.embedding.params();
+        out.extend(self.lstm.params());
+        out.extend(self.fc.params());
+        out
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        let mut out = prefixed("embedding", self.embedding.named_params());
+        out.extend(prefixed("lstm", self.lstm.named_params()));
+        out.extend(prefixed("fc", self.fc.named_params()));
+        out
+    }
+}

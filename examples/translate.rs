@@ -24,12 +24,14 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use rnn_wgpu::data::readers::read_parallel;
-use rnn_wgpu::data::{buckets, ParallelBatch, Vocab};
+use rnn_wgpu::data::{buckets, Batch, ParallelBatch, Vocab};
 use rnn_wgpu::metrics::corpus_bleu;
-use rnn_wgpu::nn::{EncoderKind, Link, Module, Score, Seq2Seq, Seq2SeqConfig, SplitMix};
+use rnn_wgpu::models::seq2seq::Encoder;
+use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::nn::{Module, Score, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, Recorder, Result};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::{Context, Result, Tape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum AttentionArg {
@@ -214,11 +216,17 @@ fn eval_loss(
     for idx in buckets(&lengths, batch, 0) {
         let chosen: Vec<_> = idx.iter().map(|&i| &pairs[i]).collect();
         let b = v.batch(&chosen)?;
-        let mut rec = Recorder::new(ctx, "val loss");
-        let (loss, _) = model.loss(&mut rec, &b)?;
-        rec.submit();
-        sum += f64::from(loss.loss.to_vec()?[0]) * loss.count as f64;
-        count += loss.count;
+        let mut tape = Tape::eval(ctx, "val loss");
+        let loss = model.loss(&mut tape, &b)?;
+        tape.into_recorder().submit();
+        let n = b
+            .tgt
+            .targets
+            .iter()
+            .filter(|&&t| t != Batch::IGNORE)
+            .count();
+        sum += f64::from(loss.to_vec()?[0]) * n as f64;
+        count += n;
     }
     Ok(sum / count.max(1) as f64)
 }
@@ -327,10 +335,8 @@ fn main() -> Result<()> {
     let model = Seq2Seq::new(&ctx, cfg, args.seed)?;
     let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
     let encoder_params = match &model.encoder {
-        rnn_wgpu::nn::seq2seq::Encoder::Lstm(l) => count(l.params()),
-        rnn_wgpu::nn::seq2seq::Encoder::Transformer(ls) => {
-            ls.iter().map(|l| count(l.params())).sum()
-        }
+        Encoder::Lstm(l) => count(l.params()),
+        Encoder::Transformer(ls) => ls.iter().map(|l| count(l.params())).sum(),
     };
     println!(
         "model: {:?} encoder ({encoder_params} parameters), {:?}; {} parameters in all",

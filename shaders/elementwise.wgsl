@@ -9,6 +9,7 @@
 //   mul            o[i] = x[i] · y[i], or x[i] · y[0] when a = 1 (times a scalar)
 //   copy_block     o[out_off + r · b + c] = x[x_off + r · a + c] for r < rows,
 //                  c < n / rows (a block of columns out of or into wider rows)
+//   transpose      o[r, j, i, k] = x[r, i, j, k] for x [rows, a, b, inner]
 //   concat         o[r, :] = [x[r, :a], y[r, :b]] for r < rows (x, y from x_off, y_off)
 //   split          the backward of concat: xw[r, :] = src[r, :a], yw[r, :] = src[r, a:]
 //                  (src from x_off)
@@ -25,6 +26,10 @@ struct Params {
     y_off: u32,
     out_off: u32,
     alpha: f32,
+    inner: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -97,6 +102,20 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     if (i < p.n) {
         o[i] = x[i] * y[select(i, 0u, p.a == 1u)];
     }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    let k = i % p.inner;
+    let t = i / p.inner;
+    let ia = t % p.a;
+    let jb = (t / p.a) % p.b;
+    let r = t / (p.a * p.b);
+    o[i] = x[((r * p.a + ia) * p.b + jb) * p.inner + k];
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -182,8 +182,8 @@ fn device_limit_vocab(ctx: &Context) -> usize {
 /// naming the argument and the value.
 #[test]
 fn out_of_range_arguments_are_invalid_argument_errors() {
-    use rnn_wgpu::nn::seq2seq::EncoderKind;
-    use rnn_wgpu::nn::{Dropout, Link, Seq2Seq, Seq2SeqConfig};
+    use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
+    use rnn_wgpu::nn::Dropout;
     use rnn_wgpu::train::Schedule;
     let ctx = ctx();
     let model = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3).unwrap();

@@ -8,11 +8,12 @@ mod common;
 
 use common::{ctx, Rng};
 use rnn_wgpu::data::ParallelBatch;
-use rnn_wgpu::nn::seq2seq::EncoderKind;
-use rnn_wgpu::nn::{Link, Module, Score, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::models::seq2seq::EncoderKind;
+use rnn_wgpu::models::{Link, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::nn::{Module, Score};
 use rnn_wgpu::ops::beam;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Error, Recorder, Tensor};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::{Error, Recorder, Tape, Tensor};
 
 const PAD: u32 = 0;
 const BOS: u32 = 1;
@@ -72,20 +73,20 @@ fn batch() -> ParallelBatch {
 
 fn loss_of(model: &Seq2Seq, b: &ParallelBatch) -> f64 {
     let ctx = ctx();
-    let mut rec = Recorder::new(ctx, "loss");
-    let (loss, _) = model.loss(&mut rec, b).unwrap();
-    rec.submit();
-    loss.loss.to_vec().unwrap()[0] as f64
+    let mut tape = Tape::eval(ctx, "loss");
+    let loss = model.loss(&mut tape, b).unwrap();
+    tape.into_recorder().submit();
+    loss.to_vec().unwrap()[0] as f64
 }
 
 /// Every parameter gradient, one list per parameter tensor.
 fn grads_of(model: &Seq2Seq, b: &ParallelBatch) -> Vec<Vec<f32>> {
     let ctx = ctx();
-    let mut rec = Recorder::new(ctx, "grads");
-    model.zero_grad(&mut rec).unwrap();
-    let (loss, saved) = model.loss(&mut rec, b).unwrap();
-    model.backward(&mut rec, &loss, &saved).unwrap();
-    rec.submit();
+    let mut tape = Tape::train(ctx, "grads");
+    model.zero_grad(tape.rec()).unwrap();
+    let loss = model.loss(&mut tape, b).unwrap();
+    tape.backward(&loss).unwrap();
+    tape.into_recorder().submit();
     model
         .params()
         .iter()
@@ -276,9 +277,9 @@ fn beam_step_keeps_the_k_best_continuations() {
 fn sequence_log_prob(model: &Seq2Seq, src: &[u32], tokens: &[u32], with_eos: bool) -> f64 {
     let ctx = ctx();
     let b = ParallelBatch::new(&[(src, tokens)], PAD, BOS, EOS).unwrap();
-    let mut rec = Recorder::new(ctx, "score");
-    let (logits, _) = model.forward(&mut rec, &b).unwrap();
-    rec.submit();
+    let mut tape = Tape::eval(ctx, "score");
+    let logits = model.forward(&mut tape, &b).unwrap();
+    tape.into_recorder().submit();
     let logits = logits.to_vec().unwrap();
     let v = model.config().tgt_vocab;
     let steps = tokens.len() + usize::from(with_eos);

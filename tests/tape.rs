@@ -349,6 +349,73 @@ fn gather_slice_and_concat() {
         },
     );
     check(
+        "slice dim 0 (a copy)",
+        &[input(&mut rng, &[4, 3, 2])],
+        |t, v| t.slice(&v[0], 0, 1, 2),
+        |x| x[0][6..18].to_vec(),
+    );
+    check(
+        "cat of three along dim 1",
+        &[
+            input(&mut rng, &[2, 1, 3]),
+            input(&mut rng, &[2, 2, 3]),
+            input(&mut rng, &[2, 1, 3]),
+        ],
+        |t, v| t.cat(&[&v[0], &v[1], &v[2]], 1),
+        |x| {
+            (0..2)
+                .flat_map(|o| {
+                    [
+                        &x[0][o * 3..o * 3 + 3],
+                        &x[1][o * 6..o * 6 + 6],
+                        &x[2][o * 3..o * 3 + 3],
+                    ]
+                    .concat()
+                })
+                .collect()
+        },
+    );
+    check(
+        "cat of three along dim 0 (copies)",
+        &[
+            input(&mut rng, &[1, 3]),
+            input(&mut rng, &[2, 3]),
+            input(&mut rng, &[1, 3]),
+        ],
+        |t, v| t.cat(&[&v[0], &v[1], &v[2]], 0),
+        |x| [x[0].clone(), x[1].clone(), x[2].clone()].concat(),
+    );
+    check(
+        "transpose dims 1, 2",
+        &[input(&mut rng, &[2, 3, 4, 2])],
+        |t, v| t.transpose(&v[0], 1),
+        |x| {
+            let mut out = vec![];
+            for r in 0..2 {
+                for j in 0..4 {
+                    for i in 0..3 {
+                        for k in 0..2 {
+                            out.push(x[0][((r * 3 + i) * 4 + j) * 2 + k]);
+                        }
+                    }
+                }
+            }
+            out
+        },
+    );
+    let order = [2usize, 0, 3, 1];
+    check(
+        "permute rows",
+        &[input(&mut rng, &[4, 3])],
+        |t, v| t.permute_rows(&v[0], &order),
+        |x| {
+            order
+                .iter()
+                .flat_map(|&r| x[0][r * 3..r * 3 + 3].to_vec())
+                .collect()
+        },
+    );
+    check(
         "concat dim 0",
         &[input(&mut rng, &[2, 3]), input(&mut rng, &[1, 3])],
         |t, v| t.concat(&v[0], &v[1], 0),

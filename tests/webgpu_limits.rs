@@ -11,10 +11,9 @@ use std::sync::OnceLock;
 
 use common::ctx;
 use rnn_wgpu::data::{Batch, ParallelBatch};
-use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::models::{BiLstmTagger, EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::seq2seq::EncoderKind;
-use rnn_wgpu::nn::{Link, Module, Score, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::nn::{Module, Score};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
 use rnn_wgpu::{Context, ContextOptions, Recorder, Tensor};
 

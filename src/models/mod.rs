@@ -4,8 +4,10 @@
 
 pub mod classifier;
 pub mod language_model;
+pub mod seq2seq;
 pub mod tagger;
 
 pub use classifier::{ClassifierConfig, Readout, SequenceClassifier};
 pub use language_model::LanguageModel;
+pub use seq2seq::{EncoderKind, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use tagger::BiLstmTagger;

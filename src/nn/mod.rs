@@ -8,7 +8,6 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod linear;
 pub mod recurrent;
-pub mod seq2seq;
 pub mod transformer;
 
 pub use attention::{Attention, Score};
@@ -17,7 +16,6 @@ pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
-pub use seq2seq::{EncoderKind, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use transformer::TransformerEncoderLayer;
 
 use crate::error::{Error, Result};

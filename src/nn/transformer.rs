@@ -20,12 +20,13 @@ use crate::gpu::{Context, Recorder};
 use crate::ops::elementwise::{self, Activation};
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::layer_norm;
+use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "transformer_encoder_layer";
 
 /// See the module docs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TransformerEncoderLayer {
     d: usize,
     heads: usize,
@@ -266,6 +267,20 @@ impl TransformerEncoderLayer {
                 norm2,
             },
         ))
+    }
+
+    /// [`forward`](Self::forward) on a tape, which records the backward.
+    pub fn apply(&self, tape: &mut Tape, x: &Var, lengths: &[usize]) -> Result<Var> {
+        let (y, saved) = self.forward(tape.rec(), x, lengths)?;
+        let layer = self.clone();
+        Ok(tape
+            .record(&[x], vec![y], true, move |rec, d| {
+                let dy = d.into_iter().next().flatten();
+                Ok(vec![dy
+                    .map(|dy| layer.backward(rec, &saved, &dy))
+                    .transpose()?])
+            })
+            .remove(0))
     }
 
     /// Records the backward for upstream `dy` `[B, T, D]`: adds to every parameter

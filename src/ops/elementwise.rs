@@ -21,6 +21,8 @@ struct Params {
     y_off: u32,
     out_off: u32,
     alpha: f32,
+    inner: u32,
+    _pad: [u32; 3],
 }
 
 /// `rows × width` row-major elements of `tensor` from element `offset`.
@@ -358,6 +360,37 @@ pub fn split(
     };
     launch(rec, "split", params, &[(4, d.tensor), (5, &dx), (6, &dy)])?;
     Ok((dx, dy))
+}
+
+/// Records `x` `[rows, a, b, inner]` with its middle two dimensions swapped:
+/// a new tensor `[rows, b, a, inner]`.
+pub fn transpose(
+    rec: &mut Recorder,
+    x: &Tensor,
+    [rows, a, b, inner]: [usize; 4],
+) -> Result<Tensor> {
+    super::check_f32(rec, OP, &[("x", x)])?;
+    nonempty(x, "x")?;
+    let n = rows * a * b * inner;
+    if n != x.numel() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "x",
+            expected: format!("[{rows}, {a}, {b}, {inner}]"),
+            got: x.shape().to_vec(),
+        });
+    }
+    let out = Tensor::empty(rec.context(), &[rows, b, a, inner], DType::F32)?;
+    let params = Params {
+        n: u32::try_from(n).map_err(|_| too_large(rows, a * b * inner))?,
+        rows: rows as u32,
+        a: a as u32,
+        b: b as u32,
+        inner: inner as u32,
+        ..Params::default()
+    };
+    launch(rec, "transpose", params, &[(1, x), (3, &out)])?;
+    Ok(out)
 }
 
 fn too_large(rows: usize, width: usize) -> Error {

@@ -12,7 +12,7 @@
 //! gradient it is given); where a value feeds several ops, their gradients are
 //! summed into a new tensor.
 
-mod ops;
+pub(crate) mod ops;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};

@@ -33,6 +33,19 @@ fn lengths_tensor(
     Tensor::from_u32(ctx, &[n], &values)
 }
 
+/// The rows `rows` of `x` `[N, ..]`, one gather.
+pub(crate) fn gather_rows(rec: &mut Recorder, x: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    let r = x.shape().first().copied().unwrap_or(0);
+    let width = x.numel() / r.max(1);
+    let ids: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
+    let index = Index::new(rec.context(), &ids, r, None)?;
+    let out = Tensor::empty(rec.context(), &[rows.len(), width], DType::F32)?;
+    embedding::forward(rec, &out, &x.reshape(&[r, width])?, &index)?;
+    let mut shape = x.shape().to_vec();
+    shape[0] = rows.len();
+    out.reshape(&shape)
+}
+
 fn block(tensor: &Tensor, offset: usize, width: usize) -> Block<'_> {
     Block {
         tensor,
@@ -357,7 +370,9 @@ impl Tape {
             .remove(0))
     }
 
-    /// `len` positions of dimension `dim` from `start`.
+    /// `len` positions of dimension `dim` from `start`. A slice of the first
+    /// dimension that holds data (the dimensions before it are 1) is a copy, not
+    /// a dispatch.
     pub fn slice(&mut self, x: &Var, dim: usize, start: usize, len: usize) -> Result<Var> {
         let (outer, n, inner) = reduce::split_dims(x, dim)?;
         if len == 0 || start + len > n {
@@ -372,13 +387,17 @@ impl Tape {
         shape[dim] = len;
         let out = Tensor::empty(self.context(), &shape, DType::F32)?;
         let (row, width) = (n * inner, len * inner);
-        elementwise::copy_block(
-            self.rec(),
-            outer,
-            width,
-            block(&out, 0, width),
-            block(x, start * inner, row),
-        )?;
+        if outer == 1 {
+            self.rec().copy_range(&out, 0, x, start * inner, width)?;
+        } else {
+            elementwise::copy_block(
+                self.rec(),
+                outer,
+                width,
+                block(&out, 0, width),
+                block(x, start * inner, row),
+            )?;
+        }
         let x_shape = x.shape().to_vec();
         Ok(self
             .record(&[x], vec![out], false, move |rec, d| {
@@ -386,13 +405,17 @@ impl Tape {
                     return Ok(vec![None]);
                 };
                 let dx = Tensor::zeros(rec.context(), &x_shape)?;
-                elementwise::copy_block(
-                    rec,
-                    outer,
-                    width,
-                    block(&dx, start * inner, row),
-                    block(&d, 0, width),
-                )?;
+                if outer == 1 {
+                    rec.copy_range(&dx, start * inner, &d, 0, width)?;
+                } else {
+                    elementwise::copy_block(
+                        rec,
+                        outer,
+                        width,
+                        block(&dx, start * inner, row),
+                        block(&d, 0, width),
+                    )?;
+                }
                 Ok(vec![Some(dx)])
             })
             .remove(0))
@@ -401,36 +424,150 @@ impl Tape {
     /// `x` and `y` side by side along dimension `dim` (the other dimensions
     /// equal).
     pub fn concat(&mut self, x: &Var, y: &Var, dim: usize) -> Result<Var> {
-        let (outer, a, inner) = reduce::split_dims(x, dim)?;
-        let (_, b, _) = reduce::split_dims(y, dim)?;
-        let mut want = x.shape().to_vec();
-        want[dim] = b;
-        if y.shape() != want {
-            return Err(shape_error("y", format!("{want:?}"), y.shape()));
+        self.cat(&[x, y], dim)
+    }
+
+    /// `xs` side by side along dimension `dim` (the other dimensions equal).
+    /// Along the first dimension that holds data it is copies, not dispatches
+    /// (stacking the steps of a sequence); elsewhere a dispatch per pair.
+    pub fn cat(&mut self, xs: &[&Var], dim: usize) -> Result<Var> {
+        let Some(first) = xs.first() else {
+            return Err(Error::Empty {
+                op: "cat",
+                what: "values",
+                shape: vec![0],
+            });
+        };
+        let (outer, _, inner) = reduce::split_dims(first, dim)?;
+        let mut sizes = Vec::with_capacity(xs.len());
+        for x in xs {
+            let (_, n, _) = reduce::split_dims(x, dim)?;
+            let mut want = first.shape().to_vec();
+            want[dim] = n;
+            if x.shape() != want {
+                return Err(shape_error("values", format!("{want:?}"), x.shape()));
+            }
+            sizes.push(n);
         }
-        let mut shape = want;
-        shape[dim] = a + b;
-        let out = elementwise::concat(
-            self.rec(),
-            outer,
-            block(x, 0, a * inner),
-            block(y, 0, b * inner),
-        )?
-        .reshape(&shape)?;
-        let (xs, ys) = (x.shape().to_vec(), y.shape().to_vec());
+        if outer != 1 && xs.len() > 2 {
+            let (head, last) = xs.split_at(xs.len() - 1);
+            let head = self.cat(head, dim)?;
+            return self.cat(&[&head, last[0]], dim);
+        }
+        let total: usize = sizes.iter().sum();
+        let mut shape = first.shape().to_vec();
+        shape[dim] = total;
+        let out = if outer == 1 {
+            let out = Tensor::empty(self.context(), &shape, DType::F32)?;
+            let mut at = 0;
+            for (x, n) in xs.iter().zip(&sizes) {
+                self.rec().copy_range(&out, at, x, 0, n * inner)?;
+                at += n * inner;
+            }
+            out
+        } else if xs.len() == 1 {
+            return Ok((*first).clone());
+        } else {
+            let (a, b) = (sizes[0], sizes[1]);
+            elementwise::concat(
+                self.rec(),
+                outer,
+                block(xs[0], 0, a * inner),
+                block(xs[1], 0, b * inner),
+            )?
+            .reshape(&shape)?
+        };
+        let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape().to_vec()).collect();
         Ok(self
-            .record(&[x, y], vec![out], false, move |rec, d| {
+            .record(xs, vec![out], false, move |rec, d| {
                 let Some(d) = d.into_iter().next().flatten() else {
-                    return Ok(vec![None, None]);
+                    return Ok(vec![None; shapes.len()]);
                 };
-                let (dx, dy) = elementwise::split(
-                    rec,
-                    outer,
-                    block(&d, 0, (a + b) * inner),
-                    a * inner,
-                    b * inner,
-                )?;
-                Ok(vec![Some(dx.reshape(&xs)?), Some(dy.reshape(&ys)?)])
+                if outer == 1 {
+                    let mut at = 0;
+                    let mut grads = Vec::with_capacity(shapes.len());
+                    for s in &shapes {
+                        let n: usize = s.iter().product();
+                        let g = Tensor::empty(rec.context(), s, DType::F32)?;
+                        rec.copy_range(&g, 0, &d, at, n)?;
+                        at += n;
+                        grads.push(Some(g));
+                    }
+                    return Ok(grads);
+                }
+                let (a, b) = (sizes[0] * inner, sizes[1] * inner);
+                let (dx, dy) = elementwise::split(rec, outer, block(&d, 0, a + b), a, b)?;
+                Ok(vec![
+                    Some(dx.reshape(&shapes[0])?),
+                    Some(dy.reshape(&shapes[1])?),
+                ])
+            })
+            .remove(0))
+    }
+
+    /// `x` with dimensions `dim` and `dim + 1` swapped.
+    pub fn transpose(&mut self, x: &Var, dim: usize) -> Result<Var> {
+        let shape = x.shape().to_vec();
+        if dim + 1 >= shape.len() {
+            return Err(shape_error(
+                "x",
+                format!("dimensions {dim} and {}", dim + 1),
+                &shape,
+            ));
+        }
+        let dims = [
+            shape[..dim].iter().product(),
+            shape[dim],
+            shape[dim + 1],
+            shape[dim + 2..].iter().product(),
+        ];
+        let mut out_shape = shape.clone();
+        out_shape.swap(dim, dim + 1);
+        let out = elementwise::transpose(self.rec(), x, dims)?.reshape(&out_shape)?;
+        let [r, a, b, i] = dims;
+        Ok(self
+            .record(&[x], vec![out], false, move |rec, d| {
+                let d = d.into_iter().next().flatten();
+                Ok(vec![d
+                    .map(|d| elementwise::transpose(rec, &d, [r, b, a, i])?.reshape(&shape))
+                    .transpose()?])
+            })
+            .remove(0))
+    }
+
+    /// The rows of `x` `[N, ..]` in the order `rows`, a permutation of 0..N: its
+    /// backward is the inverse permutation, one gather.
+    pub fn permute_rows(&mut self, x: &Var, rows: &[usize]) -> Result<Var> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let mut inverse = vec![usize::MAX; n];
+        for (to, &from) in rows.iter().enumerate() {
+            match inverse.get_mut(from) {
+                Some(slot) if *slot == usize::MAX => *slot = to,
+                _ => {
+                    return Err(Error::InvalidArgument {
+                        op: "permute_rows",
+                        what: "rows",
+                        expected: "a permutation of the rows",
+                        got: format!("{} rows, {rows:?}", n),
+                    })
+                }
+            }
+        }
+        if rows.len() != n {
+            return Err(Error::InvalidArgument {
+                op: "permute_rows",
+                what: "rows",
+                expected: "a permutation of the rows",
+                got: format!("{} of {n} rows", rows.len()),
+            });
+        }
+        let out = gather_rows(self.rec(), x, rows)?;
+        Ok(self
+            .record(&[x], vec![out], false, move |rec, d| {
+                let d = d.into_iter().next().flatten();
+                Ok(vec![d
+                    .map(|d| gather_rows(rec, &d, &inverse))
+                    .transpose()?])
             })
             .remove(0))
     }

@@ -11,10 +11,9 @@ use std::pin::Pin;
 
 use rnn_wgpu::data::{Batch, ParallelBatch};
 use rnn_wgpu::models::{BiLstmTagger, LanguageModel};
+use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::seq2seq::EncoderKind;
-use rnn_wgpu::nn::{Attention, Link, Module, Named, Score};
-use rnn_wgpu::nn::{Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::nn::{Attention, Module, Named, Score};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
@@ -446,8 +445,7 @@ async fn decoding(ctx: &Context) -> Outcome {
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 2e-2), model.params()).map_err(fail)?;
     for _ in 0..10 {
-        model
-            .train_step_async(ctx, &batch, &mut opt)
+        train::step_async(&model, ctx, &batch, &mut opt)
             .await
             .map_err(fail)?;
     }

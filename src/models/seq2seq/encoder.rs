@@ -1,0 +1,103 @@
+//! The encoder: source embeddings through LSTM or transformer layers, and the
+//! decoder's initial state.
+
+use super::decoder::State;
+use super::{Seq2Seq, OP};
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::nn::{Recurrent, TransformerEncoderLayer};
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// The encoder of a [`Seq2Seq`].
+#[derive(Debug)]
+pub enum Encoder {
+    Lstm(Recurrent),
+    Transformer(Vec<TransformerEncoderLayer>),
+}
+
+/// The encoder's outputs as the decoder reads them.
+#[derive(Clone, Debug)]
+pub(super) struct Memory {
+    /// `[N, S, Hd]`
+    pub keys: Var,
+    /// `[N]`
+    pub lengths: Vec<usize>,
+}
+
+impl Seq2Seq {
+    /// Records the encoder over `src` and the decoder's initial state.
+    pub(super) fn encode(&self, tape: &mut Tape, src: &Batch) -> Result<(Memory, State)> {
+        let (b, s) = (src.size, src.steps);
+        let emb = self.src_embedding.apply(tape, &src.ids, &[b, s])?;
+        let (keys, state) = match &self.encoder {
+            Encoder::Lstm(lstm) => {
+                let out = lstm.apply(tape, &emb, &src.lengths, None, None)?;
+                let c_n = out.c_n.ok_or(Error::Empty {
+                    op: OP,
+                    what: "encoder cell state",
+                    shape: vec![],
+                })?;
+                let state = State {
+                    h: self.bridge(tape, &out.h_n, b)?,
+                    c: self.bridge(tape, &c_n, b)?,
+                    feed: self.zero_feed(tape, b)?,
+                };
+                (out.y, state)
+            }
+            Encoder::Transformer(layers) => {
+                let e = self.cfg.emb;
+                let pe = tape.from_slice(&[b, s, e], &positions(b, s, e))?;
+                let mut x = tape.add(&emb, &pe)?;
+                for layer in layers {
+                    x = layer.apply(tape, &x, &src.lengths)?;
+                }
+                // No final state: the decoder starts from zero, a constant.
+                let zeros = || -> Result<Var> {
+                    Ok(Var::constant(Tensor::zeros(
+                        tape.context(),
+                        &[self.cfg.layers, b, e],
+                    )?))
+                };
+                let state = State {
+                    h: zeros()?,
+                    c: zeros()?,
+                    feed: self.zero_feed(tape, b)?,
+                };
+                (x, state)
+            }
+        };
+        let memory = Memory {
+            keys,
+            lengths: src.lengths.clone(),
+        };
+        Ok((memory, state))
+    }
+
+    /// Encoder final states `[L·D, B, H]` → decoder initial states `[L, B, D·H]`:
+    /// each layer's two directions side by side.
+    fn bridge(&self, tape: &mut Tape, s_n: &Var, b: usize) -> Result<Var> {
+        let (l, h) = (self.cfg.layers, self.cfg.hidden);
+        if !self.cfg.bidirectional {
+            return Ok(s_n.clone());
+        }
+        let by_dir = tape.reshape(s_n, &[l, 2, b, h])?;
+        let by_row = tape.transpose(&by_dir, 1)?;
+        tape.reshape(&by_row, &[l, b, 2 * h])
+    }
+}
+
+/// Sinusoidal position encodings (Vaswani et al.) of `s` positions of `e`
+/// features, repeated for `b` sequences: `[b, s, e]` row-major.
+fn positions(b: usize, s: usize, e: usize) -> Vec<f32> {
+    let one: Vec<f32> = (0..s)
+        .flat_map(|pos| {
+            (0..e).map(move |i| {
+                let rate = (10000f64).powf(-((i / 2 * 2) as f64) / e as f64);
+                let angle = pos as f64 * rate;
+                (if i % 2 == 0 { angle.sin() } else { angle.cos() }) as f32
+            })
+        })
+        .collect();
+    one.repeat(b)
+}

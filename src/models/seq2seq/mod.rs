@@ -1,0 +1,317 @@
+//! The LSTM encoder-decoder: an embedding and a (bi)LSTM encoder, an LSTM decoder
+//! started from the encoder's final state, linked to the encoder's outputs by
+//! attention or by nothing else (the bottleneck), trained with teacher forcing
+//! and decoded by greedy or beam search on the GPU.
+//!
+//! Decoder step t, for a decoder input token y (BOS first, then the target):
+//! - [`Link::None`]: h_t = LSTM(emb(y), h_{t−1}); logits = W_out·h_t.
+//! - [`Link::Luong`]: h_t = LSTM(x_t, h_{t−1}) with x_t = emb(y), or
+//!   [emb(y); h̃_{t−1}] with input feeding (h̃_{−1} = 0); c_t = attention of h_t
+//!   over the encoder outputs; h̃_t = tanh(W_c·[c_t; h_t]); logits = W_out·h̃_t.
+//! - [`Link::Bahdanau`]: c_t = additive attention of the previous top-layer state
+//!   over the encoder outputs; h_t = LSTM([emb(y); c_t], h_{t−1});
+//!   h̃_t = tanh(W_c·[c_t; h_t]); logits = W_out·h̃_t.
+//!
+//! With a bidirectional encoder of H units per direction the decoder has 2H, its
+//! initial state in layer l the two directions' final states of encoder layer l
+//! side by side. A transformer encoder ([`EncoderKind::Transformer`]: embeddings
+//! plus sinusoidal positions through encoder layers of `emb` features) has no
+//! final state: the decoder (`emb` units) starts from zero and attention is its
+//! only link to the source. Training runs the decoder one step at a time (input feeding and
+//! Bahdanau need the previous step's output; without them all steps run at once),
+//! then one output projection and one masked cross-entropy over all steps. The
+//! model is written forward-only: the tape records the backward.
+//!
+//! [`encoder`] reads the source, [`decoder`] runs the teacher-forced decoder and
+//! the loss, [`search`] decodes greedily or by beam search.
+
+mod decoder;
+mod encoder;
+mod search;
+
+pub use encoder::Encoder;
+pub use search::Hypothesis;
+
+use crate::data::ParallelBatch;
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::nn::recurrent::{Config, Mode, Recurrent};
+use crate::nn::TransformerEncoderLayer;
+use crate::nn::{prefixed, Attention, Embedding, Linear, Module, Named, Param, Score};
+use crate::tape::{Tape, Var};
+use crate::train::TrainStep;
+
+const OP: &str = "seq2seq";
+
+/// How the decoder sees the encoder beyond its final state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Nothing: the final encoder state is the only link (the bottleneck).
+    None,
+    /// Luong attention (`Score::Dot` or `Score::General`) with the new decoder
+    /// state as the query; `input_feeding` feeds h̃_{t−1} into step t.
+    Luong { score: Score, input_feeding: bool },
+    /// Bahdanau: additive attention of `size` units with the previous decoder
+    /// state as the query; the context joins the decoder's input.
+    Bahdanau { size: usize },
+}
+
+/// What reads the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// LSTM layers of `hidden` units per direction.
+    Lstm,
+    /// Transformer encoder layers of `emb` features, `heads` heads and a
+    /// feed-forward block of `ff` units.
+    Transformer { heads: usize, ff: usize },
+}
+
+/// Sizes and special tokens of a [`Seq2Seq`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seq2SeqConfig {
+    pub src_vocab: usize,
+    pub tgt_vocab: usize,
+    /// Embedding size of both sides.
+    pub emb: usize,
+    /// LSTM encoder units per direction; the decoder has `hidden · directions`.
+    pub hidden: usize,
+    /// Layers of the encoder and of the decoder.
+    pub layers: usize,
+    /// Whether an LSTM encoder reads both ways.
+    pub bidirectional: bool,
+    pub encoder: EncoderKind,
+    pub link: Link,
+    /// Padding id of both vocabularies (its embeddings stay zero).
+    pub pad: u32,
+    /// Target-side begin- and end-of-sequence ids.
+    pub bos: u32,
+    pub eos: u32,
+}
+
+impl Seq2SeqConfig {
+    fn dirs(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Decoder units (= encoder output features).
+    pub fn decoder_hidden(&self) -> usize {
+        match self.encoder {
+            EncoderKind::Lstm => self.dirs() * self.hidden,
+            EncoderKind::Transformer { .. } => self.emb,
+        }
+    }
+
+    /// Features of a decoder step's input.
+    fn decoder_input(&self) -> usize {
+        match self.link {
+            Link::Luong {
+                input_feeding: true,
+                ..
+            }
+            | Link::Bahdanau { .. } => self.emb + self.decoder_hidden(),
+            _ => self.emb,
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Seq2Seq {
+    cfg: Seq2SeqConfig,
+    pub src_embedding: Embedding,
+    pub tgt_embedding: Embedding,
+    pub encoder: Encoder,
+    pub decoder: Recurrent,
+    pub attention: Option<Attention>,
+    /// W_c `[Hd, 2·Hd]`, no bias (attention links only).
+    pub combine: Option<Linear>,
+    /// `[V_tgt, Hd]` with bias.
+    pub out: Linear,
+}
+
+impl Seq2Seq {
+    /// A model initialized as PyTorch initializes each layer, from `seed`.
+    pub fn new(ctx: &Context, cfg: Seq2SeqConfig, seed: u64) -> Result<Self> {
+        if [
+            cfg.src_vocab,
+            cfg.tgt_vocab,
+            cfg.emb,
+            cfg.hidden,
+            cfg.layers,
+        ]
+        .contains(&0)
+        {
+            return Err(Error::Empty {
+                op: OP,
+                what: "[src_vocab, tgt_vocab, emb, hidden, layers]",
+                shape: vec![
+                    cfg.src_vocab,
+                    cfg.tgt_vocab,
+                    cfg.emb,
+                    cfg.hidden,
+                    cfg.layers,
+                ],
+            });
+        }
+        if cfg.bos == cfg.eos {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "bos and eos",
+                expected: "two different ids (decoding stops at eos)",
+                got: format!("both {}", cfg.bos),
+            });
+        }
+        if let Some(&id) = [cfg.bos, cfg.eos, cfg.pad]
+            .iter()
+            .find(|&&id| id as usize >= cfg.tgt_vocab)
+        {
+            return Err(Error::IndexOutOfRange {
+                op: OP,
+                what: "special token id",
+                index: 0,
+                value: id as usize,
+                bound: cfg.tgt_vocab,
+            });
+        }
+        let hd = cfg.decoder_hidden();
+        let transformer = matches!(cfg.encoder, EncoderKind::Transformer { .. });
+        let attention = match cfg.link {
+            Link::None if transformer => {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    what: "link",
+                    expected: "attention: a transformer encoder has no final state".into(),
+                    got: vec![],
+                })
+            }
+            Link::None => None,
+            Link::Luong { score, .. } => {
+                if !matches!(score, Score::Dot | Score::General) {
+                    return Err(Error::ShapeMismatch {
+                        op: OP,
+                        what: "Luong score",
+                        expected: "Dot or General".into(),
+                        got: vec![],
+                    });
+                }
+                Some(Attention::new(ctx, score, hd, hd, 1.0, seed + 4)?)
+            }
+            Link::Bahdanau { size } => Some(Attention::new(
+                ctx,
+                Score::Additive { size },
+                hd,
+                hd,
+                1.0,
+                seed + 4,
+            )?),
+        };
+        let combine = attention
+            .is_some()
+            .then(|| Linear::new(ctx, 2 * hd, hd, false, seed + 5))
+            .transpose()?;
+        let pad = Some(cfg.pad);
+        Ok(Self {
+            src_embedding: Embedding::new(ctx, cfg.src_vocab, cfg.emb, pad, seed)?,
+            tgt_embedding: Embedding::new(ctx, cfg.tgt_vocab, cfg.emb, pad, seed + 1)?,
+            encoder: match cfg.encoder {
+                EncoderKind::Lstm => Encoder::Lstm(Recurrent::new(
+                    ctx,
+                    Config {
+                        mode: Mode::Lstm,
+                        input_size: cfg.emb,
+                        hidden_size: cfg.hidden,
+                        num_layers: cfg.layers,
+                        bidirectional: cfg.bidirectional,
+                    },
+                    seed + 2,
+                )?),
+                EncoderKind::Transformer { heads, ff } => Encoder::Transformer(
+                    (0..cfg.layers)
+                        .map(|l| {
+                            TransformerEncoderLayer::new(
+                                ctx,
+                                cfg.emb,
+                                heads,
+                                ff,
+                                seed + 10 + l as u64,
+                            )
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+            },
+            decoder: Recurrent::new(
+                ctx,
+                Config {
+                    mode: Mode::Lstm,
+                    input_size: cfg.decoder_input(),
+                    hidden_size: hd,
+                    num_layers: cfg.layers,
+                    bidirectional: false,
+                },
+                seed + 3,
+            )?,
+            attention,
+            combine,
+            out: Linear::new(ctx, hd, cfg.tgt_vocab, true, seed + 6)?,
+            cfg,
+        })
+    }
+
+    /// The sizes this model was made with.
+    pub fn config(&self) -> &Seq2SeqConfig {
+        &self.cfg
+    }
+}
+
+impl TrainStep for Seq2Seq {
+    type Batch = ParallelBatch;
+    type Carry = ();
+    const LABEL: &'static str = "seq2seq step";
+
+    fn loss(&self, tape: &mut Tape, batch: &ParallelBatch) -> Result<(Var, ())> {
+        Ok((Seq2Seq::loss(self, tape, batch)?, ()))
+    }
+}
+
+impl Module for Seq2Seq {
+    fn params(&self) -> Vec<Param> {
+        let mut out = self.src_embedding.params();
+        out.extend(self.tgt_embedding.params());
+        match &self.encoder {
+            Encoder::Lstm(lstm) => out.extend(lstm.params()),
+            Encoder::Transformer(layers) => out.extend(layers.iter().flat_map(Module::params)),
+        }
+        out.extend(self.decoder.params());
+        out.extend(self.attention.iter().flat_map(Module::params));
+        out.extend(self.combine.iter().flat_map(Module::params));
+        out.extend(self.out.params());
+        out
+    }
+
+    fn named_params(&self) -> Vec<Named> {
+        let mut out = prefixed("src_embedding", self.src_embedding.named_params());
+        out.extend(prefixed("tgt_embedding", self.tgt_embedding.named_params()));
+        match &self.encoder {
+            Encoder::Lstm(lstm) => out.extend(prefixed("encoder", lstm.named_params())),
+            Encoder::Transformer(layers) => {
+                for (l, layer) in layers.iter().enumerate() {
+                    let prefix = format!("encoder.layers.{l}");
+                    out.extend(prefixed(&prefix, layer.named_params()));
+                }
+            }
+        }
+        out.extend(prefixed("decoder", self.decoder.named_params()));
+        if let Some(a) = &self.attention {
+            out.extend(prefixed("attention", a.named_params()));
+        }
+        if let Some(c) = &self.combine {
+            out.extend(prefixed("combine", c.named_params()));
+        }
+        out.extend(prefixed("out", self.out.named_params()));
+        out
+    }
+}

@@ -30,18 +30,15 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
-use rnn_wgpu::data::{buckets, Batch, Vocab};
+use rnn_wgpu::data::{buckets, LabeledBatch, Vocab};
 use rnn_wgpu::metrics::accuracy;
-use rnn_wgpu::nn::recurrent::{self, Config, Mode, Recurrent};
-use rnn_wgpu::nn::{prefixed, Embedding, Linear, Module, Named, Param, SplitMix};
+use rnn_wgpu::models::classifier::{self, ClassifierConfig, SequenceClassifier};
+use rnn_wgpu::nn::recurrent::{Config, Mode};
+use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
-use rnn_wgpu::ops::cross_entropy::{self, Loss};
-use rnn_wgpu::ops::elementwise::{self, Block};
-use rnn_wgpu::ops::embedding::Index;
-use rnn_wgpu::ops::gemm::{self, View};
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{finish_step, Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, DType, Recorder, Result, Tensor};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::{Context, Result, Tape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Readout {
@@ -152,144 +149,36 @@ fn generated(seed: u64) -> Corpus {
     }
 }
 
-/// Embedding → BiLSTM → one vector per sentence (the readout) → linear.
-struct Classifier {
-    embedding: Embedding,
-    lstm: Recurrent,
-    fc: Linear,
-    readout: Readout,
-    hidden: usize,
-}
-
-struct Saved {
-    index: Index,
-    lstm: recurrent::Saved,
-    /// `[B, 1, T]` position weights of a pooled readout
-    weights: Option<Tensor>,
-    feature: Tensor,
-    steps: usize,
-}
-
-impl Classifier {
-    fn params(&self) -> Vec<Param> {
-        let mut out = self.embedding.params();
-        out.extend(self.lstm.params());
-        out.extend(self.fc.params());
-        out
-    }
-
-    fn forward(&self, rec: &mut Recorder, b: &Batch) -> Result<(Tensor, Saved)> {
-        let (n, t, h) = (b.size, b.steps, self.hidden);
-        let ctx = rec.context().clone();
-        let (emb, index) = self.embedding.forward(rec, &b.ids, &[n, t])?;
-        let (out, lstm) = self.lstm.forward(rec, &emb, &b.lengths, None, None)?;
-        let (feature, weights) = match self.readout {
-            Readout::Final => {
-                let dir = |d: usize| Block {
-                    tensor: &out.h_n,
-                    offset: d * n * h,
-                    width: h,
-                };
-                (elementwise::concat(rec, n, dir(0), dir(1))?, None)
-            }
-            Readout::Mean | Readout::LastStep => {
-                let w: Vec<f32> = b
-                    .lengths
-                    .iter()
-                    .flat_map(|&len| {
-                        (0..t).map(move |s| match self.readout {
-                            Readout::Mean if s < len => 1.0 / len as f32,
-                            Readout::LastStep if s == t - 1 => 1.0,
-                            _ => 0.0,
-                        })
-                    })
-                    .collect();
-                let w = Tensor::from_slice(&ctx, &[n, 1, t], &w)?;
-                let feature = Tensor::empty(&ctx, &[n, 2 * h], DType::F32)?;
-                // feature[b] = w[b] · y[b]: a [1, T] by [T, 2H] product per sequence.
-                gemm::forward_view(
-                    rec,
-                    View::matrix(&feature, 1, 2 * h, true),
-                    View::matrix(&w, 1, t, true),
-                    View::matrix(&out.y, t, 2 * h, true),
-                    None,
-                    n,
-                    1.0,
-                    0.0,
-                )?;
-                (feature, Some(w))
-            }
-        };
-        let logits = self.fc.forward(rec, &feature)?;
-        Ok((
-            logits,
-            Saved {
-                index,
-                lstm,
-                weights,
-                feature,
-                steps: t,
-            },
-        ))
-    }
-
-    fn backward(&self, rec: &mut Recorder, loss: &Loss, saved: &Saved) -> Result<()> {
-        let h = self.hidden;
-        let n = saved.feature.shape()[0];
-        let t = saved.steps;
-        let ctx = rec.context().clone();
-        let dfeature = self.fc.backward(rec, &loss.dlogits, &saved.feature)?;
-        let dy = Tensor::zeros(&ctx, &[n, t, 2 * h])?;
-        let g = match &saved.weights {
-            None => {
-                let (fwd, bwd) = elementwise::split(rec, n, Block::whole(&dfeature), h, h)?;
-                let dh_n = Tensor::empty(&ctx, &[2, n, h], DType::F32)?;
-                rec.copy_range(&dh_n, 0, &fwd, 0, n * h)?;
-                rec.copy_range(&dh_n, n * h, &bwd, 0, n * h)?;
-                self.lstm
-                    .backward(rec, &saved.lstm, &dy, Some(&dh_n), None)?
-            }
-            Some(w) => {
-                // dy[b] = w[b]ᵀ · dfeature[b]
-                gemm::forward_view(
-                    rec,
-                    View::matrix(&dy, t, 2 * h, true),
-                    View::matrix(w, 1, t, true).t(),
-                    View::matrix(&dfeature, 1, 2 * h, true),
-                    None,
-                    n,
-                    1.0,
-                    0.0,
-                )?;
-                self.lstm.backward(rec, &saved.lstm, &dy, None, None)?
-            }
-        };
-        self.embedding.backward(rec, &g.dx, &saved.index)
-    }
-}
-
-fn batch(words: &Vocab, examples: &[&Example]) -> Result<(Batch, Vec<u32>)> {
+fn batch(words: &Vocab, examples: &[&Example]) -> Result<LabeledBatch> {
     let ids: Vec<Vec<u32>> = examples
         .iter()
         .map(|e| e.words.iter().map(|w| words.id(w)).collect())
         .collect();
-    let pairs: Vec<(&[u32], &[u32])> = ids.iter().map(|v| (&v[..], &v[..])).collect();
-    let labels = examples.iter().map(|e| e.label as u32).collect();
-    Ok((Batch::pad(&pairs, Vocab::PAD)?, labels))
+    let seqs: Vec<(&[u32], u32)> = ids
+        .iter()
+        .zip(examples)
+        .map(|(v, e)| (&v[..], e.label as u32))
+        .collect();
+    LabeledBatch::pad(&seqs, Vocab::PAD)
 }
 
-fn evaluate(ctx: &Context, model: &Classifier, words: &Vocab, set: &[Example]) -> Result<f64> {
+fn evaluate(
+    ctx: &Context,
+    model: &SequenceClassifier,
+    words: &Vocab,
+    set: &[Example],
+) -> Result<f64> {
     let lengths: Vec<usize> = set.iter().map(|e| e.words.len()).collect();
     let (mut predicted, mut gold) = (vec![], vec![]);
     for idx in buckets(&lengths, 64, 0) {
         let chosen: Vec<&Example> = idx.iter().map(|&i| &set[i]).collect();
-        let (b, labels) = batch(words, &chosen)?;
-        let mut rec = Recorder::new(ctx, "eval");
-        let (logits, _) = model.forward(&mut rec, &b)?;
-        let best = argmax::forward(&mut rec, &logits)?;
-        rec.submit();
-        predicted.extend(best.to_vec()?.into_iter().map(|v| v as u32));
-        gold.extend(labels);
+        let b = batch(words, &chosen)?;
+        let mut tape = Tape::eval(ctx, "eval");
+        let logits = model.forward(&mut tape, &b)?;
+        let best = argmax::forward(tape.rec(), &logits)?;
+        tape.into_recorder().submit();
+        predicted.extend(best.to_vec_u32()?);
+        gold.extend(b.labels);
     }
     let keep = vec![true; gold.len()];
     Ok(accuracy(&predicted, &gold, &keep)?.unwrap_or(0.0))
@@ -337,37 +226,31 @@ fn main() -> Result<()> {
         let checkpoint = args
             .checkpoint
             .with_extension(format!("{name}.safetensors"));
-        let cfg = Config {
-            mode: Mode::Lstm,
-            input_size: args.emb,
-            hidden_size: args.hidden,
-            num_layers: 1,
-            bidirectional: true,
+        let cfg = ClassifierConfig {
+            vocab: words.len(),
+            emb: args.emb,
+            rnn: Config {
+                mode: Mode::Lstm,
+                input_size: args.emb,
+                hidden_size: args.hidden,
+                num_layers: 1,
+                bidirectional: true,
+            },
+            classes: corpus.classes.len(),
+            pad: Vocab::PAD,
+            readout: match readout {
+                Readout::Final => classifier::Readout::Final,
+                Readout::Mean => classifier::Readout::Mean,
+                Readout::LastStep => classifier::Readout::LastStep,
+            },
         };
-        let model = Classifier {
-            embedding: Embedding::new(&ctx, words.len(), args.emb, Some(Vocab::PAD), args.seed)?,
-            lstm: Recurrent::new(&ctx, cfg, args.seed + 1)?,
-            fc: Linear::new(
-                &ctx,
-                2 * args.hidden,
-                corpus.classes.len(),
-                true,
-                args.seed + 2,
-            )?,
-            readout,
-            hidden: args.hidden,
-        };
+        let model = SequenceClassifier::new(&ctx, cfg, args.seed)?;
         let opt_cfg = OptimConfig {
             max_norm: Some(5.0),
             ..OptimConfig::new(Method::ADAM, args.lr)
         };
         let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
-        let named: Vec<Named> = [
-            prefixed("embedding", model.embedding.named_params()),
-            prefixed("lstm", model.lstm.named_params()),
-            prefixed("fc", model.fc.named_params()),
-        ]
-        .concat();
+        let named = model.named_params();
         if args.resume {
             run::resume(&checkpoint, &named, &mut opt)?;
         }
@@ -387,16 +270,8 @@ fn main() -> Result<()> {
             let mut out_of_time = false;
             for idx in &batches {
                 let chosen: Vec<&Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
-                let (b, labels) = batch(&words, &chosen)?;
-                let mut rec = Recorder::new(&ctx, "classify step");
-                for p in model.params() {
-                    rec.zero(&p.grad)?;
-                }
-                let (logits, saved) = model.forward(&mut rec, &b)?;
-                let loss = cross_entropy::forward(&mut rec, &logits, &labels, None)?;
-                model.backward(&mut rec, &loss, &saved)?;
-                opt.step(&mut rec)?;
-                let report = finish_step(rec, &loss.loss, &mut opt)?;
+                let b = batch(&words, &chosen)?;
+                let report = model.train_step(&ctx, &b, &mut opt)?;
                 losses.push((f64::from(opt.steps()), f64::from(report.loss)));
                 bar.set_message(format!("loss {:.3}", report.loss));
                 bar.inc(1);

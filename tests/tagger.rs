@@ -416,3 +416,62 @@ fn broken_checkpoints_are_refused_before_anything_is_written() {
     assert_eq!(before, after);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `save` and `load` on a module: the parameters come back exactly, and a file
+/// whose fields carry other names (the PyTorch fixture's `embedding`, `lstm`, `fc`
+/// written as `emb`, `lstm`, `out`) loads through a key map; without the map it
+/// is refused and nothing is written.
+#[test]
+fn a_module_saves_loads_and_maps_foreign_names() {
+    use rnn_wgpu::nn::StateDict;
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-module-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let values = |m: &BiLstmTagger| -> Vec<Vec<f32>> {
+        m.named_params().iter().map(|n| n.read().unwrap()).collect()
+    };
+    let model = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 6).unwrap();
+    let path = dir.join("module.safetensors");
+    model.save(&path).unwrap();
+    let other = BiLstmTagger::new(ctx(), VOCAB, 16, 12, TAGS, 0, 7).unwrap();
+    assert_ne!(values(&other), values(&model));
+    other.load(&path).unwrap();
+    assert_eq!(values(&other), values(&model));
+
+    let fixture = StateDict::load(&fixture("bilstm_tagger.safetensors")).unwrap();
+    let foreign = fixture.clone().renamed(|name| {
+        Some(
+            name.replacen("embedding.", "emb.", 1)
+                .replacen("fc.", "out.", 1),
+        )
+    });
+    assert!(foreign.tensors.contains_key("emb.weight"));
+    let foreign_path = dir.join("foreign.safetensors");
+    foreign.save(&foreign_path).unwrap();
+    let [vocab, emb] = fixture.tensors["embedding.weight"].0[..] else {
+        panic!("embedding weight is not 2-D");
+    };
+    let hidden = fixture.tensors["lstm.weight_hh_l0"].0[1];
+    let tags = fixture.tensors["fc.weight"].0[0];
+    let model = BiLstmTagger::new(ctx(), vocab, emb, hidden, tags, 0, 1).unwrap();
+    let before = values(&model);
+    let err = model.load(&foreign_path).unwrap_err();
+    assert!(matches!(err, Error::File { .. }), "{err:?}");
+    assert_eq!(values(&model), before, "a refused load wrote something");
+    StateDict::load(&foreign_path)
+        .unwrap()
+        .renamed(|name| {
+            Some(
+                name.replacen("emb.", "embedding.", 1)
+                    .replacen("out.", "fc.", 1),
+            )
+        })
+        .apply(&model.named_params(), "foreign")
+        .unwrap();
+    let want: Vec<Vec<f32>> = model
+        .named_params()
+        .iter()
+        .map(|n| fixture.tensors[&n.name].1.clone())
+        .collect();
+    assert_eq!(values(&model), want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,7 +14,7 @@ use crate::data::LabeledBatch;
 use crate::error::Result;
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Recurrent};
-use crate::nn::{prefixed, Embedding, Linear, Module, Named, Param};
+use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
 use crate::tape::{Tape, Var};
 use crate::train::TrainStep;
 
@@ -111,17 +111,10 @@ impl TrainStep for SequenceClassifier {
 }
 
 impl Module for SequenceClassifier {
-    fn params(&self) -> Vec<Param> {
-        let mut out = self.embedding.params();
-        out.extend(self.rnn.params());
-        out.extend(self.fc.params());
-        out
-    }
-
-    fn named_params(&self) -> Vec<Named> {
-        let mut out = prefixed("embedding", self.embedding.named_params());
-        out.extend(prefixed("rnn", self.rnn.named_params()));
-        out.extend(prefixed("fc", self.fc.named_params()));
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = prefixed("embedding", self.embedding.entries());
+        out.extend(prefixed("rnn", self.rnn.entries()));
+        out.extend(prefixed("fc", self.fc.entries()));
         out
     }
 }

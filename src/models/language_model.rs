@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::gpu::Context;
 use crate::init::SplitMix;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, Embedding, Linear, Module, Named, Param};
+use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
 use crate::ops::sample;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -199,17 +199,10 @@ impl TrainStep for LanguageModel {
 }
 
 impl Module for LanguageModel {
-    fn params(&self) -> Vec<Param> {
-        let mut out = self.embedding.params();
-        out.extend(self.rnn.params());
-        out.extend(self.fc.params());
-        out
-    }
-
-    fn named_params(&self) -> Vec<Named> {
-        let mut out = prefixed("embedding", self.embedding.named_params());
-        out.extend(prefixed("rnn", self.rnn.named_params()));
-        out.extend(prefixed("fc", self.fc.named_params()));
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = prefixed("embedding", self.embedding.entries());
+        out.extend(prefixed("rnn", self.rnn.entries()));
+        out.extend(prefixed("fc", self.fc.entries()));
         out
     }
 }

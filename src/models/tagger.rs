@@ -7,7 +7,7 @@ use crate::data::Batch;
 use crate::error::Result;
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, Dropout, Embedding, Linear, Module, Named, Param};
+use crate::nn::{prefixed, Dropout, Embedding, Entry, Linear, Module};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
 use crate::train::TrainStep;
@@ -100,17 +100,10 @@ impl TrainStep for BiLstmTagger {
 }
 
 impl Module for BiLstmTagger {
-    fn params(&self) -> Vec<Param> {
-        let mut out = self.embedding.params();
-        out.extend(self.lstm.params());
-        out.extend(self.fc.params());
-        out
-    }
-
-    fn named_params(&self) -> Vec<Named> {
-        let mut out = prefixed("embedding", self.embedding.named_params());
-        out.extend(prefixed("lstm", self.lstm.named_params()));
-        out.extend(prefixed("fc", self.fc.named_params()));
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = prefixed("embedding", self.embedding.entries());
+        out.extend(prefixed("lstm", self.lstm.entries()));
+        out.extend(prefixed("fc", self.fc.entries()));
         out
     }
 }

@@ -14,7 +14,7 @@
 //! softmax's backward, then GEMMs for dq, dk (from both the scores and the
 //! context) and dW. Parameter gradients accumulate; dq and dk are returned fresh.
 
-use super::{Module, Named, Param, SplitMix};
+use super::{Entry, Module, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::attention as kernels;
@@ -494,14 +494,10 @@ impl Attention {
 }
 
 impl Module for Attention {
-    fn params(&self) -> Vec<Param> {
-        self.named().into_iter().map(|(_, p)| p.clone()).collect()
-    }
-
-    fn named_params(&self) -> Vec<Named> {
+    fn entries(&self) -> Vec<Entry> {
         self.named()
             .into_iter()
-            .map(|(name, p)| Named::whole(name, &p.value))
+            .map(|(name, p)| Entry::new(name, p))
             .collect()
     }
 }

@@ -1,7 +1,7 @@
 //! Embedding (torch.nn.Embedding with padding_idx): rows of a table looked up by
 //! token id. The padding row starts at zero and never gets a gradient.
 
-use super::{Module, Named, Param, SplitMix};
+use super::{Entry, Module, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::embedding::{self, Index};
@@ -115,14 +115,11 @@ impl Embedding {
 }
 
 impl Module for Embedding {
-    fn params(&self) -> Vec<Param> {
-        vec![Param {
+    fn entries(&self) -> Vec<Entry> {
+        let param = Param {
             value: self.weight.clone(),
             grad: self.grad.clone(),
-        }]
-    }
-
-    fn named_params(&self) -> Vec<Named> {
-        vec![Named::whole("weight", &self.weight)]
+        };
+        vec![Entry::new("weight", &param)]
     }
 }

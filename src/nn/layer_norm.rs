@@ -1,7 +1,7 @@
 //! Layer normalization (torch.nn.LayerNorm over the last dimension): γ ones and
 //! β zeros at the start, ε = 1e-5.
 
-use super::{Module, Named, Param};
+use super::{Entry, Module, Param};
 use crate::error::Result;
 use crate::gpu::{Context, Recorder};
 use crate::ops::layer_norm::{self, Saved};
@@ -66,14 +66,10 @@ impl LayerNorm {
 }
 
 impl Module for LayerNorm {
-    fn params(&self) -> Vec<Param> {
-        vec![self.weight.clone(), self.bias.clone()]
-    }
-
-    fn named_params(&self) -> Vec<Named> {
+    fn entries(&self) -> Vec<Entry> {
         vec![
-            Named::whole("weight", &self.weight.value),
-            Named::whole("bias", &self.bias.value),
+            Entry::new("weight", &self.weight),
+            Entry::new("bias", &self.bias),
         ]
     }
 }

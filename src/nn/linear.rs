@@ -1,6 +1,6 @@
 //! Linear layer (torch.nn.Linear): `y = x·Wᵀ + b` over the last dimension.
 
-use super::{Module, Named, Param, SplitMix};
+use super::{Entry, Module, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
@@ -166,23 +166,18 @@ impl Linear {
 }
 
 impl Module for Linear {
-    fn params(&self) -> Vec<Param> {
-        let mut out = vec![Param {
-            value: self.weight.clone(),
-            grad: self.grad_weight.clone(),
-        }];
+    fn entries(&self) -> Vec<Entry> {
+        let param = |value: &Tensor, grad: &Tensor| Param {
+            value: value.clone(),
+            grad: grad.clone(),
+        };
+        let mut out = vec![Entry::new(
+            "weight",
+            &param(&self.weight, &self.grad_weight),
+        )];
         if let (Some(b), Some(g)) = (&self.bias, &self.grad_bias) {
-            out.push(Param {
-                value: b.clone(),
-                grad: g.clone(),
-            });
+            out.push(Entry::new("bias", &param(b, g)));
         }
-        out
-    }
-
-    fn named_params(&self) -> Vec<Named> {
-        let mut out = vec![Named::whole("weight", &self.weight)];
-        out.extend(self.bias.as_ref().map(|b| Named::whole("bias", b)));
         out
     }
 }

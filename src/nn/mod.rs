@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod linear;
 pub mod recurrent;
+pub mod state_dict;
 pub mod transformer;
 
 pub use attention::{Attention, Score};
@@ -16,6 +17,7 @@ pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
+pub use state_dict::StateDict;
 pub use transformer::TransformerEncoderLayer;
 
 use crate::error::{Error, Result};
@@ -24,28 +26,77 @@ pub use crate::init::SplitMix;
 pub use crate::tape::Param;
 use crate::tensor::{DType, Tensor};
 
-/// What optimizers and checkpoints need of a layer or a model.
+/// What optimizers and checkpoints need of a layer or a model. A module names
+/// each parameter once, in [`entries`](Module::entries); the parameter list and
+/// the state_dict names both come from there.
 pub trait Module {
+    /// Every parameter with its state_dict name(s), in a fixed order.
+    fn entries(&self) -> Vec<Entry>;
+
     /// Every parameter tensor with its gradient.
-    fn params(&self) -> Vec<Param>;
+    fn params(&self) -> Vec<Param> {
+        self.entries().into_iter().map(|e| e.param).collect()
+    }
 
     /// Every parameter under its PyTorch state_dict name, as views into the
     /// tensors of [`params`](Module::params).
-    fn named_params(&self) -> Vec<Named>;
+    fn named_params(&self) -> Vec<Named> {
+        self.entries().into_iter().flat_map(|e| e.names).collect()
+    }
 
     /// Records setting every parameter gradient to zero.
     fn zero_grad(&self, rec: &mut Recorder) -> Result<()> {
         self.params().iter().try_for_each(|p| rec.zero(&p.grad))
     }
+
+    /// Writes the parameters to a safetensors file under their state_dict names
+    /// (beside it first, then renamed over it: a crash never tears the file).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn save(&self, path: &std::path::Path) -> Result<()> {
+        StateDict::read(&self.named_params())?.save(path)
+    }
+
+    /// Loads the parameters from a safetensors file (PyTorch's
+    /// `save_file(model.state_dict())` or [`save`](Module::save)), strictly: every
+    /// parameter present with its shape, no tensor left over. Nothing is written
+    /// unless everything matches.
+    fn load(&self, path: &std::path::Path) -> Result<()> {
+        StateDict::load(path)?.apply(&self.named_params(), &path.display().to_string())
+    }
 }
 
-/// `named` with every name behind `prefix.` (a submodule's names in its parent).
-pub fn prefixed(prefix: &str, named: Vec<Named>) -> Vec<Named> {
-    named
+/// One parameter and the name(s) its values go by in a state_dict: one name for
+/// most, one per direction for a recurrent layer's stacked tensors.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub param: Param,
+    pub names: Vec<Named>,
+}
+
+impl Entry {
+    /// `param` under one `name`.
+    pub fn new(name: &str, param: &Param) -> Self {
+        Self {
+            param: param.clone(),
+            names: vec![Named::whole(name, &param.value)],
+        }
+    }
+}
+
+/// `entries` with every name behind `prefix.` (a submodule's names in its parent).
+pub fn prefixed(prefix: &str, entries: Vec<Entry>) -> Vec<Entry> {
+    entries
         .into_iter()
-        .map(|n| Named {
-            name: format!("{prefix}.{}", n.name),
-            ..n
+        .map(|e| Entry {
+            names: e
+                .names
+                .into_iter()
+                .map(|n| Named {
+                    name: format!("{prefix}.{}", n.name),
+                    ..n
+                })
+                .collect(),
+            ..e
         })
         .collect()
 }

@@ -30,7 +30,7 @@
 //! cell state, biases and all gradients stay f32. `y` is then f16; `h_n` and
 //! `c_n` are f32 as always.
 
-use super::{Module, Named, Param, SplitMix};
+use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
@@ -283,29 +283,32 @@ impl Recurrent {
 
     /// Every gradient, named as its parameter.
     pub fn named_grads(&self) -> Vec<Named> {
-        self.named(&self.grads)
-    }
-
-    fn named(&self, layers: &[LayerTensors]) -> Vec<Named> {
         let mut out = Vec::new();
-        for (l, lt) in layers.iter().enumerate() {
-            let tensors = [&lt.w_ih, &lt.w_hh, &lt.b_ih, &lt.b_hh];
-            let names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"];
-            for d in 0..self.cfg.dirs() {
-                let suffix = if d == 1 { "_reverse" } else { "" };
-                for (name, t) in names.iter().zip(tensors) {
-                    let shape = t.shape()[1..].to_vec();
-                    let numel: usize = shape.iter().product();
-                    out.push(Named {
-                        name: format!("{name}_l{l}{suffix}"),
-                        shape,
-                        tensor: t.clone(),
-                        offset: d * numel,
-                    });
-                }
+        for (l, g) in self.grads.iter().enumerate() {
+            for (name, t) in [
+                ("weight_ih", &g.w_ih),
+                ("weight_hh", &g.w_hh),
+                ("bias_ih", &g.b_ih),
+                ("bias_hh", &g.b_hh),
+            ] {
+                out.extend(self.direction_names(name, l, t));
             }
         }
         out
+    }
+
+    /// The names of a stacked `[D, ..]` tensor of layer `l`'s: one per direction.
+    fn direction_names(&self, name: &str, l: usize, t: &Tensor) -> Vec<Named> {
+        let shape = t.shape()[1..].to_vec();
+        let numel: usize = shape.iter().product();
+        (0..self.cfg.dirs())
+            .map(|d| Named {
+                name: format!("{name}_l{l}{}", if d == 1 { "_reverse" } else { "" }),
+                shape: shape.clone(),
+                tensor: t.clone(),
+                offset: d * numel,
+            })
+            .collect()
     }
 
     /// Records the forward pass of `x` `[B, T, I]` whose sequence `b` has
@@ -797,27 +800,27 @@ impl Recurrent {
 }
 
 impl Module for Recurrent {
-    fn params(&self) -> Vec<Param> {
+    /// Every layer's stacked tensors, each under its PyTorch names per direction
+    /// (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
+    fn entries(&self) -> Vec<Entry> {
         let mut out = Vec::new();
-        for (p, g) in self.params.iter().zip(&self.grads) {
-            for (value, grad) in [
-                (&p.w_ih, &g.w_ih),
-                (&p.w_hh, &g.w_hh),
-                (&p.b_ih, &g.b_ih),
-                (&p.b_hh, &g.b_hh),
+        for (l, (p, g)) in self.params.iter().zip(&self.grads).enumerate() {
+            for (name, value, grad) in [
+                ("weight_ih", &p.w_ih, &g.w_ih),
+                ("weight_hh", &p.w_hh, &g.w_hh),
+                ("bias_ih", &p.b_ih, &g.b_ih),
+                ("bias_hh", &p.b_hh, &g.b_hh),
             ] {
-                out.push(Param {
-                    value: value.clone(),
-                    grad: grad.clone(),
+                out.push(Entry {
+                    param: Param {
+                        value: value.clone(),
+                        grad: grad.clone(),
+                    },
+                    names: self.direction_names(name, l, value),
                 });
             }
         }
         out
-    }
-
-    /// Every parameter under its PyTorch name (`weight_ih_l0`, `bias_hh_l1_reverse`, ...).
-    fn named_params(&self) -> Vec<Named> {
-        self.named(&self.params)
     }
 }
 

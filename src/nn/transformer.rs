@@ -14,7 +14,7 @@
 
 use super::attention::{self, Attention, Score};
 use super::layer_norm::LayerNorm;
-use super::{prefixed, Linear, Module, Named, Param, SplitMix};
+use super::{prefixed, Entry, Linear, Module, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::elementwise::{self, Activation};
@@ -344,26 +344,16 @@ impl TransformerEncoderLayer {
 }
 
 impl Module for TransformerEncoderLayer {
-    fn params(&self) -> Vec<Param> {
-        let mut out = vec![self.in_proj.clone(), self.in_bias.clone()];
-        out.extend(self.out_proj.params());
-        out.extend(self.linear1.params());
-        out.extend(self.linear2.params());
-        out.extend(self.norm1.params());
-        out.extend(self.norm2.params());
-        out
-    }
-
-    fn named_params(&self) -> Vec<Named> {
+    fn entries(&self) -> Vec<Entry> {
         let mut out = vec![
-            Named::whole("self_attn.in_proj_weight", &self.in_proj.value),
-            Named::whole("self_attn.in_proj_bias", &self.in_bias.value),
+            Entry::new("self_attn.in_proj_weight", &self.in_proj),
+            Entry::new("self_attn.in_proj_bias", &self.in_bias),
         ];
-        out.extend(prefixed("self_attn.out_proj", self.out_proj.named_params()));
-        out.extend(prefixed("linear1", self.linear1.named_params()));
-        out.extend(prefixed("linear2", self.linear2.named_params()));
-        out.extend(prefixed("norm1", self.norm1.named_params()));
-        out.extend(prefixed("norm2", self.norm2.named_params()));
+        out.extend(prefixed("self_attn.out_proj", self.out_proj.entries()));
+        out.extend(prefixed("linear1", self.linear1.entries()));
+        out.extend(prefixed("linear2", self.linear2.entries()));
+        out.extend(prefixed("norm1", self.norm1.entries()));
+        out.extend(prefixed("norm2", self.norm2.entries()));
         out
     }
 }

@@ -1,34 +1,15 @@
-//! Checkpoints as safetensors files with PyTorch's state_dict names, so a state
-//! dict saved by PyTorch (`safetensors.torch.save_file(model.state_dict(), path)`)
-//! loads here and one saved here loads there. Optimizer state is stored beside the
-//! parameters under `optim.` names, with the step count in the metadata.
-
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::Path;
-
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+//! Training checkpoints: a model's [`StateDict`] with the optimizer's state
+//! beside the parameters under `optim.` names and the step count in the
+//! metadata, so a run resumes where it stopped.
 
 use crate::error::{Error, Result};
-use crate::nn::Named;
+use crate::nn::{Named, StateDict};
 use crate::train::Optimizer;
 
-/// A loaded checkpoint: f32 tensors by name and the metadata.
-#[derive(Clone, Debug, Default)]
-pub struct Checkpoint {
-    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    pub metadata: HashMap<String, String>,
-}
+/// A training checkpoint: a state dict that may hold optimizer state too.
+pub type Checkpoint = StateDict;
 
-fn file_err(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::File {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-impl Checkpoint {
+impl StateDict {
     /// Reads the model's parameters (and, when given, the optimizer's state) back
     /// from the GPU.
     #[cfg(not(target_arch = "wasm32"))]
@@ -38,11 +19,7 @@ impl Checkpoint {
 
     /// [`capture`](Self::capture), awaited.
     pub async fn capture_async(params: &[Named], opt: Option<&Optimizer>) -> Result<Self> {
-        let mut ck = Checkpoint::default();
-        for p in params {
-            ck.tensors
-                .insert(p.name.clone(), (p.shape.clone(), p.read_async().await?));
-        }
+        let mut ck = StateDict::read_async(params).await?;
         if let Some(opt) = opt {
             let (state, steps) = opt.state();
             for (name, t) in state {
@@ -54,114 +31,6 @@ impl Checkpoint {
             ck.metadata.insert("optim.steps".into(), steps.to_string());
         }
         Ok(ck)
-    }
-
-    /// Writes the file (f32 tensors). The bytes go to `<path>.partial` first,
-    /// synced to disk and then renamed over `path`, so that a crash or a full disk
-    /// in the middle leaves the last good file as it was.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let views = self
-            .tensors
-            .iter()
-            .map(|(name, (shape, data))| {
-                TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| file_err(path, e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, Some(self.metadata.clone()))
-            .map_err(|e| file_err(path, e))?;
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = std::path::PathBuf::from(partial);
-        let written = std::fs::File::create(&partial).and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_all()
-        });
-        written
-            .and_then(|()| std::fs::rename(&partial, path))
-            .map_err(|e| {
-                // What is left of the partial file is of no use to anyone.
-                let _ = std::fs::remove_file(&partial);
-                file_err(path, e)
-            })
-    }
-
-    /// Reads a file; tensors must be f32 (f16 and bf16 are converted).
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
-        Self::from_bytes(&bytes, &path.display().to_string())
-    }
-
-    /// Parses a file's bytes (`name` labels errors), as [`load`](Self::load).
-    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
-        Self::parse(bytes).map_err(|reason| Error::File {
-            path: name.to_string(),
-            reason,
-        })
-    }
-
-    fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-        let mut ck = Checkpoint {
-            metadata: header.metadata().clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                other => return Err(format!("tensor {name} is {other:?}; expected a float type")),
-            };
-            ck.tensors.insert(name, (view.shape().to_vec(), values));
-        }
-        Ok(ck)
-    }
-
-    /// Writes every parameter of `params` from the tensor of the same name and
-    /// shape. Like PyTorch's strict loading, a missing or mis-shaped parameter and
-    /// a tensor no parameter takes (outside `optim.`) are errors, reported before
-    /// anything is written.
-    pub fn apply(&self, params: &[Named], path_for_errors: &str) -> Result<()> {
-        let err = |reason: String| Error::File {
-            path: path_for_errors.into(),
-            reason,
-        };
-        for p in params {
-            match self.tensors.get(&p.name) {
-                None => return Err(err(format!("no tensor {}", p.name))),
-                Some((shape, _)) if *shape != p.shape => {
-                    return Err(err(format!(
-                        "{} is {shape:?}, the model's is {:?}",
-                        p.name, p.shape
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some(extra) = self
-            .tensors
-            .keys()
-            .find(|k| !k.starts_with("optim.") && !params.iter().any(|p| &p.name == *k))
-        {
-            return Err(err(format!("tensor {extra} belongs to no parameter")));
-        }
-        for p in params {
-            p.write(&self.tensors[&p.name].1)?;
-        }
-        Ok(())
     }
 
     /// Restores an optimizer's buffers and step count saved by [`capture`](Self::capture).

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::TransformerEncoderLayer;
-use crate::nn::{prefixed, Attention, Embedding, Linear, Module, Named, Param, Score};
+use crate::nn::{prefixed, Attention, Embedding, Entry, Linear, Module, Score};
 use crate::tape::{Tape, Var};
 use crate::train::TrainStep;
 
@@ -278,40 +278,26 @@ impl TrainStep for Seq2Seq {
 }
 
 impl Module for Seq2Seq {
-    fn params(&self) -> Vec<Param> {
-        let mut out = self.src_embedding.params();
-        out.extend(self.tgt_embedding.params());
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = prefixed("src_embedding", self.src_embedding.entries());
+        out.extend(prefixed("tgt_embedding", self.tgt_embedding.entries()));
         match &self.encoder {
-            Encoder::Lstm(lstm) => out.extend(lstm.params()),
-            Encoder::Transformer(layers) => out.extend(layers.iter().flat_map(Module::params)),
-        }
-        out.extend(self.decoder.params());
-        out.extend(self.attention.iter().flat_map(Module::params));
-        out.extend(self.combine.iter().flat_map(Module::params));
-        out.extend(self.out.params());
-        out
-    }
-
-    fn named_params(&self) -> Vec<Named> {
-        let mut out = prefixed("src_embedding", self.src_embedding.named_params());
-        out.extend(prefixed("tgt_embedding", self.tgt_embedding.named_params()));
-        match &self.encoder {
-            Encoder::Lstm(lstm) => out.extend(prefixed("encoder", lstm.named_params())),
+            Encoder::Lstm(lstm) => out.extend(prefixed("encoder", lstm.entries())),
             Encoder::Transformer(layers) => {
                 for (l, layer) in layers.iter().enumerate() {
                     let prefix = format!("encoder.layers.{l}");
-                    out.extend(prefixed(&prefix, layer.named_params()));
+                    out.extend(prefixed(&prefix, layer.entries()));
                 }
             }
         }
-        out.extend(prefixed("decoder", self.decoder.named_params()));
+        out.extend(prefixed("decoder", self.decoder.entries()));
         if let Some(a) = &self.attention {
-            out.extend(prefixed("attention", a.named_params()));
+            out.extend(prefixed("attention", a.entries()));
         }
         if let Some(c) = &self.combine {
-            out.extend(prefixed("combine", c.named_params()));
+            out.extend(prefixed("combine", c.entries()));
         }
-        out.extend(prefixed("out", self.out.named_params()));
+        out.extend(prefixed("out", self.out.entries()));
         out
     }
 }

@@ -26,7 +26,7 @@ use rnn_wgpu::data::readers::read_chars;
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::data::{Streams, Vocab};
 use rnn_wgpu::models::language_model::State;
-use rnn_wgpu::models::LanguageModel;
+use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
@@ -147,11 +147,13 @@ fn train(
 ) -> Result<Curves> {
     let lm = LanguageModel::new(
         ctx,
-        chars.len(),
-        args.emb,
-        args.hidden,
-        args.layers,
-        mode(cell)?,
+        LanguageModelConfig {
+            vocab: chars.len(),
+            emb: args.emb,
+            hidden: args.hidden,
+            layers: args.layers,
+            mode: mode(cell)?,
+        },
         args.seed,
     )?;
     let cfg = OptimConfig {

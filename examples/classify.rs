@@ -1,4 +1,5 @@
-//! Many-to-one: a BiLSTM sentence classifier, here the genre of each UD English
+//! Many-to-one: the library's sequence classifier (`models::SequenceClassifier`), a
+//! BiLSTM read out into one vector per sentence, here for the genre of each UD English
 //! EWT sentence (answers, email, newsgroup, reviews, weblog: the source named in
 //! its `sent_id`). The sentence is read by a bidirectional LSTM and classified
 //! from one vector, taken one of three ways (`--readouts`):
@@ -19,6 +20,8 @@
 //! generates a task whose class is set by the first word, so that a fresh clone
 //! still runs end to end.
 
+#[path = "common/genres.rs"]
+mod genres;
 #[path = "common/plot.rs"]
 mod plot;
 #[path = "common/run.rs"]
@@ -29,16 +32,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
-use rnn_wgpu::data::{buckets, LabeledBatch, Vocab};
-use rnn_wgpu::metrics::accuracy;
+use rnn_wgpu::data::{buckets, Vocab};
 use rnn_wgpu::models::classifier::{self, ClassifierConfig, SequenceClassifier};
 use rnn_wgpu::nn::recurrent::{Config, Mode};
-use rnn_wgpu::nn::{Module, SplitMix};
-use rnn_wgpu::ops::argmax;
+use rnn_wgpu::nn::Module;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
-use rnn_wgpu::{Context, Result, Tape};
+use rnn_wgpu::{Context, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Readout {
@@ -85,124 +85,12 @@ struct Args {
     resume: bool,
 }
 
-struct Example {
-    words: Vec<String>,
-    label: usize,
-}
-
-struct Corpus {
-    train: Vec<Example>,
-    dev: Vec<Example>,
-    test: Vec<Example>,
-    classes: Vec<String>,
-}
-
-fn load(dir: &std::path::Path) -> Result<Corpus> {
-    let mut classes: Vec<String> = Vec::new();
-    let mut split = |s: &str| -> Result<Vec<Example>> {
-        let sents: Vec<TaggedSentence> = read_conllu(&dir.join(format!("en_ewt-ud-{s}.conllu")))?;
-        Ok(sents
-            .into_iter()
-            .filter_map(|t| {
-                let genre = t.id.as_deref()?.split('-').next()?.to_string();
-                let label = match classes.iter().position(|c| *c == genre) {
-                    Some(i) => i,
-                    None => {
-                        classes.push(genre);
-                        classes.len() - 1
-                    }
-                };
-                let words = t.words.iter().map(|w| w.to_lowercase()).collect();
-                Some(Example { words, label })
-            })
-            .collect())
-    };
-    let (train, dev, test) = (split("train")?, split("dev")?, split("test")?);
-    Ok(Corpus {
-        train,
-        dev,
-        test,
-        classes,
-    })
-}
-
-/// A generated stand-in: the class is set by the first word, followed by filler,
-/// so that only a readout that sees the start of every sentence can learn it.
-fn generated(seed: u64) -> Corpus {
-    let mut rng = SplitMix::new(seed);
-    let mut make = |n: usize| -> Vec<Example> {
-        (0..n)
-            .map(|_| {
-                let label = (rng.next_u64() % 3) as usize;
-                let len = 2 + (rng.next_u64() % 12) as usize;
-                let mut words = vec![format!("k{label}")];
-                words.extend((1..len).map(|_| format!("w{}", rng.next_u64() % 20)));
-                Example { words, label }
-            })
-            .collect()
-    };
-    Corpus {
-        train: make(3000),
-        dev: make(300),
-        test: make(300),
-        classes: vec!["a".into(), "b".into(), "c".into()],
-    }
-}
-
-fn batch(words: &Vocab, examples: &[&Example]) -> Result<LabeledBatch> {
-    let ids: Vec<Vec<u32>> = examples
-        .iter()
-        .map(|e| e.words.iter().map(|w| words.id(w)).collect())
-        .collect();
-    let seqs: Vec<(&[u32], u32)> = ids
-        .iter()
-        .zip(examples)
-        .map(|(v, e)| (&v[..], e.label as u32))
-        .collect();
-    LabeledBatch::pad(&seqs, Vocab::PAD)
-}
-
-fn evaluate(
-    ctx: &Context,
-    model: &SequenceClassifier,
-    words: &Vocab,
-    set: &[Example],
-) -> Result<f64> {
-    let lengths: Vec<usize> = set.iter().map(|e| e.words.len()).collect();
-    let (mut predicted, mut gold) = (vec![], vec![]);
-    for idx in buckets(&lengths, 64, 0) {
-        let chosen: Vec<&Example> = idx.iter().map(|&i| &set[i]).collect();
-        let b = batch(words, &chosen)?;
-        let mut tape = Tape::eval(ctx, "eval");
-        let logits = model.forward(&mut tape, &b)?;
-        let best = argmax::forward(tape.rec(), &logits)?;
-        tape.into_recorder().submit();
-        predicted.extend(best.to_vec_u32()?);
-        gold.extend(b.labels);
-    }
-    let keep = vec![true; gold.len()];
-    Ok(accuracy(&predicted, &gold, &keep)?.unwrap_or(0.0))
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let ctx = Context::new()?;
     println!("device: {}", ctx.adapter_info().name);
-    let corpus = if args.data.join("en_ewt-ud-train.conllu").exists() {
-        println!("data: {}", args.data.display());
-        load(&args.data)?
-    } else {
-        println!("data: {} not found; a generated task", args.data.display());
-        generated(args.seed)
-    };
-    let words = Vocab::build(
-        corpus
-            .train
-            .iter()
-            .flat_map(|e| &e.words)
-            .map(String::as_str),
-        2,
-    );
+    let corpus = genres::load_or_generate(&args.data, args.seed)?;
+    let words = genres::vocab(&corpus);
     let mut counts: HashMap<usize, usize> = HashMap::new();
     for e in &corpus.test {
         *counts.entry(e.label).or_insert(0) += 1;
@@ -269,8 +157,8 @@ fn main() -> Result<()> {
             let bar = run::bar(batches.len(), format!("{readout:?} epoch {}", epoch + 1));
             let mut out_of_time = false;
             for idx in &batches {
-                let chosen: Vec<&Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
-                let b = batch(&words, &chosen)?;
+                let chosen: Vec<&genres::Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
+                let b = genres::batch(&words, &chosen)?;
                 let report = model.train_step(&ctx, &b, &mut opt)?;
                 losses.push((f64::from(opt.steps()), f64::from(report.loss)));
                 bar.set_message(format!("loss {:.3}", report.loss));
@@ -282,7 +170,7 @@ fn main() -> Result<()> {
             }
             bar.finish_and_clear();
             Checkpoint::capture(&named, Some(&opt))?.save(&checkpoint)?;
-            let dev = evaluate(&ctx, &model, &words, &corpus.dev)?;
+            let dev = genres::accuracy(&ctx, &words, &corpus.dev, |t, b| model.forward(t, b))?;
             println!(
                 "{readout:?} epoch {} ({:.1} min): dev accuracy {:.2}%",
                 epoch + 1,
@@ -291,7 +179,8 @@ fn main() -> Result<()> {
             );
             if dev > best_dev {
                 best_dev = dev;
-                test_at_best = evaluate(&ctx, &model, &words, &corpus.test)?;
+                test_at_best =
+                    genres::accuracy(&ctx, &words, &corpus.test, |t, b| model.forward(t, b))?;
             }
             if out_of_time {
                 break 'epochs;

@@ -26,7 +26,7 @@ use std::time::Instant;
 use clap::Parser;
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
-use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
 use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -302,11 +302,13 @@ fn main() -> Result<()> {
 
     let model = BiLstmTagger::new(
         &ctx,
-        data.words.len(),
-        args.emb,
-        args.hidden,
-        data.tags.len(),
-        Vocab::PAD,
+        TaggerConfig {
+            vocab: data.words.len(),
+            emb: args.emb,
+            hidden: args.hidden,
+            tags: data.tags.len(),
+            pad: Vocab::PAD,
+        },
         args.seed,
     )?
     .with_dropout(args.dropout, args.seed as u32)

@@ -8,7 +8,7 @@ mod common;
 use common::ctx;
 use rnn_wgpu::data::readers::parse_conllu;
 use rnn_wgpu::data::Batch;
-use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
 use rnn_wgpu::nn::Module;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
 use rnn_wgpu::{Context, Error, Tape};
@@ -40,7 +40,18 @@ type Case = (
 #[test]
 fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
     let ctx = ctx();
-    let model = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3).unwrap();
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: VOCAB,
+            emb: 8,
+            hidden: 6,
+            tags: TAGS,
+            pad: 0,
+        },
+        3,
+    )
+    .unwrap();
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 0.01), model.params()).unwrap();
     model.train_step(ctx, &good_batch(), &mut opt).unwrap();
@@ -152,7 +163,18 @@ fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
 
     // A tensor past the device's largest storage binding: the forward that would
     // bind it is refused before anything is recorded.
-    let big = BiLstmTagger::new(ctx, device_limit_vocab(ctx), 64, 6, TAGS, 0, 3).unwrap();
+    let big = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: device_limit_vocab(ctx),
+            emb: 64,
+            hidden: 6,
+            tags: TAGS,
+            pad: 0,
+        },
+        3,
+    )
+    .unwrap();
     let mut tape = Tape::eval(ctx, "too big");
     let err = big.forward(&mut tape, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "embedding past the binding limit");
@@ -186,7 +208,18 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     use rnn_wgpu::nn::Dropout;
     use rnn_wgpu::train::Schedule;
     let ctx = ctx();
-    let model = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3).unwrap();
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: VOCAB,
+            emb: 8,
+            hidden: 6,
+            tags: TAGS,
+            pad: 0,
+        },
+        3,
+    )
+    .unwrap();
     let adam = OptimConfig::new(Method::ADAM, 0.01);
     let configs: Vec<(&str, OptimConfig)> = vec![
         (
@@ -295,9 +328,19 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     }
 
     // Dropout that would drop everything.
-    let all = BiLstmTagger::new(ctx, VOCAB, 8, 6, TAGS, 0, 3)
-        .unwrap()
-        .with_dropout(1.0, 1);
+    let all = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: VOCAB,
+            emb: 8,
+            hidden: 6,
+            tags: TAGS,
+            pad: 0,
+        },
+        3,
+    )
+    .unwrap()
+    .with_dropout(1.0, 1);
     let mut tape = Tape::train(ctx, "dropout");
     let err = all.loss(&mut tape, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "drop probability 1");

@@ -8,7 +8,7 @@ mod common;
 use common::{ctx, Rng};
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::models::language_model::State;
-use rnn_wgpu::models::LanguageModel;
+use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::Tape;
@@ -33,7 +33,18 @@ fn chunks_with_carried_state_give_the_logits_of_one_sequence() {
     let ctx = ctx();
     let (b, t, v) = (2, 7, 9);
     for (i, mode) in MODES.into_iter().enumerate() {
-        let lm = LanguageModel::new(ctx, v, 5, 6, 2, mode, 40 + i as u64).unwrap();
+        let lm = LanguageModel::new(
+            ctx,
+            LanguageModelConfig {
+                vocab: v,
+                emb: 5,
+                hidden: 6,
+                layers: 2,
+                mode,
+            },
+            40 + i as u64,
+        )
+        .unwrap();
         let x = ids(&mut Rng::new(3), b * t, v as u32);
         let mut tape = Tape::eval(ctx, "whole");
         let (whole, _) = lm.forward(&mut tape, &x, b, t, None).unwrap();
@@ -80,7 +91,18 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
     let ctx = ctx();
     let (b, t, v) = (3, 6, 8);
     for (i, mode) in MODES.into_iter().enumerate() {
-        let lm = LanguageModel::new(ctx, v, 4, 5, 2, mode, 60 + i as u64).unwrap();
+        let lm = LanguageModel::new(
+            ctx,
+            LanguageModelConfig {
+                vocab: v,
+                emb: 4,
+                hidden: 5,
+                layers: 2,
+                mode,
+            },
+            60 + i as u64,
+        )
+        .unwrap();
         let mut rng = Rng::new(9 + i as u64);
         let warm = chunk(&ids(&mut rng, b * t, v as u32), b, t);
         let batch = chunk(&ids(&mut rng, b * t, v as u32), b, t);
@@ -139,7 +161,18 @@ fn learns_a_periodic_text_and_samples_it_back() {
     };
     let id = |c: char| alphabet.iter().position(|&a| a == c).unwrap() as u32;
     let stream: Vec<u32> = text.iter().cycle().take(2000).map(|&c| id(c)).collect();
-    let lm = LanguageModel::new(ctx, alphabet.len(), 8, 32, 1, Mode::Lstm, 5).unwrap();
+    let lm = LanguageModel::new(
+        ctx,
+        LanguageModelConfig {
+            vocab: alphabet.len(),
+            emb: 8,
+            hidden: 32,
+            layers: 1,
+            mode: Mode::Lstm,
+        },
+        5,
+    )
+    .unwrap();
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, 1e-2)

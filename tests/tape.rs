@@ -563,3 +563,69 @@ fn a_composed_model_has_the_gradients_of_its_loss() {
         );
     }
 }
+
+/// The typed stacks carry their state from one chunk to the next as one
+/// sequence does: `[x1; x2]` from zero equals x1 from zero, then x2 from the
+/// state x1 ended in.
+#[test]
+fn typed_states_carry_across_chunks() {
+    use rnn_wgpu::nn::{Gru, Lstm, Sizes};
+    let ctx = ctx();
+    let sizes = Sizes {
+        input_size: 3,
+        hidden_size: 4,
+        num_layers: 2,
+        bidirectional: false,
+    };
+    let mut rng = Rng::new(21);
+    let (b, t, cut) = (2, 6, 4);
+    let x = rng.vec(b * t * 3);
+    let columns = |from: usize, to: usize| -> Vec<f32> {
+        (0..b)
+            .flat_map(|r| x[(r * t + from) * 3..(r * t + to) * 3].to_vec())
+            .collect()
+    };
+    let var = |steps: usize, data: &[f32]| {
+        Var::constant(Tensor::from_slice(ctx, &[b, steps, 3], data).unwrap())
+    };
+    let lstm = Lstm::new(ctx, sizes, 5).unwrap();
+    let gru = Gru::new(ctx, sizes, 6).unwrap();
+    let mut tape = Tape::eval(ctx, "chunks");
+    let (whole_lstm, _) = lstm.apply(&mut tape, &var(t, &x), &[t; 2], None).unwrap();
+    let (first, state) = lstm
+        .apply(&mut tape, &var(cut, &columns(0, cut)), &[cut; 2], None)
+        .unwrap();
+    let x2 = var(t - cut, &columns(cut, t));
+    let (second, _) = lstm
+        .apply(&mut tape, &x2, &[t - cut; 2], Some(&state))
+        .unwrap();
+    let (whole_gru, _) = gru.apply(&mut tape, &var(t, &x), &[t; 2], None).unwrap();
+    let (g1, gstate) = gru
+        .apply(&mut tape, &var(cut, &columns(0, cut)), &[cut; 2], None)
+        .unwrap();
+    let (g2, _) = gru
+        .apply(&mut tape, &x2, &[t - cut; 2], Some(&gstate))
+        .unwrap();
+    tape.into_recorder().submit();
+    for (what, whole, a, c) in [
+        ("lstm", whole_lstm, first, second),
+        ("gru", whole_gru, g1, g2),
+    ] {
+        let (whole, a, c) = (
+            whole.to_vec().unwrap(),
+            a.to_vec().unwrap(),
+            c.to_vec().unwrap(),
+        );
+        let h = 4;
+        let chunked: Vec<f32> = (0..b)
+            .flat_map(|r| {
+                [
+                    &a[r * cut * h..(r + 1) * cut * h],
+                    &c[r * (t - cut) * h..(r + 1) * (t - cut) * h],
+                ]
+                .concat()
+            })
+            .collect();
+        assert_close(what, &chunked, &to_f64(&whole), 1e-5, 1e-6);
+    }
+}

@@ -369,7 +369,7 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
 #[test]
 fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
     use rnn_wgpu::data::Batch;
-    use rnn_wgpu::models::BiLstmTagger;
+    use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
     use rnn_wgpu::nn::Module;
     use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
     let ctx = common::open(None);
@@ -378,7 +378,18 @@ fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
         assert_eq!(ctx.trace_json().matches("\"ph\":\"X\"").count(), 0);
         return;
     }
-    let model = BiLstmTagger::new(&ctx, 50, 8, 8, 5, 0, 1).unwrap();
+    let model = BiLstmTagger::new(
+        &ctx,
+        TaggerConfig {
+            vocab: 50,
+            emb: 8,
+            hidden: 8,
+            tags: 5,
+            pad: 0,
+        },
+        1,
+    )
+    .unwrap();
     let mut opt =
         Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params()).unwrap();
     let batch = Batch::pad(&[(&[3, 4, 5][..], &[0, 1, 2][..]), (&[6][..], &[3][..])], 0).unwrap();
@@ -497,11 +508,22 @@ fn the_pool_serves_a_request_from_the_smallest_idle_buffer_that_fits() {
 #[test]
 fn varying_shapes_reuse_buffers_and_stay_within_twice_the_peak() {
     use rnn_wgpu::data::Batch;
-    use rnn_wgpu::models::BiLstmTagger;
+    use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
     use rnn_wgpu::nn::Module;
     use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
     let ctx = common::open(None);
-    let model = BiLstmTagger::new(&ctx, 300, 32, 32, 9, 0, 1).unwrap();
+    let model = BiLstmTagger::new(
+        &ctx,
+        TaggerConfig {
+            vocab: 300,
+            emb: 32,
+            hidden: 32,
+            tags: 9,
+            pad: 0,
+        },
+        1,
+    )
+    .unwrap();
     let mut opt =
         Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params()).unwrap();
     let batch = |size: usize, steps: usize| Batch {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use common::ctx;
 use rnn_wgpu::data::{Batch, ParallelBatch};
-use rnn_wgpu::models::{BiLstmTagger, EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::models::{BiLstmTagger, EncoderKind, Link, Seq2Seq, Seq2SeqConfig, TaggerConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{Module, Score};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
@@ -106,7 +106,18 @@ fn recurrent_layers_fit_the_default_limits() {
 
 /// Three tagger training steps: their losses.
 fn tagger_losses(ctx: &Context) -> Vec<f32> {
-    let model = BiLstmTagger::new(ctx, 40, 12, 16, 6, 0, 2).unwrap();
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: 40,
+            emb: 12,
+            hidden: 16,
+            tags: 6,
+            pad: 0,
+        },
+        2,
+    )
+    .unwrap();
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).unwrap();
     let ids: [&[u32]; 3] = [&[3, 9, 27, 4], &[12, 5], &[33, 2, 8]];

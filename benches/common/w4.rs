@@ -4,7 +4,7 @@
 //! both time the same step.
 
 use rnn_wgpu::data::Batch;
-use rnn_wgpu::models::BiLstmTagger;
+use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
 use rnn_wgpu::nn::Module;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Result};
@@ -18,8 +18,18 @@ pub const STEPS: usize = 40;
 
 /// The tagger in `storage` and its Adam optimizer.
 pub fn tagger(ctx: &Context, storage: DType) -> Result<(BiLstmTagger, Optimizer)> {
-    let model = BiLstmTagger::new(ctx, VOCAB as usize, EMB, HIDDEN, TAGS as usize, 0, 1)?
-        .with_storage(storage)?;
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: VOCAB as usize,
+            emb: EMB,
+            hidden: HIDDEN,
+            tags: TAGS as usize,
+            pad: 0,
+        },
+        1,
+    )?
+    .with_storage(storage)?;
     let adam = Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-3), model.params())?;
     Ok((model, adam))
 }

@@ -36,29 +36,35 @@ pub struct Chunk {
     pub state: Option<State>,
 }
 
+/// The sizes of a [`LanguageModel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanguageModelConfig {
+    /// Tokens in the vocabulary.
+    pub vocab: usize,
+    /// Embedding size.
+    pub emb: usize,
+    /// Units per layer.
+    pub hidden: usize,
+    /// Stacked layers (unidirectional).
+    pub layers: usize,
+    /// The cell.
+    pub mode: Mode,
+}
+
 impl LanguageModel {
-    /// `vocab` tokens embedded in `emb` dimensions, `layers` of `hidden` units of
-    /// `mode` (unidirectional), from `seed`.
-    pub fn new(
-        ctx: &Context,
-        vocab: usize,
-        emb: usize,
-        hidden: usize,
-        layers: usize,
-        mode: Mode,
-        seed: u64,
-    ) -> Result<Self> {
-        let cfg = Config {
-            mode,
-            input_size: emb,
-            hidden_size: hidden,
-            num_layers: layers,
+    /// A model initialized as PyTorch does, from `seed`.
+    pub fn new(ctx: &Context, cfg: LanguageModelConfig, seed: u64) -> Result<Self> {
+        let rnn = Config {
+            mode: cfg.mode,
+            input_size: cfg.emb,
+            hidden_size: cfg.hidden,
+            num_layers: cfg.layers,
             bidirectional: false,
         };
         Ok(Self {
-            embedding: Embedding::new(ctx, vocab, emb, None, seed)?,
-            rnn: Recurrent::new(ctx, cfg, seed + 1)?,
-            fc: Linear::new(ctx, hidden, vocab, true, seed + 2)?,
+            embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, None, seed)?,
+            rnn: Recurrent::new(ctx, rnn, seed + 1)?,
+            fc: Linear::new(ctx, cfg.hidden, cfg.vocab, true, seed + 2)?,
         })
     }
 

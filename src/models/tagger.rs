@@ -22,29 +22,35 @@ pub struct BiLstmTagger {
     pub dropout: Dropout,
 }
 
+/// The sizes of a [`BiLstmTagger`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaggerConfig {
+    /// Words in the vocabulary.
+    pub vocab: usize,
+    /// Embedding size.
+    pub emb: usize,
+    /// LSTM units per direction.
+    pub hidden: usize,
+    /// Tag classes.
+    pub tags: usize,
+    /// The padding word (its embedding stays zero).
+    pub pad: u32,
+}
+
 impl BiLstmTagger {
-    /// `vocab` words embedded in `emb` dimensions, `hidden` units per direction,
-    /// `tags` classes; `pad` is the padding word (its embedding stays zero).
-    pub fn new(
-        ctx: &Context,
-        vocab: usize,
-        emb: usize,
-        hidden: usize,
-        tags: usize,
-        pad: u32,
-        seed: u64,
-    ) -> Result<Self> {
-        let cfg = Config {
+    /// A tagger initialized as PyTorch does, from `seed`.
+    pub fn new(ctx: &Context, cfg: TaggerConfig, seed: u64) -> Result<Self> {
+        let lstm = Config {
             mode: Mode::Lstm,
-            input_size: emb,
-            hidden_size: hidden,
+            input_size: cfg.emb,
+            hidden_size: cfg.hidden,
             num_layers: 1,
             bidirectional: true,
         };
         Ok(Self {
-            embedding: Embedding::new(ctx, vocab, emb, Some(pad), seed)?,
-            lstm: Recurrent::new(ctx, cfg, seed + 1)?,
-            fc: Linear::new(ctx, 2 * hidden, tags, true, seed + 2)?,
+            embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
+            lstm: Recurrent::new(ctx, lstm, seed + 1)?,
+            fc: Linear::new(ctx, 2 * cfg.hidden, cfg.tags, true, seed + 2)?,
             dropout: Dropout::new(0.0, seed as u32),
         })
     }

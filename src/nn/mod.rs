@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod linear;
 pub mod recurrent;
+pub mod rnn;
 pub mod state_dict;
 pub mod transformer;
 
@@ -17,6 +18,7 @@ pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
+pub use rnn::{Gru, HiddenState, Lstm, LstmState, Rnn, Sizes};
 pub use state_dict::StateDict;
 pub use transformer::TransformerEncoderLayer;
 

@@ -11,7 +11,7 @@ mod w4;
 
 use rnn_wgpu::data::Streams;
 use rnn_wgpu::models::language_model::State;
-use rnn_wgpu::models::LanguageModel;
+use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module};
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error};
@@ -54,8 +54,18 @@ impl Trainer {
             .collect();
         // Refuse a text too short for one chunk before building anything.
         Streams::new(&ids, BATCH, BPTT).map_err(js)?;
-        let lm =
-            LanguageModel::new(&ctx, chars.len(), 32, hidden, layers, Mode::Lstm, 1).map_err(js)?;
+        let lm = LanguageModel::new(
+            &ctx,
+            LanguageModelConfig {
+                vocab: chars.len(),
+                emb: 32,
+                hidden,
+                layers,
+                mode: Mode::Lstm,
+            },
+            1,
+        )
+        .map_err(js)?;
         let cfg = OptimConfig {
             max_norm: Some(5.0),
             ..OptimConfig::new(Method::ADAM, 3e-3)

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rnn_wgpu::data::{Batch, ParallelBatch};
-use rnn_wgpu::models::{BiLstmTagger, LanguageModel};
+use rnn_wgpu::models::{BiLstmTagger, LanguageModel, LanguageModelConfig, TaggerConfig};
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{Attention, Module, Named, Score};
@@ -392,7 +392,18 @@ fn tagging_batch(rng: &mut Lcg, size: usize) -> std::result::Result<Batch, Strin
 }
 
 async fn tagger_learns(ctx: &Context) -> Outcome {
-    let model = BiLstmTagger::new(ctx, 30, 16, 16, 5, 0, 3).map_err(fail)?;
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: 30,
+            emb: 16,
+            hidden: 16,
+            tags: 5,
+            pad: 0,
+        },
+        3,
+    )
+    .map_err(fail)?;
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let mut rng = Lcg(7);
@@ -490,7 +501,18 @@ async fn decoding(ctx: &Context) -> Outcome {
 }
 
 async fn sampling(ctx: &Context) -> Outcome {
-    let lm = LanguageModel::new(ctx, 12, 8, 16, 2, Mode::Gru, 4).map_err(fail)?;
+    let lm = LanguageModel::new(
+        ctx,
+        LanguageModelConfig {
+            vocab: 12,
+            emb: 8,
+            hidden: 16,
+            layers: 2,
+            mode: Mode::Gru,
+        },
+        4,
+    )
+    .map_err(fail)?;
     let a = lm
         .sample_async(ctx, &[1, 2, 3], 20, 1.0, 9)
         .await
@@ -507,11 +529,33 @@ async fn sampling(ctx: &Context) -> Outcome {
 }
 
 async fn checkpoint(ctx: &Context) -> Outcome {
-    let lm = LanguageModel::new(ctx, 10, 4, 6, 1, Mode::Lstm, 1).map_err(fail)?;
+    let lm = LanguageModel::new(
+        ctx,
+        LanguageModelConfig {
+            vocab: 10,
+            emb: 4,
+            hidden: 6,
+            layers: 1,
+            mode: Mode::Lstm,
+        },
+        1,
+    )
+    .map_err(fail)?;
     let ck = Checkpoint::capture_async(&lm.named_params(), None)
         .await
         .map_err(fail)?;
-    let other = LanguageModel::new(ctx, 10, 4, 6, 1, Mode::Lstm, 2).map_err(fail)?;
+    let other = LanguageModel::new(
+        ctx,
+        LanguageModelConfig {
+            vocab: 10,
+            emb: 4,
+            hidden: 6,
+            layers: 1,
+            mode: Mode::Lstm,
+        },
+        2,
+    )
+    .map_err(fail)?;
     ck.apply(&other.named_params(), "memory").map_err(fail)?;
     let back = Checkpoint::capture_async(&other.named_params(), None)
         .await
@@ -527,7 +571,18 @@ async fn bad_input(ctx: &Context) -> Outcome {
     ensure(matches!(wrong_len, Err(Error::DataLength { .. })), || {
         format!("5 values for [2, 3]: {wrong_len:?}")
     })?;
-    let model = BiLstmTagger::new(ctx, 30, 8, 8, 5, 0, 1).map_err(fail)?;
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: 30,
+            emb: 8,
+            hidden: 8,
+            tags: 5,
+            pad: 0,
+        },
+        1,
+    )
+    .map_err(fail)?;
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let batch = Batch::pad(&[(&[3, 31, 4][..], &[0, 1, 2][..])], 0).map_err(fail)?;
@@ -544,7 +599,18 @@ async fn profiler(ctx: &Context) -> Outcome {
     let timestamps = ctx
         .features()
         .contains(rnn_wgpu::wgpu::Features::TIMESTAMP_QUERY);
-    let model = BiLstmTagger::new(ctx, 30, 8, 8, 5, 0, 1).map_err(fail)?;
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: 30,
+            emb: 8,
+            hidden: 8,
+            tags: 5,
+            pad: 0,
+        },
+        1,
+    )
+    .map_err(fail)?;
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let batch = tagging_batch(&mut Lcg(3), 4)?;

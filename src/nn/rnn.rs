@@ -1,0 +1,144 @@
+//! The recurrent stacks by cell, with their state as a type: an LSTM's `h` and
+//! `c`, a GRU's or Elman RNN's `h`. Each wraps a [`Recurrent`] (which picks the
+//! cell at run time) and puts it on a tape.
+
+use super::recurrent::{Config, Mode, Recurrent};
+use super::{Entry, Module};
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::tape::{Tape, Var};
+
+/// The sizes of a stack, as PyTorch's constructor arguments less the cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub input_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub bidirectional: bool,
+}
+
+impl Sizes {
+    /// The [`Config`] of these sizes with `mode`.
+    pub fn config(self, mode: Mode) -> Config {
+        Config {
+            mode,
+            input_size: self.input_size,
+            hidden_size: self.hidden_size,
+            num_layers: self.num_layers,
+            bidirectional: self.bidirectional,
+        }
+    }
+}
+
+/// An LSTM stack's state: `[L·D, B, H]` each.
+#[derive(Clone, Debug)]
+pub struct LstmState {
+    pub h: Var,
+    pub c: Var,
+}
+
+/// A GRU's or Elman RNN's state: `[L·D, B, H]`.
+#[derive(Clone, Debug)]
+pub struct HiddenState {
+    pub h: Var,
+}
+
+/// torch.nn.LSTM (batch-first).
+#[derive(Clone, Debug)]
+pub struct Lstm(Recurrent);
+
+/// torch.nn.GRU (batch-first).
+#[derive(Clone, Debug)]
+pub struct Gru(Recurrent);
+
+/// torch.nn.RNN (batch-first), tanh or ReLU.
+#[derive(Clone, Debug)]
+pub struct Rnn(Recurrent);
+
+impl Lstm {
+    /// A stack initialized as PyTorch does, from `seed`.
+    pub fn new(ctx: &Context, sizes: Sizes, seed: u64) -> Result<Self> {
+        Recurrent::new(ctx, sizes.config(Mode::Lstm), seed).map(Self)
+    }
+
+    /// The outputs `[B, T, D·H]` of `x` `[B, T, I]` (sequence b has `lengths[b]`
+    /// real steps) from `state` (zero when `None`), and the state at each
+    /// sequence's last real step.
+    pub fn apply(
+        &self,
+        tape: &mut Tape,
+        x: &Var,
+        lengths: &[usize],
+        state: Option<&LstmState>,
+    ) -> Result<(Var, LstmState)> {
+        let (h0, c0) = (state.map(|s| &s.h), state.map(|s| &s.c));
+        let out = self.0.apply(tape, x, lengths, h0, c0)?;
+        let c = out.c_n.ok_or(Error::Empty {
+            op: "lstm",
+            what: "cell state",
+            shape: vec![],
+        })?;
+        Ok((out.y, LstmState { h: out.h_n, c }))
+    }
+
+    /// The untyped stack (its forward and backward on a recorder, its config).
+    pub fn layer(&self) -> &Recurrent {
+        &self.0
+    }
+}
+
+/// GRU and RNN share the typed form: a hidden state only.
+macro_rules! hidden_state_stack {
+    ($name:ident) => {
+        impl $name {
+            /// The outputs `[B, T, D·H]` of `x` `[B, T, I]` (sequence b has
+            /// `lengths[b]` real steps) from `state` (zero when `None`), and the
+            /// state at each sequence's last real step.
+            pub fn apply(
+                &self,
+                tape: &mut Tape,
+                x: &Var,
+                lengths: &[usize],
+                state: Option<&HiddenState>,
+            ) -> Result<(Var, HiddenState)> {
+                let out = self.0.apply(tape, x, lengths, state.map(|s| &s.h), None)?;
+                Ok((out.y, HiddenState { h: out.h_n }))
+            }
+
+            /// The untyped stack (its forward and backward on a recorder, its config).
+            pub fn layer(&self) -> &Recurrent {
+                &self.0
+            }
+        }
+    };
+}
+
+hidden_state_stack!(Gru);
+hidden_state_stack!(Rnn);
+
+impl Gru {
+    /// A stack initialized as PyTorch does, from `seed`.
+    pub fn new(ctx: &Context, sizes: Sizes, seed: u64) -> Result<Self> {
+        Recurrent::new(ctx, sizes.config(Mode::Gru), seed).map(Self)
+    }
+}
+
+impl Rnn {
+    /// A stack with tanh (or, with `relu`, ReLU) initialized as PyTorch does.
+    pub fn new(ctx: &Context, sizes: Sizes, relu: bool, seed: u64) -> Result<Self> {
+        let mode = if relu { Mode::RnnRelu } else { Mode::RnnTanh };
+        Recurrent::new(ctx, sizes.config(mode), seed).map(Self)
+    }
+}
+
+macro_rules! module_of_stack {
+    ($($name:ident),+) => {$(
+        impl Module for $name {
+            fn entries(&self) -> Vec<Entry> {
+                self.0.entries()
+            }
+        }
+    )+};
+}
+
+module_of_stack!(Lstm, Gru, Rnn);

@@ -22,8 +22,8 @@
 //! then one output projection and one masked cross-entropy over all steps. The
 //! model is written forward-only: the tape records the backward.
 //!
-//! [`encoder`] reads the source, [`decoder`] runs the teacher-forced decoder and
-//! the loss, [`search`] decodes greedily or by beam search.
+//! `encoder.rs` reads the source, `decoder.rs` runs the teacher-forced decoder and
+//! the loss, `search.rs` decodes greedily or by beam search.
 
 mod decoder;
 mod encoder;

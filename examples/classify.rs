@@ -161,7 +161,11 @@ fn main() -> Result<()> {
                 let b = genres::batch(&words, &chosen)?;
                 let report = model.train_step(&ctx, &b, &mut opt)?;
                 losses.push((f64::from(opt.steps()), f64::from(report.loss)));
-                bar.set_message(format!("loss {:.3}", report.loss));
+                bar.set_message(format!(
+                    "loss {:.3}  accuracy {:.1}%",
+                    report.loss,
+                    100.0 * report.metric("accuracy").unwrap_or(f32::NAN)
+                ));
                 bar.inc(1);
                 if start.elapsed().as_secs_f64() > budget {
                     out_of_time = true;

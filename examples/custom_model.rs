@@ -21,7 +21,7 @@ use clap::Parser;
 use rnn_wgpu::data::{buckets, LabeledBatch};
 use rnn_wgpu::init::SplitMix;
 use rnn_wgpu::nn::{prefixed, Embedding, Entry, Gru, Linear, Module, Param, Sizes};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Step, TrainStep};
 use rnn_wgpu::{Context, Result, Tape, Tensor, Var};
 
 /// Embedding → BiGRU × 2 → attention pooling → linear.
@@ -74,9 +74,10 @@ impl TrainStep for PooledGru {
     type Batch = LabeledBatch;
     type Carry = ();
 
-    fn loss(&self, tape: &mut Tape, b: &LabeledBatch) -> Result<(Var, ())> {
+    fn loss(&self, tape: &mut Tape, b: &LabeledBatch) -> Result<Step> {
         let logits = self.forward(tape, b)?;
-        Ok((tape.cross_entropy(&logits, &b.labels, None)?, ()))
+        let (loss, accuracy) = tape.cross_entropy_with_accuracy(&logits, &b.labels, None)?;
+        Ok(Step::new(loss).metric("accuracy", accuracy)) // read back with the loss
     }
 }
 
@@ -130,7 +131,11 @@ fn main() -> Result<()> {
         for idx in &batches {
             let chosen: Vec<&genres::Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
             let report = model.train_step(&ctx, &genres::batch(&words, &chosen)?, &mut opt)?;
-            bar.set_message(format!("loss {:.3}", report.loss));
+            bar.set_message(format!(
+                "loss {:.3}  accuracy {:.1}%",
+                report.loss,
+                100.0 * report.metric("accuracy").unwrap_or(f32::NAN)
+            ));
             bar.inc(1);
         }
         bar.finish_and_clear();

@@ -354,8 +354,9 @@ fn main() -> Result<()> {
             losses.push((f64::from(opt.steps()), f64::from(report.loss)));
             tokens += b.lengths.iter().sum::<usize>();
             bar.set_message(format!(
-                "loss {:.3}  {:.0} tokens/s",
+                "loss {:.3}  accuracy {:.1}%  {:.0} tokens/s",
                 report.loss,
+                100.0 * report.metric("accuracy").unwrap_or(f32::NAN),
                 tokens as f64 / t0.elapsed().as_secs_f64()
             ));
             bar.inc(1);

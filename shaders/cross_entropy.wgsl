@@ -3,13 +3,16 @@
 //   loss_n = logsumexp(z_n) − z_n[t_n]               (0 for an ignored row)
 //   dz_n   = (softmax(z_n) − onehot(t_n)) · scale     (0 for an ignored row)
 //   loss   = Σ_n loss_n · scale, with scale = 1 / (number of real rows)
+//   hit_n  = scale when argmax(z_n) = t_n (the first maximum on ties), else 0;
+//   accuracy = Σ_n hit_n, the share of real rows whose best class is the target
 // Stable for logits of any magnitude: exp only ever sees z − max(z) ≤ 0.
 // forward: one workgroup of 64 per row (rows folded into z past 65535), a strided
 //   pass for the max, one for Σ exp, one for the gradient; tree reductions in
 //   workgroup memory. Dispatch (1, min(N, 65535), ceil(N / 65535)).
 // forward_rows: the same, one invocation per row (for C ≤ 64). Dispatch
 //   (ceil(N / 64) folded into y past 65535).
-// reduce: one workgroup sums the N row losses in a fixed order. Dispatch (1, 1, 1).
+// reduce_loss: one workgroup sums the N row losses and hits in a fixed order.
+//   Dispatch (1, 1, 1).
 // Saved for backward: nothing; the gradient is written by forward.
 // WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
 
@@ -28,6 +31,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> row_loss: array<f32>; // [N]
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;  // [N, C]
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;     // [1]
+@group(0) @binding(6) var<storage, read_write> row_hit: array<f32>;  // [N]
+@group(0) @binding(7) var<storage, read_write> accuracy: array<f32>; // [1]
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(
@@ -47,14 +52,20 @@ fn forward(
         }
         if (lane == 0u) {
             row_loss[n] = 0.0;
+            row_hit[n] = 0.0;
         }
         return;
     }
     var m = -3.4e38;
+    var at = 0xffffffffu;
     for (var k = lane; k < p.c; k += WG) {
-        m = max(m, logits[base + k]);
+        if (beats(logits[base + k], k, m, at)) {
+            m = logits[base + k];
+            at = k;
+        }
     }
-    m = reduce(lane, m, true);
+    let best = reduce_best(lane, m, at);
+    m = best.v;
     var s = 0.0;
     for (var k = lane; k < p.c; k += WG) {
         s += exp(logits[base + k] - m);
@@ -67,6 +78,7 @@ fn forward(
     }
     if (lane == 0u) {
         row_loss[n] = (lse - logits[base + t]) * p.scale;
+        row_hit[n] = select(0.0, p.scale, best.i == t);
     }
 }
 
@@ -85,11 +97,16 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             dlogits[base + k] = 0.0;
         }
         row_loss[n] = 0.0;
+        row_hit[n] = 0.0;
         return;
     }
     var m = -3.4e38;
+    var at = 0xffffffffu;
     for (var k = 0u; k < p.c; k++) {
-        m = max(m, logits[base + k]);
+        if (beats(logits[base + k], k, m, at)) {
+            m = logits[base + k];
+            at = k;
+        }
     }
     var s = 0.0;
     for (var k = 0u; k < p.c; k++) {
@@ -101,16 +118,21 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         dlogits[base + k] = (sm - select(0.0, 1.0, k == t)) * p.scale;
     }
     row_loss[n] = (lse - logits[base + t]) * p.scale;
+    row_hit[n] = select(0.0, p.scale, at == t);
 }
 
 @compute @workgroup_size(64, 1, 1)
 fn reduce_loss(@builtin(local_invocation_index) lane: u32) {
     var s = 0.0;
+    var h = 0.0;
     for (var k = lane; k < p.n; k += WG) {
         s += row_loss[k];
+        h += row_hit[k];
     }
     s = reduce(lane, s, false);
+    h = reduce(lane, h, false);
     if (lane == 0u) {
         loss[0] = s;
+        accuracy[0] = h;
     }
 }

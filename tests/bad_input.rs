@@ -342,7 +342,7 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     .unwrap()
     .with_dropout(1.0, 1);
     let mut tape = Tape::train(ctx, "dropout");
-    let err = all.loss(&mut tape, &good_batch()).unwrap_err();
+    let err = TrainStep::loss(&all, &mut tape, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "drop probability 1");
     assert!(
         matches!(

@@ -276,7 +276,9 @@ fn f16_storage_gives_f32_gradients_within_rounding_and_learns_the_rule() {
         .unwrap();
         let mut tape = Tape::train(ctx(), "grads");
         model.zero_grad(tape.rec()).unwrap();
-        let loss = model.loss(&mut tape, &batches[0]).unwrap();
+        let loss = TrainStep::loss(&model, &mut tape, &batches[0])
+            .unwrap()
+            .loss;
         tape.backward(&loss).unwrap();
         tape.into_recorder().submit();
         let grads: Vec<(String, Vec<f32>)> = model
@@ -617,4 +619,47 @@ fn a_module_saves_loads_and_maps_foreign_names() {
         .collect();
     assert_eq!(values(&model), want);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A training step reports the accuracy of its batch in the same readback as
+/// the loss: the accuracy of the weights before the update, as an inference
+/// pass (no dropout) measures it on the host.
+#[test]
+fn a_training_step_reports_its_accuracy() {
+    let batches = toy_batches(1, 8, 44);
+    let b = &batches[0];
+    let model = BiLstmTagger::new(
+        ctx(),
+        TaggerConfig {
+            vocab: VOCAB,
+            emb: 16,
+            hidden: 12,
+            tags: TAGS,
+            pad: 0,
+        },
+        9,
+    )
+    .unwrap();
+    let mut opt = optimizer(&model);
+    train(&model, &mut opt, &toy_batches(6, 8, 45));
+    let mut tape = Tape::eval(ctx(), "logits");
+    let logits = model.forward(&mut tape, b).unwrap();
+    tape.into_recorder().submit();
+    let logits = logits.to_vec().unwrap();
+    let (mut hits, mut counted) = (0usize, 0usize);
+    for (r, &t) in b.targets.iter().enumerate() {
+        if t == Batch::IGNORE {
+            continue;
+        }
+        let row = &logits[r * TAGS..(r + 1) * TAGS];
+        let best = row.iter().cloned().fold(f32::MIN, f32::max);
+        hits += usize::from(row.iter().position(|&v| v == best) == Some(t as usize));
+        counted += 1;
+    }
+    let report = model.train_step(ctx(), b, &mut opt).unwrap();
+    let got = report.metric("accuracy").unwrap();
+    assert!(
+        (got as f64 - hits as f64 / counted as f64).abs() < 1e-6,
+        "step reports {got}, the host counts {hits} of {counted}"
+    );
 }

@@ -629,3 +629,57 @@ fn typed_states_carry_across_chunks() {
         assert_close(what, &chunked, &to_f64(&whole), 1e-5, 1e-6);
     }
 }
+
+/// The accuracy the cross-entropy kernels report with the loss: the share of
+/// rows that count whose first highest logit is the target, on both kernel
+/// paths (a row per invocation for C ≤ 64, a workgroup per row above), with ties
+/// and ignored rows.
+#[test]
+fn cross_entropy_reports_the_accuracy_of_its_rows() {
+    let ctx = ctx();
+    let mut rng = Rng::new(30);
+    for c in [7usize, 100] {
+        let n = 37;
+        let mut logits: Vec<f32> = rng.vec(n * c).iter().map(|v| (v * 4.0).round()).collect();
+        // A row of one repeated value: its first class is its best.
+        logits[..c].fill(1.0);
+        let targets: Vec<u32> = (0..n)
+            .map(|r| match r {
+                0 => 0,
+                _ if r % 5 == 4 => u32::MAX,
+                _ if r % 3 == 0 => {
+                    let row = &logits[r * c..(r + 1) * c];
+                    let best = row.iter().cloned().fold(f32::MIN, f32::max);
+                    row.iter().position(|&v| v == best).unwrap() as u32
+                }
+                _ => (rng.next_u64() % c as u64) as u32,
+            })
+            .collect();
+        let (mut hits, mut counted) = (0, 0);
+        for (r, &t) in targets.iter().enumerate() {
+            if t == u32::MAX {
+                continue;
+            }
+            counted += 1;
+            let row = &logits[r * c..(r + 1) * c];
+            let best = row.iter().cloned().fold(f32::MIN, f32::max);
+            hits += usize::from(row.iter().position(|&v| v == best) == Some(t as usize));
+        }
+        let mut tape = Tape::eval(ctx, "accuracy");
+        let x = tape.from_slice(&[n, c], &logits).unwrap();
+        let (_, accuracy) = tape
+            .cross_entropy_with_accuracy(&x, &targets, Some(u32::MAX))
+            .unwrap();
+        tape.into_recorder().submit();
+        let got = accuracy.to_vec().unwrap()[0] as f64;
+        let want = hits as f64 / counted as f64;
+        assert!(
+            (got - want).abs() < 1e-6,
+            "C = {c}: accuracy {got}, host {want}"
+        );
+        assert!(
+            hits > 3 && hits < counted,
+            "C = {c}: {hits} of {counted} is no test"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Recurrent};
 use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
 use crate::tape::{Tape, Var};
-use crate::train::TrainStep;
+use crate::train::{Step, TrainStep};
 
 /// How a sequence becomes one vector. See the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +104,11 @@ impl TrainStep for SequenceClassifier {
     type Carry = ();
     const LABEL: &'static str = "classifier step";
 
-    fn loss(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<(Var, ())> {
+    /// The mean cross-entropy, with the batch's accuracy as `accuracy`.
+    fn loss(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<Step> {
         let logits = self.forward(tape, batch)?;
-        Ok((tape.cross_entropy(&logits, &batch.labels, None)?, ()))
+        let (loss, accuracy) = tape.cross_entropy_with_accuracy(&logits, &batch.labels, None)?;
+        Ok(Step::new(loss).metric("accuracy", accuracy))
     }
 }
 

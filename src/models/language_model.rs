@@ -12,7 +12,7 @@ use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
 use crate::ops::sample;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
-use crate::train::{self, Optimizer, StepReport, TrainStep};
+use crate::train::{self, Optimizer, Step, StepReport, TrainStep};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -199,8 +199,9 @@ impl TrainStep for LanguageModel {
     type Carry = State;
     const LABEL: &'static str = "language model step";
 
-    fn loss(&self, tape: &mut Tape, chunk: &Chunk) -> Result<(Var, State)> {
-        LanguageModel::loss(self, tape, &chunk.batch, chunk.state.as_ref())
+    fn loss(&self, tape: &mut Tape, chunk: &Chunk) -> Result<Step<State>> {
+        let (loss, next) = LanguageModel::loss(self, tape, &chunk.batch, chunk.state.as_ref())?;
+        Ok(Step::carrying(loss, next))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::{prefixed, Dropout, Embedding, Entry, Linear, Module};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
-use crate::train::TrainStep;
+use crate::train::{Step, TrainStep};
 
 /// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
 /// applies to the embeddings and the LSTM outputs in training steps only.
@@ -87,12 +87,6 @@ impl BiLstmTagger {
         let hidden = self.dropout.apply(tape, &lstm.y)?;
         self.fc.apply(tape, &hidden)
     }
-
-    /// Records the forward and the mean cross-entropy over the real tokens.
-    pub fn loss(&self, tape: &mut Tape, batch: &Batch) -> Result<Var> {
-        let logits = self.forward(tape, batch)?;
-        tape.cross_entropy(&logits, &batch.targets, Some(Batch::IGNORE))
-    }
 }
 
 impl TrainStep for BiLstmTagger {
@@ -100,8 +94,13 @@ impl TrainStep for BiLstmTagger {
     type Carry = ();
     const LABEL: &'static str = "tagger step";
 
-    fn loss(&self, tape: &mut Tape, batch: &Batch) -> Result<(Var, ())> {
-        Ok((BiLstmTagger::loss(self, tape, batch)?, ()))
+    /// The mean cross-entropy over the real tokens, with their accuracy as
+    /// `accuracy`.
+    fn loss(&self, tape: &mut Tape, batch: &Batch) -> Result<Step> {
+        let logits = self.forward(tape, batch)?;
+        let (loss, accuracy) =
+            tape.cross_entropy_with_accuracy(&logits, &batch.targets, Some(Batch::IGNORE))?;
+        Ok(Step::new(loss).metric("accuracy", accuracy))
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Loss {
     pub dlogits: Tensor,
     /// Number of rows (elements for MSE) that counted.
     pub count: usize,
+    /// `[1]` the share of the rows that count whose highest logit (the first, on
+    /// ties) is the target's; none for MSE.
+    pub accuracy: Option<Tensor>,
 }
 
 /// Records the loss of `logits` `[N, C]` (or `[.., C]`) against `targets` (one
@@ -87,10 +90,13 @@ pub fn forward(
     let ctx = rec.context().clone();
     let targets = Tensor::from_u32(&ctx, &[n], &rows)?;
     let row_loss = Tensor::empty(&ctx, &[n], DType::F32)?;
+    let row_hit = Tensor::empty(&ctx, &[n], DType::F32)?;
+    let accuracy = Tensor::empty(&ctx, &[1], DType::F32)?;
     let out = Loss {
         loss: Tensor::empty(&ctx, &[1], DType::F32)?,
         dlogits: Tensor::empty(&ctx, logits.shape(), DType::F32)?,
         count,
+        accuracy: Some(accuracy.clone()),
     };
     let params = Params {
         n: n as u32,
@@ -113,6 +119,7 @@ pub fn forward(
             (2, &targets),
             (3, &row_loss),
             (4, &out.dlogits),
+            (6, &row_hit),
         ],
         groups,
     )?;
@@ -121,7 +128,12 @@ pub fn forward(
         "cross_entropy::reduce_loss",
         &reduce,
         bytemuck::bytes_of(&params),
-        &[(3, &row_loss), (5, &out.loss)],
+        &[
+            (3, &row_loss),
+            (5, &out.loss),
+            (6, &row_hit),
+            (7, &accuracy),
+        ],
         [1, 1, 1],
     )?;
     Ok(out)

@@ -39,6 +39,7 @@ pub fn forward(rec: &mut Recorder, y: &Tensor, target: &Tensor) -> Result<Loss> 
         loss: Tensor::empty(&ctx, &[1], DType::F32)?,
         dlogits: Tensor::empty(&ctx, y.shape(), DType::F32)?,
         count: y.numel(),
+        accuracy: None,
     };
     let params = Params {
         n: y.numel() as u32,

@@ -623,6 +623,24 @@ impl Tape {
         Ok(self.loss_node(logits, loss))
     }
 
+    /// [`cross_entropy`](Self::cross_entropy) and the accuracy of the same rows
+    /// (`[1]`: the share whose highest logit is the target's), from the same
+    /// kernels; the accuracy needs no gradient.
+    pub fn cross_entropy_with_accuracy(
+        &mut self,
+        logits: &Var,
+        targets: &[u32],
+        ignore_index: Option<u32>,
+    ) -> Result<(Var, Tensor)> {
+        let loss = cross_entropy::forward(self.rec(), logits, targets, ignore_index)?;
+        let accuracy = loss.accuracy.clone().ok_or(Error::Empty {
+            op: "cross_entropy",
+            what: "accuracy",
+            shape: vec![],
+        })?;
+        Ok((self.loss_node(logits, loss), accuracy))
+    }
+
     /// The mean squared error of `y` against `target` (same shape). `[1]`.
     pub fn mse(&mut self, y: &Var, target: &Tensor) -> Result<Var> {
         let loss = mse::forward(self.rec(), y, target)?;

@@ -29,8 +29,9 @@ pub trait TrainStep: Module {
     const LABEL: &'static str = "train step";
 
     /// Records the forward of a training step on `tape` (a training tape: dropout
-    /// drops) and returns the loss, one value, with what the next step needs.
-    fn loss(&self, tape: &mut Tape, batch: &Self::Batch) -> Result<(Var, Self::Carry)>;
+    /// drops) and returns the loss, one value, with what the next step needs and
+    /// any metrics.
+    fn loss(&self, tape: &mut Tape, batch: &Self::Batch) -> Result<Step<Self::Carry>>;
 
     /// One training step on `batch` (blocking; native only).
     #[cfg(not(target_arch = "wasm32"))]
@@ -69,20 +70,65 @@ pub async fn step_async<M: TrainStep>(
 ) -> Result<(StepReport, M::Carry)> {
     let mut tape = Tape::train(ctx, M::LABEL);
     model.zero_grad(tape.rec())?;
-    let (loss, carry) = model.loss(&mut tape, batch)?;
-    tape.backward(&loss)?;
+    let step = model.loss(&mut tape, batch)?;
+    tape.backward(&step.loss)?;
     opt.step(tape.rec())?;
-    let report = finish_step_async(tape.into_recorder(), &loss, opt).await?;
-    Ok((report, carry))
+    let report = finish_with(tape.into_recorder(), &step.loss, opt, &step.metrics).await?;
+    Ok((report, step.carry))
 }
 
 /// What a finished training step reports.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepReport {
     /// The step's loss.
     pub loss: f32,
     /// The global gradient norm before clipping.
     pub grad_norm: f32,
+    /// The model's metrics of the step ([`Step::metric`]), by name.
+    pub metrics: Vec<(&'static str, f32)>,
+}
+
+impl StepReport {
+    /// The metric named `name`, if the model reported it.
+    pub fn metric(&self, name: &str) -> Option<f32> {
+        self.metrics
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+    }
+}
+
+/// What a model's [`TrainStep::loss`] records: the loss, what the next step
+/// needs, and metrics read back with the loss (one value each, e.g. accuracy).
+#[derive(Clone, Debug)]
+pub struct Step<C = ()> {
+    pub loss: Var,
+    pub carry: C,
+    pub metrics: Vec<(&'static str, Tensor)>,
+}
+
+impl Step<()> {
+    /// A step with a loss only.
+    pub fn new(loss: Var) -> Self {
+        Self::carrying(loss, ())
+    }
+}
+
+impl<C> Step<C> {
+    /// A step whose next one needs `carry`.
+    pub fn carrying(loss: Var, carry: C) -> Self {
+        Self {
+            loss,
+            carry,
+            metrics: Vec::new(),
+        }
+    }
+
+    /// The same step reporting `value` (`[1]`) as `name` too.
+    pub fn metric(mut self, name: &'static str, value: Tensor) -> Self {
+        self.metrics.push((name, value));
+        self
+    }
 }
 
 /// Submits a training step recorded in `rec` whose loss is `loss` (`[1]`) and
@@ -98,14 +144,27 @@ pub fn finish_step(rec: Recorder, loss: &Tensor, opt: &mut Optimizer) -> Result<
 
 /// [`finish_step`], awaited (in a page, without blocking).
 pub async fn finish_step_async(
-    mut rec: Recorder,
+    rec: Recorder,
     loss: &Tensor,
     opt: &mut Optimizer,
 ) -> Result<StepReport> {
+    finish_with(rec, loss, opt, &[]).await
+}
+
+/// [`finish_step_async`] reading `metrics` back in the same transfer.
+async fn finish_with(
+    mut rec: Recorder,
+    loss: &Tensor,
+    opt: &mut Optimizer,
+    metrics: &[(&'static str, Tensor)],
+) -> Result<StepReport> {
     let ctx = rec.context().clone();
-    let report = Tensor::empty(&ctx, &[4], DType::F32)?;
+    let report = Tensor::empty(&ctx, &[4 + metrics.len()], DType::F32)?;
     rec.copy_range(&report, 0, loss, 0, 1)?;
     rec.copy_range(&report, 1, opt.stats(), 0, 3)?;
+    for (i, (_, m)) in metrics.iter().enumerate() {
+        rec.copy_range(&report, 4 + i, m, 0, 1)?;
+    }
     rec.submit();
     let v = report.to_vec_async().await?;
     let (loss, grad_norm, finite) = (v[0], v[1], v[3]);
@@ -118,5 +177,13 @@ pub async fn finish_step_async(
             grad_norm,
         });
     }
-    Ok(StepReport { loss, grad_norm })
+    Ok(StepReport {
+        loss,
+        grad_norm,
+        metrics: metrics
+            .iter()
+            .zip(&v[4..])
+            .map(|(&(name, _), &value)| (name, value))
+            .collect(),
+    })
 }

@@ -38,8 +38,8 @@ use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::TransformerEncoderLayer;
 use crate::nn::{prefixed, Attention, Embedding, Entry, Linear, Module, Score};
-use crate::tape::{Tape, Var};
-use crate::train::TrainStep;
+use crate::tape::Tape;
+use crate::train::{Step, TrainStep};
 
 const OP: &str = "seq2seq";
 
@@ -272,8 +272,8 @@ impl TrainStep for Seq2Seq {
     type Carry = ();
     const LABEL: &'static str = "seq2seq step";
 
-    fn loss(&self, tape: &mut Tape, batch: &ParallelBatch) -> Result<(Var, ())> {
-        Ok((Seq2Seq::loss(self, tape, batch)?, ()))
+    fn loss(&self, tape: &mut Tape, batch: &ParallelBatch) -> Result<Step> {
+        Ok(Step::new(Seq2Seq::loss(self, tape, batch)?))
     }
 }
 

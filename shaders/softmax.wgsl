@@ -1,10 +1,10 @@
 // Masked softmax and log-softmax over the last dimension, and their backward.
 // Row r = (b, i) of R = B·Tq rows of S values looks at its first len = lengths[b]
 // values (b = r / TQ); the rest get exactly zero output and zero gradient.
-//   softmax:              y[r, s] = exp(x[r, s] − m) / Σ_{s' < len} exp(x[r, s'] − m)
-//   softmax_backward:     dx[r, s] = y[r, s] · (dy[r, s] − Σ_{s' < len} y[r, s'] · dy[r, s'])
-//   log_softmax:          y[r, s] = x[r, s] − m − log Σ_{s' < len} exp(x[r, s'] − m)
-//   log_softmax_backward: dx[r, s] = dy[r, s] − exp(y[r, s]) · Σ_{s' < len} dy[r, s']
+//   forward, softmax:      y[r, s] = exp(x[r, s] − m) / Σ_{s' < len} exp(x[r, s'] − m)
+//   backward, softmax:     dx[r, s] = y[r, s] · (dy[r, s] − Σ_{s' < len} y[r, s'] · dy[r, s'])
+//   forward, log-softmax:  y[r, s] = x[r, s] − m − log Σ_{s' < len} exp(x[r, s'] − m)
+//   backward, log-softmax: dx[r, s] = dy[r, s] − exp(y[r, s]) · Σ_{s' < len} dy[r, s']
 // with m = max_{s < len} x[r, s]. One workgroup of 64 per row, rows folded into z
 // past 65535; dispatch (1, min(R, 65535), ceil(R / 65535)).
 // Saved for backward: the output y (nothing else).
@@ -14,7 +14,7 @@ struct Params {
     rows: u32, // R = B·Tq
     tq: u32,   // Tq, rows that share one length
     s: u32,    // S
-    _pad: u32,
+    log: u32,  // 1: log-softmax
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,47 +43,7 @@ fn max_and_sum(lane: u32, base: u32, len: u32) -> vec2<f32> {
 }
 
 @compute @workgroup_size(64, 1, 1)
-fn softmax(
-    @builtin(local_invocation_index) lane: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let r = row(wid, nwg);
-    if (r >= p.rows) {
-        return;
-    }
-    let len = min(lengths[r / p.tq], p.s);
-    let base = r * p.s;
-    let ms = max_and_sum(lane, base, len);
-    for (var k = lane; k < p.s; k += WG) {
-        y[base + k] = select(0.0, exp(x[base + k] - ms.x) / ms.y, k < len);
-    }
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn softmax_backward(
-    @builtin(local_invocation_index) lane: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let r = row(wid, nwg);
-    if (r >= p.rows) {
-        return;
-    }
-    let len = min(lengths[r / p.tq], p.s);
-    let base = r * p.s;
-    var dot = 0.0;
-    for (var k = lane; k < len; k += WG) {
-        dot += y[base + k] * dy[base + k];
-    }
-    dot = reduce(lane, dot, false);
-    for (var k = lane; k < p.s; k += WG) {
-        dx[base + k] = select(0.0, y[base + k] * (dy[base + k] - dot), k < len);
-    }
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn log_softmax(
+fn forward(
     @builtin(local_invocation_index) lane: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -97,12 +57,13 @@ fn log_softmax(
     let ms = max_and_sum(lane, base, len);
     let shift = ms.x + log(ms.y);
     for (var k = lane; k < p.s; k += WG) {
-        y[base + k] = select(0.0, x[base + k] - shift, k < len);
+        let v = select(exp(x[base + k] - ms.x) / ms.y, x[base + k] - shift, p.log == 1u);
+        y[base + k] = select(0.0, v, k < len);
     }
 }
 
 @compute @workgroup_size(64, 1, 1)
-fn log_softmax_backward(
+fn backward(
     @builtin(local_invocation_index) lane: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
@@ -113,12 +74,16 @@ fn log_softmax_backward(
     }
     let len = min(lengths[r / p.tq], p.s);
     let base = r * p.s;
+    let log_softmax = p.log == 1u;
+    // Σ y·dy for softmax, Σ dy for log-softmax
     var sum = 0.0;
     for (var k = lane; k < len; k += WG) {
-        sum += dy[base + k];
+        sum += select(y[base + k], 1.0, log_softmax) * dy[base + k];
     }
     sum = reduce(lane, sum, false);
     for (var k = lane; k < p.s; k += WG) {
-        dx[base + k] = select(0.0, dy[base + k] - exp(y[base + k]) * sum, k < len);
+        let g = dy[base + k];
+        let v = select(y[base + k] * (g - sum), g - exp(y[base + k]) * sum, log_softmax);
+        dx[base + k] = select(0.0, v, k < len);
     }
 }

@@ -16,6 +16,17 @@ use rnn_wgpu::{Context, Error, Tape};
 const VOCAB: usize = 20;
 const TAGS: usize = 5;
 
+/// The toy task's tagger sizes: `emb` embeddings, `hidden` units per direction.
+fn toy(emb: usize, hidden: usize) -> TaggerConfig {
+    TaggerConfig {
+        vocab: VOCAB,
+        emb,
+        hidden,
+        tags: TAGS,
+        pad: 0,
+    }
+}
+
 fn good_batch() -> Batch {
     let a: (&[u32], &[u32]) = (&[1, 2, 3], &[0, 1, 2]);
     let b: (&[u32], &[u32]) = (&[4, 5], &[3, 4]);
@@ -40,18 +51,7 @@ type Case = (
 #[test]
 fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
     let ctx = ctx();
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 8,
-            hidden: 6,
-            tags: TAGS,
-            pad: 0,
-        },
-        3,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx, toy(8, 6), 3).unwrap();
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 0.01), model.params()).unwrap();
     model.train_step(ctx, &good_batch(), &mut opt).unwrap();
@@ -208,18 +208,7 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     use rnn_wgpu::nn::Dropout;
     use rnn_wgpu::train::Schedule;
     let ctx = ctx();
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 8,
-            hidden: 6,
-            tags: TAGS,
-            pad: 0,
-        },
-        3,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx, toy(8, 6), 3).unwrap();
     let adam = OptimConfig::new(Method::ADAM, 0.01);
     let configs: Vec<(&str, OptimConfig)> = vec![
         (
@@ -328,19 +317,9 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     }
 
     // Dropout that would drop everything.
-    let all = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 8,
-            hidden: 6,
-            tags: TAGS,
-            pad: 0,
-        },
-        3,
-    )
-    .unwrap()
-    .with_dropout(1.0, 1);
+    let all = BiLstmTagger::new(ctx, toy(8, 6), 3)
+        .unwrap()
+        .with_dropout(1.0, 1);
     let mut tape = Tape::train(ctx, "dropout");
     let err = TrainStep::loss(&all, &mut tape, &good_batch()).unwrap_err();
     println!("{:<32} {err}", "drop probability 1");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ctx, Rng};
+use common::{ctx, fd_along, Rng};
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
@@ -129,18 +129,7 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
                 dir[(rng.next_u64() % n as u64) as usize] = rng.uniform();
             }
             let analytic: f64 = grad.iter().zip(&dir).map(|(g, d)| (g * d) as f64).sum();
-            let eps = 1e-2f32;
-            let shifted = |sign: f32| -> f64 {
-                let w: Vec<f32> = value
-                    .iter()
-                    .zip(&dir)
-                    .map(|(x, d)| x + sign * eps * d)
-                    .collect();
-                param.value.write(&w).unwrap();
-                loss_of()
-            };
-            let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
-            param.value.write(&value).unwrap();
+            let fd = fd_along(param, &dir, 1e-2, loss_of);
             assert!(
                 (analytic - fd).abs() <= 5e-5 + 1e-2 * fd.abs(),
                 "{mode:?} parameter {p}: gradient·dir {analytic} but finite differences {fd}"

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ctx, Rng};
+use common::{ctx, fd_along, Rng};
 use rnn_wgpu::data::ParallelBatch;
 use rnn_wgpu::models::seq2seq::EncoderKind;
 use rnn_wgpu::models::{Link, Seq2Seq, Seq2SeqConfig};
@@ -136,18 +136,7 @@ fn every_link_has_the_gradients_of_its_loss() {
                     dir[k] = rng.uniform();
                 }
                 let analytic: f64 = g.iter().zip(&dir).map(|(a, d)| (a * d) as f64).sum();
-                let eps = 1e-2f32;
-                let shifted = |sign: f32| -> f64 {
-                    let v: Vec<f32> = value
-                        .iter()
-                        .zip(&dir)
-                        .map(|(x, d)| x + sign * eps * d)
-                        .collect();
-                    param.value.write(&v).unwrap();
-                    loss_of(&model, &b)
-                };
-                let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
-                param.value.write(&value).unwrap();
+                let fd = fd_along(param, &dir, 1e-2, || loss_of(&model, &b));
                 let name = names.get(p).map(String::as_str).unwrap_or("?");
                 assert!(
                     (analytic - fd).abs() <= 5e-5 + rtol * fd.abs(),

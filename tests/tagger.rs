@@ -90,6 +90,17 @@ fn pytorch_state_dict_gives_pytorch_logits() {
 const VOCAB: usize = 30;
 const TAGS: usize = 5;
 
+/// The toy task's tagger sizes: `emb` embeddings, `hidden` units per direction.
+fn toy(emb: usize, hidden: usize) -> TaggerConfig {
+    TaggerConfig {
+        vocab: VOCAB,
+        emb,
+        hidden,
+        tags: TAGS,
+        pad: 0,
+    }
+}
+
 /// A learnable toy: a word's tag depends on it and on the word before it, so the
 /// recurrence has something to carry. Sentences of 2..=11 words, id 0 is padding.
 fn toy_batches(count: usize, size: usize, seed: u64) -> Vec<Batch> {
@@ -140,18 +151,7 @@ fn train(model: &BiLstmTagger, opt: &mut Optimizer, batches: &[Batch]) -> Vec<f3
 fn seeded_training_repeats_bit_for_bit() {
     let batches = toy_batches(10, 8, 21);
     let run = || {
-        let model = BiLstmTagger::new(
-            ctx(),
-            TaggerConfig {
-                vocab: VOCAB,
-                emb: 16,
-                hidden: 12,
-                tags: TAGS,
-                pad: 0,
-            },
-            5,
-        )
-        .unwrap();
+        let model = BiLstmTagger::new(ctx(), toy(16, 12), 5).unwrap();
         let mut opt = optimizer(&model);
         train(&model, &mut opt, &batches)
     };
@@ -167,18 +167,7 @@ fn seeded_training_repeats_bit_for_bit() {
 fn two_threads_train_two_models_on_one_context_as_one_after_the_other() {
     let data = [toy_batches(8, 8, 31), toy_batches(8, 6, 32)];
     let run = |k: usize| {
-        let model = BiLstmTagger::new(
-            ctx(),
-            TaggerConfig {
-                vocab: VOCAB,
-                emb: 16,
-                hidden: 12,
-                tags: TAGS,
-                pad: 0,
-            },
-            7 + k as u64,
-        )
-        .unwrap();
+        let model = BiLstmTagger::new(ctx(), toy(16, 12), 7 + k as u64).unwrap();
         let mut opt = optimizer(&model);
         let losses = train(&model, &mut opt, &data[k]);
         let weights: Vec<Vec<f32>> = model
@@ -200,20 +189,10 @@ fn two_threads_train_two_models_on_one_context_as_one_after_the_other() {
 /// it learned the rule.
 fn learns_the_rule(storage: DType) {
     let batches = toy_batches(10, 16, 41);
-    let model = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 24,
-            tags: TAGS,
-            pad: 0,
-        },
-        8,
-    )
-    .unwrap()
-    .with_storage(storage)
-    .unwrap();
+    let model = BiLstmTagger::new(ctx(), toy(16, 24), 8)
+        .unwrap()
+        .with_storage(storage)
+        .unwrap();
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, 0.05)
@@ -242,38 +221,17 @@ fn the_tagger_learns_a_tagging_rule_that_needs_context() {
 #[test]
 fn f16_storage_gives_f32_gradients_within_rounding_and_learns_the_rule() {
     if !ctx().has_f16() {
-        let model = BiLstmTagger::new(
-            ctx(),
-            TaggerConfig {
-                vocab: VOCAB,
-                emb: 16,
-                hidden: 24,
-                tags: TAGS,
-                pad: 0,
-            },
-            8,
-        )
-        .unwrap();
+        let model = BiLstmTagger::new(ctx(), toy(16, 24), 8).unwrap();
         let err = model.with_storage(DType::F16).unwrap_err();
         assert!(matches!(err, Error::FeatureMissing { .. }), "{err}");
         return;
     }
     let batches = toy_batches(10, 16, 41);
     let grads = |storage: DType| {
-        let model = BiLstmTagger::new(
-            ctx(),
-            TaggerConfig {
-                vocab: VOCAB,
-                emb: 16,
-                hidden: 24,
-                tags: TAGS,
-                pad: 0,
-            },
-            8,
-        )
-        .unwrap()
-        .with_storage(storage)
-        .unwrap();
+        let model = BiLstmTagger::new(ctx(), toy(16, 24), 8)
+            .unwrap()
+            .with_storage(storage)
+            .unwrap();
         let mut tape = Tape::train(ctx(), "grads");
         model.zero_grad(tape.rec()).unwrap();
         let loss = TrainStep::loss(&model, &mut tape, &batches[0])
@@ -310,18 +268,7 @@ fn a_checkpoint_resumes_training_with_identical_losses() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tagger.safetensors");
 
-    let model = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        6,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx(), toy(16, 12), 6).unwrap();
     let mut opt = optimizer(&model);
     train(&model, &mut opt, &batches[..4]);
     Checkpoint::capture(&model.named_params(), Some(&opt))
@@ -331,18 +278,7 @@ fn a_checkpoint_resumes_training_with_identical_losses() {
     let straight = train(&model, &mut opt, &batches[4..]);
 
     // Another seed: everything must come from the file.
-    let resumed = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        99,
-    )
-    .unwrap();
+    let resumed = BiLstmTagger::new(ctx(), toy(16, 12), 99).unwrap();
     let mut opt2 = optimizer(&resumed);
     let ck = Checkpoint::load(&path).unwrap();
     ck.apply(&resumed.named_params(), "checkpoint").unwrap();
@@ -361,18 +297,7 @@ fn a_failed_save_leaves_the_last_checkpoint_whole() {
     let dir = std::env::temp_dir().join(format!("rnn-wgpu-save-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tagger.safetensors");
-    let model = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        6,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx(), toy(16, 12), 6).unwrap();
     let mut opt = optimizer(&model);
     let first = Checkpoint::capture(&model.named_params(), Some(&opt)).unwrap();
     first.save(&path).unwrap();
@@ -409,18 +334,7 @@ fn training_resumes_on_a_new_context_after_the_device_is_lost() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tagger.safetensors");
     let build = |ctx: &Context| {
-        let model = BiLstmTagger::new(
-            ctx,
-            TaggerConfig {
-                vocab: VOCAB,
-                emb: 16,
-                hidden: 12,
-                tags: TAGS,
-                pad: 0,
-            },
-            8,
-        )
-        .unwrap();
+        let model = BiLstmTagger::new(ctx, toy(16, 12), 8).unwrap();
         let opt = optimizer_on(ctx, &model);
         (model, opt)
     };
@@ -468,18 +382,7 @@ fn training_resumes_on_a_new_context_after_the_device_is_lost() {
 #[test]
 fn broken_checkpoints_are_refused_before_anything_is_written() {
     let ctx = ctx();
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        7,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx, toy(16, 12), 7).unwrap();
     let before: Vec<Vec<f32>> = model
         .named_params()
         .iter()
@@ -541,32 +444,10 @@ fn a_module_saves_loads_and_maps_foreign_names() {
     let values = |m: &BiLstmTagger| -> Vec<Vec<f32>> {
         m.named_params().iter().map(|n| n.read().unwrap()).collect()
     };
-    let model = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        6,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx(), toy(16, 12), 6).unwrap();
     let path = dir.join("module.safetensors");
     model.save(&path).unwrap();
-    let other = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        7,
-    )
-    .unwrap();
+    let other = BiLstmTagger::new(ctx(), toy(16, 12), 7).unwrap();
     assert_ne!(values(&other), values(&model));
     other.load(&path).unwrap();
     assert_eq!(values(&other), values(&model));
@@ -628,18 +509,7 @@ fn a_module_saves_loads_and_maps_foreign_names() {
 fn a_training_step_reports_its_accuracy() {
     let batches = toy_batches(1, 8, 44);
     let b = &batches[0];
-    let model = BiLstmTagger::new(
-        ctx(),
-        TaggerConfig {
-            vocab: VOCAB,
-            emb: 16,
-            hidden: 12,
-            tags: TAGS,
-            pad: 0,
-        },
-        9,
-    )
-    .unwrap();
+    let model = BiLstmTagger::new(ctx(), toy(16, 12), 9).unwrap();
     let mut opt = optimizer(&model);
     train(&model, &mut opt, &toy_batches(6, 8, 45));
     let mut tape = Tape::eval(ctx(), "logits");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::recurrent_ref::numeric_grad;
-use common::{assert_close, ctx, to_f64, Rng};
+use common::{assert_close, ctx, fd_along, to_f64, Rng};
 use rnn_wgpu::nn::recurrent::{Config, Mode};
 use rnn_wgpu::nn::{Attention, Linear, Module, Param, Recurrent, Score};
 use rnn_wgpu::{Error, Result, Tape, Tensor, Var};
@@ -545,18 +545,7 @@ fn a_composed_model_has_the_gradients_of_its_loss() {
         // The derivative along a random direction over every entry.
         let dir = rng.vec(value.len());
         let analytic: f64 = g.iter().zip(&dir).map(|(a, d)| (a * d) as f64).sum();
-        let eps = 1e-2f32;
-        let shifted = |sign: f32| -> f64 {
-            let v: Vec<f32> = value
-                .iter()
-                .zip(&dir)
-                .map(|(x, d)| x + sign * eps * d)
-                .collect();
-            param.value.write(&v).unwrap();
-            loss_of()
-        };
-        let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
-        param.value.write(&value).unwrap();
+        let fd = fd_along(param, &dir, 1e-2, loss_of);
         assert!(
             (analytic - fd).abs() <= 5e-5 + 1e-2 * fd.abs(),
             "parameter {k}: gradient·dir {analytic} but finite differences {fd}"

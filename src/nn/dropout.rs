@@ -52,29 +52,22 @@ impl Dropout {
             return Ok(x.clone());
         };
         let p = self.p;
-        Ok(tape
-            .record(&[x], vec![y], false, move |rec, d| {
-                let dy = d.into_iter().next().flatten();
-                Ok(vec![dy
-                    .map(|dy| {
-                        let dx = Tensor::empty(rec.context(), dy.shape(), DType::F32)?;
-                        dropout::apply(rec, &dx, &dy, p, seed)?;
-                        Ok::<_, crate::Error>(dx)
-                    })
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(tape.unary(x, y, false, move |rec, dy| undrop(rec, &dy, p, seed)))
     }
 
     /// Records the backward of a forward that returned `mask`.
     pub fn backward(&self, rec: &mut Recorder, dy: &Tensor, mask: Mask) -> Result<Tensor> {
         match mask.0 {
             None => Ok(dy.clone()),
-            Some(seed) => {
-                let dx = Tensor::empty(rec.context(), dy.shape(), DType::F32)?;
-                dropout::apply(rec, &dx, dy, self.p, seed)?;
-                Ok(dx)
-            }
+            Some(seed) => undrop(rec, dy, self.p, seed),
         }
     }
+}
+
+/// The backward of a forward with drop probability `p` and mask `seed`: the same
+/// mask and scale applied to `dy`.
+fn undrop(rec: &mut Recorder, dy: &Tensor, p: f32, seed: u32) -> Result<Tensor> {
+    let dx = Tensor::empty(rec.context(), dy.shape(), DType::F32)?;
+    dropout::apply(rec, &dx, dy, p, seed)?;
+    Ok(dx)
 }

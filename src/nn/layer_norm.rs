@@ -41,14 +41,7 @@ impl LayerNorm {
     pub fn apply(&self, tape: &mut Tape, x: &Var) -> Result<Var> {
         let (y, saved) = self.forward(tape.rec(), x)?;
         let layer = self.clone();
-        Ok(tape
-            .record(&[x], vec![y], true, move |rec, d| {
-                let dy = d.into_iter().next().flatten();
-                Ok(vec![dy
-                    .map(|dy| layer.backward(rec, &saved, &dy))
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(tape.unary(x, y, true, move |rec, dy| layer.backward(rec, &saved, &dy)))
     }
 
     /// Records the backward for upstream `dy`: adds to the parameter gradients and

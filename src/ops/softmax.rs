@@ -15,7 +15,7 @@ struct Params {
     rows: u32,
     tq: u32,
     s: u32,
-    _pad: u32,
+    log: u32,
 }
 
 /// Which normalization: probabilities or their logarithms.
@@ -23,15 +23,6 @@ struct Params {
 pub enum Kind {
     Softmax,
     LogSoftmax,
-}
-
-impl Kind {
-    fn entries(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Softmax => ("softmax", "softmax_backward"),
-            Self::LogSoftmax => ("log_softmax", "log_softmax_backward"),
-        }
-    }
 }
 
 /// Checks `[B, Tq, S]` tensors and `[B]` u32 lengths; returns (B, Tq, S).
@@ -80,6 +71,7 @@ fn check(
 fn launch(
     rec: &mut Recorder,
     entry: &'static str,
+    kind: Kind,
     (b, tq, s): (usize, usize, usize),
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
@@ -87,7 +79,7 @@ fn launch(
         rows: (b * tq) as u32,
         tq: tq as u32,
         s: s as u32,
-        _pad: 0,
+        log: u32::from(kind == Kind::LogSoftmax),
     };
     let groups = super::grid_rows(rec, 1, b * tq);
     rec.dispatch_entry(
@@ -110,7 +102,7 @@ pub fn forward(
     lengths: &Tensor,
 ) -> Result<()> {
     let dims = check(rec, lengths, &[("x", x), ("y", y)])?;
-    launch(rec, kind.entries().0, dims, &[(1, lengths), (2, x), (3, y)])
+    launch(rec, "forward", kind, dims, &[(1, lengths), (2, x), (3, y)])
 }
 
 /// Records `dx` from `dy` through the [`forward`] of the same `kind` that gave `y`.
@@ -125,7 +117,8 @@ pub fn backward(
     let dims = check(rec, lengths, &[("dx", dx), ("dy", dy), ("y", y)])?;
     launch(
         rec,
-        kind.entries().1,
+        "backward",
+        kind,
         dims,
         &[(1, lengths), (3, y), (4, dy), (5, dx)],
     )

@@ -172,6 +172,24 @@ impl Tape {
         self.push(inputs, outputs, params, false, Box::new(backward))
     }
 
+    /// [`record`](Self::record) for an op of one input and one output:
+    /// `backward` maps the output's gradient to the input's.
+    pub fn unary(
+        &mut self,
+        x: &Var,
+        y: Tensor,
+        params: bool,
+        backward: impl FnOnce(&mut Recorder, Tensor) -> Result<Tensor> + 'static,
+    ) -> Var {
+        self.record(&[x], vec![y], params, move |rec, d| {
+            match d.into_iter().next().flatten() {
+                Some(dy) => Ok(vec![Some(backward(rec, dy)?)]),
+                None => Ok(vec![None]),
+            }
+        })
+        .remove(0)
+    }
+
     /// [`record`](Self::record) for a loss: one `[1]` output whose backward at
     /// the root gets `None` (d loss / d loss = 1) and, anywhere else, the
     /// gradient of the loss.

@@ -231,14 +231,9 @@ impl Tape {
             });
         }
         let out = elementwise::scale(self.rec(), x, alpha)?;
-        Ok(self
-            .record(&[x], vec![out], false, move |rec, d| {
-                let d = d.into_iter().next().flatten();
-                Ok(vec![d
-                    .map(|d| elementwise::scale(rec, &d, alpha))
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |rec, d| {
+            elementwise::scale(rec, &d, alpha)
+        }))
     }
 
     /// `x · y` elementwise (same shapes).
@@ -295,16 +290,11 @@ impl Tape {
         let out = Tensor::empty(self.context(), &shape, DType::F32)?;
         reduce::forward(self.rec(), how, &out, x, dim, &lens)?;
         let x_shape = x.shape().to_vec();
-        Ok(self
-            .record(&[x], vec![out], false, move |rec, d| {
-                let Some(d) = d.into_iter().next().flatten() else {
-                    return Ok(vec![None]);
-                };
-                let dx = Tensor::empty(rec.context(), &x_shape, DType::F32)?;
-                reduce::backward(rec, how, &dx, &d, dim, &lens)?;
-                Ok(vec![Some(dx)])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |rec, d| {
+            let dx = Tensor::empty(rec.context(), &x_shape, DType::F32)?;
+            reduce::backward(rec, how, &dx, &d, dim, &lens)?;
+            Ok(dx)
+        }))
     }
 
     /// Softmax over the last dimension; with `lengths`, the rows under index `b`
@@ -336,16 +326,11 @@ impl Tape {
         let view = move |t: &Tensor| t.reshape(&[b, tq, s]);
         softmax::forward(self.rec(), kind, &view(&y)?, &view(x)?, &lens)?;
         let yt = y.clone();
-        Ok(self
-            .record(&[x], vec![y], false, move |rec, d| {
-                let Some(d) = d.into_iter().next().flatten() else {
-                    return Ok(vec![None]);
-                };
-                let dx = Tensor::empty(rec.context(), &shape, DType::F32)?;
-                softmax::backward(rec, kind, &view(&dx)?, &view(&d)?, &view(&yt)?, &lens)?;
-                Ok(vec![Some(dx)])
-            })
-            .remove(0))
+        Ok(self.unary(x, y, false, move |rec, d| {
+            let dx = Tensor::empty(rec.context(), &shape, DType::F32)?;
+            softmax::backward(rec, kind, &view(&dx)?, &view(&d)?, &view(&yt)?, &lens)?;
+            Ok(dx)
+        }))
     }
 
     /// Rows of `x` `[N, F]` picked by `ids` (index-select): `[ids.len(), F]`. Ids
@@ -357,17 +342,12 @@ impl Tape {
         let index = Index::new(self.context(), ids, n, None)?;
         let out = Tensor::empty(self.context(), &[ids.len(), f], DType::F32)?;
         embedding::forward(self.rec(), &out, x, &index)?;
-        Ok(self
-            .record(&[x], vec![out], false, move |rec, d| {
-                let Some(d) = d.into_iter().next().flatten() else {
-                    return Ok(vec![None]);
-                };
-                // Rows picked twice add up; rows never picked get zero.
-                let dx = Tensor::zeros(rec.context(), &[n, f])?;
-                embedding::backward(rec, &dx, &d, &index)?;
-                Ok(vec![Some(dx)])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |rec, d| {
+            // Rows picked twice add up; rows never picked get zero.
+            let dx = Tensor::zeros(rec.context(), &[n, f])?;
+            embedding::backward(rec, &dx, &d, &index)?;
+            Ok(dx)
+        }))
     }
 
     /// `len` positions of dimension `dim` from `start`. A slice of the first
@@ -399,26 +379,21 @@ impl Tape {
             )?;
         }
         let x_shape = x.shape().to_vec();
-        Ok(self
-            .record(&[x], vec![out], false, move |rec, d| {
-                let Some(d) = d.into_iter().next().flatten() else {
-                    return Ok(vec![None]);
-                };
-                let dx = Tensor::zeros(rec.context(), &x_shape)?;
-                if outer == 1 {
-                    rec.copy_range(&dx, start * inner, &d, 0, width)?;
-                } else {
-                    elementwise::copy_block(
-                        rec,
-                        outer,
-                        width,
-                        block(&dx, start * inner, row),
-                        block(&d, 0, width),
-                    )?;
-                }
-                Ok(vec![Some(dx)])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |rec, d| {
+            let dx = Tensor::zeros(rec.context(), &x_shape)?;
+            if outer == 1 {
+                rec.copy_range(&dx, start * inner, &d, 0, width)?;
+            } else {
+                elementwise::copy_block(
+                    rec,
+                    outer,
+                    width,
+                    block(&dx, start * inner, row),
+                    block(&d, 0, width),
+                )?;
+            }
+            Ok(dx)
+        }))
     }
 
     /// `x` and `y` side by side along dimension `dim` (the other dimensions
@@ -525,14 +500,9 @@ impl Tape {
         out_shape.swap(dim, dim + 1);
         let out = elementwise::transpose(self.rec(), x, dims)?.reshape(&out_shape)?;
         let [r, a, b, i] = dims;
-        Ok(self
-            .record(&[x], vec![out], false, move |rec, d| {
-                let d = d.into_iter().next().flatten();
-                Ok(vec![d
-                    .map(|d| elementwise::transpose(rec, &d, [r, b, a, i])?.reshape(&shape))
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |rec, d| {
+            elementwise::transpose(rec, &d, [r, b, a, i])?.reshape(&shape)
+        }))
     }
 
     /// The rows of `x` `[N, ..]` in the order `rows`, a permutation of 0..N: its
@@ -562,30 +532,14 @@ impl Tape {
             });
         }
         let out = gather_rows(self.rec(), x, rows)?;
-        Ok(self
-            .record(&[x], vec![out], false, move |rec, d| {
-                let d = d.into_iter().next().flatten();
-                Ok(vec![d
-                    .map(|d| gather_rows(rec, &d, &inverse))
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |rec, d| gather_rows(rec, &d, &inverse)))
     }
 
     /// The same values under another shape of as many elements.
     pub fn reshape(&mut self, x: &Var, shape: &[usize]) -> Result<Var> {
         let out = x.tensor.reshape(shape)?;
         let x_shape = x.shape().to_vec();
-        Ok(self
-            .record(&[x], vec![out], false, move |_, d| {
-                Ok(vec![d
-                    .into_iter()
-                    .next()
-                    .flatten()
-                    .map(|d| d.reshape(&x_shape))
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(self.unary(x, out, false, move |_, d| d.reshape(&x_shape)))
     }
 
     /// `tanh(x)`.
@@ -601,14 +555,9 @@ impl Tape {
     fn activate(&mut self, x: &Var, f: Activation) -> Result<Var> {
         let y = elementwise::activate(self.rec(), f, x)?;
         let yt = y.clone();
-        Ok(self
-            .record(&[x], vec![y], false, move |rec, d| {
-                let d = d.into_iter().next().flatten();
-                Ok(vec![d
-                    .map(|d| elementwise::activate_backward(rec, f, &d, &yt))
-                    .transpose()?])
-            })
-            .remove(0))
+        Ok(self.unary(x, y, false, move |rec, d| {
+            elementwise::activate_backward(rec, f, &d, &yt)
+        }))
     }
 
     /// The mean softmax cross-entropy of `logits` `[.., C]` against one class

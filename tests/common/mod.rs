@@ -112,3 +112,26 @@ pub fn assert_close_f64(what: &str, got: &[f64], want: &[f64], tol: f64) {
         want[i]
     );
 }
+
+/// The central difference of `loss` along `dir` in the values of `param`, by
+/// steps of `eps`; the values are put back afterwards.
+pub fn fd_along(
+    param: &rnn_wgpu::nn::Param,
+    dir: &[f32],
+    eps: f32,
+    mut loss: impl FnMut() -> f64,
+) -> f64 {
+    let value = param.value.to_vec().unwrap();
+    let mut shifted = |sign: f32| -> f64 {
+        let v: Vec<f32> = value
+            .iter()
+            .zip(dir)
+            .map(|(x, d)| x + sign * eps * d)
+            .collect();
+        param.value.write(&v).unwrap();
+        loss()
+    };
+    let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
+    param.value.write(&value).unwrap();
+    fd
+}

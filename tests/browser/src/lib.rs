@@ -392,18 +392,7 @@ fn tagging_batch(rng: &mut Lcg, size: usize) -> std::result::Result<Batch, Strin
 }
 
 async fn tagger_learns(ctx: &Context) -> Outcome {
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: 30,
-            emb: 16,
-            hidden: 16,
-            tags: 5,
-            pad: 0,
-        },
-        3,
-    )
-    .map_err(fail)?;
+    let model = BiLstmTagger::new(ctx, small_tagger(16, 16), 3).map_err(fail)?;
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let mut rng = Lcg(7);
@@ -529,33 +518,18 @@ async fn sampling(ctx: &Context) -> Outcome {
 }
 
 async fn checkpoint(ctx: &Context) -> Outcome {
-    let lm = LanguageModel::new(
-        ctx,
-        LanguageModelConfig {
-            vocab: 10,
-            emb: 4,
-            hidden: 6,
-            layers: 1,
-            mode: Mode::Lstm,
-        },
-        1,
-    )
-    .map_err(fail)?;
+    let cfg = LanguageModelConfig {
+        vocab: 10,
+        emb: 4,
+        hidden: 6,
+        layers: 1,
+        mode: Mode::Lstm,
+    };
+    let lm = LanguageModel::new(ctx, cfg, 1).map_err(fail)?;
     let ck = Checkpoint::capture_async(&lm.named_params(), None)
         .await
         .map_err(fail)?;
-    let other = LanguageModel::new(
-        ctx,
-        LanguageModelConfig {
-            vocab: 10,
-            emb: 4,
-            hidden: 6,
-            layers: 1,
-            mode: Mode::Lstm,
-        },
-        2,
-    )
-    .map_err(fail)?;
+    let other = LanguageModel::new(ctx, cfg, 2).map_err(fail)?;
     ck.apply(&other.named_params(), "memory").map_err(fail)?;
     let back = Checkpoint::capture_async(&other.named_params(), None)
         .await
@@ -571,18 +545,7 @@ async fn bad_input(ctx: &Context) -> Outcome {
     ensure(matches!(wrong_len, Err(Error::DataLength { .. })), || {
         format!("5 values for [2, 3]: {wrong_len:?}")
     })?;
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: 30,
-            emb: 8,
-            hidden: 8,
-            tags: 5,
-            pad: 0,
-        },
-        1,
-    )
-    .map_err(fail)?;
+    let model = BiLstmTagger::new(ctx, small_tagger(8, 8), 1).map_err(fail)?;
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let batch = Batch::pad(&[(&[3, 31, 4][..], &[0, 1, 2][..])], 0).map_err(fail)?;
@@ -599,18 +562,7 @@ async fn profiler(ctx: &Context) -> Outcome {
     let timestamps = ctx
         .features()
         .contains(rnn_wgpu::wgpu::Features::TIMESTAMP_QUERY);
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: 30,
-            emb: 8,
-            hidden: 8,
-            tags: 5,
-            pad: 0,
-        },
-        1,
-    )
-    .map_err(fail)?;
+    let model = BiLstmTagger::new(ctx, small_tagger(8, 8), 1).map_err(fail)?;
     let mut opt =
         Optimizer::new(ctx, OptimConfig::new(Method::ADAM, 1e-2), model.params()).map_err(fail)?;
     let batch = tagging_batch(&mut Lcg(3), 4)?;
@@ -638,4 +590,15 @@ async fn profiler(ctx: &Context) -> Outcome {
         profile.kernels.len(),
         profile.total_ms()
     ))
+}
+
+/// A tagger of 30 words and 5 tags with `emb` embeddings and `hidden` units.
+fn small_tagger(emb: usize, hidden: usize) -> TaggerConfig {
+    TaggerConfig {
+        vocab: 30,
+        emb,
+        hidden,
+        tags: 5,
+        pad: 0,
+    }
 }

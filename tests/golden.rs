@@ -1,7 +1,8 @@
 //! PyTorch golden files: every case in tests/golden/ and in the directory named by
 //! `RNN_WGPU_GOLDEN_DIR` (when set) is run on the GPU and every tensor it holds is
 //! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu), attention
-//! (op attention) and the transformer encoder layer (op transformer_encoder_layer).
+//! (op attention), the transformer encoder layer (op transformer_encoder_layer)
+//! and the tape's tensor ops (op tape, the op in `fn`).
 //! tools/golden.py writes them; its docstring gives the format.
 
 mod common;
@@ -11,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Attention, Module, Score, TransformerEncoderLayer};
-use rnn_wgpu::{Context, Recorder, Tensor};
+use rnn_wgpu::nn::{Attention, Module, Param, Score, TransformerEncoderLayer};
+use rnn_wgpu::{Context, Recorder, Result, Tape, Tensor, Var};
 use safetensors::{Dtype, SafeTensors};
 
 /// f32 kernels against PyTorch's float64 results stored as f32: |got − want| may
@@ -274,6 +275,72 @@ fn run_transformer(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<Str
 
 /// A failure line for every f32 tensor of the case that was neither loaded nor
 /// compared: a case's every output must be checked.
+/// One tape op of a case's inputs `x`, as the case's `fn` names it.
+fn tape_op(case: &Case, tape: &mut Tape, x: &[Var]) -> Result<Var> {
+    let meta = |key: &str| case.usize(key);
+    let lengths = || case.lengths("lengths");
+    match case.meta("fn") {
+        "mean" => tape.mean(&x[0], meta("dim"), Some(&lengths())),
+        "sum" => tape.sum(&x[0], meta("dim"), None),
+        "softmax" => tape.softmax(&x[0], Some(&lengths())),
+        "log_softmax" => tape.log_softmax(&x[0], Some(&lengths())),
+        "matmul" => tape.matmul(&x[0], &x[1]),
+        "matmul_t" => tape.matmul_t(&x[0], &x[1]),
+        "gather" => {
+            let ids: Vec<u32> = case.i32s["ids"].iter().map(|&i| i as u32).collect();
+            tape.gather(&x[0], &ids)
+        }
+        "slice" => tape.slice(&x[0], meta("dim"), meta("start"), meta("len")),
+        "concat" => tape.concat(&x[0], &x[1], meta("dim")),
+        "transpose" => tape.transpose(&x[0], meta("dim")),
+        "mul" => tape.mul(&x[0], &x[1]),
+        "add" => tape.add(&x[0], &x[1]),
+        "scale" => tape.scale(&x[0], case.meta("alpha").parse().unwrap()),
+        "tanh" => tape.tanh(&x[0]),
+        "relu" => tape.relu(&x[0]),
+        "cross_entropy" => {
+            // PyTorch's ignore_index −100 is −1 in the file.
+            let targets: Vec<u32> = case.i32s["targets"].iter().map(|&t| t as u32).collect();
+            tape.cross_entropy(&x[0], &targets, Some(u32::MAX))
+        }
+        other => panic!("{}: tape op {other} is not implemented", case.name),
+    }
+}
+
+fn run_tape(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
+    let inputs: Vec<String> = ["x0", "x1"]
+        .into_iter()
+        .filter(|k| case.f32s.contains_key(*k))
+        .map(String::from)
+        .collect();
+    let params: Vec<Param> = inputs
+        .iter()
+        .map(|k| Param::new(case.upload(ctx, k)).unwrap())
+        .collect();
+    let mut tape = Tape::train(ctx, "golden");
+    let x: Vec<Var> = params.iter().map(|p| tape.param(p)).collect();
+    let y = tape_op(case, &mut tape, &x).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    tape.backward_with(&y, &case.upload(ctx, "d"))
+        .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
+    tape.into_recorder().submit();
+
+    checked.keys.clear();
+    let mut failures = vec![];
+    failures.extend(compare(case, "y", &y.to_vec().unwrap(), checked));
+    for (k, p) in inputs.iter().zip(&params) {
+        failures.extend(compare(
+            case,
+            &format!("grad.{k}"),
+            &p.grad.to_vec().unwrap(),
+            checked,
+        ));
+    }
+    let mut loaded = inputs;
+    loaded.push("d".into());
+    failures.extend(unchecked(case, checked, &loaded));
+    failures
+}
+
 fn unchecked(case: &Case, checked: &Checked, loaded: &[String]) -> Vec<String> {
     case.f32s
         .keys()
@@ -316,6 +383,10 @@ fn every_golden_case_matches_pytorch() {
         }
         if op == "transformer_encoder_layer" {
             failures.extend(run_transformer(ctx(), &case, &mut checked));
+            continue;
+        }
+        if op == "tape" {
+            failures.extend(run_tape(ctx(), &case, &mut checked));
             continue;
         }
         match Mode::from_name(&op) {

@@ -22,6 +22,11 @@ torch.nn.TransformerEncoderLayer(batch_first, ReLU, post-norm, dropout 0) on x
 dy, every parameter under its state_dict name, and the gradients of Σ y·dy as
 grad.x and grad.<parameter>.
 
+Tape op cases (op = tape, fn = the op): inputs x0 (and x1), upstream d, output
+y and the gradients of Σ y·d as grad.x0 (grad.x1), in float64; i32 lengths or
+ids where the op takes them, the other arguments in the metadata (dim, start,
+len, alpha).
+
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
 """
@@ -174,6 +179,67 @@ def transformer_case(seed, b, t, d, heads, ff, lengths):
     return tensors, dict(op="transformer_encoder_layer", heads=str(heads))
 
 
+def masked(x, lengths):
+    """[B, ..., S] positions s < lengths[b] of each row under index b."""
+    s = x.shape[-1]
+    keep = torch.arange(s)[None, :] < torch.tensor(lengths)[:, None]
+    return keep.reshape(len(lengths), *([1] * (x.dim() - 2)), s)
+
+
+def masked_mean(x, lengths):
+    keep = (torch.arange(x.shape[1])[None, :] < torch.tensor(lengths)[:, None]).double()
+    return (x * keep[:, :, None]).sum(1) / torch.tensor(lengths).double()[:, None]
+
+
+def masked_softmax(x, lengths, log):
+    keep = masked(x, lengths)
+    z = x.masked_fill(~keep, float("-inf"))
+    y = torch.log_softmax(z, -1) if log else torch.softmax(z, -1)
+    return torch.where(keep, y, torch.zeros_like(y))
+
+
+# (fn, input shapes, metadata, the op on the inputs, i32 tensors)
+TAPE = [
+    ("mean", [(3, 5, 4)], dict(dim="1"), lambda x: masked_mean(x, [5, 2, 3]),
+     dict(lengths=[5, 2, 3])),
+    ("sum", [(3, 4)], dict(dim="0"), lambda x: x.sum(0), {}),
+    ("softmax", [(3, 2, 6)], {}, lambda x: masked_softmax(x, [6, 3, 1], False),
+     dict(lengths=[6, 3, 1])),
+    ("log_softmax", [(3, 2, 6)], {}, lambda x: masked_softmax(x, [6, 3, 1], True),
+     dict(lengths=[6, 3, 1])),
+    ("matmul", [(2, 3, 5), (2, 5, 4)], {}, lambda a, b: a @ b, {}),
+    ("matmul_t", [(2, 3, 5), (4, 5)], {}, lambda a, b: a @ b.T, {}),
+    ("gather", [(6, 4)], {}, lambda x: x[[5, 0, 5, 2]], dict(ids=[5, 0, 5, 2])),
+    ("slice", [(2, 5, 3)], dict(dim="1", start="1", len="3"), lambda x: x[:, 1:4], {}),
+    ("concat", [(2, 2, 3), (2, 4, 3)], dict(dim="1"), lambda a, b: torch.cat([a, b], 1), {}),
+    ("transpose", [(2, 3, 4, 2)], dict(dim="1"), lambda x: x.transpose(1, 2), {}),
+    ("mul", [(3, 7), (3, 7)], {}, lambda a, b: a * b, {}),
+    ("add", [(3, 7), (3, 7)], {}, lambda a, b: a + b, {}),
+    ("scale", [(3, 7)], dict(alpha="-1.7"), lambda x: -1.7 * x, {}),
+    ("tanh", [(3, 7)], {}, torch.tanh, {}),
+    ("relu", [(3, 7)], {}, torch.relu, {}),
+    ("cross_entropy", [(5, 7)], {},
+     lambda x: torch.nn.functional.cross_entropy(x, torch.tensor([1, 6, -100, 0, 3])).reshape(1),
+     dict(targets=[1, 6, -1, 0, 3])),
+]
+
+
+def tape_case(seed, fn, shapes, meta, op, ints):
+    torch.manual_seed(seed)
+    xs = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    y = op(*xs)
+    d = torch.randn_like(y)
+    (y * d).sum().backward()
+    tensors = dict(y=y, d=d)
+    for i, x in enumerate(xs):
+        tensors[f"x{i}"] = x
+        tensors[f"grad.x{i}"] = x.grad
+    tensors = {n: v.detach().float().contiguous() for n, v in tensors.items()}
+    for name, values in ints.items():
+        tensors[name] = torch.tensor(values, dtype=torch.int32)
+    return tensors, dict(op="tape", fn=fn, **meta)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "tests", "golden"
@@ -195,6 +261,12 @@ def main():
         b, t, d, heads = c[:4]
         name = f"transformer_encoder_layer_d{d}_h{heads}.safetensors"
         tensors, meta = transformer_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    first = len(CASES) + len(ATTENTION) + len(TRANSFORMER)
+    for seed, c in enumerate(TAPE, start=first):
+        name = f"tape_{c[0]}.safetensors"
+        tensors, meta = tape_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

@@ -676,6 +676,65 @@ fn bad_input_is_a_typed_error_and_records_nothing() {
 
 /// A training-shaped step (forward and backward) repeated: after the
 /// first step every buffer comes from the pool.
+/// Products recorded one after another in one submit, each packing its operands
+/// into scratch textures: a later product packs into the textures an earlier one
+/// is done with (smaller operands into larger textures), and every product still
+/// gets its own numbers. Each product's A is the previous product's C, so a
+/// packing that landed before an earlier read would show.
+#[test]
+fn products_of_one_submit_share_their_scratch_textures() {
+    let ctx = open(Some(true));
+    let mut rng = Rng::new(410);
+    let m = 40;
+    // (K, N) of each product: K is the previous N.
+    let dims = [(44, 36), (36, 20), (20, 36), (36, 12)];
+    let a0 = rng.vec(m * 44);
+    let mut tensors = vec![Tensor::from_slice(&ctx, &[m, 44], &a0).unwrap()];
+    let mut bs = vec![];
+    for &(k, n) in &dims {
+        let b = rng.vec(k * n);
+        bs.push((Tensor::from_slice(&ctx, &[k, n], &b).unwrap(), b));
+        tensors.push(Tensor::empty(&ctx, &[m, n], DType::F32).unwrap());
+    }
+    ctx.wait().unwrap();
+    ctx.reset_pool_peak();
+    let before = ctx.pool_stats().live_bytes;
+    let mut rec = Recorder::new(&ctx, "chain");
+    for (i, &(k, n)) in dims.iter().enumerate() {
+        gemm::matmul(
+            &mut rec,
+            View::matrix(&tensors[i + 1], m, n, false),
+            View::matrix(&tensors[i], m, k, false),
+            View::matrix(&bs[i].0, k, n, false),
+        )
+        .unwrap();
+    }
+    // The first product's two textures ([K/4, rows, 2 layers] of 16-byte texels)
+    // serve all four; with a texture per operand the rest would add 50 KiB.
+    let texel = |k: usize, rows: usize| (k.div_ceil(4) * rows * 2 * 16) as u64;
+    let first = texel(44, m) + texel(44, 36);
+    let grown = ctx.pool_stats().peak_live_bytes - before;
+    assert!(
+        grown < first + 8 * 1024,
+        "{grown} bytes in use for the chain; its first product's textures take {first}"
+    );
+    rec.submit();
+    let mut a_host = to_f64(&a0);
+    for (i, &(k, n)) in dims.iter().enumerate() {
+        let b = &bs[i].1;
+        let want: Vec<f64> = (0..m * n)
+            .map(|e| {
+                (0..k)
+                    .map(|l| a_host[e / n * k + l] * b[l * n + e % n] as f64)
+                    .sum()
+            })
+            .collect();
+        let got = tensors[i + 1].to_vec().unwrap();
+        assert_close(&format!("product {i}"), &got, &want, 1e-4, 1e-4);
+        a_host = to_f64(&got);
+    }
+}
+
 #[test]
 fn steady_state_steps_create_no_buffers() {
     // Contexts of its own: other tests allocate on the shared ones concurrently.

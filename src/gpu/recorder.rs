@@ -25,6 +25,10 @@ pub struct Recorder {
     /// Scratch textures of this submit (packed GEMM operands); back to the pool
     /// once submitted, like the uniforms.
     textures: Vec<Loan<wgpu::Texture>>,
+    /// Those of them whose last reader is recorded: free for a later packing in
+    /// this submit. Only kernels write textures, so the writes of a later owner
+    /// are ordered after the earlier reads (unlike a queue write into a buffer).
+    spare_textures: Vec<wgpu::Texture>,
     /// Tensors the recorded commands use. A tensor the caller drops before the
     /// submit must not go back to the pool yet: a queue write into its buffer by
     /// the next owner would land before these commands run.
@@ -61,6 +65,7 @@ impl Recorder {
             encoder,
             uniforms: Vec::new(),
             textures: Vec::new(),
+            spare_textures: Vec::new(),
             held: Vec::new(),
             dispatches: 0,
             label: label.to_string(),
@@ -288,12 +293,36 @@ impl Recorder {
         }
     }
 
-    /// A scratch rgba32float array texture, held until this recorder is submitted.
+    /// A scratch rgba32float array texture of at least `size`, held until this
+    /// recorder is submitted: the smallest spare one of this submit that fits,
+    /// else a new one. Users index it within their own sizes.
     pub(crate) fn scratch_texture(&mut self, size: wgpu::Extent3d) -> wgpu::Texture {
+        let fits = |t: &wgpu::Texture| {
+            let s = t.size();
+            s.width >= size.width
+                && s.height >= size.height
+                && s.depth_or_array_layers >= size.depth_or_array_layers
+        };
+        let volume = |t: &wgpu::Texture| {
+            let s = t.size();
+            u64::from(s.width) * u64::from(s.height) * u64::from(s.depth_or_array_layers)
+        };
+        let best = (0..self.spare_textures.len())
+            .filter(|&i| fits(&self.spare_textures[i]))
+            .min_by_key(|&i| volume(&self.spare_textures[i]));
+        if let Some(i) = best {
+            return self.spare_textures.swap_remove(i);
+        }
         let t = Loan::texture(&self.ctx, size);
         let texture = t.get().clone();
         self.textures.push(t);
         texture
+    }
+
+    /// Returns a texture of [`scratch_texture`](Self::scratch_texture) whose
+    /// last reader has been recorded, for later packings of this submit.
+    pub(crate) fn spare_texture(&mut self, texture: &wgpu::Texture) {
+        self.spare_textures.push(texture.clone());
     }
 
     /// [`dispatch_tensors`](Self::dispatch_tensors) of `entry` of `shader` (its

@@ -865,10 +865,16 @@ fn forward_tex(
     {
         return Ok(false);
     }
+    // The textures packed here serve this product only.
+    let mut own = Vec::new();
     let mut texture = |src: Source, v: Packing| -> Result<Option<wgpu::TextureView>> {
         match src {
             Source::Packed(view) => Ok(Some(view.clone())),
-            Source::Buffer(buf) => pack(rec, buf, v),
+            Source::Buffer(buf) => {
+                let view = pack(rec, buf, v)?;
+                own.extend(view.as_ref().map(|v| v.texture().clone()));
+                Ok(view)
+            }
         }
     };
     let a_packing = Packing {
@@ -914,6 +920,9 @@ fn forward_tex(
         ],
         groups(p.n, TEX_TILE_N, p.m, TEX_TILE_M, p.batch as usize),
     )?;
+    for t in &own {
+        rec.spare_texture(t);
+    }
     Ok(true)
 }
 

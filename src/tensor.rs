@@ -54,6 +54,19 @@ impl Tensor {
     /// A tensor whose contents are unspecified (whatever the pooled buffer held);
     /// for outputs that an op overwrites completely.
     pub fn empty(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
+        let bytes = Self::checked_bytes(ctx, shape, dtype)?;
+        let label = format!("tensor{shape:?}");
+        Ok(Self {
+            storage: Arc::new(Loan::buffer(ctx, bytes, USAGE, &label)),
+            ctx: ctx.clone(),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// The bytes a `shape` of `dtype` takes, checked against the element count
+    /// shaders can index, the adapter's features and its largest buffer.
+    pub(crate) fn checked_bytes(ctx: &Context, shape: &[usize], dtype: DType) -> Result<u64> {
         if dtype == DType::F16 && !ctx.has_f16() {
             return Err(Error::FeatureMissing {
                 adapter: ctx.adapter_info().name.clone(),
@@ -71,13 +84,26 @@ impl Tensor {
                 limit,
             });
         }
-        let label = format!("tensor{shape:?}");
-        Ok(Self {
-            storage: Arc::new(Loan::buffer(ctx, bytes, USAGE, &label)),
-            ctx: ctx.clone(),
+        Ok(bytes)
+    }
+
+    /// Whether no other tensor shares this one's buffer.
+    pub(crate) fn unshared(&self) -> bool {
+        Arc::strong_count(&self.storage) == 1
+    }
+
+    /// Identifies the buffer: tensors that share it have the same key.
+    pub(crate) fn storage_key(&self) -> usize {
+        Arc::as_ptr(&self.storage) as usize
+    }
+
+    /// This buffer under another shape and dtype (as many bytes or fewer).
+    pub(crate) fn relabel(self, shape: &[usize], dtype: DType) -> Self {
+        Self {
             shape: shape.to_vec(),
             dtype,
-        })
+            ..self
+        }
     }
 
     /// A zero-filled f32 tensor.

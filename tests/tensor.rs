@@ -625,3 +625,32 @@ fn no_adapter_for_an_absent_backend_is_a_typed_error() {
     let err = Context::with_options(&options).unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err:?}");
 }
+
+/// Within one recording, an output takes the buffer of a tensor that the
+/// recorded work still reads but nobody holds any more (the kernels that write
+/// it run after that work): a chain of twelve scalings whose intermediates are
+/// dropped as it goes keeps a few buffers busy, not twelve, and gets the right
+/// numbers.
+#[test]
+fn outputs_reuse_the_buffers_of_dropped_intermediates_within_a_submit() {
+    use rnn_wgpu::ops::elementwise;
+    let ctx = common::open(None);
+    let n = 1000;
+    let data: Vec<f32> = (0..n).map(|i| i as f32 / n as f32).collect();
+    let x = Tensor::from_slice(&ctx, &[n], &data).unwrap();
+    ctx.wait().unwrap();
+    ctx.reset_pool_peak();
+    let before = ctx.pool_stats().live_bytes;
+    let mut rec = Recorder::new(&ctx, "chain");
+    let mut t = x.clone();
+    for _ in 0..12 {
+        t = elementwise::scale(&mut rec, &t, 1.5).unwrap();
+    }
+    let grown = ctx.pool_stats().peak_live_bytes - before;
+    rec.submit();
+    // Twelve outputs of 4000 bytes each would take 48 000; the uniforms are small.
+    assert!(grown < 20_000, "{grown} bytes in use for the chain");
+    let got = t.to_vec().unwrap();
+    let want: Vec<f64> = data.iter().map(|&v| v as f64 * 1.5f64.powi(12)).collect();
+    common::assert_close("chain", &got, &want, 1e-5, 1e-6);
+}

@@ -8,7 +8,7 @@ use crate::gpu::pool::Loan;
 use crate::gpu::profile::Timed;
 use crate::gpu::Context;
 use crate::shaders::Shader;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Records GPU work for one submit. See the module docs.
 pub struct Recorder {
@@ -33,6 +33,8 @@ pub struct Recorder {
     /// submit must not go back to the pool yet: a queue write into its buffer by
     /// the next owner would land before these commands run.
     held: Vec<Tensor>,
+    /// The buffers of `held`, each held once.
+    held_keys: std::collections::HashSet<usize>,
     dispatches: usize,
     /// Names the submit in the profile and the trace (whose host track a page,
     /// without a clock, leaves out).
@@ -67,6 +69,7 @@ impl Recorder {
             textures: Vec::new(),
             spare_textures: Vec::new(),
             held: Vec::new(),
+            held_keys: Default::default(),
             dispatches: 0,
             label: label.to_string(),
             phase: "other",
@@ -282,7 +285,39 @@ impl Recorder {
 
     /// Keeps `tensors` (their buffers) out of the pool until this recorder is submitted.
     pub(crate) fn hold(&mut self, tensors: &[&Tensor]) {
-        self.held.extend(tensors.iter().map(|&t| t.clone()));
+        for t in tensors {
+            if self.held_keys.insert(t.storage_key()) {
+                self.held.push((*t).clone());
+            }
+        }
+    }
+
+    /// A tensor whose contents are unspecified, for an output that the work
+    /// recorded next overwrites: [`Tensor::empty`], or the buffer of a tensor this
+    /// recorder holds and nobody else refers to any more (no larger than twice
+    /// what is needed). Such a buffer cannot go back to the pool before the
+    /// submit — a queue write by its next owner would land before the recorded
+    /// work that still reads it — but the kernels recorded after that work may
+    /// write it: they run after it. Never write it from the host.
+    pub fn empty(&mut self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = Tensor::checked_bytes(&self.ctx, shape, dtype)?;
+        let limit = self.ctx.limits().max_storage_buffer_binding_size;
+        let best = (0..self.held.len())
+            .filter(|&i| {
+                let t = &self.held[i];
+                let size = t.buffer().size();
+                t.unshared()
+                    && size >= bytes
+                    && size <= 2 * bytes.max(256)
+                    && size <= limit.max(bytes)
+            })
+            .min_by_key(|&i| self.held[i].buffer().size());
+        match best {
+            // The recorder keeps holding it: it goes back to the pool at the submit
+            // even if the new owner drops it sooner.
+            Some(i) => Ok(self.held[i].clone().relabel(shape, dtype)),
+            None => Tensor::empty(&self.ctx, shape, dtype),
+        }
     }
 
     pub(crate) fn check_same_device(&self, op: &'static str, tensors: &[&Tensor]) -> Result<()> {

@@ -204,7 +204,7 @@ impl Attention {
         // q' = q·W (General) or q: [B·Tq, Dk]
         let qw = match &self.w {
             Some(w) => {
-                let qw = Tensor::empty(&ctx, &[b, tq, dk], DType::F32)?;
+                let qw = rec.empty(&[b, tq, dk], DType::F32)?;
                 let rows = b * tq;
                 gemm::matmul(
                     rec,
@@ -217,7 +217,7 @@ impl Attention {
             None => None,
         };
         let qp = qw.as_ref().unwrap_or(q);
-        let scores = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
+        let scores = rec.empty(&[b, tq, s], DType::F32)?;
         let proj = match &self.additive {
             Some([w_q, w_k, v]) => {
                 let a = v.value.numel();
@@ -228,7 +228,7 @@ impl Attention {
                                rows: usize,
                                d: usize|
                  -> Result<Tensor> {
-                    let out = Tensor::empty(&ctx, &[b, rows / b, a], DType::F32)?;
+                    let out = rec.empty(&[b, rows / b, a], DType::F32)?;
                     gemm::matmul(
                         rec,
                         View::matrix(&out, rows, a, false),
@@ -257,9 +257,9 @@ impl Attention {
                 None
             }
         };
-        let weights = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
+        let weights = rec.empty(&[b, tq, s], DType::F32)?;
         softmax::forward(rec, Kind::Softmax, &weights, &scores, &lengths)?;
-        let context = Tensor::empty(&ctx, &[b, tq, dk], DType::F32)?;
+        let context = rec.empty(&[b, tq, dk], DType::F32)?;
         // c[b] = w[b]·k[b]
         gemm::forward_view(
             rec,
@@ -342,7 +342,6 @@ impl Attention {
         let (q, k) = (&saved.q, &saved.k);
         let (b, tq, s) = (q.shape()[0], q.shape()[1], k.shape()[1]);
         let (dq, dk) = (self.dq, self.dk);
-        let ctx = rec.context().clone();
         let expect = |what: &'static str, t: &Tensor, shape: &[usize]| -> Result<()> {
             crate::ops::check_f32(rec, OP, &[(what, t)])?;
             if t.shape() != shape {
@@ -360,7 +359,7 @@ impl Attention {
             expect("dweights", dw, &[b, tq, s])?;
         }
         // dW_total[b] = dweights[b] + dcontext[b]·k[b]ᵀ
-        let dw_total = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
+        let dw_total = rec.empty(&[b, tq, s], DType::F32)?;
         if let Some(dw) = dweights {
             rec.copy(&dw_total, dw)?;
         }
@@ -375,7 +374,7 @@ impl Attention {
             if dweights.is_some() { 1.0 } else { 0.0 },
         )?;
         // dk[b] = w[b]ᵀ·dcontext[b]
-        let dk_t = Tensor::empty(&ctx, &[b, s, dk], DType::F32)?;
+        let dk_t = rec.empty(&[b, s, dk], DType::F32)?;
         gemm::forward_view(
             rec,
             View::matrix(&dk_t, s, dk, true),
@@ -386,7 +385,7 @@ impl Attention {
             1.0,
             0.0,
         )?;
-        let de = Tensor::empty(&ctx, &[b, tq, s], DType::F32)?;
+        let de = rec.empty(&[b, tq, s], DType::F32)?;
         softmax::backward(
             rec,
             Kind::Softmax,
@@ -397,11 +396,11 @@ impl Attention {
         )?;
         if let (Some([w_q, w_k, v]), Some((pq, pk))) = (&self.additive, &saved.proj) {
             let a = v.value.numel();
-            let dpq = Tensor::empty(&ctx, pq.shape(), DType::F32)?;
-            let dpk = Tensor::empty(&ctx, pk.shape(), DType::F32)?;
+            let dpq = rec.empty(pq.shape(), DType::F32)?;
+            let dpk = rec.empty(pk.shape(), DType::F32)?;
             kernels::additive_backward(rec, &dpq, &dpk, &v.grad, &de, pq, pk, &v.value)?;
             // dq = dpq·W_q, dW_q += dpqᵀ·q; dk += dpk·W_k, dW_k += dpkᵀ·k
-            let dq_t = Tensor::empty(&ctx, &[b, tq, dq], DType::F32)?;
+            let dq_t = rec.empty(&[b, tq, dq], DType::F32)?;
             for (dx, beta, dp, w, x, rows, d) in [
                 (&dq_t, 0.0, &dpq, w_q, q, b * tq, dq),
                 (&dk_t, 1.0, &dpk, w_k, k, b * s, dk),
@@ -442,7 +441,7 @@ impl Attention {
             1.0,
         )?;
         // dq'[b] = scale · de[b]·k[b]
-        let dqp = Tensor::empty(&ctx, &[b, tq, dk], DType::F32)?;
+        let dqp = rec.empty(&[b, tq, dk], DType::F32)?;
         gemm::forward_view(
             rec,
             View::matrix(&dqp, tq, dk, true),
@@ -468,7 +467,7 @@ impl Attention {
                     1.0,
                     1.0,
                 )?;
-                let dq_t = Tensor::empty(&ctx, &[b, tq, dq], DType::F32)?;
+                let dq_t = rec.empty(&[b, tq, dq], DType::F32)?;
                 gemm::matmul(
                     rec,
                     View::matrix(&dq_t, rows, dq, false),

@@ -39,7 +39,7 @@ impl Dropout {
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let seed = self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call);
-        let y = Tensor::empty(rec.context(), x.shape(), x.dtype())?;
+        let y = rec.empty(x.shape(), x.dtype())?;
         dropout::apply(rec, &y, x, self.p, seed)?;
         Ok((y, Mask(Some(seed))))
     }
@@ -67,7 +67,7 @@ impl Dropout {
 /// The backward of a forward with drop probability `p` and mask `seed`: the same
 /// mask and scale applied to `dy`.
 fn undrop(rec: &mut Recorder, dy: &Tensor, p: f32, seed: u32) -> Result<Tensor> {
-    let dx = Tensor::empty(rec.context(), dy.shape(), DType::F32)?;
+    let dx = rec.empty(dy.shape(), DType::F32)?;
     dropout::apply(rec, &dx, dy, p, seed)?;
     Ok(dx)
 }

@@ -86,7 +86,7 @@ impl Embedding {
         let index = Index::new(rec.context(), ids, vocab, self.padding_idx)?;
         let mut out_shape = shape.to_vec();
         out_shape.push(dim);
-        let out = Tensor::empty(rec.context(), &[ids.len(), dim], self.storage)?;
+        let out = rec.empty(&[ids.len(), dim], self.storage)?;
         embedding::forward(rec, &out, &self.weight, &index)?;
         let out = out.reshape(&out_shape)?;
         Ok((out, index))

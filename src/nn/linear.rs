@@ -77,7 +77,7 @@ impl Linear {
         let n = self.rows(x, "x", inputs)?;
         let mut shape = x.shape().to_vec();
         *shape.last_mut().unwrap_or(&mut 0) = outputs;
-        let y = Tensor::empty(rec.context(), &shape, DType::F32)?;
+        let y = rec.empty(&shape, DType::F32)?;
         gemm::forward_view(
             rec,
             View::matrix(&y, n, outputs, false),
@@ -154,7 +154,7 @@ impl Linear {
             return Ok(None);
         }
         // dx = dy·W
-        let dx = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+        let dx = rec.empty(x.shape(), DType::F32)?;
         gemm::matmul(
             rec,
             View::matrix(&dx, n, inputs, false),

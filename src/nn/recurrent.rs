@@ -344,9 +344,9 @@ impl Recurrent {
         let lengths_t = Tensor::from_u32(&ctx, &[b], &lengths_u32)?;
         let cell = cfg.mode.cell();
         let g = cell.gates * h;
-        let h_n = Tensor::empty(&ctx, &state_shape, DType::F32)?;
+        let h_n = rec.empty(&state_shape, DType::F32)?;
         let c_n = lstm
-            .then(|| Tensor::empty(&ctx, &state_shape, DType::F32))
+            .then(|| rec.empty(&state_shape, DType::F32))
             .transpose()?;
         let act = self.storage;
         let mut input = x.clone();
@@ -355,7 +355,7 @@ impl Recurrent {
             let i = cfg.layer_input(l);
             let w_ih = cast::to(rec, &p.w_ih, act)?;
             let w_hh = cast::to(rec, &p.w_hh, act)?;
-            let xw = Tensor::empty(&ctx, &[d, b, t, g], act)?;
+            let xw = rec.empty(&[d, b, t, g], act)?;
             rec.phase("input GEMM");
             // xw[d] = x · W_ih[d]ᵀ for all steps at once.
             gemm::forward_view(
@@ -371,16 +371,16 @@ impl Recurrent {
                 1.0,
                 0.0,
             )?;
-            let hs = Tensor::empty(&ctx, &[d, t + 1, b, h], act)?;
+            let hs = rec.empty(&[d, t + 1, b, h], act)?;
             let cs = lstm
-                .then(|| Tensor::empty(&ctx, &[d, t + 1, b, h], DType::F32))
+                .then(|| rec.empty(&[d, t + 1, b, h], DType::F32))
                 .transpose()?;
             let acts = cell
                 .saves_acts
-                .then(|| Tensor::empty(&ctx, &[d, t, b, 4 * h], act))
+                .then(|| rec.empty(&[d, t, b, 4 * h], act))
                 .transpose()?;
-            let y = Tensor::empty(&ctx, &[b, t, d * h], act)?;
-            let gh = Tensor::empty(&ctx, &[d, b, g], act)?;
+            let y = rec.empty(&[b, t, d * h], act)?;
+            let gh = rec.empty(&[d, b, g], act)?;
             for dir in 0..d {
                 let slot = slot_offset(geo, dir, if dir == 0 { 0 } else { t });
                 let src = (l * d + dir) * b * h;
@@ -599,29 +599,28 @@ impl Recurrent {
         }
         check_state(rec, "dc_n", dc_n, &state_shape)?;
 
-        let ctx = rec.context().clone();
         let outer = rec.phase("backward recurrence");
         let cell = cfg.mode.cell();
         let g = cell.gates * h;
-        let dh0 = Tensor::empty(&ctx, &state_shape, DType::F32)?;
+        let dh0 = rec.empty(&state_shape, DType::F32)?;
         let dc0 = lstm
-            .then(|| Tensor::empty(&ctx, &state_shape, DType::F32))
+            .then(|| rec.empty(&state_shape, DType::F32))
             .transpose()?;
         let mut d_out = dy.clone();
         for l in (0..cfg.num_layers).rev() {
             let (gr, sv) = (&self.grads[l], &saved.layers[l]);
             let i = cfg.layer_input(l);
-            let dh = Tensor::empty(&ctx, &[d, b, h], DType::F32)?;
+            let dh = rec.empty(&[d, b, h], DType::F32)?;
             let dc = lstm
-                .then(|| Tensor::empty(&ctx, &[d, b, h], DType::F32))
+                .then(|| rec.empty(&[d, b, h], DType::F32))
                 .transpose()?;
             let at = l * d * b * h;
             set_state(rec, &dh, 0, dh_n, at, d * b * h)?;
             if let Some(dc) = &dc {
                 set_state(rec, dc, 0, dc_n, at, d * b * h)?;
             }
-            let dgi = Tensor::empty(&ctx, &[d, b, t, g], DType::F32)?;
-            let dgh = Tensor::empty(&ctx, &[d, t, b, g], DType::F32)?;
+            let dgi = rec.empty(&[d, b, t, g], DType::F32)?;
+            let dgh = rec.empty(&[d, t, b, g], DType::F32)?;
             let io = BackwardIo {
                 lengths: &saved.lengths,
                 hs: &sv.hs,
@@ -697,11 +696,11 @@ impl Recurrent {
             )?;
             // Layer 0's dx is the stack's input gradient: made only when wanted.
             let dx = (want_dx || l > 0)
-                .then(|| Tensor::empty(&ctx, &[b, t, i], DType::F32))
+                .then(|| rec.empty(&[b, t, i], DType::F32))
                 .transpose()?;
             // One bias sum per direction serves both biases, except for the GRU.
             let db = (cfg.mode != Mode::Gru)
-                .then(|| Tensor::empty(&ctx, &[g], DType::F32))
+                .then(|| rec.empty(&[g], DType::F32))
                 .transpose()?;
             for dir in 0..d {
                 let bias = |tensor| BiasView {

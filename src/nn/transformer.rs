@@ -137,7 +137,7 @@ impl TransformerEncoderLayer {
     /// Records `x · W[r0..r0 + cols]ᵀ + b[r0..]` for `x` `[B, T, D]`: `[B, T, cols]`.
     fn project(&self, rec: &mut Recorder, x: &Tensor, r0: usize, cols: usize) -> Result<Tensor> {
         let (b, t) = (x.shape()[0], x.shape()[1]);
-        let out = Tensor::empty(rec.context(), &[b, t, cols], DType::F32)?;
+        let out = rec.empty(&[b, t, cols], DType::F32)?;
         gemm::forward_view(
             rec,
             View::matrix(&out, b * t, cols, false),
@@ -225,9 +225,8 @@ impl TransformerEncoderLayer {
         };
         crate::ops::check_lengths(OP, "lengths", lengths, b, t)?;
         let (d, dh) = (self.d, self.d / self.heads);
-        let ctx = rec.context().clone();
         let v = self.project(rec, x, 2 * d, d)?;
-        let context = Tensor::empty(&ctx, &[b, t, d], DType::F32)?;
+        let context = rec.empty(&[b, t, d], DType::F32)?;
         let mut heads = Vec::with_capacity(self.heads);
         for h in 0..self.heads {
             let q = self.project(rec, x, h * dh, dh)?;
@@ -298,12 +297,12 @@ impl TransformerEncoderLayer {
         elementwise::add(rec, &dx1, 0, &ds2, 0, b * t * d)?;
         let ds1 = self.norm1.backward(rec, &saved.norm1, &dx1)?;
         let dcontext = self.out_proj.backward(rec, &ds1, &saved.context)?;
-        let dx = Tensor::empty(&ctx, x.shape(), DType::F32)?;
+        let dx = rec.empty(x.shape(), DType::F32)?;
         rec.copy(&dx, &ds1)?;
-        let dv = Tensor::empty(&ctx, x.shape(), DType::F32)?;
+        let dv = rec.empty(x.shape(), DType::F32)?;
         let no_context = Tensor::zeros(&ctx, &[b, t, dh])?;
         for (h, (att, weights)) in saved.heads.iter().enumerate() {
-            let dweights = Tensor::empty(&ctx, &[b, t, t], DType::F32)?;
+            let dweights = rec.empty(&[b, t, t], DType::F32)?;
             // dweights_h = dcontext_h · v_hᵀ, dv_h = weights_hᵀ · dcontext_h
             gemm::forward_view(
                 rec,

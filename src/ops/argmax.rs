@@ -22,7 +22,7 @@ struct Params {
 pub fn forward(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("x", x)])?;
     let (rows, c, per_row) = super::rows_of(OP, "x [.., C]", x)?;
-    let out = Tensor::empty(rec.context(), &per_row, DType::U32)?;
+    let out = rec.empty(&per_row, DType::U32)?;
     let params = Params {
         rows: rows as u32,
         c: c as u32,

@@ -103,9 +103,9 @@ pub fn step(
     }
     let ctx = rec.context().clone();
     let out = Step {
-        score: Tensor::empty(&ctx, &[rows], DType::F32)?,
-        origin: Tensor::empty(&ctx, &[rows], DType::U32)?,
-        token: Tensor::empty(&ctx, &[rows], DType::U32)?,
+        score: rec.empty(&[rows], DType::F32)?,
+        origin: rec.empty(&[rows], DType::U32)?,
+        token: rec.empty(&[rows], DType::U32)?,
     };
     let batch = rows / k;
     let params = Params {

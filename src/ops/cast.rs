@@ -84,7 +84,7 @@ pub fn to(rec: &mut Recorder, x: &Tensor, dtype: DType) -> Result<Tensor> {
             got: dtype,
         });
     }
-    let out = Tensor::empty(rec.context(), x.shape(), dtype)?;
+    let out = rec.empty(x.shape(), dtype)?;
     copy_range(rec, &out, 0, x, 0, x.numel())?;
     Ok(out)
 }

@@ -89,12 +89,12 @@ pub fn forward(
     }
     let ctx = rec.context().clone();
     let targets = Tensor::from_u32(&ctx, &[n], &rows)?;
-    let row_loss = Tensor::empty(&ctx, &[n], DType::F32)?;
-    let row_hit = Tensor::empty(&ctx, &[n], DType::F32)?;
-    let accuracy = Tensor::empty(&ctx, &[1], DType::F32)?;
+    let row_loss = rec.empty(&[n], DType::F32)?;
+    let row_hit = rec.empty(&[n], DType::F32)?;
+    let accuracy = rec.empty(&[1], DType::F32)?;
     let out = Loss {
-        loss: Tensor::empty(&ctx, &[1], DType::F32)?,
-        dlogits: Tensor::empty(&ctx, logits.shape(), DType::F32)?,
+        loss: rec.empty(&[1], DType::F32)?,
+        dlogits: rec.empty(logits.shape(), DType::F32)?,
         count,
         accuracy: Some(accuracy.clone()),
     };

@@ -113,7 +113,7 @@ impl Activation {
 pub fn activate(rec: &mut Recorder, f: Activation, x: &Tensor) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("x", x)])?;
     nonempty(x, "x")?;
-    let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+    let out = rec.empty(x.shape(), DType::F32)?;
     let params = Params {
         n: x.numel() as u32,
         ..Params::default()
@@ -139,7 +139,7 @@ pub fn activate_backward(
             got: dy.shape().to_vec(),
         });
     }
-    let dx = Tensor::empty(rec.context(), y.shape(), DType::F32)?;
+    let dx = rec.empty(y.shape(), DType::F32)?;
     let params = Params {
         n: y.numel() as u32,
         ..Params::default()
@@ -220,7 +220,7 @@ fn same_shape(x: &Tensor, y: &Tensor, what: &'static str) -> Result<()> {
 pub fn scale(rec: &mut Recorder, x: &Tensor, alpha: f32) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("x", x)])?;
     nonempty(x, "x")?;
-    let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+    let out = rec.empty(x.shape(), DType::F32)?;
     let params = Params {
         n: x.numel() as u32,
         alpha,
@@ -239,7 +239,7 @@ pub fn mul(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     if !scalar {
         same_shape(y, x, "y")?;
     }
-    let out = Tensor::empty(rec.context(), x.shape(), DType::F32)?;
+    let out = rec.empty(x.shape(), DType::F32)?;
     let params = Params {
         n: x.numel() as u32,
         a: u32::from(scalar),
@@ -310,7 +310,7 @@ pub fn concat(rec: &mut Recorder, rows: usize, x: Block, y: Block) -> Result<Ten
     x.check(rec, "x", rows)?;
     y.check(rec, "y", rows)?;
     let width = x.width + y.width;
-    let out = Tensor::empty(rec.context(), &[rows, width], DType::F32)?;
+    let out = rec.empty(&[rows, width], DType::F32)?;
     let params = Params {
         n: u32::try_from(rows * width).map_err(|_| too_large(rows, width))?,
         rows: rows as u32,
@@ -347,9 +347,8 @@ pub fn split(
         });
     }
     d.check(rec, "d", rows)?;
-    let ctx = rec.context().clone();
-    let dx = Tensor::empty(&ctx, &[rows, a], DType::F32)?;
-    let dy = Tensor::empty(&ctx, &[rows, b], DType::F32)?;
+    let dx = rec.empty(&[rows, a], DType::F32)?;
+    let dy = rec.empty(&[rows, b], DType::F32)?;
     let params = Params {
         n: (rows * d.width) as u32,
         rows: rows as u32,
@@ -380,7 +379,7 @@ pub fn transpose(
             got: x.shape().to_vec(),
         });
     }
-    let out = Tensor::empty(rec.context(), &[rows, b, a, inner], DType::F32)?;
+    let out = rec.empty(&[rows, b, a, inner], DType::F32)?;
     let params = Params {
         n: u32::try_from(n).map_err(|_| too_large(rows, a * b * inner))?,
         rows: rows as u32,

@@ -833,12 +833,13 @@ fn packed_texture(rec: &mut Recorder, rows: u32, k: u32, layers: u32) -> Option<
     {
         return None;
     }
+    // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
+    // array binding cannot read; a second (unused) layer keeps it an array there.
+    let gl = rec.context().adapter_info().backend == wgpu::Backend::Gl;
     let texture = rec.scratch_texture(wgpu::Extent3d {
         width: k_texels,
         height: rows,
-        // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
-        // array binding cannot read; a second (unused) layer keeps it an array.
-        depth_or_array_layers: layers.max(2),
+        depth_or_array_layers: if gl { layers.max(2) } else { layers },
     });
     Some(texture.create_view(&wgpu::TextureViewDescriptor {
         dimension: Some(wgpu::TextureViewDimension::D2Array),

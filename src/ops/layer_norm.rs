@@ -54,8 +54,8 @@ pub fn forward(
 ) -> Result<(Tensor, Saved)> {
     let p = params(rec, x, gamma, beta, eps)?;
     let ctx = rec.context().clone();
-    let y = Tensor::empty(&ctx, x.shape(), DType::F32)?;
-    let stats = Tensor::empty(&ctx, &[p.rows as usize, 2], DType::F32)?;
+    let y = rec.empty(x.shape(), DType::F32)?;
+    let stats = rec.empty(&[p.rows as usize, 2], DType::F32)?;
     let pipeline = ctx.pipeline(&shaders::LAYER_NORM, "forward", &[]);
     let groups = super::grid_rows(rec, 1, p.rows as usize);
     rec.dispatch_tensors(
@@ -95,7 +95,7 @@ pub fn backward(
         });
     }
     let ctx = rec.context().clone();
-    let dx = Tensor::empty(&ctx, dy.shape(), DType::F32)?;
+    let dx = rec.empty(dy.shape(), DType::F32)?;
     let pipeline = ctx.pipeline(&shaders::LAYER_NORM, "backward", &[]);
     let groups = super::grid_rows(rec, 1, p.rows as usize);
     rec.dispatch_tensors(

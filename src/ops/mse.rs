@@ -36,8 +36,8 @@ pub fn forward(rec: &mut Recorder, y: &Tensor, target: &Tensor) -> Result<Loss> 
     }
     let ctx = rec.context().clone();
     let out = Loss {
-        loss: Tensor::empty(&ctx, &[1], DType::F32)?,
-        dlogits: Tensor::empty(&ctx, y.shape(), DType::F32)?,
+        loss: rec.empty(&[1], DType::F32)?,
+        dlogits: rec.empty(y.shape(), DType::F32)?,
         count: y.numel(),
         accuracy: None,
     };

@@ -45,7 +45,7 @@ pub fn forward(
             got: temperature.to_string(),
         });
     }
-    let out = Tensor::empty(rec.context(), &per_row, DType::U32)?;
+    let out = rec.empty(&per_row, DType::U32)?;
     let params = Params {
         rows: rows as u32,
         c: c as u32,

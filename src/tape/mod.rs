@@ -318,7 +318,7 @@ impl Tape {
                         Some(first) => {
                             // A value used twice: the sum in a new tensor, since
                             // either gradient may be another value's too.
-                            let sum = Tensor::empty(rec.context(), first.shape(), DType::F32)?;
+                            let sum = rec.empty(first.shape(), DType::F32)?;
                             rec.copy(&sum, &first)?;
                             elementwise::axpy(rec, &sum, 1.0, &grad)?;
                             sum

@@ -39,7 +39,7 @@ pub(crate) fn gather_rows(rec: &mut Recorder, x: &Tensor, rows: &[usize]) -> Res
     let width = x.numel() / r.max(1);
     let ids: Vec<u32> = rows.iter().map(|&i| i as u32).collect();
     let index = Index::new(rec.context(), &ids, r, None)?;
-    let out = Tensor::empty(rec.context(), &[rows.len(), width], DType::F32)?;
+    let out = rec.empty(&[rows.len(), width], DType::F32)?;
     embedding::forward(rec, &out, &x.reshape(&[r, width])?, &index)?;
     let mut shape = x.shape().to_vec();
     shape[0] = rows.len();
@@ -164,7 +164,7 @@ impl Tape {
         let p = Product::new(a, b, b_t)?;
         let mut shape = a.shape().to_vec();
         *shape.last_mut().unwrap_or(&mut 0) = p.n;
-        let c = Tensor::empty(self.context(), &shape, DType::F32)?;
+        let c = self.rec().empty(&shape, DType::F32)?;
         p.run(self.rec(), p.c(&c), p.a(a), p.b(b))?;
         let (need_a, need_b) = (self.needs_grad(a), self.needs_grad(b));
         let (at, bt) = (a.tensor.clone(), b.tensor.clone());
@@ -177,7 +177,7 @@ impl Tape {
                 let da = need_a
                     .then(|| -> Result<Tensor> {
                         // dA = dC·op(B)ᵀ
-                        let da = Tensor::empty(rec.context(), at.shape(), DType::F32)?;
+                        let da = rec.empty(at.shape(), DType::F32)?;
                         p.run(rec, p.a(&da), dc_v, p.b(&bt).t())?;
                         Ok(da)
                     })
@@ -185,7 +185,7 @@ impl Tape {
                 let db = need_b
                     .then(|| -> Result<Tensor> {
                         // dB = Aᵀ·dC, or dBᵀ = dCᵀ·A for a transposed B
-                        let db = Tensor::empty(rec.context(), bt.shape(), DType::F32)?;
+                        let db = rec.empty(bt.shape(), DType::F32)?;
                         if p.b_t {
                             let db_v = View::matrix(&db, p.n, p.k, p.batched());
                             p.run(rec, db_v, dc_v.t(), p.a(&at))?;
@@ -209,7 +209,7 @@ impl Tape {
                 y.shape(),
             ));
         }
-        let out = Tensor::empty(self.context(), x.shape(), DType::F32)?;
+        let out = self.rec().empty(x.shape(), DType::F32)?;
         self.rec().copy(&out, x)?;
         elementwise::axpy(self.rec(), &out, 1.0, y)?;
         Ok(self
@@ -287,11 +287,11 @@ impl Tape {
         if shape.is_empty() {
             shape.push(1);
         }
-        let out = Tensor::empty(self.context(), &shape, DType::F32)?;
+        let out = self.rec().empty(&shape, DType::F32)?;
         reduce::forward(self.rec(), how, &out, x, dim, &lens)?;
         let x_shape = x.shape().to_vec();
         Ok(self.unary(x, out, false, move |rec, d| {
-            let dx = Tensor::empty(rec.context(), &x_shape, DType::F32)?;
+            let dx = rec.empty(&x_shape, DType::F32)?;
             reduce::backward(rec, how, &dx, &d, dim, &lens)?;
             Ok(dx)
         }))
@@ -322,12 +322,12 @@ impl Tape {
         }
         let tq = x.numel() / (b * s);
         let lens = lengths_tensor(self.context(), "softmax", lengths, b, s)?;
-        let y = Tensor::empty(self.context(), &shape, DType::F32)?;
+        let y = self.rec().empty(&shape, DType::F32)?;
         let view = move |t: &Tensor| t.reshape(&[b, tq, s]);
         softmax::forward(self.rec(), kind, &view(&y)?, &view(x)?, &lens)?;
         let yt = y.clone();
         Ok(self.unary(x, y, false, move |rec, d| {
-            let dx = Tensor::empty(rec.context(), &shape, DType::F32)?;
+            let dx = rec.empty(&shape, DType::F32)?;
             softmax::backward(rec, kind, &view(&dx)?, &view(&d)?, &view(&yt)?, &lens)?;
             Ok(dx)
         }))
@@ -340,7 +340,7 @@ impl Tape {
             return Err(shape_error("x", "[N, F]".into(), x.shape()));
         };
         let index = Index::new(self.context(), ids, n, None)?;
-        let out = Tensor::empty(self.context(), &[ids.len(), f], DType::F32)?;
+        let out = self.rec().empty(&[ids.len(), f], DType::F32)?;
         embedding::forward(self.rec(), &out, x, &index)?;
         Ok(self.unary(x, out, false, move |rec, d| {
             // Rows picked twice add up; rows never picked get zero.
@@ -365,7 +365,7 @@ impl Tape {
         }
         let mut shape = x.shape().to_vec();
         shape[dim] = len;
-        let out = Tensor::empty(self.context(), &shape, DType::F32)?;
+        let out = self.rec().empty(&shape, DType::F32)?;
         let (row, width) = (n * inner, len * inner);
         if outer == 1 {
             self.rec().copy_range(&out, 0, x, start * inner, width)?;
@@ -433,7 +433,7 @@ impl Tape {
         let mut shape = first.shape().to_vec();
         shape[dim] = total;
         let out = if outer == 1 {
-            let out = Tensor::empty(self.context(), &shape, DType::F32)?;
+            let out = self.rec().empty(&shape, DType::F32)?;
             let mut at = 0;
             for (x, n) in xs.iter().zip(&sizes) {
                 self.rec().copy_range(&out, at, x, 0, n * inner)?;
@@ -463,7 +463,7 @@ impl Tape {
                     let mut grads = Vec::with_capacity(shapes.len());
                     for s in &shapes {
                         let n: usize = s.iter().product();
-                        let g = Tensor::empty(rec.context(), s, DType::F32)?;
+                        let g = rec.empty(s, DType::F32)?;
                         rec.copy_range(&g, 0, &d, at, n)?;
                         at += n;
                         grads.push(Some(g));

@@ -672,3 +672,83 @@ fn cross_entropy_reports_the_accuracy_of_its_rows() {
         );
     }
 }
+
+/// Bad arguments to the tape's ops are typed errors, recorded before anything
+/// is dispatched.
+#[test]
+fn bad_arguments_to_tape_ops_are_typed_errors() {
+    let ctx = ctx();
+    let mut tape = Tape::train(ctx, "bad");
+    let a = tape.from_slice(&[2, 3], &[0.0; 6]).unwrap();
+    let b = tape.from_slice(&[4, 5], &[0.0; 20]).unwrap();
+    let v = tape.from_slice(&[6], &[0.0; 6]).unwrap();
+    let errors = [
+        (
+            "matmul of [2, 3] by [4, 5]",
+            tape.matmul(&a, &b).unwrap_err(),
+        ),
+        ("add of different shapes", tape.add(&a, &b).unwrap_err()),
+        ("mul of different shapes", tape.mul(&a, &b).unwrap_err()),
+        ("scale by NaN", tape.scale(&a, f32::NAN).unwrap_err()),
+        (
+            "sum over a missing dimension",
+            tape.sum(&a, 2, None).unwrap_err(),
+        ),
+        (
+            "mean with a length past the dimension",
+            tape.mean(&a, 1, Some(&[3, 4])).unwrap_err(),
+        ),
+        (
+            "mean with a length of 0",
+            tape.mean(&a, 1, Some(&[0, 1])).unwrap_err(),
+        ),
+        (
+            "softmax with one length too few",
+            tape.softmax(&a, Some(&[3])).unwrap_err(),
+        ),
+        (
+            "gather of a row past the end",
+            tape.gather(&a, &[0, 2]).unwrap_err(),
+        ),
+        ("gather from a vector", tape.gather(&v, &[0]).unwrap_err()),
+        ("slice past the end", tape.slice(&a, 1, 2, 2).unwrap_err()),
+        ("empty slice", tape.slice(&a, 1, 0, 0).unwrap_err()),
+        (
+            "concat of mismatched shapes",
+            tape.concat(&a, &b, 1).unwrap_err(),
+        ),
+        ("cat of nothing", tape.cat(&[], 0).unwrap_err()),
+        (
+            "transpose past the last dimension",
+            tape.transpose(&a, 1).unwrap_err(),
+        ),
+        (
+            "rows that are no permutation",
+            tape.permute_rows(&a, &[0, 0]).unwrap_err(),
+        ),
+        (
+            "reshape to another size",
+            tape.reshape(&a, &[4]).unwrap_err(),
+        ),
+        (
+            "cross-entropy target past the classes",
+            tape.cross_entropy(&a, &[0, 3], None).unwrap_err(),
+        ),
+    ];
+    for (what, err) in &errors {
+        println!("{what:<40} {err}");
+        assert!(
+            matches!(
+                err,
+                Error::ShapeMismatch { .. }
+                    | Error::InvalidArgument { .. }
+                    | Error::LengthOutOfRange { .. }
+                    | Error::IndexOutOfRange { .. }
+                    | Error::ViewOutOfBounds { .. }
+                    | Error::Empty { .. }
+            ),
+            "{what}: {err:?}"
+        );
+    }
+    assert_eq!(tape.rec().dispatches(), 0, "a refused op recorded work");
+}

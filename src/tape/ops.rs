@@ -92,9 +92,14 @@ impl Product {
         let (kb, n) = if b_t { (c, r) } else { (r, c) };
         if kb != k || (bb != 0 && bb != ba) || m * k * n == 0 {
             let want = if b_t { "[B?, N, K]" } else { "[B?, K, N]" };
+            let batch = if ba == 0 {
+                String::new()
+            } else {
+                format!(", B = {ba} or none")
+            };
             return Err(shape_error(
                 "b",
-                format!("{want} non-empty with K = {k} and a batch of {ba} or none"),
+                format!("{want} non-empty with K = {k}{batch}"),
                 b.shape(),
             ));
         }
@@ -355,11 +360,19 @@ impl Tape {
     /// a dispatch.
     pub fn slice(&mut self, x: &Var, dim: usize, start: usize, len: usize) -> Result<Var> {
         let (outer, n, inner) = reduce::split_dims(x, dim)?;
-        if len == 0 || start + len > n {
+        if len == 0 {
+            return Err(Error::InvalidArgument {
+                op: "slice",
+                what: "len",
+                expected: "at least one position",
+                got: "0".into(),
+            });
+        }
+        if start + len > n {
             return Err(Error::ViewOutOfBounds {
                 op: "slice",
                 what: "positions",
-                last: start + len,
+                last: start + len - 1,
                 len: n,
             });
         }

@@ -1,7 +1,7 @@
 //! A character language model on tinyshakespeare: a stacked LSTM (or GRU, or
 //! Elman RNN) trained by truncated BPTT across continuous streams, reporting the
 //! validation loss in nats per character and perplexity, and a sample of
-//! generated text (temperature sampling on the GPU) after each epoch.
+//! generated text (temperature, top-k and top-p sampling on the GPU) after each epoch.
 //!
 //! Run: `cargo run --release --example char_lm` (`-- --help` for the options).
 //! Reads `--data` (default ../shared/data/tinyshakespeare/input.txt; the last
@@ -28,6 +28,7 @@ use rnn_wgpu::data::{Streams, Vocab};
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module, SplitMix};
+use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, Error, Result, Tape};
@@ -62,6 +63,13 @@ struct Args {
     /// Temperature of the samples.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
+    /// Sample only among the k most likely characters.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample only within the smallest set of most likely characters holding
+    /// this much probability (nucleus sampling).
+    #[arg(long)]
+    top_p: Option<f32>,
     /// Characters sampled after each epoch.
     #[arg(long, default_value_t = 300)]
     sample: usize,
@@ -223,7 +231,11 @@ fn train(
             ctx,
             &prime,
             args.sample,
-            args.temperature,
+            &Sampling {
+                temperature: args.temperature,
+                top_k: args.top_k,
+                top_p: args.top_p,
+            },
             args.seed + epoch as u64,
         )?;
         let text: String = sampled

@@ -1,7 +1,14 @@
-// Sampling one index per row from softmax(logits / temperature), by inverting the
+// Sampling one index per row from softmax(logits / temperature), restricted to
+// the classes at or above a threshold τ (top-k, top-p), by inverting the
 // cumulative distribution at a uniform number u[r] in [0, 1) the host draws:
-//   out[r] = the first c with Σ_{c' ≤ c} exp((x[r, c'] − max) / T) > u[r] · Σ_all
+//   e_c    = exp((x[r, c] − max) / T) where x[r, c] ≥ τ, else 0
+//   out[r] = the first c with Σ_{c' ≤ c} e_c' > u[r] · Σ_all e
 // (the last class with non-zero mass when rounding leaves u just past the total).
+// τ, found by a binary search over the 32 bits of an order-preserving key of the
+// logits (one workgroup reduction per bit):
+//   top-k: the k-th largest logit (ties with it are all kept);
+//   top-p: the largest τ whose kept mass is at least p of the top-k mass (the
+//          smallest set of largest logits holding p of it; ties all kept).
 // One workgroup of 64 per row (rows folded into z past 65535): each lane owns a
 // contiguous chunk of ceil(C / 64) classes and sums it; lane 0 walks the 64 chunk
 // sums, then the classes of the chunk that holds the point. Every sum is taken in
@@ -13,7 +20,11 @@ struct Params {
     rows: u32,
     c: u32,
     inv_t: f32,
-    _pad: u32,
+    top_k: u32, // 0: no top-k
+    top_p: f32, // 1: no top-p
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -22,6 +33,41 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<u32>; // [R]
 
 var<workgroup> chunk_sum: array<f32, WG>;
+
+// A u32 whose order is the f32 order of v (negative values flipped).
+fn key(v: f32) -> u32 {
+    let b = bitcast<u32>(v);
+    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+// The class's mass at the row's max m, or 0 below the key threshold.
+fn mass(v: f32, m: f32, threshold: u32) -> f32 {
+    return select(0.0, exp((v - m) * p.inv_t), key(v) >= threshold);
+}
+
+// Over the workgroup: the number (or, with `weigh`, the mass) of the row's
+// classes whose key is at least `threshold`.
+fn kept(lane: u32, base: u32, m: f32, threshold: u32, weigh: bool) -> f32 {
+    var s = 0.0;
+    for (var k = lane; k < p.c; k += WG) {
+        let v = x[base + k];
+        s += select(select(0.0, 1.0, key(v) >= threshold), mass(v, m, threshold), weigh);
+    }
+    return reduce(lane, s, false);
+}
+
+// The largest key threshold at or above `floor` whose kept count (or mass) is
+// at least `need`: bit by bit from the top.
+fn search(lane: u32, base: u32, m: f32, floor: u32, need: f32, weigh: bool) -> u32 {
+    var t = 0u;
+    for (var i = 0u; i < 32u; i++) {
+        let candidate = t | (1u << (31u - i));
+        if (kept(lane, base, m, max(candidate, floor), weigh) >= need) {
+            t = candidate;
+        }
+    }
+    return max(t, floor);
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(
@@ -39,12 +85,20 @@ fn forward(
         m = max(m, x[base + k]);
     }
     m = reduce(lane, m, true);
+    var threshold = 0u;
+    if (p.top_k > 0u && p.top_k < p.c) {
+        threshold = search(lane, base, m, 0u, f32(p.top_k), false);
+    }
+    if (p.top_p < 1.0) {
+        let total = kept(lane, base, m, threshold, true);
+        threshold = search(lane, base, m, threshold, p.top_p * total, true);
+    }
     let per = (p.c + WG - 1u) / WG;
     let lo = min(lane * per, p.c);
     let hi = min(lo + per, p.c);
     var s = 0.0;
     for (var k = lo; k < hi; k++) {
-        s += exp((x[base + k] - m) * p.inv_t);
+        s += mass(x[base + k], m, threshold);
     }
     chunk_sum[lane] = s;
     workgroupBarrier();
@@ -64,7 +118,7 @@ fn forward(
                 let c0 = min(l * per, p.c);
                 let c1 = min(c0 + per, p.c);
                 for (var k = c0; k < c1 && !found; k++) {
-                    let e = exp((x[base + k] - m) * p.inv_t);
+                    let e = mass(x[base + k], m, threshold);
                     if (e > 0.0) {
                         last_nonzero = k;
                     }

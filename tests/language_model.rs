@@ -10,6 +10,7 @@ use rnn_wgpu::data::Batch;
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module};
+use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::Tape;
 
@@ -188,7 +189,7 @@ fn learns_a_periodic_text_and_samples_it_back() {
     }
     assert!(last < 0.05, "loss {last} after training");
     let prime: Vec<u32> = "hel".chars().map(id).collect();
-    let out = lm.sample(ctx, &prime, 15, 0.05, 1).unwrap();
+    let out = lm.sample(ctx, &prime, 15, &Sampling::at(0.05), 1).unwrap();
     let text: String = out.iter().map(|&i| alphabet[i as usize]).collect();
     assert_eq!(text, "lo world hello ");
 }

@@ -6,6 +6,7 @@ mod common;
 use common::recurrent_ref::numeric_grad;
 use common::{assert_close, ctx, to_f64, Rng};
 use rnn_wgpu::nn::{Embedding, Linear, Module, Param};
+use rnn_wgpu::ops::sample::{self, Sampling};
 use rnn_wgpu::ops::{cross_entropy, dropout};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Error, Recorder, Tensor};
@@ -763,7 +764,7 @@ fn sampling_inverts_the_tempered_softmax() {
         let xt = Tensor::from_slice(ctx, &[rows, classes], &x).unwrap();
         let ut = Tensor::from_slice(ctx, &[rows], &u).unwrap();
         let mut rec = Recorder::new(ctx, "sample");
-        let out = rnn_wgpu::ops::sample::forward(&mut rec, &xt, &ut, temperature).unwrap();
+        let out = sample::forward(&mut rec, &xt, &ut, &Sampling::at(temperature)).unwrap();
         rec.submit();
         let got = out.to_vec().unwrap();
         for r in 0..rows {
@@ -789,10 +790,143 @@ fn sampling_inverts_the_tempered_softmax() {
     let xt = Tensor::from_slice(ctx, &[1, 3], &[0.0, 2.0, 1.0]).unwrap();
     let ut = Tensor::from_slice(ctx, &[1], &[0.999]).unwrap();
     let mut rec = Recorder::new(ctx, "sample");
-    let out = rnn_wgpu::ops::sample::forward(&mut rec, &xt, &ut, 0.01).unwrap();
+    let out = sample::forward(&mut rec, &xt, &ut, &Sampling::at(0.01)).unwrap();
     for t in [0.0, -1.0, f32::NAN] {
-        assert!(rnn_wgpu::ops::sample::forward(&mut rec, &xt, &ut, t).is_err());
+        assert!(sample::forward(&mut rec, &xt, &ut, &Sampling::at(t)).is_err());
     }
     rec.submit();
     assert_eq!(out.to_vec().unwrap(), [1.0]);
+}
+
+/// Draws from the host's f64 reference of top-k then top-p sampling: the kept
+/// classes are those at or above the k-th largest logit, then those at or above
+/// the smallest logit of the shortest prefix (largest first) holding `p` of the
+/// kept mass; the draw inverts their cumulative distribution at `u`.
+fn reference_draw(row: &[f32], how: &Sampling, u: f32) -> usize {
+    let t = how.temperature as f64;
+    let m = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+    let mass = |v: f32| ((v as f64 - m) / t).exp();
+    let mut sorted: Vec<f32> = row.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let mut floor = match how.top_k {
+        Some(k) if k < row.len() => sorted[k - 1],
+        _ => f32::MIN,
+    };
+    if let Some(p) = how.top_p {
+        let kept: Vec<f32> = sorted.iter().copied().filter(|&v| v >= floor).collect();
+        let total: f64 = kept.iter().map(|&v| mass(v)).sum();
+        let mut acc = 0.0;
+        for &v in &kept {
+            acc += mass(v);
+            if acc >= p as f64 * total {
+                floor = v;
+                break;
+            }
+        }
+    }
+    let e: Vec<f64> = row
+        .iter()
+        .map(|&v| if v >= floor { mass(v) } else { 0.0 })
+        .collect();
+    let total: f64 = e.iter().sum();
+    let mut acc = 0.0;
+    e.iter()
+        .position(|&v| {
+            acc += v;
+            acc > u as f64 * total
+        })
+        .unwrap()
+}
+
+#[test]
+fn top_k_and_top_p_sampling_keep_the_right_classes() {
+    let ctx = ctx();
+    let classes = 150;
+    let mut rng = Rng::new(78);
+    let mut cases = vec![];
+    for r in 0..24 {
+        let x: Vec<f32> = rng.vec(classes).iter().map(|v| 3.0 * v).collect();
+        let u = 0.5 * (rng.uniform() + 1.0);
+        let temperature = [1.0f32, 0.7, 1.6][r % 3];
+        // p halfway between two prefix masses (largest first), so that f32 and
+        // f64 sums agree on the cut.
+        let mut sorted = x.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let k = [1usize, 5, 40, 150, 1000][r % 5];
+        let kept = &sorted[..k.min(classes)];
+        let m = kept[0] as f64;
+        let masses: Vec<f64> = kept
+            .iter()
+            .map(|&v| ((v as f64 - m) / temperature as f64).exp())
+            .collect();
+        let total: f64 = masses.iter().sum();
+        let cut = 1 + (rng.next_u64() % kept.len() as u64) as usize;
+        let below: f64 = masses[..cut - 1].iter().sum();
+        let p = ((below + masses[cut - 1] / 2.0) / total) as f32;
+        let how = Sampling {
+            temperature,
+            top_k: (r % 2 == 0).then_some(k),
+            top_p: (r % 4 < 3).then_some(p),
+        };
+        cases.push((x, u, how));
+    }
+    // Ties at the k-th largest logit are all kept: with k = 2 the three 1.0s
+    // share the mass, and u = 0.99 lands on the last of them.
+    cases.push((
+        vec![0.5, 1.0, 3.0, 1.0, -2.0, 1.0],
+        0.99,
+        Sampling {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+        },
+    ));
+    let mut rec = Recorder::new(ctx, "top-k, top-p");
+    let outs: Vec<Tensor> = cases
+        .iter()
+        .map(|(x, u, how)| {
+            let xt = Tensor::from_slice(ctx, &[1, x.len()], x).unwrap();
+            let ut = Tensor::from_slice(ctx, &[1], &[*u]).unwrap();
+            sample::forward(&mut rec, &xt, &ut, how).unwrap()
+        })
+        .collect();
+    rec.submit();
+    for (i, ((x, u, how), out)) in cases.iter().zip(&outs).enumerate() {
+        let got = out.to_vec_u32().unwrap()[0] as usize;
+        assert_eq!(
+            got,
+            reference_draw(x, how, *u),
+            "case {i}: {how:?}, u = {u}"
+        );
+    }
+    assert_eq!(outs.last().unwrap().to_vec_u32().unwrap(), [5]);
+
+    let xt = Tensor::from_slice(ctx, &[1, 3], &[0.0, 2.0, 1.0]).unwrap();
+    let ut = Tensor::from_slice(ctx, &[1], &[0.5]).unwrap();
+    let mut rec = Recorder::new(ctx, "bad sampling");
+    for how in [
+        Sampling {
+            top_k: Some(0),
+            ..Sampling::at(1.0)
+        },
+        Sampling {
+            top_p: Some(0.0),
+            ..Sampling::at(1.0)
+        },
+        Sampling {
+            top_p: Some(1.5),
+            ..Sampling::at(1.0)
+        },
+        Sampling {
+            top_p: Some(f32::NAN),
+            ..Sampling::at(1.0)
+        },
+    ] {
+        let err = sample::forward(&mut rec, &xt, &ut, &how).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { .. }),
+            "{how:?}: {err:?}"
+        );
+    }
+    assert_eq!(rec.dispatches(), 0);
 }

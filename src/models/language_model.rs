@@ -9,7 +9,7 @@ use crate::gpu::Context;
 use crate::init::SplitMix;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
-use crate::ops::sample;
+use crate::ops::sample::{self, Sampling};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 use crate::train::{self, Optimizer, Step, StepReport, TrainStep};
@@ -140,18 +140,19 @@ impl LanguageModel {
     }
 
     /// Reads `prime` (at least one token), then samples `n` tokens one at a time
-    /// at `temperature`, the uniform numbers drawn from `seed`; returns the
-    /// sampled tokens. Each step is one submit that reads back one id.
+    /// as `how` says (temperature, top-k, top-p), the uniform numbers drawn from
+    /// `seed`; returns the sampled tokens. Each step is one submit that reads back
+    /// one id.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn sample(
         &self,
         ctx: &Context,
         prime: &[u32],
         n: usize,
-        temperature: f32,
+        how: &Sampling,
         seed: u64,
     ) -> Result<Vec<u32>> {
-        pollster::block_on(self.sample_async(ctx, prime, n, temperature, seed))
+        pollster::block_on(self.sample_async(ctx, prime, n, how, seed))
     }
 
     /// [`sample`](Self::sample), awaited.
@@ -160,7 +161,7 @@ impl LanguageModel {
         ctx: &Context,
         prime: &[u32],
         n: usize,
-        temperature: f32,
+        how: &Sampling,
         seed: u64,
     ) -> Result<Vec<u32>> {
         let mut rng = SplitMix::new(seed);
@@ -174,7 +175,7 @@ impl LanguageModel {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let u = Tensor::from_slice(ctx, &[1], &[rng.uniform_unit()])?;
-            let id = sample::forward(tape.rec(), &last, &u, temperature)?;
+            let id = sample::forward(tape.rec(), &last, &u, how)?;
             std::mem::replace(&mut tape, Tape::eval(ctx, "language model sample"))
                 .into_recorder()
                 .submit();

@@ -1,5 +1,6 @@
-//! Sampling from softmax(logits / temperature) on the GPU (`shaders/sample.wgsl`):
-//! text generation reads back one id per row instead of the distribution.
+//! Sampling from softmax(logits / temperature) on the GPU, optionally among the
+//! top k logits and within the top-p (nucleus) mass (`shaders/sample.wgsl`): text
+//! generation reads back one id per row instead of the distribution.
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -14,19 +15,60 @@ struct Params {
     rows: u32,
     c: u32,
     inv_t: f32,
-    _pad: u32,
+    top_k: u32,
+    top_p: f32,
+    _pad: [u32; 3],
+}
+
+/// How to draw: the temperature, and optionally only among the `top_k` largest
+/// logits and the smallest set of largest ones holding `top_p` of the
+/// probability (applied after top-k, as Hugging Face's samplers do). Logits tied
+/// with the last one kept are kept too.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+}
+
+impl Sampling {
+    /// From the whole distribution at `temperature`.
+    pub fn at(temperature: f32) -> Self {
+        Self {
+            temperature,
+            top_k: None,
+            top_p: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |what, expected, got: String| {
+            Err(Error::InvalidArgument {
+                op: OP,
+                what,
+                expected,
+                got,
+            })
+        };
+        let t = self.temperature;
+        if !(t.is_finite() && t > 0.0) {
+            return bad("temperature", "a finite number above 0", t.to_string());
+        }
+        if self.top_k == Some(0) {
+            return bad("top_k", "at least 1", "0".into());
+        }
+        match self.top_p {
+            Some(p) if !(p > 0.0 && p <= 1.0) => bad("top_p", "in (0, 1]", p.to_string()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Records one draw per row of `logits` (`[.., C]`) from softmax(logits /
-/// `temperature`), inverting its cumulative distribution at `u` (`[rows]`,
-/// uniform numbers in [0, 1) the caller draws, so that runs repeat); returns the
-/// u32 indices, shaped as the leading dimensions.
-pub fn forward(
-    rec: &mut Recorder,
-    logits: &Tensor,
-    u: &Tensor,
-    temperature: f32,
-) -> Result<Tensor> {
+/// temperature), restricted as `how` says, inverting its cumulative distribution
+/// at `u` (`[rows]`, uniform numbers in [0, 1) the caller draws, so that runs
+/// repeat); returns the u32 indices, shaped as the leading dimensions.
+pub fn forward(rec: &mut Recorder, logits: &Tensor, u: &Tensor, how: &Sampling) -> Result<Tensor> {
     super::check_f32(rec, OP, &[("logits", logits), ("u", u)])?;
     let (rows, c, per_row) = super::rows_of(OP, "logits [.., C]", logits)?;
     if u.shape() != [rows] {
@@ -37,20 +79,15 @@ pub fn forward(
             got: u.shape().to_vec(),
         });
     }
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            what: "temperature",
-            expected: "a finite number above 0",
-            got: temperature.to_string(),
-        });
-    }
+    how.check()?;
     let out = rec.empty(&per_row, DType::U32)?;
     let params = Params {
         rows: rows as u32,
         c: c as u32,
-        inv_t: 1.0 / temperature,
-        _pad: 0,
+        inv_t: 1.0 / how.temperature,
+        top_k: how.top_k.map_or(0, |k| k.min(c) as u32),
+        top_p: how.top_p.unwrap_or(1.0),
+        _pad: [0; 3],
     };
     let pipeline = rec.context().pipeline(&shaders::SAMPLE, "forward", &[]);
     let groups = super::grid_rows(rec, 1, rows);

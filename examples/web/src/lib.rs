@@ -13,6 +13,7 @@ use rnn_wgpu::data::Streams;
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module};
+use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error};
 use wasm_bindgen::prelude::*;
@@ -152,7 +153,7 @@ impl Trainer {
         }
         let out = self
             .lm
-            .sample_async(&self.ctx, &ids, len, temperature, seed)
+            .sample_async(&self.ctx, &ids, len, &Sampling::at(temperature), seed)
             .await
             .map_err(js)?;
         Ok(out

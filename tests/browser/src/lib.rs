@@ -14,6 +14,7 @@ use rnn_wgpu::models::{BiLstmTagger, LanguageModel, LanguageModelConfig, TaggerC
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{Attention, Module, Named, Score};
+use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
@@ -503,11 +504,11 @@ async fn sampling(ctx: &Context) -> Outcome {
     )
     .map_err(fail)?;
     let a = lm
-        .sample_async(ctx, &[1, 2, 3], 20, 1.0, 9)
+        .sample_async(ctx, &[1, 2, 3], 20, &Sampling::at(1.0), 9)
         .await
         .map_err(fail)?;
     let b = lm
-        .sample_async(ctx, &[1, 2, 3], 20, 1.0, 9)
+        .sample_async(ctx, &[1, 2, 3], 20, &Sampling::at(1.0), 9)
         .await
         .map_err(fail)?;
     ensure(a.len() == 20 && a.iter().all(|&t| t < 12), || {

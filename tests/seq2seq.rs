@@ -444,3 +444,36 @@ fn bad_input_is_refused_and_leaves_the_model_unchanged() {
     assert_eq!(before, after);
     assert_eq!(opt.steps(), 0);
 }
+
+/// Sampling the decoder: with top-k = 1 every draw is the most likely token, so
+/// it decodes as greedy search does at any temperature; a seed repeats its
+/// draws; every token is a target id, at most `max_len` per source.
+#[test]
+fn sampling_with_top_k_of_one_is_greedy_and_a_seed_repeats() {
+    use rnn_wgpu::ops::sample::Sampling;
+    let ctx = ctx();
+    let sources: [&[u32]; 3] = [&[3, 4, 5, 6], &[7], &[8, 9, 10]];
+    for (i, (link, encoder)) in MODELS.into_iter().enumerate() {
+        let model = Seq2Seq::new(ctx, config(link, encoder, true, 1), 60 + i as u64).unwrap();
+        let greedy = model.greedy(ctx, &sources, 6).unwrap();
+        let top1 = Sampling {
+            top_k: Some(1),
+            ..Sampling::at(3.0)
+        };
+        assert_eq!(
+            model.sample(ctx, &sources, 6, &top1, 5).unwrap(),
+            greedy,
+            "{link:?} {encoder:?}"
+        );
+        let warm = Sampling {
+            top_p: Some(0.9),
+            ..Sampling::at(1.5)
+        };
+        let a = model.sample(ctx, &sources, 6, &warm, 11).unwrap();
+        assert_eq!(a, model.sample(ctx, &sources, 6, &warm, 11).unwrap());
+        for tokens in &a {
+            assert!(tokens.len() <= 6);
+            assert!(tokens.iter().all(|&t| (t as usize) < 9 && t != EOS));
+        }
+    }
+}

@@ -7,6 +7,8 @@ use super::{Seq2Seq, OP};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
+use crate::init::SplitMix;
+use crate::ops::sample::{self, Sampling};
 use crate::ops::{argmax, beam};
 use crate::tape::ops::gather_rows;
 use crate::tape::{Tape, Var};
@@ -25,8 +27,17 @@ pub struct Hypothesis {
     pub finished: bool,
 }
 
-/// A greedy translation and the attention weights of each of its steps.
+/// A translation and the attention weights of each of its steps.
 type Translation = (Vec<u32>, Vec<Vec<f32>>);
+
+/// How each step's token is chosen.
+#[derive(Clone, Copy)]
+enum Pick<'a> {
+    /// The most likely.
+    Greedy,
+    /// A draw as the sampling says, uniform numbers from the stream.
+    Sample(&'a Sampling, u64),
+}
 
 /// Submits what `tape` recorded and starts a new inference tape.
 fn submit(tape: &mut Tape, ctx: &Context, label: &str) {
@@ -57,7 +68,7 @@ impl Seq2Seq {
         max_len: usize,
     ) -> Result<Vec<Vec<u32>>> {
         Ok(self
-            .decode_greedy(ctx, src, max_len, false)
+            .decode(ctx, src, max_len, false, Pick::Greedy)
             .await?
             .into_iter()
             .map(|(tokens, _)| tokens)
@@ -84,18 +95,57 @@ impl Seq2Seq {
         src: &[u32],
         max_len: usize,
     ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
-        let mut out = self.decode_greedy(ctx, &[src], max_len, true).await?;
+        let mut out = self
+            .decode(ctx, &[src], max_len, true, Pick::Greedy)
+            .await?;
         Ok(out.pop().unwrap_or_default())
     }
 
-    async fn decode_greedy(
+    /// Decoding of each source that draws every token from the decoder's
+    /// distribution as `how` says (temperature, top-k, top-p), the uniform numbers
+    /// drawn from `seed`; at most `max_len` tokens each (`eos` not included).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn sample(
+        &self,
+        ctx: &Context,
+        src: &[&[u32]],
+        max_len: usize,
+        how: &Sampling,
+        seed: u64,
+    ) -> Result<Vec<Vec<u32>>> {
+        pollster::block_on(self.sample_async(ctx, src, max_len, how, seed))
+    }
+
+    /// [`sample`](Self::sample), awaited.
+    pub async fn sample_async(
+        &self,
+        ctx: &Context,
+        src: &[&[u32]],
+        max_len: usize,
+        how: &Sampling,
+        seed: u64,
+    ) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .decode(ctx, src, max_len, false, Pick::Sample(how, seed))
+            .await?
+            .into_iter()
+            .map(|(tokens, _)| tokens)
+            .collect())
+    }
+
+    async fn decode(
         &self,
         ctx: &Context,
         src: &[&[u32]],
         max_len: usize,
         want_weights: bool,
+        pick: Pick<'_>,
     ) -> Result<Vec<Translation>> {
-        const LABEL: &str = "seq2seq greedy";
+        const LABEL: &str = "seq2seq decode";
+        let mut rng = match pick {
+            Pick::Sample(_, seed) => SplitMix::new(seed),
+            Pick::Greedy => SplitMix::new(0),
+        };
         let batch = self.sources(src)?;
         let (b, s) = (batch.size, batch.steps);
         let mut tape = Tape::eval(ctx, LABEL);
@@ -106,7 +156,14 @@ impl Seq2Seq {
         for _ in 0..max_len {
             let (next, step) = self.step(&mut tape, &state, &memory, &ids)?;
             let logits = self.out.apply(&mut tape, &step.top)?;
-            let best = argmax::forward(tape.rec(), &logits)?;
+            let best = match pick {
+                Pick::Greedy => argmax::forward(tape.rec(), &logits)?,
+                Pick::Sample(how, _) => {
+                    let u: Vec<f32> = (0..b).map(|_| rng.uniform_unit()).collect();
+                    let u = Tensor::from_slice(ctx, &[b], &u)?;
+                    sample::forward(tape.rec(), &logits, &u, how)?
+                }
+            };
             submit(&mut tape, ctx, LABEL);
             ids = best.to_vec_u32_async().await?;
             let weights = match (&step.weights, want_weights) {

@@ -63,10 +63,12 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let do_ = dh_t * tc * o * (1.0 - o);
     dc[at.state] = dc_t * f;
     dh[at.state] = 0.0;
-    dgi[at.xw] = di;
-    dgi[at.xw + p.h] = df;
-    dgi[at.xw + 2u * p.h] = dg;
-    dgi[at.xw + 3u * p.h] = do_;
+    if (WRITES_DGI) {
+        dgi[at.xw] = di;
+        dgi[at.xw + p.h] = df;
+        dgi[at.xw + 2u * p.h] = dg;
+        dgi[at.xw + 3u * p.h] = do_;
+    }
     dgh[r] = di;
     dgh[r + p.h] = df;
     dgh[r + 2u * p.h] = dg;

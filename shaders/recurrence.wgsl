@@ -10,7 +10,9 @@
 //                          direction 1 reads t + 1 and writes t
 //   y, dy  [B, T, D·H]     outputs and their gradient
 //   acts   [D, T, B, A]    activations saved for backward
-//   dgi    [D, B, T, G]    gradient of the input pre-activations (also of b_ih)
+//   dgi    [D, B, T, G]    gradient of the input pre-activations (also of b_ih);
+//                          written only under WRITES_DGI (the GRU's differs from
+//                          dgh; the other cells' equal it, and their caller reads dgh)
 //   dgh    [D, T, B, G]    gradient of the recurrent pre-activations (also of b_hh)
 //   dh, dc [D, B, H]       running gradients of the carried state; backward leaves
 //                          the part that bypasses W_hh in dh, the GEMM adds the rest
@@ -26,6 +28,8 @@
 // file) do the same on 4 units per invocation: (ceil(H / 64), B, D), workgroups of
 // 16 invocations. outputs (outputs4) is dispatched as forward (forward4), each
 // invocation looping over t.
+
+override WRITES_DGI: bool = true;
 
 struct Params {
     b: u32, t: u32, h: u32, d: u32,
@@ -117,7 +121,9 @@ fn h_at(j: u32, b: u32, d: u32, t: u32) -> u32 {
 // Past a sequence's length no gate has a gradient.
 fn no_gradient(at: At) {
     for (var k = 0u; k < GATES; k++) {
-        dgi[at.xw + k * p.h] = 0.0;
+        if (WRITES_DGI) {
+            dgi[at.xw + k * p.h] = 0.0;
+        }
         dgh[(at.row * GATES + k) * p.h + at.j] = 0.0;
     }
 }
@@ -218,7 +224,9 @@ fn dh4_(at: At) -> vec4<f32> {
 // Stores gate k's gradients of the 4 units at `at`: dgi, and dgh (which differs
 // from dgi only in the GRU's n gate).
 fn put_dg4(at: At, k: u32, dgi: vec4<f32>, dgh: vec4<f32>) {
-    dgi4[(at.xw + k * p.h) / 4u] = dgi;
+    if (WRITES_DGI) {
+        dgi4[(at.xw + k * p.h) / 4u] = dgi;
+    }
     dgh4[((at.row * GATES + k) * p.h + at.j) / 4u] = dgh;
 }
 

@@ -34,7 +34,9 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let dh_t = dh[at.state] + dy[at.y];
     let d = dh_t * select(1.0 - h * h, select(0.0, 1.0, h > 0.0), RELU);
     dh[at.state] = 0.0;
-    dgi[at.xw] = d;
+    if (WRITES_DGI) {
+        dgi[at.xw] = d;
+    }
     dgh[gr] = d;
 }
 

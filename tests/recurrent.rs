@@ -332,13 +332,15 @@ fn backward_params_matches_backward_without_dx() {
             assert_eq!(grads, grads_p, "{mode:?} parameter gradients");
             assert_eq!(dh0, dh0_p, "{mode:?} dh0");
             // dx [B·T, I] = dgi [B·T, G] · W_ih per direction: one dispatch, or
-            // three where both operands are packed first.
+            // three where both operands are packed first; where dgi is dgh (all
+            // but the GRU) the rows are time-major and dx is transposed back.
             let product = if ctx.gemm_packs(b * t, 3, mode.gates() * 8) {
                 3
             } else {
                 1
             };
-            assert_eq!(n - n_p, 2 * product, "{mode:?}: no dx product");
+            let back = usize::from(mode != Mode::Gru);
+            assert_eq!(n - n_p, 2 * product + back, "{mode:?}: no dx product");
         }
     }
 }
@@ -592,11 +594,12 @@ fn dispatches_per_step_are_one_gemm_and_one_cell() {
         let dy = Tensor::zeros(ctx, &[b, t, dirs * 4]).unwrap();
         model.backward(&mut rec, &saved, &dy, None, None).unwrap();
         // T × (cell + GEMM), dW_hh and dW_ih, then per direction the bias sums
-        // (the GRU's two; the others' one, added to both biases) and dx.
-        let per_dir = if mode == Mode::Gru { 3 } else { 4 };
+        // (the GRU's two; the others' one, added to both biases) and dx; but for
+        // the GRU, the input transposed to dgh's time-major rows and dx back.
+        let (per_dir, transposes) = if mode == Mode::Gru { (3, 0) } else { (4, 2) };
         assert_eq!(
             rec.dispatches() - before,
-            layers * (2 * t + 2 + per_dir * dirs),
+            layers * (2 * t + 2 + transposes + per_dir * dirs),
             "{mode:?} backward"
         );
         rec.submit();

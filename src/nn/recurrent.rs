@@ -619,7 +619,13 @@ impl Recurrent {
             if let Some(dc) = &dc {
                 set_state(rec, dc, 0, dc_n, at, d * b * h)?;
             }
-            let dgi = rec.empty(&[d, b, t, g], DType::F32)?;
+            // Where dgi equals dgh (all but the GRU) and the input is f32, only
+            // the time-major dgh is written, and the input's products read a
+            // time-major copy of the input instead: [D, B, T, G] less.
+            let time_major = cell.dgi_is_dgh && sv.input.dtype() == DType::F32;
+            let dgi = (!time_major)
+                .then(|| rec.empty(&[d, b, t, g], DType::F32))
+                .transpose()?;
             let dgh = rec.empty(&[d, t, b, g], DType::F32)?;
             let io = BackwardIo {
                 lengths: &saved.lengths,
@@ -629,7 +635,7 @@ impl Recurrent {
                 dy: &d_out,
                 dh: &dh,
                 dc: dc.as_ref(),
-                dgi: &dgi,
+                dgi: dgi.as_ref(),
                 dgh: &dgh,
             };
             rec.phase("backward recurrence");
@@ -683,12 +689,18 @@ impl Recurrent {
                 1.0,
                 1.0,
             )?;
-            // dW_ih[d] += dgi[d]ᵀ · x over all (b, t).
+            // The input gradient and its rows' order: dgi's (b, t), or dgh's (t, b)
+            // with the input transposed to match.
+            let (dg, x) = match &dgi {
+                Some(dgi) => (dgi, sv.input.clone()),
+                None => (&dgh, elementwise::transpose(rec, &sv.input, [1, b, t, i])?),
+            };
+            // dW_ih[d] += dg[d]ᵀ · x over all rows.
             gemm::forward_view(
                 rec,
                 View::matrix(&gr.w_ih, g, i, true),
-                View::matrix(&dgi, b * t, g, true).t(),
-                View::matrix(&sv.input, b * t, i, false),
+                View::matrix(dg, b * t, g, true).t(),
+                View::matrix(&x, b * t, i, false),
                 None,
                 d,
                 1.0,
@@ -715,25 +727,25 @@ impl Recurrent {
                 rec.phase("weight-gradient GEMMs");
                 if let Some(db) = &db {
                     // dgi and dgh hold the same values: one sum serves both biases.
-                    gemm::bias_grad(rec, db.into(), rows(&dgi, dir * b * t * g), 1, 1.0, 0.0)?;
+                    gemm::bias_grad(rec, db.into(), rows(dg, dir * b * t * g), 1, 1.0, 0.0)?;
                     elementwise::add(rec, &gr.b_ih, dir * g, db, 0, g)?;
                     elementwise::add(rec, &gr.b_hh, dir * g, db, 0, g)?;
                 } else {
                     // The GRU's n gate scales its recurrent part by r: dgh differs.
                     for (db, grads, offset) in [
-                        (&gr.b_ih, &dgi, dir * b * t * g),
+                        (&gr.b_ih, dg, dir * b * t * g),
                         (&gr.b_hh, &dgh, dir * t * b * g),
                     ] {
                         gemm::bias_grad(rec, bias(db), rows(grads, offset), 1, 1.0, 1.0)?;
                     }
                 }
-                // dx = Σ_d dgi[d] · W_ih[d]
+                // dx = Σ_d dg[d] · W_ih[d] (in dg's row order)
                 if let Some(dx) = &dx {
                     rec.phase("input GEMM");
                     gemm::forward_view(
                         rec,
                         View::matrix(dx, b * t, i, false),
-                        rows(&dgi, dir * b * t * g),
+                        rows(dg, dir * b * t * g),
                         View {
                             offset: dir * g * i,
                             ..View::matrix(&sv.w_ih, g, i, false)
@@ -746,7 +758,11 @@ impl Recurrent {
                 }
             }
             if let Some(dx) = dx {
-                d_out = dx;
+                d_out = match dgi {
+                    Some(_) => dx,
+                    // Back from (t, b) rows to [B, T, I].
+                    None => elementwise::transpose(rec, &dx, [1, t, b, i])?.reshape(&[b, t, i])?,
+                };
             }
         }
         rec.phase(outer);

@@ -14,6 +14,7 @@ pub const CELL: Cell = Cell {
     saves_acts: true,
     has_c: false,
     constants: &[],
+    dgi_is_dgh: false,
 };
 
 /// Records forward step `step`; see [`recurrence::forward`].

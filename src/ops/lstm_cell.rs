@@ -14,6 +14,7 @@ pub const CELL: Cell = Cell {
     saves_acts: true,
     has_c: true,
     constants: &[],
+    dgi_is_dgh: true,
 };
 
 /// Records forward step `step`; see [`recurrence::forward`].

@@ -77,6 +77,9 @@ pub struct Cell {
     pub has_c: bool,
     /// The shader's override constants.
     pub constants: &'static [(&'static str, f64)],
+    /// Whether the input pre-activations' gradient equals the recurrent ones'
+    /// (all but the GRU), so that a backward may write dgh alone.
+    pub dgi_is_dgh: bool,
 }
 
 /// The tensors of one forward step; `cs` only for a cell with a cell state and
@@ -103,7 +106,8 @@ pub struct BackwardIo<'a> {
     pub dy: &'a Tensor,
     pub dh: &'a Tensor,
     pub dc: Option<&'a Tensor>,
-    pub dgi: &'a Tensor,
+    /// None: not written (a cell whose dgi equals dgh; read dgh instead).
+    pub dgi: Option<&'a Tensor>,
     pub dgh: &'a Tensor,
 }
 
@@ -156,6 +160,7 @@ pub fn forward(
         io.lengths,
         &bindings,
         next_packed,
+        false,
     )
 }
 
@@ -171,7 +176,9 @@ pub fn outputs(
 ) -> Result<()> {
     let n = geo.numel(cell.gates);
     let bindings = [(6, "hs", hs, n.states), (8, "y", y, n.y)];
-    launch(rec, cell, "outputs", geo, 0, lengths, &bindings, None)
+    launch(
+        rec, cell, "outputs", geo, 0, lengths, &bindings, None, false,
+    )
 }
 
 /// Records step `step` of the backward recurrence (run `step` from T − 1 down to 0):
@@ -186,12 +193,20 @@ pub fn backward(
     io: &BackwardIo,
 ) -> Result<()> {
     let n = geo.numel(cell.gates);
+    if io.dgi.is_none() && !cell.dgi_is_dgh {
+        return Err(Error::ShapeMismatch {
+            op: cell.shader.name,
+            what: "dgi",
+            expected: "a tensor (this cell's dgi differs from dgh)".into(),
+            got: vec![],
+        });
+    }
     let mut bindings = vec![
         (10, "dy", io.dy, n.y),
         (11, "dh", io.dh, n.running),
-        (13, "dgi", io.dgi, n.gates_all),
         (14, "dgh", io.dgh, n.gates_all),
     ];
+    bindings.extend(io.dgi.map(|dgi| (13, "dgi", dgi, n.gates_all)));
     // The LSTM's backward needs only c, the others read h.
     if !cell.has_c {
         bindings.push((6, "hs", io.hs, n.states));
@@ -200,7 +215,15 @@ pub fn backward(
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
     launch(
-        rec, cell, "backward", geo, step, io.lengths, &bindings, None,
+        rec,
+        cell,
+        "backward",
+        geo,
+        step,
+        io.lengths,
+        &bindings,
+        None,
+        io.dgi.is_none(),
     )
 }
 
@@ -253,6 +276,7 @@ fn launch(
     lengths: &Tensor,
     bindings: &[Binding],
     next_packed: Option<&wgpu::TextureView>,
+    no_dgi: bool,
 ) -> Result<()> {
     let op = cell.shader.name;
     if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
@@ -339,9 +363,13 @@ fn launch(
     } else {
         &[]
     };
+    let mut constants = cell.constants.to_vec();
+    if no_dgi {
+        constants.push(("WRITES_DGI", 0.0));
+    }
     let pipeline = rec
         .context()
-        .pipeline_f16(&cell.shader, entry, cell.constants, f16);
+        .pipeline_f16(&cell.shader, entry, &constants, f16);
     let mut tensors = vec![(1, lengths)];
     tensors.extend(bindings.iter().map(|&(i, _, t, _)| (i + shift, t)));
     rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
@@ -353,6 +381,11 @@ fn launch(
     // or reads them as vec4s.
     if let Some(texture) = next_packed {
         resources.push((15, wgpu::BindingResource::TextureView(texture)));
+    }
+    // The dgi binding stays in the layout; nothing writes it.
+    let ctx = rec.context().clone();
+    if no_dgi {
+        resources.push((13 + shift, ctx.placeholder().as_entire_binding()));
     }
     let units_per_invocation = if next_packed.is_some() || vec4 { 4 } else { 1 };
     let workgroup = if vec4 { 16 } else { 64 };

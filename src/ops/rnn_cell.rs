@@ -15,6 +15,7 @@ pub const fn cell(relu: bool) -> Cell {
         saves_acts: false,
         has_c: false,
         constants: if relu { &[("RELU", 1.0)] } else { &[] },
+        dgi_is_dgh: true,
     }
 }
 

@@ -434,7 +434,7 @@ fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
 }
 
 #[test]
-fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
+fn the_pool_keeps_at_most_its_cap_idle_dropping_spares_first() {
     // A context of its own, so that its pool starts empty.
     let ctx = common::open(None);
     let n = (16 << 20) / 4; // 16 MiB of f32: one size class
@@ -457,8 +457,10 @@ fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
     ctx.set_pool_idle_cap(Some(48 << 20));
     let s = ctx.pool_stats();
     assert_eq!((s.idle, s.idle_bytes, s.bytes), (3, 48 << 20, 48 << 20));
-    // Past the cap the longest idle goes first: an 8 MiB buffer (made while the
-    // three 16 MiB ones are in use) comes back first, so it is the one dropped.
+    // Past the cap a spare goes first: the longest idle of a size that has
+    // others idle. An 8 MiB buffer (made while the three 16 MiB ones are in use)
+    // comes back first and stays, the only one of its size; the first 16 MiB
+    // one back is dropped for the third.
     let big: Vec<Tensor> = (0..3)
         .map(|_| Tensor::empty(&ctx, &[n], DType::F32).unwrap())
         .collect();
@@ -467,9 +469,18 @@ fn the_pool_keeps_at_most_its_cap_idle_dropping_the_longest_idle_first() {
     let s = ctx.pool_stats();
     assert_eq!(
         (s.created, s.idle, s.idle_bytes, s.bytes),
-        (6, 3, 48 << 20, 48 << 20)
+        (6, 3, 40 << 20, 40 << 20)
     );
-    // Both sizes are served from the pool again (8 MiB by a 16 MiB buffer).
+    // A lower cap drops the spare 16 MiB one before the lone 8 MiB one; with no
+    // spare left, the longest idle goes: the 8 MiB one.
+    ctx.set_pool_idle_cap(Some(32 << 20));
+    let s = ctx.pool_stats();
+    assert_eq!((s.idle, s.idle_bytes), (2, 24 << 20));
+    ctx.set_pool_idle_cap(Some(16 << 20));
+    let s = ctx.pool_stats();
+    assert_eq!((s.idle, s.idle_bytes), (1, 16 << 20));
+    ctx.set_pool_idle_cap(Some(48 << 20));
+    // Both sizes are served from the pool again (8 MiB by the 16 MiB buffer).
     drop(Tensor::empty(&ctx, &[n], DType::F32).unwrap());
     drop(Tensor::empty(&ctx, &[n / 2], DType::F32).unwrap());
     assert_eq!(ctx.pool_stats().created, 6);

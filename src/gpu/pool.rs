@@ -8,7 +8,10 @@
 //! steps over shorter ones (bucketed batches) instead of each shape holding its
 //! own. Idle items are capped by the peak of the bytes on loan (or a cap the
 //! caller sets), so the pool holds at most twice what was ever in use at once;
-//! past the cap the items idle longest are dropped.
+//! past the cap, spares go first — the longest idle of a size that has others
+//! idle — then the longest idle. (Plain longest-idle-first drops the buffers of
+//! the longest batches, idle the longest when long batches are rare, and makes
+//! them again an epoch later.)
 
 use std::collections::BTreeMap;
 
@@ -68,11 +71,16 @@ pub(crate) struct BufferPool {
     idle_cap: Option<u64>,
 }
 
-/// The key and time of the longest-idle item of `idle`.
+/// The key and time of the longest-idle item of `idle`, among the sizes with
+/// more than one idle item when there are such.
 fn oldest<K: Copy + Ord, T>(idle: &BTreeMap<K, Vec<Idle<T>>>) -> Option<(u64, K)> {
-    idle.iter()
-        .filter_map(|(k, v)| v.first().map(|i| (i.since, *k)))
-        .min_by_key(|(t, _)| *t)
+    let pick = |spare: bool| {
+        idle.iter()
+            .filter(|(_, v)| !spare || v.len() > 1)
+            .filter_map(|(k, v)| v.first().map(|i| (i.since, *k)))
+            .min_by_key(|(t, _)| *t)
+    };
+    pick(true).or_else(|| pick(false))
 }
 
 impl BufferPool {
@@ -98,7 +106,7 @@ impl BufferPool {
     }
 
     /// Sets the most bytes kept idle; `None` keeps at most the peak of the bytes
-    /// on loan. Drops the longest-idle items past it at once.
+    /// on loan. Drops idle items past it at once (see the module docs).
     pub(crate) fn set_idle_cap(&mut self, cap: Option<u64>) {
         self.idle_cap = cap;
         self.make_room(0);
@@ -115,7 +123,7 @@ impl BufferPool {
         self.idle_cap.unwrap_or(self.stats.peak_live_bytes)
     }
 
-    /// Drops the longest-idle items until `bytes` more fit under the cap;
+    /// Drops idle items (spares first) until `bytes` more fit under the cap;
     /// whether they do. An item that is not kept is forgotten by the caller.
     fn make_room(&mut self, bytes: u64) -> bool {
         while self.stats.idle_bytes + bytes > self.cap() {

@@ -4,7 +4,7 @@
 //   tanh_backward  dx = dy · (1 − y²), from the forward's output
 //   relu_forward   y = max(x, 0)
 //   relu_backward  dx = dy where y > 0, else 0, from the forward's output
-//   add            o[out_off + i] += alpha · x[x_off + i] for i < n
+//   add            o[out_off + i] += x[x_off + i] for i < n
 //   scale          o[i] = alpha · x[i]
 //   mul            o[i] = x[i] · y[i], or x[i] · y[0] when a = 1 (times a scalar)
 //   copy_block     o[out_off + r · b + c] = x[x_off + r · a + c] for r < rows,
@@ -84,7 +84,7 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i < p.n) {
-        o[p.out_off + i] += p.alpha * x[p.x_off + i];
+        o[p.out_off + i] += x[p.x_off + i];
     }
 }
 

@@ -157,19 +157,6 @@ pub fn add(
     src_offset: usize,
     len: usize,
 ) -> Result<()> {
-    add_scaled(rec, dst, dst_offset, 1.0, src, src_offset, len)
-}
-
-/// [`add`] of `alpha · src`.
-fn add_scaled(
-    rec: &mut Recorder,
-    dst: &Tensor,
-    dst_offset: usize,
-    alpha: f32,
-    src: &Tensor,
-    src_offset: usize,
-    len: usize,
-) -> Result<()> {
     let d = Block {
         tensor: dst,
         offset: dst_offset,
@@ -192,16 +179,24 @@ fn add_scaled(
         n: len as u32,
         x_off: src_offset as u32,
         out_off: dst_offset as u32,
-        alpha,
         ..Params::default()
     };
     launch(rec, "add", params, &[(1, src), (3, dst)])
 }
 
-/// Records `dst += alpha · src` for tensors of the same shape.
-pub fn axpy(rec: &mut Recorder, dst: &Tensor, alpha: f32, src: &Tensor) -> Result<()> {
+/// Records `dst += src` for tensors of the same shape.
+pub fn accumulate(rec: &mut Recorder, dst: &Tensor, src: &Tensor) -> Result<()> {
     same_shape(src, dst, "src")?;
-    add_scaled(rec, dst, 0, alpha, src, 0, src.numel())
+    add(rec, dst, 0, src, 0, src.numel())
+}
+
+/// Records `x + y` (same shapes) into a new tensor: a copy of `x`, then `y` added.
+pub fn sum(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    same_shape(y, x, "y")?;
+    let out = rec.empty(x.shape(), DType::F32)?;
+    rec.copy(&out, x)?;
+    accumulate(rec, &out, y)?;
+    Ok(out)
 }
 
 fn same_shape(x: &Tensor, y: &Tensor, what: &'static str) -> Result<()> {

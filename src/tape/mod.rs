@@ -148,7 +148,7 @@ impl Tape {
         let grad = param.grad.clone();
         self.record(&[], vec![param.value.clone()], true, move |rec, d| {
             if let Some(d) = d.into_iter().next().flatten() {
-                elementwise::axpy(rec, &grad, 1.0, &d)?;
+                elementwise::accumulate(rec, &grad, &d)?;
             }
             Ok(vec![])
         })
@@ -318,10 +318,7 @@ impl Tape {
                         Some(first) => {
                             // A value used twice: the sum in a new tensor, since
                             // either gradient may be another value's too.
-                            let sum = rec.empty(first.shape(), DType::F32)?;
-                            rec.copy(&sum, &first)?;
-                            elementwise::axpy(rec, &sum, 1.0, &grad)?;
-                            sum
+                            elementwise::sum(rec, &first, &grad)?
                         }
                     });
                 }

@@ -120,6 +120,7 @@ fn main() -> Result<()> {
         ctx.reset_pool_peak();
         (w.run)()?; // compile and warm up
         let mut times = Vec::with_capacity(args.runs);
+        let recorded = ctx.recording_stats();
         for _ in 0..args.runs.max(1) {
             let t = Instant::now();
             (w.run)()?;
@@ -127,6 +128,9 @@ fn main() -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         let secs = times[times.len() / 2];
+        let recorded = ctx.recording_stats().since(&recorded);
+        let dispatches = recorded.dispatches as f64 / times.len() as f64;
+        let host = (dispatches, recorded.us_per_dispatch());
         if args.profile {
             ctx.reset_profile();
             ctx.set_profiling(true);
@@ -138,13 +142,22 @@ fn main() -> Result<()> {
         let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
         let memory = (mib(pool.peak_live_bytes - before), mib(pool.bytes));
         println!("{}: {}", w.name, w.what);
-        rows.push((w.name, secs, w.tokens, w.flops, memory));
+        rows.push((w.name, secs, w.tokens, w.flops, memory, host));
     }
     println!(
-        "\n{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "", "ms/step", "tokens/s", "GFLOP/s", "% of FMA", "× floor", "step MiB", "pool MiB"
+        "\n{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "",
+        "ms/step",
+        "tokens/s",
+        "GFLOP/s",
+        "% of FMA",
+        "× floor",
+        "step MiB",
+        "pool MiB",
+        "disp/step",
+        "µs/disp"
     );
-    for &(name, secs, tokens, flops, (step_mib, pool_mib)) in &rows {
+    for &(name, secs, tokens, flops, (step_mib, pool_mib), (disp, us)) in &rows {
         let gflops = flops / secs / 1e9;
         let floor = flops / (ceiling * 1e9);
         let tokens = if tokens == 0 {
@@ -153,7 +166,8 @@ fn main() -> Result<()> {
             format!("{:.0}", tokens as f64 / secs)
         };
         println!(
-            "{name:<6} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1} {step_mib:>9.1} {pool_mib:>9.1}",
+            "{name:<6} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1} {step_mib:>9.1} \
+             {pool_mib:>9.1} {disp:>9.0} {us:>9.2}",
             secs * 1e3,
             100.0 * gflops / ceiling,
             secs / floor
@@ -162,7 +176,8 @@ fn main() -> Result<()> {
     println!(
         "\nmedians of {} steps; FMA ceiling {ceiling:.1} GFLOP/s on {}; step MiB: the most \
          in use during the workload's steps above what was in use before them; pool MiB: \
-         the buffer pool after them",
+         the buffer pool after them; disp/step: dispatches recorded per step; µs/disp: host \
+         time from each recorder's start to its submit per dispatch",
         args.runs.max(1),
         info.name
     );

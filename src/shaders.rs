@@ -38,6 +38,56 @@ impl Shader {
         }
         out.into()
     }
+
+    /// The bindings of group 0 other than the parameters (binding 0), by number,
+    /// typed from their declarations: `var<storage, read>` and `var<storage, read_write>`
+    /// buffers, `texture_2d_array<f32>` (read with textureLoad: unfilterable) and
+    /// `texture_storage_2d_array<rgba32float, write>`. Pipelines take their layouts
+    /// from these, with the parameters at a dynamic offset.
+    pub fn bindings(&self) -> std::collections::HashMap<u32, wgpu::BindingType> {
+        let mut out = std::collections::HashMap::new();
+        for line in self.source.lines() {
+            let Some(rest) = line.trim().strip_prefix("@group(0) @binding(") else {
+                continue;
+            };
+            let Some((number, decl)) = rest.split_once(')') else {
+                continue;
+            };
+            let Ok(binding) = number.parse::<u32>() else {
+                continue;
+            };
+            let decl = decl.split("//").next().unwrap_or("");
+            let ty = if decl.contains("var<storage, read_write>") {
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                }
+            } else if decl.contains("var<storage, read>") {
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: true },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                }
+            } else if decl.contains("texture_storage_2d_array<rgba32float, write>") {
+                wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                }
+            } else if decl.contains("texture_2d_array<f32>") {
+                wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                    multisampled: false,
+                }
+            } else {
+                continue;
+            };
+            out.insert(binding, ty);
+        }
+        out
+    }
 }
 
 /// The alias a line declares as a storage alias (`alias name = f32;`).

@@ -149,3 +149,76 @@ fn every_f16_storage_variant_translates() {
     }
     assert!(variants > 0, "no shader declares a storage alias");
 }
+
+/// The bind group layouts come from `Shader::bindings`, read from the
+/// declarations' text: it must type every binding of group 0 as naga does, and
+/// binding 0 must be the parameters' uniform (bound at a dynamic offset).
+#[test]
+fn declared_bindings_match_naga() {
+    use naga::{AddressSpace, ImageClass, ImageDimension, ScalarKind, StorageAccess, TypeInner};
+    for shader in rnn_wgpu::shaders::ALL {
+        let module = naga::front::wgsl::parse_str(shader.source).unwrap();
+        let ours = shader.bindings();
+        let mut seen = 0;
+        for (_, var) in module.global_variables.iter() {
+            let Some(rb) = &var.binding else { continue };
+            assert_eq!(rb.group, 0, "{}: only group 0 is bound", shader.name);
+            let name = format!("{}::{}", shader.name, var.name.as_deref().unwrap_or("?"));
+            if rb.binding == 0 {
+                assert_eq!(var.space, AddressSpace::Uniform, "{name}: binding 0");
+                assert!(!ours.contains_key(&0), "{name}");
+                continue;
+            }
+            seen += 1;
+            let want = match (var.space, &module.types[var.ty].inner) {
+                (AddressSpace::Storage { access }, _) => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: !access.contains(StorageAccess::STORE),
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                (
+                    AddressSpace::Handle,
+                    TypeInner::Image {
+                        dim: ImageDimension::D2,
+                        arrayed: true,
+                        class: ImageClass::Storage { format, access },
+                    },
+                ) => {
+                    assert_eq!(*format, naga::StorageFormat::Rgba32Float, "{name}");
+                    assert_eq!(*access, StorageAccess::STORE, "{name}");
+                    wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        view_dimension: wgpu::TextureViewDimension::D2Array,
+                    }
+                }
+                (
+                    AddressSpace::Handle,
+                    TypeInner::Image {
+                        dim: ImageDimension::D2,
+                        arrayed: true,
+                        class:
+                            ImageClass::Sampled {
+                                kind: ScalarKind::Float,
+                                multi: false,
+                            },
+                    },
+                ) => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                    multisampled: false,
+                },
+                (space, ty) => panic!("{name}: no layout for {space:?} {ty:?}"),
+            };
+            assert_eq!(ours.get(&rb.binding), Some(&want), "{name}");
+        }
+        assert_eq!(
+            ours.len(),
+            seen,
+            "{}: bindings naga does not see",
+            shader.name
+        );
+    }
+}

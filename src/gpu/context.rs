@@ -114,6 +114,38 @@ struct Inner {
     /// When the context opened: time zero of the trace (native only).
     #[cfg(not(target_arch = "wasm32"))]
     opened: std::time::Instant,
+    /// Counters of [`RecordingStats`].
+    submits: AtomicU64,
+    dispatches: AtomicU64,
+    recording_ns: AtomicU64,
+}
+
+/// What the host has recorded on a context: submits, the dispatches in them, and
+/// the host time from each recorder's start to its submit (op checks, buffers,
+/// bind groups and commands; zero in a page, which has no clock). Their quotient
+/// is the host cost of a dispatch, which a fast GPU waits on when a step is many
+/// small dispatches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordingStats {
+    pub submits: u64,
+    pub dispatches: u64,
+    pub recording_ns: u64,
+}
+
+impl RecordingStats {
+    /// The counts since `before`.
+    pub fn since(&self, before: &RecordingStats) -> RecordingStats {
+        RecordingStats {
+            submits: self.submits - before.submits,
+            dispatches: self.dispatches - before.dispatches,
+            recording_ns: self.recording_ns - before.recording_ns,
+        }
+    }
+
+    /// Host microseconds of recording per dispatch.
+    pub fn us_per_dispatch(&self) -> f64 {
+        self.recording_ns as f64 / 1e3 / self.dispatches.max(1) as f64
+    }
 }
 
 /// What the device reported outside any call: its first error since the last
@@ -275,6 +307,9 @@ impl Context {
                 #[cfg(not(target_arch = "wasm32"))]
                 opened: std::time::Instant::now(),
                 totals: Mutex::new(Totals::default()),
+                submits: AtomicU64::new(0),
+                dispatches: AtomicU64::new(0),
+                recording_ns: AtomicU64::new(0),
             }),
         }
     }
@@ -313,6 +348,24 @@ impl Context {
     /// hold, how many sit idle for reuse, and the bytes on loan now and at most.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool().stats()
+    }
+
+    /// Submits, dispatches and host recording time so far (see [`RecordingStats`]).
+    pub fn recording_stats(&self) -> RecordingStats {
+        let i = &self.inner;
+        RecordingStats {
+            submits: i.submits.load(Ordering::Relaxed),
+            dispatches: i.dispatches.load(Ordering::Relaxed),
+            recording_ns: i.recording_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one submit of `dispatches` recorded in `ns` of host time.
+    pub(crate) fn count_submit(&self, dispatches: usize, ns: u64) {
+        let i = &self.inner;
+        i.submits.fetch_add(1, Ordering::Relaxed);
+        i.dispatches.fetch_add(dispatches as u64, Ordering::Relaxed);
+        i.recording_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Sets the most bytes the buffer pool keeps idle for reuse, dropping the

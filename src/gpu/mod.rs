@@ -6,7 +6,7 @@ pub(crate) mod pool;
 pub mod profile;
 mod recorder;
 
-pub use context::{parse_backends, Context, ContextOptions};
+pub use context::{parse_backends, Context, ContextOptions, RecordingStats};
 pub use pool::PoolStats;
 pub(crate) use recorder::element_range;
 pub use recorder::Recorder;

@@ -19,9 +19,9 @@ pub struct Recorder {
     /// record and submit, where a pass per dispatch took 4.2.
     pass: Option<wgpu::ComputePass<'static>>,
     encoder: wgpu::CommandEncoder,
-    /// Uniform buffers written for this submit; back to the pool once submitted
-    /// (queue writes for a later submit are ordered after this one).
-    uniforms: Vec<Loan<wgpu::Buffer>>,
+    /// The dispatches' parameters: each a slot of a few uniform buffers, written
+    /// with one queue write per buffer rather than one per dispatch.
+    params: Params,
     /// Scratch textures of this submit (packed GEMM operands); back to the pool
     /// once submitted, like the uniforms.
     textures: Vec<Loan<wgpu::Texture>>,
@@ -33,6 +33,9 @@ pub struct Recorder {
     /// submit must not go back to the pool yet: a queue write into its buffer by
     /// the next owner would land before these commands run.
     held: Vec<Tensor>,
+    /// The bind groups of this submit by what they bind: the dispatches of a
+    /// kernel over the same tensors (each step of a recurrence) share one.
+    bind_groups: std::collections::HashMap<BindKey, wgpu::BindGroup>,
     /// The buffers of `held`, each held once.
     held_keys: std::collections::HashSet<usize>,
     dispatches: usize,
@@ -46,9 +49,101 @@ pub struct Recorder {
     /// the query sets holding their start and end timestamps.
     timed: Vec<(String, &'static str)>,
     query_sets: Vec<wgpu::QuerySet>,
-    /// When recording started, for the trace's host track (native only).
+    /// When recording started, for the trace's host track and the recording
+    /// time (native only).
     #[cfg(not(target_arch = "wasm32"))]
     started: std::time::Instant,
+}
+
+/// What a bind group binds: the layout, the parameters' buffer and size (the
+/// offset is dynamic) and the other resources.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    layout: wgpu::BindGroupLayout,
+    uniform: (wgpu::Buffer, u64),
+    resources: Vec<(u32, Resource)>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+enum Resource {
+    Buffer(wgpu::Buffer, u64, Option<u64>),
+    View(wgpu::TextureView),
+    /// Anything else: never equal to another, so never shared.
+    Other(usize),
+}
+
+impl Resource {
+    fn of(r: &wgpu::BindingResource) -> Self {
+        static OTHER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        match r {
+            wgpu::BindingResource::Buffer(b) => {
+                Resource::Buffer(b.buffer.clone(), b.offset, b.size.map(|s| s.get()))
+            }
+            wgpu::BindingResource::TextureView(v) => Resource::View((*v).clone()),
+            _ => Resource::Other(OTHER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Bytes of the first uniform buffer of [`Params`], and of the largest: each
+/// next one doubles, so a few dispatches take 4 KiB and a W1 step (346
+/// dispatches at the usual 256-byte alignment) five buffers.
+const PARAMS_FIRST: u64 = 1 << 12;
+const PARAMS_MAX: u64 = 1 << 16;
+
+/// The parameters of a recorder's dispatches, packed at the device's uniform
+/// offset alignment into pooled uniform buffers. Each buffer is written once,
+/// when full or at the submit: a queue write lands before the submit that
+/// follows it, so every slot holds its data when the dispatches run. The
+/// buffers go back to the pool once submitted (a later queue write into them is
+/// ordered after this submit).
+#[derive(Default)]
+struct Params {
+    full: Vec<Loan<wgpu::Buffer>>,
+    /// The buffer being filled and its contents so far.
+    current: Option<(Loan<wgpu::Buffer>, Vec<u8>)>,
+}
+
+impl Params {
+    /// A slot holding `bytes`: its buffer and offset.
+    fn slot(&mut self, ctx: &crate::Context, bytes: &[u8]) -> (wgpu::Buffer, u64) {
+        let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment).max(16);
+        let len = bytes.len() as u64;
+        let next = |data: &[u8]| (data.len() as u64).div_ceil(align) * align;
+        if let Some((buffer, data)) = &self.current {
+            if next(data) + len > buffer.get().size() {
+                self.flush(ctx);
+            }
+        }
+        let size = self
+            .full
+            .last()
+            .map_or(PARAMS_FIRST, |b| (2 * b.get().size()).min(PARAMS_MAX))
+            .max(len);
+        let (buffer, data) = self.current.get_or_insert_with(|| {
+            let buffer = Loan::buffer(
+                ctx,
+                size,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                "params",
+            );
+            (buffer, Vec::with_capacity(size as usize))
+        });
+        let offset = next(data);
+        data.resize(offset as usize, 0);
+        data.extend_from_slice(bytes);
+        (buffer.get().clone(), offset)
+    }
+
+    /// Writes the buffer being filled.
+    fn flush(&mut self, ctx: &crate::Context) {
+        if let Some((buffer, mut data)) = self.current.take() {
+            // Queue writes take a multiple of 4 bytes.
+            data.resize(data.len().div_ceil(4) * 4, 0);
+            ctx.queue().write_buffer(buffer.get(), 0, &data);
+            self.full.push(buffer);
+        }
+    }
 }
 
 /// Dispatches whose timestamps one query set holds (two queries each; wgpu
@@ -65,11 +160,12 @@ impl Recorder {
             ctx: ctx.clone(),
             pass: None,
             encoder,
-            uniforms: Vec::new(),
+            params: Params::default(),
             textures: Vec::new(),
             spare_textures: Vec::new(),
             held: Vec::new(),
             held_keys: Default::default(),
+            bind_groups: Default::default(),
             dispatches: 0,
             label: label.to_string(),
             phase: "other",
@@ -104,6 +200,12 @@ impl Recorder {
     /// the GPU is done.
     pub fn submit(mut self) -> wgpu::SubmissionIndex {
         self.pass = None;
+        self.params.flush(&self.ctx);
+        #[cfg(not(target_arch = "wasm32"))]
+        let recording_ns = self.started.elapsed().as_nanos() as u64;
+        #[cfg(target_arch = "wasm32")]
+        let recording_ns = 0;
+        self.ctx.count_submit(self.dispatches, recording_ns);
         if !self.ctx.profiling() {
             return self.ctx.queue().submit([self.encoder.finish()]);
         }
@@ -446,34 +548,56 @@ impl Recorder {
         if groups.contains(&0) {
             return Ok(());
         }
-        let uniform = Loan::buffer(
-            &self.ctx,
-            params.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            "params",
-        );
-        self.ctx.queue().write_buffer(uniform.get(), 0, params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.get().as_entire_binding(),
-        }];
-        entries.extend(
-            resources
-                .iter()
-                .map(|(binding, resource)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: resource.clone(),
-                }),
-        );
-        let bind_group = self
-            .ctx
-            .device()
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout: &pipeline.layout,
-                entries: &entries,
+        let bindings: Vec<u32> = resources.iter().map(|&(b, _)| b).collect();
+        let Some(compiled) = pipeline.compiled(self.ctx.device(), &bindings) else {
+            return Err(Error::InvalidArgument {
+                op: "dispatch",
+                what: "a kernel's bindings",
+                got: format!("{label} {bindings:?}"),
+                expected: "bindings the shader declares",
             });
-        self.uniforms.push(uniform);
+        };
+        let (uniform, offset) = self.params.slot(&self.ctx, params);
+        let key = BindKey {
+            layout: compiled.layout.clone(),
+            uniform: (uniform.clone(), params.len() as u64),
+            resources: resources
+                .iter()
+                .map(|(binding, r)| (*binding, Resource::of(r)))
+                .collect(),
+        };
+        let bind_group =
+            match self.bind_groups.get(&key) {
+                Some(g) => g.clone(),
+                None => {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &uniform,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(params.len() as u64),
+                        }),
+                    }];
+                    entries.extend(resources.iter().map(|(binding, resource)| {
+                        wgpu::BindGroupEntry {
+                            binding: *binding,
+                            resource: resource.clone(),
+                        }
+                    }));
+                    let g = self
+                        .ctx
+                        .device()
+                        .create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(label),
+                            layout: &compiled.layout,
+                            entries: &entries,
+                        });
+                    self.bind_groups.insert(key, g.clone());
+                    g
+                }
+            };
+        // Offsets past u32 never occur: a uniform buffer here is at most PARAMS_MAX.
+        let offsets = [offset as u32];
         let timestamps = self.timestamps(label);
         if let Some((set, i)) = timestamps {
             // Timed: a pass of its own, whose start and end the timestamps mark.
@@ -487,8 +611,8 @@ impl Recorder {
                         end_of_pass_write_index: Some(2 * i + 1),
                     }),
                 });
-            pass.set_pipeline(&pipeline.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_pipeline(&compiled.pipeline);
+            pass.set_bind_group(0, &bind_group, &offsets);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         } else {
             let encoder = &mut self.encoder;
@@ -500,8 +624,8 @@ impl Recorder {
                     })
                     .forget_lifetime()
             });
-            pass.set_pipeline(&pipeline.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_pipeline(&compiled.pipeline);
+            pass.set_bind_group(0, &bind_group, &offsets);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
         self.dispatches += 1;

@@ -1,4 +1,4 @@
-//! The workloads W1–W5 (benches/common/workloads.rs) under criterion, then every
+//! The workloads W1–W6 (benches/common/workloads.rs) under criterion, then every
 //! recurrent cell at the W1 shape as a table against the device's FMA ceiling.
 //!
 //! Run: `cargo bench --bench recurrent` (WGPU_BACKEND picks the backend).

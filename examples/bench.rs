@@ -1,4 +1,4 @@
-//! The benchmark workloads W1–W5 as one table: ms per step, tokens/s, achieved
+//! The benchmark workloads W1–W6 as one table: ms per step, tokens/s, achieved
 //! GFLOP/s of the GEMM arithmetic, its share of the device's FMA ceiling
 //! (measured in the same run by shaders/fma_probe.wgsl), and each time as a
 //! multiple of its arithmetic floor (its flops at that ceiling).
@@ -24,13 +24,13 @@ use rnn_wgpu::ops::fma_probe;
 use rnn_wgpu::{Context, ContextOptions, Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(about = "Time the benchmark workloads W1-W5 and print one table")]
+#[command(about = "Time the benchmark workloads W1-W6 and print one table")]
 struct Args {
     /// Timed steps per workload (the median is reported).
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Workloads to run, comma separated (W1..W5, W4-f16).
-    #[arg(long, default_value = "W1,W2,W3,W4,W4-f16,W5")]
+    /// Workloads to run, comma separated (W1..W6, W4-f16, W6-fwd, W6-stream).
+    #[arg(long, default_value = "W1,W2,W3,W4,W4-f16,W5,W6,W6-fwd,W6-stream")]
     only: String,
     /// Also print the profiler's table of one step of each workload.
     #[arg(long)]

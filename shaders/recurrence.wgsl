@@ -1,4 +1,5 @@
-// Shared part of the recurrent cells: prepended to lstm_cell, gru_cell and rnn_cell.
+// Shared part of the recurrent cells: prepended (after activations) to lstm_cell,
+// gru_cell and rnn_cell.
 // One cell dispatch advances every sequence b and both directions d by one step.
 // Direction 0 runs t = step, direction 1 (reverse) t = T − 1 − step. Past a
 // sequence's length the state is carried unchanged, y is 0 and every gate gradient
@@ -128,16 +129,6 @@ fn no_gradient(at: At) {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
-
-// tanh whose argument is clamped where it is ±1 in f32, so that no back end's
-// exp-based tanh can overflow to inf / inf.
-fn tanh_(x: f32) -> f32 {
-    return tanh(clamp(x, -15.0, 15.0));
-}
-
 // Each cell's forward does one unit in forward_unit (returning its new state); the
 // two entry points differ in how many units an invocation does and what else it writes.
 @compute @workgroup_size(64, 1, 1)
@@ -234,14 +225,6 @@ fn no_gradient4(at: At) {
     for (var k = 0u; k < GATES; k++) {
         put_dg4(at, k, vec4<f32>(0.0), vec4<f32>(0.0));
     }
-}
-
-fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
-    return 1.0 / (1.0 + exp(-x));
-}
-
-fn tanh4_(x: vec4<f32>) -> vec4<f32> {
-    return tanh(clamp(x, vec4<f32>(-15.0), vec4<f32>(15.0)));
 }
 
 // Units 4·gid.x .. + 4 of sequence gid.y, direction gid.z.

@@ -113,13 +113,14 @@ pub const FMA_PROBE: Shader = Shader {
     source: include_str!("../shaders/fma_probe.wgsl"),
 };
 
-/// A recurrent cell: the shared part (`shaders/recurrence.wgsl`: parameters,
-/// layouts, indexing) followed by the cell's own file.
+/// A recurrent cell: the activations, the shared part (`shaders/recurrence.wgsl`:
+/// parameters, layouts, indexing), then the cell's own file.
 macro_rules! cell {
     ($name:literal) => {
         Shader {
             name: $name,
             source: concat!(
+                include_str!("../shaders/activations.wgsl"),
                 include_str!("../shaders/recurrence.wgsl"),
                 include_str!(concat!("../shaders/", $name, ".wgsl"))
             ),
@@ -262,10 +263,20 @@ pub const ALL: &[Shader] = &[
     BEAM,
     LAYER_NORM,
     SAMPLE,
+    STREAM_STEP,
 ];
 
+/// One step of a recurrent layer for a stream: both products and the cell.
+pub const STREAM_STEP: Shader = Shader {
+    name: "stream_step",
+    source: concat!(
+        include_str!("../shaders/activations.wgsl"),
+        include_str!("../shaders/stream_step.wgsl")
+    ),
+};
+
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
-pub const PARTS: &[&str] = &["recurrence", "workgroup_reduce"];
+pub const PARTS: &[&str] = &["activations", "recurrence", "workgroup_reduce"];
 
 /// Size in bytes that naga lays out for struct `name` of `shader`, for checking
 /// the Rust mirrors of uniform structs.

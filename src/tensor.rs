@@ -232,8 +232,14 @@ impl Tensor {
     /// Reads the contents back as f32 (u32 values converted) once the GPU has
     /// finished all work submitted before this call; in a page, without blocking.
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        self.to_vec_in(Recorder::new(&self.ctx, "readback")).await
+    }
+
+    /// [`to_vec_async`](Self::to_vec_async) with the copy recorded at the end of
+    /// `rec` and submitted with it.
+    pub(crate) async fn to_vec_in(&self, rec: Recorder) -> Result<Vec<f32>> {
         let (dtype, numel) = (self.dtype, self.numel());
-        self.read_settled(move |bytes| as_f32(bytes, dtype, numel))
+        self.read_settled_in(rec, move |bytes| as_f32(bytes, dtype, numel))
             .await
     }
 
@@ -247,6 +253,13 @@ impl Tensor {
 
     /// [`to_vec_u32`](Self::to_vec_u32), awaited.
     pub async fn to_vec_u32_async(&self) -> Result<Vec<u32>> {
+        self.to_vec_u32_in(Recorder::new(&self.ctx, "readback"))
+            .await
+    }
+
+    /// [`to_vec_u32_async`](Self::to_vec_u32_async) with the copy recorded at the
+    /// end of `rec` and submitted with it.
+    pub(crate) async fn to_vec_u32_in(&self, rec: Recorder) -> Result<Vec<u32>> {
         if self.dtype != DType::U32 {
             return Err(Error::DType {
                 op: "to_vec_u32",
@@ -256,14 +269,21 @@ impl Tensor {
             });
         }
         let numel = self.numel();
-        self.read_settled(move |bytes| bytemuck::cast_slice::<u8, u32>(bytes)[..numel].to_vec())
-            .await
+        self.read_settled_in(rec, move |bytes| {
+            bytemuck::cast_slice::<u8, u32>(bytes)[..numel].to_vec()
+        })
+        .await
     }
 
-    /// `convert` of the contents' bytes (padded to whole words) once the GPU has
-    /// finished all work submitted before this call.
-    async fn read_settled<T>(&self, convert: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let pending = self.read_bytes(convert)?;
+    /// `convert` of the contents' bytes (padded to whole words), copied at the end
+    /// of `rec` and submitted with it, once the GPU has finished that submit and
+    /// all work before it.
+    async fn read_settled_in<T>(
+        &self,
+        rec: Recorder,
+        convert: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T> {
+        let pending = self.read_bytes_in(rec, convert)?;
         let waited = self.ctx.wait_async().await;
         // Settle the map even when the device reported an error, so that the
         // staging buffer goes back to the pool unmapped.
@@ -288,6 +308,16 @@ impl Tensor {
         &self,
         convert: F,
     ) -> Result<impl Future<Output = Result<T>> + use<T, F>> {
+        self.read_bytes_in(Recorder::new(&self.ctx, "readback"), convert)
+    }
+
+    /// [`read_bytes`](Self::read_bytes) with the copy recorded at the end of `rec`.
+    fn read_bytes_in<T, F: FnOnce(&[u8]) -> T>(
+        &self,
+        mut rec: Recorder,
+        convert: F,
+    ) -> Result<impl Future<Output = Result<T>> + use<T, F>> {
+        rec.check_same_device("readback", &[self])?;
         // An empty tensor still maps 4 bytes: wgpu refuses empty buffer slices.
         let bytes = self.padded_bytes().max(4);
         let staging = Loan::buffer(
@@ -296,7 +326,7 @@ impl Tensor {
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             "readback",
         );
-        let mut rec = Recorder::new(&self.ctx, "readback");
+        rec.hold(&[self]);
         rec.encoder_mut()
             .copy_buffer_to_buffer(self.buffer(), 0, staging.get(), 0, bytes);
         rec.submit();

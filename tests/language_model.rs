@@ -12,7 +12,7 @@ use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Mode, Module};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
-use rnn_wgpu::Tape;
+use rnn_wgpu::{Error, Recorder, Tape};
 
 const MODES: [Mode; 3] = [Mode::Lstm, Mode::Gru, Mode::RnnTanh];
 
@@ -73,6 +73,82 @@ fn chunks_with_carried_state_give_the_logits_of_one_sequence() {
                 );
             }
         }
+    }
+}
+
+/// A stream (a chunk, then a token at a time, and a fork) gives the logits of
+/// the whole sequence at each step; an id past the vocabulary is refused.
+#[test]
+fn streams_give_the_logits_of_the_whole_sequence() {
+    let ctx = ctx();
+    let (b, t, v) = (2, 6, 9);
+    for (i, mode) in MODES.into_iter().enumerate() {
+        let lm = LanguageModel::new(
+            ctx,
+            LanguageModelConfig {
+                vocab: v,
+                emb: 5,
+                hidden: 6,
+                layers: 2,
+                mode,
+            },
+            60 + i as u64,
+        )
+        .unwrap();
+        let x = ids(&mut Rng::new(4), b * t, v as u32);
+        let mut tape = Tape::eval(ctx, "whole");
+        let (whole, _) = lm.forward(&mut tape, &x, b, t, None).unwrap();
+        tape.into_recorder().submit();
+        let whole = whole.to_vec().unwrap();
+        let want = |step: usize| -> Vec<f32> {
+            (0..b)
+                .flat_map(|r| whole[(r * t + step) * v..(r * t + step + 1) * v].to_vec())
+                .collect()
+        };
+        let close = |what: String, got: &[f32], want: &[f32]| {
+            for (k, (a, w)) in got.iter().zip(want).enumerate() {
+                assert!((a - w).abs() < 1e-5, "{what} element {k}: {a} vs {w}");
+            }
+        };
+        let mut rec = Recorder::new(ctx, "stream");
+        let mut stream = lm.stream(&mut rec, b).unwrap();
+        let logits = stream.feed(&mut rec, &columns(&x, b, t, 0, 3)).unwrap();
+        assert_eq!(logits.shape(), [b, v]);
+        close(
+            format!("{mode:?} chunk"),
+            &rec.submit_read(&logits).unwrap(),
+            &want(2),
+        );
+        let fork = stream.clone();
+        for step in 3..t {
+            let mut rec = Recorder::new(ctx, "token");
+            let logits = stream
+                .feed(&mut rec, &columns(&x, b, t, step, step + 1))
+                .unwrap();
+            close(
+                format!("{mode:?} step {step}"),
+                &rec.submit_read(&logits).unwrap(),
+                &want(step),
+            );
+        }
+        let mut fork = fork;
+        let mut rec = Recorder::new(ctx, "fork");
+        let logits = fork.feed(&mut rec, &columns(&x, b, t, 3, 4)).unwrap();
+        close(
+            format!("{mode:?} fork"),
+            &rec.submit_read(&logits).unwrap(),
+            &want(3),
+        );
+        let mut rec = Recorder::new(ctx, "bad");
+        assert!(matches!(
+            stream.feed(&mut rec, &[0, v as u32]),
+            Err(Error::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            stream.feed(&mut rec, &[0, 1, 2]),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert_eq!(rec.dispatches(), 0);
     }
 }
 

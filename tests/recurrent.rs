@@ -816,3 +816,160 @@ proptest::proptest! {
         check(ctx(), spec, batch, steps, &lengths, seed);
     }
 }
+
+/// Streams (`Recurrent::stream`, one dispatch per layer and step) against the f64
+/// reference run over the whole sequence from zero states: a chunk, then single
+/// steps, a fork that continues alike, and a reset, for every cell, with H within
+/// one workgroup and across two, on the scalar kernel (I or H not a multiple of
+/// 4) and the vec4 one.
+#[test]
+fn streams_match_the_reference_step_by_step() {
+    let ctx = ctx();
+    let (batch, steps) = (3, 6);
+    for mode in ["lstm", "gru", "rnn_tanh", "rnn_relu"] {
+        for (input, hidden) in [(5, 7), (5, 70), (8, 12), (8, 68)] {
+            let spec = spec(mode, input, hidden, 2, 1);
+            let what = format!("{spec:?}");
+            let model = Recurrent::new(ctx, config(&spec), 31).unwrap();
+            let (mut inp, _) = random_case(&spec, batch, steps, &[steps; 3], 32);
+            inp.h0.iter_mut().for_each(|v| *v = 0.0);
+            inp.c0.iter_mut().for_each(|v| *v = 0.0);
+            let want = reference::forward(&spec, &reference_params(&model), &inp);
+            // y of step t, [B, H] (one direction: the top layer's h).
+            let y_at = |t: usize| -> Vec<f64> {
+                (0..batch)
+                    .flat_map(|b| {
+                        let at = (b * steps + t) * hidden;
+                        want.y[at..at + hidden].to_vec()
+                    })
+                    .collect()
+            };
+            // Steps 0..4 as one chunk.
+            let chunk: Vec<f64> = (0..batch)
+                .flat_map(|b| {
+                    let at = b * steps * spec.input;
+                    inp.x[at..at + 4 * spec.input].to_vec()
+                })
+                .collect();
+            let x_at = |t: usize| -> Tensor {
+                let v: Vec<f64> = (0..batch)
+                    .flat_map(|b| {
+                        let at = (b * steps + t) * spec.input;
+                        inp.x[at..at + spec.input].to_vec()
+                    })
+                    .collect();
+                upload(ctx, &[batch, spec.input], &v)
+            };
+            let mut rec = Recorder::new(ctx, "stream");
+            let mut stream = model.stream(&mut rec, batch).unwrap();
+            let chunk = upload(ctx, &[batch, 4, spec.input], &chunk);
+            let y = stream.feed(&mut rec, &chunk).unwrap();
+            let got = rec.submit_read(&y).unwrap();
+            assert_close(
+                &format!("{what}: chunk"),
+                &got,
+                &y_at(3),
+                FWD_RTOL,
+                FWD_ATOL,
+            );
+            let mut fork = stream.clone();
+            for t in 4..steps {
+                let mut rec = Recorder::new(ctx, "token");
+                let y = stream.step(&mut rec, &x_at(t)).unwrap();
+                let got = rec.submit_read(&y).unwrap();
+                assert_close(
+                    &format!("{what}: step {t}"),
+                    &got,
+                    &y_at(t),
+                    FWD_RTOL,
+                    FWD_ATOL,
+                );
+            }
+            // The final states, layer by layer, as h_n and c_n hold them.
+            let per_layer = batch * hidden;
+            for l in 0..spec.layers {
+                let want_h = &want.h_n[l * per_layer..(l + 1) * per_layer];
+                let got = stream.h()[l].to_vec().unwrap();
+                assert_close(
+                    &format!("{what}: h of layer {l}"),
+                    &got,
+                    want_h,
+                    FWD_RTOL,
+                    FWD_ATOL,
+                );
+                if let Some(c) = stream.c() {
+                    let want_c = &want.c_n[l * per_layer..(l + 1) * per_layer];
+                    let got = c[l].to_vec().unwrap();
+                    assert_close(
+                        &format!("{what}: c of layer {l}"),
+                        &got,
+                        want_c,
+                        FWD_RTOL,
+                        FWD_ATOL,
+                    );
+                }
+            }
+            // The fork continues from step 4 as the stream did.
+            let mut rec = Recorder::new(ctx, "fork");
+            let y = fork.step(&mut rec, &x_at(4)).unwrap();
+            let got = rec.submit_read(&y).unwrap();
+            assert_close(&format!("{what}: fork"), &got, &y_at(4), FWD_RTOL, FWD_ATOL);
+            // A reset starts over.
+            let mut rec = Recorder::new(ctx, "reset");
+            stream.reset(&mut rec, batch).unwrap();
+            let y = stream.step(&mut rec, &x_at(0)).unwrap();
+            let got = rec.submit_read(&y).unwrap();
+            assert_close(
+                &format!("{what}: reset"),
+                &got,
+                &y_at(0),
+                FWD_RTOL,
+                FWD_ATOL,
+            );
+        }
+    }
+}
+
+/// A stream refuses what it cannot run, recording nothing and keeping its state.
+#[test]
+fn streams_refuse_bad_input_and_keep_their_state() {
+    let ctx = ctx();
+    let bi = Recurrent::new(ctx, config(&spec("gru", 4, 6, 1, 2)), 1).unwrap();
+    let mut rec = Recorder::new(ctx, "bad");
+    assert!(matches!(
+        bi.stream(&mut rec, 2),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let model = Recurrent::new(ctx, config(&spec("lstm", 4, 6, 2, 1)), 1).unwrap();
+    assert!(matches!(
+        model.stream(&mut rec, 0),
+        Err(Error::Empty { .. })
+    ));
+    let mut stream = model.stream(&mut rec, 2).unwrap();
+    let before = rec.dispatches();
+    let state = stream.h().to_vec();
+    for shape in [vec![3, 4], vec![2, 5], vec![2, 0, 4], vec![8]] {
+        let x = Tensor::zeros(ctx, &shape).unwrap();
+        assert!(
+            matches!(stream.feed(&mut rec, &x), Err(Error::ShapeMismatch { .. })),
+            "{shape:?}"
+        );
+    }
+    assert_eq!(rec.dispatches(), before);
+    assert!(stream
+        .h()
+        .iter()
+        .zip(&state)
+        .all(|(a, b)| a.buffer() == b.buffer()));
+    let h = vec![Tensor::zeros(ctx, &[2, 6]).unwrap(); 2];
+    assert!(matches!(
+        stream.set_state(h.clone(), None),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        stream.set_state(h[..1].to_vec(), Some(h.clone())),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    stream.set_state(h.clone(), Some(h)).unwrap();
+    rec.submit();
+}

@@ -1,4 +1,4 @@
-//! The benchmark workloads W1–W5 (and W4-f16), shared by `cargo bench --bench recurrent` and
+//! The benchmark workloads W1–W6 (and W4-f16, W6-fwd, W6-stream), shared by `cargo bench --bench recurrent` and
 //! `cargo run --release --example bench` (which prints them as one table).
 //!
 //! - W1 LSTM training step: B = 32, T = 64, I = 128, H = 256; forward, full BPTT
@@ -9,8 +9,11 @@
 //! - W4 the BiLSTM tagger's training step: vocab 5000, embeddings 64, 64 units
 //!   per direction, 9 tags, B = 32, T = 40, Adam.
 //! - W4-f16 the same with f16 storage (adapters with SHADER_F16 only).
-//! - W5 streaming inference: the W1 layer at batch 1, one token per submit with
-//!   the state carried from the last, the output read back each token.
+//! - W5 streaming inference: the W1 layer at batch 1 as a stream
+//!   (`Recurrent::stream`), one token per submit, the output read back in it.
+//! - W6 one long sequence: the W1 layer at B = 1, T = 256; a training step as
+//!   W1's, W6-fwd its forward, W6-stream the same forward as a stream's chunk
+//!   (one fused dispatch per step instead of a product and a cell).
 //!
 //! Each `run` is one step, submitted and waited for. `flops` counts the GEMM
 //! arithmetic of a step (multiply and add as two); the elementwise work is
@@ -29,6 +32,8 @@ pub const B: usize = 32;
 pub const T: usize = 64;
 pub const I: usize = 128;
 pub const H: usize = 256;
+/// W6's sequence length.
+pub const T6: usize = 256;
 
 /// Deterministic inputs in [-0.5, 0.5).
 pub fn fill(len: usize) -> Vec<f32> {
@@ -104,7 +109,7 @@ pub fn layer_flops(mode: Mode, b: usize, t: usize, train: bool) -> f64 {
     }
 }
 
-/// All five workloads on `ctx`.
+/// All the workloads on `ctx`.
 pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     let w1 = layer(ctx, Mode::Lstm, B, T)?;
     let mut sgd = Optimizer::new(
@@ -128,9 +133,22 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     };
 
     let w5 = layer(ctx, Mode::Lstm, 1, 1)?;
-    let state = [1, 1, H];
-    let mut h5 = Tensor::zeros(ctx, &state)?;
-    let mut c5 = Tensor::zeros(ctx, &state)?;
+    let mut rec = Recorder::new(ctx, "stream");
+    let mut stream5 = w5.model.stream(&mut rec, 1)?;
+    rec.submit();
+    let x5 = Tensor::from_slice(ctx, &[1, I], &fill(I))?;
+
+    let w6 = layer(ctx, Mode::Lstm, 1, T6)?;
+    let mut sgd6 = Optimizer::new(
+        ctx,
+        OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.01),
+        w6.model.params(),
+    )?;
+    let w6_fwd = layer(ctx, Mode::Lstm, 1, T6)?;
+    let mut rec = Recorder::new(ctx, "stream");
+    let stream6 = w6_fwd.model.stream(&mut rec, 1)?;
+    rec.submit();
+    let x6 = w6_fwd.x.clone();
 
     let batch_f16 = batch.clone();
     let mut all = vec![
@@ -171,21 +189,41 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
         },
         Workload {
             name: "W5",
-            what: format!("streaming LSTM B=1 I={I} H={H}, one token per submit, output read back"),
+            what: format!(
+                "streaming LSTM B=1 I={I} H={H}, one token per submit, output read back in it"
+            ),
             tokens: 1,
             flops: layer_flops(Mode::Lstm, 1, 1, false),
             run: Box::new(move || {
                 let mut rec = Recorder::new(ctx, "token");
-                let (out, _) = w5
-                    .model
-                    .forward(&mut rec, &w5.x, &[1], Some(&h5), Some(&c5))?;
+                let y = stream5.step(&mut rec, &x5)?;
+                rec.submit_read(&y).map(|_| ())
+            }),
+        },
+        Workload {
+            name: "W6",
+            what: format!("LSTM train step B=1 T={T6} I={I} H={H}, as W1"),
+            tokens: T6,
+            flops: layer_flops(Mode::Lstm, 1, T6, true),
+            run: Box::new(move || w6.step(ctx, Some(&mut sgd6))),
+        },
+        Workload {
+            name: "W6-fwd",
+            what: format!("LSTM forward B=1 T={T6} I={I} H={H}"),
+            tokens: T6,
+            flops: layer_flops(Mode::Lstm, 1, T6, false),
+            run: Box::new(move || w6_fwd.step(ctx, None)),
+        },
+        Workload {
+            name: "W6-stream",
+            what: "the W6 forward as one chunk of a stream, one dispatch per step".to_string(),
+            tokens: T6,
+            flops: layer_flops(Mode::Lstm, 1, T6, false),
+            run: Box::new(move || {
+                let mut rec = Recorder::new(ctx, "chunk");
+                stream6.clone().feed(&mut rec, &x6)?;
                 rec.submit();
-                out.y.to_vec()?;
-                h5 = out.h_n;
-                if let Some(c) = out.c_n {
-                    c5 = c;
-                }
-                Ok(())
+                ctx.wait()
             }),
         },
     ];

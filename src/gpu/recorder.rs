@@ -305,6 +305,31 @@ impl Recorder {
         index
     }
 
+    /// Submits everything recorded and reads `t` back, its copy recorded at the
+    /// end of this submit: one submit and one wait, where `submit` and then
+    /// [`Tensor::to_vec`] take two (blocking; native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn submit_read(self, t: &Tensor) -> Result<Vec<f32>> {
+        pollster::block_on(self.submit_read_async(t))
+    }
+
+    /// [`submit_read`](Self::submit_read), awaited (in a page, without blocking).
+    pub async fn submit_read_async(self, t: &Tensor) -> Result<Vec<f32>> {
+        t.to_vec_in(self).await
+    }
+
+    /// [`submit_read`](Self::submit_read) of a u32 tensor, exactly (blocking;
+    /// native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn submit_read_u32(self, t: &Tensor) -> Result<Vec<u32>> {
+        pollster::block_on(self.submit_read_u32_async(t))
+    }
+
+    /// [`submit_read_u32`](Self::submit_read_u32), awaited.
+    pub async fn submit_read_u32_async(self, t: &Tensor) -> Result<Vec<u32>> {
+        t.to_vec_u32_in(self).await
+    }
+
     /// The underlying encoder, for interop with the application's own GPU work.
     pub fn encoder_mut(&mut self) -> &mut wgpu::CommandEncoder {
         self.encoder()

@@ -1,14 +1,15 @@
 //! A recurrent language model (embedding → stacked RNN, LSTM or GRU → linear →
 //! cross-entropy of the next token), trained by truncated backpropagation through
 //! time over continuous streams: each chunk starts from the state the previous
-//! chunk ended in, and its backward stops there. Generation samples on the GPU.
+//! chunk ended in, and its backward stops there. Generation samples on the GPU,
+//! from a stream ([`LanguageModel::stream`]) that reads a token per step.
 
 use crate::data::Batch;
-use crate::error::Result;
-use crate::gpu::Context;
+use crate::error::{Error, Result};
+use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
+use crate::nn::{prefixed, Embedding, Entry, Linear, Module, Stream};
 use crate::ops::sample::{self, Sampling};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -164,34 +165,75 @@ impl LanguageModel {
         how: &Sampling,
         seed: u64,
     ) -> Result<Vec<u32>> {
+        let label = "language model sample";
         let mut rng = SplitMix::new(seed);
-        let mut tape = Tape::eval(ctx, "language model sample");
-        let (logits, mut state) = self.forward(&mut tape, prime, 1, prime.len(), None)?;
-        let v = self.fc_outputs();
-        // The last position's logits predict the first sampled token.
-        let mut last = Tensor::empty(ctx, &[1, v], crate::DType::F32)?;
-        tape.rec()
-            .copy_range(&last, 0, &logits, (prime.len() - 1) * v, v)?;
+        let mut rec = Recorder::new(ctx, label);
+        let mut stream = self.stream(&mut rec, 1)?;
+        // The last prime token's logits predict the first sampled token.
+        let mut logits = stream.feed(&mut rec, prime)?;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let u = Tensor::from_slice(ctx, &[1], &[rng.uniform_unit()])?;
-            let id = sample::forward(tape.rec(), &last, &u, how)?;
-            std::mem::replace(&mut tape, Tape::eval(ctx, "language model sample"))
-                .into_recorder()
-                .submit();
-            let id = id.to_vec_u32_async().await?[0];
+            let id = sample::forward(&mut rec, &logits, &u, how)?;
+            let id = std::mem::replace(&mut rec, Recorder::new(ctx, label))
+                .submit_read_u32_async(&id)
+                .await?[0];
             out.push(id);
             if i + 1 < n {
-                let (logits, next) = self.forward(&mut tape, &[id], 1, 1, Some(&state))?;
-                last = logits.reshape(&[1, v])?;
-                state = next;
+                logits = stream.feed(&mut rec, &[id])?;
             }
         }
         Ok(out)
     }
 
-    fn fc_outputs(&self) -> usize {
-        self.embedding.weight().shape()[0]
+    /// A stream of `batch` sequences from zero states (see [`crate::nn::stream`]):
+    /// tokens in, logits out, the state kept on the GPU. Records the weights'
+    /// preparation into `rec`.
+    pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<LanguageModelStream> {
+        Ok(LanguageModelStream {
+            rnn: self.rnn.stream(rec, batch)?,
+            embedding: self.embedding.clone(),
+            fc: self.fc.clone(),
+        })
+    }
+}
+
+/// A [`LanguageModel`] run token by token: see [`LanguageModel::stream`].
+/// Cloning forks it (both continue from the same state; nothing is copied).
+#[derive(Clone, Debug)]
+pub struct LanguageModelStream {
+    rnn: Stream,
+    embedding: Embedding,
+    fc: Linear,
+}
+
+impl LanguageModelStream {
+    /// Records reading `ids`, row-major `[B, T]` (T tokens of each of the B
+    /// sequences, at least one); returns the logits `[B, V]` after the last.
+    /// Ids past the vocabulary are an error that leaves the stream as it was.
+    pub fn feed(&mut self, rec: &mut Recorder, ids: &[u32]) -> Result<Tensor> {
+        let b = self.rnn.batch();
+        if ids.is_empty() || !ids.len().is_multiple_of(b) {
+            return Err(Error::ShapeMismatch {
+                op: "language model stream",
+                what: "ids",
+                expected: format!("T > 0 tokens for each of {b} sequences"),
+                got: vec![ids.len()],
+            });
+        }
+        let (x, _) = self.embedding.forward(rec, ids, &[b, ids.len() / b])?;
+        let h = self.rnn.feed(rec, &x)?;
+        self.fc.forward(rec, &h)
+    }
+
+    /// Records starting over from zero states with `batch` sequences.
+    pub fn reset(&mut self, rec: &mut Recorder, batch: usize) -> Result<()> {
+        self.rnn.reset(rec, batch)
+    }
+
+    /// The recurrent stream underneath: its states, or states to set.
+    pub fn rnn(&mut self) -> &mut Stream {
+        &mut self.rnn
     }
 }
 

@@ -8,6 +8,6 @@ pub mod seq2seq;
 pub mod tagger;
 
 pub use classifier::{ClassifierConfig, Readout, SequenceClassifier};
-pub use language_model::{LanguageModel, LanguageModelConfig};
+pub use language_model::{LanguageModel, LanguageModelConfig, LanguageModelStream};
 pub use seq2seq::{EncoderKind, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use tagger::{BiLstmTagger, TaggerConfig};

@@ -10,6 +10,7 @@ pub mod linear;
 pub mod recurrent;
 pub mod rnn;
 pub mod state_dict;
+pub mod stream;
 pub mod transformer;
 
 pub use attention::{Attention, Score};
@@ -20,6 +21,7 @@ pub use linear::Linear;
 pub use recurrent::{Config, Mode, Recurrent};
 pub use rnn::{Gru, HiddenState, Lstm, LstmState, Rnn, Sizes};
 pub use state_dict::StateDict;
+pub use stream::Stream;
 pub use transformer::TransformerEncoderLayer;
 
 use crate::error::{Error, Result};

@@ -21,6 +21,7 @@ pub mod reduce;
 pub mod rnn_cell;
 pub mod sample;
 pub mod softmax;
+pub mod stream_step;
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;

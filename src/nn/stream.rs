@@ -1,0 +1,210 @@
+//! Streams: a trained unidirectional recurrent stack run a token (or a chunk) at a
+//! time, as on-device apps run it (keyboards, live tagging, streaming speech). The
+//! state stays on the GPU between calls; each step of each layer is one dispatch
+//! (both products and the cell, `ops::stream_step`). The stream reads the layer's
+//! weight matrices in place, but its biases from a copy made with the stream:
+//! make a new stream after training further.
+//!
+//! Steps never write a state in place: each writes new tensors, so an output
+//! handed out stays valid, and [`Clone`] forks a stream (both continue from the
+//! same state, sharing the weights) without copying anything.
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::nn::recurrent::{Mode, Recurrent};
+use crate::ops::stream_step::{self, Weights};
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "stream";
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    layers: Vec<Weights>,
+    /// Per layer `[B, H]`.
+    h: Vec<Tensor>,
+    /// Per layer `[B, H]`: the LSTM's cell states.
+    c: Option<Vec<Tensor>>,
+}
+
+impl Recurrent {
+    /// A stream of `batch` sequences over this stack from zero states; records
+    /// the copy of the biases into `rec`. Bidirectional
+    /// stacks cannot stream (their reverse direction reads the future).
+    pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
+        let cfg = *self.config();
+        if cfg.bidirectional {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "the stack",
+                got: "bidirectional".into(),
+                expected: "a unidirectional stack",
+            });
+        }
+        if batch == 0 {
+            return Err(Error::Empty {
+                op: OP,
+                what: "batch",
+                shape: vec![0],
+            });
+        }
+        let g = cfg.mode.gates() * cfg.hidden_size;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for p in self.layers() {
+            let bias = rec.empty(&[2, g], DType::F32)?;
+            rec.copy_range(&bias, 0, &p.b_ih, 0, g)?;
+            rec.copy_range(&bias, g, &p.b_hh, 0, g)?;
+            let matrix = |w: &Tensor| w.reshape(&w.shape()[1..]);
+            layers.push(Weights {
+                mode: cfg.mode,
+                w_ih: matrix(&p.w_ih)?,
+                w_hh: matrix(&p.w_hh)?,
+                bias,
+            });
+        }
+        let mut stream = Stream {
+            layers,
+            h: Vec::new(),
+            c: None,
+        };
+        stream.reset(rec, batch)?;
+        Ok(stream)
+    }
+}
+
+impl Stream {
+    /// Sequences in the stream.
+    pub fn batch(&self) -> usize {
+        self.h[0].shape()[0]
+    }
+
+    /// The cell.
+    pub fn mode(&self) -> Mode {
+        self.layers[0].mode
+    }
+
+    /// Records one step of every sequence from `x` `[B, I]`; returns the top
+    /// layer's new hidden state `[B, H]` (its output).
+    pub fn step(&mut self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        self.feed(rec, x)
+    }
+
+    /// Records the steps of a chunk `x` `[B, T, I]` (or `[B, I]`, one step);
+    /// returns the top layer's hidden state after the last `[B, H]`.
+    pub fn feed(&mut self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        let steps = match x.shape() {
+            [_, _] => 1,
+            [_, t, _] => *t,
+            _ => 0,
+        };
+        let (i, _) = self.layers[0].sizes();
+        let want = [self.batch(), i];
+        let shape_ok =
+            x.shape().first() == Some(&want[0]) && x.shape().last() == Some(&want[1]) && steps > 0;
+        if !shape_ok {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "x",
+                expected: format!("[{}, {}] or [{}, T, {}] with T > 0", want[0], i, want[0], i),
+                got: x.shape().to_vec(),
+            });
+        }
+        // New states replace the old ones only once every step is recorded, so
+        // that an error leaves the stream as it was.
+        let (mut h, mut c) = (self.h.clone(), self.c.clone());
+        for t in 0..steps {
+            for (l, w) in self.layers.iter().enumerate() {
+                let (input, t_in) = if l == 0 {
+                    (x.clone(), t)
+                } else {
+                    (h[l - 1].clone(), 0)
+                };
+                let cl = c.as_ref().map(|c| &c[l]);
+                let (h_new, c_new) = stream_step::forward(rec, w, &input, t_in, &h[l], cl)?;
+                h[l] = h_new;
+                if let (Some(c), Some(c_new)) = (c.as_mut(), c_new) {
+                    c[l] = c_new;
+                }
+            }
+        }
+        self.h = h;
+        self.c = c;
+        Ok(self.output())
+    }
+
+    /// The top layer's hidden state `[B, H]`.
+    pub fn output(&self) -> Tensor {
+        self.h[self.h.len() - 1].clone()
+    }
+
+    /// The hidden states, one `[B, H]` per layer.
+    pub fn h(&self) -> &[Tensor] {
+        &self.h
+    }
+
+    /// The LSTM's cell states, one `[B, H]` per layer.
+    pub fn c(&self) -> Option<&[Tensor]> {
+        self.c.as_deref()
+    }
+
+    /// Records starting over from zero states with `batch` sequences.
+    pub fn reset(&mut self, rec: &mut Recorder, batch: usize) -> Result<()> {
+        if batch == 0 {
+            return Err(Error::Empty {
+                op: OP,
+                what: "batch",
+                shape: vec![0],
+            });
+        }
+        let (_, units) = self.layers[0].sizes();
+        let zeros = |rec: &mut Recorder| -> Result<Vec<Tensor>> {
+            (0..self.layers.len())
+                .map(|_| {
+                    let t = rec.empty(&[batch, units], DType::F32)?;
+                    rec.zero(&t)?;
+                    Ok(t)
+                })
+                .collect()
+        };
+        let h = zeros(rec)?;
+        let c = match self.mode() {
+            Mode::Lstm => Some(zeros(rec)?),
+            _ => None,
+        };
+        self.h = h;
+        self.c = c;
+        Ok(())
+    }
+
+    /// Continues from the given states instead: `h` (and the LSTM's `c`), one
+    /// `[B, H]` per layer, as [`h`](Self::h) and [`c`](Self::c) give them.
+    pub fn set_state(&mut self, h: Vec<Tensor>, c: Option<Vec<Tensor>>) -> Result<()> {
+        let (_, units) = self.layers[0].sizes();
+        let layers = self.layers.len();
+        let b = h.first().map_or(0, |t| t.shape()[0]);
+        let ok = |v: &Vec<Tensor>| {
+            v.len() == layers
+                && v.iter()
+                    .all(|t| t.shape() == [b, units] && t.dtype() == DType::F32)
+        };
+        if b == 0 || !ok(&h) || c.as_ref().is_some_and(|c| !ok(c)) {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "state",
+                expected: format!("{layers} f32 tensors [B, {units}] with B > 0"),
+                got: h.first().map_or(vec![], |t| t.shape().to_vec()),
+            });
+        }
+        if c.is_some() != (self.mode() == Mode::Lstm) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "c",
+                got: if c.is_some() { "given" } else { "missing" }.into(),
+                expected: "the LSTM's cell states, and no other cell's",
+            });
+        }
+        self.h = h;
+        self.c = c;
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! One step of a recurrent layer for a stream (`shaders/stream_step.wgsl`): the
+//! input product, the recurrent product and the cell in one dispatch, for every
+//! cell kind. Inference only: a stream runs a trained model token by token, so
+//! this kernel has no backward (training steps run the per-step products and the
+//! cells of `recurrence`, whose backward exists).
+
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::nn::recurrent::Mode;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "stream_step";
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    b: u32,
+    i: u32,
+    h: u32,
+    t: u32,
+    steps: u32,
+    _pad: [u32; 3],
+}
+
+/// A layer's weights as the step reads them: `w_ih` `[G, I]`, `w_hh` `[G, H]`
+/// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    pub mode: Mode,
+    pub w_ih: Tensor,
+    pub w_hh: Tensor,
+    pub bias: Tensor,
+}
+
+impl Weights {
+    /// (input size I, units H).
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.w_ih.shape()[1], self.w_hh.shape()[1])
+    }
+}
+
+/// Records one step from step `t` of `x` (`[B, T, I]`, or `[B, I]` as one step)
+/// and the state `h` (and the LSTM's `c`) `[B, H]`: returns the new `h` and, for
+/// the LSTM, the new `c`, as new tensors.
+pub fn forward(
+    rec: &mut Recorder,
+    w: &Weights,
+    x: &Tensor,
+    t: usize,
+    h: &Tensor,
+    c: Option<&Tensor>,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (i, units) = w.sizes();
+    let g = w.mode.gates() * units;
+    let b = x.shape().first().copied().unwrap_or(0);
+    let steps = if x.shape().len() == 3 {
+        x.shape()[1]
+    } else {
+        1
+    };
+    let x_shape = if x.shape().len() == 3 {
+        vec![b, steps, i]
+    } else {
+        vec![b, i]
+    };
+    if t >= steps {
+        return Err(Error::IndexOutOfRange {
+            op: OP,
+            what: "step of x",
+            index: 0,
+            value: t,
+            bound: steps,
+        });
+    }
+    let mut bound = vec![
+        ("x", x),
+        ("h", h),
+        ("w_ih", &w.w_ih),
+        ("w_hh", &w.w_hh),
+        ("bias", &w.bias),
+    ];
+    bound.extend(c.map(|c| ("c", c)));
+    super::check_f32(rec, OP, &bound)?;
+    let expect = [
+        ("x", x, x_shape),
+        ("h", h, vec![b, units]),
+        ("w_ih", &w.w_ih, vec![g, i]),
+        ("w_hh", &w.w_hh, vec![g, units]),
+        ("bias", &w.bias, vec![2, g]),
+    ];
+    for (what, t, shape) in expect
+        .into_iter()
+        .chain(c.map(|c| ("c", c, vec![b, units])))
+    {
+        if t.shape() != shape.as_slice() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what,
+                expected: format!("{shape:?}"),
+                got: t.shape().to_vec(),
+            });
+        }
+    }
+    if b == 0 {
+        return Err(Error::Empty {
+            op: OP,
+            what: "x",
+            shape: x.shape().to_vec(),
+        });
+    }
+    if c.is_some() != (w.mode == Mode::Lstm) {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "c",
+            got: if c.is_some() { "given" } else { "missing" }.into(),
+            expected: "the LSTM's cell state, and no other cell's",
+        });
+    }
+    let max = rec.context().limits().max_compute_workgroups_per_dimension as usize;
+    if b > max {
+        return Err(Error::LimitExceeded {
+            op: OP,
+            what: "sequences in one step",
+            value: b as u64,
+            limit: max as u64,
+        });
+    }
+    let h_out = rec.empty(&[b, units], DType::F32)?;
+    let c_out = match c {
+        Some(_) => Some(rec.empty(&[b, units], DType::F32)?),
+        None => None,
+    };
+    let mode = match w.mode {
+        Mode::Lstm => 0.0,
+        Mode::Gru => 1.0,
+        Mode::RnnTanh => 2.0,
+        Mode::RnnRelu => 3.0,
+    };
+    let params = Params {
+        b: b as u32,
+        i: i as u32,
+        h: units as u32,
+        t: t as u32,
+        steps: steps as u32,
+        _pad: [0; 3],
+    };
+    let c_in = c.unwrap_or(h);
+    let c_out_or_h = c_out.as_ref().unwrap_or(&h_out);
+    if units.is_multiple_of(4) && i.is_multiple_of(4) {
+        // A CPU adapter runs a workgroup per core at a time: 16-lane workgroups
+        // give a batch-1 step of 256 units sixteen of them.
+        let cpu = rec.context().adapter_info().device_type == wgpu::DeviceType::Cpu;
+        let wg: u32 = if cpu { 16 } else { 64 };
+        let pipeline = rec.context().pipeline(
+            &shaders::STREAM_STEP,
+            "forward4",
+            &[("MODE", mode), ("WG", f64::from(wg))],
+        );
+        rec.dispatch_tensors(
+            "stream_step::forward4",
+            &pipeline,
+            bytemuck::bytes_of(&params),
+            &[
+                (12, x),
+                (13, h),
+                (3, c_in),
+                (9, &w.w_ih),
+                (10, &w.w_hh),
+                (6, &w.bias),
+                (7, &h_out),
+                (8, c_out_or_h),
+            ],
+            [units.div_ceil(wg as usize) as u32, b as u32, 1],
+        )?;
+    } else {
+        let pipeline = rec
+            .context()
+            .pipeline(&shaders::STREAM_STEP, "forward", &[("MODE", mode)]);
+        rec.dispatch_tensors(
+            "stream_step::forward",
+            &pipeline,
+            bytemuck::bytes_of(&params),
+            &[
+                (1, x),
+                (2, h),
+                (3, c_in),
+                (4, &w.w_ih),
+                (5, &w.w_hh),
+                (6, &w.bias),
+                (7, &h_out),
+                (8, c_out_or_h),
+            ],
+            [units.div_ceil(64) as u32, b as u32, 1],
+        )?;
+    }
+    Ok((h_out, c_out))
+}
+
+#[cfg(test)]
+crate::ops::params_match_the_wgsl_struct!(crate::shaders::STREAM_STEP);

@@ -133,10 +133,10 @@ impl<C> Step<C> {
 
 /// Submits a training step recorded in `rec` whose loss is `loss` (`[1]`) and
 /// whose optimizer update was recorded by `opt` (its last [`Optimizer::step`]),
-/// reading back the loss and the gradient norm in one transfer. A non-finite loss
-/// or gradient norm is an error; the optimizer has then left the weights and its
-/// state as they were (its kernels check on the GPU before they write), and its
-/// step count is set back.
+/// reading back the loss and the gradient norm in one transfer of the same
+/// submit. A non-finite loss or gradient norm is an error; the optimizer has then
+/// left the weights and its state as they were (its kernels check on the GPU
+/// before they write), and its step count is set back.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn finish_step(rec: Recorder, loss: &Tensor, opt: &mut Optimizer) -> Result<StepReport> {
     pollster::block_on(finish_step_async(rec, loss, opt))
@@ -165,8 +165,7 @@ async fn finish_with(
     for (i, (_, m)) in metrics.iter().enumerate() {
         rec.copy_range(&report, 4 + i, m, 0, 1)?;
     }
-    rec.submit();
-    let v = report.to_vec_async().await?;
+    let v = rec.submit_read_async(&report).await?;
     let (loss, grad_norm, finite) = (v[0], v[1], v[3]);
     if !loss.is_finite() || finite == 0.0 {
         let step = opt.steps();

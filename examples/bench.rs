@@ -145,7 +145,7 @@ fn main() -> Result<()> {
         rows.push((w.name, secs, w.tokens, w.flops, memory, host));
     }
     println!(
-        "\n{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "\n{:<9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "",
         "ms/step",
         "tokens/s",
@@ -166,7 +166,7 @@ fn main() -> Result<()> {
             format!("{:.0}", tokens as f64 / secs)
         };
         println!(
-            "{name:<6} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1} {step_mib:>9.1} \
+            "{name:<9} {:>10.2} {tokens:>10} {gflops:>9.1} {:>8.1}% {:>9.1} {step_mib:>9.1} \
              {pool_mib:>9.1} {disp:>9.0} {us:>9.2}",
             secs * 1e3,
             100.0 * gflops / ceiling,

@@ -9,7 +9,8 @@
 //! and the ratio to ours: FILE holds `name,ms` lines under a `# label` line, as
 //! `python3 tools/peers_torch.py --out FILE` writes them for PyTorch on the CPU.
 //! `--gemm packed|buffers` runs every GEMM through one kernel family instead of the
-//! adapter's choice. The workloads are defined in benches/common/workloads.rs.
+//! adapter's choice; `--steps fused|unfused` runs every recurrent step fused
+//! (one dispatch) or not. The workloads are defined in benches/common/workloads.rs.
 
 #[path = "common/run.rs"]
 mod run;
@@ -41,6 +42,20 @@ struct Args {
     /// GEMM kernels, to see what each family costs per workload.
     #[arg(long, value_enum, default_value_t = Kernels::Auto)]
     gemm: Kernels,
+    /// Recurrent steps: fused (the recurrent product inside the cell's
+    /// dispatch), unfused, or the adapter's choice.
+    #[arg(long, value_enum, default_value_t = Steps::Auto)]
+    steps: Steps,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Steps {
+    /// By adapter and batch (`ContextOptions::fused_steps: None`).
+    Auto,
+    /// One dispatch per step wherever the adapter can.
+    Fused,
+    /// A recurrent product and a cell per step.
+    Unfused,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -96,6 +111,11 @@ fn main() -> Result<()> {
             Kernels::Auto => None,
             Kernels::Packed => Some(true),
             Kernels::Buffers => Some(false),
+        },
+        fused_steps: match args.steps {
+            Steps::Auto => None,
+            Steps::Fused => Some(true),
+            Steps::Unfused => Some(false),
         },
         ..Default::default()
     })?;

@@ -39,12 +39,7 @@ fn forward_unit(gid: vec3<u32>) -> f32 {
     return put_h(at, h);
 }
 
-@compute @workgroup_size(64, 1, 1)
-fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= p.h) {
-        return;
-    }
-    let at = locate(gid);
+fn backward_unit(at: At) {
     let r = at.row * GATES * p.h + at.j;
     if (!at.live) {
         no_gradient(at);

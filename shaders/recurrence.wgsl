@@ -45,7 +45,7 @@ alias act_t = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> lengths: array<u32>;    // [B]
 @group(0) @binding(2) var<storage, read> xw: array<act_t>;       // [D, B, T, G]
-@group(0) @binding(3) var<storage, read> gh: array<act_t>;       // [D, B, G]
+@group(0) @binding(3) var<storage, read_write> gh: array<act_t>; // [D, B, G]
 @group(0) @binding(4) var<storage, read> b_ih: array<f32>;       // [D, G]
 @group(0) @binding(5) var<storage, read> b_hh: array<f32>;       // [D, G]
 @group(0) @binding(6) var<storage, read_write> hs: array<act_t>; // [D, T + 1, B, H]
@@ -73,11 +73,16 @@ struct At {
 }
 
 fn locate(gid: vec3<u32>) -> At {
+    return locate_step(gid, p.step);
+}
+
+// locate for step `step` of the recurrence.
+fn locate_step(gid: vec3<u32>, step: u32) -> At {
     let j = gid.x;
     let b = gid.y;
     let d = gid.z;
     let reverse = d == 1u;
-    let t = select(p.step, p.t - 1u - p.step, reverse);
+    let t = select(step, p.t - 1u - step, reverse);
     let prev_slot = select(t, t + 1u, reverse);
     let next_slot = select(t + 1u, t, reverse);
     let g = p.h * GATES;
@@ -155,6 +160,13 @@ fn forward_packing(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 @compute @workgroup_size(64, 1, 1)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.h) {
+        backward_unit(locate(gid));
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
 fn outputs(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     let b = gid.y;
@@ -175,7 +187,7 @@ fn outputs(@builtin(global_invocation_id) gid: vec3<u32>) {
 // (returning the new states as stored) and backward_units4; workgroups of 16
 // invocations do 64 units, as the scalar entries' do.
 @group(0) @binding(18) var<storage, read> xw4: array<vec4<act_t>>;
-@group(0) @binding(19) var<storage, read> gh4: array<vec4<act_t>>;
+@group(0) @binding(19) var<storage, read_write> gh4: array<vec4<act_t>>;
 @group(0) @binding(20) var<storage, read> b_ih4: array<vec4<f32>>;
 @group(0) @binding(21) var<storage, read> b_hh4: array<vec4<f32>>;
 @group(0) @binding(22) var<storage, read_write> hs4: array<vec4<act_t>>;
@@ -266,4 +278,125 @@ fn backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (4u * gid.x < p.h) {
         backward_units4(at4(gid));
     }
+}
+
+// Fused steps, for adapters that bind a ninth storage buffer: the step's
+// recurrent product inside the cell's dispatch, one dispatch per step.
+// forward_fused computes gh of its own units from W_hh and the states before the
+// step, then runs the cell. backward_fused first adds to dh the recurrent
+// product of the step run before it (dgh of that step, written by the previous
+// dispatch, times W_hh), then runs the cell's backward; the caller adds the last
+// step's product with a GEMM. Same dispatch shapes as forward and backward (and
+// their vec4 twins). W_hh [D, G, H] f32, with f32 activations.
+@group(0) @binding(32) var<storage, read> w_hh: array<f32>;
+@group(0) @binding(48) var<storage, read> w_hh4: array<vec4<f32>>;
+
+// gh[d, b, k·H + j] = Σ_i hs[prev][i] · W_hh[d, k·H + j, i] for unit j's gates.
+fn recurrent_product(at: At, d: u32) {
+    let h0 = at.prev - at.j;
+    for (var k = 0u; k < GATES; k++) {
+        let w0 = ((d * GATES + k) * p.h + at.j) * p.h;
+        var acc = 0.0;
+        for (var i = 0u; i < p.h; i++) {
+            acc = fma(w_hh[w0 + i], f32(hs[h0 + i]), acc);
+        }
+        gh[at.gh + k * p.h] = act_t(acc);
+    }
+}
+
+// dh[d, b, j] += Σ_g dgh[the step run before this one][g] · W_hh[d, g, j]; nothing
+// before the first step run (step T − 1).
+fn state_product(at: At, gid: vec3<u32>) {
+    if (p.step + 1u >= p.t) {
+        return;
+    }
+    let g = GATES * p.h;
+    let r0 = locate_step(gid, p.step + 1u).row * g;
+    var acc = 0.0;
+    for (var k = 0u; k < g; k++) {
+        acc = fma(dgh[r0 + k], w_hh[(gid.z * g + k) * p.h + at.j], acc);
+    }
+    dh[at.state] += acc;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    if (at.live) {
+        recurrent_product(at, gid.z);
+    }
+    forward_unit(gid);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let at = locate(gid);
+    state_product(at, gid);
+    backward_unit(at);
+}
+
+// The same for the 4 units at `at`: rows read as vec4s along i.
+fn recurrent_product4(at: At, d: u32) {
+    let h0 = (at.prev - at.j) / 4u;
+    let q = p.h / 4u;
+    for (var k = 0u; k < GATES; k++) {
+        let r0 = ((d * GATES + k) * p.h + at.j) * q;
+        // acc[e]: the partial sums of unit j + e's row.
+        var acc = mat4x4<f32>();
+        for (var i = 0u; i < q; i++) {
+            let v = vec4<f32>(hs4[h0 + i]);
+            acc[0] = fma(w_hh4[r0 + i], v, acc[0]);
+            acc[1] = fma(w_hh4[r0 + q + i], v, acc[1]);
+            acc[2] = fma(w_hh4[r0 + 2u * q + i], v, acc[2]);
+            acc[3] = fma(w_hh4[r0 + 3u * q + i], v, acc[3]);
+        }
+        gh4[(at.gh + k * p.h) / 4u] = vec4<act_t>(vec4<f32>(1.0) * acc);
+    }
+}
+
+fn state_product4(at: At, gid: vec3<u32>) {
+    if (p.step + 1u >= p.t) {
+        return;
+    }
+    let g = GATES * p.h;
+    let r0 = locate_step(gid, p.step + 1u).row * g / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < g / 4u; k++) {
+        let dg = dgh4[r0 + k];
+        let w = ((gid.z * g + 4u * k) * p.h + at.j) / 4u;
+        let q = p.h / 4u;
+        acc = fma(w_hh4[w], vec4<f32>(dg.x), acc);
+        acc = fma(w_hh4[w + q], vec4<f32>(dg.y), acc);
+        acc = fma(w_hh4[w + 2u * q], vec4<f32>(dg.z), acc);
+        acc = fma(w_hh4[w + 3u * q], vec4<f32>(dg.w), acc);
+    }
+    dh4[at.state / 4u] += acc;
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn forward_fused4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (4u * gid.x >= p.h) {
+        return;
+    }
+    let at = at4(gid);
+    if (at.live) {
+        recurrent_product4(at, gid.z);
+    }
+    forward_units4(at);
+}
+
+@compute @workgroup_size(16, 1, 1)
+fn backward_fused4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (4u * gid.x >= p.h) {
+        return;
+    }
+    let at = at4(gid);
+    state_product4(at, gid);
+    backward_units4(at);
 }

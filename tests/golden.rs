@@ -389,8 +389,13 @@ fn every_golden_case_matches_pytorch() {
             failures.extend(run_tape(ctx(), &case, &mut checked));
             continue;
         }
+        // The recurrent layers on the adapter's steps and on fused ones.
         match Mode::from_name(&op) {
-            Some(mode) => failures.extend(run_recurrent(ctx(), &case, mode, &mut checked)),
+            Some(mode) => {
+                for ctx in [ctx(), common::fused()] {
+                    failures.extend(run_recurrent(ctx, &case, mode, &mut checked));
+                }
+            }
             None => failures.push(format!("{}: unknown op {op}", case.name)),
         }
     }

@@ -255,6 +255,66 @@ fn every_cell_on_every_gemm_path() {
     }
 }
 
+/// The fused steps (the recurrent product inside the cell's dispatch, forward
+/// and backward) on every cell, stacked and bidirectional with mixed lengths,
+/// against the reference and finite differences: H = 6 on the scalar kernels,
+/// H = 8 on the vec4 ones, H = 65 across workgroups; and one dispatch per step
+/// where the adapter can fuse.
+#[test]
+fn fused_steps_match_the_reference_on_every_cell() {
+    let ctx = common::fused();
+    for (i, mode) in MODES.into_iter().enumerate() {
+        for hidden in [6, 8] {
+            let seed = 700 + 4 * i as u64 + hidden as u64;
+            check(ctx, spec(mode, 3, hidden, 2, 2), 3, 4, &[4, 1, 3], seed);
+        }
+    }
+    check(ctx, spec("gru", 2, 65, 1, 2), 2, 3, &[3, 1], 790);
+    // Dispatches against the same stack unfused, with the same GEMM kernels (B = 2
+    // reads the buffers on every adapter).
+    for mode in [Mode::Lstm, Mode::Gru] {
+        let cfg = Config {
+            mode,
+            input_size: 4,
+            hidden_size: 8,
+            num_layers: 1,
+            bidirectional: true,
+        };
+        let (b, t) = (2, 5);
+        let count = |ctx: &Context| {
+            let model = Recurrent::new(ctx, cfg, 1).unwrap();
+            let x = Tensor::zeros(ctx, &[b, t, 4]).unwrap();
+            let dy = Tensor::zeros(ctx, &[b, t, 16]).unwrap();
+            let mut rec = Recorder::new(ctx, "count");
+            let (_, saved) = model.forward(&mut rec, &x, &[t; 2], None, None).unwrap();
+            let forward = rec.dispatches();
+            model
+                .backward_params(&mut rec, &saved, &dy, None, None)
+                .unwrap();
+            let backward = rec.dispatches() - forward;
+            rec.submit();
+            (forward, backward)
+        };
+        let (fused, unfused) = (count(ctx), count(common::gemm_contexts()[0]));
+        // Forward: the input GEMM, a dispatch per step (a product and a cell
+        // unfused), the outputs. Backward: the cell per step with the product of
+        // the step before, the last product after them. An adapter that cannot
+        // bind the ninth buffer runs them unfused.
+        let saved = if ctx.limits().max_storage_buffers_per_shader_stage >= 9 {
+            t
+        } else {
+            0
+        };
+        assert_eq!(unfused.0, 2 * t + 2, "{mode:?} forward unfused");
+        assert_eq!(fused.0, unfused.0 - saved, "{mode:?} forward");
+        assert_eq!(
+            unfused.1 - fused.1,
+            saved.saturating_sub(1),
+            "{mode:?} backward"
+        );
+    }
+}
+
 /// f16 storage on every cell and both GEMM paths, stacked and bidirectional with
 /// mixed lengths: outputs and every gradient against the f64 reference within f16's
 /// rounding. Adapters without SHADER_F16 refuse the storage with a typed error.
@@ -796,8 +856,9 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
 
     /// Random cells, sizes, depths, directions, batch sizes (1 included) and
-    /// lengths (1 and T included when drawn): outputs against the reference and
-    /// every gradient against finite differences.
+    /// lengths (1 and T included when drawn), on the adapter's steps or fused
+    /// ones: outputs against the reference and every gradient against finite
+    /// differences.
     #[test]
     fn random_layers_match_reference_and_finite_differences(
         mode in proptest::sample::select(MODES.to_vec()),
@@ -805,6 +866,7 @@ proptest::proptest! {
         batch in 1usize..4, steps in 1usize..6,
         drawn in proptest::collection::vec(1usize..6, 3),
         seed in 0u64..1_000_000,
+        fused in proptest::bool::ANY,
     ) {
         let lengths: Vec<usize> = drawn[..batch].iter().map(|&l| l.min(steps)).collect();
         let spec = spec(mode, input, hidden, layers, dirs);
@@ -813,7 +875,8 @@ proptest::proptest! {
         let model = Recurrent::new(ctx(), config(&spec), seed).unwrap();
         let (inp, _) = random_case(&spec, batch, steps, &lengths, seed + 1);
         proptest::prop_assume!(reference::relu_margin(&spec, &reference_params(&model), &inp) > 1e-4);
-        check(ctx(), spec, batch, steps, &lengths, seed);
+        let ctx = if fused { common::fused() } else { common::gemm_contexts()[0] };
+        check(ctx, spec, batch, steps, &lengths, seed);
     }
 }
 

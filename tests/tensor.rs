@@ -301,7 +301,11 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
     use rnn_wgpu::gpu::profile::Timing;
     use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
     // A context of its own: profiles are per context, and other tests share ctx().
-    let ctx = common::open(None);
+    // Unfused steps, whose cells count under their own phase.
+    let ctx = common::open_with(&rnn_wgpu::ContextOptions {
+        fused_steps: Some(false),
+        ..Default::default()
+    });
     let (b, t, i, h) = (2, 3, 4, 5);
     let cfg = Config {
         mode: Mode::Lstm,

@@ -52,6 +52,11 @@ pub struct ContextOptions {
     /// of at least 2¹⁵ multiply-adds with M and N of at least 8
     /// ([`Context::gemm_packs`]).
     pub gemm_packed: Option<bool>,
+    /// Whether a recurrent step runs as one dispatch, its recurrent product inside
+    /// the cell's kernel (`ops::recurrence::fused_steps`): `Some(true)` wherever the
+    /// adapter can (9 storage bindings, f32 activations), `Some(false)` never,
+    /// `None` by adapter and batch.
+    pub fused_steps: Option<bool>,
     /// The limits to open the device with. `None` asks for everything the adapter
     /// offers (the largest buffers and workgroup storage the hardware has, where
     /// WebGPU's portable defaults would be lower); `Some(wgpu::Limits::default())`
@@ -66,6 +71,7 @@ impl Default for ContextOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             label: "rnn-wgpu".into(),
             gemm_packed: None,
+            fused_steps: None,
             limits: None,
         }
     }
@@ -105,6 +111,7 @@ struct Inner {
     pipelines: PipelineCache,
     pool: Mutex<BufferPool>,
     gemm_packed: Option<bool>,
+    fused_steps: Option<bool>,
     profiling: AtomicBool,
     totals: Mutex<Totals>,
     faults: Arc<Mutex<Faults>>,
@@ -252,14 +259,20 @@ impl Context {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self::from_parts(info, device, queue, options.gemm_packed))
+        Ok(Self::from_parts(
+            info,
+            device,
+            queue,
+            options.gemm_packed,
+            options.fused_steps,
+        ))
     }
 
     /// Uses a device the application already owns (its renderer's, say), so training
     /// shares that GPU instead of opening a second device. The library uses whatever
     /// features and limits the device was created with.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::from_parts(device.adapter_info(), device, queue, None)
+        Self::from_parts(device.adapter_info(), device, queue, None, None)
     }
 
     fn from_parts(
@@ -267,6 +280,7 @@ impl Context {
         device: wgpu::Device,
         queue: wgpu::Queue,
         gemm_packed: Option<bool>,
+        fused_steps: Option<bool>,
     ) -> Self {
         // wgpu's default for an error nobody captured is a panic; keep it for the
         // next wait or readback to return instead, and note a lost device.
@@ -303,6 +317,7 @@ impl Context {
                 pipelines: PipelineCache::default(),
                 pool: Mutex::new(BufferPool::default()),
                 gemm_packed,
+                fused_steps,
                 profiling: AtomicBool::new(profile_env() || trace_env().is_some()),
                 #[cfg(not(target_arch = "wasm32"))]
                 opened: std::time::Instant::now(),
@@ -457,6 +472,11 @@ impl Context {
                 && work >= MIN_WORK
                 && m.min(n) >= MIN_SIDE,
         )
+    }
+
+    /// [`ContextOptions::fused_steps`] as the context was opened with.
+    pub fn fused_steps(&self) -> Option<bool> {
+        self.inner.fused_steps
     }
 
     /// Turns per-kernel timing on or off (see [`crate::gpu::profile`]); on at

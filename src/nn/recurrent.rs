@@ -399,45 +399,13 @@ impl Recurrent {
                 cs: cs.as_ref(),
                 acts: acts.as_ref(),
             };
-            rec.phase("recurrent step");
-            let w_hh_t = gemm::pack_b(rec, View::matrix(&w_hh, g, h, true).t(), d, b)?;
-            // The states before step s: direction 1's sit (2T + 1 − 2s) states after
-            // direction 0's.
-            let before = |s: usize| View {
-                offset: s * b * h,
-                batch_stride: (2 * t + 1 - 2 * s) * b * h,
-                ..View::matrix(&hs, b, h, false)
-            };
-            let mut h_prev = gemm::pack_a(rec, before(0), d, g)?;
-            // The texture h_prev replaced, free once its product is recorded: the
-            // steps alternate two textures.
-            let mut spare: Option<gemm::PackedA> = None;
-            for s in 0..t {
-                rec.phase("recurrent step");
-                // gh[d] = h_prev[d] · W_hh[d]ᵀ
-                gemm::forward_packed(
-                    rec,
-                    View::matrix(&gh, b, g, true),
-                    &h_prev,
-                    &w_hh_t,
-                    None,
-                    d,
-                    1.0,
-                    0.0,
-                )?;
-                rec.phase("cell");
-                // Where the GEMM reads packed states, the cell writes the next
-                // step's alongside hs.
-                let next = match (s + 1 < t, spare.take()) {
-                    (false, _) => None,
-                    (true, Some(old)) => Some(old.reuse(rec, before(s + 1), g, false)?),
-                    (true, None) => Some(gemm::pack_a_target(rec, before(s + 1), d, g)?),
-                };
-                let target = next.as_ref().and_then(|n| n.texture());
-                recurrence::forward(rec, &cell, geo, s, &io, target)?;
-                if let Some(next) = next {
-                    spare = Some(std::mem::replace(&mut h_prev, next));
+            if recurrence::fused_steps(rec, b, h, act) {
+                for s in 0..t {
+                    rec.phase("recurrent step");
+                    recurrence::forward_fused(rec, &cell, geo, s, &io, &w_hh)?;
                 }
+            } else {
+                forward_steps(rec, &cell, geo, &io, &w_hh)?;
             }
             recurrence::outputs(rec, &cell, geo, &lengths_t, &hs, &y)?;
             for dir in 0..d {
@@ -647,27 +615,31 @@ impl Recurrent {
                 batch_stride: (2 * t - 1 - 2 * s) * b * g,
                 ..View::matrix(&dgh, b, g, false)
             };
-            // One texture serves every step's dgh: each pack is ordered after the
-            // product that read the last one.
-            let mut packed: Option<gemm::PackedA> = None;
-            for s in (0..t).rev() {
-                recurrence::backward(rec, &cell, geo, s, &io)?;
-                // dh[d] += dgh[d, t_d] · W_hh[d]
-                let dgh_s = match packed.take() {
-                    Some(last) => last.reuse(rec, dgh_at(s), h, true)?,
-                    None => gemm::pack_a(rec, dgh_at(s), d, h)?,
-                };
-                gemm::forward_packed(
-                    rec,
-                    View::matrix(&dh, b, h, true),
-                    &dgh_s,
-                    &w_hh,
-                    None,
-                    d,
-                    1.0,
-                    1.0,
-                )?;
-                packed = Some(dgh_s);
+            // dh[d] += dgh[d, t_d] · W_hh[d]
+            let state_product = |rec: &mut Recorder, dgh_s: &gemm::PackedA| {
+                let dh = View::matrix(&dh, b, h, true);
+                gemm::forward_packed(rec, dh, dgh_s, &w_hh, None, d, 1.0, 1.0)
+            };
+            if recurrence::fused_steps(rec, b, h, sv.w_hh.dtype()) {
+                // Each step adds the product of the step before; the last is left.
+                for s in (0..t).rev() {
+                    recurrence::backward_fused(rec, &cell, geo, s, &io, &sv.w_hh)?;
+                }
+                let dgh_0 = gemm::pack_a(rec, dgh_at(0), d, h)?;
+                state_product(rec, &dgh_0)?;
+            } else {
+                // One texture serves every step's dgh: each pack is ordered after
+                // the product that read the last one.
+                let mut packed: Option<gemm::PackedA> = None;
+                for s in (0..t).rev() {
+                    recurrence::backward(rec, &cell, geo, s, &io)?;
+                    let dgh_s = match packed.take() {
+                        Some(last) => last.reuse(rec, dgh_at(s), h, true)?,
+                        None => gemm::pack_a(rec, dgh_at(s), d, h)?,
+                    };
+                    state_product(rec, &dgh_s)?;
+                    packed = Some(dgh_s);
+                }
             }
             rec.copy_range(&dh0, at, &dh, 0, d * b * h)?;
             if let (Some(dc0), Some(dc)) = (&dc0, &dc) {
@@ -894,6 +866,62 @@ fn check_state(
             expected: format!("{shape:?}"),
             got: t.shape().to_vec(),
         });
+    }
+    Ok(())
+}
+
+/// The forward steps of one layer as a recurrent GEMM and the cell each, the
+/// GEMM reading packed states where the adapter packs: the cell then writes the
+/// next step's states into the texture as well.
+fn forward_steps(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    io: &ForwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
+    let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+    let g = cell.gates * h;
+    let (gh, hs) = (io.gh, io.hs);
+    rec.phase("recurrent step");
+    let w_hh_t = gemm::pack_b(rec, View::matrix(w_hh, g, h, true).t(), d, b)?;
+    // The states before step s: direction 1's sit (2T + 1 − 2s) states after
+    // direction 0's.
+    let before = |s: usize| View {
+        offset: s * b * h,
+        batch_stride: (2 * t + 1 - 2 * s) * b * h,
+        ..View::matrix(hs, b, h, false)
+    };
+    let mut h_prev = gemm::pack_a(rec, before(0), d, g)?;
+    // The texture h_prev replaced, free once its product is recorded: the
+    // steps alternate two textures.
+    let mut spare: Option<gemm::PackedA> = None;
+    for s in 0..t {
+        rec.phase("recurrent step");
+        // gh[d] = h_prev[d] · W_hh[d]ᵀ
+        gemm::forward_packed(
+            rec,
+            View::matrix(gh, b, g, true),
+            &h_prev,
+            &w_hh_t,
+            None,
+            d,
+            1.0,
+            0.0,
+        )?;
+        rec.phase("cell");
+        // Where the GEMM reads packed states, the cell writes the next
+        // step's alongside hs.
+        let next = match (s + 1 < t, spare.take()) {
+            (false, _) => None,
+            (true, Some(old)) => Some(old.reuse(rec, before(s + 1), g, false)?),
+            (true, None) => Some(gemm::pack_a_target(rec, before(s + 1), d, g)?),
+        };
+        let target = next.as_ref().and_then(|n| n.texture());
+        recurrence::forward(rec, cell, geo, s, io, target)?;
+        if let Some(next) = next {
+            spare = Some(std::mem::replace(&mut h_prev, next));
+        }
     }
     Ok(())
 }

@@ -136,16 +136,7 @@ pub fn forward(
     io: &ForwardIo,
     next_packed: Option<&wgpu::TextureView>,
 ) -> Result<()> {
-    let n = geo.numel(cell.gates);
-    let mut bindings = vec![
-        (2, "xw", io.xw, n.gates_all),
-        (3, "gh", io.gh, n.gates_step),
-        (4, "b_ih", io.b_ih, n.bias),
-        (5, "b_hh", io.b_hh, n.bias),
-        (6, "hs", io.hs, n.states),
-    ];
-    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
-    bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
+    let bindings = forward_bindings(cell, geo, io)?;
     let entry = if next_packed.is_some() {
         "forward_packing"
     } else {
@@ -162,6 +153,78 @@ pub fn forward(
         next_packed,
         false,
     )
+}
+
+/// [`forward`] with the step's recurrent product inside the cell's dispatch:
+/// `io.gh` is computed from `w_hh` (`[D, G, H]`, f32, as are the activations)
+/// and the states before the step, so no GEMM precedes it. Needs a ninth storage
+/// binding (see [`fused_steps`]).
+pub fn forward_fused(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    step: usize,
+    io: &ForwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
+    let mut bindings = forward_bindings(cell, geo, io)?;
+    bindings.push(w_hh_binding(cell, geo, w_hh));
+    launch(
+        rec,
+        cell,
+        "forward_fused",
+        geo,
+        step,
+        io.lengths,
+        &bindings,
+        None,
+        false,
+    )
+}
+
+fn forward_bindings<'a>(
+    cell: &Cell,
+    geo: Geometry,
+    io: &ForwardIo<'a>,
+) -> Result<Vec<Binding<'a>>> {
+    let n = geo.numel(cell.gates);
+    let mut bindings = vec![
+        (2, "xw", io.xw, n.gates_all),
+        (3, "gh", io.gh, n.gates_step),
+        (4, "b_ih", io.b_ih, n.bias),
+        (5, "b_hh", io.b_hh, n.bias),
+        (6, "hs", io.hs, n.states),
+    ];
+    bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
+    bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
+    Ok(bindings)
+}
+
+fn w_hh_binding<'a>(cell: &Cell, geo: Geometry, w_hh: &'a Tensor) -> Binding<'a> {
+    let g = cell.gates * geo.hidden;
+    (32, "w_hh", w_hh, geo.dirs * g * geo.hidden)
+}
+
+/// Whether a step of `batch` sequences of `hidden` units runs fused (one
+/// dispatch per step: [`forward_fused`], [`backward_fused`]) with activations
+/// stored as `storage`: as [`ContextOptions::fused_steps`] says, else by adapter.
+/// A fused step reads W_hh once per sequence where a GEMM shares each load across
+/// the batch, and saves one dispatch per step forward and one or two backward.
+/// On CPU adapters it wins while batch × hidden ≤ 256 (measured on lavapipe,
+/// BENCHMARKS.md). Elsewhere the steps fuse up to 16 sequences, where the
+/// per-step products are too thin to fill a GPU (a first choice, not yet measured
+/// on one). Either way the adapter must bind 9 storage buffers to one kernel and the
+/// activations must be f32.
+///
+/// [`ContextOptions::fused_steps`]: crate::ContextOptions::fused_steps
+pub fn fused_steps(rec: &Recorder, batch: usize, hidden: usize, storage: DType) -> bool {
+    let ctx = rec.context();
+    let possible = storage == DType::F32 && ctx.limits().max_storage_buffers_per_shader_stage >= 9;
+    let by_adapter = match ctx.adapter_info().device_type {
+        wgpu::DeviceType::Cpu => batch * hidden <= 256,
+        _ => batch <= 16,
+    };
+    possible && ctx.fused_steps().unwrap_or(by_adapter)
 }
 
 /// Records the layer's outputs `y` `[B, T, D·H]` from the states `hs` of a
@@ -192,6 +255,52 @@ pub fn backward(
     step: usize,
     io: &BackwardIo,
 ) -> Result<()> {
+    let bindings = backward_bindings(cell, geo, io)?;
+    launch(
+        rec,
+        cell,
+        "backward",
+        geo,
+        step,
+        io.lengths,
+        &bindings,
+        None,
+        io.dgi.is_none(),
+    )
+}
+
+/// [`backward`] that first adds to `dh` the recurrent product of the step run
+/// before it (`dgh` of step `step + 1` times `w_hh`, `[D, G, H]` f32): one
+/// dispatch per step where [`backward`] takes a GEMM after it. After step 0 the
+/// caller adds step 0's product itself.
+pub fn backward_fused(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    step: usize,
+    io: &BackwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
+    let mut bindings = backward_bindings(cell, geo, io)?;
+    bindings.push(w_hh_binding(cell, geo, w_hh));
+    launch(
+        rec,
+        cell,
+        "backward_fused",
+        geo,
+        step,
+        io.lengths,
+        &bindings,
+        None,
+        io.dgi.is_none(),
+    )
+}
+
+fn backward_bindings<'a>(
+    cell: &Cell,
+    geo: Geometry,
+    io: &BackwardIo<'a>,
+) -> Result<Vec<Binding<'a>>> {
     let n = geo.numel(cell.gates);
     if io.dgi.is_none() && !cell.dgi_is_dgh {
         return Err(Error::ShapeMismatch {
@@ -214,17 +323,7 @@ pub fn backward(
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
     bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
-    launch(
-        rec,
-        cell,
-        "backward",
-        geo,
-        step,
-        io.lengths,
-        &bindings,
-        None,
-        io.dgi.is_none(),
-    )
+    Ok(bindings)
 }
 
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
@@ -356,6 +455,8 @@ fn launch(
         ("forward_packing", true) => ("forward_packing4", VEC4_BINDINGS),
         ("outputs", true) => ("outputs4", VEC4_BINDINGS),
         ("backward", true) => ("backward4", VEC4_BINDINGS),
+        ("forward_fused", true) => ("forward_fused4", VEC4_BINDINGS),
+        ("backward_fused", true) => ("backward_fused4", VEC4_BINDINGS),
         _ => (entry, 0),
     };
     let f16: &[&str] = if storage == DType::F16 {

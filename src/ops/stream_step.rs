@@ -145,55 +145,51 @@ pub fn forward(
         steps: steps as u32,
         _pad: [0; 3],
     };
+    // A cell without c reads h as c (reads may alias) and writes c_out into the
+    // placeholder (writable bindings may not alias in WebGPU).
     let c_in = c.unwrap_or(h);
-    let c_out_or_h = c_out.as_ref().unwrap_or(&h_out);
-    if units.is_multiple_of(4) && i.is_multiple_of(4) {
-        // A CPU adapter runs a workgroup per core at a time: 16-lane workgroups
-        // give a batch-1 step of 256 units sixteen of them.
-        let cpu = rec.context().adapter_info().device_type == wgpu::DeviceType::Cpu;
-        let wg: u32 = if cpu { 16 } else { 64 };
-        let pipeline = rec.context().pipeline(
-            &shaders::STREAM_STEP,
-            "forward4",
-            &[("MODE", mode), ("WG", f64::from(wg))],
-        );
-        rec.dispatch_tensors(
-            "stream_step::forward4",
-            &pipeline,
-            bytemuck::bytes_of(&params),
-            &[
-                (12, x),
-                (13, h),
-                (3, c_in),
-                (9, &w.w_ih),
-                (10, &w.w_hh),
-                (6, &w.bias),
-                (7, &h_out),
-                (8, c_out_or_h),
-            ],
-            [units.div_ceil(wg as usize) as u32, b as u32, 1],
-        )?;
+    let mut held = vec![x, h, c_in, &w.w_ih, &w.w_hh, &w.bias, &h_out];
+    held.extend(c_out.as_ref());
+    rec.hold(&held);
+    let ctx = rec.context().clone();
+    let c_out_binding = match &c_out {
+        Some(t) => t.buffer().as_entire_binding(),
+        None => ctx.placeholder().as_entire_binding(),
+    };
+    let vec4 = units.is_multiple_of(4) && i.is_multiple_of(4);
+    // A CPU adapter runs a workgroup per core at a time: 16-lane workgroups give
+    // a batch-1 step of 256 units sixteen of them.
+    let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
+    let wg: u32 = if vec4 && cpu { 16 } else { 64 };
+    // forward4 reads x, h and the weights through vec4 views bound elsewhere.
+    let (entry, [bx, bh, bw_ih, bw_hh]) = if vec4 {
+        ("forward4", [12, 13, 9, 10])
     } else {
-        let pipeline = rec
-            .context()
-            .pipeline(&shaders::STREAM_STEP, "forward", &[("MODE", mode)]);
-        rec.dispatch_tensors(
-            "stream_step::forward",
-            &pipeline,
-            bytemuck::bytes_of(&params),
-            &[
-                (1, x),
-                (2, h),
-                (3, c_in),
-                (4, &w.w_ih),
-                (5, &w.w_hh),
-                (6, &w.bias),
-                (7, &h_out),
-                (8, c_out_or_h),
-            ],
-            [units.div_ceil(64) as u32, b as u32, 1],
-        )?;
-    }
+        ("forward", [1, 2, 4, 5])
+    };
+    let constants = [("MODE", mode), ("WG", f64::from(wg))];
+    let bindings = [
+        (bx, x),
+        (bh, h),
+        (3, c_in),
+        (bw_ih, &w.w_ih),
+        (bw_hh, &w.w_hh),
+        (6, &w.bias),
+        (7, &h_out),
+    ];
+    let pipeline = ctx.pipeline(&shaders::STREAM_STEP, entry, &constants);
+    let mut resources: Vec<_> = bindings
+        .iter()
+        .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
+        .collect();
+    resources.push((8, c_out_binding));
+    rec.dispatch(
+        &format!("{OP}::{entry}"),
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &resources,
+        [units.div_ceil(wg as usize) as u32, b as u32, 1],
+    )?;
     Ok((h_out, c_out))
 }
 

@@ -11,9 +11,10 @@ function say(line) {
 }
 
 // Values the launchers give the non-boolean override constants (ops::fma_probe's
-// chain counts, ops::gemm's thin rows); a boolean override takes both values. An
-// override missing here fails the check, so a new one gets listed.
-const VALUES = { CHAINS: [2, 4, 8], THIN_ROWS: [1, 2, 3, 4] };
+// chain counts, ops::gemm's thin rows, ops::stream_step's cells and workgroup
+// sizes); a boolean override takes both values. An override missing here fails
+// the check, so a new one gets listed.
+const VALUES = { CHAINS: [2, 4, 8], THIN_ROWS: [1, 2, 3, 4], MODE: [0, 1, 2, 3], WG: [16, 64] };
 
 // The functions of a WGSL source: name -> body text.
 function functions(source) {

@@ -10,11 +10,15 @@ use rnn_wgpu::{Context, ContextOptions};
 
 /// A context of its own (for tests that count its allocations).
 pub fn open(gemm_packed: Option<bool>) -> Context {
-    let options = ContextOptions {
+    open_with(&ContextOptions {
         gemm_packed,
         ..Default::default()
-    };
-    Context::with_options(&options).unwrap_or_else(|e| {
+    })
+}
+
+/// A context opened with `options`.
+pub fn open_with(options: &ContextOptions) -> Context {
+    Context::with_options(options).unwrap_or_else(|e| {
         panic!(
             "GPU tests need an adapter (CI={:?}): {e}",
             std::env::var("CI").ok()
@@ -29,16 +33,39 @@ pub fn ctx() -> &'static Context {
     CTX.get_or_init(|| open(None))
 }
 
-/// The default context plus one that packs every GEMM into textures and one that
-/// never does, so both kernel families are checked on every adapter.
+/// Three contexts whose recurrent steps run unfused (a recurrent GEMM and a cell
+/// each): one with the adapter's GEMM kernels, one that packs every GEMM into
+/// textures and one that never does, so both kernel families are checked on
+/// every adapter.
 pub fn gemm_contexts() -> [&'static Context; 3] {
+    static DEFAULT: OnceLock<Context> = OnceLock::new();
     static PACKED: OnceLock<Context> = OnceLock::new();
     static UNPACKED: OnceLock<Context> = OnceLock::new();
+    let unfused = |gemm_packed| {
+        open_with(&ContextOptions {
+            gemm_packed,
+            fused_steps: Some(false),
+            ..Default::default()
+        })
+    };
     [
-        ctx(),
-        PACKED.get_or_init(|| open(Some(true))),
-        UNPACKED.get_or_init(|| open(Some(false))),
+        DEFAULT.get_or_init(|| unfused(None)),
+        PACKED.get_or_init(|| unfused(Some(true))),
+        UNPACKED.get_or_init(|| unfused(Some(false))),
     ]
+}
+
+/// A context whose recurrent steps all run fused (one dispatch per step) where
+/// the adapter can, the path small batches take, so that it is checked on every
+/// adapter.
+pub fn fused() -> &'static Context {
+    static FUSED: OnceLock<Context> = OnceLock::new();
+    FUSED.get_or_init(|| {
+        open_with(&ContextOptions {
+            fused_steps: Some(true),
+            ..Default::default()
+        })
+    })
 }
 
 /// The library's SplitMix64 stream: small, seeded, and the same on every platform.

@@ -17,7 +17,7 @@ use rnn_wgpu::nn::{Attention, Module, Named, Score};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
+use rnn_wgpu::{Context, ContextOptions, DType, Error, Recorder, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use wasm_bindgen::prelude::*;
 
@@ -53,6 +53,13 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
         .await
         .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
     log(&format!("device: {}", ctx.report().replace('\n', "; ")));
+    // A second device whose recurrent steps all run fused (one dispatch each).
+    let fused = Context::with_options_async(&ContextOptions {
+        fused_steps: Some(true),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
     let cases: Vec<(&str, Case)> = vec![
         (
             "f16 storage refused without shader-f16",
@@ -64,6 +71,22 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             Box::pin(golden(&ctx, LSTM_L1_BI_65)),
         ),
         ("golden gru_l2_bi_h13", Box::pin(golden(&ctx, GRU_L2_BI))),
+        (
+            "golden lstm_l2_bi_h13, fused steps",
+            Box::pin(golden(&fused, LSTM_L2_BI)),
+        ),
+        (
+            "golden lstm_l1_bi_h65, fused steps",
+            Box::pin(golden(&fused, LSTM_L1_BI_65)),
+        ),
+        (
+            "golden gru_l2_bi_h13, fused steps",
+            Box::pin(golden(&fused, GRU_L2_BI)),
+        ),
+        (
+            "fused steps: one dispatch each",
+            Box::pin(fused_dispatches(&fused)),
+        ),
         (
             "golden attention_general_tq4_s70",
             Box::pin(golden(&ctx, ATT_GENERAL)),
@@ -390,6 +413,35 @@ fn tagging_batch(rng: &mut Lcg, size: usize) -> std::result::Result<Batch, Strin
         .collect();
     let refs: Vec<(&[u32], &[u32])> = seqs.iter().map(|(a, b)| (&a[..], &b[..])).collect();
     Batch::pad(&refs, 0).map_err(fail)
+}
+
+/// The fused context runs a layer's forward as the input GEMM, one dispatch per
+/// step and the outputs: the golden cases above ran that path, not another.
+async fn fused_dispatches(ctx: &Context) -> Outcome {
+    let bindings = ctx.limits().max_storage_buffers_per_shader_stage;
+    ensure(bindings >= 9, || {
+        format!("the adapter binds {bindings} storage buffers per kernel, fused steps need 9")
+    })?;
+    let cfg = Config {
+        mode: Mode::Lstm,
+        input_size: 3,
+        hidden_size: 5,
+        num_layers: 1,
+        bidirectional: true,
+    };
+    let (b, t) = (2, 4);
+    let model = Recurrent::new(ctx, cfg, 1).map_err(fail)?;
+    let x = Tensor::zeros(ctx, &[b, t, 3]).map_err(fail)?;
+    let mut rec = Recorder::new(ctx, "count");
+    model
+        .forward(&mut rec, &x, &[t; 2], None, None)
+        .map_err(fail)?;
+    let n = rec.dispatches();
+    rec.submit();
+    ensure(n == t + 2, || format!("{n} dispatches for {t} steps"))?;
+    Ok(format!(
+        "{n} dispatches for {t} steps, {bindings} storage bindings"
+    ))
 }
 
 async fn tagger_learns(ctx: &Context) -> Outcome {

@@ -8,9 +8,12 @@
 //! directions; then per step one GEMM (h·W_hhᵀ, both directions as a batch of 2)
 //! and one fused cell dispatch. Backward, per layer: per step (in reverse) one
 //! cell dispatch and one GEMM (dh += dgh·W_hh); then the weight gradients as one
-//! GEMM each over all steps, the bias gradients as column sums, and dx. Nothing is
+//! GEMM each over all steps, the bias gradients as column sums, and dx. At small
+//! batches (`ops::recurrence::fused_steps`) a step is one dispatch instead, the
+//! recurrent product inside the cell's kernel, forward and backward. Nothing is
 //! read back to the host: the whole sequence is recorded into the caller's
-//! [`Recorder`].
+//! [`Recorder`]. A trained unidirectional stack also runs a token at a time as a
+//! [`Stream`](crate::nn::Stream).
 //!
 //! Padding: past a sequence's length its state is carried unchanged, its outputs
 //! are 0 and it contributes nothing to any gradient; `h_n` (and `c_n`) hold the

@@ -211,9 +211,10 @@ fn w_hh_binding<'a>(cell: &Cell, geo: Geometry, w_hh: &'a Tensor) -> Binding<'a>
 /// A fused step reads W_hh once per sequence where a GEMM shares each load across
 /// the batch, and saves one dispatch per step forward and one or two backward.
 /// On CPU adapters it wins while batch × hidden ≤ 256 (measured on lavapipe,
-/// BENCHMARKS.md). Elsewhere the steps fuse up to 16 sequences, where the
-/// per-step products are too thin to fill a GPU (a first choice, not yet measured
-/// on one). Either way the adapter must bind 9 storage buffers to one kernel and the
+/// BENCHMARKS.md). Elsewhere the steps fuse up to 32 sequences, where the
+/// per-step products are too thin to fill a GPU: a backward step's product at
+/// B = 32, H = 256 runs 128 invocations, the fused step 2,048 (a first choice,
+/// not yet measured on a GPU). Either way the adapter must bind 9 storage buffers to one kernel and the
 /// activations must be f32.
 ///
 /// [`ContextOptions::fused_steps`]: crate::ContextOptions::fused_steps
@@ -222,7 +223,7 @@ pub fn fused_steps(rec: &Recorder, batch: usize, hidden: usize, storage: DType) 
     let possible = storage == DType::F32 && ctx.limits().max_storage_buffers_per_shader_stage >= 9;
     let by_adapter = match ctx.adapter_info().device_type {
         wgpu::DeviceType::Cpu => batch * hidden <= 256,
-        _ => batch <= 16,
+        _ => batch <= 32,
     };
     possible && ctx.fused_steps().unwrap_or(by_adapter)
 }

@@ -477,3 +477,60 @@ fn sampling_with_top_k_of_one_is_greedy_and_a_seed_repeats() {
         }
     }
 }
+
+/// The decoder as a stream, fed the target one token at a time, gives the logits
+/// the teacher-forced pass gives at each step, for every model; a fork goes on
+/// alike; a wrong token count is refused.
+#[test]
+fn a_decoder_stream_gives_the_teacher_forced_logits() {
+    let ctx = ctx();
+    let (src, tgt): (&[u32], &[u32]) = (&[3, 4, 5, 6], &[5, 6, 7]);
+    for (i, (link, encoder)) in MODELS.into_iter().enumerate() {
+        let what = format!("{link:?} {encoder:?}");
+        let model = Seq2Seq::new(ctx, config(link, encoder, true, 2), 80 + i as u64).unwrap();
+        let v = model.config().tgt_vocab;
+        let b = ParallelBatch::new(&[(src, tgt)], PAD, BOS, EOS).unwrap();
+        let mut tape = Tape::eval(ctx, "teacher forced");
+        let logits = model.forward(&mut tape, &b).unwrap();
+        tape.into_recorder().submit();
+        let want = logits.to_vec().unwrap();
+        let mut rec = Recorder::new(ctx, "stream");
+        let mut stream = model.stream(&mut rec, &[src]).unwrap();
+        rec.submit();
+        let mut fork = None;
+        for (t, &id) in [BOS].iter().chain(tgt).enumerate() {
+            let mut rec = Recorder::new(ctx, "token");
+            let logits = stream.feed(&mut rec, &[id]).unwrap();
+            let got = rec.submit_read(&logits).unwrap();
+            for (k, (g, w)) in got.iter().zip(&want[t * v..(t + 1) * v]).enumerate() {
+                assert!(
+                    (g - w).abs() < 1e-4,
+                    "{what} step {t} logit {k}: {g} vs {w}"
+                );
+            }
+            assert_eq!(stream.attention().is_some(), link != Link::None, "{what}");
+            if t == 1 {
+                fork = Some(stream.clone());
+            }
+        }
+        // The fork was taken after step 1: fed step 2's token, it gives step 2's
+        // logits again.
+        let mut fork = fork.unwrap();
+        let mut rec = Recorder::new(ctx, "fork");
+        let logits = fork.feed(&mut rec, &[tgt[1]]).unwrap();
+        let got = rec.submit_read(&logits).unwrap();
+        for (g, w) in got.iter().zip(&want[2 * v..3 * v]) {
+            assert!((g - w).abs() < 1e-4, "{what} fork: {g} vs {w}");
+        }
+        let mut rec = Recorder::new(ctx, "bad");
+        assert!(matches!(
+            stream.feed(&mut rec, &[BOS, BOS]),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            stream.feed(&mut rec, &[v as u32]),
+            Err(Error::IndexOutOfRange { .. })
+        ));
+        assert_eq!(rec.dispatches(), 0, "{what}");
+    }
+}

@@ -115,6 +115,12 @@ impl Tape {
         }
     }
 
+    /// An inference tape recording into `rec` (which [`into_recorder`](Self::into_recorder)
+    /// gives back), for tape ops in a recording the caller already holds.
+    pub fn eval_on(rec: Recorder) -> Self {
+        Self { rec, nodes: None }
+    }
+
     /// Whether ops record their backward (and dropout drops).
     pub fn is_training(&self) -> bool {
         self.nodes.is_some()

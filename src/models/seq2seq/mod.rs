@@ -28,9 +28,11 @@
 mod decoder;
 mod encoder;
 mod search;
+mod stream;
 
 pub use encoder::Encoder;
 pub use search::Hypothesis;
+pub use stream::DecoderStream;
 
 use crate::data::ParallelBatch;
 use crate::error::{Error, Result};

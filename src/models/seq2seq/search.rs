@@ -48,7 +48,7 @@ fn submit(tape: &mut Tape, ctx: &Context, label: &str) {
 
 impl Seq2Seq {
     /// Pads sources for decoding (no targets).
-    fn sources(&self, src: &[&[u32]]) -> Result<Batch> {
+    pub(super) fn sources(&self, src: &[&[u32]]) -> Result<Batch> {
         let pairs: Vec<(&[u32], &[u32])> = src.iter().map(|&s| (s, s)).collect();
         Batch::pad(&pairs, self.cfg.pad)
     }

@@ -146,7 +146,15 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         num_layers: case.usize("num_layers"),
         bidirectional: case.meta("bidirectional") == "1",
     };
-    let model = Recurrent::new(ctx, cfg, 0).unwrap();
+    let mut model = Recurrent::new(ctx, cfg, 0).unwrap();
+    // Dropout between layers: a training forward with the case's mask seed, or
+    // an evaluation forward that must ignore the dropout.
+    let train = case.meta.get("train").is_some_and(|t| t == "1");
+    if let Some(p) = case.meta.get("dropout") {
+        let p: f32 = p.parse().unwrap();
+        let seed: u32 = case.meta("dropout_seed").parse().unwrap();
+        model = model.with_dropout(p, seed).unwrap();
+    }
     load_params(case, &model.named_params());
     let lengths = case.lengths("lengths");
     let lstm = mode == Mode::Lstm;
@@ -158,8 +166,12 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
     let dc_n = lstm.then(|| case.upload(ctx, "dc_n"));
 
     let mut rec = Recorder::new(ctx, "golden");
-    let (out, saved) = model
-        .forward(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+    let forward = if train {
+        Recurrent::forward_train
+    } else {
+        Recurrent::forward
+    };
+    let (out, saved) = forward(&model, &mut rec, &x, &lengths, Some(&h0), c0.as_ref())
         .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
     let grads = model
         .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())

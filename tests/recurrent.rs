@@ -9,7 +9,7 @@ use common::{assert_close, ctx, to_f64, Rng};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Output, Recurrent};
 use rnn_wgpu::nn::Module;
 use rnn_wgpu::ops::cast;
-use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
+use rnn_wgpu::{Context, DType, Error, Recorder, Tape, Tensor, Var};
 
 /// Outputs: f32 kernels against the f64 reference over a few dozen steps.
 const FWD_RTOL: f64 = 1e-4;
@@ -59,6 +59,7 @@ fn random_case(
         x: v(batch * steps * spec.input),
         h0: v(states),
         c0: if spec.lstm() { v(states) } else { vec![] },
+        between: vec![],
     };
     let up = Upstream {
         dy: v(batch * steps * spec.dirs * spec.hidden),
@@ -252,6 +253,102 @@ fn every_cell_on_every_gemm_path() {
                 check(ctx, spec(mode, 3, hidden, 2, 2), 3, 4, &[4, 1, 3], seed);
             }
         }
+    }
+}
+
+/// Dropout between stacked layers: a training forward drops each layer's output
+/// but the last with the mask its seed gives (`shaders/dropout.wgsl`'s hash,
+/// ported in `common::dropout_multipliers`), and the backward uses the same
+/// masks: outputs and every gradient against the f64 reference with those masks
+/// and its finite differences, on the adapter's steps and fused ones; an
+/// evaluation forward and an eval tape ignore the dropout; a bad probability is
+/// refused.
+#[test]
+fn dropout_between_layers_uses_one_mask_forward_and_backward() {
+    let (p, seed) = (0.25f32, 5u32);
+    for ctx in [common::gemm_contexts()[0], common::fused()] {
+        for (i, mode) in ["lstm", "gru"].into_iter().enumerate() {
+            let spec = spec(mode, 3, 5, 3, 2);
+            let (batch, steps, lengths) = (3, 4, [4, 1, 3]);
+            let what = format!("{spec:?} dropout {p}");
+            let model = Recurrent::new(ctx, config(&spec), 300 + i as u64)
+                .unwrap()
+                .with_dropout(p, seed)
+                .unwrap();
+            let (mut inp, up) = random_case(&spec, batch, steps, &lengths, 301 + i as u64);
+            let y_len = batch * steps * spec.dirs * spec.hidden;
+            // The first forward's calls 0 and 1 drop after layers 0 and 1.
+            inp.between = (0..2)
+                .map(|k| {
+                    let call = seed.wrapping_mul(0x9E37_79B9).wrapping_add(k);
+                    common::dropout_multipliers(y_len, p, call)
+                })
+                .collect();
+            let state = [spec.layers * spec.dirs, batch, spec.hidden];
+            let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
+            let h0 = upload(ctx, &state, &inp.h0);
+            let c0 = spec.lstm().then(|| upload(ctx, &state, &inp.c0));
+            let dy = upload(ctx, &[batch, steps, spec.dirs * spec.hidden], &up.dy);
+            let dh_n = upload(ctx, &state, &up.dh_n);
+            let dc_n = spec.lstm().then(|| upload(ctx, &state, &up.dc_n));
+            let mut rec = Recorder::new(ctx, "train");
+            let (out, saved) = model
+                .forward_train(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+                .unwrap();
+            let grads = model
+                .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
+                .unwrap();
+            rec.submit();
+            let params = reference_params(&model);
+            let want = reference::forward(&spec, &params, &inp);
+            assert_outputs(&what, &out, &want);
+            let fd = reference::gradients(&spec, &params, &inp, &up);
+            let close = |name: &str, got: &[f32], want: &[f64]| {
+                assert_close(
+                    &format!("{what}: grad {name}"),
+                    got,
+                    want,
+                    GRAD_RTOL,
+                    GRAD_ATOL,
+                )
+            };
+            close("x", &grads.dx.to_vec().unwrap(), &fd.x);
+            close("h0", &grads.dh0.to_vec().unwrap(), &fd.h0);
+            for n in model.named_grads() {
+                close(&n.name, &n.read().unwrap(), &fd.params[&n.name]);
+            }
+            // Evaluation: no dropout, on a recorder and on an eval tape.
+            inp.between.clear();
+            let want = reference::forward(&spec, &params, &inp);
+            let mut rec = Recorder::new(ctx, "eval");
+            let (out, _) = model
+                .forward(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+                .unwrap();
+            rec.submit();
+            assert_outputs(&format!("{what}, eval"), &out, &want);
+            let mut tape = Tape::eval(ctx, "eval tape");
+            let (xv, h0v) = (Var::constant(x.clone()), Var::constant(h0.clone()));
+            let c0v = c0.clone().map(Var::constant);
+            let seq = model
+                .apply(&mut tape, &xv, &lengths, Some(&h0v), c0v.as_ref())
+                .unwrap();
+            tape.into_recorder().submit();
+            let got = seq.y.to_vec().unwrap();
+            assert_close(
+                &format!("{what}, eval tape"),
+                &got,
+                &want.y,
+                FWD_RTOL,
+                FWD_ATOL,
+            );
+        }
+    }
+    let model = Recurrent::new(common::ctx(), config(&spec("gru", 2, 3, 2, 1)), 1).unwrap();
+    for bad in [1.0, -0.1, f32::NAN] {
+        assert!(matches!(
+            model.clone().with_dropout(bad, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 }
 
@@ -516,6 +613,7 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
                 } else {
                     vec![]
                 },
+                between: vec![],
             };
             let chunk_up = Upstream {
                 dy,

@@ -22,6 +22,15 @@ torch.nn.TransformerEncoderLayer(batch_first, ReLU, post-norm, dropout 0) on x
 dy, every parameter under its state_dict name, and the gradients of Σ y·dy as
 grad.x and grad.<parameter>.
 
+Dropout between stacked layers (the recurrent metadata plus dropout, the drop
+probability, and train "0"/"1"): in evaluation torch.nn.LSTM / GRU with its
+`dropout` set, which must ignore it; in training the stack run layer by layer
+with each output but the last multiplied by the library's mask (its counter
+hash, ported below, from dropout_seed: the seed of the layer's
+`with_dropout(p, seed)`, call k of its first forward using
+seed·0x9E3779B9 + k), so that the forward and every gradient are PyTorch's for
+that mask.
+
 Tape op cases (op = tape, fn = the op): inputs x0 (and x1), upstream d, output
 y and the gradients of Σ y·d as grad.x0 (grad.x1), in float64; i32 lengths or
 ids where the op takes them, the other arguments in the metadata (dim, start,
@@ -95,6 +104,106 @@ def case(seed, op, i, h, layers, bi, lengths, t):
         hidden_size=str(h),
         num_layers=str(layers),
         bidirectional="1" if bi else "0",
+    )
+    return tensors, meta
+
+
+# (op, input, hidden, layers, bidirectional, lengths, T, p, dropout_seed, train)
+DROPOUT = [
+    ("lstm", 5, 6, 3, True, [4, 1, 3], 4, 0.25, 9, True),
+    ("gru", 4, 8, 2, False, [3, 2], 3, 0.5, 17, True),
+    ("lstm", 5, 6, 2, True, [4, 2, 3], 4, 0.5, 0, False),
+]
+
+M32 = 0xFFFFFFFF
+
+
+def pcg(v):
+    """shaders/dropout.wgsl's hash."""
+    state = (v * 747796405 + 2891336453) & M32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & M32
+    return ((word >> 22) ^ word) & M32
+
+
+def dropout_mask(shape, p, seed):
+    """The library's dropout of probability p with mask seed `seed` as a
+    multiplier: 0, or 1 / (1 − p) where pcg(pcg(i) ^ seed) ≥ p·2³²."""
+    threshold = min(int(p * 2**32 + 0.5), M32)
+    n = 1
+    for s in shape:
+        n *= s
+    keep = [pcg(pcg(i) ^ seed) >= threshold for i in range(n)]
+    return torch.tensor(keep, dtype=torch.float64).reshape(shape) / (1 - p)
+
+
+def dropout_case(seed, op, i, h, layers, bi, lengths, t, p, drop_seed, train):
+    torch.manual_seed(seed)
+    m = module(op, i, h, layers, bi).double()
+    m.dropout = p
+    b, d = len(lengths), 2 if bi else 1
+    x = torch.randn(b, t, i, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(b, t, d * h, dtype=torch.float64)
+    dh_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    dc_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    lens = torch.tensor(lengths)
+    lstm = op == "lstm"
+
+    def run(mod, inp, h0, c0):
+        packed = pack_padded_sequence(inp, lens, batch_first=True, enforce_sorted=False)
+        out, state = mod(packed, (h0, c0) if lstm else h0)
+        y, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+        return (y, *state) if lstm else (y, state, None)
+
+    layer_of = {}
+    if not train:
+        m.eval()
+        y, h_n, c_n = run(m, x, h0, c0)
+    else:
+        # Layer by layer, each a one-layer module holding a copy of the stack's
+        # weights of that layer: their gradients are the stack's.
+        inp, hs, cs = x, [], []
+        for l in range(layers):
+            one = module(op, inp.shape[2], h, 1, bi).double()
+            for name, prm in one.named_parameters():
+                prm.data = getattr(m, name.replace("_l0", f"_l{l}")).data.clone()
+            layer_of[l] = one
+            rows = slice(l * d, (l + 1) * d)
+            y, h_l, c_l = run(one, inp, h0[rows], c0[rows])
+            hs.append(h_l)
+            cs.append(c_l)
+            if l + 1 < layers:
+                seed_k = (drop_seed * 0x9E3779B9 + l) & M32
+                y = y * dropout_mask(y.shape, p, seed_k)
+            inp = y
+        h_n = torch.cat(hs)
+        c_n = torch.cat(cs) if lstm else None
+    loss = (y * dy).sum() + (h_n * dh_n).sum()
+    if lstm:
+        loss = loss + (c_n * dc_n).sum()
+    loss.backward()
+
+    tensors = {name: p_ for name, p_ in m.named_parameters()}
+    tensors.update({f"grad.{name}": p_.grad for name, p_ in m.named_parameters()})
+    for l, one in layer_of.items():
+        for name, p_ in one.named_parameters():
+            tensors[f"grad.{name.replace('_l0', f'_l{l}')}"] = p_.grad
+    tensors.update(x=x, h0=h0, y=y, h_n=h_n, dy=dy, dh_n=dh_n)
+    tensors.update({"grad.x": x.grad, "grad.h0": h0.grad})
+    if lstm:
+        tensors.update({"c0": c0, "c_n": c_n, "dc_n": dc_n, "grad.c0": c0.grad})
+    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
+    tensors["lengths"] = lens.to(torch.int32)
+    meta = dict(
+        op=op,
+        input_size=str(i),
+        hidden_size=str(h),
+        num_layers=str(layers),
+        bidirectional="1" if bi else "0",
+        dropout=str(p),
+        dropout_seed=str(drop_seed),
+        train="1" if train else "0",
     )
     return tensors, meta
 
@@ -267,6 +376,13 @@ def main():
     for seed, c in enumerate(TAPE, start=first):
         name = f"tape_{c[0]}.safetensors"
         tensors, meta = tape_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(DROPOUT, start=first + len(TAPE)):
+        op, layers, p, train = c[0], c[3], c[7], c[9]
+        mode = "train" if train else "eval"
+        name = f"{op}_l{layers}_dropout{int(p * 100)}_{mode}.safetensors"
+        tensors, meta = dropout_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

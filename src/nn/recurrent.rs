@@ -33,6 +33,9 @@
 //! cell state, biases and all gradients stay f32. `y` is then f16; `h_n` and
 //! `c_n` are f32 as always.
 
+use std::sync::Arc;
+
+use super::dropout::{Dropout, Mask};
 use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
@@ -141,6 +144,8 @@ pub struct Recurrent {
     params: Vec<LayerTensors>,
     grads: Vec<LayerTensors>,
     storage: DType,
+    /// Dropout on each layer's output but the last, in training.
+    dropout: Option<Arc<Dropout>>,
 }
 
 /// What [`Recurrent::forward`] returns.
@@ -203,6 +208,8 @@ pub struct Saved {
     geo: Geometry,
     lengths: Tensor,
     layers: Vec<LayerSaved>,
+    /// The dropout masks between layers l and l + 1 (none in inference).
+    masks: Vec<Mask>,
 }
 
 impl Saved {
@@ -254,7 +261,26 @@ impl Recurrent {
             params,
             grads,
             storage: DType::F32,
+            dropout: None,
         })
+    }
+
+    /// The same stack with dropout of probability `p` (0 ≤ p < 1) on the output
+    /// of each layer but the last, in training only, as torch.nn.LSTM's
+    /// `dropout`; masks from `seed` (see [`Dropout`]). Training forwards are
+    /// [`forward_train`](Self::forward_train) and [`apply`](Self::apply) on a
+    /// training tape; the backward applies each mask again.
+    pub fn with_dropout(mut self, p: f32, seed: u32) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "dropout between layers",
+                expected: "0 <= p < 1",
+                got: p.to_string(),
+            });
+        }
+        self.dropout = (p > 0.0).then(|| Arc::new(Dropout::new(p, seed)));
+        Ok(self)
     }
 
     /// The same stack with its activations and forward weights stored as `dtype`:
@@ -325,6 +351,31 @@ impl Recurrent {
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
     ) -> Result<(Output, Saved)> {
+        self.forward_impl(rec, x, lengths, h0, c0, false)
+    }
+
+    /// [`forward`](Self::forward) in training: with the dropout between layers
+    /// of [`with_dropout`](Self::with_dropout), whose masks the backward reuses.
+    pub fn forward_train(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        lengths: &[usize],
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+    ) -> Result<(Output, Saved)> {
+        self.forward_impl(rec, x, lengths, h0, c0, true)
+    }
+
+    fn forward_impl(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        lengths: &[usize],
+        h0: Option<&Tensor>,
+        c0: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Output, Saved)> {
         let cfg = &self.cfg;
         let geo = self.check_input(rec, x, lengths)?;
         let outer = rec.phase("input GEMM");
@@ -354,6 +405,7 @@ impl Recurrent {
         let act = self.storage;
         let mut input = x.clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
+        let mut masks = Vec::new();
         for (l, p) in self.params.iter().enumerate() {
             let i = cfg.layer_input(l);
             let w_ih = cast::to(rec, &p.w_ih, act)?;
@@ -428,6 +480,11 @@ impl Recurrent {
                 acts,
             });
             input = y;
+            if let (Some(dropout), true) = (&self.dropout, l + 1 < cfg.num_layers) {
+                let (dropped, mask) = dropout.forward(rec, &input, train)?;
+                input = dropped;
+                masks.push(mask);
+            }
         }
         rec.phase(outer);
         Ok((
@@ -436,6 +493,7 @@ impl Recurrent {
                 geo,
                 lengths: lengths_t,
                 layers,
+                masks,
             },
         ))
     }
@@ -451,12 +509,14 @@ impl Recurrent {
         h0: Option<&Var>,
         c0: Option<&Var>,
     ) -> Result<Sequence> {
-        let (out, saved) = self.forward(
+        let train = tape.is_training();
+        let (out, saved) = self.forward_impl(
             tape.rec(),
             x,
             lengths,
             h0.map(Var::tensor),
             c0.map(Var::tensor),
+            train,
         )?;
         let need_dx = tape.needs_grad(x);
         let mut inputs = vec![x];
@@ -738,6 +798,11 @@ impl Recurrent {
                     // Back from (t, b) rows to [B, T, I].
                     None => elementwise::transpose(rec, &dx, [1, t, b, i])?.reshape(&[b, t, i])?,
                 };
+                // Through the dropout on the layer below's output.
+                let mask = l.checked_sub(1).and_then(|below| saved.masks.get(below));
+                if let (Some(dropout), Some(&mask)) = (&self.dropout, mask) {
+                    d_out = dropout.backward(rec, &d_out, mask)?;
+                }
             }
         }
         rec.phase(outer);

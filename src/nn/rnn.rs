@@ -138,6 +138,14 @@ macro_rules! module_of_stack {
                 self.0.entries()
             }
         }
+
+        impl $name {
+            /// The same stack with dropout `p` on each layer's output but the
+            /// last, on training tapes ([`Recurrent::with_dropout`]).
+            pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
+                self.0.with_dropout(p, seed).map(Self)
+            }
+        }
     )+};
 }
 

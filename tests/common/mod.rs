@@ -68,6 +68,30 @@ pub fn fused() -> &'static Context {
     })
 }
 
+/// The multipliers of the library's dropout of probability `p` with mask seed
+/// `seed` over `n` elements: 0, or 1 / (1 − p) in f32 where the hash of
+/// `shaders/dropout.wgsl` keeps the element (pcg(pcg(i) ^ seed) ≥ p·2³²).
+pub fn dropout_multipliers(n: usize, p: f32, seed: u32) -> Vec<f64> {
+    fn pcg(v: u32) -> u32 {
+        let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+        let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+        (word >> 22) ^ word
+    }
+    let threshold = (f64::from(p) * 4_294_967_296.0)
+        .round()
+        .min(u32::MAX as f64) as u32;
+    let scale = f64::from(1.0 / (1.0 - p));
+    (0..n as u32)
+        .map(|i| {
+            if pcg(pcg(i) ^ seed) >= threshold {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// The library's SplitMix64 stream: small, seeded, and the same on every platform.
 pub struct Rng(rnn_wgpu::nn::SplitMix);
 

@@ -30,7 +30,9 @@ impl Spec {
     }
 }
 
-/// Inputs of one forward: x `[B, T, I]`, h0 and c0 `[L·D, B, H]`.
+/// Inputs of one forward: x `[B, T, I]`, h0 and c0 `[L·D, B, H]`, and what
+/// multiplies each layer's output `[B, T, D·H]` but the last's before the next
+/// layer reads it (dropout's mask and scale; none when empty).
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub batch: usize,
@@ -39,6 +41,7 @@ pub struct Inputs {
     pub x: Vec<f64>,
     pub h0: Vec<f64>,
     pub c0: Vec<f64>,
+    pub between: Vec<Vec<f64>>,
 }
 
 /// y `[B, T, D·H]`, h_n and c_n `[L·D, B, H]` (c_n empty unless LSTM).
@@ -176,6 +179,9 @@ pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
                     out.c_n[s0..s0 + h_n].copy_from_slice(&c);
                 }
             }
+        }
+        if let Some(m) = inp.between.get(l).filter(|_| l + 1 < spec.layers) {
+            y.iter_mut().zip(m).for_each(|(v, m)| *v *= m);
         }
         layer_in = y;
         feat = d_n * h_n;

@@ -264,6 +264,7 @@ pub const ALL: &[Shader] = &[
     LAYER_NORM,
     SAMPLE,
     STREAM_STEP,
+    PROJECTION,
 ];
 
 /// One step of a recurrent layer for a stream: both products and the cell.
@@ -273,6 +274,12 @@ pub const STREAM_STEP: Shader = Shader {
         include_str!("../shaders/activations.wgsl"),
         include_str!("../shaders/stream_step.wgsl")
     ),
+};
+
+/// The LSTM's output projection (proj_size) and its backward.
+pub const PROJECTION: Shader = Shader {
+    name: "projection",
+    source: include_str!("../shaders/projection.wgsl"),
 };
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.

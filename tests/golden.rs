@@ -146,7 +146,10 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         num_layers: case.usize("num_layers"),
         bidirectional: case.meta("bidirectional") == "1",
     };
-    let mut model = Recurrent::new(ctx, cfg, 0).unwrap();
+    let mut model = match case.meta.get("proj_size") {
+        Some(proj) => Recurrent::with_projection(ctx, cfg, proj.parse().unwrap(), 0).unwrap(),
+        None => Recurrent::new(ctx, cfg, 0).unwrap(),
+    };
     // Dropout between layers: a training forward with the case's mask seed, or
     // an evaluation forward that must ignore the dropout.
     let train = case.meta.get("train").is_some_and(|t| t == "1");

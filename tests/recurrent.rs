@@ -50,7 +50,9 @@ fn random_case(
     seed: u64,
 ) -> (Inputs, Upstream) {
     let mut rng = Rng::new(seed);
-    let states = spec.layers * spec.dirs * batch * spec.hidden;
+    // h is S wide (P with a projection), c H wide.
+    let rows = spec.layers * spec.dirs * batch;
+    let (states, cells) = (rows * spec.state(), rows * spec.hidden);
     let mut v = |n: usize| to_f64(&rng.vec(n));
     let inputs = Inputs {
         batch,
@@ -58,13 +60,13 @@ fn random_case(
         lengths: lengths.to_vec(),
         x: v(batch * steps * spec.input),
         h0: v(states),
-        c0: if spec.lstm() { v(states) } else { vec![] },
+        c0: if spec.lstm() { v(cells) } else { vec![] },
         between: vec![],
     };
     let up = Upstream {
-        dy: v(batch * steps * spec.dirs * spec.hidden),
+        dy: v(batch * steps * spec.dirs * spec.state()),
         dh_n: v(states),
-        dc_n: if spec.lstm() { v(states) } else { vec![] },
+        dc_n: if spec.lstm() { v(cells) } else { vec![] },
     };
     (inputs, up)
 }
@@ -181,6 +183,7 @@ fn spec(mode: &'static str, input: usize, hidden: usize, layers: usize, dirs: us
         hidden,
         layers,
         dirs,
+        proj: 0,
     }
 }
 
@@ -350,6 +353,92 @@ fn dropout_between_layers_uses_one_mask_forward_and_backward() {
             Err(Error::InvalidArgument { .. })
         ));
     }
+}
+
+/// An LSTM with an output projection (proj_size): outputs, h_n and c_n against
+/// the f64 reference, and every gradient (weight_hr's included) against its
+/// finite differences, one layer and stacked bidirectional with mixed lengths,
+/// on each GEMM path (the fused context runs it unfused); a bad size, f16
+/// storage and a stream are refused.
+#[test]
+fn projected_lstm_matches_the_reference_and_finite_differences() {
+    let mut contexts = common::gemm_contexts().to_vec();
+    contexts.push(common::fused());
+    for (k, ctx) in contexts.into_iter().enumerate() {
+        for (input, hidden, proj, layers, dirs, lengths) in
+            [(3, 5, 2, 1, 1, vec![4, 2]), (4, 6, 3, 2, 2, vec![4, 1, 3])]
+        {
+            let spec = Spec {
+                proj,
+                ..spec("lstm", input, hidden, layers, dirs)
+            };
+            let (batch, steps) = (lengths.len(), 4);
+            let what = format!("{spec:?} context {k}");
+            let model =
+                Recurrent::with_projection(ctx, config(&spec), proj, 400 + k as u64).unwrap();
+            assert_eq!(model.proj_size(), Some(proj));
+            let (inp, up) = random_case(&spec, batch, steps, &lengths, 401 + k as u64);
+            let (states, cells) = ([layers * dirs, batch, proj], [layers * dirs, batch, hidden]);
+            let x = upload(ctx, &[batch, steps, input], &inp.x);
+            let h0 = upload(ctx, &states, &inp.h0);
+            let c0 = upload(ctx, &cells, &inp.c0);
+            let dy = upload(ctx, &[batch, steps, dirs * proj], &up.dy);
+            let dh_n = upload(ctx, &states, &up.dh_n);
+            let dc_n = upload(ctx, &cells, &up.dc_n);
+            let mut rec = Recorder::new(ctx, "projected");
+            let (out, saved) = model
+                .forward(&mut rec, &x, &lengths, Some(&h0), Some(&c0))
+                .unwrap();
+            let grads = model
+                .backward(&mut rec, &saved, &dy, Some(&dh_n), Some(&dc_n))
+                .unwrap();
+            rec.submit();
+            let params = reference_params(&model);
+            assert!(
+                params.contains_key("weight_hr_l0"),
+                "{what}: {:?}",
+                params.keys()
+            );
+            let want = reference::forward(&spec, &params, &inp);
+            assert_outputs(&what, &out, &want);
+            let fd = reference::gradients(&spec, &params, &inp, &up);
+            let close = |name: &str, got: &[f32], want: &[f64]| {
+                assert_close(
+                    &format!("{what}: grad {name}"),
+                    got,
+                    want,
+                    GRAD_RTOL,
+                    GRAD_ATOL,
+                )
+            };
+            close("x", &grads.dx.to_vec().unwrap(), &fd.x);
+            close("h0", &grads.dh0.to_vec().unwrap(), &fd.h0);
+            close("c0", &grads.dc0.as_ref().unwrap().to_vec().unwrap(), &fd.c0);
+            for n in model.named_grads() {
+                close(&n.name, &n.read().unwrap(), &fd.params[&n.name]);
+            }
+        }
+    }
+    let ctx = ctx();
+    let cfg = config(&spec("lstm", 3, 4, 1, 1));
+    for proj in [0, 4, 5] {
+        assert!(matches!(
+            Recurrent::with_projection(ctx, cfg, proj, 1),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+    let gru = config(&spec("gru", 3, 4, 1, 1));
+    assert!(matches!(
+        Recurrent::with_projection(ctx, gru, 2, 1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let model = Recurrent::with_projection(ctx, cfg, 2, 1).unwrap();
+    assert!(model.clone().with_storage(DType::F16).is_err());
+    let mut rec = Recorder::new(ctx, "stream");
+    assert!(matches!(
+        model.stream(&mut rec, 1),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 /// The fused steps (the recurrent product inside the cell's dispatch, forward

@@ -7,7 +7,8 @@ Each case runs torch.nn.LSTM / GRU / RNN in float64 on a padded batch
 total_length=T), takes the gradients of
     loss = Σ y·dy + Σ h_n·dh_n (+ Σ c_n·dc_n)
 and stores everything as f32 (lengths as i32) in one safetensors file per case.
-Metadata: op, input_size, hidden_size, num_layers, bidirectional ("0"/"1").
+Metadata: op, input_size, hidden_size, num_layers, bidirectional ("0"/"1"), and
+proj_size for torch.nn.LSTM's projection (h0, h_n and y then P wide).
 
 Attention cases (op = attention, score = dot | general | additive): q [B, Tq, Dq],
 k [B, S, Dk] (keys are also the values), W [Dq, Dk] for general, W_q [A, Dq],
@@ -60,24 +61,25 @@ CASES = [
 ]
 
 
-def module(op, i, h, layers, bi):
+def module(op, i, h, layers, bi, proj=0):
     kw = dict(num_layers=layers, bidirectional=bi, batch_first=True)
     if op == "lstm":
-        return torch.nn.LSTM(i, h, **kw)
+        return torch.nn.LSTM(i, h, proj_size=proj, **kw)
     if op == "gru":
         return torch.nn.GRU(i, h, **kw)
     return torch.nn.RNN(i, h, nonlinearity=op.split("_")[1], **kw)
 
 
-def case(seed, op, i, h, layers, bi, lengths, t):
+def case(seed, op, i, h, layers, bi, lengths, t, proj=0):
     torch.manual_seed(seed)
-    m = module(op, i, h, layers, bi).double()
+    m = module(op, i, h, layers, bi, proj).double()
     b, d = len(lengths), 2 if bi else 1
+    s = proj or h  # the states' and outputs' width
     x = torch.randn(b, t, i, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(layers * d, b, s, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
-    dy = torch.randn(b, t, d * h, dtype=torch.float64)
-    dh_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    dy = torch.randn(b, t, d * s, dtype=torch.float64)
+    dh_n = torch.randn(layers * d, b, s, dtype=torch.float64)
     dc_n = torch.randn(layers * d, b, h, dtype=torch.float64)
     lens = torch.tensor(lengths)
     packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
@@ -105,7 +107,16 @@ def case(seed, op, i, h, layers, bi, lengths, t):
         num_layers=str(layers),
         bidirectional="1" if bi else "0",
     )
+    if proj:
+        meta["proj_size"] = str(proj)
     return tensors, meta
+
+
+# LSTMs with proj_size: (op, input, hidden, layers, bidirectional, lengths, T, P)
+PROJ = [
+    ("lstm", 7, 13, 1, False, [9, 1, 5, 3], 9, 5),
+    ("lstm", 5, 12, 2, True, [1, 6, 4], 6, 8),
+]
 
 
 # (op, input, hidden, layers, bidirectional, lengths, T, p, dropout_seed, train)
@@ -376,6 +387,12 @@ def main():
     for seed, c in enumerate(TAPE, start=first):
         name = f"tape_{c[0]}.safetensors"
         tensors, meta = tape_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(PROJ, start=first + len(TAPE) + len(DROPOUT)):
+        op, i, h, layers, bi = c[:5]
+        name = f"{op}_l{layers}_{'bi' if bi else 'uni'}_h{h}_proj{c[7]}.safetensors"
+        tensors, meta = case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
     for seed, c in enumerate(DROPOUT, start=first + len(TAPE)):

@@ -15,6 +15,12 @@
 //! [`Recorder`]. A trained unidirectional stack also runs a token at a time as a
 //! [`Stream`](crate::nn::Stream).
 //!
+//! Options: dropout between layers in training ([`Recurrent::with_dropout`]),
+//! the LSTM's output projection ([`Recurrent::with_projection`], PyTorch's
+//! `proj_size`: per step the cell's output is projected by `ops::projection`
+//! into the state the next step and the output read), f16 storage
+//! ([`Recurrent::with_storage`]).
+//!
 //! Padding: past a sequence's length its state is carried unchanged, its outputs
 //! are 0 and it contributes nothing to any gradient; `h_n` (and `c_n`) hold the
 //! state at each sequence's last real step, as PyTorch's packed sequences do.
@@ -41,7 +47,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
-use crate::ops::{cast, elementwise, gru_cell, lstm_cell, rnn_cell};
+use crate::ops::{cast, elementwise, gru_cell, lstm_cell, projection, rnn_cell};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -112,15 +118,6 @@ impl Config {
             1
         }
     }
-
-    /// Input features of layer `l`: the input size, then D·H.
-    fn layer_input(&self, l: usize) -> usize {
-        if l == 0 {
-            self.input_size
-        } else {
-            self.dirs() * self.hidden_size
-        }
-    }
 }
 
 /// The parameters (or their gradients) of one layer, both directions stacked
@@ -129,12 +126,15 @@ impl Config {
 pub struct LayerTensors {
     /// `[D, G, I_l]` weight_ih_l{l}(_reverse)
     pub w_ih: Tensor,
-    /// `[D, G, H]` weight_hh_l{l}(_reverse)
+    /// `[D, G, S]` weight_hh_l{l}(_reverse); S is H, or P with a projection
     pub w_hh: Tensor,
     /// `[D, G]` bias_ih_l{l}(_reverse)
     pub b_ih: Tensor,
     /// `[D, G]` bias_hh_l{l}(_reverse)
     pub b_hh: Tensor,
+    /// `[D, P, H]` weight_hr_l{l}(_reverse): the LSTM's output projection
+    /// ([`Recurrent::with_projection`]), none without one
+    pub w_hr: Option<Tensor>,
 }
 
 /// A stack of recurrent layers with its parameters and gradients on the GPU.
@@ -146,6 +146,8 @@ pub struct Recurrent {
     storage: DType,
     /// Dropout on each layer's output but the last, in training.
     dropout: Option<Arc<Dropout>>,
+    /// P of the LSTM's output projection; 0 without one.
+    proj: usize,
 }
 
 /// What [`Recurrent::forward`] returns.
@@ -197,7 +199,10 @@ struct LayerSaved {
     /// The weights as the forward used them (f16 copies under f16 storage).
     w_ih: Tensor,
     w_hh: Tensor,
+    /// The states the steps pass on (projected, with a projection).
     hs: Tensor,
+    /// With a projection: the cell's outputs before it, slots as `hs`'s.
+    hf: Option<Tensor>,
     cs: Option<Tensor>,
     acts: Option<Tensor>,
 }
@@ -206,6 +211,8 @@ struct LayerSaved {
 #[derive(Clone, Debug)]
 pub struct Saved {
     geo: Geometry,
+    /// S, the width of the states and outputs.
+    width: usize,
     lengths: Tensor,
     layers: Vec<LayerSaved>,
     /// The dropout masks between layers l and l + 1 (none in inference).
@@ -213,10 +220,10 @@ pub struct Saved {
 }
 
 impl Saved {
-    /// The shape of the forward's `y`: `[B, T, D·H]`.
+    /// The shape of the forward's `y`: `[B, T, D·S]`.
     fn output_shape(&self) -> [usize; 3] {
         let g = self.geo;
-        [g.batch, g.steps, g.dirs * g.hidden]
+        [g.batch, g.steps, g.dirs * self.width]
     }
 }
 
@@ -224,6 +231,35 @@ impl Recurrent {
     /// A stack initialized as PyTorch does, every parameter uniform in
     /// `[-1/√H, 1/√H)`, from `seed`.
     pub fn new(ctx: &Context, cfg: Config, seed: u64) -> Result<Self> {
+        Self::build(ctx, cfg, 0, seed)
+    }
+
+    /// An LSTM stack whose states and outputs are projected to `proj_size` values
+    /// (0 < P < H), as torch.nn.LSTM's `proj_size`: h = W_hr · (o ⊙ tanh(c)), with
+    /// `weight_hr_l{l}` `[P, H]` per layer and direction; h0, h_n and y are
+    /// P wide, c0 and c_n H wide. Activations stay f32 and the steps unfused.
+    pub fn with_projection(
+        ctx: &Context,
+        cfg: Config,
+        proj_size: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if cfg.mode != Mode::Lstm || proj_size == 0 || proj_size >= cfg.hidden_size {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "proj_size",
+                expected: "an LSTM with 0 < proj_size < hidden_size",
+                got: format!(
+                    "{proj_size} for a {} of {}",
+                    cfg.mode.name(),
+                    cfg.hidden_size
+                ),
+            });
+        }
+        Self::build(ctx, cfg, proj_size, seed)
+    }
+
+    fn build(ctx: &Context, cfg: Config, proj: usize, seed: u64) -> Result<Self> {
         if [cfg.input_size, cfg.hidden_size, cfg.num_layers].contains(&0) {
             return Err(Error::Empty {
                 op: OP,
@@ -236,7 +272,7 @@ impl Recurrent {
         let mut params = Vec::new();
         let mut grads = Vec::new();
         for l in 0..cfg.num_layers {
-            let shapes = layer_shapes(&cfg, l);
+            let shapes = layer_shapes(&cfg, proj, l);
             let make = |data: Option<&mut SplitMix>| -> Result<LayerTensors> {
                 let mut data = data;
                 let mut t = |shape: &[usize]| -> Result<Tensor> {
@@ -251,6 +287,9 @@ impl Recurrent {
                     w_hh: t(&shapes[1])?,
                     b_ih: t(&shapes[2])?,
                     b_hh: t(&shapes[3])?,
+                    w_hr: (proj > 0)
+                        .then(|| t(&[cfg.dirs(), proj, cfg.hidden_size]))
+                        .transpose()?,
                 })
             };
             params.push(make(Some(&mut rng))?);
@@ -262,7 +301,31 @@ impl Recurrent {
             grads,
             storage: DType::F32,
             dropout: None,
+            proj,
         })
+    }
+
+    /// P of the output projection, if the stack has one.
+    pub fn proj_size(&self) -> Option<usize> {
+        (self.proj > 0).then_some(self.proj)
+    }
+
+    /// S, the width of the states and outputs: P with a projection, else H.
+    fn state_size(&self) -> usize {
+        if self.proj > 0 {
+            self.proj
+        } else {
+            self.cfg.hidden_size
+        }
+    }
+
+    /// Input features of layer `l`: the input size, then D·S.
+    fn layer_input(&self, l: usize) -> usize {
+        if l == 0 {
+            self.cfg.input_size
+        } else {
+            self.cfg.dirs() * self.state_size()
+        }
     }
 
     /// The same stack with dropout of probability `p` (0 ≤ p < 1) on the output
@@ -286,6 +349,14 @@ impl Recurrent {
     /// The same stack with its activations and forward weights stored as `dtype`:
     /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16.
     pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
+        if self.proj > 0 && dtype != DType::F32 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "storage",
+                expected: "f32 for a stack with a projection",
+                got: format!("{dtype:?}"),
+            });
+        }
         self.storage = super::check_storage(self.params[0].w_ih.context(), dtype)?;
         Ok(self)
     }
@@ -321,6 +392,9 @@ impl Recurrent {
                 ("bias_hh", &g.b_hh),
             ] {
                 out.extend(self.direction_names(name, l, t));
+            }
+            if let Some(w_hr) = &g.w_hr {
+                out.extend(self.direction_names("weight_hr", l, w_hr));
             }
         }
         out
@@ -380,7 +454,11 @@ impl Recurrent {
         let geo = self.check_input(rec, x, lengths)?;
         let outer = rec.phase("input GEMM");
         let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
-        let state_shape = [cfg.num_layers * d, b, h];
+        // The states' width S (P with a projection) and the cell's H.
+        let sw = self.state_size();
+        let geo_s = Geometry { hidden: sw, ..geo };
+        let state_shape = [cfg.num_layers * d, b, sw];
+        let cell_shape = [cfg.num_layers * d, b, h];
         let lstm = cfg.mode == Mode::Lstm;
         check_state(rec, "h0", h0, &state_shape)?;
         if !lstm && c0.is_some() {
@@ -391,7 +469,7 @@ impl Recurrent {
                 got: c0.map(|c| c.shape().to_vec()).unwrap_or_default(),
             });
         }
-        check_state(rec, "c0", c0, &state_shape)?;
+        check_state(rec, "c0", c0, &cell_shape)?;
 
         let ctx = rec.context().clone();
         let lengths_u32: Vec<u32> = lengths.iter().map(|&n| n as u32).collect();
@@ -400,14 +478,14 @@ impl Recurrent {
         let g = cell.gates * h;
         let h_n = rec.empty(&state_shape, DType::F32)?;
         let c_n = lstm
-            .then(|| rec.empty(&state_shape, DType::F32))
+            .then(|| rec.empty(&cell_shape, DType::F32))
             .transpose()?;
         let act = self.storage;
         let mut input = x.clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         let mut masks = Vec::new();
         for (l, p) in self.params.iter().enumerate() {
-            let i = cfg.layer_input(l);
+            let i = self.layer_input(l);
             let w_ih = cast::to(rec, &p.w_ih, act)?;
             let w_hh = cast::to(rec, &p.w_hh, act)?;
             let xw = rec.empty(&[d, b, t, g], act)?;
@@ -426,7 +504,21 @@ impl Recurrent {
                 1.0,
                 0.0,
             )?;
-            let hs = rec.empty(&[d, t + 1, b, h], act)?;
+            let hs = rec.empty(&[d, t + 1, b, sw], act)?;
+            // With a projection the cell writes its outputs here, the projection
+            // hs; the first slots are zero so that carried values stay finite.
+            let hf = p
+                .w_hr
+                .as_ref()
+                .map(|_| -> Result<Tensor> {
+                    let hf = rec.empty(&[d, t + 1, b, h], DType::F32)?;
+                    for dir in 0..d {
+                        let slot = slot_offset(geo, dir, if dir == 0 { 0 } else { t });
+                        rec.zero_range(&hf, slot, b * h)?;
+                    }
+                    Ok(hf)
+                })
+                .transpose()?;
             let cs = lstm
                 .then(|| rec.empty(&[d, t + 1, b, h], DType::F32))
                 .transpose()?;
@@ -434,14 +526,21 @@ impl Recurrent {
                 .saves_acts
                 .then(|| rec.empty(&[d, t, b, 4 * h], act))
                 .transpose()?;
-            let y = rec.empty(&[b, t, d * h], act)?;
+            let y = rec.empty(&[b, t, d * sw], act)?;
             let gh = rec.empty(&[d, b, g], act)?;
             for dir in 0..d {
-                let slot = slot_offset(geo, dir, if dir == 0 { 0 } else { t });
-                let src = (l * d + dir) * b * h;
-                set_state(rec, &hs, slot, h0, src, b * h)?;
+                let first = if dir == 0 { 0 } else { t };
+                let src = (l * d + dir) * b;
+                set_state(
+                    rec,
+                    &hs,
+                    slot_offset(geo_s, dir, first),
+                    h0,
+                    src * sw,
+                    b * sw,
+                )?;
                 if let Some(cs) = &cs {
-                    set_state(rec, cs, slot, c0, src, b * h)?;
+                    set_state(rec, cs, slot_offset(geo, dir, first), c0, src * h, b * h)?;
                 }
             }
             let io = ForwardIo {
@@ -450,25 +549,36 @@ impl Recurrent {
                 gh: &gh,
                 b_ih: &p.b_ih,
                 b_hh: &p.b_hh,
-                hs: &hs,
+                hs: hf.as_ref().unwrap_or(&hs),
                 cs: cs.as_ref(),
                 acts: acts.as_ref(),
             };
-            if recurrence::fused_steps(rec, b, h, act) {
-                for s in 0..t {
-                    rec.phase("recurrent step");
-                    recurrence::forward_fused(rec, &cell, geo, s, &io, &w_hh)?;
+            match (&hf, &p.w_hr) {
+                (Some(hf), Some(w_hr)) => {
+                    forward_steps_projected(rec, &cell, geo, &io, &w_hh, &hs, sw, hf, w_hr)?
                 }
-            } else {
-                forward_steps(rec, &cell, geo, &io, &w_hh)?;
+                _ if recurrence::fused_steps(rec, b, h, act) => {
+                    for s in 0..t {
+                        rec.phase("recurrent step");
+                        recurrence::forward_fused(rec, &cell, geo, s, &io, &w_hh)?;
+                    }
+                }
+                _ => forward_steps(rec, &cell, geo, &io, &w_hh)?,
             }
-            recurrence::outputs(rec, &cell, geo, &lengths_t, &hs, &y)?;
+            recurrence::outputs(rec, &cell, geo_s, &lengths_t, &hs, &y)?;
             for dir in 0..d {
-                let slot = slot_offset(geo, dir, if dir == 0 { t } else { 0 });
-                let dst = (l * d + dir) * b * h;
-                cast::copy_range(rec, &h_n, dst, &hs, slot, b * h)?;
+                let last = if dir == 0 { t } else { 0 };
+                let dst = (l * d + dir) * b;
+                cast::copy_range(
+                    rec,
+                    &h_n,
+                    dst * sw,
+                    &hs,
+                    slot_offset(geo_s, dir, last),
+                    b * sw,
+                )?;
                 if let (Some(c_n), Some(cs)) = (&c_n, &cs) {
-                    rec.copy_range(c_n, dst, cs, slot, b * h)?;
+                    rec.copy_range(c_n, dst * h, cs, slot_offset(geo, dir, last), b * h)?;
                 }
             }
             layers.push(LayerSaved {
@@ -476,6 +586,7 @@ impl Recurrent {
                 w_ih,
                 w_hh,
                 hs,
+                hf,
                 cs,
                 acts,
             });
@@ -491,6 +602,7 @@ impl Recurrent {
             Output { y: input, h_n, c_n },
             Saved {
                 geo,
+                width: sw,
                 lengths: lengths_t,
                 layers,
                 masks,
@@ -616,9 +728,11 @@ impl Recurrent {
                 got: vec![saved.layers.len(), geo.hidden],
             });
         }
-        let state_shape = [cfg.num_layers * d, b, h];
+        let sw = self.state_size();
+        let state_shape = [cfg.num_layers * d, b, sw];
+        let cell_shape = [cfg.num_layers * d, b, h];
         let lstm = cfg.mode == Mode::Lstm;
-        check_state(rec, "dy", Some(dy), &[b, t, d * h])?;
+        check_state(rec, "dy", Some(dy), &[b, t, d * sw])?;
         check_state(rec, "dh_n", dh_n, &state_shape)?;
         if !lstm && dc_n.is_some() {
             return Err(Error::ShapeMismatch {
@@ -628,28 +742,41 @@ impl Recurrent {
                 got: dc_n.map(|c| c.shape().to_vec()).unwrap_or_default(),
             });
         }
-        check_state(rec, "dc_n", dc_n, &state_shape)?;
+        check_state(rec, "dc_n", dc_n, &cell_shape)?;
 
         let outer = rec.phase("backward recurrence");
         let cell = cfg.mode.cell();
         let g = cell.gates * h;
         let dh0 = rec.empty(&state_shape, DType::F32)?;
         let dc0 = lstm
-            .then(|| rec.empty(&state_shape, DType::F32))
+            .then(|| rec.empty(&cell_shape, DType::F32))
             .transpose()?;
         let mut d_out = dy.clone();
         for l in (0..cfg.num_layers).rev() {
             let (gr, sv) = (&self.grads[l], &saved.layers[l]);
-            let i = cfg.layer_input(l);
-            let dh = rec.empty(&[d, b, h], DType::F32)?;
+            let i = self.layer_input(l);
+            // The running gradient of the states the steps pass on (S wide).
+            let dh = rec.empty(&[d, b, sw], DType::F32)?;
             let dc = lstm
                 .then(|| rec.empty(&[d, b, h], DType::F32))
                 .transpose()?;
-            let at = l * d * b * h;
-            set_state(rec, &dh, 0, dh_n, at, d * b * h)?;
+            let at = l * d * b;
+            set_state(rec, &dh, 0, dh_n, at * sw, d * b * sw)?;
             if let Some(dc) = &dc {
-                set_state(rec, dc, 0, dc_n, at, d * b * h)?;
+                set_state(rec, dc, 0, dc_n, at * h, d * b * h)?;
             }
+            // With a projection the cell's backward reads the gradient of its
+            // output from df (which the projection's backward writes), and no dy.
+            let projected = match (&self.params[l].w_hr, &sv.hf) {
+                (Some(w_hr), Some(hf)) => {
+                    let df = rec.empty(&[d, b, h], DType::F32)?;
+                    let no_dy = rec.empty(&[b, t, d * h], DType::F32)?;
+                    rec.zero(&no_dy)?;
+                    let gp = rec.empty(&[d, t, b, sw], DType::F32)?;
+                    Some((w_hr.clone(), hf, df, no_dy, gp))
+                }
+                _ => None,
+            };
             // Where dgi equals dgh (all but the GRU) and the input is f32, only
             // the time-major dgh is written, and the input's products read a
             // time-major copy of the input instead: [D, B, T, G] less.
@@ -660,17 +787,17 @@ impl Recurrent {
             let dgh = rec.empty(&[d, t, b, g], DType::F32)?;
             let io = BackwardIo {
                 lengths: &saved.lengths,
-                hs: &sv.hs,
+                hs: projected.as_ref().map_or(&sv.hs, |p| p.1),
                 cs: sv.cs.as_ref(),
                 acts: sv.acts.as_ref(),
-                dy: &d_out,
-                dh: &dh,
+                dy: projected.as_ref().map_or(&d_out, |p| &p.3),
+                dh: projected.as_ref().map_or(&dh, |p| &p.2),
                 dc: dc.as_ref(),
                 dgi: dgi.as_ref(),
                 dgh: &dgh,
             };
             rec.phase("backward recurrence");
-            let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, h, true), d, b)?;
+            let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, sw, true), d, b)?;
             // dgh of step s: direction 1's step sits (2T − 1 − 2s) steps after
             // direction 0's.
             let dgh_at = |s: usize| View {
@@ -680,44 +807,77 @@ impl Recurrent {
             };
             // dh[d] += dgh[d, t_d] · W_hh[d]
             let state_product = |rec: &mut Recorder, dgh_s: &gemm::PackedA| {
-                let dh = View::matrix(&dh, b, h, true);
+                let dh = View::matrix(&dh, b, sw, true);
                 gemm::forward_packed(rec, dh, dgh_s, &w_hh, None, d, 1.0, 1.0)
             };
-            if recurrence::fused_steps(rec, b, h, sv.w_hh.dtype()) {
+            if projected.is_none() && recurrence::fused_steps(rec, b, h, sv.w_hh.dtype()) {
                 // Each step adds the product of the step before; the last is left.
                 for s in (0..t).rev() {
                     recurrence::backward_fused(rec, &cell, geo, s, &io, &sv.w_hh)?;
                 }
-                let dgh_0 = gemm::pack_a(rec, dgh_at(0), d, h)?;
+                let dgh_0 = gemm::pack_a(rec, dgh_at(0), d, sw)?;
                 state_product(rec, &dgh_0)?;
             } else {
                 // One texture serves every step's dgh: each pack is ordered after
                 // the product that read the last one.
                 let mut packed: Option<gemm::PackedA> = None;
                 for s in (0..t).rev() {
+                    if let Some((w_hr, _, df, _, gp)) = &projected {
+                        projection::backward(
+                            rec,
+                            geo,
+                            sw,
+                            s,
+                            &saved.lengths,
+                            w_hr,
+                            &dh,
+                            &d_out,
+                            df,
+                            gp,
+                        )?;
+                    }
                     recurrence::backward(rec, &cell, geo, s, &io)?;
                     let dgh_s = match packed.take() {
-                        Some(last) => last.reuse(rec, dgh_at(s), h, true)?,
-                        None => gemm::pack_a(rec, dgh_at(s), d, h)?,
+                        Some(last) => last.reuse(rec, dgh_at(s), sw, true)?,
+                        None => gemm::pack_a(rec, dgh_at(s), d, sw)?,
                     };
                     state_product(rec, &dgh_s)?;
                     packed = Some(dgh_s);
                 }
             }
-            rec.copy_range(&dh0, at, &dh, 0, d * b * h)?;
+            rec.copy_range(&dh0, at * sw, &dh, 0, d * b * sw)?;
             if let (Some(dc0), Some(dc)) = (&dc0, &dc) {
-                rec.copy_range(dc0, at, dc, 0, d * b * h)?;
+                rec.copy_range(dc0, at * h, dc, 0, d * b * h)?;
+            }
+            if let (Some((_, hf, _, _, gp)), Some(dw_hr)) = (&projected, &gr.w_hr) {
+                rec.phase("weight-gradient GEMMs");
+                // dW_hr[d] += g[d]ᵀ · hf over all (t, b): the cell outputs of step t
+                // sit in slot t + 1 (direction 0) or t (direction 1).
+                gemm::forward_view(
+                    rec,
+                    View::matrix(dw_hr, sw, h, true),
+                    View::matrix(gp, t * b, sw, true).t(),
+                    View {
+                        offset: b * h,
+                        batch_stride: t * b * h,
+                        ..View::matrix(hf, t * b, h, false)
+                    },
+                    None,
+                    d,
+                    1.0,
+                    1.0,
+                )?;
             }
             rec.phase("weight-gradient GEMMs");
             // dW_hh[d] += dgh[d]ᵀ · h_prev[d] over all (t, b): direction 0's
             // previous states are slots 0..T, direction 1's slots 1..=T.
             gemm::forward_view(
                 rec,
-                View::matrix(&gr.w_hh, g, h, true),
+                View::matrix(&gr.w_hh, g, sw, true),
                 View::matrix(&dgh, t * b, g, true).t(),
                 View {
-                    batch_stride: (t + 2) * b * h,
-                    ..View::matrix(&sv.hs, t * b, h, false)
+                    batch_stride: (t + 2) * b * sw,
+                    ..View::matrix(&sv.hs, t * b, sw, false)
                 },
                 None,
                 d,
@@ -874,20 +1034,27 @@ impl Module for Recurrent {
                     names: self.direction_names(name, l, value),
                 });
             }
+            if let (Some(value), Some(grad)) = (&p.w_hr, &g.w_hr) {
+                out.push(Entry {
+                    param: Param {
+                        value: value.clone(),
+                        grad: grad.clone(),
+                    },
+                    names: self.direction_names("weight_hr", l, value),
+                });
+            }
         }
         out
     }
 }
 
-/// PyTorch's shapes of layer `l`'s stacked w_ih, w_hh, b_ih, b_hh.
-fn layer_shapes(cfg: &Config, l: usize) -> [Vec<usize>; 4] {
+/// PyTorch's shapes of layer `l`'s stacked w_ih, w_hh, b_ih, b_hh, with a
+/// projection to `proj` values (0: none).
+fn layer_shapes(cfg: &Config, proj: usize, l: usize) -> [Vec<usize>; 4] {
     let (d, g) = (cfg.dirs(), cfg.mode.gates() * cfg.hidden_size);
-    [
-        vec![d, g, cfg.layer_input(l)],
-        vec![d, g, cfg.hidden_size],
-        vec![d, g],
-        vec![d, g],
-    ]
+    let state = if proj > 0 { proj } else { cfg.hidden_size };
+    let input = if l == 0 { cfg.input_size } else { d * state };
+    [vec![d, g, input], vec![d, g, state], vec![d, g], vec![d, g]]
 }
 
 /// Element offset of `slot` of direction `dir` in a `[D, T + 1, B, H]` state history.
@@ -990,6 +1157,48 @@ fn forward_steps(
         if let Some(next) = next {
             spare = Some(std::mem::replace(&mut h_prev, next));
         }
+    }
+    Ok(())
+}
+
+/// The forward steps of a projected LSTM layer: per step the recurrent GEMM from
+/// the projected states `hp` (`[D, T + 1, B, P]`), the cell (writing its outputs
+/// into `io.hs`, `hf`) and the projection into `hp`'s next slot.
+#[allow(clippy::too_many_arguments)]
+fn forward_steps_projected(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    io: &ForwardIo,
+    w_hh: &Tensor,
+    hp: &Tensor,
+    proj: usize,
+    hf: &Tensor,
+    w_hr: &Tensor,
+) -> Result<()> {
+    let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+    let g = cell.gates * h;
+    for s in 0..t {
+        rec.phase("recurrent step");
+        // gh[d] = hp_prev[d] · W_hh[d]ᵀ; direction 1's previous states sit
+        // (2T + 1 − 2s) states after direction 0's.
+        gemm::forward_view(
+            rec,
+            View::matrix(io.gh, b, g, true),
+            View {
+                offset: s * b * proj,
+                batch_stride: (2 * t + 1 - 2 * s) * b * proj,
+                ..View::matrix(hp, b, proj, false)
+            },
+            View::matrix(w_hh, g, proj, true).t(),
+            None,
+            d,
+            1.0,
+            0.0,
+        )?;
+        rec.phase("cell");
+        recurrence::forward(rec, cell, geo, s, io, None)?;
+        projection::forward(rec, geo, proj, s, io.lengths, hf, hp, w_hr)?;
     }
     Ok(())
 }

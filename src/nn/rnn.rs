@@ -61,6 +61,17 @@ impl Lstm {
         Recurrent::new(ctx, sizes.config(Mode::Lstm), seed).map(Self)
     }
 
+    /// A stack whose states and outputs are projected to `proj_size` values, as
+    /// torch.nn.LSTM's `proj_size` ([`Recurrent::with_projection`]).
+    pub fn with_projection(
+        ctx: &Context,
+        sizes: Sizes,
+        proj_size: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        Recurrent::with_projection(ctx, sizes.config(Mode::Lstm), proj_size, seed).map(Self)
+    }
+
     /// The outputs `[B, T, D·H]` of `x` `[B, T, I]` (sequence b has `lengths[b]`
     /// real steps) from `state` (zero when `None`), and the state at each
     /// sequence's last real step.

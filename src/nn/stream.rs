@@ -30,15 +30,21 @@ pub struct Stream {
 impl Recurrent {
     /// A stream of `batch` sequences over this stack from zero states; records
     /// the copy of the biases into `rec`. Bidirectional
-    /// stacks cannot stream (their reverse direction reads the future).
+    /// stacks cannot stream (their reverse direction reads the future), nor yet
+    /// projected ones.
     pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
         let cfg = *self.config();
-        if cfg.bidirectional {
+        if cfg.bidirectional || self.proj_size().is_some() {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "the stack",
-                got: "bidirectional".into(),
-                expected: "a unidirectional stack",
+                got: if cfg.bidirectional {
+                    "bidirectional"
+                } else {
+                    "projected"
+                }
+                .into(),
+                expected: "a unidirectional stack without a projection",
             });
         }
         if batch == 0 {

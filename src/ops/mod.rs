@@ -16,6 +16,7 @@ pub mod layer_norm;
 pub mod lstm_cell;
 pub mod mse;
 pub mod optim;
+pub mod projection;
 pub mod recurrence;
 pub mod reduce;
 pub mod rnn_cell;

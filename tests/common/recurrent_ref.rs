@@ -14,6 +14,8 @@ pub struct Spec {
     pub hidden: usize,
     pub layers: usize,
     pub dirs: usize,
+    /// P of the LSTM's output projection (weight_hr); 0 for none.
+    pub proj: usize,
 }
 
 impl Spec {
@@ -28,11 +30,20 @@ impl Spec {
     pub fn lstm(&self) -> bool {
         self.mode == "lstm"
     }
+
+    /// S, the width of the states and outputs: P with a projection, else H.
+    pub fn state(&self) -> usize {
+        if self.proj > 0 {
+            self.proj
+        } else {
+            self.hidden
+        }
+    }
 }
 
-/// Inputs of one forward: x `[B, T, I]`, h0 and c0 `[L·D, B, H]`, and what
-/// multiplies each layer's output `[B, T, D·H]` but the last's before the next
-/// layer reads it (dropout's mask and scale; none when empty).
+/// Inputs of one forward: x `[B, T, I]`, h0 `[L·D, B, S]` and c0 `[L·D, B, H]`,
+/// and what multiplies each layer's output `[B, T, D·S]` but the last's before
+/// the next layer reads it (dropout's mask and scale; none when empty).
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub batch: usize,
@@ -44,7 +55,8 @@ pub struct Inputs {
     pub between: Vec<Vec<f64>>,
 }
 
-/// y `[B, T, D·H]`, h_n and c_n `[L·D, B, H]` (c_n empty unless LSTM).
+/// y `[B, T, D·S]`, h_n `[L·D, B, S]` and c_n `[L·D, B, H]` (c_n empty unless
+/// LSTM).
 #[derive(Clone, Debug)]
 pub struct Outputs {
     pub y: Vec<f64>,
@@ -114,7 +126,11 @@ fn cell(
                 c2[j] = f * c[j] + i * g;
                 h2[j] = o * c2[j].tanh();
             }
-            (h2, c2)
+            match p.get(&format!("weight_hr{name}")) {
+                // h = W_hr · (o ⊙ tanh(c)), P of them.
+                Some(w_hr) => (affine(w_hr, &vec![0.0; spec.proj], &h2), c2),
+                None => (h2, c2),
+            }
         }
         "gru" => {
             let h2 = (0..hn)
@@ -138,14 +154,16 @@ fn cell(
 }
 
 pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
-    let (b_n, t_n, h_n, d_n) = (inp.batch, inp.steps, spec.hidden, spec.dirs);
+    // h_n is the state width S here (the cell state is H wide).
+    let (b_n, t_n, h_n, d_n) = (inp.batch, inp.steps, spec.state(), spec.dirs);
+    let hc = spec.hidden;
     let mut layer_in = inp.x.clone();
     let mut feat = spec.input;
     let mut out = Outputs {
         y: vec![],
         h_n: vec![0.0; spec.layers * d_n * b_n * h_n],
         c_n: if spec.lstm() {
-            vec![0.0; spec.layers * d_n * b_n * h_n]
+            vec![0.0; spec.layers * d_n * b_n * hc]
         } else {
             vec![]
         },
@@ -155,10 +173,11 @@ pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
         for d in 0..d_n {
             let name = format!("_l{l}{}", if d == 1 { "_reverse" } else { "" });
             for b in 0..b_n {
-                let s0 = ((l * d_n + d) * b_n + b) * h_n;
+                let row = (l * d_n + d) * b_n + b;
+                let (s0, c0) = (row * h_n, row * hc);
                 let mut h = inp.h0[s0..s0 + h_n].to_vec();
                 let mut c = if spec.lstm() {
-                    inp.c0[s0..s0 + h_n].to_vec()
+                    inp.c0[c0..c0 + hc].to_vec()
                 } else {
                     vec![]
                 };
@@ -176,7 +195,7 @@ pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
                 }
                 out.h_n[s0..s0 + h_n].copy_from_slice(&h);
                 if spec.lstm() {
-                    out.c_n[s0..s0 + h_n].copy_from_slice(&c);
+                    out.c_n[c0..c0 + hc].copy_from_slice(&c);
                 }
             }
         }

@@ -29,23 +29,24 @@ fn columns(x: &[u32], b: usize, t: usize, from: usize, to: usize) -> Vec<u32> {
         .collect()
 }
 
+/// A two-layer model of `vocab` tokens, embeddings of 5 and 6 units.
+fn small(mode: Mode, vocab: usize, seed: u64) -> LanguageModel {
+    let cfg = LanguageModelConfig {
+        vocab,
+        emb: 5,
+        hidden: 6,
+        layers: 2,
+        mode,
+    };
+    LanguageModel::new(ctx(), cfg, seed).unwrap()
+}
+
 #[test]
 fn chunks_with_carried_state_give_the_logits_of_one_sequence() {
     let ctx = ctx();
     let (b, t, v) = (2, 7, 9);
     for (i, mode) in MODES.into_iter().enumerate() {
-        let lm = LanguageModel::new(
-            ctx,
-            LanguageModelConfig {
-                vocab: v,
-                emb: 5,
-                hidden: 6,
-                layers: 2,
-                mode,
-            },
-            40 + i as u64,
-        )
-        .unwrap();
+        let lm = small(mode, v, 40 + i as u64);
         let x = ids(&mut Rng::new(3), b * t, v as u32);
         let mut tape = Tape::eval(ctx, "whole");
         let (whole, _) = lm.forward(&mut tape, &x, b, t, None).unwrap();
@@ -83,18 +84,7 @@ fn streams_give_the_logits_of_the_whole_sequence() {
     let ctx = ctx();
     let (b, t, v) = (2, 6, 9);
     for (i, mode) in MODES.into_iter().enumerate() {
-        let lm = LanguageModel::new(
-            ctx,
-            LanguageModelConfig {
-                vocab: v,
-                emb: 5,
-                hidden: 6,
-                layers: 2,
-                mode,
-            },
-            60 + i as u64,
-        )
-        .unwrap();
+        let lm = small(mode, v, 60 + i as u64);
         let x = ids(&mut Rng::new(4), b * t, v as u32);
         let mut tape = Tape::eval(ctx, "whole");
         let (whole, _) = lm.forward(&mut tape, &x, b, t, None).unwrap();

@@ -121,58 +121,70 @@ fn check_stored(
         .with_storage(storage)
         .unwrap();
     let (inp, up) = random_case(&spec, batch, steps, lengths, seed + 1);
-    let state = [spec.layers * spec.dirs, batch, spec.hidden];
     let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
     let mut rec = Recorder::new(ctx, "input");
     let x = cast::to(&mut rec, &x, storage).unwrap();
     rec.submit();
-    let (fwd_tol, grad_tol) = if storage == DType::F16 {
-        ((F16_RTOL, F16_ATOL), (F16_RTOL, F16_ATOL))
+    let tol = if storage == DType::F16 {
+        [F16_RTOL, F16_ATOL, F16_RTOL, F16_ATOL]
     } else {
-        ((FWD_RTOL, FWD_ATOL), (GRAD_RTOL, GRAD_ATOL))
+        [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL]
     };
-    let h0 = upload(ctx, &state, &inp.h0);
-    let c0 = spec.lstm().then(|| upload(ctx, &state, &inp.c0));
-    let dy = upload(ctx, &[batch, steps, spec.dirs * spec.hidden], &up.dy);
-    let dh_n = upload(ctx, &state, &up.dh_n);
-    let dc_n = spec.lstm().then(|| upload(ctx, &state, &up.dc_n));
+    verify(ctx, &model, &spec, &inp, &up, &x, false, &what, tol);
+}
 
+/// Runs `model`'s forward (its training forward when `train`) and backward on
+/// the case on the GPU, `x` given (in the model's storage), and checks the
+/// outputs against the f64 reference and every gradient (x, h0, c0 and each
+/// parameter's) against its finite differences, within `[forward rtol, atol,
+/// gradient rtol, atol]`.
+#[allow(clippy::too_many_arguments)]
+fn verify(
+    ctx: &Context,
+    model: &Recurrent,
+    spec: &Spec,
+    inp: &Inputs,
+    up: &Upstream,
+    x: &Tensor,
+    train: bool,
+    what: &str,
+    [frtol, fatol, grtol, gatol]: [f64; 4],
+) {
+    let (batch, steps) = (inp.batch, inp.steps);
+    let rows = spec.layers * spec.dirs;
+    let (states, cells) = ([rows, batch, spec.state()], [rows, batch, spec.hidden]);
+    let h0 = upload(ctx, &states, &inp.h0);
+    let c0 = spec.lstm().then(|| upload(ctx, &cells, &inp.c0));
+    let dy = upload(ctx, &[batch, steps, spec.dirs * spec.state()], &up.dy);
+    let dh_n = upload(ctx, &states, &up.dh_n);
+    let dc_n = spec.lstm().then(|| upload(ctx, &cells, &up.dc_n));
+    let forward = if train {
+        Recurrent::forward_train
+    } else {
+        Recurrent::forward
+    };
     let mut rec = Recorder::new(ctx, "test");
-    let (out, saved) = model
-        .forward(&mut rec, &x, lengths, Some(&h0), c0.as_ref())
-        .unwrap();
+    let (out, saved) = forward(model, &mut rec, x, &inp.lengths, Some(&h0), c0.as_ref()).unwrap();
     let grads = model
         .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
         .unwrap();
     rec.submit();
 
-    let params = reference_params(&model);
-    let want = reference::forward(&spec, &params, &inp);
-    assert_outputs_within(&what, &out, &want, fwd_tol.0, fwd_tol.1);
+    let params = reference_params(model);
+    let want = reference::forward(spec, &params, inp);
+    assert_outputs_within(what, &out, &want, frtol, fatol);
 
-    let fd = reference::gradients(&spec, &params, &inp, &up);
-    let grad = |name: &str, t: &Tensor, want: &[f64]| {
-        assert_close(
-            &format!("{what}: grad {name}"),
-            &t.to_vec().unwrap(),
-            want,
-            grad_tol.0,
-            grad_tol.1,
-        )
+    let fd = reference::gradients(spec, &params, inp, up);
+    let grad = |name: &str, got: &[f32], want: &[f64]| {
+        assert_close(&format!("{what}: grad {name}"), got, want, grtol, gatol)
     };
-    grad("x", &grads.dx, &fd.x);
-    grad("h0", &grads.dh0, &fd.h0);
+    grad("x", &grads.dx.to_vec().unwrap(), &fd.x);
+    grad("h0", &grads.dh0.to_vec().unwrap(), &fd.h0);
     if let Some(dc0) = &grads.dc0 {
-        grad("c0", dc0, &fd.c0);
+        grad("c0", &dc0.to_vec().unwrap(), &fd.c0);
     }
     for n in model.named_grads() {
-        assert_close(
-            &format!("{what}: grad {}", n.name),
-            &n.read().unwrap(),
-            &fd.params[&n.name],
-            grad_tol.0,
-            grad_tol.1,
-        );
+        grad(&n.name, &n.read().unwrap(), &fd.params[&n.name]);
     }
 }
 
@@ -287,39 +299,13 @@ fn dropout_between_layers_uses_one_mask_forward_and_backward() {
                     common::dropout_multipliers(y_len, p, call)
                 })
                 .collect();
-            let state = [spec.layers * spec.dirs, batch, spec.hidden];
             let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
+            let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
+            verify(ctx, &model, &spec, &inp, &up, &x, true, &what, tol);
+            let params = reference_params(&model);
+            let state = [spec.layers * spec.dirs, batch, spec.hidden];
             let h0 = upload(ctx, &state, &inp.h0);
             let c0 = spec.lstm().then(|| upload(ctx, &state, &inp.c0));
-            let dy = upload(ctx, &[batch, steps, spec.dirs * spec.hidden], &up.dy);
-            let dh_n = upload(ctx, &state, &up.dh_n);
-            let dc_n = spec.lstm().then(|| upload(ctx, &state, &up.dc_n));
-            let mut rec = Recorder::new(ctx, "train");
-            let (out, saved) = model
-                .forward_train(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
-                .unwrap();
-            let grads = model
-                .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
-                .unwrap();
-            rec.submit();
-            let params = reference_params(&model);
-            let want = reference::forward(&spec, &params, &inp);
-            assert_outputs(&what, &out, &want);
-            let fd = reference::gradients(&spec, &params, &inp, &up);
-            let close = |name: &str, got: &[f32], want: &[f64]| {
-                assert_close(
-                    &format!("{what}: grad {name}"),
-                    got,
-                    want,
-                    GRAD_RTOL,
-                    GRAD_ATOL,
-                )
-            };
-            close("x", &grads.dx.to_vec().unwrap(), &fd.x);
-            close("h0", &grads.dh0.to_vec().unwrap(), &fd.h0);
-            for n in model.named_grads() {
-                close(&n.name, &n.read().unwrap(), &fd.params[&n.name]);
-            }
             // Evaluation: no dropout, on a recorder and on an eval tape.
             inp.between.clear();
             let want = reference::forward(&spec, &params, &inp);
@@ -378,45 +364,11 @@ fn projected_lstm_matches_the_reference_and_finite_differences() {
                 Recurrent::with_projection(ctx, config(&spec), proj, 400 + k as u64).unwrap();
             assert_eq!(model.proj_size(), Some(proj));
             let (inp, up) = random_case(&spec, batch, steps, &lengths, 401 + k as u64);
-            let (states, cells) = ([layers * dirs, batch, proj], [layers * dirs, batch, hidden]);
             let x = upload(ctx, &[batch, steps, input], &inp.x);
-            let h0 = upload(ctx, &states, &inp.h0);
-            let c0 = upload(ctx, &cells, &inp.c0);
-            let dy = upload(ctx, &[batch, steps, dirs * proj], &up.dy);
-            let dh_n = upload(ctx, &states, &up.dh_n);
-            let dc_n = upload(ctx, &cells, &up.dc_n);
-            let mut rec = Recorder::new(ctx, "projected");
-            let (out, saved) = model
-                .forward(&mut rec, &x, &lengths, Some(&h0), Some(&c0))
-                .unwrap();
-            let grads = model
-                .backward(&mut rec, &saved, &dy, Some(&dh_n), Some(&dc_n))
-                .unwrap();
-            rec.submit();
             let params = reference_params(&model);
-            assert!(
-                params.contains_key("weight_hr_l0"),
-                "{what}: {:?}",
-                params.keys()
-            );
-            let want = reference::forward(&spec, &params, &inp);
-            assert_outputs(&what, &out, &want);
-            let fd = reference::gradients(&spec, &params, &inp, &up);
-            let close = |name: &str, got: &[f32], want: &[f64]| {
-                assert_close(
-                    &format!("{what}: grad {name}"),
-                    got,
-                    want,
-                    GRAD_RTOL,
-                    GRAD_ATOL,
-                )
-            };
-            close("x", &grads.dx.to_vec().unwrap(), &fd.x);
-            close("h0", &grads.dh0.to_vec().unwrap(), &fd.h0);
-            close("c0", &grads.dc0.as_ref().unwrap().to_vec().unwrap(), &fd.c0);
-            for n in model.named_grads() {
-                close(&n.name, &n.read().unwrap(), &fd.params[&n.name]);
-            }
+            assert!(params.contains_key("weight_hr_l0"), "{what}");
+            let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
+            verify(ctx, &model, &spec, &inp, &up, &x, false, &what, tol);
         }
     }
     let ctx = ctx();

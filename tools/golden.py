@@ -70,6 +70,31 @@ def module(op, i, h, layers, bi, proj=0):
     return torch.nn.RNN(i, h, nonlinearity=op.split("_")[1], **kw)
 
 
+def recurrent_tensors(m, grads, lens, x, h0, c0, y, h_n, c_n, dy, dh_n, dc_n):
+    """A recurrent case's tensors: parameters, their gradients `grads`, inputs,
+    outputs, upstream gradients and the inputs' gradients (c's for an LSTM, where
+    c_n is given), as f32, and the lengths as i32."""
+    tensors = {name: p for name, p in m.named_parameters()}
+    tensors.update(grads)
+    tensors.update(x=x, h0=h0, y=y, h_n=h_n, dy=dy, dh_n=dh_n)
+    tensors.update({"grad.x": x.grad, "grad.h0": h0.grad})
+    if c_n is not None:
+        tensors.update({"c0": c0, "c_n": c_n, "dc_n": dc_n, "grad.c0": c0.grad})
+    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
+    tensors["lengths"] = lens.to(torch.int32)
+    return tensors
+
+
+def recurrent_meta(op, i, h, layers, bi):
+    return dict(
+        op=op,
+        input_size=str(i),
+        hidden_size=str(h),
+        num_layers=str(layers),
+        bidirectional="1" if bi else "0",
+    )
+
+
 def case(seed, op, i, h, layers, bi, lengths, t, proj=0):
     torch.manual_seed(seed)
     m = module(op, i, h, layers, bi, proj).double()
@@ -92,21 +117,9 @@ def case(seed, op, i, h, layers, bi, lengths, t, proj=0):
         loss = loss + (c_n * dc_n).sum()
     loss.backward()
 
-    tensors = {name: p for name, p in m.named_parameters()}
-    tensors.update({f"grad.{name}": p.grad for name, p in m.named_parameters()})
-    tensors.update(x=x, h0=h0, y=y, h_n=h_n, dy=dy, dh_n=dh_n)
-    tensors.update({"grad.x": x.grad, "grad.h0": h0.grad})
-    if lstm:
-        tensors.update({"c0": c0, "c_n": c_n, "dc_n": dc_n, "grad.c0": c0.grad})
-    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
-    tensors["lengths"] = lens.to(torch.int32)
-    meta = dict(
-        op=op,
-        input_size=str(i),
-        hidden_size=str(h),
-        num_layers=str(layers),
-        bidirectional="1" if bi else "0",
-    )
+    grads = {f"grad.{name}": p.grad for name, p in m.named_parameters()}
+    tensors = recurrent_tensors(m, grads, lens, x, h0, c0, y, h_n, c_n, dy, dh_n, dc_n)
+    meta = recurrent_meta(op, i, h, layers, bi)
     if proj:
         meta["proj_size"] = str(proj)
     return tensors, meta
@@ -195,27 +208,14 @@ def dropout_case(seed, op, i, h, layers, bi, lengths, t, p, drop_seed, train):
         loss = loss + (c_n * dc_n).sum()
     loss.backward()
 
-    tensors = {name: p_ for name, p_ in m.named_parameters()}
-    tensors.update({f"grad.{name}": p_.grad for name, p_ in m.named_parameters()})
+    # Trained layer by layer, the stack's gradients are its layers' modules'.
+    grads = {f"grad.{name}": p_.grad for name, p_ in m.named_parameters()}
     for l, one in layer_of.items():
         for name, p_ in one.named_parameters():
-            tensors[f"grad.{name.replace('_l0', f'_l{l}')}"] = p_.grad
-    tensors.update(x=x, h0=h0, y=y, h_n=h_n, dy=dy, dh_n=dh_n)
-    tensors.update({"grad.x": x.grad, "grad.h0": h0.grad})
-    if lstm:
-        tensors.update({"c0": c0, "c_n": c_n, "dc_n": dc_n, "grad.c0": c0.grad})
-    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
-    tensors["lengths"] = lens.to(torch.int32)
-    meta = dict(
-        op=op,
-        input_size=str(i),
-        hidden_size=str(h),
-        num_layers=str(layers),
-        bidirectional="1" if bi else "0",
-        dropout=str(p),
-        dropout_seed=str(drop_seed),
-        train="1" if train else "0",
-    )
+            grads[f"grad.{name.replace('_l0', f'_l{l}')}"] = p_.grad
+    tensors = recurrent_tensors(m, grads, lens, x, h0, c0, y, h_n, c_n, dy, dh_n, dc_n)
+    meta = recurrent_meta(op, i, h, layers, bi)
+    meta.update(dropout=str(p), dropout_seed=str(drop_seed), train="1" if train else "0")
     return tensors, meta
 
 

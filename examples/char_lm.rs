@@ -10,8 +10,12 @@
 //! model of each kind in turn, each for its share of `--minutes`, and plots their
 //! loss curves together (`*.loss.png` beside `--checkpoint`, numbers in the CSV
 //! beside it), so the Elman RNN's trouble with long dependencies shows next to
-//! the gated cells. The model and optimizer go to `--checkpoint` after every
-//! epoch (one file per cell when comparing); `--resume` continues from it.
+//! the gated cells. Curves are by minutes of training (evaluation and sampling
+//! excluded); `--eval-every M` also measures the validation loss every M minutes,
+//! and the run ends with a table: each cell's final and best validation loss and
+//! when it first reached 1.50 nats/char. The model and optimizer go to
+//! `--checkpoint` after every epoch (one file per cell when comparing);
+//! `--resume` continues from it.
 
 #[path = "common/plot.rs"]
 mod plot;
@@ -73,6 +77,10 @@ struct Args {
     /// Characters sampled after each epoch.
     #[arg(long, default_value_t = 300)]
     sample: usize,
+    /// Also measure the validation loss every this many minutes of training
+    /// (0: at the end of each epoch only).
+    #[arg(long, default_value_t = 0.0)]
+    eval_every: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value = "runs/char_lm.safetensors")]
@@ -136,10 +144,12 @@ fn evaluate(ctx: &Context, lm: &LanguageModel, ids: &[u32], bptt: usize) -> Resu
     Ok(sum / count.max(1) as f64)
 }
 
-/// Per-step training losses and per-epoch validation losses, by step.
+/// Per-step training losses and the validation losses, by minutes of training
+/// (evaluation and sampling excluded); the training speed.
 struct Curves {
     train: Vec<(f64, f64)>,
     val: Vec<(f64, f64)>,
+    chars_per_s: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -183,47 +193,66 @@ fn train(
         per_epoch,
         args.bptt
     );
-    let start = Instant::now();
+    // Minutes of training only: evaluations and samples are left out.
+    let mut trained = 0.0f64;
+    let mut next_eval = args.eval_every;
     let mut curves = Curves {
         train: vec![],
         val: vec![],
+        chars_per_s: 0.0,
     };
+    let mut chars_total = 0usize;
     let first_epoch = opt.steps() / per_epoch.max(1);
     for epoch in first_epoch as usize..args.epochs {
         let bar = run::bar(per_epoch as usize, format!("{cell} epoch {}", epoch + 1));
-        let t0 = Instant::now();
+        let epoch_start = trained;
         let mut state: Option<State> = None;
         let mut out_of_time = false;
         let mut chars_seen = 0usize;
         for b in (0..streams.chunks()).filter_map(|i| streams.chunk(i)) {
+            let step_start = Instant::now();
             let (report, next) = lm.train_step(ctx, &b, state.as_ref(), &mut opt)?;
+            trained += step_start.elapsed().as_secs_f64() / 60.0;
             state = Some(next);
             chars_seen += b.size * b.steps;
-            curves
-                .train
-                .push((f64::from(opt.steps()), f64::from(report.loss)));
-            bar.set_message(format!(
-                "loss {:.3}  {:.0} chars/s",
-                report.loss,
-                chars_seen as f64 / t0.elapsed().as_secs_f64()
-            ));
+            curves.train.push((trained, f64::from(report.loss)));
+            if args.eval_every > 0.0 && trained >= next_eval {
+                let val = evaluate(ctx, &lm, val_ids, args.bptt)?;
+                curves.val.push((trained, val));
+                bar.suspend(|| {
+                    println!(
+                        "{cell} after {trained:.1} min of training: val loss {val:.3} nats/char"
+                    )
+                });
+                next_eval += args.eval_every;
+            }
+            let speed = chars_seen as f64 / ((trained - epoch_start) * 60.0).max(1e-9);
+            bar.set_message(format!("loss {:.3}  {speed:.0} chars/s", report.loss));
             bar.inc(1);
-            if start.elapsed().as_secs_f64() > minutes * 60.0 {
+            if trained > minutes {
                 out_of_time = true;
                 break;
             }
         }
         bar.finish_and_clear();
+        chars_total += chars_seen;
         Checkpoint::capture(&lm.named_params(), Some(&opt))?.save(checkpoint)?;
-        let val = evaluate(ctx, &lm, val_ids, args.bptt)?;
-        curves.val.push((f64::from(opt.steps()), val));
+        // The periodic evaluation may just have measured this state.
+        let val = match curves.val.last() {
+            Some(&(at, val)) if at == trained => val,
+            _ => {
+                let val = evaluate(ctx, &lm, val_ids, args.bptt)?;
+                curves.val.push((trained, val));
+                val
+            }
+        };
         println!(
-            "{cell} epoch {} ({:.1} min{}): val loss {val:.3} nats/char, perplexity {:.2}; {:.0} chars/s training; {}",
+            "{cell} epoch {} ({:.1} min of training{}): val loss {val:.3} nats/char, perplexity {:.2}; {:.0} chars/s training; {}",
             epoch + 1,
-            start.elapsed().as_secs_f64() / 60.0,
+            trained,
             if out_of_time { ", time budget reached" } else { "" },
             val.exp(),
-            chars_seen as f64 / t0.elapsed().as_secs_f64(),
+            chars_seen as f64 / ((trained - epoch_start) * 60.0).max(1e-9),
             run::pool(ctx)
         );
         let prime: Vec<u32> = "\n".chars().map(|c| chars.id(&c.to_string())).collect();
@@ -250,6 +279,7 @@ fn train(
             break;
         }
     }
+    curves.chars_per_s = chars_total as f64 / (trained * 60.0).max(1e-9);
     Ok(curves)
 }
 
@@ -328,19 +358,29 @@ fn main() -> Result<()> {
     }
     let chart = plot::Chart {
         title: "Character language model: loss by cell",
-        x: "training step",
+        x: "minutes of training (evaluation excluded)",
         y: "loss (nats per character)",
         right: None,
     };
     let path = args.checkpoint.with_extension("loss.png");
     plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
+    println!("\ncell   final val   best val   first at or below 1.50   chars/s");
     for (cell, c) in &all {
-        if let Some((step, v)) = c.val.last() {
-            println!(
-                "{cell}: validation {v:.3} nats/char (perplexity {:.2}) after {step} steps",
-                v.exp()
-            );
-        }
+        let (Some(&(minutes, last)), Some(best)) = (
+            c.val.last(),
+            c.val.iter().map(|&(_, v)| v).min_by(f64::total_cmp),
+        ) else {
+            continue;
+        };
+        let reached = c
+            .val
+            .iter()
+            .find(|&&(_, v)| v <= 1.50)
+            .map_or("not reached".to_string(), |(m, _)| format!("{m:.1} min"));
+        println!(
+            "{cell:<6} {last:>9.3} {best:>10.3} {reached:>24} {:>9.0}   ({minutes:.1} min of training)",
+            c.chars_per_s
+        );
     }
     Ok(())
 }

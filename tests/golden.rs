@@ -414,11 +414,17 @@ fn every_golden_case_matches_pytorch() {
             None => failures.push(format!("{}: unknown op {op}", case.name)),
         }
     }
+    // Each failure names its case first.
+    let cases: std::collections::BTreeSet<&str> = failures
+        .iter()
+        .filter_map(|f| f.split(':').next())
+        .collect();
     assert!(
         failures.is_empty(),
-        "{} of {} golden cases failed:\n{}",
-        failures.len(),
+        "{} of {} golden cases failed ({} mismatches):\n{}",
+        cases.len(),
         files.len(),
+        failures.len(),
         failures.join("\n")
     );
     println!(

@@ -153,9 +153,9 @@ pub struct Recurrent {
 /// What [`Recurrent::forward`] returns.
 #[derive(Clone, Debug)]
 pub struct Output {
-    /// `[B, T, D·H]`, zero past each sequence's length.
+    /// `[B, T, D·S]` (S: P with a projection, else H), zero past each sequence's length.
     pub y: Tensor,
-    /// `[L·D, B, H]` the state at each sequence's last real step.
+    /// `[L·D, B, S]` the state at each sequence's last real step.
     pub h_n: Tensor,
     /// `[L·D, B, H]` (LSTM only).
     pub c_n: Option<Tensor>,
@@ -164,9 +164,9 @@ pub struct Output {
 /// What [`Recurrent::apply`] returns: [`Output`] on a tape.
 #[derive(Clone, Debug)]
 pub struct Sequence {
-    /// `[B, T, D·H]`, zero past each sequence's length.
+    /// `[B, T, D·S]` (S: P with a projection, else H), zero past each sequence's length.
     pub y: Var,
-    /// `[L·D, B, H]` the state at each sequence's last real step.
+    /// `[L·D, B, S]` the state at each sequence's last real step.
     pub h_n: Var,
     /// `[L·D, B, H]` (LSTM only).
     pub c_n: Option<Var>,
@@ -177,7 +177,7 @@ pub struct Sequence {
 pub struct InputGrads {
     /// `[B, T, I]`, zero past each sequence's length.
     pub dx: Tensor,
-    /// `[L·D, B, H]`
+    /// `[L·D, B, S]`
     pub dh0: Tensor,
     /// `[L·D, B, H]` (LSTM only).
     pub dc0: Option<Tensor>,
@@ -186,7 +186,7 @@ pub struct InputGrads {
 /// Gradients of the initial states, from [`Recurrent::backward_params`].
 #[derive(Clone, Debug)]
 pub struct StateGrads {
-    /// `[L·D, B, H]`
+    /// `[L·D, B, S]`
     pub dh0: Tensor,
     /// `[L·D, B, H]` (LSTM only).
     pub dc0: Option<Tensor>,
@@ -415,8 +415,9 @@ impl Recurrent {
     }
 
     /// Records the forward pass of `x` `[B, T, I]` whose sequence `b` has
-    /// `lengths[b]` real steps (1..=T, any order), from initial states `h0` (and
-    /// `c0` for an LSTM) `[L·D, B, H]`, zero when `None`.
+    /// `lengths[b]` real steps (1..=T, any order), from initial states `h0`
+    /// `[L·D, B, S]` and, for an LSTM, `c0` `[L·D, B, H]`, zero when `None` (S is
+    /// P with a projection, else H).
     pub fn forward(
         &self,
         rec: &mut Recorder,
@@ -671,10 +672,10 @@ impl Recurrent {
     }
 
     /// Records the backward pass of a [`forward`](Self::forward) given the
-    /// gradients of its outputs: `dy` `[B, T, D·H]` (values past a sequence's length
-    /// are ignored), `dh_n` and, for an LSTM, `dc_n` `[L·D, B, H]` (zero when
-    /// `None`). Adds the parameter gradients to [`layer_grads`](Self::layer_grads) and returns
-    /// the gradients of the inputs.
+    /// gradients of its outputs: `dy` `[B, T, D·S]` (values past a sequence's
+    /// length are ignored), `dh_n` `[L·D, B, S]` and, for an LSTM, `dc_n` `[L·D,
+    /// B, H]` (zero when `None`). Adds the parameter gradients to
+    /// [`layer_grads`](Self::layer_grads) and returns the gradients of the inputs.
     pub fn backward(
         &self,
         rec: &mut Recorder,

@@ -95,17 +95,30 @@ def recurrent_meta(op, i, h, layers, bi):
     )
 
 
+def random_inputs(b, t, i, h, s, layers, bi):
+    """A recurrent case's random x, h0, c0 (the inputs, with gradients) and dy,
+    dh_n, dc_n (the upstream gradients), drawn in that order; states and outputs
+    s wide, cell states h wide."""
+    d = 2 if bi else 1
+
+    def draw(*shape, grad=False):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=grad)
+
+    return (
+        draw(b, t, i, grad=True),
+        draw(layers * d, b, s, grad=True),
+        draw(layers * d, b, h, grad=True),
+        draw(b, t, d * s),
+        draw(layers * d, b, s),
+        draw(layers * d, b, h),
+    )
+
+
 def case(seed, op, i, h, layers, bi, lengths, t, proj=0):
     torch.manual_seed(seed)
     m = module(op, i, h, layers, bi, proj).double()
-    b, d = len(lengths), 2 if bi else 1
-    s = proj or h  # the states' and outputs' width
-    x = torch.randn(b, t, i, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(layers * d, b, s, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
-    dy = torch.randn(b, t, d * s, dtype=torch.float64)
-    dh_n = torch.randn(layers * d, b, s, dtype=torch.float64)
-    dc_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    b = len(lengths)
+    x, h0, c0, dy, dh_n, dc_n = random_inputs(b, t, i, h, proj or h, layers, bi)
     lens = torch.tensor(lengths)
     packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
     lstm = op == "lstm"
@@ -165,12 +178,7 @@ def dropout_case(seed, op, i, h, layers, bi, lengths, t, p, drop_seed, train):
     m = module(op, i, h, layers, bi).double()
     m.dropout = p
     b, d = len(lengths), 2 if bi else 1
-    x = torch.randn(b, t, i, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(layers * d, b, h, dtype=torch.float64, requires_grad=True)
-    dy = torch.randn(b, t, d * h, dtype=torch.float64)
-    dh_n = torch.randn(layers * d, b, h, dtype=torch.float64)
-    dc_n = torch.randn(layers * d, b, h, dtype=torch.float64)
+    x, h0, c0, dy, dh_n, dc_n = random_inputs(b, t, i, h, h, layers, bi)
     lens = torch.tensor(lengths)
     lstm = op == "lstm"
 

@@ -105,9 +105,8 @@ struct Params {
 }
 
 impl Params {
-    /// A slot holding `bytes`: its buffer and offset.
-    fn slot(&mut self, ctx: &crate::Context, bytes: &[u8]) -> (wgpu::Buffer, u64) {
-        let align = u64::from(ctx.limits().min_uniform_buffer_offset_alignment).max(16);
+    /// A slot holding `bytes` at a multiple of `align`: its buffer and offset.
+    fn slot(&mut self, ctx: &crate::Context, align: u64, bytes: &[u8]) -> (wgpu::Buffer, u64) {
         let len = bytes.len() as u64;
         let next = |data: &[u8]| (data.len() as u64).div_ceil(align) * align;
         if let Some((buffer, data)) = &self.current {
@@ -582,7 +581,8 @@ impl Recorder {
                 expected: "bindings the shader declares",
             });
         };
-        let (uniform, offset) = self.params.slot(&self.ctx, params);
+        let align = u64::from(limits.min_uniform_buffer_offset_alignment).max(16);
+        let (uniform, offset) = self.params.slot(&self.ctx, align, params);
         let key = BindKey {
             layout: compiled.layout.clone(),
             uniform: (uniform.clone(), params.len() as u64),

@@ -146,8 +146,6 @@ pub struct Recurrent {
     storage: DType,
     /// Dropout on each layer's output but the last, in training.
     dropout: Option<Arc<Dropout>>,
-    /// P of the LSTM's output projection; 0 without one.
-    proj: usize,
 }
 
 /// What [`Recurrent::forward`] returns.
@@ -301,31 +299,23 @@ impl Recurrent {
             grads,
             storage: DType::F32,
             dropout: None,
-            proj,
         })
     }
 
-    /// P of the output projection, if the stack has one.
+    /// P of the output projection, if the stack has one (W_hr is `[D, P, H]`).
     pub fn proj_size(&self) -> Option<usize> {
-        (self.proj > 0).then_some(self.proj)
+        self.params[0].w_hr.as_ref().map(|w| w.shape()[1])
     }
 
-    /// S, the width of the states and outputs: P with a projection, else H.
+    /// S, the width of the states and outputs: P with a projection, else H (W_hh
+    /// is `[D, G, S]`).
     fn state_size(&self) -> usize {
-        if self.proj > 0 {
-            self.proj
-        } else {
-            self.cfg.hidden_size
-        }
+        self.params[0].w_hh.shape()[2]
     }
 
-    /// Input features of layer `l`: the input size, then D·S.
+    /// Input features of layer `l` (W_ih is `[D, G, I_l]`).
     fn layer_input(&self, l: usize) -> usize {
-        if l == 0 {
-            self.cfg.input_size
-        } else {
-            self.cfg.dirs() * self.state_size()
-        }
+        self.params[l].w_ih.shape()[2]
     }
 
     /// The same stack with dropout of probability `p` (0 ≤ p < 1) on the output
@@ -349,7 +339,7 @@ impl Recurrent {
     /// The same stack with its activations and forward weights stored as `dtype`:
     /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16.
     pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
-        if self.proj > 0 && dtype != DType::F32 {
+        if self.proj_size().is_some() && dtype != DType::F32 {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "storage",

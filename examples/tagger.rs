@@ -1,7 +1,9 @@
-//! A BiLSTM part-of-speech tagger (embedding → bidirectional LSTM → linear →
-//! masked cross-entropy) trained on Universal Dependencies English EWT: trains on
-//! train, keeps the model that tags dev best, reports UPOS accuracy on test, the
-//! throughput, and the most frequent confusions.
+//! A character-aware BiLSTM part-of-speech tagger (word embedding beside a
+//! character BiLSTM over each word's spelling → stacked bidirectional LSTM →
+//! linear → masked cross-entropy) trained on Universal Dependencies English EWT:
+//! trains on train, keeps the model that tags dev best, reports UPOS accuracy on
+//! test, the throughput, and the most frequent confusions. `--char-hidden 0`
+//! trains the word-only tagger.
 //!
 //! Run: `cargo run --release --example tagger` (`-- --help` for the options).
 //! Reads `--data` (default ../shared/data/ud-english-ewt, the en_ewt-ud-*.conllu
@@ -26,7 +28,7 @@ use std::time::Instant;
 use clap::Parser;
 use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
 use rnn_wgpu::data::{buckets, Batch, Vocab};
-use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
+use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -40,10 +42,10 @@ struct Args {
     #[arg(long, default_value = "../shared/data/ud-english-ewt")]
     data: PathBuf,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 14)]
+    #[arg(long, default_value_t = 17)]
     epochs: usize,
     /// Stop training after this many minutes (then evaluate).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 19.5)]
     minutes: f64,
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -52,6 +54,30 @@ struct Args {
     /// Hidden units per direction.
     #[arg(long, default_value_t = 128)]
     hidden: usize,
+    /// Stacked BiLSTM layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Character embedding size.
+    #[arg(long, default_value_t = 32)]
+    char_emb: usize,
+    /// Character BiLSTM units per direction (0: no character encoder).
+    #[arg(long, default_value_t = 64)]
+    char_hidden: usize,
+    /// Words longer than this keep their first and last half as many characters.
+    #[arg(long, default_value_t = 20)]
+    max_chars: usize,
+    /// Word dropout while training: a word seen n times in training is read as
+    /// its unknown-word class with probability a / (a + n), so that the model
+    /// learns to tag words it has not seen (0: off).
+    #[arg(long, default_value_t = 0.25)]
+    word_dropout: f64,
+    /// Words seen fewer times in training share their unknown-word class.
+    #[arg(long, default_value_t = 1)]
+    min_count: usize,
+    /// Keep the words' own entries case-sensitive (by default they are
+    /// lower-cased, and the case is read from the characters).
+    #[arg(long)]
+    cased: bool,
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
     /// Dropout on the embeddings and the BiLSTM outputs while training.
@@ -135,6 +161,13 @@ fn generated(seed: u64) -> Corpus {
 struct Data {
     words: Vocab,
     tags: Vocab,
+    /// Characters seen in training (empty without a character encoder).
+    chars: Vocab,
+    max_chars: usize,
+    /// Training counts, for word dropout.
+    counts: HashMap<String, usize>,
+    /// Whether word entries are lower-cased (the characters keep the case).
+    fold: bool,
 }
 
 /// The unknown-word class of a word: its capitalization, digits, hyphens and a
@@ -169,31 +202,68 @@ fn signature(word: &str) -> String {
 }
 
 impl Data {
-    /// Words seen at least twice keep their own entry; the rest share entries by
-    /// [`signature`], trained on the words seen once.
-    fn new(train: &[TaggedSentence], tags: Vocab) -> Self {
-        let mut counts: HashMap<&str, usize> = HashMap::new();
+    /// Words seen at least `min_count` times (lower-cased with `fold`) keep their
+    /// own entry; the rest share entries by [`signature`], trained on the rarer
+    /// words and by word dropout.
+    fn new(train: &[TaggedSentence], tags: Vocab, opts: &Args) -> Self {
+        let fold = !opts.cased;
+        let key = |w: &str| {
+            if fold {
+                w.to_lowercase()
+            } else {
+                w.to_string()
+            }
+        };
+        let mut counts: HashMap<String, usize> = HashMap::new();
         for w in train.iter().flat_map(|s| &s.words) {
-            *counts.entry(w.as_str()).or_insert(0) += 1;
+            *counts.entry(key(w)).or_insert(0) += 1;
         }
         let tokens: Vec<String> = train
             .iter()
             .flat_map(|s| &s.words)
             .map(|w| {
-                if counts[w.as_str()] >= 2 {
-                    w.clone()
+                let k = key(w);
+                if counts[&k] >= opts.min_count {
+                    k
                 } else {
                     signature(w)
                 }
             })
             .collect();
         let words = Vocab::build(tokens.iter().map(String::as_str), 1);
-        Self { words, tags }
+        let chars = if opts.char_hidden > 0 {
+            let spelled: Vec<String> = train
+                .iter()
+                .flat_map(|s| &s.words)
+                .flat_map(|w| w.chars())
+                .map(String::from)
+                .collect();
+            Vocab::build(spelled.iter().map(String::as_str), 1)
+        } else {
+            Vocab::from_tokens(Vec::<String>::new())
+        };
+        Self {
+            words,
+            tags,
+            chars,
+            max_chars: opts.max_chars,
+            counts,
+            fold,
+        }
+    }
+
+    /// The word's key in `words` and `counts`.
+    fn key<'w>(&self, w: &'w str) -> std::borrow::Cow<'w, str> {
+        if self.fold {
+            w.to_lowercase().into()
+        } else {
+            w.into()
+        }
     }
 
     fn word_id(&self, w: &str) -> u32 {
         self.words
-            .get(w)
+            .get(&self.key(w))
             .unwrap_or_else(|| self.words.id(&signature(w)))
     }
 
@@ -212,16 +282,37 @@ impl Data {
         Ok((words, tags))
     }
 
-    fn batch(&self, sents: &[&TaggedSentence]) -> Result<Batch> {
-        let pairs = sents
+    /// A padded batch of `sents` (with their characters where the model reads
+    /// them); `dropout` = (a, rng) applies word dropout.
+    fn batch(
+        &self,
+        sents: &[&TaggedSentence],
+        dropout: Option<(f64, &mut SplitMix)>,
+    ) -> Result<Batch> {
+        let mut pairs = sents
             .iter()
             .map(|s| self.ids(s))
             .collect::<Result<Vec<_>>>()?;
+        if let Some((a, rng)) = dropout {
+            for (s, (ids, _)) in sents.iter().zip(&mut pairs) {
+                for (w, id) in s.words.iter().zip(ids.iter_mut()) {
+                    let n = self.counts.get(self.key(w).as_ref()).copied().unwrap_or(0) as f64;
+                    if f64::from(rng.uniform_unit()) < a / (a + n) {
+                        *id = self.words.id(&signature(w));
+                    }
+                }
+            }
+        }
         let refs: Vec<(&[u32], &[u32])> = pairs
             .iter()
             .map(|(a, b)| (a.as_slice(), b.as_slice()))
             .collect();
-        Batch::pad(&refs, Vocab::PAD)
+        let batch = Batch::pad(&refs, Vocab::PAD)?;
+        if self.chars.is_empty() {
+            return Ok(batch);
+        }
+        let words: Vec<&[String]> = sents.iter().map(|s| s.words.as_slice()).collect();
+        batch.with_chars(&words, &self.chars, self.max_chars)
     }
 }
 
@@ -241,7 +332,7 @@ fn evaluate(
     let lengths: Vec<usize> = sents.iter().map(|s| s.words.len()).collect();
     for idx in buckets(&lengths, batch, 0) {
         let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &sents[i]).collect();
-        let b = data.batch(&chosen)?;
+        let b = data.batch(&chosen, None)?;
         let mut tape = Tape::eval(ctx, "eval");
         let logits = model.forward(&mut tape, &b)?;
         // One index per token comes back, not the scores.
@@ -290,13 +381,15 @@ fn main() -> Result<()> {
         .tokens()
         .skip(2),
     );
-    let data = Data::new(&corpus.train, tags);
+    let data = Data::new(&corpus.train, tags, &args);
     println!(
-        "train {} / dev {} / test {} sentences; {} word entries (seen twice, or an unknown-word class), {} tags",
+        "train {} / dev {} / test {} sentences; {} word entries (seen {}+ times, or an unknown-word class), {} characters, {} tags",
         corpus.train.len(),
         corpus.dev.len(),
         corpus.test.len(),
         data.words.len(),
+        args.min_count,
+        data.chars.len(),
         data.tags.len()
     );
 
@@ -308,10 +401,16 @@ fn main() -> Result<()> {
             hidden: args.hidden,
             tags: data.tags.len(),
             pad: Vocab::PAD,
+            layers: args.layers,
+            chars: (args.char_hidden > 0).then_some(CharConfig {
+                chars: data.chars.len(),
+                emb: args.char_emb,
+                hidden: args.char_hidden,
+            }),
         },
         args.seed,
     )?
-    .with_dropout(args.dropout, args.seed as u32)
+    .with_dropout(args.dropout, args.seed as u32)?
     .with_storage(match args.storage {
         Storage::F32 => DType::F32,
         Storage::F16 => DType::F16,
@@ -343,13 +442,14 @@ fn main() -> Result<()> {
     // (step, training loss) and (step, dev error rate) for the curves.
     let (mut losses, mut dev_errors) = (vec![], vec![]);
     let first_epoch = opt.steps() / steps_per_epoch;
+    let mut word_rng = SplitMix::new(args.seed + u64::from(opt.steps()));
     'training: for epoch in first_epoch as usize..args.epochs {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
         let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
         let (mut tokens, t0) = (0usize, Instant::now());
         for (done, idx) in batches.iter().enumerate() {
             let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
-            let b = data.batch(&chosen)?;
+            let b = data.batch(&chosen, Some((args.word_dropout, &mut word_rng)))?;
             let report = model.train_step(&ctx, &b, &mut opt)?;
             losses.push((f64::from(opt.steps()), f64::from(report.loss)));
             tokens += b.lengths.iter().sum::<usize>();
@@ -393,7 +493,11 @@ fn main() -> Result<()> {
     }
     let curve = args.checkpoint.with_extension("loss.png");
     let chart = plot::Chart {
-        title: "BiLSTM tagger: training loss and dev error rate",
+        title: if args.char_hidden > 0 {
+            "Character-aware BiLSTM tagger: training loss and dev error rate"
+        } else {
+            "BiLSTM tagger: training loss and dev error rate"
+        },
         x: "training step",
         y: "loss (nats per token)",
         right: Some("dev error rate (%)"),

@@ -24,6 +24,8 @@ fn toy(emb: usize, hidden: usize) -> TaggerConfig {
         hidden,
         tags: TAGS,
         pad: 0,
+        layers: 1,
+        chars: None,
     }
 }
 
@@ -118,6 +120,7 @@ fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
                 lengths: vec![],
                 size: 0,
                 steps: 0,
+                chars: None,
             }),
             |e| matches!(e, Error::Empty { .. }),
         ),
@@ -171,6 +174,8 @@ fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
             hidden: 6,
             tags: TAGS,
             pad: 0,
+            layers: 1,
+            chars: None,
         },
         3,
     )
@@ -316,12 +321,18 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
         );
     }
 
-    // Dropout that would drop everything.
-    let all = BiLstmTagger::new(ctx, toy(8, 6), 3)
+    // Dropout that would drop everything: refused by the model, and by the layer
+    // at the step.
+    let err = BiLstmTagger::new(ctx, toy(8, 6), 3)
         .unwrap()
-        .with_dropout(1.0, 1);
+        .with_dropout(1.0, 1)
+        .unwrap_err();
+    println!("{:<32} {err}", "tagger dropout 1");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    let all = Dropout::new(1.0, 1);
     let mut tape = Tape::train(ctx, "dropout");
-    let err = TrainStep::loss(&all, &mut tape, &good_batch()).unwrap_err();
+    let x = tape.from_slice(&[2], &[1.0, 2.0]).unwrap();
+    let err = all.apply(&mut tape, &x).unwrap_err();
     println!("{:<32} {err}", "drop probability 1");
     assert!(
         matches!(

@@ -2,7 +2,7 @@
 //! malformed files get.
 
 use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel};
-use rnn_wgpu::data::{buckets, Batch, Streams, Vocab};
+use rnn_wgpu::data::{buckets, Batch, Streams, Vocab, WordChars};
 use rnn_wgpu::nn::SplitMix;
 use rnn_wgpu::Error;
 
@@ -26,6 +26,52 @@ fn batches_pad_to_the_longest_with_lengths_and_ignored_targets() {
     // Ids and targets of different lengths are named as such.
     assert!(matches!(
         Batch::pad(&[(&[1, 2], &[1])], 0),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn word_characters_hold_each_distinct_word_once_with_every_position_s_row() {
+    let chars = Vocab::build(["a", "b", "c", "D", "e"], 1);
+    let id = |c: &str| chars.id(c);
+    let sents: [&[&str]; 2] = [&["ab", "Dab", "ab"], &["cx"]];
+    let b = Batch::pad(&[(&[1, 2, 1], &[0, 0, 0]), (&[3], &[0])], 0)
+        .unwrap()
+        .with_chars(&sents, &chars, 8)
+        .unwrap();
+    let w = b.chars.unwrap();
+    assert_eq!((w.words, w.steps), (3, 3));
+    assert_eq!(w.lengths, [2, 3, 2]);
+    // "x" was never seen: unknown; rows padded with PAD.
+    let (a, bb, c, d) = (id("a"), id("b"), id("c"), id("D"));
+    assert_eq!(w.ids, [a, bb, 0, d, a, bb, c, Vocab::UNK, 0]);
+    // The padding position of the second sentence points at row 0.
+    assert_eq!(w.index, [0, 1, 0, 2, 0, 0]);
+
+    // Long words keep their first and last halves; characters, not bytes.
+    let long: [&[&str]; 1] = [&["abcdeéabcDa"]];
+    let w = WordChars::new(&long, 1, &chars, 4).unwrap();
+    assert_eq!(w.ids, [a, bb, d, a]);
+    assert_eq!(w.lengths, [4]);
+
+    let empty: [&[&str]; 1] = [&["a", ""]];
+    assert!(matches!(
+        WordChars::new(&empty, 2, &chars, 4),
+        Err(Error::Empty { .. })
+    ));
+    assert!(matches!(
+        WordChars::new(&long, 1, &chars, 1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        WordChars::new(&sents, 2, &chars, 4),
+        Err(Error::LengthOutOfRange { index: 0, .. })
+    ));
+    // Words that do not match the batch's lengths are refused.
+    let b = Batch::pad(&[(&[1, 2], &[0, 0])], 0).unwrap();
+    let short: [&[&str]; 1] = [&["ab"]];
+    assert!(matches!(
+        b.with_chars(&short, &chars, 8),
         Err(Error::InvalidArgument { .. })
     ));
 }

@@ -150,6 +150,7 @@ fn chunk(x: &[u32], b: usize, t: usize) -> Batch {
         lengths: vec![t - 1; b],
         size: b,
         steps: t - 1,
+        chars: None,
     }
 }
 

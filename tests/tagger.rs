@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{assert_close, ctx, to_f64};
-use rnn_wgpu::data::Batch;
-use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
-use rnn_wgpu::nn::Module;
+use rnn_wgpu::data::{Batch, WordChars};
+use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
+use rnn_wgpu::nn::{Module, Named};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
 use rnn_wgpu::{Context, DType, Error, Tape};
@@ -20,71 +20,201 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn pytorch_state_dict_gives_pytorch_logits() {
-    let ctx = ctx();
-    let bytes = std::fs::read(fixture("bilstm_tagger_io.safetensors")).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let metadata = header.metadata().clone().unwrap();
-    let meta = |k: &str| metadata[k].parse::<usize>().unwrap();
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: meta("vocab"),
-            emb: meta("emb"),
-            hidden: meta("hidden"),
-            tags: meta("tags"),
-            pad: 0,
-        },
-        1,
-    )
-    .unwrap();
-    let path = fixture("bilstm_tagger.safetensors");
+/// A fixture file written by tools/tagger.py: its tensors and metadata.
+struct Io {
+    bytes: Vec<u8>,
+    meta: std::collections::HashMap<String, String>,
+}
+
+impl Io {
+    fn read(name: &str) -> Self {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap_or_default();
+        Self { bytes, meta }
+    }
+
+    fn meta(&self, key: &str) -> usize {
+        self.meta[key].parse().unwrap()
+    }
+
+    fn tensor(&self, key: &str) -> (Vec<usize>, Vec<[u8; 4]>) {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = st.tensor(key).unwrap();
+        let words = t.data().chunks_exact(4).map(|c| c.try_into().unwrap());
+        (t.shape().to_vec(), words.collect())
+    }
+
+    /// An i32 tensor as u32s (-1, PyTorch's ignored target, becomes IGNORE).
+    fn ints(&self, key: &str) -> Vec<u32> {
+        let (_, words) = self.tensor(key);
+        words
+            .into_iter()
+            .map(|w| i32::from_le_bytes(w) as u32)
+            .collect()
+    }
+
+    fn floats(&self, key: &str) -> Vec<f32> {
+        let (_, words) = self.tensor(key);
+        words.into_iter().map(f32::from_le_bytes).collect()
+    }
+
+    /// The batch of `ids`, `lengths` and (where present) `targets`.
+    fn batch(&self) -> Batch {
+        let lengths: Vec<usize> = self.ints("lengths").iter().map(|&n| n as usize).collect();
+        let ids = self.ints("ids");
+        let targets = if self.has("targets") {
+            self.ints("targets")
+        } else {
+            vec![0; ids.len()]
+        };
+        Batch {
+            targets,
+            size: lengths.len(),
+            steps: ids.len() / lengths.len(),
+            ids,
+            lengths,
+            chars: None,
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        st.names().contains(&key)
+    }
+}
+
+/// Loads PyTorch's saved weights into `model`.
+fn load_pytorch(model: &BiLstmTagger, name: &str) {
+    let path = fixture(name);
     Checkpoint::load(&path)
         .unwrap()
         .apply(&model.named_params(), &path.display().to_string())
         .unwrap();
+}
 
-    let words = |k: &str| -> Vec<[u8; 4]> {
-        let t = st.tensor(k).unwrap();
-        t.data()
-            .chunks_exact(4)
-            .map(|c| c.try_into().unwrap())
-            .collect()
-    };
-    let ints = |k: &str| -> Vec<u32> {
-        words(k)
-            .into_iter()
-            .map(|w| i32::from_le_bytes(w) as u32)
-            .collect()
-    };
-    let lengths: Vec<usize> = ints("lengths").iter().map(|&n| n as usize).collect();
-    let ids = ints("ids");
-    let steps = ids.len() / lengths.len();
-    let batch = Batch {
-        targets: vec![0; ids.len()],
-        ids,
-        size: lengths.len(),
-        steps,
-        lengths,
-    };
+#[test]
+fn pytorch_state_dict_gives_pytorch_logits() {
+    let ctx = ctx();
+    let io = Io::read("bilstm_tagger_io.safetensors");
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: io.meta("vocab"),
+            emb: io.meta("emb"),
+            hidden: io.meta("hidden"),
+            tags: io.meta("tags"),
+            pad: 0,
+            layers: 1,
+            chars: None,
+        },
+        1,
+    )
+    .unwrap();
+    load_pytorch(&model, "bilstm_tagger.safetensors");
     let mut tape = Tape::eval(ctx, "logits");
-    let logits = model.forward(&mut tape, &batch).unwrap();
+    let logits = model.forward(&mut tape, &io.batch()).unwrap();
     tape.into_recorder().submit();
-    let want: Vec<f32> = words("logits")
-        .into_iter()
-        .map(f32::from_le_bytes)
-        .collect();
-    assert_eq!(logits.shape(), st.tensor("logits").unwrap().shape());
+    assert_eq!(logits.shape(), io.tensor("logits").0);
     // Within 1e-4 of PyTorch, relative above 1.
     assert_close(
         "logits",
         &logits.to_vec().unwrap(),
-        &to_f64(&want),
+        &to_f64(&io.floats("logits")),
         1e-4,
         1e-4,
     );
+}
+
+/// The character-aware two-layer tagger against PyTorch's: logits, the loss and
+/// the gradient of every parameter (the character encoder's included) for a batch
+/// whose words repeat.
+#[test]
+fn the_character_aware_tagger_matches_pytorch_forward_and_backward() {
+    let ctx = ctx();
+    let io = Io::read("char_tagger_io.safetensors");
+    let model = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            vocab: io.meta("vocab"),
+            emb: io.meta("emb"),
+            hidden: io.meta("hidden"),
+            tags: io.meta("tags"),
+            pad: 0,
+            layers: 2,
+            chars: Some(CharConfig {
+                chars: io.meta("chars"),
+                emb: io.meta("char_emb"),
+                hidden: io.meta("char_hidden"),
+            }),
+        },
+        1,
+    )
+    .unwrap();
+    load_pytorch(&model, "char_tagger.safetensors");
+    let (char_shape, _) = io.tensor("char_ids");
+    let batch = Batch {
+        chars: Some(WordChars {
+            ids: io.ints("char_ids"),
+            lengths: io
+                .ints("char_lengths")
+                .iter()
+                .map(|&n| n as usize)
+                .collect(),
+            index: io.ints("index"),
+            words: char_shape[0],
+            steps: char_shape[1],
+        }),
+        ..io.batch()
+    };
+
+    // Without its characters the batch is refused.
+    let mut tape = Tape::eval(ctx, "no characters");
+    let err = model.forward(&mut tape, &io.batch()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+
+    let mut tape = Tape::train(ctx, "char tagger");
+    model.zero_grad(tape.rec()).unwrap();
+    let logits = model.forward(&mut tape, &batch).unwrap();
+    let loss = tape
+        .cross_entropy(&logits, &batch.targets, Some(Batch::IGNORE))
+        .unwrap();
+    tape.backward(&loss).unwrap();
+    tape.into_recorder().submit();
+    assert_close(
+        "logits",
+        &logits.to_vec().unwrap(),
+        &to_f64(&io.floats("logits")),
+        1e-4,
+        1e-4,
+    );
+    assert_close(
+        "loss",
+        &loss.to_vec().unwrap(),
+        &to_f64(&io.floats("loss")),
+        1e-5,
+        1e-6,
+    );
+    let mut checked = 0;
+    for entry in model.entries() {
+        for named in entry.names {
+            let grad = Named {
+                tensor: entry.param.grad.clone(),
+                ..named.clone()
+            };
+            assert_close(
+                &named.name,
+                &grad.read().unwrap(),
+                &to_f64(&io.floats(&format!("grad.{}", named.name))),
+                1e-4,
+                1e-5,
+            );
+            checked += 1;
+        }
+    }
+    // Word and character embeddings, 2 × 2 directions × 4 LSTM tensors, the
+    // character LSTM's 2 × 4, fc's 2.
+    assert_eq!(checked, 2 + 16 + 8 + 2);
 }
 
 const VOCAB: usize = 30;
@@ -98,6 +228,8 @@ fn toy(emb: usize, hidden: usize) -> TaggerConfig {
         hidden,
         tags: TAGS,
         pad: 0,
+        layers: 1,
+        chars: None,
     }
 }
 
@@ -475,6 +607,8 @@ fn a_module_saves_loads_and_maps_foreign_names() {
             hidden,
             tags,
             pad: 0,
+            layers: 1,
+            chars: None,
         },
         1,
     )

@@ -390,6 +390,8 @@ fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
             hidden: 8,
             tags: 5,
             pad: 0,
+            layers: 1,
+            chars: None,
         },
         1,
     )
@@ -535,6 +537,8 @@ fn varying_shapes_reuse_buffers_and_stay_within_twice_the_peak() {
             hidden: 32,
             tags: 9,
             pad: 0,
+            layers: 1,
+            chars: None,
         },
         1,
     )
@@ -549,6 +553,7 @@ fn varying_shapes_reuse_buffers_and_stay_within_twice_the_peak() {
         lengths: (0..size).map(|i| steps - i % steps.min(3)).collect(),
         size,
         steps,
+        chars: None,
     };
     let shapes: Vec<(usize, usize)> = [40, 3, 17, 29, 8, 40, 12, 23, 5, 33]
         .into_iter()

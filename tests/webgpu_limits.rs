@@ -114,6 +114,8 @@ fn tagger_losses(ctx: &Context) -> Vec<f32> {
             hidden: 16,
             tags: 6,
             pad: 0,
+            layers: 1,
+            chars: None,
         },
         2,
     )

@@ -26,6 +26,8 @@ pub fn tagger(ctx: &Context, storage: DType) -> Result<(BiLstmTagger, Optimizer)
             hidden: HIDDEN,
             tags: TAGS as usize,
             pad: 0,
+            layers: 1,
+            chars: None,
         },
         1,
     )?
@@ -44,6 +46,7 @@ pub fn batch() -> Batch {
         lengths: vec![STEPS; BATCH],
         size: BATCH,
         steps: STEPS,
+        chars: None,
     }
 }
 

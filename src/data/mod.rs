@@ -21,6 +21,9 @@ pub struct Batch {
     pub size: usize,
     /// T, the longest length.
     pub steps: usize,
+    /// The characters of the batch's words, for a model that reads them
+    /// ([`Batch::with_chars`]); `None` otherwise.
+    pub chars: Option<WordChars>,
 }
 
 impl Batch {
@@ -44,6 +47,7 @@ impl Batch {
             lengths: Vec::with_capacity(seqs.len()),
             size: seqs.len(),
             steps,
+            chars: None,
         };
         for (index, (ids, targets)) in seqs.iter().enumerate() {
             if ids.len() != targets.len() {
@@ -75,6 +79,132 @@ impl Batch {
             batch.lengths.push(ids.len());
         }
         Ok(batch)
+    }
+
+    /// The same batch with the characters of its words: `words` holds each
+    /// sequence's words (as many as its length), read as in [`WordChars::new`].
+    pub fn with_chars<S: AsRef<str>>(
+        self,
+        words: &[&[S]],
+        chars: &Vocab,
+        max_chars: usize,
+    ) -> Result<Self> {
+        if words.len() != self.size || words.iter().zip(&self.lengths).any(|(w, &n)| w.len() != n) {
+            return Err(Error::InvalidArgument {
+                op: "batch",
+                what: "words",
+                expected: "one word per token of each sequence",
+                got: format!(
+                    "{:?} words for lengths {:?}",
+                    words.iter().map(|w| w.len()).collect::<Vec<_>>(),
+                    self.lengths
+                ),
+            });
+        }
+        let chars = WordChars::new(words, self.steps, chars, max_chars)?;
+        Ok(Self {
+            chars: Some(chars),
+            ..self
+        })
+    }
+}
+
+/// The characters of a batch's words for a character-level encoder: each
+/// distinct word once, its character ids padded to the longest (row-major
+/// `[W, L]`), and for every position of the `[B, T]` batch the row of its word.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WordChars {
+    /// `[W, L]` character ids, [`Vocab::PAD`] past each word's length.
+    pub ids: Vec<u32>,
+    /// `[W]` characters per word, 1..=L.
+    pub lengths: Vec<usize>,
+    /// `[B·T]` the row of each position's word; padding positions point at row 0.
+    pub index: Vec<u32>,
+    /// W, the distinct words.
+    pub words: usize,
+    /// L, the longest word in characters.
+    pub steps: usize,
+}
+
+impl WordChars {
+    /// From the words of each sequence of a batch padded to `steps` positions:
+    /// characters through `chars` (unknown ones as [`Vocab::UNK`]); a word longer
+    /// than `max_chars` keeps its first and last `max_chars / 2` characters,
+    /// where its capitalization and its suffix are. Empty words, sequences longer
+    /// than `steps` and a `max_chars` under 2 are errors.
+    pub fn new<S: AsRef<str>>(
+        seqs: &[&[S]],
+        steps: usize,
+        chars: &Vocab,
+        max_chars: usize,
+    ) -> Result<Self> {
+        if max_chars < 2 {
+            return Err(Error::InvalidArgument {
+                op: "word characters",
+                what: "max_chars",
+                expected: "at least 2",
+                got: max_chars.to_string(),
+            });
+        }
+        let mut rows: HashMap<&str, u32> = HashMap::new();
+        let mut words: Vec<Vec<u32>> = Vec::new();
+        let mut index = Vec::with_capacity(seqs.len() * steps);
+        for (s, seq) in seqs.iter().enumerate() {
+            if seq.len() > steps {
+                return Err(Error::LengthOutOfRange {
+                    op: "word characters",
+                    index: s,
+                    value: seq.len(),
+                    max: steps,
+                });
+            }
+            for word in seq.iter() {
+                let word = word.as_ref();
+                if word.is_empty() {
+                    return Err(Error::Empty {
+                        op: "word characters",
+                        what: "word",
+                        shape: vec![s, 0],
+                    });
+                }
+                let row = *rows.entry(word).or_insert_with(|| {
+                    let ids: Vec<u32> = word
+                        .chars()
+                        .map(|c| chars.id(c.encode_utf8(&mut [0; 4])))
+                        .collect();
+                    let ids = if ids.len() > max_chars {
+                        let half = max_chars / 2;
+                        [&ids[..half], &ids[ids.len() - half..]].concat()
+                    } else {
+                        ids
+                    };
+                    words.push(ids);
+                    words.len() as u32 - 1
+                });
+                index.push(row);
+            }
+            index.resize(index.len() + steps - seq.len(), 0);
+        }
+        if words.is_empty() {
+            return Err(Error::Empty {
+                op: "word characters",
+                what: "words",
+                shape: vec![seqs.len(), steps],
+            });
+        }
+        let longest = words.iter().map(Vec::len).max().unwrap_or(1);
+        let mut ids = Vec::with_capacity(words.len() * longest);
+        for w in &words {
+            ids.extend_from_slice(w);
+            ids.resize(ids.len() + longest - w.len(), Vocab::PAD);
+        }
+        Ok(Self {
+            ids,
+            lengths: words.iter().map(Vec::len).collect(),
+            index,
+            words: words.len(),
+            steps: longest,
+        })
     }
 }
 
@@ -167,6 +297,7 @@ impl<'a> Streams<'a> {
             lengths: vec![t; self.batch],
             size: self.batch,
             steps: t,
+            chars: None,
         };
         for s in 0..self.batch {
             let start = s * self.len + i * t;

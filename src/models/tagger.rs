@@ -1,22 +1,28 @@
 //! The BiLSTM tagger (embedding → bidirectional LSTM → linear → masked
-//! cross-entropy), written forward-only from the layers as a user would write it. Its
-//! state_dict names are those of a PyTorch module with the fields `embedding`,
-//! `lstm` and `fc`, so such a module's saved weights load here.
+//! cross-entropy), written forward-only from the layers as a user would write it,
+//! optionally character-aware: a [`CharEncoder`] over each word's characters
+//! beside the word embedding, so that unknown words are read by their spelling.
+//! Its state_dict names are those of a PyTorch module with the fields
+//! `embedding`, `chars` (with a character encoder), `lstm` and `fc`, so such a
+//! module's saved weights load here.
 
 use crate::data::Batch;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, Dropout, Embedding, Entry, Linear, Module};
+use crate::nn::{prefixed, CharEncoder, Dropout, Embedding, Entry, Linear, Module};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
 use crate::train::{Step, TrainStep};
 
 /// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
-/// applies to the embeddings and the LSTM outputs in training steps only.
+/// applies to the word vectors, between stacked layers and to the LSTM outputs,
+/// in training steps only.
 #[derive(Debug)]
 pub struct BiLstmTagger {
     pub embedding: Embedding,
+    /// The character encoder ([`TaggerConfig::chars`]).
+    pub chars: Option<CharEncoder>,
     pub lstm: Recurrent,
     pub fc: Linear,
     pub dropout: Dropout,
@@ -31,57 +37,96 @@ pub struct TaggerConfig {
     pub emb: usize,
     /// LSTM units per direction.
     pub hidden: usize,
+    /// Stacked BiLSTM layers.
+    pub layers: usize,
     /// Tag classes.
     pub tags: usize,
     /// The padding word (its embedding stays zero).
     pub pad: u32,
+    /// A character encoder beside the word embedding; its batches then need
+    /// their words' characters ([`Batch::with_chars`]).
+    pub chars: Option<CharConfig>,
+}
+
+/// The sizes of a tagger's [`CharEncoder`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CharConfig {
+    /// Character ids (the padding character is [`Vocab::PAD`](crate::data::Vocab::PAD)).
+    pub chars: usize,
+    /// Character embedding size.
+    pub emb: usize,
+    /// Character LSTM units per direction; a word's vector is twice as wide.
+    pub hidden: usize,
 }
 
 impl BiLstmTagger {
     /// A tagger initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: TaggerConfig, seed: u64) -> Result<Self> {
+        let chars = cfg
+            .chars
+            .map(|c| CharEncoder::new(ctx, c.chars, c.emb, c.hidden, seed + 3))
+            .transpose()?;
         let lstm = Config {
             mode: Mode::Lstm,
-            input_size: cfg.emb,
+            input_size: cfg.emb + chars.as_ref().map_or(0, CharEncoder::width),
             hidden_size: cfg.hidden,
-            num_layers: 1,
+            num_layers: cfg.layers,
             bidirectional: true,
         };
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
+            chars,
             lstm: Recurrent::new(ctx, lstm, seed + 1)?,
             fc: Linear::new(ctx, 2 * cfg.hidden, cfg.tags, true, seed + 2)?,
             dropout: Dropout::new(0.0, seed as u32),
         })
     }
 
-    /// The same model with dropout `p` in training steps.
-    pub fn with_dropout(self, p: f32, seed: u32) -> Self {
-        Self {
+    /// The same model with dropout `p` in training steps (also between stacked
+    /// layers). A `p` outside [0, 1) is an error.
+    pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        Ok(Self {
+            lstm: self.lstm.with_dropout(p, seed.wrapping_add(1))?,
             dropout: Dropout::new(p, seed),
             ..self
-        }
+        })
     }
 
     /// The same model with its activations stored as `dtype`: f32 (the default)
     /// or f16 (mixed precision, needs SHADER_F16). Under f16 the embedding rows,
     /// the LSTM's activations and its forward weights are f16 copies, every kernel
     /// accumulates in f32, and the parameters, gradients, optimizer state, logits
-    /// and loss stay f32.
+    /// and loss stay f32. With a character encoder the word vectors stay f32 (they
+    /// are concatenated with the characters' vectors) and only the BiLSTM is f16.
     pub fn with_storage(self, dtype: DType) -> Result<Self> {
+        let embedding = if self.chars.is_some() {
+            self.embedding
+        } else {
+            self.embedding.with_storage(dtype)?
+        };
         Ok(Self {
-            embedding: self.embedding.with_storage(dtype)?,
+            embedding,
             lstm: self.lstm.with_storage(dtype)?,
             ..self
         })
     }
 
     /// Records the logits `[B, T, tags]` of a batch on `tape` (dropout on a
-    /// training tape only).
+    /// training tape only). A character-aware tagger needs the batch's
+    /// characters.
     pub fn forward(&self, tape: &mut Tape, batch: &Batch) -> Result<Var> {
-        let emb = self
-            .embedding
-            .apply(tape, &batch.ids, &[batch.size, batch.steps])?;
+        let shape = [batch.size, batch.steps];
+        let mut emb = self.embedding.apply(tape, &batch.ids, &shape)?;
+        if let Some(encoder) = &self.chars {
+            let words = batch.chars.as_ref().ok_or(Error::InvalidArgument {
+                op: "tagger",
+                what: "batch",
+                expected: "the characters of its words (Batch::with_chars)",
+                got: "a batch without them".into(),
+            })?;
+            let spelled = encoder.apply(tape, words, shape)?;
+            emb = tape.concat(&emb, &spelled, 2)?;
+        }
         let emb = self.dropout.apply(tape, &emb)?;
         let lstm = self.lstm.apply(tape, &emb, &batch.lengths, None, None)?;
         let hidden = self.dropout.apply(tape, &lstm.y)?;
@@ -107,6 +152,9 @@ impl TrainStep for BiLstmTagger {
 impl Module for BiLstmTagger {
     fn entries(&self) -> Vec<Entry> {
         let mut out = prefixed("embedding", self.embedding.entries());
+        if let Some(chars) = &self.chars {
+            out.extend(prefixed("chars", chars.entries()));
+        }
         out.extend(prefixed("lstm", self.lstm.entries()));
         out.extend(prefixed("fc", self.fc.entries()));
         out

@@ -3,6 +3,7 @@
 //! [`Tape`](crate::tape::Tape) through their `apply`.
 
 pub mod attention;
+pub mod char_encoder;
 pub mod dropout;
 pub mod embedding;
 pub mod layer_norm;
@@ -14,6 +15,7 @@ pub mod stream;
 pub mod transformer;
 
 pub use attention::{Attention, Score};
+pub use char_encoder::CharEncoder;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;

@@ -653,5 +653,7 @@ fn small_tagger(emb: usize, hidden: usize) -> TaggerConfig {
         hidden,
         tags: 5,
         pad: 0,
+        layers: 1,
+        chars: None,
     }
 }

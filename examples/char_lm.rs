@@ -64,6 +64,10 @@ struct Args {
     layers: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
+    /// Dropout on the embeddings, between layers and on the outputs while
+    /// training.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Temperature of the samples.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
@@ -173,7 +177,8 @@ fn train(
             mode: mode(cell)?,
         },
         args.seed,
-    )?;
+    )?
+    .with_dropout(args.dropout, args.seed as u32)?;
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, args.lr)

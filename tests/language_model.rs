@@ -206,6 +206,37 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
     }
 }
 
+/// Dropout changes training losses only: evaluation gives the logits of the
+/// model without it, two training forwards draw different masks, and a drop
+/// probability of 1 is refused.
+#[test]
+fn dropout_acts_in_training_only() {
+    let ctx = ctx();
+    let (b, t, v) = (2, 5, 7);
+    let batch = chunk(&ids(&mut Rng::new(4), b * t, v as u32), b, t);
+    let plain = small(Mode::Lstm, v, 70);
+    let dropped = small(Mode::Lstm, v, 70).with_dropout(0.5, 3).unwrap();
+    let loss = |lm: &LanguageModel, train: bool| -> f32 {
+        let mut tape = if train {
+            Tape::train(ctx, "loss")
+        } else {
+            Tape::eval(ctx, "loss")
+        };
+        let (loss, _) = lm.loss(&mut tape, &batch, None).unwrap();
+        tape.into_recorder().submit();
+        loss.to_vec().unwrap()[0]
+    };
+    assert_eq!(loss(&plain, false), loss(&dropped, false));
+    assert_eq!(loss(&plain, true), loss(&plain, false));
+    let (first, second) = (loss(&dropped, true), loss(&dropped, true));
+    assert!(
+        first != loss(&plain, true) && first != second,
+        "{first} {second}"
+    );
+    let err = small(Mode::Gru, v, 70).with_dropout(1.0, 3).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}
+
 #[test]
 fn learns_a_periodic_text_and_samples_it_back() {
     let ctx = ctx();

@@ -3,13 +3,16 @@
 //! time over continuous streams: each chunk starts from the state the previous
 //! chunk ended in, and its backward stops there. Generation samples on the GPU,
 //! from a stream ([`LanguageModel::stream`]) that reads a token per step.
+//! Dropout ([`LanguageModel::with_dropout`]) on the embeddings, between layers
+//! and on the last layer's outputs, in training steps only (Zaremba et al.'s
+//! regularization of LSTM language models).
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, Embedding, Entry, Linear, Module, Stream};
+use crate::nn::{prefixed, Dropout, Embedding, Entry, Linear, Module, Stream};
 use crate::ops::sample::{self, Sampling};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -21,6 +24,7 @@ pub struct LanguageModel {
     pub embedding: Embedding,
     pub rnn: Recurrent,
     pub fc: Linear,
+    pub dropout: Dropout,
 }
 
 /// The recurrent state a chunk ends in: `[L, B, H]` (and the LSTM's cell state).
@@ -66,6 +70,17 @@ impl LanguageModel {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, None, seed)?,
             rnn: Recurrent::new(ctx, rnn, seed + 1)?,
             fc: Linear::new(ctx, cfg.hidden, cfg.vocab, true, seed + 2)?,
+            dropout: Dropout::new(0.0, seed as u32),
+        })
+    }
+
+    /// The same model with dropout `p` in training steps (see the module docs).
+    /// A `p` outside [0, 1) is an error.
+    pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        Ok(Self {
+            rnn: self.rnn.with_dropout(p, seed.wrapping_add(1))?,
+            dropout: Dropout::new(p, seed),
+            ..self
         })
     }
 
@@ -81,6 +96,7 @@ impl LanguageModel {
         state: Option<&State>,
     ) -> Result<(Var, State)> {
         let emb = self.embedding.apply(tape, ids, &[batch, steps])?;
+        let emb = self.dropout.apply(tape, &emb)?;
         let (h0, c0) = match state {
             Some(s) => (
                 Some(Var::constant(s.h.clone())),
@@ -91,7 +107,8 @@ impl LanguageModel {
         let out = self
             .rnn
             .apply(tape, &emb, &vec![steps; batch], h0.as_ref(), c0.as_ref())?;
-        let logits = self.fc.apply(tape, &out.y)?;
+        let y = self.dropout.apply(tape, &out.y)?;
+        let logits = self.fc.apply(tape, &y)?;
         let next = State {
             h: out.h_n.tensor().clone(),
             c: out.c_n.map(|c| c.tensor().clone()),

@@ -9,15 +9,17 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use rnn_wgpu::data::{Batch, ParallelBatch};
-use rnn_wgpu::models::{BiLstmTagger, LanguageModel, LanguageModelConfig, TaggerConfig};
+use rnn_wgpu::data::{Batch, ParallelBatch, WordChars};
+use rnn_wgpu::models::{
+    BiLstmTagger, CharConfig, LanguageModel, LanguageModelConfig, TaggerConfig,
+};
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{Attention, Module, Named, Score};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, ContextOptions, DType, Error, Recorder, Tensor};
+use rnn_wgpu::{Context, ContextOptions, DType, Error, Recorder, Tape, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use wasm_bindgen::prelude::*;
 
@@ -99,6 +101,7 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             "golden attention_dot_tq5_s9",
             Box::pin(golden(&ctx, ATT_DOT)),
         ),
+        ("golden character-aware tagger", Box::pin(char_tagger(&ctx))),
         (
             "tagger training: the loss falls",
             Box::pin(tagger_learns(&ctx)),
@@ -164,6 +167,8 @@ const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors"
 const ATT_GENERAL: &[u8] = include_bytes!("../../golden/attention_general_tq4_s70.safetensors");
 const ATT_ADDITIVE: &[u8] = include_bytes!("../../golden/attention_additive_tq4_s9.safetensors");
 const ATT_DOT: &[u8] = include_bytes!("../../golden/attention_dot_tq5_s9.safetensors");
+const CHAR_TAGGER: &[u8] = include_bytes!("../../fixtures/char_tagger.safetensors");
+const CHAR_TAGGER_IO: &[u8] = include_bytes!("../../fixtures/char_tagger_io.safetensors");
 
 /// The native golden test's tolerance: f32 kernels against PyTorch's float64
 /// results, 1e-4 relative past 1 and absolute below.
@@ -442,6 +447,77 @@ async fn fused_dispatches(ctx: &Context) -> Outcome {
     Ok(format!(
         "{n} dispatches for {t} steps, {bindings} storage bindings"
     ))
+}
+
+/// The character-aware two-layer tagger with PyTorch's weights (tools/tagger.py):
+/// logits, loss and every parameter's gradient against PyTorch's.
+async fn char_tagger(ctx: &Context) -> Outcome {
+    let weights = Golden::parse(CHAR_TAGGER)?;
+    let io = Golden::parse(CHAR_TAGGER_IO)?;
+    let cfg = TaggerConfig {
+        vocab: io.usize("vocab")?,
+        emb: io.usize("emb")?,
+        hidden: io.usize("hidden")?,
+        tags: io.usize("tags")?,
+        pad: 0,
+        layers: 2,
+        chars: Some(CharConfig {
+            chars: io.usize("chars")?,
+            emb: io.usize("char_emb")?,
+            hidden: io.usize("char_hidden")?,
+        }),
+    };
+    let model = BiLstmTagger::new(ctx, cfg, 1).map_err(fail)?;
+    weights.load_params(&model.named_params())?;
+    // PyTorch's ignored target -1 is the library's IGNORE as u32.
+    let ints = |key: &str| -> std::result::Result<Vec<u32>, String> {
+        let v = io.i32s.get(key).ok_or_else(|| format!("{key} missing"))?;
+        Ok(v.iter().map(|&n| n as u32).collect())
+    };
+    let lengths = io.lengths("lengths")?;
+    let char_lengths = io.lengths("char_lengths")?;
+    let ids = ints("ids")?;
+    let char_ids = ints("char_ids")?;
+    let batch = Batch {
+        targets: ints("targets")?,
+        size: lengths.len(),
+        steps: ids.len() / lengths.len(),
+        ids,
+        lengths,
+        chars: Some(WordChars {
+            words: char_lengths.len(),
+            steps: char_ids.len() / char_lengths.len(),
+            ids: char_ids,
+            lengths: char_lengths,
+            index: ints("index")?,
+        }),
+    };
+    let mut tape = Tape::train(ctx, "char tagger");
+    model.zero_grad(tape.rec()).map_err(fail)?;
+    let logits = model.forward(&mut tape, &batch).map_err(fail)?;
+    let loss = tape
+        .cross_entropy(&logits, &batch.targets, Some(Batch::IGNORE))
+        .map_err(fail)?;
+    tape.backward(&loss).map_err(fail)?;
+    tape.into_recorder().submit();
+    let mut cmp = Compare {
+        case: &io,
+        checked: vec![],
+        worst: 0.0,
+    };
+    cmp.check("logits", logits.tensor()).await?;
+    cmp.check("loss", loss.tensor()).await?;
+    for entry in model.entries() {
+        for named in entry.names {
+            let grad = Named {
+                tensor: entry.param.grad.clone(),
+                ..named.clone()
+            };
+            let got = grad.read_async().await.map_err(fail)?;
+            cmp.values(&format!("grad.{}", named.name), &got)?;
+        }
+    }
+    cmp.all_checked(&[])
 }
 
 async fn tagger_learns(ctx: &Context) -> Outcome {

@@ -78,40 +78,43 @@ impl Io {
         }
     }
 
+    /// The tagger these inputs were made for (`layers` stacked; with characters
+    /// where the metadata sizes them) with PyTorch's saved weights `weights`.
+    fn tagger(&self, weights: &str, layers: usize) -> BiLstmTagger {
+        let chars = self.meta.contains_key("chars").then(|| CharConfig {
+            chars: self.meta("chars"),
+            emb: self.meta("char_emb"),
+            hidden: self.meta("char_hidden"),
+        });
+        let cfg = TaggerConfig {
+            vocab: self.meta("vocab"),
+            emb: self.meta("emb"),
+            hidden: self.meta("hidden"),
+            tags: self.meta("tags"),
+            pad: 0,
+            layers,
+            chars,
+        };
+        let model = BiLstmTagger::new(ctx(), cfg, 1).unwrap();
+        let path = fixture(weights);
+        Checkpoint::load(&path)
+            .unwrap()
+            .apply(&model.named_params(), &path.display().to_string())
+            .unwrap();
+        model
+    }
+
     fn has(&self, key: &str) -> bool {
         let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
         st.names().contains(&key)
     }
 }
 
-/// Loads PyTorch's saved weights into `model`.
-fn load_pytorch(model: &BiLstmTagger, name: &str) {
-    let path = fixture(name);
-    Checkpoint::load(&path)
-        .unwrap()
-        .apply(&model.named_params(), &path.display().to_string())
-        .unwrap();
-}
-
 #[test]
 fn pytorch_state_dict_gives_pytorch_logits() {
     let ctx = ctx();
     let io = Io::read("bilstm_tagger_io.safetensors");
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: io.meta("vocab"),
-            emb: io.meta("emb"),
-            hidden: io.meta("hidden"),
-            tags: io.meta("tags"),
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
-        1,
-    )
-    .unwrap();
-    load_pytorch(&model, "bilstm_tagger.safetensors");
+    let model = io.tagger("bilstm_tagger.safetensors", 1);
     let mut tape = Tape::eval(ctx, "logits");
     let logits = model.forward(&mut tape, &io.batch()).unwrap();
     tape.into_recorder().submit();
@@ -133,25 +136,7 @@ fn pytorch_state_dict_gives_pytorch_logits() {
 fn the_character_aware_tagger_matches_pytorch_forward_and_backward() {
     let ctx = ctx();
     let io = Io::read("char_tagger_io.safetensors");
-    let model = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            vocab: io.meta("vocab"),
-            emb: io.meta("emb"),
-            hidden: io.meta("hidden"),
-            tags: io.meta("tags"),
-            pad: 0,
-            layers: 2,
-            chars: Some(CharConfig {
-                chars: io.meta("chars"),
-                emb: io.meta("char_emb"),
-                hidden: io.meta("char_hidden"),
-            }),
-        },
-        1,
-    )
-    .unwrap();
-    load_pytorch(&model, "char_tagger.safetensors");
+    let model = io.tagger("char_tagger.safetensors", 2);
     let (char_shape, _) = io.tensor("char_ids");
     let batch = Batch {
         chars: Some(WordChars {

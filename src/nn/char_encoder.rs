@@ -105,9 +105,9 @@ impl CharEncoder {
     }
 }
 
-/// The fixed cost of a recurrence step in rows stepped: on a CPU adapter a step's
-/// dispatches cost about as much as 64 rows of work; a GPU steps thousands of
-/// rows in the time of one dispatch (a first choice, not measured yet).
+/// The fixed cost of a recurrence step in rows stepped. A CPU adapter's work grows
+/// with the rows; a GPU steps thousands of rows in the time of one dispatch. Both
+/// values are first choices, not tuned.
 fn step_cost(ctx: &Context) -> usize {
     match ctx.adapter_info().device_type {
         wgpu::DeviceType::Cpu => 64,

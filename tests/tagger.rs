@@ -59,6 +59,11 @@ impl Io {
         words.into_iter().map(f32::from_le_bytes).collect()
     }
 
+    /// `got` against PyTorch's `key` (relative error past 1 in magnitude).
+    fn compare(&self, key: &str, got: &[f32], rtol: f64, atol: f64) {
+        assert_close(key, got, &to_f64(&self.floats(key)), rtol, atol);
+    }
+
     /// The batch of `ids`, `lengths` and (where present) `targets`.
     fn batch(&self) -> Batch {
         let lengths: Vec<usize> = self.ints("lengths").iter().map(|&n| n as usize).collect();
@@ -120,13 +125,7 @@ fn pytorch_state_dict_gives_pytorch_logits() {
     tape.into_recorder().submit();
     assert_eq!(logits.shape(), io.tensor("logits").0);
     // Within 1e-4 of PyTorch, relative above 1.
-    assert_close(
-        "logits",
-        &logits.to_vec().unwrap(),
-        &to_f64(&io.floats("logits")),
-        1e-4,
-        1e-4,
-    );
+    io.compare("logits", &logits.to_vec().unwrap(), 1e-4, 1e-4);
 }
 
 /// The character-aware two-layer tagger against PyTorch's: logits, the loss and
@@ -166,20 +165,8 @@ fn the_character_aware_tagger_matches_pytorch_forward_and_backward() {
         .unwrap();
     tape.backward(&loss).unwrap();
     tape.into_recorder().submit();
-    assert_close(
-        "logits",
-        &logits.to_vec().unwrap(),
-        &to_f64(&io.floats("logits")),
-        1e-4,
-        1e-4,
-    );
-    assert_close(
-        "loss",
-        &loss.to_vec().unwrap(),
-        &to_f64(&io.floats("loss")),
-        1e-5,
-        1e-6,
-    );
+    io.compare("logits", &logits.to_vec().unwrap(), 1e-4, 1e-4);
+    io.compare("loss", &loss.to_vec().unwrap(), 1e-5, 1e-6);
     let mut checked = 0;
     for entry in model.entries() {
         for named in entry.names {
@@ -187,13 +174,8 @@ fn the_character_aware_tagger_matches_pytorch_forward_and_backward() {
                 tensor: entry.param.grad.clone(),
                 ..named.clone()
             };
-            assert_close(
-                &named.name,
-                &grad.read().unwrap(),
-                &to_f64(&io.floats(&format!("grad.{}", named.name))),
-                1e-4,
-                1e-5,
-            );
+            let key = format!("grad.{}", named.name);
+            io.compare(&key, &grad.read().unwrap(), 1e-4, 1e-5);
             checked += 1;
         }
     }

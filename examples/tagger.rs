@@ -21,6 +21,7 @@ mod plot;
 #[path = "common/run.rs"]
 mod run;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -201,30 +202,32 @@ fn signature(word: &str) -> String {
     format!("<unk:{cap}{digit}{hyphen}{suffix}>")
 }
 
+/// A word's own entry: lower-cased with `fold`.
+fn entry_key(w: &str, fold: bool) -> Cow<'_, str> {
+    if fold {
+        w.to_lowercase().into()
+    } else {
+        w.into()
+    }
+}
+
 impl Data {
     /// Words seen at least `min_count` times (lower-cased with `fold`) keep their
     /// own entry; the rest share entries by [`signature`], trained on the rarer
     /// words and by word dropout.
     fn new(train: &[TaggedSentence], tags: Vocab, opts: &Args) -> Self {
         let fold = !opts.cased;
-        let key = |w: &str| {
-            if fold {
-                w.to_lowercase()
-            } else {
-                w.to_string()
-            }
-        };
         let mut counts: HashMap<String, usize> = HashMap::new();
         for w in train.iter().flat_map(|s| &s.words) {
-            *counts.entry(key(w)).or_insert(0) += 1;
+            *counts.entry(entry_key(w, fold).into_owned()).or_insert(0) += 1;
         }
         let tokens: Vec<String> = train
             .iter()
             .flat_map(|s| &s.words)
             .map(|w| {
-                let k = key(w);
-                if counts[&k] >= opts.min_count {
-                    k
+                let k = entry_key(w, fold);
+                if counts[k.as_ref()] >= opts.min_count {
+                    k.into_owned()
                 } else {
                     signature(w)
                 }
@@ -253,12 +256,8 @@ impl Data {
     }
 
     /// The word's key in `words` and `counts`.
-    fn key<'w>(&self, w: &'w str) -> std::borrow::Cow<'w, str> {
-        if self.fold {
-            w.to_lowercase().into()
-        } else {
-            w.into()
-        }
+    fn key<'w>(&self, w: &'w str) -> Cow<'w, str> {
+        entry_key(w, self.fold)
     }
 
     fn word_id(&self, w: &str) -> u32 {

@@ -22,13 +22,6 @@ alias y_t = f32;
 @group(0) @binding(1) var<storage, read> x: array<x_t>;        // [n] x, or dy
 @group(0) @binding(2) var<storage, read_write> y: array<y_t>;  // [n] y, or dx
 
-// PCG-style integer hash (O'Neill's output permutation over an LCG step).
-fn pcg(v: u32) -> u32 {
-    let state = v * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 // The same function for forward and backward: masking is its own derivative.
 @compute @workgroup_size(64, 1, 1)
 fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

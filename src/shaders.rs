@@ -113,13 +113,15 @@ pub const FMA_PROBE: Shader = Shader {
     source: include_str!("../shaders/fma_probe.wgsl"),
 };
 
-/// A recurrent cell: the activations, the shared part (`shaders/recurrence.wgsl`:
-/// parameters, layouts, indexing), then the cell's own file.
+/// A recurrent cell: the hash (zoneout's masks), the activations, the shared part
+/// (`shaders/recurrence.wgsl`: parameters, layouts, indexing, zoneout), then the
+/// cell's own file.
 macro_rules! cell {
     ($name:literal) => {
         Shader {
             name: $name,
             source: concat!(
+                include_str!("../shaders/hash.wgsl"),
                 include_str!("../shaders/activations.wgsl"),
                 include_str!("../shaders/recurrence.wgsl"),
                 include_str!(concat!("../shaders/", $name, ".wgsl"))
@@ -197,7 +199,10 @@ pub const MSE: Shader = Shader {
 /// Inverted dropout from a counter-based hash.
 pub const DROPOUT: Shader = Shader {
     name: "dropout",
-    source: include_str!("../shaders/dropout.wgsl"),
+    source: concat!(
+        include_str!("../shaders/hash.wgsl"),
+        include_str!("../shaders/dropout.wgsl")
+    ),
 };
 
 /// SGD, Adam and AdamW updates with global-norm clipping.
@@ -283,7 +288,7 @@ pub const PROJECTION: Shader = Shader {
 };
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
-pub const PARTS: &[&str] = &["activations", "recurrence", "workgroup_reduce"];
+pub const PARTS: &[&str] = &["activations", "hash", "recurrence", "workgroup_reduce"];
 
 /// Size in bytes that naga lays out for struct `name` of `shader`, for checking
 /// the Rust mirrors of uniform structs.

@@ -49,8 +49,7 @@ pub fn apply(rec: &mut Recorder, out: &Tensor, x: &Tensor, p: f32, seed: u32) ->
     let params = Params {
         n: x.numel() as u32,
         seed,
-        // p·2³² rounded, below 2³² since p < 1.
-        threshold: (f64::from(p) * 4294967296.0).round().min(u32::MAX as f64) as u32,
+        threshold: super::hash_threshold(p),
         scale: 1.0 / (1.0 - p),
         ..Params::default()
     };

@@ -173,3 +173,11 @@ pub(crate) fn grid_elems(rec: &Recorder, n: usize) -> [u32; 3] {
     let x = groups.clamp(1, max);
     [x as u32, groups.div_ceil(x) as u32, 1]
 }
+
+/// p·2³² rounded, for masks drawn from `shaders/hash.wgsl`: an element is chosen
+/// (dropped, zoned out) where its hash is below it. Below 2³² for p < 1.
+pub(crate) fn hash_threshold(p: f32) -> u32 {
+    (f64::from(p) * 4_294_967_296.0)
+        .round()
+        .min(f64::from(u32::MAX)) as u32
+}

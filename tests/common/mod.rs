@@ -68,18 +68,25 @@ pub fn fused() -> &'static Context {
     })
 }
 
+/// `shaders/hash.wgsl`'s hash, from which the library draws its masks.
+pub fn pcg(v: u32) -> u32 {
+    let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
+/// p·2³² rounded: the library's masks choose an element whose hash is below it.
+pub fn hash_threshold(p: f32) -> u32 {
+    (f64::from(p) * 4_294_967_296.0)
+        .round()
+        .min(u32::MAX as f64) as u32
+}
+
 /// The multipliers of the library's dropout of probability `p` with mask seed
 /// `seed` over `n` elements: 0, or 1 / (1 − p) in f32 where the hash of
 /// `shaders/dropout.wgsl` keeps the element (pcg(pcg(i) ^ seed) ≥ p·2³²).
 pub fn dropout_multipliers(n: usize, p: f32, seed: u32) -> Vec<f64> {
-    fn pcg(v: u32) -> u32 {
-        let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-        let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
-        (word >> 22) ^ word
-    }
-    let threshold = (f64::from(p) * 4_294_967_296.0)
-        .round()
-        .min(u32::MAX as f64) as u32;
+    let threshold = hash_threshold(p);
     let scale = f64::from(1.0 / (1.0 - p));
     (0..n as u32)
         .map(|i| {

@@ -68,6 +68,13 @@ struct Args {
     /// training.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Zoneout on h while training: the probability that a unit keeps its
+    /// previous state at a step.
+    #[arg(long, default_value_t = 0.0)]
+    zoneout: f32,
+    /// Zoneout on the LSTM's cell state c (other cells have none).
+    #[arg(long, default_value_t = 0.0)]
+    zoneout_c: f32,
     /// Temperature of the samples.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
@@ -179,6 +186,8 @@ fn train(
         args.seed,
     )?
     .with_dropout(args.dropout, args.seed as u32)?;
+    let zoneout_c = if cell == "lstm" { args.zoneout_c } else { 0.0 };
+    let lm = lm.with_zoneout(args.zoneout, zoneout_c, args.seed as u32 + 2)?;
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, args.lr)

@@ -7,6 +7,7 @@
 // backward, given dh (running + dy): dn = dh ⊙ (1 − z), dz = dh ⊙ (h' − n),
 //   dh' = dh ⊙ z (+ the GEMM's part), dr = dn ⊙ (1 − n²) ⊙ gh'_n; dgi and dgh agree
 //   except for n, where dgh_n = dgi_n ⊙ r (b_hn sits inside the reset product).
+//   (With zoneout, dh here is the share that reaches the new h; recurrence.wgsl.)
 
 const GATES: u32 = 3u;
 
@@ -45,11 +46,12 @@ fn backward_unit(at: At) {
     let z = f32(acts[a + h1]);
     let n = f32(acts[a + h2]);
     let ghn = f32(acts[a + 3u * p.h]);
-    let dh_t = dh[at.state] + dy[at.y];
+    let split = dh_split(at);
+    let dh_t = split.cell;
     let dn = dh_t * (1.0 - z) * (1.0 - n * n);
     let dz = dh_t * (f32(hs[at.prev]) - n) * z * (1.0 - z);
     let dr = dn * ghn * r * (1.0 - r);
-    dh[at.state] = dh_t * z;
+    dh[at.state] = dh_t * z + split.bypass;
     dgi[at.xw] = dr;
     dgi[at.xw + h1] = dz;
     dgi[at.xw + h2] = dn;
@@ -89,11 +91,12 @@ fn backward_units4(at: At) {
     let z = vec4<f32>(acts4[a + q]);
     let n = vec4<f32>(acts4[a + 2u * q]);
     let ghn = vec4<f32>(acts4[a + 3u * q]);
-    let dh_t = dh4_(at);
+    let split = dh4_split(at);
+    let dh_t = split.cell;
     let dn = dh_t * (1.0 - z) * (1.0 - n * n);
     let dz = dh_t * (vec4<f32>(hs4[at.prev / 4u]) - n) * z * (1.0 - z);
     let dr = dn * ghn * r * (1.0 - r);
-    dh4[at.state / 4u] = dh_t * z;
+    dh4[at.state / 4u] = dh_t * z + split.bypass;
     put_dg4(at, 0u, dr, dr);
     put_dg4(at, 1u, dz, dz);
     put_dg4(at, 2u, dn, dn * r);

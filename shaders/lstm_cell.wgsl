@@ -6,6 +6,9 @@
 // backward, given dh (running + dy): do = dh ⊙ tanh(c),
 //   dc = dc_running + dh ⊙ o ⊙ (1 − tanh²c), di = dc ⊙ g, df = dc ⊙ c', dg = dc ⊙ i,
 //   dc' = dc ⊙ f, pre-activation gradients through σ' and tanh'; dgi = dgh.
+// With zoneout (recurrence.wgsl) cs holds the zoned c, so backward recomputes
+// c_new = f ⊙ c' + i ⊙ g; dh and dc_running reach the new states scaled by
+// 1 − z and the previous ones by z.
 
 const GATES: u32 = 4u;
 
@@ -16,6 +19,14 @@ const GATES: u32 = 4u;
 fn pre(at: At, k: u32) -> f32 {
     let o = k * p.h;
     return f32(xw[at.xw + o]) + f32(gh[at.gh + o]) + b_ih[at.gate + o] + b_hh[at.gate + o];
+}
+
+// The step's c after zoneout from its new c.
+fn zone_c(at: At, c: f32) -> f32 {
+    if (!ZONEOUT) {
+        return c;
+    }
+    return mix(c, cs[at.prev], zone(at, true));
 }
 
 fn forward_unit(gid: vec3<u32>) -> f32 {
@@ -30,7 +41,7 @@ fn forward_unit(gid: vec3<u32>) -> f32 {
     let o = sigmoid(pre(at, 3u));
     let c = f * cs[at.prev] + i * g;
     let h = o * tanh_(c);
-    cs[at.next] = c;
+    cs[at.next] = zone_c(at, c);
     let a = at.row * GATES * p.h + at.j;
     acts[a] = act_t(i);
     acts[a + p.h] = act_t(f);
@@ -49,15 +60,19 @@ fn backward_unit(at: At) {
     let f = f32(acts[r + p.h]);
     let g = f32(acts[r + 2u * p.h]);
     let o = f32(acts[r + 3u * p.h]);
-    let dh_t = dh[at.state] + dy[at.y];
-    let tc = tanh_(cs[at.next]);
-    let dc_t = dc[at.state] + dh_t * o * (1.0 - tc * tc);
+    let split = dh_split(at);
+    let dh_t = split.cell;
+    let c_prev = cs[at.prev];
+    let tc = tanh_(select(cs[at.next], f * c_prev + i * g, ZONEOUT));
+    let zc = zone(at, true);
+    let dc_in = dc[at.state];
+    let dc_t = (1.0 - zc) * dc_in + dh_t * o * (1.0 - tc * tc);
     let di = dc_t * g * i * (1.0 - i);
-    let df = dc_t * cs[at.prev] * f * (1.0 - f);
+    let df = dc_t * c_prev * f * (1.0 - f);
     let dg = dc_t * i * (1.0 - g * g);
     let do_ = dh_t * tc * o * (1.0 - o);
-    dc[at.state] = dc_t * f;
-    dh[at.state] = 0.0;
+    dc[at.state] = dc_t * f + zc * dc_in;
+    dh[at.state] = split.bypass;
     if (WRITES_DGI) {
         dgi[at.xw] = di;
         dgi[at.xw + p.h] = df;
@@ -86,7 +101,11 @@ fn forward_units4(at: At) -> vec4<f32> {
     let g = tanh4_(xw4_(at, 2u) + gh4_(at, 2u));
     let o = sigmoid4(xw4_(at, 3u) + gh4_(at, 3u));
     let c = f * cs4[prev] + i * g;
-    cs4[next] = c;
+    if (ZONEOUT) {
+        cs4[next] = mix(c, cs4[prev], zone4(at, true));
+    } else {
+        cs4[next] = c;
+    }
     let a = (at.row * GATES * p.h + at.j) / 4u;
     let q = p.h / 4u;
     acts4[a] = vec4<act_t>(i);
@@ -107,16 +126,20 @@ fn backward_units4(at: At) {
     let f = vec4<f32>(acts4[a + q]);
     let g = vec4<f32>(acts4[a + 2u * q]);
     let o = vec4<f32>(acts4[a + 3u * q]);
-    let dh_t = dh4_(at);
-    let tc = tanh4_(cs4[at.next / 4u]);
+    let split = dh4_split(at);
+    let dh_t = split.cell;
+    let c_prev = cs4[at.prev / 4u];
+    let tc = tanh4_(select(cs4[at.next / 4u], f * c_prev + i * g, ZONEOUT));
+    let zc = zone4(at, true);
     let s = at.state / 4u;
-    let dc_t = dc4[s] + dh_t * o * (1.0 - tc * tc);
+    let dc_in = dc4[s];
+    let dc_t = (1.0 - zc) * dc_in + dh_t * o * (1.0 - tc * tc);
     let di = dc_t * g * i * (1.0 - i);
-    let df = dc_t * cs4[at.prev / 4u] * f * (1.0 - f);
+    let df = dc_t * c_prev * f * (1.0 - f);
     let dg = dc_t * i * (1.0 - g * g);
     let do_ = dh_t * tc * o * (1.0 - o);
-    dc4[s] = dc_t * f;
-    dh4[s] = vec4<f32>(0.0);
+    dc4[s] = dc_t * f + zc * dc_in;
+    dh4[s] = split.bypass;
     put_dg4(at, 0u, di, di);
     put_dg4(at, 1u, df, df);
     put_dg4(at, 2u, dg, dg);

@@ -32,9 +32,21 @@
 
 override WRITES_DGI: bool = true;
 
+// Zoneout (Krueger et al. 2017, on h as haste's cells and on the LSTM's c): at a
+// real step a unit keeps its previous state instead of the step's new one,
+//   h = z ⊙ h' + (1 − z) ⊙ h_new,  c = z_c ⊙ c' + (1 − z_c) ⊙ c_new
+// (h_new = o ⊙ tanh(c_new) in the LSTM). In training z ∈ {0, 1}: 1 where
+// pcg(pcg(index) ^ seed) < P·2³², index = ((d·T + t)·B + b)·H + j, c's seed
+// xored with C_SALT; backward draws the same z from the same seed. Under
+// ZONE_MEAN (evaluation) z = P, the expectation.
+override ZONEOUT: bool = false;
+override ZONE_MEAN: bool = false;
+const C_SALT: u32 = 0x9e3779b9u;
+
 struct Params {
     b: u32, t: u32, h: u32, d: u32,
-    step: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    step: u32, seed: u32, h_threshold: u32, c_threshold: u32,
+    h_zone: f32, c_zone: f32, _pad0: u32, _pad1: u32,
 }
 
 // Storage type of the activations: xw, gh, hs, y and acts (f16 where the host
@@ -107,10 +119,47 @@ fn carry(at: At) -> f32 {
     return f32(h);
 }
 
-// Stores the new state h; returns it as stored, which is what the next step's
-// GEMM reads.
+// Zoneout's z of the unit at `index` for h, or for c when `c` (0 without zoneout).
+fn zone_at(index: u32, c: bool) -> f32 {
+    if (!ZONEOUT) {
+        return 0.0;
+    }
+    if (ZONE_MEAN) {
+        return select(p.h_zone, p.c_zone, c);
+    }
+    let seed = select(p.seed, p.seed ^ C_SALT, c);
+    return select(0.0, 1.0, pcg(pcg(index) ^ seed) < select(p.h_threshold, p.c_threshold, c));
+}
+
+fn zone(at: At, c: bool) -> f32 {
+    return zone_at(at.row * p.h + at.j, c);
+}
+
+// The step's h after zoneout from its new h (h itself without zoneout).
+fn zone_h(at: At, h: f32) -> f32 {
+    if (!ZONEOUT) {
+        return h;
+    }
+    return mix(h, f32(hs[at.prev]), zone(at, false));
+}
+
+// The gradient of the step's h (running dh + dy) split by zoneout: `cell`
+// reaches the step's new h, `bypass` the state before it (0 without zoneout).
+struct DhSplit {
+    cell: f32,
+    bypass: f32,
+}
+
+fn dh_split(at: At) -> DhSplit {
+    let dh_t = dh[at.state] + dy[at.y];
+    let z = zone(at, false);
+    return DhSplit((1.0 - z) * dh_t, z * dh_t);
+}
+
+// Stores the new state h (after zoneout); returns it as stored, which is what
+// the next step's GEMM reads.
 fn put_h(at: At, h: f32) -> f32 {
-    let stored = act_t(h);
+    let stored = act_t(zone_h(at, h));
     hs[at.next] = stored;
     return f32(stored);
 }
@@ -213,15 +262,31 @@ fn carry4(at: At) -> vec4<f32> {
     return vec4<f32>(h);
 }
 
+fn zone4(at: At, c: bool) -> vec4<f32> {
+    let i = at.row * p.h + at.j;
+    return vec4<f32>(zone_at(i, c), zone_at(i + 1u, c), zone_at(i + 2u, c), zone_at(i + 3u, c));
+}
+
 fn put_h4(at: At, h: vec4<f32>) -> vec4<f32> {
-    let stored = vec4<act_t>(h);
+    var out = h;
+    if (ZONEOUT) {
+        out = mix(h, vec4<f32>(hs4[at.prev / 4u]), zone4(at, false));
+    }
+    let stored = vec4<act_t>(out);
     hs4[at.next / 4u] = stored;
     return vec4<f32>(stored);
 }
 
-// The running state gradient of the 4 units at `at`: dh + dy.
-fn dh4_(at: At) -> vec4<f32> {
-    return dh4[at.state / 4u] + dy4[at.y / 4u];
+// dh_split of the 4 units at `at`.
+struct DhSplit4 {
+    cell: vec4<f32>,
+    bypass: vec4<f32>,
+}
+
+fn dh4_split(at: At) -> DhSplit4 {
+    let dh_t = dh4[at.state / 4u] + dy4[at.y / 4u];
+    let z = zone4(at, false);
+    return DhSplit4((1.0 - z) * dh_t, z * dh_t);
 }
 
 // Stores gate k's gradients of the 4 units at `at`: dgi, and dgh (which differs

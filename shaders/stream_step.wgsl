@@ -18,7 +18,10 @@ override MODE: u32 = 0u;
 struct Params {
     b: u32, i: u32, h: u32, t: u32,
     // x's steps (T) and the step read
-    steps: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    steps: u32,
+    // zoneout's probabilities for h and c: a stream keeps their expectation,
+    // h = P·h' + (1 − P)·h_new (0: none)
+    h_zone: f32, c_zone: f32, _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -106,26 +109,28 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // pre-activations, biases included, and its state h_prev: writes h_out and c_out.
 fn cell(b: u32, j: u32, gi: vec4<f32>, gh: vec4<f32>, h_prev: f32) {
     let s = b * p.h + j;
+    var h_new: f32;
     switch MODE {
         case 0u: {
             let a = gi + gh;
             let c_new = sigmoid(a.y) * c[s] + sigmoid(a.x) * tanh_(a.z);
-            c_out[s] = c_new;
-            h_out[s] = sigmoid(a.w) * tanh_(c_new);
+            c_out[s] = mix(c_new, c[s], p.c_zone);
+            h_new = sigmoid(a.w) * tanh_(c_new);
         }
         case 1u: {
             let r = sigmoid(gi.x + gh.x);
             let z = sigmoid(gi.y + gh.y);
             let m = tanh_(gi.z + r * gh.z);
-            h_out[s] = (1.0 - z) * m + z * h_prev;
+            h_new = (1.0 - z) * m + z * h_prev;
         }
         case 2u: {
-            h_out[s] = tanh_(gi.x + gh.x);
+            h_new = tanh_(gi.x + gh.x);
         }
         default: {
-            h_out[s] = max(gi.x + gh.x, 0.0);
+            h_new = max(gi.x + gh.x, 0.0);
         }
     }
+    h_out[s] = mix(h_new, h_prev, p.h_zone);
 }
 
 @compute @workgroup_size(WG, 1, 1)

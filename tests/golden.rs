@@ -158,6 +158,12 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         let seed: u32 = case.meta("dropout_seed").parse().unwrap();
         model = model.with_dropout(p, seed).unwrap();
     }
+    // Zoneout: drawn from the case's seed in training, the expectation else.
+    if let Some(h) = case.meta.get("zoneout_h") {
+        let c: f32 = case.meta("zoneout_c").parse().unwrap();
+        let seed: u32 = case.meta("zoneout_seed").parse().unwrap();
+        model = model.with_zoneout(h.parse().unwrap(), c, seed).unwrap();
+    }
     load_params(case, &model.named_params());
     let lengths = case.lengths("lengths");
     let lstm = mode == Mode::Lstm;

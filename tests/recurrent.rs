@@ -62,6 +62,7 @@ fn random_case(
         h0: v(states),
         c0: if spec.lstm() { v(cells) } else { vec![] },
         between: vec![],
+        zoneout: None,
     };
     let up = Upstream {
         dy: v(batch * steps * spec.dirs * spec.state()),
@@ -339,6 +340,86 @@ fn dropout_between_layers_uses_one_mask_forward_and_backward() {
             Err(Error::InvalidArgument { .. })
         ));
     }
+}
+
+/// Zoneout on every cell (h, and the LSTM's c): a training forward zones out
+/// the units its seed draws (`shaders/recurrence.wgsl`'s hash, ported in the
+/// reference) and its backward draws the same; an evaluation forward takes the
+/// expectation, and its backward is that function's. Outputs and every gradient
+/// against the f64 reference with those choices and its finite differences,
+/// stacked and bidirectional with mixed lengths, on the scalar (H 5) and vec4 (H
+/// 8) kernels, on the adapter's steps and fused ones. The next training forward
+/// draws anew; bad probabilities and a projection are refused.
+#[test]
+fn zoneout_matches_the_reference_in_training_and_evaluation() {
+    let seed = 11u32;
+    let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
+    for ctx in [common::gemm_contexts()[0], common::fused()] {
+        for (i, mode) in MODES.into_iter().enumerate() {
+            for hidden in [5, 8] {
+                let spec = spec(mode, 3, hidden, 2, 2);
+                let c = if spec.lstm() { 0.2 } else { 0.0 };
+                let case = 900 + 10 * i as u64 + hidden as u64;
+                let model = Recurrent::new(ctx, config(&spec), case)
+                    .unwrap()
+                    .with_zoneout(0.3, c, seed)
+                    .unwrap();
+                let (batch, steps, lengths) = (3, 4, [4, 1, 3]);
+                let (mut inp, up) = random_case(&spec, batch, steps, &lengths, case + 1);
+                let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
+                // The first training forward: layer l draws from seed·0x9E3779B9
+                // xor l·0x85EBCA6B.
+                let seeds = (0..spec.layers as u32)
+                    .map(|l| seed.wrapping_mul(0x9E37_79B9) ^ l.wrapping_mul(0x85EB_CA6B))
+                    .collect();
+                let zoneout = |seeds| reference::Zoneout { h: 0.3, c, seeds };
+                inp.zoneout = Some(zoneout(seeds));
+                let what = format!("{spec:?} zoneout, training");
+                verify(ctx, &model, &spec, &inp, &up, &x, true, &what, tol);
+                inp.zoneout = Some(zoneout(vec![]));
+                let mut rec = Recorder::new(ctx, "zero");
+                model.zero_grad(&mut rec).unwrap();
+                rec.submit();
+                let what = format!("{spec:?} zoneout, evaluation");
+                verify(ctx, &model, &spec, &inp, &up, &x, false, &what, tol);
+                // The second training forward differs from the first.
+                let ys: Vec<Vec<f32>> = (0..2)
+                    .map(|_| {
+                        let mut rec = Recorder::new(ctx, "again");
+                        let (out, _) = model
+                            .forward_train(&mut rec, &x, &lengths, None, None)
+                            .unwrap();
+                        rec.submit_read(&out.y).unwrap()
+                    })
+                    .collect();
+                assert_ne!(ys[0], ys[1], "{spec:?}: two training forwards");
+            }
+        }
+    }
+    let gru = Recurrent::new(common::ctx(), config(&spec("gru", 2, 3, 2, 1)), 1).unwrap();
+    let lstm = Recurrent::new(common::ctx(), config(&spec("lstm", 2, 3, 2, 1)), 1).unwrap();
+    for (model, h, c) in [
+        (&gru, 1.0, 0.0),
+        (&gru, -0.1, 0.0),
+        (&gru, f32::NAN, 0.0),
+        (&gru, 0.1, 0.1),
+        (&lstm, 0.1, 1.0),
+        (&lstm, 0.1, f32::INFINITY),
+    ] {
+        assert!(
+            matches!(
+                model.clone().with_zoneout(h, c, 0),
+                Err(Error::InvalidArgument { .. })
+            ),
+            "zoneout ({h}, {c}) on {:?}",
+            model.config().mode
+        );
+    }
+    let projected = Recurrent::with_projection(common::ctx(), *lstm.config(), 2, 1).unwrap();
+    assert!(matches!(
+        projected.with_zoneout(0.1, 0.1, 0),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 /// An LSTM with an output projection (proj_size): outputs, h_n and c_n against
@@ -655,6 +736,7 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
                     vec![]
                 },
                 between: vec![],
+                zoneout: None,
             };
             let chunk_up = Upstream {
                 dy,
@@ -1023,17 +1105,28 @@ proptest::proptest! {
 /// reference run over the whole sequence from zero states: a chunk, then single
 /// steps, a fork that continues alike, and a reset, for every cell, with H within
 /// one workgroup and across two, on the scalar kernel (I or H not a multiple of
-/// 4) and the vec4 one.
+/// 4) and the vec4 one; every other stack with zoneout, whose expectation a
+/// stream takes.
 #[test]
 fn streams_match_the_reference_step_by_step() {
     let ctx = ctx();
     let (batch, steps) = (3, 6);
     for mode in ["lstm", "gru", "rnn_tanh", "rnn_relu"] {
-        for (input, hidden) in [(5, 7), (5, 70), (8, 12), (8, 68)] {
+        for (k, (input, hidden)) in [(5, 7), (5, 70), (8, 12), (8, 68)].into_iter().enumerate() {
             let spec = spec(mode, input, hidden, 2, 1);
-            let what = format!("{spec:?}");
-            let model = Recurrent::new(ctx, config(&spec), 31).unwrap();
+            // Every other stack zones out: a stream takes the expectation.
+            let zoneout = (k % 2 == 1).then(|| reference::Zoneout {
+                h: 0.25,
+                c: if spec.lstm() { 0.15 } else { 0.0 },
+                seeds: vec![],
+            });
+            let what = format!("{spec:?} {zoneout:?}");
+            let mut model = Recurrent::new(ctx, config(&spec), 31).unwrap();
+            if let Some(z) = &zoneout {
+                model = model.with_zoneout(z.h, z.c, 4).unwrap();
+            }
             let (mut inp, _) = random_case(&spec, batch, steps, &[steps; 3], 32);
+            inp.zoneout = zoneout;
             inp.h0.iter_mut().for_each(|v| *v = 0.0);
             inp.c0.iter_mut().for_each(|v| *v = 0.0);
             let want = reference::forward(&spec, &reference_params(&model), &inp);

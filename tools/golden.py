@@ -32,6 +32,14 @@ hash, ported below, from dropout_seed: the seed of the layer's
 seed·0x9E3779B9 + k), so that the forward and every gradient are PyTorch's for
 that mask.
 
+Zoneout (the recurrent metadata plus zoneout_h, zoneout_c, zoneout_seed and
+train "0"/"1"): the stack run step by step through PyTorch's cell functions
+(torch.lstm_cell, torch.gru_cell) on its own parameters, each sequence over its
+real steps, the new h (and c) mixed with the previous one by z: in training z
+is 1 where the library's hash (ported below) of the unit's index ((d·T + t)·B +
+b)·H + j and layer l's seed (zoneout_seed·0x9E3779B9 xor l·0x85EBCA6B; c's
+xored with 0x9E3779B9) is below p·2³², else 0; in evaluation z = p.
+
 Tape op cases (op = tape, fn = the op): inputs x0 (and x1), upstream d, output
 y and the gradients of Σ y·d as grad.x0 (grad.x1), in float64; i32 lengths or
 ids where the op takes them, the other arguments in the metadata (dim, start,
@@ -156,7 +164,7 @@ M32 = 0xFFFFFFFF
 
 
 def pcg(v):
-    """shaders/dropout.wgsl's hash."""
+    """shaders/hash.wgsl's hash."""
     state = (v * 747796405 + 2891336453) & M32
     word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & M32
     return ((word >> 22) ^ word) & M32
@@ -224,6 +232,85 @@ def dropout_case(seed, op, i, h, layers, bi, lengths, t, p, drop_seed, train):
     tensors = recurrent_tensors(m, grads, lens, x, h0, c0, y, h_n, c_n, dy, dh_n, dc_n)
     meta = recurrent_meta(op, i, h, layers, bi)
     meta.update(dropout=str(p), dropout_seed=str(drop_seed), train="1" if train else "0")
+    return tensors, meta
+
+
+# (op, input, hidden, layers, bidirectional, lengths, T, p_h, p_c, zoneout_seed, train)
+ZONEOUT = [
+    ("lstm", 4, 6, 2, True, [4, 1, 3], 4, 0.3, 0.2, 11, True),
+    ("gru", 3, 8, 2, False, [3, 2], 3, 0.25, 0.0, 5, True),
+    ("lstm", 4, 8, 2, True, [4, 2, 3], 4, 0.3, 0.2, 0, False),
+]
+
+
+def threshold(p):
+    return min(int(p * 2**32 + 0.5), M32)
+
+
+def zoneout_case(seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, train):
+    torch.manual_seed(seed)
+    m = module(op, i, h, layers, bi).double()
+    b, d = len(lengths), 2 if bi else 1
+    x, h0, c0, dy, dh_n, dc_n = random_inputs(b, t, i, h, h, layers, bi)
+    lstm = op == "lstm"
+
+    def z(p, seed, index):
+        if not train:
+            return p
+        return 1.0 if pcg(pcg(index) ^ seed) < threshold(p) else 0.0
+
+    inp, h_n, c_n = x, [], []
+    for l in range(layers):
+        seed_l = ((zone_seed * 0x9E3779B9) & M32) ^ ((l * 0x85EBCA6B) & M32)
+        # y[b][t]: the layer's output rows, zero past each length.
+        rows = [[[] for _ in range(t)] for _ in range(b)]
+        for dr in range(d):
+            sfx = f"_l{l}" + ("_reverse" if dr else "")
+            w = [getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            for bb in range(b):
+                hc, cc = h0[l * d + dr, bb], c0[l * d + dr, bb]
+                steps = range(lengths[bb]) if dr == 0 else reversed(range(lengths[bb]))
+                for tt in steps:
+                    xin = inp[bb, tt].unsqueeze(0)
+                    if lstm:
+                        hn, cn = torch.lstm_cell(xin, (hc.unsqueeze(0), cc.unsqueeze(0)), *w)
+                    else:
+                        hn, cn = torch.gru_cell(xin, hc.unsqueeze(0), *w), None
+                    base = ((dr * t + tt) * b + bb) * h
+                    zh = torch.tensor([z(p_h, seed_l, base + j) for j in range(h)], dtype=torch.float64)
+                    hc = zh * hc + (1 - zh) * hn[0]
+                    if lstm:
+                        zc = torch.tensor(
+                            [z(p_c, seed_l ^ 0x9E3779B9, base + j) for j in range(h)],
+                            dtype=torch.float64,
+                        )
+                        cc = zc * cc + (1 - zc) * cn[0]
+                    rows[bb][tt].append(hc)
+                h_n.append(hc)
+                c_n.append(cc)
+        zero = torch.zeros(d * h, dtype=torch.float64)
+        inp = torch.stack(
+            [torch.stack([torch.cat(r) if r else zero for r in seq]) for seq in rows]
+        )
+    y = inp
+    # h_n rows in (layer, direction, sequence) order.
+    h_n = torch.stack(h_n).reshape(layers * d, b, h)
+    c_n = torch.stack(c_n).reshape(layers * d, b, h) if lstm else None
+    loss = (y * dy).sum() + (h_n * dh_n).sum()
+    if lstm:
+        loss = loss + (c_n * dc_n).sum()
+    loss.backward()
+
+    grads = {f"grad.{name}": p_.grad for name, p_ in m.named_parameters()}
+    lens = torch.tensor(lengths)
+    tensors = recurrent_tensors(m, grads, lens, x, h0, c0, y, h_n, c_n, dy, dh_n, dc_n)
+    meta = recurrent_meta(op, i, h, layers, bi)
+    meta.update(
+        zoneout_h=str(p_h),
+        zoneout_c=str(p_c),
+        zoneout_seed=str(zone_seed),
+        train="1" if train else "0",
+    )
     return tensors, meta
 
 
@@ -408,6 +495,13 @@ def main():
         mode = "train" if train else "eval"
         name = f"{op}_l{layers}_dropout{int(p * 100)}_{mode}.safetensors"
         tensors, meta = dropout_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(ZONEOUT, start=first + len(TAPE) + len(DROPOUT) + len(PROJ)):
+        op, layers, h, train = c[0], c[3], c[2], c[10]
+        mode = "train" if train else "eval"
+        name = f"{op}_l{layers}_h{h}_zoneout_{mode}.safetensors"
+        tensors, meta = zoneout_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

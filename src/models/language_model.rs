@@ -5,7 +5,9 @@
 //! from a stream ([`LanguageModel::stream`]) that reads a token per step.
 //! Dropout ([`LanguageModel::with_dropout`]) on the embeddings, between layers
 //! and on the last layer's outputs, in training steps only (Zaremba et al.'s
-//! regularization of LSTM language models).
+//! regularization of LSTM language models). Zoneout
+//! ([`LanguageModel::with_zoneout`]) on the recurrent states, in training steps;
+//! evaluation and generation use its expectation.
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
@@ -80,6 +82,15 @@ impl LanguageModel {
         Ok(Self {
             rnn: self.rnn.with_dropout(p, seed.wrapping_add(1))?,
             dropout: Dropout::new(p, seed),
+            ..self
+        })
+    }
+
+    /// The same model with zoneout on its recurrent stack: probabilities `h` and
+    /// (LSTM only, else 0) `c`; see [`Recurrent::with_zoneout`].
+    pub fn with_zoneout(self, h: f32, c: f32, seed: u32) -> Result<Self> {
+        Ok(Self {
+            rnn: self.rnn.with_zoneout(h, c, seed)?,
             ..self
         })
     }

@@ -16,6 +16,7 @@
 //! [`Stream`](crate::nn::Stream).
 //!
 //! Options: dropout between layers in training ([`Recurrent::with_dropout`]),
+//! zoneout on the states ([`Recurrent::with_zoneout`]),
 //! the LSTM's output projection ([`Recurrent::with_projection`], PyTorch's
 //! `proj_size`: per step the cell's output is projected by `ops::projection`
 //! into the state the next step and the output read), f16 storage
@@ -39,6 +40,7 @@
 //! cell state, biases and all gradients stay f32. `y` is then f16; `h_n` and
 //! `c_n` are f32 as always.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::dropout::{Dropout, Mask};
@@ -46,7 +48,7 @@ use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
-use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry};
+use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry, Zoneout};
 use crate::ops::{cast, elementwise, gru_cell, lstm_cell, projection, rnn_cell};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -146,6 +148,17 @@ pub struct Recurrent {
     storage: DType,
     /// Dropout on each layer's output but the last, in training.
     dropout: Option<Arc<Dropout>>,
+    zoneout: Option<Arc<Zoneouts>>,
+}
+
+/// A stack's zoneout: the probabilities for h and c, and the seed and count of
+/// the training forwards that draw from them.
+#[derive(Debug)]
+struct Zoneouts {
+    h: f32,
+    c: f32,
+    seed: u32,
+    calls: AtomicU32,
 }
 
 /// What [`Recurrent::forward`] returns.
@@ -203,6 +216,7 @@ struct LayerSaved {
     hf: Option<Tensor>,
     cs: Option<Tensor>,
     acts: Option<Tensor>,
+    zoneout: Option<Zoneout>,
 }
 
 /// Activations saved by [`Recurrent::forward`] for [`Recurrent::backward`].
@@ -299,6 +313,7 @@ impl Recurrent {
             grads,
             storage: DType::F32,
             dropout: None,
+            zoneout: None,
         })
     }
 
@@ -334,6 +349,41 @@ impl Recurrent {
         }
         self.dropout = (p > 0.0).then(|| Arc::new(Dropout::new(p, seed)));
         Ok(self)
+    }
+
+    /// The same stack with zoneout (Krueger et al. 2017; haste's cells zone out
+    /// h): at each real step every unit keeps its previous h with probability
+    /// `h` and, in an LSTM, its previous c with probability `c` (0 ≤ p < 1; a
+    /// cell without c takes `c` = 0), rather than the step's new value. In
+    /// training the choice is drawn per unit, step and sequence, from `seed` and
+    /// a count of training forwards, and the backward draws the same; in
+    /// evaluation (and in streams) a unit takes the expectation, p·h' + (1 − p)·h.
+    /// Not with a projection.
+    pub fn with_zoneout(mut self, h: f32, c: f32, seed: u32) -> Result<Self> {
+        if self.proj_size().is_some() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "zoneout",
+                expected: "a stack without a projection",
+                got: "a projected LSTM".into(),
+            });
+        }
+        let rates = Zoneout { h, c, seed: None };
+        rates.check(OP, &self.cfg.mode.cell())?;
+        self.zoneout = (h > 0.0 || c > 0.0).then(|| {
+            Arc::new(Zoneouts {
+                h,
+                c,
+                seed,
+                calls: AtomicU32::new(0),
+            })
+        });
+        Ok(self)
+    }
+
+    /// Zoneout's probabilities for h and c, if the stack has zoneout.
+    pub fn zoneout(&self) -> Option<(f32, f32)> {
+        self.zoneout.as_ref().map(|z| (z.h, z.c))
     }
 
     /// The same stack with its activations and forward weights stored as `dtype`:
@@ -475,7 +525,18 @@ impl Recurrent {
         let mut input = x.clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         let mut masks = Vec::new();
+        // A training forward draws zoneout's choices from a seed of its own, and
+        // each layer from that seed xor l·0x85EBCA6B.
+        let zone_seed = self.zoneout.as_ref().filter(|_| train).map(|z| {
+            let call = z.calls.fetch_add(1, Ordering::Relaxed);
+            z.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
+        });
         for (l, p) in self.params.iter().enumerate() {
+            let zoneout = self.zoneout.as_ref().map(|z| Zoneout {
+                h: z.h,
+                c: z.c,
+                seed: zone_seed.map(|s| s ^ (l as u32).wrapping_mul(0x85EB_CA6B)),
+            });
             let i = self.layer_input(l);
             let w_ih = cast::to(rec, &p.w_ih, act)?;
             let w_hh = cast::to(rec, &p.w_hh, act)?;
@@ -514,7 +575,7 @@ impl Recurrent {
                 .then(|| rec.empty(&[d, t + 1, b, h], DType::F32))
                 .transpose()?;
             let acts = cell
-                .saves_acts
+                .saves(zoneout.is_some())
                 .then(|| rec.empty(&[d, t, b, 4 * h], act))
                 .transpose()?;
             let y = rec.empty(&[b, t, d * sw], act)?;
@@ -543,6 +604,7 @@ impl Recurrent {
                 hs: hf.as_ref().unwrap_or(&hs),
                 cs: cs.as_ref(),
                 acts: acts.as_ref(),
+                zoneout,
             };
             match (&hf, &p.w_hr) {
                 (Some(hf), Some(w_hr)) => {
@@ -580,6 +642,7 @@ impl Recurrent {
                 hf,
                 cs,
                 acts,
+                zoneout,
             });
             input = y;
             if let (Some(dropout), true) = (&self.dropout, l + 1 < cfg.num_layers) {
@@ -786,6 +849,7 @@ impl Recurrent {
                 dc: dc.as_ref(),
                 dgi: dgi.as_ref(),
                 dgh: &dgh,
+                zoneout: sv.zoneout,
             };
             rec.phase("backward recurrence");
             let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, sw, true), d, b)?;

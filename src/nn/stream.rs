@@ -66,6 +66,7 @@ impl Recurrent {
                 w_ih: matrix(&p.w_ih)?,
                 w_hh: matrix(&p.w_hh)?,
                 bias,
+                zoneout: self.zoneout().map_or([0.0; 2], |(h, c)| [h, c]),
             });
         }
         let mut stream = Stream {

@@ -12,6 +12,11 @@
 //! - `dgi` `[D, B, T, G]`, `dgh` `[D, T, B, G]` gradients of the input and
 //!   recurrent pre-activations; `dh`, `dc` `[D, B, H]` running state gradients
 //!
+//! Zoneout ([`Zoneout`]): at a real step each unit keeps its previous h (and the
+//! LSTM's c) instead of the new one with a probability, drawn per unit and step
+//! from a seed in training (backward draws the same), the expectation in
+//! evaluation; the formulas are in `shaders/recurrence.wgsl`.
+//!
 //! Storage: the activations (`xw`, `gh`, `hs`, `y`, `acts`) are all f32 or all
 //! f16 (where the adapter has SHADER_F16); the cell state `cs`, the biases and
 //! every gradient are f32. The cells compute in f32 either way.
@@ -71,7 +76,9 @@ pub struct Cell {
     pub shader: Shader,
     /// Gate blocks of H in the pre-activations (4 LSTM, 3 GRU, 1 Elman).
     pub gates: usize,
-    /// Whether forward saves activations (`acts`) for backward.
+    /// Whether forward saves activations (`acts`) for backward. A cell that does
+    /// not (the Elman cell) saves its new h there under zoneout, which leaves the
+    /// zoned h in `hs`; see [`Cell::saves`].
     pub saves_acts: bool,
     /// Whether the cell carries a cell state `cs` (LSTM).
     pub has_c: bool,
@@ -82,8 +89,42 @@ pub struct Cell {
     pub dgi_is_dgh: bool,
 }
 
+/// Zoneout of a recurrence: the probabilities that a unit keeps its previous h
+/// and (LSTM) c at a step, each in [0, 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Zoneout {
+    pub h: f32,
+    pub c: f32,
+    /// Some: each unit's choice drawn from this seed (training; the backward of a
+    /// step takes the seed its forward took). None: the expectation (evaluation).
+    pub seed: Option<u32>,
+}
+
+impl Zoneout {
+    /// Checks the probabilities for `cell` (a probability for c needs one).
+    pub fn check(&self, op: &'static str, cell: &Cell) -> Result<()> {
+        let ok = |p: f32| (0.0..1.0).contains(&p);
+        if !ok(self.h) || !ok(self.c) || (self.c > 0.0 && !cell.has_c) {
+            return Err(Error::InvalidArgument {
+                op,
+                what: "zoneout probabilities (h, c)",
+                expected: "0 <= p < 1, and c = 0 without a cell state",
+                got: format!("({}, {}) for {}", self.h, self.c, cell.shader.name),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Cell {
+    /// Whether forward saves activations (`acts`), with zoneout or without.
+    pub fn saves(&self, zoneout: bool) -> bool {
+        self.saves_acts || zoneout
+    }
+}
+
 /// The tensors of one forward step; `cs` only for a cell with a cell state and
-/// `acts` only for one that saves activations.
+/// `acts` only for one that [saves](Cell::saves) activations.
 #[derive(Clone, Copy, Debug)]
 pub struct ForwardIo<'a> {
     pub lengths: &'a Tensor,
@@ -94,9 +135,11 @@ pub struct ForwardIo<'a> {
     pub hs: &'a Tensor,
     pub cs: Option<&'a Tensor>,
     pub acts: Option<&'a Tensor>,
+    pub zoneout: Option<Zoneout>,
 }
 
-/// The tensors of one backward step, as [`ForwardIo`] for `cs` and `acts`.
+/// The tensors of one backward step, as [`ForwardIo`] for `cs`, `acts` and
+/// `zoneout` (the forward's).
 #[derive(Clone, Copy, Debug)]
 pub struct BackwardIo<'a> {
     pub lengths: &'a Tensor,
@@ -109,6 +152,7 @@ pub struct BackwardIo<'a> {
     /// None: not written (a cell whose dgi equals dgh; read dgh instead).
     pub dgi: Option<&'a Tensor>,
     pub dgh: &'a Tensor,
+    pub zoneout: Option<Zoneout>,
 }
 
 #[repr(C)]
@@ -119,7 +163,12 @@ struct Params {
     h: u32,
     d: u32,
     step: u32,
-    _pad: [u32; 3],
+    seed: u32,
+    h_threshold: u32,
+    c_threshold: u32,
+    h_zone: f32,
+    c_zone: f32,
+    _pad: [u32; 2],
 }
 
 /// Records step `step` of the forward recurrence: states and saved activations at
@@ -152,6 +201,7 @@ pub fn forward(
         &bindings,
         next_packed,
         false,
+        io.zoneout,
     )
 }
 
@@ -179,6 +229,7 @@ pub fn forward_fused(
         &bindings,
         None,
         false,
+        io.zoneout,
     )
 }
 
@@ -196,7 +247,8 @@ fn forward_bindings<'a>(
         (6, "hs", io.hs, n.states),
     ];
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
-    bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
+    let saves = cell.saves(io.zoneout.is_some());
+    bindings.extend(optional(saves, "acts", io.acts, 9, n.acts)?);
     Ok(bindings)
 }
 
@@ -241,7 +293,7 @@ pub fn outputs(
     let n = geo.numel(cell.gates);
     let bindings = [(6, "hs", hs, n.states), (8, "y", y, n.y)];
     launch(
-        rec, cell, "outputs", geo, 0, lengths, &bindings, None, false,
+        rec, cell, "outputs", geo, 0, lengths, &bindings, None, false, None,
     )
 }
 
@@ -267,6 +319,7 @@ pub fn backward(
         &bindings,
         None,
         io.dgi.is_none(),
+        io.zoneout,
     )
 }
 
@@ -294,6 +347,7 @@ pub fn backward_fused(
         &bindings,
         None,
         io.dgi.is_none(),
+        io.zoneout,
     )
 }
 
@@ -323,7 +377,8 @@ fn backward_bindings<'a>(
     }
     bindings.extend(optional(cell.has_c, "cs", io.cs, 7, n.states)?);
     bindings.extend(optional(cell.has_c, "dc", io.dc, 12, n.running)?);
-    bindings.extend(optional(cell.saves_acts, "acts", io.acts, 9, n.acts)?);
+    let saves = cell.saves(io.zoneout.is_some());
+    bindings.extend(optional(saves, "acts", io.acts, 9, n.acts)?);
     Ok(bindings)
 }
 
@@ -377,8 +432,12 @@ fn launch(
     bindings: &[Binding],
     next_packed: Option<&wgpu::TextureView>,
     no_dgi: bool,
+    zoneout: Option<Zoneout>,
 ) -> Result<()> {
     let op = cell.shader.name;
+    if let Some(z) = &zoneout {
+        z.check(op, cell)?;
+    }
     if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
         return Err(Error::Empty {
             op,
@@ -442,12 +501,18 @@ fn launch(
         }
     }
     let u = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    let zone = zoneout.unwrap_or_default();
     let params = Params {
         b: u(geo.batch),
         t: u(geo.steps),
         h: u(geo.hidden),
         d: u(geo.dirs),
         step: u(step),
+        seed: zone.seed.unwrap_or(0),
+        h_threshold: super::hash_threshold(zone.h),
+        c_threshold: super::hash_threshold(zone.c),
+        h_zone: zone.h,
+        c_zone: zone.c,
         ..Params::default()
     };
     let vec4 = geo.hidden.is_multiple_of(4);
@@ -469,6 +534,12 @@ fn launch(
     if no_dgi {
         constants.push(("WRITES_DGI", 0.0));
     }
+    if let Some(z) = zoneout {
+        constants.push(("ZONEOUT", 1.0));
+        if z.seed.is_none() {
+            constants.push(("ZONE_MEAN", 1.0));
+        }
+    }
     let pipeline = rec
         .context()
         .pipeline_f16(&cell.shader, entry, &constants, f16);
@@ -488,6 +559,10 @@ fn launch(
     let ctx = rec.context().clone();
     if no_dgi {
         resources.push((13 + shift, ctx.placeholder().as_entire_binding()));
+    }
+    // So does the acts binding of a cell that saves activations under zoneout only.
+    if !cell.saves(zoneout.is_some()) && !entry.starts_with("outputs") {
+        resources.push((9 + shift, ctx.placeholder().as_entire_binding()));
     }
     let units_per_invocation = if next_packed.is_some() || vec4 { 4 } else { 1 };
     let workgroup = if vec4 { 16 } else { 64 };

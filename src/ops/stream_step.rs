@@ -20,17 +20,21 @@ struct Params {
     h: u32,
     t: u32,
     steps: u32,
-    _pad: [u32; 3],
+    h_zone: f32,
+    c_zone: f32,
+    _pad: u32,
 }
 
 /// A layer's weights as the step reads them: `w_ih` `[G, I]`, `w_hh` `[G, H]`
-/// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H.
+/// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H; with the layer's zoneout
+/// probabilities for h and c (zero: none), whose expectation the step applies.
 #[derive(Clone, Debug)]
 pub struct Weights {
     pub mode: Mode,
     pub w_ih: Tensor,
     pub w_hh: Tensor,
     pub bias: Tensor,
+    pub zoneout: [f32; 2],
 }
 
 impl Weights {
@@ -143,7 +147,9 @@ pub fn forward(
         h: units as u32,
         t: t as u32,
         steps: steps as u32,
-        _pad: [0; 3],
+        h_zone: w.zoneout[0],
+        c_zone: w.zoneout[1],
+        _pad: 0,
     };
     // A cell without c reads h as c (reads may alias) and writes c_out into the
     // placeholder (writable bindings may not alias in WebGPU).

@@ -42,8 +42,9 @@ impl Spec {
 }
 
 /// Inputs of one forward: x `[B, T, I]`, h0 `[L·D, B, S]` and c0 `[L·D, B, H]`,
-/// and what multiplies each layer's output `[B, T, D·S]` but the last's before
-/// the next layer reads it (dropout's mask and scale; none when empty).
+/// what multiplies each layer's output `[B, T, D·S]` but the last's before
+/// the next layer reads it (dropout's mask and scale; none when empty), and
+/// zoneout.
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub batch: usize,
@@ -53,6 +54,37 @@ pub struct Inputs {
     pub h0: Vec<f64>,
     pub c0: Vec<f64>,
     pub between: Vec<Vec<f64>>,
+    pub zoneout: Option<Zoneout>,
+}
+
+/// Zoneout as `shaders/recurrence.wgsl` applies it: a unit keeps its previous h
+/// (c) with probability `h` (`c`), drawn from layer l's seed `seeds[l]` in
+/// training, or takes the expectation when `seeds` is empty.
+#[derive(Clone, Debug)]
+pub struct Zoneout {
+    pub h: f32,
+    pub c: f32,
+    pub seeds: Vec<u32>,
+}
+
+impl Zoneout {
+    /// z of unit j of sequence b at step t in direction d of layer l, for h or
+    /// (when `c`) for c, in a batch of `batch` sequences of `steps` steps.
+    #[allow(clippy::too_many_arguments)]
+    fn z(&self, c: bool, l: usize, d: usize, t: usize, b: usize, j: usize, geo: [usize; 3]) -> f64 {
+        let [batch, steps, hidden] = geo;
+        let p = if c { self.c } else { self.h };
+        let Some(&seed) = self.seeds.get(l) else {
+            return f64::from(p);
+        };
+        let index = (((d * steps + t) * batch + b) * hidden + j) as u32;
+        let seed = if c { seed ^ 0x9e37_79b9 } else { seed };
+        if super::pcg(super::pcg(index) ^ seed) < super::hash_threshold(p) {
+            1.0
+        } else {
+            0.0
+        }
+    }
 }
 
 /// y `[B, T, D·S]`, h_n `[L·D, B, S]` and c_n `[L·D, B, H]` (c_n empty unless
@@ -189,7 +221,21 @@ pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
                 };
                 for t in times {
                     let xi = &layer_in[(b * t_n + t) * feat..(b * t_n + t + 1) * feat];
-                    (h, c) = cell(spec, p, &name, xi, &h, &c);
+                    let (h2, c2) = cell(spec, p, &name, xi, &h, &c);
+                    (h, c) = match &inp.zoneout {
+                        None => (h2, c2),
+                        Some(zo) => {
+                            let mix = |new: &[f64], old: &[f64], is_c: bool| -> Vec<f64> {
+                                (0..new.len())
+                                    .map(|j| {
+                                        let z = zo.z(is_c, l, d, t, b, j, [b_n, t_n, hc]);
+                                        z * old[j] + (1.0 - z) * new[j]
+                                    })
+                                    .collect()
+                            };
+                            (mix(&h2, &h, false), mix(&c2, &c, true))
+                        }
+                    };
                     let yo = (b * t_n + t) * d_n * h_n + d * h_n;
                     y[yo..yo + h_n].copy_from_slice(&h);
                 }

@@ -74,6 +74,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
         ),
         ("golden gru_l2_bi_h13", Box::pin(golden(&ctx, GRU_L2_BI))),
         (
+            "golden lstm_l2_h6 zoneout, training",
+            Box::pin(golden(&ctx, LSTM_ZONEOUT_TRAIN)),
+        ),
+        (
+            "golden lstm_l2_h8 zoneout, evaluation",
+            Box::pin(golden(&ctx, LSTM_ZONEOUT_EVAL)),
+        ),
+        (
             "golden lstm_l2_bi_h13, fused steps",
             Box::pin(golden(&fused, LSTM_L2_BI)),
         ),
@@ -164,6 +172,9 @@ async fn f16_refused(ctx: &Context) -> Outcome {
 const LSTM_L2_BI: &[u8] = include_bytes!("../../golden/lstm_l2_bi_h13.safetensors");
 const LSTM_L1_BI_65: &[u8] = include_bytes!("../../golden/lstm_l1_bi_h65.safetensors");
 const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors");
+const LSTM_ZONEOUT_TRAIN: &[u8] =
+    include_bytes!("../../golden/lstm_l2_h6_zoneout_train.safetensors");
+const LSTM_ZONEOUT_EVAL: &[u8] = include_bytes!("../../golden/lstm_l2_h8_zoneout_eval.safetensors");
 const ATT_GENERAL: &[u8] = include_bytes!("../../golden/attention_general_tq4_s70.safetensors");
 const ATT_ADDITIVE: &[u8] = include_bytes!("../../golden/attention_additive_tq4_s9.safetensors");
 const ATT_DOT: &[u8] = include_bytes!("../../golden/attention_dot_tq5_s9.safetensors");
@@ -303,7 +314,16 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         num_layers: case.usize("num_layers")?,
         bidirectional: case.meta("bidirectional")? == "1",
     };
-    let model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
+    let mut model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
+    // Zoneout: drawn from the case's seed in training, the expectation else.
+    let train = case.meta("train").is_ok_and(|t| t == "1");
+    if let Ok(h) = case.meta("zoneout_h") {
+        let number = |s: &str| s.parse::<f32>().map_err(|e| e.to_string());
+        let seed = case.usize("zoneout_seed")? as u32;
+        model = model
+            .with_zoneout(number(h)?, number(case.meta("zoneout_c")?)?, seed)
+            .map_err(fail)?;
+    }
     case.load_params(&model.named_params())?;
     let lstm = mode == Mode::Lstm;
     let lengths = case.lengths("lengths")?;
@@ -322,9 +342,13 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         (None, None)
     };
     let mut rec = Recorder::new(ctx, "golden");
-    let (out, saved) = model
-        .forward(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
-        .map_err(fail)?;
+    let forward = if train {
+        Recurrent::forward_train
+    } else {
+        Recurrent::forward
+    };
+    let (out, saved) =
+        forward(&model, &mut rec, &x, &lengths, Some(&h0), c0.as_ref()).map_err(fail)?;
     let grads = model
         .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
         .map_err(fail)?;

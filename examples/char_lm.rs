@@ -75,6 +75,10 @@ struct Args {
     /// Zoneout on the LSTM's cell state c (other cells have none).
     #[arg(long, default_value_t = 0.0)]
     zoneout_c: f32,
+    /// Dropout on the states the recurrent products read while training, one
+    /// mask per stream, unit and chunk.
+    #[arg(long, default_value_t = 0.0)]
+    recurrent_dropout: f32,
     /// Temperature of the samples.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
@@ -187,7 +191,9 @@ fn train(
     )?
     .with_dropout(args.dropout, args.seed as u32)?;
     let zoneout_c = if cell == "lstm" { args.zoneout_c } else { 0.0 };
-    let lm = lm.with_zoneout(args.zoneout, zoneout_c, args.seed as u32 + 2)?;
+    let lm = lm
+        .with_zoneout(args.zoneout, zoneout_c, args.seed as u32 + 2)?
+        .with_recurrent_dropout(args.recurrent_dropout, args.seed as u32 + 3)?;
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, args.lr)

@@ -43,10 +43,20 @@ override ZONEOUT: bool = false;
 override ZONE_MEAN: bool = false;
 const C_SALT: u32 = 0x9e3779b9u;
 
+// Recurrent dropout (Gal and Ghahramani 2016, Keras's recurrent_dropout), in
+// training: the recurrent product reads m ⊙ h' instead of h', with one mask per
+// sequence, unit and direction for the whole sequence, m = 1 / (1 − P) where
+// pcg(pcg((d·B + b)·H + j) ^ r_seed) ≥ P·2³², else 0. The cells never see it:
+// the per-step products read masked states (mask_states, or the fused steps
+// mask what they read), dh gets m ⊙ (dgh · W_hh) (add_masked, or the fused
+// backward), and dW_hh reads the masked history (mask_history).
+override RECURRENT_DROPOUT: bool = false;
+
 struct Params {
     b: u32, t: u32, h: u32, d: u32,
     step: u32, seed: u32, h_threshold: u32, c_threshold: u32,
-    h_zone: f32, c_zone: f32, _pad0: u32, _pad1: u32,
+    h_zone: f32, c_zone: f32, r_seed: u32, r_threshold: u32,
+    r_scale: f32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 // Storage type of the activations: xw, gh, hs, y and acts (f16 where the host
@@ -117,6 +127,19 @@ fn carry(at: At) -> f32 {
     let h = hs[at.prev];
     hs[at.next] = h;
     return f32(h);
+}
+
+// Recurrent dropout's multiplier of unit j of sequence b, direction d at `index`
+// = (d·B + b)·H + j (1 without it).
+fn keep_at(index: u32) -> f32 {
+    if (!RECURRENT_DROPOUT) {
+        return 1.0;
+    }
+    return select(0.0, p.r_scale, pcg(pcg(index) ^ p.r_seed) >= p.r_threshold);
+}
+
+fn keep4(index: u32) -> vec4<f32> {
+    return vec4<f32>(keep_at(index), keep_at(index + 1u), keep_at(index + 2u), keep_at(index + 3u));
 }
 
 // Zoneout's z of the unit at `index` for h, or for c when `c` (0 without zoneout).
@@ -356,14 +379,16 @@ fn backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(32) var<storage, read> w_hh: array<f32>;
 @group(0) @binding(48) var<storage, read> w_hh4: array<vec4<f32>>;
 
-// gh[d, b, k·H + j] = Σ_i hs[prev][i] · W_hh[d, k·H + j, i] for unit j's gates.
+// gh[d, b, k·H + j] = Σ_i hs[prev][i] · W_hh[d, k·H + j, i] for unit j's gates
+// (hs[prev][i] times its recurrent dropout multiplier).
 fn recurrent_product(at: At, d: u32) {
     let h0 = at.prev - at.j;
+    let r0 = at.state - at.j;
     for (var k = 0u; k < GATES; k++) {
         let w0 = ((d * GATES + k) * p.h + at.j) * p.h;
         var acc = 0.0;
         for (var i = 0u; i < p.h; i++) {
-            acc = fma(w_hh[w0 + i], f32(hs[h0 + i]), acc);
+            acc = fma(w_hh[w0 + i], f32(hs[h0 + i]) * keep_at(r0 + i), acc);
         }
         gh[at.gh + k * p.h] = act_t(acc);
     }
@@ -381,7 +406,7 @@ fn state_product(at: At, gid: vec3<u32>) {
     for (var k = 0u; k < g; k++) {
         acc = fma(dgh[r0 + k], w_hh[(gid.z * g + k) * p.h + at.j], acc);
     }
-    dh[at.state] += acc;
+    dh[at.state] += acc * keep_at(at.state);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -409,13 +434,14 @@ fn backward_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
 // The same for the 4 units at `at`: rows read as vec4s along i.
 fn recurrent_product4(at: At, d: u32) {
     let h0 = (at.prev - at.j) / 4u;
+    let m0 = at.state - at.j;
     let q = p.h / 4u;
     for (var k = 0u; k < GATES; k++) {
         let r0 = ((d * GATES + k) * p.h + at.j) * q;
         // acc[e]: the partial sums of unit j + e's row.
         var acc = mat4x4<f32>();
         for (var i = 0u; i < q; i++) {
-            let v = vec4<f32>(hs4[h0 + i]);
+            let v = vec4<f32>(hs4[h0 + i]) * keep4(m0 + 4u * i);
             acc[0] = fma(w_hh4[r0 + i], v, acc[0]);
             acc[1] = fma(w_hh4[r0 + q + i], v, acc[1]);
             acc[2] = fma(w_hh4[r0 + 2u * q + i], v, acc[2]);
@@ -441,7 +467,7 @@ fn state_product4(at: At, gid: vec3<u32>) {
         acc = fma(w_hh4[w + 2u * q], vec4<f32>(dg.z), acc);
         acc = fma(w_hh4[w + 3u * q], vec4<f32>(dg.w), acc);
     }
-    dh4[at.state / 4u] += acc;
+    dh4[at.state / 4u] += acc * keep4(at.state);
 }
 
 @compute @workgroup_size(16, 1, 1)
@@ -464,4 +490,41 @@ fn backward_fused4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let at = at4(gid);
     state_product4(at, gid);
     backward_units4(at);
+}
+
+// Recurrent dropout's unfused steps (see RECURRENT_DROPOUT): dispatched as
+// forward, one invocation per unit j of sequence b, direction d.
+@group(0) @binding(33) var<storage, read_write> masked: array<act_t>; // [D, B, H] or as hs
+@group(0) @binding(34) var<storage, read> dh_rec: array<f32>;         // [D, B, H]
+
+// masked[d, b, j] = m ⊙ the state step `step` reads.
+@compute @workgroup_size(64, 1, 1)
+fn mask_states(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.h) {
+        let at = locate(gid);
+        masked[at.state] = act_t(f32(hs[at.prev]) * keep_at(at.state));
+    }
+}
+
+// masked = m ⊙ hs, every slot.
+@compute @workgroup_size(64, 1, 1)
+fn mask_history(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.h) {
+        return;
+    }
+    let state = (gid.z * p.b + gid.y) * p.h + gid.x;
+    let m = keep_at(state);
+    for (var s = 0u; s <= p.t; s++) {
+        let i = ((gid.z * (p.t + 1u) + s) * p.b + gid.y) * p.h + gid.x;
+        masked[i] = act_t(f32(hs[i]) * m);
+    }
+}
+
+// dh += m ⊙ dh_rec, the recurrent product's share of the state gradient.
+@compute @workgroup_size(64, 1, 1)
+fn add_masked(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.h) {
+        let state = (gid.z * p.b + gid.y) * p.h + gid.x;
+        dh[state] += dh_rec[state] * keep_at(state);
+    }
 }

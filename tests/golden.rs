@@ -158,11 +158,18 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         let seed: u32 = case.meta("dropout_seed").parse().unwrap();
         model = model.with_dropout(p, seed).unwrap();
     }
-    // Zoneout: drawn from the case's seed in training, the expectation else.
+    // Zoneout: drawn from the case's seed in training, the expectation else;
+    // recurrent dropout in training.
     if let Some(h) = case.meta.get("zoneout_h") {
         let c: f32 = case.meta("zoneout_c").parse().unwrap();
         let seed: u32 = case.meta("zoneout_seed").parse().unwrap();
         model = model.with_zoneout(h.parse().unwrap(), c, seed).unwrap();
+    }
+    if let Some(p) = case.meta.get("recurrent_dropout") {
+        let seed: u32 = case.meta("recurrent_dropout_seed").parse().unwrap();
+        model = model
+            .with_recurrent_dropout(p.parse().unwrap(), seed)
+            .unwrap();
     }
     load_params(case, &model.named_params());
     let lengths = case.lengths("lengths");

@@ -63,6 +63,7 @@ fn random_case(
         c0: if spec.lstm() { v(cells) } else { vec![] },
         between: vec![],
         zoneout: None,
+        recurrent: vec![],
     };
     let up = Upstream {
         dy: v(batch * steps * spec.dirs * spec.state()),
@@ -422,6 +423,82 @@ fn zoneout_matches_the_reference_in_training_and_evaluation() {
     ));
 }
 
+/// Recurrent dropout on every cell: a training forward multiplies the states
+/// its recurrent products read by one mask per layer, sequence, unit and
+/// direction (`shaders/dropout.wgsl`'s hash of (d·B + b)·H + j, ported in
+/// `common::dropout_multipliers`), the backward the same: outputs and every
+/// gradient against the f64 reference with those masks and its finite
+/// differences, stacked and bidirectional with mixed lengths, on the scalar and
+/// vec4 kernels, on every GEMM path and fused; with zoneout as well on the
+/// LSTM. An evaluation forward has no masks; bad probabilities and a projection
+/// are refused.
+#[test]
+fn recurrent_dropout_masks_the_recurrent_input_forward_and_backward() {
+    let (p, seed) = (0.3f32, 21u32);
+    let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
+    let mut contexts = common::gemm_contexts().to_vec();
+    contexts.push(common::fused());
+    for ctx in contexts {
+        for (i, mode) in MODES.into_iter().enumerate() {
+            for hidden in [5, 8] {
+                let spec = spec(mode, 3, hidden, 2, 2);
+                let case = 1000 + 10 * i as u64 + hidden as u64;
+                let mut model = Recurrent::new(ctx, config(&spec), case)
+                    .unwrap()
+                    .with_recurrent_dropout(p, seed)
+                    .unwrap();
+                let (batch, steps, lengths) = (3, 4, [4, 1, 3]);
+                let (mut inp, up) = random_case(&spec, batch, steps, &lengths, case + 1);
+                // The first training forward: layer l draws from seed·0x9E3779B9
+                // xor l·0x85EBCA6B, the masks of [D, B, H].
+                let layer_seed = |seed: u32, l: u32| {
+                    seed.wrapping_mul(0x9E37_79B9) ^ l.wrapping_mul(0x85EB_CA6B)
+                };
+                inp.recurrent = (0..spec.layers as u32)
+                    .map(|l| {
+                        common::dropout_multipliers(2 * batch * hidden, p, layer_seed(seed, l))
+                    })
+                    .collect();
+                if spec.lstm() {
+                    model = model.with_zoneout(0.2, 0.1, 7).unwrap();
+                    let seeds = (0..spec.layers as u32).map(|l| layer_seed(7, l)).collect();
+                    inp.zoneout = Some(reference::Zoneout {
+                        h: 0.2,
+                        c: 0.1,
+                        seeds,
+                    });
+                }
+                let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
+                let what = format!("{spec:?} recurrent dropout, training");
+                verify(ctx, &model, &spec, &inp, &up, &x, true, &what, tol);
+                // Evaluation: no masks (and zoneout's expectation).
+                inp.recurrent.clear();
+                if let Some(z) = &mut inp.zoneout {
+                    z.seeds.clear();
+                }
+                let mut rec = Recorder::new(ctx, "zero");
+                model.zero_grad(&mut rec).unwrap();
+                rec.submit();
+                let what = format!("{spec:?} recurrent dropout, evaluation");
+                verify(ctx, &model, &spec, &inp, &up, &x, false, &what, tol);
+            }
+        }
+    }
+    let gru = Recurrent::new(common::ctx(), config(&spec("gru", 2, 3, 2, 1)), 1).unwrap();
+    for bad in [1.0, -0.1, f32::NAN] {
+        assert!(matches!(
+            gru.clone().with_recurrent_dropout(bad, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+    let lstm = config(&spec("lstm", 2, 3, 2, 1));
+    let projected = Recurrent::with_projection(common::ctx(), lstm, 2, 1).unwrap();
+    assert!(matches!(
+        projected.with_recurrent_dropout(0.1, 0),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
 /// An LSTM with an output projection (proj_size): outputs, h_n and c_n against
 /// the f64 reference, and every gradient (weight_hr's included) against its
 /// finite differences, one layer and stacked bidirectional with mixed lengths,
@@ -737,6 +814,7 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
                 },
                 between: vec![],
                 zoneout: None,
+                recurrent: vec![],
             };
             let chunk_up = Upstream {
                 dy,

@@ -38,7 +38,10 @@ train "0"/"1"): the stack run step by step through PyTorch's cell functions
 real steps, the new h (and c) mixed with the previous one by z: in training z
 is 1 where the library's hash (ported below) of the unit's index ((d·T + t)·B +
 b)·H + j and layer l's seed (zoneout_seed·0x9E3779B9 xor l·0x85EBCA6B; c's
-xored with 0x9E3779B9) is below p·2³², else 0; in evaluation z = p.
+xored with 0x9E3779B9) is below p·2³², else 0; in evaluation z = p. With
+recurrent_dropout and recurrent_dropout_seed as well (LSTM, training): the
+recurrent product reads the previous h times the library's dropout mask of
+[D, B, H] from that layer's seed (drawn as zoneout's).
 
 Tape op cases (op = tape, fn = the op): inputs x0 (and x1), upstream d, output
 y and the gradients of Σ y·d as grad.x0 (grad.x1), in float64; i32 lengths or
@@ -242,12 +245,19 @@ ZONEOUT = [
     ("lstm", 4, 8, 2, True, [4, 2, 3], 4, 0.3, 0.2, 0, False),
 ]
 
+# Recurrent dropout with zoneout: ZONEOUT's fields, then p_r, recurrent_dropout_seed
+RECURRENT_DROPOUT = [
+    ("lstm", 4, 8, 2, True, [4, 1, 3], 4, 0.2, 0.1, 7, True, 0.3, 21),
+]
+
 
 def threshold(p):
     return min(int(p * 2**32 + 0.5), M32)
 
 
-def zoneout_case(seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, train):
+def zoneout_case(
+    seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, train, p_r=0.0, r_seed=0
+):
     torch.manual_seed(seed)
     m = module(op, i, h, layers, bi).double()
     b, d = len(lengths), 2 if bi else 1
@@ -259,9 +269,14 @@ def zoneout_case(seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, tr
             return p
         return 1.0 if pcg(pcg(index) ^ seed) < threshold(p) else 0.0
 
+    def layer_seed(s, l):
+        return ((s * 0x9E3779B9) & M32) ^ ((l * 0x85EBCA6B) & M32)
+
+    assert p_r == 0 or (lstm and train)
     inp, h_n, c_n = x, [], []
     for l in range(layers):
-        seed_l = ((zone_seed * 0x9E3779B9) & M32) ^ ((l * 0x85EBCA6B) & M32)
+        seed_l = layer_seed(zone_seed, l)
+        keep = dropout_mask((d, b, h), p_r, layer_seed(r_seed, l))
         # y[b][t]: the layer's output rows, zero past each length.
         rows = [[[] for _ in range(t)] for _ in range(b)]
         for dr in range(d):
@@ -273,7 +288,8 @@ def zoneout_case(seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, tr
                 for tt in steps:
                     xin = inp[bb, tt].unsqueeze(0)
                     if lstm:
-                        hn, cn = torch.lstm_cell(xin, (hc.unsqueeze(0), cc.unsqueeze(0)), *w)
+                        h_read = hc * keep[dr, bb]
+                        hn, cn = torch.lstm_cell(xin, (h_read.unsqueeze(0), cc.unsqueeze(0)), *w)
                     else:
                         hn, cn = torch.gru_cell(xin, hc.unsqueeze(0), *w), None
                     base = ((dr * t + tt) * b + bb) * h
@@ -311,6 +327,8 @@ def zoneout_case(seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, tr
         zoneout_seed=str(zone_seed),
         train="1" if train else "0",
     )
+    if p_r:
+        meta.update(recurrent_dropout=str(p_r), recurrent_dropout_seed=str(r_seed))
     return tensors, meta
 
 
@@ -501,6 +519,13 @@ def main():
         op, layers, h, train = c[0], c[3], c[2], c[10]
         mode = "train" if train else "eval"
         name = f"{op}_l{layers}_h{h}_zoneout_{mode}.safetensors"
+        tensors, meta = zoneout_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    first_rd = first + len(TAPE) + len(DROPOUT) + len(PROJ) + len(ZONEOUT)
+    for seed, c in enumerate(RECURRENT_DROPOUT, start=first_rd):
+        op, layers, h = c[0], c[3], c[2]
+        name = f"{op}_l{layers}_h{h}_recurrent_dropout{int(c[11] * 100)}_train.safetensors"
         tensors, meta = zoneout_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)

@@ -6,8 +6,10 @@
 //! Dropout ([`LanguageModel::with_dropout`]) on the embeddings, between layers
 //! and on the last layer's outputs, in training steps only (Zaremba et al.'s
 //! regularization of LSTM language models). Zoneout
-//! ([`LanguageModel::with_zoneout`]) on the recurrent states, in training steps;
-//! evaluation and generation use its expectation.
+//! ([`LanguageModel::with_zoneout`]) on the recurrent states and recurrent
+//! dropout ([`LanguageModel::with_recurrent_dropout`]) on what the recurrent
+//! products read, in training steps; evaluation and generation use zoneout's
+//! expectation and no recurrent dropout.
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
@@ -91,6 +93,15 @@ impl LanguageModel {
     pub fn with_zoneout(self, h: f32, c: f32, seed: u32) -> Result<Self> {
         Ok(Self {
             rnn: self.rnn.with_zoneout(h, c, seed)?,
+            ..self
+        })
+    }
+
+    /// The same model with recurrent dropout `p` on its recurrent stack; see
+    /// [`Recurrent::with_recurrent_dropout`].
+    pub fn with_recurrent_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        Ok(Self {
+            rnn: self.rnn.with_recurrent_dropout(p, seed)?,
             ..self
         })
     }

@@ -16,7 +16,8 @@
 //! [`Stream`](crate::nn::Stream).
 //!
 //! Options: dropout between layers in training ([`Recurrent::with_dropout`]),
-//! zoneout on the states ([`Recurrent::with_zoneout`]),
+//! zoneout on the states ([`Recurrent::with_zoneout`]), dropout on the
+//! recurrent input ([`Recurrent::with_recurrent_dropout`]),
 //! the LSTM's output projection ([`Recurrent::with_projection`], PyTorch's
 //! `proj_size`: per step the cell's output is projected by `ops::projection`
 //! into the state the next step and the output read), f16 storage
@@ -48,7 +49,9 @@ use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
-use crate::ops::recurrence::{self, BackwardIo, Cell, ForwardIo, Geometry, Zoneout};
+use crate::ops::recurrence::{
+    self, BackwardIo, Cell, ForwardIo, Geometry, RecurrentDropout, Zoneout,
+};
 use crate::ops::{cast, elementwise, gru_cell, lstm_cell, projection, rnn_cell};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
@@ -148,17 +151,41 @@ pub struct Recurrent {
     storage: DType,
     /// Dropout on each layer's output but the last, in training.
     dropout: Option<Arc<Dropout>>,
-    zoneout: Option<Arc<Zoneouts>>,
+    /// Zoneout's probabilities for h and c.
+    zoneout: Option<Arc<Drawn<(f32, f32)>>>,
+    /// Recurrent dropout's probability.
+    recurrent_dropout: Option<Arc<Drawn<f32>>>,
 }
 
-/// A stack's zoneout: the probabilities for h and c, and the seed and count of
-/// the training forwards that draw from them.
+/// Probabilities whose choices training forwards draw, with the seed and the
+/// count of the forwards that drew from them.
 #[derive(Debug)]
-struct Zoneouts {
-    h: f32,
-    c: f32,
+struct Drawn<T> {
+    rates: T,
     seed: u32,
     calls: AtomicU32,
+}
+
+impl<T> Drawn<T> {
+    fn new(rates: T, seed: u32) -> Arc<Self> {
+        Arc::new(Self {
+            rates,
+            seed,
+            calls: AtomicU32::new(0),
+        })
+    }
+
+    /// The seed of the next training forward; its layer l draws from this seed
+    /// xor l·0x85EBCA6B ([`layer_seed`]).
+    fn next_seed(&self) -> u32 {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
+        self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
+    }
+}
+
+/// The seed layer `l` draws from in a forward that draws from `seed`.
+fn layer_seed(seed: u32, l: usize) -> u32 {
+    seed ^ (l as u32).wrapping_mul(0x85EB_CA6B)
 }
 
 /// What [`Recurrent::forward`] returns.
@@ -217,6 +244,7 @@ struct LayerSaved {
     cs: Option<Tensor>,
     acts: Option<Tensor>,
     zoneout: Option<Zoneout>,
+    recurrent_dropout: Option<RecurrentDropout>,
 }
 
 /// Activations saved by [`Recurrent::forward`] for [`Recurrent::backward`].
@@ -314,6 +342,7 @@ impl Recurrent {
             storage: DType::F32,
             dropout: None,
             zoneout: None,
+            recurrent_dropout: None,
         })
     }
 
@@ -360,30 +389,55 @@ impl Recurrent {
     /// evaluation (and in streams) a unit takes the expectation, p·h' + (1 − p)·h.
     /// Not with a projection.
     pub fn with_zoneout(mut self, h: f32, c: f32, seed: u32) -> Result<Self> {
-        if self.proj_size().is_some() {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "zoneout",
-                expected: "a stack without a projection",
-                got: "a projected LSTM".into(),
-            });
-        }
+        self.refuse_projection("zoneout")?;
         let rates = Zoneout { h, c, seed: None };
         rates.check(OP, &self.cfg.mode.cell())?;
-        self.zoneout = (h > 0.0 || c > 0.0).then(|| {
-            Arc::new(Zoneouts {
-                h,
-                c,
-                seed,
-                calls: AtomicU32::new(0),
-            })
-        });
+        self.zoneout = (h > 0.0 || c > 0.0).then(|| Drawn::new((h, c), seed));
         Ok(self)
     }
 
     /// Zoneout's probabilities for h and c, if the stack has zoneout.
     pub fn zoneout(&self) -> Option<(f32, f32)> {
-        self.zoneout.as_ref().map(|z| (z.h, z.c))
+        self.zoneout.as_ref().map(|z| z.rates)
+    }
+
+    /// The same stack with recurrent dropout (Gal and Ghahramani 2016, Keras's
+    /// `recurrent_dropout`) of probability `p` (0 ≤ p < 1) in training: each
+    /// step's recurrent product reads m ⊙ h' instead of the previous state h',
+    /// one mask m (0, or 1 / (1 − p)) per sequence, unit and direction for the
+    /// whole sequence, drawn from `seed` and a count of training forwards; the
+    /// backward draws the same. The outputs and the state the cells carry are
+    /// not masked; evaluation and streams use none. Not with a projection.
+    pub fn with_recurrent_dropout(mut self, p: f32, seed: u32) -> Result<Self> {
+        self.refuse_projection("recurrent dropout")?;
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "recurrent dropout",
+                expected: "0 <= p < 1",
+                got: p.to_string(),
+            });
+        }
+        self.recurrent_dropout = (p > 0.0).then(|| Drawn::new(p, seed));
+        Ok(self)
+    }
+
+    /// Recurrent dropout's probability, if the stack has it.
+    pub fn recurrent_dropout(&self) -> Option<f32> {
+        self.recurrent_dropout.as_ref().map(|r| r.rates)
+    }
+
+    /// An error naming `what` when the stack has a projection.
+    fn refuse_projection(&self, what: &'static str) -> Result<()> {
+        match self.proj_size() {
+            Some(_) => Err(Error::InvalidArgument {
+                op: OP,
+                what,
+                expected: "a stack without a projection",
+                got: "a projected LSTM".into(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The same stack with its activations and forward weights stored as `dtype`:
@@ -525,17 +579,24 @@ impl Recurrent {
         let mut input = x.clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         let mut masks = Vec::new();
-        // A training forward draws zoneout's choices from a seed of its own, and
-        // each layer from that seed xor l·0x85EBCA6B.
-        let zone_seed = self.zoneout.as_ref().filter(|_| train).map(|z| {
-            let call = z.calls.fetch_add(1, Ordering::Relaxed);
-            z.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
-        });
+        // A training forward draws zoneout's and recurrent dropout's choices
+        // from seeds of its own.
+        let zone_seed = self
+            .zoneout
+            .as_ref()
+            .filter(|_| train)
+            .map(|z| z.next_seed());
+        let drop = self.recurrent_dropout.as_ref().filter(|_| train);
+        let drop = drop.map(|r| (r.rates, r.next_seed()));
         for (l, p) in self.params.iter().enumerate() {
             let zoneout = self.zoneout.as_ref().map(|z| Zoneout {
-                h: z.h,
-                c: z.c,
-                seed: zone_seed.map(|s| s ^ (l as u32).wrapping_mul(0x85EB_CA6B)),
+                h: z.rates.0,
+                c: z.rates.1,
+                seed: zone_seed.map(|s| layer_seed(s, l)),
+            });
+            let recurrent_dropout = drop.map(|(p, s)| RecurrentDropout {
+                p,
+                seed: layer_seed(s, l),
             });
             let i = self.layer_input(l);
             let w_ih = cast::to(rec, &p.w_ih, act)?;
@@ -605,6 +666,7 @@ impl Recurrent {
                 cs: cs.as_ref(),
                 acts: acts.as_ref(),
                 zoneout,
+                recurrent_dropout,
             };
             match (&hf, &p.w_hr) {
                 (Some(hf), Some(w_hr)) => {
@@ -643,6 +705,7 @@ impl Recurrent {
                 cs,
                 acts,
                 zoneout,
+                recurrent_dropout,
             });
             input = y;
             if let (Some(dropout), true) = (&self.dropout, l + 1 < cfg.num_layers) {
@@ -850,6 +913,7 @@ impl Recurrent {
                 dgi: dgi.as_ref(),
                 dgh: &dgh,
                 zoneout: sv.zoneout,
+                recurrent_dropout: None,
             };
             rec.phase("backward recurrence");
             let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, sw, true), d, b)?;
@@ -860,13 +924,30 @@ impl Recurrent {
                 batch_stride: (2 * t - 1 - 2 * s) * b * g,
                 ..View::matrix(&dgh, b, g, false)
             };
-            // dh[d] += dgh[d, t_d] · W_hh[d]
-            let state_product = |rec: &mut Recorder, dgh_s: &gemm::PackedA| {
-                let dh = View::matrix(&dh, b, sw, true);
-                gemm::forward_packed(rec, dh, dgh_s, &w_hh, None, d, 1.0, 1.0)
+            // dh[d] += dgh[d, t_d] · W_hh[d], through recurrent dropout's masks
+            // where the forward had them.
+            let dropout = sv.recurrent_dropout;
+            let dh_rec = dropout
+                .map(|_| rec.empty(&[d, b, sw], DType::F32))
+                .transpose()?;
+            let state_product = |rec: &mut Recorder, dgh_s: &gemm::PackedA| match (dropout, &dh_rec)
+            {
+                (Some(dropout), Some(dh_rec)) => {
+                    let out = View::matrix(dh_rec, b, sw, true);
+                    gemm::forward_packed(rec, out, dgh_s, &w_hh, None, d, 1.0, 0.0)?;
+                    recurrence::add_masked(rec, &cell, geo, &saved.lengths, &dh, dh_rec, dropout)
+                }
+                _ => {
+                    let dh = View::matrix(&dh, b, sw, true);
+                    gemm::forward_packed(rec, dh, dgh_s, &w_hh, None, d, 1.0, 1.0)
+                }
             };
             if projected.is_none() && recurrence::fused_steps(rec, b, h, sv.w_hh.dtype()) {
                 // Each step adds the product of the step before; the last is left.
+                let io = BackwardIo {
+                    recurrent_dropout: dropout,
+                    ..io
+                };
                 for s in (0..t).rev() {
                     recurrence::backward_fused(rec, &cell, geo, s, &io, &sv.w_hh)?;
                 }
@@ -924,6 +1005,23 @@ impl Recurrent {
                 )?;
             }
             rec.phase("weight-gradient GEMMs");
+            // The states the recurrent products read: masked with recurrent dropout.
+            let hs_read = match dropout {
+                Some(dropout) => {
+                    let masked = rec.empty(sv.hs.shape(), sv.hs.dtype())?;
+                    recurrence::mask_history(
+                        rec,
+                        &cell,
+                        geo,
+                        &saved.lengths,
+                        &sv.hs,
+                        &masked,
+                        dropout,
+                    )?;
+                    masked
+                }
+                None => sv.hs.clone(),
+            };
             // dW_hh[d] += dgh[d]ᵀ · h_prev[d] over all (t, b): direction 0's
             // previous states are slots 0..T, direction 1's slots 1..=T.
             gemm::forward_view(
@@ -932,7 +1030,7 @@ impl Recurrent {
                 View::matrix(&dgh, t * b, g, true).t(),
                 View {
                     batch_stride: (t + 2) * b * sw,
-                    ..View::matrix(&sv.hs, t * b, sw, false)
+                    ..View::matrix(&hs_read, t * b, sw, false)
                 },
                 None,
                 d,
@@ -1162,7 +1260,8 @@ fn check_state(
 
 /// The forward steps of one layer as a recurrent GEMM and the cell each, the
 /// GEMM reading packed states where the adapter packs: the cell then writes the
-/// next step's states into the texture as well.
+/// next step's states into the texture as well. With recurrent dropout the GEMM
+/// reads each step's masked states instead.
 fn forward_steps(
     rec: &mut Recorder,
     cell: &Cell,
@@ -1175,6 +1274,35 @@ fn forward_steps(
     let (gh, hs) = (io.gh, io.hs);
     rec.phase("recurrent step");
     let w_hh_t = gemm::pack_b(rec, View::matrix(w_hh, g, h, true).t(), d, b)?;
+    if let Some(dropout) = io.recurrent_dropout {
+        let io = ForwardIo {
+            recurrent_dropout: None,
+            ..*io
+        };
+        let masked = rec.empty(&[d, b, h], hs.dtype())?;
+        for s in 0..t {
+            rec.phase("recurrent step");
+            recurrence::mask_states(rec, cell, geo, s, &io, &masked, dropout)?;
+            let masked = View {
+                batch_stride: b * h,
+                ..View::matrix(&masked, b, h, false)
+            };
+            let h_prev = gemm::pack_a(rec, masked, d, g)?;
+            gemm::forward_packed(
+                rec,
+                View::matrix(gh, b, g, true),
+                &h_prev,
+                &w_hh_t,
+                None,
+                d,
+                1.0,
+                0.0,
+            )?;
+            rec.phase("cell");
+            recurrence::forward(rec, cell, geo, s, &io, None)?;
+        }
+        return Ok(());
+    }
     // The states before step s: direction 1's sit (2T + 1 − 2s) states after
     // direction 0's.
     let before = |s: usize| View {

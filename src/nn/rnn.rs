@@ -156,6 +156,20 @@ macro_rules! module_of_stack {
             pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
                 self.0.with_dropout(p, seed).map(Self)
             }
+
+            /// The same stack with zoneout on h (probability `h`) and the
+            /// LSTM's c (`c`; 0 for the others), on training tapes
+            /// ([`Recurrent::with_zoneout`]).
+            pub fn with_zoneout(self, h: f32, c: f32, seed: u32) -> Result<Self> {
+                self.0.with_zoneout(h, c, seed).map(Self)
+            }
+
+            /// The same stack with recurrent dropout `p` on the states its
+            /// recurrent products read, on training tapes
+            /// ([`Recurrent::with_recurrent_dropout`]).
+            pub fn with_recurrent_dropout(self, p: f32, seed: u32) -> Result<Self> {
+                self.0.with_recurrent_dropout(p, seed).map(Self)
+            }
         }
     )+};
 }

@@ -17,6 +17,12 @@
 //! from a seed in training (backward draws the same), the expectation in
 //! evaluation; the formulas are in `shaders/recurrence.wgsl`.
 //!
+//! Recurrent dropout ([`RecurrentDropout`], training only): the recurrent
+//! products read the states times one mask per sequence, unit and direction;
+//! unfused, [`mask_states`] masks each step's states, [`add_masked`] masks the
+//! product's share of the state gradient and [`mask_history`] the states the
+//! weight gradient reads; the fused steps mask inside their products.
+//!
 //! Storage: the activations (`xw`, `gh`, `hs`, `y`, `acts`) are all f32 or all
 //! f16 (where the adapter has SHADER_F16); the cell state `cs`, the biases and
 //! every gradient are f32. The cells compute in f32 either way.
@@ -123,6 +129,14 @@ impl Cell {
     }
 }
 
+/// Recurrent dropout of a recurrence in training: probability `p` in [0, 1),
+/// masks from `seed` (the backward takes its forward's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecurrentDropout {
+    pub p: f32,
+    pub seed: u32,
+}
+
 /// The tensors of one forward step; `cs` only for a cell with a cell state and
 /// `acts` only for one that [saves](Cell::saves) activations.
 #[derive(Clone, Copy, Debug)]
@@ -136,10 +150,14 @@ pub struct ForwardIo<'a> {
     pub cs: Option<&'a Tensor>,
     pub acts: Option<&'a Tensor>,
     pub zoneout: Option<Zoneout>,
+    /// Only where the fused steps run it: the unfused steps' products read
+    /// [`mask_states`]'s states.
+    pub recurrent_dropout: Option<RecurrentDropout>,
 }
 
-/// The tensors of one backward step, as [`ForwardIo`] for `cs`, `acts` and
-/// `zoneout` (the forward's).
+/// The tensors of one backward step, as [`ForwardIo`] for `cs`, `acts`,
+/// `zoneout` and `recurrent_dropout` (the forward's; only where the fused steps
+/// run it, the unfused ones calling [`add_masked`]).
 #[derive(Clone, Copy, Debug)]
 pub struct BackwardIo<'a> {
     pub lengths: &'a Tensor,
@@ -153,6 +171,7 @@ pub struct BackwardIo<'a> {
     pub dgi: Option<&'a Tensor>,
     pub dgh: &'a Tensor,
     pub zoneout: Option<Zoneout>,
+    pub recurrent_dropout: Option<RecurrentDropout>,
 }
 
 #[repr(C)]
@@ -168,7 +187,17 @@ struct Params {
     c_threshold: u32,
     h_zone: f32,
     c_zone: f32,
-    _pad: [u32; 2],
+    r_seed: u32,
+    r_threshold: u32,
+    r_scale: f32,
+    _pad: [u32; 3],
+}
+
+/// The random masks of a launch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Masks {
+    zoneout: Option<Zoneout>,
+    dropout: Option<RecurrentDropout>,
 }
 
 /// Records step `step` of the forward recurrence: states and saved activations at
@@ -201,7 +230,10 @@ pub fn forward(
         &bindings,
         next_packed,
         false,
-        io.zoneout,
+        Masks {
+            zoneout: io.zoneout,
+            dropout: io.recurrent_dropout,
+        },
     )
 }
 
@@ -229,7 +261,10 @@ pub fn forward_fused(
         &bindings,
         None,
         false,
-        io.zoneout,
+        Masks {
+            zoneout: io.zoneout,
+            dropout: io.recurrent_dropout,
+        },
     )
 }
 
@@ -293,7 +328,16 @@ pub fn outputs(
     let n = geo.numel(cell.gates);
     let bindings = [(6, "hs", hs, n.states), (8, "y", y, n.y)];
     launch(
-        rec, cell, "outputs", geo, 0, lengths, &bindings, None, false, None,
+        rec,
+        cell,
+        "outputs",
+        geo,
+        0,
+        lengths,
+        &bindings,
+        None,
+        false,
+        Masks::default(),
     )
 }
 
@@ -319,7 +363,10 @@ pub fn backward(
         &bindings,
         None,
         io.dgi.is_none(),
-        io.zoneout,
+        Masks {
+            zoneout: io.zoneout,
+            dropout: io.recurrent_dropout,
+        },
     )
 }
 
@@ -347,7 +394,10 @@ pub fn backward_fused(
         &bindings,
         None,
         io.dgi.is_none(),
-        io.zoneout,
+        Masks {
+            zoneout: io.zoneout,
+            dropout: io.recurrent_dropout,
+        },
     )
 }
 
@@ -382,13 +432,109 @@ fn backward_bindings<'a>(
     Ok(bindings)
 }
 
+/// Records `masked` `[D, B, H]` = the states step `step` reads (from `io.hs`)
+/// times recurrent dropout's masks: the operand of that step's recurrent product.
+pub fn mask_states(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    step: usize,
+    io: &ForwardIo,
+    masked: &Tensor,
+    dropout: RecurrentDropout,
+) -> Result<()> {
+    let n = geo.numel(cell.gates);
+    let bindings = [
+        (6, "hs", io.hs, n.states),
+        (33, "masked", masked, n.running),
+    ];
+    let masks = Masks {
+        dropout: Some(dropout),
+        ..Masks::default()
+    };
+    launch(
+        rec,
+        cell,
+        "mask_states",
+        geo,
+        step,
+        io.lengths,
+        &bindings,
+        None,
+        false,
+        masks,
+    )
+}
+
+/// Records `masked` (shaped as `hs`) = every state of `hs` times recurrent
+/// dropout's masks: the states the gradient of W_hh reads.
+pub fn mask_history(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    lengths: &Tensor,
+    hs: &Tensor,
+    masked: &Tensor,
+    dropout: RecurrentDropout,
+) -> Result<()> {
+    let n = geo.numel(cell.gates);
+    let bindings = [(6, "hs", hs, n.states), (33, "masked", masked, n.states)];
+    let masks = Masks {
+        dropout: Some(dropout),
+        ..Masks::default()
+    };
+    launch(
+        rec,
+        cell,
+        "mask_history",
+        geo,
+        0,
+        lengths,
+        &bindings,
+        None,
+        false,
+        masks,
+    )
+}
+
+/// Records `dh += m ⊙ dh_rec` (both `[D, B, H]`): the recurrent product's share
+/// of the state gradient through recurrent dropout's masks `m`.
+pub fn add_masked(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    lengths: &Tensor,
+    dh: &Tensor,
+    dh_rec: &Tensor,
+    dropout: RecurrentDropout,
+) -> Result<()> {
+    let n = geo.numel(cell.gates);
+    let bindings = [(11, "dh", dh, n.running), (34, "dh_rec", dh_rec, n.running)];
+    let masks = Masks {
+        dropout: Some(dropout),
+        ..Masks::default()
+    };
+    launch(
+        rec,
+        cell,
+        "add_masked",
+        geo,
+        0,
+        lengths,
+        &bindings,
+        None,
+        false,
+        masks,
+    )
+}
+
 type Binding<'a> = (u32, &'static str, &'a Tensor, usize);
 
 /// How far above its scalar binding a tensor's vec4 view is bound.
 const VEC4_BINDINGS: u32 = 16;
 
 /// The bindings stored as the shader's `act_t`: f32, or all f16.
-const ACTIVATIONS: [&str; 5] = ["xw", "gh", "hs", "y", "acts"];
+const ACTIVATIONS: [&str; 6] = ["xw", "gh", "hs", "y", "acts", "masked"];
 
 /// The binding of a tensor the cell needs exactly when `needed`.
 fn optional<'a>(
@@ -432,11 +578,22 @@ fn launch(
     bindings: &[Binding],
     next_packed: Option<&wgpu::TextureView>,
     no_dgi: bool,
-    zoneout: Option<Zoneout>,
+    masks: Masks,
 ) -> Result<()> {
     let op = cell.shader.name;
+    let zoneout = masks.zoneout;
     if let Some(z) = &zoneout {
         z.check(op, cell)?;
+    }
+    if let Some(RecurrentDropout { p, .. }) = masks.dropout {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::InvalidArgument {
+                op,
+                what: "recurrent dropout",
+                expected: "0 <= p < 1",
+                got: p.to_string(),
+            });
+        }
     }
     if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
         return Err(Error::Empty {
@@ -513,10 +670,12 @@ fn launch(
         c_threshold: super::hash_threshold(zone.c),
         h_zone: zone.h,
         c_zone: zone.c,
+        r_seed: masks.dropout.map_or(0, |m| m.seed),
+        r_threshold: super::hash_threshold(masks.dropout.map_or(0.0, |m| m.p)),
+        r_scale: masks.dropout.map_or(1.0, |m| 1.0 / (1.0 - m.p)),
         ..Params::default()
     };
-    let vec4 = geo.hidden.is_multiple_of(4);
-    let (entry, shift) = match (entry, vec4) {
+    let (entry, shift) = match (entry, geo.hidden.is_multiple_of(4)) {
         ("forward", true) => ("forward4", VEC4_BINDINGS),
         ("forward_packing", true) => ("forward_packing4", VEC4_BINDINGS),
         ("outputs", true) => ("outputs4", VEC4_BINDINGS),
@@ -525,6 +684,7 @@ fn launch(
         ("backward_fused", true) => ("backward_fused4", VEC4_BINDINGS),
         _ => (entry, 0),
     };
+    let vec4 = shift != 0;
     let f16: &[&str] = if storage == DType::F16 {
         &["act_t"]
     } else {
@@ -539,6 +699,9 @@ fn launch(
         if z.seed.is_none() {
             constants.push(("ZONE_MEAN", 1.0));
         }
+    }
+    if masks.dropout.is_some_and(|m| m.p > 0.0) {
+        constants.push(("RECURRENT_DROPOUT", 1.0));
     }
     let pipeline = rec
         .context()
@@ -561,7 +724,8 @@ fn launch(
         resources.push((13 + shift, ctx.placeholder().as_entire_binding()));
     }
     // So does the acts binding of a cell that saves activations under zoneout only.
-    if !cell.saves(zoneout.is_some()) && !entry.starts_with("outputs") {
+    let runs_cell = entry.starts_with("forward") || entry.starts_with("backward");
+    if runs_cell && !cell.saves(zoneout.is_some()) {
         resources.push((9 + shift, ctx.placeholder().as_entire_binding()));
     }
     let units_per_invocation = if next_packed.is_some() || vec4 { 4 } else { 1 };

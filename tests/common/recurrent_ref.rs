@@ -43,8 +43,9 @@ impl Spec {
 
 /// Inputs of one forward: x `[B, T, I]`, h0 `[L·D, B, S]` and c0 `[L·D, B, H]`,
 /// what multiplies each layer's output `[B, T, D·S]` but the last's before
-/// the next layer reads it (dropout's mask and scale; none when empty), and
-/// zoneout.
+/// the next layer reads it (dropout's mask and scale; none when empty),
+/// zoneout, and recurrent dropout: per layer, what multiplies each state
+/// `[D, B, H]` where the recurrent product reads it (none when empty).
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub batch: usize,
@@ -55,6 +56,7 @@ pub struct Inputs {
     pub c0: Vec<f64>,
     pub between: Vec<Vec<f64>>,
     pub zoneout: Option<Zoneout>,
+    pub recurrent: Vec<Vec<f64>>,
 }
 
 /// Zoneout as `shaders/recurrence.wgsl` applies it: a unit keeps its previous h
@@ -123,14 +125,15 @@ pub fn relu_margin(spec: &Spec, p: &Params, inp: &Inputs) -> f64 {
     RELU_MARGIN.with(|m| m.get())
 }
 
-/// One cell step: new (h, c) from input x and state (h, c).
+/// One cell step: new (h, c) from input x and state (h, c), the recurrent
+/// product reading `h_read` (h, or h under recurrent dropout's mask).
 fn cell(
     spec: &Spec,
     p: &Params,
     name: &str,
     x: &[f64],
-    h: &[f64],
-    c: &[f64],
+    (h, c): (&[f64], &[f64]),
+    h_read: &[f64],
 ) -> (Vec<f64>, Vec<f64>) {
     let hn = spec.hidden;
     let gi = affine(
@@ -141,7 +144,7 @@ fn cell(
     let gh = affine(
         &p[&format!("weight_hh{name}")],
         &p[&format!("bias_hh{name}")],
-        h,
+        h_read,
     );
     match spec.mode {
         "lstm" => {
@@ -221,7 +224,14 @@ pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {
                 };
                 for t in times {
                     let xi = &layer_in[(b * t_n + t) * feat..(b * t_n + t + 1) * feat];
-                    let (h2, c2) = cell(spec, p, &name, xi, &h, &c);
+                    let h_read: Vec<f64> = match inp.recurrent.get(l) {
+                        Some(m) => {
+                            let m0 = (d * b_n + b) * h_n;
+                            h.iter().zip(&m[m0..m0 + h_n]).map(|(h, m)| h * m).collect()
+                        }
+                        None => h.clone(),
+                    };
+                    let (h2, c2) = cell(spec, p, &name, xi, (&h, &c), &h_read);
                     (h, c) = match &inp.zoneout {
                         None => (h2, c2),
                         Some(zo) => {

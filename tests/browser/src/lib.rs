@@ -82,6 +82,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             Box::pin(golden(&ctx, LSTM_ZONEOUT_EVAL)),
         ),
         (
+            "golden lstm_l2_h8 recurrent dropout and zoneout, training",
+            Box::pin(golden(&ctx, LSTM_RECURRENT_DROPOUT)),
+        ),
+        (
+            "golden lstm_l2_h8 recurrent dropout and zoneout, fused steps",
+            Box::pin(golden(&fused, LSTM_RECURRENT_DROPOUT)),
+        ),
+        (
             "golden lstm_l2_bi_h13, fused steps",
             Box::pin(golden(&fused, LSTM_L2_BI)),
         ),
@@ -175,6 +183,8 @@ const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors"
 const LSTM_ZONEOUT_TRAIN: &[u8] =
     include_bytes!("../../golden/lstm_l2_h6_zoneout_train.safetensors");
 const LSTM_ZONEOUT_EVAL: &[u8] = include_bytes!("../../golden/lstm_l2_h8_zoneout_eval.safetensors");
+const LSTM_RECURRENT_DROPOUT: &[u8] =
+    include_bytes!("../../golden/lstm_l2_h8_recurrent_dropout30_train.safetensors");
 const ATT_GENERAL: &[u8] = include_bytes!("../../golden/attention_general_tq4_s70.safetensors");
 const ATT_ADDITIVE: &[u8] = include_bytes!("../../golden/attention_additive_tq4_s9.safetensors");
 const ATT_DOT: &[u8] = include_bytes!("../../golden/attention_dot_tq5_s9.safetensors");
@@ -315,13 +325,20 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         bidirectional: case.meta("bidirectional")? == "1",
     };
     let mut model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
-    // Zoneout: drawn from the case's seed in training, the expectation else.
+    // Zoneout: drawn from the case's seed in training, the expectation else;
+    // recurrent dropout in training.
     let train = case.meta("train").is_ok_and(|t| t == "1");
+    let number = |s: &str| s.parse::<f32>().map_err(|e| e.to_string());
     if let Ok(h) = case.meta("zoneout_h") {
-        let number = |s: &str| s.parse::<f32>().map_err(|e| e.to_string());
         let seed = case.usize("zoneout_seed")? as u32;
         model = model
             .with_zoneout(number(h)?, number(case.meta("zoneout_c")?)?, seed)
+            .map_err(fail)?;
+    }
+    if let Ok(p) = case.meta("recurrent_dropout") {
+        let seed = case.usize("recurrent_dropout_seed")? as u32;
+        model = model
+            .with_recurrent_dropout(number(p)?, seed)
             .map_err(fail)?;
     }
     case.load_params(&model.named_params())?;

@@ -2,14 +2,16 @@
 // product and the cell in one dispatch, every sequence advancing by one token.
 // An invocation owns a unit and reads the rows of its gates along k.
 //   x       [B, T, I]  the input: step t is read (the layer below's new h: T = 1)
-//   h, c    [B, H]  the state before the step (c: the LSTM's only)
+//   h       [B, S]  the state before the step: S = H, or P for a projected LSTM
+//   c       [B, H]  the LSTM's cell state before the step
 //   w_ih    [G, I]  G = gates · H, gates in PyTorch's order
-//   w_hh    [G, H]
+//   w_hh    [G, S]
 //   bias    [2, G]  b_ih then b_hh
-//   h_out, c_out [B, H]  the state after the step
+//   h_out, c_out [B, H]  the cell's output and state after the step (a projected
+//                   LSTM's host projects h_out to the next state)
 // A cell without c binds h as c and h_out as c_out and never reads them.
 // Dispatch (ceil(H / 64), B): one invocation per unit j of sequence b. Where I
-// and H are multiples of 4, forward4 reads the rows, x and h as vec4s instead:
+// and S are multiples of 4, forward4 reads the rows, x and h as vec4s instead:
 // (ceil(H / WG), B), workgroups of WG invocations.
 
 // 0: LSTM (i f g o), 1: GRU (r z n), 2: RNN tanh, 3: RNN relu.
@@ -21,7 +23,9 @@ struct Params {
     steps: u32,
     // zoneout's probabilities for h and c: a stream keeps their expectation,
     // h = P·h' + (1 − P)·h_new (0: none)
-    h_zone: f32, c_zone: f32, _pad0: u32,
+    h_zone: f32, c_zone: f32,
+    // S, the width of h
+    s: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -87,10 +91,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     var gh = vec4<f32>(0.0);
-    for (var k = 0u; k < p.h; k++) {
-        let v = h[b * p.h + k];
-        let w = j * p.h + k;
-        let s = p.h * p.h;
+    for (var k = 0u; k < p.s; k++) {
+        let v = h[b * p.s + k];
+        let w = j * p.s + k;
+        let s = p.h * p.s;
         gh.x = fma(w_hh[w], v, gh.x);
         if (n > 1u) {
             gh.y = fma(w_hh[w + s], v, gh.y);
@@ -102,7 +106,28 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     gi += bias_of(j, n);
     gh += bias_of(n * p.h + j, n);
-    cell(b, j, gi, gh, h[b * p.h + j]);
+    cell(b, j, gi, gh, prev_h(b, j));
+}
+
+// The state of unit j before the step, which the GRU and zoneout read (S = H
+// for them: only an LSTM projects); prev_h4 through forward4's view.
+fn reads_prev() -> bool {
+    return MODE != 0u || p.h_zone != 0.0;
+}
+
+fn prev_h(b: u32, j: u32) -> f32 {
+    if (!reads_prev()) {
+        return 0.0;
+    }
+    return h[b * p.s + j];
+}
+
+fn prev_h4(b: u32, j: u32) -> f32 {
+    if (!reads_prev()) {
+        return 0.0;
+    }
+    let s = b * p.s + j;
+    return h4[s / 4u][s % 4u];
 }
 
 // The cell of unit j of sequence b from its gates' input (gi) and recurrent (gh)
@@ -142,7 +167,7 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let n = gates();
     let i4 = p.i / 4u;
-    let h4_ = p.h / 4u;
+    let s4 = p.s / 4u;
     // acc[q]: the products of gate q's row, summed across its vec4 at the end.
     var ai = mat4x4<f32>();
     var ah = mat4x4<f32>();
@@ -159,16 +184,16 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
             ai[3] = fma(w_ih4[w + 3u * p.h * i4], v, ai[3]);
         }
     }
-    for (var k = 0u; k < h4_; k++) {
-        let v = h4[b * h4_ + k];
-        let w = j * h4_ + k;
+    for (var k = 0u; k < s4; k++) {
+        let v = h4[b * s4 + k];
+        let w = j * s4 + k;
         ah[0] = fma(w_hh4[w], v, ah[0]);
         if (n > 1u) {
-            ah[1] = fma(w_hh4[w + p.h * h4_], v, ah[1]);
-            ah[2] = fma(w_hh4[w + 2u * p.h * h4_], v, ah[2]);
+            ah[1] = fma(w_hh4[w + p.h * s4], v, ah[1]);
+            ah[2] = fma(w_hh4[w + 2u * p.h * s4], v, ah[2]);
         }
         if (n > 3u) {
-            ah[3] = fma(w_hh4[w + 3u * p.h * h4_], v, ah[3]);
+            ah[3] = fma(w_hh4[w + 3u * p.h * s4], v, ah[3]);
         }
     }
     let ones = vec4<f32>(1.0);
@@ -177,6 +202,5 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let g = n * p.h;
     gi += bias_of(j, n);
     gh += bias_of(g + j, n);
-    let s = b * p.h + j;
-    cell(b, j, gi, gh, h4[s / 4u][s % 4u]);
+    cell(b, j, gi, gh, prev_h4(b, j));
 }

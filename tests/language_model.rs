@@ -9,7 +9,7 @@ use common::{ctx, fd_along, Rng};
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
-use rnn_wgpu::nn::{Mode, Module};
+use rnn_wgpu::nn::{Linear, Mode, Module, Recurrent};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Error, Recorder, Tape};
@@ -78,13 +78,24 @@ fn chunks_with_carried_state_give_the_logits_of_one_sequence() {
 }
 
 /// A stream (a chunk, then a token at a time, and a fork) gives the logits of
-/// the whole sequence at each step; an id past the vocabulary is refused.
+/// the whole sequence at each step, for every cell, with zoneout (its
+/// expectation) and for a projected LSTM; an id past the vocabulary is refused.
 #[test]
 fn streams_give_the_logits_of_the_whole_sequence() {
     let ctx = ctx();
     let (b, t, v) = (2, 6, 9);
-    for (i, mode) in MODES.into_iter().enumerate() {
-        let lm = small(mode, v, 60 + i as u64);
+    let mut models: Vec<(String, LanguageModel)> = MODES
+        .into_iter()
+        .enumerate()
+        .map(|(i, mode)| (format!("{mode:?}"), small(mode, v, 60 + i as u64)))
+        .collect();
+    let zoned = small(Mode::Gru, v, 66).with_zoneout(0.3, 0.0, 1).unwrap();
+    models.push(("GRU with zoneout".into(), zoned));
+    let mut projected = small(Mode::Lstm, v, 67);
+    projected.rnn = Recurrent::with_projection(ctx, *projected.rnn.config(), 4, 68).unwrap();
+    projected.fc = Linear::new(ctx, 4, v, true, 69).unwrap();
+    models.push(("LSTM projected to 4".into(), projected));
+    for (mode, lm) in models {
         let x = ids(&mut Rng::new(4), b * t, v as u32);
         let mut tape = Tape::eval(ctx, "whole");
         let (whole, _) = lm.forward(&mut tape, &x, b, t, None).unwrap();
@@ -105,7 +116,7 @@ fn streams_give_the_logits_of_the_whole_sequence() {
         let logits = stream.feed(&mut rec, &columns(&x, b, t, 0, 3)).unwrap();
         assert_eq!(logits.shape(), [b, v]);
         close(
-            format!("{mode:?} chunk"),
+            format!("{mode} chunk"),
             &rec.submit_read(&logits).unwrap(),
             &want(2),
         );
@@ -116,7 +127,7 @@ fn streams_give_the_logits_of_the_whole_sequence() {
                 .feed(&mut rec, &columns(&x, b, t, step, step + 1))
                 .unwrap();
             close(
-                format!("{mode:?} step {step}"),
+                format!("{mode} step {step}"),
                 &rec.submit_read(&logits).unwrap(),
                 &want(step),
             );
@@ -125,7 +136,7 @@ fn streams_give_the_logits_of_the_whole_sequence() {
         let mut rec = Recorder::new(ctx, "fork");
         let logits = fork.feed(&mut rec, &columns(&x, b, t, 3, 4)).unwrap();
         close(
-            format!("{mode:?} fork"),
+            format!("{mode} fork"),
             &rec.submit_read(&logits).unwrap(),
             &want(3),
         );

@@ -502,8 +502,8 @@ fn recurrent_dropout_masks_the_recurrent_input_forward_and_backward() {
 /// An LSTM with an output projection (proj_size): outputs, h_n and c_n against
 /// the f64 reference, and every gradient (weight_hr's included) against its
 /// finite differences, one layer and stacked bidirectional with mixed lengths,
-/// on each GEMM path (the fused context runs it unfused); a bad size, f16
-/// storage and a stream are refused.
+/// on each GEMM path (the fused context runs it unfused); a bad size and f16
+/// storage are refused.
 #[test]
 fn projected_lstm_matches_the_reference_and_finite_differences() {
     let mut contexts = common::gemm_contexts().to_vec();
@@ -544,11 +544,6 @@ fn projected_lstm_matches_the_reference_and_finite_differences() {
     ));
     let model = Recurrent::with_projection(ctx, cfg, 2, 1).unwrap();
     assert!(model.clone().with_storage(DType::F16).is_err());
-    let mut rec = Recorder::new(ctx, "stream");
-    assert!(matches!(
-        model.stream(&mut rec, 1),
-        Err(Error::InvalidArgument { .. })
-    ));
 }
 
 /// The fused steps (the recurrent product inside the cell's dispatch, forward
@@ -1189,20 +1184,35 @@ proptest::proptest! {
 fn streams_match_the_reference_step_by_step() {
     let ctx = ctx();
     let (batch, steps) = (3, 6);
-    for mode in ["lstm", "gru", "rnn_tanh", "rnn_relu"] {
-        for (k, (input, hidden)) in [(5, 7), (5, 70), (8, 12), (8, 68)].into_iter().enumerate() {
-            let spec = spec(mode, input, hidden, 2, 1);
-            // Every other stack zones out: a stream takes the expectation.
-            let zoneout = (k % 2 == 1).then(|| reference::Zoneout {
+    let sizes = [(5, 7), (5, 70), (8, 12), (8, 68)];
+    let unprojected = MODES
+        .into_iter()
+        .flat_map(|mode| sizes.iter().map(move |&(i, h)| (mode, i, h, 0)));
+    // Projected LSTMs: on the scalar kernel (P = 3) and the vec4 one.
+    let projected = [("lstm", 5, 7, 3), ("lstm", 8, 12, 8)];
+    for (k, (mode, input, hidden, proj)) in unprojected.chain(projected).enumerate() {
+        {
+            let spec = Spec {
+                proj,
+                ..spec(mode, input, hidden, 2, 1)
+            };
+            // Every other stack zones out (none projected): a stream takes the
+            // expectation.
+            let zoneout = (k % 2 == 1 && proj == 0).then(|| reference::Zoneout {
                 h: 0.25,
                 c: if spec.lstm() { 0.15 } else { 0.0 },
                 seeds: vec![],
             });
             let what = format!("{spec:?} {zoneout:?}");
-            let mut model = Recurrent::new(ctx, config(&spec), 31).unwrap();
+            let mut model = match proj {
+                0 => Recurrent::new(ctx, config(&spec), 31).unwrap(),
+                p => Recurrent::with_projection(ctx, config(&spec), p, 31).unwrap(),
+            };
             if let Some(z) = &zoneout {
                 model = model.with_zoneout(z.h, z.c, 4).unwrap();
             }
+            // The states and outputs are S wide (P with a projection), c H wide.
+            let (hidden, cells) = (spec.state(), spec.hidden);
             let (mut inp, _) = random_case(&spec, batch, steps, &[steps; 3], 32);
             inp.zoneout = zoneout;
             inp.h0.iter_mut().for_each(|v| *v = 0.0);
@@ -1259,7 +1269,7 @@ fn streams_match_the_reference_step_by_step() {
                 );
             }
             // The final states, layer by layer, as h_n and c_n hold them.
-            let per_layer = batch * hidden;
+            let (per_layer, per_cell) = (batch * hidden, batch * cells);
             for l in 0..spec.layers {
                 let want_h = &want.h_n[l * per_layer..(l + 1) * per_layer];
                 let got = stream.h()[l].to_vec().unwrap();
@@ -1271,7 +1281,7 @@ fn streams_match_the_reference_step_by_step() {
                     FWD_ATOL,
                 );
                 if let Some(c) = stream.c() {
-                    let want_c = &want.c_n[l * per_layer..(l + 1) * per_layer];
+                    let want_c = &want.c_n[l * per_cell..(l + 1) * per_cell];
                     let got = c[l].to_vec().unwrap();
                     assert_close(
                         &format!("{what}: c of layer {l}"),

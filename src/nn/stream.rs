@@ -21,7 +21,7 @@ const OP: &str = "stream";
 #[derive(Clone, Debug)]
 pub struct Stream {
     layers: Vec<Weights>,
-    /// Per layer `[B, H]`.
+    /// Per layer `[B, S]` (S: P with a projection, else H).
     h: Vec<Tensor>,
     /// Per layer `[B, H]`: the LSTM's cell states.
     c: Option<Vec<Tensor>>,
@@ -29,22 +29,17 @@ pub struct Stream {
 
 impl Recurrent {
     /// A stream of `batch` sequences over this stack from zero states; records
-    /// the copy of the biases into `rec`. Bidirectional
-    /// stacks cannot stream (their reverse direction reads the future), nor yet
-    /// projected ones.
+    /// the copy of the biases into `rec`. Bidirectional stacks cannot stream
+    /// (their reverse direction reads the future). A projected LSTM's step adds
+    /// the projection's product.
     pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
         let cfg = *self.config();
-        if cfg.bidirectional || self.proj_size().is_some() {
+        if cfg.bidirectional {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "the stack",
-                got: if cfg.bidirectional {
-                    "bidirectional"
-                } else {
-                    "projected"
-                }
-                .into(),
-                expected: "a unidirectional stack without a projection",
+                got: "bidirectional".into(),
+                expected: "a unidirectional stack",
             });
         }
         if batch == 0 {
@@ -66,6 +61,7 @@ impl Recurrent {
                 w_ih: matrix(&p.w_ih)?,
                 w_hh: matrix(&p.w_hh)?,
                 bias,
+                w_hr: p.w_hr.as_ref().map(matrix).transpose()?,
                 zoneout: self.zoneout().map_or([0.0; 2], |(h, c)| [h, c]),
             });
         }
@@ -91,13 +87,14 @@ impl Stream {
     }
 
     /// Records one step of every sequence from `x` `[B, I]`; returns the top
-    /// layer's new hidden state `[B, H]` (its output).
+    /// layer's new hidden state `[B, S]` (its output; S is P with a projection,
+    /// else H).
     pub fn step(&mut self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         self.feed(rec, x)
     }
 
     /// Records the steps of a chunk `x` `[B, T, I]` (or `[B, I]`, one step);
-    /// returns the top layer's hidden state after the last `[B, H]`.
+    /// returns the top layer's hidden state after the last `[B, S]`.
     pub fn feed(&mut self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         let steps = match x.shape() {
             [_, _] => 1,
@@ -139,12 +136,12 @@ impl Stream {
         Ok(self.output())
     }
 
-    /// The top layer's hidden state `[B, H]`.
+    /// The top layer's hidden state `[B, S]`.
     pub fn output(&self) -> Tensor {
         self.h[self.h.len() - 1].clone()
     }
 
-    /// The hidden states, one `[B, H]` per layer.
+    /// The hidden states, one `[B, S]` per layer.
     pub fn h(&self) -> &[Tensor] {
         &self.h
     }
@@ -164,18 +161,18 @@ impl Stream {
             });
         }
         let (_, units) = self.layers[0].sizes();
-        let zeros = |rec: &mut Recorder| -> Result<Vec<Tensor>> {
+        let zeros = |rec: &mut Recorder, width: usize| -> Result<Vec<Tensor>> {
             (0..self.layers.len())
                 .map(|_| {
-                    let t = rec.empty(&[batch, units], DType::F32)?;
+                    let t = rec.empty(&[batch, width], DType::F32)?;
                     rec.zero(&t)?;
                     Ok(t)
                 })
                 .collect()
         };
-        let h = zeros(rec)?;
+        let h = zeros(rec, self.layers[0].state_size())?;
         let c = match self.mode() {
-            Mode::Lstm => Some(zeros(rec)?),
+            Mode::Lstm => Some(zeros(rec, units)?),
             _ => None,
         };
         self.h = h;
@@ -183,22 +180,24 @@ impl Stream {
         Ok(())
     }
 
-    /// Continues from the given states instead: `h` (and the LSTM's `c`), one
-    /// `[B, H]` per layer, as [`h`](Self::h) and [`c`](Self::c) give them.
+    /// Continues from the given states instead: `h` (one `[B, S]` per layer) and
+    /// the LSTM's `c` (one `[B, H]` per layer), as [`h`](Self::h) and
+    /// [`c`](Self::c) give them.
     pub fn set_state(&mut self, h: Vec<Tensor>, c: Option<Vec<Tensor>>) -> Result<()> {
         let (_, units) = self.layers[0].sizes();
+        let sw = self.layers[0].state_size();
         let layers = self.layers.len();
         let b = h.first().map_or(0, |t| t.shape()[0]);
-        let ok = |v: &Vec<Tensor>| {
+        let ok = |v: &Vec<Tensor>, width: usize| {
             v.len() == layers
                 && v.iter()
-                    .all(|t| t.shape() == [b, units] && t.dtype() == DType::F32)
+                    .all(|t| t.shape() == [b, width] && t.dtype() == DType::F32)
         };
-        if b == 0 || !ok(&h) || c.as_ref().is_some_and(|c| !ok(c)) {
+        if b == 0 || !ok(&h, sw) || c.as_ref().is_some_and(|c| !ok(c, units)) {
             return Err(Error::ShapeMismatch {
                 op: OP,
                 what: "state",
-                expected: format!("{layers} f32 tensors [B, {units}] with B > 0"),
+                expected: format!("{layers} f32 tensors [B, {sw}] (c: [B, {units}]) with B > 0"),
                 got: h.first().map_or(vec![], |t| t.shape().to_vec()),
             });
         }

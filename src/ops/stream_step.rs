@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::nn::recurrent::Mode;
+use crate::ops::gemm::{self, View};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -22,11 +23,12 @@ struct Params {
     steps: u32,
     h_zone: f32,
     c_zone: f32,
-    _pad: u32,
+    s: u32,
 }
 
-/// A layer's weights as the step reads them: `w_ih` `[G, I]`, `w_hh` `[G, H]`
-/// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H; with the layer's zoneout
+/// A layer's weights as the step reads them: `w_ih` `[G, I]`, `w_hh` `[G, S]`
+/// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H, and an LSTM's output
+/// projection `w_hr` `[P, H]` (S = P with one, else H); with the layer's zoneout
 /// probabilities for h and c (zero: none), whose expectation the step applies.
 #[derive(Clone, Debug)]
 pub struct Weights {
@@ -34,19 +36,28 @@ pub struct Weights {
     pub w_ih: Tensor,
     pub w_hh: Tensor,
     pub bias: Tensor,
+    pub w_hr: Option<Tensor>,
     pub zoneout: [f32; 2],
 }
 
 impl Weights {
     /// (input size I, units H).
     pub fn sizes(&self) -> (usize, usize) {
-        (self.w_ih.shape()[1], self.w_hh.shape()[1])
+        let [g, i] = self.w_ih.shape() else {
+            return (0, 0);
+        };
+        (*i, g / self.mode.gates())
+    }
+
+    /// S, the width of the state and output: P with a projection, else H.
+    pub fn state_size(&self) -> usize {
+        self.w_hh.shape().get(1).copied().unwrap_or(0)
     }
 }
 
 /// Records one step from step `t` of `x` (`[B, T, I]`, or `[B, I]` as one step)
-/// and the state `h` (and the LSTM's `c`) `[B, H]`: returns the new `h` and, for
-/// the LSTM, the new `c`, as new tensors.
+/// and the state `h` `[B, S]` (and the LSTM's `c` `[B, H]`): returns the new `h`
+/// (projected, with a projection) and, for the LSTM, the new `c`, as new tensors.
 pub fn forward(
     rec: &mut Recorder,
     w: &Weights,
@@ -56,6 +67,7 @@ pub fn forward(
     c: Option<&Tensor>,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let (i, units) = w.sizes();
+    let sw = w.state_size();
     let g = w.mode.gates() * units;
     let b = x.shape().first().copied().unwrap_or(0);
     let steps = if x.shape().len() == 3 {
@@ -85,17 +97,20 @@ pub fn forward(
         ("bias", &w.bias),
     ];
     bound.extend(c.map(|c| ("c", c)));
+    bound.extend(w.w_hr.as_ref().map(|w_hr| ("w_hr", w_hr)));
     super::check_f32(rec, OP, &bound)?;
     let expect = [
         ("x", x, x_shape),
-        ("h", h, vec![b, units]),
+        ("h", h, vec![b, sw]),
         ("w_ih", &w.w_ih, vec![g, i]),
-        ("w_hh", &w.w_hh, vec![g, units]),
+        ("w_hh", &w.w_hh, vec![g, sw]),
         ("bias", &w.bias, vec![2, g]),
     ];
+    let w_hr = w.w_hr.as_ref().map(|w_hr| ("w_hr", w_hr, vec![sw, units]));
     for (what, t, shape) in expect
         .into_iter()
         .chain(c.map(|c| ("c", c, vec![b, units])))
+        .chain(w_hr)
     {
         if t.shape() != shape.as_slice() {
             return Err(Error::ShapeMismatch {
@@ -111,6 +126,15 @@ pub fn forward(
             op: OP,
             what: "x",
             shape: x.shape().to_vec(),
+        });
+    }
+    let projected = w.w_hr.is_some() || sw != units;
+    if projected && (w.mode != Mode::Lstm || w.zoneout != [0.0; 2] || w.w_hr.is_none()) {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "w_hr",
+            got: format!("{:?} with zoneout {:?}", w.mode, w.zoneout),
+            expected: "a projection (w_hr and a w_hh as wide as it) of an LSTM without zoneout",
         });
     }
     if c.is_some() != (w.mode == Mode::Lstm) {
@@ -149,7 +173,7 @@ pub fn forward(
         steps: steps as u32,
         h_zone: w.zoneout[0],
         c_zone: w.zoneout[1],
-        _pad: 0,
+        s: sw as u32,
     };
     // A cell without c reads h as c (reads may alias) and writes c_out into the
     // placeholder (writable bindings may not alias in WebGPU).
@@ -162,7 +186,7 @@ pub fn forward(
         Some(t) => t.buffer().as_entire_binding(),
         None => ctx.placeholder().as_entire_binding(),
     };
-    let vec4 = units.is_multiple_of(4) && i.is_multiple_of(4);
+    let vec4 = units.is_multiple_of(4) && i.is_multiple_of(4) && sw.is_multiple_of(4);
     // A CPU adapter runs a workgroup per core at a time: 16-lane workgroups give
     // a batch-1 step of 256 units sixteen of them.
     let cpu = ctx.adapter_info().device_type == wgpu::DeviceType::Cpu;
@@ -196,7 +220,18 @@ pub fn forward(
         &resources,
         [units.div_ceil(wg as usize) as u32, b as u32, 1],
     )?;
-    Ok((h_out, c_out))
+    let Some(w_hr) = &w.w_hr else {
+        return Ok((h_out, c_out));
+    };
+    // h = W_hr · (o ⊙ tanh(c)) of each sequence.
+    let h_proj = rec.empty(&[b, sw], DType::F32)?;
+    gemm::matmul(
+        rec,
+        View::matrix(&h_proj, b, sw, false),
+        View::matrix(&h_out, b, units, false),
+        View::matrix(w_hr, sw, units, false).t(),
+    )?;
+    Ok((h_proj, c_out))
 }
 
 #[cfg(test)]

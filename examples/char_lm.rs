@@ -6,7 +6,7 @@
 //! Run: `cargo run --release --example char_lm` (`-- --help` for the options).
 //! Reads `--data` (default ../shared/data/tinyshakespeare/input.txt; the last
 //! 10% is validation); without it, it generates a text from a small grammar so
-//! that a fresh clone still runs end to end. `--cells lstm,gru,rnn` trains one
+//! that a fresh clone still runs end to end. `--cells lstm,lnlstm,gru,rnn` trains one
 //! model of each kind in turn, each for its share of `--minutes`, and plots their
 //! loss curves together (`*.loss.png` beside `--checkpoint`, numbers in the CSV
 //! beside it), so the Elman RNN's trouble with long dependencies shows next to
@@ -42,7 +42,8 @@ use rnn_wgpu::{Context, Error, Result, Tape};
 struct Args {
     #[arg(long, default_value = "../shared/data/tinyshakespeare/input.txt")]
     data: PathBuf,
-    /// Cells to train, comma separated: lstm, gru, rnn (Elman tanh).
+    /// Cells to train, comma separated: lstm, lnlstm (LayerNorm-LSTM), gru, rnn
+    /// (Elman tanh).
     #[arg(long, default_value = "lstm")]
     cells: String,
     #[arg(long, default_value_t = 10)]
@@ -132,12 +133,12 @@ fn generated(seed: u64) -> Vec<char> {
 
 fn mode(name: &str) -> Result<Mode> {
     match name {
-        "lstm" => Ok(Mode::Lstm),
+        "lstm" | "lnlstm" => Ok(Mode::Lstm),
         "gru" => Ok(Mode::Gru),
         "rnn" => Ok(Mode::RnnTanh),
         other => Err(Error::File {
             path: "--cells".into(),
-            reason: format!("unknown cell {other:?}: expected lstm, gru or rnn"),
+            reason: format!("unknown cell {other:?}: expected lstm, lnlstm, gru or rnn"),
         }),
     }
 }
@@ -194,6 +195,11 @@ fn train(
     let lm = lm
         .with_zoneout(args.zoneout, zoneout_c, args.seed as u32 + 2)?
         .with_recurrent_dropout(args.recurrent_dropout, args.seed as u32 + 3)?;
+    let lm = if cell == "lnlstm" {
+        lm.with_layer_norm()?
+    } else {
+        lm
+    };
     let cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, args.lr)

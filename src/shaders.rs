@@ -238,6 +238,16 @@ pub const LAYER_NORM: Shader = Shader {
     ),
 };
 
+/// LayerNorm-LSTM steps and their backward.
+pub const LAYER_NORM_LSTM: Shader = Shader {
+    name: "layer_norm_lstm",
+    source: concat!(
+        include_str!("../shaders/workgroup_reduce.wgsl"),
+        include_str!("../shaders/activations.wgsl"),
+        include_str!("../shaders/layer_norm_lstm.wgsl")
+    ),
+};
+
 /// Temperature sampling by inverting the softmax's cumulative distribution.
 pub const SAMPLE: Shader = Shader {
     name: "sample",
@@ -267,6 +277,7 @@ pub const ALL: &[Shader] = &[
     ELEMENTWISE,
     BEAM,
     LAYER_NORM,
+    LAYER_NORM_LSTM,
     SAMPLE,
     STREAM_STEP,
     PROJECTION,

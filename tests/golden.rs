@@ -1,6 +1,7 @@
 //! PyTorch golden files: every case in tests/golden/ and in the directory named by
 //! `RNN_WGPU_GOLDEN_DIR` (when set) is run on the GPU and every tensor it holds is
-//! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu), attention
+//! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu; LayerNorm-LSTMs
+//! with layer_norm "1"), attention
 //! (op attention), the transformer encoder layer (op transformer_encoder_layer)
 //! and the tape's tensor ops (op tape, the op in `fn`).
 //! tools/golden.py writes them; its docstring gives the format.
@@ -150,6 +151,9 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         Some(proj) => Recurrent::with_projection(ctx, cfg, proj.parse().unwrap(), 0).unwrap(),
         None => Recurrent::new(ctx, cfg, 0).unwrap(),
     };
+    if case.meta.get("layer_norm").is_some_and(|v| v == "1") {
+        model = model.with_layer_norm().unwrap();
+    }
     // Dropout between layers: a training forward with the case's mask seed, or
     // an evaluation forward that must ignore the dropout.
     let train = case.meta.get("train").is_some_and(|t| t == "1");

@@ -499,6 +499,66 @@ fn recurrent_dropout_masks_the_recurrent_input_forward_and_backward() {
     ));
 }
 
+/// LayerNorm-LSTM (haste's formulation): outputs, h_n and c_n against the f64
+/// reference and every gradient (the normalizations' scales and shift included,
+/// set to random values) against its finite differences: one layer and stacked
+/// bidirectional with mixed lengths, 4H past one workgroup's lanes (H 17) and H
+/// past them too (H 65), on every GEMM path; bad combinations are refused.
+#[test]
+fn layer_norm_lstm_matches_the_reference_and_finite_differences() {
+    let cases = [
+        (3, 5, 1, 1, vec![4, 2]),
+        (4, 6, 2, 2, vec![4, 1, 3]),
+        (3, 17, 1, 2, vec![3, 2]),
+        (2, 65, 1, 1, vec![2]),
+    ];
+    for (k, ctx) in common::gemm_contexts().into_iter().enumerate() {
+        for (n, (input, hidden, layers, dirs, lengths)) in cases.iter().cloned().enumerate() {
+            let spec = spec("lstm", input, hidden, layers, dirs);
+            let seed = 1100 + 10 * k as u64 + n as u64;
+            let model = Recurrent::new(ctx, config(&spec), seed)
+                .unwrap()
+                .with_layer_norm()
+                .unwrap();
+            assert!(model.layer_norm());
+            let mut rng = Rng::new(seed);
+            for p in model.named_params() {
+                if p.name.starts_with("layer_norm") {
+                    let v: Vec<f32> = rng.vec(p.numel()).iter().map(|v| 1.0 + v).collect();
+                    p.write(&v).unwrap();
+                }
+            }
+            let (batch, steps) = (lengths.len(), *lengths.iter().max().unwrap());
+            let (inp, up) = random_case(&spec, batch, steps, &lengths, seed + 1);
+            let x = upload(ctx, &[batch, steps, input], &inp.x);
+            let what = format!("{spec:?} layer norm, context {k}");
+            let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
+            verify(ctx, &model, &spec, &inp, &up, &x, false, &what, tol);
+        }
+    }
+    let ctx = ctx();
+    let lstm = Recurrent::new(ctx, config(&spec("lstm", 3, 4, 1, 1)), 1).unwrap();
+    let gru = Recurrent::new(ctx, config(&spec("gru", 3, 4, 1, 1)), 1).unwrap();
+    let projected = Recurrent::with_projection(ctx, *lstm.config(), 2, 1).unwrap();
+    let zoned = lstm.clone().with_zoneout(0.1, 0.0, 1).unwrap();
+    let dropped = lstm.clone().with_recurrent_dropout(0.1, 1).unwrap();
+    for (what, model) in [
+        ("gru", gru),
+        ("projected", projected),
+        ("zoneout", zoned),
+        ("recurrent dropout", dropped),
+    ] {
+        assert!(
+            matches!(model.with_layer_norm(), Err(Error::InvalidArgument { .. })),
+            "{what}"
+        );
+    }
+    let ln = lstm.with_layer_norm().unwrap();
+    assert!(ln.clone().with_zoneout(0.1, 0.0, 1).is_err());
+    assert!(ln.clone().with_recurrent_dropout(0.1, 1).is_err());
+    assert!(ln.with_storage(DType::F16).is_err());
+}
+
 /// An LSTM with an output projection (proj_size): outputs, h_n and c_n against
 /// the f64 reference, and every gradient (weight_hr's included) against its
 /// finite differences, one layer and stacked bidirectional with mixed lengths,
@@ -1179,7 +1239,7 @@ proptest::proptest! {
 /// steps, a fork that continues alike, and a reset, for every cell, with H within
 /// one workgroup and across two, on the scalar kernel (I or H not a multiple of
 /// 4) and the vec4 one; every other stack with zoneout, whose expectation a
-/// stream takes.
+/// stream takes; projected LSTMs and LayerNorm-LSTMs.
 #[test]
 fn streams_match_the_reference_step_by_step() {
     let ctx = ctx();
@@ -1187,18 +1247,24 @@ fn streams_match_the_reference_step_by_step() {
     let sizes = [(5, 7), (5, 70), (8, 12), (8, 68)];
     let unprojected = MODES
         .into_iter()
-        .flat_map(|mode| sizes.iter().map(move |&(i, h)| (mode, i, h, 0)));
-    // Projected LSTMs: on the scalar kernel (P = 3) and the vec4 one.
-    let projected = [("lstm", 5, 7, 3), ("lstm", 8, 12, 8)];
-    for (k, (mode, input, hidden, proj)) in unprojected.chain(projected).enumerate() {
+        .flat_map(|mode| sizes.iter().map(move |&(i, h)| (mode, i, h, 0, false)));
+    // Projected LSTMs on the scalar kernel (P = 3) and the vec4 one, and
+    // LayerNorm-LSTMs within a workgroup's lanes and past them.
+    let others = [
+        ("lstm", 5, 7, 3, false),
+        ("lstm", 8, 12, 8, false),
+        ("lstm", 5, 7, 0, true),
+        ("lstm", 8, 68, 0, true),
+    ];
+    for (k, (mode, input, hidden, proj, ln)) in unprojected.chain(others).enumerate() {
         {
             let spec = Spec {
                 proj,
                 ..spec(mode, input, hidden, 2, 1)
             };
-            // Every other stack zones out (none projected): a stream takes the
-            // expectation.
-            let zoneout = (k % 2 == 1 && proj == 0).then(|| reference::Zoneout {
+            // Every other stack zones out (none projected or normalized): a
+            // stream takes the expectation.
+            let zoneout = (k % 2 == 1 && proj == 0 && !ln).then(|| reference::Zoneout {
                 h: 0.25,
                 c: if spec.lstm() { 0.15 } else { 0.0 },
                 seeds: vec![],
@@ -1210,6 +1276,16 @@ fn streams_match_the_reference_step_by_step() {
             };
             if let Some(z) = &zoneout {
                 model = model.with_zoneout(z.h, z.c, 4).unwrap();
+            }
+            if ln {
+                model = model.with_layer_norm().unwrap();
+                let mut rng = Rng::new(k as u64);
+                for p in model.named_params() {
+                    if p.name.starts_with("layer_norm") {
+                        let v: Vec<f32> = rng.vec(p.numel()).iter().map(|v| 1.0 + v).collect();
+                        p.write(&v).unwrap();
+                    }
+                }
             }
             // The states and outputs are S wide (P with a projection), c H wide.
             let (hidden, cells) = (spec.state(), spec.hidden);

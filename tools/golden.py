@@ -43,6 +43,13 @@ recurrent_dropout and recurrent_dropout_seed as well (LSTM, training): the
 recurrent product reads the previous h times the library's dropout mask of
 [D, B, H] from that layer's seed (drawn as zoneout's).
 
+LayerNorm-LSTM (the recurrent metadata plus layer_norm "1"): haste's
+formulation step by step on the stack's parameters and the normalizations'
+(layer_norm_ih_weight_l{k}, layer_norm_hh_weight_l{k} [4H], layer_norm_c_weight_l{k},
+layer_norm_c_bias_l{k} [H], random), each sequence over its real steps:
+a = LN(x·W_ihᵀ)·γ_ih + LN(h'·W_hhᵀ)·γ_hh + b_ih + b_hh, c = f·c' + i·g,
+h = o·tanh(LN(c)·γ_c + β_c), LN over the row with eps 1e-5.
+
 Tape op cases (op = tape, fn = the op): inputs x0 (and x1), upstream d, output
 y and the gradients of Σ y·d as grad.x0 (grad.x1), in float64; i32 lengths or
 ids where the op takes them, the other arguments in the metadata (dim, start,
@@ -332,6 +339,71 @@ def zoneout_case(
     return tensors, meta
 
 
+# LayerNorm-LSTMs: (input, hidden, layers, bidirectional, lengths, T)
+LAYER_NORM = [
+    (4, 6, 2, True, [4, 1, 3], 4),
+    (3, 70, 1, False, [3, 2], 3),
+]
+
+
+def layer_norm_case(seed, i, h, layers, bi, lengths, t):
+    torch.manual_seed(seed)
+    m = module("lstm", i, h, layers, bi).double()
+    b, d = len(lengths), 2 if bi else 1
+    ln = {}
+    for l in range(layers):
+        for dr in range(d):
+            sfx = f"_l{l}" + ("_reverse" if dr else "")
+            for name, n, mean in (("ih_weight", 4 * h, 1), ("hh_weight", 4 * h, 1),
+                                  ("c_weight", h, 1), ("c_bias", h, 0)):
+                v = mean + 0.5 * torch.randn(n, dtype=torch.float64)
+                ln[f"layer_norm_{name}{sfx}"] = v.requires_grad_()
+    x, h0, c0, dy, dh_n, dc_n = random_inputs(b, t, i, h, h, layers, bi)
+
+    def norm(v):
+        return torch.nn.functional.layer_norm(v, v.shape[-1:], eps=1e-5)
+
+    inp, h_n, c_n = x, [], []
+    for l in range(layers):
+        rows = [[[] for _ in range(t)] for _ in range(b)]
+        for dr in range(d):
+            sfx = f"_l{l}" + ("_reverse" if dr else "")
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            p = {n: ln[f"layer_norm_{n}{sfx}"] for n in ("ih_weight", "hh_weight", "c_weight", "c_bias")}
+            for bb in range(b):
+                hc, cc = h0[l * d + dr, bb], c0[l * d + dr, bb]
+                steps = range(lengths[bb]) if dr == 0 else reversed(range(lengths[bb]))
+                for tt in steps:
+                    a = (norm(w_ih @ inp[bb, tt]) * p["ih_weight"] + norm(w_hh @ hc) * p["hh_weight"]
+                         + b_ih + b_hh)
+                    ig, fg, gg, og = a.chunk(4)
+                    cc = torch.sigmoid(fg) * cc + torch.sigmoid(ig) * torch.tanh(gg)
+                    hc = torch.sigmoid(og) * torch.tanh(norm(cc) * p["c_weight"] + p["c_bias"])
+                    rows[bb][tt].append(hc)
+                h_n.append(hc)
+                c_n.append(cc)
+        zero = torch.zeros(d * h, dtype=torch.float64)
+        inp = torch.stack(
+            [torch.stack([torch.cat(r) if r else zero for r in seq]) for seq in rows]
+        )
+    y = inp
+    h_n = torch.stack(h_n).reshape(layers * d, b, h)
+    c_n = torch.stack(c_n).reshape(layers * d, b, h)
+    loss = (y * dy).sum() + (h_n * dh_n).sum() + (c_n * dc_n).sum()
+    loss.backward()
+
+    grads = {f"grad.{name}": p_.grad for name, p_ in m.named_parameters()}
+    grads.update({f"grad.{name}": v.grad for name, v in ln.items()})
+    lens = torch.tensor(lengths)
+    tensors = recurrent_tensors(m, grads, lens, x, h0, c0, y, h_n, c_n, dy, dh_n, dc_n)
+    tensors.update({name: v.detach().float().contiguous() for name, v in ln.items()})
+    meta = recurrent_meta("lstm", i, h, layers, bi)
+    meta["layer_norm"] = "1"
+    return tensors, meta
+
+
 ATTENTION = [
     # (score, B, Tq, S, Dq, Dk, src_lengths)
     ("dot", 3, 1, 7, 6, 6, [7, 1, 4]),
@@ -523,6 +595,12 @@ def main():
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
     first_rd = first + len(TAPE) + len(DROPOUT) + len(PROJ) + len(ZONEOUT)
+    for seed, c in enumerate(LAYER_NORM, start=first_rd + len(RECURRENT_DROPOUT)):
+        i, h, layers, bi = c[:4]
+        name = f"layer_norm_lstm_l{layers}_{'bi' if bi else 'uni'}_h{h}.safetensors"
+        tensors, meta = layer_norm_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
     for seed, c in enumerate(RECURRENT_DROPOUT, start=first_rd):
         op, layers, h = c[0], c[3], c[2]
         name = f"{op}_l{layers}_h{h}_recurrent_dropout{int(c[11] * 100)}_train.safetensors"

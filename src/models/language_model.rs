@@ -106,6 +106,15 @@ impl LanguageModel {
         })
     }
 
+    /// The same LSTM model as a LayerNorm-LSTM (see
+    /// [`Recurrent::with_layer_norm`]).
+    pub fn with_layer_norm(self) -> Result<Self> {
+        Ok(Self {
+            rnn: self.rnn.with_layer_norm()?,
+            ..self
+        })
+    }
+
     /// Records the logits `[B, T, V]` of `ids` (row-major `[B, T]`, every
     /// sequence T long) on `tape` from `state` (zero when `None`; no gradient flows
     /// into it: truncated BPTT); returns them and the state the chunk ends in.

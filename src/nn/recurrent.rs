@@ -52,7 +52,7 @@ use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::recurrence::{
     self, BackwardIo, Cell, ForwardIo, Geometry, RecurrentDropout, Zoneout,
 };
-use crate::ops::{cast, elementwise, gru_cell, lstm_cell, projection, rnn_cell};
+use crate::ops::{cast, elementwise, gru_cell, layer_norm_lstm, lstm_cell, projection, rnn_cell};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -140,6 +140,45 @@ pub struct LayerTensors {
     /// `[D, P, H]` weight_hr_l{l}(_reverse): the LSTM's output projection
     /// ([`Recurrent::with_projection`]), none without one
     pub w_hr: Option<Tensor>,
+    /// A LayerNorm-LSTM's normalizations ([`Recurrent::with_layer_norm`]).
+    pub ln: Option<LayerNorms>,
+}
+
+impl LayerTensors {
+    /// Every tensor under its name without the layer and direction suffix.
+    fn named(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut out = vec![
+            ("weight_ih", &self.w_ih),
+            ("weight_hh", &self.w_hh),
+            ("bias_ih", &self.b_ih),
+            ("bias_hh", &self.b_hh),
+        ];
+        out.extend(self.w_hr.as_ref().map(|w| ("weight_hr", w)));
+        if let Some(ln) = &self.ln {
+            out.extend([
+                ("layer_norm_ih_weight", &ln.ih),
+                ("layer_norm_hh_weight", &ln.hh),
+                ("layer_norm_c_weight", &ln.c_weight),
+                ("layer_norm_c_bias", &ln.c_bias),
+            ]);
+        }
+        out
+    }
+}
+
+/// A LayerNorm-LSTM layer's normalization parameters (or their gradients), both
+/// directions stacked; haste's γ (both rows), γ_h and β_h.
+#[derive(Clone, Debug)]
+pub struct LayerNorms {
+    /// `[D, 4H]` layer_norm_ih_weight_l{l}(_reverse): the scale of the gates'
+    /// normalized input part
+    pub ih: Tensor,
+    /// `[D, 4H]` layer_norm_hh_weight_l{l}(_reverse): of their recurrent part
+    pub hh: Tensor,
+    /// `[D, H]` layer_norm_c_weight_l{l}(_reverse): the normalized cell's scale
+    pub c_weight: Tensor,
+    /// `[D, H]` layer_norm_c_bias_l{l}(_reverse): and its shift
+    pub c_bias: Tensor,
 }
 
 /// A stack of recurrent layers with its parameters and gradients on the GPU.
@@ -245,6 +284,18 @@ struct LayerSaved {
     acts: Option<Tensor>,
     zoneout: Option<Zoneout>,
     recurrent_dropout: Option<RecurrentDropout>,
+    ln: Option<LayerNormSaved>,
+}
+
+/// What a LayerNorm-LSTM layer's backward needs beyond an LSTM's.
+#[derive(Clone, Debug)]
+struct LayerNormSaved {
+    /// The input projections before their normalization.
+    xw: Tensor,
+    /// The parameters the steps read, `[D, 18H]` (`ops::layer_norm_lstm`).
+    lnp: Tensor,
+    /// What the steps saved, `[D, T, B, 8H + 8]`.
+    saved: Tensor,
 }
 
 /// Activations saved by [`Recurrent::forward`] for [`Recurrent::backward`].
@@ -330,6 +381,7 @@ impl Recurrent {
                     w_hr: (proj > 0)
                         .then(|| t(&[cfg.dirs(), proj, cfg.hidden_size]))
                         .transpose()?,
+                    ln: None,
                 })
             };
             params.push(make(Some(&mut rng))?);
@@ -427,29 +479,78 @@ impl Recurrent {
         self.recurrent_dropout.as_ref().map(|r| r.rates)
     }
 
-    /// An error naming `what` when the stack has a projection.
-    fn refuse_projection(&self, what: &'static str) -> Result<()> {
-        match self.proj_size() {
-            Some(_) => Err(Error::InvalidArgument {
-                op: OP,
-                what,
-                expected: "a stack without a projection",
-                got: "a projected LSTM".into(),
-            }),
-            None => Ok(()),
+    /// The same LSTM stack as a LayerNorm-LSTM (Ba et al. 2016, in haste's
+    /// formulation): the gates' pre-activations are LN(x·W_ihᵀ) ⊙ γ_ih + LN(h'·W_hhᵀ)
+    /// ⊙ γ_hh + b_ih + b_hh and the output is h = o ⊙ tanh(LN(c) ⊙ γ_c + β_c),
+    /// each LN normalizing its row (the 4H gate values, or the H cell values) to
+    /// zero mean and unit variance (eps 1e-5). The scales start at 1, the shift
+    /// at 0; their parameters are `layer_norm_ih_weight_l{k}`,
+    /// `layer_norm_hh_weight_l{k}` `[4H]`, `layer_norm_c_weight_l{k}` and
+    /// `layer_norm_c_bias_l{k}` `[H]` (and `_reverse`). A step is a GEMM and one
+    /// dispatch forward, one and a GEMM backward. An LSTM only, with f32 storage,
+    /// without a projection, zoneout or recurrent dropout.
+    pub fn with_layer_norm(mut self) -> Result<Self> {
+        let refuse = |got: &str| Error::InvalidArgument {
+            op: OP,
+            what: "layer norm",
+            expected:
+                "an LSTM stack with f32 storage, without a projection, zoneout or recurrent dropout",
+            got: got.into(),
+        };
+        if self.cfg.mode != Mode::Lstm {
+            return Err(refuse(self.cfg.mode.name()));
         }
+        if self.proj_size().is_some() || self.storage != DType::F32 {
+            return Err(refuse("a projected or f16 stack"));
+        }
+        if self.zoneout.is_some() || self.recurrent_dropout.is_some() {
+            return Err(refuse("a stack with zoneout or recurrent dropout"));
+        }
+        let ctx = self.params[0].w_ih.context().clone();
+        let (d, h) = (self.cfg.dirs(), self.cfg.hidden_size);
+        let filled = |shape: &[usize], v: f32| -> Result<Tensor> {
+            Tensor::from_slice(&ctx, shape, &vec![v; shape.iter().product()])
+        };
+        let norms = |scale: f32| -> Result<LayerNorms> {
+            Ok(LayerNorms {
+                ih: filled(&[d, 4 * h], scale)?,
+                hh: filled(&[d, 4 * h], scale)?,
+                c_weight: filled(&[d, h], scale)?,
+                c_bias: filled(&[d, h], 0.0)?,
+            })
+        };
+        for (p, g) in self.params.iter_mut().zip(&mut self.grads) {
+            p.ln = Some(norms(1.0)?);
+            g.ln = Some(norms(0.0)?);
+        }
+        Ok(self)
+    }
+
+    /// Whether the stack is a LayerNorm-LSTM ([`with_layer_norm`](Self::with_layer_norm)).
+    pub fn layer_norm(&self) -> bool {
+        self.params[0].ln.is_some()
+    }
+
+    /// An error naming `what` when the stack has a projection or layer norm.
+    fn refuse_projection(&self, what: &'static str) -> Result<()> {
+        let got = match (self.proj_size(), self.layer_norm()) {
+            (Some(_), _) => "a projected LSTM",
+            (None, true) => "a LayerNorm-LSTM",
+            (None, false) => return Ok(()),
+        };
+        Err(Error::InvalidArgument {
+            op: OP,
+            what,
+            expected: "a stack without a projection or layer norm",
+            got: got.into(),
+        })
     }
 
     /// The same stack with its activations and forward weights stored as `dtype`:
     /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16.
     pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
-        if self.proj_size().is_some() && dtype != DType::F32 {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "storage",
-                expected: "f32 for a stack with a projection",
-                got: format!("{dtype:?}"),
-            });
+        if dtype != DType::F32 {
+            self.refuse_projection("f16 storage")?;
         }
         self.storage = super::check_storage(self.params[0].w_ih.context(), dtype)?;
         Ok(self)
@@ -479,16 +580,8 @@ impl Recurrent {
     pub fn named_grads(&self) -> Vec<Named> {
         let mut out = Vec::new();
         for (l, g) in self.grads.iter().enumerate() {
-            for (name, t) in [
-                ("weight_ih", &g.w_ih),
-                ("weight_hh", &g.w_hh),
-                ("bias_ih", &g.b_ih),
-                ("bias_hh", &g.b_hh),
-            ] {
+            for (name, t) in g.named() {
                 out.extend(self.direction_names(name, l, t));
-            }
-            if let Some(w_hr) = &g.w_hr {
-                out.extend(self.direction_names("weight_hr", l, w_hr));
             }
         }
         out
@@ -635,10 +728,13 @@ impl Recurrent {
             let cs = lstm
                 .then(|| rec.empty(&[d, t + 1, b, h], DType::F32))
                 .transpose()?;
-            let acts = cell
-                .saves(zoneout.is_some())
+            let acts = (cell.saves(zoneout.is_some()) && p.ln.is_none())
                 .then(|| rec.empty(&[d, t, b, 4 * h], act))
                 .transpose()?;
+            let ln =
+                p.ln.as_ref()
+                    .map(|ln| layer_norm_state(rec, p, ln, geo, &xw))
+                    .transpose()?;
             let y = rec.empty(&[b, t, d * sw], act)?;
             let gh = rec.empty(&[d, b, g], act)?;
             for dir in 0..d {
@@ -669,6 +765,9 @@ impl Recurrent {
                 recurrent_dropout,
             };
             match (&hf, &p.w_hr) {
+                _ if ln.is_some() => {
+                    forward_steps_layer_norm(rec, geo, &io, &w_hh, ln.as_ref())?;
+                }
                 (Some(hf), Some(w_hr)) => {
                     forward_steps_projected(rec, &cell, geo, &io, &w_hh, &hs, sw, hf, w_hr)?
                 }
@@ -706,6 +805,7 @@ impl Recurrent {
                 acts,
                 zoneout,
                 recurrent_dropout,
+                ln,
             });
             input = y;
             if let (Some(dropout), true) = (&self.dropout, l + 1 < cfg.num_layers) {
@@ -882,6 +982,15 @@ impl Recurrent {
             if let Some(dc) = &dc {
                 set_state(rec, dc, 0, dc_n, at * h, d * b * h)?;
             }
+            if let (Some(ln), Some(dc), Some(dc0)) = (&sv.ln, &dc, &dc0) {
+                let dx = self.backward_layer_norm(rec, saved, l, ln, &d_out, &dh, dc, want_dx)?;
+                rec.copy_range(&dh0, at * h, &dh, 0, d * b * h)?;
+                rec.copy_range(dc0, at * h, dc, 0, d * b * h)?;
+                if let Some(dx) = dx {
+                    d_out = self.below_dropout(rec, saved, l, dx.reshape(&[b, t, i])?)?;
+                }
+                continue;
+            }
             // With a projection the cell's backward reads the gradient of its
             // output from df (which the projection's backward writes), and no dy.
             let projected = match (&self.params[l].w_hr, &sv.hf) {
@@ -1043,21 +1152,7 @@ impl Recurrent {
                 Some(dgi) => (dgi, sv.input.clone()),
                 None => (&dgh, elementwise::transpose(rec, &sv.input, [1, b, t, i])?),
             };
-            // dW_ih[d] += dg[d]ᵀ · x over all rows.
-            gemm::forward_view(
-                rec,
-                View::matrix(&gr.w_ih, g, i, true),
-                View::matrix(dg, b * t, g, true).t(),
-                View::matrix(&x, b * t, i, false),
-                None,
-                d,
-                1.0,
-                1.0,
-            )?;
-            // Layer 0's dx is the stack's input gradient: made only when wanted.
-            let dx = (want_dx || l > 0)
-                .then(|| rec.empty(&[b, t, i], DType::F32))
-                .transpose()?;
+            rec.phase("weight-gradient GEMMs");
             // One bias sum per direction serves both biases, except for the GRU.
             let db = (cfg.mode != Mode::Gru)
                 .then(|| rec.empty(&[g], DType::F32))
@@ -1072,7 +1167,6 @@ impl Recurrent {
                     offset,
                     ..View::matrix(tensor, b * t, g, false)
                 };
-                rec.phase("weight-gradient GEMMs");
                 if let Some(db) = &db {
                     // dgi and dgh hold the same values: one sum serves both biases.
                     gemm::bias_grad(rec, db.into(), rows(dg, dir * b * t * g), 1, 1.0, 0.0)?;
@@ -1087,39 +1181,138 @@ impl Recurrent {
                         gemm::bias_grad(rec, bias(db), rows(grads, offset), 1, 1.0, 1.0)?;
                     }
                 }
-                // dx = Σ_d dg[d] · W_ih[d] (in dg's row order)
-                if let Some(dx) = &dx {
-                    rec.phase("input GEMM");
-                    gemm::forward_view(
-                        rec,
-                        View::matrix(dx, b * t, i, false),
-                        rows(dg, dir * b * t * g),
-                        View {
-                            offset: dir * g * i,
-                            ..View::matrix(&sv.w_ih, g, i, false)
-                        },
-                        None,
-                        1,
-                        1.0,
-                        if dir == 0 { 0.0 } else { 1.0 },
-                    )?;
-                }
             }
+            // Layer 0's dx is the stack's input gradient: made only when wanted.
+            let dx = input_grads(rec, geo, &sv.w_ih, &gr.w_ih, dg, &x, want_dx || l > 0)?;
             if let Some(dx) = dx {
-                d_out = match dgi {
-                    Some(_) => dx,
+                let dx = match dgi {
+                    Some(_) => dx.reshape(&[b, t, i])?,
                     // Back from (t, b) rows to [B, T, I].
                     None => elementwise::transpose(rec, &dx, [1, t, b, i])?.reshape(&[b, t, i])?,
                 };
-                // Through the dropout on the layer below's output.
-                let mask = l.checked_sub(1).and_then(|below| saved.masks.get(below));
-                if let (Some(dropout), Some(&mask)) = (&self.dropout, mask) {
-                    d_out = dropout.backward(rec, &d_out, mask)?;
-                }
+                d_out = self.below_dropout(rec, saved, l, dx)?;
             }
         }
         rec.phase(outer);
         Ok((d_out, StateGrads { dh0, dc0 }))
+    }
+
+    /// `dx`, the gradient of layer `l`'s input, through the dropout on the output
+    /// of the layer below (itself for layer 0 or without dropout).
+    fn below_dropout(
+        &self,
+        rec: &mut Recorder,
+        saved: &Saved,
+        l: usize,
+        dx: Tensor,
+    ) -> Result<Tensor> {
+        let mask = l.checked_sub(1).and_then(|below| saved.masks.get(below));
+        match (&self.dropout, mask) {
+            (Some(dropout), Some(&mask)) => dropout.backward(rec, &dx, mask),
+            _ => Ok(dx),
+        }
+    }
+
+    /// The backward of LayerNorm-LSTM layer `l`: per step (in reverse) its cell
+    /// and the product dh += (gradient of h'·W_hhᵀ) · W_hh, then every parameter
+    /// gradient; returns the layer input's gradient `[B·T, I]` where wanted (layer
+    /// 0's when `want_dx`, every other layer's). `dh` and `dc` hold the running
+    /// gradients of its last states and are left with those of its first.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_layer_norm(
+        &self,
+        rec: &mut Recorder,
+        saved: &Saved,
+        l: usize,
+        ln: &LayerNormSaved,
+        dy: &Tensor,
+        dh: &Tensor,
+        dc: &Tensor,
+        want_dx: bool,
+    ) -> Result<Option<Tensor>> {
+        let geo = saved.geo;
+        let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+        let (g, r) = (4 * h, layer_norm_lstm::grads_width(h));
+        let (gr, sv) = (&self.grads[l], &saved.layers[l]);
+        let (Some(cs), Some(lg)) = (&sv.cs, &gr.ln) else {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "saved activations",
+                expected: "a LayerNorm-LSTM's".into(),
+                got: vec![],
+            });
+        };
+        let grads = rec.empty(&[d, t, b, r], DType::F32)?;
+        let io = layer_norm_lstm::BackwardIo {
+            lengths: &saved.lengths,
+            lnp: &ln.lnp,
+            cs,
+            saved: &ln.saved,
+            dy,
+            dh,
+            dc,
+            grads: &grads,
+        };
+        rec.phase("backward recurrence");
+        let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, h, true), d, b)?;
+        // The gradients of the recurrent products: the first G of each row of
+        // grads, whose rows are (t, b) per direction.
+        let dgh = |offset, rows, batch_stride| View {
+            offset,
+            rows,
+            row_stride: r,
+            batch_stride,
+            ..View::matrix(&grads, rows, g, false)
+        };
+        for s in (0..t).rev() {
+            layer_norm_lstm::backward(rec, geo, s, &io)?;
+            // Direction 1's step s sits (2T − 1 − 2s) rows after direction 0's.
+            let dgh_s = dgh(s * b * r, b, (2 * t - 1 - 2 * s) * b * r);
+            let dgh_s = gemm::pack_a(rec, dgh_s, d, h)?;
+            let out = View::matrix(dh, b, h, true);
+            gemm::forward_packed(rec, out, &dgh_s, &w_hh, None, d, 1.0, 1.0)?;
+        }
+        rec.phase("weight-gradient GEMMs");
+        // dW_hh[d] += dgh[d]ᵀ · h_prev[d], as for the other cells.
+        gemm::forward_view(
+            rec,
+            View::matrix(&gr.w_hh, g, h, true),
+            dgh(0, t * b, t * b * r).t(),
+            View {
+                batch_stride: (t + 2) * b * h,
+                ..View::matrix(&sv.hs, t * b, h, false)
+            },
+            None,
+            d,
+            1.0,
+            1.0,
+        )?;
+        let dgi = rec.empty(&[d, b, t, g], DType::F32)?;
+        layer_norm_lstm::input_backward(rec, geo, &io, &ln.xw, &dgi)?;
+        let width = layer_norm_lstm::dlnp_width(h);
+        let dlnp = rec.empty(&[d, width], DType::F32)?;
+        layer_norm_lstm::param_grads(rec, geo, &io, &ln.xw, &dlnp)?;
+        for dir in 0..d {
+            for (dst, at, n) in [
+                (&lg.ih, 0, g),
+                (&lg.hh, g, g),
+                (&gr.b_ih, 2 * g, g),
+                (&gr.b_hh, 2 * g, g),
+                (&lg.c_weight, 3 * g, h),
+                (&lg.c_bias, 3 * g + h, h),
+            ] {
+                elementwise::add(rec, dst, dir * n, &dlnp, dir * width + at, n)?;
+            }
+        }
+        input_grads(
+            rec,
+            geo,
+            &sv.w_ih,
+            &gr.w_ih,
+            &dgi,
+            &sv.input,
+            want_dx || l > 0,
+        )
     }
 
     /// Checks `x` and `lengths` against this stack and returns the step geometry.
@@ -1173,27 +1366,13 @@ impl Module for Recurrent {
     fn entries(&self) -> Vec<Entry> {
         let mut out = Vec::new();
         for (l, (p, g)) in self.params.iter().zip(&self.grads).enumerate() {
-            for (name, value, grad) in [
-                ("weight_ih", &p.w_ih, &g.w_ih),
-                ("weight_hh", &p.w_hh, &g.w_hh),
-                ("bias_ih", &p.b_ih, &g.b_ih),
-                ("bias_hh", &p.b_hh, &g.b_hh),
-            ] {
+            for ((name, value), (_, grad)) in p.named().into_iter().zip(g.named()) {
                 out.push(Entry {
                     param: Param {
                         value: value.clone(),
                         grad: grad.clone(),
                     },
                     names: self.direction_names(name, l, value),
-                });
-            }
-            if let (Some(value), Some(grad)) = (&p.w_hr, &g.w_hr) {
-                out.push(Entry {
-                    param: Param {
-                        value: value.clone(),
-                        grad: grad.clone(),
-                    },
-                    names: self.direction_names("weight_hr", l, value),
                 });
             }
         }
@@ -1340,6 +1519,167 @@ fn forward_steps(
         if let Some(next) = next {
             spare = Some(std::mem::replace(&mut h_prev, next));
         }
+    }
+    Ok(())
+}
+
+/// Records a layer's input products from `dg` `[D, N, G]`, the gradients of its
+/// input projections in the row order of `x` `[N, I]` (N = B·T): dW_ih[d] +=
+/// dg[d]ᵀ · x, and when `want_dx` returns dx = Σ_d dg[d] · W_ih[d] in that order.
+fn input_grads(
+    rec: &mut Recorder,
+    geo: Geometry,
+    w_ih: &Tensor,
+    dw_ih: &Tensor,
+    dg: &Tensor,
+    x: &Tensor,
+    want_dx: bool,
+) -> Result<Option<Tensor>> {
+    let [d, g, i] = w_ih.shape() else {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "weight_ih",
+            expected: "[D, G, I]".into(),
+            got: w_ih.shape().to_vec(),
+        });
+    };
+    let (d, g, i, n) = (*d, *g, *i, geo.batch * geo.steps);
+    rec.phase("weight-gradient GEMMs");
+    gemm::forward_view(
+        rec,
+        View::matrix(dw_ih, g, i, true),
+        View::matrix(dg, n, g, true).t(),
+        View::matrix(x, n, i, false),
+        None,
+        d,
+        1.0,
+        1.0,
+    )?;
+    if !want_dx {
+        return Ok(None);
+    }
+    rec.phase("input GEMM");
+    let dx = rec.empty(&[n, i], DType::F32)?;
+    for dir in 0..d {
+        gemm::forward_view(
+            rec,
+            View::matrix(&dx, n, i, false),
+            View {
+                offset: dir * n * g,
+                ..View::matrix(dg, n, g, false)
+            },
+            View {
+                offset: dir * g * i,
+                ..View::matrix(w_ih, g, i, false)
+            },
+            None,
+            1,
+            1.0,
+            if dir == 0 { 0.0 } else { 1.0 },
+        )?;
+    }
+    Ok(Some(dx))
+}
+
+/// A LayerNorm-LSTM layer's forward state: `xw` and the parameters its steps
+/// read, with room for what they save.
+fn layer_norm_state(
+    rec: &mut Recorder,
+    p: &LayerTensors,
+    ln: &LayerNorms,
+    geo: Geometry,
+    xw: &Tensor,
+) -> Result<LayerNormSaved> {
+    let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+    let lnp = layer_norm_params(rec, p, ln, h, d)?;
+    let saved = rec.empty(&[d, t, b, layer_norm_lstm::saved_width(h)], DType::F32)?;
+    Ok(LayerNormSaved {
+        xw: xw.clone(),
+        lnp,
+        saved,
+    })
+}
+
+/// The parameters a LayerNorm-LSTM layer's steps read, `[D, 18H]` (see
+/// `ops::layer_norm_lstm`), copied from the layer's.
+pub(crate) fn layer_norm_params(
+    rec: &mut Recorder,
+    p: &LayerTensors,
+    ln: &LayerNorms,
+    h: usize,
+    d: usize,
+) -> Result<Tensor> {
+    let width = layer_norm_lstm::lnp_width(h);
+    let lnp = rec.empty(&[d, width], DType::F32)?;
+    for dir in 0..d {
+        let mut at = dir * width;
+        for (src, n) in [
+            (&ln.ih, 4 * h),
+            (&ln.hh, 4 * h),
+            (&p.b_ih, 4 * h),
+            (&p.b_hh, 4 * h),
+            (&ln.c_weight, h),
+            (&ln.c_bias, h),
+        ] {
+            rec.copy_range(&lnp, at, src, dir * n, n)?;
+            at += n;
+        }
+    }
+    Ok(lnp)
+}
+
+/// The forward steps of a LayerNorm-LSTM layer: per step the recurrent GEMM and
+/// the normalizing cell.
+fn forward_steps_layer_norm(
+    rec: &mut Recorder,
+    geo: Geometry,
+    io: &ForwardIo,
+    w_hh: &Tensor,
+    ln: Option<&LayerNormSaved>,
+) -> Result<()> {
+    let (Some(ln), Some(cs)) = (ln, io.cs) else {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "cs",
+            expected: "a LayerNorm-LSTM's cell states".into(),
+            got: vec![],
+        });
+    };
+    let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+    let g = 4 * h;
+    rec.phase("recurrent step");
+    let w_hh_t = gemm::pack_b(rec, View::matrix(w_hh, g, h, true).t(), d, b)?;
+    let lio = layer_norm_lstm::ForwardIo {
+        lengths: io.lengths,
+        xw: io.xw,
+        gh: io.gh,
+        lnp: &ln.lnp,
+        hs: io.hs,
+        cs,
+        saved: &ln.saved,
+    };
+    for s in 0..t {
+        rec.phase("recurrent step");
+        // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous states sit
+        // (2T + 1 − 2s) states after direction 0's.
+        let before = View {
+            offset: s * b * h,
+            batch_stride: (2 * t + 1 - 2 * s) * b * h,
+            ..View::matrix(io.hs, b, h, false)
+        };
+        let h_prev = gemm::pack_a(rec, before, d, g)?;
+        gemm::forward_packed(
+            rec,
+            View::matrix(io.gh, b, g, true),
+            &h_prev,
+            &w_hh_t,
+            None,
+            d,
+            1.0,
+            0.0,
+        )?;
+        rec.phase("cell");
+        layer_norm_lstm::forward(rec, geo, s, layer_norm_lstm::EPS, &lio)?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
-use crate::nn::recurrent::{Mode, Recurrent};
+use crate::nn::recurrent::{layer_norm_params, Mode, Recurrent};
 use crate::ops::stream_step::{self, Weights};
 use crate::tensor::{DType, Tensor};
 
@@ -62,6 +62,11 @@ impl Recurrent {
                 w_hh: matrix(&p.w_hh)?,
                 bias,
                 w_hr: p.w_hr.as_ref().map(matrix).transpose()?,
+                ln: p
+                    .ln
+                    .as_ref()
+                    .map(|ln| layer_norm_params(rec, p, ln, cfg.hidden_size, 1))
+                    .transpose()?,
                 zoneout: self.zoneout().map_or([0.0; 2], |(h, c)| [h, c]),
             });
         }

@@ -13,6 +13,7 @@ pub mod fma_probe;
 pub mod gemm;
 pub mod gru_cell;
 pub mod layer_norm;
+pub mod layer_norm_lstm;
 pub mod lstm_cell;
 pub mod mse;
 pub mod optim;

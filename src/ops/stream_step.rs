@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::nn::recurrent::Mode;
 use crate::ops::gemm::{self, View};
+use crate::ops::layer_norm_lstm;
+use crate::ops::recurrence::Geometry;
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -30,6 +32,9 @@ struct Params {
 /// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H, and an LSTM's output
 /// projection `w_hr` `[P, H]` (S = P with one, else H); with the layer's zoneout
 /// probabilities for h and c (zero: none), whose expectation the step applies.
+/// A LayerNorm-LSTM's step reads its biases and normalizations from `ln`, `[1,
+/// 18H]` as `ops::layer_norm_lstm` lays them out, and runs its products as GEMMs
+/// and its cell there.
 #[derive(Clone, Debug)]
 pub struct Weights {
     pub mode: Mode,
@@ -38,6 +43,7 @@ pub struct Weights {
     pub bias: Tensor,
     pub w_hr: Option<Tensor>,
     pub zoneout: [f32; 2],
+    pub ln: Option<Tensor>,
 }
 
 impl Weights {
@@ -137,6 +143,17 @@ pub fn forward(
             expected: "a projection (w_hr and a w_hh as wide as it) of an LSTM without zoneout",
         });
     }
+    if let Some(ln) = &w.ln {
+        let ok = w.mode == Mode::Lstm && !projected && w.zoneout == [0.0; 2];
+        if !ok || ln.shape() != [1, layer_norm_lstm::lnp_width(units)] {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "ln",
+                got: format!("{:?} for a {:?} step", ln.shape(), w.mode),
+                expected: "[1, 18H] of an LSTM without projection or zoneout",
+            });
+        }
+    }
     if c.is_some() != (w.mode == Mode::Lstm) {
         return Err(Error::InvalidArgument {
             op: OP,
@@ -153,6 +170,14 @@ pub fn forward(
             value: b as u64,
             limit: max as u64,
         });
+    }
+    if let (Some(ln), Some(c)) = (&w.ln, c) {
+        let x = View {
+            offset: t * i,
+            row_stride: steps * i,
+            ..View::matrix(x, b, i, false)
+        };
+        return layer_norm_step(rec, w, ln, x, h, c);
     }
     let h_out = rec.empty(&[b, units], DType::F32)?;
     let c_out = match c {
@@ -232,6 +257,67 @@ pub fn forward(
         View::matrix(w_hr, sw, units, false).t(),
     )?;
     Ok((h_proj, c_out))
+}
+
+/// A LayerNorm-LSTM's step: the products x·W_ihᵀ and h·W_hhᵀ as GEMMs, then the
+/// training forward's cell on a one-step recurrence whose slots 0 and 1 hold the
+/// states before and after.
+fn layer_norm_step(
+    rec: &mut Recorder,
+    w: &Weights,
+    lnp: &Tensor,
+    x: View,
+    h: &Tensor,
+    c: &Tensor,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (i, units) = w.sizes();
+    let (b, g) = (x.rows, 4 * units);
+    let xw = rec.empty(&[b, g], DType::F32)?;
+    gemm::matmul(
+        rec,
+        View::matrix(&xw, b, g, false),
+        x,
+        View::matrix(&w.w_ih, g, i, false).t(),
+    )?;
+    let gh = rec.empty(&[b, g], DType::F32)?;
+    gemm::matmul(
+        rec,
+        View::matrix(&gh, b, g, false),
+        View::matrix(h, b, units, false),
+        View::matrix(&w.w_hh, g, units, false).t(),
+    )?;
+    let n = b * units;
+    let (hs, cs) = (
+        rec.empty(&[2, n], DType::F32)?,
+        rec.empty(&[2, n], DType::F32)?,
+    );
+    rec.copy_range(&hs, 0, h, 0, n)?;
+    rec.copy_range(&cs, 0, c, 0, n)?;
+    let lengths = Tensor::from_u32(rec.context(), &[b], &vec![1; b])?;
+    let saved = rec.empty(&[b, layer_norm_lstm::saved_width(units)], DType::F32)?;
+    let geo = Geometry {
+        batch: b,
+        steps: 1,
+        hidden: units,
+        dirs: 1,
+    };
+    let io = layer_norm_lstm::ForwardIo {
+        lengths: &lengths,
+        xw: &xw,
+        gh: &gh,
+        lnp,
+        hs: &hs,
+        cs: &cs,
+        saved: &saved,
+    };
+    layer_norm_lstm::forward(rec, geo, 0, layer_norm_lstm::EPS, &io)?;
+    let (h_out, c_out) = (
+        rec.empty(&[b, units], DType::F32)?,
+        rec.empty(&[b, units], DType::F32)?,
+    );
+    rec.copy_range(&h_out, 0, &hs, n, n)?;
+    rec.copy_range(&c_out, 0, &cs, n, n)?;
+    Ok((h_out, Some(c_out)))
 }
 
 #[cfg(test)]

@@ -146,6 +146,9 @@ fn cell(
         &p[&format!("bias_hh{name}")],
         h_read,
     );
+    if let Some(ln_ih) = p.get(&format!("layer_norm_ih_weight{name}")) {
+        return layer_norm_lstm(spec, p, name, ln_ih, x, (h_read, c));
+    }
     match spec.mode {
         "lstm" => {
             let pre = |k: usize, j: usize| gi[k * hn + j] + gh[k * hn + j];
@@ -186,6 +189,48 @@ fn cell(
         }
         other => panic!("unknown mode {other}"),
     }
+}
+
+/// (v − mean) / √(biased variance + 1e-5) over v.
+fn normalized(v: &[f64]) -> Vec<f64> {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    v.iter().map(|x| (x - mean) / (var + 1e-5).sqrt()).collect()
+}
+
+/// A LayerNorm-LSTM step (haste's formulation): a = LN(W_ih·x)·γ_ih +
+/// LN(W_hh·h)·γ_hh + b_ih + b_hh, c = f·c' + i·g, h = o·tanh(LN(c)·γ_c + β_c).
+fn layer_norm_lstm(
+    spec: &Spec,
+    p: &Params,
+    name: &str,
+    ln_ih: &[f64],
+    x: &[f64],
+    (h, c): (&[f64], &[f64]),
+) -> (Vec<f64>, Vec<f64>) {
+    let hn = spec.hidden;
+    let param = |what: &str| &p[&format!("{what}{name}")];
+    let zeros = vec![0.0; 4 * hn];
+    let nx = normalized(&affine(param("weight_ih"), &zeros, x));
+    let nh = normalized(&affine(param("weight_hh"), &zeros, h));
+    let (ln_hh, b_ih, b_hh) = (
+        param("layer_norm_hh_weight"),
+        param("bias_ih"),
+        param("bias_hh"),
+    );
+    let a: Vec<f64> = (0..4 * hn)
+        .map(|k| nx[k] * ln_ih[k] + nh[k] * ln_hh[k] + b_ih[k] + b_hh[k])
+        .collect();
+    let c2: Vec<f64> = (0..hn)
+        .map(|j| sigmoid(a[hn + j]) * c[j] + sigmoid(a[j]) * a[2 * hn + j].tanh())
+        .collect();
+    let nc = normalized(&c2);
+    let (w, bias) = (param("layer_norm_c_weight"), param("layer_norm_c_bias"));
+    let h2 = (0..hn)
+        .map(|j| sigmoid(a[3 * hn + j]) * (nc[j] * w[j] + bias[j]).tanh())
+        .collect();
+    (h2, c2)
 }
 
 pub fn forward(spec: &Spec, p: &Params, inp: &Inputs) -> Outputs {

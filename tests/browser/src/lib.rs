@@ -82,6 +82,10 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             Box::pin(golden(&ctx, LSTM_ZONEOUT_EVAL)),
         ),
         (
+            "golden layer_norm_lstm_l2_bi_h6",
+            Box::pin(golden(&ctx, LAYER_NORM_LSTM)),
+        ),
+        (
             "golden lstm_l2_h8 recurrent dropout and zoneout, training",
             Box::pin(golden(&ctx, LSTM_RECURRENT_DROPOUT)),
         ),
@@ -183,6 +187,7 @@ const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors"
 const LSTM_ZONEOUT_TRAIN: &[u8] =
     include_bytes!("../../golden/lstm_l2_h6_zoneout_train.safetensors");
 const LSTM_ZONEOUT_EVAL: &[u8] = include_bytes!("../../golden/lstm_l2_h8_zoneout_eval.safetensors");
+const LAYER_NORM_LSTM: &[u8] = include_bytes!("../../golden/layer_norm_lstm_l2_bi_h6.safetensors");
 const LSTM_RECURRENT_DROPOUT: &[u8] =
     include_bytes!("../../golden/lstm_l2_h8_recurrent_dropout30_train.safetensors");
 const ATT_GENERAL: &[u8] = include_bytes!("../../golden/attention_general_tq4_s70.safetensors");
@@ -325,6 +330,9 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         bidirectional: case.meta("bidirectional")? == "1",
     };
     let mut model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
+    if case.meta("layer_norm").is_ok_and(|v| v == "1") {
+        model = model.with_layer_norm().map_err(fail)?;
+    }
     // Zoneout: drawn from the case's seed in training, the expectation else;
     // recurrent dropout in training.
     let train = case.meta("train").is_ok_and(|t| t == "1");

@@ -1,0 +1,285 @@
+//! LayerNorm-LSTM steps (`shaders/layer_norm_lstm.wgsl`, haste's formulation):
+//! the gate pre-activations' input and recurrent parts each layer-normalized with
+//! a scale, and the cell state normalized with a scale and shift before its tanh.
+//! The products x·W_ihᵀ and h'·W_hhᵀ are the caller's GEMMs; a step here is one
+//! dispatch forward and one backward, a workgroup per sequence and direction (the
+//! normalizations reduce across a row). The layouts are in the shader's header;
+//! [`Geometry`] is the recurrence's (G = 4H).
+
+use super::recurrence::Geometry;
+use crate::error::{Error, Result};
+use crate::gpu::Recorder;
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const OP: &str = "layer_norm_lstm";
+
+/// The normalizations' eps (haste's).
+pub const EPS: f32 = 1e-5;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    b: u32,
+    t: u32,
+    h: u32,
+    d: u32,
+    step: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// Element counts of the shader's layouts.
+struct Numel {
+    xw: usize,
+    gh: usize,
+    lnp: usize,
+    states: usize,
+    saved: usize,
+    y: usize,
+    running: usize,
+    grads: usize,
+    dlnp: usize,
+}
+
+fn numel(geo: Geometry) -> Numel {
+    let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+    let g = 4 * h;
+    Numel {
+        xw: d * b * t * g,
+        gh: d * b * g,
+        lnp: d * (4 * g + 2 * h),
+        states: d * (t + 1) * b * h,
+        saved: d * t * b * (2 * g + 8),
+        y: b * t * d * h,
+        running: d * b * h,
+        grads: d * t * b * (2 * g + h),
+        dlnp: d * (3 * g + 2 * h),
+    }
+}
+
+/// Per direction, the parameters a step reads, `[D, 4G + 2H]`: γ_ih, γ_hh,
+/// b_ih, b_hh (G each), γ_c, β_c (H each).
+pub fn lnp_width(hidden: usize) -> usize {
+    18 * hidden
+}
+
+/// Per direction, the parameter gradients [`param_grads`] writes, `[D, 3G +
+/// 2H]`: γ_ih, γ_hh, the biases (G each), γ_c, β_c (H each).
+pub fn dlnp_width(hidden: usize) -> usize {
+    14 * hidden
+}
+
+/// Per row (sequence, step, direction), the values the forward saves.
+pub fn saved_width(hidden: usize) -> usize {
+    8 * hidden + 8
+}
+
+/// Per row, the gradients [`backward`] writes; the first G are those of the
+/// row's h'·W_hhᵀ.
+pub fn grads_width(hidden: usize) -> usize {
+    9 * hidden
+}
+
+/// The tensors of a forward step.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardIo<'a> {
+    pub lengths: &'a Tensor,
+    pub xw: &'a Tensor,
+    pub gh: &'a Tensor,
+    pub lnp: &'a Tensor,
+    pub hs: &'a Tensor,
+    pub cs: &'a Tensor,
+    pub saved: &'a Tensor,
+}
+
+/// The tensors of a backward step: `dy` `[B, T, D·H]`, `dh` and `dc` `[D, B,
+/// H]` the running gradients, `grads` written.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardIo<'a> {
+    pub lengths: &'a Tensor,
+    pub lnp: &'a Tensor,
+    pub cs: &'a Tensor,
+    pub saved: &'a Tensor,
+    pub dy: &'a Tensor,
+    pub dh: &'a Tensor,
+    pub dc: &'a Tensor,
+    pub grads: &'a Tensor,
+}
+
+/// Records forward step `step` (after the caller's `gh` of that step): the
+/// states at t = step (direction 0) and T − 1 − step (direction 1) and what
+/// backward needs.
+pub fn forward(
+    rec: &mut Recorder,
+    geo: Geometry,
+    step: usize,
+    eps: f32,
+    io: &ForwardIo,
+) -> Result<()> {
+    let n = numel(geo);
+    let bindings = [
+        (2, "xw", io.xw, n.xw),
+        (3, "gh", io.gh, n.gh),
+        (4, "lnp", io.lnp, n.lnp),
+        (5, "hs", io.hs, n.states),
+        (6, "cs", io.cs, n.states),
+        (7, "saved", io.saved, n.saved),
+    ];
+    let groups = [1, geo.batch as u32, geo.dirs as u32];
+    launch(
+        rec,
+        "forward",
+        geo,
+        step,
+        eps,
+        Some(io.lengths),
+        &bindings,
+        groups,
+    )
+}
+
+/// Records backward step `step` (run from T − 1 down to 0): the row's gradients
+/// into `grads`, `dc` carried to the step before, `dh` left 0 for the caller to
+/// add the product of the gradient of h'·W_hhᵀ (the first G of each row of
+/// `grads`) with W_hh.
+pub fn backward(rec: &mut Recorder, geo: Geometry, step: usize, io: &BackwardIo) -> Result<()> {
+    let n = numel(geo);
+    let bindings = [
+        (4, "lnp", io.lnp, n.lnp),
+        (6, "cs", io.cs, n.states),
+        (7, "saved", io.saved, n.saved),
+        (8, "dy", io.dy, n.y),
+        (9, "dh", io.dh, n.running),
+        (10, "dc", io.dc, n.running),
+        (11, "grads", io.grads, n.grads),
+    ];
+    let groups = [1, geo.batch as u32, geo.dirs as u32];
+    launch(
+        rec,
+        "backward",
+        geo,
+        step,
+        0.0,
+        Some(io.lengths),
+        &bindings,
+        groups,
+    )
+}
+
+/// Records `dgi` `[D, B, T, G]`, the gradient of x·W_ihᵀ, from a finished
+/// backward's `grads`.
+pub fn input_backward(
+    rec: &mut Recorder,
+    geo: Geometry,
+    io: &BackwardIo,
+    xw: &Tensor,
+    dgi: &Tensor,
+) -> Result<()> {
+    let n = numel(geo);
+    let bindings = [
+        (2, "xw", xw, n.xw),
+        (4, "lnp", io.lnp, n.lnp),
+        (7, "saved", io.saved, n.saved),
+        (11, "grads", io.grads, n.grads),
+        (12, "dgi", dgi, n.xw),
+    ];
+    let groups = super::grid_rows(rec, 1, geo.dirs * geo.batch * geo.steps);
+    launch(rec, "input_backward", geo, 0, 0.0, None, &bindings, groups)
+}
+
+/// Records `dlnp` `[D, 3G + 2H]` (overwritten): the gradients of γ_ih, γ_hh,
+/// the biases, γ_c and β_c summed over every row of a finished backward.
+pub fn param_grads(
+    rec: &mut Recorder,
+    geo: Geometry,
+    io: &BackwardIo,
+    xw: &Tensor,
+    dlnp: &Tensor,
+) -> Result<()> {
+    let n = numel(geo);
+    let bindings = [
+        (2, "xw", xw, n.xw),
+        (6, "cs", io.cs, n.states),
+        (7, "saved", io.saved, n.saved),
+        (11, "grads", io.grads, n.grads),
+        (13, "dlnp", dlnp, n.dlnp),
+    ];
+    let cols = dlnp_width(geo.hidden);
+    let groups = [cols.div_ceil(64) as u32, 1, geo.dirs as u32];
+    launch(rec, "param_grads", geo, 0, 0.0, None, &bindings, groups)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    rec: &mut Recorder,
+    entry: &'static str,
+    geo: Geometry,
+    step: usize,
+    eps: f32,
+    lengths: Option<&Tensor>,
+    bindings: &[(u32, &'static str, &Tensor, usize)],
+    groups: [u32; 3],
+) -> Result<()> {
+    if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
+        return Err(Error::Empty {
+            op: OP,
+            what: "[batch, steps, hidden, directions (1 or 2)]",
+            shape: vec![geo.batch, geo.steps, geo.hidden, geo.dirs],
+        });
+    }
+    if step >= geo.steps {
+        return Err(Error::LimitExceeded {
+            op: OP,
+            what: "step",
+            value: step as u64,
+            limit: geo.steps as u64 - 1,
+        });
+    }
+    let named: Vec<_> = bindings.iter().map(|&(_, what, t, _)| (what, t)).collect();
+    super::check_f32(rec, OP, &named)?;
+    for &(_, what, t, want) in bindings {
+        if t.numel() != want {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what,
+                expected: format!("{want} elements for {geo:?}"),
+                got: t.shape().to_vec(),
+            });
+        }
+    }
+    let mut tensors: Vec<(u32, &Tensor)> = bindings.iter().map(|&(i, _, t, _)| (i, t)).collect();
+    if let Some(lengths) = lengths {
+        if lengths.dtype() != DType::U32 || lengths.numel() != geo.batch {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "lengths (u32)",
+                expected: format!("[{}] u32", geo.batch),
+                got: lengths.shape().to_vec(),
+            });
+        }
+        tensors.push((1, lengths));
+    }
+    rec.check_same_device(OP, &tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>())?;
+    let u = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    let params = Params {
+        b: u(geo.batch),
+        t: u(geo.steps),
+        h: u(geo.hidden),
+        d: u(geo.dirs),
+        step: u(step),
+        eps,
+        _pad: [0; 2],
+    };
+    rec.dispatch_entry(
+        &shaders::LAYER_NORM_LSTM,
+        entry,
+        &[],
+        bytemuck::bytes_of(&params),
+        &tensors,
+        groups,
+    )
+}
+
+#[cfg(test)]
+super::params_match_the_wgsl_struct!(crate::shaders::LAYER_NORM_LSTM);

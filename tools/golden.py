@@ -262,6 +262,32 @@ def threshold(p):
     return min(int(p * 2**32 + 0.5), M32)
 
 
+def step_by_step(x, h0, c0, lengths, layers, d, h, step):
+    """A stack run a step at a time, each sequence over its real steps (direction
+    1 from its last): step(l, dr, bb, tt, x_t, h, c) gives the new (h, c).
+    Returns y (zero past each length) and h_n, c_n in (layer, direction,
+    sequence) order."""
+    b, t = len(lengths), x.shape[1]
+    inp, h_n, c_n = x, [], []
+    for l in range(layers):
+        # rows[b][t]: the layer's output at (b, t), its directions in order.
+        rows = [[[] for _ in range(t)] for _ in range(b)]
+        for dr in range(d):
+            for bb in range(b):
+                hc, cc = h0[l * d + dr, bb], c0[l * d + dr, bb]
+                steps = range(lengths[bb]) if dr == 0 else reversed(range(lengths[bb]))
+                for tt in steps:
+                    hc, cc = step(l, dr, bb, tt, inp[bb, tt], hc, cc)
+                    rows[bb][tt].append(hc)
+                h_n.append(hc)
+                c_n.append(cc)
+        zero = torch.zeros(d * h, dtype=torch.float64)
+        inp = torch.stack(
+            [torch.stack([torch.cat(r) if r else zero for r in seq]) for seq in rows]
+        )
+    return inp, torch.stack(h_n).reshape(layers * d, b, h), torch.stack(c_n).reshape(layers * d, b, h)
+
+
 def zoneout_case(
     seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, train, p_r=0.0, r_seed=0
 ):
@@ -280,45 +306,26 @@ def zoneout_case(
         return ((s * 0x9E3779B9) & M32) ^ ((l * 0x85EBCA6B) & M32)
 
     assert p_r == 0 or (lstm and train)
-    inp, h_n, c_n = x, [], []
-    for l in range(layers):
+    keep = [dropout_mask((d, b, h), p_r, layer_seed(r_seed, l)) for l in range(layers)]
+
+    def step(l, dr, bb, tt, x_t, hc, cc):
+        sfx = f"_l{l}" + ("_reverse" if dr else "")
+        w = [getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         seed_l = layer_seed(zone_seed, l)
-        keep = dropout_mask((d, b, h), p_r, layer_seed(r_seed, l))
-        # y[b][t]: the layer's output rows, zero past each length.
-        rows = [[[] for _ in range(t)] for _ in range(b)]
-        for dr in range(d):
-            sfx = f"_l{l}" + ("_reverse" if dr else "")
-            w = [getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            for bb in range(b):
-                hc, cc = h0[l * d + dr, bb], c0[l * d + dr, bb]
-                steps = range(lengths[bb]) if dr == 0 else reversed(range(lengths[bb]))
-                for tt in steps:
-                    xin = inp[bb, tt].unsqueeze(0)
-                    if lstm:
-                        h_read = hc * keep[dr, bb]
-                        hn, cn = torch.lstm_cell(xin, (h_read.unsqueeze(0), cc.unsqueeze(0)), *w)
-                    else:
-                        hn, cn = torch.gru_cell(xin, hc.unsqueeze(0), *w), None
-                    base = ((dr * t + tt) * b + bb) * h
-                    zh = torch.tensor([z(p_h, seed_l, base + j) for j in range(h)], dtype=torch.float64)
-                    hc = zh * hc + (1 - zh) * hn[0]
-                    if lstm:
-                        zc = torch.tensor(
-                            [z(p_c, seed_l ^ 0x9E3779B9, base + j) for j in range(h)],
-                            dtype=torch.float64,
-                        )
-                        cc = zc * cc + (1 - zc) * cn[0]
-                    rows[bb][tt].append(hc)
-                h_n.append(hc)
-                c_n.append(cc)
-        zero = torch.zeros(d * h, dtype=torch.float64)
-        inp = torch.stack(
-            [torch.stack([torch.cat(r) if r else zero for r in seq]) for seq in rows]
+        base = ((dr * t + tt) * b + bb) * h
+        zh = torch.tensor([z(p_h, seed_l, base + j) for j in range(h)], dtype=torch.float64)
+        if not lstm:
+            hn = torch.gru_cell(x_t.unsqueeze(0), hc.unsqueeze(0), *w)[0]
+            return zh * hc + (1 - zh) * hn, cc
+        h_read = hc * keep[l][dr, bb]
+        hn, cn = torch.lstm_cell(x_t.unsqueeze(0), (h_read.unsqueeze(0), cc.unsqueeze(0)), *w)
+        zc = torch.tensor(
+            [z(p_c, seed_l ^ 0x9E3779B9, base + j) for j in range(h)], dtype=torch.float64
         )
-    y = inp
-    # h_n rows in (layer, direction, sequence) order.
-    h_n = torch.stack(h_n).reshape(layers * d, b, h)
-    c_n = torch.stack(c_n).reshape(layers * d, b, h) if lstm else None
+        return zh * hc + (1 - zh) * hn[0], zc * cc + (1 - zc) * cn[0]
+
+    y, h_n, c_n = step_by_step(x, h0, c0, lengths, layers, d, h, step)
+    c_n = c_n if lstm else None
     loss = (y * dy).sum() + (h_n * dh_n).sum()
     if lstm:
         loss = loss + (c_n * dc_n).sum()
@@ -363,34 +370,18 @@ def layer_norm_case(seed, i, h, layers, bi, lengths, t):
     def norm(v):
         return torch.nn.functional.layer_norm(v, v.shape[-1:], eps=1e-5)
 
-    inp, h_n, c_n = x, [], []
-    for l in range(layers):
-        rows = [[[] for _ in range(t)] for _ in range(b)]
-        for dr in range(d):
-            sfx = f"_l{l}" + ("_reverse" if dr else "")
-            w_ih, w_hh, b_ih, b_hh = (
-                getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            )
-            p = {n: ln[f"layer_norm_{n}{sfx}"] for n in ("ih_weight", "hh_weight", "c_weight", "c_bias")}
-            for bb in range(b):
-                hc, cc = h0[l * d + dr, bb], c0[l * d + dr, bb]
-                steps = range(lengths[bb]) if dr == 0 else reversed(range(lengths[bb]))
-                for tt in steps:
-                    a = (norm(w_ih @ inp[bb, tt]) * p["ih_weight"] + norm(w_hh @ hc) * p["hh_weight"]
-                         + b_ih + b_hh)
-                    ig, fg, gg, og = a.chunk(4)
-                    cc = torch.sigmoid(fg) * cc + torch.sigmoid(ig) * torch.tanh(gg)
-                    hc = torch.sigmoid(og) * torch.tanh(norm(cc) * p["c_weight"] + p["c_bias"])
-                    rows[bb][tt].append(hc)
-                h_n.append(hc)
-                c_n.append(cc)
-        zero = torch.zeros(d * h, dtype=torch.float64)
-        inp = torch.stack(
-            [torch.stack([torch.cat(r) if r else zero for r in seq]) for seq in rows]
+    def step(l, dr, bb, tt, x_t, hc, cc):
+        sfx = f"_l{l}" + ("_reverse" if dr else "")
+        w_ih, w_hh, b_ih, b_hh = (
+            getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         )
-    y = inp
-    h_n = torch.stack(h_n).reshape(layers * d, b, h)
-    c_n = torch.stack(c_n).reshape(layers * d, b, h)
+        p = {n: ln[f"layer_norm_{n}{sfx}"] for n in ("ih_weight", "hh_weight", "c_weight", "c_bias")}
+        a = norm(w_ih @ x_t) * p["ih_weight"] + norm(w_hh @ hc) * p["hh_weight"] + b_ih + b_hh
+        ig, fg, gg, og = a.chunk(4)
+        cc = torch.sigmoid(fg) * cc + torch.sigmoid(ig) * torch.tanh(gg)
+        return torch.sigmoid(og) * torch.tanh(norm(cc) * p["c_weight"] + p["c_bias"]), cc
+
+    y, h_n, c_n = step_by_step(x, h0, c0, lengths, layers, d, h, step)
     loss = (y * dy).sum() + (h_n * dh_n).sum() + (c_n * dc_n).sum()
     loss.backward()
 

@@ -20,8 +20,9 @@
 //! recurrent input ([`Recurrent::with_recurrent_dropout`]),
 //! the LSTM's output projection ([`Recurrent::with_projection`], PyTorch's
 //! `proj_size`: per step the cell's output is projected by `ops::projection`
-//! into the state the next step and the output read), f16 storage
-//! ([`Recurrent::with_storage`]).
+//! into the state the next step and the output read), LayerNorm-LSTM
+//! ([`Recurrent::with_layer_norm`]: per step the recurrent GEMM and one
+//! `ops::layer_norm_lstm` dispatch), f16 storage ([`Recurrent::with_storage`]).
 //!
 //! Padding: past a sequence's length its state is carried unchanged, its outputs
 //! are 0 and it contributes nothing to any gradient; `h_n` (and `c_n`) hold the
@@ -1437,6 +1438,32 @@ fn check_state(
     Ok(())
 }
 
+/// The states step `s` reads from a `[D, T + 1, B, width]` history, as a batch
+/// of D `[B, width]` matrices: direction 1's sit (2T + 1 − 2s) states after
+/// direction 0's.
+fn states_before(hs: &Tensor, geo: Geometry, width: usize, s: usize) -> View<'_> {
+    let (b, t) = (geo.batch, geo.steps);
+    View {
+        offset: s * b * width,
+        batch_stride: (2 * t + 1 - 2 * s) * b * width,
+        ..View::matrix(hs, b, width, false)
+    }
+}
+
+/// Records a step's recurrent product gh[d] = h_prev[d] · W_hh[d]ᵀ (`[D, B,
+/// G]`), `w_hh_t` packed as `[D]` matrices `[S, G]`.
+fn recurrent_product(
+    rec: &mut Recorder,
+    gh: &Tensor,
+    h_prev: &gemm::PackedA,
+    w_hh_t: &gemm::PackedB,
+    geo: Geometry,
+    g: usize,
+) -> Result<()> {
+    let out = View::matrix(gh, geo.batch, g, true);
+    gemm::forward_packed(rec, out, h_prev, w_hh_t, None, geo.dirs, 1.0, 0.0)
+}
+
 /// The forward steps of one layer as a recurrent GEMM and the cell each, the
 /// GEMM reading packed states where the adapter packs: the cell then writes the
 /// next step's states into the texture as well. With recurrent dropout the GEMM
@@ -1467,45 +1494,20 @@ fn forward_steps(
                 ..View::matrix(&masked, b, h, false)
             };
             let h_prev = gemm::pack_a(rec, masked, d, g)?;
-            gemm::forward_packed(
-                rec,
-                View::matrix(gh, b, g, true),
-                &h_prev,
-                &w_hh_t,
-                None,
-                d,
-                1.0,
-                0.0,
-            )?;
+            recurrent_product(rec, gh, &h_prev, &w_hh_t, geo, g)?;
             rec.phase("cell");
             recurrence::forward(rec, cell, geo, s, &io, None)?;
         }
         return Ok(());
     }
-    // The states before step s: direction 1's sit (2T + 1 − 2s) states after
-    // direction 0's.
-    let before = |s: usize| View {
-        offset: s * b * h,
-        batch_stride: (2 * t + 1 - 2 * s) * b * h,
-        ..View::matrix(hs, b, h, false)
-    };
+    let before = |s: usize| states_before(hs, geo, h, s);
     let mut h_prev = gemm::pack_a(rec, before(0), d, g)?;
     // The texture h_prev replaced, free once its product is recorded: the
     // steps alternate two textures.
     let mut spare: Option<gemm::PackedA> = None;
     for s in 0..t {
         rec.phase("recurrent step");
-        // gh[d] = h_prev[d] · W_hh[d]ᵀ
-        gemm::forward_packed(
-            rec,
-            View::matrix(gh, b, g, true),
-            &h_prev,
-            &w_hh_t,
-            None,
-            d,
-            1.0,
-            0.0,
-        )?;
+        recurrent_product(rec, gh, &h_prev, &w_hh_t, geo, g)?;
         rec.phase("cell");
         // Where the GEMM reads packed states, the cell writes the next
         // step's alongside hs.
@@ -1660,24 +1662,8 @@ fn forward_steps_layer_norm(
     };
     for s in 0..t {
         rec.phase("recurrent step");
-        // gh[d] = h_prev[d] · W_hh[d]ᵀ; direction 1's previous states sit
-        // (2T + 1 − 2s) states after direction 0's.
-        let before = View {
-            offset: s * b * h,
-            batch_stride: (2 * t + 1 - 2 * s) * b * h,
-            ..View::matrix(io.hs, b, h, false)
-        };
-        let h_prev = gemm::pack_a(rec, before, d, g)?;
-        gemm::forward_packed(
-            rec,
-            View::matrix(io.gh, b, g, true),
-            &h_prev,
-            &w_hh_t,
-            None,
-            d,
-            1.0,
-            0.0,
-        )?;
+        let h_prev = gemm::pack_a(rec, states_before(io.hs, geo, h, s), d, g)?;
+        recurrent_product(rec, io.gh, &h_prev, &w_hh_t, geo, g)?;
         rec.phase("cell");
         layer_norm_lstm::forward(rec, geo, s, layer_norm_lstm::EPS, &lio)?;
     }
@@ -1703,16 +1689,11 @@ fn forward_steps_projected(
     let g = cell.gates * h;
     for s in 0..t {
         rec.phase("recurrent step");
-        // gh[d] = hp_prev[d] · W_hh[d]ᵀ; direction 1's previous states sit
-        // (2T + 1 − 2s) states after direction 0's.
+        // gh[d] = hp_prev[d] · W_hh[d]ᵀ
         gemm::forward_view(
             rec,
             View::matrix(io.gh, b, g, true),
-            View {
-                offset: s * b * proj,
-                batch_stride: (2 * t + 1 - 2 * s) * b * proj,
-                ..View::matrix(hp, b, proj, false)
-            },
+            states_before(hp, geo, proj, s),
             View::matrix(w_hh, g, proj, true).t(),
             None,
             d,

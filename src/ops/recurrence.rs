@@ -448,22 +448,8 @@ pub fn mask_states(
         (6, "hs", io.hs, n.states),
         (33, "masked", masked, n.running),
     ];
-    let masks = Masks {
-        dropout: Some(dropout),
-        ..Masks::default()
-    };
-    launch(
-        rec,
-        cell,
-        "mask_states",
-        geo,
-        step,
-        io.lengths,
-        &bindings,
-        None,
-        false,
-        masks,
-    )
+    let at = (geo, step, io.lengths);
+    launch_masking(rec, cell, "mask_states", at, &bindings, dropout)
 }
 
 /// Records `masked` (shaped as `hs`) = every state of `hs` times recurrent
@@ -479,21 +465,13 @@ pub fn mask_history(
 ) -> Result<()> {
     let n = geo.numel(cell.gates);
     let bindings = [(6, "hs", hs, n.states), (33, "masked", masked, n.states)];
-    let masks = Masks {
-        dropout: Some(dropout),
-        ..Masks::default()
-    };
-    launch(
+    launch_masking(
         rec,
         cell,
         "mask_history",
-        geo,
-        0,
-        lengths,
+        (geo, 0, lengths),
         &bindings,
-        None,
-        false,
-        masks,
+        dropout,
     )
 }
 
@@ -510,21 +488,31 @@ pub fn add_masked(
 ) -> Result<()> {
     let n = geo.numel(cell.gates);
     let bindings = [(11, "dh", dh, n.running), (34, "dh_rec", dh_rec, n.running)];
+    launch_masking(
+        rec,
+        cell,
+        "add_masked",
+        (geo, 0, lengths),
+        &bindings,
+        dropout,
+    )
+}
+
+/// Records one of recurrent dropout's entries at (geometry, step, lengths).
+fn launch_masking(
+    rec: &mut Recorder,
+    cell: &Cell,
+    entry: &'static str,
+    (geo, step, lengths): (Geometry, usize, &Tensor),
+    bindings: &[Binding],
+    dropout: RecurrentDropout,
+) -> Result<()> {
     let masks = Masks {
         dropout: Some(dropout),
         ..Masks::default()
     };
     launch(
-        rec,
-        cell,
-        "add_masked",
-        geo,
-        0,
-        lengths,
-        &bindings,
-        None,
-        false,
-        masks,
+        rec, cell, entry, geo, step, lengths, bindings, None, false, masks,
     )
 }
 

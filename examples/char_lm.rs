@@ -15,7 +15,9 @@
 //! and the run ends with a table: each cell's final and best validation loss and
 //! when it first reached 1.50 nats/char. The model and optimizer go to
 //! `--checkpoint` after every epoch (one file per cell when comparing);
-//! `--resume` continues from it.
+//! `--resume` continues from it. `--compare earlier.loss.csv` draws an earlier
+//! run's curves beside this one's (a cell trained with `--zoneout`, `--dropout`
+//! or `--recurrent-dropout` is labelled with them).
 
 #[path = "common/plot.rs"]
 mod plot;
@@ -42,6 +44,10 @@ use rnn_wgpu::{Context, Error, Result, Tape};
 struct Args {
     #[arg(long, default_value = "../shared/data/tinyshakespeare/input.txt")]
     data: PathBuf,
+    /// Curves of earlier runs (their `*.loss.csv`) to draw beside this run's,
+    /// so that runs of different options share one plot; repeatable.
+    #[arg(long)]
+    compare: Vec<PathBuf>,
     /// Cells to train, comma separated: lstm, lnlstm (LayerNorm-LSTM), gru, rnn
     /// (Elman tanh).
     #[arg(long, default_value = "lstm")]
@@ -141,6 +147,48 @@ fn mode(name: &str) -> Result<Mode> {
             reason: format!("unknown cell {other:?}: expected lstm, lnlstm, gru or rnn"),
         }),
     }
+}
+
+/// A cell's name in the plot and the table, with the regularization it trains
+/// with: `gru`, or `gru, zoneout 0.1`.
+fn label(cell: &str, args: &Args) -> String {
+    let zoneout_c = if cell == "lstm" { args.zoneout_c } else { 0.0 };
+    let options = [
+        ("dropout", args.dropout),
+        ("zoneout", args.zoneout),
+        ("zoneout c", zoneout_c),
+        ("recurrent dropout", args.recurrent_dropout),
+    ];
+    options
+        .iter()
+        .filter(|(_, p)| *p > 0.0)
+        .fold(cell.to_string(), |out, (name, p)| {
+            format!("{out}, {name} {p}")
+        })
+}
+
+/// A named series of (minutes, loss) points.
+type Curve = (String, Vec<(f64, f64)>);
+
+/// The series of a `*.loss.csv` the plot wrote (`series,x,y` rows), in order.
+fn read_curves(path: &Path) -> Result<Vec<Curve>> {
+    let text = std::fs::read_to_string(path).map_err(|e| run::file_err(path, e))?;
+    let mut out: Vec<Curve> = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        let bad = || run::file_err(path, format!("line {}: expected series,x,y", n + 1));
+        let mut cols = line.rsplitn(3, ',');
+        let (Some(y), Some(x), Some(name)) = (cols.next(), cols.next(), cols.next()) else {
+            return Err(bad());
+        };
+        let (Ok(x), Ok(y)) = (x.parse::<f64>(), y.parse::<f64>()) else {
+            return Err(bad());
+        };
+        match out.last_mut() {
+            Some((last, points)) if last == name => points.push((x, y)),
+            _ => out.push((name.to_string(), vec![(x, y)])),
+        }
+    }
+    Ok(out)
 }
 
 /// Mean cross-entropy per character (nats) over `ids`, state carried across chunks.
@@ -361,12 +409,18 @@ fn main() -> Result<()> {
             &checkpoint,
             minutes,
         )?;
-        all.push((cell.to_string(), curves));
+        all.push((label(cell, &args), curves));
     }
     let names: Vec<(String, String)> = all
         .iter()
         .map(|(cell, _)| (format!("{cell} training"), format!("{cell} validation")))
         .collect();
+    let earlier = args
+        .compare
+        .iter()
+        .map(|path| read_curves(path))
+        .collect::<Result<Vec<_>>>()?
+        .concat();
     let mut series = Vec::new();
     for (group, ((_, c), (train, val))) in all.iter().zip(&names).enumerate() {
         series.push(plot::Series {
@@ -380,6 +434,28 @@ fn main() -> Result<()> {
             points: &c.val,
             style: plot::Style::Points,
             group,
+        });
+    }
+    // An earlier run's series keep their names; each of its cells gets a colour.
+    let mut groups: Vec<&str> = Vec::new();
+    for (name, points) in &earlier {
+        let (cell, style) = match name.rsplit_once(' ') {
+            Some((cell, "training")) => (cell, plot::Style::Noisy),
+            Some((cell, _)) => (cell, plot::Style::Points),
+            None => (name.as_str(), plot::Style::Points),
+        };
+        let group = match groups.iter().position(|&g| g == cell) {
+            Some(g) => g,
+            None => {
+                groups.push(cell);
+                groups.len() - 1
+            }
+        };
+        series.push(plot::Series {
+            name,
+            points,
+            style,
+            group: all.len() + group,
         });
     }
     let chart = plot::Chart {

@@ -466,7 +466,16 @@ fn main() -> Result<()> {
     };
     let path = args.checkpoint.with_extension("loss.png");
     plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
-    println!("\ncell   final val   best val   first at or below 1.50   chars/s");
+    let w = all
+        .iter()
+        .map(|(cell, _)| cell.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "\n{:<w$}   final val   best val   first at or below 1.50   chars/s",
+        "cell"
+    );
     for (cell, c) in &all {
         let (Some(&(minutes, last)), Some(best)) = (
             c.val.last(),
@@ -480,7 +489,7 @@ fn main() -> Result<()> {
             .find(|&&(_, v)| v <= 1.50)
             .map_or("not reached".to_string(), |(m, _)| format!("{m:.1} min"));
         println!(
-            "{cell:<6} {last:>9.3} {best:>10.3} {reached:>24} {:>9.0}   ({minutes:.1} min of training)",
+            "{cell:<w$} {last:>11.3} {best:>10.3} {reached:>24} {:>9.0}   ({minutes:.1} min of training)",
             c.chars_per_s
         );
     }

@@ -37,8 +37,7 @@ impl Dropout {
         if !train || self.p == 0.0 {
             return Ok((x.clone(), Mask(None)));
         }
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let seed = self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call);
+        let seed = call_seed(self.seed, self.calls.fetch_add(1, Ordering::Relaxed));
         let y = rec.empty(x.shape(), x.dtype())?;
         dropout::apply(rec, &y, x, self.p, seed)?;
         Ok((y, Mask(Some(seed))))
@@ -62,6 +61,11 @@ impl Dropout {
             Some(seed) => undrop(rec, dy, self.p, seed),
         }
     }
+}
+
+/// The mask seed of call `call` of masks drawn from `seed`: each call draws anew.
+pub(crate) fn call_seed(seed: u32, call: u32) -> u32 {
+    seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
 }
 
 /// The backward of a forward with drop probability `p` and mask `seed`: the same

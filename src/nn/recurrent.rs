@@ -45,7 +45,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::dropout::{Dropout, Mask};
+use super::dropout::{call_seed, Dropout, Mask};
 use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
@@ -218,8 +218,7 @@ impl<T> Drawn<T> {
     /// The seed of the next training forward; its layer l draws from this seed
     /// xor l·0x85EBCA6B ([`layer_seed`]).
     fn next_seed(&self) -> u32 {
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
+        call_seed(self.seed, self.calls.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -440,9 +439,9 @@ impl Recurrent {
     /// training the choice is drawn per unit, step and sequence, from `seed` and
     /// a count of training forwards, and the backward draws the same; in
     /// evaluation (and in streams) a unit takes the expectation, p·h' + (1 − p)·h.
-    /// Not with a projection.
+    /// Not with a projection or layer norm.
     pub fn with_zoneout(mut self, h: f32, c: f32, seed: u32) -> Result<Self> {
-        self.refuse_projection("zoneout")?;
+        self.refuse_projection_or_layer_norm("zoneout")?;
         let rates = Zoneout { h, c, seed: None };
         rates.check(OP, &self.cfg.mode.cell())?;
         self.zoneout = (h > 0.0 || c > 0.0).then(|| Drawn::new((h, c), seed));
@@ -460,9 +459,10 @@ impl Recurrent {
     /// one mask m (0, or 1 / (1 − p)) per sequence, unit and direction for the
     /// whole sequence, drawn from `seed` and a count of training forwards; the
     /// backward draws the same. The outputs and the state the cells carry are
-    /// not masked; evaluation and streams use none. Not with a projection.
+    /// not masked; evaluation and streams use none. Not with a projection or
+    /// layer norm.
     pub fn with_recurrent_dropout(mut self, p: f32, seed: u32) -> Result<Self> {
-        self.refuse_projection("recurrent dropout")?;
+        self.refuse_projection_or_layer_norm("recurrent dropout")?;
         if !(0.0..1.0).contains(&p) {
             return Err(Error::InvalidArgument {
                 op: OP,
@@ -533,7 +533,7 @@ impl Recurrent {
     }
 
     /// An error naming `what` when the stack has a projection or layer norm.
-    fn refuse_projection(&self, what: &'static str) -> Result<()> {
+    fn refuse_projection_or_layer_norm(&self, what: &'static str) -> Result<()> {
         let got = match (self.proj_size(), self.layer_norm()) {
             (Some(_), _) => "a projected LSTM",
             (None, true) => "a LayerNorm-LSTM",
@@ -548,10 +548,11 @@ impl Recurrent {
     }
 
     /// The same stack with its activations and forward weights stored as `dtype`:
-    /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16.
+    /// f32 (the default) or f16 (see the module docs), which needs SHADER_F16;
+    /// f32 only with a projection or layer norm.
     pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
         if dtype != DType::F32 {
-            self.refuse_projection("f16 storage")?;
+            self.refuse_projection_or_layer_norm("f16 storage")?;
         }
         self.storage = super::check_storage(self.params[0].w_ih.context(), dtype)?;
         Ok(self)

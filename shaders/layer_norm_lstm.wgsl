@@ -23,7 +23,8 @@
 //   dgi    [D, B, T, G]     the gradient of x·W_ihᵀ
 //   dlnp   [D, Q]           the parameters' gradients: γ_ih | γ_hh | b (G each; b_ih's
 //                           and b_hh's alike) | γ_c | β_c (H each);  Q = 3G + 2H
-// Entries: forward and backward (one step; dispatch (1, B, D)), input_backward
+// Entries: forward and backward (one step; dispatch (1, B, D); forward_packing
+// also writes the next step's packed GEMM operand), input_backward
 // (dgi of every row; (1, rows folded as layer_norm.wgsl's, D)), param_grads
 // (one invocation per column of dlnp summing every row; (ceil(Q / 64), 1, D)).
 // WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
@@ -47,6 +48,9 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dgi: array<f32>;
 @group(0) @binding(13) var<storage, read_write> dlnp: array<f32>;
+// forward_packing: the new states as the next step's packed GEMM operand, texel
+// (j / 4, b, d) = hs[next][d, b, j .. j + 4] (zeros past H), as recurrence.wgsl's.
+@group(0) @binding(15) var next_packed: texture_storage_2d_array<rgba32float, write>;
 
 var<workgroup> wg_len: u32;
 
@@ -127,6 +131,29 @@ fn load(src: u32, i: u32) -> f32 {
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    forward_row(lane, wid);
+}
+
+// forward, then the row's new states into the texture the next step's recurrent
+// GEMM reads (in place of a pack dispatch).
+@compute @workgroup_size(64, 1, 1)
+fn forward_packing(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let next = forward_row(lane, wid);
+    // The states other lanes wrote.
+    storageBarrier();
+    for (var q = lane; 4u * q < p.h; q += WG) {
+        var v = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            if (4u * q + e < p.h) {
+                v[e] = hs[next + 4u * q + e];
+            }
+        }
+        textureStore(next_packed, vec2<u32>(q, wid.y), wid.z, v);
+    }
+}
+
+// One row's forward step; returns where its new states start in hs.
+fn forward_row(lane: u32, wid: vec3<u32>) -> u32 {
     let b = wid.y;
     let o = row(b, wid.z, length_of(lane, b));
     let g = g4();
@@ -140,7 +167,7 @@ fn forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wi
         for (var k = lane; k < 2u * g + 8u; k += WG) {
             saved[o.saved + k] = 0.0;
         }
-        return;
+        return o.next;
     }
     let mx = moments(lane, 0u, o.x, g);
     let mh = moments(lane, 1u, o.gh, g);
@@ -178,6 +205,7 @@ fn forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wi
         saved[stats + 4u] = mc.x;
         saved[stats + 5u] = mc.y;
     }
+    return o.next;
 }
 
 // One step of the backward, run from step T − 1 down to 0: the gradients of the

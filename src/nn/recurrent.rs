@@ -1501,6 +1501,22 @@ fn forward_steps(
         }
         return Ok(());
     }
+    packed_steps(rec, geo, (hs, gh, g), &w_hh_t, |rec, s, target| {
+        recurrence::forward(rec, cell, geo, s, io, target)
+    })
+}
+
+/// Each step's recurrent product (`gh` from the states of `hs`, G = `g` wide)
+/// and then `cell(rec, step, target)`, which where the GEMM reads packed states
+/// also writes the next step's states into `target` (a texture).
+fn packed_steps(
+    rec: &mut Recorder,
+    geo: Geometry,
+    (hs, gh, g): (&Tensor, &Tensor, usize),
+    w_hh_t: &gemm::PackedB,
+    mut cell: impl FnMut(&mut Recorder, usize, Option<&wgpu::TextureView>) -> Result<()>,
+) -> Result<()> {
+    let (t, h, d) = (geo.steps, geo.hidden, geo.dirs);
     let before = |s: usize| states_before(hs, geo, h, s);
     let mut h_prev = gemm::pack_a(rec, before(0), d, g)?;
     // The texture h_prev replaced, free once its product is recorded: the
@@ -1508,17 +1524,14 @@ fn forward_steps(
     let mut spare: Option<gemm::PackedA> = None;
     for s in 0..t {
         rec.phase("recurrent step");
-        recurrent_product(rec, gh, &h_prev, &w_hh_t, geo, g)?;
+        recurrent_product(rec, gh, &h_prev, w_hh_t, geo, g)?;
         rec.phase("cell");
-        // Where the GEMM reads packed states, the cell writes the next
-        // step's alongside hs.
         let next = match (s + 1 < t, spare.take()) {
             (false, _) => None,
             (true, Some(old)) => Some(old.reuse(rec, before(s + 1), g, false)?),
             (true, None) => Some(gemm::pack_a_target(rec, before(s + 1), d, g)?),
         };
-        let target = next.as_ref().and_then(|n| n.texture());
-        recurrence::forward(rec, cell, geo, s, io, target)?;
+        cell(rec, s, next.as_ref().and_then(|n| n.texture()))?;
         if let Some(next) = next {
             spare = Some(std::mem::replace(&mut h_prev, next));
         }
@@ -1648,7 +1661,7 @@ fn forward_steps_layer_norm(
             got: vec![],
         });
     };
-    let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
+    let (b, h, d) = (geo.batch, geo.hidden, geo.dirs);
     let g = 4 * h;
     rec.phase("recurrent step");
     let w_hh_t = gemm::pack_b(rec, View::matrix(w_hh, g, h, true).t(), d, b)?;
@@ -1661,14 +1674,9 @@ fn forward_steps_layer_norm(
         cs,
         saved: &ln.saved,
     };
-    for s in 0..t {
-        rec.phase("recurrent step");
-        let h_prev = gemm::pack_a(rec, states_before(io.hs, geo, h, s), d, g)?;
-        recurrent_product(rec, io.gh, &h_prev, &w_hh_t, geo, g)?;
-        rec.phase("cell");
-        layer_norm_lstm::forward(rec, geo, s, layer_norm_lstm::EPS, &lio)?;
-    }
-    Ok(())
+    packed_steps(rec, geo, (io.hs, io.gh, g), &w_hh_t, |rec, s, target| {
+        layer_norm_lstm::forward(rec, geo, s, layer_norm_lstm::EPS, &lio, target)
+    })
 }
 
 /// The forward steps of a projected LSTM layer: per step the recurrent GEMM from

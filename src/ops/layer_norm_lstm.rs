@@ -109,13 +109,16 @@ pub struct BackwardIo<'a> {
 
 /// Records forward step `step` (after the caller's `gh` of that step): the
 /// states at t = step (direction 0) and T − 1 − step (direction 1) and what
-/// backward needs.
+/// backward needs. With `next_packed` (a [`crate::ops::gemm::pack_a_target`]
+/// texture of the new states, `[D]` layers of `[B, H]`) it also writes them there
+/// for the next step's recurrent GEMM, in place of a pack dispatch.
 pub fn forward(
     rec: &mut Recorder,
     geo: Geometry,
     step: usize,
     eps: f32,
     io: &ForwardIo,
+    next_packed: Option<&wgpu::TextureView>,
 ) -> Result<()> {
     let n = numel(geo);
     let bindings = [
@@ -127,16 +130,12 @@ pub fn forward(
         (7, "saved", io.saved, n.saved),
     ];
     let groups = [1, geo.batch as u32, geo.dirs as u32];
-    launch(
-        rec,
-        "forward",
-        geo,
-        step,
-        eps,
-        Some(io.lengths),
-        &bindings,
-        groups,
-    )
+    let entry = match next_packed {
+        Some(_) => "forward_packing",
+        None => "forward",
+    };
+    let at = (step, eps, Some(io.lengths));
+    launch(rec, entry, geo, at, &bindings, groups, next_packed)
 }
 
 /// Records backward step `step` (run from T − 1 down to 0): the row's gradients
@@ -155,16 +154,8 @@ pub fn backward(rec: &mut Recorder, geo: Geometry, step: usize, io: &BackwardIo)
         (11, "grads", io.grads, n.grads),
     ];
     let groups = [1, geo.batch as u32, geo.dirs as u32];
-    launch(
-        rec,
-        "backward",
-        geo,
-        step,
-        0.0,
-        Some(io.lengths),
-        &bindings,
-        groups,
-    )
+    let at = (step, 0.0, Some(io.lengths));
+    launch(rec, "backward", geo, at, &bindings, groups, None)
 }
 
 /// Records `dgi` `[D, B, T, G]`, the gradient of x·W_ihᵀ, from a finished
@@ -185,7 +176,15 @@ pub fn input_backward(
         (12, "dgi", dgi, n.xw),
     ];
     let groups = super::grid_rows(rec, 1, geo.dirs * geo.batch * geo.steps);
-    launch(rec, "input_backward", geo, 0, 0.0, None, &bindings, groups)
+    launch(
+        rec,
+        "input_backward",
+        geo,
+        (0, 0.0, None),
+        &bindings,
+        groups,
+        None,
+    )
 }
 
 /// Records `dlnp` `[D, 3G + 2H]` (overwritten): the gradients of γ_ih, γ_hh,
@@ -207,19 +206,27 @@ pub fn param_grads(
     ];
     let cols = dlnp_width(geo.hidden);
     let groups = [cols.div_ceil(64) as u32, 1, geo.dirs as u32];
-    launch(rec, "param_grads", geo, 0, 0.0, None, &bindings, groups)
+    launch(
+        rec,
+        "param_grads",
+        geo,
+        (0, 0.0, None),
+        &bindings,
+        groups,
+        None,
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Records `entry` at (step, eps, lengths) with `bindings` and, for
+/// forward_packing, the texture at binding 15.
 fn launch(
     rec: &mut Recorder,
     entry: &'static str,
     geo: Geometry,
-    step: usize,
-    eps: f32,
-    lengths: Option<&Tensor>,
+    (step, eps, lengths): (usize, f32, Option<&Tensor>),
     bindings: &[(u32, &'static str, &Tensor, usize)],
     groups: [u32; 3],
+    next_packed: Option<&wgpu::TextureView>,
 ) -> Result<()> {
     if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
         return Err(Error::Empty {
@@ -271,12 +278,22 @@ fn launch(
         eps,
         _pad: [0; 2],
     };
-    rec.dispatch_entry(
-        &shaders::LAYER_NORM_LSTM,
-        entry,
-        &[],
+    let pipeline = rec
+        .context()
+        .pipeline(&shaders::LAYER_NORM_LSTM, entry, &[]);
+    rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
+    let mut resources: Vec<_> = tensors
+        .iter()
+        .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
+        .collect();
+    if let Some(texture) = next_packed {
+        resources.push((15, wgpu::BindingResource::TextureView(texture)));
+    }
+    rec.dispatch(
+        &format!("{OP}::{entry}"),
+        &pipeline,
         bytemuck::bytes_of(&params),
-        &tensors,
+        &resources,
         groups,
     )
 }

@@ -310,7 +310,7 @@ fn layer_norm_step(
         cs: &cs,
         saved: &saved,
     };
-    layer_norm_lstm::forward(rec, geo, 0, layer_norm_lstm::EPS, &io)?;
+    layer_norm_lstm::forward(rec, geo, 0, layer_norm_lstm::EPS, &io, None)?;
     let (h_out, c_out) = (
         rec.empty(&[b, units], DType::F32)?,
         rec.empty(&[b, units], DType::F32)?,

@@ -10,7 +10,7 @@ use super::recurrence::Geometry;
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 const OP: &str = "layer_norm_lstm";
 
@@ -228,21 +228,7 @@ fn launch(
     groups: [u32; 3],
     next_packed: Option<&wgpu::TextureView>,
 ) -> Result<()> {
-    if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
-        return Err(Error::Empty {
-            op: OP,
-            what: "[batch, steps, hidden, directions (1 or 2)]",
-            shape: vec![geo.batch, geo.steps, geo.hidden, geo.dirs],
-        });
-    }
-    if step >= geo.steps {
-        return Err(Error::LimitExceeded {
-            op: OP,
-            what: "step",
-            value: step as u64,
-            limit: geo.steps as u64 - 1,
-        });
-    }
+    geo.check_step(OP, step)?;
     let named: Vec<_> = bindings.iter().map(|&(_, what, t, _)| (what, t)).collect();
     super::check_f32(rec, OP, &named)?;
     for &(_, what, t, want) in bindings {
@@ -257,14 +243,7 @@ fn launch(
     }
     let mut tensors: Vec<(u32, &Tensor)> = bindings.iter().map(|&(i, _, t, _)| (i, t)).collect();
     if let Some(lengths) = lengths {
-        if lengths.dtype() != DType::U32 || lengths.numel() != geo.batch {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "lengths (u32)",
-                expected: format!("[{}] u32", geo.batch),
-                got: lengths.shape().to_vec(),
-            });
-        }
+        geo.check_lengths(OP, lengths)?;
         tensors.push((1, lengths));
     }
     rec.check_same_device(OP, &tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>())?;

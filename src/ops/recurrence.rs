@@ -59,6 +59,42 @@ impl Geometry {
     }
 }
 
+impl Geometry {
+    /// Checks that the geometry is non-empty with 1 or 2 directions and that
+    /// `step` is one of its steps.
+    pub(crate) fn check_step(&self, op: &'static str, step: usize) -> Result<()> {
+        if [self.batch, self.steps, self.hidden].contains(&0) || !(1..=2).contains(&self.dirs) {
+            return Err(Error::Empty {
+                op,
+                what: "[batch, steps, hidden, directions (1 or 2)]",
+                shape: vec![self.batch, self.steps, self.hidden, self.dirs],
+            });
+        }
+        if step >= self.steps {
+            return Err(Error::LimitExceeded {
+                op,
+                what: "step",
+                value: step as u64,
+                limit: self.steps as u64 - 1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `lengths` holds one u32 per sequence.
+    pub(crate) fn check_lengths(&self, op: &'static str, lengths: &Tensor) -> Result<()> {
+        if lengths.dtype() != DType::U32 || lengths.numel() != self.batch {
+            return Err(Error::ShapeMismatch {
+                op,
+                what: "lengths (u32)",
+                expected: format!("[{}] u32", self.batch),
+                got: lengths.shape().to_vec(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Element counts of the layouts in the module docs.
 struct Numel {
     /// xw, dgi, dgh
@@ -583,32 +619,11 @@ fn launch(
             });
         }
     }
-    if [geo.batch, geo.steps, geo.hidden].contains(&0) || !(1..=2).contains(&geo.dirs) {
-        return Err(Error::Empty {
-            op,
-            what: "[batch, steps, hidden, directions (1 or 2)]",
-            shape: vec![geo.batch, geo.steps, geo.hidden, geo.dirs],
-        });
-    }
-    if step >= geo.steps {
-        return Err(Error::LimitExceeded {
-            op,
-            what: "step",
-            value: step as u64,
-            limit: geo.steps as u64 - 1,
-        });
-    }
+    geo.check_step(op, step)?;
     let mut tensors: Vec<&Tensor> = bindings.iter().map(|b| b.2).collect();
     tensors.push(lengths);
     rec.check_same_device(op, &tensors)?;
-    if lengths.dtype() != DType::U32 || lengths.numel() != geo.batch {
-        return Err(Error::ShapeMismatch {
-            op,
-            what: "lengths (u32)",
-            expected: format!("[{}] u32", geo.batch),
-            got: lengths.shape().to_vec(),
-        });
-    }
+    geo.check_lengths(op, lengths)?;
     // The activations share one storage type (f32 or f16, the shader's act_t);
     // everything else is f32.
     let (acts, rest): (Vec<_>, Vec<_>) = bindings

@@ -1,7 +1,8 @@
 // Softmax cross-entropy over C classes for N rows, averaged over the real rows
-// (target != IGNORE), fused with its gradient:
-//   loss_n = logsumexp(z_n) − z_n[t_n]               (0 for an ignored row)
-//   dz_n   = (softmax(z_n) − onehot(t_n)) · scale     (0 for an ignored row)
+// (target != IGNORE), fused with its gradient; with label smoothing ε the target
+// distribution is q = (1 − ε)·onehot(t_n) + ε / C (PyTorch's label_smoothing):
+//   loss_n = logsumexp(z_n) − (1 − ε)·z_n[t_n] − ε·mean(z_n)   (0 if ignored)
+//   dz_n   = (softmax(z_n) − q) · scale                        (0 if ignored)
 //   loss   = Σ_n loss_n · scale, with scale = 1 / (number of real rows)
 //   hit_n  = scale when argmax(z_n) = t_n (the first maximum on ties), else 0;
 //   accuracy = Σ_n hit_n, the share of real rows whose best class is the target
@@ -22,7 +23,7 @@ struct Params {
     n: u32,
     c: u32,
     scale: f32,
-    _pad: u32,
+    smoothing: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,6 +34,19 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;     // [1]
 @group(0) @binding(6) var<storage, read_write> row_hit: array<f32>;  // [N]
 @group(0) @binding(7) var<storage, read_write> accuracy: array<f32>; // [1]
+
+// q_k: the target distribution's share of class k (`off` = ε / C).
+fn target_share(k: u32, t: u32, off: f32) -> f32 {
+    return select(off, 1.0 - p.smoothing + off, k == t);
+}
+
+// −Σ_k q_k·log softmax(z)_k from the log-sum-exp, the target's logit and Σ_k z_k.
+fn smoothed_loss(lse: f32, zt: f32, zs: f32) -> f32 {
+    if (p.smoothing == 0.0) {
+        return lse - zt;
+    }
+    return lse - (1.0 - p.smoothing) * zt - p.smoothing * zs / f32(p.c);
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn forward(
@@ -67,17 +81,23 @@ fn forward(
     let best = reduce_best(lane, m, at);
     m = best.v;
     var s = 0.0;
+    var zs = 0.0;
     for (var k = lane; k < p.c; k += WG) {
         s += exp(logits[base + k] - m);
+        zs += logits[base + k];
     }
     s = reduce(lane, s, false);
     let lse = m + log(s);
+    let off = p.smoothing / f32(p.c);
     for (var k = lane; k < p.c; k += WG) {
         let sm = exp(logits[base + k] - lse);
-        dlogits[base + k] = (sm - select(0.0, 1.0, k == t)) * p.scale;
+        dlogits[base + k] = (sm - target_share(k, t, off)) * p.scale;
+    }
+    if (p.smoothing != 0.0) {
+        zs = reduce(lane, zs, false);
     }
     if (lane == 0u) {
-        row_loss[n] = (lse - logits[base + t]) * p.scale;
+        row_loss[n] = smoothed_loss(lse, logits[base + t], zs) * p.scale;
         row_hit[n] = select(0.0, p.scale, best.i == t);
     }
 }
@@ -109,15 +129,18 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         }
     }
     var s = 0.0;
+    var zs = 0.0;
     for (var k = 0u; k < p.c; k++) {
         s += exp(logits[base + k] - m);
+        zs += logits[base + k];
     }
     let lse = m + log(s);
+    let off = p.smoothing / f32(p.c);
     for (var k = 0u; k < p.c; k++) {
         let sm = exp(logits[base + k] - lse);
-        dlogits[base + k] = (sm - select(0.0, 1.0, k == t)) * p.scale;
+        dlogits[base + k] = (sm - target_share(k, t, off)) * p.scale;
     }
-    row_loss[n] = (lse - logits[base + t]) * p.scale;
+    row_loss[n] = smoothed_loss(lse, logits[base + t], zs) * p.scale;
     row_hit[n] = select(0.0, p.scale, at == t);
 }
 

@@ -335,6 +335,11 @@ fn tape_op(case: &Case, tape: &mut Tape, x: &[Var]) -> Result<Var> {
             let targets: Vec<u32> = case.i32s["targets"].iter().map(|&t| t as u32).collect();
             tape.cross_entropy(&x[0], &targets, Some(u32::MAX))
         }
+        "cross_entropy_smoothed" | "cross_entropy_smoothed_c70" => {
+            let targets: Vec<u32> = case.i32s["targets"].iter().map(|&t| t as u32).collect();
+            let eps = case.meta("smoothing").parse().unwrap();
+            tape.cross_entropy_smoothed(&x[0], &targets, Some(u32::MAX), eps)
+        }
         other => panic!("{}: tape op {other} is not implemented", case.name),
     }
 }

@@ -132,8 +132,9 @@ fn linear_matches_reference_and_finite_differences() {
     );
 }
 
-/// The mean cross-entropy over rows whose target is not `ignore`, in f64.
-fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32) -> f64 {
+/// The mean cross-entropy over rows whose target is not `ignore`, in f64, against
+/// targets smoothed by `eps`: Σ_k q_k·(lse − z_k), q = (1 − eps)·onehot + eps / C.
+fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32, eps: f64) -> f64 {
     let real = targets.iter().filter(|&&t| t != ignore).count() as f64;
     targets
         .iter()
@@ -143,7 +144,12 @@ fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32) ->
             let z = &logits[r * classes..(r + 1) * classes];
             let m = z.iter().cloned().fold(f64::MIN, f64::max);
             let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
-            lse - z[t as usize]
+            (0..classes)
+                .map(|k| {
+                    let q = eps / classes as f64 + if k == t as usize { 1.0 - eps } else { 0.0 };
+                    q * (lse - z[k])
+                })
+                .sum::<f64>()
         })
         .sum::<f64>()
         / real
@@ -153,12 +159,15 @@ fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32) ->
 fn cross_entropy_matches_reference_for_logits_of_any_magnitude() {
     // More classes than a workgroup's lanes (a workgroup per row), and few (a
     // row per invocation).
+    // Plain and label-smoothed.
     for classes in [70, 20] {
-        check_cross_entropy(classes);
+        for eps in [0.0, 0.1, 1.0] {
+            check_cross_entropy(classes, eps);
+        }
     }
 }
 
-fn check_cross_entropy(classes: usize) {
+fn check_cross_entropy(classes: usize, eps: f32) {
     let ctx = ctx();
     const IGN: u32 = 99;
     let rows = 9;
@@ -175,20 +184,22 @@ fn check_cross_entropy(classes: usize) {
 
     let mut rec = Recorder::new(ctx, "ce");
     let lt = Tensor::from_slice(ctx, &[rows, classes], &logits).unwrap();
-    let out = cross_entropy::forward(&mut rec, &lt, &targets, Some(IGN)).unwrap();
+    let out = cross_entropy::forward_smoothed(&mut rec, &lt, &targets, Some(IGN), eps).unwrap();
     rec.submit();
     assert_eq!(out.count, 7);
     let l64 = to_f64(&logits);
-    let want = reference_ce(&l64, &targets, classes, IGN);
+    let e64 = f64::from(eps);
+    let want = reference_ce(&l64, &targets, classes, IGN, e64);
+    // The huge row's loss is ~1e4 when smoothed: relative tolerance.
     assert_close("loss", &out.loss.to_vec().unwrap(), &[want], 1e-5, 1e-5);
     // Finite differences away from the huge rows, whose loss is piecewise linear
-    // at f64's resolution; their gradient is checked as exactly softmax − onehot.
+    // at f64's resolution; their gradient is checked as exactly softmax − q.
     let mut v = l64.clone();
-    let fd = numeric_grad(&mut v, |z| reference_ce(z, &targets, classes, IGN));
+    let fd = numeric_grad(&mut v, |z| reference_ce(z, &targets, classes, IGN, e64));
     let got = out.dlogits.to_vec().unwrap();
     assert_close("dlogits", &got[classes..], &fd[classes..], 1e-3, 1e-6);
-    let mut first = vec![0.0; classes];
-    first[3] = -1.0 / 7.0;
+    let mut first = vec![-e64 / classes as f64 / 7.0; classes];
+    first[3] -= (1.0 - e64) / 7.0;
     let top = (0..classes)
         .max_by(|&a, &b| l64[a].total_cmp(&l64[b]))
         .unwrap();
@@ -238,6 +249,11 @@ fn padded_targets_change_neither_the_loss_nor_any_gradient() {
     );
     let err = cross_entropy::forward(&mut rec, &lt, &[IGN; 6], Some(IGN)).unwrap_err();
     assert!(matches!(err, Error::Empty { .. }), "{err}");
+    for eps in [-0.1, 1.5, f32::NAN] {
+        let err =
+            cross_entropy::forward_smoothed(&mut rec, &lt, &targets, Some(IGN), eps).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{eps}: {err}");
+    }
 }
 
 #[test]

@@ -520,6 +520,20 @@ TAPE = [
 ]
 
 
+# Label-smoothed cross-entropy, few classes (a row per invocation) and more than
+# a workgroup's lanes (a workgroup per row); seeds after every other case's.
+SMOOTHED = [
+    ("cross_entropy_smoothed", [(5, 7)], dict(smoothing="0.1"),
+     lambda x: torch.nn.functional.cross_entropy(
+         x, torch.tensor([1, 6, -100, 0, 3]), label_smoothing=0.1).reshape(1),
+     dict(targets=[1, 6, -1, 0, 3])),
+    ("cross_entropy_smoothed_c70", [(4, 70)], dict(smoothing="0.2"),
+     lambda x: torch.nn.functional.cross_entropy(
+         x, torch.tensor([69, -100, 0, 33]), label_smoothing=0.2).reshape(1),
+     dict(targets=[69, -1, 0, 33])),
+]
+
+
 def tape_case(seed, fn, shapes, meta, op, ints):
     torch.manual_seed(seed)
     xs = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
@@ -596,6 +610,11 @@ def main():
         op, layers, h = c[0], c[3], c[2]
         name = f"{op}_l{layers}_h{h}_recurrent_dropout{int(c[11] * 100)}_train.safetensors"
         tensors, meta = zoneout_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(SMOOTHED, start=first_rd + len(RECURRENT_DROPOUT) + len(LAYER_NORM)):
+        name = f"tape_{c[0]}.safetensors"
+        tensors, meta = tape_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

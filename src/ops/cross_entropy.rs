@@ -1,5 +1,6 @@
 //! Softmax cross-entropy fused with its gradient (`shaders/cross_entropy.wgsl`):
-//! mean over the real rows, padded rows (the ignore index) counting nowhere.
+//! mean over the real rows, padded rows (the ignore index) counting nowhere;
+//! optionally against label-smoothed targets ([`forward_smoothed`]).
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -19,7 +20,7 @@ struct Params {
     n: u32,
     c: u32,
     scale: f32,
-    _pad: u32,
+    smoothing: f32,
 }
 
 /// A loss and its gradient (this op's and [`mse`](super::mse)'s).
@@ -45,6 +46,29 @@ pub fn forward(
     targets: &[u32],
     ignore_index: Option<u32>,
 ) -> Result<Loss> {
+    forward_smoothed(rec, logits, targets, ignore_index, 0.0)
+}
+
+/// [`forward`] against label-smoothed targets (Szegedy et al.; PyTorch's
+/// `label_smoothing`): each row's target distribution puts `1 − smoothing +
+/// smoothing / C` on its class and `smoothing / C` on every other, so the loss
+/// is `logsumexp(z) − (1 − smoothing)·z_t − smoothing·mean(z)`. `smoothing` in
+/// [0, 1]; 0 is [`forward`]. The accuracy still counts the target class.
+pub fn forward_smoothed(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    targets: &[u32],
+    ignore_index: Option<u32>,
+    smoothing: f32,
+) -> Result<Loss> {
+    if !(0.0..=1.0).contains(&smoothing) {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "label smoothing",
+            expected: "0 <= smoothing <= 1",
+            got: smoothing.to_string(),
+        });
+    }
     super::check_f32(rec, OP, &[("logits", logits)])?;
     let c = *logits.shape().last().unwrap_or(&0);
     let n = logits.numel().checked_div(c).unwrap_or(0);
@@ -102,7 +126,7 @@ pub fn forward(
         n: n as u32,
         c: c as u32,
         scale: 1.0 / count as f32,
-        _pad: 0,
+        smoothing,
     };
     let (entry, groups) = if c <= ROW_PER_INVOCATION {
         ("forward_rows", super::grid_elems(rec, n))

@@ -583,6 +583,20 @@ impl Tape {
         Ok(self.loss_node(logits, loss))
     }
 
+    /// [`cross_entropy`](Self::cross_entropy) against label-smoothed targets:
+    /// see [`cross_entropy::forward_smoothed`]. `[1]`.
+    pub fn cross_entropy_smoothed(
+        &mut self,
+        logits: &Var,
+        targets: &[u32],
+        ignore_index: Option<u32>,
+        smoothing: f32,
+    ) -> Result<Var> {
+        let loss =
+            cross_entropy::forward_smoothed(self.rec(), logits, targets, ignore_index, smoothing)?;
+        Ok(self.loss_node(logits, loss))
+    }
+
     /// [`cross_entropy`](Self::cross_entropy) and the accuracy of the same rows
     /// (`[1]`: the share whose highest logit is the target's), from the same
     /// kernels; the accuracy needs no gradient.

@@ -445,6 +445,34 @@ fn optimizers_follow_torch_update_rules() {
     );
 }
 
+/// A rate set between steps is the next step's base rate; a bad one is refused
+/// and changes nothing.
+#[test]
+fn set_lr_changes_the_rate_of_the_next_steps() {
+    let ctx = ctx();
+    let param = Param {
+        value: Tensor::from_slice(ctx, &[2], &[1.0, -2.0]).unwrap(),
+        grad: Tensor::from_slice(ctx, &[2], &[0.5, 4.0]).unwrap(),
+    };
+    let cfg = OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.1);
+    let mut opt = Optimizer::new(ctx, cfg, vec![param.clone()]).unwrap();
+    let step = |opt: &mut Optimizer| {
+        let mut rec = Recorder::new(ctx, "opt");
+        opt.step(&mut rec).unwrap();
+        rec.submit();
+    };
+    step(&mut opt);
+    opt.set_lr(0.25).unwrap();
+    for bad in [f32::NAN, -1.0, f32::INFINITY] {
+        let err = opt.set_lr(bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    }
+    assert_eq!(opt.config().lr, 0.25);
+    step(&mut opt);
+    let want = [1.0 - 0.35 * 0.5, -2.0 - 0.35 * 4.0];
+    assert_close("weights", &param.value.to_vec().unwrap(), &want, 1e-6, 1e-6);
+}
+
 #[test]
 fn schedules_give_the_documented_rates() {
     use rnn_wgpu::train::Schedule;

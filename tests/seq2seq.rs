@@ -534,3 +534,116 @@ fn a_decoder_stream_gives_the_teacher_forced_logits() {
         assert_eq!(rec.dispatches(), 0, "{what}");
     }
 }
+
+/// Dropout acts in training only and its backward applies the forward's masks:
+/// evaluation gives the plain model's loss, two training forwards draw different
+/// masks, and the gradients of a training step match central differences of the
+/// loss under the same masks (a fresh model from the same seeds draws them again).
+#[test]
+fn dropout_acts_in_training_only_with_the_same_masks_backward() {
+    let ctx = ctx();
+    let b = batch();
+    let cfg = config(LINKS[2], EncoderKind::Lstm, true, 2);
+    let fresh = || {
+        Seq2Seq::new(ctx, cfg, 31)
+            .unwrap()
+            .with_dropout(0.4, 5)
+            .unwrap()
+    };
+    let plain = Seq2Seq::new(ctx, cfg, 31).unwrap();
+    let train_loss = |model: &Seq2Seq| -> f64 {
+        let mut tape = Tape::train(ctx, "loss");
+        let loss = model.loss(&mut tape, &b).unwrap();
+        tape.into_recorder().submit();
+        loss.to_vec().unwrap()[0] as f64
+    };
+    let model = fresh();
+    assert_eq!(loss_of(&model, &b), loss_of(&plain, &b));
+    assert_eq!(train_loss(&plain), loss_of(&plain, &b));
+    let (first, second) = (train_loss(&model), train_loss(&model));
+    assert!(
+        first != loss_of(&plain, &b) && first != second,
+        "{first} {second}"
+    );
+
+    let model = fresh();
+    let grads = grads_of(&model, &b);
+    let names: Vec<String> = model.named_params().into_iter().map(|n| n.name).collect();
+    let masked_loss = || {
+        let again = fresh();
+        for (to, from) in again.params().iter().zip(model.params()) {
+            to.value.write(&from.value.to_vec().unwrap()).unwrap();
+        }
+        train_loss(&again)
+    };
+    let mut rng = Rng::new(77);
+    for (p, (param, g)) in model.params().iter().zip(&grads).enumerate() {
+        let n = param.value.numel();
+        let mut dir = vec![0.0f32; n];
+        for _ in 0..12.min(n) {
+            dir[(rng.next_u64() % n as u64) as usize] = rng.uniform();
+        }
+        let analytic: f64 = g.iter().zip(&dir).map(|(a, d)| (a * d) as f64).sum();
+        let fd = fd_along(param, &dir, 1e-2, masked_loss);
+        assert!(
+            (analytic - fd).abs() <= 5e-5 + 1e-2 * fd.abs(),
+            "parameter {p} ({}): gradient·dir {analytic} but finite differences {fd}",
+            names[p]
+        );
+    }
+    let err = Seq2Seq::new(ctx, cfg, 31)
+        .unwrap()
+        .with_dropout(1.0, 5)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}
+
+/// Label smoothing changes the training loss only, to the smoothed cross-entropy
+/// of the logits the model gives (computed here on the host in f64).
+#[test]
+fn label_smoothing_acts_on_the_training_loss_only() {
+    let ctx = ctx();
+    let b = batch();
+    let cfg = config(LINKS[1], EncoderKind::Lstm, true, 1);
+    let eps = 0.25;
+    let model = Seq2Seq::new(ctx, cfg, 32)
+        .unwrap()
+        .with_label_smoothing(eps)
+        .unwrap();
+    let plain = Seq2Seq::new(ctx, cfg, 32).unwrap();
+    assert_eq!(loss_of(&model, &b), loss_of(&plain, &b));
+    let mut tape = Tape::eval(ctx, "logits");
+    let logits = model.forward(&mut tape, &b).unwrap();
+    tape.into_recorder().submit();
+    let logits = logits.to_vec().unwrap();
+    let (n, t, v) = (b.tgt.size, b.tgt.steps, cfg.tgt_vocab);
+    let (mut sum, mut count) = (0.0, 0);
+    for i in 0..n {
+        for s in 0..t {
+            let target = b.tgt.targets[i * t + s];
+            if target == rnn_wgpu::data::Batch::IGNORE {
+                continue;
+            }
+            let row = log_softmax(&logits[(s * n + i) * v..(s * n + i + 1) * v]);
+            let smooth: f64 = row.iter().sum::<f64>() * eps as f64 / v as f64;
+            sum -= (1.0 - eps as f64) * row[target as usize] + smooth;
+            count += 1;
+        }
+    }
+    let mut tape = Tape::train(ctx, "loss");
+    let loss = model.loss(&mut tape, &b).unwrap();
+    tape.into_recorder().submit();
+    let got = loss.to_vec().unwrap()[0] as f64;
+    let want = sum / count as f64;
+    assert!(
+        (got - want).abs() < 1e-5 * want.abs().max(1.0),
+        "{got} {want}"
+    );
+    for bad in [-0.1, 1.1, f32::NAN] {
+        let err = Seq2Seq::new(ctx, cfg, 32)
+            .unwrap()
+            .with_label_smoothing(bad)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    }
+}

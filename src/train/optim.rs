@@ -201,6 +201,16 @@ impl Optimizer {
         &self.cfg
     }
 
+    /// Sets the base learning rate from the next step on (warm-up and the
+    /// schedule still scale it): for schedules the step count cannot express,
+    /// by elapsed time or by validation. A rate that is not finite and ≥ 0 is
+    /// an error and changes nothing.
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        OptimConfig { lr, ..self.cfg }.validate()?;
+        self.cfg.lr = lr;
+        Ok(())
+    }
+
     /// Steps taken so far.
     pub fn steps(&self) -> u32 {
         self.steps

@@ -52,6 +52,7 @@ impl Seq2Seq {
         let n = ids.len();
         let (hd, l) = (self.cfg.decoder_hidden(), self.cfg.layers);
         let emb = self.tgt_embedding.apply(tape, ids, &[n])?;
+        let emb = self.dropout.apply(tape, &emb)?;
         let mut attn = None;
         let x = match (self.cfg.link, &state.feed) {
             (Link::Luong { .. }, Some(feed)) => tape.concat(&emb, feed, 1)?,
@@ -138,6 +139,7 @@ impl Seq2Seq {
             tape.cat(&tops.iter().collect::<Vec<_>>(), 0)?
         };
         let tops = tape.reshape(&tops, &[t, b, hd])?;
+        let tops = self.dropout.apply(tape, &tops)?;
         self.out.apply(tape, &tops)
     }
 
@@ -166,6 +168,7 @@ impl Seq2Seq {
     ) -> Result<Var> {
         let (b, t, hd) = (tgt.size, tgt.steps, self.cfg.decoder_hidden());
         let emb = self.tgt_embedding.apply(tape, &tgt.ids, &[b, t])?;
+        let emb = self.dropout.apply(tape, &emb)?;
         let out = self
             .decoder
             .apply(tape, &emb, &vec![t; b], Some(&state.h), Some(&state.c))?;
@@ -181,7 +184,8 @@ impl Seq2Seq {
         tape.reshape(&top, &[b * t, hd])
     }
 
-    /// Records the forward and the mean cross-entropy over the real target tokens.
+    /// Records the forward and the mean cross-entropy over the real target tokens
+    /// (against label-smoothed targets on a training tape, if so made).
     pub fn loss(&self, tape: &mut Tape, batch: &ParallelBatch) -> Result<Var> {
         let logits = self.forward(tape, batch)?;
         let (b, t) = (batch.tgt.size, batch.tgt.steps);
@@ -189,6 +193,15 @@ impl Seq2Seq {
         let targets: Vec<u32> = (0..t * b)
             .map(|i| batch.tgt.targets[(i % b) * t + i / b])
             .collect();
-        tape.cross_entropy(&logits, &targets, Some(Batch::IGNORE))
+        if tape.is_training() && self.label_smoothing > 0.0 {
+            tape.cross_entropy_smoothed(
+                &logits,
+                &targets,
+                Some(Batch::IGNORE),
+                self.label_smoothing,
+            )
+        } else {
+            tape.cross_entropy(&logits, &targets, Some(Batch::IGNORE))
+        }
     }
 }

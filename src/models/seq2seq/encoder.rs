@@ -30,6 +30,7 @@ impl Seq2Seq {
     pub(super) fn encode(&self, tape: &mut Tape, src: &Batch) -> Result<(Memory, State)> {
         let (b, s) = (src.size, src.steps);
         let emb = self.src_embedding.apply(tape, &src.ids, &[b, s])?;
+        let emb = self.dropout.apply(tape, &emb)?;
         let (keys, state) = match &self.encoder {
             Encoder::Lstm(lstm) => {
                 let out = lstm.apply(tape, &emb, &src.lengths, None, None)?;

@@ -22,6 +22,13 @@
 //! then one output projection and one masked cross-entropy over all steps. The
 //! model is written forward-only: the tape records the backward.
 //!
+//! Regularization, in training steps only: dropout
+//! ([`Seq2Seq::with_dropout`]) on both embeddings, between stacked LSTM layers
+//! and on the decoder's output features before the output projection
+//! (OpenNMT's placement), and label smoothing of the targets
+//! ([`Seq2Seq::with_label_smoothing`]); evaluation losses are the plain
+//! cross-entropy.
+//!
 //! `encoder.rs` reads the source, `decoder.rs` runs the teacher-forced decoder and
 //! the loss, `search.rs` decodes greedily or by beam search.
 
@@ -39,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::TransformerEncoderLayer;
-use crate::nn::{prefixed, Attention, Embedding, Entry, Linear, Module, Score};
+use crate::nn::{prefixed, Attention, Dropout, Embedding, Entry, Linear, Module, Score};
 use crate::tape::Tape;
 use crate::train::{Step, TrainStep};
 
@@ -133,6 +140,10 @@ pub struct Seq2Seq {
     pub combine: Option<Linear>,
     /// `[V_tgt, Hd]` with bias.
     pub out: Linear,
+    /// On the embeddings and the output features, in training.
+    pub dropout: Dropout,
+    /// ε of the training loss's label smoothing.
+    label_smoothing: f32,
 }
 
 impl Seq2Seq {
@@ -259,7 +270,42 @@ impl Seq2Seq {
             attention,
             combine,
             out: Linear::new(ctx, hd, cfg.tgt_vocab, true, seed + 6)?,
+            dropout: Dropout::new(0.0, seed as u32),
+            label_smoothing: 0.0,
             cfg,
+        })
+    }
+
+    /// The same model with dropout `p` (0 ≤ p < 1) in training steps on both
+    /// embeddings, between stacked LSTM layers (encoder and decoder) and on the
+    /// decoder's output features; masks from `seed`.
+    pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        let encoder = match self.encoder {
+            Encoder::Lstm(lstm) => Encoder::Lstm(lstm.with_dropout(p, seed.wrapping_add(1))?),
+            other => other,
+        };
+        Ok(Self {
+            encoder,
+            decoder: self.decoder.with_dropout(p, seed.wrapping_add(2))?,
+            dropout: Dropout::new(p, seed),
+            ..self
+        })
+    }
+
+    /// The same model trained against targets smoothed by `eps` (0 ≤ ε ≤ 1; see
+    /// [`Tape::cross_entropy_smoothed`]); evaluation tapes take the plain loss.
+    pub fn with_label_smoothing(self, eps: f32) -> Result<Self> {
+        if !(0.0..=1.0).contains(&eps) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "label smoothing",
+                expected: "0 <= eps <= 1",
+                got: eps.to_string(),
+            });
+        }
+        Ok(Self {
+            label_smoothing: eps,
+            ..self
         })
     }
 

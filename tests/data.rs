@@ -1,6 +1,7 @@
 //! Batches, buckets, vocabularies and the text readers, including the errors
 //! malformed files get.
 
+use rnn_wgpu::data::bpe::{self, Bpe};
 use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel};
 use rnn_wgpu::data::{buckets, Batch, Streams, Vocab, WordChars};
 use rnn_wgpu::nn::SplitMix;
@@ -265,4 +266,110 @@ fn streams_continue_each_stream_from_chunk_to_chunk() {
         Streams::new(&short, 4, 0),
         Err(Error::Empty { .. })
     ));
+}
+
+/// Merges learned the slow way: every pair recounted over every word at each
+/// merge, the most frequent taken (ties: the pair that sorts first).
+fn reference_merges(words: &[&str], merges: usize) -> Vec<(String, String)> {
+    let mut types: std::collections::BTreeMap<Vec<String>, usize> = Default::default();
+    for w in words {
+        let mut syms: Vec<String> = w.chars().map(String::from).collect();
+        syms.last_mut().unwrap().push_str("</w>");
+        *types.entry(syms).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    while out.len() < merges {
+        let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+        for (syms, n) in &types {
+            for p in syms.windows(2) {
+                *counts.entry((p[0].clone(), p[1].clone())).or_default() += n;
+            }
+        }
+        // BTreeMap order is the tie-break: the first of the most frequent.
+        let Some((best, n)) = counts.into_iter().fold(None, |acc, (k, n)| match acc {
+            Some((_, m)) if m >= n => acc,
+            _ => Some((k, n)),
+        }) else {
+            break;
+        };
+        if n < 2 {
+            break;
+        }
+        types = types
+            .into_iter()
+            .map(|(syms, n)| {
+                let mut merged = Vec::new();
+                let mut i = 0;
+                while i < syms.len() {
+                    if i + 1 < syms.len() && syms[i] == best.0 && syms[i + 1] == best.1 {
+                        merged.push(format!("{}{}", best.0, best.1));
+                        i += 2;
+                    } else {
+                        merged.push(syms[i].clone());
+                        i += 1;
+                    }
+                }
+                (merged, n)
+            })
+            .fold(
+                Default::default(),
+                |mut m: std::collections::BTreeMap<_, _>, (k, n)| {
+                    *m.entry(k).or_default() += n;
+                    m
+                },
+            );
+        out.push(best);
+    }
+    out
+}
+
+#[test]
+fn bpe_learns_the_merges_of_the_slow_recount_and_round_trips_every_word() {
+    // Sennrich et al.'s example: "es" then "est</w>" come first (9 each); the
+    // end mark rides on the last letter, so "ew" (6) beats "lo"+"w" (2).
+    let mut words = vec!["low"; 5];
+    words.extend(["lower"; 2]);
+    words.extend(["newest"; 6]);
+    words.extend(["widest"; 3]);
+    let bpe = Bpe::learn(words.iter().copied(), 4).unwrap();
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        bpe.merges(),
+        [
+            pair("e", "s"),
+            pair("es", "t</w>"),
+            pair("l", "o"),
+            pair("e", "w")
+        ]
+    );
+    assert_eq!(bpe.encode_word("lowest"), ["lo@@", "w@@", "est"]);
+    assert_eq!(bpe.encode_word("newer"), ["n@@", "ew@@", "e@@", "r"]);
+
+    // A generated corpus with repeats, overlaps ("aaaa") and non-ASCII letters.
+    let letters: Vec<char> = "aabcdeeéßü".chars().collect();
+    let mut rng = SplitMix::new(3);
+    let corpus: Vec<String> = (0..3000)
+        .map(|_| {
+            let len = 1 + (rng.next_u64() % 7) as usize;
+            (0..len)
+                .map(|_| letters[(rng.next_u64() % letters.len() as u64) as usize])
+                .collect()
+        })
+        .chain(["aaaa".to_string(), "aaaa".into(), "aaaaa".into()])
+        .collect();
+    let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    let bpe = Bpe::learn(refs.iter().copied(), 300).unwrap();
+    assert_eq!(bpe.merges(), reference_merges(&refs, 300));
+    let unseen = ["zzz", "ßüé", "a", "newestaaaa"];
+    let all: Vec<&str> = refs.iter().copied().chain(unseen).collect();
+    let pieces = bpe.encode(&all);
+    assert!(pieces.len() < all.iter().map(|w| w.chars().count()).sum());
+    assert_eq!(bpe::decode(&pieces), all);
+    assert_eq!(Bpe::from_merges(bpe.merges().to_vec()), bpe);
+    for bad in ["two words", ""] {
+        assert!(matches!(
+            Bpe::learn([bad], 5),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
 }

@@ -1,7 +1,8 @@
 //! Batching and vocabularies: padding to the longest sequence of a batch with
 //! lengths, bucketing by length, seeded shuffling; token ↔ id maps with unknown
-//! and padding entries.
+//! and padding entries; byte-pair encoding ([`bpe`]) for subword vocabularies.
 
+pub mod bpe;
 pub mod readers;
 
 use std::collections::HashMap;

@@ -61,14 +61,7 @@ pub fn forward_smoothed(
     ignore_index: Option<u32>,
     smoothing: f32,
 ) -> Result<Loss> {
-    if !(0.0..=1.0).contains(&smoothing) {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            what: "label smoothing",
-            expected: "0 <= smoothing <= 1",
-            got: smoothing.to_string(),
-        });
-    }
+    check_smoothing(OP, smoothing)?;
     super::check_f32(rec, OP, &[("logits", logits)])?;
     let c = *logits.shape().last().unwrap_or(&0);
     let n = logits.numel().checked_div(c).unwrap_or(0);
@@ -161,6 +154,20 @@ pub fn forward_smoothed(
         [1, 1, 1],
     )?;
     Ok(out)
+}
+
+/// Refuses a label smoothing outside [0, 1] (NaN included), naming `op`.
+pub(crate) fn check_smoothing(op: &'static str, smoothing: f32) -> Result<()> {
+    if (0.0..=1.0).contains(&smoothing) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            op,
+            what: "label smoothing",
+            expected: "0 <= smoothing <= 1",
+            got: smoothing.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -295,14 +295,7 @@ impl Seq2Seq {
     /// The same model trained against targets smoothed by `eps` (0 ≤ ε ≤ 1; see
     /// [`Tape::cross_entropy_smoothed`]); evaluation tapes take the plain loss.
     pub fn with_label_smoothing(self, eps: f32) -> Result<Self> {
-        if !(0.0..=1.0).contains(&eps) {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "label smoothing",
-                expected: "0 <= eps <= 1",
-                got: eps.to_string(),
-            });
-        }
+        crate::ops::cross_entropy::check_smoothing(OP, eps)?;
         Ok(Self {
             label_smoothing: eps,
             ..self

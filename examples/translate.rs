@@ -9,20 +9,29 @@
 //! cipher in reversed order) so that a fresh clone still runs end to end.
 //! `--attention none` trains the classic encoder-decoder whose only link is the
 //! final encoder state; `--encoder transformer` swaps the BiLSTM encoder for
-//! transformer encoder layers. After every epoch (and when time runs out) the
-//! model and optimizer go to `--checkpoint` (resume with `--resume`), the best by
-//! validation BLEU beside it as *.best.safetensors; the loss curve goes beside it
-//! as *.loss.png (with a CSV of the numbers) and the heat map as *.attention.png.
+//! transformer encoder layers. What the field adds: `--dropout`,
+//! `--label-smoothing`, `--bpe N` (subword pieces from N byte-pair merges learned
+//! on each side's training words; BLEU is on the words joined back), `--schedule
+//! cosine` (the learning rate down to zero over `--minutes`) and `--average N`
+//! (the mean of the parameters at the last N evaluations, tested beside the best
+//! single model). `--minutes` counts training only: validation (and with
+//! `--test-curve`, greedy test BLEU after each epoch) runs off the clock. After
+//! every epoch (and when time runs out) the model and optimizer go to
+//! `--checkpoint` (resume with `--resume`), the best by validation BLEU beside it
+//! as *.best.safetensors; the loss and BLEU curves go beside it as *.loss.png
+//! (with a CSV of the numbers) and the heat map as *.attention.png.
 
 #[path = "common/plot.rs"]
 mod plot;
 #[path = "common/run.rs"]
 mod run;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use rnn_wgpu::data::bpe::{self, Bpe};
 use rnn_wgpu::data::readers::read_parallel;
 use rnn_wgpu::data::{buckets, Batch, ParallelBatch, Vocab};
 use rnn_wgpu::metrics::corpus_bleu;
@@ -41,6 +50,12 @@ enum AttentionArg {
     Bahdanau,
     /// No attention: the final encoder state is the only link.
     None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,7 +99,30 @@ struct Args {
     ff: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
-    /// Words seen fewer times in training become <unk>.
+    /// How the learning rate moves over the time budget: held, or a cosine from
+    /// --lr down to zero at the last minute.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    schedule: ScheduleArg,
+    /// Dropout on the embeddings, between layers and before the output layer.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Label smoothing of the training targets.
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Also translate test greedily after each epoch, for test BLEU against
+    /// training time (off the clock, as validation is; not used to choose).
+    #[arg(long)]
+    test_curve: bool,
+    /// Also test the average of the parameters at the last N evaluations
+    /// (checkpoint averaging; 0 or 1: off); the one with the better validation
+    /// BLEU is reported first.
+    #[arg(long, default_value_t = 0)]
+    average: usize,
+    /// Byte-pair merges learned on each side's training words (0: whole words):
+    /// the model reads and writes subword pieces, joined back for BLEU.
+    #[arg(long, default_value_t = 0)]
+    bpe: usize,
+    /// Tokens seen fewer times in training become <unk>.
     #[arg(long, default_value_t = 2)]
     min_count: usize,
     /// Training pairs longer than this (either side) are skipped.
@@ -166,41 +204,91 @@ struct Vocabs {
     tgt: Vocab,
     bos: u32,
     eos: u32,
+    /// Subword merges of each side, when the model reads and writes pieces.
+    bpe: Option<(Bpe, Bpe)>,
 }
 
 impl Vocabs {
-    fn new(train: &Pairs, min_count: usize) -> Self {
-        let src = Vocab::build(
-            train.iter().flat_map(|(s, _)| s).map(String::as_str),
-            min_count,
-        );
-        let tgt = Vocab::build_with(
-            &["<s>", "</s>"],
-            train.iter().flat_map(|(_, t)| t).map(String::as_str),
-            min_count,
-        );
+    /// Vocabularies of the training words, or of their pieces after `merges`
+    /// byte-pair merges learned on each side's training words.
+    fn new(train: &Pairs, min_count: usize, merges: usize) -> Result<Self> {
+        let bpe = if merges > 0 {
+            let learn = |side: fn(&(Vec<String>, Vec<String>)) -> &Vec<String>| {
+                Bpe::learn(train.iter().flat_map(side).map(String::as_str), merges)
+            };
+            Some((learn(|p| &p.0)?, learn(|p| &p.1)?))
+        } else {
+            None
+        };
+        let (src, tgt) = match &bpe {
+            Some((s, t)) => (
+                pieces(train.iter().map(|p| s.encode(&p.0))),
+                pieces(train.iter().map(|p| t.encode(&p.1))),
+            ),
+            None => (
+                pieces(train.iter().map(|p| p.0.clone())),
+                pieces(train.iter().map(|p| p.1.clone())),
+            ),
+        };
+        let src = Vocab::build(src.iter().map(String::as_str), min_count);
+        let tgt = Vocab::build_with(&["<s>", "</s>"], tgt.iter().map(String::as_str), min_count);
         let (bos, eos) = (tgt.id("<s>"), tgt.id("</s>"));
-        Self { src, tgt, bos, eos }
+        Ok(Self {
+            src,
+            tgt,
+            bos,
+            eos,
+            bpe,
+        })
     }
 
     fn src_ids(&self, s: &[String]) -> Vec<u32> {
-        s.iter().map(|w| self.src.id(w)).collect()
+        match &self.bpe {
+            Some((b, _)) => b.encode(s).iter().map(|w| self.src.id(w)).collect(),
+            None => s.iter().map(|w| self.src.id(w)).collect(),
+        }
+    }
+
+    fn tgt_ids(&self, t: &[String]) -> Vec<u32> {
+        match &self.bpe {
+            Some((_, b)) => b.encode(t).iter().map(|w| self.tgt.id(w)).collect(),
+            None => t.iter().map(|w| self.tgt.id(w)).collect(),
+        }
     }
 
     fn batch(&self, pairs: &[&(Vec<String>, Vec<String>)]) -> Result<ParallelBatch> {
         let ids: Vec<(Vec<u32>, Vec<u32>)> = pairs
             .iter()
-            .map(|(s, t)| (self.src_ids(s), t.iter().map(|w| self.tgt.id(w)).collect()))
+            .map(|(s, t)| (self.src_ids(s), self.tgt_ids(t)))
             .collect();
         let refs: Vec<(&[u32], &[u32])> = ids.iter().map(|(s, t)| (&s[..], &t[..])).collect();
         ParallelBatch::new(&refs, Vocab::PAD, self.bos, self.eos)
     }
 
+    /// The target tokens of `ids`: words, pieces joined back when subwords.
     fn words(&self, ids: &[u32]) -> Vec<String> {
-        ids.iter()
-            .map(|&i| self.tgt.token(i).unwrap_or("<unk>").to_string())
-            .collect()
+        let tokens: Vec<&str> = ids
+            .iter()
+            .map(|&i| self.tgt.token(i).unwrap_or("<unk>"))
+            .collect();
+        match self.bpe {
+            Some(_) => bpe::decode(&tokens),
+            None => tokens.into_iter().map(String::from).collect(),
+        }
     }
+
+    /// The source tokens the model reads (pieces when subwords).
+    fn src_tokens(&self, s: &[String]) -> Vec<String> {
+        match &self.bpe {
+            Some((b, _)) => b.encode(s),
+            None => s.to_vec(),
+        }
+    }
+}
+
+/// Every token of every sequence, in order.
+fn pieces(seqs: impl Iterator<Item = Vec<String>>) -> Vec<String> {
+    seqs.flatten().collect()
 }
 
 /// Mean teacher-forced cross-entropy per target token over `pairs`.
@@ -270,6 +358,42 @@ fn validate(ctx: &Context, model: &Seq2Seq, v: &Vocabs, val: &Pairs) -> Result<(
     Ok((loss, score))
 }
 
+/// Training time: wall time less what evaluation took.
+struct Clock {
+    start: Instant,
+    paused: f64,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            start: Instant::now(),
+            paused: 0.0,
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() - self.paused
+    }
+
+    fn minutes(&self) -> f64 {
+        self.secs() / 60.0
+    }
+
+    /// Runs `f` off the clock.
+    fn off<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.paused += t.elapsed().as_secs_f64();
+        out
+    }
+}
+
+/// Every parameter's values, in `params()` order.
+fn host_params(model: &Seq2Seq) -> Result<Vec<Vec<f32>>> {
+    model.params().iter().map(|p| p.value.to_vec()).collect()
+}
+
 fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f64> {
     let refs: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.clone()).collect();
     Ok(corpus_bleu(hyps, &refs)?.score)
@@ -295,14 +419,19 @@ fn main() -> Result<()> {
     if args.train_pairs > 0 {
         corpus.train.truncate(args.train_pairs);
     }
-    let v = Vocabs::new(&corpus.train, args.min_count);
+    let v = Vocabs::new(&corpus.train, args.min_count, args.bpe)?;
     println!(
-        "train {} / val {} / test {} pairs; vocabularies: {} German, {} English entries",
+        "train {} / val {} / test {} pairs; vocabularies: {} German, {} English {}",
         corpus.train.len(),
         corpus.val.len(),
         corpus.test.len(),
         v.src.len(),
-        v.tgt.len()
+        v.tgt.len(),
+        if args.bpe > 0 {
+            format!("subwords ({} merges each)", args.bpe)
+        } else {
+            "words".into()
+        }
     );
     let link = match args.attention {
         AttentionArg::Luong => Link::Luong {
@@ -332,7 +461,9 @@ fn main() -> Result<()> {
         bos: v.bos,
         eos: v.eos,
     };
-    let model = Seq2Seq::new(&ctx, cfg, args.seed)?;
+    let model = Seq2Seq::new(&ctx, cfg, args.seed)?
+        .with_dropout(args.dropout, args.seed as u32)?
+        .with_label_smoothing(args.label_smoothing)?;
     let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
     let encoder_params = match &model.encoder {
         Encoder::Lstm(l) => count(l.params()),
@@ -358,15 +489,27 @@ fn main() -> Result<()> {
         run::resume(&args.checkpoint, &model.named_params(), &mut opt)?;
     }
 
-    let start = Instant::now();
+    let mut clock = Clock::start();
     let budget = args.minutes * 60.0;
     let val: Pairs = corpus.val.iter().take(args.val_pairs).cloned().collect();
     let lengths: Vec<usize> = corpus.train.iter().map(|(s, _)| s.len()).collect();
     let steps_per_epoch = lengths.len().div_ceil(args.batch) as u32;
-    let (mut train_curve, mut val_curve) = (vec![], vec![]);
+    let (mut train_curve, mut val_curve, mut bleu_curve) = (vec![], vec![], vec![]);
+    let mut test_curve = vec![];
     let mut best = -1.0;
     let mut next_eval = args.eval_minutes;
     let first_epoch = opt.steps() / steps_per_epoch.max(1);
+    // Host copies of the parameters at the last `--average` evaluations.
+    let mut snapshots: VecDeque<Vec<Vec<f32>>> = VecDeque::new();
+    let keep = |snapshots: &mut VecDeque<_>| -> Result<()> {
+        if args.average > 1 {
+            snapshots.push_back(host_params(&model)?);
+            if snapshots.len() > args.average {
+                snapshots.pop_front();
+            }
+        }
+        Ok(())
+    };
     'training: for epoch in first_epoch as usize..args.epochs {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
         let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
@@ -375,9 +518,13 @@ fn main() -> Result<()> {
         for idx in &batches {
             let chosen: Vec<_> = idx.iter().map(|&i| &corpus.train[i]).collect();
             let b = v.batch(&chosen)?;
+            if args.schedule == ScheduleArg::Cosine {
+                let done = (clock.secs() / budget).min(1.0);
+                opt.set_lr(args.lr * 0.5 * (1.0 + (std::f64::consts::PI * done).cos()) as f32)?;
+            }
             let report = model.train_step(&ctx, &b, &mut opt)?;
             tokens += b.tgt.lengths.iter().sum::<usize>();
-            let minutes = start.elapsed().as_secs_f64() / 60.0;
+            let minutes = clock.minutes();
             train_curve.push((minutes, f64::from(report.loss)));
             bar.set_message(format!(
                 "loss {:.3}  {:.0} target tokens/s",
@@ -385,14 +532,18 @@ fn main() -> Result<()> {
                 tokens as f64 / t0.elapsed().as_secs_f64()
             ));
             bar.inc(1);
-            if start.elapsed().as_secs_f64() > budget {
+            if clock.secs() > budget {
                 out_of_time = true;
                 break;
             }
             if args.eval_minutes > 0.0 && minutes >= next_eval {
                 next_eval += args.eval_minutes;
-                let (loss, score) = validate(&ctx, &model, &v, &val)?;
+                let (loss, score) = clock.off(|| {
+                    keep(&mut snapshots)?;
+                    validate(&ctx, &model, &v, &val)
+                })?;
                 val_curve.push((minutes, loss));
+                bleu_curve.push((minutes, score));
                 // println through the bar: shown even when the bar is hidden.
                 bar.suspend(|| {
                     println!(
@@ -404,10 +555,28 @@ fn main() -> Result<()> {
             }
         }
         bar.finish_and_clear();
-        save(&args.checkpoint, &opt)?;
-        let (loss, score) = validate(&ctx, &model, &v, &val)?;
-        let minutes = start.elapsed().as_secs_f64() / 60.0;
+        let minutes = clock.minutes();
+        let (loss, score, test) = clock.off(|| -> Result<_> {
+            save(&args.checkpoint, &opt)?;
+            keep(&mut snapshots)?;
+            let (loss, score) = validate(&ctx, &model, &v, &val)?;
+            let test = if args.test_curve {
+                let hyps = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
+                Some(bleu(&hyps, &corpus.test)?)
+            } else {
+                None
+            };
+            if score > best {
+                best = score;
+                save(&best_path, &opt)?;
+            }
+            Ok((loss, score, test))
+        })?;
         val_curve.push((minutes, loss));
+        bleu_curve.push((minutes, score));
+        if let Some(test) = test {
+            test_curve.push((minutes, test));
+        }
         println!(
             "epoch {} ({:.1} min{}): train loss {:.3}, val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2} (greedy, {} pairs); {:.0} target tokens/s; {}",
             epoch + 1,
@@ -419,9 +588,8 @@ fn main() -> Result<()> {
             tokens as f64 / t0.elapsed().as_secs_f64(),
             run::pool(&ctx)
         );
-        if score > best {
-            best = score;
-            save(&best_path, &opt)?;
+        if let Some(test) = test {
+            println!("  test BLEU {test:.2} (greedy)");
         }
         if out_of_time {
             break 'training;
@@ -429,10 +597,10 @@ fn main() -> Result<()> {
     }
     let curve_path = args.checkpoint.with_extension("loss.png");
     let chart = plot::Chart {
-        title: "Attention encoder-decoder: training and validation loss",
+        title: "Encoder-decoder: loss and BLEU against training time",
         x: "minutes of training",
         y: "loss (nats per target token)",
-        right: None,
+        right: Some("BLEU (greedy)"),
     };
     let series = [
         plot::Series {
@@ -447,6 +615,18 @@ fn main() -> Result<()> {
             style: plot::Style::Points,
             group: 1,
         },
+        plot::Series {
+            name: "validation BLEU",
+            points: &bleu_curve,
+            style: plot::Style::Right,
+            group: 2,
+        },
+        plot::Series {
+            name: "test BLEU",
+            points: &test_curve,
+            style: plot::Style::Right,
+            group: 3,
+        },
     ];
     plot::curves(&curve_path, &chart, &series).map_err(|e| run::file_err(&curve_path, e))?;
 
@@ -455,21 +635,53 @@ fn main() -> Result<()> {
     } else {
         &best_path
     };
+    let trained = clock.minutes();
     let name = tested.display().to_string();
-    Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
-    let t = Instant::now();
-    let greedy = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
-    let greedy_bleu = bleu(&greedy, &corpus.test)?;
-    let beamed = translate(&ctx, &model, &v, &corpus.test, args.beam, args.alpha)?;
-    let beam_bleu = bleu(&beamed, &corpus.test)?;
-    println!(
-        "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s; trained {:.1} min",
-        args.beam,
-        args.alpha,
-        corpus.test.len(),
-        t.elapsed().as_secs_f64(),
-        start.elapsed().as_secs_f64() / 60.0
-    );
+    let mut candidates = vec![(name.clone(), best)];
+    if snapshots.len() > 1 {
+        // Checkpoint averaging: the mean of the kept parameters, validated like
+        // the others and saved beside them.
+        for (p, i) in model.params().iter().zip(0..) {
+            let mut mean = vec![0.0f32; p.value.numel()];
+            for snap in &snapshots {
+                mean.iter_mut().zip(&snap[i]).for_each(|(m, x)| *m += x);
+            }
+            let n = snapshots.len() as f32;
+            mean.iter_mut().for_each(|m| *m /= n);
+            p.value.write(&mean)?;
+        }
+        let (_, score) = validate(&ctx, &model, &v, &val)?;
+        let avg_path = args.checkpoint.with_extension("avg.safetensors");
+        save(&avg_path, &opt)?;
+        println!(
+            "average of the last {} evaluations' parameters: val BLEU {score:.2} (greedy)",
+            snapshots.len()
+        );
+        candidates.push((avg_path.display().to_string(), score));
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    let mut beamed = Vec::new();
+    for (i, (name, _)) in candidates.iter().enumerate() {
+        Checkpoint::load(Path::new(name))?.apply(&model.named_params(), name)?;
+        let t = Instant::now();
+        let greedy = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
+        let greedy_bleu = bleu(&greedy, &corpus.test)?;
+        let out = translate(&ctx, &model, &v, &corpus.test, args.beam, args.alpha)?;
+        let beam_bleu = bleu(&out, &corpus.test)?;
+        println!(
+            "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s; trained {trained:.1} min",
+            args.beam,
+            args.alpha,
+            corpus.test.len(),
+            t.elapsed().as_secs_f64(),
+        );
+        if i == 0 {
+            beamed = out;
+        }
+    }
+    // The model shown below is the one chosen on validation.
+    let (name, _) = &candidates[0];
+    Checkpoint::load(Path::new(name))?.apply(&model.named_params(), name)?;
     for ((src, tgt), ours) in corpus.test.iter().zip(&beamed).take(3) {
         println!("  de:   {}", src.join(" "));
         println!("  en:   {}", tgt.join(" "));
@@ -477,17 +689,25 @@ fn main() -> Result<()> {
     }
     if link != Link::None {
         if let Some((src, _)) = corpus.test.first() {
+            let src_ids = v.src_ids(src);
             let (tokens, rows) =
-                model.greedy_with_attention(&ctx, &v.src_ids(src), 2 * src.len() + 10)?;
+                model.greedy_with_attention(&ctx, &src_ids, 2 * src_ids.len() + 10)?;
             let path = args.checkpoint.with_extension("attention.png");
-            let mut out = v.words(&tokens);
+            // Rows and columns are the tokens the model wrote and read (pieces
+            // when subwords).
+            let mut out: Vec<String> = tokens
+                .iter()
+                .map(|&i| v.tgt.token(i).unwrap_or("<unk>").to_string())
+                .collect();
             out.push("<eos>".into());
-            let title = "Attention weights: each output word (row) over the source words";
-            plot::heat_map(&path, title, &rows, &out, src).map_err(|e| run::file_err(&path, e))?;
+            let read = v.src_tokens(src);
+            let title = "Attention weights: each output token (row) over the source tokens";
+            plot::heat_map(&path, title, &rows, &out, &read)
+                .map_err(|e| run::file_err(&path, e))?;
             println!(
                 "attention of \"{}\" (rows, top to bottom) over \"{}\" (columns): {}",
-                v.words(&tokens).join(" "),
-                src.join(" "),
+                out[..out.len() - 1].join(" "),
+                read.join(" "),
                 path.display()
             );
         }

@@ -213,10 +213,12 @@ impl Vocabs {
     /// byte-pair merges learned on each side's training words.
     fn new(train: &Pairs, min_count: usize, merges: usize) -> Result<Self> {
         let bpe = if merges > 0 {
-            let learn = |side: fn(&(Vec<String>, Vec<String>)) -> &Vec<String>| {
-                Bpe::learn(train.iter().flat_map(side).map(String::as_str), merges)
-            };
-            Some((learn(|p| &p.0)?, learn(|p| &p.1)?))
+            let src = train.iter().flat_map(|p| &p.0);
+            let tgt = train.iter().flat_map(|p| &p.1);
+            Some((
+                Bpe::learn(src.map(String::as_str), merges)?,
+                Bpe::learn(tgt.map(String::as_str), merges)?,
+            ))
         } else {
             None
         };

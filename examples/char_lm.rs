@@ -149,10 +149,19 @@ fn mode(name: &str) -> Result<Mode> {
     }
 }
 
+/// Zoneout's probability for c: the LSTMs' (plain and LayerNorm) have a c.
+fn zoneout_c(cell: &str, args: &Args) -> f32 {
+    if cell.ends_with("lstm") {
+        args.zoneout_c
+    } else {
+        0.0
+    }
+}
+
 /// A cell's name in the plot and the table, with the regularization it trains
 /// with: `gru`, or `gru, zoneout 0.1`.
 fn label(cell: &str, args: &Args) -> String {
-    let zoneout_c = if cell == "lstm" { args.zoneout_c } else { 0.0 };
+    let zoneout_c = zoneout_c(cell, args);
     let options = [
         ("dropout", args.dropout),
         ("zoneout", args.zoneout),
@@ -239,7 +248,7 @@ fn train(
         args.seed,
     )?
     .with_dropout(args.dropout, args.seed as u32)?;
-    let zoneout_c = if cell == "lstm" { args.zoneout_c } else { 0.0 };
+    let zoneout_c = zoneout_c(cell, args);
     let lm = lm
         .with_zoneout(args.zoneout, zoneout_c, args.seed as u32 + 2)?
         .with_recurrent_dropout(args.recurrent_dropout, args.seed as u32 + 3)?;

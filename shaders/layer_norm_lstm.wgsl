@@ -27,11 +27,17 @@
 // also writes the next step's packed GEMM operand), input_backward
 // (dgi of every row; (1, rows folded as layer_norm.wgsl's, D)), param_grads
 // (one invocation per column of dlnp summing every row; (ceil(Q / 64), 1, D)).
-// WG and `reduce` come from workgroup_reduce.wgsl, prepended to this file.
+// Zoneout (zoneout.wgsl, the recurrent cells' on h and c): h and c as stored
+// mix the new values with the previous ones; the normalized cell and h_new read
+// the new c, which with zoneout backward and param_grads compute again from the
+// saved gates (cs holds the mixed c).
+// WG and `reduce` come from workgroup_reduce.wgsl, pcg from hash.wgsl, zone_at
+// from zoneout.wgsl, all prepended to this file.
 
 struct Params {
     b: u32, t: u32, h: u32, d: u32,
-    step: u32, eps: f32, _pad0: u32, _pad1: u32,
+    step: u32, eps: f32, seed: u32, h_threshold: u32,
+    c_threshold: u32, h_zone: f32, c_zone: f32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -70,6 +76,7 @@ struct Row {
     saved: u32, // saved
     grads: u32, // grads
     state: u32, // dh, dc
+    zone: u32,  // zoneout's index of unit 0
 }
 
 // Row of sequence b, direction d at step `step`; `len` its length, loaded
@@ -90,6 +97,7 @@ fn row(b: u32, d: u32, len: u32) -> Row {
     o.saved = r * (2u * g4() + 8u);
     o.grads = r * (2u * g4() + p.h);
     o.state = (d * p.b + b) * p.h;
+    o.zone = r * p.h;
     return o;
 }
 
@@ -184,18 +192,25 @@ fn forward_row(lane: u32, wid: vec3<u32>) -> u32 {
         let f = sigmoid(a[1]);
         let gg = tanh_(a[2]);
         let og = sigmoid(a[3]);
-        let c = f * cs[o.prev + j] + i * gg;
-        cs[o.next + j] = c;
+        // The new c, mixed with c' below once its moments are taken.
+        cs[o.next + j] = f * cs[o.prev + j] + i * gg;
         saved[o.saved + j] = i;
         saved[o.saved + p.h + j] = f;
         saved[o.saved + 2u * p.h + j] = gg;
         saved[o.saved + 3u * p.h + j] = og;
     }
+    // moments' last reduce is a barrier: every lane has read the new c.
     let mc = moments(lane, 2u, o.next, p.h);
     let cp = o.lnp + 4u * g;
     for (var j = lane; j < p.h; j += WG) {
-        let nc = (cs[o.next + j] - mc.x) * mc.y;
-        hs[o.next + j] = saved[o.saved + 3u * p.h + j] * tanh_(nc * lnp[cp + j] + lnp[cp + p.h + j]);
+        let c = cs[o.next + j];
+        let nc = (c - mc.x) * mc.y;
+        var h = saved[o.saved + 3u * p.h + j] * tanh_(nc * lnp[cp + j] + lnp[cp + p.h + j]);
+        if (ZONEOUT) {
+            h = mix(h, hs[o.prev + j], zone_at(o.zone + j, false));
+            cs[o.next + j] = mix(c, cs[o.prev + j], zone_at(o.zone + j, true));
+        }
+        hs[o.next + j] = h;
     }
     if (lane == 0u) {
         saved[stats] = mx.x;
@@ -208,10 +223,19 @@ fn forward_row(lane: u32, wid: vec3<u32>) -> u32 {
     return o.next;
 }
 
+// The new c of a step before zoneout: cs[next] without zoneout, else f ⊙ c' + i ⊙ g
+// again from the saved gates (`sv`: the row's saved values at unit j).
+fn new_c(sv: u32, prev: u32, next: u32) -> f32 {
+    if (ZONEOUT) {
+        return saved[sv + p.h] * cs[prev] + saved[sv] * saved[sv + 2u * p.h];
+    }
+    return cs[next];
+}
+
 // One step of the backward, run from step T − 1 down to 0: the gradients of the
 // row's h'·W_hhᵀ (for the host's dh += · W_hh and dW_hh), of a and of the
 // normalized cell's affine output into grads, dc carried to the step before, dh
-// left 0 (the host's product adds the rest).
+// left with zoneout's bypass (0 without; the host's product adds the rest).
 @compute @workgroup_size(64, 1, 1)
 fn backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let b = wid.y;
@@ -233,14 +257,17 @@ fn backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) w
     var s1 = 0.0;
     var s2 = 0.0;
     for (var j = lane; j < p.h; j += WG) {
-        let nc = (cs[o.next + j] - mc.x) * mc.y;
+        let nc = (new_c(o.saved + j, o.prev + j, o.next + j) - mc.x) * mc.y;
         let tl = tanh_(nc * lnp[cp + j] + lnp[cp + p.h + j]);
         let og = saved[o.saved + 3u * p.h + j];
         let dh_t = dh[o.state + j] + dy[y0 + j];
-        let dl = dh_t * og * (1.0 - tl * tl);
+        let zh = zone_at(o.zone + j, false);
+        let dh_new = (1.0 - zh) * dh_t;
+        let dl = dh_new * og * (1.0 - tl * tl);
         grads[o.grads + 2u * g + j] = dl;
-        // do, kept in dh until the gates' pass reads it back.
-        dh[o.state + j] = dh_t * tl * og * (1.0 - og);
+        // do, kept in its slot of da until the gates' pass reads it back.
+        grads[o.grads + g + 3u * p.h + j] = dh_new * tl * og * (1.0 - og);
+        dh[o.state + j] = zh * dh_t;
         let gc = dl * lnp[cp + j];
         s1 += gc;
         s2 += gc * nc;
@@ -250,9 +277,12 @@ fn backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) w
     var t1 = 0.0;
     var t2 = 0.0;
     for (var j = lane; j < p.h; j += WG) {
-        let nc = (cs[o.next + j] - mc.x) * mc.y;
+        let nc = (new_c(o.saved + j, o.prev + j, o.next + j) - mc.x) * mc.y;
         let gc = grads[o.grads + 2u * g + j] * lnp[cp + j];
-        let dc_t = dc[o.state + j] + mc.y * (gc - m1 - nc * m2);
+        // dc holds the gradient of c as stored; dc_t is that of the new c.
+        let zc = zone_at(o.zone + j, true);
+        let dc_s = dc[o.state + j];
+        let dc_t = (1.0 - zc) * dc_s + mc.y * (gc - m1 - nc * m2);
         let i = saved[o.saved + j];
         let f = saved[o.saved + p.h + j];
         let gg = saved[o.saved + 2u * p.h + j];
@@ -260,9 +290,8 @@ fn backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) w
         da[0] = dc_t * gg * i * (1.0 - i);
         da[1] = dc_t * cs[o.prev + j] * f * (1.0 - f);
         da[2] = dc_t * i * (1.0 - gg * gg);
-        da[3] = dh[o.state + j];
-        dc[o.state + j] = dc_t * f;
-        dh[o.state + j] = 0.0;
+        da[3] = grads[o.grads + g + 3u * p.h + j];
+        dc[o.state + j] = zc * dc_s + dc_t * f;
         for (var k = 0u; k < 4u; k++) {
             let u = k * p.h + j;
             grads[o.grads + g + u] = da[k];
@@ -347,9 +376,11 @@ fn param_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let j = (col - 3u * g) % p.h;
                 let dl = grads[gr + 2u * g + j];
                 if (col < 3u * g + p.h) {
-                    // γ_c: dl ⊙ LN(c), c in the slot the row's step wrote
+                    // γ_c: dl ⊙ LN(c), c the row's step's new c
                     let next = select(t + 1u, t, d == 1u);
-                    let c = cs[((d * (p.t + 1u) + next) * p.b + b) * p.h + j];
+                    let prev = select(t, t + 1u, d == 1u);
+                    let slot = (d * (p.t + 1u)) * p.b + b;
+                    let c = new_c(sv + j, (slot + prev * p.b) * p.h + j, (slot + next * p.b) * p.h + j);
                     acc += dl * (c - saved[sv + 2u * g + 4u]) * saved[sv + 2u * g + 5u];
                 } else {
                     // β_c: dl

@@ -113,8 +113,8 @@ pub const FMA_PROBE: Shader = Shader {
     source: include_str!("../shaders/fma_probe.wgsl"),
 };
 
-/// A recurrent cell: the hash (zoneout's masks), the activations, the shared part
-/// (`shaders/recurrence.wgsl`: parameters, layouts, indexing, zoneout), then the
+/// A recurrent cell: the hash and zoneout's choices, the activations, the shared
+/// part (`shaders/recurrence.wgsl`: parameters, layouts, indexing), then the
 /// cell's own file.
 macro_rules! cell {
     ($name:literal) => {
@@ -122,6 +122,7 @@ macro_rules! cell {
             name: $name,
             source: concat!(
                 include_str!("../shaders/hash.wgsl"),
+                include_str!("../shaders/zoneout.wgsl"),
                 include_str!("../shaders/activations.wgsl"),
                 include_str!("../shaders/recurrence.wgsl"),
                 include_str!(concat!("../shaders/", $name, ".wgsl"))
@@ -242,6 +243,8 @@ pub const LAYER_NORM: Shader = Shader {
 pub const LAYER_NORM_LSTM: Shader = Shader {
     name: "layer_norm_lstm",
     source: concat!(
+        include_str!("../shaders/hash.wgsl"),
+        include_str!("../shaders/zoneout.wgsl"),
         include_str!("../shaders/workgroup_reduce.wgsl"),
         include_str!("../shaders/activations.wgsl"),
         include_str!("../shaders/layer_norm_lstm.wgsl")
@@ -299,7 +302,13 @@ pub const PROJECTION: Shader = Shader {
 };
 
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
-pub const PARTS: &[&str] = &["activations", "hash", "recurrence", "workgroup_reduce"];
+pub const PARTS: &[&str] = &[
+    "activations",
+    "hash",
+    "recurrence",
+    "workgroup_reduce",
+    "zoneout",
+];
 
 /// Size in bytes that naga lays out for struct `name` of `shader`, for checking
 /// the Rust mirrors of uniform structs.

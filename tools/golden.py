@@ -288,6 +288,28 @@ def step_by_step(x, h0, c0, lengths, layers, d, h, step):
     return inp, torch.stack(h_n).reshape(layers * d, b, h), torch.stack(c_n).reshape(layers * d, b, h)
 
 
+def layer_seed(s, l):
+    return ((s * 0x9E3779B9) & M32) ^ ((l * 0x85EBCA6B) & M32)
+
+
+def zone_masks(p_h, p_c, zone_seed, train, l, dr, bb, tt, b, t, h):
+    """Zoneout's z for h and c of layer l, direction dr, sequence bb, step tt:
+    in training drawn from the layer's seed as shaders/zoneout.wgsl draws them,
+    else the probabilities (the expectation)."""
+    seed = layer_seed(zone_seed, l)
+    base = ((dr * t + tt) * b + bb) * h
+
+    def z(p, s, index):
+        if not train:
+            return p
+        return 1.0 if pcg(pcg(index) ^ s) < threshold(p) else 0.0
+
+    return (
+        torch.tensor([z(p_h, seed, base + j) for j in range(h)], dtype=torch.float64),
+        torch.tensor([z(p_c, seed ^ 0x9E3779B9, base + j) for j in range(h)], dtype=torch.float64),
+    )
+
+
 def zoneout_case(
     seed, op, i, h, layers, bi, lengths, t, p_h, p_c, zone_seed, train, p_r=0.0, r_seed=0
 ):
@@ -296,32 +318,18 @@ def zoneout_case(
     b, d = len(lengths), 2 if bi else 1
     x, h0, c0, dy, dh_n, dc_n = random_inputs(b, t, i, h, h, layers, bi)
     lstm = op == "lstm"
-
-    def z(p, seed, index):
-        if not train:
-            return p
-        return 1.0 if pcg(pcg(index) ^ seed) < threshold(p) else 0.0
-
-    def layer_seed(s, l):
-        return ((s * 0x9E3779B9) & M32) ^ ((l * 0x85EBCA6B) & M32)
-
     assert p_r == 0 or (lstm and train)
     keep = [dropout_mask((d, b, h), p_r, layer_seed(r_seed, l)) for l in range(layers)]
 
     def step(l, dr, bb, tt, x_t, hc, cc):
         sfx = f"_l{l}" + ("_reverse" if dr else "")
         w = [getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        seed_l = layer_seed(zone_seed, l)
-        base = ((dr * t + tt) * b + bb) * h
-        zh = torch.tensor([z(p_h, seed_l, base + j) for j in range(h)], dtype=torch.float64)
+        zh, zc = zone_masks(p_h, p_c, zone_seed, train, l, dr, bb, tt, b, t, h)
         if not lstm:
             hn = torch.gru_cell(x_t.unsqueeze(0), hc.unsqueeze(0), *w)[0]
             return zh * hc + (1 - zh) * hn, cc
         h_read = hc * keep[l][dr, bb]
         hn, cn = torch.lstm_cell(x_t.unsqueeze(0), (h_read.unsqueeze(0), cc.unsqueeze(0)), *w)
-        zc = torch.tensor(
-            [z(p_c, seed_l ^ 0x9E3779B9, base + j) for j in range(h)], dtype=torch.float64
-        )
         return zh * hc + (1 - zh) * hn[0], zc * cc + (1 - zc) * cn[0]
 
     y, h_n, c_n = step_by_step(x, h0, c0, lengths, layers, d, h, step)
@@ -352,8 +360,15 @@ LAYER_NORM = [
     (3, 70, 1, False, [3, 2], 3),
 ]
 
+# LayerNorm-LSTMs with zoneout: (input, hidden, layers, bidirectional, lengths,
+# T, p_h, p_c, seed, train)
+LAYER_NORM_ZONEOUT = [
+    (4, 6, 2, True, [4, 1, 3], 4, 0.3, 0.2, 19, True),
+    (3, 8, 2, False, [3, 2], 3, 0.25, 0.5, 0, False),
+]
 
-def layer_norm_case(seed, i, h, layers, bi, lengths, t):
+
+def layer_norm_case(seed, i, h, layers, bi, lengths, t, p_h=0.0, p_c=0.0, zone_seed=0, train=False):
     torch.manual_seed(seed)
     m = module("lstm", i, h, layers, bi).double()
     b, d = len(lengths), 2 if bi else 1
@@ -378,8 +393,12 @@ def layer_norm_case(seed, i, h, layers, bi, lengths, t):
         p = {n: ln[f"layer_norm_{n}{sfx}"] for n in ("ih_weight", "hh_weight", "c_weight", "c_bias")}
         a = norm(w_ih @ x_t) * p["ih_weight"] + norm(w_hh @ hc) * p["hh_weight"] + b_ih + b_hh
         ig, fg, gg, og = a.chunk(4)
-        cc = torch.sigmoid(fg) * cc + torch.sigmoid(ig) * torch.tanh(gg)
-        return torch.sigmoid(og) * torch.tanh(norm(cc) * p["c_weight"] + p["c_bias"]), cc
+        cn = torch.sigmoid(fg) * cc + torch.sigmoid(ig) * torch.tanh(gg)
+        hn = torch.sigmoid(og) * torch.tanh(norm(cn) * p["c_weight"] + p["c_bias"])
+        if not (p_h or p_c):
+            return hn, cn
+        zh, zc = zone_masks(p_h, p_c, zone_seed, train, l, dr, bb, tt, b, t, h)
+        return zh * hc + (1 - zh) * hn, zc * cc + (1 - zc) * cn
 
     y, h_n, c_n = step_by_step(x, h0, c0, lengths, layers, d, h, step)
     loss = (y * dy).sum() + (h_n * dh_n).sum() + (c_n * dc_n).sum()
@@ -392,6 +411,13 @@ def layer_norm_case(seed, i, h, layers, bi, lengths, t):
     tensors.update({name: v.detach().float().contiguous() for name, v in ln.items()})
     meta = recurrent_meta("lstm", i, h, layers, bi)
     meta["layer_norm"] = "1"
+    if p_h or p_c:
+        meta.update(
+            zoneout_h=str(p_h),
+            zoneout_c=str(p_c),
+            zoneout_seed=str(zone_seed),
+            train="1" if train else "0",
+        )
     return tensors, meta
 
 
@@ -612,9 +638,17 @@ def main():
         tensors, meta = zoneout_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
-    for seed, c in enumerate(SMOOTHED, start=first_rd + len(RECURRENT_DROPOUT) + len(LAYER_NORM)):
+    first_ls = first_rd + len(RECURRENT_DROPOUT) + len(LAYER_NORM)
+    for seed, c in enumerate(SMOOTHED, start=first_ls):
         name = f"tape_{c[0]}.safetensors"
         tensors, meta = tape_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(LAYER_NORM_ZONEOUT, start=first_ls + len(SMOOTHED)):
+        i, h, layers, bi = c[:4]
+        mode = "train" if c[9] else "eval"
+        name = f"layer_norm_lstm_l{layers}_{'bi' if bi else 'uni'}_h{h}_zoneout_{mode}.safetensors"
+        tensors, meta = layer_norm_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

@@ -439,9 +439,10 @@ impl Recurrent {
     /// training the choice is drawn per unit, step and sequence, from `seed` and
     /// a count of training forwards, and the backward draws the same; in
     /// evaluation (and in streams) a unit takes the expectation, p·h' + (1 − p)·h.
-    /// Not with a projection or layer norm.
+    /// A LayerNorm-LSTM's h and c take it as the LSTM's do (its normalized cell
+    /// reads the new c). Not with a projection.
     pub fn with_zoneout(mut self, h: f32, c: f32, seed: u32) -> Result<Self> {
-        self.refuse_projection_or_layer_norm("zoneout")?;
+        self.refuse_projection("zoneout", false)?;
         let rates = Zoneout { h, c, seed: None };
         rates.check(OP, &self.cfg.mode.cell())?;
         self.zoneout = (h > 0.0 || c > 0.0).then(|| Drawn::new((h, c), seed));
@@ -462,7 +463,7 @@ impl Recurrent {
     /// not masked; evaluation and streams use none. Not with a projection or
     /// layer norm.
     pub fn with_recurrent_dropout(mut self, p: f32, seed: u32) -> Result<Self> {
-        self.refuse_projection_or_layer_norm("recurrent dropout")?;
+        self.refuse_projection("recurrent dropout", true)?;
         if !(0.0..1.0).contains(&p) {
             return Err(Error::InvalidArgument {
                 op: OP,
@@ -489,13 +490,12 @@ impl Recurrent {
     /// `layer_norm_hh_weight_l{k}` `[4H]`, `layer_norm_c_weight_l{k}` and
     /// `layer_norm_c_bias_l{k}` `[H]` (and `_reverse`). A step is a GEMM and one
     /// dispatch forward, one and a GEMM backward. An LSTM only, with f32 storage,
-    /// without a projection, zoneout or recurrent dropout.
+    /// without a projection or recurrent dropout; zoneout goes with it.
     pub fn with_layer_norm(mut self) -> Result<Self> {
         let refuse = |got: &str| Error::InvalidArgument {
             op: OP,
             what: "layer norm",
-            expected:
-                "an LSTM stack with f32 storage, without a projection, zoneout or recurrent dropout",
+            expected: "an LSTM stack with f32 storage, without a projection or recurrent dropout",
             got: got.into(),
         };
         if self.cfg.mode != Mode::Lstm {
@@ -504,8 +504,8 @@ impl Recurrent {
         if self.proj_size().is_some() || self.storage != DType::F32 {
             return Err(refuse("a projected or f16 stack"));
         }
-        if self.zoneout.is_some() || self.recurrent_dropout.is_some() {
-            return Err(refuse("a stack with zoneout or recurrent dropout"));
+        if self.recurrent_dropout.is_some() {
+            return Err(refuse("a stack with recurrent dropout"));
         }
         let ctx = self.params[0].w_ih.context().clone();
         let (d, h) = (self.cfg.dirs(), self.cfg.hidden_size);
@@ -532,9 +532,10 @@ impl Recurrent {
         self.params[0].ln.is_some()
     }
 
-    /// An error naming `what` when the stack has a projection or layer norm.
-    fn refuse_projection_or_layer_norm(&self, what: &'static str) -> Result<()> {
-        let got = match (self.proj_size(), self.layer_norm()) {
+    /// An error naming `what` when the stack has a projection, or (`or_layer_norm`)
+    /// layer norm.
+    fn refuse_projection(&self, what: &'static str, or_layer_norm: bool) -> Result<()> {
+        let got = match (self.proj_size(), or_layer_norm && self.layer_norm()) {
             (Some(_), _) => "a projected LSTM",
             (None, true) => "a LayerNorm-LSTM",
             (None, false) => return Ok(()),
@@ -542,7 +543,11 @@ impl Recurrent {
         Err(Error::InvalidArgument {
             op: OP,
             what,
-            expected: "a stack without a projection or layer norm",
+            expected: if or_layer_norm {
+                "a stack without a projection or layer norm"
+            } else {
+                "a stack without a projection"
+            },
             got: got.into(),
         })
     }
@@ -552,7 +557,7 @@ impl Recurrent {
     /// f32 only with a projection or layer norm.
     pub fn with_storage(mut self, dtype: DType) -> Result<Self> {
         if dtype != DType::F32 {
-            self.refuse_projection_or_layer_norm("f16 storage")?;
+            self.refuse_projection("f16 storage", true)?;
         }
         self.storage = super::check_storage(self.params[0].w_ih.context(), dtype)?;
         Ok(self)
@@ -1254,6 +1259,7 @@ impl Recurrent {
             dh,
             dc,
             grads: &grads,
+            zoneout: sv.zoneout,
         };
         rec.phase("backward recurrence");
         let w_hh = gemm::pack_b(rec, View::matrix(&sv.w_hh, g, h, true), d, b)?;
@@ -1673,6 +1679,7 @@ fn forward_steps_layer_norm(
         hs: io.hs,
         cs,
         saved: &ln.saved,
+        zoneout: io.zoneout,
     };
     packed_steps(rec, geo, (io.hs, io.gh, g), &w_hh_t, |rec, s, target| {
         layer_norm_lstm::forward(rec, geo, s, layer_norm_lstm::EPS, &lio, target)

@@ -4,9 +4,10 @@
 //! The products x·W_ihᵀ and h'·W_hhᵀ are the caller's GEMMs; a step here is one
 //! dispatch forward and one backward, a workgroup per sequence and direction (the
 //! normalizations reduce across a row). The layouts are in the shader's header;
-//! [`Geometry`] is the recurrence's (G = 4H).
+//! [`Geometry`] is the recurrence's (G = 4H). Zoneout on h and c is the
+//! recurrent cells' ([`Zoneout`], the same choices from the same seed).
 
-use super::recurrence::Geometry;
+use super::recurrence::{Geometry, Zoneout};
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
@@ -26,7 +27,12 @@ struct Params {
     d: u32,
     step: u32,
     eps: f32,
-    _pad: [u32; 2],
+    seed: u32,
+    h_threshold: u32,
+    c_threshold: u32,
+    h_zone: f32,
+    c_zone: f32,
+    _pad: u32,
 }
 
 /// Element counts of the shader's layouts.
@@ -91,6 +97,8 @@ pub struct ForwardIo<'a> {
     pub hs: &'a Tensor,
     pub cs: &'a Tensor,
     pub saved: &'a Tensor,
+    /// The layer's zoneout, if any.
+    pub zoneout: Option<Zoneout>,
 }
 
 /// The tensors of a backward step: `dy` `[B, T, D·H]`, `dh` and `dc` `[D, B,
@@ -105,6 +113,8 @@ pub struct BackwardIo<'a> {
     pub dh: &'a Tensor,
     pub dc: &'a Tensor,
     pub grads: &'a Tensor,
+    /// The forward's zoneout (the same seed draws the same choices).
+    pub zoneout: Option<Zoneout>,
 }
 
 /// Records forward step `step` (after the caller's `gh` of that step): the
@@ -134,7 +144,7 @@ pub fn forward(
         Some(_) => "forward_packing",
         None => "forward",
     };
-    let at = (step, eps, Some(io.lengths));
+    let at = (step, eps, Some(io.lengths), io.zoneout);
     launch(rec, entry, geo, at, &bindings, groups, next_packed)
 }
 
@@ -154,7 +164,7 @@ pub fn backward(rec: &mut Recorder, geo: Geometry, step: usize, io: &BackwardIo)
         (11, "grads", io.grads, n.grads),
     ];
     let groups = [1, geo.batch as u32, geo.dirs as u32];
-    let at = (step, 0.0, Some(io.lengths));
+    let at = (step, 0.0, Some(io.lengths), io.zoneout);
     launch(rec, "backward", geo, at, &bindings, groups, None)
 }
 
@@ -180,7 +190,7 @@ pub fn input_backward(
         rec,
         "input_backward",
         geo,
-        (0, 0.0, None),
+        (0, 0.0, None, None),
         &bindings,
         groups,
         None,
@@ -210,20 +220,20 @@ pub fn param_grads(
         rec,
         "param_grads",
         geo,
-        (0, 0.0, None),
+        (0, 0.0, None, io.zoneout),
         &bindings,
         groups,
         None,
     )
 }
 
-/// Records `entry` at (step, eps, lengths) with `bindings` and, for
+/// Records `entry` at (step, eps, lengths, zoneout) with `bindings` and, for
 /// forward_packing, the texture at binding 15.
 fn launch(
     rec: &mut Recorder,
     entry: &'static str,
     geo: Geometry,
-    (step, eps, lengths): (usize, f32, Option<&Tensor>),
+    (step, eps, lengths, zoneout): (usize, f32, Option<&Tensor>, Option<Zoneout>),
     bindings: &[(u32, &'static str, &Tensor, usize)],
     groups: [u32; 3],
     next_packed: Option<&wgpu::TextureView>,
@@ -248,6 +258,7 @@ fn launch(
     }
     rec.check_same_device(OP, &tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>())?;
     let u = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    let zone = zoneout.unwrap_or_default();
     let params = Params {
         b: u(geo.batch),
         t: u(geo.steps),
@@ -255,11 +266,17 @@ fn launch(
         d: u(geo.dirs),
         step: u(step),
         eps,
-        _pad: [0; 2],
+        seed: zone.seed.unwrap_or(0),
+        h_threshold: super::hash_threshold(zone.h),
+        c_threshold: super::hash_threshold(zone.c),
+        h_zone: zone.h,
+        c_zone: zone.c,
+        _pad: 0,
     };
+    let constants = super::recurrence::zoneout_constants(zoneout);
     let pipeline = rec
         .context()
-        .pipeline(&shaders::LAYER_NORM_LSTM, entry, &[]);
+        .pipeline(&shaders::LAYER_NORM_LSTM, entry, &constants);
     rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
     let mut resources: Vec<_> = tensors
         .iter()

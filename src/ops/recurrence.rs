@@ -158,6 +158,16 @@ impl Zoneout {
     }
 }
 
+/// The pipeline constants of `zoneout` (`shaders/zoneout.wgsl`): none without,
+/// ZONEOUT in training, and ZONE_MEAN too for the expectation.
+pub(crate) fn zoneout_constants(zoneout: Option<Zoneout>) -> Vec<(&'static str, f64)> {
+    match zoneout {
+        None => vec![],
+        Some(Zoneout { seed: Some(_), .. }) => vec![("ZONEOUT", 1.0)],
+        Some(Zoneout { seed: None, .. }) => vec![("ZONEOUT", 1.0), ("ZONE_MEAN", 1.0)],
+    }
+}
+
 impl Cell {
     /// Whether forward saves activations (`acts`), with zoneout or without.
     pub fn saves(&self, zoneout: bool) -> bool {
@@ -697,12 +707,7 @@ fn launch(
     if no_dgi {
         constants.push(("WRITES_DGI", 0.0));
     }
-    if let Some(z) = zoneout {
-        constants.push(("ZONEOUT", 1.0));
-        if z.seed.is_none() {
-            constants.push(("ZONE_MEAN", 1.0));
-        }
-    }
+    constants.extend(zoneout_constants(zoneout));
     if masks.dropout.is_some_and(|m| m.p > 0.0) {
         constants.push(("RECURRENT_DROPOUT", 1.0));
     }

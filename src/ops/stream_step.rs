@@ -9,7 +9,7 @@ use crate::gpu::Recorder;
 use crate::nn::recurrent::Mode;
 use crate::ops::gemm::{self, View};
 use crate::ops::layer_norm_lstm;
-use crate::ops::recurrence::Geometry;
+use crate::ops::recurrence::{Geometry, Zoneout};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -144,13 +144,13 @@ pub fn forward(
         });
     }
     if let Some(ln) = &w.ln {
-        let ok = w.mode == Mode::Lstm && !projected && w.zoneout == [0.0; 2];
+        let ok = w.mode == Mode::Lstm && !projected;
         if !ok || ln.shape() != [1, layer_norm_lstm::lnp_width(units)] {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "ln",
                 got: format!("{:?} for a {:?} step", ln.shape(), w.mode),
-                expected: "[1, 18H] of an LSTM without projection or zoneout",
+                expected: "[1, 18H] of an LSTM without projection",
             });
         }
     }
@@ -309,6 +309,12 @@ fn layer_norm_step(
         hs: &hs,
         cs: &cs,
         saved: &saved,
+        // Zoneout's expectation, as the other cells' streams.
+        zoneout: (w.zoneout != [0.0; 2]).then_some(Zoneout {
+            h: w.zoneout[0],
+            c: w.zoneout[1],
+            seed: None,
+        }),
     };
     layer_norm_lstm::forward(rec, geo, 0, layer_norm_lstm::EPS, &io, None)?;
     let (h_out, c_out) = (

@@ -15,7 +15,7 @@ use rnn_wgpu::models::{
 };
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Attention, Module, Named, Score};
+use rnn_wgpu::nn::{Attention, Module, Named, Param, Score};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
@@ -86,6 +86,10 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             Box::pin(golden(&ctx, LAYER_NORM_LSTM)),
         ),
         (
+            "golden layer_norm_lstm_l2_bi_h6 zoneout, training",
+            Box::pin(golden(&ctx, LAYER_NORM_ZONEOUT)),
+        ),
+        (
             "golden lstm_l2_h8 recurrent dropout and zoneout, training",
             Box::pin(golden(&ctx, LSTM_RECURRENT_DROPOUT)),
         ),
@@ -120,6 +124,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
         (
             "golden attention_dot_tq5_s9",
             Box::pin(golden(&ctx, ATT_DOT)),
+        ),
+        (
+            "golden label-smoothed cross-entropy, 7 classes",
+            Box::pin(golden_smoothed(&ctx, SMOOTHED_C7)),
+        ),
+        (
+            "golden label-smoothed cross-entropy, 70 classes",
+            Box::pin(golden_smoothed(&ctx, SMOOTHED_C70)),
         ),
         ("golden character-aware tagger", Box::pin(char_tagger(&ctx))),
         (
@@ -188,11 +200,16 @@ const LSTM_ZONEOUT_TRAIN: &[u8] =
     include_bytes!("../../golden/lstm_l2_h6_zoneout_train.safetensors");
 const LSTM_ZONEOUT_EVAL: &[u8] = include_bytes!("../../golden/lstm_l2_h8_zoneout_eval.safetensors");
 const LAYER_NORM_LSTM: &[u8] = include_bytes!("../../golden/layer_norm_lstm_l2_bi_h6.safetensors");
+const LAYER_NORM_ZONEOUT: &[u8] =
+    include_bytes!("../../golden/layer_norm_lstm_l2_bi_h6_zoneout_train.safetensors");
 const LSTM_RECURRENT_DROPOUT: &[u8] =
     include_bytes!("../../golden/lstm_l2_h8_recurrent_dropout30_train.safetensors");
 const ATT_GENERAL: &[u8] = include_bytes!("../../golden/attention_general_tq4_s70.safetensors");
 const ATT_ADDITIVE: &[u8] = include_bytes!("../../golden/attention_additive_tq4_s9.safetensors");
 const ATT_DOT: &[u8] = include_bytes!("../../golden/attention_dot_tq5_s9.safetensors");
+const SMOOTHED_C7: &[u8] = include_bytes!("../../golden/tape_cross_entropy_smoothed.safetensors");
+const SMOOTHED_C70: &[u8] =
+    include_bytes!("../../golden/tape_cross_entropy_smoothed_c70.safetensors");
 const CHAR_TAGGER: &[u8] = include_bytes!("../../fixtures/char_tagger.safetensors");
 const CHAR_TAGGER_IO: &[u8] = include_bytes!("../../fixtures/char_tagger_io.safetensors");
 
@@ -314,6 +331,39 @@ impl Compare<'_> {
             self.worst
         ))
     }
+}
+
+/// A label-smoothed cross-entropy case: the loss and its gradient on a tape.
+async fn golden_smoothed(ctx: &Context, bytes: &[u8]) -> Outcome {
+    let case = Golden::parse(bytes)?;
+    let x = Param::new(case.upload(ctx, "x0")?).map_err(fail)?;
+    let targets: Vec<u32> = case
+        .i32s
+        .get("targets")
+        .ok_or("targets missing")?
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
+    let eps: f32 = case
+        .meta("smoothing")?
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut tape = Tape::train(ctx, "golden");
+    let xv = tape.param(&x);
+    let y = tape
+        .cross_entropy_smoothed(&xv, &targets, Some(u32::MAX), eps)
+        .map_err(fail)?;
+    tape.backward_with(&y, &case.upload(ctx, "d")?)
+        .map_err(fail)?;
+    tape.into_recorder().submit();
+    let mut cmp = Compare {
+        case: &case,
+        checked: vec![],
+        worst: 0.0,
+    };
+    cmp.check("y", y.tensor()).await?;
+    cmp.check("grad.x0", &x.grad).await?;
+    cmp.all_checked(&["x0".into(), "d".into()])
 }
 
 async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {

@@ -472,6 +472,7 @@ fn main() -> Result<()> {
         x: "minutes of training (evaluation excluded)",
         y: "loss (nats per character)",
         right: None,
+        legend: plot::Legend::UpperRight,
     };
     let path = args.checkpoint.with_extension("loss.png");
     plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;

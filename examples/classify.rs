@@ -214,6 +214,7 @@ fn main() -> Result<()> {
         x: "training step",
         y: "loss (nats per sentence)",
         right: None,
+        legend: plot::Legend::UpperRight,
     };
     plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
     println!("readout      dev      test   (best dev epoch; minutes)");

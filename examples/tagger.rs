@@ -500,6 +500,7 @@ fn main() -> Result<()> {
         x: "training step",
         y: "loss (nats per token)",
         right: Some("dev error rate (%)"),
+        legend: plot::Legend::UpperRight,
     };
     let series = [
         plot::Series {

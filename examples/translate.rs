@@ -603,6 +603,7 @@ fn main() -> Result<()> {
         x: "minutes of training",
         y: "loss (nats per target token)",
         right: Some("BLEU (greedy)"),
+        legend: plot::Legend::MiddleRight,
     };
     let series = [
         plot::Series {

@@ -54,13 +54,17 @@ pub struct Series<'a> {
 }
 
 /// The chart's title and axis labels; `right` labels the right-hand axis that
-/// [`Style::Right`] series use.
+/// [`Style::Right`] series use; `legend` is where the legend goes (where the
+/// curves leave room).
 pub struct Chart<'a> {
     pub title: &'a str,
     pub x: &'a str,
     pub y: &'a str,
     pub right: Option<&'a str>,
+    pub legend: Legend,
 }
+
+pub use plotters::chart::SeriesLabelPosition as Legend;
 
 /// The range of the finite values, widened by 5% (or around a single value).
 fn range(values: impl Iterator<Item = f64>) -> Option<std::ops::Range<f64>> {
@@ -174,7 +178,7 @@ pub fn curves(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), Faile
         }
     }
     c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(chart.legend.clone())
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(160, 160, 160))

@@ -15,7 +15,9 @@
 //! cosine` (the learning rate down to zero over `--minutes`) and `--average N`
 //! (the mean of the parameters at the last N evaluations, tested beside the best
 //! single model). `--minutes` counts training only: validation (and with
-//! `--test-curve`, greedy test BLEU after each epoch) runs off the clock. After
+//! `--test-curve`, greedy test BLEU after each epoch) runs off the clock.
+//! `--alpha 0.6,0.8,1` picks beam search's length normalization on validation;
+//! `--evaluate FILE` tests a saved model without training. After
 //! every epoch (and when time runs out) the model and optimizer go to
 //! `--checkpoint` (resume with `--resume`), the best by validation BLEU beside it
 //! as *.best.safetensors; the loss and BLEU curves go beside it as *.loss.png
@@ -140,9 +142,14 @@ struct Args {
     eval_minutes: f64,
     #[arg(long, default_value_t = 5)]
     beam: usize,
-    /// Length normalization: hypotheses ranked by score / length^alpha.
-    #[arg(long, default_value_t = 1.0)]
-    alpha: f32,
+    /// Length normalization: hypotheses ranked by score / length^alpha. Several
+    /// (comma separated): the one whose beam search scores best on validation
+    /// translates test.
+    #[arg(long, value_delimiter = ',', default_value = "1.0")]
+    alpha: Vec<f32>,
+    /// Train nothing: test this checkpoint (made with the same data and sizes).
+    #[arg(long)]
+    evaluate: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value = "runs/translate.safetensors")]
@@ -512,7 +519,11 @@ fn main() -> Result<()> {
         }
         Ok(())
     };
-    'training: for epoch in first_epoch as usize..args.epochs {
+    let last_epoch = match args.evaluate {
+        Some(_) => first_epoch as usize,
+        None => args.epochs,
+    };
+    'training: for epoch in first_epoch as usize..last_epoch {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
         let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
         let (mut tokens, t0) = (0usize, Instant::now());
@@ -631,12 +642,14 @@ fn main() -> Result<()> {
             group: 3,
         },
     ];
-    plot::curves(&curve_path, &chart, &series).map_err(|e| run::file_err(&curve_path, e))?;
+    if !train_curve.is_empty() {
+        plot::curves(&curve_path, &chart, &series).map_err(|e| run::file_err(&curve_path, e))?;
+    }
 
-    let tested = if best < 0.0 {
-        &args.checkpoint
-    } else {
-        &best_path
+    let tested = match (&args.evaluate, best < 0.0) {
+        (Some(path), _) => path,
+        (None, true) => &args.checkpoint,
+        (None, false) => &best_path,
     };
     let trained = clock.minutes();
     let name = tested.display().to_string();
@@ -663,18 +676,31 @@ fn main() -> Result<()> {
         candidates.push((avg_path.display().to_string(), score));
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
+    // The length normalization, chosen on validation with the first candidate.
+    let (first, _) = &candidates[0];
+    Checkpoint::load(Path::new(first))?.apply(&model.named_params(), first)?;
+    let mut alpha = (f64::MIN, args.alpha[0]);
+    if args.alpha.len() > 1 {
+        for &a in &args.alpha {
+            let score = bleu(&translate(&ctx, &model, &v, &val, args.beam, a)?, &val)?;
+            println!("alpha {a}: val BLEU {score:.2} (beam {})", args.beam);
+            if score > alpha.0 {
+                alpha = (score, a);
+            }
+        }
+    }
+    let alpha = alpha.1;
     let mut beamed = Vec::new();
     for (i, (name, _)) in candidates.iter().enumerate() {
         Checkpoint::load(Path::new(name))?.apply(&model.named_params(), name)?;
         let t = Instant::now();
         let greedy = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
         let greedy_bleu = bleu(&greedy, &corpus.test)?;
-        let out = translate(&ctx, &model, &v, &corpus.test, args.beam, args.alpha)?;
+        let out = translate(&ctx, &model, &v, &corpus.test, args.beam, alpha)?;
         let beam_bleu = bleu(&out, &corpus.test)?;
         println!(
-            "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s; trained {trained:.1} min",
+            "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {alpha}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s; trained {trained:.1} min",
             args.beam,
-            args.alpha,
             corpus.test.len(),
             t.elapsed().as_secs_f64(),
         );

@@ -9,8 +9,8 @@
 //! and the ratio to ours: FILE holds `name,ms` lines under a `# label` line, as
 //! `python3 tools/peers_torch.py --out FILE` writes them for PyTorch on the CPU.
 //! `--gemm packed|buffers` runs every GEMM through one kernel family instead of the
-//! adapter's choice; `--steps fused|unfused` runs every recurrent step fused
-//! (one dispatch) or not. The workloads are defined in benches/common/workloads.rs.
+//! adapter's choice; `--steps fused|unfused|persistent` runs every recurrent step
+//! fused (one dispatch), or not, or every step of a pass in one dispatch. The workloads are defined in benches/common/workloads.rs.
 
 #[path = "common/run.rs"]
 mod run;
@@ -43,7 +43,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Kernels::Auto)]
     gemm: Kernels,
     /// Recurrent steps: fused (the recurrent product inside the cell's
-    /// dispatch), unfused, or the adapter's choice.
+    /// dispatch), unfused, persistent (a pass's steps in one dispatch), or the
+    /// adapter's choice.
     #[arg(long, value_enum, default_value_t = Steps::Auto)]
     steps: Steps,
 }
@@ -56,6 +57,8 @@ enum Steps {
     Fused,
     /// A recurrent product and a cell per step.
     Unfused,
+    /// Every step of a pass in one dispatch wherever steps can fuse.
+    Persistent,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -113,9 +116,14 @@ fn main() -> Result<()> {
             Kernels::Buffers => Some(false),
         },
         fused_steps: match args.steps {
-            Steps::Auto => None,
+            Steps::Auto | Steps::Persistent => None,
             Steps::Fused => Some(true),
             Steps::Unfused => Some(false),
+        },
+        persistent_steps: match args.steps {
+            Steps::Auto => None,
+            Steps::Persistent => Some(true),
+            Steps::Fused | Steps::Unfused => Some(false),
         },
         ..Default::default()
     })?;

@@ -13,8 +13,7 @@ const GATES: u32 = 3u;
 
 @group(0) @binding(9) var<storage, read_write> acts: array<act_t>; // [D, T, B, 4H]
 
-fn forward_unit(gid: vec3<u32>) -> f32 {
-    let at = locate(gid);
+fn forward_unit(at: At) -> f32 {
     if (!at.live) {
         return carry(at);
     }

@@ -29,8 +29,7 @@ fn zone_c(at: At, c: f32) -> f32 {
     return mix(c, cs[at.prev], zone(at, true));
 }
 
-fn forward_unit(gid: vec3<u32>) -> f32 {
-    let at = locate(gid);
+fn forward_unit(at: At) -> f32 {
     if (!at.live) {
         cs[at.next] = cs[at.prev];
         return carry(at);

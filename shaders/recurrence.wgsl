@@ -192,7 +192,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= p.h) {
         return;
     }
-    forward_unit(gid);
+    forward_unit(locate(gid));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -204,7 +204,7 @@ fn forward_packing(@builtin(global_invocation_id) gid: vec3<u32>) {
     var v = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         if (j0 + i < p.h) {
-            v[i] = forward_unit(vec3<u32>(j0 + i, gid.y, gid.z));
+            v[i] = forward_unit(locate(vec3<u32>(j0 + i, gid.y, gid.z)));
         }
     }
     textureStore(next_packed, vec2<u32>(gid.x, gid.y), gid.z, v);
@@ -373,14 +373,14 @@ fn recurrent_product(at: At, d: u32) {
     }
 }
 
-// dh[d, b, j] += Σ_g dgh[the step run before this one][g] · W_hh[d, g, j]; nothing
+// dh[d, b, j] += Σ_g dgh[the step run before `step`][g] · W_hh[d, g, j]; nothing
 // before the first step run (step T − 1).
-fn state_product(at: At, gid: vec3<u32>) {
-    if (p.step + 1u >= p.t) {
+fn state_product(at: At, gid: vec3<u32>, step: u32) {
+    if (step + 1u >= p.t) {
         return;
     }
     let g = GATES * p.h;
-    let r0 = locate_step(gid, p.step + 1u).row * g;
+    let r0 = locate_step(gid, step + 1u).row * g;
     var acc = 0.0;
     for (var k = 0u; k < g; k++) {
         acc = fma(dgh[r0 + k], w_hh[(gid.z * g + k) * p.h + at.j], acc);
@@ -397,7 +397,7 @@ fn forward_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (at.live) {
         recurrent_product(at, gid.z);
     }
-    forward_unit(gid);
+    forward_unit(at);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -406,7 +406,7 @@ fn backward_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let at = locate(gid);
-    state_product(at, gid);
+    state_product(at, gid, p.step);
     backward_unit(at);
 }
 
@@ -430,12 +430,12 @@ fn recurrent_product4(at: At, d: u32) {
     }
 }
 
-fn state_product4(at: At, gid: vec3<u32>) {
-    if (p.step + 1u >= p.t) {
+fn state_product4(at: At, gid: vec3<u32>, step: u32) {
+    if (step + 1u >= p.t) {
         return;
     }
     let g = GATES * p.h;
-    let r0 = locate_step(gid, p.step + 1u).row * g / 4u;
+    let r0 = locate_step(gid, step + 1u).row * g / 4u;
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < g / 4u; k++) {
         let dg = dgh4[r0 + k];
@@ -467,8 +467,71 @@ fn backward_fused4(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let at = at4(gid);
-    state_product4(at, gid);
+    state_product4(at, gid, p.step);
     backward_units4(at);
+}
+
+// Persistent steps: the fused steps of a whole sequence in one dispatch. A
+// workgroup owns sequence b of direction d (dispatch (1, B, D)) and runs every
+// step, its lanes taking units lane, lane + 64, ... (4 at a time in the vec4
+// twins); a storage barrier ends each step, since the next step's products read
+// every unit's new state (forward) or state gradient (backward). WebGPU has no
+// barrier across workgroups, so a sequence never spans two. The backward leaves
+// the first state's product to the caller's GEMM, as backward_fused does.
+@compute @workgroup_size(64, 1, 1)
+fn forward_persistent(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    for (var s = 0u; s < p.t; s++) {
+        for (var j = lane; j < p.h; j += 64u) {
+            let at = locate_step(vec3<u32>(j, wid.y, wid.z), s);
+            if (at.live) {
+                recurrent_product(at, wid.z);
+            }
+            forward_unit(at);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward_persistent(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    for (var k = 0u; k < p.t; k++) {
+        let s = p.t - 1u - k;
+        for (var j = lane; j < p.h; j += 64u) {
+            let gid = vec3<u32>(j, wid.y, wid.z);
+            let at = locate_step(gid, s);
+            state_product(at, gid, s);
+            backward_unit(at);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_persistent4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    for (var s = 0u; s < p.t; s++) {
+        for (var j = 4u * lane; j < p.h; j += 256u) {
+            let at = locate_step(vec3<u32>(j, wid.y, wid.z), s);
+            if (at.live) {
+                recurrent_product4(at, wid.z);
+            }
+            forward_units4(at);
+        }
+        storageBarrier();
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward_persistent4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    for (var k = 0u; k < p.t; k++) {
+        let s = p.t - 1u - k;
+        for (var j = 4u * lane; j < p.h; j += 256u) {
+            let gid = vec3<u32>(j, wid.y, wid.z);
+            let at = locate_step(gid, s);
+            state_product4(at, gid, s);
+            backward_units4(at);
+        }
+        storageBarrier();
+    }
 }
 
 // Recurrent dropout's unfused steps (see RECURRENT_DROPOUT): dispatched as

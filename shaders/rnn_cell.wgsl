@@ -14,8 +14,7 @@ override RELU: bool = false;
 @group(0) @binding(25) var<storage, read_write> acts4: array<vec4<act_t>>;
 
 
-fn forward_unit(gid: vec3<u32>) -> f32 {
-    let at = locate(gid);
+fn forward_unit(at: At) -> f32 {
     if (!at.live) {
         return carry(at);
     }

@@ -426,10 +426,14 @@ fn every_golden_case_matches_pytorch() {
             failures.extend(run_tape(ctx(), &case, &mut checked));
             continue;
         }
-        // The recurrent layers on the adapter's steps and on fused ones.
+        // The recurrent layers on per-step, fused and persistent steps.
         match Mode::from_name(&op) {
             Some(mode) => {
-                for ctx in [ctx(), common::fused()] {
+                for ctx in [
+                    common::gemm_contexts()[0],
+                    common::fused(),
+                    common::persistent(),
+                ] {
                     failures.extend(run_recurrent(ctx, &case, mode, &mut checked));
                 }
             }

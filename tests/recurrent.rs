@@ -277,13 +277,17 @@ fn every_cell_on_every_gemm_path() {
 /// but the last with the mask its seed gives (`shaders/dropout.wgsl`'s hash,
 /// ported in `common::dropout_multipliers`), and the backward uses the same
 /// masks: outputs and every gradient against the f64 reference with those masks
-/// and its finite differences, on the adapter's steps and fused ones; an
+/// and its finite differences, on the adapter's steps, fused and persistent ones; an
 /// evaluation forward and an eval tape ignore the dropout; a bad probability is
 /// refused.
 #[test]
 fn dropout_between_layers_uses_one_mask_forward_and_backward() {
     let (p, seed) = (0.25f32, 5u32);
-    for ctx in [common::gemm_contexts()[0], common::fused()] {
+    for ctx in [
+        common::gemm_contexts()[0],
+        common::fused(),
+        common::persistent(),
+    ] {
         for (i, mode) in ["lstm", "gru"].into_iter().enumerate() {
             let spec = spec(mode, 3, 5, 3, 2);
             let (batch, steps, lengths) = (3, 4, [4, 1, 3]);
@@ -349,13 +353,17 @@ fn dropout_between_layers_uses_one_mask_forward_and_backward() {
 /// expectation, and its backward is that function's. Outputs and every gradient
 /// against the f64 reference with those choices and its finite differences,
 /// stacked and bidirectional with mixed lengths, on the scalar (H 5) and vec4 (H
-/// 8) kernels, on the adapter's steps and fused ones. The next training forward
+/// 8) kernels, on the adapter's steps, fused and persistent ones. The next training forward
 /// draws anew; bad probabilities and a projection are refused.
 #[test]
 fn zoneout_matches_the_reference_in_training_and_evaluation() {
     let seed = 11u32;
     let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
-    for ctx in [common::gemm_contexts()[0], common::fused()] {
+    for ctx in [
+        common::gemm_contexts()[0],
+        common::fused(),
+        common::persistent(),
+    ] {
         for (i, mode) in MODES.into_iter().enumerate() {
             for hidden in [5, 8] {
                 let spec = spec(mode, 3, hidden, 2, 2);
@@ -429,7 +437,7 @@ fn zoneout_matches_the_reference_in_training_and_evaluation() {
 /// `common::dropout_multipliers`), the backward the same: outputs and every
 /// gradient against the f64 reference with those masks and its finite
 /// differences, stacked and bidirectional with mixed lengths, on the scalar and
-/// vec4 kernels, on every GEMM path and fused; with zoneout as well on the
+/// vec4 kernels, on every GEMM path, fused and persistent; with zoneout as well on the
 /// LSTM. An evaluation forward has no masks; bad probabilities and a projection
 /// are refused.
 #[test]
@@ -437,7 +445,7 @@ fn recurrent_dropout_masks_the_recurrent_input_forward_and_backward() {
     let (p, seed) = (0.3f32, 21u32);
     let tol = [FWD_RTOL, FWD_ATOL, GRAD_RTOL, GRAD_ATOL];
     let mut contexts = common::gemm_contexts().to_vec();
-    contexts.push(common::fused());
+    contexts.extend([common::fused(), common::persistent()]);
     for ctx in contexts {
         for (i, mode) in MODES.into_iter().enumerate() {
             for hidden in [5, 8] {
@@ -625,6 +633,34 @@ fn projected_lstm_matches_the_reference_and_finite_differences() {
     assert!(model.clone().with_storage(DType::F16).is_err());
 }
 
+/// Steps of [`pass_dispatches`]' sequences.
+const PASS_STEPS: usize = 5;
+
+/// Dispatches recorded by a forward and by a backward of a bidirectional layer
+/// of 8 units over 2 sequences of [`PASS_STEPS`] steps.
+fn pass_dispatches(ctx: &Context, mode: Mode) -> (usize, usize) {
+    let cfg = Config {
+        mode,
+        input_size: 4,
+        hidden_size: 8,
+        num_layers: 1,
+        bidirectional: true,
+    };
+    let (b, t) = (2, PASS_STEPS);
+    let model = Recurrent::new(ctx, cfg, 1).unwrap();
+    let x = Tensor::zeros(ctx, &[b, t, 4]).unwrap();
+    let dy = Tensor::zeros(ctx, &[b, t, 16]).unwrap();
+    let mut rec = Recorder::new(ctx, "count");
+    let (_, saved) = model.forward(&mut rec, &x, &[t; 2], None, None).unwrap();
+    let forward = rec.dispatches();
+    model
+        .backward_params(&mut rec, &saved, &dy, None, None)
+        .unwrap();
+    let backward = rec.dispatches() - forward;
+    rec.submit();
+    (forward, backward)
+}
+
 /// The fused steps (the recurrent product inside the cell's dispatch, forward
 /// and backward) on every cell, stacked and bidirectional with mixed lengths,
 /// against the reference and finite differences: H = 6 on the scalar kernels,
@@ -642,29 +678,9 @@ fn fused_steps_match_the_reference_on_every_cell() {
     check(ctx, spec("gru", 2, 65, 1, 2), 2, 3, &[3, 1], 790);
     // Dispatches against the same stack unfused, with the same GEMM kernels (B = 2
     // reads the buffers on every adapter).
+    let t = PASS_STEPS;
     for mode in [Mode::Lstm, Mode::Gru] {
-        let cfg = Config {
-            mode,
-            input_size: 4,
-            hidden_size: 8,
-            num_layers: 1,
-            bidirectional: true,
-        };
-        let (b, t) = (2, 5);
-        let count = |ctx: &Context| {
-            let model = Recurrent::new(ctx, cfg, 1).unwrap();
-            let x = Tensor::zeros(ctx, &[b, t, 4]).unwrap();
-            let dy = Tensor::zeros(ctx, &[b, t, 16]).unwrap();
-            let mut rec = Recorder::new(ctx, "count");
-            let (_, saved) = model.forward(&mut rec, &x, &[t; 2], None, None).unwrap();
-            let forward = rec.dispatches();
-            model
-                .backward_params(&mut rec, &saved, &dy, None, None)
-                .unwrap();
-            let backward = rec.dispatches() - forward;
-            rec.submit();
-            (forward, backward)
-        };
+        let count = |ctx: &Context| pass_dispatches(ctx, mode);
         let (fused, unfused) = (count(ctx), count(common::gemm_contexts()[0]));
         // Forward: the input GEMM, a dispatch per step (a product and a cell
         // unfused), the outputs. Backward: the cell per step with the product of
@@ -682,6 +698,68 @@ fn fused_steps_match_the_reference_on_every_cell() {
             saved.saturating_sub(1),
             "{mode:?} backward"
         );
+    }
+}
+
+/// Persistent steps (every step of a pass in one dispatch, a workgroup per
+/// sequence and direction looping over time) on every cell, stacked and
+/// bidirectional with mixed lengths, against the reference and finite
+/// differences: H = 6 on the scalar kernels, 8 on the vec4 ones, 65 with lanes
+/// taking two units; an LSTM of 260 units (vec4 lanes taking two quads) against
+/// the fused steps; and one dispatch per pass where the adapter can fuse.
+#[test]
+fn persistent_steps_match_the_reference_on_every_cell() {
+    let ctx = common::persistent();
+    for (i, mode) in MODES.into_iter().enumerate() {
+        for hidden in [6, 8] {
+            let seed = 740 + 4 * i as u64 + hidden as u64;
+            check(ctx, spec(mode, 3, hidden, 2, 2), 3, 4, &[4, 1, 3], seed);
+        }
+    }
+    check(ctx, spec("gru", 2, 65, 1, 2), 2, 3, &[3, 1], 791);
+    // 260 units: the fused steps (checked against the reference above and in
+    // fused_steps_match_the_reference_on_every_cell) as the reference.
+    let cfg = Config {
+        mode: Mode::Lstm,
+        input_size: 4,
+        hidden_size: 260,
+        num_layers: 1,
+        bidirectional: true,
+    };
+    let (b, t, lengths) = (2, 3, [3, 2]);
+    let mut rng = Rng::new(17);
+    let x = rng.vec(b * t * 4);
+    let dy = rng.vec(b * t * 520);
+    let run = |ctx: &Context| -> Vec<Vec<f32>> {
+        let model = Recurrent::new(ctx, cfg, 3).unwrap();
+        let x = Tensor::from_slice(ctx, &[b, t, 4], &x).unwrap();
+        let dy = Tensor::from_slice(ctx, &[b, t, 520], &dy).unwrap();
+        let mut rec = Recorder::new(ctx, "260");
+        model.zero_grad(&mut rec).unwrap();
+        let (out, saved) = model.forward(&mut rec, &x, &lengths, None, None).unwrap();
+        let grads = model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+        rec.submit();
+        let mut all = vec![out.y.to_vec().unwrap(), grads.dx.to_vec().unwrap()];
+        all.extend(model.named_grads().iter().map(|n| n.read().unwrap()));
+        all
+    };
+    for (k, (got, want)) in run(ctx).iter().zip(run(common::fused())).enumerate() {
+        let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+        assert_close(&format!("260 units, tensor {k}"), got, &want, 1e-4, 1e-5);
+    }
+    // Dispatches against the same stack's fused steps.
+    let t = PASS_STEPS;
+    for mode in [Mode::Lstm, Mode::Gru] {
+        let count = |ctx: &Context| pass_dispatches(ctx, mode);
+        let (persistent, fused) = (count(ctx), count(common::fused()));
+        // t steps become one dispatch each way where the adapter can fuse.
+        let saved = if ctx.limits().max_storage_buffers_per_shader_stage >= 9 {
+            t - 1
+        } else {
+            0
+        };
+        assert_eq!(persistent.0, fused.0 - saved, "{mode:?} forward");
+        assert_eq!(persistent.1, fused.1 - saved, "{mode:?} backward");
     }
 }
 
@@ -1239,7 +1317,7 @@ proptest::proptest! {
         batch in 1usize..4, steps in 1usize..6,
         drawn in proptest::collection::vec(1usize..6, 3),
         seed in 0u64..1_000_000,
-        fused in proptest::bool::ANY,
+        path in 0usize..3,
     ) {
         let lengths: Vec<usize> = drawn[..batch].iter().map(|&l| l.min(steps)).collect();
         let spec = spec(mode, input, hidden, layers, dirs);
@@ -1248,7 +1326,7 @@ proptest::proptest! {
         let model = Recurrent::new(ctx(), config(&spec), seed).unwrap();
         let (inp, _) = random_case(&spec, batch, steps, &lengths, seed + 1);
         proptest::prop_assume!(reference::relu_margin(&spec, &reference_params(&model), &inp) > 1e-4);
-        let ctx = if fused { common::fused() } else { common::gemm_contexts()[0] };
+        let ctx = [common::gemm_contexts()[0], common::fused(), common::persistent()][path];
         check(ctx, spec, batch, steps, &lengths, seed);
     }
 }

@@ -57,6 +57,11 @@ pub struct ContextOptions {
     /// adapter can (9 storage bindings, f32 activations), `Some(false)` never,
     /// `None` by adapter and batch.
     pub fused_steps: Option<bool>,
+    /// Whether a recurrent layer runs all its steps in one dispatch per pass, a
+    /// workgroup per sequence looping over time (`ops::recurrence::persistent_steps`):
+    /// `Some(true)` wherever steps can fuse, `Some(false)` never, `None` by
+    /// adapter, batch and hidden size (never when `fused_steps` is `Some(false)`).
+    pub persistent_steps: Option<bool>,
     /// The limits to open the device with. `None` asks for everything the adapter
     /// offers (the largest buffers and workgroup storage the hardware has, where
     /// WebGPU's portable defaults would be lower); `Some(wgpu::Limits::default())`
@@ -72,6 +77,7 @@ impl Default for ContextOptions {
             label: "rnn-wgpu".into(),
             gemm_packed: None,
             fused_steps: None,
+            persistent_steps: None,
             limits: None,
         }
     }
@@ -97,6 +103,14 @@ pub fn parse_backends(list: &str) -> Result<wgpu::Backends> {
     Ok(backends)
 }
 
+/// The kernel choices [`ContextOptions`] may force.
+#[derive(Clone, Copy, Debug, Default)]
+struct Choices {
+    gemm_packed: Option<bool>,
+    fused_steps: Option<bool>,
+    persistent_steps: Option<bool>,
+}
+
 /// A handle on one GPU device. See the module docs.
 #[derive(Clone)]
 pub struct Context {
@@ -110,8 +124,7 @@ struct Inner {
     queue: wgpu::Queue,
     pipelines: PipelineCache,
     pool: Mutex<BufferPool>,
-    gemm_packed: Option<bool>,
-    fused_steps: Option<bool>,
+    choices: Choices,
     profiling: AtomicBool,
     totals: Mutex<Totals>,
     faults: Arc<Mutex<Faults>>,
@@ -259,28 +272,26 @@ impl Context {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self::from_parts(
-            info,
-            device,
-            queue,
-            options.gemm_packed,
-            options.fused_steps,
-        ))
+        let choices = Choices {
+            gemm_packed: options.gemm_packed,
+            fused_steps: options.fused_steps,
+            persistent_steps: options.persistent_steps,
+        };
+        Ok(Self::from_parts(info, device, queue, choices))
     }
 
     /// Uses a device the application already owns (its renderer's, say), so training
     /// shares that GPU instead of opening a second device. The library uses whatever
     /// features and limits the device was created with.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::from_parts(device.adapter_info(), device, queue, None, None)
+        Self::from_parts(device.adapter_info(), device, queue, Choices::default())
     }
 
     fn from_parts(
         info: wgpu::AdapterInfo,
         device: wgpu::Device,
         queue: wgpu::Queue,
-        gemm_packed: Option<bool>,
-        fused_steps: Option<bool>,
+        choices: Choices,
     ) -> Self {
         // wgpu's default for an error nobody captured is a panic; keep it for the
         // next wait or readback to return instead, and note a lost device.
@@ -316,8 +327,7 @@ impl Context {
                 queue,
                 pipelines: PipelineCache::default(),
                 pool: Mutex::new(BufferPool::default()),
-                gemm_packed,
-                fused_steps,
+                choices,
                 profiling: AtomicBool::new(profile_env() || trace_env().is_some()),
                 #[cfg(not(target_arch = "wasm32"))]
                 opened: std::time::Instant::now(),
@@ -467,7 +477,7 @@ impl Context {
         const MIN_WORK: u64 = 1 << 15;
         const MIN_SIDE: usize = 8;
         let work = m as u64 * n as u64 * k as u64;
-        self.inner.gemm_packed.unwrap_or(
+        self.inner.choices.gemm_packed.unwrap_or(
             self.inner.info.device_type == wgpu::DeviceType::Cpu
                 && work >= MIN_WORK
                 && m.min(n) >= MIN_SIDE,
@@ -476,7 +486,12 @@ impl Context {
 
     /// [`ContextOptions::fused_steps`] as the context was opened with.
     pub fn fused_steps(&self) -> Option<bool> {
-        self.inner.fused_steps
+        self.inner.choices.fused_steps
+    }
+
+    /// [`ContextOptions::persistent_steps`] as the context was opened with.
+    pub fn persistent_steps(&self) -> Option<bool> {
+        self.inner.choices.persistent_steps
     }
 
     /// Turns per-kernel timing on or off (see [`crate::gpu::profile`]); on at

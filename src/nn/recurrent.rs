@@ -10,7 +10,9 @@
 //! cell dispatch and one GEMM (dh += dgh·W_hh); then the weight gradients as one
 //! GEMM each over all steps, the bias gradients as column sums, and dx. At small
 //! batches (`ops::recurrence::fused_steps`) a step is one dispatch instead, the
-//! recurrent product inside the cell's kernel, forward and backward. Nothing is
+//! recurrent product inside the cell's kernel, forward and backward; with
+//! persistent steps (`ops::recurrence::persistent_steps`) all the steps of a pass
+//! are one dispatch, a workgroup per sequence and direction looping over time. Nothing is
 //! read back to the host: the whole sequence is recorded into the caller's
 //! [`Recorder`]. A trained unidirectional stack also runs a token at a time as a
 //! [`Stream`](crate::nn::Stream).
@@ -778,6 +780,10 @@ impl Recurrent {
                 (Some(hf), Some(w_hr)) => {
                     forward_steps_projected(rec, &cell, geo, &io, &w_hh, &hs, sw, hf, w_hr)?
                 }
+                _ if recurrence::persistent_steps(rec, b, h, act) => {
+                    rec.phase("recurrent step");
+                    recurrence::forward_persistent(rec, &cell, geo, &io, &w_hh)?;
+                }
                 _ if recurrence::fused_steps(rec, b, h, act) => {
                     for s in 0..t {
                         rec.phase("recurrent step");
@@ -1058,14 +1064,21 @@ impl Recurrent {
                     gemm::forward_packed(rec, dh, dgh_s, &w_hh, None, d, 1.0, 1.0)
                 }
             };
-            if projected.is_none() && recurrence::fused_steps(rec, b, h, sv.w_hh.dtype()) {
+            let persistent = recurrence::persistent_steps(rec, b, h, sv.w_hh.dtype());
+            if projected.is_none()
+                && (persistent || recurrence::fused_steps(rec, b, h, sv.w_hh.dtype()))
+            {
                 // Each step adds the product of the step before; the last is left.
                 let io = BackwardIo {
                     recurrent_dropout: dropout,
                     ..io
                 };
-                for s in (0..t).rev() {
-                    recurrence::backward_fused(rec, &cell, geo, s, &io, &sv.w_hh)?;
+                if persistent {
+                    recurrence::backward_persistent(rec, &cell, geo, &io, &sv.w_hh)?;
+                } else {
+                    for s in (0..t).rev() {
+                        recurrence::backward_fused(rec, &cell, geo, s, &io, &sv.w_hh)?;
+                    }
                 }
                 let dgh_0 = gemm::pack_a(rec, dgh_at(0), d, sw)?;
                 state_product(rec, &dgh_0)?;

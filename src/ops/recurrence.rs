@@ -28,7 +28,7 @@
 //! every gradient are f32. The cells compute in f32 either way.
 
 use crate::error::{Error, Result};
-use crate::gpu::Recorder;
+use crate::gpu::{Context, Recorder};
 use crate::shaders::Shader;
 use crate::tensor::{DType, Tensor};
 
@@ -295,22 +295,40 @@ pub fn forward_fused(
     io: &ForwardIo,
     w_hh: &Tensor,
 ) -> Result<()> {
+    forward_with_product(rec, cell, geo, "forward_fused", step, io, w_hh)
+}
+
+/// Every step of the forward as [`forward_fused`] runs them, in one dispatch: a
+/// workgroup owns a sequence and direction and loops over time (persistent
+/// steps; see [`persistent_steps`]). Needs what [`forward_fused`] needs.
+pub fn forward_persistent(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    io: &ForwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
+    forward_with_product(rec, cell, geo, "forward_persistent", 0, io, w_hh)
+}
+
+/// A forward `entry` that computes the recurrent products itself from `w_hh`.
+fn forward_with_product(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    entry: &'static str,
+    step: usize,
+    io: &ForwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
     let mut bindings = forward_bindings(cell, geo, io)?;
     bindings.push(w_hh_binding(cell, geo, w_hh));
+    let masks = Masks {
+        zoneout: io.zoneout,
+        dropout: io.recurrent_dropout,
+    };
     launch(
-        rec,
-        cell,
-        "forward_fused",
-        geo,
-        step,
-        io.lengths,
-        &bindings,
-        None,
-        false,
-        Masks {
-            zoneout: io.zoneout,
-            dropout: io.recurrent_dropout,
-        },
+        rec, cell, entry, geo, step, io.lengths, &bindings, None, false, masks,
     )
 }
 
@@ -353,12 +371,44 @@ fn w_hh_binding<'a>(cell: &Cell, geo: Geometry, w_hh: &'a Tensor) -> Binding<'a>
 /// [`ContextOptions::fused_steps`]: crate::ContextOptions::fused_steps
 pub fn fused_steps(rec: &Recorder, batch: usize, hidden: usize, storage: DType) -> bool {
     let ctx = rec.context();
-    let possible = storage == DType::F32 && ctx.limits().max_storage_buffers_per_shader_stage >= 9;
+    let possible = can_fuse(ctx, storage);
     let by_adapter = match ctx.adapter_info().device_type {
         wgpu::DeviceType::Cpu => batch * hidden <= 256,
         _ => batch <= 32,
     };
     possible && ctx.fused_steps().unwrap_or(by_adapter)
+}
+
+/// Whether a layer's steps run persistently ([`forward_persistent`],
+/// [`backward_persistent`]: one dispatch per pass, a workgroup per sequence and
+/// direction looping over time) rather than a dispatch per step: where steps can
+/// fuse ([`fused_steps`]'s conditions), as [`ContextOptions::persistent_steps`]
+/// says, else by adapter, batch and hidden size unless fused steps are turned
+/// off. A workgroup's 64 lanes share a
+/// step's H × G product, so the work that one dispatch per step spread over
+/// H / 64 workgroups now waits on one: persistent steps pay where that work is
+/// small against a dispatch. On CPU adapters, as measured on lavapipe (one LSTM
+/// layer's training step, T = 64), up to 128 units and 512 units across the
+/// batch; elsewhere up to 128 units and 32 sequences (each lane then does at most
+/// 2 · 4 · 128 multiply-adds a step; a first choice, not yet measured on a GPU).
+///
+/// [`ContextOptions::persistent_steps`]: crate::ContextOptions::persistent_steps
+pub fn persistent_steps(rec: &Recorder, batch: usize, hidden: usize, storage: DType) -> bool {
+    let ctx = rec.context();
+    let by_adapter = hidden <= 128
+        && match ctx.adapter_info().device_type {
+            wgpu::DeviceType::Cpu => batch * hidden <= 512,
+            _ => batch <= 32,
+        };
+    // Fused steps turned off turn the rule off too: persistent ones are fused.
+    let by_adapter = by_adapter && ctx.fused_steps() != Some(false);
+    can_fuse(ctx, storage) && ctx.persistent_steps().unwrap_or(by_adapter)
+}
+
+/// Whether steps can fuse on `ctx`: the fused kernels bind 9 storage buffers and
+/// read f32 activations.
+fn can_fuse(ctx: &Context, storage: DType) -> bool {
+    storage == DType::F32 && ctx.limits().max_storage_buffers_per_shader_stage >= 9
 }
 
 /// Records the layer's outputs `y` `[B, T, D·H]` from the states `hs` of a
@@ -428,22 +478,41 @@ pub fn backward_fused(
     io: &BackwardIo,
     w_hh: &Tensor,
 ) -> Result<()> {
+    backward_with_product(rec, cell, geo, "backward_fused", step, io, w_hh)
+}
+
+/// Every step of the backward as [`backward_fused`] runs them (T − 1 down to
+/// 0), in one dispatch; the caller then adds step 0's product, as after
+/// [`backward_fused`].
+pub fn backward_persistent(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    io: &BackwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
+    backward_with_product(rec, cell, geo, "backward_persistent", 0, io, w_hh)
+}
+
+/// A backward `entry` that adds the state products itself from `w_hh`.
+fn backward_with_product(
+    rec: &mut Recorder,
+    cell: &Cell,
+    geo: Geometry,
+    entry: &'static str,
+    step: usize,
+    io: &BackwardIo,
+    w_hh: &Tensor,
+) -> Result<()> {
     let mut bindings = backward_bindings(cell, geo, io)?;
     bindings.push(w_hh_binding(cell, geo, w_hh));
+    let masks = Masks {
+        zoneout: io.zoneout,
+        dropout: io.recurrent_dropout,
+    };
+    let no_dgi = io.dgi.is_none();
     launch(
-        rec,
-        cell,
-        "backward_fused",
-        geo,
-        step,
-        io.lengths,
-        &bindings,
-        None,
-        io.dgi.is_none(),
-        Masks {
-            zoneout: io.zoneout,
-            dropout: io.recurrent_dropout,
-        },
+        rec, cell, entry, geo, step, io.lengths, &bindings, None, no_dgi, masks,
     )
 }
 
@@ -695,6 +764,8 @@ fn launch(
         ("backward", true) => ("backward4", VEC4_BINDINGS),
         ("forward_fused", true) => ("forward_fused4", VEC4_BINDINGS),
         ("backward_fused", true) => ("backward_fused4", VEC4_BINDINGS),
+        ("forward_persistent", true) => ("forward_persistent4", VEC4_BINDINGS),
+        ("backward_persistent", true) => ("backward_persistent4", VEC4_BINDINGS),
         _ => (entry, 0),
     };
     let vec4 = shift != 0;
@@ -739,16 +810,18 @@ fn launch(
     let units_per_invocation = if next_packed.is_some() || vec4 { 4 } else { 1 };
     let workgroup = if vec4 { 16 } else { 64 };
     let invocations = geo.hidden.div_ceil(units_per_invocation);
+    // A persistent kernel's workgroup owns every unit of its sequence.
+    let across = if entry.contains("persistent") {
+        1
+    } else {
+        u(invocations.div_ceil(workgroup))
+    };
     rec.dispatch(
         &format!("{op}::{entry}"),
         &pipeline,
         bytemuck::bytes_of(&params),
         &resources,
-        [
-            u(invocations.div_ceil(workgroup)),
-            u(geo.batch),
-            u(geo.dirs),
-        ],
+        [across, u(geo.batch), u(geo.dirs)],
     )
 }
 

@@ -45,6 +45,7 @@ pub fn gemm_contexts() -> [&'static Context; 3] {
         open_with(&ContextOptions {
             gemm_packed,
             fused_steps: Some(false),
+            persistent_steps: Some(false),
             ..Default::default()
         })
     };
@@ -63,6 +64,19 @@ pub fn fused() -> &'static Context {
     FUSED.get_or_init(|| {
         open_with(&ContextOptions {
             fused_steps: Some(true),
+            persistent_steps: Some(false),
+            ..Default::default()
+        })
+    })
+}
+
+/// A context whose recurrent layers run persistently (all steps of a pass in
+/// one dispatch) where the adapter can fuse steps.
+pub fn persistent() -> &'static Context {
+    static PERSISTENT: OnceLock<Context> = OnceLock::new();
+    PERSISTENT.get_or_init(|| {
+        open_with(&ContextOptions {
+            persistent_steps: Some(true),
             ..Default::default()
         })
     })

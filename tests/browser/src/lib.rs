@@ -58,6 +58,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
     // A second device whose recurrent steps all run fused (one dispatch each).
     let fused = Context::with_options_async(&ContextOptions {
         fused_steps: Some(true),
+        persistent_steps: Some(false),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
+    // A third whose layers run persistently (a pass's steps in one dispatch).
+    let persistent = Context::with_options_async(&ContextOptions {
+        persistent_steps: Some(true),
         ..Default::default()
     })
     .await
@@ -111,7 +119,27 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
         ),
         (
             "fused steps: one dispatch each",
-            Box::pin(fused_dispatches(&fused)),
+            Box::pin(step_dispatches(&fused, false)),
+        ),
+        (
+            "golden lstm_l2_bi_h13, persistent steps",
+            Box::pin(golden(&persistent, LSTM_L2_BI)),
+        ),
+        (
+            "golden lstm_l1_bi_h65, persistent steps",
+            Box::pin(golden(&persistent, LSTM_L1_BI_65)),
+        ),
+        (
+            "golden gru_l2_bi_h13, persistent steps",
+            Box::pin(golden(&persistent, GRU_L2_BI)),
+        ),
+        (
+            "golden lstm_l2_h8 recurrent dropout and zoneout, persistent steps",
+            Box::pin(golden(&persistent, LSTM_RECURRENT_DROPOUT)),
+        ),
+        (
+            "persistent steps: one dispatch per pass",
+            Box::pin(step_dispatches(&persistent, true)),
         ),
         (
             "golden attention_general_tq4_s70",
@@ -521,7 +549,9 @@ fn tagging_batch(rng: &mut Lcg, size: usize) -> std::result::Result<Batch, Strin
 
 /// The fused context runs a layer's forward as the input GEMM, one dispatch per
 /// step and the outputs: the golden cases above ran that path, not another.
-async fn fused_dispatches(ctx: &Context) -> Outcome {
+/// A forward's dispatches: the input GEMM, a dispatch per step (fused) or one
+/// for all of them (`persistent`), the outputs.
+async fn step_dispatches(ctx: &Context, persistent: bool) -> Outcome {
     let bindings = ctx.limits().max_storage_buffers_per_shader_stage;
     ensure(bindings >= 9, || {
         format!("the adapter binds {bindings} storage buffers per kernel, fused steps need 9")
@@ -542,7 +572,8 @@ async fn fused_dispatches(ctx: &Context) -> Outcome {
         .map_err(fail)?;
     let n = rec.dispatches();
     rec.submit();
-    ensure(n == t + 2, || format!("{n} dispatches for {t} steps"))?;
+    let want = if persistent { 3 } else { t + 2 };
+    ensure(n == want, || format!("{n} dispatches for {t} steps"))?;
     Ok(format!(
         "{n} dispatches for {t} steps, {bindings} storage bindings"
     ))

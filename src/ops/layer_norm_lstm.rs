@@ -258,7 +258,7 @@ fn launch(
     }
     rec.check_same_device(OP, &tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>())?;
     let u = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-    let zone = zoneout.unwrap_or_default();
+    let (seed, h_threshold, c_threshold, h_zone, c_zone) = Zoneout::fields(zoneout);
     let params = Params {
         b: u(geo.batch),
         t: u(geo.steps),
@@ -266,11 +266,11 @@ fn launch(
         d: u(geo.dirs),
         step: u(step),
         eps,
-        seed: zone.seed.unwrap_or(0),
-        h_threshold: super::hash_threshold(zone.h),
-        c_threshold: super::hash_threshold(zone.c),
-        h_zone: zone.h,
-        c_zone: zone.c,
+        seed,
+        h_threshold,
+        c_threshold,
+        h_zone,
+        c_zone,
         _pad: 0,
     };
     let constants = super::recurrence::zoneout_constants(zoneout);

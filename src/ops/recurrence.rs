@@ -143,6 +143,20 @@ pub struct Zoneout {
 }
 
 impl Zoneout {
+    /// The uniform fields `shaders/zoneout.wgsl` reads for `zoneout`: seed,
+    /// h_threshold, c_threshold, h_zone, c_zone (zeros without).
+    pub(crate) fn fields(zoneout: Option<Zoneout>) -> (u32, u32, u32, f32, f32) {
+        let z = zoneout.unwrap_or_default();
+        let threshold = super::hash_threshold;
+        (
+            z.seed.unwrap_or(0),
+            threshold(z.h),
+            threshold(z.c),
+            z.h,
+            z.c,
+        )
+    }
+
     /// Checks the probabilities for `cell` (a probability for c needs one).
     pub fn check(&self, op: &'static str, cell: &Cell) -> Result<()> {
         let ok = |p: f32| (0.0..1.0).contains(&p);
@@ -740,18 +754,18 @@ fn launch(
         }
     }
     let u = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-    let zone = zoneout.unwrap_or_default();
+    let (seed, h_threshold, c_threshold, h_zone, c_zone) = Zoneout::fields(zoneout);
     let params = Params {
         b: u(geo.batch),
         t: u(geo.steps),
         h: u(geo.hidden),
         d: u(geo.dirs),
         step: u(step),
-        seed: zone.seed.unwrap_or(0),
-        h_threshold: super::hash_threshold(zone.h),
-        c_threshold: super::hash_threshold(zone.c),
-        h_zone: zone.h,
-        c_zone: zone.c,
+        seed,
+        h_threshold,
+        c_threshold,
+        h_zone,
+        c_zone,
         r_seed: masks.dropout.map_or(0, |m| m.seed),
         r_threshold: super::hash_threshold(masks.dropout.map_or(0.0, |m| m.p)),
         r_scale: masks.dropout.map_or(1.0, |m| 1.0 / (1.0 - m.p)),

@@ -108,6 +108,10 @@ struct Args {
     /// Dropout on the embeddings, between layers and before the output layer.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
+    /// Tie the output layer to the target embedding (the decoder's features
+    /// projected to --emb first): fewer parameters, a cheaper output layer.
+    #[arg(long)]
+    tie_embeddings: bool,
     /// Label smoothing of the training targets.
     #[arg(long, default_value_t = 0.0)]
     label_smoothing: f32,
@@ -470,9 +474,12 @@ fn main() -> Result<()> {
         bos: v.bos,
         eos: v.eos,
     };
-    let model = Seq2Seq::new(&ctx, cfg, args.seed)?
+    let mut model = Seq2Seq::new(&ctx, cfg, args.seed)?
         .with_dropout(args.dropout, args.seed as u32)?
         .with_label_smoothing(args.label_smoothing)?;
+    if args.tie_embeddings {
+        model = model.with_tied_embeddings(args.seed + 7)?;
+    }
     let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
     let encoder_params = match &model.encoder {
         Encoder::Lstm(l) => count(l.params()),

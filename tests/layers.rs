@@ -132,6 +132,67 @@ fn linear_matches_reference_and_finite_differences() {
     );
 }
 
+/// A tied layer reads the owner's weight and adds to the owner's gradient (on
+/// top of what is there), lists its bias only, and refuses a weight and a
+/// gradient of different shapes.
+#[test]
+fn a_tied_linear_shares_its_owners_weight_and_gradient() {
+    let ctx = ctx();
+    let (rows, inputs, outputs) = (4, 3, 6);
+    let table = Embedding::new(ctx, outputs, inputs, None, 3).unwrap();
+    let lin = Linear::tied(table.weight(), table.grad(), true, 4).unwrap();
+    assert!(lin.is_tied());
+    assert_eq!(lin.params().len(), 1);
+    let mut rng = Rng::new(11);
+    let (x, dy, before) = (
+        rng.vec(rows * inputs),
+        rng.vec(rows * outputs),
+        rng.vec(outputs * inputs),
+    );
+    table.grad().write(&before).unwrap();
+    let w = to_f64(&table.weight().to_vec().unwrap());
+    let b = to_f64(&lin.params()[0].value.to_vec().unwrap());
+    let mut rec = Recorder::new(ctx, "tied");
+    let xt = Tensor::from_slice(ctx, &[rows, inputs], &x).unwrap();
+    let y = lin.forward(&mut rec, &xt).unwrap();
+    let dyt = Tensor::from_slice(ctx, &[rows, outputs], &dy).unwrap();
+    lin.backward(&mut rec, &dyt, &xt).unwrap();
+    rec.submit();
+    let (x64, dy64) = (to_f64(&x), to_f64(&dy));
+    let want_y: Vec<f64> = (0..rows * outputs)
+        .map(|i| {
+            let (r, o) = (i / outputs, i % outputs);
+            b[o] + (0..inputs)
+                .map(|k| x64[r * inputs + k] * w[o * inputs + k])
+                .sum::<f64>()
+        })
+        .collect();
+    assert_close("y", &y.to_vec().unwrap(), &want_y, RTOL, ATOL);
+    let want_dw: Vec<f64> = (0..outputs * inputs)
+        .map(|i| {
+            let (o, k) = (i / inputs, i % inputs);
+            before[i] as f64
+                + (0..rows)
+                    .map(|r| dy64[r * outputs + o] * x64[r * inputs + k])
+                    .sum::<f64>()
+        })
+        .collect();
+    assert_close(
+        "table gradient",
+        &table.grad().to_vec().unwrap(),
+        &want_dw,
+        RTOL,
+        ATOL,
+    );
+
+    let wrong = Tensor::zeros(ctx, &[outputs, inputs + 1]).unwrap();
+    let err = Linear::tied(table.weight(), &wrong, true, 4).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+    let flat = Tensor::zeros(ctx, &[outputs]).unwrap();
+    let err = Linear::tied(&flat, &flat, false, 4).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+}
+
 /// The mean cross-entropy over rows whose target is not `ignore`, in f64, against
 /// targets smoothed by `eps`: Σ_k q_k·(lse − z_k), q = (1 − eps)·onehot + eps / C.
 fn reference_ce(logits: &[f64], targets: &[u32], classes: usize, ignore: u32, eps: f64) -> f64 {

@@ -647,3 +647,123 @@ fn label_smoothing_acts_on_the_training_loss_only() {
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
     }
 }
+
+/// A tied output layer is the target embedding's table: its gradient gathers
+/// the output layer's share and the lookups' (a row the decoder never reads
+/// learns through the logits alone), every parameter's gradient matches central
+/// differences with and without the projection to the embedding size, the
+/// stream's logits (what the searches read) are the teacher-forced ones, and
+/// the state_dict lists the table once and round-trips.
+#[test]
+fn tied_embeddings_learn_from_both_ends() {
+    let ctx = ctx();
+    let b = batch();
+    let mut square = config(Link::None, EncoderKind::Lstm, false, 1);
+    square.hidden = square.emb;
+    let cases = [
+        (config(LINKS[1], EncoderKind::Lstm, true, 1), true),
+        (config(LINKS[2], EncoderKind::Lstm, true, 2), true),
+        (square, false),
+    ];
+    for (i, (cfg, projected)) in cases.into_iter().enumerate() {
+        let what = format!("{:?} hidden {}", cfg.link, cfg.decoder_hidden());
+        let seed = 40 + i as u64;
+        let untied = Seq2Seq::new(ctx, cfg, seed).unwrap();
+        let model = Seq2Seq::new(ctx, cfg, seed)
+            .unwrap()
+            .with_tied_embeddings(seed + 100)
+            .unwrap();
+        assert!(model.tied_embeddings() && !untied.tied_embeddings());
+        let names: Vec<String> = model.named_params().into_iter().map(|n| n.name).collect();
+        assert!(
+            !names.iter().any(|n| n == "out.weight"),
+            "{what}: {names:?}"
+        );
+        assert!(names.iter().any(|n| n == "out.bias"), "{what}: {names:?}");
+        assert_eq!(
+            names.iter().any(|n| n == "out_proj.weight"),
+            projected,
+            "{what}: {names:?}"
+        );
+        assert_eq!(
+            model.params().len(),
+            untied.params().len() - 1 + usize::from(projected),
+            "{what}"
+        );
+
+        let grads = grads_of(&model, &b);
+        let table = names
+            .iter()
+            .position(|n| n == "tgt_embedding.weight")
+            .unwrap();
+        let e = cfg.emb;
+        let mut rng = Rng::new(90 + i as u64);
+        for (p, (param, g)) in model.params().iter().zip(&grads).enumerate() {
+            let n = param.value.numel();
+            let mut dirs = Vec::new();
+            let mut dir = vec![0.0f32; n];
+            for _ in 0..12.min(n) {
+                dir[(rng.next_u64() % n as u64) as usize] = rng.uniform();
+            }
+            dirs.push(dir);
+            if p == table {
+                // Row 8 is never a decoder input, row 3 is one and a target, row 0 pads.
+                for row in [8, 3, PAD as usize] {
+                    let mut dir = vec![0.0f32; n];
+                    for x in &mut dir[row * e..(row + 1) * e] {
+                        *x = rng.uniform();
+                    }
+                    dirs.push(dir);
+                }
+            }
+            for dir in dirs {
+                let analytic: f64 = g.iter().zip(&dir).map(|(a, d)| (a * d) as f64).sum();
+                let fd = fd_along(param, &dir, 1e-2, || loss_of(&model, &b));
+                assert!(
+                    (analytic - fd).abs() <= 5e-5 + 1e-2 * fd.abs(),
+                    "{what}: parameter {p} ({}): gradient·dir {analytic} but finite differences {fd}",
+                    names[p]
+                );
+            }
+        }
+        let never_read = &grads[table][8 * e..9 * e];
+        assert!(
+            never_read.iter().any(|&x| x != 0.0),
+            "{what}: {never_read:?}"
+        );
+
+        let (src, tgt): (&[u32], &[u32]) = (&[3, 4, 5], &[6, 7]);
+        let one = ParallelBatch::new(&[(src, tgt)], PAD, BOS, EOS).unwrap();
+        let mut tape = Tape::eval(ctx, "teacher forced");
+        let logits = model.forward(&mut tape, &one).unwrap();
+        tape.into_recorder().submit();
+        let want = logits.to_vec().unwrap();
+        let mut rec = Recorder::new(ctx, "stream");
+        let mut stream = model.stream(&mut rec, &[src]).unwrap();
+        rec.submit();
+        for (t, &id) in [BOS].iter().chain(tgt).enumerate() {
+            let mut rec = Recorder::new(ctx, "token");
+            let logits = stream.feed(&mut rec, &[id]).unwrap();
+            let got = rec.submit_read(&logits).unwrap();
+            let v = cfg.tgt_vocab;
+            for (g, w) in got.iter().zip(&want[t * v..(t + 1) * v]) {
+                assert!((g - w).abs() < 1e-4, "{what} step {t}: {g} vs {w}");
+            }
+        }
+
+        let path = std::env::temp_dir().join(format!("rnn_wgpu_tied_{i}.safetensors"));
+        model.save(&path).unwrap();
+        let other = Seq2Seq::new(ctx, cfg, seed + 7)
+            .unwrap()
+            .with_tied_embeddings(seed + 8)
+            .unwrap();
+        assert_ne!(loss_of(&other, &b), loss_of(&model, &b), "{what}");
+        other.load(&path).unwrap();
+        assert_eq!(loss_of(&other, &b), loss_of(&model, &b), "{what}");
+        assert!(
+            untied.load(&path).is_err(),
+            "{what}: an untied model loads a tied file"
+        );
+        std::fs::remove_file(&path).ok();
+    }
+}

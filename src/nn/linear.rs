@@ -20,6 +20,9 @@ pub struct Linear {
     grad_weight: Tensor,
     /// `[out]`
     grad_bias: Option<Tensor>,
+    /// Whether the weight belongs to another module (see [`Linear::tied`]),
+    /// which lists it: [`entries`](Module::entries) then has the bias only.
+    tied: bool,
 }
 
 impl Linear {
@@ -49,7 +52,58 @@ impl Linear {
                 .transpose()?,
             bias,
             grad_weight: Tensor::zeros(ctx, &[outputs, inputs])?,
+            tied: false,
         })
+    }
+
+    /// A layer whose weight is `weight` `[out, in]` itself, its gradient added to
+    /// `grad` (weight tying: an embedding table `[V, E]` as the output layer of
+    /// the same vocabulary, Press & Wolf 2017). The owner of `weight` lists it;
+    /// this layer's [`entries`](Module::entries) hold only its bias, initialized
+    /// as [`new`](Self::new) would from `seed`.
+    pub fn tied(weight: &Tensor, grad: &Tensor, bias: bool, seed: u64) -> Result<Self> {
+        let (&[outputs, inputs], true) = (weight.shape(), grad.shape() == weight.shape()) else {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "tied weight and its gradient",
+                expected: "one [out, in] shape for both".into(),
+                got: grad.shape().to_vec(),
+            });
+        };
+        if weight.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "tied weight and its gradient",
+                expected: "f32",
+                got: format!("{:?} and {:?}", weight.dtype(), grad.dtype()),
+            });
+        }
+        let bound = 1.0 / (inputs.max(1) as f32).sqrt();
+        let ctx = weight.context();
+        let bias = bias
+            .then(|| {
+                Tensor::from_slice(
+                    ctx,
+                    &[outputs],
+                    &SplitMix::new(seed).uniform(outputs, bound),
+                )
+            })
+            .transpose()?;
+        Ok(Self {
+            weight: weight.clone(),
+            grad_bias: bias
+                .as_ref()
+                .map(|_| Tensor::zeros(ctx, &[outputs]))
+                .transpose()?,
+            bias,
+            grad_weight: grad.clone(),
+            tied: true,
+        })
+    }
+
+    /// Whether the weight belongs to another module ([`tied`](Self::tied)).
+    pub fn is_tied(&self) -> bool {
+        self.tied
     }
 
     /// (out, in); the weight is `[out, in]` by construction.
@@ -171,10 +225,13 @@ impl Module for Linear {
             value: value.clone(),
             grad: grad.clone(),
         };
-        let mut out = vec![Entry::new(
-            "weight",
-            &param(&self.weight, &self.grad_weight),
-        )];
+        let mut out = Vec::new();
+        if !self.tied {
+            out.push(Entry::new(
+                "weight",
+                &param(&self.weight, &self.grad_weight),
+            ));
+        }
         if let (Some(b), Some(g)) = (&self.bias, &self.grad_bias) {
             out.push(Entry::new("bias", &param(b, g)));
         }

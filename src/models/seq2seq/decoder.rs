@@ -140,7 +140,7 @@ impl Seq2Seq {
         };
         let tops = tape.reshape(&tops, &[t, b, hd])?;
         let tops = self.dropout.apply(tape, &tops)?;
-        self.out.apply(tape, &tops)
+        self.logits(tape, &tops)
     }
 
     /// Whether training may run the decoder over all steps at once.

@@ -47,7 +47,7 @@ use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::TransformerEncoderLayer;
 use crate::nn::{prefixed, Attention, Dropout, Embedding, Entry, Linear, Module, Score};
-use crate::tape::Tape;
+use crate::tape::{Tape, Var};
 use crate::train::{Step, TrainStep};
 
 const OP: &str = "seq2seq";
@@ -138,8 +138,12 @@ pub struct Seq2Seq {
     pub attention: Option<Attention>,
     /// W_c `[Hd, 2·Hd]`, no bias (attention links only).
     pub combine: Option<Linear>,
-    /// `[V_tgt, Hd]` with bias.
+    /// `[V_tgt, Hd]` with bias; `[V_tgt, emb]`, the target embedding's table, when
+    /// tied ([`Seq2Seq::with_tied_embeddings`]).
     pub out: Linear,
+    /// `[emb, Hd]`, no bias: the output features projected to the embedding size
+    /// before a tied output layer (none when untied or the sizes agree).
+    pub out_proj: Option<Linear>,
     /// On the embeddings and the output features, in training.
     pub dropout: Dropout,
     /// ε of the training loss's label smoothing.
@@ -270,6 +274,7 @@ impl Seq2Seq {
             attention,
             combine,
             out: Linear::new(ctx, hd, cfg.tgt_vocab, true, seed + 6)?,
+            out_proj: None,
             dropout: Dropout::new(0.0, seed as u32),
             label_smoothing: 0.0,
             cfg,
@@ -290,6 +295,49 @@ impl Seq2Seq {
             dropout: Dropout::new(p, seed),
             ..self
         })
+    }
+
+    /// The same model with its output layer tied to the target embedding (Press &
+    /// Wolf 2017; fairseq's `share_decoder_input_output_embed`): logits = E·x + b
+    /// for the table E `[V_tgt, emb]`, where x is the decoder's output features,
+    /// first projected from the decoder's units to `emb` (a new `[emb, Hd]` layer
+    /// without bias, from `seed`) when the sizes differ. The table learns from both
+    /// ends, its padding row too (a padded position is masked wherever it is read);
+    /// the output layer's separate `[V_tgt, Hd]` weight is gone, and with it
+    /// `out.weight` from the state_dict (`out_proj.weight` joins it).
+    pub fn with_tied_embeddings(self, seed: u64) -> Result<Self> {
+        let (hd, emb) = (self.cfg.decoder_hidden(), self.cfg.emb);
+        let out_proj = (hd != emb)
+            .then(|| Linear::new(self.tgt_embedding.weight().context(), hd, emb, false, seed))
+            .transpose()?;
+        let out = Linear::tied(
+            self.tgt_embedding.weight(),
+            self.tgt_embedding.grad(),
+            true,
+            seed.wrapping_add(1),
+        )?;
+        Ok(Self {
+            out,
+            out_proj,
+            ..self
+        })
+    }
+
+    /// Whether the output layer shares the target embedding's table.
+    pub fn tied_embeddings(&self) -> bool {
+        self.out.is_tied()
+    }
+
+    /// Records the logits `[.., V_tgt]` of output features `[.., Hd]`: the output
+    /// layer, after the projection of a tied model.
+    fn logits(&self, tape: &mut Tape, top: &Var) -> Result<Var> {
+        match &self.out_proj {
+            Some(proj) => {
+                let x = proj.apply(tape, top)?;
+                self.out.apply(tape, &x)
+            }
+            None => self.out.apply(tape, top),
+        }
     }
 
     /// The same model trained against targets smoothed by `eps` (0 ≤ ε ≤ 1; see
@@ -337,6 +385,9 @@ impl Module for Seq2Seq {
         }
         if let Some(c) = &self.combine {
             out.extend(prefixed("combine", c.entries()));
+        }
+        if let Some(proj) = &self.out_proj {
+            out.extend(prefixed("out_proj", proj.entries()));
         }
         out.extend(prefixed("out", self.out.entries()));
         out

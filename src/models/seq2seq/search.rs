@@ -155,7 +155,7 @@ impl Seq2Seq {
         let mut done = vec![false; b];
         for _ in 0..max_len {
             let (next, step) = self.step(&mut tape, &state, &memory, &ids)?;
-            let logits = self.out.apply(&mut tape, &step.top)?;
+            let logits = self.logits(&mut tape, &step.top)?;
             let best = match pick {
                 Pick::Greedy => argmax::forward(tape.rec(), &logits)?,
                 Pick::Sample(how, _) => {
@@ -258,7 +258,7 @@ impl Seq2Seq {
         let mut ids = vec![self.cfg.bos; n];
         for _ in 0..max_len {
             let (next, step) = self.step(&mut tape, &state, &memory, &ids)?;
-            let logits = self.out.apply(&mut tape, &step.top)?;
+            let logits = self.logits(&mut tape, &step.top)?;
             let score_t = Tensor::from_slice(ctx, &[n], &scores)?;
             let done: Vec<u32> = finished.iter().map(|&f| u32::from(f)).collect();
             let done_t = Tensor::from_u32(ctx, &[n], &done)?;

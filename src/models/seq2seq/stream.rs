@@ -70,7 +70,7 @@ impl DecoderStream<'_> {
         let model = self.model;
         let (next, step, logits) = on_tape(rec, |tape| {
             let (next, step) = model.step(tape, &self.state, &self.memory, ids)?;
-            let logits = model.out.apply(tape, &step.top)?;
+            let logits = model.logits(tape, &step.top)?;
             Ok((next, step, logits))
         })?;
         self.state = next;

@@ -25,6 +25,10 @@
 //                 fetching 32 texels per 4 k steps for 1024 fmas. A shared operand
 //                 is one layer (a_bs, b_bs = 0), a batched one has a layer per entry.
 //                 Dispatch (ceil(N / 128), ceil(M / 16), batch), workgroup 8 × 1.
+//                 The 8 invocations of a workgroup share A's 16 rows, which
+//                 `a_rows` fetches: every invocation all 16 (gemm_rows.wgsl), or,
+//                 where a subgroup is the workgroup, two each, shared through the
+//                 subgroup (gemm_subgroup.wgsl): 18 fetches per 4 k steps.
 //   backward_bias one invocation per column. Dispatch (ceil(N / 64), 1, 1).
 // Loads dominate on CPU adapters: lavapipe runs each storage load as a loop over
 // the SIMD lanes (about 30 cycles per element), so the kernels maximize fmas per
@@ -390,6 +394,11 @@ fn ta_block(kt: u32, m: u32, layer: u32) -> mat4x4<f32> {
                                  textureLoad(ta, vec2<u32>(kt, m + 3u), layer, 0)));
 }
 
+// A[m0 .. m0 + 16, 4kt .. 4kt + 4] as four of ta_block's matrices, rows 4i .. 4i + 4 in x<i>.
+struct ARows {
+    x0: mat4x4<f32>, x1: mat4x4<f32>, x2: mat4x4<f32>, x3: mat4x4<f32>,
+}
+
 // B[4kt .. 4kt + 4, n .. n + 4] from packed B, as a matrix whose column j holds B[4kt .., n + j].
 fn tb_block(kt: u32, n: u32, layer: u32) -> mat4x4<f32> {
     return mat4x4<f32>(textureLoad(tb, vec2<u32>(kt, n), layer, 0),
@@ -406,7 +415,9 @@ fn forward_tex(
     let bt = wid.z;
     let m0 = wid.y * 16u;
     let n0 = (wid.x * 8u + lid.x) * 16u;
-    if (bt >= p.batch || m0 >= p.m || n0 >= p.n) {
+    // Invocations past N run the loop all the same (a_rows may need their
+    // fetches) and store nothing.
+    if (bt >= p.batch || m0 >= p.m) {
         return;
     }
     let la = select(bt, 0u, p.a_bs == 0u);
@@ -433,10 +444,11 @@ fn forward_tex(
     var c33 = mat4x4<f32>();
     let kts = (p.k + 3u) / 4u;
     for (var kt = 0u; kt < kts; kt++) {
-        let x0 = ta_block(kt, m0, la);
-        let x1 = ta_block(kt, m0 + 4u, la);
-        let x2 = ta_block(kt, m0 + 8u, la);
-        let x3 = ta_block(kt, m0 + 12u, la);
+        let x = a_rows(kt, m0, la, lid.x);
+        let x0 = x.x0;
+        let x1 = x.x1;
+        let x2 = x.x2;
+        let x3 = x.x3;
         let y0 = tb_block(kt, n0, lb);
         let y1 = tb_block(kt, n0 + 4u, lb);
         let y2 = tb_block(kt, n0 + 8u, lb);

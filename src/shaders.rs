@@ -98,7 +98,20 @@ fn storage_alias(line: &str) -> Option<&str> {
 /// Batched strided GEMM and its bias gradient.
 pub const GEMM: Shader = Shader {
     name: "gemm",
-    source: include_str!("../shaders/gemm.wgsl"),
+    source: concat!(
+        include_str!("../shaders/gemm.wgsl"),
+        include_str!("../shaders/gemm_rows.wgsl")
+    ),
+};
+
+/// The GEMM whose packed kernel shares A's rows across a subgroup, for adapters
+/// with SUBGROUP whose subgroups have 8 invocations (`ops::gemm`).
+pub const GEMM_SUBGROUP: Shader = Shader {
+    name: "gemm_subgroup",
+    source: concat!(
+        include_str!("../shaders/gemm.wgsl"),
+        include_str!("../shaders/gemm_subgroup.wgsl")
+    ),
 };
 
 /// Storage conversion between f32 and f16, and element-range copies and fills.
@@ -263,6 +276,7 @@ pub const SAMPLE: Shader = Shader {
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
+    GEMM_SUBGROUP,
     CAST,
     FMA_PROBE,
     LSTM_CELL,
@@ -304,6 +318,7 @@ pub const PROJECTION: Shader = Shader {
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
 pub const PARTS: &[&str] = &[
     "activations",
+    "gemm_rows",
     "hash",
     "recurrence",
     "workgroup_reduce",

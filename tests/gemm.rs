@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{assert_close, assert_close_f64, ctx, gemm_contexts, open, to_f64, Rng};
+use common::{assert_close, assert_close_f64, ctx, gemm_contexts, open, open_with, to_f64, Rng};
 use rnn_wgpu::ops::gemm::{self, BiasView, Gemm, Grads, View};
-use rnn_wgpu::{Context, DType, Error, Recorder, Tensor};
+use rnn_wgpu::{Context, ContextOptions, DType, Error, Recorder, Tensor};
+use std::sync::OnceLock;
 
 /// f32 sums of K products against an f64 reference: rounding grows with K.
 const RTOL: f64 = 1e-5;
@@ -187,10 +188,27 @@ fn data(c: &Case, seed: u64) -> Data {
     }
 }
 
+/// [`gemm_contexts`] and a context that packs every GEMM without sharing A's
+/// rows through subgroups, so that both packed kernels are checked where the
+/// adapter has the subgroup one.
+fn contexts() -> [&'static Context; 4] {
+    static PLAIN: OnceLock<Context> = OnceLock::new();
+    let [default, packed, unpacked] = gemm_contexts();
+    let plain = PLAIN.get_or_init(|| {
+        open_with(&ContextOptions {
+            gemm_packed: Some(true),
+            gemm_subgroups: Some(false),
+            ..Default::default()
+        })
+    });
+    assert!(!plain.gemm_subgroups());
+    [default, packed, plain, unpacked]
+}
+
 /// Runs forward and backward on the GPU, with and without packed operands, and
 /// checks both against the reference.
 fn check(c: Case, seed: u64) {
-    for ctx in gemm_contexts() {
+    for ctx in contexts() {
         check_on(ctx, c, seed);
     }
 }
@@ -442,7 +460,7 @@ fn reference_backward_matches_finite_differences() {
 /// and C is written into a slice of a larger tensor.
 #[test]
 fn strided_views_and_k_tail() {
-    for ctx in gemm_contexts() {
+    for ctx in contexts() {
         for m in [9, 3] {
             strided_views_and_k_tail_on(ctx, m);
         }

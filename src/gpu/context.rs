@@ -52,6 +52,10 @@ pub struct ContextOptions {
     /// of at least 2¹⁵ multiply-adds with M and N of at least 8
     /// ([`Context::gemm_packs`]).
     pub gemm_packed: Option<bool>,
+    /// Whether the packed GEMM's workgroups share the rows of A through a
+    /// subgroup, an eighth of A's texel fetches: `Some(false)` never, `None` or
+    /// `Some(true)` wherever the adapter can ([`Context::gemm_subgroups`]).
+    pub gemm_subgroups: Option<bool>,
     /// Whether a recurrent step runs as one dispatch, its recurrent product inside
     /// the cell's kernel (`ops::recurrence::fused_steps`): `Some(true)` wherever the
     /// adapter can (9 storage bindings, f32 activations), `Some(false)` never,
@@ -76,6 +80,7 @@ impl Default for ContextOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             label: "rnn-wgpu".into(),
             gemm_packed: None,
+            gemm_subgroups: None,
             fused_steps: None,
             persistent_steps: None,
             limits: None,
@@ -107,6 +112,7 @@ pub fn parse_backends(list: &str) -> Result<wgpu::Backends> {
 #[derive(Clone, Copy, Debug, Default)]
 struct Choices {
     gemm_packed: Option<bool>,
+    gemm_subgroups: Option<bool>,
     fused_steps: Option<bool>,
     persistent_steps: Option<bool>,
 }
@@ -274,6 +280,7 @@ impl Context {
             })?;
         let choices = Choices {
             gemm_packed: options.gemm_packed,
+            gemm_subgroups: options.gemm_subgroups,
             fused_steps: options.fused_steps,
             persistent_steps: options.persistent_steps,
         };
@@ -482,6 +489,20 @@ impl Context {
                 && work >= MIN_WORK
                 && m.min(n) >= MIN_SIDE,
         )
+    }
+
+    /// Whether the packed GEMM shares A's rows across a subgroup (see
+    /// [`ContextOptions::gemm_subgroups`]): natively, where the device has
+    /// SUBGROUP and every subgroup has 8 invocations, the packed kernel's
+    /// workgroup (lavapipe's on 256-bit SIMD). Not in a browser, whose WGSL
+    /// dialect asks for an `enable` directive that naga does not parse.
+    pub fn gemm_subgroups(&self) -> bool {
+        let info = &self.inner.info;
+        self.inner.choices.gemm_subgroups != Some(false)
+            && cfg!(not(target_arch = "wasm32"))
+            && self.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8
     }
 
     /// [`ContextOptions::fused_steps`] as the context was opened with.

@@ -14,7 +14,7 @@
 //! kernels convert on load and store and accumulate in f32, so an f16 C is the
 //! f32 result rounded once. Bias and bias gradients are f32.
 //!
-//! Kernels (all in shaders/gemm.wgsl, same math, chosen per call):
+//! Kernels (in shaders/gemm.wgsl, same math, chosen per call):
 //! - packed: A and B are copied into array textures, then `forward_tex` computes
 //!   16 × 16 outputs per invocation from texel fetches. An operand shared by many
 //!   products is packed once ([`pack_b`], [`pack_a`]), or written into its texture
@@ -22,6 +22,9 @@
 //!   with the next step's states). Chosen where the context
 //!   says so ([`crate::ContextOptions::gemm_packed`]; by default on CPU adapters,
 //!   whose storage-buffer loads are several times dearer than texel fetches).
+//!   Where a subgroup is the kernel's 8-invocation workgroup
+//!   ([`Context::gemm_subgroups`]), its invocations fetch A's 16 rows two each
+//!   and share them by subgroup broadcasts (`shaders/gemm_subgroup.wgsl`).
 //! - `forward_thin`: C of at most 4 rows (a decoding step), every row × 8 columns
 //!   per invocation from aligned vec4 loads, A read once per row instead of as
 //!   part of an 8-row block.
@@ -899,8 +902,13 @@ fn forward_tex(
     let (Some(ta), Some(tb)) = (texture(a, a_packing)?, texture(b, b_packing)?) else {
         return Ok(false);
     };
+    let shader = if rec.context().gemm_subgroups() {
+        &shaders::GEMM_SUBGROUP
+    } else {
+        &shaders::GEMM
+    };
     let pipeline = rec.context().pipeline_f16(
-        &shaders::GEMM,
+        shader,
         "forward_tex",
         &p.with_c_vec4(vec![]),
         &super::f16_aliases(&[("c_t", c)]),

@@ -25,6 +25,12 @@ pub struct Linear {
     tied: bool,
 }
 
+/// PyTorch's bound for a layer of `inputs`: weights and bias uniform in
+/// `[-1/√in, 1/√in)`.
+fn init_bound(inputs: usize) -> f32 {
+    1.0 / (inputs.max(1) as f32).sqrt()
+}
+
 impl Linear {
     /// `inputs → outputs`, initialized as PyTorch does: weight and bias uniform in
     /// `[-1/√in, 1/√in)`.
@@ -36,24 +42,40 @@ impl Linear {
         seed: u64,
     ) -> Result<Self> {
         let mut rng = SplitMix::new(seed);
-        let bound = 1.0 / (inputs.max(1) as f32).sqrt();
-        let bias = bias
-            .then(|| Tensor::from_slice(ctx, &[outputs], &rng.uniform(outputs, bound)))
-            .transpose()?;
+        let (bias, grad_bias) = Self::new_bias(ctx, bias, outputs, inputs, &mut rng)?;
         Ok(Self {
             weight: Tensor::from_slice(
                 ctx,
                 &[outputs, inputs],
-                &rng.uniform(outputs * inputs, bound),
+                &rng.uniform(outputs * inputs, init_bound(inputs)),
             )?,
-            grad_bias: bias
-                .as_ref()
-                .map(|_| Tensor::zeros(ctx, &[outputs]))
-                .transpose()?,
             bias,
+            grad_bias,
             grad_weight: Tensor::zeros(ctx, &[outputs, inputs])?,
             tied: false,
         })
+    }
+
+    /// A bias of `outputs` drawn first from `rng` as PyTorch initializes it, and
+    /// its zeroed gradient (none without a bias).
+    fn new_bias(
+        ctx: &Context,
+        bias: bool,
+        outputs: usize,
+        inputs: usize,
+        rng: &mut SplitMix,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if !bias {
+            return Ok((None, None));
+        }
+        Ok((
+            Some(Tensor::from_slice(
+                ctx,
+                &[outputs],
+                &rng.uniform(outputs, init_bound(inputs)),
+            )?),
+            Some(Tensor::zeros(ctx, &[outputs])?),
+        ))
     }
 
     /// A layer whose weight is `weight` `[out, in]` itself, its gradient added to
@@ -78,24 +100,17 @@ impl Linear {
                 got: format!("{:?} and {:?}", weight.dtype(), grad.dtype()),
             });
         }
-        let bound = 1.0 / (inputs.max(1) as f32).sqrt();
-        let ctx = weight.context();
-        let bias = bias
-            .then(|| {
-                Tensor::from_slice(
-                    ctx,
-                    &[outputs],
-                    &SplitMix::new(seed).uniform(outputs, bound),
-                )
-            })
-            .transpose()?;
+        let (bias, grad_bias) = Self::new_bias(
+            weight.context(),
+            bias,
+            outputs,
+            inputs,
+            &mut SplitMix::new(seed),
+        )?;
         Ok(Self {
             weight: weight.clone(),
-            grad_bias: bias
-                .as_ref()
-                .map(|_| Tensor::zeros(ctx, &[outputs]))
-                .transpose()?,
             bias,
+            grad_bias,
             grad_weight: grad.clone(),
             tied: true,
         })

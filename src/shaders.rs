@@ -315,6 +315,11 @@ pub const PROJECTION: Shader = Shader {
     source: include_str!("../shaders/projection.wgsl"),
 };
 
+/// Shaders of [`ALL`] the library never runs in a browser: subgroup builtins
+/// there need WGSL's `enable subgroups;`, which naga does not parse
+/// ([`crate::Context::gemm_subgroups`] is false on wasm32).
+pub const NATIVE_ONLY: &[&str] = &["gemm_subgroup"];
+
 /// Files of `shaders/` that are parts of other shaders rather than shaders.
 pub const PARTS: &[&str] = &[
     "activations",

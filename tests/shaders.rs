@@ -32,6 +32,12 @@ fn every_file_in_shaders_is_shipped() {
         files, shipped,
         "shaders/*.wgsl and rnn_wgpu::shaders::ALL plus PARTS differ"
     );
+    for name in rnn_wgpu::shaders::NATIVE_ONLY {
+        assert!(
+            rnn_wgpu::shaders::ALL.iter().any(|s| s.name == *name),
+            "NATIVE_ONLY names {name}, which is not in ALL"
+        );
+    }
 }
 
 #[test]

@@ -29,12 +29,14 @@ extern "C" {
     fn log(line: &str);
 }
 
-/// Every shader the library ships as `[name, source]` pairs, for the page's own
-/// compile check (createShaderModule, getCompilationInfo, createComputePipelineAsync).
+/// Every shader the library runs in a browser (all but `NATIVE_ONLY`) as `[name,
+/// source]` pairs, for the page's own compile check (createShaderModule,
+/// getCompilationInfo, createComputePipelineAsync).
 #[wasm_bindgen]
 pub fn shaders() -> js_sys::Array {
     rnn_wgpu::shaders::ALL
         .iter()
+        .filter(|s| !rnn_wgpu::shaders::NATIVE_ONLY.contains(&s.name))
         .map(|s| {
             let pair = js_sys::Array::new();
             pair.push(&JsValue::from_str(s.name));

@@ -481,6 +481,15 @@ fn sampling_with_top_k_of_one_is_greedy_and_a_seed_repeats() {
 /// The decoder as a stream, fed the target one token at a time, gives the logits
 /// the teacher-forced pass gives at each step, for every model; a fork goes on
 /// alike; a wrong token count is refused.
+/// The logits `[T + 1, 1, V]` a teacher-forced evaluation pass gives the pair.
+fn teacher_forced_logits(model: &Seq2Seq, src: &[u32], tgt: &[u32]) -> Vec<f32> {
+    let b = ParallelBatch::new(&[(src, tgt)], PAD, BOS, EOS).unwrap();
+    let mut tape = Tape::eval(ctx(), "teacher forced");
+    let logits = model.forward(&mut tape, &b).unwrap();
+    tape.into_recorder().submit();
+    logits.to_vec().unwrap()
+}
+
 #[test]
 fn a_decoder_stream_gives_the_teacher_forced_logits() {
     let ctx = ctx();
@@ -489,11 +498,7 @@ fn a_decoder_stream_gives_the_teacher_forced_logits() {
         let what = format!("{link:?} {encoder:?}");
         let model = Seq2Seq::new(ctx, config(link, encoder, true, 2), 80 + i as u64).unwrap();
         let v = model.config().tgt_vocab;
-        let b = ParallelBatch::new(&[(src, tgt)], PAD, BOS, EOS).unwrap();
-        let mut tape = Tape::eval(ctx, "teacher forced");
-        let logits = model.forward(&mut tape, &b).unwrap();
-        tape.into_recorder().submit();
-        let want = logits.to_vec().unwrap();
+        let want = teacher_forced_logits(&model, src, tgt);
         let mut rec = Recorder::new(ctx, "stream");
         let mut stream = model.stream(&mut rec, &[src]).unwrap();
         rec.submit();
@@ -733,11 +738,7 @@ fn tied_embeddings_learn_from_both_ends() {
         );
 
         let (src, tgt): (&[u32], &[u32]) = (&[3, 4, 5], &[6, 7]);
-        let one = ParallelBatch::new(&[(src, tgt)], PAD, BOS, EOS).unwrap();
-        let mut tape = Tape::eval(ctx, "teacher forced");
-        let logits = model.forward(&mut tape, &one).unwrap();
-        tape.into_recorder().submit();
-        let want = logits.to_vec().unwrap();
+        let want = teacher_forced_logits(&model, src, tgt);
         let mut rec = Recorder::new(ctx, "stream");
         let mut stream = model.stream(&mut rec, &[src]).unwrap();
         rec.submit();

@@ -17,7 +17,8 @@
 //! single model). `--minutes` counts training only: validation (and with
 //! `--test-curve`, greedy test BLEU after each epoch) runs off the clock.
 //! `--alpha 0.6,0.8,1` picks beam search's length normalization on validation;
-//! `--evaluate FILE` tests a saved model without training. After
+//! `--evaluate FILE` tests a saved model without training, `--ensemble A,B`
+//! saved models alone and translating together. After
 //! every epoch (and when time runs out) the model and optimizer go to
 //! `--checkpoint` (resume with `--resume`), the best by validation BLEU beside it
 //! as *.best.safetensors; the loss and BLEU curves go beside it as *.loss.png
@@ -38,7 +39,7 @@ use rnn_wgpu::data::readers::read_parallel;
 use rnn_wgpu::data::{buckets, Batch, ParallelBatch, Vocab};
 use rnn_wgpu::metrics::corpus_bleu;
 use rnn_wgpu::models::seq2seq::Encoder;
-use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::models::{EncoderKind, Ensemble, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::{Module, Score, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
@@ -154,6 +155,11 @@ struct Args {
     /// Train nothing: test this checkpoint (made with the same data and sizes).
     #[arg(long)]
     evaluate: Option<PathBuf>,
+    /// Train nothing: test these checkpoints (comma separated; the same data and
+    /// sizes, e.g. runs from different seeds) alone and as an ensemble, which
+    /// chooses each token from the mean of the models' log-probabilities.
+    #[arg(long, value_delimiter = ',')]
+    ensemble: Vec<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value = "runs/translate.safetensors")]
@@ -332,15 +338,17 @@ fn eval_loss(
     Ok(sum / count.max(1) as f64)
 }
 
-/// Translations of `pairs`' sources: greedy (`beam` = 1) or beam search.
+/// Translations of `pairs`' sources by one model or several together: greedy
+/// (`beam` = 1) or beam search.
 fn translate(
     ctx: &Context,
-    model: &Seq2Seq,
+    models: &[&Seq2Seq],
     v: &Vocabs,
     pairs: &[(Vec<String>, Vec<String>)],
     beam: usize,
     alpha: f32,
 ) -> Result<Vec<Vec<String>>> {
+    let ensemble = Ensemble::new(models)?;
     let batch = if beam > 1 { 16 } else { 64 };
     let mut out = vec![Vec::new(); pairs.len()];
     let lengths: Vec<usize> = pairs.iter().map(|(s, _)| s.len()).collect();
@@ -349,13 +357,13 @@ fn translate(
         let refs: Vec<&[u32]> = src.iter().map(Vec::as_slice).collect();
         let max_len = refs.iter().map(|s| s.len()).max().unwrap_or(1) * 2 + 10;
         let hyps: Vec<Vec<u32>> = if beam > 1 {
-            model
+            ensemble
                 .beam_search(ctx, &refs, beam, max_len, alpha)?
                 .into_iter()
                 .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
                 .collect()
         } else {
-            model.greedy(ctx, &refs, max_len)?
+            ensemble.greedy(ctx, &refs, max_len)?
         };
         for (&i, h) in idx.iter().zip(hyps) {
             out[i] = v.words(&h);
@@ -367,8 +375,89 @@ fn translate(
 /// Validation loss and greedy BLEU.
 fn validate(ctx: &Context, model: &Seq2Seq, v: &Vocabs, val: &Pairs) -> Result<(f64, f64)> {
     let loss = eval_loss(ctx, model, v, val, 64)?;
-    let score = bleu(&translate(ctx, model, v, val, 1, 0.0)?, val)?;
+    let score = bleu(&translate(ctx, &[model], v, val, 1, 0.0)?, val)?;
     Ok((loss, score))
+}
+
+/// The length normalization whose beam search scores best on `val` (the only
+/// one when `--alpha` gives one).
+fn pick_alpha(
+    ctx: &Context,
+    models: &[&Seq2Seq],
+    v: &Vocabs,
+    val: &Pairs,
+    args: &Args,
+) -> Result<f32> {
+    let mut alpha = (f64::MIN, args.alpha[0]);
+    if args.alpha.len() > 1 {
+        for &a in &args.alpha {
+            let score = bleu(&translate(ctx, models, v, val, args.beam, a)?, val)?;
+            println!("alpha {a}: val BLEU {score:.2} (beam {})", args.beam);
+            if score > alpha.0 {
+                alpha = (score, a);
+            }
+        }
+    }
+    Ok(alpha.1)
+}
+
+/// Test BLEU greedy and with beam search, printed; returns the beam's translations.
+fn test(
+    ctx: &Context,
+    models: &[&Seq2Seq],
+    v: &Vocabs,
+    test: &Pairs,
+    args: &Args,
+    alpha: f32,
+    name: &str,
+) -> Result<Vec<Vec<String>>> {
+    let t = Instant::now();
+    let greedy_bleu = bleu(&translate(ctx, models, v, test, 1, 0.0)?, test)?;
+    let out = translate(ctx, models, v, test, args.beam, alpha)?;
+    let beam_bleu = bleu(&out, test)?;
+    println!(
+        "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {alpha}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s",
+        args.beam,
+        test.len(),
+        t.elapsed().as_secs_f64(),
+    );
+    Ok(out)
+}
+
+/// `--ensemble`: each checkpoint's test BLEU, then theirs together.
+fn evaluate_ensemble(
+    ctx: &Context,
+    args: &Args,
+    cfg: &Seq2SeqConfig,
+    v: &Vocabs,
+    corpus: &Corpus,
+) -> Result<()> {
+    let mut models = Vec::with_capacity(args.ensemble.len());
+    for path in &args.ensemble {
+        let mut model = Seq2Seq::new(ctx, *cfg, args.seed)?;
+        if args.tie_embeddings {
+            model = model.with_tied_embeddings(args.seed + 7)?;
+        }
+        Checkpoint::load(path)?.apply(&model.named_params(), &path.display().to_string())?;
+        models.push(model);
+    }
+    let val: Pairs = corpus.val.iter().take(args.val_pairs).cloned().collect();
+    let all: Vec<&Seq2Seq> = models.iter().collect();
+    let alpha = pick_alpha(ctx, &all, v, &val, args)?;
+    for (model, path) in all.iter().zip(&args.ensemble) {
+        test(
+            ctx,
+            &[model],
+            v,
+            &corpus.test,
+            args,
+            alpha,
+            &path.display().to_string(),
+        )?;
+    }
+    let name = format!("ensemble of {}", all.len());
+    test(ctx, &all, v, &corpus.test, args, alpha, &name)?;
+    Ok(())
 }
 
 /// Training time: wall time less what evaluation took.
@@ -491,6 +580,9 @@ fn main() -> Result<()> {
         link,
         count(model.params())
     );
+    if !args.ensemble.is_empty() {
+        return evaluate_ensemble(&ctx, &args, model.config(), &v, &corpus);
+    }
     let opt_cfg = OptimConfig {
         max_norm: Some(5.0),
         ..OptimConfig::new(Method::ADAM, args.lr)
@@ -581,7 +673,7 @@ fn main() -> Result<()> {
             keep(&mut snapshots)?;
             let (loss, score) = validate(&ctx, &model, &v, &val)?;
             let test = if args.test_curve {
-                let hyps = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
+                let hyps = translate(&ctx, &[&model], &v, &corpus.test, 1, 0.0)?;
                 Some(bleu(&hyps, &corpus.test)?)
             } else {
                 None
@@ -686,31 +778,12 @@ fn main() -> Result<()> {
     // The length normalization, chosen on validation with the first candidate.
     let (first, _) = &candidates[0];
     Checkpoint::load(Path::new(first))?.apply(&model.named_params(), first)?;
-    let mut alpha = (f64::MIN, args.alpha[0]);
-    if args.alpha.len() > 1 {
-        for &a in &args.alpha {
-            let score = bleu(&translate(&ctx, &model, &v, &val, args.beam, a)?, &val)?;
-            println!("alpha {a}: val BLEU {score:.2} (beam {})", args.beam);
-            if score > alpha.0 {
-                alpha = (score, a);
-            }
-        }
-    }
-    let alpha = alpha.1;
+    let alpha = pick_alpha(&ctx, &[&model], &v, &val, &args)?;
     let mut beamed = Vec::new();
     for (i, (name, _)) in candidates.iter().enumerate() {
         Checkpoint::load(Path::new(name))?.apply(&model.named_params(), name)?;
-        let t = Instant::now();
-        let greedy = translate(&ctx, &model, &v, &corpus.test, 1, 0.0)?;
-        let greedy_bleu = bleu(&greedy, &corpus.test)?;
-        let out = translate(&ctx, &model, &v, &corpus.test, args.beam, alpha)?;
-        let beam_bleu = bleu(&out, &corpus.test)?;
-        println!(
-            "model {name}: test BLEU {beam_bleu:.2} (beam {}, alpha {alpha}), {greedy_bleu:.2} greedy; {} pairs decoded both ways in {:.0} s; trained {trained:.1} min",
-            args.beam,
-            corpus.test.len(),
-            t.elapsed().as_secs_f64(),
-        );
+        let out = test(&ctx, &[&model], &v, &corpus.test, &args, alpha, name)?;
+        println!("  trained {trained:.1} min");
         if i == 0 {
             beamed = out;
         }

@@ -1,15 +1,16 @@
 //! The encoder-decoder and its search: the beam kernel against a host top-k,
 //! every link's gradients against central differences of its loss, padding that
 //! changes nothing, beam search with k = 1 against greedy decoding, beam scores
-//! against the log-probabilities a teacher-forced pass assigns, and a small
-//! task learnt end to end.
+//! against the log-probabilities a teacher-forced pass assigns, ensembles
+//! against the mean of their members' teacher-forced log-probabilities, and a
+//! small task learnt end to end.
 
 mod common;
 
 use common::{ctx, fd_along, Rng};
 use rnn_wgpu::data::ParallelBatch;
 use rnn_wgpu::models::seq2seq::EncoderKind;
-use rnn_wgpu::models::{Link, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::models::{Ensemble, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::{Module, Score};
 use rnn_wgpu::ops::beam;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
@@ -767,4 +768,132 @@ fn tied_embeddings_learn_from_both_ends() {
         );
         std::fs::remove_file(&path).ok();
     }
+}
+
+/// The ensemble's next-token log-probabilities after `prefix`: each member's
+/// teacher-forced log-softmax, their mean renormalized, in f64.
+fn ensemble_next(models: &[&Seq2Seq], src: &[u32], prefix: &[u32]) -> Vec<f64> {
+    let v = models[0].config().tgt_vocab;
+    let t = prefix.len();
+    let mut mean = vec![0.0; v];
+    for m in models {
+        let logits = teacher_forced_logits(m, src, prefix);
+        for (a, lp) in mean
+            .iter_mut()
+            .zip(log_softmax(&logits[t * v..(t + 1) * v]))
+        {
+            *a += lp / models.len() as f64;
+        }
+    }
+    let top = mean.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+    let lse = top + mean.iter().map(|&x| (x - top).exp()).sum::<f64>().ln();
+    mean.iter().map(|&x| x - lse).collect()
+}
+
+#[test]
+fn an_ensemble_decodes_from_the_mean_of_its_members_log_probabilities() {
+    let ctx = ctx();
+    // Different links, depths and encoders; input feeding carries a state of its own.
+    let members = [
+        Seq2Seq::new(ctx, config(Link::None, EncoderKind::Lstm, true, 1), 90).unwrap(),
+        Seq2Seq::new(ctx, config(LINKS[1], EncoderKind::Lstm, true, 2), 91).unwrap(),
+        Seq2Seq::new(ctx, config(LINKS[3], TRANSFORMER, true, 1), 92).unwrap(),
+    ];
+    // Larger weights than the initialization's: peaked distributions that depend
+    // on the prefix, so a hypothesis decoded from another's state scores visibly
+    // differently.
+    for m in &members {
+        for p in m.params() {
+            let scaled: Vec<f32> = p.value.to_vec().unwrap().iter().map(|x| 3.0 * x).collect();
+            p.value.write(&scaled).unwrap();
+        }
+    }
+    let models: Vec<&Seq2Seq> = members.iter().collect();
+    let ensemble = Ensemble::new(&models).unwrap();
+    let sources: [&[u32]; 3] = [&[3, 4, 5, 6], &[7], &[8, 9, 10]];
+    let greedy = ensemble.greedy(ctx, &sources, 5).unwrap();
+    for (s, got) in greedy.iter().enumerate() {
+        let mut want = vec![];
+        while want.len() < 5 {
+            let lp = ensemble_next(&models, sources[s], &want);
+            let best = (0..lp.len())
+                .max_by(|&a, &b| lp[a].total_cmp(&lp[b]))
+                .unwrap() as u32;
+            if best == EOS {
+                break;
+            }
+            want.push(best);
+        }
+        assert_eq!(got, &want, "source {s}: greedy");
+    }
+    // With k = V every one-token prefix survives the first step, so after two
+    // steps the best hypothesis (alpha 0) is the best of every output of at
+    // most two steps.
+    let v = members[0].config().tgt_vocab;
+    let beams = ensemble.beam_search(ctx, &sources, v, 2, 0.0).unwrap();
+    for (s, hyps) in beams.iter().enumerate() {
+        let src = sources[s];
+        let first = ensemble_next(&models, src, &[]);
+        let mut best = (f64::NEG_INFINITY, vec![]);
+        for y1 in 0..v as u32 {
+            if y1 == EOS {
+                if first[y1 as usize] > best.0 {
+                    best = (first[y1 as usize], vec![]);
+                }
+                continue;
+            }
+            let second = ensemble_next(&models, src, &[y1]);
+            for y2 in 0..v as u32 {
+                let score = first[y1 as usize] + second[y2 as usize];
+                if score > best.0 {
+                    let tokens = if y2 == EOS { vec![y1] } else { vec![y1, y2] };
+                    best = (score, tokens);
+                }
+            }
+        }
+        assert_eq!(hyps[0].tokens, best.1, "source {s}: the best of all");
+        assert!((hyps[0].score as f64 - best.0).abs() < 1e-3, "source {s}");
+    }
+    // Longer searches reorder the hypotheses (and every member's state) each step.
+    let beams = ensemble.beam_search(ctx, &sources, 3, 6, 0.0).unwrap();
+    for (s, hyps) in beams.iter().enumerate() {
+        assert_eq!(hyps.len(), 3, "source {s}");
+        for h in hyps {
+            let mut want = 0.0;
+            let ends: &[u32] = if h.finished { &[EOS] } else { &[] };
+            for (t, &y) in h.tokens.iter().chain(ends).enumerate() {
+                want += ensemble_next(&models, sources[s], &h.tokens[..t])[y as usize];
+            }
+            assert!(
+                (h.score as f64 - want).abs() < 1e-3,
+                "source {s} {:?}: beam score {} but the ensemble assigns {want}",
+                h.tokens,
+                h.score
+            );
+        }
+    }
+}
+
+#[test]
+fn an_ensemble_needs_members_sharing_vocabularies_and_special_tokens() {
+    let ctx = ctx();
+    assert!(matches!(Ensemble::new(&[]), Err(Error::Empty { .. })));
+    let a = Seq2Seq::new(ctx, config(Link::None, EncoderKind::Lstm, true, 1), 1).unwrap();
+    let wider = Seq2SeqConfig {
+        tgt_vocab: 10,
+        ..config(Link::None, EncoderKind::Lstm, true, 1)
+    };
+    let other_eos = Seq2SeqConfig {
+        eos: 3,
+        ..config(LINKS[2], EncoderKind::Lstm, true, 1)
+    };
+    for cfg in [wider, other_eos] {
+        let b = Seq2Seq::new(ctx, cfg, 2).unwrap();
+        assert!(
+            matches!(Ensemble::new(&[&a, &b]), Err(Error::InvalidArgument { .. })),
+            "{cfg:?}"
+        );
+    }
+    let c = Seq2Seq::new(ctx, config(LINKS[2], EncoderKind::Lstm, false, 2), 3).unwrap();
+    assert_eq!(Ensemble::new(&[&a, &c]).unwrap().members().len(), 2);
 }

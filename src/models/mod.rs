@@ -9,5 +9,5 @@ pub mod tagger;
 
 pub use classifier::{ClassifierConfig, Readout, SequenceClassifier};
 pub use language_model::{LanguageModel, LanguageModelConfig, LanguageModelStream};
-pub use seq2seq::{DecoderStream, EncoderKind, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
+pub use seq2seq::{DecoderStream, EncoderKind, Ensemble, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 pub use tagger::{BiLstmTagger, CharConfig, TaggerConfig};

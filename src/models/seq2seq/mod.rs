@@ -30,7 +30,8 @@
 //! cross-entropy.
 //!
 //! `encoder.rs` reads the source, `decoder.rs` runs the teacher-forced decoder and
-//! the loss, `search.rs` decodes greedily or by beam search.
+//! the loss, `search.rs` decodes greedily or by beam search, one model or an
+//! [`Ensemble`].
 
 mod decoder;
 mod encoder;
@@ -38,7 +39,7 @@ mod search;
 mod stream;
 
 pub use encoder::Encoder;
-pub use search::Hypothesis;
+pub use search::{Ensemble, Hypothesis};
 pub use stream::DecoderStream;
 
 use crate::data::ParallelBatch;

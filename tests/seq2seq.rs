@@ -10,7 +10,7 @@ mod common;
 use common::{ctx, fd_along, Rng};
 use rnn_wgpu::data::ParallelBatch;
 use rnn_wgpu::models::seq2seq::EncoderKind;
-use rnn_wgpu::models::{Ensemble, Link, Seq2Seq, Seq2SeqConfig};
+use rnn_wgpu::models::{Ensemble, Hypothesis, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::{Module, Score};
 use rnn_wgpu::ops::beam;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
@@ -278,6 +278,20 @@ fn sequence_log_prob(model: &Seq2Seq, src: &[u32], tokens: &[u32], with_eos: boo
         .sum()
 }
 
+/// Asserts that each hypothesis's beam score is the log-probability `assigned`
+/// gives its tokens (and `eos` when finished).
+fn assert_beam_scores(what: &str, hyps: &[Hypothesis], assigned: impl Fn(&Hypothesis) -> f64) {
+    for h in hyps {
+        let want = assigned(h);
+        assert!(
+            (h.score as f64 - want).abs() < 1e-3,
+            "{what} {:?}: beam score {} but the model assigns {want}",
+            h.tokens,
+            h.score
+        );
+    }
+}
+
 #[test]
 fn beam_of_one_is_greedy_and_beam_scores_are_sequence_log_probs() {
     let ctx = ctx();
@@ -317,15 +331,9 @@ fn beam_of_one_is_greedy_and_beam_scores_are_sequence_log_probs() {
                 hyps[0].score >= one[s][0].score - 1e-4,
                 "{link:?} source {s}"
             );
-            for h in hyps {
-                let want = sequence_log_prob(&model, sources[s], &h.tokens, h.finished);
-                assert!(
-                    (h.score as f64 - want).abs() < 1e-3,
-                    "{link:?} source {s} {:?}: beam score {} but the model assigns {want}",
-                    h.tokens,
-                    h.score
-                );
-            }
+            assert_beam_scores(&format!("{link:?} source {s}"), hyps, |h| {
+                sequence_log_prob(&model, sources[s], &h.tokens, h.finished)
+            });
         }
     }
 }
@@ -858,19 +866,13 @@ fn an_ensemble_decodes_from_the_mean_of_its_members_log_probabilities() {
     let beams = ensemble.beam_search(ctx, &sources, 3, 6, 0.0).unwrap();
     for (s, hyps) in beams.iter().enumerate() {
         assert_eq!(hyps.len(), 3, "source {s}");
-        for h in hyps {
-            let mut want = 0.0;
+        assert_beam_scores(&format!("source {s}"), hyps, |h| {
             let ends: &[u32] = if h.finished { &[EOS] } else { &[] };
-            for (t, &y) in h.tokens.iter().chain(ends).enumerate() {
-                want += ensemble_next(&models, sources[s], &h.tokens[..t])[y as usize];
-            }
-            assert!(
-                (h.score as f64 - want).abs() < 1e-3,
-                "source {s} {:?}: beam score {} but the ensemble assigns {want}",
-                h.tokens,
-                h.score
-            );
-        }
+            let steps = h.tokens.iter().chain(ends).enumerate();
+            steps
+                .map(|(t, &y)| ensemble_next(&models, sources[s], &h.tokens[..t])[y as usize])
+                .sum()
+        });
     }
 }
 

@@ -63,6 +63,13 @@ impl<'a> Ensemble<'a> {
         })
     }
 
+    /// One model decoding alone (its own logits, no averaging).
+    fn single(model: &'a Seq2Seq) -> Self {
+        Self {
+            members: vec![model],
+        }
+    }
+
     /// The members, in order.
     pub fn members(&self) -> &[&'a Seq2Seq] {
         &self.members
@@ -152,13 +159,7 @@ impl Seq2Seq {
         src: &[&[u32]],
         max_len: usize,
     ) -> Result<Vec<Vec<u32>>> {
-        Ok(
-            decode_members(&[self], ctx, src, max_len, false, Pick::Greedy)
-                .await?
-                .into_iter()
-                .map(|(tokens, _)| tokens)
-                .collect(),
-        )
+        Ensemble::single(self).greedy_async(ctx, src, max_len).await
     }
 
     /// Greedy decoding of one source with the attention weights of every step
@@ -243,7 +244,9 @@ impl Seq2Seq {
         max_len: usize,
         alpha: f32,
     ) -> Result<Vec<Vec<Hypothesis>>> {
-        beam_members(&[self], ctx, src, k, max_len, alpha).await
+        Ensemble::single(self)
+            .beam_search_async(ctx, src, k, max_len, alpha)
+            .await
     }
 }
 

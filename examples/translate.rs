@@ -12,7 +12,8 @@
 //! transformer encoder layers. What the field adds: `--dropout`,
 //! `--label-smoothing`, `--bpe N` (subword pieces from N byte-pair merges learned
 //! on each side's training words; BLEU is on the words joined back), `--schedule
-//! cosine` (the learning rate down to zero over `--minutes`) and `--average N`
+//! cosine` (the learning rate down to zero over `--minutes`; with `--cycles N`, N
+//! times, each restart at `--lr`) and `--average N`
 //! (the mean of the parameters at the last N evaluations, tested beside the best
 //! single model). `--minutes` counts training only: validation (and with
 //! `--test-curve`, greedy test BLEU after each epoch) runs off the clock.
@@ -106,6 +107,10 @@ struct Args {
     /// --lr down to zero at the last minute.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
     schedule: ScheduleArg,
+    /// Warm restarts of the cosine: the budget split into this many cycles, each
+    /// starting again at --lr (SGDR).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    cycles: u32,
     /// Dropout on the embeddings, between layers and before the output layer.
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
@@ -631,7 +636,11 @@ fn main() -> Result<()> {
             let chosen: Vec<_> = idx.iter().map(|&i| &corpus.train[i]).collect();
             let b = v.batch(&chosen)?;
             if args.schedule == ScheduleArg::Cosine {
-                let done = (clock.secs() / budget).min(1.0);
+                // How far into its cycle: the budget in `--cycles` equal parts,
+                // each a cosine from --lr down to zero (1 at the very end).
+                let cycles = f64::from(args.cycles);
+                let t = (clock.secs() / budget).min(1.0) * cycles;
+                let done = if t >= cycles { 1.0 } else { t.fract() };
                 opt.set_lr(args.lr * 0.5 * (1.0 + (std::f64::consts::PI * done).cos()) as f32)?;
             }
             let report = model.train_step(&ctx, &b, &mut opt)?;

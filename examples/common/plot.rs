@@ -144,7 +144,8 @@ pub fn curves(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), Faile
             .draw()?;
     }
     let mut csv = String::from("series,x,y\n");
-    for s in series {
+    // A series without points (say, a curve not asked for) gets no legend entry.
+    for s in series.iter().filter(|s| !s.points.is_empty()) {
         let colour = COLOURS[s.group % COLOURS.len()];
         let points = s
             .points

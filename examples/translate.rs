@@ -429,6 +429,18 @@ fn test(
     Ok(out)
 }
 
+/// The model as the options describe it (dropout and label smoothing act in
+/// training steps only).
+fn build(ctx: &Context, cfg: Seq2SeqConfig, args: &Args) -> Result<Seq2Seq> {
+    let model = Seq2Seq::new(ctx, cfg, args.seed)?
+        .with_dropout(args.dropout, args.seed as u32)?
+        .with_label_smoothing(args.label_smoothing)?;
+    if args.tie_embeddings {
+        return model.with_tied_embeddings(args.seed + 7);
+    }
+    Ok(model)
+}
+
 /// `--ensemble`: each checkpoint's test BLEU, then theirs together.
 fn evaluate_ensemble(
     ctx: &Context,
@@ -439,10 +451,7 @@ fn evaluate_ensemble(
 ) -> Result<()> {
     let mut models = Vec::with_capacity(args.ensemble.len());
     for path in &args.ensemble {
-        let mut model = Seq2Seq::new(ctx, *cfg, args.seed)?;
-        if args.tie_embeddings {
-            model = model.with_tied_embeddings(args.seed + 7)?;
-        }
+        let model = build(ctx, *cfg, args)?;
         Checkpoint::load(path)?.apply(&model.named_params(), &path.display().to_string())?;
         models.push(model);
     }
@@ -568,12 +577,7 @@ fn main() -> Result<()> {
         bos: v.bos,
         eos: v.eos,
     };
-    let mut model = Seq2Seq::new(&ctx, cfg, args.seed)?
-        .with_dropout(args.dropout, args.seed as u32)?
-        .with_label_smoothing(args.label_smoothing)?;
-    if args.tie_embeddings {
-        model = model.with_tied_embeddings(args.seed + 7)?;
-    }
+    let model = build(&ctx, cfg, &args)?;
     let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
     let encoder_params = match &model.encoder {
         Encoder::Lstm(l) => count(l.params()),

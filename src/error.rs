@@ -152,8 +152,104 @@ pub enum Error {
     #[error("the device reported {kind}: {message}")]
     Device { kind: &'static str, message: String },
 
+    /// A kernel's WGSL does not compile (naga's parser or validator), or
+    /// declares what the library cannot bind; `line` and `column` count from 1
+    /// (0 where the error has no place), `text` is that line.
+    #[error("kernel {kernel}: WGSL error at line {line}, column {column}: {message}\n  | {text}")]
+    Shader {
+        kernel: String,
+        line: u32,
+        column: u32,
+        message: String,
+        text: String,
+    },
+
+    /// A launch of a user's kernel that does not fit its shader.
+    #[error("kernel {kernel}: {problem}")]
+    Kernel {
+        kernel: String,
+        problem: KernelProblem,
+    },
+
+    /// A custom op's backward gave gradients that do not fit its inputs.
+    #[error("custom op {op}: {problem}")]
+    CustomOp { op: String, problem: String },
+
     /// The device was lost (driver reset, GPU removed); open a new [`Context`](crate::Context)
     /// and resume from a checkpoint.
     #[error("the device was lost: {reason}")]
     DeviceLost { reason: String },
+}
+
+/// What is wrong with a launch of a user's kernel ([`Error::Kernel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelProblem {
+    /// The shader has no compute entry point of this name.
+    UnknownEntry { entry: String, known: Vec<String> },
+    /// A tensor bound to a name no binding of the shader has.
+    UndeclaredBinding { name: String, declared: Vec<String> },
+    /// The entry point uses a binding that the launch gave no tensor.
+    UnboundBinding { entry: String, name: String },
+    /// The same name bound twice.
+    BoundTwice { name: String },
+    /// Two bindings share one buffer and the shader writes at least one of
+    /// them (a data race, and a usage conflict WebGPU refuses).
+    Aliasing { writable: String, other: String },
+    /// The parameters' bytes differ from the size of the shader's uniform
+    /// struct at binding 0 (0: the shader declares none, or none was given).
+    ParamsSize { expected: u32, got: usize },
+    /// A tensor whose element type the binding's array does not hold.
+    ElementType {
+        name: String,
+        declared: String,
+        got: crate::DType,
+    },
+    /// No workgroup count given for the launch.
+    NoGroups,
+    /// A tensor of no elements (a binding cannot be empty).
+    EmptyTensor { name: String },
+}
+
+impl std::fmt::Display for KernelProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownEntry { entry, known } => {
+                write!(
+                    f,
+                    "no compute entry point {entry:?} (the shader has {known:?})"
+                )
+            }
+            Self::UndeclaredBinding { name, declared } => write!(
+                f,
+                "binding {name:?} is not declared by the shader (its bindings: {declared:?})"
+            ),
+            Self::UnboundBinding { entry, name } => {
+                write!(
+                    f,
+                    "entry point {entry} uses binding {name:?}, which was not bound"
+                )
+            }
+            Self::BoundTwice { name } => write!(f, "binding {name:?} is bound twice"),
+            Self::Aliasing { writable, other } => write!(
+                f,
+                "{writable:?} (written by the shader) and {other:?} share one buffer"
+            ),
+            Self::ParamsSize { expected, got } => write!(
+                f,
+                "parameters of {got} bytes given, the shader's uniform struct at binding 0 \
+                 has {expected} (0: none)"
+            ),
+            Self::ElementType {
+                name,
+                declared,
+                got,
+            } => write!(
+                f,
+                "binding {name:?} holds {declared} but the tensor is {got:?}"
+            ),
+            Self::NoGroups => write!(f, "no workgroup count: call groups or cover"),
+            Self::EmptyTensor { name } => write!(f, "the tensor bound to {name:?} is empty"),
+        }
+    }
 }

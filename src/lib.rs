@@ -23,8 +23,8 @@ pub mod tape;
 pub mod tensor;
 pub mod train;
 
-pub use error::{Error, Result};
-pub use gpu::{Context, ContextOptions, Recorder};
+pub use error::{Error, KernelProblem, Result};
+pub use gpu::{Context, ContextOptions, Kernel, Recorder};
 pub use tape::{Tape, Var};
 pub use tensor::{DType, Tensor};
 /// The wgpu this crate is built on, for interop (features, limits, devices).

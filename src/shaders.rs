@@ -19,80 +19,44 @@ pub struct Shader {
 impl Shader {
     /// The storage aliases the source declares (`alias name = f32;` at a line's start).
     pub fn storage_aliases(&self) -> Vec<&'static str> {
-        self.source.lines().filter_map(storage_alias).collect()
+        crate::gpu::reflect::storage_aliases(self.source).collect()
     }
 
     /// The source with the storage aliases in `f16` declared f16 (and the f16
     /// extension enabled); the plain source when `f16` is empty.
     pub fn source_f16(&self, f16: &[&str]) -> std::borrow::Cow<'static, str> {
-        if f16.is_empty() {
-            return self.source.into();
-        }
-        let mut out = String::from("enable f16;\n");
-        for line in self.source.lines() {
-            match storage_alias(line) {
-                Some(name) if f16.contains(&name) => out.push_str(&format!("alias {name} = f16;")),
-                _ => out.push_str(line),
-            }
-            out.push('\n');
-        }
-        out.into()
+        with_f16(self.source, f16)
     }
 
     /// The bindings of group 0 other than the parameters (binding 0), by number,
-    /// typed from their declarations: `var<storage, read>` and `var<storage, read_write>`
-    /// buffers, `texture_2d_array<f32>` (read with textureLoad: unfilterable) and
-    /// `texture_storage_2d_array<rgba32float, write>`. Pipelines take their layouts
-    /// from these, with the parameters at a dynamic offset.
+    /// typed from their declarations as naga reads them: `var<storage, read>`
+    /// and `var<storage, read_write>` buffers, `texture_2d_array<f32>` (read with
+    /// textureLoad: unfilterable) and `texture_storage_2d_array<rgba32float,
+    /// write>`. Pipelines take their layouts from these, with the parameters at
+    /// a dynamic offset. Empty for a source that does not parse.
     pub fn bindings(&self) -> std::collections::HashMap<u32, wgpu::BindingType> {
-        let mut out = std::collections::HashMap::new();
-        for line in self.source.lines() {
-            let Some(rest) = line.trim().strip_prefix("@group(0) @binding(") else {
-                continue;
-            };
-            let Some((number, decl)) = rest.split_once(')') else {
-                continue;
-            };
-            let Ok(binding) = number.parse::<u32>() else {
-                continue;
-            };
-            let decl = decl.split("//").next().unwrap_or("");
-            let ty = if decl.contains("var<storage, read_write>") {
-                wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: false },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                }
-            } else if decl.contains("var<storage, read>") {
-                wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: true },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                }
-            } else if decl.contains("texture_storage_2d_array<rgba32float, write>") {
-                wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::WriteOnly,
-                    format: wgpu::TextureFormat::Rgba32Float,
-                    view_dimension: wgpu::TextureViewDimension::D2Array,
-                }
-            } else if decl.contains("texture_2d_array<f32>") {
-                wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2Array,
-                    multisampled: false,
-                }
-            } else {
-                continue;
-            };
-            out.insert(binding, ty);
-        }
-        out
+        crate::gpu::reflect::declared(self.source)
+            .into_iter()
+            .map(|(binding, b)| (binding, b.ty))
+            .collect()
     }
 }
 
-/// The alias a line declares as a storage alias (`alias name = f32;`).
-fn storage_alias(line: &str) -> Option<&str> {
-    line.strip_prefix("alias ")?.strip_suffix(" = f32;")
+/// `source` with the storage aliases in `f16` declared f16 (and the f16
+/// extension enabled); `source` itself when `f16` is empty.
+pub(crate) fn with_f16<'a>(source: &'a str, f16: &[&str]) -> std::borrow::Cow<'a, str> {
+    if f16.is_empty() {
+        return source.into();
+    }
+    let mut out = String::from("enable f16;\n");
+    for line in source.lines() {
+        match crate::gpu::reflect::storage_alias(line) {
+            Some(name) if f16.contains(&name) => out.push_str(&format!("alias {name} = f16;")),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out.into()
 }
 
 /// Batched strided GEMM and its bias gradient.
@@ -234,6 +198,13 @@ pub const ELEMENTWISE: Shader = Shader {
     source: include_str!("../shaders/elementwise.wgsl"),
 };
 
+/// Broadcasting add, sub, mul and div with their backward, strided copies
+/// (permute, expand) and masked fills.
+pub const BROADCAST: Shader = Shader {
+    name: "broadcast",
+    source: include_str!("../shaders/broadcast.wgsl"),
+};
+
 /// Beam search: log-softmax of every beam and the top k continuations.
 pub const BEAM: Shader = Shader {
     name: "beam",
@@ -292,6 +263,7 @@ pub const ALL: &[Shader] = &[
     REDUCE,
     ARGMAX,
     ELEMENTWISE,
+    BROADCAST,
     BEAM,
     LAYER_NORM,
     LAYER_NORM_LSTM,

@@ -2,12 +2,13 @@
 //! tensor, op and model that uses it. Cloning is cheap (an `Arc`), and a context can
 //! be sent to and shared between threads.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::pipeline::{Pipeline, PipelineCache};
+use crate::gpu::pipeline::{Pipeline, PipelineCache, Source};
 use crate::gpu::pool::{BufferPool, PoolStats};
 use crate::gpu::profile::{Profile, Totals};
 use crate::shaders::Shader;
@@ -580,9 +581,33 @@ impl Context {
         constants: &[(&'static str, f64)],
         f16: &[&'static str],
     ) -> Arc<Pipeline> {
-        self.inner
-            .pipelines
-            .get(&self.inner.device, shader, entry, constants, f16)
+        self.inner.pipelines.get(
+            &self.inner.device,
+            shader.into(),
+            Cow::Borrowed(entry),
+            constants
+                .iter()
+                .map(|&(k, v)| (Cow::Borrowed(k), v.to_bits()))
+                .collect(),
+            f16.iter().map(|&a| Cow::Borrowed(a)).collect(),
+        )
+    }
+
+    /// The pipeline for `entry` of a user's kernel with the storage aliases in
+    /// `f16` declared f16, from the same cache.
+    pub(crate) fn kernel_pipeline(
+        &self,
+        source: Source,
+        entry: &str,
+        f16: Vec<Cow<'static, str>>,
+    ) -> Arc<Pipeline> {
+        self.inner.pipelines.get(
+            &self.inner.device,
+            source,
+            Cow::Owned(entry.to_string()),
+            vec![],
+            f16,
+        )
     }
 
     /// A 16-byte storage buffer to fill a binding that a kernel declares but the

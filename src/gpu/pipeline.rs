@@ -1,7 +1,7 @@
 //! Compute pipelines, compiled once per device and cached by (shader, entry point,
 //! override constants, storage aliases made f16). Compiling is the slow part (tens
-//! to hundreds of ms through a driver's JIT), so every op asks this cache and never
-//! builds its own.
+//! to hundreds of ms through a driver's JIT), so every op and every user kernel
+//! asks this cache and never builds its own.
 //!
 //! Each pipeline has an explicit layout whose binding 0, the parameters, takes a
 //! dynamic offset: the dispatches of a recorder share their uniform buffers, and
@@ -10,16 +10,44 @@
 //! known from its first dispatch (an entry point is always given exactly those),
 //! each typed as the shader declares it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::gpu::reflect;
 use crate::shaders::Shader;
+
+/// What the cache knows a shader by: a library shader by its name, a user's
+/// kernel by a hash of its name and source (so that equal kernels share their
+/// pipelines and different ones never do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SourceId {
+    Library(&'static str),
+    User(u64),
+}
+
+/// A shader to compile: its identity, name (for labels) and WGSL.
+pub(crate) struct Source<'a> {
+    pub(crate) id: SourceId,
+    pub(crate) name: &'a str,
+    pub(crate) text: &'a str,
+}
+
+impl<'a> From<&'a Shader> for Source<'a> {
+    fn from(s: &'a Shader) -> Self {
+        Self {
+            id: SourceId::Library(s.name),
+            name: s.name,
+            text: s.source,
+        }
+    }
+}
 
 /// One entry point: compiled, with its bind group layout, at its first dispatch.
 pub(crate) struct Pipeline {
     module: wgpu::ShaderModule,
-    entry: &'static str,
-    constants: Vec<(&'static str, f64)>,
+    entry: Cow<'static, str>,
+    constants: Vec<(Cow<'static, str>, f64)>,
     label: String,
     /// The module's bindings as declared, by number.
     declared: Arc<HashMap<u32, wgpu::BindingType>>,
@@ -66,13 +94,18 @@ impl Pipeline {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        let constants: Vec<(&str, f64)> = self
+            .constants
+            .iter()
+            .map(|(k, v)| (k.as_ref(), *v))
+            .collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&self.label),
             layout: Some(&pipeline_layout),
             module: &self.module,
-            entry_point: Some(self.entry),
+            entry_point: Some(&self.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &self.constants,
+                constants: &constants,
                 zero_initialize_workgroup_memory: true,
             },
             cache: None,
@@ -82,37 +115,36 @@ impl Pipeline {
 }
 
 type Key = (
-    &'static str,
-    &'static str,
-    Vec<(&'static str, u64)>,
-    Vec<&'static str>,
+    SourceId,
+    Cow<'static, str>,
+    Vec<(Cow<'static, str>, u64)>,
+    Vec<Cow<'static, str>>,
 );
 
 type Module = (wgpu::ShaderModule, Arc<HashMap<u32, wgpu::BindingType>>);
 
+/// A module: its shader and the storage aliases made f16.
+type ModuleKey = (SourceId, Vec<Cow<'static, str>>);
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<(&'static str, Vec<&'static str>), Module>>,
+    modules: Mutex<HashMap<ModuleKey, Module>>,
     pipelines: Mutex<HashMap<Key, Arc<Pipeline>>>,
 }
 
 impl PipelineCache {
-    /// The pipeline for `entry` of `shader` with the given override constants and
-    /// the storage aliases in `f16` declared f16 (see [`Shader::source_f16`]).
+    /// The pipeline for `entry` of `source` with the given override constants
+    /// (name, bits of the f64 value) and the storage aliases in `f16` declared
+    /// f16 (see [`Shader::source_f16`]).
     pub(crate) fn get(
         &self,
         device: &wgpu::Device,
-        shader: &Shader,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-        f16: &[&'static str],
+        source: Source,
+        entry: Cow<'static, str>,
+        constants: Vec<(Cow<'static, str>, u64)>,
+        f16: Vec<Cow<'static, str>>,
     ) -> Arc<Pipeline> {
-        let key: Key = (
-            shader.name,
-            entry,
-            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
-            f16.to_vec(),
-        );
+        let key: Key = (source.id, entry, constants, f16);
         // Pipelines are only ever inserted whole, so a lock poisoned by a panic
         // elsewhere still guards a consistent map.
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,35 +153,50 @@ impl PipelineCache {
         }
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         let (module, declared) = modules
-            .entry((shader.name, f16.to_vec()))
+            .entry((source.id, key.3.clone()))
             .or_insert_with(|| {
-                let source = shader.source_f16(f16);
-                let declared = Arc::new(shader.bindings());
+                let names: Vec<&str> = key.3.iter().map(|a| a.as_ref()).collect();
+                let text = crate::shaders::with_f16(source.text, &names);
+                let declared = Arc::new(
+                    reflect::declared(source.text)
+                        .into_iter()
+                        .map(|(binding, b)| (binding, b.ty))
+                        .collect(),
+                );
                 let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(source),
+                    label: Some(source.name),
+                    source: wgpu::ShaderSource::Wgsl(text),
                 };
-                // SAFETY: the only check dropped is forced loop bounding, a guard against
-                // loops that never end. Every loop in shaders/ runs a count taken from
-                // its params, which the host sets from checked tensor shapes, so each
-                // loop ends. Bounds checks on memory stay on. Loop bounding costs
-                // several times the arithmetic of a small loop body on lavapipe.
-                let module = unsafe {
-                    device.create_shader_module_trusted(
-                        desc,
-                        wgpu::ShaderRuntimeChecks {
-                            force_loop_bounding: false,
-                            ..wgpu::ShaderRuntimeChecks::checked()
-                        },
-                    )
+                let module = match source.id {
+                    // SAFETY: the only check dropped is forced loop bounding, a guard
+                    // against loops that never end. Every loop in shaders/ runs a count
+                    // taken from its params, which the host sets from checked tensor
+                    // shapes, so each loop ends. Bounds checks on memory stay on. Loop
+                    // bounding costs several times the arithmetic of a small loop body
+                    // on lavapipe.
+                    SourceId::Library(_) => unsafe {
+                        device.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks {
+                                force_loop_bounding: false,
+                                ..wgpu::ShaderRuntimeChecks::checked()
+                            },
+                        )
+                    },
+                    // A user's loops are not ours to vouch for: every check stays.
+                    SourceId::User(_) => device.create_shader_module(desc),
                 };
                 (module, declared)
             });
+        let (_, entry, constants, _) = &key;
         let p = Arc::new(Pipeline {
             module: module.clone(),
-            entry,
-            constants: constants.to_vec(),
-            label: format!("{}::{}", shader.name, entry),
+            entry: entry.clone(),
+            constants: constants
+                .iter()
+                .map(|(k, bits)| (k.clone(), f64::from_bits(*bits)))
+                .collect(),
+            label: format!("{}::{}", source.name, entry),
             declared: declared.clone(),
             compiled: OnceLock::new(),
         });

@@ -409,8 +409,12 @@ impl Recorder {
         Ok(())
     }
 
-    /// Keeps `tensors` (their buffers) out of the pool until this recorder is submitted.
-    pub(crate) fn hold(&mut self, tensors: &[&Tensor]) {
+    /// Keeps `tensors` (their buffers) out of the pool until this recorder is
+    /// submitted. Every op and [`Kernel`](crate::Kernel) launch holds its
+    /// operands; commands recorded through [`encoder_mut`](Self::encoder_mut)
+    /// hold theirs here, or a tensor dropped before the submit may go back to
+    /// the pool and be written (by its next owner's upload) before they run.
+    pub fn hold(&mut self, tensors: &[&Tensor]) {
         for t in tensors {
             if self.held_keys.insert(t.storage_key()) {
                 self.held.push((*t).clone());

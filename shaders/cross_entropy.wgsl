@@ -6,6 +6,10 @@
 //   loss   = Σ_n loss_n · scale, with scale = 1 / (number of real rows)
 //   hit_n  = scale when argmax(z_n) = t_n (the first maximum on ties), else 0;
 //   accuracy = Σ_n hit_n, the share of real rows whose best class is the target
+// With p.masked, row n's classes are those where class_mask[n, k] ≠ 0, and its
+// target always: the others take no probability (their dz is 0), the max and
+// the sums run over the row's K_n classes, and smoothing spreads ε over them
+// (ε / K_n each, mean(z_n) over them). Without, K_n = C.
 // Stable for logits of any magnitude: exp only ever sees z − max(z) ≤ 0.
 // forward: one workgroup of 64 per row (rows folded into z past 65535), a strided
 //   pass for the max, one for Σ exp, one for the gradient; tree reductions in
@@ -24,6 +28,10 @@ struct Params {
     c: u32,
     scale: f32,
     smoothing: f32,
+    masked: u32, // 1: class_mask chooses each row's classes
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,18 +42,25 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;     // [1]
 @group(0) @binding(6) var<storage, read_write> row_hit: array<f32>;  // [N]
 @group(0) @binding(7) var<storage, read_write> accuracy: array<f32>; // [1]
+@group(0) @binding(8) var<storage, read> class_mask: array<u32>;     // [N, C] when masked; else any
+
+// Whether class k of the row at base (target t) takes part.
+fn kept(base: u32, k: u32, t: u32) -> bool {
+    return p.masked == 0u || k == t || class_mask[base + k] != 0u;
+}
 
 // q_k: the target distribution's share of class k (`off` = ε / C).
 fn target_share(k: u32, t: u32, off: f32) -> f32 {
     return select(off, 1.0 - p.smoothing + off, k == t);
 }
 
-// −Σ_k q_k·log softmax(z)_k from the log-sum-exp, the target's logit and Σ_k z_k.
-fn smoothed_loss(lse: f32, zt: f32, zs: f32) -> f32 {
+// −Σ_k q_k·log softmax(z)_k from the log-sum-exp, the target's logit, Σ_k z_k
+// and the row's class count.
+fn smoothed_loss(lse: f32, zt: f32, zs: f32, classes: f32) -> f32 {
     if (p.smoothing == 0.0) {
         return lse - zt;
     }
-    return lse - (1.0 - p.smoothing) * zt - p.smoothing * zs / f32(p.c);
+    return lse - (1.0 - p.smoothing) * zt - p.smoothing * zs / classes;
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -73,7 +88,7 @@ fn forward(
     var m = -3.4e38;
     var at = 0xffffffffu;
     for (var k = lane; k < p.c; k += WG) {
-        if (beats(logits[base + k], k, m, at)) {
+        if (kept(base, k, t) && beats(logits[base + k], k, m, at)) {
             m = logits[base + k];
             at = k;
         }
@@ -82,22 +97,31 @@ fn forward(
     m = best.v;
     var s = 0.0;
     var zs = 0.0;
+    var classes = 0.0;
     for (var k = lane; k < p.c; k += WG) {
-        s += exp(logits[base + k] - m);
-        zs += logits[base + k];
+        if (kept(base, k, t)) {
+            s += exp(logits[base + k] - m);
+            zs += logits[base + k];
+            classes += 1.0;
+        }
     }
     s = reduce(lane, s, false);
     let lse = m + log(s);
-    let off = p.smoothing / f32(p.c);
+    if (p.masked == 1u) {
+        classes = reduce(lane, classes, false);
+    } else {
+        classes = f32(p.c);
+    }
+    let off = p.smoothing / classes;
     for (var k = lane; k < p.c; k += WG) {
         let sm = exp(logits[base + k] - lse);
-        dlogits[base + k] = (sm - target_share(k, t, off)) * p.scale;
+        dlogits[base + k] = select(0.0, (sm - target_share(k, t, off)) * p.scale, kept(base, k, t));
     }
     if (p.smoothing != 0.0) {
         zs = reduce(lane, zs, false);
     }
     if (lane == 0u) {
-        row_loss[n] = smoothed_loss(lse, logits[base + t], zs) * p.scale;
+        row_loss[n] = smoothed_loss(lse, logits[base + t], zs, classes) * p.scale;
         row_hit[n] = select(0.0, p.scale, best.i == t);
     }
 }
@@ -123,24 +147,28 @@ fn forward_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     var m = -3.4e38;
     var at = 0xffffffffu;
     for (var k = 0u; k < p.c; k++) {
-        if (beats(logits[base + k], k, m, at)) {
+        if (kept(base, k, t) && beats(logits[base + k], k, m, at)) {
             m = logits[base + k];
             at = k;
         }
     }
     var s = 0.0;
     var zs = 0.0;
+    var classes = 0.0;
     for (var k = 0u; k < p.c; k++) {
-        s += exp(logits[base + k] - m);
-        zs += logits[base + k];
+        if (kept(base, k, t)) {
+            s += exp(logits[base + k] - m);
+            zs += logits[base + k];
+            classes += 1.0;
+        }
     }
     let lse = m + log(s);
-    let off = p.smoothing / f32(p.c);
+    let off = p.smoothing / classes;
     for (var k = 0u; k < p.c; k++) {
         let sm = exp(logits[base + k] - lse);
-        dlogits[base + k] = (sm - target_share(k, t, off)) * p.scale;
+        dlogits[base + k] = select(0.0, (sm - target_share(k, t, off)) * p.scale, kept(base, k, t));
     }
-    row_loss[n] = smoothed_loss(lse, logits[base + t], zs) * p.scale;
+    row_loss[n] = smoothed_loss(lse, logits[base + t], zs, classes) * p.scale;
     row_hit[n] = select(0.0, p.scale, at == t);
 }
 

@@ -4,6 +4,12 @@
 //   tanh_backward  dx = dy · (1 − y²), from the forward's output
 //   relu_forward   y = max(x, 0)
 //   relu_backward  dx = dy where y > 0, else 0, from the forward's output
+//   sigmoid_forward   y = 1 / (1 + exp(−x))
+//   sigmoid_backward  dx = dy · y · (1 − y), from the forward's output
+//   exp_forward    y = exp(x)
+//   exp_backward   dx = dy · y, from the forward's output
+//   log_forward    y = log(x) (NaN below 0, −inf at 0, as IEEE has it)
+//   log_backward   dx = dy / x, from the forward's input
 //   add            o[out_off + i] += x[x_off + i] for i < n
 //   scale          o[i] = alpha · x[i]
 //   mul            o[i] = x[i] · y[i], or x[i] · y[0] when a = 1 (times a scalar)
@@ -77,6 +83,60 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let i = element(gid, nwg);
     if (i < p.n) {
         o[i] = select(0.0, x[i], y[i] > 0.0);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        // exp of a non-positive number only: no overflow for large |x|
+        let e = exp(-abs(x[i]));
+        o[i] = select(e / (1.0 + e), 1.0 / (1.0 + e), x[i] >= 0.0);
+    }
+}
+
+// x = dy, y = the forward's output
+@compute @workgroup_size(64, 1, 1)
+fn sigmoid_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        let s = y[i];
+        o[i] = x[i] * s * (1.0 - s);
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn exp_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = exp(x[i]);
+    }
+}
+
+// x = dy, y = the forward's output
+@compute @workgroup_size(64, 1, 1)
+fn exp_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = x[i] * y[i];
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn log_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = log(x[i]);
+    }
+}
+
+// x = dy, y = the forward's input
+@compute @workgroup_size(64, 1, 1)
+fn log_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = element(gid, nwg);
+    if (i < p.n) {
+        o[i] = x[i] / y[i];
     }
 }
 

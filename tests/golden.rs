@@ -340,8 +340,42 @@ fn tape_op(case: &Case, tape: &mut Tape, x: &[Var]) -> Result<Var> {
             let eps = case.meta("smoothing").parse().unwrap();
             tape.cross_entropy_smoothed(&x[0], &targets, Some(u32::MAX), eps)
         }
+        "add_broadcast" => tape.add(&x[0], &x[1]),
+        "sub_broadcast" => tape.sub(&x[0], &x[1]),
+        "mul_broadcast" => tape.mul(&x[0], &x[1]),
+        "div_broadcast" => tape.div(&x[0], &x[1]),
+        "sigmoid" => tape.sigmoid(&x[0]),
+        "exp" => tape.exp(&x[0]),
+        "log" => tape.log(&x[0]),
+        "permute" => tape.permute(&x[0], &list(case.meta("dims"))),
+        "swap_dims" => tape.swap_dims(&x[0], meta("a"), meta("b")),
+        "expand" => tape.expand(&x[0], &list(case.meta("shape"))),
+        "masked_fill" => {
+            let value = case.meta("value").parse().unwrap();
+            tape.masked_fill(&x[0], &mask(case, tape), value)
+        }
+        "softmax_masked" => tape.softmax_masked(&x[0], &mask(case, tape)),
+        "log_softmax_masked" => tape.log_softmax_masked(&x[0], &mask(case, tape)),
+        "cross_entropy_masked" | "cross_entropy_masked_c70" => {
+            let targets: Vec<u32> = case.i32s["targets"].iter().map(|&t| t as u32).collect();
+            let opts = rnn_wgpu::tape::CrossEntropy::new()
+                .with_ignore_index(u32::MAX)
+                .with_class_mask(&mask(case, tape));
+            Ok(tape.cross_entropy_with(&x[0], &targets, &opts)?.0)
+        }
         other => panic!("{}: tape op {other} is not implemented", case.name),
     }
+}
+
+/// A comma list of sizes from the metadata ("2,0,3,1").
+fn list(s: &str) -> Vec<usize> {
+    s.split(',').map(|v| v.trim().parse().unwrap()).collect()
+}
+
+/// The case's i32 `mask` under its metadata `mask_shape`, as a u32 tensor.
+fn mask(case: &Case, tape: &Tape) -> Tensor {
+    let values: Vec<u32> = case.i32s["mask"].iter().map(|&m| m as u32).collect();
+    Tensor::from_u32(tape.context(), &list(case.meta("mask_shape")), &values).unwrap()
 }
 
 fn run_tape(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {

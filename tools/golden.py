@@ -55,6 +55,14 @@ y and the gradients of Σ y·d as grad.x0 (grad.x1), in float64; i32 lengths or
 ids where the op takes them, the other arguments in the metadata (dim, start,
 len, alpha).
 
+Tensor op cases (op = tape as well): the broadcasting arithmetic, sigmoid, exp,
+log, permute, swap_dims, expand and the ops that take a mask tensor
+(masked_fill, softmax_masked, log_softmax_masked, cross_entropy_masked), in the
+same format; a mask is an i32 tensor `mask` (non-zero: fill, or take part)
+whose shape is the metadata mask_shape ("2,1,5"), the other arguments in the
+metadata (dims, a, b, shape, value). Divisors and logarithms' arguments are
+drawn away from 0.
+
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
 """
@@ -561,8 +569,71 @@ SMOOTHED = [
 
 
 def tape_case(seed, fn, shapes, meta, op, ints):
+    return tensor_op_case(seed, fn, shapes, None, meta, op, ints)
+
+
+def away_from_zero(x):
+    return x.sign() * (0.5 + x.abs())
+
+
+def keep_softmax(x, keep, log):
+    z = x.masked_fill(~keep, float("-inf"))
+    y = torch.log_softmax(z, -1) if log else torch.softmax(z, -1)
+    return torch.where(keep, y, torch.zeros_like(y))
+
+
+def dims(values):
+    return ",".join(str(v) for v in values)
+
+
+# Tensor ops: (fn, input shapes, how each input is drawn from randn (or None),
+# metadata, the op on the inputs, i32 tensors); seeds after every other case's.
+SOFTMAX_MASK = [[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]]  # [2, 1, 5]
+CE_MASK = [[1, 0, 1, 1, 0, 1, 1], [0, 1, 1, 0, 1, 1, 0], [1, 1, 0, 0, 1, 0, 1],
+           [1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 0, 0, 1]]  # [5, 7], targets kept
+CE_TARGETS = [0, 5, -100, 2, 6]
+C70_MASK = [[int((r * 70 + k) % 3 != 1 or k == t) for k in range(70)]
+            for r, t in enumerate([69, 0, 33, 4])]
+TENSOR_OPS = [
+    ("add_broadcast", [(3, 1, 5), (4, 1)], None, {}, lambda a, b: a + b, {}),
+    ("sub_broadcast", [(2, 3), (3,)], None, {}, lambda a, b: a - b, {}),
+    ("mul_broadcast", [(2, 1, 4), (2, 3, 1)], None, {}, lambda a, b: a * b, {}),
+    ("div_broadcast", [(3, 4), (1, 4)], [None, away_from_zero], {}, lambda a, b: a / b, {}),
+    ("sigmoid", [(3, 7)], None, {}, torch.sigmoid, {}),
+    ("exp", [(3, 7)], None, {}, torch.exp, {}),
+    ("log", [(3, 7)], [lambda x: 0.2 + x.abs()], {}, torch.log, {}),
+    ("permute", [(2, 3, 4, 5)], None, dict(dims="2,0,3,1"), lambda x: x.permute(2, 0, 3, 1), {}),
+    ("swap_dims", [(2, 3, 4)], None, dict(a="0", b="2"), lambda x: x.transpose(0, 2), {}),
+    ("expand", [(3, 1)], None, dict(shape="2,3,4"), lambda x: x.expand(2, 3, 4), {}),
+    ("masked_fill", [(2, 3, 5)], None, dict(value="-7.5", mask_shape="2,1,5"),
+     lambda x: x.masked_fill(torch.tensor(SOFTMAX_MASK).bool()[:, None, :], -7.5),
+     dict(mask=SOFTMAX_MASK)),
+    ("softmax_masked", [(2, 3, 5)], None, dict(mask_shape="2,1,5"),
+     lambda x: keep_softmax(x, torch.tensor(SOFTMAX_MASK).bool()[:, None, :], False),
+     dict(mask=SOFTMAX_MASK)),
+    ("log_softmax_masked", [(2, 3, 5)], None, dict(mask_shape="2,1,5"),
+     lambda x: keep_softmax(x, torch.tensor(SOFTMAX_MASK).bool()[:, None, :], True),
+     dict(mask=SOFTMAX_MASK)),
+    ("cross_entropy_masked", [(5, 7)], None, dict(mask_shape="5,7"),
+     lambda x: torch.nn.functional.cross_entropy(
+         x.masked_fill(~torch.tensor(CE_MASK).bool(), float("-inf")),
+         torch.tensor(CE_TARGETS)).reshape(1),
+     dict(mask=CE_MASK, targets=[t if t >= 0 else -1 for t in CE_TARGETS])),
+    ("cross_entropy_masked_c70", [(4, 70)], None, dict(mask_shape="4,70"),
+     lambda x: torch.nn.functional.cross_entropy(
+         x.masked_fill(~torch.tensor(C70_MASK).bool(), float("-inf")),
+         torch.tensor([69, 0, 33, 4])).reshape(1),
+     dict(mask=C70_MASK, targets=[69, 0, 33, 4])),
+]
+
+
+def tensor_op_case(seed, fn, shapes, draws, meta, op, ints):
     torch.manual_seed(seed)
-    xs = [torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    draws = draws or [None] * len(shapes)
+    xs = []
+    for s, draw in zip(shapes, draws):
+        x = torch.randn(*s, dtype=torch.float64)
+        xs.append((draw(x) if draw else x).detach().requires_grad_(True))
     y = op(*xs)
     d = torch.randn_like(y)
     (y * d).sum().backward()
@@ -572,7 +643,7 @@ def tape_case(seed, fn, shapes, meta, op, ints):
         tensors[f"grad.x{i}"] = x.grad
     tensors = {n: v.detach().float().contiguous() for n, v in tensors.items()}
     for name, values in ints.items():
-        tensors[name] = torch.tensor(values, dtype=torch.int32)
+        tensors[name] = torch.tensor(values, dtype=torch.int32).flatten()
     return tensors, dict(op="tape", fn=fn, **meta)
 
 
@@ -649,6 +720,12 @@ def main():
         mode = "train" if c[9] else "eval"
         name = f"layer_norm_lstm_l{layers}_{'bi' if bi else 'uni'}_h{h}_zoneout_{mode}.safetensors"
         tensors, meta = layer_norm_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    first_ops = first_ls + len(SMOOTHED) + len(LAYER_NORM_ZONEOUT)
+    for seed, c in enumerate(TENSOR_OPS, start=first_ops):
+        name = f"tape_{c[0]}.safetensors"
+        tensors, meta = tensor_op_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

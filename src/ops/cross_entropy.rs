@@ -1,7 +1,9 @@
 //! Softmax cross-entropy fused with its gradient (`shaders/cross_entropy.wgsl`):
 //! mean over the real rows, padded rows (the ignore index) counting nowhere;
-//! optionally against label-smoothed targets ([`forward_smoothed`]).
+//! optionally against label-smoothed targets ([`forward_smoothed`]) and over
+//! each row's classes of a mask ([`forward_with`]).
 
+use super::broadcast;
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::shaders;
@@ -21,6 +23,48 @@ struct Params {
     c: u32,
     scale: f32,
     smoothing: f32,
+    masked: u32,
+    _pad: [u32; 3],
+}
+
+/// The choices of [`forward_with`] beyond the logits and targets.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CrossEntropy {
+    /// Rows whose target is this count nowhere (padding).
+    pub ignore_index: Option<u32>,
+    /// Label smoothing in [0, 1] (see [`forward_smoothed`]).
+    pub smoothing: f32,
+    /// u32, broadcasting to the logits' shape: each row's classes are those
+    /// where it is not zero, and its target always. The others take no
+    /// probability and get no gradient; smoothing spreads over the row's
+    /// classes.
+    pub class_mask: Option<Tensor>,
+}
+
+impl CrossEntropy {
+    /// Plain cross-entropy: every row and class counts, no smoothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows whose target is `index` count nowhere.
+    pub fn with_ignore_index(mut self, index: u32) -> Self {
+        self.ignore_index = Some(index);
+        self
+    }
+
+    /// Label smoothing `smoothing` (in [0, 1]).
+    pub fn with_smoothing(mut self, smoothing: f32) -> Self {
+        self.smoothing = smoothing;
+        self
+    }
+
+    /// Each row's classes chosen by `mask` (see [`CrossEntropy::class_mask`]).
+    pub fn with_class_mask(mut self, mask: &Tensor) -> Self {
+        self.class_mask = Some(mask.clone());
+        self
+    }
 }
 
 /// A loss and its gradient (this op's and [`mse`](super::mse)'s).
@@ -61,6 +105,27 @@ pub fn forward_smoothed(
     ignore_index: Option<u32>,
     smoothing: f32,
 ) -> Result<Loss> {
+    let options = CrossEntropy {
+        ignore_index,
+        smoothing,
+        class_mask: None,
+    };
+    forward_with(rec, logits, targets, &options)
+}
+
+/// [`forward`] with the choices of `options`: an ignore index, label
+/// smoothing, a class mask.
+pub fn forward_with(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    targets: &[u32],
+    options: &CrossEntropy,
+) -> Result<Loss> {
+    let CrossEntropy {
+        ignore_index,
+        smoothing,
+        ref class_mask,
+    } = *options;
     check_smoothing(OP, smoothing)?;
     super::check_f32(rec, OP, &[("logits", logits)])?;
     let c = *logits.shape().last().unwrap_or(&0);
@@ -104,6 +169,10 @@ pub fn forward_smoothed(
             shape: vec![n],
         });
     }
+    let mask = class_mask
+        .as_ref()
+        .map(|m| broadcast::mask_as(rec, OP, m, logits.shape()))
+        .transpose()?;
     let ctx = rec.context().clone();
     let targets = Tensor::from_u32(&ctx, &[n], &rows)?;
     let row_loss = rec.empty(&[n], DType::F32)?;
@@ -120,6 +189,8 @@ pub fn forward_smoothed(
         c: c as u32,
         scale: 1.0 / count as f32,
         smoothing,
+        masked: u32::from(mask.is_some()),
+        _pad: [0; 3],
     };
     let (entry, groups) = if c <= ROW_PER_INVOCATION {
         ("forward_rows", super::grid_elems(rec, n))
@@ -137,6 +208,8 @@ pub fn forward_smoothed(
             (3, &row_loss),
             (4, &out.dlogits),
             (6, &row_hit),
+            // The targets stand in for no mask: the kernel reads none then.
+            (8, mask.as_ref().unwrap_or(&targets)),
         ],
         groups,
     )?;

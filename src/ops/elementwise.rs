@@ -1,5 +1,5 @@
 //! Elementwise and layout ops between the big kernels (`shaders/elementwise.wgsl`):
-//! tanh and ReLU with their backward, in-place add, scale, product, concatenation
+//! tanh, ReLU, sigmoid, exp and log with their backward, in-place add, scale, product, concatenation
 //! along the last dimension with its backward (split), and copies of column blocks. Blocks may start inside a tensor, so a
 //! slice such as one direction's final state needs no copy first.
 
@@ -71,14 +71,14 @@ fn launch(
     params: Params,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
-    let groups = super::grid_elems(rec, params.n as usize);
-    rec.dispatch_entry(
+    let params_bytes = bytemuck::bytes_of(&params);
+    super::launch_elems(
+        rec,
         &shaders::ELEMENTWISE,
         entry,
-        &[],
-        bytemuck::bytes_of(&params),
+        params.n as usize,
+        params_bytes,
         tensors,
-        groups,
     )
 }
 
@@ -93,11 +93,18 @@ fn nonempty(x: &Tensor, what: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// A pointwise activation with a backward computed from its output.
+/// A pointwise function with a backward computed from its output (from its
+/// input for [`Log`](Self::Log): see [`saves_input`](Self::saves_input)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Activation {
     Tanh,
     Relu,
+    /// `1 / (1 + exp(−x))`.
+    Sigmoid,
+    Exp,
+    /// The natural logarithm.
+    Log,
 }
 
 impl Activation {
@@ -105,7 +112,16 @@ impl Activation {
         match self {
             Self::Tanh => ("tanh_forward", "tanh_backward"),
             Self::Relu => ("relu_forward", "relu_backward"),
+            Self::Sigmoid => ("sigmoid_forward", "sigmoid_backward"),
+            Self::Exp => ("exp_forward", "exp_backward"),
+            Self::Log => ("log_forward", "log_backward"),
         }
+    }
+
+    /// Whether [`activate_backward`] takes the forward's input rather than its
+    /// output (`d log x / dx = 1 / x`).
+    pub fn saves_input(self) -> bool {
+        self == Self::Log
     }
 }
 
@@ -122,7 +138,8 @@ pub fn activate(rec: &mut Recorder, f: Activation, x: &Tensor) -> Result<Tensor>
     Ok(out)
 }
 
-/// Records the gradient of [`activate`] for upstream `dy`, given its output `y`.
+/// Records the gradient of [`activate`] for upstream `dy`, given its output `y`
+/// (its input, where [`Activation::saves_input`]).
 pub fn activate_backward(
     rec: &mut Recorder,
     f: Activation,

@@ -3,6 +3,7 @@
 pub mod argmax;
 pub mod attention;
 pub mod beam;
+pub mod broadcast;
 pub mod cast;
 pub mod cross_entropy;
 pub mod dropout;
@@ -164,6 +165,20 @@ pub(crate) fn grid_rows(rec: &Recorder, x_groups: usize, rows: usize) -> [u32; 3
     let max = rec.context().limits().max_compute_workgroups_per_dimension as usize;
     let y = rows.clamp(1, max);
     [x_groups as u32, y as u32, rows.div_ceil(y) as u32]
+}
+
+/// Records `entry` of `shader` with one invocation per element of `n` (see
+/// [`grid_elems`]), its parameters `params`.
+pub(crate) fn launch_elems(
+    rec: &mut Recorder,
+    shader: &crate::shaders::Shader,
+    entry: &'static str,
+    n: usize,
+    params: &[u8],
+    tensors: &[(u32, &Tensor)],
+) -> Result<()> {
+    let groups = grid_elems(rec, n);
+    rec.dispatch_entry(shader, entry, &[], params, tensors, groups)
 }
 
 /// Workgroups of 64 for `n` elements, folded into y beyond the per-dimension

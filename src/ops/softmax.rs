@@ -1,6 +1,7 @@
 //! Masked softmax and log-softmax over the last dimension, and their backward
-//! (`shaders/softmax.wgsl`): positions past a row's length get exactly zero output
-//! and no gradient (attention's padded source positions, a tape's masked rows).
+//! (`shaders/softmax.wgsl`): positions past a row's length, or outside an
+//! optional mask, get exactly zero output and no gradient (attention's padded
+//! source positions, a tape's masked rows).
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -16,6 +17,8 @@ struct Params {
     tq: u32,
     s: u32,
     log: u32,
+    masked: u32,
+    _pad: [u32; 3],
 }
 
 /// Which normalization: probabilities or their logarithms.
@@ -68,11 +71,35 @@ fn check(
     Ok((b, tq, s))
 }
 
+/// Checks a mask of `x`'s shape (u32); the lengths stand in for none (the
+/// kernel reads no mask then).
+fn mask_or<'t>(
+    rec: &Recorder,
+    mask: Option<&'t Tensor>,
+    shape: &[usize],
+    lengths: &'t Tensor,
+) -> Result<&'t Tensor> {
+    let Some(mask) = mask else {
+        return Ok(lengths);
+    };
+    rec.check_same_device(OP, &[mask])?;
+    if mask.dtype() != DType::U32 || mask.shape() != shape {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "mask (u32)",
+            expected: format!("{shape:?}"),
+            got: mask.shape().to_vec(),
+        });
+    }
+    Ok(mask)
+}
+
 fn launch(
     rec: &mut Recorder,
     entry: &'static str,
     kind: Kind,
     (b, tq, s): (usize, usize, usize),
+    masked: bool,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
     let params = Params {
@@ -80,6 +107,8 @@ fn launch(
         tq: tq as u32,
         s: s as u32,
         log: u32::from(kind == Kind::LogSoftmax),
+        masked: u32::from(masked),
+        _pad: [0; 3],
     };
     let groups = super::grid_rows(rec, 1, b * tq);
     rec.dispatch_entry(
@@ -101,8 +130,30 @@ pub fn forward(
     x: &Tensor,
     lengths: &Tensor,
 ) -> Result<()> {
+    forward_masked(rec, kind, y, x, lengths, None)
+}
+
+/// [`forward`] where, with `mask` (u32, `x`'s shape), a position takes part
+/// only where the mask is not zero too: the others are zero, and so is a row
+/// with none.
+pub fn forward_masked(
+    rec: &mut Recorder,
+    kind: Kind,
+    y: &Tensor,
+    x: &Tensor,
+    lengths: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<()> {
     let dims = check(rec, lengths, &[("x", x), ("y", y)])?;
-    launch(rec, "forward", kind, dims, &[(1, lengths), (2, x), (3, y)])
+    let m = mask_or(rec, mask, x.shape(), lengths)?;
+    launch(
+        rec,
+        "forward",
+        kind,
+        dims,
+        mask.is_some(),
+        &[(1, lengths), (2, x), (3, y), (6, m)],
+    )
 }
 
 /// Records `dx` from `dy` through the [`forward`] of the same `kind` that gave `y`.
@@ -114,13 +165,29 @@ pub fn backward(
     y: &Tensor,
     lengths: &Tensor,
 ) -> Result<()> {
+    backward_masked(rec, kind, dx, dy, y, lengths, None)
+}
+
+/// Records `dx` from `dy` through the [`forward_masked`] of the same `kind`
+/// and `mask` that gave `y`.
+pub fn backward_masked(
+    rec: &mut Recorder,
+    kind: Kind,
+    dx: &Tensor,
+    dy: &Tensor,
+    y: &Tensor,
+    lengths: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<()> {
     let dims = check(rec, lengths, &[("dx", dx), ("dy", dy), ("y", y)])?;
+    let m = mask_or(rec, mask, y.shape(), lengths)?;
     launch(
         rec,
         "backward",
         kind,
         dims,
-        &[(1, lengths), (3, y), (4, dy), (5, dx)],
+        mask.is_some(),
+        &[(1, lengths), (3, y), (4, dy), (5, dx), (6, m)],
     )
 }
 

@@ -4,7 +4,8 @@
 use super::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
-use crate::ops::cross_entropy;
+use crate::ops::broadcast::{self, Binary, Operand};
+use crate::ops::cross_entropy::{self, CrossEntropy};
 use crate::ops::elementwise::{self, Activation, Block};
 use crate::ops::embedding::{self, Index};
 use crate::ops::gemm::{self, View};
@@ -205,20 +206,65 @@ impl Tape {
             .remove(0))
     }
 
-    /// `x + y` (same shapes).
+    /// `x + y`, broadcasting by NumPy's rules (a bias `[F]` over `[.., F]`
+    /// rows, a `[B, 1, S]` over `[B, T, S]`); each gradient is summed over the
+    /// dimensions its operand was broadcast along.
     pub fn add(&mut self, x: &Var, y: &Var) -> Result<Var> {
         if x.shape() != y.shape() {
-            return Err(shape_error(
-                "y",
-                format!("{:?} like x", x.shape()),
-                y.shape(),
-            ));
+            return self.binary(Binary::Add, x, y);
         }
         let out = elementwise::sum(self.rec(), x, y)?;
         Ok(self
             .record(&[x, y], vec![out], false, |_, d| {
                 let d = d.into_iter().next().flatten();
                 Ok(vec![d.clone(), d])
+            })
+            .remove(0))
+    }
+
+    /// `x − y`, broadcasting as [`add`](Self::add).
+    pub fn sub(&mut self, x: &Var, y: &Var) -> Result<Var> {
+        self.binary(Binary::Sub, x, y)
+    }
+
+    /// `x / y` elementwise, broadcasting as [`add`](Self::add).
+    pub fn div(&mut self, x: &Var, y: &Var) -> Result<Var> {
+        self.binary(Binary::Div, x, y)
+    }
+
+    /// A broadcasting binary op: one kernel forward, one per operand that
+    /// needs its gradient backward.
+    fn binary(&mut self, op: Binary, x: &Var, y: &Var) -> Result<Var> {
+        let out = broadcast::binary(self.rec(), op, x, y)?;
+        let needs = [self.needs_grad(x), self.needs_grad(y)];
+        // Sums need only the operands' shapes; products and quotients their values.
+        let keep = matches!(op, Binary::Mul | Binary::Div);
+        let shapes = [x.shape().to_vec(), y.shape().to_vec()];
+        let values = keep.then(|| (x.tensor.clone(), y.tensor.clone()));
+        Ok(self
+            .record(&[x, y], vec![out], false, move |rec, d| {
+                let Some(d) = d.into_iter().next().flatten() else {
+                    return Ok(vec![None, None]);
+                };
+                let mut grads = vec![None, None];
+                for (k, which) in [Operand::X, Operand::Y].into_iter().enumerate() {
+                    if !needs[k] {
+                        continue;
+                    }
+                    grads[k] = Some(match &values {
+                        Some((xt, yt)) => broadcast::binary_backward(rec, op, which, &d, xt, yt)?,
+                        None if shapes[k] == d.shape() && !(op == Binary::Sub && k == 1) => {
+                            d.clone()
+                        }
+                        None => broadcast::signed_sum_to(
+                            rec,
+                            &d,
+                            &shapes[k],
+                            op == Binary::Sub && k == 1,
+                        )?,
+                    });
+                }
+                Ok(grads)
             })
             .remove(0))
     }
@@ -239,14 +285,10 @@ impl Tape {
         }))
     }
 
-    /// `x · y` elementwise (same shapes).
+    /// `x · y` elementwise, broadcasting as [`add`](Self::add).
     pub fn mul(&mut self, x: &Var, y: &Var) -> Result<Var> {
         if x.shape() != y.shape() {
-            return Err(shape_error(
-                "y",
-                format!("{:?} like x", x.shape()),
-                y.shape(),
-            ));
+            return self.binary(Binary::Mul, x, y);
         }
         let out = elementwise::mul(self.rec(), x, y)?;
         let (need_x, need_y) = (self.needs_grad(x), self.needs_grad(y));
@@ -304,15 +346,35 @@ impl Tape {
     /// of the first dimension normalize their first `lengths[b]` values only and
     /// are zero past them (attention over padded positions).
     pub fn softmax(&mut self, x: &Var, lengths: Option<&[usize]>) -> Result<Var> {
-        self.normalize(x, lengths, Kind::Softmax)
+        self.normalize(x, lengths, None, Kind::Softmax)
     }
 
     /// Log-softmax over the last dimension, masked like [`softmax`](Self::softmax).
     pub fn log_softmax(&mut self, x: &Var, lengths: Option<&[usize]>) -> Result<Var> {
-        self.normalize(x, lengths, Kind::LogSoftmax)
+        self.normalize(x, lengths, None, Kind::LogSoftmax)
     }
 
-    fn normalize(&mut self, x: &Var, lengths: Option<&[usize]>, kind: Kind) -> Result<Var> {
+    /// Softmax over the last dimension of the positions where `mask` (u32,
+    /// broadcasting to `x`'s shape: `[B, 1, S]` for keys shared by a row's
+    /// queries) is not zero; the others, and a row with none, are exactly zero
+    /// and get no gradient.
+    pub fn softmax_masked(&mut self, x: &Var, mask: &Tensor) -> Result<Var> {
+        self.normalize(x, None, Some(mask), Kind::Softmax)
+    }
+
+    /// Log-softmax over the positions of a mask, as
+    /// [`softmax_masked`](Self::softmax_masked).
+    pub fn log_softmax_masked(&mut self, x: &Var, mask: &Tensor) -> Result<Var> {
+        self.normalize(x, None, Some(mask), Kind::LogSoftmax)
+    }
+
+    fn normalize(
+        &mut self,
+        x: &Var,
+        lengths: Option<&[usize]>,
+        mask: Option<&Tensor>,
+        kind: Kind,
+    ) -> Result<Var> {
         let shape = x.shape().to_vec();
         let s = shape.last().copied().unwrap_or(0);
         let b = if shape.len() > 1 { shape[0] } else { 1 };
@@ -325,13 +387,26 @@ impl Tape {
         }
         let tq = x.numel() / (b * s);
         let lens = lengths_tensor(self.context(), "softmax", lengths, b, s)?;
-        let y = self.rec().empty(&shape, DType::F32)?;
         let view = move |t: &Tensor| t.reshape(&[b, tq, s]);
-        softmax::forward(self.rec(), kind, &view(&y)?, &view(x)?, &lens)?;
+        let mask = mask
+            .map(|m| -> Result<Tensor> {
+                view(&broadcast::mask_as(self.rec(), "softmax", m, &shape)?)
+            })
+            .transpose()?;
+        let y = self.rec().empty(&shape, DType::F32)?;
+        softmax::forward_masked(
+            self.rec(),
+            kind,
+            &view(&y)?,
+            &view(x)?,
+            &lens,
+            mask.as_ref(),
+        )?;
         let yt = y.clone();
         Ok(self.unary(x, y, false, move |rec, d| {
             let dx = rec.empty(&shape, DType::F32)?;
-            softmax::backward(rec, kind, &view(&dx)?, &view(&d)?, &view(&yt)?, &lens)?;
+            let (dxv, dv, yv) = (view(&dx)?, view(&d)?, view(&yt)?);
+            softmax::backward_masked(rec, kind, &dxv, &dv, &yv, &lens, mask.as_ref())?;
             Ok(dx)
         }))
     }
@@ -516,6 +591,73 @@ impl Tape {
         }))
     }
 
+    /// `x` with dimensions `a` and `b` swapped (`torch.transpose(x, a, b)`).
+    pub fn swap_dims(&mut self, x: &Var, a: usize, b: usize) -> Result<Var> {
+        let mut perm: Vec<usize> = (0..x.shape().len()).collect();
+        if a >= perm.len() || b >= perm.len() {
+            return Err(Error::InvalidArgument {
+                op: "swap_dims",
+                what: "dimensions",
+                expected: "two dimensions of x",
+                got: format!("{a} and {b} of shape {:?}", x.shape()),
+            });
+        }
+        perm.swap(a, b);
+        self.permute(x, &perm)
+    }
+
+    /// `x` with its dimensions in the order `dims` (output dimension `i` is
+    /// input dimension `dims[i]`, as `torch.permute`): one strided copy, and
+    /// its inverse backward.
+    pub fn permute(&mut self, x: &Var, dims: &[usize]) -> Result<Var> {
+        let out = broadcast::permute(self.rec(), x, dims)?;
+        let mut inverse = vec![0; dims.len()];
+        for (i, &d) in dims.iter().enumerate() {
+            inverse[d] = i;
+        }
+        Ok(self.unary(x, out, false, move |rec, d| {
+            broadcast::permute(rec, &d, &inverse)
+        }))
+    }
+
+    /// `x` with a dimension of size 1 inserted at `dim` (0 ≤ dim ≤ rank): a
+    /// reshape.
+    pub fn unsqueeze(&mut self, x: &Var, dim: usize) -> Result<Var> {
+        let mut shape = x.shape().to_vec();
+        if dim > shape.len() {
+            return Err(Error::InvalidArgument {
+                op: "unsqueeze",
+                what: "dim",
+                expected: "at most the rank of x",
+                got: format!("{dim} for shape {shape:?}"),
+            });
+        }
+        shape.insert(dim, 1);
+        self.reshape(x, &shape)
+    }
+
+    /// `x` repeated along its dimensions of size 1 (and new leading ones) up
+    /// to `shape`, as `torch.expand` (a copy here); the gradient sums the
+    /// repeats.
+    pub fn expand(&mut self, x: &Var, shape: &[usize]) -> Result<Var> {
+        let out = broadcast::expand(self.rec(), x, shape)?;
+        let x_shape = x.shape().to_vec();
+        Ok(self.unary(x, out, false, move |rec, d| {
+            broadcast::sum_to(rec, &d, &x_shape)
+        }))
+    }
+
+    /// `value` where `mask` (u32, broadcasting to `x`'s shape) is not zero,
+    /// `x` elsewhere (`torch.masked_fill`); no gradient reaches the filled
+    /// positions.
+    pub fn masked_fill(&mut self, x: &Var, mask: &Tensor, value: f32) -> Result<Var> {
+        let out = broadcast::masked_fill(self.rec(), x, mask, value)?;
+        let mask = mask.clone();
+        Ok(self.unary(x, out, false, move |rec, d| {
+            broadcast::masked_fill(rec, &d, &mask, 0.0)
+        }))
+    }
+
     /// The rows of `x` `[N, ..]` in the order `rows`, a permutation of 0..N: its
     /// backward is the inverse permutation, one gather.
     pub fn permute_rows(&mut self, x: &Var, rows: &[usize]) -> Result<Var> {
@@ -563,11 +705,30 @@ impl Tape {
         self.activate(x, Activation::Relu)
     }
 
+    /// `1 / (1 + exp(−x))`.
+    pub fn sigmoid(&mut self, x: &Var) -> Result<Var> {
+        self.activate(x, Activation::Sigmoid)
+    }
+
+    /// `exp(x)`.
+    pub fn exp(&mut self, x: &Var) -> Result<Var> {
+        self.activate(x, Activation::Exp)
+    }
+
+    /// The natural logarithm (NaN below 0 and −inf at 0, as IEEE has it).
+    pub fn log(&mut self, x: &Var) -> Result<Var> {
+        self.activate(x, Activation::Log)
+    }
+
     fn activate(&mut self, x: &Var, f: Activation) -> Result<Var> {
         let y = elementwise::activate(self.rec(), f, x)?;
-        let yt = y.clone();
+        let saved = if f.saves_input() {
+            x.tensor.clone()
+        } else {
+            y.clone()
+        };
         Ok(self.unary(x, y, false, move |rec, d| {
-            elementwise::activate_backward(rec, f, &d, &yt)
+            elementwise::activate_backward(rec, f, &d, &saved)
         }))
     }
 
@@ -606,7 +767,24 @@ impl Tape {
         targets: &[u32],
         ignore_index: Option<u32>,
     ) -> Result<(Var, Tensor)> {
-        let loss = cross_entropy::forward(self.rec(), logits, targets, ignore_index)?;
+        let options = CrossEntropy {
+            ignore_index,
+            ..CrossEntropy::default()
+        };
+        self.cross_entropy_with(logits, targets, &options)
+    }
+
+    /// [`cross_entropy`](Self::cross_entropy) with the choices of `options`
+    /// (an ignore index, label smoothing, a class mask: see
+    /// [`CrossEntropy`]), and the accuracy of the rows that count (`[1]`,
+    /// over each row's classes).
+    pub fn cross_entropy_with(
+        &mut self,
+        logits: &Var,
+        targets: &[u32],
+        options: &CrossEntropy,
+    ) -> Result<(Var, Tensor)> {
+        let loss = cross_entropy::forward_with(self.rec(), logits, targets, options)?;
         let accuracy = loss.accuracy.clone().ok_or(Error::Empty {
             op: "cross_entropy",
             what: "accuracy",

@@ -8,6 +8,7 @@ use common::recurrent_ref::numeric_grad;
 use common::{assert_close, ctx, fd_along, to_f64, Rng};
 use rnn_wgpu::nn::recurrent::{Config, Mode};
 use rnn_wgpu::nn::{Attention, Linear, Module, Param, Recurrent, Score};
+use rnn_wgpu::tape::GradCheck;
 use rnn_wgpu::{Error, Result, Tape, Tensor, Var};
 
 /// f32 kernels against f64 references on small sums.
@@ -751,4 +752,537 @@ fn bad_arguments_to_tape_ops_are_typed_errors() {
         );
     }
     assert_eq!(tape.rec().dispatches(), 0, "a refused op recorded work");
+}
+
+/// Checks `op` of `inputs` with the public gradcheck against `reference` (the
+/// forward in f64 and central differences of it).
+fn grad_check(
+    what: &str,
+    inputs: &[Input],
+    op: impl Fn(&mut Tape, &[Var]) -> Result<Var>,
+    reference: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+) {
+    let ctx = ctx();
+    let tensors: Vec<Tensor> = inputs
+        .iter()
+        .map(|i| Tensor::from_slice(ctx, &i.shape, &i.values).unwrap())
+        .collect();
+    let report = GradCheck::against_reference()
+        .with_tolerance(RTOL, ATOL)
+        .run_with_reference(ctx, &tensors.iter().collect::<Vec<_>>(), op, reference)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(report.passed(), "{what}: {report}");
+}
+
+/// Row-major coordinates of element `i` of `shape`.
+fn coords(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut c = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        c[d] = i % shape[d];
+        i /= shape[d];
+    }
+    c
+}
+
+/// The element of `shape` (aligned to the last dimensions of `coords`, size-1
+/// dimensions broadcast) at `coords`.
+fn broadcast_index(coords: &[usize], shape: &[usize]) -> usize {
+    let lead = coords.len() - shape.len();
+    shape.iter().enumerate().fold(0, |at, (d, &n)| {
+        at * n + if n == 1 { 0 } else { coords[lead + d] }
+    })
+}
+
+/// `f(x, y)` of `x` and `y` broadcast to `out`.
+fn broadcast_ref(
+    x: &[f64],
+    xs: &[usize],
+    y: &[f64],
+    ys: &[usize],
+    out: &[usize],
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    (0..out.iter().product())
+        .map(|i| {
+            let c = coords(i, out);
+            f(x[broadcast_index(&c, xs)], y[broadcast_index(&c, ys)])
+        })
+        .collect()
+}
+
+#[test]
+fn broadcasting_add_sub_mul_and_div() {
+    type Case = (&'static [usize], &'static [usize], &'static [usize]);
+    let cases: [Case; 6] = [
+        (&[3, 1, 5], &[4, 1], &[3, 4, 5]),
+        (&[2, 3], &[3], &[2, 3]),
+        (&[1], &[2, 3], &[2, 3]),
+        (&[2, 1, 4], &[2, 3, 1], &[2, 3, 4]),
+        (&[3, 7], &[3, 7], &[3, 7]),
+        (&[2, 1, 1, 3, 1], &[4, 1, 2], &[2, 1, 4, 3, 2]),
+    ];
+    let mut rng = Rng::new(30);
+    for (xs, ys, out) in cases {
+        let x = input(&mut rng, xs);
+        let mut y = input(&mut rng, ys);
+        // Divisors away from zero: 0.5..1.5 with either sign.
+        y.values
+            .iter_mut()
+            .for_each(|v| *v = v.signum() * (0.5 + v.abs()));
+        let inputs = [x, y];
+        for (name, f) in [
+            ("add", (|a, b| a + b) as fn(f64, f64) -> f64),
+            ("sub", |a, b| a - b),
+            ("mul", |a, b| a * b),
+            ("div", |a, b| a / b),
+        ] {
+            grad_check(
+                &format!("{name} {xs:?} {ys:?}"),
+                &inputs,
+                |t, v| match name {
+                    "add" => t.add(&v[0], &v[1]),
+                    "sub" => t.sub(&v[0], &v[1]),
+                    "mul" => t.mul(&v[0], &v[1]),
+                    _ => t.div(&v[0], &v[1]),
+                },
+                |v| broadcast_ref(&v[0], xs, &v[1], ys, out, f),
+            );
+        }
+    }
+}
+
+#[test]
+fn sigmoid_exp_and_log() {
+    let mut rng = Rng::new(31);
+    let mut x = input(&mut rng, &[5, 9]);
+    x.values.iter_mut().for_each(|v| *v *= 4.0);
+    let x = [x];
+    grad_check(
+        "sigmoid",
+        &x,
+        |t, v| t.sigmoid(&v[0]),
+        |v| v[0].iter().map(|a| 1.0 / (1.0 + (-a).exp())).collect(),
+    );
+    grad_check(
+        "exp",
+        &x,
+        |t, v| t.exp(&v[0]),
+        |v| v[0].iter().map(|a| a.exp()).collect(),
+    );
+    let mut pos = input(&mut rng, &[5, 9]);
+    pos.values.iter_mut().for_each(|v| *v = 0.2 + 2.0 * v.abs());
+    grad_check(
+        "log",
+        &[pos],
+        |t, v| t.log(&v[0]),
+        |v| v[0].iter().map(|a| a.ln()).collect(),
+    );
+    // Sigmoid's extremes: no overflow, exactly 0 and 1 in f32.
+    let ctx = ctx();
+    let mut tape = Tape::eval(ctx, "extremes");
+    let big = tape
+        .from_slice(&[4], &[-200.0, -90.0, 90.0, 200.0])
+        .unwrap();
+    let s = tape.sigmoid(&big).unwrap();
+    tape.into_recorder().submit();
+    assert_eq!(s.to_vec().unwrap(), [0.0, 0.0, 1.0, 1.0]);
+}
+
+/// `x` of `shape` permuted: output dimension i is input dimension perm[i].
+fn permute_ref(x: &[f64], shape: &[usize], perm: &[usize]) -> Vec<f64> {
+    let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    (0..x.len())
+        .map(|i| {
+            let c = coords(i, &out);
+            let mut src = vec![0; shape.len()];
+            for (o, &p) in perm.iter().enumerate() {
+                src[p] = c[o];
+            }
+            x[src.iter().zip(shape).fold(0, |at, (&c, &n)| at * n + c)]
+        })
+        .collect()
+}
+
+#[test]
+fn permute_swap_unsqueeze_and_expand() {
+    let mut rng = Rng::new(32);
+    let x = [input(&mut rng, &[2, 3, 4, 5])];
+    grad_check(
+        "permute [2, 0, 3, 1]",
+        &x,
+        |t, v| t.permute(&v[0], &[2, 0, 3, 1]),
+        |v| permute_ref(&v[0], &[2, 3, 4, 5], &[2, 0, 3, 1]),
+    );
+    grad_check(
+        "swap dims 0 and 3",
+        &x,
+        |t, v| t.swap_dims(&v[0], 0, 3),
+        |v| permute_ref(&v[0], &[2, 3, 4, 5], &[3, 1, 2, 0]),
+    );
+    grad_check(
+        "swap dims 1 and 2 (the old transpose)",
+        &x,
+        |t, v| t.swap_dims(&v[0], 1, 2),
+        |v| permute_ref(&v[0], &[2, 3, 4, 5], &[0, 2, 1, 3]),
+    );
+    let col = [input(&mut rng, &[3, 1])];
+    grad_check(
+        "expand [3, 1] to [2, 3, 4]",
+        &col,
+        |t, v| t.expand(&v[0], &[2, 3, 4]),
+        |v| broadcast_ref(&v[0], &[3, 1], &[0.0], &[1], &[2, 3, 4], |a, _| a),
+    );
+    let row = [input(&mut rng, &[4])];
+    grad_check(
+        "unsqueeze then expand",
+        &row,
+        |t, v| {
+            let u = t.unsqueeze(&v[0], 0)?;
+            assert_eq!(u.shape(), [1, 4]);
+            t.expand(&u, &[3, 4])
+        },
+        |v| broadcast_ref(&v[0], &[4], &[0.0], &[1], &[3, 4], |a, _| a),
+    );
+}
+
+#[test]
+fn masked_fill_with_a_broadcast_mask() {
+    let ctx = ctx();
+    let mut rng = Rng::new(33);
+    // [2, 1, 4] over [2, 3, 4]: a padded key fills every query's row.
+    let mask: Vec<u32> = vec![0, 1, 0, 0, 1, 0, 0, 1];
+    let mask_t = Tensor::from_u32(ctx, &[2, 1, 4], &mask).unwrap();
+    let x = [input(&mut rng, &[2, 3, 4])];
+    grad_check(
+        "masked_fill",
+        &x,
+        |t, v| t.masked_fill(&v[0], &mask_t, -7.5),
+        |v| {
+            (0..24)
+                .map(|i| {
+                    let c = coords(i, &[2, 3, 4]);
+                    if mask[c[0] * 4 + c[2]] != 0 {
+                        -7.5
+                    } else {
+                        v[0][i]
+                    }
+                })
+                .collect()
+        },
+    );
+}
+
+/// Softmax (or log-softmax) of the rows of `s` values over the positions their
+/// `keep` allows; zero elsewhere and on a row with none.
+fn softmax_keep_ref(x: &[f64], s: usize, keep: impl Fn(usize) -> bool, log: bool) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for r in 0..x.len() / s {
+        let ks: Vec<usize> = (r * s..r * s + s).filter(|&i| keep(i)).collect();
+        let m = ks.iter().map(|&i| x[i]).fold(f64::MIN, f64::max);
+        let z: f64 = ks.iter().map(|&i| (x[i] - m).exp()).sum();
+        for &i in &ks {
+            out[i] = if log {
+                x[i] - m - z.ln()
+            } else {
+                (x[i] - m).exp() / z
+            };
+        }
+    }
+    out
+}
+
+#[test]
+fn softmax_and_log_softmax_over_a_mask() {
+    let ctx = ctx();
+    let mut rng = Rng::new(34);
+    let mut x = input(&mut rng, &[2, 3, 5]);
+    x.values.iter_mut().for_each(|v| *v *= 3.0);
+    let x = [x];
+    // A full mask of [2, 3, 5] (row 4 has no position at all), and one of
+    // [2, 1, 5] shared by each batch row's queries.
+    let full: Vec<u32> = (0..30)
+        .map(|i| u32::from((i * 7) % 3 != 0 && !(20..25).contains(&i)))
+        .collect();
+    let shared: Vec<u32> = vec![1, 0, 1, 1, 0, 0, 1, 1, 0, 1];
+    let full_t = Tensor::from_u32(ctx, &[2, 3, 5], &full).unwrap();
+    let shared_t = Tensor::from_u32(ctx, &[2, 1, 5], &shared).unwrap();
+    let shared_keep = |i: usize| shared[(i / 15) * 5 + i % 5] != 0;
+    for log in [false, true] {
+        let name = if log { "log-softmax" } else { "softmax" };
+        let op = |t: &mut Tape, v: &Var, m: &Tensor| {
+            if log {
+                t.log_softmax_masked(v, m)
+            } else {
+                t.softmax_masked(v, m)
+            }
+        };
+        grad_check(
+            &format!("{name}, mask [2, 3, 5]"),
+            &x,
+            |t, v| op(t, &v[0], &full_t),
+            |v| softmax_keep_ref(&v[0], 5, |i| full[i] != 0, log),
+        );
+        grad_check(
+            &format!("{name}, mask [2, 1, 5]"),
+            &x,
+            |t, v| op(t, &v[0], &shared_t),
+            |v| softmax_keep_ref(&v[0], 5, shared_keep, log),
+        );
+    }
+}
+
+/// Mean cross-entropy of the rows of `c` logits whose target is not `ignore`,
+/// over each row's classes (its target always one), with smoothing `eps`
+/// spread over those classes.
+fn cross_entropy_keep_ref(
+    x: &[f64],
+    c: usize,
+    targets: &[u32],
+    keep: impl Fn(usize, usize) -> bool,
+    eps: f64,
+) -> Vec<f64> {
+    let mut total = 0.0;
+    let mut count = 0;
+    for (r, &t) in targets.iter().enumerate() {
+        if t == u32::MAX {
+            continue;
+        }
+        let t = t as usize;
+        let ks: Vec<usize> = (0..c).filter(|&k| k == t || keep(r, k)).collect();
+        let z = |k: usize| x[r * c + k];
+        let m = ks.iter().map(|&k| z(k)).fold(f64::MIN, f64::max);
+        let lse = m + ks.iter().map(|&k| (z(k) - m).exp()).sum::<f64>().ln();
+        let mean = ks.iter().map(|&k| z(k)).sum::<f64>() / ks.len() as f64;
+        total += lse - (1.0 - eps) * z(t) - eps * mean;
+        count += 1;
+    }
+    vec![total / count as f64]
+}
+
+#[test]
+fn cross_entropy_over_a_class_mask() {
+    use rnn_wgpu::tape::CrossEntropy;
+    let ctx = ctx();
+    let mut rng = Rng::new(35);
+    // A row of few classes per invocation (C = 7) and a workgroup per row (C = 70).
+    for c in [7usize, 70] {
+        let n = 5;
+        let mut x = input(&mut rng, &[n, c]);
+        x.values.iter_mut().for_each(|v| *v *= 3.0);
+        let x = [x];
+        let mask: Vec<u32> = (0..n * c).map(|i| u32::from(i % 3 != 1)).collect();
+        let row_mask: Vec<u32> = (0..c).map(|k| u32::from(k % 4 != 2)).collect();
+        let mask_t = Tensor::from_u32(ctx, &[n, c], &mask).unwrap();
+        let row_t = Tensor::from_u32(ctx, &[c], &row_mask).unwrap();
+        // Row 2 is padding; row 3's target (class 1 of row 3: i = 3c + 1) is
+        // masked and still counts.
+        let targets = [0u32, (c - 1) as u32, u32::MAX, 1, 5];
+        for (what, m, keep) in [
+            (
+                "mask [N, C]",
+                &mask_t,
+                Box::new(|r: usize, k: usize| mask[r * c + k] != 0)
+                    as Box<dyn Fn(usize, usize) -> bool>,
+            ),
+            (
+                "mask [C]",
+                &row_t,
+                Box::new(|_: usize, k: usize| row_mask[k] != 0),
+            ),
+        ] {
+            for eps in [0.0f32, 0.2] {
+                let opts = CrossEntropy::new()
+                    .with_ignore_index(u32::MAX)
+                    .with_smoothing(eps)
+                    .with_class_mask(m);
+                grad_check(
+                    &format!("cross-entropy C = {c}, {what}, smoothing {eps}"),
+                    &x,
+                    |t, v| Ok(t.cross_entropy_with(&v[0], &targets, &opts)?.0),
+                    |v| cross_entropy_keep_ref(&v[0], c, &targets, &keep, f64::from(eps)),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_to_the_new_tape_ops_are_typed_errors() {
+    let ctx = ctx();
+    let mut tape = Tape::train(ctx, "bad");
+    let a = tape.from_slice(&[2, 3], &[0.0; 6]).unwrap();
+    let b = tape.from_slice(&[4, 3], &[0.0; 12]).unwrap();
+    let nine = tape.from_slice(&[1; 9], &[0.0]).unwrap();
+    let wide = Tensor::from_u32(ctx, &[4], &[1; 4]).unwrap();
+    let floats = Tensor::from_slice(ctx, &[3], &[1.0; 3]).unwrap();
+    let errors = [
+        ("sub of [2, 3] and [4, 3]", tape.sub(&a, &b).unwrap_err()),
+        ("div of [2, 3] and [4, 3]", tape.div(&a, &b).unwrap_err()),
+        (
+            "add past eight dimensions",
+            tape.add(&nine, &a).unwrap_err(),
+        ),
+        (
+            "permute with a repeat",
+            tape.permute(&a, &[0, 0]).unwrap_err(),
+        ),
+        ("permute of too few", tape.permute(&a, &[1]).unwrap_err()),
+        (
+            "swap a missing dimension",
+            tape.swap_dims(&a, 0, 2).unwrap_err(),
+        ),
+        (
+            "unsqueeze past the rank",
+            tape.unsqueeze(&a, 3).unwrap_err(),
+        ),
+        (
+            "expand to fewer dimensions",
+            tape.expand(&a, &[6]).unwrap_err(),
+        ),
+        (
+            "expand a dimension of 2 to 4",
+            tape.expand(&a, &[4, 3]).unwrap_err(),
+        ),
+        (
+            "masked_fill with an f32 mask",
+            tape.masked_fill(&a, &floats, 0.0).unwrap_err(),
+        ),
+        (
+            "masked_fill with a [4] mask",
+            tape.masked_fill(&a, &wide, 0.0).unwrap_err(),
+        ),
+        (
+            "softmax with a [4] mask",
+            tape.softmax_masked(&a, &wide).unwrap_err(),
+        ),
+        (
+            "cross-entropy with a [4] class mask",
+            tape.cross_entropy_with(
+                &a,
+                &[0, 1],
+                &rnn_wgpu::tape::CrossEntropy::new().with_class_mask(&wide),
+            )
+            .unwrap_err(),
+        ),
+    ];
+    for (what, err) in &errors {
+        println!("{what:<40} {err}");
+        assert!(
+            matches!(
+                err,
+                Error::ShapeMismatch { .. } | Error::InvalidArgument { .. } | Error::DType { .. }
+            ),
+            "{what}: {err:?}"
+        );
+    }
+    assert_eq!(tape.rec().dispatches(), 0, "a refused op recorded work");
+}
+
+/// The public gradcheck in its reference-free form (central differences of
+/// the device's own f32 forward, at its default tolerances) passes every new
+/// op, as a user would run it.
+#[test]
+fn every_new_op_passes_the_device_gradcheck() {
+    use rnn_wgpu::tape::CrossEntropy;
+    let ctx = ctx();
+    let mut rng = Rng::new(36);
+    let mut t = |shape: &[usize], lo: f32| {
+        let v: Vec<f32> = rng.vec(shape.iter().product());
+        let v: Vec<f32> = v.iter().map(|x| x.signum() * (lo + x.abs())).collect();
+        Tensor::from_slice(ctx, shape, &v).unwrap()
+    };
+    let (x, y, pos) = (t(&[2, 3, 4], 0.0), t(&[3, 1], 0.5), t(&[2, 3, 4], 0.5));
+    let pos = {
+        let v: Vec<f32> = pos.to_vec().unwrap().iter().map(|a| a.abs()).collect();
+        Tensor::from_slice(ctx, &[2, 3, 4], &v).unwrap()
+    };
+    let mask = Tensor::from_u32(ctx, &[2, 1, 4], &[1, 0, 1, 1, 0, 1, 1, 0]).unwrap();
+    let targets = [0u32, 3, 1, 2, 2, 0];
+    type Op = Box<dyn Fn(&mut Tape, &[Var]) -> Result<Var>>;
+    let cases: Vec<(&str, Vec<Tensor>, Op)> = vec![
+        (
+            "add",
+            vec![x.clone(), y.clone()],
+            Box::new(|t, v| t.add(&v[0], &v[1])),
+        ),
+        (
+            "sub",
+            vec![x.clone(), y.clone()],
+            Box::new(|t, v| t.sub(&v[0], &v[1])),
+        ),
+        (
+            "mul",
+            vec![x.clone(), y.clone()],
+            Box::new(|t, v| t.mul(&v[0], &v[1])),
+        ),
+        (
+            "div",
+            vec![x.clone(), y.clone()],
+            Box::new(|t, v| t.div(&v[0], &v[1])),
+        ),
+        (
+            "sigmoid",
+            vec![x.clone()],
+            Box::new(|t, v| t.sigmoid(&v[0])),
+        ),
+        ("exp", vec![x.clone()], Box::new(|t, v| t.exp(&v[0]))),
+        ("log", vec![pos], Box::new(|t, v| t.log(&v[0]))),
+        (
+            "permute",
+            vec![x.clone()],
+            Box::new(|t, v| t.permute(&v[0], &[2, 0, 1])),
+        ),
+        (
+            "swap_dims",
+            vec![x.clone()],
+            Box::new(|t, v| t.swap_dims(&v[0], 0, 2)),
+        ),
+        (
+            "expand",
+            vec![y.clone()],
+            Box::new(|t, v| t.expand(&v[0], &[2, 3, 4])),
+        ),
+        (
+            "masked_fill",
+            vec![x.clone()],
+            Box::new({
+                let mask = mask.clone();
+                move |t, v| t.masked_fill(&v[0], &mask, 2.0)
+            }),
+        ),
+        (
+            "softmax_masked",
+            vec![x.clone()],
+            Box::new({
+                let mask = mask.clone();
+                move |t, v| t.softmax_masked(&v[0], &mask)
+            }),
+        ),
+        (
+            "log_softmax_masked",
+            vec![x.clone()],
+            Box::new({
+                let mask = mask.clone();
+                move |t, v| t.log_softmax_masked(&v[0], &mask)
+            }),
+        ),
+        (
+            "cross_entropy_with a class mask",
+            vec![x.clone()],
+            Box::new({
+                let mask = mask.clone();
+                move |t, v| {
+                    let opts = CrossEntropy::new()
+                        .with_class_mask(&mask)
+                        .with_smoothing(0.1);
+                    Ok(t.cross_entropy_with(&v[0], &targets, &opts)?.0)
+                }
+            }),
+        ),
+    ];
+    for (what, inputs, op) in cases {
+        let inputs: Vec<&Tensor> = inputs.iter().collect();
+        let report = GradCheck::new().run(ctx, &inputs, op).unwrap();
+        assert!(report.passed(), "{what}: {report}");
+    }
 }

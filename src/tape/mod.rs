@@ -12,7 +12,13 @@
 //! gradient it is given); where a value feeds several ops, their gradients are
 //! summed into a new tensor.
 
+mod custom;
+mod gradcheck;
 pub(crate) mod ops;
+
+pub use crate::ops::cross_entropy::CrossEntropy;
+pub use custom::{CustomOp, Gradients, Saved};
+pub use gradcheck::{GradCheck, GradReport, Worst};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};

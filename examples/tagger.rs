@@ -16,6 +16,8 @@
 //! loss and dev error rate by step go beside it as `*.loss.png` (numbers in the
 //! CSV beside that).
 
+#[path = "common/ewt.rs"]
+mod ewt;
 #[path = "common/plot.rs"]
 mod plot;
 #[path = "common/run.rs"]
@@ -27,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use rnn_wgpu::data::readers::{read_conllu, TaggedSentence};
+use rnn_wgpu::data::readers::TaggedSentence;
 use rnn_wgpu::data::{buckets, Batch, Vocab};
 use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Module, SplitMix};
@@ -102,61 +104,6 @@ struct Args {
 enum Storage {
     F32,
     F16,
-}
-
-/// Sentences as ids: words (lower-cased) and tags.
-struct Corpus {
-    train: Vec<TaggedSentence>,
-    dev: Vec<TaggedSentence>,
-    test: Vec<TaggedSentence>,
-}
-
-fn load(dir: &Path) -> Result<Corpus> {
-    let split = |s: &str| read_conllu(&dir.join(format!("en_ewt-ud-{s}.conllu")));
-    Ok(Corpus {
-        train: split("train")?,
-        dev: split("dev")?,
-        test: split("test")?,
-    })
-}
-
-/// A generated stand-in: tags follow a small grammar of word classes, and some
-/// words are ambiguous so that context decides.
-fn generated(seed: u64) -> Corpus {
-    let classes: [(&str, &[&str]); 5] = [
-        ("DET", &["the", "a", "this"]),
-        ("NOUN", &["dog", "cat", "run", "walk", "house", "tree"]),
-        ("VERB", &["run", "walk", "sees", "likes", "sleeps"]),
-        ("ADJ", &["big", "small", "red"]),
-        ("ADV", &["quickly", "now", "here"]),
-    ];
-    let pattern: [&[usize]; 4] = [
-        &[0, 1, 2, 0, 1],
-        &[0, 3, 1, 2, 4],
-        &[0, 1, 2],
-        &[0, 3, 3, 1, 2, 0, 1],
-    ];
-    let mut rng = SplitMix::new(seed);
-    let mut make = |n: usize| -> Vec<TaggedSentence> {
-        (0..n)
-            .map(|_| {
-                let p = pattern[(rng.next_u64() % pattern.len() as u64) as usize];
-                let mut s = TaggedSentence::default();
-                for &c in p {
-                    let (tag, words) = classes[c];
-                    s.words
-                        .push(words[(rng.next_u64() % words.len() as u64) as usize].to_string());
-                    s.tags.push(tag.to_string());
-                }
-                s
-            })
-            .collect()
-    };
-    Corpus {
-        train: make(2000),
-        dev: make(200),
-        test: make(200),
-    }
 }
 
 struct Data {
@@ -358,16 +305,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let ctx = Context::new()?;
     println!("device: {}", ctx.adapter_info().name);
-    let corpus = if args.data.join("en_ewt-ud-train.conllu").exists() {
-        println!("data: {}", args.data.display());
-        load(&args.data)?
-    } else {
-        println!(
-            "data: {} not found; training on a generated task",
-            args.data.display()
-        );
-        generated(args.seed)
-    };
+    let corpus = ewt::load_or_generate(&args.data, args.seed)?;
     let tags = Vocab::from_tokens(
         Vocab::build(
             corpus

@@ -17,9 +17,10 @@ use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{Attention, Module, Named, Param, Score};
 use rnn_wgpu::ops::sample::Sampling;
+use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
-use rnn_wgpu::{Context, ContextOptions, DType, Error, Recorder, Tape, Tensor};
+use rnn_wgpu::{Context, ContextOptions, DType, Error, Kernel, Recorder, Tape, Tensor, Var};
 use safetensors::{Dtype, SafeTensors};
 use wasm_bindgen::prelude::*;
 
@@ -173,6 +174,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
         ("checkpoint: capture and apply", Box::pin(checkpoint(&ctx))),
         ("bad input: typed errors", Box::pin(bad_input(&ctx))),
         ("profiler: timestamps per kernel", Box::pin(profiler(&ctx))),
+        (
+            "custom kernel: GELU, its gradcheck and the profile",
+            Box::pin(custom_kernel(&ctx)),
+        ),
+        (
+            "broadcasting ops: gradcheck against f64",
+            Box::pin(broadcasting(&ctx)),
+        ),
     ];
     let (mut passed, mut failed) = (0u32, 0u32);
     for (name, case) in cases {
@@ -850,6 +859,178 @@ async fn profiler(ctx: &Context) -> Outcome {
         "{} kernels, {:.2} ms in all",
         profile.kernels.len(),
         profile.total_ms()
+    ))
+}
+
+/// The custom_op example's kernel (examples/custom_op/gelu.wgsl).
+const GELU_WGSL: &str = include_str!("../../../examples/custom_op/gelu.wgsl");
+
+/// GELU as a tape op, the example's: the kernel's forward and backward.
+#[derive(Clone)]
+struct Gelu {
+    kernel: Kernel,
+    /// A wrong backward (half the gradient), which the gradcheck must catch.
+    broken: bool,
+}
+
+impl CustomOp for Gelu {
+    fn forward(&self, rec: &mut Recorder, x: &[&Tensor]) -> rnn_wgpu::Result<Vec<Tensor>> {
+        let y = rec.empty(x[0].shape(), DType::F32)?;
+        let run = self.kernel.launch("forward").bind("x", x[0]).bind("y", &y);
+        run.cover([y.numel(), 1, 1]).record(rec)?;
+        Ok(vec![y])
+    }
+
+    fn backward(&self, rec: &mut Recorder, s: &Saved, d: &[Tensor]) -> rnn_wgpu::Result<Gradients> {
+        let (x, dx) = (&s.inputs()[0], rec.empty(d[0].shape(), DType::F32)?);
+        let run = self
+            .kernel
+            .launch("backward")
+            .bind("x", x)
+            .bind("dy", &d[0]);
+        run.bind("dx", &dx).cover([dx.numel(), 1, 1]).record(rec)?;
+        if self.broken {
+            return Ok(vec![Some(rnn_wgpu::ops::elementwise::scale(
+                rec, &dx, 0.5,
+            )?)]);
+        }
+        Ok(vec![Some(dx)])
+    }
+}
+
+/// The example's GELU through the browser's WebGPU: its values against f64,
+/// its gradients through the public gradcheck (which must fail a wrong
+/// backward), its dispatches in the profile, and a WGSL error with its place.
+async fn custom_kernel(ctx: &Context) -> Outcome {
+    let kernel = Kernel::new("gelu", GELU_WGSL).map_err(fail)?;
+    let values: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) * 0.4).collect();
+    let x = Tensor::from_slice(ctx, &[5, 8], &values).map_err(fail)?;
+    let op = Gelu {
+        kernel: kernel.clone(),
+        broken: false,
+    };
+    ctx.reset_profile();
+    ctx.set_profiling(true);
+    let mut tape = Tape::eval(ctx, "gelu");
+    let y = tape.custom(&op, &[&Var::constant(x.clone())]);
+    tape.into_recorder().submit();
+    ctx.set_profiling(false);
+    let y = y.map_err(fail)?.remove(0);
+    let got = y.to_vec_async().await.map_err(fail)?;
+    for (&v, &g) in values.iter().zip(&got) {
+        let v = f64::from(v);
+        let want = 0.5 * v * (1.0 + (0.797_884_560_802_865_4 * (v + 0.044_715 * v * v * v)).tanh());
+        ensure(
+            (f64::from(g) - want).abs() <= 1e-5 * want.abs().max(1.0),
+            || format!("GELU({v}) = {g}, want {want}"),
+        )?;
+    }
+    let f = |op: Gelu| {
+        move |t: &mut Tape, v: &[Var]| -> rnn_wgpu::Result<Var> {
+            Ok(t.custom(&op, &[&v[0]])?.remove(0))
+        }
+    };
+    let report = GradCheck::new()
+        .run_async(ctx, &[&x], f(op.clone()))
+        .await
+        .map_err(fail)?;
+    ensure(report.passed(), || format!("{report}"))?;
+    let wrong = Gelu {
+        kernel,
+        broken: true,
+    };
+    let caught = GradCheck::new()
+        .run_async(ctx, &[&x], f(wrong))
+        .await
+        .map_err(fail)?;
+    ensure(!caught.passed(), || {
+        format!("a wrong backward passed: {caught}")
+    })?;
+    let timed = ctx
+        .features()
+        .contains(rnn_wgpu::wgpu::Features::TIMESTAMP_QUERY);
+    ctx.wait_async().await.map_err(fail)?;
+    let profile = ctx.profile();
+    if timed {
+        ensure(
+            profile.kernels.iter().any(|r| r.name == "gelu::forward"),
+            || format!("no gelu::forward row in\n{profile}"),
+        )?;
+    }
+    match Kernel::new(
+        "bad",
+        "@compute @workgroup_size(1)\nfn main() { let v = 1 }\n",
+    ) {
+        Err(Error::Shader {
+            line: 2, column, ..
+        }) if column > 0 => {}
+        other => return Err(format!("bad WGSL gave {other:?}")),
+    }
+    let worst = report.inputs[0];
+    Ok(format!(
+        "gradcheck passed (worst element {} at {:.1e} off), a wrong backward failed it{}",
+        worst.index,
+        (worst.got - worst.want).abs(),
+        if timed { "; gelu::forward timed" } else { "" }
+    ))
+}
+
+/// Broadcasting add, mul and div, and a masked softmax, against f64 references
+/// and central differences of them.
+async fn broadcasting(ctx: &Context) -> Outcome {
+    let x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.4).collect();
+    let y: Vec<f32> = (0..4).map(|i| 0.6 + 0.25 * i as f32).collect();
+    let xt = Tensor::from_slice(ctx, &[2, 3, 4], &x).map_err(fail)?;
+    let yt = Tensor::from_slice(ctx, &[4], &y).map_err(fail)?;
+    let inputs = [&xt, &yt];
+    let mut worst: f64 = 0.0;
+    for (name, f) in [
+        ("add", (|a, b| a + b) as fn(f64, f64) -> f64),
+        ("mul", |a, b| a * b),
+        ("div", |a, b| a / b),
+    ] {
+        let report = GradCheck::against_reference()
+            .run_with_reference_async(
+                ctx,
+                &inputs,
+                |t: &mut Tape, v: &[Var]| match name {
+                    "add" => t.add(&v[0], &v[1]),
+                    "mul" => t.mul(&v[0], &v[1]),
+                    _ => t.div(&v[0], &v[1]),
+                },
+                |v: &[Vec<f64>]| (0..24).map(|i| f(v[0][i], v[1][i % 4])).collect(),
+            )
+            .await
+            .map_err(fail)?;
+        ensure(report.passed(), || format!("{name}: {report}"))?;
+        for w in report.inputs.iter().chain(&report.forward) {
+            worst = worst.max((w.got - w.want).abs());
+        }
+    }
+    let mask = Tensor::from_u32(ctx, &[2, 1, 4], &[1, 0, 1, 1, 0, 1, 1, 0]).map_err(fail)?;
+    let keep = |i: usize| [1, 0, 1, 1, 0, 1, 1, 0][(i / 12) * 4 + i % 4] == 1;
+    let report = GradCheck::against_reference()
+        .run_with_reference_async(
+            ctx,
+            &inputs[..1],
+            |t: &mut Tape, v: &[Var]| t.softmax_masked(&v[0], &mask),
+            |v: &[Vec<f64>]| {
+                let mut out = vec![0.0; 24];
+                for r in 0..6 {
+                    let ks: Vec<usize> = (4 * r..4 * r + 4).filter(|&i| keep(i)).collect();
+                    let z: f64 = ks.iter().map(|&i| v[0][i].exp()).sum();
+                    for &i in &ks {
+                        out[i] = v[0][i].exp() / z;
+                    }
+                }
+                out
+            },
+        )
+        .await
+        .map_err(fail)?;
+    ensure(report.passed(), || format!("masked softmax: {report}"))?;
+    Ok(format!(
+        "[2, 3, 4] with [4]: add, mul, div and a [2, 1, 4] softmax mask, worst {worst:.1e}"
     ))
 }
 

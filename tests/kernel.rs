@@ -214,7 +214,30 @@ fn parameters_come_from_a_pod_struct_of_the_shaders_size() {
         .record(&mut rec)
         .unwrap();
     assert_eq!(rec.submit_read(&y).unwrap(), [1.0, 3.0, 5.0, 9.0, 9.0]);
+
+    // A struct of one word.
+    let k = Kernel::new("count", COUNT).unwrap();
+    assert_eq!(k.params_size(), Some(4));
+    let mut rec = Recorder::new(ctx, "count");
+    k.launch("fill")
+        .params(&3u32)
+        .bind("y", &y)
+        .cover([5, 1, 1])
+        .record(&mut rec)
+        .unwrap();
+    assert_eq!(rec.submit_read(&y).unwrap(), [0.0, 1.0, 2.0, 9.0, 9.0]);
 }
+
+/// y[i] = i for the first p.n elements: parameters of 4 bytes.
+const COUNT: &str = "
+struct P { n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn fill(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x < p.n) { y[id.x] = f32(id.x); }
+}
+";
 
 /// f16 storage through a storage alias, as the library's kernels have it: one
 /// source, the f16 variant compiled where an f16 tensor is bound.

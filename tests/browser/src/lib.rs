@@ -957,6 +957,30 @@ async fn custom_kernel(ctx: &Context) -> Outcome {
             || format!("no gelu::forward row in\n{profile}"),
         )?;
     }
+    // Parameters of one word: a uniform binding smaller than a 16-byte row.
+    const COUNT: &str = "
+struct P { n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn fill(@builtin(global_invocation_id) id: vec3<u32>) {
+    if (id.x < p.n) { y[id.x] = f32(id.x); }
+}
+";
+    let count = Kernel::new("count", COUNT).map_err(fail)?;
+    let y = Tensor::from_slice(ctx, &[5], &[9.0; 5]).map_err(fail)?;
+    let mut rec = Recorder::new(ctx, "count");
+    count
+        .launch("fill")
+        .params(&3u32)
+        .bind("y", &y)
+        .cover([5, 1, 1])
+        .record(&mut rec)
+        .map_err(fail)?;
+    let got = rec.submit_read_async(&y).await.map_err(fail)?;
+    ensure(got == [0.0, 1.0, 2.0, 9.0, 9.0], || {
+        format!("a 4-byte uniform gave {got:?}")
+    })?;
     match Kernel::new(
         "bad",
         "@compute @workgroup_size(1)\nfn main() { let v = 1 }\n",

@@ -19,7 +19,7 @@ pub struct Shader {
 impl Shader {
     /// The storage aliases the source declares (`alias name = f32;` at a line's start).
     pub fn storage_aliases(&self) -> Vec<&'static str> {
-        crate::gpu::reflect::storage_aliases(self.source).collect()
+        self.source.lines().filter_map(storage_alias).collect()
     }
 
     /// The source with the storage aliases in `f16` declared f16 (and the f16
@@ -29,16 +29,53 @@ impl Shader {
     }
 
     /// The bindings of group 0 other than the parameters (binding 0), by number,
-    /// typed from their declarations as naga reads them: `var<storage, read>`
-    /// and `var<storage, read_write>` buffers, `texture_2d_array<f32>` (read with
-    /// textureLoad: unfilterable) and `texture_storage_2d_array<rgba32float,
-    /// write>`. Pipelines take their layouts from these, with the parameters at
-    /// a dynamic offset. Empty for a source that does not parse.
+    /// typed from their declarations: `var<storage, read>` and `var<storage, read_write>`
+    /// buffers, `texture_2d_array<f32>` (read with textureLoad: unfilterable) and
+    /// `texture_storage_2d_array<rgba32float, write>`. Pipelines take their layouts
+    /// from these, with the parameters at a dynamic offset.
     pub fn bindings(&self) -> std::collections::HashMap<u32, wgpu::BindingType> {
-        crate::gpu::reflect::declared(self.source)
-            .into_iter()
-            .map(|(binding, b)| (binding, b.ty))
-            .collect()
+        let mut out = std::collections::HashMap::new();
+        for line in self.source.lines() {
+            let Some(rest) = line.trim().strip_prefix("@group(0) @binding(") else {
+                continue;
+            };
+            let Some((number, decl)) = rest.split_once(')') else {
+                continue;
+            };
+            let Ok(binding) = number.parse::<u32>() else {
+                continue;
+            };
+            let decl = decl.split("//").next().unwrap_or("");
+            let ty = if decl.contains("var<storage, read_write>") {
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                }
+            } else if decl.contains("var<storage, read>") {
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: true },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                }
+            } else if decl.contains("texture_storage_2d_array<rgba32float, write>") {
+                wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                }
+            } else if decl.contains("texture_2d_array<f32>") {
+                wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2Array,
+                    multisampled: false,
+                }
+            } else {
+                continue;
+            };
+            out.insert(binding, ty);
+        }
+        out
     }
 }
 
@@ -50,13 +87,18 @@ pub(crate) fn with_f16<'a>(source: &'a str, f16: &[&str]) -> std::borrow::Cow<'a
     }
     let mut out = String::from("enable f16;\n");
     for line in source.lines() {
-        match crate::gpu::reflect::storage_alias(line) {
+        match storage_alias(line) {
             Some(name) if f16.contains(&name) => out.push_str(&format!("alias {name} = f16;")),
             _ => out.push_str(line),
         }
         out.push('\n');
     }
     out.into()
+}
+
+/// The alias a line declares as a storage alias (`alias name = f32;`).
+pub(crate) fn storage_alias(line: &str) -> Option<&str> {
+    line.strip_prefix("alias ")?.strip_suffix(" = f32;")
 }
 
 /// Batched strided GEMM and its bias gradient.

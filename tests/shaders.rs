@@ -156,10 +156,9 @@ fn every_f16_storage_variant_translates() {
     assert!(variants > 0, "no shader declares a storage alias");
 }
 
-/// The bind group layouts come from `Shader::bindings`: it must type every
-/// binding of group 0 for wgpu as its declaration says (checked here against
-/// naga's module, independently of the library's mapping), and binding 0 must
-/// be the parameters' uniform (bound at a dynamic offset).
+/// The bind group layouts come from `Shader::bindings`, read from the
+/// declarations' text: it must type every binding of group 0 as naga does, and
+/// binding 0 must be the parameters' uniform (bound at a dynamic offset).
 #[test]
 fn declared_bindings_match_naga() {
     use naga::{AddressSpace, ImageClass, ImageDimension, ScalarKind, StorageAccess, TypeInner};

@@ -39,7 +39,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::error::{Error, KernelProblem, Result};
-use crate::gpu::pipeline::{Source, SourceId};
+use crate::gpu::pipeline::{Bindings, Source, SourceId};
 use crate::gpu::reflect::{self, Element, Reflection};
 use crate::gpu::Recorder;
 use crate::tensor::{DType, Tensor};
@@ -386,6 +386,7 @@ impl<'a> Launch<'a> {
             id: SourceId::User(kernel.inner.id),
             name: &kernel.inner.name,
             text: &kernel.inner.source,
+            bindings: Bindings::User(&reflection.bindings),
         };
         let pipeline = ctx.kernel_pipeline(source, &entry.name, f16);
         rec.hold(&tensors);

@@ -11,7 +11,7 @@
 //! each typed as the shader declares it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::gpu::reflect;
@@ -26,11 +26,30 @@ pub(crate) enum SourceId {
     User(u64),
 }
 
-/// A shader to compile: its identity, name (for labels) and WGSL.
+/// A shader to compile: its identity, name (for labels), WGSL and where its
+/// bindings' types come from.
 pub(crate) struct Source<'a> {
     pub(crate) id: SourceId,
     pub(crate) name: &'a str,
     pub(crate) text: &'a str,
+    pub(crate) bindings: Bindings<'a>,
+}
+
+/// How a shader's bindings are known.
+pub(crate) enum Bindings<'a> {
+    /// A library shader's declarations, read from its text.
+    Library(&'a Shader),
+    /// A user's kernel, read by naga when it was created.
+    User(&'a BTreeMap<u32, reflect::Binding>),
+}
+
+impl Bindings<'_> {
+    fn types(&self) -> HashMap<u32, wgpu::BindingType> {
+        match self {
+            Self::Library(shader) => shader.bindings(),
+            Self::User(bindings) => bindings.iter().map(|(&n, b)| (n, b.ty)).collect(),
+        }
+    }
 }
 
 impl<'a> From<&'a Shader> for Source<'a> {
@@ -39,6 +58,7 @@ impl<'a> From<&'a Shader> for Source<'a> {
             id: SourceId::Library(s.name),
             name: s.name,
             text: s.source,
+            bindings: Bindings::Library(s),
         }
     }
 }
@@ -157,12 +177,7 @@ impl PipelineCache {
             .or_insert_with(|| {
                 let names: Vec<&str> = key.3.iter().map(|a| a.as_ref()).collect();
                 let text = crate::shaders::with_f16(source.text, &names);
-                let declared = Arc::new(
-                    reflect::declared(source.text)
-                        .into_iter()
-                        .map(|(binding, b)| (binding, b.ty))
-                        .collect(),
-                );
+                let declared = Arc::new(source.bindings.types());
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(source.name),
                     source: wgpu::ShaderSource::Wgsl(text),

@@ -1,9 +1,12 @@
 //! What a WGSL module declares, read by naga: the bindings of group 0 (their
 //! types, whether the shader writes them, their element types), the size of the
 //! parameters' struct at binding 0, and per entry point its workgroup size, its
-//! workgroup memory and the bindings it uses. The library's shaders and users'
-//! kernels are read the same way; a user's is validated too, and a WGSL error
-//! comes back with its line and column.
+//! workgroup memory and the bindings it uses, for users' kernels, which are
+//! validated too (a WGSL error comes back with its line and column). The
+//! library's own shaders are read by their declarations' text
+//! ([`crate::shaders::Shader::bindings`], checked against naga in the tests), so
+//! that a program without a user's kernel does not carry the WGSL compiler
+//! (a page's download).
 
 use std::collections::BTreeMap;
 
@@ -129,14 +132,6 @@ fn validate(kernel: &str, source: &str, module: &naga::Module) -> Result<ModuleI
         })
 }
 
-/// The declared bindings of a library shader (known to be valid WGSL: the
-/// shader tests validate every one); empty if it does not parse.
-pub(crate) fn declared(source: &str) -> BTreeMap<u32, Binding> {
-    parse("", source)
-        .map(|m| bindings(&m, source))
-        .unwrap_or_default()
-}
-
 /// Parses and validates a user's kernel and reads what it declares. Refuses
 /// what the library cannot bind: resources outside group 0, a binding 0 that
 /// is not the parameters' uniform, a uniform elsewhere, samplers.
@@ -234,19 +229,12 @@ pub(crate) fn reflect(kernel: &str, source: &str) -> Result<Reflection> {
     })
 }
 
-/// The storage aliases `source` declares: `alias name = f32;` at a line's start.
-pub(crate) fn storage_aliases(source: &str) -> impl Iterator<Item = &str> {
-    source.lines().filter_map(storage_alias)
-}
-
-/// The alias a line declares as a storage alias (`alias name = f32;`).
-pub(crate) fn storage_alias(line: &str) -> Option<&str> {
-    line.strip_prefix("alias ")?.strip_suffix(" = f32;")
-}
-
 /// The bindings of group 0 other than the parameters, typed for a layout.
 fn bindings(module: &naga::Module, source: &str) -> BTreeMap<u32, Binding> {
-    let aliases: Vec<&str> = storage_aliases(source).collect();
+    let aliases: Vec<&str> = source
+        .lines()
+        .filter_map(crate::shaders::storage_alias)
+        .collect();
     let mut out = BTreeMap::new();
     for (handle, var) in module.global_variables.iter() {
         let Some(b) = &var.binding else {

@@ -43,7 +43,7 @@ struct Params {
     b_off: u32, b_ks: u32, b_ns: u32, b_bs: u32,
     c_off: u32, c_ms: u32, c_ns: u32, c_bs: u32,
     bias_off: u32, bias_ms: u32, bias_ns: u32, has_bias: u32,
-    alpha: f32, beta: f32, _pad0: u32, _pad1: u32,
+    alpha: f32, beta: f32, blocks: u32, _pad1: u32, // blocks: forward_tex's 16
 }
 
 // Storage types of A, B and C (f16 where the host binds f16 tensors); bias is f32.
@@ -407,11 +407,22 @@ fn tb_block(kt: u32, n: u32, layer: u32) -> mat4x4<f32> {
                        textureLoad(tb, vec2<u32>(kt, n + 3u), layer, 0));
 }
 
+// K and the number of 4 × 4 blocks (16), forward_tex's loop bounds, through
+// workgroup memory: lavapipe compiles a variant of a kernel for every value of
+// a uniform that bounds a loop (to unroll it), which for K is one per layer
+// size, seconds each, and its scalar epilogue unrolled 16 times takes seconds
+// more to compile.
+var<workgroup> tex_loops: vec2<u32>;
+
 @compute @workgroup_size(8, 1, 1)
 fn forward_tex(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
 ) {
+    if (lid.x == 0u) {
+        tex_loops = vec2<u32>(p.k, p.blocks);
+    }
+    let loops = workgroupUniformLoad(&tex_loops);
     let bt = wid.z;
     let m0 = wid.y * 16u;
     let n0 = (wid.x * 8u + lid.x) * 16u;
@@ -442,7 +453,7 @@ fn forward_tex(
     var c31 = mat4x4<f32>();
     var c32 = mat4x4<f32>();
     var c33 = mat4x4<f32>();
-    let kts = (p.k + 3u) / 4u;
+    let kts = (loops.x + 3u) / 4u;
     for (var kt = 0u; kt < kts; kt++) {
         let x = a_rows(kt, m0, la, lid.x);
         let x0 = x.x0;
@@ -458,22 +469,33 @@ fn forward_tex(
         c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
         c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
     }
-    store_block(bt, m0 + 0u, n0 + 0u, c00);
-    store_block(bt, m0 + 0u, n0 + 4u, c01);
-    store_block(bt, m0 + 0u, n0 + 8u, c02);
-    store_block(bt, m0 + 0u, n0 + 12u, c03);
-    store_block(bt, m0 + 4u, n0 + 0u, c10);
-    store_block(bt, m0 + 4u, n0 + 4u, c11);
-    store_block(bt, m0 + 4u, n0 + 8u, c12);
-    store_block(bt, m0 + 4u, n0 + 12u, c13);
-    store_block(bt, m0 + 8u, n0 + 0u, c20);
-    store_block(bt, m0 + 8u, n0 + 4u, c21);
-    store_block(bt, m0 + 8u, n0 + 8u, c22);
-    store_block(bt, m0 + 8u, n0 + 12u, c23);
-    store_block(bt, m0 + 12u, n0 + 0u, c30);
-    store_block(bt, m0 + 12u, n0 + 4u, c31);
-    store_block(bt, m0 + 12u, n0 + 8u, c32);
-    store_block(bt, m0 + 12u, n0 + 12u, c33);
+    if (C_VEC4) {
+        store_block(bt, m0 + 0u, n0 + 0u, c00);
+        store_block(bt, m0 + 0u, n0 + 4u, c01);
+        store_block(bt, m0 + 0u, n0 + 8u, c02);
+        store_block(bt, m0 + 0u, n0 + 12u, c03);
+        store_block(bt, m0 + 4u, n0 + 0u, c10);
+        store_block(bt, m0 + 4u, n0 + 4u, c11);
+        store_block(bt, m0 + 4u, n0 + 8u, c12);
+        store_block(bt, m0 + 4u, n0 + 12u, c13);
+        store_block(bt, m0 + 8u, n0 + 0u, c20);
+        store_block(bt, m0 + 8u, n0 + 4u, c21);
+        store_block(bt, m0 + 8u, n0 + 8u, c22);
+        store_block(bt, m0 + 8u, n0 + 12u, c23);
+        store_block(bt, m0 + 12u, n0 + 0u, c30);
+        store_block(bt, m0 + 12u, n0 + 4u, c31);
+        store_block(bt, m0 + 12u, n0 + 8u, c32);
+        store_block(bt, m0 + 12u, n0 + 12u, c33);
+        return;
+    }
+    // Scalar stores, each behind its bounds checks: a loop over the blocks
+    // keeps the kernel a sixteenth of the size to compile (seconds on
+    // lavapipe) for products whose C rows are not vec4-aligned.
+    let acc = array<mat4x4<f32>, 16>(c00, c01, c02, c03, c10, c11, c12, c13,
+                                      c20, c21, c22, c23, c30, c31, c32, c33);
+    for (var i = 0u; i < loops.y; i++) {
+        store_block(bt, m0 + 4u * (i / 4u), n0 + 4u * (i % 4u), acc[i]);
+    }
 }
 
 fn store_row(bt: u32, m: u32, n0: u32, acc: vec4<f32>) {

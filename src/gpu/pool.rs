@@ -101,6 +101,18 @@ impl BufferPool {
         u32::try_from(quarter_octave(n.into())).map_or(limit, |c| c.min(limit))
     }
 
+    /// A texture side for `n` texels: its class, past any power of two where
+    /// the limit allows. Lavapipe compiles a kernel's code anew for every
+    /// combination of power-of-two sides among the textures it binds (seconds
+    /// for the packed GEMM); with none, one compile serves every shape.
+    fn texture_side(n: u32, limit: u32) -> u32 {
+        let mut side = Self::texels(n, limit);
+        while side.is_power_of_two() && side < limit {
+            side += 1;
+        }
+        side
+    }
+
     fn texture_bytes(key: TextureKey) -> u64 {
         u64::from(key.0) * u64::from(key.1) * u64::from(key.2) * 16
     }
@@ -230,8 +242,8 @@ impl BufferPool {
     ) -> wgpu::Texture {
         let limit = device.limits().max_texture_dimension_2d;
         let key = (
-            Self::texels(size.width, limit),
-            Self::texels(size.height, limit),
+            Self::texture_side(size.width, limit),
+            Self::texture_side(size.height, limit),
             size.depth_or_array_layers,
         );
         let fit = self
@@ -382,5 +394,9 @@ mod tests {
         assert_eq!(BufferPool::texels(300, 8192), 320);
         assert_eq!(BufferPool::texels(8000, 8192), 8192);
         assert_eq!(BufferPool::texels(33, 8192), 33);
+        assert_eq!(BufferPool::texture_side(1, 8192), 3);
+        assert_eq!(BufferPool::texture_side(64, 8192), 65);
+        assert_eq!(BufferPool::texture_side(300, 8192), 320);
+        assert_eq!(BufferPool::texture_side(8000, 8192), 8192);
     }
 }

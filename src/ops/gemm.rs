@@ -77,7 +77,9 @@ struct Params {
     has_bias: u32,
     alpha: f32,
     beta: f32,
-    _pad0: u32,
+    /// forward_tex's 4 × 4 blocks per invocation (16), read from here so that
+    /// no compiler unrolls its scalar epilogue.
+    blocks: u32,
     _pad1: u32,
 }
 
@@ -641,6 +643,7 @@ fn forward_impl(
         c_bs: u(c.batch_stride),
         alpha,
         beta,
+        blocks: 16,
         ..Params::default()
     };
     if let Some(bv) = bias {
@@ -836,13 +839,14 @@ fn packed_texture(rec: &mut Recorder, rows: u32, k: u32, layers: u32) -> Option<
     {
         return None;
     }
-    // wgpu's GL backend makes a one-layer texture a plain 2D texture, which an
-    // array binding cannot read; a second (unused) layer keeps it an array there.
-    let gl = rec.context().adapter_info().backend == wgpu::Backend::Gl;
+    // At least two layers, so that the texture is always an array: wgpu's GL
+    // backend makes a one-layer texture a plain 2D texture, which an array
+    // binding cannot read, and lavapipe compiles a kernel anew for each mix of
+    // array and plain textures it binds (seconds for forward_tex).
     let texture = rec.scratch_texture(wgpu::Extent3d {
         width: k_texels,
         height: rows,
-        depth_or_array_layers: if gl { layers.max(2) } else { layers },
+        depth_or_array_layers: layers.max(2),
     });
     Some(texture.create_view(&wgpu::TextureViewDescriptor {
         dimension: Some(wgpu::TextureViewDimension::D2Array),

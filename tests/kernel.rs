@@ -850,3 +850,31 @@ fn a_custom_backward_of_the_wrong_shape_is_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A kernel compiles once per device and entry point: a second launch, or an
+/// equal kernel made again, reuses the pipeline; another source compiles anew.
+#[test]
+fn a_kernel_compiles_once_per_device() {
+    let ctx = common::open(None);
+    let x = Tensor::from_slice(&ctx, &[8], &[0.5; 8]).unwrap();
+    let y = Tensor::empty(&ctx, &[8], DType::F32).unwrap();
+    let run = |k: &Kernel| {
+        let mut rec = Recorder::new(&ctx, "once");
+        k.launch("forward")
+            .bind("x", &x)
+            .bind("y", &y)
+            .cover([8, 1, 1])
+            .record(&mut rec)
+            .unwrap();
+        rec.submit();
+    };
+    let before = ctx.compile_stats().pipelines;
+    run(&gelu());
+    assert_eq!(ctx.compile_stats().pipelines, before + 1);
+    run(&gelu());
+    run(&gelu());
+    assert_eq!(ctx.compile_stats().pipelines, before + 1, "an equal kernel compiled again");
+    let other = GELU_WGSL.replace("0.044715", "0.044716");
+    run(&Kernel::new("gelu", &other).unwrap());
+    assert_eq!(ctx.compile_stats().pipelines, before + 2, "another source shared a pipeline");
+}

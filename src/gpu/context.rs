@@ -19,7 +19,8 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::IMMEDIATES);
+    .union(wgpu::Features::IMMEDIATES)
+    .union(wgpu::Features::PIPELINE_CACHE);
 
 /// What to install when no adapter is found, per platform.
 const NO_ADAPTER_HINT: &str = if cfg!(target_arch = "wasm32") {
@@ -72,6 +73,13 @@ pub struct ContextOptions {
     /// WebGPU's portable defaults would be lower); `Some(wgpu::Limits::default())`
     /// opens it with WebGPU's defaults, the limits every adapter meets.
     pub limits: Option<wgpu::Limits>,
+    /// Whether compiled pipelines are kept on disk between runs where the
+    /// adapter can (wgpu's `PipelineCache`, Vulkan): in the user's cache folder
+    /// (`$XDG_CACHE_HOME`, else `~/.cache`, on Linux; `~/Library/Caches` on
+    /// macOS; `%LOCALAPPDATA%` on Windows), under `rnn-wgpu/`, one file per
+    /// adapter and driver, read when the context opens and written when it
+    /// closes. Native only.
+    pub pipeline_cache: bool,
 }
 
 impl Default for ContextOptions {
@@ -85,6 +93,7 @@ impl Default for ContextOptions {
             fused_steps: None,
             persistent_steps: None,
             limits: None,
+            pipeline_cache: true,
         }
     }
 }
@@ -138,9 +147,14 @@ struct Inner {
     /// A small storage buffer for a binding the dispatch's kernel does not touch
     /// (see [`Context::placeholder`]).
     placeholder: wgpu::Buffer,
+    /// Compiled pipelines kept between runs ([`ContextOptions::pipeline_cache`]).
+    disk: Option<DiskCache>,
     /// When the context opened: time zero of the trace (native only).
     #[cfg(not(target_arch = "wasm32"))]
     opened: std::time::Instant,
+    /// Counters of [`CompileStats`].
+    compiles: AtomicU64,
+    compile_ns: AtomicU64,
     /// Counters of [`RecordingStats`].
     submits: AtomicU64,
     dispatches: AtomicU64,
@@ -175,12 +189,47 @@ impl RecordingStats {
     }
 }
 
+/// The pipelines a context has compiled and the host time their creation
+/// took. A driver may compile further at a pipeline's first dispatch, which
+/// this does not see: lavapipe compiles each kernel's machine code there
+/// (seconds for the largest), so on it the time to a workload's first step
+/// is the measure of start-up (`bench --startup`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompileStats {
+    /// Pipelines created (each entry point, constants and f16 variant once).
+    pub pipelines: u64,
+    /// Host nanoseconds spent creating them (zero in a page, which has no clock).
+    pub compile_ns: u64,
+}
+
 /// What the device reported outside any call: its first error since the last
 /// wait, and whether it is lost.
 #[derive(Debug, Default)]
 struct Faults {
     first: Option<Error>,
     lost: Option<String>,
+}
+
+/// Mesa's device-select Vulkan layer (installed with Mesa's Vulkan drivers)
+/// asks the Wayland compositor which GPU it runs on; without a session
+/// libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set" twice per
+/// instance, which reads as a failure. On a headless Linux machine (none of
+/// XDG_RUNTIME_DIR, WAYLAND_DISPLAY, DISPLAY, DRI_PRIME or NODEVICE_SELECT set)
+/// the layer has nothing to choose by, so it is switched off with its own
+/// variable, NODEVICE_SELECT=1, once, before the first instance is created.
+fn quiet_headless_vulkan() {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let unset = |v: &str| std::env::var_os(v).is_none();
+            let vars = ["XDG_RUNTIME_DIR", "WAYLAND_DISPLAY", "DISPLAY", "DRI_PRIME"];
+            if vars.iter().all(|v| unset(v)) && unset("NODEVICE_SELECT") {
+                std::env::set_var("NODEVICE_SELECT", "1");
+            }
+        });
+    }
 }
 
 /// Whether `RNN_WGPU_PROFILE` asks for the profile table (set, and not empty or 0).
@@ -197,6 +246,9 @@ fn trace_env() -> Option<String> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(disk) = &self.disk {
+            disk.save();
+        }
         let totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
         if totals.is_empty() {
             return;
@@ -214,6 +266,80 @@ impl Drop for Inner {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A wgpu pipeline cache and the file it is kept in.
+struct DiskCache {
+    cache: wgpu::PipelineCache,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    file: std::path::PathBuf,
+}
+
+impl DiskCache {
+    /// The cache of `info`'s adapter and driver, from its file where there is
+    /// one; `None` where the adapter keeps no pipeline cache (or in a page).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn open(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Self> {
+        if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
+            return None;
+        }
+        let name = wgpu::util::pipeline_cache_key(info)?;
+        let file = user_cache_dir()?.join("rnn-wgpu").join(name);
+        let data = std::fs::read(&file).ok();
+        // SAFETY: the file holds what `save` wrote from `get_data` of a cache on
+        // an adapter of the same key (its name); wgpu checks the data's header
+        // against the adapter and driver, and with `fallback` starts an empty
+        // cache from data it cannot use. A file written by anything else is
+        // the risk wgpu's docs name for every cache kept on disk.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("rnn-wgpu pipelines"),
+                data: data.as_deref(),
+                fallback: true,
+            })
+        };
+        Some(Self { cache, file })
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn open(_: &wgpu::Device, _: &wgpu::AdapterInfo) -> Option<Self> {
+        None
+    }
+
+    /// Writes the cache beside its file, then over it (a crash never leaves
+    /// half a file); a cache that cannot be written is only a slower start.
+    fn save(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let (Some(data), Some(dir)) = (self.cache.get_data(), self.file.parent()) {
+            // A name of its own: several contexts (threads, processes) may close at once.
+            static SAVES: AtomicU64 = AtomicU64::new(0);
+            let n = SAVES.fetch_add(1, Ordering::Relaxed);
+            let part = self
+                .file
+                .with_extension(format!("{}-{n}.part", std::process::id()));
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&part, &data))
+                .and_then(|()| std::fs::rename(&part, &self.file));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&part);
+            }
+        }
+    }
+}
+
+/// The user's cache folder: `$XDG_CACHE_HOME` or `~/.cache` (Linux and other
+/// Unixes), `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows).
+#[cfg(not(target_arch = "wasm32"))]
+fn user_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if cfg!(target_os = "windows") {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library/Caches"))
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    }
+}
 
 impl Context {
     /// Opens the default adapter (see [`ContextOptions`]), blocking until it is
@@ -236,33 +362,36 @@ impl Context {
 
     /// Opens an adapter chosen by `options`.
     pub async fn with_options_async(options: &ContextOptions) -> Result<Self> {
-        let backends = match options.backends {
-            Some(b) => b,
+        let asked = match options.backends {
+            Some(b) => Some(b),
             None => match std::env::var("WGPU_BACKEND") {
-                Ok(list) => parse_backends(&list)?,
-                Err(_) => wgpu::Backends::all(),
+                Ok(list) => Some(parse_backends(&list)?),
+                Err(_) => None,
             },
         };
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = backends;
-        desc.flags = wgpu::InstanceFlags::from_build_config().with_env();
-        let instance = wgpu::Instance::new(desc);
-        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
-            Ok(_) => wgpu::util::initialize_adapter_from_env(&instance, None).await,
-            Err(_) => {
-                instance
-                    .request_adapter(&wgpu::RequestAdapterOptions {
-                        power_preference: options.power_preference,
-                        force_fallback_adapter: false,
-                        compatible_surface: None,
-                        apply_limit_buckets: false,
-                    })
-                    .await
+        // Unless asked for, GL is a fallback, probed only where no other
+        // backend has an adapter: probing it opens an EGL display, which on
+        // Linux without a session prints errors a newcomer reads as failures.
+        quiet_headless_vulkan();
+        let mut tries = match asked {
+            Some(b) => vec![b],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+        };
+        tries.retain(|b| !b.is_empty());
+        let mut failed = Vec::new();
+        let mut found = None;
+        for backends in tries {
+            match Self::adapter(backends, options.power_preference).await {
+                Ok(adapter) => {
+                    found = Some(adapter);
+                    break;
+                }
+                Err(e) => failed.push(format!("{backends:?}: {e}")),
             }
         }
-        .map_err(|e| Error::NoAdapter {
-            backends: format!("{backends:?}"),
-            hint: format!("{NO_ADAPTER_HINT} ({e})"),
+        let adapter = found.ok_or_else(|| Error::NoAdapter {
+            backends: format!("{:?}", asked.unwrap_or(wgpu::Backends::all())),
+            hint: format!("{NO_ADAPTER_HINT} ({})", failed.join("; ")),
         })?;
         let info = adapter.get_info();
         let (device, queue) = adapter
@@ -285,14 +414,49 @@ impl Context {
             fused_steps: options.fused_steps,
             persistent_steps: options.persistent_steps,
         };
-        Ok(Self::from_parts(info, device, queue, choices))
+        let disk = if options.pipeline_cache {
+            DiskCache::open(&device, &info)
+        } else {
+            None
+        };
+        Ok(Self::from_parts(info, device, queue, choices, disk))
+    }
+
+    /// The adapter of `backends` that `power` prefers, or natively the first
+    /// whose name contains `WGPU_ADAPTER_NAME` (ignoring case) where that is set.
+    async fn adapter(
+        backends: wgpu::Backends,
+        power: wgpu::PowerPreference,
+    ) -> std::result::Result<wgpu::Adapter, String> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = backends;
+        desc.flags = wgpu::InstanceFlags::from_build_config().with_env();
+        let instance = wgpu::Instance::new(desc);
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+            let name = name.to_lowercase();
+            let adapters = instance.enumerate_adapters(backends).await;
+            return adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&name))
+                .ok_or_else(|| format!("no adapter named like WGPU_ADAPTER_NAME={name:?}"));
+        }
+        instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: power,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Uses a device the application already owns (its renderer's, say), so training
     /// shares that GPU instead of opening a second device. The library uses whatever
     /// features and limits the device was created with.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::from_parts(device.adapter_info(), device, queue, Choices::default())
+        Self::from_parts(device.adapter_info(), device, queue, Choices::default(), None)
     }
 
     fn from_parts(
@@ -300,6 +464,7 @@ impl Context {
         device: wgpu::Device,
         queue: wgpu::Queue,
         choices: Choices,
+        disk: Option<DiskCache>,
     ) -> Self {
         // wgpu's default for an error nobody captured is a panic; keep it for the
         // next wait or readback to return instead, and note a lost device.
@@ -329,6 +494,7 @@ impl Context {
             inner: Arc::new(Inner {
                 faults,
                 placeholder,
+                disk,
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 info,
                 device,
@@ -340,6 +506,8 @@ impl Context {
                 #[cfg(not(target_arch = "wasm32"))]
                 opened: std::time::Instant::now(),
                 totals: Mutex::new(Totals::default()),
+                compiles: AtomicU64::new(0),
+                compile_ns: AtomicU64::new(0),
                 submits: AtomicU64::new(0),
                 dispatches: AtomicU64::new(0),
                 recording_ns: AtomicU64::new(0),
@@ -390,6 +558,38 @@ impl Context {
             submits: i.submits.load(Ordering::Relaxed),
             dispatches: i.dispatches.load(Ordering::Relaxed),
             recording_ns: i.recording_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The pipelines compiled so far (see [`CompileStats`]).
+    pub fn compile_stats(&self) -> CompileStats {
+        let i = &self.inner;
+        CompileStats {
+            pipelines: i.compiles.load(Ordering::Relaxed),
+            compile_ns: i.compile_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts the pipeline `label`, whose creation began at `started`; a
+    /// slice of the trace's host track when profiling.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn note_compile(&self, label: &str, started: std::time::Instant) {
+        let ns = started.elapsed().as_nanos() as u64;
+        let i = &self.inner;
+        i.compiles.fetch_add(1, Ordering::Relaxed);
+        i.compile_ns.fetch_add(ns, Ordering::Relaxed);
+        if self.profiling() {
+            let at = self.since_open_ns(started);
+            self.totals().add_compile(label, Some((at, ns)));
+        }
+    }
+
+    /// Counts the pipeline `label` (a page has no clock to time it by).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn note_compile(&self, label: &str) {
+        self.inner.compiles.fetch_add(1, Ordering::Relaxed);
+        if self.profiling() {
+            self.totals().add_compile(label, None);
         }
     }
 
@@ -608,6 +808,11 @@ impl Context {
             vec![],
             f16,
         )
+    }
+
+    /// The pipeline cache compiles go through, where there is one.
+    pub(crate) fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.inner.disk.as_ref().map(|d| &d.cache)
     }
 
     /// A 16-byte storage buffer to fill a binding that a kernel declares but the

@@ -8,7 +8,7 @@ pub mod profile;
 mod recorder;
 pub(crate) mod reflect;
 
-pub use context::{parse_backends, Context, ContextOptions, RecordingStats};
+pub use context::{parse_backends, CompileStats, Context, ContextOptions, RecordingStats};
 pub use kernel::{Kernel, Launch};
 pub use pool::PoolStats;
 pub(crate) use recorder::element_range;

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::gpu::reflect;
+use crate::gpu::{reflect, Context};
 use crate::shaders::Shader;
 
 /// What the cache knows a shader by: a library shader by its name, a user's
@@ -81,12 +81,16 @@ pub(crate) struct Compiled {
 
 impl Pipeline {
     /// The compiled pipeline for a dispatch that binds the parameters at 0 and
-    /// `bindings`, compiled on the first call. `None` when one of `bindings` is
-    /// not declared by the shader.
-    pub(crate) fn compiled(&self, device: &wgpu::Device, bindings: &[u32]) -> Option<&Compiled> {
+    /// `bindings`, compiled on the first call (counted in `ctx`'s
+    /// [`CompileStats`](crate::gpu::CompileStats)). `None` when one of
+    /// `bindings` is not declared by the shader.
+    pub(crate) fn compiled(&self, ctx: &Context, bindings: &[u32]) -> Option<&Compiled> {
         if let Some(c) = self.compiled.get() {
             return Some(c);
         }
+        let device = ctx.device();
+        #[cfg(not(target_arch = "wasm32"))]
+        let started = std::time::Instant::now();
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -128,8 +132,12 @@ impl Pipeline {
                 constants: &constants,
                 zero_initialize_workgroup_memory: true,
             },
-            cache: None,
+            cache: ctx.pipeline_cache(),
         });
+        #[cfg(not(target_arch = "wasm32"))]
+        ctx.note_compile(&self.label, started);
+        #[cfg(target_arch = "wasm32")]
+        ctx.note_compile(&self.label);
         Some(self.compiled.get_or_init(|| Compiled { pipeline, layout }))
     }
 }

@@ -54,6 +54,10 @@ pub struct Profile {
     /// the timestamps' total, the device spends its time between dispatches
     /// (barriers, layout changes, driver work), which no kernel row shows.
     pub wall_ns: u64,
+    /// Pipelines compiled while profiling, and the host nanoseconds their
+    /// creation took (see [`CompileStats`](crate::gpu::CompileStats)).
+    pub compiles: u64,
+    pub compile_ns: u64,
 }
 
 impl Profile {
@@ -86,6 +90,15 @@ impl fmt::Display for Profile {
             )?;
         }
         writeln!(f, ":")?;
+        if self.compiles > 0 {
+            writeln!(
+                f,
+                "  {} pipelines compiled, {:.1} ms creating them (a driver may compile more at \
+                 a kernel's first dispatch)",
+                self.compiles,
+                self.compile_ns as f64 / 1e6
+            )?;
+        }
         for (title, rows) in [("phase", &self.phases), ("kernel", &self.kernels)] {
             writeln!(
                 f,
@@ -155,6 +168,8 @@ pub(crate) struct Totals {
     dropped: usize,
     /// Where the GPU slices of a submit with no host time go: after the last.
     gpu_end_ns: u64,
+    compiles: u64,
+    compile_ns: u64,
 }
 
 impl Totals {
@@ -181,7 +196,17 @@ impl Totals {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.kernels.is_empty()
+        self.kernels.is_empty() && self.compiles == 0
+    }
+
+    /// Counts a pipeline compiled; with its host span (ns since the context
+    /// opened, and its length), a slice of the trace's host track.
+    pub(crate) fn add_compile(&mut self, label: &str, span: Option<(u64, u64)>) {
+        self.compiles += 1;
+        if let Some((start, ns)) = span {
+            self.compile_ns += ns;
+            self.push(format!("compile {label}"), "host", "", start, ns);
+        }
     }
 
     /// Adds one profiled submit to the trace: `host`, the recorder's label and
@@ -297,6 +322,8 @@ impl Totals {
             kernels: rows(&self.kernels),
             phases: rows(&self.phases),
             wall_ns: self.wall_ns,
+            compiles: self.compiles,
+            compile_ns: self.compile_ns,
         }
     }
 }

@@ -577,7 +577,7 @@ impl Recorder {
             return Ok(());
         }
         let bindings: Vec<u32> = resources.iter().map(|&(b, _)| b).collect();
-        let Some(compiled) = pipeline.compiled(self.ctx.device(), &bindings) else {
+        let Some(compiled) = pipeline.compiled(&self.ctx, &bindings) else {
             return Err(Error::InvalidArgument {
                 op: "dispatch",
                 what: "a kernel's bindings",

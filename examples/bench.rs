@@ -47,6 +47,15 @@ struct Args {
     /// adapter's choice.
     #[arg(long, value_enum, default_value_t = Steps::Auto)]
     steps: Steps,
+    /// Start-up instead: the time from a fresh process's start to the first
+    /// and to the 100th step of W1 and W4, cold (the driver's and the
+    /// library's caches empty: XDG_CACHE_HOME a new folder) and warm (the
+    /// same folder again).
+    #[arg(long)]
+    startup: bool,
+    /// One start-up run of this workload (what --startup runs in a child).
+    #[arg(long, hide = true)]
+    first_steps: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -102,14 +111,99 @@ fn read_peer(path: &Path) -> Result<Peer> {
     Ok(peer)
 }
 
+/// Steps of a start-up run.
+const STARTUP_STEPS: usize = 100;
+
+/// One start-up run in this process (started at `started`): opens the
+/// context, builds `name`, runs its steps; prints the seconds to the first
+/// and to the last, and the pipelines compiled.
+fn first_steps(ctx_options: &ContextOptions, name: &str, started: Instant) -> Result<()> {
+    let ctx = Context::with_options(ctx_options)?;
+    let mut w = match name {
+        "W1" => workloads::w1(&ctx)?,
+        "W4" => workloads::w4(&ctx, rnn_wgpu::DType::F32)?,
+        other => {
+            return Err(Error::InvalidArgument {
+                op: "bench",
+                what: "--first-steps",
+                expected: "W1 or W4",
+                got: other.to_string(),
+            })
+        }
+    };
+    let mut first = 0.0;
+    for step in 1..=STARTUP_STEPS {
+        (w.run)()?;
+        if step == 1 {
+            first = started.elapsed().as_secs_f64();
+        }
+    }
+    let last = started.elapsed().as_secs_f64();
+    let compiled = ctx.compile_stats();
+    println!(
+        "startup {first:.3} {last:.3} {} {:.3}",
+        compiled.pipelines,
+        compiled.compile_ns as f64 / 1e9
+    );
+    Ok(())
+}
+
+/// Runs `--first-steps` of W1 and W4 in fresh processes, cold and warm, and
+/// prints one table.
+fn startup(args: &[String]) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| run::file_err(Path::new("bench"), e))?;
+    println!(
+        "start-up: seconds from a fresh process's start (context, model, data) to its first \
+         and {STARTUP_STEPS}th step; cold: XDG_CACHE_HOME an empty folder (no driver or \
+         pipeline cache), warm: the same folder again\n"
+    );
+    println!(
+        "{:<6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>12}",
+        "", "cold 1st", "cold 100th", "warm 1st", "warm 100th", "pipelines", "creating (s)"
+    );
+    for name in ["W1", "W4"] {
+        let cache =
+            std::env::temp_dir().join(format!("rnn-wgpu-startup-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        std::fs::create_dir_all(&cache).map_err(|e| run::file_err(&cache, e))?;
+        let mut cells = Vec::new();
+        let mut compiled = String::new();
+        for _ in ["cold", "warm"] {
+            let out = std::process::Command::new(&exe)
+                .args(args)
+                .args(["--first-steps", name])
+                .env("XDG_CACHE_HOME", &cache)
+                .output()
+                .map_err(|e| run::file_err(&exe, e))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().find_map(|l| l.strip_prefix("startup "));
+            let fields: Vec<&str> = line.map(|l| l.split(' ').collect()).unwrap_or_default();
+            if !out.status.success() || fields.len() != 4 {
+                return Err(Error::InvalidArgument {
+                    op: "bench",
+                    what: "a start-up run",
+                    expected: "a line `startup FIRST LAST PIPELINES SECONDS`",
+                    got: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+            cells.push(format!("{:>12} {:>12}", fields[0], fields[1]));
+            compiled = format!("{:>10} {:>12}", fields[2], fields[3]);
+        }
+        let _ = std::fs::remove_dir_all(&cache);
+        println!("{name:<6} {} {compiled}", cells.join(" "));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
+    let started = Instant::now();
     let args = Args::parse();
     let peers = args
         .peers
         .iter()
         .map(|p| read_peer(p))
         .collect::<Result<Vec<_>>>()?;
-    let ctx = Context::with_options(&ContextOptions {
+    let options = ContextOptions {
         gemm_packed: match args.gemm {
             Kernels::Auto => None,
             Kernels::Packed => Some(true),
@@ -126,7 +220,19 @@ fn main() -> Result<()> {
             Steps::Fused | Steps::Unfused => Some(false),
         },
         ..Default::default()
-    })?;
+    };
+    if let Some(name) = &args.first_steps {
+        return first_steps(&options, name, started);
+    }
+    if args.startup {
+        // The children take the same kernel choices.
+        let passed: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--startup")
+            .collect();
+        return startup(&passed);
+    }
+    let ctx = Context::with_options(&options)?;
     let info = ctx.adapter_info();
     println!("device: {} ({:?})", info.name, info.backend);
     let ceiling = fma_probe::measure(&ctx, 5)?;

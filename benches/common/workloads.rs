@@ -109,28 +109,50 @@ pub fn layer_flops(mode: Mode, b: usize, t: usize, train: bool) -> f64 {
     }
 }
 
-/// All the workloads on `ctx`.
-pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
+/// W1 alone: the LSTM training step.
+pub fn w1(ctx: &Context) -> Result<Workload<'_>> {
     let w1 = layer(ctx, Mode::Lstm, B, T)?;
     let mut sgd = Optimizer::new(
         ctx,
         OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.01),
         w1.model.params(),
     )?;
+    Ok(Workload {
+        name: "W1",
+        what: format!(
+            "LSTM train step B={B} T={T} I={I} H={H} (fwd + BPTT of the parameters + SGD)"
+        ),
+        tokens: B * T,
+        flops: layer_flops(Mode::Lstm, B, T, true),
+        run: Box::new(move || w1.step(ctx, Some(&mut sgd))),
+    })
+}
+
+/// W4 alone (or W4-f16 with `storage` f16): the tagger's training step.
+pub fn w4(ctx: &Context, storage: DType) -> Result<Workload<'_>> {
+    let (tagger, mut adam) = w4::tagger(ctx, storage)?;
+    let batch = w4::batch();
+    let (name, what) = match storage {
+        DType::F16 => ("W4-f16", format!("{}, f16 storage", w4::what())),
+        _ => ("W4", w4::what()),
+    };
+    Ok(Workload {
+        name,
+        what,
+        tokens: batch.size * batch.steps,
+        flops: w4::flops(),
+        run: Box::new(move || tagger.train_step(ctx, &batch, &mut adam).map(|_| ())),
+    })
+}
+
+/// All the workloads on `ctx`.
+pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     let w2 = layer(ctx, Mode::Lstm, B, T)?;
 
     let n = 1024;
     let a = Tensor::from_slice(ctx, &[n, n], &fill(n * n))?;
     let bm = Tensor::from_slice(ctx, &[n, n], &fill(n * n))?;
     let c = Tensor::zeros(ctx, &[n, n])?;
-
-    let (tagger, mut adam) = w4::tagger(ctx, DType::F32)?;
-    let batch = w4::batch();
-    let w4_f16 = if ctx.has_f16() {
-        Some(w4::tagger(ctx, DType::F16)?)
-    } else {
-        None
-    };
 
     let w5 = layer(ctx, Mode::Lstm, 1, 1)?;
     let mut rec = Recorder::new(ctx, "stream");
@@ -150,17 +172,8 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     rec.submit();
     let x6 = w6_fwd.x.clone();
 
-    let batch_f16 = batch.clone();
     let mut all = vec![
-        Workload {
-            name: "W1",
-            what: format!(
-                "LSTM train step B={B} T={T} I={I} H={H} (fwd + BPTT of the parameters + SGD)"
-            ),
-            tokens: B * T,
-            flops: layer_flops(Mode::Lstm, B, T, true),
-            run: Box::new(move || w1.step(ctx, Some(&mut sgd))),
-        },
+        w1(ctx)?,
         Workload {
             name: "W2",
             what: format!("LSTM forward B={B} T={T} I={I} H={H}"),
@@ -180,13 +193,7 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
                 ctx.wait()
             }),
         },
-        Workload {
-            name: "W4",
-            what: w4::what(),
-            tokens: batch.size * batch.steps,
-            flops: w4::flops(),
-            run: Box::new(move || tagger.train_step(ctx, &batch, &mut adam).map(|_| ())),
-        },
+        w4(ctx, DType::F32)?,
         Workload {
             name: "W5",
             what: format!(
@@ -227,17 +234,8 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
             }),
         },
     ];
-    if let Some((model, mut adam)) = w4_f16 {
-        all.insert(
-            4,
-            Workload {
-                name: "W4-f16",
-                what: format!("{}, f16 storage", w4::what()),
-                tokens: batch_f16.size * batch_f16.steps,
-                flops: w4::flops(),
-                run: Box::new(move || model.train_step(ctx, &batch_f16, &mut adam).map(|_| ())),
-            },
-        );
+    if ctx.has_f16() {
+        all.insert(4, w4(ctx, DType::F16)?);
     }
     Ok(all)
 }

@@ -43,7 +43,8 @@ struct Params {
     b_off: u32, b_ks: u32, b_ns: u32, b_bs: u32,
     c_off: u32, c_ms: u32, c_ns: u32, c_bs: u32,
     bias_off: u32, bias_ms: u32, bias_ns: u32, has_bias: u32,
-    alpha: f32, beta: f32, blocks: u32, _pad1: u32, // blocks: forward_tex's 16
+    alpha: f32, beta: f32, blocks: u32, a_h: u32, // blocks: forward_tex's 16
+    a_f: u32, b_h: u32, b_f: u32, _pad0: u32,      // packed layouts (see pack)
 }
 
 // Storage types of A, B and C (f16 where the host binds f16 tensors); bias is f32.
@@ -357,8 +358,12 @@ fn store_block(bt: u32, m0: u32, n0: u32, acc: mat4x4<f32>) {
     }
 }
 
-// texel (x, r, l) of `packed` = V[l, r, 4x .. 4x + 4] for the view V = (a_off, a_ms per
-// row, a_ks per k, a_bs per layer) of `a`, with p.m rows, p.k columns, p.batch layers.
+// texel (x, r % a_h, l·a_f + r / a_h) of `packed` = V[l, r, 4x .. 4x + 4] for the view
+// V = (a_off, a_ms per row, a_ks per k, a_bs per layer) of `a`, with p.m rows, p.k
+// columns, p.batch layers. a_f = 1, a_h = M: a layer per entry; a_f = 2 folds one
+// entry's rows into two layers of a_h (a multiple of 16) each, so that a texture
+// is an array (two layers) for one operand without holding a second copy. A row
+// is below 2·a_h, so its layer and row come from a comparison.
 // PACK_ALONG_ROWS puts the lanes along the rows instead of along k: for a view
 // whose rows are the contiguous dimension (a transposed operand), neighbouring
 // lanes then read neighbouring elements.
@@ -383,7 +388,10 @@ fn pack(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (k0 + 3u < p.k) {
         v.w = la(i + 3u * p.a_ks);
     }
-    textureStore(packed, vec2<u32>(x, row), gid.z, v);
+    // row / a_h and row % a_h, without a division (row < 2·a_h)
+    let second = row >= p.a_h;
+    let r = row - select(0u, p.a_h, second);
+    textureStore(packed, vec2<u32>(x, r), gid.z * p.a_f + select(0u, 1u, second), v);
 }
 
 // A[m .. m + 4, 4kt .. 4kt + 4] from packed A, as a matrix whose column t holds A[m .., 4kt + t].
@@ -431,8 +439,16 @@ fn forward_tex(
     if (bt >= p.batch || m0 >= p.m) {
         return;
     }
-    let la = select(bt, 0u, p.a_bs == 0u);
-    let lb = select(bt, 0u, p.b_bs == 0u);
+    // The layers and rows of this invocation's 16 rows of A and of B (a folded
+    // layout keeps each 16 together, see pack).
+    // (without divisions: a real tile starts below twice its layer's rows; one
+    // past N reads what it reads and stores nothing)
+    let a2 = m0 >= p.a_h;
+    let b2 = n0 >= p.b_h;
+    let la = select(bt, 0u, p.a_bs == 0u) * p.a_f + select(0u, 1u, a2);
+    let lb = select(bt, 0u, p.b_bs == 0u) * p.b_f + select(0u, 1u, b2);
+    let ra = m0 - select(0u, p.a_h, a2);
+    let rb = n0 - select(0u, p.b_h, b2);
     // c<r><c>[j][i] = C[m0 + 4r + i, n0 + 4c + j]: 16 named blocks, since an indexed
     // array of accumulators is not kept in registers. Rows and columns past M or N
     // fetch texels outside the texture (read through the bounds check) and are
@@ -455,15 +471,15 @@ fn forward_tex(
     var c33 = mat4x4<f32>();
     let kts = (loops.x + 3u) / 4u;
     for (var kt = 0u; kt < kts; kt++) {
-        let x = a_rows(kt, m0, la, lid.x);
+        let x = a_rows(kt, ra, la, lid.x);
         let x0 = x.x0;
         let x1 = x.x1;
         let x2 = x.x2;
         let x3 = x.x3;
-        let y0 = tb_block(kt, n0, lb);
-        let y1 = tb_block(kt, n0 + 4u, lb);
-        let y2 = tb_block(kt, n0 + 8u, lb);
-        let y3 = tb_block(kt, n0 + 12u, lb);
+        let y0 = tb_block(kt, rb, lb);
+        let y1 = tb_block(kt, rb + 4u, lb);
+        let y2 = tb_block(kt, rb + 8u, lb);
+        let y3 = tb_block(kt, rb + 12u, lb);
         c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
         c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
         c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;

@@ -80,7 +80,13 @@ struct Params {
     /// forward_tex's 4 × 4 blocks per invocation (16), read from here so that
     /// no compiler unrolls its scalar epilogue.
     blocks: u32,
-    _pad1: u32,
+    /// The packed layouts of A and B (rows per texture layer, texture layers
+    /// per entry: see [`Packing`]); of the texture `pack` writes in `a_*`.
+    a_h: u32,
+    a_f: u32,
+    b_h: u32,
+    b_f: u32,
+    _pad0: u32,
 }
 
 /// A strided matrix inside a tensor: element `(b, r, c)` is
@@ -416,6 +422,7 @@ fn prepare(
         row_stride: u(v.row_stride),
         k_stride: u(v.col_stride),
         batch_stride: u(v.batch_stride),
+        fold: false,
     }))
 }
 
@@ -504,7 +511,7 @@ fn prepare_a<'a>(
             Some(view)
         }
         None if fill => pack(rec, a.tensor, v)?,
-        None => packed_texture(rec, v.rows, v.k, v.layers),
+        None => packed_texture(rec, v),
     };
     Ok(PackedA {
         view: a,
@@ -778,12 +785,31 @@ struct Packing {
     row_stride: u32,
     k_stride: u32,
     batch_stride: u32,
+    /// One entry's rows folded into two texture layers (where `layers` is 1):
+    /// the texture is an array without a second, unused layer (see
+    /// [`packed_texture`]). Textures that kernels of the recurrent cells
+    /// write (`pack_a_target`) are never folded.
+    fold: bool,
+}
+
+impl Packing {
+    /// Rows per texture layer and texture layers per entry, as `pack` and
+    /// `forward_tex` read them (`a_h`, `a_f`): a folded entry's rows go to two
+    /// layers of a multiple of 16 rows, so that forward_tex's 16-row tiles
+    /// never straddle them.
+    fn layout(&self) -> (u32, u32) {
+        if self.fold && self.layers == 1 {
+            (self.rows.div_ceil(2).next_multiple_of(16), 2)
+        } else {
+            (self.rows, 1)
+        }
+    }
 }
 
 /// Records `pack` of a view into a scratch array texture whose texels hold 4
 /// consecutive k; None (nothing recorded) when it would exceed the device limits.
 fn pack(rec: &mut Recorder, src: &Tensor, v: Packing) -> Result<Option<wgpu::TextureView>> {
-    let Some(view) = packed_texture(rec, v.rows, v.k, v.layers) else {
+    let Some(view) = packed_texture(rec, v) else {
         return Ok(None);
     };
     pack_into(rec, src, v, &view)?;
@@ -793,6 +819,7 @@ fn pack(rec: &mut Recorder, src: &Tensor, v: Packing) -> Result<Option<wgpu::Tex
 /// Records `pack` of a view into `view`, a texture made for its rows, K and layers.
 fn pack_into(rec: &mut Recorder, src: &Tensor, v: Packing, view: &wgpu::TextureView) -> Result<()> {
     let k_texels = v.k.div_ceil(4);
+    let (a_h, a_f) = v.layout();
     let pp = Params {
         m: v.rows,
         k: v.k,
@@ -801,6 +828,8 @@ fn pack_into(rec: &mut Recorder, src: &Tensor, v: Packing, view: &wgpu::TextureV
         a_ms: v.row_stride,
         a_ks: v.k_stride,
         a_bs: v.batch_stride,
+        a_h,
+        a_f,
         ..Params::default()
     };
     // Lanes go along whichever of k and the rows is contiguous in memory: a
@@ -829,20 +858,23 @@ fn pack_into(rec: &mut Recorder, src: &Tensor, v: Packing, view: &wgpu::TextureV
     )
 }
 
-/// A scratch array texture for `layers` operands of `rows` × `k` packed as `pack`
-/// lays them out; None when it would exceed the device limits.
-fn packed_texture(rec: &mut Recorder, rows: u32, k: u32, layers: u32) -> Option<wgpu::TextureView> {
+/// A scratch array texture for `v` packed as `pack` lays it out; None when it
+/// would exceed the device limits.
+fn packed_texture(rec: &mut Recorder, v: Packing) -> Option<wgpu::TextureView> {
     let limits = rec.context().limits();
-    let k_texels = k.div_ceil(4);
+    let k_texels = v.k.div_ceil(4);
+    let (rows, per_entry) = v.layout();
+    let layers = v.layers * per_entry;
     if k_texels.max(rows) > limits.max_texture_dimension_2d
         || layers > limits.max_texture_array_layers
     {
         return None;
     }
-    // At least two layers, so that the texture is always an array: wgpu's GL
-    // backend makes a one-layer texture a plain 2D texture, which an array
-    // binding cannot read, and lavapipe compiles a kernel anew for each mix of
-    // array and plain textures it binds (seconds for forward_tex).
+    // At least two layers (an unused one where nothing folds), so that the
+    // texture is always an array: wgpu's GL backend makes a one-layer texture a
+    // plain 2D texture, which an array binding cannot read, and lavapipe
+    // compiles a kernel anew for each mix of array and plain textures it binds
+    // (seconds for forward_tex).
     let texture = rec.scratch_texture(wgpu::Extent3d {
         width: k_texels,
         height: rows,
@@ -885,6 +917,7 @@ fn forward_tex(
             }
         }
     };
+    // What this product packs itself serves it alone: a single entry folds.
     let a_packing = Packing {
         rows: p.m,
         k: p.k,
@@ -893,6 +926,7 @@ fn forward_tex(
         row_stride: p.a_ms,
         k_stride: p.a_ks,
         batch_stride: p.a_bs,
+        fold: matches!(a, Source::Buffer(_)),
     };
     let b_packing = Packing {
         rows: p.n,
@@ -902,10 +936,15 @@ fn forward_tex(
         row_stride: p.b_ns,
         k_stride: p.b_ks,
         batch_stride: p.b_bs,
+        fold: matches!(b, Source::Buffer(_)),
     };
     let (Some(ta), Some(tb)) = (texture(a, a_packing)?, texture(b, b_packing)?) else {
         return Ok(false);
     };
+    let mut p = *p;
+    (p.a_h, p.a_f) = a_packing.layout();
+    (p.b_h, p.b_f) = b_packing.layout();
+    let p = &p;
     let shader = if rec.context().gemm_subgroups() {
         &shaders::GEMM_SUBGROUP
     } else {

@@ -873,8 +873,16 @@ fn a_kernel_compiles_once_per_device() {
     assert_eq!(ctx.compile_stats().pipelines, before + 1);
     run(&gelu());
     run(&gelu());
-    assert_eq!(ctx.compile_stats().pipelines, before + 1, "an equal kernel compiled again");
+    assert_eq!(
+        ctx.compile_stats().pipelines,
+        before + 1,
+        "an equal kernel compiled again"
+    );
     let other = GELU_WGSL.replace("0.044715", "0.044716");
     run(&Kernel::new("gelu", &other).unwrap());
-    assert_eq!(ctx.compile_stats().pipelines, before + 2, "another source shared a pipeline");
+    assert_eq!(
+        ctx.compile_stats().pipelines,
+        before + 2,
+        "another source shared a pipeline"
+    );
 }

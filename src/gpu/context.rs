@@ -331,7 +331,11 @@ impl DiskCache {
 #[cfg(not(target_arch = "wasm32"))]
 fn user_cache_dir() -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if cfg!(target_os = "windows") {
         var("LOCALAPPDATA")
     } else if cfg!(target_os = "macos") {
@@ -456,7 +460,13 @@ impl Context {
     /// shares that GPU instead of opening a second device. The library uses whatever
     /// features and limits the device was created with.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::from_parts(device.adapter_info(), device, queue, Choices::default(), None)
+        Self::from_parts(
+            device.adapter_info(),
+            device,
+            queue,
+            Choices::default(),
+            None,
+        )
     }
 
     fn from_parts(

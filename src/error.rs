@@ -181,6 +181,28 @@ pub enum Error {
     DeviceLost { reason: String },
 }
 
+impl Error {
+    /// The same error reported by `op`, the op the caller called, where it came
+    /// from a building block of it (a tape's gather checks its ids as the
+    /// embedding does).
+    pub(crate) fn in_op(mut self, caller: &'static str) -> Self {
+        match &mut self {
+            Error::ShapeMismatch { op, .. }
+            | Error::InvalidArgument { op, .. }
+            | Error::Empty { op, .. }
+            | Error::DType { op, .. }
+            | Error::ViewOutOfBounds { op, .. }
+            | Error::IndexOutOfRange { op, .. }
+            | Error::LengthOutOfRange { op, .. }
+            | Error::LimitExceeded { op, .. }
+            | Error::Aliasing { op, .. }
+            | Error::DeviceMismatch { op } => *op = caller,
+            _ => {}
+        }
+        self
+    }
+}
+
 /// What is wrong with a launch of a user's kernel ([`Error::Kernel`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

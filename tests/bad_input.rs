@@ -385,3 +385,111 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     println!("{:<32} {err}", "NaN length penalty");
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
 }
+
+/// Careless input through the models' and the tape's surface: each refused with
+/// an error that names the op the caller called and the argument.
+#[test]
+fn careless_input_is_refused_naming_the_op_called() {
+    use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
+    use rnn_wgpu::nn::recurrent::Mode;
+    use rnn_wgpu::nn::LayerNorm;
+    use rnn_wgpu::{Tensor, Var};
+    let ctx = ctx();
+
+    // A padding word past the vocabulary.
+    let err = BiLstmTagger::new(
+        ctx,
+        TaggerConfig {
+            pad: VOCAB as u32,
+            ..toy(8, 6)
+        },
+        1,
+    )
+    .expect_err("a pad id past the vocabulary was accepted");
+    assert!(
+        matches!(err, Error::IndexOutOfRange { op: "BiLstmTagger::new", value, bound: VOCAB, .. } if value == VOCAB),
+        "{err}"
+    );
+
+    // A language model reads the batch's lengths: past its steps is refused,
+    // and a shorter sequence ends in the state at its length.
+    let lm = LanguageModel::new(
+        ctx,
+        LanguageModelConfig {
+            vocab: 7,
+            emb: 4,
+            hidden: 5,
+            layers: 1,
+            mode: Mode::Gru,
+        },
+        2,
+    )
+    .unwrap();
+    let ids: Vec<u32> = vec![1, 2, 3, 4, 5, 6];
+    let full = Batch::pad(&[(&ids[..3], &ids[1..4]), (&ids[2..5], &ids[3..6])], 0).unwrap();
+    let mut past = full.clone();
+    past.lengths = vec![3, 4];
+    let mut tape = Tape::train(ctx, "lm");
+    let err = lm.loss(&mut tape, &past, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LengthOutOfRange {
+                op: "LanguageModel::loss",
+                index: 1,
+                value: 4,
+                max: 3
+            }
+        ),
+        "{err}"
+    );
+    let short = Batch::pad(&[(&ids[..3], &ids[1..4]), (&ids[2..4], &ids[3..5])], 0).unwrap();
+    let one = Batch::pad(&[(&ids[2..4], &ids[3..5])], 0).unwrap();
+    let state_at = |batch: &Batch, row: usize| {
+        let mut tape = Tape::eval(ctx, "lm");
+        let (_, state) = lm.loss(&mut tape, batch, None).unwrap();
+        tape.into_recorder().submit();
+        let h = state.h.to_vec().unwrap();
+        h[row * 5..row * 5 + 5].to_vec()
+    };
+    let (a, b) = (state_at(&short, 1), state_at(&one, 0));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() < 1e-5,
+            "state at the length: {a:?} against {b:?}"
+        );
+    }
+
+    // LayerNorm over no features.
+    assert!(matches!(
+        LayerNorm::new(ctx, 0),
+        Err(Error::Empty {
+            op: "LayerNorm::new",
+            ..
+        })
+    ));
+
+    // The tape's gather and cat name themselves, not their building blocks.
+    let table = Tensor::from_slice(ctx, &[3, 2], &[1.0; 6]).unwrap();
+    let mut tape = Tape::train(ctx, "ops");
+    let x = Var::constant(table.clone());
+    let err = tape.gather(&x, &[0, 3]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::IndexOutOfRange {
+                op: "gather",
+                index: 1,
+                value: 3,
+                bound: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = tape.concat(&x, &x, 2).unwrap_err();
+    assert!(
+        matches!(err, Error::ShapeMismatch { op: "cat", .. }),
+        "{err}"
+    );
+}

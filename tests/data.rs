@@ -56,10 +56,12 @@ fn word_characters_hold_each_distinct_word_once_with_every_position_s_row() {
     assert_eq!(w.lengths, [4]);
 
     let empty: [&[&str]; 1] = [&["a", ""]];
-    assert!(matches!(
-        WordChars::new(&empty, 2, &chars, 4),
-        Err(Error::Empty { .. })
-    ));
+    let err = WordChars::new(&empty, 2, &chars, 4).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { what: "word", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("word 1 of sequence 0"), "{err}");
     assert!(matches!(
         WordChars::new(&long, 1, &chars, 1),
         Err(Error::InvalidArgument { .. })

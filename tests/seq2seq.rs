@@ -425,12 +425,17 @@ fn bad_input_is_refused_and_leaves_the_model_unchanged() {
         model.greedy(ctx, &[], 5),
         Err(Error::Empty { .. })
     ));
-    for k in [0, 17] {
-        assert!(matches!(
-            model.beam_search(ctx, &[&[3, 4]], k, 5, 0.0),
-            Err(Error::LimitExceeded { .. })
-        ));
-    }
+    assert!(matches!(
+        model.beam_search(ctx, &[&[3, 4]], 0, 5, 0.0),
+        Err(Error::InvalidArgument {
+            what: "beam width",
+            ..
+        })
+    ));
+    assert!(matches!(
+        model.beam_search(ctx, &[&[3, 4]], 17, 5, 0.0),
+        Err(Error::LimitExceeded { .. })
+    ));
     // A transformer encoder needs attention; special ids must be in the vocabulary.
     let no_link = config(Link::None, TRANSFORMER, true, 1);
     assert!(matches!(

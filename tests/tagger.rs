@@ -552,12 +552,15 @@ fn a_module_saves_loads_and_maps_foreign_names() {
     assert_eq!(values(&other), values(&model));
 
     let fixture = StateDict::load(&fixture("bilstm_tagger.safetensors")).unwrap();
-    let foreign = fixture.clone().renamed(|name| {
-        Some(
-            name.replacen("embedding.", "emb.", 1)
-                .replacen("fc.", "out.", 1),
-        )
-    });
+    let foreign = fixture
+        .clone()
+        .renamed(|name| {
+            Some(
+                name.replacen("embedding.", "emb.", 1)
+                    .replacen("fc.", "out.", 1),
+            )
+        })
+        .unwrap();
     assert!(foreign.tensors.contains_key("emb.weight"));
     let foreign_path = dir.join("foreign.safetensors");
     foreign.save(&foreign_path).unwrap();
@@ -592,6 +595,7 @@ fn a_module_saves_loads_and_maps_foreign_names() {
                     .replacen("out.", "fc.", 1),
             )
         })
+        .unwrap()
         .apply(&model.named_params(), "foreign")
         .unwrap();
     let want: Vec<Vec<f32>> = model
@@ -600,6 +604,29 @@ fn a_module_saves_loads_and_maps_foreign_names() {
         .map(|n| fixture.tensors[&n.name].1.clone())
         .collect();
     assert_eq!(values(&model), want);
+
+    // Two file keys sent to one name: refused, naming both.
+    let mut doubled = fixture.clone();
+    let fc = doubled.tensors["fc.weight"].clone();
+    doubled.tensors.insert("module.fc.weight".into(), fc);
+    let err = doubled
+        .renamed(|name| Some(name.trim_start_matches("module.").to_string()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "StateDict::renamed",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("module.fc.weight") && text.contains("`fc.weight`"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

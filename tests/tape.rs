@@ -480,6 +480,96 @@ fn an_inference_tape_keeps_nothing_and_refuses_a_backward() {
     ));
 }
 
+/// A value of another tape, or of this tape before its last backward, cannot
+/// take part in a backward: its gradient could not reach where it came from.
+#[test]
+fn values_of_another_tape_are_refused_by_the_backward() {
+    let ctx = ctx();
+    let w = Param::new(Tensor::from_slice(ctx, &[2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap()).unwrap();
+    let scalar = |tape: &mut Tape, x: &Var| {
+        let s = tape.sum(x, 0, None).unwrap();
+        tape.sum(&s, 0, None).unwrap()
+    };
+    let grad_of_w = || w.grad.to_vec().unwrap();
+
+    // A loss of another tape: refused, and this tape's own loss still back-propagates.
+    let mut other = Tape::train(ctx, "other");
+    let x_other = other.param(&w);
+    let loss_other = scalar(&mut other, &x_other);
+    let mut tape = Tape::train(ctx, "this");
+    let x = tape.param(&w);
+    let y = tape.scale(&x, 3.0).unwrap();
+    let loss = scalar(&mut tape, &y);
+    let err = tape.backward(&loss_other).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "backward",
+                what: "loss",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    tape.backward(&loss).unwrap();
+    tape.into_recorder().submit();
+    assert_eq!(grad_of_w(), [3.0; 4], "this tape's loss after the refusal");
+
+    // A value of another tape as an input (more nodes on the other tape than
+    // on this one: its node index is past this tape's nodes).
+    for _ in 0..4 {
+        let _ = other.scale(&x_other, 2.0).unwrap();
+    }
+    let far = other.scale(&x_other, 5.0).unwrap();
+    let mut tape = Tape::train(ctx, "this");
+    let x = tape.param(&w);
+    let y = tape.mul(&x, &far).unwrap();
+    let loss = scalar(&mut tape, &y);
+    let err = tape.backward(&loss).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { op: "backward", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another tape"), "{err}");
+    // As a constant (once the other tape ran) it is welcome.
+    other.into_recorder().submit();
+    let mut tape = Tape::train(ctx, "this");
+    let x = tape.param(&w);
+    let far = Var::constant(far.tensor().clone());
+    let y = tape.mul(&x, &far).unwrap();
+    let loss = scalar(&mut tape, &y);
+    tape.backward(&loss).unwrap();
+    tape.into_recorder().submit();
+    // d Σ(w·5w)/dw through the constant 5w is 5w.
+    assert_eq!(grad_of_w(), [8.0, 13.0, 18.0, 23.0], "through the constant");
+
+    // A value of this tape from before its last backward: refused as well.
+    let mut tape = Tape::train(ctx, "this");
+    let x = tape.param(&w);
+    let old = tape.scale(&x, 2.0).unwrap();
+    let first = scalar(&mut tape, &old);
+    tape.backward(&first).unwrap();
+    let x = tape.param(&w);
+    let y = tape.mul(&x, &old).unwrap();
+    let loss = scalar(&mut tape, &y);
+    assert!(matches!(
+        tape.backward(&loss),
+        Err(Error::InvalidArgument { op: "backward", .. })
+    ));
+    let stale = tape.backward(&first);
+    assert!(
+        matches!(stale, Err(Error::InvalidArgument { .. })),
+        "{stale:?}"
+    );
+    tape.into_recorder().submit();
+    assert_eq!(
+        grad_of_w(),
+        [10.0, 15.0, 20.0, 25.0],
+        "only the first backward ran"
+    );
+}
+
 /// A model no built-in one is: GRU → masked mean over time → attention of that
 /// mean over the GRU's outputs → linear → cross-entropy, written forward-only.
 struct Composed {

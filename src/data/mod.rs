@@ -159,13 +159,14 @@ impl WordChars {
                     max: steps,
                 });
             }
-            for word in seq.iter() {
+            for (w, word) in seq.iter().enumerate() {
                 let word = word.as_ref();
                 if word.is_empty() {
-                    return Err(Error::Empty {
+                    return Err(Error::InvalidArgument {
                         op: "word characters",
                         what: "word",
-                        shape: vec![s, 0],
+                        expected: "at least one character",
+                        got: format!("an empty string at word {w} of sequence {s}"),
                     });
                 }
                 let row = *rows.entry(word).or_insert_with(|| {

@@ -126,6 +126,20 @@ impl LanguageModel {
         steps: usize,
         state: Option<&State>,
     ) -> Result<(Var, State)> {
+        self.forward_lengths(tape, ids, batch, steps, &vec![steps; batch], state)
+    }
+
+    /// [`forward`](Self::forward) of sequences `lengths` long (1..=`steps`):
+    /// the state each ends in is the one at its length.
+    fn forward_lengths(
+        &self,
+        tape: &mut Tape,
+        ids: &[u32],
+        batch: usize,
+        steps: usize,
+        lengths: &[usize],
+        state: Option<&State>,
+    ) -> Result<(Var, State)> {
         let emb = self.embedding.apply(tape, ids, &[batch, steps])?;
         let emb = self.dropout.apply(tape, &emb)?;
         let (h0, c0) = match state {
@@ -137,7 +151,7 @@ impl LanguageModel {
         };
         let out = self
             .rnn
-            .apply(tape, &emb, &vec![steps; batch], h0.as_ref(), c0.as_ref())?;
+            .apply(tape, &emb, lengths, h0.as_ref(), c0.as_ref())?;
         let y = self.dropout.apply(tape, &out.y)?;
         let logits = self.fc.apply(tape, &y)?;
         let next = State {
@@ -147,15 +161,30 @@ impl LanguageModel {
         Ok((logits, next))
     }
 
-    /// Records the forward of `batch` (ids, next-token targets) and the mean
-    /// cross-entropy over its targets; returns it and the state the chunk ends in.
+    /// Records the forward of `batch` (ids, next-token targets, each sequence
+    /// its length long) and the mean cross-entropy over its targets; returns it
+    /// and the state each sequence ends in at its length.
     pub fn loss(
         &self,
         tape: &mut Tape,
         batch: &Batch,
         state: Option<&State>,
     ) -> Result<(Var, State)> {
-        let (logits, next) = self.forward(tape, &batch.ids, batch.size, batch.steps, state)?;
+        crate::ops::check_lengths(
+            "LanguageModel::loss",
+            "batch.lengths",
+            &batch.lengths,
+            batch.size,
+            batch.steps,
+        )?;
+        let (logits, next) = self.forward_lengths(
+            tape,
+            &batch.ids,
+            batch.size,
+            batch.steps,
+            &batch.lengths,
+            state,
+        )?;
         let loss = tape.cross_entropy(&logits, &batch.targets, Some(Batch::IGNORE))?;
         Ok((loss, next))
     }

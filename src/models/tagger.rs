@@ -62,6 +62,15 @@ pub struct CharConfig {
 impl BiLstmTagger {
     /// A tagger initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: TaggerConfig, seed: u64) -> Result<Self> {
+        if cfg.pad as usize >= cfg.vocab {
+            return Err(Error::IndexOutOfRange {
+                op: "BiLstmTagger::new",
+                what: "pad (the padding word id)",
+                index: 0,
+                value: cfg.pad as usize,
+                bound: cfg.vocab,
+            });
+        }
         let chars = cfg
             .chars
             .map(|c| CharEncoder::new(ctx, c.chars, c.emb, c.hidden, seed + 3))

@@ -30,8 +30,17 @@ impl Embedding {
         padding_idx: Option<u32>,
         seed: u64,
     ) -> Result<Self> {
+        if let Some(pad) = padding_idx.filter(|&p| p as usize >= vocab) {
+            return Err(Error::IndexOutOfRange {
+                op: "Embedding::new",
+                what: "padding_idx",
+                index: 0,
+                value: pad as usize,
+                bound: vocab,
+            });
+        }
         let mut values = SplitMix::new(seed).normal(vocab * dim);
-        if let Some(pad) = padding_idx.filter(|&p| (p as usize) < vocab) {
+        if let Some(pad) = padding_idx {
             let row = pad as usize * dim;
             values[row..row + dim].fill(0.0);
         }

@@ -2,7 +2,7 @@
 //! β zeros at the start, ε = 1e-5.
 
 use super::{Entry, Module, Param};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::layer_norm::{self, Saved};
 use crate::tape::{Tape, Var};
@@ -19,6 +19,13 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Normalizes rows of `dim` features.
     pub fn new(ctx: &Context, dim: usize) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::Empty {
+                op: "LayerNorm::new",
+                what: "dim (the features normalized)",
+                shape: vec![dim],
+            });
+        }
         let param = |v: f32| -> Result<Param> {
             Ok(Param {
                 value: Tensor::from_slice(ctx, &[dim], &vec![v; dim])?,

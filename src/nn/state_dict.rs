@@ -46,16 +46,28 @@ impl StateDict {
 
     /// The same tensors under the names `rename` gives (a file whose fields are
     /// named differently: `emb.weight` for `embedding.weight`); names it returns
-    /// `None` for are dropped.
-    pub fn renamed(self, rename: impl Fn(&str) -> Option<String>) -> Self {
-        Self {
-            tensors: self
-                .tensors
-                .into_iter()
-                .filter_map(|(name, t)| rename(&name).map(|n| (n, t)))
-                .collect(),
-            ..self
+    /// `None` for are dropped. Two tensors given one name are refused (stripping
+    /// `module.` from a file that has both `module.fc.weight` and `fc.weight`
+    /// would otherwise keep one of them silently).
+    pub fn renamed(self, rename: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut tensors = BTreeMap::new();
+        let mut from: BTreeMap<String, String> = BTreeMap::new();
+        for (name, t) in self.tensors {
+            let Some(to) = rename(&name) else {
+                continue;
+            };
+            if let Some(first) = from.get(&to) {
+                return Err(Error::InvalidArgument {
+                    op: "StateDict::renamed",
+                    what: "rename",
+                    expected: "a different name for each tensor it keeps",
+                    got: format!("`{first}` and `{name}` both renamed to `{to}`"),
+                });
+            }
+            from.insert(to.clone(), name);
+            tensors.insert(to, t);
         }
+        Ok(Self { tensors, ..self })
     }
 
     /// Writes the file (f32 tensors). The bytes go to `<path>.partial` first,
@@ -141,9 +153,24 @@ impl StateDict {
             path: path_for_errors.into(),
             reason,
         };
+        // The file's keys no parameter claims: a missing parameter names them,
+        // since one of them is most likely it under another name.
+        let unclaimed = || {
+            let keys: Vec<&str> = self
+                .tensors
+                .keys()
+                .filter(|k| !k.starts_with("optim.") && !params.iter().any(|p| &p.name == *k))
+                .map(String::as_str)
+                .collect();
+            if keys.is_empty() {
+                String::new()
+            } else {
+                format!(" (the file's unclaimed tensors: {})", keys.join(", "))
+            }
+        };
         for p in params {
             match self.tensors.get(&p.name) {
-                None => return Err(err(format!("no tensor {}", p.name))),
+                None => return Err(err(format!("no tensor {}{}", p.name, unclaimed()))),
                 Some((shape, _)) if *shape != p.shape => {
                     return Err(err(format!(
                         "{} is {shape:?}, the model's is {:?}",

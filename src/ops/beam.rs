@@ -54,7 +54,15 @@ pub fn step(
             got: finished.dtype(),
         });
     }
-    if k == 0 || k > MAX_BEAM {
+    if k == 0 {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "beam width",
+            expected: "at least 1",
+            got: "0".into(),
+        });
+    }
+    if k > MAX_BEAM {
         return Err(Error::LimitExceeded {
             op: OP,
             what: "beam width",

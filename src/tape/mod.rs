@@ -31,11 +31,20 @@ use crate::tensor::{DType, Tensor};
 pub type Backward =
     Box<dyn FnOnce(&mut Recorder, Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>>>;
 
-/// Which output of which node a value is.
+/// Which output of which node of which recording a value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Slot {
+    /// The recording ([`Tape::recording`]): a tape's nodes are numbered anew
+    /// after each backward, and another tape numbers its own.
+    recording: u64,
     node: usize,
     output: usize,
+}
+
+/// A fresh recording number, unique in the process.
+fn next_recording() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 struct Node {
@@ -101,6 +110,12 @@ pub struct Tape {
     rec: Recorder,
     /// `None` in inference: nothing is kept.
     nodes: Option<Vec<Node>>,
+    /// What the nodes' slots carry: renewed when a backward empties the tape.
+    recording: u64,
+    /// The first op that took a value of another tape (or of this tape before
+    /// its last backward) as an input: the backward refuses to run, since that
+    /// value's gradient could not reach where it came from.
+    foreign: Option<usize>,
 }
 
 impl Tape {
@@ -109,6 +124,8 @@ impl Tape {
         Self {
             rec: Recorder::new(ctx, label),
             nodes: Some(Vec::new()),
+            recording: next_recording(),
+            foreign: None,
         }
     }
 
@@ -118,13 +135,20 @@ impl Tape {
         Self {
             rec: Recorder::new(ctx, label),
             nodes: None,
+            recording: next_recording(),
+            foreign: None,
         }
     }
 
     /// An inference tape recording into `rec` (which [`into_recorder`](Self::into_recorder)
     /// gives back), for tape ops in a recording the caller already holds.
     pub fn eval_on(rec: Recorder) -> Self {
-        Self { rec, nodes: None }
+        Self {
+            rec,
+            nodes: None,
+            recording: next_recording(),
+            foreign: None,
+        }
     }
 
     /// Whether ops record their backward (and dropout drops).
@@ -227,6 +251,14 @@ impl Tape {
         let flows = params || inputs.iter().any(|x| x.slot.is_some());
         let node = match &mut self.nodes {
             Some(nodes) if flows => {
+                let recording = self.recording;
+                if self.foreign.is_none()
+                    && inputs
+                        .iter()
+                        .any(|x| x.slot.is_some_and(|s| s.recording != recording))
+                {
+                    self.foreign = Some(nodes.len());
+                }
                 nodes.push(Node {
                     inputs: inputs.iter().map(|x| x.slot).collect(),
                     outputs: outputs.len(),
@@ -242,7 +274,11 @@ impl Tape {
             .enumerate()
             .map(|(output, tensor)| Var {
                 tensor,
-                slot: node.map(|node| Slot { node, output }),
+                slot: node.map(|node| Slot {
+                    recording: self.recording,
+                    node,
+                    output,
+                }),
             })
             .collect()
     }
@@ -291,16 +327,27 @@ impl Tape {
                 });
             }
         };
-        let mut nodes = self.nodes.take().unwrap_or_default();
-        if root.node >= nodes.len() {
-            self.nodes = Some(nodes);
+        if root.recording != self.recording {
             return Err(Error::InvalidArgument {
                 op: "backward",
                 what: "loss",
-                expected: "a value of this tape",
-                got: "a value of another tape".into(),
+                expected: "a value recorded on this tape since its last backward",
+                got: "a value of another tape, or of this one before its last backward".into(),
             });
         }
+        if let Some(node) = self.foreign {
+            return Err(Error::InvalidArgument {
+                op: "backward",
+                what: "the recorded ops' inputs",
+                expected: "values of this tape since its last backward, or constants",
+                got: format!(
+                    "op {node} of this recording took a value of another tape (or of this \
+                     one before its last backward); make it a `Var::constant` of its tensor \
+                     to use it without a gradient"
+                ),
+            });
+        }
+        let mut nodes = self.nodes.take().unwrap_or_default();
         nodes.truncate(root.node + 1);
         let mut grads: Vec<Vec<Option<Tensor>>> =
             nodes.iter().map(|n| vec![None; n.outputs]).collect();
@@ -339,6 +386,7 @@ impl Tape {
         })();
         self.rec.phase(outer);
         self.nodes = Some(Vec::new());
+        self.recording = next_recording();
         result
     }
 }

@@ -417,7 +417,7 @@ impl Tape {
         let &[n, f] = x.shape() else {
             return Err(shape_error("x", "[N, F]".into(), x.shape()));
         };
-        let index = Index::new(self.context(), ids, n, None)?;
+        let index = Index::new(self.context(), ids, n, None).map_err(|e| e.in_op("gather"))?;
         let out = self.rec().empty(&[ids.len(), f], DType::F32)?;
         embedding::forward(self.rec(), &out, x, &index)?;
         Ok(self.unary(x, out, false, move |rec, d| {
@@ -432,7 +432,7 @@ impl Tape {
     /// dimension that holds data (the dimensions before it are 1) is a copy, not
     /// a dispatch.
     pub fn slice(&mut self, x: &Var, dim: usize, start: usize, len: usize) -> Result<Var> {
-        let (outer, n, inner) = reduce::split_dims(x, dim)?;
+        let (outer, n, inner) = reduce::split_dims(x, dim).map_err(|e| e.in_op("slice"))?;
         if len == 0 {
             return Err(Error::InvalidArgument {
                 op: "slice",
@@ -499,10 +499,10 @@ impl Tape {
                 shape: vec![0],
             });
         };
-        let (outer, _, inner) = reduce::split_dims(first, dim)?;
+        let (outer, _, inner) = reduce::split_dims(first, dim).map_err(|e| e.in_op("cat"))?;
         let mut sizes = Vec::with_capacity(xs.len());
         for x in xs {
-            let (_, n, _) = reduce::split_dims(x, dim)?;
+            let (_, n, _) = reduce::split_dims(x, dim).map_err(|e| e.in_op("cat"))?;
             let mut want = first.shape().to_vec();
             want[dim] = n;
             if x.shape() != want {

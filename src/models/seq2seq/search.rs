@@ -346,7 +346,15 @@ async fn beam_members(
             got: alpha.to_string(),
         });
     }
-    if k == 0 || k > beam::MAX_BEAM {
+    if k == 0 {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "beam width",
+            expected: "at least 1",
+            got: "0".into(),
+        });
+    }
+    if k > beam::MAX_BEAM {
         return Err(Error::LimitExceeded {
             op: OP,
             what: "beam width",

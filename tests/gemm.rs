@@ -753,6 +753,64 @@ fn products_of_one_submit_share_their_scratch_textures() {
     }
 }
 
+/// Products whose packed operands would exceed the packing budget (4 MiB of
+/// texels each) are computed in parts along K (accumulated in C, bias once),
+/// along M or along N, forward and backward; every part matches the reference.
+#[test]
+fn products_too_large_to_pack_at_once_are_computed_in_parts() {
+    let cases = [
+        // Along K (A: 520 rows of 1,025 texels), beta and bias on the first part only.
+        Case::new(520, 40, 4100).scaled(0.7, 0.5, true),
+        Case::new(520, 40, 4100)
+            .t(true, true)
+            .scaled(1.0, 0.0, true),
+        // Batched A along K.
+        Case::new(300, 24, 2000)
+            .batched(2, true, false)
+            .scaled(1.0, 0.3, true),
+        // Along M and along N: K too short to cut.
+        Case::new(9000, 24, 120).scaled(1.0, 0.5, true),
+        Case::new(20, 9000, 120)
+            .t(false, true)
+            .scaled(0.5, 0.0, true),
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        for ctx in contexts() {
+            check_on(ctx, c, 700 + i as u64);
+        }
+    }
+}
+
+/// A product cut along K holds one part's textures, not its whole operands:
+/// packed at once, this one's A alone would take 32 MiB.
+#[test]
+fn a_product_cut_in_parts_holds_one_parts_textures() {
+    let ctx = open(Some(true));
+    let (m, n, k) = (512, 32, 16384);
+    let mut rng = Rng::new(77);
+    let a = Tensor::from_slice(&ctx, &[m, k], &rng.vec(m * k)).unwrap();
+    let b = Tensor::from_slice(&ctx, &[k, n], &rng.vec(k * n)).unwrap();
+    let c = Tensor::empty(&ctx, &[m, n], DType::F32).unwrap();
+    ctx.wait().unwrap();
+    ctx.reset_pool_peak();
+    let before = ctx.pool_stats().live_bytes;
+    let mut rec = Recorder::new(&ctx, "parts");
+    gemm::matmul(
+        &mut rec,
+        View::matrix(&c, m, n, false),
+        View::matrix(&a, m, k, false),
+        View::matrix(&b, k, n, false),
+    )
+    .unwrap();
+    let grown = ctx.pool_stats().peak_live_bytes - before;
+    rec.submit();
+    let whole_a = (m * k / 4 * 16) as u64;
+    assert!(
+        grown < 8 << 20,
+        "{grown} bytes in use for the product; A packed whole takes {whole_a}"
+    );
+}
+
 #[test]
 fn steady_state_steps_create_no_buffers() {
     // Contexts of its own: other tests allocate on the shared ones concurrently.

@@ -25,6 +25,10 @@
 //!   Where a subgroup is the kernel's 8-invocation workgroup
 //!   ([`Context::gemm_subgroups`]), its invocations fetch A's 16 rows two each
 //!   and share them by subgroup broadcasts (`shaders/gemm_subgroup.wgsl`).
+//!   A product whose own packed operand would exceed 4 MiB of texels is
+//!   recorded in parts along K (accumulated in C), M or N, whose textures the
+//!   next part reuses: a step holds a few bounded textures, not one per large
+//!   operand shape.
 //! - `forward_thin`: C of at most 4 rows (a decoding step), every row × 8 columns
 //!   per invocation from aligned vec4 loads, A read once per row instead of as
 //!   part of an 8-row block.
@@ -675,6 +679,11 @@ fn forward_impl(
         }
     };
     if ctx.gemm_packs(m, n, k) {
+        if packed_a.is_none() && packed_b.is_none() {
+            if let Some(split) = Split::of(&p, c.tensor) {
+                return split.record(rec, c, a, b, bias, batch, alpha, beta);
+            }
+        }
         let a_src = packed_a.map_or(Source::Buffer(a_buf), Source::Packed);
         let b_src = packed_b.map_or(Source::Buffer(b_buf), Source::Packed);
         let (q, qa, qb) = if swap(TEX_TILE_N) {
@@ -740,6 +749,132 @@ fn forward_impl(
         &bindings,
         groups(q.n, cols_per_group, q.m, rows_per_group, batch),
     )
+}
+
+/// Most texels (16 bytes each) of an operand a product packs for itself: a
+/// larger one is computed in parts along K, M or N, whose textures a later part
+/// (or product) of the recording reuses. Without it a step held a texture per
+/// distinct large shape until its submit: the tagger's weight gradients over
+/// every word of a batch took 20 to 80 MiB each.
+const PACK_TEXELS: u64 = 1 << 18;
+/// Fewest K per part of a split along K: shorter dot products pay more in
+/// packing and stores than they save.
+const MIN_SPLIT_K: usize = 256;
+
+/// How a product too large to pack at once is cut (see [`PACK_TEXELS`]).
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    /// Parts of K, accumulated into C (beta 1 after the first).
+    K(usize),
+    /// Parts of C's rows (A's rows).
+    M(usize),
+    /// Parts of C's columns (B's columns).
+    N(usize),
+}
+
+impl Split {
+    /// The cut for a product of `p`'s sizes into `c`, or None where both
+    /// operands fit. Parts of K accumulate in C, so an f16 C is cut only along
+    /// its rows or columns.
+    fn of(p: &Params, c: &Tensor) -> Option<Self> {
+        let layers = |batch_stride: u32| {
+            if batch_stride == 0 {
+                1
+            } else {
+                u64::from(p.batch)
+            }
+        };
+        let a_rows = u64::from(p.m) * layers(p.a_bs);
+        let b_rows = u64::from(p.n) * layers(p.b_bs);
+        let k_texels = u64::from(p.k.div_ceil(4));
+        if a_rows.max(b_rows) * k_texels <= PACK_TEXELS {
+            return None;
+        }
+        // The rows that one part of the shortest K admits.
+        let rows_for = |layers: u64| {
+            let k = k_texels.min(MIN_SPLIT_K as u64 / 4);
+            ((PACK_TEXELS / (k * layers)) as usize / TEX_TILE_M * TEX_TILE_M).max(TEX_TILE_M)
+        };
+        let k_part = |rows: u64| (PACK_TEXELS / rows) as usize * 4;
+        let splits_k = |rows: u64| {
+            c.dtype() == crate::tensor::DType::F32
+                && p.k as usize > MIN_SPLIT_K
+                && k_part(rows) >= MIN_SPLIT_K
+        };
+        if a_rows >= b_rows {
+            if splits_k(a_rows) {
+                return Some(Self::K(k_part(a_rows)));
+            }
+            Self::M(rows_for(layers(p.a_bs))).filter_part(p.m)
+        } else {
+            if splits_k(b_rows) {
+                return Some(Self::K(k_part(b_rows)));
+            }
+            Self::N(rows_for(layers(p.b_bs))).filter_part(p.n)
+        }
+    }
+
+    /// None where the part would be the whole dimension `len`.
+    fn filter_part(self, len: u32) -> Option<Self> {
+        let part = match self {
+            Self::K(n) | Self::M(n) | Self::N(n) => n,
+        };
+        (part < len as usize).then_some(self)
+    }
+
+    /// Records the product part by part, each through [`forward_impl`].
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        self,
+        rec: &mut Recorder,
+        c: View,
+        a: View,
+        b: View,
+        bias: Option<BiasView>,
+        batch: usize,
+        alpha: f32,
+        beta: f32,
+    ) -> Result<()> {
+        let (len, part) = match self {
+            Self::K(n) => (a.cols, n),
+            Self::M(n) => (c.rows, n),
+            Self::N(n) => (c.cols, n),
+        };
+        for start in (0..len).step_by(part) {
+            let n = part.min(len - start);
+            let (mut c, mut a, mut b, mut bias, mut beta) = (c, a, b, bias, beta);
+            match self {
+                Self::K(_) => {
+                    a.offset += start * a.col_stride;
+                    a.cols = n;
+                    b.offset += start * b.row_stride;
+                    b.rows = n;
+                    if start > 0 {
+                        // The first part wrote beta·C + bias; the others add to it.
+                        beta = 1.0;
+                        bias = None;
+                    }
+                }
+                Self::M(_) => {
+                    a.offset += start * a.row_stride;
+                    a.rows = n;
+                    c.offset += start * c.row_stride;
+                    c.rows = n;
+                }
+                Self::N(_) => {
+                    b.offset += start * b.col_stride;
+                    b.cols = n;
+                    c.offset += start * c.col_stride;
+                    c.cols = n;
+                    if let Some(bv) = &mut bias {
+                        bv.offset += start * bv.stride;
+                    }
+                }
+            }
+            forward_impl(rec, c, a, b, None, None, bias, batch, alpha, beta)?;
+        }
+        Ok(())
+    }
 }
 
 /// Workgroup counts: columns, rows, batch.

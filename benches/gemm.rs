@@ -118,11 +118,8 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let buffers_only = Context::with_options(&ContextOptions {
-        gemm_packed: Some(false),
-        ..Default::default()
-    })
-    .unwrap();
+    let buffers_only =
+        Context::with_options(&ContextOptions::default().with_gemm_packed(Some(false))).unwrap();
     println!(
         "\n{:<26} {:<9} {:>12} {:>10} {:>12}",
         "GEMM", "kernels", "ms / GEMM", "GFLOP/s", "% of FMA"

@@ -203,24 +203,22 @@ fn main() -> Result<()> {
         .iter()
         .map(|p| read_peer(p))
         .collect::<Result<Vec<_>>>()?;
-    let options = ContextOptions {
-        gemm_packed: match args.gemm {
+    let options = ContextOptions::default()
+        .with_gemm_packed(match args.gemm {
             Kernels::Auto => None,
             Kernels::Packed => Some(true),
             Kernels::Buffers => Some(false),
-        },
-        fused_steps: match args.steps {
+        })
+        .with_fused_steps(match args.steps {
             Steps::Auto | Steps::Persistent => None,
             Steps::Fused => Some(true),
             Steps::Unfused => Some(false),
-        },
-        persistent_steps: match args.steps {
+        })
+        .with_persistent_steps(match args.steps {
             Steps::Auto => None,
             Steps::Persistent => Some(true),
             Steps::Fused | Steps::Unfused => Some(false),
-        },
-        ..Default::default()
-    };
+        });
     if let Some(name) = &args.first_steps {
         return first_steps(&options, name, started);
     }

@@ -238,13 +238,11 @@ fn train(
 ) -> Result<Curves> {
     let lm = LanguageModel::new(
         ctx,
-        LanguageModelConfig {
-            vocab: chars.len(),
-            emb: args.emb,
-            hidden: args.hidden,
-            layers: args.layers,
-            mode: mode(cell)?,
-        },
+        LanguageModelConfig::new(chars.len())
+            .with_emb(args.emb)
+            .with_hidden(args.hidden)
+            .with_layers(args.layers)
+            .with_mode(mode(cell)?),
         args.seed,
     )?
     .with_dropout(args.dropout, args.seed as u32)?;
@@ -257,10 +255,7 @@ fn train(
     } else {
         lm
     };
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, args.lr)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(ctx, cfg, lm.params())?;
     if args.resume {
         run::resume(checkpoint, &lm.named_params(), &mut opt)?;

@@ -114,29 +114,22 @@ fn main() -> Result<()> {
         let checkpoint = args
             .checkpoint
             .with_extension(format!("{name}.safetensors"));
-        let cfg = ClassifierConfig {
-            vocab: words.len(),
-            emb: args.emb,
-            rnn: Config {
-                mode: Mode::Lstm,
-                input_size: args.emb,
-                hidden_size: args.hidden,
-                num_layers: 1,
-                bidirectional: true,
-            },
-            classes: corpus.classes.len(),
-            pad: Vocab::PAD,
-            readout: match readout {
-                Readout::Final => classifier::Readout::Final,
-                Readout::Mean => classifier::Readout::Mean,
-                Readout::LastStep => classifier::Readout::LastStep,
-            },
-        };
+        let cfg = ClassifierConfig::new(
+            words.len(),
+            corpus.classes.len(),
+            Config::new(Mode::Lstm, args.emb, args.hidden)
+                .with_layers(1)
+                .with_bidirectional(true),
+        )
+        .with_emb(args.emb)
+        .with_pad(Vocab::PAD)
+        .with_readout(match readout {
+            Readout::Final => classifier::Readout::Final,
+            Readout::Mean => classifier::Readout::Mean,
+            Readout::LastStep => classifier::Readout::LastStep,
+        });
         let model = SequenceClassifier::new(&ctx, cfg, args.seed)?;
-        let opt_cfg = OptimConfig {
-            max_norm: Some(5.0),
-            ..OptimConfig::new(Method::ADAM, args.lr)
-        };
+        let opt_cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
         let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
         let named = model.named_params();
         if args.resume {

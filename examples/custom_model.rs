@@ -38,12 +38,9 @@ struct PooledGru {
 
 impl PooledGru {
     fn new(ctx: &Context, vocab: usize, emb: usize, hidden: usize, classes: usize) -> Result<Self> {
-        let sizes = Sizes {
-            input_size: emb,
-            hidden_size: hidden,
-            num_layers: 2,
-            bidirectional: true,
-        };
+        let sizes = Sizes::new(emb, hidden)
+            .with_layers(2)
+            .with_bidirectional(true);
         let bound = 1.0 / (2.0 * hidden as f32).sqrt();
         let query = SplitMix::new(4).uniform(2 * hidden, bound);
         Ok(Self {
@@ -116,10 +113,7 @@ fn main() -> Result<()> {
     let corpus = genres::load_or_generate(&args.data, 1)?;
     let words = genres::vocab(&corpus);
     let model = PooledGru::new(&ctx, words.len(), 64, 48, corpus.classes.len())?;
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, args.lr)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
     let lengths: Vec<usize> = corpus.train.iter().map(|e| e.words.len()).collect();
     let start = Instant::now();

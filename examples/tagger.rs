@@ -332,19 +332,18 @@ fn main() -> Result<()> {
 
     let model = BiLstmTagger::new(
         &ctx,
-        TaggerConfig {
-            vocab: data.words.len(),
-            emb: args.emb,
-            hidden: args.hidden,
-            tags: data.tags.len(),
-            pad: Vocab::PAD,
-            layers: args.layers,
-            chars: (args.char_hidden > 0).then_some(CharConfig {
-                chars: data.chars.len(),
-                emb: args.char_emb,
-                hidden: args.char_hidden,
-            }),
-        },
+        TaggerConfig::new(data.words.len(), data.tags.len())
+            .with_emb(args.emb)
+            .with_hidden(args.hidden)
+            .with_pad(Vocab::PAD)
+            .with_layers(args.layers)
+            .with_chars(
+                (args.char_hidden > 0).then_some(
+                    CharConfig::new(data.chars.len())
+                        .with_emb(args.char_emb)
+                        .with_hidden(args.char_hidden),
+                ),
+            ),
         args.seed,
     )?
     .with_dropout(args.dropout, args.seed as u32)?
@@ -353,15 +352,13 @@ fn main() -> Result<()> {
         Storage::F16 => DType::F16,
     })?;
     let steps_per_epoch = corpus.train.len().div_ceil(args.batch) as u32;
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        schedule: Schedule::Cosine {
+    let cfg = OptimConfig::new(Method::ADAM, args.lr)
+        .with_max_norm(Some(5.0))
+        .with_schedule(Schedule::Cosine {
             total: steps_per_epoch * args.epochs as u32,
             min_lr: args.lr / 20.0,
-        },
-        warmup: 100,
-        ..OptimConfig::new(Method::ADAM, args.lr)
-    };
+        })
+        .with_warmup(100);
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
     run::checkpoint_dir(&args.checkpoint)?;
     let best_path = args.checkpoint.with_extension("best.safetensors");

@@ -564,19 +564,14 @@ fn main() -> Result<()> {
             ff: args.ff,
         },
     };
-    let cfg = Seq2SeqConfig {
-        src_vocab: v.src.len(),
-        tgt_vocab: v.tgt.len(),
-        emb: args.emb,
-        hidden: args.hidden,
-        layers: args.layers,
-        bidirectional: true,
-        encoder,
-        link,
-        pad: Vocab::PAD,
-        bos: v.bos,
-        eos: v.eos,
-    };
+    let cfg = Seq2SeqConfig::new(v.src.len(), v.tgt.len(), v.bos, v.eos)
+        .with_emb(args.emb)
+        .with_hidden(args.hidden)
+        .with_layers(args.layers)
+        .with_bidirectional(true)
+        .with_encoder(encoder)
+        .with_link(link)
+        .with_pad(Vocab::PAD);
     let model = build(&ctx, cfg, &args)?;
     let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
     let encoder_params = match &model.encoder {
@@ -592,10 +587,7 @@ fn main() -> Result<()> {
     if !args.ensemble.is_empty() {
         return evaluate_ensemble(&ctx, &args, model.config(), &v, &corpus);
     }
-    let opt_cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, args.lr)
-    };
+    let opt_cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
     run::checkpoint_dir(&args.checkpoint)?;
     let best_path = args.checkpoint.with_extension("best.safetensors");

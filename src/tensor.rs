@@ -12,6 +12,7 @@ use crate::gpu::{Context, Recorder};
 
 /// Element type of a tensor's storage. Kernels compute in f32 either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DType {
     /// 32-bit float.
     F32,

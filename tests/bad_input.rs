@@ -18,15 +18,10 @@ const TAGS: usize = 5;
 
 /// The toy task's tagger sizes: `emb` embeddings, `hidden` units per direction.
 fn toy(emb: usize, hidden: usize) -> TaggerConfig {
-    TaggerConfig {
-        vocab: VOCAB,
-        emb,
-        hidden,
-        tags: TAGS,
-        pad: 0,
-        layers: 1,
-        chars: None,
-    }
+    TaggerConfig::new(VOCAB, TAGS)
+        .with_emb(emb)
+        .with_hidden(hidden)
+        .with_layers(1)
 }
 
 fn good_batch() -> Batch {
@@ -168,15 +163,10 @@ fn each_class_of_bad_input_is_a_typed_error_and_changes_nothing() {
     // bind it is refused before anything is recorded.
     let big = BiLstmTagger::new(
         ctx,
-        TaggerConfig {
-            vocab: device_limit_vocab(ctx),
-            emb: 64,
-            hidden: 6,
-            tags: TAGS,
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
+        TaggerConfig::new(device_limit_vocab(ctx), TAGS)
+            .with_emb(64)
+            .with_hidden(6)
+            .with_layers(1),
         3,
     )
     .unwrap();
@@ -216,49 +206,13 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     let model = BiLstmTagger::new(ctx, toy(8, 6), 3).unwrap();
     let adam = OptimConfig::new(Method::ADAM, 0.01);
     let configs: Vec<(&str, OptimConfig)> = vec![
-        (
-            "NaN learning rate",
-            OptimConfig {
-                lr: f32::NAN,
-                ..adam
-            },
-        ),
-        ("negative learning rate", OptimConfig { lr: -1e-3, ..adam }),
-        (
-            "infinite learning rate",
-            OptimConfig {
-                lr: f32::INFINITY,
-                ..adam
-            },
-        ),
-        (
-            "negative weight decay",
-            OptimConfig {
-                weight_decay: -0.1,
-                ..adam
-            },
-        ),
-        (
-            "NaN weight decay",
-            OptimConfig {
-                weight_decay: f32::NAN,
-                ..adam
-            },
-        ),
-        (
-            "max_norm 0",
-            OptimConfig {
-                max_norm: Some(0.0),
-                ..adam
-            },
-        ),
-        (
-            "NaN clip_value",
-            OptimConfig {
-                clip_value: Some(f32::NAN),
-                ..adam
-            },
-        ),
+        ("NaN learning rate", adam.with_lr(f32::NAN)),
+        ("negative learning rate", adam.with_lr(-1e-3)),
+        ("infinite learning rate", adam.with_lr(f32::INFINITY)),
+        ("negative weight decay", adam.with_weight_decay(-0.1)),
+        ("NaN weight decay", adam.with_weight_decay(f32::NAN)),
+        ("max_norm 0", adam.with_max_norm(Some(0.0))),
+        ("NaN clip_value", adam.with_clip_value(Some(f32::NAN))),
         (
             "beta1 of 1",
             OptimConfig::new(
@@ -287,23 +241,17 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
         ),
         (
             "cosine min_lr NaN",
-            OptimConfig {
-                schedule: Schedule::Cosine {
-                    total: 10,
-                    min_lr: f32::NAN,
-                },
-                ..adam
-            },
+            adam.with_schedule(Schedule::Cosine {
+                total: 10,
+                min_lr: f32::NAN,
+            }),
         ),
         (
             "step gamma 0",
-            OptimConfig {
-                schedule: Schedule::Step {
-                    every: 5,
-                    gamma: 0.0,
-                },
-                ..adam
-            },
+            adam.with_schedule(Schedule::Step {
+                every: 5,
+                gamma: 0.0,
+            }),
         ),
     ];
     for (what, cfg) in configs {
@@ -353,19 +301,13 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
     assert!(err.to_string().contains("3 ids, 2 targets"), "{err}");
 
     // A decoder whose begin and end ids are the same, and a NaN length penalty.
-    let cfg = Seq2SeqConfig {
-        src_vocab: 7,
-        tgt_vocab: 7,
-        emb: 4,
-        hidden: 4,
-        layers: 1,
-        bidirectional: false,
-        encoder: EncoderKind::Lstm,
-        link: Link::None,
-        pad: 0,
-        bos: 1,
-        eos: 1,
-    };
+    let cfg = Seq2SeqConfig::new(7, 7, 1, 1)
+        .with_emb(4)
+        .with_hidden(4)
+        .with_layers(1)
+        .with_bidirectional(false)
+        .with_encoder(EncoderKind::Lstm)
+        .with_link(Link::None);
     let err = Seq2Seq::new(ctx, cfg, 1).unwrap_err();
     println!("{:<32} {err}", "bos = eos");
     assert!(
@@ -378,7 +320,7 @@ fn out_of_range_arguments_are_invalid_argument_errors() {
         ),
         "{err:?}"
     );
-    let model = Seq2Seq::new(ctx, Seq2SeqConfig { eos: 2, ..cfg }, 1).unwrap();
+    let model = Seq2Seq::new(ctx, cfg.with_eos(2), 1).unwrap();
     let err = model
         .beam_search(ctx, &[&[3, 4]], 2, 4, f32::NAN)
         .unwrap_err();
@@ -397,15 +339,8 @@ fn careless_input_is_refused_naming_the_op_called() {
     let ctx = ctx();
 
     // A padding word past the vocabulary.
-    let err = BiLstmTagger::new(
-        ctx,
-        TaggerConfig {
-            pad: VOCAB as u32,
-            ..toy(8, 6)
-        },
-        1,
-    )
-    .expect_err("a pad id past the vocabulary was accepted");
+    let err = BiLstmTagger::new(ctx, toy(8, 6).with_pad(VOCAB as u32), 1)
+        .expect_err("a pad id past the vocabulary was accepted");
     assert!(
         matches!(err, Error::IndexOutOfRange { op: "BiLstmTagger::new", value, bound: VOCAB, .. } if value == VOCAB),
         "{err}"
@@ -415,13 +350,11 @@ fn careless_input_is_refused_naming_the_op_called() {
     // and a shorter sequence ends in the state at its length.
     let lm = LanguageModel::new(
         ctx,
-        LanguageModelConfig {
-            vocab: 7,
-            emb: 4,
-            hidden: 5,
-            layers: 1,
-            mode: Mode::Gru,
-        },
+        LanguageModelConfig::new(7)
+            .with_emb(4)
+            .with_hidden(5)
+            .with_layers(1)
+            .with_mode(Mode::Gru),
         2,
     )
     .unwrap();

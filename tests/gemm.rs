@@ -195,11 +195,11 @@ fn contexts() -> [&'static Context; 4] {
     static PLAIN: OnceLock<Context> = OnceLock::new();
     let [default, packed, unpacked] = gemm_contexts();
     let plain = PLAIN.get_or_init(|| {
-        open_with(&ContextOptions {
-            gemm_packed: Some(true),
-            gemm_subgroups: Some(false),
-            ..Default::default()
-        })
+        open_with(
+            &ContextOptions::default()
+                .with_gemm_packed(Some(true))
+                .with_gemm_subgroups(Some(false)),
+        )
     });
     assert!(!plain.gemm_subgroups());
     [default, packed, plain, unpacked]

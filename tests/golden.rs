@@ -140,13 +140,9 @@ fn compare(case: &Case, key: &str, got: &[f32], checked: &mut Checked) -> Option
 }
 
 fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) -> Vec<String> {
-    let cfg = Config {
-        mode,
-        input_size: case.usize("input_size"),
-        hidden_size: case.usize("hidden_size"),
-        num_layers: case.usize("num_layers"),
-        bidirectional: case.meta("bidirectional") == "1",
-    };
+    let cfg = Config::new(mode, case.usize("input_size"), case.usize("hidden_size"))
+        .with_layers(case.usize("num_layers"))
+        .with_bidirectional(case.meta("bidirectional") == "1");
     let mut model = match case.meta.get("proj_size") {
         Some(proj) => Recurrent::with_projection(ctx, cfg, proj.parse().unwrap(), 0).unwrap(),
         None => Recurrent::new(ctx, cfg, 0).unwrap(),

@@ -31,13 +31,11 @@ fn columns(x: &[u32], b: usize, t: usize, from: usize, to: usize) -> Vec<u32> {
 
 /// A two-layer model of `vocab` tokens, embeddings of 5 and 6 units.
 fn small(mode: Mode, vocab: usize, seed: u64) -> LanguageModel {
-    let cfg = LanguageModelConfig {
-        vocab,
-        emb: 5,
-        hidden: 6,
-        layers: 2,
-        mode,
-    };
+    let cfg = LanguageModelConfig::new(vocab)
+        .with_emb(5)
+        .with_hidden(6)
+        .with_layers(2)
+        .with_mode(mode);
     LanguageModel::new(ctx(), cfg, seed).unwrap()
 }
 
@@ -172,13 +170,11 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
     for (i, mode) in MODES.into_iter().enumerate() {
         let lm = LanguageModel::new(
             ctx,
-            LanguageModelConfig {
-                vocab: v,
-                emb: 4,
-                hidden: 5,
-                layers: 2,
-                mode,
-            },
+            LanguageModelConfig::new(v)
+                .with_emb(4)
+                .with_hidden(5)
+                .with_layers(2)
+                .with_mode(mode),
             60 + i as u64,
         )
         .unwrap();
@@ -262,20 +258,15 @@ fn learns_a_periodic_text_and_samples_it_back() {
     let stream: Vec<u32> = text.iter().cycle().take(2000).map(|&c| id(c)).collect();
     let lm = LanguageModel::new(
         ctx,
-        LanguageModelConfig {
-            vocab: alphabet.len(),
-            emb: 8,
-            hidden: 32,
-            layers: 1,
-            mode: Mode::Lstm,
-        },
+        LanguageModelConfig::new(alphabet.len())
+            .with_emb(8)
+            .with_hidden(32)
+            .with_layers(1)
+            .with_mode(Mode::Lstm),
         5,
     )
     .unwrap();
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, 1e-2)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, 1e-2).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(ctx, cfg, lm.params()).unwrap();
     let (b, t) = (4, 17);
     let mut state = None;

@@ -457,6 +457,7 @@ fn check_optimizer_n(cfg: OptimConfig, steps: usize, n: usize) {
                     let vhat = v[i] / (1.0 - b2.powi(step));
                     w[i] -= lr * mhat / (vhat.sqrt() + eps as f64);
                 }
+                other => panic!("no reference for {other:?}"),
             }
         }
         let stats = opt.stats().to_vec().unwrap();
@@ -476,32 +477,26 @@ fn optimizers_follow_torch_update_rules() {
     let base = |method, lr| OptimConfig::new(method, lr);
     check_optimizer(base(Method::Sgd { momentum: 0.0 }, 0.1), 3);
     check_optimizer(
-        OptimConfig {
-            weight_decay: 0.01,
-            max_norm: Some(1.0),
-            ..base(Method::Sgd { momentum: 0.9 }, 0.1)
-        },
+        base(Method::Sgd { momentum: 0.9 }, 0.1)
+            .with_weight_decay(0.01)
+            .with_max_norm(Some(1.0)),
         4,
     );
     check_optimizer(
-        OptimConfig {
-            weight_decay: 0.01,
-            clip_value: Some(2.0),
-            ..base(Method::ADAM, 0.01)
-        },
+        base(Method::ADAM, 0.01)
+            .with_weight_decay(0.01)
+            .with_clip_value(Some(2.0)),
         4,
     );
     check_optimizer(
-        OptimConfig {
-            weight_decay: 0.1,
-            max_norm: Some(0.5),
-            warmup: 2,
-            schedule: rnn_wgpu::train::Schedule::Cosine {
+        base(Method::ADAMW, 0.01)
+            .with_weight_decay(0.1)
+            .with_max_norm(Some(0.5))
+            .with_warmup(2)
+            .with_schedule(rnn_wgpu::train::Schedule::Cosine {
                 total: 3,
                 min_lr: 0.001,
-            },
-            ..base(Method::ADAMW, 0.01)
-        },
+            }),
         5,
     );
 }
@@ -537,10 +532,10 @@ fn set_lr_changes_the_rate_of_the_next_steps() {
 #[test]
 fn schedules_give_the_documented_rates() {
     use rnn_wgpu::train::Schedule;
-    let cfg = |schedule, warmup| OptimConfig {
-        schedule,
-        warmup,
-        ..OptimConfig::new(Method::ADAM, 1.0)
+    let cfg = |schedule, warmup| {
+        OptimConfig::new(Method::ADAM, 1.0)
+            .with_schedule(schedule)
+            .with_warmup(warmup)
     };
     let step = cfg(
         Schedule::Step {

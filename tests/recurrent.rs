@@ -25,13 +25,9 @@ const F16_RTOL: f64 = 1e-2;
 const F16_ATOL: f64 = 5e-3;
 
 fn config(spec: &Spec) -> Config {
-    Config {
-        mode: Mode::from_name(spec.mode).unwrap(),
-        input_size: spec.input,
-        hidden_size: spec.hidden,
-        num_layers: spec.layers,
-        bidirectional: spec.dirs == 2,
-    }
+    Config::new(Mode::from_name(spec.mode).unwrap(), spec.input, spec.hidden)
+        .with_layers(spec.layers)
+        .with_bidirectional(spec.dirs == 2)
 }
 
 fn reference_params(model: &Recurrent) -> Params {
@@ -639,13 +635,9 @@ const PASS_STEPS: usize = 5;
 /// Dispatches recorded by a forward and by a backward of a bidirectional layer
 /// of 8 units over 2 sequences of [`PASS_STEPS`] steps.
 fn pass_dispatches(ctx: &Context, mode: Mode) -> (usize, usize) {
-    let cfg = Config {
-        mode,
-        input_size: 4,
-        hidden_size: 8,
-        num_layers: 1,
-        bidirectional: true,
-    };
+    let cfg = Config::new(mode, 4, 8)
+        .with_layers(1)
+        .with_bidirectional(true);
     let (b, t) = (2, PASS_STEPS);
     let model = Recurrent::new(ctx, cfg, 1).unwrap();
     let x = Tensor::zeros(ctx, &[b, t, 4]).unwrap();
@@ -719,13 +711,9 @@ fn persistent_steps_match_the_reference_on_every_cell() {
     check(ctx, spec("gru", 2, 65, 1, 2), 2, 3, &[3, 1], 791);
     // 260 units: the fused steps (checked against the reference above and in
     // fused_steps_match_the_reference_on_every_cell) as the reference.
-    let cfg = Config {
-        mode: Mode::Lstm,
-        input_size: 4,
-        hidden_size: 260,
-        num_layers: 1,
-        bidirectional: true,
-    };
+    let cfg = Config::new(Mode::Lstm, 4, 260)
+        .with_layers(1)
+        .with_bidirectional(true);
     let (b, t, lengths) = (2, 3, [3, 2]);
     let mut rng = Rng::new(17);
     let x = rng.vec(b * t * 4);
@@ -795,13 +783,9 @@ fn f16_storage_on_every_cell_matches_the_reference_within_f16_rounding() {
 fn backward_params_matches_backward_without_dx() {
     for ctx in common::gemm_contexts() {
         for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh] {
-            let cfg = Config {
-                mode,
-                input_size: 3,
-                hidden_size: 8,
-                num_layers: 2,
-                bidirectional: true,
-            };
+            let cfg = Config::new(mode, 3, 8)
+                .with_layers(2)
+                .with_bidirectional(true);
             let (b, t) = (2, 4);
             let mut rng = Rng::new(5);
             let x: Vec<f32> = (0..b * t * 3).map(|_| rng.uniform()).collect();
@@ -1005,13 +989,9 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
 
 /// One layer, one direction, with weight_ih, weight_hh, bias_ih and bias_hh given.
 fn one_layer(mode: Mode, input: usize, hidden: usize, values: [Vec<f32>; 4]) -> Recurrent {
-    let cfg = Config {
-        mode,
-        input_size: input,
-        hidden_size: hidden,
-        num_layers: 1,
-        bidirectional: false,
-    };
+    let cfg = Config::new(mode, input, hidden)
+        .with_layers(1)
+        .with_bidirectional(false);
     let model = Recurrent::new(ctx(), cfg, 0).unwrap();
     for (param, v) in model.named_params().iter().zip(values) {
         param.write(&v).unwrap();
@@ -1087,13 +1067,9 @@ fn worked_example_lstm_cell_value() {
 fn dispatches_per_step_are_one_gemm_and_one_cell() {
     let ctx = common::gemm_contexts()[2];
     for (mode, layers, dirs) in [(Mode::Lstm, 2, 2), (Mode::Gru, 1, 1), (Mode::RnnTanh, 1, 2)] {
-        let cfg = Config {
-            mode,
-            input_size: 3,
-            hidden_size: 4,
-            num_layers: layers,
-            bidirectional: dirs == 2,
-        };
+        let cfg = Config::new(mode, 3, 4)
+            .with_layers(layers)
+            .with_bidirectional(dirs == 2);
         let model = Recurrent::new(ctx, cfg, 1).unwrap();
         let (b, t) = (2, 5);
         let x = Tensor::zeros(ctx, &[b, t, 3]).unwrap();
@@ -1122,13 +1098,9 @@ fn dispatches_per_step_are_one_gemm_and_one_cell() {
 #[test]
 fn bad_input_is_refused_and_leaves_the_model_intact() {
     let ctx = ctx();
-    let cfg = Config {
-        mode: Mode::Gru,
-        input_size: 3,
-        hidden_size: 4,
-        num_layers: 2,
-        bidirectional: true,
-    };
+    let cfg = Config::new(Mode::Gru, 3, 4)
+        .with_layers(2)
+        .with_bidirectional(true);
     let model = Recurrent::new(ctx, cfg, 5).unwrap();
     let snapshot = |m: &Recurrent| -> Vec<Vec<f32>> {
         m.named_params()
@@ -1240,15 +1212,7 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
         matches!(err, Error::ShapeMismatch { what: "dy", .. }),
         "{err}"
     );
-    let other = Recurrent::new(
-        ctx,
-        Config {
-            num_layers: 1,
-            ..cfg
-        },
-        5,
-    )
-    .unwrap();
+    let other = Recurrent::new(ctx, cfg.with_layers(1), 5).unwrap();
     let dy = Tensor::zeros(ctx, &[2, 5, 8]).unwrap();
     let err = other
         .backward(&mut rec, &saved, &dy, None, None)

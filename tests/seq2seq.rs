@@ -23,19 +23,14 @@ const EOS: u32 = 2;
 const TRANSFORMER: EncoderKind = EncoderKind::Transformer { heads: 2, ff: 7 };
 
 fn config(link: Link, encoder: EncoderKind, bidirectional: bool, layers: usize) -> Seq2SeqConfig {
-    Seq2SeqConfig {
-        src_vocab: 11,
-        tgt_vocab: 9,
-        emb: if encoder == EncoderKind::Lstm { 5 } else { 6 },
-        hidden: 4,
-        layers,
-        bidirectional,
-        encoder,
-        link,
-        pad: PAD,
-        bos: BOS,
-        eos: EOS,
-    }
+    Seq2SeqConfig::new(11, 9, BOS, EOS)
+        .with_emb(if encoder == EncoderKind::Lstm { 5 } else { 6 })
+        .with_hidden(4)
+        .with_layers(layers)
+        .with_bidirectional(bidirectional)
+        .with_encoder(encoder)
+        .with_link(link)
+        .with_pad(PAD)
 }
 
 /// Every link with an LSTM encoder, and the attention links with a transformer one.
@@ -341,27 +336,19 @@ fn beam_of_one_is_greedy_and_beam_scores_are_sequence_log_probs() {
 #[test]
 fn attention_learns_to_reverse_sequences() {
     let ctx = ctx();
-    let cfg = Seq2SeqConfig {
-        src_vocab: 10,
-        tgt_vocab: 10,
-        emb: 16,
-        hidden: 16,
-        layers: 1,
-        bidirectional: true,
-        encoder: EncoderKind::Lstm,
-        link: Link::Luong {
+    let cfg = Seq2SeqConfig::new(10, 10, BOS, EOS)
+        .with_emb(16)
+        .with_hidden(16)
+        .with_layers(1)
+        .with_bidirectional(true)
+        .with_encoder(EncoderKind::Lstm)
+        .with_link(Link::Luong {
             score: Score::General,
             input_feeding: true,
-        },
-        pad: PAD,
-        bos: BOS,
-        eos: EOS,
-    };
+        })
+        .with_pad(PAD);
     let model = Seq2Seq::new(ctx, cfg, 3).unwrap();
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, 1e-2)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, 1e-2).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(ctx, cfg, model.params()).unwrap();
     let mut rng = Rng::new(8);
     let mut sample = |n: usize| -> Vec<(Vec<u32>, Vec<u32>)> {
@@ -442,10 +429,7 @@ fn bad_input_is_refused_and_leaves_the_model_unchanged() {
         Seq2Seq::new(ctx, no_link, 1),
         Err(Error::ShapeMismatch { .. })
     ));
-    let bad_eos = Seq2SeqConfig {
-        eos: 9,
-        ..config(Link::None, EncoderKind::Lstm, true, 1)
-    };
+    let bad_eos = config(Link::None, EncoderKind::Lstm, true, 1).with_eos(9);
     assert!(matches!(
         Seq2Seq::new(ctx, bad_eos, 1),
         Err(Error::IndexOutOfRange { .. })
@@ -886,14 +870,9 @@ fn an_ensemble_needs_members_sharing_vocabularies_and_special_tokens() {
     let ctx = ctx();
     assert!(matches!(Ensemble::new(&[]), Err(Error::Empty { .. })));
     let a = Seq2Seq::new(ctx, config(Link::None, EncoderKind::Lstm, true, 1), 1).unwrap();
-    let wider = Seq2SeqConfig {
-        tgt_vocab: 10,
-        ..config(Link::None, EncoderKind::Lstm, true, 1)
-    };
-    let other_eos = Seq2SeqConfig {
-        eos: 3,
-        ..config(LINKS[2], EncoderKind::Lstm, true, 1)
-    };
+    let mut wider = config(Link::None, EncoderKind::Lstm, true, 1);
+    wider.tgt_vocab = 10;
+    let other_eos = config(LINKS[2], EncoderKind::Lstm, true, 1).with_eos(3);
     for cfg in [wider, other_eos] {
         let b = Seq2Seq::new(ctx, cfg, 2).unwrap();
         assert!(

@@ -86,20 +86,16 @@ impl Io {
     /// The tagger these inputs were made for (`layers` stacked; with characters
     /// where the metadata sizes them) with PyTorch's saved weights `weights`.
     fn tagger(&self, weights: &str, layers: usize) -> BiLstmTagger {
-        let chars = self.meta.contains_key("chars").then(|| CharConfig {
-            chars: self.meta("chars"),
-            emb: self.meta("char_emb"),
-            hidden: self.meta("char_hidden"),
+        let chars = self.meta.contains_key("chars").then(|| {
+            CharConfig::new(self.meta("chars"))
+                .with_emb(self.meta("char_emb"))
+                .with_hidden(self.meta("char_hidden"))
         });
-        let cfg = TaggerConfig {
-            vocab: self.meta("vocab"),
-            emb: self.meta("emb"),
-            hidden: self.meta("hidden"),
-            tags: self.meta("tags"),
-            pad: 0,
-            layers,
-            chars,
-        };
+        let cfg = TaggerConfig::new(self.meta("vocab"), self.meta("tags"))
+            .with_emb(self.meta("emb"))
+            .with_hidden(self.meta("hidden"))
+            .with_layers(layers)
+            .with_chars(chars);
         let model = BiLstmTagger::new(ctx(), cfg, 1).unwrap();
         let path = fixture(weights);
         Checkpoint::load(&path)
@@ -189,15 +185,10 @@ const TAGS: usize = 5;
 
 /// The toy task's tagger sizes: `emb` embeddings, `hidden` units per direction.
 fn toy(emb: usize, hidden: usize) -> TaggerConfig {
-    TaggerConfig {
-        vocab: VOCAB,
-        emb,
-        hidden,
-        tags: TAGS,
-        pad: 0,
-        layers: 1,
-        chars: None,
-    }
+    TaggerConfig::new(VOCAB, TAGS)
+        .with_emb(emb)
+        .with_hidden(hidden)
+        .with_layers(1)
 }
 
 /// A learnable toy: a word's tag depends on it and on the word before it, so the
@@ -232,10 +223,7 @@ fn optimizer(model: &BiLstmTagger) -> Optimizer {
 }
 
 fn optimizer_on(ctx: &Context, model: &BiLstmTagger) -> Optimizer {
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, 0.02)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, 0.02).with_max_norm(Some(5.0));
     Optimizer::new(ctx, cfg, model.params()).unwrap()
 }
 
@@ -292,10 +280,7 @@ fn learns_the_rule(storage: DType) {
         .unwrap()
         .with_storage(storage)
         .unwrap();
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, 0.05)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, 0.05).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(ctx(), cfg, model.params()).unwrap();
     let mut losses = vec![];
     for _ in 0..12 {
@@ -571,15 +556,10 @@ fn a_module_saves_loads_and_maps_foreign_names() {
     let tags = fixture.tensors["fc.weight"].0[0];
     let model = BiLstmTagger::new(
         ctx(),
-        TaggerConfig {
-            vocab,
-            emb,
-            hidden,
-            tags,
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
+        TaggerConfig::new(vocab, tags)
+            .with_emb(emb)
+            .with_hidden(hidden)
+            .with_layers(1),
         1,
     )
     .unwrap();

@@ -602,13 +602,9 @@ impl Composed {
 #[test]
 fn a_composed_model_has_the_gradients_of_its_loss() {
     let ctx = ctx();
-    let cfg = Config {
-        mode: Mode::Gru,
-        input_size: 4,
-        hidden_size: 3,
-        num_layers: 1,
-        bidirectional: true,
-    };
+    let cfg = Config::new(Mode::Gru, 4, 3)
+        .with_layers(1)
+        .with_bidirectional(true);
     let model = Composed {
         gru: Recurrent::new(ctx, cfg, 11).unwrap(),
         attention: Attention::new(ctx, Score::General, 6, 6, 1.0, 12).unwrap(),
@@ -651,12 +647,7 @@ fn a_composed_model_has_the_gradients_of_its_loss() {
 fn typed_states_carry_across_chunks() {
     use rnn_wgpu::nn::{Gru, Lstm, Sizes};
     let ctx = ctx();
-    let sizes = Sizes {
-        input_size: 3,
-        hidden_size: 4,
-        num_layers: 2,
-        bidirectional: false,
-    };
+    let sizes = Sizes::new(3, 4).with_layers(2).with_bidirectional(false);
     let mut rng = Rng::new(21);
     let (b, t, cut) = (2, 6, 4);
     let x = rng.vec(b * t * 3);

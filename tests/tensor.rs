@@ -302,18 +302,11 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
     use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
     // A context of its own: profiles are per context, and other tests share ctx().
     // Unfused steps, whose cells count under their own phase.
-    let ctx = common::open_with(&rnn_wgpu::ContextOptions {
-        fused_steps: Some(false),
-        ..Default::default()
-    });
+    let ctx = common::open_with(&rnn_wgpu::ContextOptions::default().with_fused_steps(Some(false)));
     let (b, t, i, h) = (2, 3, 4, 5);
-    let cfg = Config {
-        mode: Mode::Lstm,
-        input_size: i,
-        hidden_size: h,
-        num_layers: 1,
-        bidirectional: false,
-    };
+    let cfg = Config::new(Mode::Lstm, i, h)
+        .with_layers(1)
+        .with_bidirectional(false);
     let lstm = Recurrent::new(&ctx, cfg, 1).unwrap();
     let x = Tensor::from_slice(&ctx, &[b, t, i], &Rng::new(2).vec(b * t * i)).unwrap();
     let dy = Tensor::from_slice(&ctx, &[b, t, h], &Rng::new(3).vec(b * t * h)).unwrap();
@@ -384,15 +377,10 @@ fn the_trace_of_a_step_nests_each_dispatch_in_its_phase() {
     }
     let model = BiLstmTagger::new(
         &ctx,
-        TaggerConfig {
-            vocab: 50,
-            emb: 8,
-            hidden: 8,
-            tags: 5,
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
+        TaggerConfig::new(50, 5)
+            .with_emb(8)
+            .with_hidden(8)
+            .with_layers(1),
         1,
     )
     .unwrap();
@@ -531,15 +519,10 @@ fn varying_shapes_reuse_buffers_and_stay_within_twice_the_peak() {
     let ctx = common::open(None);
     let model = BiLstmTagger::new(
         &ctx,
-        TaggerConfig {
-            vocab: 300,
-            emb: 32,
-            hidden: 32,
-            tags: 9,
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
+        TaggerConfig::new(300, 9)
+            .with_emb(32)
+            .with_hidden(32)
+            .with_layers(1),
         1,
     )
     .unwrap();
@@ -638,10 +621,7 @@ fn no_adapter_for_an_absent_backend_is_a_typed_error() {
     } else {
         wgpu::Backends::METAL
     };
-    let options = rnn_wgpu::ContextOptions {
-        backends: Some(absent),
-        ..Default::default()
-    };
+    let options = rnn_wgpu::ContextOptions::default().with_backends(Some(absent));
     let err = Context::with_options(&options).unwrap_err();
     assert!(matches!(err, Error::NoAdapter { .. }), "{err:?}");
 }

@@ -27,11 +27,11 @@ fn limited() -> [&'static Context; 2] {
     static DEFAULT: OnceLock<Context> = OnceLock::new();
     static BUFFERS: OnceLock<Context> = OnceLock::new();
     let open = |gemm_packed| {
-        Context::with_options(&ContextOptions {
-            limits: Some(rnn_wgpu::wgpu::Limits::default()),
-            gemm_packed,
-            ..Default::default()
-        })
+        Context::with_options(
+            &ContextOptions::default()
+                .with_limits(Some(rnn_wgpu::wgpu::Limits::default()))
+                .with_gemm_packed(gemm_packed),
+        )
         .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"))
     };
     [
@@ -62,13 +62,9 @@ fn the_device_has_webgpu_default_limits() {
 /// Forward and backward of a 2-layer bidirectional layer of every cell (H = 8 on
 /// the vec4 kernels, H = 5 on the scalar ones): every output and gradient.
 fn recurrent_run(ctx: &Context, mode: Mode, hidden: usize) -> Vec<(String, Vec<f32>)> {
-    let cfg = Config {
-        mode,
-        input_size: 6,
-        hidden_size: hidden,
-        num_layers: 2,
-        bidirectional: true,
-    };
+    let cfg = Config::new(mode, 6, hidden)
+        .with_layers(2)
+        .with_bidirectional(true);
     let model = Recurrent::new(ctx, cfg, 11).unwrap();
     let (b, t) = (3, 5);
     let mut rng = common::Rng::new(5);
@@ -108,15 +104,10 @@ fn recurrent_layers_fit_the_default_limits() {
 fn tagger_losses(ctx: &Context) -> Vec<f32> {
     let model = BiLstmTagger::new(
         ctx,
-        TaggerConfig {
-            vocab: 40,
-            emb: 12,
-            hidden: 16,
-            tags: 6,
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
+        TaggerConfig::new(40, 6)
+            .with_emb(12)
+            .with_hidden(16)
+            .with_layers(1),
         2,
     )
     .unwrap();
@@ -145,22 +136,16 @@ fn the_tagger_trains_within_the_default_limits() {
 /// A training step, then greedy and beam decoding of an attention model with an
 /// LSTM or a transformer encoder: the step's loss, the tokens and the scores.
 fn seq2seq_run(ctx: &Context, encoder: EncoderKind) -> (f32, Vec<Vec<u32>>, Vec<f32>) {
-    let cfg = Seq2SeqConfig {
-        src_vocab: 11,
-        tgt_vocab: 9,
-        emb: 6,
-        hidden: 4,
-        layers: 2,
-        bidirectional: true,
-        encoder,
-        link: Link::Luong {
+    let cfg = Seq2SeqConfig::new(11, 9, 1, 2)
+        .with_emb(6)
+        .with_hidden(4)
+        .with_layers(2)
+        .with_bidirectional(true)
+        .with_encoder(encoder)
+        .with_link(Link::Luong {
             score: Score::General,
             input_feeding: true,
-        },
-        pad: 0,
-        bos: 1,
-        eos: 2,
-    };
+        });
     let model = Seq2Seq::new(ctx, cfg, 3).unwrap();
     let pairs: [(&[u32], &[u32]); 2] = [(&[3, 4, 5, 6], &[4, 5, 6]), (&[7, 8], &[8, 3])];
     let batch = ParallelBatch::new(&pairs, 0, 1, 2).unwrap();

@@ -20,15 +20,10 @@ pub const STEPS: usize = 40;
 pub fn tagger(ctx: &Context, storage: DType) -> Result<(BiLstmTagger, Optimizer)> {
     let model = BiLstmTagger::new(
         ctx,
-        TaggerConfig {
-            vocab: VOCAB as usize,
-            emb: EMB,
-            hidden: HIDDEN,
-            tags: TAGS as usize,
-            pad: 0,
-            layers: 1,
-            chars: None,
-        },
+        TaggerConfig::new(VOCAB as usize, TAGS as usize)
+            .with_emb(EMB)
+            .with_hidden(HIDDEN)
+            .with_layers(1),
         1,
     )?
     .with_storage(storage)?;

@@ -61,13 +61,9 @@ pub struct Layer {
 
 /// The W1/W2 layer for `mode` at batch `b` and `t` steps.
 pub fn layer(ctx: &Context, mode: Mode, b: usize, t: usize) -> Result<Layer> {
-    let cfg = Config {
-        mode,
-        input_size: I,
-        hidden_size: H,
-        num_layers: 1,
-        bidirectional: false,
-    };
+    let cfg = Config::new(mode, I, H)
+        .with_layers(1)
+        .with_bidirectional(false);
     Ok(Layer {
         model: Recurrent::new(ctx, cfg, 1)?,
         x: Tensor::from_slice(ctx, &[b, t, I], &fill(b * t * I))?,

@@ -222,12 +222,7 @@ fn main() -> Result<()> {
         words.len(),
         tags.len()
     );
-    let sizes = Sizes {
-        input_size: 100,
-        hidden_size: 128,
-        num_layers: 1,
-        bidirectional: true,
-    };
+    let sizes = Sizes::new(100, 128).with_layers(1).with_bidirectional(true);
     let model = Tagger {
         embedding: Embedding::new(&ctx, words.len(), 100, Some(Vocab::PAD), args.seed)?,
         lstm: Lstm::new(&ctx, sizes, args.seed + 1)?,
@@ -235,10 +230,7 @@ fn main() -> Result<()> {
         gelu,
         out: Linear::new(&ctx, 128, tags.len(), true, args.seed + 3)?,
     };
-    let cfg = OptimConfig {
-        max_norm: Some(5.0),
-        ..OptimConfig::new(Method::ADAM, args.lr)
-    };
+    let cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
     let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
     let start = Instant::now();

@@ -37,8 +37,10 @@ const NO_ADAPTER_HINT: &str = if cfg!(target_arch = "wasm32") {
     "install a Vulkan, Metal, DX12 or GL driver for this platform"
 };
 
-/// How to choose the adapter when the library opens its own device.
+/// How to choose the adapter when the library opens its own device:
+/// `ContextOptions::default()`, then `with_*`.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ContextOptions {
     /// Backends to consider. `None` reads `WGPU_BACKEND` (a comma list of
     /// vulkan, metal, dx12, gl, webgpu) and falls back to wgpu's defaults.
@@ -80,6 +82,75 @@ pub struct ContextOptions {
     /// adapter and driver, read when the context opens and written when it
     /// closes. Native only.
     pub pipeline_cache: bool,
+}
+
+impl ContextOptions {
+    /// Backends to consider (`None`: `WGPU_BACKEND`, else wgpu's defaults).
+    pub fn with_backends(self, backends: Option<wgpu::Backends>) -> Self {
+        Self { backends, ..self }
+    }
+
+    /// Which adapter wins when several are present.
+    pub fn with_power_preference(self, power_preference: wgpu::PowerPreference) -> Self {
+        Self {
+            power_preference,
+            ..self
+        }
+    }
+
+    /// The device's label.
+    pub fn with_label(self, label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            ..self
+        }
+    }
+
+    /// Whether GEMMs pack their operands (`None`: by adapter).
+    pub fn with_gemm_packed(self, gemm_packed: Option<bool>) -> Self {
+        Self {
+            gemm_packed,
+            ..self
+        }
+    }
+
+    /// Whether the packed GEMM shares rows through subgroups (`None`: where it can).
+    pub fn with_gemm_subgroups(self, gemm_subgroups: Option<bool>) -> Self {
+        Self {
+            gemm_subgroups,
+            ..self
+        }
+    }
+
+    /// Whether a recurrent step is one dispatch (`None`: by adapter and batch).
+    pub fn with_fused_steps(self, fused_steps: Option<bool>) -> Self {
+        Self {
+            fused_steps,
+            ..self
+        }
+    }
+
+    /// Whether a layer's steps run in one dispatch per pass (`None`: by
+    /// adapter, batch and hidden size).
+    pub fn with_persistent_steps(self, persistent_steps: Option<bool>) -> Self {
+        Self {
+            persistent_steps,
+            ..self
+        }
+    }
+
+    /// The limits to open the device with (`None`: all the adapter offers).
+    pub fn with_limits(self, limits: Option<wgpu::Limits>) -> Self {
+        Self { limits, ..self }
+    }
+
+    /// Whether compiled pipelines are kept on disk between runs.
+    pub fn with_pipeline_cache(self, pipeline_cache: bool) -> Self {
+        Self {
+            pipeline_cache,
+            ..self
+        }
+    }
 }
 
 impl Default for ContextOptions {

@@ -17,6 +17,7 @@ use std::fmt;
 
 /// Where the times come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Timing {
     /// Timestamps written by the GPU at the start and end of each dispatch.
     Timestamps,

@@ -20,6 +20,7 @@ use crate::train::{Step, TrainStep};
 
 /// How a sequence becomes one vector. See the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Readout {
     Final,
     Mean,
@@ -35,8 +36,9 @@ pub struct SequenceClassifier {
     pub readout: Readout,
 }
 
-/// The sizes of a [`SequenceClassifier`].
+/// The sizes of a [`SequenceClassifier`]: [`ClassifierConfig::new`], then `with_*`.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ClassifierConfig {
     pub vocab: usize,
     pub emb: usize,
@@ -46,6 +48,37 @@ pub struct ClassifierConfig {
     /// The padding word (its embedding stays zero).
     pub pad: u32,
     pub readout: Readout,
+}
+
+impl ClassifierConfig {
+    /// A classifier of `vocab` words into `classes`: embeddings of 64 read by
+    /// `rnn` (its `input_size` is set to the embedding size), padding word 0,
+    /// [`Readout::Final`].
+    pub fn new(vocab: usize, classes: usize, rnn: Config) -> Self {
+        Self {
+            vocab,
+            emb: 64,
+            rnn,
+            classes,
+            pad: 0,
+            readout: Readout::Final,
+        }
+    }
+
+    /// Embedding size.
+    pub fn with_emb(self, emb: usize) -> Self {
+        Self { emb, ..self }
+    }
+
+    /// The padding word.
+    pub fn with_pad(self, pad: u32) -> Self {
+        Self { pad, ..self }
+    }
+
+    /// How a sequence becomes one vector.
+    pub fn with_readout(self, readout: Readout) -> Self {
+        Self { readout, ..self }
+    }
 }
 
 impl SequenceClassifier {

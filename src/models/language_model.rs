@@ -45,8 +45,10 @@ pub struct Chunk {
     pub state: Option<State>,
 }
 
-/// The sizes of a [`LanguageModel`].
+/// The sizes of a [`LanguageModel`]: [`LanguageModelConfig::new`] with the
+/// vocabulary, then `with_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LanguageModelConfig {
     /// Tokens in the vocabulary.
     pub vocab: usize,
@@ -58,6 +60,39 @@ pub struct LanguageModelConfig {
     pub layers: usize,
     /// The cell.
     pub mode: Mode,
+}
+
+impl LanguageModelConfig {
+    /// A model of `vocab` tokens: embeddings of 64, 2 LSTM layers of 256 units.
+    pub fn new(vocab: usize) -> Self {
+        Self {
+            vocab,
+            emb: 64,
+            hidden: 256,
+            layers: 2,
+            mode: Mode::Lstm,
+        }
+    }
+
+    /// Embedding size.
+    pub fn with_emb(self, emb: usize) -> Self {
+        Self { emb, ..self }
+    }
+
+    /// Units per layer.
+    pub fn with_hidden(self, hidden: usize) -> Self {
+        Self { hidden, ..self }
+    }
+
+    /// Stacked layers.
+    pub fn with_layers(self, layers: usize) -> Self {
+        Self { layers, ..self }
+    }
+
+    /// The cell.
+    pub fn with_mode(self, mode: Mode) -> Self {
+        Self { mode, ..self }
+    }
 }
 
 impl LanguageModel {

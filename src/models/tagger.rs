@@ -28,8 +28,11 @@ pub struct BiLstmTagger {
     pub dropout: Dropout,
 }
 
-/// The sizes of a [`BiLstmTagger`].
+/// The sizes of a [`BiLstmTagger`]: [`TaggerConfig::new`] with the vocabulary
+/// and tag count, then `with_*` for the rest (fields may be read and set; a
+/// field added later comes with a default, so no caller breaks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaggerConfig {
     /// Words in the vocabulary.
     pub vocab: usize,
@@ -48,8 +51,9 @@ pub struct TaggerConfig {
     pub chars: Option<CharConfig>,
 }
 
-/// The sizes of a tagger's [`CharEncoder`].
+/// The sizes of a tagger's [`CharEncoder`]: [`CharConfig::new`], then `with_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CharConfig {
     /// Character ids (the padding character is [`Vocab::PAD`](crate::data::Vocab::PAD)).
     pub chars: usize,
@@ -57,6 +61,69 @@ pub struct CharConfig {
     pub emb: usize,
     /// Character LSTM units per direction; a word's vector is twice as wide.
     pub hidden: usize,
+}
+
+impl TaggerConfig {
+    /// A tagger of `vocab` words and `tags` tags: embeddings of 128, 2 BiLSTM
+    /// layers of 128 units per direction, padding word 0, no character encoder.
+    pub fn new(vocab: usize, tags: usize) -> Self {
+        Self {
+            vocab,
+            emb: 128,
+            hidden: 128,
+            layers: 2,
+            tags,
+            pad: 0,
+            chars: None,
+        }
+    }
+
+    /// Embedding size.
+    pub fn with_emb(self, emb: usize) -> Self {
+        Self { emb, ..self }
+    }
+
+    /// LSTM units per direction.
+    pub fn with_hidden(self, hidden: usize) -> Self {
+        Self { hidden, ..self }
+    }
+
+    /// Stacked BiLSTM layers.
+    pub fn with_layers(self, layers: usize) -> Self {
+        Self { layers, ..self }
+    }
+
+    /// The padding word.
+    pub fn with_pad(self, pad: u32) -> Self {
+        Self { pad, ..self }
+    }
+
+    /// A character encoder beside the word embedding (`None`: none).
+    pub fn with_chars(self, chars: Option<CharConfig>) -> Self {
+        Self { chars, ..self }
+    }
+}
+
+impl CharConfig {
+    /// A character encoder over `chars` character ids: embeddings of 32, a
+    /// BiLSTM of 64 units per direction.
+    pub fn new(chars: usize) -> Self {
+        Self {
+            chars,
+            emb: 32,
+            hidden: 64,
+        }
+    }
+
+    /// Character embedding size.
+    pub fn with_emb(self, emb: usize) -> Self {
+        Self { emb, ..self }
+    }
+
+    /// Character LSTM units per direction.
+    pub fn with_hidden(self, hidden: usize) -> Self {
+        Self { hidden, ..self }
+    }
 }
 
 impl BiLstmTagger {

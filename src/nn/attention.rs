@@ -27,6 +27,7 @@ const OP: &str = "attention";
 
 /// How a query scores a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Score {
     /// qᵀk
     Dot,

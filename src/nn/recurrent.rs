@@ -63,6 +63,7 @@ const OP: &str = "recurrent";
 
 /// The cell type, named as PyTorch's modules and as the golden files name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// torch.nn.LSTM: gates i, f, g, o; carries a cell state.
     Lstm,
@@ -107,8 +108,10 @@ impl Mode {
     }
 }
 
-/// Sizes of a recurrent layer stack, as PyTorch's constructor arguments.
+/// Sizes of a recurrent layer stack, as PyTorch's constructor arguments:
+/// [`Config::new`], then `with_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     pub mode: Mode,
     pub input_size: usize,
@@ -118,6 +121,35 @@ pub struct Config {
 }
 
 impl Config {
+    /// One unidirectional layer of `mode` from `input_size` to `hidden_size`.
+    pub fn new(mode: Mode, input_size: usize, hidden_size: usize) -> Self {
+        Self {
+            mode,
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bidirectional: false,
+        }
+    }
+
+    /// Stacked layers.
+    pub fn with_layers(self, num_layers: usize) -> Self {
+        Self { num_layers, ..self }
+    }
+
+    /// Whether each layer reads both ways.
+    pub fn with_bidirectional(self, bidirectional: bool) -> Self {
+        Self {
+            bidirectional,
+            ..self
+        }
+    }
+
+    /// Features of the first layer's input.
+    pub fn with_input_size(self, input_size: usize) -> Self {
+        Self { input_size, ..self }
+    }
+
     /// Directions: 2 when bidirectional.
     pub fn dirs(&self) -> usize {
         if self.bidirectional {

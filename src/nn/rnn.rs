@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::tape::{Tape, Var};
 
-/// The sizes of a stack, as PyTorch's constructor arguments less the cell.
+/// The sizes of a stack, as PyTorch's constructor arguments less the cell:
+/// [`Sizes::new`], then `with_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Sizes {
     pub input_size: usize,
     pub hidden_size: usize,
@@ -18,6 +20,29 @@ pub struct Sizes {
 }
 
 impl Sizes {
+    /// One unidirectional layer from `input_size` to `hidden_size`.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        Self {
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bidirectional: false,
+        }
+    }
+
+    /// Stacked layers.
+    pub fn with_layers(self, num_layers: usize) -> Self {
+        Self { num_layers, ..self }
+    }
+
+    /// Whether each layer reads both ways.
+    pub fn with_bidirectional(self, bidirectional: bool) -> Self {
+        Self {
+            bidirectional,
+            ..self
+        }
+    }
+
     /// The [`Config`] of these sizes with `mode`.
     pub fn config(self, mode: Mode) -> Config {
         Config {

@@ -58,6 +58,7 @@ impl Binary {
 
 /// Which operand of a [`Binary`] a gradient is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Operand {
     X,
     Y,

@@ -105,6 +105,7 @@ pub fn norm(
 
 /// The update rule of [`update`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Rule {
     /// torch.optim.SGD; `state[0]` is the momentum buffer.
     Sgd,

@@ -20,6 +20,7 @@ struct Params {
 
 /// How the kept positions combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reduction {
     Sum,
     Mean,

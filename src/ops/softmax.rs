@@ -23,6 +23,7 @@ struct Params {
 
 /// Which normalization: probabilities or their logarithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Kind {
     Softmax,
     LogSoftmax,

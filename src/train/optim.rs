@@ -10,6 +10,7 @@ use crate::tensor::{DType, Tensor};
 
 /// The update rule and its constants.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Method {
     Sgd { momentum: f32 },
     Adam { beta1: f32, beta2: f32, eps: f32 },
@@ -33,6 +34,7 @@ impl Method {
 
 /// How the learning rate changes with the step (after warm-up).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Schedule {
     Constant,
     /// Multiplied by `gamma` every `every` steps.
@@ -47,8 +49,9 @@ pub enum Schedule {
     },
 }
 
-/// An optimizer's settings.
+/// An optimizer's settings: [`OptimConfig::new`], then `with_*`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct OptimConfig {
     pub method: Method,
     pub lr: f32,
@@ -74,6 +77,39 @@ impl OptimConfig {
             schedule: Schedule::Constant,
             warmup: 0,
         }
+    }
+
+    /// The base learning rate.
+    pub fn with_lr(self, lr: f32) -> Self {
+        Self { lr, ..self }
+    }
+
+    /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
+    pub fn with_weight_decay(self, weight_decay: f32) -> Self {
+        Self {
+            weight_decay,
+            ..self
+        }
+    }
+
+    /// Clip the global gradient norm to `max_norm` (`None`: no clip).
+    pub fn with_max_norm(self, max_norm: Option<f32>) -> Self {
+        Self { max_norm, ..self }
+    }
+
+    /// Clamp every gradient element to ±`clip_value` (`None`: no clamp).
+    pub fn with_clip_value(self, clip_value: Option<f32>) -> Self {
+        Self { clip_value, ..self }
+    }
+
+    /// How the rate changes with the step.
+    pub fn with_schedule(self, schedule: Schedule) -> Self {
+        Self { schedule, ..self }
+    }
+
+    /// Steps of linear warm-up.
+    pub fn with_warmup(self, warmup: u32) -> Self {
+        Self { warmup, ..self }
     }
 
     /// Checks every number: rates, decay, clipping bounds and the method's

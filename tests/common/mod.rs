@@ -10,10 +10,7 @@ use rnn_wgpu::{Context, ContextOptions};
 
 /// A context of its own (for tests that count its allocations).
 pub fn open(gemm_packed: Option<bool>) -> Context {
-    open_with(&ContextOptions {
-        gemm_packed,
-        ..Default::default()
-    })
+    open_with(&ContextOptions::default().with_gemm_packed(gemm_packed))
 }
 
 /// A context opened with `options`.
@@ -42,12 +39,12 @@ pub fn gemm_contexts() -> [&'static Context; 3] {
     static PACKED: OnceLock<Context> = OnceLock::new();
     static UNPACKED: OnceLock<Context> = OnceLock::new();
     let unfused = |gemm_packed| {
-        open_with(&ContextOptions {
-            gemm_packed,
-            fused_steps: Some(false),
-            persistent_steps: Some(false),
-            ..Default::default()
-        })
+        open_with(
+            &ContextOptions::default()
+                .with_gemm_packed(gemm_packed)
+                .with_fused_steps(Some(false))
+                .with_persistent_steps(Some(false)),
+        )
     };
     [
         DEFAULT.get_or_init(|| unfused(None)),
@@ -62,11 +59,11 @@ pub fn gemm_contexts() -> [&'static Context; 3] {
 pub fn fused() -> &'static Context {
     static FUSED: OnceLock<Context> = OnceLock::new();
     FUSED.get_or_init(|| {
-        open_with(&ContextOptions {
-            fused_steps: Some(true),
-            persistent_steps: Some(false),
-            ..Default::default()
-        })
+        open_with(
+            &ContextOptions::default()
+                .with_fused_steps(Some(true))
+                .with_persistent_steps(Some(false)),
+        )
     })
 }
 
@@ -74,12 +71,8 @@ pub fn fused() -> &'static Context {
 /// one dispatch) where the adapter can fuse steps.
 pub fn persistent() -> &'static Context {
     static PERSISTENT: OnceLock<Context> = OnceLock::new();
-    PERSISTENT.get_or_init(|| {
-        open_with(&ContextOptions {
-            persistent_steps: Some(true),
-            ..Default::default()
-        })
-    })
+    PERSISTENT
+        .get_or_init(|| open_with(&ContextOptions::default().with_persistent_steps(Some(true))))
 }
 
 /// `shaders/hash.wgsl`'s hash, from which the library draws its masks.

@@ -57,20 +57,15 @@ impl Trainer {
         Streams::new(&ids, BATCH, BPTT).map_err(js)?;
         let lm = LanguageModel::new(
             &ctx,
-            LanguageModelConfig {
-                vocab: chars.len(),
-                emb: 32,
-                hidden,
-                layers,
-                mode: Mode::Lstm,
-            },
+            LanguageModelConfig::new(chars.len())
+                .with_emb(32)
+                .with_hidden(hidden)
+                .with_layers(layers)
+                .with_mode(Mode::Lstm),
             1,
         )
         .map_err(js)?;
-        let cfg = OptimConfig {
-            max_norm: Some(5.0),
-            ..OptimConfig::new(Method::ADAM, 3e-3)
-        };
+        let cfg = OptimConfig::new(Method::ADAM, 3e-3).with_max_norm(Some(5.0));
         let opt = Optimizer::new(&ctx, cfg, lm.params()).map_err(js)?;
         Ok(Trainer {
             ctx,

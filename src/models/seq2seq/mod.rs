@@ -55,6 +55,7 @@ const OP: &str = "seq2seq";
 
 /// How the decoder sees the encoder beyond its final state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Link {
     /// Nothing: the final encoder state is the only link (the bottleneck).
     None,
@@ -68,6 +69,7 @@ pub enum Link {
 
 /// What reads the source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncoderKind {
     /// LSTM layers of `hidden` units per direction.
     Lstm,
@@ -76,8 +78,10 @@ pub enum EncoderKind {
     Transformer { heads: usize, ff: usize },
 }
 
-/// Sizes and special tokens of a [`Seq2Seq`].
+/// Sizes and special tokens of a [`Seq2Seq`]: [`Seq2SeqConfig::new`], then
+/// `with_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Seq2SeqConfig {
     pub src_vocab: usize,
     pub tgt_vocab: usize,
@@ -99,6 +103,74 @@ pub struct Seq2SeqConfig {
 }
 
 impl Seq2SeqConfig {
+    /// A model from `src_vocab` to `tgt_vocab` tokens whose targets start with
+    /// `bos` and end with `eos`: embeddings of 128, one bidirectional LSTM
+    /// encoder layer of 128 units per direction, the decoder of 256, no
+    /// attention, padding id 0.
+    pub fn new(src_vocab: usize, tgt_vocab: usize, bos: u32, eos: u32) -> Self {
+        Self {
+            src_vocab,
+            tgt_vocab,
+            emb: 128,
+            hidden: 128,
+            layers: 1,
+            bidirectional: true,
+            encoder: EncoderKind::Lstm,
+            link: Link::None,
+            pad: 0,
+            bos,
+            eos,
+        }
+    }
+
+    /// Embedding size of both sides.
+    pub fn with_emb(self, emb: usize) -> Self {
+        Self { emb, ..self }
+    }
+
+    /// LSTM encoder units per direction.
+    pub fn with_hidden(self, hidden: usize) -> Self {
+        Self { hidden, ..self }
+    }
+
+    /// Layers of the encoder and of the decoder.
+    pub fn with_layers(self, layers: usize) -> Self {
+        Self { layers, ..self }
+    }
+
+    /// Whether an LSTM encoder reads both ways.
+    pub fn with_bidirectional(self, bidirectional: bool) -> Self {
+        Self {
+            bidirectional,
+            ..self
+        }
+    }
+
+    /// What reads the source.
+    pub fn with_encoder(self, encoder: EncoderKind) -> Self {
+        Self { encoder, ..self }
+    }
+
+    /// How the decoder sees the encoder.
+    pub fn with_link(self, link: Link) -> Self {
+        Self { link, ..self }
+    }
+
+    /// Padding id of both vocabularies.
+    pub fn with_pad(self, pad: u32) -> Self {
+        Self { pad, ..self }
+    }
+
+    /// The target-side begin-of-sequence id.
+    pub fn with_bos(self, bos: u32) -> Self {
+        Self { bos, ..self }
+    }
+
+    /// The target-side end-of-sequence id.
+    pub fn with_eos(self, eos: u32) -> Self {
+        Self { eos, ..self }
+    }
+
     fn dirs(&self) -> usize {
         if self.bidirectional {
             2

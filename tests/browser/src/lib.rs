@@ -59,20 +59,18 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
         .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
     log(&format!("device: {}", ctx.report().replace('\n', "; ")));
     // A second device whose recurrent steps all run fused (one dispatch each).
-    let fused = Context::with_options_async(&ContextOptions {
-        fused_steps: Some(true),
-        persistent_steps: Some(false),
-        ..Default::default()
-    })
+    let fused = Context::with_options_async(
+        &ContextOptions::default()
+            .with_fused_steps(Some(true))
+            .with_persistent_steps(Some(false)),
+    )
     .await
     .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
     // A third whose layers run persistently (a pass's steps in one dispatch).
-    let persistent = Context::with_options_async(&ContextOptions {
-        persistent_steps: Some(true),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
+    let persistent =
+        Context::with_options_async(&ContextOptions::default().with_persistent_steps(Some(true)))
+            .await
+            .map_err(|e| JsValue::from_str(&format!("no device: {e}")))?;
     let cases: Vec<(&str, Case)> = vec![
         (
             "f16 storage refused without shader-f16",
@@ -411,13 +409,9 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         return golden_attention(ctx, &case).await;
     }
     let mode = Mode::from_name(case.meta("op")?).ok_or("unknown op")?;
-    let cfg = Config {
-        mode,
-        input_size: case.usize("input_size")?,
-        hidden_size: case.usize("hidden_size")?,
-        num_layers: case.usize("num_layers")?,
-        bidirectional: case.meta("bidirectional")? == "1",
-    };
+    let cfg = Config::new(mode, case.usize("input_size")?, case.usize("hidden_size")?)
+        .with_layers(case.usize("num_layers")?)
+        .with_bidirectional(case.meta("bidirectional")? == "1");
     let mut model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
     if case.meta("layer_norm").is_ok_and(|v| v == "1") {
         model = model.with_layer_norm().map_err(fail)?;
@@ -567,13 +561,9 @@ async fn step_dispatches(ctx: &Context, persistent: bool) -> Outcome {
     ensure(bindings >= 9, || {
         format!("the adapter binds {bindings} storage buffers per kernel, fused steps need 9")
     })?;
-    let cfg = Config {
-        mode: Mode::Lstm,
-        input_size: 3,
-        hidden_size: 5,
-        num_layers: 1,
-        bidirectional: true,
-    };
+    let cfg = Config::new(Mode::Lstm, 3, 5)
+        .with_layers(1)
+        .with_bidirectional(true);
     let (b, t) = (2, 4);
     let model = Recurrent::new(ctx, cfg, 1).map_err(fail)?;
     let x = Tensor::zeros(ctx, &[b, t, 3]).map_err(fail)?;
@@ -595,19 +585,15 @@ async fn step_dispatches(ctx: &Context, persistent: bool) -> Outcome {
 async fn char_tagger(ctx: &Context) -> Outcome {
     let weights = Golden::parse(CHAR_TAGGER)?;
     let io = Golden::parse(CHAR_TAGGER_IO)?;
-    let cfg = TaggerConfig {
-        vocab: io.usize("vocab")?,
-        emb: io.usize("emb")?,
-        hidden: io.usize("hidden")?,
-        tags: io.usize("tags")?,
-        pad: 0,
-        layers: 2,
-        chars: Some(CharConfig {
-            chars: io.usize("chars")?,
-            emb: io.usize("char_emb")?,
-            hidden: io.usize("char_hidden")?,
-        }),
-    };
+    let cfg = TaggerConfig::new(io.usize("vocab")?, io.usize("tags")?)
+        .with_emb(io.usize("emb")?)
+        .with_hidden(io.usize("hidden")?)
+        .with_layers(2)
+        .with_chars(Some(
+            CharConfig::new(io.usize("chars")?)
+                .with_emb(io.usize("char_emb")?)
+                .with_hidden(io.usize("char_hidden")?),
+        ));
     let model = BiLstmTagger::new(ctx, cfg, 1).map_err(fail)?;
     weights.load_params(&model.named_params())?;
     // PyTorch's ignored target -1 is the library's IGNORE as u32.
@@ -685,22 +671,16 @@ async fn tagger_learns(ctx: &Context) -> Outcome {
 }
 
 async fn decoding(ctx: &Context) -> Outcome {
-    let cfg = Seq2SeqConfig {
-        src_vocab: 11,
-        tgt_vocab: 9,
-        emb: 5,
-        hidden: 4,
-        layers: 2,
-        bidirectional: true,
-        encoder: EncoderKind::Lstm,
-        link: Link::Luong {
+    let cfg = Seq2SeqConfig::new(11, 9, 1, 2)
+        .with_emb(5)
+        .with_hidden(4)
+        .with_layers(2)
+        .with_bidirectional(true)
+        .with_encoder(EncoderKind::Lstm)
+        .with_link(Link::Luong {
             score: Score::General,
             input_feeding: true,
-        },
-        pad: 0,
-        bos: 1,
-        eos: 2,
-    };
+        });
     let model = Seq2Seq::new(ctx, cfg, 5).map_err(fail)?;
     // A few steps of training so the decoder's choices are not all alike.
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..6u32)
@@ -762,13 +742,11 @@ async fn decoding(ctx: &Context) -> Outcome {
 async fn sampling(ctx: &Context) -> Outcome {
     let lm = LanguageModel::new(
         ctx,
-        LanguageModelConfig {
-            vocab: 12,
-            emb: 8,
-            hidden: 16,
-            layers: 2,
-            mode: Mode::Gru,
-        },
+        LanguageModelConfig::new(12)
+            .with_emb(8)
+            .with_hidden(16)
+            .with_layers(2)
+            .with_mode(Mode::Gru),
         4,
     )
     .map_err(fail)?;
@@ -788,13 +766,11 @@ async fn sampling(ctx: &Context) -> Outcome {
 }
 
 async fn checkpoint(ctx: &Context) -> Outcome {
-    let cfg = LanguageModelConfig {
-        vocab: 10,
-        emb: 4,
-        hidden: 6,
-        layers: 1,
-        mode: Mode::Lstm,
-    };
+    let cfg = LanguageModelConfig::new(10)
+        .with_emb(4)
+        .with_hidden(6)
+        .with_layers(1)
+        .with_mode(Mode::Lstm);
     let lm = LanguageModel::new(ctx, cfg, 1).map_err(fail)?;
     let ck = Checkpoint::capture_async(&lm.named_params(), None)
         .await
@@ -1060,13 +1036,8 @@ async fn broadcasting(ctx: &Context) -> Outcome {
 
 /// A tagger of 30 words and 5 tags with `emb` embeddings and `hidden` units.
 fn small_tagger(emb: usize, hidden: usize) -> TaggerConfig {
-    TaggerConfig {
-        vocab: 30,
-        emb,
-        hidden,
-        tags: 5,
-        pad: 0,
-        layers: 1,
-        chars: None,
-    }
+    TaggerConfig::new(30, 5)
+        .with_emb(emb)
+        .with_hidden(hidden)
+        .with_layers(1)
 }

@@ -2,7 +2,7 @@
 //! malformed files get.
 
 use rnn_wgpu::data::bpe::{self, Bpe};
-use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel};
+use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel, parse_ud, UdToken};
 use rnn_wgpu::data::{buckets, Batch, Streams, Vocab, WordChars};
 use rnn_wgpu::nn::SplitMix;
 use rnn_wgpu::Error;
@@ -146,6 +146,97 @@ fn conllu_gives_words_and_upos_tags() {
     assert_eq!((s[0].id.as_deref(), s[1].id.as_deref()), (Some("1"), None));
 }
 
+/// The whole of a sentence as UD writes it: every column, multiword tokens,
+/// empty nodes and comments; its tagged view is `parse_conllu`'s.
+#[test]
+fn conllu_gives_every_column_tokens_and_empty_nodes() {
+    let s = parse_ud(CONLLU, "mini.conllu").unwrap();
+    assert_eq!(s.len(), 2);
+    let (a, b) = (&s[0], &s[1]);
+    assert_eq!(a.id.as_deref(), Some("1"));
+    assert_eq!(a.text.as_deref(), Some("Don't go."));
+    assert_eq!(a.comments, ["sent_id = 1", "text = Don't go."]);
+    assert_eq!(
+        a.tokens,
+        [UdToken {
+            first: 1,
+            last: 2,
+            form: "Don't".into(),
+            misc: None
+        }]
+    );
+    let ids: Vec<usize> = a.words.iter().map(|w| w.id).collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    let heads: Vec<Option<usize>> = a.words.iter().map(|w| w.head).collect();
+    assert_eq!(heads, [Some(3), Some(3), Some(0), Some(3)]);
+    let w = &a.words[1];
+    assert_eq!(
+        (
+            w.form.as_str(),
+            w.lemma.as_deref(),
+            w.upos.as_deref(),
+            w.xpos.as_deref()
+        ),
+        ("n't", Some("not"), Some("PART"), Some("RB"))
+    );
+    assert_eq!(
+        (w.deprel.as_deref(), w.deps.as_deref(), w.misc.as_deref()),
+        (Some("advmod"), None, None)
+    );
+    assert_eq!(a.empty_nodes.len(), 1);
+    let e = &a.empty_nodes[0];
+    assert_eq!(
+        (e.after, e.n, e.form.as_str(), e.deps.as_deref()),
+        (3, 1, "gone", Some("3:conj"))
+    );
+    assert_eq!(b.words.len(), 1);
+    assert_eq!(b.id, None);
+    let tagged: Vec<_> = s.iter().map(|s| s.tagged()).collect();
+    assert_eq!(tagged, parse_conllu(CONLLU, "mini.conllu").unwrap());
+
+    let feats = "1\tcats\tcat\tNOUN\tNNS\tNumber=Plur|Case=Nom\t0\troot\t_\tSpaceAfter=No\n";
+    let w = &parse_ud(feats, "f").unwrap()[0].words[0];
+    assert_eq!(
+        w.feats,
+        [
+            ("Number".into(), "Plur".into()),
+            ("Case".into(), "Nom".into())
+        ]
+    );
+    assert_eq!(w.misc.as_deref(), Some("SpaceAfter=No"));
+    // Without syntax (HEAD and UPOS `_`): read; the tagger's reader wants UPOS.
+    let bare = "1\tcats\t_\t_\t_\t_\t_\t_\t_\t_\n";
+    let w = &parse_ud(bare, "b").unwrap()[0].words[0];
+    assert_eq!(
+        (w.head, w.upos.as_deref(), w.lemma.as_deref()),
+        (None, None, None)
+    );
+    let err = parse_conllu(bare, "b").unwrap_err();
+    assert!(matches!(err, Error::Parse { line: 1, .. }), "{err}");
+}
+
+/// What UD forbids, each an error naming its line.
+#[test]
+fn malformed_ud_structure_names_the_line() {
+    let cases: [(&str, &str, usize); 9] = [
+        ("HEAD past the words", "1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n2\tb\t_\tX\t_\t_\t5\tdep\t_\t_\n", 2),
+        ("HEAD not a number", "1\ta\t_\tX\t_\t_\tx\troot\t_\t_\n", 1),
+        ("its own HEAD", "1\ta\t_\tX\t_\t_\t1\troot\t_\t_\n", 1),
+        ("a token past the words", "1-3\tab\t_\t_\t_\t_\t_\t_\t_\t_\n1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n2\tb\t_\tX\t_\t_\t1\tdep\t_\t_\n", 3),
+        ("a token not starting at the next word", "1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n1-2\tab\t_\t_\t_\t_\t_\t_\t_\t_\n", 2),
+        ("a one-word range", "1-1\ta\t_\t_\t_\t_\t_\t_\t_\t_\n", 1),
+        ("an empty node out of place", "1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n2.1\te\t_\tX\t_\t_\t_\t_\t_\t_\n", 2),
+        ("an empty node with a HEAD", "1\ta\t_\tX\t_\t_\t0\troot\t_\t_\n1.1\te\t_\tX\t_\t_\t1\tdep\t_\t_\n", 2),
+        ("FEATS not Name=Value", "1\ta\t_\tX\t_\tNumber\t0\troot\t_\t_\n", 1),
+    ];
+    for (what, text, line) in cases {
+        match parse_ud(text, "ud") {
+            Err(Error::Parse { line: got, .. }) => assert_eq!(got, line, "{what}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn malformed_files_name_the_line() {
     let broken = CONLLU.replace("3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_", "3\tgo\tgo\tVERB");
@@ -219,6 +310,7 @@ fn readers_survive_arbitrary_input() {
             v.into_iter().collect()
         };
         let _ = parse_conllu(&text, "fuzz");
+        let _ = parse_ud(&text, "fuzz");
         let _ = parse_lines(&text, "fuzz");
         let half = text.len() / 2;
         let cut = (half..=text.len())

@@ -5,7 +5,7 @@
 //! damage (truncation, flipped bytes). PROPTEST_CASES overrides the case count.
 
 use proptest::prelude::*;
-use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel, read_chars};
+use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel, parse_ud, read_chars};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::Error;
 
@@ -73,6 +73,7 @@ proptest! {
     #[test]
     fn conllu_parser_never_panics(text in format_text()) {
         let _ = parse_conllu(&text, "fuzz");
+        let _ = parse_ud(&text, "fuzz");
     }
 
     #[test]
@@ -81,6 +82,18 @@ proptest! {
         let bytes = damage(CONLLU.as_bytes().to_vec(), cut, &flips);
         match parse_conllu(&String::from_utf8_lossy(&bytes), "fuzz") {
             Ok(sentences) => prop_assert!(sentences.iter().all(|s| s.words.len() == s.tags.len())),
+            Err(e) => prop_assert!(matches!(e, Error::Parse { .. }), "{e}"),
+        }
+        match parse_ud(&String::from_utf8_lossy(&bytes), "fuzz") {
+            Ok(sentences) => {
+                let whole = |s: &rnn_wgpu::data::readers::UdSentence| {
+                    let n = s.words.len();
+                    n > 0
+                        && s.words.iter().all(|w| w.head.is_none_or(|h| h <= n))
+                        && s.tokens.iter().all(|t| t.first < t.last && t.last <= n)
+                };
+                prop_assert!(sentences.iter().all(whole));
+            }
             Err(e) => prop_assert!(matches!(e, Error::Parse { .. }), "{e}"),
         }
     }

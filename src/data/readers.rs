@@ -34,66 +34,307 @@ pub struct TaggedSentence {
     pub id: Option<String>,
 }
 
-/// Parses CoNLL-U: sentences separated by blank lines, `#` comments (of which
-/// `# sent_id = ...` is kept), ten
-/// tab-separated columns per word (FORM is column 2, UPOS column 4). Multi-word
-/// token ranges (`1-2`) and empty nodes (`1.1`) are skipped, as a tagger of the
-/// syntactic words wants.
-pub fn parse_conllu(text: &str, name: &str) -> Result<Vec<TaggedSentence>> {
+/// One syntactic word of a CoNLL-U sentence: its ten columns, `_` read as
+/// absent where a column may be unspecified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdWord {
+    /// ID: 1, 2, ... in order.
+    pub id: usize,
+    /// FORM: the word as written.
+    pub form: String,
+    /// LEMMA (`None` for `_`).
+    pub lemma: Option<String>,
+    /// UPOS, the universal part-of-speech tag (`None` for `_`).
+    pub upos: Option<String>,
+    /// XPOS, the treebank's own tag (`None` for `_`).
+    pub xpos: Option<String>,
+    /// FEATS as `(name, value)` pairs in the file's order (empty for `_`).
+    pub feats: Vec<(String, String)>,
+    /// HEAD: the ID of the word this one depends on, 0 for the root (`None`
+    /// for `_`, as in a file without syntax).
+    pub head: Option<usize>,
+    /// DEPREL, the relation to the head (`None` for `_`).
+    pub deprel: Option<String>,
+    /// DEPS, the enhanced graph as written (`None` for `_`).
+    pub deps: Option<String>,
+    /// MISC as written (`None` for `_`).
+    pub misc: Option<String>,
+}
+
+/// A multiword token (ID `first-last`): the written form of the words
+/// `first..=last` (Spanish "del" for "de el").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdToken {
+    /// The IDs of its first and last word.
+    pub first: usize,
+    pub last: usize,
+    /// FORM as written.
+    pub form: String,
+    /// MISC as written (`None` for `_`).
+    pub misc: Option<String>,
+}
+
+/// An empty node of the enhanced graph (ID `after.n`): it follows word `after`
+/// (0: before the first) and takes no part in the basic tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdEmptyNode {
+    /// The word it follows and its number among the nodes there (1, 2, ...).
+    pub after: usize,
+    pub n: usize,
+    pub form: String,
+    pub lemma: Option<String>,
+    pub upos: Option<String>,
+    pub xpos: Option<String>,
+    pub feats: Vec<(String, String)>,
+    pub deps: Option<String>,
+    pub misc: Option<String>,
+}
+
+/// One sentence of a CoNLL-U file, whole: its words, multiword tokens, empty
+/// nodes and comments.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UdSentence {
+    /// `# sent_id = ...`
+    pub id: Option<String>,
+    /// `# text = ...`
+    pub text: Option<String>,
+    /// Every comment line, without its `#`, in order.
+    pub comments: Vec<String>,
+    pub words: Vec<UdWord>,
+    pub tokens: Vec<UdToken>,
+    pub empty_nodes: Vec<UdEmptyNode>,
+}
+
+impl UdSentence {
+    /// The words' forms and UPOS tags (`_` for an unspecified tag).
+    pub fn tagged(&self) -> TaggedSentence {
+        TaggedSentence {
+            words: self.words.iter().map(|w| w.form.clone()).collect(),
+            tags: self
+                .words
+                .iter()
+                .map(|w| w.upos.clone().unwrap_or_else(|| "_".into()))
+                .collect(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// Parses CoNLL-U as Universal Dependencies specifies it: sentences separated
+/// by blank lines, `#` comments, ten tab-separated columns per line; word lines
+/// numbered 1, 2, ...; multiword token lines (`1-2`) before the words they
+/// span; empty node lines (`3.1`, `3.2`) after the word they follow. HEAD must
+/// name a word of the sentence (or 0); FEATS is `_` or `Name=Value` pairs
+/// joined by `|`. Anything else is an [`Error::Parse`] naming the line.
+pub fn parse_ud(text: &str, name: &str) -> Result<Vec<UdSentence>> {
+    Ok(parse_ud_lines(text, name)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect())
+}
+
+/// [`parse_ud`], each sentence with the line of each of its words.
+fn parse_ud_lines(text: &str, name: &str) -> Result<Vec<(UdSentence, Vec<usize>)>> {
     let mut out = Vec::new();
-    let mut cur = TaggedSentence::default();
+    let mut cur = UdSentence::default();
+    // The lines of the sentence's words, for HEAD errors at its end.
+    let mut word_lines = Vec::new();
     let mut last_line = 0;
+    type Out = Vec<(UdSentence, Vec<usize>)>;
+    let finish = |cur: &mut UdSentence, word_lines: &mut Vec<usize>, out: &mut Out| {
+        let n = cur.words.len();
+        if n == 0 {
+            if cur.tokens.is_empty() && cur.empty_nodes.is_empty() {
+                // Comments alone (or nothing) between blank lines.
+                *cur = UdSentence::default();
+                return Ok(());
+            }
+            return Err((
+                word_lines.first().copied().unwrap_or(0),
+                "a sentence without words".to_string(),
+            ));
+        }
+        if let Some((w, line)) = cur
+            .words
+            .iter()
+            .zip(word_lines.iter())
+            .find(|(w, _)| w.head.is_some_and(|h| h > n))
+        {
+            return Err((
+                *line,
+                format!("HEAD {} past the sentence's {n} words", w.head.unwrap_or(0)),
+            ));
+        }
+        if let Some(t) = cur.tokens.iter().find(|t| t.last > n) {
+            return Err((
+                word_lines[n - 1],
+                format!(
+                    "token {}-{} spans words past the last, {n}",
+                    t.first, t.last
+                ),
+            ));
+        }
+        out.push((std::mem::take(cur), std::mem::take(word_lines)));
+        Ok(())
+    };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         last_line = n;
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
-            if !cur.words.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
+            finish(&mut cur, &mut word_lines, &mut out).map_err(|(l, r)| parse_err(name, l, r))?;
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
             if let Some((key, value)) = comment.split_once('=') {
-                if key.trim() == "sent_id" {
-                    cur.id = Some(value.trim().to_string());
+                match key.trim() {
+                    "sent_id" => cur.id = Some(value.trim().to_string()),
+                    "text" => cur.text = Some(value.trim().to_string()),
+                    _ => {}
                 }
             }
+            cur.comments.push(comment.trim_start().to_string());
             continue;
         }
         let cols: Vec<&str> = line.split('\t').collect();
-        if cols.len() != 10 {
+        let Ok(cols) = <[&str; 10]>::try_from(cols.as_slice()) else {
             return Err(parse_err(
                 name,
                 n,
                 format!("{} tab-separated columns, CoNLL-U has 10", cols.len()),
             ));
+        };
+        let err = |reason: String| parse_err(name, n, reason);
+        let [id, form, lemma, upos, xpos, feats, head, deprel, deps, misc] = cols;
+        if form.is_empty() {
+            return Err(err("empty FORM".into()));
         }
-        let id = cols[0];
-        if id.contains('-') || id.contains('.') {
-            continue;
+        let opt = |c: &str| (c != "_" && !c.is_empty()).then(|| c.to_string());
+        let words = cur.words.len();
+        if let Some((first, last)) = id.split_once('-') {
+            let (Ok(first), Ok(last)) = (first.parse::<usize>(), last.parse::<usize>()) else {
+                return Err(err(format!("multiword token ID {id:?} is not two numbers")));
+            };
+            if first != words + 1 || last <= first {
+                return Err(err(format!(
+                    "multiword token {id} where a range from word {} comes next",
+                    words + 1
+                )));
+            }
+            cur.tokens.push(UdToken {
+                first,
+                last,
+                form: form.into(),
+                misc: opt(misc),
+            });
+        } else if let Some((after, k)) = id.split_once('.') {
+            let (Ok(after), Ok(k)) = (after.parse::<usize>(), k.parse::<usize>()) else {
+                return Err(err(format!("empty node ID {id:?} is not two numbers")));
+            };
+            let before = cur.empty_nodes.iter().filter(|e| e.after == after).count();
+            if after != words || k != before + 1 {
+                return Err(err(format!(
+                    "empty node {id} where {words}.{} comes next",
+                    cur.empty_nodes.iter().filter(|e| e.after == words).count() + 1
+                )));
+            }
+            if head != "_" || deprel != "_" {
+                return Err(err(format!(
+                    "empty node {id} has a HEAD or DEPREL (they are _)"
+                )));
+            }
+            cur.empty_nodes.push(UdEmptyNode {
+                after,
+                n: k,
+                form: form.into(),
+                lemma: opt(lemma),
+                upos: opt(upos),
+                xpos: opt(xpos),
+                feats: parse_feats(feats).map_err(err)?,
+                deps: opt(deps),
+                misc: opt(misc),
+            });
+        } else {
+            if id.parse::<usize>().ok() != Some(words + 1) {
+                return Err(err(format!(
+                    "word id {id:?} where {} comes next",
+                    words + 1
+                )));
+            }
+            if cur.empty_nodes.last().is_some_and(|e| e.after == words + 1) {
+                return Err(err(format!("word {id} after its own empty nodes")));
+            }
+            let head = match head {
+                "_" => None,
+                h => Some(
+                    h.parse::<usize>()
+                        .map_err(|_| err(format!("HEAD {h:?} is not a word ID")))?,
+                ),
+            };
+            if head == Some(words + 1) {
+                return Err(err(format!("word {id} is its own HEAD")));
+            }
+            word_lines.push(n);
+            cur.words.push(UdWord {
+                id: words + 1,
+                form: form.into(),
+                lemma: opt(lemma),
+                upos: opt(upos),
+                xpos: opt(xpos),
+                feats: parse_feats(feats).map_err(err)?,
+                head,
+                deprel: opt(deprel),
+                deps: opt(deps),
+                misc: opt(misc),
+            });
         }
-        let expected = cur.words.len() + 1;
-        if id.parse::<usize>().ok() != Some(expected) {
-            return Err(parse_err(
-                name,
-                n,
-                format!("word id {id:?} where {expected} comes next"),
-            ));
-        }
-        if cols[1].is_empty() || cols[3].is_empty() || cols[3] == "_" {
-            return Err(parse_err(name, n, "empty FORM or UPOS"));
-        }
-        cur.words.push(cols[1].to_string());
-        cur.tags.push(cols[3].to_string());
     }
-    if !cur.words.is_empty() {
-        out.push(cur);
-    }
+    finish(&mut cur, &mut word_lines, &mut out).map_err(|(l, r)| parse_err(name, l, r))?;
     if out.is_empty() {
         return Err(parse_err(name, last_line, "no sentences"));
     }
     Ok(out)
+}
+
+/// FEATS: `_`, or `Name=Value` pairs joined by `|`.
+fn parse_feats(feats: &str) -> std::result::Result<Vec<(String, String)>, String> {
+    if feats == "_" {
+        return Ok(Vec::new());
+    }
+    feats
+        .split('|')
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("FEATS {feats:?}: {f:?} is not Name=Value")),
+        })
+        .collect()
+}
+
+/// [`parse_ud`] of a file.
+pub fn read_ud(path: &Path) -> Result<Vec<UdSentence>> {
+    parse_ud(&read(path)?, &path.display().to_string())
+}
+
+/// Parses CoNLL-U ([`parse_ud`]) and keeps each sentence's word forms and UPOS
+/// tags, as a tagger of the syntactic words wants (multiword tokens and empty
+/// nodes left out); a word without a UPOS tag is an error.
+pub fn parse_conllu(text: &str, name: &str) -> Result<Vec<TaggedSentence>> {
+    parse_ud_lines(text, name)?
+        .into_iter()
+        .map(|(sentence, lines)| {
+            match sentence
+                .words
+                .iter()
+                .zip(&lines)
+                .find(|(w, _)| w.upos.is_none())
+            {
+                Some((w, &line)) => {
+                    Err(parse_err(name, line, format!("word {} has no UPOS", w.id)))
+                }
+                None => Ok(sentence.tagged()),
+            }
+        })
+        .collect()
 }
 
 /// [`parse_conllu`] of a file.

@@ -10,6 +10,8 @@
 //! Layers: models → nn, train → tape → ops → gpu; `data` knows no layers and
 //! `nn` no optimizer.
 
+#![deny(missing_docs)]
+
 pub mod data;
 pub mod error;
 pub mod gpu;

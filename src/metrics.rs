@@ -8,12 +8,15 @@ use crate::error::{Error, Result};
 /// Corpus BLEU with its parts, on sacreBLEU's 0–100 scale.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bleu {
+    /// BLEU, 0–100.
     pub score: f64,
     /// Modified n-gram precisions for n = 1..=4, in percent.
     pub precisions: [f64; 4],
+    /// The brevity penalty, at most 1.
     pub brevity_penalty: f64,
     /// Tokens in the hypotheses and in the references.
     pub sys_len: usize,
+    /// Tokens in the references.
     pub ref_len: usize,
 }
 

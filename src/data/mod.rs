@@ -375,7 +375,9 @@ pub struct Vocab {
 }
 
 impl Vocab {
+    /// The padding token, id 0.
     pub const PAD: u32 = 0;
+    /// The unknown token, id 1.
     pub const UNK: u32 = 1;
 
     /// The tokens seen at least `min_count` times, most frequent first (ties in

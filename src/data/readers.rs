@@ -29,8 +29,11 @@ fn read(path: &Path) -> Result<String> {
 /// `# sent_id` when it has one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaggedSentence {
+    /// The word forms.
     pub words: Vec<String>,
+    /// Their UPOS tags.
     pub tags: Vec<String>,
+    /// Its `# sent_id`.
     pub id: Option<String>,
 }
 
@@ -67,6 +70,7 @@ pub struct UdWord {
 pub struct UdToken {
     /// The IDs of its first and last word.
     pub first: usize,
+    /// The ID of its last word.
     pub last: usize,
     /// FORM as written.
     pub form: String,
@@ -80,13 +84,21 @@ pub struct UdToken {
 pub struct UdEmptyNode {
     /// The word it follows and its number among the nodes there (1, 2, ...).
     pub after: usize,
+    /// Its number among the nodes after that word, from 1.
     pub n: usize,
+    /// FORM.
     pub form: String,
+    /// LEMMA (`None` for `_`).
     pub lemma: Option<String>,
+    /// UPOS (`None` for `_`).
     pub upos: Option<String>,
+    /// XPOS (`None` for `_`).
     pub xpos: Option<String>,
+    /// FEATS as `(name, value)` pairs.
     pub feats: Vec<(String, String)>,
+    /// DEPS, its place in the enhanced graph.
     pub deps: Option<String>,
+    /// MISC (`None` for `_`).
     pub misc: Option<String>,
 }
 
@@ -100,8 +112,11 @@ pub struct UdSentence {
     pub text: Option<String>,
     /// Every comment line, without its `#`, in order.
     pub comments: Vec<String>,
+    /// The syntactic words, IDs 1, 2, ...
     pub words: Vec<UdWord>,
+    /// The multiword tokens.
     pub tokens: Vec<UdToken>,
+    /// The empty nodes.
     pub empty_nodes: Vec<UdEmptyNode>,
 }
 

@@ -239,8 +239,11 @@ struct Inner {
 /// small dispatches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecordingStats {
+    /// Submits since the context was opened.
     pub submits: u64,
+    /// Dispatches recorded.
     pub dispatches: u64,
+    /// Host nanoseconds from each recorder's start to its submit.
     pub recording_ns: u64,
 }
 

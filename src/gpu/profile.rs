@@ -28,7 +28,9 @@ pub enum Timing {
 /// One line of a [`Profile`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
+    /// The dispatch, phase or recorder label.
     pub name: String,
+    /// Times it ran.
     pub calls: u64,
     /// Total time in nanoseconds.
     pub total_ns: u64,
@@ -44,6 +46,7 @@ impl Row {
 /// Accumulated timings, slowest first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
+    /// Where the times come from.
     pub timing: Timing,
     /// By dispatch label (`gemm::forward_tex`, `lstm_cell::backward`, ...), or by
     /// recorder label with [`Timing::Host`].
@@ -58,6 +61,7 @@ pub struct Profile {
     /// Pipelines compiled while profiling, and the host nanoseconds their
     /// creation took (see [`CompileStats`](crate::gpu::CompileStats)).
     pub compiles: u64,
+    /// Host nanoseconds creating those pipelines.
     pub compile_ns: u64,
 }
 

@@ -22,17 +22,24 @@ use crate::train::{Step, TrainStep};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Readout {
+    /// The top layer's final states, side by side.
     Final,
+    /// The outputs averaged over each sequence's real positions.
     Mean,
+    /// The outputs at the last padded position (the mistake, kept to show it).
     LastStep,
 }
 
 /// See the module docs.
 #[derive(Debug)]
 pub struct SequenceClassifier {
+    /// The word embedding, `embedding.weight`.
     pub embedding: Embedding,
+    /// The recurrent stack, `rnn.*`.
     pub rnn: Recurrent,
+    /// The output layer, `fc.*`.
     pub fc: Linear,
+    /// How a sequence becomes one vector.
     pub readout: Readout,
 }
 
@@ -40,13 +47,17 @@ pub struct SequenceClassifier {
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct ClassifierConfig {
+    /// Words in the vocabulary.
     pub vocab: usize,
+    /// Embedding size.
     pub emb: usize,
     /// The recurrent layers; their `input_size` is `emb`.
     pub rnn: Config,
+    /// Classes.
     pub classes: usize,
     /// The padding word (its embedding stays zero).
     pub pad: u32,
+    /// How a sequence becomes one vector.
     pub readout: Readout,
 }
 

@@ -25,23 +25,31 @@ use crate::train::{self, Optimizer, Step, StepReport, TrainStep};
 /// See the module docs.
 #[derive(Debug)]
 pub struct LanguageModel {
+    /// The token embedding, `embedding.weight`.
     pub embedding: Embedding,
+    /// The recurrent stack, `rnn.*`.
     pub rnn: Recurrent,
+    /// The output layer, `fc.*`.
     pub fc: Linear,
+    /// Dropout on the embeddings and the outputs.
     pub dropout: Dropout,
 }
 
 /// The recurrent state a chunk ends in: `[L, B, H]` (and the LSTM's cell state).
 #[derive(Clone, Debug)]
 pub struct State {
+    /// Hidden state, `[L, B, H]`.
     pub h: Tensor,
+    /// Cell state of an LSTM, `[L, B, H]`; `None` for the other cells.
     pub c: Option<Tensor>,
 }
 
 /// One chunk of a training stream and the state the previous chunk ended in.
 #[derive(Clone, Debug)]
 pub struct Chunk {
+    /// The chunk.
     pub batch: Batch,
+    /// The state the previous chunk ended in (`None`: zero).
     pub state: Option<State>,
 }
 

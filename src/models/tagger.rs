@@ -20,11 +20,15 @@ use crate::train::{Step, TrainStep};
 /// in training steps only.
 #[derive(Debug)]
 pub struct BiLstmTagger {
+    /// The word embedding, `embedding.weight`.
     pub embedding: Embedding,
     /// The character encoder ([`TaggerConfig::chars`]).
     pub chars: Option<CharEncoder>,
+    /// The BiLSTM, `lstm.*`.
     pub lstm: Recurrent,
+    /// The output layer, `fc.*`.
     pub fc: Linear,
+    /// Dropout on the embeddings and the BiLSTM outputs.
     pub dropout: Dropout,
 }
 

@@ -34,7 +34,10 @@ pub enum Score {
     /// qᵀ W k
     General,
     /// vᵀ tanh(W_q q + W_k k) with `size` = A
-    Additive { size: usize },
+    Additive {
+        /// A, the width of the hidden layer.
+        size: usize,
+    },
 }
 
 /// An attention layer. See the module docs.

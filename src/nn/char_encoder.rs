@@ -18,7 +18,9 @@ use crate::tape::{Tape, Var};
 /// LSTM's (`lstm.weight_ih_l0`, `lstm.weight_ih_l0_reverse`, ...).
 #[derive(Clone, Debug)]
 pub struct CharEncoder {
+    /// Character embedding, `embedding.weight`.
     pub embedding: Embedding,
+    /// The character BiLSTM, `lstm.*`.
     pub lstm: Recurrent,
 }
 

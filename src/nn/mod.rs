@@ -75,7 +75,9 @@ pub trait Module {
 /// most, one per direction for a recurrent layer's stacked tensors.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// The parameter.
     pub param: Param,
+    /// Its names and the parts they cover.
     pub names: Vec<Named>,
 }
 
@@ -111,8 +113,11 @@ pub fn prefixed(prefix: &str, entries: Vec<Entry>) -> Vec<Entry> {
 /// stack both directions), with its PyTorch state_dict name and shape.
 #[derive(Clone, Debug)]
 pub struct Named {
+    /// The state_dict name.
     pub name: String,
+    /// Its shape in the state_dict.
     pub shape: Vec<usize>,
+    /// The tensor holding it.
     pub tensor: Tensor,
     /// Element offset of the parameter inside `tensor`.
     pub offset: usize,

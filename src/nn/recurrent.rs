@@ -113,10 +113,15 @@ impl Mode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
+    /// The cell.
     pub mode: Mode,
+    /// Features of the first layer's input.
     pub input_size: usize,
+    /// Units per layer and direction.
     pub hidden_size: usize,
+    /// Stacked layers.
     pub num_layers: usize,
+    /// Whether each layer reads both ways.
     pub bidirectional: bool,
 }
 

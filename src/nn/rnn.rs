@@ -13,9 +13,13 @@ use crate::tape::{Tape, Var};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Sizes {
+    /// Features of the first layer's input.
     pub input_size: usize,
+    /// Units per layer and direction.
     pub hidden_size: usize,
+    /// Stacked layers.
     pub num_layers: usize,
+    /// Whether each layer reads both ways.
     pub bidirectional: bool,
 }
 
@@ -58,13 +62,16 @@ impl Sizes {
 /// An LSTM stack's state: `[L·D, B, H]` each.
 #[derive(Clone, Debug)]
 pub struct LstmState {
+    /// Hidden state.
     pub h: Var,
+    /// Cell state.
     pub c: Var,
 }
 
 /// A GRU's or Elman RNN's state: `[L·D, B, H]`.
 #[derive(Clone, Debug)]
 pub struct HiddenState {
+    /// Hidden state.
     pub h: Var,
 }
 

@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 /// training checkpoint, the optimizer's state under `optim.` names).
 #[derive(Clone, Debug, Default)]
 pub struct StateDict {
+    /// Tensors by name: shape and f32 values.
     pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The file's metadata.
     pub metadata: HashMap<String, String>,
 }
 

@@ -34,10 +34,15 @@ pub struct TransformerEncoderLayer {
     in_proj: Param,
     /// `[3D]`
     in_bias: Param,
+    /// Attention output projection, `self_attn.out_proj.*`.
     pub out_proj: Linear,
+    /// Feed-forward in, `linear1.*`.
     pub linear1: Linear,
+    /// Feed-forward out, `linear2.*`.
     pub linear2: Linear,
+    /// LayerNorm after attention, `norm1.*`.
     pub norm1: LayerNorm,
+    /// LayerNorm after the feed-forward block, `norm2.*`.
     pub norm2: LayerNorm,
     attention: Attention,
 }

@@ -38,9 +38,13 @@ struct Params {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Binary {
+    /// x + y
     Add = 0,
+    /// x − y
     Sub = 1,
+    /// x · y
     Mul = 2,
+    /// x / y
     Div = 3,
 }
 
@@ -60,7 +64,9 @@ impl Binary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Operand {
+    /// The first operand.
     X,
+    /// The second operand.
     Y,
 }
 

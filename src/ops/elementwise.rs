@@ -28,8 +28,11 @@ struct Params {
 /// `rows × width` row-major elements of `tensor` from element `offset`.
 #[derive(Clone, Copy, Debug)]
 pub struct Block<'a> {
+    /// The tensor.
     pub tensor: &'a Tensor,
+    /// Element offset of the first row.
     pub offset: usize,
+    /// Elements per row.
     pub width: usize,
 }
 
@@ -98,10 +101,13 @@ fn nonempty(x: &Tensor, what: &'static str) -> Result<()> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Activation {
+    /// tanh
     Tanh,
+    /// max(x, 0)
     Relu,
     /// `1 / (1 + exp(−x))`.
     Sigmoid,
+    /// eˣ
     Exp,
     /// The natural logarithm.
     Log,

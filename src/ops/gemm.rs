@@ -97,11 +97,17 @@ struct Params {
 /// `tensor[offset + b·batch_stride + r·row_stride + c·col_stride]`.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
+    /// The tensor.
     pub tensor: &'a Tensor,
+    /// Element offset of `(0, 0, 0)`.
     pub offset: usize,
+    /// Rows.
     pub rows: usize,
+    /// Columns.
     pub cols: usize,
+    /// Elements between rows.
     pub row_stride: usize,
+    /// Elements between columns.
     pub col_stride: usize,
     /// 0 shares one matrix across the batch.
     pub batch_stride: usize,
@@ -175,8 +181,11 @@ fn last_index(offset: usize, dims: &[(usize, usize)]) -> u64 {
 /// `bias[offset + i·stride]`, one value per column of C.
 #[derive(Clone, Copy, Debug)]
 pub struct BiasView<'a> {
+    /// The tensor.
     pub tensor: &'a Tensor,
+    /// Element offset of the first value.
     pub offset: usize,
+    /// Elements between values.
     pub stride: usize,
 }
 
@@ -193,8 +202,11 @@ impl<'a> From<&'a Tensor> for BiasView<'a> {
 /// Transposes and scalars of a GEMM.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
+    /// Whether A is stored transposed.
     pub trans_a: bool,
+    /// Whether B is stored transposed.
     pub trans_b: bool,
+    /// Scale of the product.
     pub alpha: f32,
     /// 0 never reads C, so C may hold anything (even NaN) beforehand.
     pub beta: f32,

@@ -90,12 +90,19 @@ pub fn grads_width(hidden: usize) -> usize {
 /// The tensors of a forward step.
 #[derive(Clone, Copy, Debug)]
 pub struct ForwardIo<'a> {
+    /// `[B]` sequence lengths.
     pub lengths: &'a Tensor,
+    /// Input products x·W_ihᵀ, `[B, T, D·G]`.
     pub xw: &'a Tensor,
+    /// The step's recurrent products h·W_hhᵀ.
     pub gh: &'a Tensor,
+    /// Parameters, `[D, 18H]` ([`lnp_width`]).
     pub lnp: &'a Tensor,
+    /// Hidden states of every step.
     pub hs: &'a Tensor,
+    /// Cell states of every step.
     pub cs: &'a Tensor,
+    /// What the backward needs per row ([`saved_width`]).
     pub saved: &'a Tensor,
     /// The layer's zoneout, if any.
     pub zoneout: Option<Zoneout>,
@@ -105,13 +112,21 @@ pub struct ForwardIo<'a> {
 /// H]` the running gradients, `grads` written.
 #[derive(Clone, Copy, Debug)]
 pub struct BackwardIo<'a> {
+    /// `[B]` sequence lengths.
     pub lengths: &'a Tensor,
+    /// Parameters, `[D, 18H]`.
     pub lnp: &'a Tensor,
+    /// Cell states of every step.
     pub cs: &'a Tensor,
+    /// The forward's saved rows.
     pub saved: &'a Tensor,
+    /// Gradient of the outputs.
     pub dy: &'a Tensor,
+    /// Running gradient of h.
     pub dh: &'a Tensor,
+    /// Running gradient of c.
     pub dc: &'a Tensor,
+    /// Gradients written per row ([`grads_width`]).
     pub grads: &'a Tensor,
     /// The forward's zoneout (the same seed draws the same choices).
     pub zoneout: Option<Zoneout>,

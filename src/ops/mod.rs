@@ -1,4 +1,10 @@
 //! One module per shader file; each launches its shader's entry points.
+//!
+//! This is the low-level layer, public for those who build their own layers
+//! from the library's kernels. Its functions follow the shaders: their
+//! signatures may change in any release (each change noted in CHANGELOG.md),
+//! where those of `nn`, `models`, `tape` and `train` change only with a
+//! migration note there. The ops check every argument as the layers above do.
 
 pub mod argmax;
 pub mod attention;

@@ -17,25 +17,38 @@ pub const PARTS: usize = 64;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Elements updated.
     pub n: u32,
+    /// Where this part starts among the norm partials.
     pub part0: u32,
     /// 1-based step number.
     pub step: u32,
+    /// 1 where clipping by value is on.
     pub has_clip: u32,
+    /// The learning rate of this step.
     pub lr: f32,
+    /// Weight decay.
     pub weight_decay: f32,
+    /// SGD's momentum.
     pub momentum: f32,
+    /// Adam's β1.
     pub beta1: f32,
+    /// Adam's β2.
     pub beta2: f32,
+    /// Adam's ε.
     pub eps: f32,
+    /// The global norm clip (0: off).
     pub max_norm: f32,
     /// 0 turns clipping by value off.
     pub clip_value: f32,
     /// Adam's bias corrections 1 − β1ᵗ and 1 − β2ᵗ, filled in by [`update`]
     /// (in f64: β2ᵗ is within an f32 rounding of 1 in the first steps).
     pub correction1: f32,
+    /// 1 − β2ᵗ.
     pub correction2: f32,
+    /// Padding to 16 bytes.
     pub _pad0: u32,
+    /// Padding to 16 bytes.
     pub _pad1: u32,
 }
 

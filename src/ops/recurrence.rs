@@ -36,9 +36,13 @@ use crate::tensor::{DType, Tensor};
 /// steps with `hidden` units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
+    /// Sequences.
     pub batch: usize,
+    /// Steps.
     pub steps: usize,
+    /// Units.
     pub hidden: usize,
+    /// Directions, 1 or 2.
     pub dirs: usize,
 }
 
@@ -115,6 +119,7 @@ struct Numel {
 /// A recurrent cell as its shader sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Cell {
+    /// The cell's shader.
     pub shader: Shader,
     /// Gate blocks of H in the pre-activations (4 LSTM, 3 GRU, 1 Elman).
     pub gates: usize,
@@ -135,7 +140,9 @@ pub struct Cell {
 /// and (LSTM) c at a step, each in [0, 1).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Zoneout {
+    /// Probability of keeping the previous h.
     pub h: f32,
+    /// Probability of keeping the previous c.
     pub c: f32,
     /// Some: each unit's choice drawn from this seed (training; the backward of a
     /// step takes the seed its forward took). None: the expectation (evaluation).
@@ -193,7 +200,9 @@ impl Cell {
 /// masks from `seed` (the backward takes its forward's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RecurrentDropout {
+    /// Drop probability.
     pub p: f32,
+    /// Seeds the masks.
     pub seed: u32,
 }
 
@@ -201,14 +210,23 @@ pub struct RecurrentDropout {
 /// `acts` only for one that [saves](Cell::saves) activations.
 #[derive(Clone, Copy, Debug)]
 pub struct ForwardIo<'a> {
+    /// `[B]` sequence lengths.
     pub lengths: &'a Tensor,
+    /// Input products x·W_ihᵀ.
     pub xw: &'a Tensor,
+    /// The step's recurrent products h·W_hhᵀ.
     pub gh: &'a Tensor,
+    /// Input bias.
     pub b_ih: &'a Tensor,
+    /// Recurrent bias.
     pub b_hh: &'a Tensor,
+    /// Hidden states of every step.
     pub hs: &'a Tensor,
+    /// Cell states of every step (LSTM).
     pub cs: Option<&'a Tensor>,
+    /// Activations saved for the backward.
     pub acts: Option<&'a Tensor>,
+    /// The layer's zoneout.
     pub zoneout: Option<Zoneout>,
     /// Only where the fused steps run it: the unfused steps' products read
     /// [`mask_states`]'s states.
@@ -220,17 +238,27 @@ pub struct ForwardIo<'a> {
 /// run it, the unfused ones calling [`add_masked`]).
 #[derive(Clone, Copy, Debug)]
 pub struct BackwardIo<'a> {
+    /// `[B]` sequence lengths.
     pub lengths: &'a Tensor,
+    /// Hidden states of every step.
     pub hs: &'a Tensor,
+    /// Cell states of every step (LSTM).
     pub cs: Option<&'a Tensor>,
+    /// The forward's saved activations.
     pub acts: Option<&'a Tensor>,
+    /// Gradient of the outputs.
     pub dy: &'a Tensor,
+    /// Running gradient of h.
     pub dh: &'a Tensor,
+    /// Running gradient of c (LSTM).
     pub dc: Option<&'a Tensor>,
     /// None: not written (a cell whose dgi equals dgh; read dgh instead).
     pub dgi: Option<&'a Tensor>,
+    /// Gradient of the recurrent pre-activations, written.
     pub dgh: &'a Tensor,
+    /// The forward's zoneout.
     pub zoneout: Option<Zoneout>,
+    /// The forward's recurrent dropout.
     pub recurrent_dropout: Option<RecurrentDropout>,
 }
 

@@ -22,7 +22,9 @@ struct Params {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reduction {
+    /// The sum.
     Sum,
+    /// The mean over the counted positions.
     Mean,
 }
 

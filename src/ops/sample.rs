@@ -26,8 +26,11 @@ struct Params {
 /// with the last one kept are kept too.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
+    /// Divides the logits (1: as they are).
     pub temperature: f32,
+    /// Keep the k most likely tokens.
     pub top_k: Option<usize>,
+    /// Keep the most likely tokens up to this probability mass.
     pub top_p: Option<f32>,
 }
 

@@ -25,7 +25,9 @@ struct Params {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Kind {
+    /// Probabilities.
     Softmax,
+    /// Log-probabilities.
     LogSoftmax,
 }
 

@@ -37,12 +37,19 @@ struct Params {
 /// and its cell there.
 #[derive(Clone, Debug)]
 pub struct Weights {
+    /// The cell.
     pub mode: Mode,
+    /// Input weights.
     pub w_ih: Tensor,
+    /// Recurrent weights.
     pub w_hh: Tensor,
+    /// Both biases.
     pub bias: Tensor,
+    /// An LSTM's projection.
     pub w_hr: Option<Tensor>,
+    /// Zoneout of h and c (expectation).
     pub zoneout: [f32; 2],
+    /// A LayerNorm-LSTM's parameters.
     pub ln: Option<Tensor>,
 }
 

@@ -26,7 +26,9 @@ use crate::tensor::{DType, Tensor};
 pub struct GradCheck {
     /// The step of the central differences.
     pub eps: f64,
+    /// Relative tolerance.
     pub rtol: f64,
+    /// Absolute tolerance.
     pub atol: f64,
     /// Seeds the contraction `r`.
     pub seed: u64,

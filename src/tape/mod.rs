@@ -60,7 +60,9 @@ struct Node {
 /// backward calls until they are set to zero (`Module::zero_grad`).
 #[derive(Clone, Debug)]
 pub struct Param {
+    /// The value.
     pub value: Tensor,
+    /// Its gradient, accumulated by backwards.
     pub grad: Tensor,
 }
 

@@ -102,8 +102,11 @@ impl StepReport {
 /// needs, and metrics read back with the loss (one value each, e.g. accuracy).
 #[derive(Clone, Debug)]
 pub struct Step<C = ()> {
+    /// The loss, one value.
     pub loss: Var,
+    /// What the next step needs (a language model's state).
     pub carry: C,
+    /// Metrics read back with the loss, one value each.
     pub metrics: Vec<(&'static str, Tensor)>,
 }
 

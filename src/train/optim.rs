@@ -12,9 +12,29 @@ use crate::tensor::{DType, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Method {
-    Sgd { momentum: f32 },
-    Adam { beta1: f32, beta2: f32, eps: f32 },
-    AdamW { beta1: f32, beta2: f32, eps: f32 },
+    /// torch.optim.SGD.
+    Sgd {
+        /// Momentum (0: none).
+        momentum: f32,
+    },
+    /// torch.optim.Adam (weight decay added to the gradient).
+    Adam {
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to the second moment's square root.
+        eps: f32,
+    },
+    /// torch.optim.AdamW (weight decay applied to the weights).
+    AdamW {
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to the second moment's square root.
+        eps: f32,
+    },
 }
 
 impl Method {
@@ -36,15 +56,20 @@ impl Method {
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Schedule {
+    /// The base rate throughout.
     Constant,
     /// Multiplied by `gamma` every `every` steps.
     Step {
+        /// Steps between multiplications.
         every: u32,
+        /// The factor.
         gamma: f32,
     },
     /// Cosine from the base rate down to `min_lr` over `total` steps, then `min_lr`.
     Cosine {
+        /// Steps of the descent.
         total: u32,
+        /// The rate at its end.
         min_lr: f32,
     },
 }
@@ -53,13 +78,17 @@ pub enum Schedule {
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct OptimConfig {
+    /// The update rule.
     pub method: Method,
+    /// The base learning rate.
     pub lr: f32,
+    /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
     pub weight_decay: f32,
     /// Clip the global gradient norm to this.
     pub max_norm: Option<f32>,
     /// Clamp every gradient element to ±this (after the norm clip).
     pub clip_value: Option<f32>,
+    /// How the rate changes with the step.
     pub schedule: Schedule,
     /// Steps of linear warm-up from lr / warmup to lr before the schedule.
     pub warmup: u32,

@@ -12,7 +12,9 @@ use crate::tensor::Tensor;
 /// The encoder of a [`Seq2Seq`].
 #[derive(Debug)]
 pub enum Encoder {
+    /// LSTM layers.
     Lstm(Recurrent),
+    /// Transformer encoder layers.
     Transformer(Vec<TransformerEncoderLayer>),
 }
 

@@ -61,10 +61,18 @@ pub enum Link {
     None,
     /// Luong attention (`Score::Dot` or `Score::General`) with the new decoder
     /// state as the query; `input_feeding` feeds h̃_{t−1} into step t.
-    Luong { score: Score, input_feeding: bool },
+    Luong {
+        /// How the decoder state scores the encoder outputs.
+        score: Score,
+        /// Whether h̃_{t−1} joins step t's input.
+        input_feeding: bool,
+    },
     /// Bahdanau: additive attention of `size` units with the previous decoder
     /// state as the query; the context joins the decoder's input.
-    Bahdanau { size: usize },
+    Bahdanau {
+        /// Units of the additive score.
+        size: usize,
+    },
 }
 
 /// What reads the source.
@@ -75,7 +83,12 @@ pub enum EncoderKind {
     Lstm,
     /// Transformer encoder layers of `emb` features, `heads` heads and a
     /// feed-forward block of `ff` units.
-    Transformer { heads: usize, ff: usize },
+    Transformer {
+        /// Attention heads.
+        heads: usize,
+        /// Units of the feed-forward block.
+        ff: usize,
+    },
 }
 
 /// Sizes and special tokens of a [`Seq2Seq`]: [`Seq2SeqConfig::new`], then
@@ -83,7 +96,9 @@ pub enum EncoderKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Seq2SeqConfig {
+    /// Source tokens.
     pub src_vocab: usize,
+    /// Target tokens.
     pub tgt_vocab: usize,
     /// Embedding size of both sides.
     pub emb: usize,
@@ -93,12 +108,15 @@ pub struct Seq2SeqConfig {
     pub layers: usize,
     /// Whether an LSTM encoder reads both ways.
     pub bidirectional: bool,
+    /// What reads the source.
     pub encoder: EncoderKind,
+    /// How the decoder sees the encoder.
     pub link: Link,
     /// Padding id of both vocabularies (its embeddings stay zero).
     pub pad: u32,
     /// Target-side begin- and end-of-sequence ids.
     pub bos: u32,
+    /// Target-side end-of-sequence id.
     pub eos: u32,
 }
 
@@ -204,10 +222,15 @@ impl Seq2SeqConfig {
 #[derive(Debug)]
 pub struct Seq2Seq {
     cfg: Seq2SeqConfig,
+    /// Source embedding, `src_embedding.weight`.
     pub src_embedding: Embedding,
+    /// Target embedding, `tgt_embedding.weight`.
     pub tgt_embedding: Embedding,
+    /// The encoder, `encoder.*`.
     pub encoder: Encoder,
+    /// The decoder LSTM, `decoder.*`.
     pub decoder: Recurrent,
+    /// Attention over the encoder outputs, `attention.*`, where the link has it.
     pub attention: Option<Attention>,
     /// W_c `[Hd, 2·Hd]`, no bias (attention links only).
     pub combine: Option<Linear>,

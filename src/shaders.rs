@@ -286,6 +286,12 @@ pub const SAMPLE: Shader = Shader {
     ),
 };
 
+/// The minGRU and minLSTM recurrence as a scan over time, and its backward.
+pub const MIN_RNN: Shader = Shader {
+    name: "min_rnn",
+    source: include_str!("../shaders/min_rnn.wgsl"),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
@@ -312,6 +318,7 @@ pub const ALL: &[Shader] = &[
     SAMPLE,
     STREAM_STEP,
     PROJECTION,
+    MIN_RNN,
 ];
 
 /// One step of a recurrent layer for a stream: both products and the cell.

@@ -22,6 +22,7 @@ pub mod gru_cell;
 pub mod layer_norm;
 pub mod layer_norm_lstm;
 pub mod lstm_cell;
+pub mod min_rnn;
 pub mod mse;
 pub mod optim;
 pub mod projection;

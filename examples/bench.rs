@@ -30,8 +30,12 @@ struct Args {
     /// Timed steps per workload (the median is reported).
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Workloads to run, comma separated (W1..W6, W4-f16, W6-fwd, W6-stream).
-    #[arg(long, default_value = "W1,W2,W3,W4,W4-f16,W5,W6,W6-fwd,W6-stream")]
+    /// Workloads to run, comma separated (W1..W7, W4-f16, W6-fwd, W6-stream,
+    /// W7-long).
+    #[arg(
+        long,
+        default_value = "W1,W2,W3,W4,W4-f16,W5,W6,W6-fwd,W6-stream,W7,W7-long"
+    )]
     only: String,
     /// Also print the profiler's table of one step of each workload.
     #[arg(long)]
@@ -53,6 +57,11 @@ struct Args {
     /// same folder again).
     #[arg(long)]
     startup: bool,
+    /// The T-scaling table instead: a minGRU training step (W7's layer) at B =
+    /// 8 and B = 1 for T from 64 to 4096, and the LSTM's (W1's layer) at B = 8
+    /// up to T = 1024: ms per step, µs per token, dispatches per step.
+    #[arg(long)]
+    scaling: bool,
     /// One start-up run of this workload (what --startup runs in a child).
     #[arg(long, hide = true)]
     first_steps: Option<String>,
@@ -195,6 +204,60 @@ fn startup(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The median of `runs` timed calls of `step` after one untimed, and the
+/// dispatches each recorded.
+fn time_steps(
+    ctx: &Context,
+    runs: usize,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<(f64, f64)> {
+    step()?;
+    let recorded = ctx.recording_stats();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        step()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let dispatches = ctx.recording_stats().since(&recorded).dispatches as f64 / times.len() as f64;
+    Ok((times[times.len() / 2], dispatches))
+}
+
+/// `--scaling`: time per step and per token against T.
+fn scaling(ctx: &Context, runs: usize) -> Result<()> {
+    println!(
+        "{:<8} {:>3} {:>6} {:>10} {:>10} {:>10}",
+        "cell", "B", "T", "ms/step", "µs/token", "disp/step"
+    );
+    let lengths = [64, 128, 256, 512, 1024, 2048, 4096];
+    for (cell, b, longest) in [("minGRU", 8, 4096), ("minGRU", 1, 4096), ("LSTM", 8, 1024)] {
+        for &t in lengths.iter().filter(|&&t| t <= longest) {
+            let (secs, disp) = if cell == "LSTM" {
+                let layer = workloads::layer(ctx, rnn_wgpu::nn::Mode::Lstm, b, t)?;
+                let mut sgd = rnn_wgpu::train::Optimizer::new(
+                    ctx,
+                    rnn_wgpu::train::OptimConfig::new(
+                        rnn_wgpu::train::Method::Sgd { momentum: 0.0 },
+                        0.01,
+                    ),
+                    rnn_wgpu::nn::Module::params(&layer.model),
+                )?;
+                time_steps(ctx, runs, || layer.step(ctx, Some(&mut sgd)))?
+            } else {
+                let mut layer = workloads::MinLayer::new(ctx, b, t)?;
+                time_steps(ctx, runs, || layer.step(ctx))?
+            };
+            println!(
+                "{cell:<8} {b:>3} {t:>6} {:>10.2} {:>10.2} {disp:>10.0}",
+                secs * 1e3,
+                secs * 1e6 / (b * t) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let started = Instant::now();
     let args = Args::parse();
@@ -231,6 +294,9 @@ fn main() -> Result<()> {
         return startup(&passed);
     }
     let ctx = Context::with_options(&options)?;
+    if args.scaling {
+        return scaling(&ctx, args.runs);
+    }
     let info = ctx.adapter_info();
     println!("device: {} ({:?})", info.name, info.backend);
     let ceiling = fma_probe::measure(&ctx, 5)?;

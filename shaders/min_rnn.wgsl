@@ -7,12 +7,14 @@
 //   h_t = a_t ⊙ h_{t−1} + b_t, h_{−1} = h0; the reverse direction runs from each
 //   sequence's last real step down. Past a sequence's length the state carries
 //   (a = 1, b = 0) and y is 0; h_n is the state after the last real step.
-// Scan: a channel (direction, sequence, unit) is 16 invocations, each over a
-// chunk of ⌈T / 16⌉ steps. Each composes its chunk's maps h ↦ a·h + b into one
-// (A, B) (products of a only, no division: the linear form is stable without
-// the paper's log space); one invocation per channel chains the 16 maps from
-// h0 to give each chunk its starting state; then each chunk runs again from
-// it, writing y. One dispatch for any T: 4 channels per workgroup of 64.
+// Scan: a channel (direction, sequence, unit) is p.chunks invocations (1, 2,
+// 4, 8 or 16; 64 / p.chunks channels per workgroup of 64), each over a chunk
+// of ⌈T / p.chunks⌉ steps. With several, each composes its chunk's maps
+// h ↦ a·h + b into one (A, B) (products of a only, no division: the linear
+// form is stable without the paper's log space); one invocation per channel
+// chains the maps from h0 to give each chunk its starting state; then each
+// chunk runs again from it, writing y. With one (many channels: parallel
+// enough), the channel simply runs through time. One dispatch for any T.
 // backward, given dy and dh_n: with g_s the gradient of the s-th processed state
 //   g_s = a_{s+1} ⊙ g_{s+1} + dy_s, g_{len−1} = dy_{len−1} + dh_n (a reverse
 //   scan, chunked as above); da_s = g_s ⊙ h_{s−1}, db_s = g_s, dh0 = a_0 ⊙ g_0;
@@ -21,9 +23,7 @@
 //            dp_i = (f / s²)(db ⊙ p_h̃ − da) ⊙ i(1 − i), dp_h̃ = db ⊙ i / s
 //   and dp = 0 past each length. Saved for backward: p and y (the states).
 
-const CHUNKS: u32 = 16u;
-// Channels per workgroup: 64 invocations / CHUNKS.
-const LANES: u32 = 4u;
+const GROUP: u32 = 64u;
 
 struct Params {
     b: u32,        // sequences
@@ -33,7 +33,7 @@ struct Params {
     lstm: u32,     // 0 minGRU, 1 minLSTM
     has_h0: u32,   // 0: h0 is zero (binding 3 is a placeholder)
     groups_x: u32, // workgroups along x; more continue in y
-    _pad0: u32,
+    chunks: u32,   // invocations per channel: 1, 2, 4, 8 or 16
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -62,7 +62,7 @@ struct Channel {
 
 fn channel(wid: vec3<u32>, l: u32) -> Channel {
     let n = p.d * p.b * p.h;
-    let index = (wid.x + wid.y * p.groups_x) * LANES + l / CHUNKS;
+    let index = (wid.x + wid.y * p.groups_x) * (GROUP / p.chunks) + l / p.chunks;
     let ch = min(index, n - 1u);
     var c: Channel;
     c.valid = index < n;
@@ -80,8 +80,8 @@ fn time_of(c: Channel, s: u32) -> u32 {
 
 // The chunk of processed steps of invocation l: [first, end).
 fn chunk(l: u32) -> vec2<u32> {
-    let span = (p.t + CHUNKS - 1u) / CHUNKS;
-    let first = min((l % CHUNKS) * span, p.t);
+    let span = (p.t + p.chunks - 1u) / p.chunks;
+    let first = min((l % p.chunks) * span, p.t);
     return vec2<u32>(first, min(first + span, p.t));
 }
 
@@ -128,32 +128,34 @@ fn step_map(c: Channel, t: u32) -> Map {
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32) {
     let c = channel(wid, l);
     let span = chunk(l);
-    var a = 1.0;
-    var b = 0.0;
-    if (c.valid) {
-        for (var s = span.x; s < min(span.y, c.len); s++) {
-            let m = step_map(c, time_of(c, s));
-            a = m.a * a;
-            b = m.a * b + m.b;
-        }
+    var h = 0.0;
+    if (c.valid && p.has_h0 == 1u) {
+        h = h0[state_at(c)];
     }
-    chunk_a[l] = a;
-    chunk_b[l] = b;
-    workgroupBarrier();
-    if (c.valid && l % CHUNKS == 0u) {
-        var h = 0.0;
-        if (p.has_h0 == 1u) {
-            h = h0[state_at(c)];
+    if (p.chunks > 1u) {
+        var a = 1.0;
+        var b = 0.0;
+        if (c.valid) {
+            for (var s = span.x; s < min(span.y, c.len); s++) {
+                let m = step_map(c, time_of(c, s));
+                a = m.a * a;
+                b = m.a * b + m.b;
+            }
         }
-        for (var k = 0u; k < CHUNKS; k++) {
-            chunk_start[l + k] = h;
-            h = chunk_a[l + k] * h + chunk_b[l + k];
+        chunk_a[l] = a;
+        chunk_b[l] = b;
+        workgroupBarrier();
+        if (c.valid && l % p.chunks == 0u) {
+            var start = h;
+            for (var k = 0u; k < p.chunks; k++) {
+                chunk_start[l + k] = start;
+                start = chunk_a[l + k] * start + chunk_b[l + k];
+            }
         }
-        hn[state_at(c)] = h;
+        workgroupBarrier();
+        h = chunk_start[l];
     }
-    workgroupBarrier();
     if (c.valid) {
-        var h = chunk_start[l];
         for (var s = span.x; s < span.y; s++) {
             if (s < c.len) {
                 let t = time_of(c, s);
@@ -164,13 +166,17 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
                 y[y_at(c, s)] = 0.0;
             }
         }
+        // The chunk holding the last real step ends with h_n.
+        if (span.x < c.len && c.len <= span.y) {
+            hn[state_at(c)] = h;
+        }
     }
 }
 
-// a of the step after the s-th (1 past the last: dh_n enters unscaled).
-fn a_next(c: Channel, s: u32) -> f32 {
-    if (s + 1u < c.len) {
-        return step_map(c, time_of(c, s + 1u)).a;
+// a of the s-th step (1 past the last: dh_n enters unscaled).
+fn a_of(c: Channel, s: u32) -> f32 {
+    if (s < c.len) {
+        return step_map(c, time_of(c, s)).a;
     }
     return 1.0;
 }
@@ -186,55 +192,70 @@ fn h_before(c: Channel, s: u32) -> f32 {
     return ys[y_at(c, time_of(c, s - 1u))];
 }
 
-// Writes the pre-activations' gradients at time t from da and db.
-fn gate_backward(c: Channel, t: u32, da: f32, db: f32) {
+// Writes the pre-activations' gradients at time t from g (the state's
+// gradient) and the state before; returns the step's a.
+fn gate_backward(c: Channel, t: u32, g: f32, before: f32) -> f32 {
     let at = pre_at(c, t);
+    let da = g * before;
+    let db = g;
     if (p.lstm == 0u) {
         let z = sigmoid(pre[at]);
         let ht = pre[at + p.h];
         dpre[at] = (db * ht - da) * z * (1.0 - z);
         dpre[at + p.h] = db * z;
-    } else {
-        let f = sigmoid(pre[at]);
-        let i = sigmoid(pre[at + p.h]);
-        let ht = pre[at + 2u * p.h];
-        let s = f + i;
-        let s2 = s * s;
-        dpre[at] = i / s2 * (da - db * ht) * f * (1.0 - f);
-        dpre[at + p.h] = f / s2 * (db * ht - da) * i * (1.0 - i);
-        dpre[at + 2u * p.h] = db * i / s;
+        return 1.0 - z;
     }
+    let f = sigmoid(pre[at]);
+    let i = sigmoid(pre[at + p.h]);
+    let ht = pre[at + 2u * p.h];
+    let s = f + i;
+    let s2 = s * s;
+    dpre[at] = i / s2 * (da - db * ht) * f * (1.0 - f);
+    dpre[at + p.h] = f / s2 * (db * ht - da) * i * (1.0 - i);
+    dpre[at + 2u * p.h] = db * i / s;
+    return f / s;
 }
 
 @compute @workgroup_size(64)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32) {
     let c = channel(wid, l);
     let span = chunk(l);
-    // The chunk's map of the incoming gradient g_{first+len} to g_first.
-    var a = 1.0;
-    var b = 0.0;
+    var g = 0.0;
     if (c.valid) {
-        var s = min(span.y, c.len);
-        while (s > span.x) {
-            s = s - 1u;
-            let an = a_next(c, s);
-            a = an * a;
-            b = an * b + dy[y_at(c, time_of(c, s))];
-        }
+        g = dhn[state_at(c)];
     }
-    chunk_a[l] = a;
-    chunk_b[l] = b;
-    workgroupBarrier();
-    if (c.valid && l % CHUNKS == 0u) {
-        var g = dhn[state_at(c)];
-        for (var k = CHUNKS; k > 0u; k--) {
-            chunk_start[l + k - 1u] = g;
-            g = chunk_a[l + k - 1u] * g + chunk_b[l + k - 1u];
+    if (p.chunks > 1u) {
+        // The chunk's map of the incoming gradient (that of the step after it)
+        // to the gradient of its first step.
+        var a = 1.0;
+        var b = 0.0;
+        if (c.valid) {
+            var a_after = a_of(c, span.y);
+            var s = min(span.y, c.len);
+            while (s > span.x) {
+                s = s - 1u;
+                if (s + 1u < span.y) {
+                    a_after = a_of(c, s + 1u);
+                }
+                a = a_after * a;
+                b = a_after * b + dy[y_at(c, time_of(c, s))];
+            }
         }
+        chunk_a[l] = a;
+        chunk_b[l] = b;
+        workgroupBarrier();
+        if (c.valid && l % p.chunks == 0u) {
+            var incoming = g;
+            for (var k = p.chunks; k > 0u; k--) {
+                chunk_start[l + k - 1u] = incoming;
+                incoming = chunk_a[l + k - 1u] * incoming + chunk_b[l + k - 1u];
+            }
+        }
+        workgroupBarrier();
+        g = chunk_start[l];
     }
-    workgroupBarrier();
     if (c.valid) {
-        var g = chunk_start[l];
+        var a_after = a_of(c, span.y);
         var s = span.y;
         while (s > span.x) {
             s = s - 1u;
@@ -247,10 +268,10 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
                 continue;
             }
             let t = time_of(c, s);
-            g = a_next(c, s) * g + dy[y_at(c, t)];
-            gate_backward(c, t, g * h_before(c, s), g);
+            g = a_after * g + dy[y_at(c, t)];
+            a_after = gate_backward(c, t, g, h_before(c, s));
             if (s == 0u) {
-                dh0[state_at(c)] = step_map(c, t).a * g;
+                dh0[state_at(c)] = a_after * g;
             }
         }
     }

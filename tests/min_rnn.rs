@@ -288,6 +288,26 @@ fn any_length_of_sequence_matches_the_reference() {
     }
 }
 
+/// Enough channels (direction × sequence × unit) that each scans its steps
+/// alone, and fewer, in 2 or 4 chunks.
+#[test]
+fn wide_layers_scan_each_channel_through_time() {
+    for (i, (batch, steps)) in [(16, 9), (4, 33), (2, 7)].into_iter().enumerate() {
+        for lstm in [false, true] {
+            let c = Case {
+                lstm,
+                batch,
+                steps,
+                input: 2,
+                hidden: 128,
+                layers: 1,
+                dirs: 2,
+            };
+            check(c, 300 + i as u64, Some(8));
+        }
+    }
+}
+
 #[test]
 fn without_an_initial_state_the_state_starts_at_zero() {
     let c = Case {

@@ -14,6 +14,10 @@
 //! - W6 one long sequence: the W1 layer at B = 1, T = 256; a training step as
 //!   W1's, W6-fwd its forward, W6-stream the same forward as a stream's chunk
 //!   (one fused dispatch per step instead of a product and a cell).
+//! - W7 a minGRU training step at W1's shape (B = 32, T = 64, I = 128, H =
+//!   256): one input GEMM, a scan over time, the reverse scan, the weight
+//!   gradients and an SGD step, one submit; W7-long the same at B = 1, T =
+//!   4096.
 //!
 //! Each `run` is one step, submitted and waited for. `flops` counts the GEMM
 //! arithmetic of a step (multiply and add as two); the elementwise work is
@@ -23,10 +27,10 @@
 mod w4;
 
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::Module;
+use rnn_wgpu::nn::{MinGru, Module, Sizes};
 use rnn_wgpu::ops::gemm;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
-use rnn_wgpu::{Context, DType, Recorder, Result, Tensor};
+use rnn_wgpu::{Context, DType, Recorder, Result, Tape, Tensor, Var};
 
 pub const B: usize = 32;
 pub const T: usize = 64;
@@ -121,6 +125,65 @@ pub fn w1(ctx: &Context) -> Result<Workload<'_>> {
         tokens: B * T,
         flops: layer_flops(Mode::Lstm, B, T, true),
         run: Box::new(move || w1.step(ctx, Some(&mut sgd))),
+    })
+}
+
+/// A one-layer minGRU of the W1 sizes at batch `b` and `t` steps, its input,
+/// output gradient and SGD.
+pub struct MinLayer {
+    pub model: MinGru,
+    pub x: Tensor,
+    pub dy: Tensor,
+    pub opt: Optimizer,
+}
+
+impl MinLayer {
+    pub fn new(ctx: &Context, b: usize, t: usize) -> Result<Self> {
+        let model = MinGru::new(ctx, Sizes::new(I, H), 1)?;
+        let opt = Optimizer::new(
+            ctx,
+            OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.01),
+            model.params(),
+        )?;
+        Ok(Self {
+            model,
+            x: Tensor::from_slice(ctx, &[b, t, I], &fill(b * t * I))?,
+            dy: Tensor::from_slice(ctx, &[b, t, H], &fill(b * t * H))?,
+            opt,
+        })
+    }
+
+    /// One training step as W1's: forward, the parameters' gradients (x is
+    /// data), an SGD update; one submit, waited for.
+    pub fn step(&mut self, ctx: &Context) -> Result<()> {
+        let (b, t) = (self.x.shape()[0], self.x.shape()[1]);
+        let mut tape = Tape::train(ctx, "minGRU step");
+        self.model.zero_grad(tape.rec())?;
+        let x = Var::constant(self.x.clone());
+        let (y, _) = self.model.apply(&mut tape, &x, &vec![t; b], None)?;
+        tape.backward_with(&y, &self.dy)?;
+        let mut rec = tape.into_recorder();
+        self.opt.step(&mut rec)?;
+        rec.submit();
+        ctx.wait()
+    }
+}
+
+/// GEMM flops of a minGRU training step: the input GEMM 2·B·T·2H·I and the
+/// weight gradient's as many (no dx: x is data).
+pub fn min_flops(b: usize, t: usize) -> f64 {
+    2.0 * 2.0 * (b * t * 2 * H * I) as f64
+}
+
+/// W7 (or W7-long): the minGRU training step at batch `b`, `t` steps.
+pub fn w7<'a>(ctx: &'a Context, name: &'static str, b: usize, t: usize) -> Result<Workload<'a>> {
+    let mut layer = MinLayer::new(ctx, b, t)?;
+    Ok(Workload {
+        name,
+        what: format!("minGRU train step B={b} T={t} I={I} H={H}, as W1"),
+        tokens: b * t,
+        flops: min_flops(b, t),
+        run: Box::new(move || layer.step(ctx)),
     })
 }
 
@@ -229,6 +292,8 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
                 ctx.wait()
             }),
         },
+        w7(ctx, "W7", B, T)?,
+        w7(ctx, "W7-long", 1, 4096)?,
     ];
     if ctx.has_f16() {
         all.insert(4, w4(ctx, DType::F16)?);

@@ -10,8 +10,12 @@ use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "min_rnn";
-/// Channels (direction, sequence, unit) per workgroup, as in the shader.
-const LANES: usize = 4;
+/// Invocations per workgroup, as in the shader.
+const GROUP: usize = 64;
+/// Invocations a dispatch should have at least: below, a channel (direction,
+/// sequence, unit) scans its steps in up to 16 chunks at once; above, each
+/// runs through time alone, with no workgroup barriers.
+const PARALLEL: usize = 4096;
 
 /// Mirror of `Params` in shaders/min_rnn.wgsl.
 #[repr(C)]
@@ -24,7 +28,7 @@ struct Params {
     lstm: u32,
     has_h0: u32,
     groups_x: u32,
-    _pad0: u32,
+    chunks: u32,
 }
 
 /// The cell: which gates the pre-activations hold.
@@ -64,9 +68,21 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// Invocations per channel: 1, 2, 4, 8 or 16, as many as keep the dispatch
+    /// at [`PARALLEL`] invocations and the chunks at a step or more.
+    fn chunks(&self) -> usize {
+        let channels = self.dirs * self.batch * self.hidden;
+        let mut chunks = 1;
+        while chunks < 16 && channels * chunks < PARALLEL && chunks * 2 <= self.steps {
+            chunks *= 2;
+        }
+        chunks
+    }
+
     fn params(&self, rec: &Recorder, has_h0: bool) -> Result<(Params, [u32; 3])> {
         let channels = self.dirs * self.batch * self.hidden;
-        let groups = channels.div_ceil(LANES);
+        let chunks = self.chunks();
+        let groups = channels.div_ceil(GROUP / chunks);
         let max = rec.context().limits().max_compute_workgroups_per_dimension as usize;
         let groups_x = groups.min(max);
         let groups_y = groups.div_ceil(groups_x);
@@ -76,7 +92,7 @@ impl Shape {
                 op: OP,
                 what: "pre-activations",
                 value: pre as u64,
-                limit: (max * max * LANES) as u64,
+                limit: u32::MAX as u64,
             });
         }
         let u = |v: usize| v as u32;
@@ -89,7 +105,7 @@ impl Shape {
                 lstm: u32::from(self.cell == MinCell::Lstm),
                 has_h0: u32::from(has_h0),
                 groups_x: u(groups_x),
-                _pad0: 0,
+                chunks: u(chunks),
             },
             [u(groups_x), u(groups_y), 1],
         ))

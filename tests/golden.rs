@@ -3,7 +3,8 @@
 //! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu; LayerNorm-LSTMs
 //! with layer_norm "1"), attention
 //! (op attention), the transformer encoder layer (op transformer_encoder_layer)
-//! and the tape's tensor ops (op tape, the op in `fn`).
+//! the tape's tensor ops (op tape, the op in `fn`) and minGRU / minLSTM (op
+//! min_gru, min_lstm).
 //! tools/golden.py writes them; its docstring gives the format.
 
 mod common;
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Attention, Module, Param, Score, TransformerEncoderLayer};
+use rnn_wgpu::nn::{
+    Attention, HiddenState, MinGru, MinLstm, Module, Param, Score, Sizes, TransformerEncoderLayer,
+};
 use rnn_wgpu::{Context, Recorder, Result, Tape, Tensor, Var};
 use safetensors::{Dtype, SafeTensors};
 
@@ -219,6 +222,65 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
     // in the file must have been compared.
     let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
     loaded.extend(["x", "h0", "c0", "dy", "dh_n", "dc_n"].map(String::from));
+    failures.extend(unchecked(case, checked, &loaded));
+    failures
+}
+
+fn run_min_rnn(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
+    let sizes = Sizes::new(case.usize("input_size"), case.usize("hidden_size"))
+        .with_layers(case.usize("num_layers"))
+        .with_bidirectional(case.meta("bidirectional") == "1");
+    let is_lstm = case.meta("op") == "min_lstm";
+    let lstm = is_lstm.then(|| MinLstm::new(ctx, sizes, 0).unwrap());
+    let gru = (!is_lstm).then(|| MinGru::new(ctx, sizes, 0).unwrap());
+    let model: &dyn Module = match (&lstm, &gru) {
+        (Some(m), _) => m,
+        (_, Some(m)) => m,
+        _ => unreachable!("one of the two is built"),
+    };
+    load_params(case, &model.named_params());
+    let lengths = case.lengths("lengths");
+    let px = Param::new(case.upload(ctx, "x")).unwrap();
+    let ph = Param::new(case.upload(ctx, "h0")).unwrap();
+    let mut tape = Tape::train(ctx, "golden");
+    for p in model.params() {
+        tape.rec().zero(&p.grad).unwrap();
+    }
+    let x = tape.param(&px);
+    let state = HiddenState { h: tape.param(&ph) };
+    let (y, h_n) = match (&lstm, &gru) {
+        (Some(m), _) => m.apply(&mut tape, &x, &lengths, Some(&state)),
+        (_, Some(m)) => m.apply(&mut tape, &x, &lengths, Some(&state)),
+        _ => unreachable!("one of the two is built"),
+    }
+    .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
+    let flat_y = tape.reshape(&y, &[y.numel()]).unwrap();
+    let flat_h = tape.reshape(&h_n.h, &[h_n.h.numel()]).unwrap();
+    let both = tape.cat(&[&flat_y, &flat_h], 0).unwrap();
+    let upstream = [case.tensor("dy").1.clone(), case.tensor("dh_n").1.clone()].concat();
+    let upstream = Tensor::from_slice(ctx, both.shape(), &upstream).unwrap();
+    tape.backward_with(&both, &upstream)
+        .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
+    tape.into_recorder().submit();
+
+    checked.keys.clear();
+    let mut failures = vec![];
+    let mut check = |key: &str, t: &Tensor| {
+        failures.extend(compare(case, key, &t.to_vec().unwrap(), checked));
+    };
+    check("y", &y);
+    check("h_n", &h_n.h);
+    check("grad.x", &px.grad);
+    check("grad.h0", &ph.grad);
+    for e in model.entries() {
+        let grad = e.param.grad.to_vec().unwrap();
+        for n in &e.names {
+            let part = &grad[n.offset..n.offset + n.numel()];
+            failures.extend(compare(case, &format!("grad.{}", n.name), part, checked));
+        }
+    }
+    let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
+    loaded.extend(["x", "h0", "dy", "dh_n"].map(String::from));
     failures.extend(unchecked(case, checked, &loaded));
     failures
 }
@@ -454,6 +516,10 @@ fn every_golden_case_matches_pytorch() {
         }
         if op == "tape" {
             failures.extend(run_tape(ctx(), &case, &mut checked));
+            continue;
+        }
+        if op == "min_gru" || op == "min_lstm" {
+            failures.extend(run_min_rnn(ctx(), &case, &mut checked));
             continue;
         }
         // The recurrent layers on per-step, fused and persistent steps.

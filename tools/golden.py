@@ -63,6 +63,14 @@ whose shape is the metadata mask_shape ("2,1,5"), the other arguments in the
 metadata (dims, a, b, shape, value). Divisors and logarithms' arguments are
 drawn away from 0.
 
+minGRU and minLSTM cases (op = min_gru | min_lstm, the recurrent metadata):
+the paper's sequential equations (Feng et al. 2024) written here in float64,
+each layer and direction an input map with weight_ih_l{k}(_reverse) [G·H, I]
+and bias_ih_l{k}(_reverse) [G·H] (gates z, h̃ or f, i, h̃), each sequence over
+its real steps (the reverse direction from its last), y 0 past each length,
+h_n the state after the last real step; x, h0, dy, dh_n and the gradients of
+Σ y·dy + Σ h_n·dh_n as in the recurrent cases.
+
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
 """
@@ -647,6 +655,68 @@ def tensor_op_case(seed, fn, shapes, draws, meta, op, ints):
     return tensors, dict(op="tape", fn=fn, **meta)
 
 
+# (op, input, hidden, layers, bidirectional, lengths, T)
+MIN_RNN = [
+    ("min_gru", 5, 7, 1, False, [6, 1, 4], 6),
+    ("min_gru", 4, 6, 2, True, [2, 7, 5], 7),
+    ("min_lstm", 5, 7, 1, False, [6, 1, 4], 6),
+    ("min_lstm", 4, 6, 2, True, [2, 7, 5], 7),
+]
+
+
+def min_rnn_case(seed, op, i, h, layers, bi, lengths, t):
+    torch.manual_seed(seed)
+    d = 2 if bi else 1
+    g = 3 if op == "min_lstm" else 2
+    params = {}
+    for layer in range(layers):
+        width = i if layer == 0 else d * h
+        for suffix in ["", "_reverse"][:d]:
+            lin = torch.nn.Linear(width, g * h).double()
+            params[f"weight_ih_l{layer}{suffix}"] = lin.weight.detach().requires_grad_()
+            params[f"bias_ih_l{layer}{suffix}"] = lin.bias.detach().requires_grad_()
+    b = len(lengths)
+    x, h0, _, dy, dh_n, _ = random_inputs(b, t, i, h, h, layers, bi)
+    inp = x
+    finals = []
+    for layer in range(layers):
+        outs = []
+        for dr, suffix in enumerate(["", "_reverse"][:d]):
+            w, bias = params[f"weight_ih_l{layer}{suffix}"], params[f"bias_ih_l{layer}{suffix}"]
+            rows = []
+            last = []
+            for s in range(b):
+                n = lengths[s]
+                state = h0[layer * d + dr, s]
+                ys = [None] * t
+                order = range(n) if dr == 0 else range(n - 1, -1, -1)
+                for tt in order:
+                    p = inp[s, tt] @ w.T + bias
+                    if op == "min_gru":
+                        z = torch.sigmoid(p[:h])
+                        state = (1 - z) * state + z * p[h:]
+                    else:
+                        f, ig = torch.sigmoid(p[:h]), torch.sigmoid(p[h : 2 * h])
+                        state = f / (f + ig) * state + ig / (f + ig) * p[2 * h :]
+                    ys[tt] = state
+                zero = torch.zeros(h, dtype=torch.float64)
+                rows.append(torch.stack([v if v is not None else zero for v in ys]))
+                last.append(state)
+            outs.append(torch.stack(rows))
+            finals.append(torch.stack(last))
+        inp = torch.cat(outs, dim=2)
+    y, h_n = inp, torch.stack(finals)
+    loss = (y * dy).sum() + (h_n * dh_n).sum()
+    loss.backward()
+    tensors = dict(params)
+    tensors.update({f"grad.{n}": p.grad for n, p in params.items()})
+    tensors.update(x=x, h0=h0, y=y, h_n=h_n, dy=dy, dh_n=dh_n)
+    tensors.update({"grad.x": x.grad, "grad.h0": h0.grad})
+    tensors = {k: v.detach().float().contiguous() for k, v in tensors.items()}
+    tensors["lengths"] = torch.tensor(lengths, dtype=torch.int32)
+    return tensors, recurrent_meta(op, i, h, layers, bi)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "tests", "golden"
@@ -726,6 +796,12 @@ def main():
     for seed, c in enumerate(TENSOR_OPS, start=first_ops):
         name = f"tape_{c[0]}.safetensors"
         tensors, meta = tensor_op_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(MIN_RNN, start=first_ops + len(TENSOR_OPS)):
+        op, i, h, layers, bi = c[:5]
+        name = f"{op}_l{layers}_{'bi' if bi else 'uni'}_h{h}.safetensors"
+        tensors, meta = min_rnn_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

@@ -15,7 +15,7 @@ use rnn_wgpu::models::{
 };
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Attention, Module, Named, Param, Score};
+use rnn_wgpu::nn::{Attention, HiddenState, MinGru, MinLstm, Module, Named, Param, Score, Sizes};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -180,6 +180,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             "broadcasting ops: gradcheck against f64",
             Box::pin(broadcasting(&ctx)),
         ),
+        (
+            "golden min_gru_l2_bi_h6 (a scan over time)",
+            Box::pin(golden_min_rnn(&ctx, MIN_GRU)),
+        ),
+        (
+            "golden min_lstm_l2_bi_h6 (a scan over time)",
+            Box::pin(golden_min_rnn(&ctx, MIN_LSTM)),
+        ),
     ];
     let (mut passed, mut failed) = (0u32, 0u32);
     for (name, case) in cases {
@@ -231,6 +239,8 @@ async fn f16_refused(ctx: &Context) -> Outcome {
 
 // PyTorch golden files from tests/golden (written by tools/golden.py).
 const LSTM_L2_BI: &[u8] = include_bytes!("../../golden/lstm_l2_bi_h13.safetensors");
+const MIN_GRU: &[u8] = include_bytes!("../../golden/min_gru_l2_bi_h6.safetensors");
+const MIN_LSTM: &[u8] = include_bytes!("../../golden/min_lstm_l2_bi_h6.safetensors");
 const LSTM_L1_BI_65: &[u8] = include_bytes!("../../golden/lstm_l1_bi_h65.safetensors");
 const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors");
 const LSTM_ZONEOUT_TRAIN: &[u8] =
@@ -480,6 +490,72 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
     }
     let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
     loaded.extend(["x", "h0", "c0", "dy", "dh_n", "dc_n"].map(String::from));
+    cmp.all_checked(&loaded)
+}
+
+/// A minGRU or minLSTM case on a tape: outputs, final states and every gradient.
+async fn golden_min_rnn(ctx: &Context, bytes: &[u8]) -> Outcome {
+    let case = Golden::parse(bytes)?;
+    let sizes = Sizes::new(case.usize("input_size")?, case.usize("hidden_size")?)
+        .with_layers(case.usize("num_layers")?)
+        .with_bidirectional(case.meta("bidirectional")? == "1");
+    let is_lstm = case.meta("op")? == "min_lstm";
+    let lstm = is_lstm
+        .then(|| MinLstm::new(ctx, sizes, 0))
+        .transpose()
+        .map_err(fail)?;
+    let gru = (!is_lstm)
+        .then(|| MinGru::new(ctx, sizes, 0))
+        .transpose()
+        .map_err(fail)?;
+    let model: &dyn Module = match (&lstm, &gru) {
+        (Some(m), _) => m,
+        (_, Some(m)) => m,
+        _ => return Err("no model".into()),
+    };
+    case.load_params(&model.named_params())?;
+    let lengths = case.lengths("lengths")?;
+    let px = Param::new(case.upload(ctx, "x")?).map_err(fail)?;
+    let ph = Param::new(case.upload(ctx, "h0")?).map_err(fail)?;
+    let mut tape = Tape::train(ctx, "golden");
+    for p in model.params() {
+        tape.rec().zero(&p.grad).map_err(fail)?;
+    }
+    let x = tape.param(&px);
+    let state = HiddenState { h: tape.param(&ph) };
+    let (y, h_n) = match (&lstm, &gru) {
+        (Some(m), _) => m.apply(&mut tape, &x, &lengths, Some(&state)),
+        (_, Some(m)) => m.apply(&mut tape, &x, &lengths, Some(&state)),
+        _ => return Err("no model".into()),
+    }
+    .map_err(fail)?;
+    let flat_y = tape.reshape(&y, &[y.numel()]).map_err(fail)?;
+    let flat_h = tape.reshape(&h_n.h, &[h_n.h.numel()]).map_err(fail)?;
+    let both = tape.cat(&[&flat_y, &flat_h], 0).map_err(fail)?;
+    let upstream = [case.tensor("dy")?.1.clone(), case.tensor("dh_n")?.1.clone()].concat();
+    let upstream = Tensor::from_slice(ctx, both.shape(), &upstream).map_err(fail)?;
+    tape.backward_with(&both, &upstream).map_err(fail)?;
+    tape.into_recorder().submit();
+    let mut cmp = Compare {
+        case: &case,
+        checked: vec![],
+        worst: 0.0,
+    };
+    cmp.check("y", y.tensor()).await?;
+    cmp.check("h_n", h_n.h.tensor()).await?;
+    cmp.check("grad.x", &px.grad).await?;
+    cmp.check("grad.h0", &ph.grad).await?;
+    for e in model.entries() {
+        let grad = e.param.grad.to_vec_async().await.map_err(fail)?;
+        for n in &e.names {
+            cmp.values(
+                &format!("grad.{}", n.name),
+                &grad[n.offset..n.offset + n.numel()],
+            )?;
+        }
+    }
+    let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
+    loaded.extend(["x", "h0", "dy", "dh_n"].map(String::from));
     cmp.all_checked(&loaded)
 }
 

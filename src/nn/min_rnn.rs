@@ -13,6 +13,28 @@
 //! follow torch.nn.GRU's: `weight_ih_l{l}` `[G·H, I_l]` and `bias_ih_l{l}`
 //! `[G·H]`, `_reverse` for the second direction, gate blocks in the order z, h̃
 //! (minGRU) or f, i, h̃ (minLSTM).
+//!
+//! A bidirectional minGRU on a tape, over sequences of 300 and 120 steps:
+//!
+//! ```
+//! use rnn_wgpu::nn::{MinGru, Sizes};
+//! use rnn_wgpu::{Context, Result, Tape, Tensor, Var};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let gru = MinGru::new(&ctx, Sizes::new(8, 16).with_bidirectional(true), 1)?;
+//!     let mut tape = Tape::train(&ctx, "scan");
+//!     let x = Var::constant(Tensor::from_slice(&ctx, &[2, 300, 8], &[0.1; 2 * 300 * 8])?);
+//!     let (y, state) = gru.apply(&mut tape, &x, &[300, 120], None)?;   // [B, T, 2H], [2, B, H]
+//!     let loss = tape.mean(&y, 1, Some(&[300, 120]))?;
+//!     let loss = tape.mean(&loss, 1, None)?;
+//!     let loss = tape.mean(&loss, 0, None)?;
+//!     tape.backward(&loss)?;
+//!     tape.into_recorder().submit();
+//!     assert_eq!(state.h.shape(), [2, 2, 16]);
+//!     Ok(())
+//! }
+//! ```
 
 use super::rnn::HiddenState;
 use super::{Dropout, Entry, Module, Named, Param, Sizes, SplitMix};

@@ -43,6 +43,29 @@
 //! GPU; every kernel accumulates in f32, and the parameters, their gradients, the
 //! cell state, biases and all gradients stay f32. `y` is then f16; `h_n` and
 //! `c_n` are f32 as always.
+//!
+//! A stack on a recorder, forward and backward by hand:
+//!
+//! ```
+//! use rnn_wgpu::nn::{Config, Mode, Module, Recurrent};
+//! use rnn_wgpu::{Context, Recorder, Result, Tensor};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let cfg = Config::new(Mode::Lstm, 16, 32).with_layers(2).with_bidirectional(true);
+//!     let lstm = Recurrent::new(&ctx, cfg, 7)?;
+//!     let x = Tensor::from_slice(&ctx, &[3, 5, 16], &[0.1; 3 * 5 * 16])?;   // [B, T, I]
+//!     let dy = Tensor::from_slice(&ctx, &[3, 5, 64], &[1.0; 3 * 5 * 64])?;  // dL/dy
+//!     let mut rec = Recorder::new(&ctx, "step");
+//!     lstm.zero_grad(&mut rec)?;
+//!     let (out, saved) = lstm.forward(&mut rec, &x, &[5, 2, 4], None, None)?;  // lengths; h0 = c0 = 0
+//!     let grads = lstm.backward(&mut rec, &saved, &dy, None, None)?;
+//!     rec.submit();                                        // the whole sequence, one submit
+//!     assert_eq!(out.y.shape(), [3, 5, 64]);               // zero past each length
+//!     assert_eq!(grads.dx.to_vec()?.len(), 3 * 5 * 16);
+//!     Ok(())
+//! }
+//! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

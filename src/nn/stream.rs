@@ -8,6 +8,36 @@
 //! Steps never write a state in place: each writes new tensors, so an output
 //! handed out stays valid, and [`Clone`] forks a stream (both continue from the
 //! same state, sharing the weights) without copying anything.
+//!
+//! A GRU stack fed a prompt, forked, then stepped a token at a time:
+//!
+//! ```
+//! use rnn_wgpu::nn::{Config, Mode, Recurrent};
+//! use rnn_wgpu::{Context, Recorder, Result, Tensor};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let cfg = Config::new(Mode::Gru, 8, 16).with_layers(2);
+//!     let gru = Recurrent::new(&ctx, cfg, 3)?;
+//!     let mut rec = Recorder::new(&ctx, "open");
+//!     let mut stream = gru.stream(&mut rec, 1)?;                          // one sequence, zero state
+//!     let prompt = Tensor::from_slice(&ctx, &[1, 4, 8], &[0.2; 32])?;     // [B, T, I]: a chunk
+//!     stream.feed(&mut rec, &prompt)?;
+//!     rec.submit();
+//!     let mut other = stream.clone();                                      // a fork: both go on from here
+//!     for _ in 0..3 {
+//!         let mut rec = Recorder::new(&ctx, "token");
+//!         let x = Tensor::from_slice(&ctx, &[1, 8], &[0.1; 8])?;         // [B, I]: one token
+//!         let y = stream.step(&mut rec, &x)?;                               // [B, H]: the top layer's h
+//!         let y = rec.submit_read(&y)?;                                     // one submit, one wait
+//!         assert_eq!(y.len(), 16);
+//!     }
+//!     let mut rec = Recorder::new(&ctx, "reset");
+//!     other.reset(&mut rec, 1)?;                                           // back to zero states
+//!     rec.submit();
+//!     Ok(())
+//! }
+//! ```
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;

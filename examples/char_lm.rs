@@ -33,7 +33,7 @@ use rnn_wgpu::data::Batch;
 use rnn_wgpu::data::{Streams, Vocab};
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
-use rnn_wgpu::nn::{Mode, Module, SplitMix};
+use rnn_wgpu::nn::{Cell, Mode, Module, SplitMix};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
@@ -49,7 +49,7 @@ struct Args {
     #[arg(long)]
     compare: Vec<PathBuf>,
     /// Cells to train, comma separated: lstm, lnlstm (LayerNorm-LSTM), gru, rnn
-    /// (Elman tanh).
+    /// (Elman tanh), mingru, minlstm (trained by a scan over time).
     #[arg(long, default_value = "lstm")]
     cells: String,
     #[arg(long, default_value_t = 10)]
@@ -137,21 +137,25 @@ fn generated(seed: u64) -> Vec<char> {
     text.chars().collect()
 }
 
-fn mode(name: &str) -> Result<Mode> {
+fn cell_of(name: &str) -> Result<Cell> {
     match name {
-        "lstm" | "lnlstm" => Ok(Mode::Lstm),
-        "gru" => Ok(Mode::Gru),
-        "rnn" => Ok(Mode::RnnTanh),
+        "lstm" | "lnlstm" => Ok(Cell::Recurrent(Mode::Lstm)),
+        "gru" => Ok(Cell::Recurrent(Mode::Gru)),
+        "rnn" => Ok(Cell::Recurrent(Mode::RnnTanh)),
+        "mingru" => Ok(Cell::MinGru),
+        "minlstm" => Ok(Cell::MinLstm),
         other => Err(Error::File {
             path: "--cells".into(),
-            reason: format!("unknown cell {other:?}: expected lstm, lnlstm, gru or rnn"),
+            reason: format!(
+                "unknown cell {other:?}: expected lstm, lnlstm, gru, rnn, mingru or minlstm"
+            ),
         }),
     }
 }
 
 /// Zoneout's probability for c: the LSTMs' (plain and LayerNorm) have a c.
 fn zoneout_c(cell: &str, args: &Args) -> f32 {
-    if cell.ends_with("lstm") {
+    if cell == "lstm" || cell == "lnlstm" {
         args.zoneout_c
     } else {
         0.0
@@ -242,7 +246,7 @@ fn train(
             .with_emb(args.emb)
             .with_hidden(args.hidden)
             .with_layers(args.layers)
-            .with_mode(mode(cell)?),
+            .with_cell(cell_of(cell)?),
         args.seed,
     )?
     .with_dropout(args.dropout, args.seed as u32)?;
@@ -392,7 +396,7 @@ fn main() -> Result<()> {
     run::checkpoint_dir(&args.checkpoint)?;
     let cells: Vec<&str> = args.cells.split(',').map(str::trim).collect();
     for cell in &cells {
-        mode(cell)?;
+        cell_of(cell)?;
     }
     let mut all = Vec::new();
     for cell in &cells {

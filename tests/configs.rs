@@ -12,7 +12,7 @@ use rnn_wgpu::models::{
     Link, Readout, Seq2Seq, Seq2SeqConfig, SequenceClassifier, TaggerConfig,
 };
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Gru, Score, Sizes};
+use rnn_wgpu::nn::{Cell, Gru, Score, Sizes};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule};
 use rnn_wgpu::ContextOptions;
 
@@ -48,10 +48,13 @@ fn model_configs_build_from_their_constructors_and_overrides() {
         .with_layers(3)
         .with_mode(Mode::Gru);
     assert_eq!(
-        (lm.vocab, lm.emb, lm.hidden, lm.layers, lm.mode),
-        (12, 4, 5, 3, Mode::Gru)
+        (lm.vocab, lm.emb, lm.hidden, lm.layers, lm.cell),
+        (12, 4, 5, 3, Cell::Recurrent(Mode::Gru))
     );
     LanguageModel::new(ctx, lm, 1).unwrap();
+    let min = LanguageModelConfig::new(12).with_cell(Cell::MinLstm);
+    assert_eq!(min.cell, Cell::MinLstm);
+    LanguageModel::new(ctx, min, 1).unwrap();
     LanguageModel::new(ctx, LanguageModelConfig::new(12), 1).unwrap();
 
     let rnn = Config::new(Mode::Lstm, 8, 6)

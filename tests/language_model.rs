@@ -9,12 +9,18 @@ use common::{ctx, fd_along, Rng};
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
-use rnn_wgpu::nn::{Linear, Mode, Module, Recurrent};
+use rnn_wgpu::nn::{Cell, Mode, Module};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Error, Recorder, Tape};
 
-const MODES: [Mode; 3] = [Mode::Lstm, Mode::Gru, Mode::RnnTanh];
+const MODES: [Cell; 5] = [
+    Cell::Recurrent(Mode::Lstm),
+    Cell::Recurrent(Mode::Gru),
+    Cell::Recurrent(Mode::RnnTanh),
+    Cell::MinGru,
+    Cell::MinLstm,
+];
 
 fn ids(rng: &mut Rng, n: usize, vocab: u32) -> Vec<u32> {
     (0..n)
@@ -30,12 +36,12 @@ fn columns(x: &[u32], b: usize, t: usize, from: usize, to: usize) -> Vec<u32> {
 }
 
 /// A two-layer model of `vocab` tokens, embeddings of 5 and 6 units.
-fn small(mode: Mode, vocab: usize, seed: u64) -> LanguageModel {
+fn small(cell: impl Into<Cell>, vocab: usize, seed: u64) -> LanguageModel {
     let cfg = LanguageModelConfig::new(vocab)
         .with_emb(5)
         .with_hidden(6)
         .with_layers(2)
-        .with_mode(mode);
+        .with_cell(cell.into());
     LanguageModel::new(ctx(), cfg, seed).unwrap()
 }
 
@@ -89,9 +95,9 @@ fn streams_give_the_logits_of_the_whole_sequence() {
         .collect();
     let zoned = small(Mode::Gru, v, 66).with_zoneout(0.3, 0.0, 1).unwrap();
     models.push(("GRU with zoneout".into(), zoned));
-    let mut projected = small(Mode::Lstm, v, 67);
-    projected.rnn = Recurrent::with_projection(ctx, *projected.rnn.config(), 4, 68).unwrap();
-    projected.fc = Linear::new(ctx, 4, v, true, 69).unwrap();
+    let projected = small(Mode::Lstm, v, 67)
+        .with_projection(ctx, 4, 68)
+        .unwrap();
     models.push(("LSTM projected to 4".into(), projected));
     for (mode, lm) in models {
         let x = ids(&mut Rng::new(4), b * t, v as u32);
@@ -174,7 +180,7 @@ fn a_chunk_has_the_gradients_of_its_loss_from_a_fixed_state() {
                 .with_emb(4)
                 .with_hidden(5)
                 .with_layers(2)
-                .with_mode(mode),
+                .with_cell(mode),
             60 + i as u64,
         )
         .unwrap();
@@ -292,4 +298,35 @@ fn learns_a_periodic_text_and_samples_it_back() {
     let out = lm.sample(ctx, &prime, 15, &Sampling::at(0.05), 1).unwrap();
     let text: String = out.iter().map(|&i| alphabet[i as usize]).collect();
     assert_eq!(text, "lo world hello ");
+}
+
+/// What only the run-time cells have is refused for minGRU and minLSTM (and
+/// accepted as a no-op when off).
+#[test]
+fn minimal_cells_refuse_what_they_do_not_have() {
+    let v = 7;
+    for cell in [Cell::MinGru, Cell::MinLstm] {
+        assert!(small(cell, v, 1).recurrent().is_none());
+        small(cell, v, 1).with_zoneout(0.0, 0.0, 1).unwrap();
+        small(cell, v, 1).with_recurrent_dropout(0.0, 1).unwrap();
+        for err in [
+            small(cell, v, 1).with_zoneout(0.1, 0.0, 1).unwrap_err(),
+            small(cell, v, 1)
+                .with_recurrent_dropout(0.1, 1)
+                .unwrap_err(),
+            small(cell, v, 1).with_layer_norm().unwrap_err(),
+            small(cell, v, 1).with_projection(ctx(), 3, 1).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, Error::InvalidArgument { .. }),
+                "{cell:?}: {err}"
+            );
+        }
+        let names: Vec<String> = small(cell, v, 1)
+            .named_params()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert!(names.contains(&"rnn.weight_ih_l1".to_string()), "{names:?}");
+    }
 }

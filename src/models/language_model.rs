@@ -1,5 +1,5 @@
-//! A recurrent language model (embedding → stacked RNN, LSTM or GRU → linear →
-//! cross-entropy of the next token), trained by truncated backpropagation through
+//! A recurrent language model (embedding → stacked RNN, LSTM, GRU, minGRU or
+//! minLSTM ([`Cell`]) → linear → cross-entropy of the next token), trained by truncated backpropagation through
 //! time over continuous streams: each chunk starts from the state the previous
 //! chunk ended in, and its backward stops there. Generation samples on the GPU,
 //! from a stream ([`LanguageModel::stream`]) that reads a token per step.
@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, Dropout, Embedding, Entry, Linear, Module, Stream};
+use crate::nn::{
+    prefixed, Cell, Dropout, Embedding, Entry, HiddenState, Linear, MinGru, MinLstm, Module, Sizes,
+    Stream,
+};
 use crate::ops::sample::{self, Sampling};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -28,11 +31,84 @@ pub struct LanguageModel {
     /// The token embedding, `embedding.weight`.
     pub embedding: Embedding,
     /// The recurrent stack, `rnn.*`.
-    pub rnn: Recurrent,
+    rnn: Stack,
     /// The output layer, `fc.*`.
     pub fc: Linear,
     /// Dropout on the embeddings and the outputs.
     pub dropout: Dropout,
+}
+
+/// A language model's recurrent stack: a run-time cell, or a minimal one
+/// trained by a scan.
+#[derive(Clone, Debug)]
+enum Stack {
+    Recurrent(Recurrent),
+    MinGru(MinGru),
+    MinLstm(MinLstm),
+}
+
+impl Stack {
+    fn name(&self) -> &'static str {
+        match self {
+            Stack::Recurrent(r) => r.config().mode.name(),
+            Stack::MinGru(_) => "min_gru",
+            Stack::MinLstm(_) => "min_lstm",
+        }
+    }
+
+    /// A minimal cell refuses what only the run-time ones have.
+    fn recurrent_only(self, what: &'static str, set: bool) -> Result<Recurrent> {
+        match self {
+            Stack::Recurrent(r) => Ok(r),
+            other => Err(Error::InvalidArgument {
+                op: "LanguageModel",
+                what,
+                expected: "an LSTM, GRU or Elman cell",
+                got: format!("{} (set: {set})", other.name()),
+            }),
+        }
+    }
+
+    /// Records the stack over `x` from `state`: the outputs and the state each
+    /// sequence ends in.
+    fn apply(
+        &self,
+        tape: &mut Tape,
+        x: &Var,
+        lengths: &[usize],
+        state: Option<&State>,
+    ) -> Result<(Var, State)> {
+        let h0 = state.map(|s| Var::constant(s.h.clone()));
+        let hidden = h0.clone().map(|h| HiddenState { h });
+        let (y, h, c) = match self {
+            Stack::Recurrent(r) => {
+                let c0 = state.and_then(|s| s.c.clone()).map(Var::constant);
+                let out = r.apply(tape, x, lengths, h0.as_ref(), c0.as_ref())?;
+                (out.y, out.h_n, out.c_n)
+            }
+            Stack::MinGru(m) => {
+                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
+                (y, s.h, None)
+            }
+            Stack::MinLstm(m) => {
+                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
+                (y, s.h, None)
+            }
+        };
+        let next = State {
+            h: h.tensor().clone(),
+            c: c.map(|c| c.tensor().clone()),
+        };
+        Ok((y, next))
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        match self {
+            Stack::Recurrent(r) => r.entries(),
+            Stack::MinGru(m) => m.entries(),
+            Stack::MinLstm(m) => m.entries(),
+        }
+    }
 }
 
 /// The recurrent state a chunk ends in: `[L, B, H]` (and the LSTM's cell state).
@@ -67,7 +143,7 @@ pub struct LanguageModelConfig {
     /// Stacked layers (unidirectional).
     pub layers: usize,
     /// The cell.
-    pub mode: Mode,
+    pub cell: Cell,
 }
 
 impl LanguageModelConfig {
@@ -78,7 +154,7 @@ impl LanguageModelConfig {
             emb: 64,
             hidden: 256,
             layers: 2,
-            mode: Mode::Lstm,
+            cell: Cell::Recurrent(Mode::Lstm),
         }
     }
 
@@ -97,25 +173,32 @@ impl LanguageModelConfig {
         Self { layers, ..self }
     }
 
-    /// The cell.
+    /// One of the run-time cells (LSTM, GRU, Elman).
     pub fn with_mode(self, mode: Mode) -> Self {
-        Self { mode, ..self }
+        self.with_cell(Cell::Recurrent(mode))
+    }
+
+    /// The cell: a run-time one or minGRU / minLSTM.
+    pub fn with_cell(self, cell: Cell) -> Self {
+        Self { cell, ..self }
     }
 }
 
 impl LanguageModel {
     /// A model initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: LanguageModelConfig, seed: u64) -> Result<Self> {
-        let rnn = Config {
-            mode: cfg.mode,
-            input_size: cfg.emb,
-            hidden_size: cfg.hidden,
-            num_layers: cfg.layers,
-            bidirectional: false,
+        let sizes = Sizes::new(cfg.emb, cfg.hidden).with_layers(cfg.layers);
+        let rnn = match cfg.cell {
+            Cell::Recurrent(mode) => {
+                let rnn = Config::new(mode, cfg.emb, cfg.hidden).with_layers(cfg.layers);
+                Stack::Recurrent(Recurrent::new(ctx, rnn, seed + 1)?)
+            }
+            Cell::MinGru => Stack::MinGru(MinGru::new(ctx, sizes, seed + 1)?),
+            Cell::MinLstm => Stack::MinLstm(MinLstm::new(ctx, sizes, seed + 1)?),
         };
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, None, seed)?,
-            rnn: Recurrent::new(ctx, rnn, seed + 1)?,
+            rnn,
             fc: Linear::new(ctx, cfg.hidden, cfg.vocab, true, seed + 2)?,
             dropout: Dropout::new(0.0, seed as u32),
         })
@@ -124,9 +207,36 @@ impl LanguageModel {
     /// The same model with dropout `p` in training steps (see the module docs).
     /// A `p` outside [0, 1) is an error.
     pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        let between = seed.wrapping_add(1);
+        let rnn = match self.rnn {
+            Stack::Recurrent(r) => Stack::Recurrent(r.with_dropout(p, between)?),
+            Stack::MinGru(m) => Stack::MinGru(m.with_dropout(p, between)?),
+            Stack::MinLstm(m) => Stack::MinLstm(m.with_dropout(p, between)?),
+        };
         Ok(Self {
-            rnn: self.rnn.with_dropout(p, seed.wrapping_add(1))?,
+            rnn,
             dropout: Dropout::new(p, seed),
+            ..self
+        })
+    }
+
+    /// The run-time stack (`None` for minGRU and minLSTM).
+    pub fn recurrent(&self) -> Option<&Recurrent> {
+        match &self.rnn {
+            Stack::Recurrent(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The same LSTM model on `ctx` with its states projected to `proj` values
+    /// (PyTorch's `proj_size`; see [`Recurrent::with_projection`]), the output
+    /// layer reading them: both newly initialized from `seed`.
+    pub fn with_projection(self, ctx: &Context, proj: usize, seed: u64) -> Result<Self> {
+        let vocab = self.fc.params()[0].value.shape()[0];
+        let cfg = *self.rnn.recurrent_only("projection", true)?.config();
+        Ok(Self {
+            rnn: Stack::Recurrent(Recurrent::with_projection(ctx, cfg, proj, seed)?),
+            fc: Linear::new(ctx, proj, vocab, true, seed + 1)?,
             ..self
         })
     }
@@ -134,8 +244,12 @@ impl LanguageModel {
     /// The same model with zoneout on its recurrent stack: probabilities `h` and
     /// (LSTM only, else 0) `c`; see [`Recurrent::with_zoneout`].
     pub fn with_zoneout(self, h: f32, c: f32, seed: u32) -> Result<Self> {
+        if h == 0.0 && c == 0.0 && !matches!(self.rnn, Stack::Recurrent(_)) {
+            return Ok(self);
+        }
+        let rnn = self.rnn.recurrent_only("zoneout", true)?;
         Ok(Self {
-            rnn: self.rnn.with_zoneout(h, c, seed)?,
+            rnn: Stack::Recurrent(rnn.with_zoneout(h, c, seed)?),
             ..self
         })
     }
@@ -143,8 +257,12 @@ impl LanguageModel {
     /// The same model with recurrent dropout `p` on its recurrent stack; see
     /// [`Recurrent::with_recurrent_dropout`].
     pub fn with_recurrent_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        if p == 0.0 && !matches!(self.rnn, Stack::Recurrent(_)) {
+            return Ok(self);
+        }
+        let rnn = self.rnn.recurrent_only("recurrent dropout", true)?;
         Ok(Self {
-            rnn: self.rnn.with_recurrent_dropout(p, seed)?,
+            rnn: Stack::Recurrent(rnn.with_recurrent_dropout(p, seed)?),
             ..self
         })
     }
@@ -152,8 +270,9 @@ impl LanguageModel {
     /// The same LSTM model as a LayerNorm-LSTM (see
     /// [`Recurrent::with_layer_norm`]).
     pub fn with_layer_norm(self) -> Result<Self> {
+        let rnn = self.rnn.recurrent_only("layer norm", true)?;
         Ok(Self {
-            rnn: self.rnn.with_layer_norm()?,
+            rnn: Stack::Recurrent(rnn.with_layer_norm()?),
             ..self
         })
     }
@@ -185,22 +304,9 @@ impl LanguageModel {
     ) -> Result<(Var, State)> {
         let emb = self.embedding.apply(tape, ids, &[batch, steps])?;
         let emb = self.dropout.apply(tape, &emb)?;
-        let (h0, c0) = match state {
-            Some(s) => (
-                Some(Var::constant(s.h.clone())),
-                s.c.clone().map(Var::constant),
-            ),
-            None => (None, None),
-        };
-        let out = self
-            .rnn
-            .apply(tape, &emb, lengths, h0.as_ref(), c0.as_ref())?;
-        let y = self.dropout.apply(tape, &out.y)?;
+        let (y, next) = self.rnn.apply(tape, &emb, lengths, state)?;
+        let y = self.dropout.apply(tape, &y)?;
         let logits = self.fc.apply(tape, &y)?;
-        let next = State {
-            h: out.h_n.tensor().clone(),
-            c: out.c_n.map(|c| c.tensor().clone()),
-        };
         Ok((logits, next))
     }
 
@@ -310,8 +416,16 @@ impl LanguageModel {
     /// tokens in, logits out, the state kept on the GPU. Records the weights'
     /// preparation into `rec`.
     pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<LanguageModelStream> {
+        let rnn = match &self.rnn {
+            Stack::Recurrent(r) => StackStream::Recurrent(r.stream(rec, batch)?),
+            min => StackStream::Scan {
+                stack: min.clone(),
+                batch,
+                state: None,
+            },
+        };
         Ok(LanguageModelStream {
-            rnn: self.rnn.stream(rec, batch)?,
+            rnn,
             embedding: self.embedding.clone(),
             fc: self.fc.clone(),
         })
@@ -322,9 +436,72 @@ impl LanguageModel {
 /// Cloning forks it (both continue from the same state; nothing is copied).
 #[derive(Clone, Debug)]
 pub struct LanguageModelStream {
-    rnn: Stream,
+    rnn: StackStream,
     embedding: Embedding,
     fc: Linear,
+}
+
+/// The recurrent part of a [`LanguageModelStream`]: a run-time stack's
+/// stream, or a minimal stack run over each chunk (one scan per chunk) from the
+/// state the last one ended in.
+#[derive(Clone, Debug)]
+enum StackStream {
+    Recurrent(Stream),
+    Scan {
+        stack: Stack,
+        batch: usize,
+        state: Option<State>,
+    },
+}
+
+impl StackStream {
+    fn batch(&self) -> usize {
+        match self {
+            StackStream::Recurrent(s) => s.batch(),
+            StackStream::Scan { batch, .. } => *batch,
+        }
+    }
+
+    /// Records reading `x` `[B, T, E]`; returns the top layer's last output `[B, H]`.
+    fn feed(&mut self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        match self {
+            StackStream::Recurrent(s) => s.feed(rec, x),
+            StackStream::Scan { stack, state, .. } => {
+                let (b, t) = (x.shape()[0], x.shape()[1]);
+                let mut tape =
+                    Tape::eval_on(std::mem::replace(rec, Recorder::new(x.context(), "stream")));
+                let result = stack.apply(
+                    &mut tape,
+                    &Var::constant(x.clone()),
+                    &vec![t; b],
+                    state.as_ref(),
+                );
+                *rec = tape.into_recorder();
+                let (y, next) = result?;
+                let h = next.h.shape()[2];
+                let last = rec.empty(&[b, h], crate::tensor::DType::F32)?;
+                let layers = next.h.shape()[0];
+                // The top layer's final state is its last output.
+                rec.copy_range(&last, 0, &next.h, (layers - 1) * b * h, b * h)?;
+                drop(y);
+                *state = Some(next);
+                Ok(last)
+            }
+        }
+    }
+
+    fn reset(&mut self, rec: &mut Recorder, batch: usize) -> Result<()> {
+        match self {
+            StackStream::Recurrent(s) => s.reset(rec, batch),
+            StackStream::Scan {
+                batch: b, state, ..
+            } => {
+                *b = batch;
+                *state = None;
+                Ok(())
+            }
+        }
+    }
 }
 
 impl LanguageModelStream {
@@ -351,9 +528,13 @@ impl LanguageModelStream {
         self.rnn.reset(rec, batch)
     }
 
-    /// The recurrent stream underneath: its states, or states to set.
-    pub fn rnn(&mut self) -> &mut Stream {
-        &mut self.rnn
+    /// The recurrent stream underneath (its states, or states to set); `None`
+    /// for minGRU and minLSTM, whose stream is a scan over each chunk.
+    pub fn rnn(&mut self) -> Option<&mut Stream> {
+        match &mut self.rnn {
+            StackStream::Recurrent(s) => Some(s),
+            StackStream::Scan { .. } => None,
+        }
     }
 }
 

@@ -22,6 +22,26 @@ pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use min_rnn::{MinGru, MinLstm};
+
+/// A recurrent cell, for models that take any: one of [`Recurrent`]'s
+/// ([`Mode`]: LSTM, GRU, Elman), or minGRU / minLSTM ([`MinGru`], [`MinLstm`]),
+/// trained by a scan over time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cell {
+    /// An LSTM, GRU or Elman stack.
+    Recurrent(Mode),
+    /// A minGRU stack.
+    MinGru,
+    /// A minLSTM stack.
+    MinLstm,
+}
+
+impl From<Mode> for Cell {
+    fn from(mode: Mode) -> Self {
+        Cell::Recurrent(mode)
+    }
+}
 pub use recurrent::{Config, Mode, Recurrent};
 pub use rnn::{Gru, HiddenState, Lstm, LstmState, Rnn, Sizes};
 pub use state_dict::StateDict;

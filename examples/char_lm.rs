@@ -172,12 +172,16 @@ fn label(cell: &str, args: &Args) -> String {
         ("zoneout c", zoneout_c),
         ("recurrent dropout", args.recurrent_dropout),
     ];
+    // Sizes other than the defaults tell apart runs of one cell.
+    let name = if (args.layers, args.hidden) == (2, 256) {
+        cell.to_string()
+    } else {
+        format!("{cell} {}×{}", args.layers, args.hidden)
+    };
     options
         .iter()
         .filter(|(_, p)| *p > 0.0)
-        .fold(cell.to_string(), |out, (name, p)| {
-            format!("{out}, {name} {p}")
-        })
+        .fold(name, |out, (name, p)| format!("{out}, {name} {p}"))
 }
 
 /// A named series of (minutes, loss) points.

@@ -477,13 +477,12 @@ impl StackStream {
                     state.as_ref(),
                 );
                 *rec = tape.into_recorder();
-                let (y, next) = result?;
+                let (_, next) = result?;
                 let h = next.h.shape()[2];
                 let last = rec.empty(&[b, h], crate::tensor::DType::F32)?;
                 let layers = next.h.shape()[0];
                 // The top layer's final state is its last output.
                 rec.copy_range(&last, 0, &next.h, (layers - 1) * b * h, b * h)?;
-                drop(y);
                 *state = Some(next);
                 Ok(last)
             }

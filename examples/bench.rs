@@ -204,13 +204,14 @@ fn startup(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The median of `runs` timed calls of `step` after one untimed, and the
-/// dispatches each recorded.
+/// The median seconds of `runs` timed calls of `step` after one untimed (it
+/// compiles and warms up); the dispatches the timed calls recorded per call,
+/// and the host µs per dispatch.
 fn time_steps(
     ctx: &Context,
     runs: usize,
     mut step: impl FnMut() -> Result<()>,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, f64)> {
     step()?;
     let recorded = ctx.recording_stats();
     let mut times = Vec::with_capacity(runs);
@@ -220,8 +221,13 @@ fn time_steps(
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let dispatches = ctx.recording_stats().since(&recorded).dispatches as f64 / times.len() as f64;
-    Ok((times[times.len() / 2], dispatches))
+    let recorded = ctx.recording_stats().since(&recorded);
+    let dispatches = recorded.dispatches as f64 / times.len() as f64;
+    Ok((
+        times[times.len() / 2],
+        dispatches,
+        recorded.us_per_dispatch(),
+    ))
 }
 
 /// `--scaling`: time per step and per token against T.
@@ -233,7 +239,7 @@ fn scaling(ctx: &Context, runs: usize) -> Result<()> {
     let lengths = [64, 128, 256, 512, 1024, 2048, 4096];
     for (cell, b, longest) in [("minGRU", 8, 4096), ("minGRU", 1, 4096), ("LSTM", 8, 1024)] {
         for &t in lengths.iter().filter(|&&t| t <= longest) {
-            let (secs, disp) = if cell == "LSTM" {
+            let (secs, disp, _) = if cell == "LSTM" {
                 let layer = workloads::layer(ctx, rnn_wgpu::nn::Mode::Lstm, b, t)?;
                 let mut sgd = rnn_wgpu::train::Optimizer::new(
                     ctx,
@@ -316,19 +322,8 @@ fn main() -> Result<()> {
         // it (every workload's tensors are made up front), and the pool after it.
         let before = ctx.pool_stats().live_bytes;
         ctx.reset_pool_peak();
-        (w.run)()?; // compile and warm up
-        let mut times = Vec::with_capacity(args.runs);
-        let recorded = ctx.recording_stats();
-        for _ in 0..args.runs.max(1) {
-            let t = Instant::now();
-            (w.run)()?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        let secs = times[times.len() / 2];
-        let recorded = ctx.recording_stats().since(&recorded);
-        let dispatches = recorded.dispatches as f64 / times.len() as f64;
-        let host = (dispatches, recorded.us_per_dispatch());
+        let (secs, dispatches, us) = time_steps(&ctx, args.runs, &mut w.run)?;
+        let host = (dispatches, us);
         if args.profile {
             ctx.reset_profile();
             ctx.set_profiling(true);

@@ -57,14 +57,14 @@ impl Stack {
     }
 
     /// A minimal cell refuses what only the run-time ones have.
-    fn recurrent_only(self, what: &'static str, set: bool) -> Result<Recurrent> {
+    fn recurrent_only(self, what: &'static str) -> Result<Recurrent> {
         match self {
             Stack::Recurrent(r) => Ok(r),
             other => Err(Error::InvalidArgument {
                 op: "LanguageModel",
                 what,
                 expected: "an LSTM, GRU or Elman cell",
-                got: format!("{} (set: {set})", other.name()),
+                got: other.name().to_string(),
             }),
         }
     }
@@ -233,7 +233,7 @@ impl LanguageModel {
     /// layer reading them: both newly initialized from `seed`.
     pub fn with_projection(self, ctx: &Context, proj: usize, seed: u64) -> Result<Self> {
         let vocab = self.fc.params()[0].value.shape()[0];
-        let cfg = *self.rnn.recurrent_only("projection", true)?.config();
+        let cfg = *self.rnn.recurrent_only("projection")?.config();
         Ok(Self {
             rnn: Stack::Recurrent(Recurrent::with_projection(ctx, cfg, proj, seed)?),
             fc: Linear::new(ctx, proj, vocab, true, seed + 1)?,
@@ -247,7 +247,7 @@ impl LanguageModel {
         if h == 0.0 && c == 0.0 && !matches!(self.rnn, Stack::Recurrent(_)) {
             return Ok(self);
         }
-        let rnn = self.rnn.recurrent_only("zoneout", true)?;
+        let rnn = self.rnn.recurrent_only("zoneout")?;
         Ok(Self {
             rnn: Stack::Recurrent(rnn.with_zoneout(h, c, seed)?),
             ..self
@@ -260,7 +260,7 @@ impl LanguageModel {
         if p == 0.0 && !matches!(self.rnn, Stack::Recurrent(_)) {
             return Ok(self);
         }
-        let rnn = self.rnn.recurrent_only("recurrent dropout", true)?;
+        let rnn = self.rnn.recurrent_only("recurrent dropout")?;
         Ok(Self {
             rnn: Stack::Recurrent(rnn.with_recurrent_dropout(p, seed)?),
             ..self
@@ -270,7 +270,7 @@ impl LanguageModel {
     /// The same LSTM model as a LayerNorm-LSTM (see
     /// [`Recurrent::with_layer_norm`]).
     pub fn with_layer_norm(self) -> Result<Self> {
-        let rnn = self.rnn.recurrent_only("layer norm", true)?;
+        let rnn = self.rnn.recurrent_only("layer norm")?;
         Ok(Self {
             rnn: Stack::Recurrent(rnn.with_layer_norm()?),
             ..self

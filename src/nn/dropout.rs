@@ -3,8 +3,9 @@
 //! identity. Masks come from a seed and a call counter, so a seeded run repeats.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::ops::dropout;
 use crate::tape::{Tape, Var};
@@ -64,6 +65,21 @@ impl Dropout {
 }
 
 /// The mask seed of call `call` of masks drawn from `seed`: each call draws anew.
+/// Dropout `p` between stacked layers, as a stack's `with_dropout` sets it:
+/// `None` for 0, [`Error::InvalidArgument`] outside [0, 1). Shared by the
+/// stack's clones, as its call counter must be.
+pub(crate) fn between_layers(op: &'static str, p: f32, seed: u32) -> Result<Option<Arc<Dropout>>> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::InvalidArgument {
+            op,
+            what: "dropout between layers",
+            expected: "0 <= p < 1",
+            got: p.to_string(),
+        });
+    }
+    Ok((p > 0.0).then(|| Arc::new(Dropout::new(p, seed))))
+}
+
 pub(crate) fn call_seed(seed: u32, call: u32) -> u32 {
     seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
 }

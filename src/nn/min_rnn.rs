@@ -152,12 +152,7 @@ impl MinRnn {
                     input = dropout.apply(tape, &input)?;
                 }
             }
-            let h0 = state
-                .map(|s| {
-                    let h0 = tape.slice(&s.h, 0, k * d, d)?;
-                    Ok::<_, Error>(h0)
-                })
-                .transpose()?;
+            let h0 = state.map(|s| tape.slice(&s.h, 0, k * d, d)).transpose()?;
             let shape = Shape {
                 cell: self.cell,
                 batch: b,
@@ -311,16 +306,8 @@ macro_rules! min_stack {
             /// The same stack with dropout `p` on each layer's output but the
             /// last, on training tapes.
             pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
-                if !(0.0..1.0).contains(&p) {
-                    return Err(Error::InvalidArgument {
-                        op: OP,
-                        what: "dropout",
-                        expected: "a probability in [0, 1)",
-                        got: p.to_string(),
-                    });
-                }
                 let mut stack = self.0;
-                stack.dropout = (p > 0.0).then(|| std::sync::Arc::new(Dropout::new(p, seed)));
+                stack.dropout = super::dropout::between_layers(OP, p, seed)?;
                 Ok(Self(stack))
             }
 

@@ -70,7 +70,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::dropout::{call_seed, Dropout, Mask};
+use super::dropout::{between_layers, call_seed, Dropout, Mask};
 use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
@@ -482,15 +482,7 @@ impl Recurrent {
     /// [`forward_train`](Self::forward_train) and [`apply`](Self::apply) on a
     /// training tape; the backward applies each mask again.
     pub fn with_dropout(mut self, p: f32, seed: u32) -> Result<Self> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "dropout between layers",
-                expected: "0 <= p < 1",
-                got: p.to_string(),
-            });
-        }
-        self.dropout = (p > 0.0).then(|| Arc::new(Dropout::new(p, seed)));
+        self.dropout = between_layers(OP, p, seed)?;
         Ok(self)
     }
 

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::data::readers::TaggedSentence;
-use rnn_wgpu::data::{buckets, Batch, Vocab};
+use rnn_wgpu::data::{token_buckets, Batch, Vocab};
 use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
@@ -52,6 +52,11 @@ struct Args {
     minutes: f64,
     #[arg(long, default_value_t = 32)]
     batch: usize,
+    /// At most this many padded tokens (sentences × the longest) per batch:
+    /// the few long sentences go in smaller batches, so that they do not set
+    /// the memory of the whole run.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: usize,
     #[arg(long, default_value_t = 128)]
     emb: usize,
     /// Hidden units per direction.
@@ -272,11 +277,12 @@ fn evaluate(
     data: &Data,
     sents: &[TaggedSentence],
     batch: usize,
+    max_tokens: usize,
 ) -> Result<(f64, Confusion)> {
     let (mut right, mut total) = (0usize, 0usize);
     let mut confusion = HashMap::new();
     let lengths: Vec<usize> = sents.iter().map(|s| s.words.len()).collect();
-    for idx in buckets(&lengths, batch, 0) {
+    for idx in token_buckets(&lengths, batch, max_tokens, 0) {
         let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &sents[i]).collect();
         let b = data.batch(&chosen, None)?;
         let mut tape = Tape::eval(ctx, "eval");
@@ -351,7 +357,9 @@ fn main() -> Result<()> {
         Storage::F32 => DType::F32,
         Storage::F16 => DType::F16,
     })?;
-    let steps_per_epoch = corpus.train.len().div_ceil(args.batch) as u32;
+    let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
+    // The cut depends on the lengths alone, not on the seed's order.
+    let steps_per_epoch = token_buckets(&lengths, args.batch, args.max_tokens, 0).len() as u32;
     let cfg = OptimConfig::new(Method::ADAM, args.lr)
         .with_max_norm(Some(5.0))
         .with_schedule(Schedule::Cosine {
@@ -371,14 +379,18 @@ fn main() -> Result<()> {
 
     let start = Instant::now();
     let budget = args.minutes * 60.0;
-    let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
     let mut best = -1.0;
     // (step, training loss) and (step, dev error rate) for the curves.
     let (mut losses, mut dev_errors) = (vec![], vec![]);
     let first_epoch = opt.steps() / steps_per_epoch;
     let mut word_rng = SplitMix::new(args.seed + u64::from(opt.steps()));
     'training: for epoch in first_epoch as usize..args.epochs {
-        let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
+        let batches = token_buckets(
+            &lengths,
+            args.batch,
+            args.max_tokens,
+            args.seed + epoch as u64,
+        );
         let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
         let (mut tokens, t0) = (0usize, Instant::now());
         for (done, idx) in batches.iter().enumerate() {
@@ -410,7 +422,7 @@ fn main() -> Result<()> {
         }
         bar.finish();
         save(&args.checkpoint, &opt)?;
-        let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
+        let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
         dev_errors.push((f64::from(opt.steps()), 100.0 * (1.0 - dev)));
         println!(
             "epoch {} (step {}) dev accuracy {:.2}%  ({:.0} tokens/s training; {})",
@@ -460,8 +472,8 @@ fn main() -> Result<()> {
     };
     let name = tested.display().to_string();
     Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
-    let (test, confusion) = evaluate(&ctx, &model, &data, &corpus.test, 64)?;
-    let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64)?;
+    let (test, confusion) = evaluate(&ctx, &model, &data, &corpus.test, 64, args.max_tokens)?;
+    let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
     println!(
         "model {name}: dev {:.2}%, test UPOS accuracy {:.2}% after {:.1} min",
         100.0 * dev,

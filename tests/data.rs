@@ -3,7 +3,7 @@
 
 use rnn_wgpu::data::bpe::{self, Bpe};
 use rnn_wgpu::data::readers::{parse_conllu, parse_lines, parse_parallel, parse_ud, UdToken};
-use rnn_wgpu::data::{buckets, Batch, Streams, Vocab, WordChars};
+use rnn_wgpu::data::{buckets, token_buckets, Batch, Streams, Vocab, WordChars};
 use rnn_wgpu::nn::SplitMix;
 use rnn_wgpu::Error;
 
@@ -105,6 +105,37 @@ fn buckets_cover_every_sequence_once_with_similar_lengths() {
         buckets(&lengths, 10, 6),
         batches,
         "another seed, another order"
+    );
+}
+
+#[test]
+fn token_buckets_cap_the_padded_tokens_of_a_batch() {
+    let mut rng = SplitMix::new(4);
+    let mut lengths: Vec<usize> = (0..200)
+        .map(|_| 1 + (rng.next_u64() % 30) as usize)
+        .collect();
+    // Two long outliers, one past the cap on its own.
+    lengths.extend([90, 300]);
+    let batches = token_buckets(&lengths, 16, 256, 7);
+    let mut all: Vec<usize> = batches.iter().flatten().copied().collect();
+    all.sort();
+    assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
+    for b in &batches {
+        let longest = b.iter().map(|&i| lengths[i]).max().unwrap();
+        assert!(b.len() <= 16, "{} sequences", b.len());
+        assert!(
+            b.len() * longest <= 256 || b.len() == 1,
+            "{} x {longest} padded tokens",
+            b.len()
+        );
+    }
+    assert!(batches.iter().any(|b| b == &vec![201]), "300 alone");
+    // The short ones still fill whole batches.
+    assert!(batches.iter().filter(|b| b.len() == 16).count() >= 4);
+    // Without a cap it is `buckets`.
+    assert_eq!(
+        token_buckets(&lengths, 16, usize::MAX, 7),
+        buckets(&lengths, 16, 7)
     );
 }
 

@@ -349,12 +349,37 @@ impl ParallelBatch {
 /// length together (sorted by length, cut into batches, the batches shuffled with
 /// `seed`), so that little of each batch is padding.
 pub fn buckets(lengths: &[usize], size: usize, seed: u64) -> Vec<Vec<usize>> {
+    token_buckets(lengths, size, usize::MAX, seed)
+}
+
+/// As [`buckets`], with each batch also holding at most `max_tokens` padded
+/// tokens (sequences × its longest length), so that a few long sequences do not
+/// make one batch that sets the memory a whole run needs: the batches of long
+/// sequences are smaller. A sequence longer than `max_tokens` is a batch alone.
+pub fn token_buckets(
+    lengths: &[usize],
+    size: usize,
+    max_tokens: usize,
+    seed: u64,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     let mut rng = crate::init::SplitMix::new(seed);
     // Shuffle first so that equal lengths are not always batched in file order.
     shuffle(&mut order, &mut rng);
     order.sort_by_key(|&i| lengths[i]);
-    let mut batches: Vec<Vec<usize>> = order.chunks(size.max(1)).map(<[usize]>::to_vec).collect();
+    let mut batches: Vec<Vec<usize>> = vec![];
+    let mut batch: Vec<usize> = vec![];
+    for i in order {
+        // Ascending lengths: the newcomer is the batch's longest.
+        let padded = (batch.len() + 1).saturating_mul(lengths[i].max(1));
+        if !batch.is_empty() && (batch.len() == size.max(1) || padded > max_tokens) {
+            batches.push(std::mem::take(&mut batch));
+        }
+        batch.push(i);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
     shuffle(&mut batches, &mut rng);
     batches
 }

@@ -736,6 +736,14 @@ fn products_of_one_submit_share_their_scratch_textures() {
         grown < first + 8 * 1024,
         "{grown} bytes in use for the chain; its first product's textures take {first}"
     );
+    // Part of the peak is those textures, on loan until the submit.
+    let s = ctx.pool_stats();
+    assert!(
+        s.peak_texture_bytes > 0
+            && s.peak_texture_bytes <= grown
+            && s.live_texture_bytes == s.peak_texture_bytes,
+        "{s:?}: the textures of the chain should be part of its {grown} bytes"
+    );
     rec.submit();
     let mut a_host = to_f64(&a0);
     for (i, &(k, n)) in dims.iter().enumerate() {
@@ -751,6 +759,7 @@ fn products_of_one_submit_share_their_scratch_textures() {
         assert_close(&format!("product {i}"), &got, &want, 1e-4, 1e-4);
         a_host = to_f64(&got);
     }
+    assert_eq!(ctx.pool_stats().live_texture_bytes, 0, "textures back after the submit");
 }
 
 /// Products whose packed operands would exceed the packing budget (4 MiB of

@@ -607,6 +607,25 @@ fn a_module_saves_loads_and_maps_foreign_names() {
         text.contains("module.fc.weight") && text.contains("`fc.weight`"),
         "{text}"
     );
+
+    // In memory: the bytes a file holds, read back whole, metadata included.
+    let mut with_meta = fixture.clone();
+    with_meta.metadata.insert("config".into(), "{\"hidden\": 8}".into());
+    let bytes = with_meta.to_bytes().unwrap();
+    with_meta.save(&foreign_path).unwrap();
+    assert_eq!(std::fs::read(&foreign_path).unwrap(), bytes);
+    let back = StateDict::from_bytes(&bytes, "memory").unwrap();
+    assert_eq!(back.tensors, with_meta.tensors);
+    assert_eq!(back.metadata, with_meta.metadata);
+    // A tensor whose values do not fill its shape is refused, naming it.
+    let mut short = fixture.clone();
+    short.tensors.get_mut("fc.bias").unwrap().1.pop();
+    let err = short.to_bytes().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { op: "StateDict::to_bytes", .. })
+            && err.to_string().contains("fc.bias"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

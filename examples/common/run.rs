@@ -55,9 +55,10 @@ pub fn resume(checkpoint: &Path, params: &[Named], opt: &mut Optimizer) -> Resul
 pub fn pool(ctx: &Context) -> String {
     let s = ctx.pool_stats();
     format!(
-        "pool {} MiB (peak in use {} MiB, {} MiB idle, {} buffers created)",
+        "pool {} MiB (peak in use {} MiB, {} of them packed operands; {} MiB idle, {} buffers created)",
         s.bytes >> 20,
         s.peak_live_bytes >> 20,
+        s.peak_texture_bytes >> 20,
         s.idle_bytes >> 20,
         s.created
     )

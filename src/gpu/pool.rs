@@ -35,6 +35,7 @@ fn quarter_octave(n: u64) -> u64 {
 
 /// Counters of a context's buffer pool, for tests and long-run memory checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Buffers and scratch textures created since the context was opened.
     pub created: u64,
@@ -48,6 +49,12 @@ pub struct PoolStats {
     pub live_bytes: u64,
     /// The most bytes ever on loan at once.
     pub peak_live_bytes: u64,
+    /// Of the bytes on loan now, those of scratch textures (the packed
+    /// operands of matrix products).
+    pub live_texture_bytes: u64,
+    /// Of `peak_live_bytes`, those of scratch textures when the peak was set:
+    /// the rest were buffers (tensors and uniforms).
+    pub peak_texture_bytes: u64,
 }
 
 /// Width, height and layers of a scratch texture.
@@ -128,6 +135,7 @@ impl BufferPool {
     /// the default cap, the idle items past it are dropped at once.
     pub(crate) fn reset_peak(&mut self) {
         self.stats.peak_live_bytes = self.stats.live_bytes;
+        self.stats.peak_texture_bytes = self.stats.live_texture_bytes;
         self.make_room(0);
     }
 
@@ -159,8 +167,11 @@ impl BufferPool {
 
     /// Counts `bytes` coming back from loan: idle if there is room, else dropped
     /// (the caller drops the item when this is false).
-    fn keep(&mut self, bytes: u64) -> bool {
+    fn keep(&mut self, bytes: u64, texture: bool) -> bool {
         self.stats.live_bytes -= bytes;
+        if texture {
+            self.stats.live_texture_bytes -= bytes;
+        }
         if !self.make_room(bytes) {
             self.stats.bytes -= bytes;
             return false;
@@ -172,7 +183,7 @@ impl BufferPool {
     }
 
     /// Counts `bytes` going out on loan, `created` or from the idle items.
-    fn lend(&mut self, bytes: u64, created: bool) {
+    fn lend(&mut self, bytes: u64, created: bool, texture: bool) {
         if created {
             self.stats.created += 1;
             self.stats.bytes += bytes;
@@ -181,7 +192,13 @@ impl BufferPool {
             self.stats.idle_bytes -= bytes;
         }
         self.stats.live_bytes += bytes;
-        self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
+        if texture {
+            self.stats.live_texture_bytes += bytes;
+        }
+        if self.stats.live_bytes > self.stats.peak_live_bytes {
+            self.stats.peak_live_bytes = self.stats.live_bytes;
+            self.stats.peak_texture_bytes = self.stats.live_texture_bytes;
+        }
     }
 
     /// A buffer of at least `bytes` bytes with exactly `usage`; its contents are
@@ -211,10 +228,10 @@ impl BufferPool {
             .find(|(_, v)| !v.is_empty())
             .map(|(k, _)| *k);
         if let Some(buf) = fit.and_then(|k| take_first(&mut self.free, k)) {
-            self.lend(buf.size(), false);
+            self.lend(buf.size(), false, false);
             return buf;
         }
-        self.lend(size, true);
+        self.lend(size, true, false);
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -224,7 +241,7 @@ impl BufferPool {
     }
 
     pub(crate) fn give(&mut self, buf: wgpu::Buffer) {
-        if self.keep(buf.size()) {
+        if self.keep(buf.size(), false) {
             let since = self.clock;
             self.free
                 .entry((buf.usage().bits(), buf.size()))
@@ -254,11 +271,11 @@ impl BufferPool {
             .min_by_key(|&k| Self::texture_bytes(k));
         if let Some(k) = fit {
             if let Some(t) = take_first(&mut self.free_textures, k) {
-                self.lend(Self::texture_bytes(k), false);
+                self.lend(Self::texture_bytes(k), false, true);
                 return t;
             }
         }
-        self.lend(Self::texture_bytes(key), true);
+        self.lend(Self::texture_bytes(key), true, true);
         device.create_texture(&wgpu::TextureDescriptor {
             label: Some("packed operand"),
             size: wgpu::Extent3d {
@@ -277,7 +294,7 @@ impl BufferPool {
 
     pub(crate) fn give_texture(&mut self, t: wgpu::Texture) {
         let key = (t.width(), t.height(), t.depth_or_array_layers());
-        if self.keep(Self::texture_bytes(key)) {
+        if self.keep(Self::texture_bytes(key), true) {
             let since = self.clock;
             self.free_textures
                 .entry(key)

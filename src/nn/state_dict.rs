@@ -72,21 +72,38 @@ impl StateDict {
         Ok(Self { tensors, ..self })
     }
 
-    /// Writes the file (f32 tensors). The bytes go to `<path>.partial` first,
-    /// synced to disk and then renamed over `path`, so that a crash or a full disk
-    /// in the middle leaves the last good file as it was.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The safetensors bytes of the tensors (f32) and the metadata, as
+    /// [`save`](Self::save) writes them: for a page's download, a database or a
+    /// socket. [`from_bytes`](Self::from_bytes) reads them back, and so does
+    /// PyTorch (`safetensors.torch.load(bytes)`).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let refused = |name: &str, got: String| Error::InvalidArgument {
+            op: "StateDict::to_bytes",
+            what: "tensor",
+            expected: "as many values as its shape holds",
+            got: format!("`{name}`: {got}"),
+        };
         let views = self
             .tensors
             .iter()
             .map(|(name, (shape, data))| {
+                if shape.iter().product::<usize>() != data.len() {
+                    return Err(refused(name, format!("shape {shape:?}, {} values", data.len())));
+                }
                 TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
                     .map(|v| (name.clone(), v))
-                    .map_err(|e| file_err(path, e))
+                    .map_err(|e| refused(name, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, Some(self.metadata.clone()))
-            .map_err(|e| file_err(path, e))?;
+        safetensors::serialize(views, Some(self.metadata.clone()))
+            .map_err(|e| refused("(all)", e.to_string()))
+    }
+
+    /// Writes the file (f32 tensors). The bytes go to `<path>.partial` first,
+    /// synced to disk and then renamed over `path`, so that a crash or a full disk
+    /// in the middle leaves the last good file as it was.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = std::path::PathBuf::from(partial);

@@ -759,7 +759,11 @@ fn products_of_one_submit_share_their_scratch_textures() {
         assert_close(&format!("product {i}"), &got, &want, 1e-4, 1e-4);
         a_host = to_f64(&got);
     }
-    assert_eq!(ctx.pool_stats().live_texture_bytes, 0, "textures back after the submit");
+    assert_eq!(
+        ctx.pool_stats().live_texture_bytes,
+        0,
+        "textures back after the submit"
+    );
 }
 
 /// Products whose packed operands would exceed the packing budget (4 MiB of

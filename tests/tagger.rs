@@ -610,7 +610,9 @@ fn a_module_saves_loads_and_maps_foreign_names() {
 
     // In memory: the bytes a file holds, read back whole, metadata included.
     let mut with_meta = fixture.clone();
-    with_meta.metadata.insert("config".into(), "{\"hidden\": 8}".into());
+    with_meta
+        .metadata
+        .insert("config".into(), "{\"hidden\": 8}".into());
     let bytes = with_meta.to_bytes().unwrap();
     with_meta.save(&foreign_path).unwrap();
     assert_eq!(std::fs::read(&foreign_path).unwrap(), bytes);
@@ -622,8 +624,13 @@ fn a_module_saves_loads_and_maps_foreign_names() {
     short.tensors.get_mut("fc.bias").unwrap().1.pop();
     let err = short.to_bytes().unwrap_err();
     assert!(
-        matches!(err, Error::InvalidArgument { op: "StateDict::to_bytes", .. })
-            && err.to_string().contains("fc.bias"),
+        matches!(
+            err,
+            Error::InvalidArgument {
+                op: "StateDict::to_bytes",
+                ..
+            }
+        ) && err.to_string().contains("fc.bias"),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -36,10 +36,12 @@ VOCAB, EMB, HIDDEN, TAGS, PAD = 50, 12, 8, 9, 0
 
 
 class BiLSTMTagger(nn.Module):
-    def __init__(self, vocab, emb, hidden, tags, pad):
+    def __init__(self, vocab, emb, hidden, tags, pad, layers=1):
         super().__init__()
         self.embedding = nn.Embedding(vocab, emb, padding_idx=pad)
-        self.lstm = nn.LSTM(emb, hidden, batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(
+            emb, hidden, num_layers=layers, batch_first=True, bidirectional=True
+        )
         self.fc = nn.Linear(2 * hidden, tags)
 
     def forward(self, ids, lengths):

@@ -88,7 +88,10 @@ impl StateDict {
             .iter()
             .map(|(name, (shape, data))| {
                 if shape.iter().product::<usize>() != data.len() {
-                    return Err(refused(name, format!("shape {shape:?}, {} values", data.len())));
+                    return Err(refused(
+                        name,
+                        format!("shape {shape:?}, {} values", data.len()),
+                    ));
                 }
                 TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))
                     .map(|v| (name.clone(), v))

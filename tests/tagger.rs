@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use common::{assert_close, ctx, to_f64};
 use rnn_wgpu::data::{Batch, WordChars};
 use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
-use rnn_wgpu::nn::{Module, Named};
+use rnn_wgpu::nn::{Module, Named, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::train::{
+    best_path, fit, Epochs, Event, FitConfig, Goal, Method, OptimConfig, Optimizer, Stop, TrainStep,
+};
 use rnn_wgpu::{Context, DType, Error, Tape};
 
 fn fixture(name: &str) -> PathBuf {
@@ -666,4 +668,189 @@ fn a_training_step_reports_its_accuracy() {
         (got as f64 - hits as f64 / counted as f64).abs() < 1e-6,
         "step reports {got}, the host counts {hits} of {counted}"
     );
+}
+
+/// The toy task as `train::fit` reads it: epoch e's batch i is built from (e, i)
+/// alone (the epoch's order and a word dropout drawn from them), as a resumed
+/// run needs.
+struct ToyEpochs(Vec<Batch>);
+
+impl Epochs for ToyEpochs {
+    type Batch = Batch;
+
+    fn batches(&mut self, _epoch: usize) -> rnn_wgpu::Result<usize> {
+        Ok(self.0.len())
+    }
+
+    fn batch(&mut self, epoch: usize, index: usize) -> rnn_wgpu::Result<Batch> {
+        let mut order: Vec<usize> = (0..self.0.len()).collect();
+        rnn_wgpu::data::shuffle(&mut order, &mut SplitMix::new(epoch as u64));
+        let mut b = self.0[order[index]].clone();
+        let mut rng = SplitMix::new((epoch * 1000 + index) as u64);
+        for id in b.ids.iter_mut().filter(|id| **id != 0) {
+            if rng.uniform_unit() < 0.2 {
+                *id = 1;
+            }
+        }
+        Ok(b)
+    }
+}
+
+/// The mean loss of `model` on `batch` in evaluation.
+fn eval_loss(model: &BiLstmTagger, batch: &Batch) -> rnn_wgpu::Result<f64> {
+    let mut tape = Tape::eval(ctx(), "eval");
+    let step = model.loss(&mut tape, batch)?;
+    tape.into_recorder().submit();
+    Ok(f64::from(step.loss.to_vec()?[0]))
+}
+
+/// `train::fit` stopped mid-epoch and resumed into a model of another seed
+/// repeats the uninterrupted run step for step (dropout on, a word dropout in
+/// the data): the same losses bit for bit, the same weights at the end, the
+/// history and the best score covering both parts.
+#[test]
+fn fit_resumed_mid_epoch_repeats_the_uninterrupted_run() {
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-fit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = |seed| {
+        BiLstmTagger::new(ctx(), toy(16, 12).with_layers(2), seed)
+            .unwrap()
+            .with_dropout(0.3, 5)
+            .unwrap()
+    };
+    let values = |m: &BiLstmTagger| -> Vec<Vec<f32>> {
+        m.named_params().iter().map(|n| n.read().unwrap()).collect()
+    };
+    let held_out = toy_batches(1, 8, 99).remove(0);
+    let data = || ToyEpochs(toy_batches(5, 6, 98));
+    let cfg = FitConfig::new(2).with_goal(Goal::Lower);
+
+    let a = model(3);
+    let mut opt = optimizer(&a);
+    let full = fit(
+        ctx(),
+        &a,
+        &mut opt,
+        &mut data(),
+        &cfg,
+        |m| eval_loss(m, &held_out),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(full.losses.len(), 10);
+    assert_eq!(full.scores.len(), 2);
+    assert_eq!(full.stop, Some(Stop::Epochs));
+
+    let ck = dir.join("fit.safetensors");
+    let cfg = cfg.with_checkpoint(Some(ck.clone()));
+    let b = model(3);
+    let mut opt = optimizer(&b);
+    let part = cfg.clone().with_max_steps(Some(7));
+    let first = fit(
+        ctx(),
+        &b,
+        &mut opt,
+        &mut data(),
+        &part,
+        |m| eval_loss(m, &held_out),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(first.stop, Some(Stop::Steps));
+    assert_eq!(first.losses[..], full.losses[..7]);
+
+    let c = model(4);
+    assert_ne!(values(&c), values(&a), "another seed, other weights");
+    let mut opt = optimizer(&c);
+    let mut resumed_at = vec![];
+    let resumed = fit(
+        ctx(),
+        &c,
+        &mut opt,
+        &mut data(),
+        &cfg.clone().with_resume(true),
+        |m| eval_loss(m, &held_out),
+        |e| {
+            if let Event::Resumed { step, epoch, index } = e {
+                resumed_at.push((step, epoch, index));
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        resumed_at,
+        [(7, 1, 2)],
+        "step 7 is batch 2 of the second epoch"
+    );
+    assert_eq!(resumed.losses, full.losses, "losses step for step");
+    assert_eq!(values(&c), values(&a), "the same weights at the end");
+    // Evaluations after epoch 1, at the stop (step 7) and after epoch 2.
+    let steps: Vec<u32> = resumed.scores.iter().map(|&(s, _)| s).collect();
+    assert_eq!(steps, [5, 7, 10]);
+    let best = resumed
+        .scores
+        .iter()
+        .copied()
+        .min_by(|x, y| x.1.total_cmp(&y.1))
+        .unwrap();
+    assert_eq!(resumed.best.map(|(s, _)| s), Some(best.0));
+    let kept = Checkpoint::load(&best_path(&ck)).unwrap();
+    assert_eq!(kept.metadata["fit.best_step"], best.0.to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `train::fit` refuses what cannot run before anything trains.
+#[test]
+fn fit_refuses_bad_settings_before_training() {
+    let model = BiLstmTagger::new(ctx(), toy(16, 12), 3).unwrap();
+    let mut opt = optimizer(&model);
+    let before: Vec<Vec<f32>> = model
+        .named_params()
+        .iter()
+        .map(|n| n.read().unwrap())
+        .collect();
+    let mut data = ToyEpochs(toy_batches(2, 4, 97));
+    let not_saved = std::env::temp_dir().join(format!(
+        "rnn-wgpu-fit-old-{}.safetensors",
+        std::process::id()
+    ));
+    model.save(&not_saved).unwrap();
+    let cases = [
+        FitConfig::new(1).with_minutes(Some(f64::NAN)),
+        FitConfig::new(1).with_minutes(Some(0.0)),
+        FitConfig::new(1).with_every(Some(0)),
+        FitConfig::new(1).with_resume(true),
+        FitConfig::new(1)
+            .with_checkpoint(Some(not_saved.clone()))
+            .with_resume(true),
+    ];
+    for cfg in &cases {
+        let err = fit(ctx(), &model, &mut opt, &mut data, cfg, |_| Ok(0.0), |_| {}).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidArgument { op: "fit", .. } | Error::File { .. }
+            ),
+            "{cfg:?}: {err:?}"
+        );
+    }
+    let err = fit(
+        ctx(),
+        &model,
+        &mut opt,
+        &mut ToyEpochs(vec![]),
+        &FitConfig::new(1),
+        |_| Ok(0.0),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Empty { op: "fit", .. }), "{err:?}");
+    assert_eq!(opt.steps(), 0);
+    let after: Vec<Vec<f32>> = model
+        .named_params()
+        .iter()
+        .map(|n| n.read().unwrap())
+        .collect();
+    assert_eq!(after, before, "a refused run changed the model");
+    std::fs::remove_file(&not_saved).unwrap();
 }

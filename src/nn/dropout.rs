@@ -35,10 +35,21 @@ impl Dropout {
 
     /// Records the forward; `train` false (evaluation) returns `x` itself.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor, train: bool) -> Result<(Tensor, Mask)> {
+        self.forward_drawn(rec, x, train, &mut Draws::Counters)
+    }
+
+    /// [`forward`](Self::forward) with its mask's seed from `draws`.
+    pub(crate) fn forward_drawn(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        train: bool,
+        draws: &mut Draws,
+    ) -> Result<(Tensor, Mask)> {
         if !train || self.p == 0.0 {
             return Ok((x.clone(), Mask(None)));
         }
-        let seed = call_seed(self.seed, self.calls.fetch_add(1, Ordering::Relaxed));
+        let seed = draws.seed(self.seed, &self.calls);
         let y = rec.empty(x.shape(), x.dtype())?;
         dropout::apply(rec, &y, x, self.p, seed)?;
         Ok((y, Mask(Some(seed))))
@@ -47,7 +58,8 @@ impl Dropout {
     /// [`forward`](Self::forward) on a tape: drops on a training tape only.
     pub fn apply(&self, tape: &mut Tape, x: &Var) -> Result<Var> {
         let train = tape.is_training();
-        let (y, mask) = self.forward(tape.rec(), x, train)?;
+        let (rec, mut draws) = tape.rec_and_draws();
+        let (y, mask) = self.forward_drawn(rec, x, train, &mut draws)?;
         let Mask(Some(seed)) = mask else {
             return Ok(x.clone());
         };
@@ -82,6 +94,30 @@ pub(crate) fn between_layers(op: &'static str, p: f32, seed: u32) -> Result<Opti
 
 pub(crate) fn call_seed(seed: u32, call: u32) -> u32 {
     seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
+}
+
+/// Where a training forward's mask seeds come from: each drawer's own call
+/// counter, or a tape's stream ([`Tape::with_stream`]): the stream's position
+/// and the draws made on the tape so far, so that a step's masks depend on
+/// the step alone and a resumed run draws what the uninterrupted one drew.
+pub(crate) enum Draws<'a> {
+    Counters,
+    Stream { position: u32, draws: &'a mut u32 },
+}
+
+impl Draws<'_> {
+    /// The seed of the next draw of a drawer seeded `seed` counting its calls
+    /// in `calls`.
+    pub(crate) fn seed(&mut self, seed: u32, calls: &AtomicU32) -> u32 {
+        match self {
+            Draws::Counters => call_seed(seed, calls.fetch_add(1, Ordering::Relaxed)),
+            Draws::Stream { position, draws } => {
+                let n = **draws;
+                **draws += 1;
+                call_seed(call_seed(seed, *position), n.wrapping_mul(0x2545_F491))
+            }
+        }
+    }
 }
 
 /// The backward of a forward with drop probability `p` and mask `seed`: the same

@@ -67,10 +67,10 @@
 //! }
 //! ```
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
-use super::dropout::{between_layers, call_seed, Dropout, Mask};
+use super::dropout::{between_layers, Draws, Dropout, Mask};
 use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
@@ -279,8 +279,8 @@ impl<T> Drawn<T> {
 
     /// The seed of the next training forward; its layer l draws from this seed
     /// xor l·0x85EBCA6B ([`layer_seed`]).
-    fn next_seed(&self) -> u32 {
-        call_seed(self.seed, self.calls.fetch_add(1, Ordering::Relaxed))
+    fn next_seed(&self, draws: &mut Draws) -> u32 {
+        draws.seed(self.seed, &self.calls)
     }
 }
 
@@ -674,7 +674,7 @@ impl Recurrent {
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
     ) -> Result<(Output, Saved)> {
-        self.forward_impl(rec, x, lengths, h0, c0, false)
+        self.forward_impl(rec, x, lengths, h0, c0, None)
     }
 
     /// [`forward`](Self::forward) in training: with the dropout between layers
@@ -687,7 +687,7 @@ impl Recurrent {
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
     ) -> Result<(Output, Saved)> {
-        self.forward_impl(rec, x, lengths, h0, c0, true)
+        self.forward_impl(rec, x, lengths, h0, c0, Some(&mut Draws::Counters))
     }
 
     fn forward_impl(
@@ -697,7 +697,7 @@ impl Recurrent {
         lengths: &[usize],
         h0: Option<&Tensor>,
         c0: Option<&Tensor>,
-        train: bool,
+        mut draws: Option<&mut Draws>,
     ) -> Result<(Output, Saved)> {
         let cfg = &self.cfg;
         let geo = self.check_input(rec, x, lengths)?;
@@ -735,13 +735,15 @@ impl Recurrent {
         let mut masks = Vec::new();
         // A training forward draws zoneout's and recurrent dropout's choices
         // from seeds of its own.
-        let zone_seed = self
-            .zoneout
-            .as_ref()
-            .filter(|_| train)
-            .map(|z| z.next_seed());
-        let drop = self.recurrent_dropout.as_ref().filter(|_| train);
-        let drop = drop.map(|r| (r.rates, r.next_seed()));
+        // (`draws`: in training, where the seeds come from.)
+        let zone_seed = match (&self.zoneout, draws.as_deref_mut()) {
+            (Some(z), Some(d)) => Some(z.next_seed(d)),
+            _ => None,
+        };
+        let drop = match (&self.recurrent_dropout, draws.as_deref_mut()) {
+            (Some(r), Some(d)) => Some((r.rates, r.next_seed(d))),
+            _ => None,
+        };
         for (l, p) in self.params.iter().enumerate() {
             let zoneout = self.zoneout.as_ref().map(|z| Zoneout {
                 h: z.rates.0,
@@ -874,7 +876,10 @@ impl Recurrent {
             });
             input = y;
             if let (Some(dropout), true) = (&self.dropout, l + 1 < cfg.num_layers) {
-                let (dropped, mask) = dropout.forward(rec, &input, train)?;
+                let (dropped, mask) = match draws.as_deref_mut() {
+                    Some(d) => dropout.forward_drawn(rec, &input, true, d)?,
+                    None => dropout.forward(rec, &input, false)?,
+                };
                 input = dropped;
                 masks.push(mask);
             }
@@ -904,13 +909,14 @@ impl Recurrent {
         c0: Option<&Var>,
     ) -> Result<Sequence> {
         let train = tape.is_training();
+        let (rec, mut draws) = tape.rec_and_draws();
         let (out, saved) = self.forward_impl(
-            tape.rec(),
+            rec,
             x,
             lengths,
             h0.map(Var::tensor),
             c0.map(Var::tensor),
-            train,
+            train.then_some(&mut draws),
         )?;
         let need_dx = tape.needs_grad(x);
         let mut inputs = vec![x];

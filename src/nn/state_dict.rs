@@ -13,13 +13,20 @@ use super::Named;
 use crate::error::{Error, Result};
 
 /// f32 tensors by name and the metadata: a model's parameters (and, in a
-/// training checkpoint, the optimizer's state under `optim.` names).
+/// training checkpoint, the optimizer's state under `optim.` names and the
+/// run's history under `fit.` names).
 #[derive(Clone, Debug, Default)]
 pub struct StateDict {
     /// Tensors by name: shape and f32 values.
     pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     /// The file's metadata.
     pub metadata: HashMap<String, String>,
+}
+
+/// Whether a tensor is a training checkpoint's state rather than a parameter:
+/// the optimizer's (`optim.`) or the training loop's (`fit.`).
+fn training_state(name: &str) -> bool {
+    name.starts_with("optim.") || name.starts_with("fit.")
 }
 
 fn file_err(path: &Path, reason: impl std::fmt::Display) -> Error {
@@ -168,7 +175,7 @@ impl StateDict {
 
     /// Writes every parameter of `params` from the tensor of the same name and
     /// shape. Like PyTorch's strict loading, a missing or mis-shaped parameter and
-    /// a tensor no parameter takes (outside `optim.`) are errors, reported before
+    /// a tensor no parameter takes (outside `optim.` and `fit.`) are errors, reported before
     /// anything is written.
     pub fn apply(&self, params: &[Named], path_for_errors: &str) -> Result<()> {
         let err = |reason: String| Error::File {
@@ -181,7 +188,7 @@ impl StateDict {
             let keys: Vec<&str> = self
                 .tensors
                 .keys()
-                .filter(|k| !k.starts_with("optim.") && !params.iter().any(|p| &p.name == *k))
+                .filter(|k| !training_state(k) && !params.iter().any(|p| &p.name == *k))
                 .map(String::as_str)
                 .collect();
             if keys.is_empty() {
@@ -205,7 +212,7 @@ impl StateDict {
         if let Some(extra) = self
             .tensors
             .keys()
-            .find(|k| !k.starts_with("optim.") && !params.iter().any(|p| &p.name == *k))
+            .find(|k| !training_state(k) && !params.iter().any(|p| &p.name == *k))
         {
             return Err(err(format!("tensor {extra} belongs to no parameter")));
         }

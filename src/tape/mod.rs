@@ -22,6 +22,7 @@ pub use gradcheck::{GradCheck, GradReport, Worst};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
+use crate::nn::dropout::Draws;
 use crate::ops::elementwise;
 use crate::tensor::{DType, Tensor};
 
@@ -118,6 +119,10 @@ pub struct Tape {
     /// its last backward) as an input: the backward refuses to run, since that
     /// value's gradient could not reach where it came from.
     foreign: Option<usize>,
+    /// The stream random choices are drawn from ([`with_stream`](Self::with_stream)),
+    /// and the draws made from it.
+    stream: Option<u32>,
+    draws: u32,
 }
 
 impl Tape {
@@ -128,6 +133,8 @@ impl Tape {
             nodes: Some(Vec::new()),
             recording: next_recording(),
             foreign: None,
+            stream: None,
+            draws: 0,
         }
     }
 
@@ -139,6 +146,8 @@ impl Tape {
             nodes: None,
             recording: next_recording(),
             foreign: None,
+            stream: None,
+            draws: 0,
         }
     }
 
@@ -150,7 +159,33 @@ impl Tape {
             nodes: None,
             recording: next_recording(),
             foreign: None,
+            stream: None,
+            draws: 0,
         }
+    }
+
+    /// Draws dropout masks and the other random choices of training forwards
+    /// from stream `position` (a training step's number) rather than from each
+    /// layer's count of its calls: a step's choices then depend on the layers'
+    /// seeds and the position alone, so a run resumed at step n draws what the
+    /// uninterrupted run drew there. [`train::step`](crate::train::step) sets the
+    /// optimizer's step count.
+    pub fn with_stream(mut self, position: u32) -> Self {
+        self.stream = Some(position);
+        self.draws = 0;
+        self
+    }
+
+    /// The recorder and where this tape's random draws come from.
+    pub(crate) fn rec_and_draws(&mut self) -> (&mut Recorder, Draws<'_>) {
+        let draws = match self.stream {
+            Some(position) => Draws::Stream {
+                position,
+                draws: &mut self.draws,
+            },
+            None => Draws::Counters,
+        };
+        (&mut self.rec, draws)
     }
 
     /// Whether ops record their backward (and dropout drops).

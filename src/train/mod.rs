@@ -1,11 +1,16 @@
 //! Training: the training-step protocol ([`TrainStep`]: a model records its loss
 //! on a tape, one generic step does the rest), optimizers with learning-rate
-//! schedules and clipping, and the end of a training step (one submit, one
-//! readback of the loss and the gradient norm).
+//! schedules and clipping, the end of a training step (one submit, one
+//! readback of the loss and the gradient norm), and [`fit()`]: the loop of
+//! epochs, evaluations, checkpoints and exact resumes around the step.
 
 pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fit;
 pub mod optim;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use fit::{best_path, fit, Epochs, Event, FitConfig, Goal, History, Stop};
 pub use optim::{Method, OptimConfig, Optimizer, Schedule};
 
 use crate::error::{Error, Result};
@@ -68,7 +73,8 @@ pub async fn step_async<M: TrainStep>(
     batch: &M::Batch,
     opt: &mut Optimizer,
 ) -> Result<(StepReport, M::Carry)> {
-    let mut tape = Tape::train(ctx, M::LABEL);
+    // Masks drawn by the step's number: a resumed run repeats the run it resumes.
+    let mut tape = Tape::train(ctx, M::LABEL).with_stream(opt.steps());
     model.zero_grad(tape.rec())?;
     let step = model.loss(&mut tape, batch)?;
     tape.backward(&step.loss)?;

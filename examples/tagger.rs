@@ -25,7 +25,7 @@ mod run;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
@@ -35,7 +35,9 @@ use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule, TrainStep};
+use rnn_wgpu::train::{
+    best_path, fit, Epochs, FitConfig, Method, OptimConfig, Optimizer, Schedule,
+};
 use rnn_wgpu::{Context, DType, Result, Tape};
 
 #[derive(Parser, Debug)]
@@ -267,6 +269,49 @@ impl Data {
     }
 }
 
+/// The training sentences as `train::fit` reads them: each epoch's batches in
+/// the order of `token_buckets` seeded by the epoch, each with a word dropout
+/// drawn from its epoch and index.
+struct Training<'a> {
+    data: &'a Data,
+    sents: &'a [TaggedSentence],
+    lengths: Vec<usize>,
+    args: &'a Args,
+    /// The batches of the epoch asked for last.
+    order: Option<(usize, Vec<Vec<usize>>)>,
+}
+
+impl Training<'_> {
+    fn order(&mut self, epoch: usize) -> &[Vec<usize>] {
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let a = self.args;
+            let seed = a.seed + epoch as u64;
+            let batches = token_buckets(&self.lengths, a.batch, a.max_tokens, seed);
+            self.order = Some((epoch, batches));
+        }
+        self.order.as_ref().map_or(&[], |(_, b)| b)
+    }
+}
+
+impl Epochs for Training<'_> {
+    type Batch = Batch;
+
+    fn batches(&mut self, epoch: usize) -> Result<usize> {
+        Ok(self.order(epoch).len())
+    }
+
+    fn batch(&mut self, epoch: usize, index: usize) -> Result<Batch> {
+        let sents = self.sents;
+        let chosen: Vec<&TaggedSentence> = self.order(epoch)[index]
+            .iter()
+            .map(|&i| &sents[i])
+            .collect();
+        let mut rng = SplitMix::new(self.args.seed ^ ((epoch as u64) << 32 | index as u64));
+        self.data
+            .batch(&chosen, Some((self.args.word_dropout, &mut rng)))
+    }
+}
+
 /// Counts of (gold, predicted) tag pairs that differ.
 type Confusion = HashMap<(u32, u32), usize>;
 
@@ -369,74 +414,41 @@ fn main() -> Result<()> {
         .with_warmup(100);
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
     run::checkpoint_dir(&args.checkpoint)?;
-    let best_path = args.checkpoint.with_extension("best.safetensors");
-    let save = |path: &Path, opt: &Optimizer| -> Result<()> {
-        Checkpoint::capture(&model.named_params(), Some(opt))?.save(path)
+    let fit_cfg = FitConfig::new(args.epochs)
+        .with_minutes(Some(args.minutes))
+        .with_checkpoint(Some(args.checkpoint.clone()))
+        .with_resume(args.resume);
+    let mut train = Training {
+        data: &data,
+        sents: &corpus.train,
+        lengths,
+        args: &args,
+        order: None,
     };
-    if args.resume {
-        run::resume(&args.checkpoint, &model.named_params(), &mut opt)?;
-    }
-
     let start = Instant::now();
-    let budget = args.minutes * 60.0;
-    let mut best = -1.0;
-    // (step, training loss) and (step, dev error rate) for the curves.
-    let (mut losses, mut dev_errors) = (vec![], vec![]);
-    let first_epoch = opt.steps() / steps_per_epoch;
-    let mut word_rng = SplitMix::new(args.seed + u64::from(opt.steps()));
-    'training: for epoch in first_epoch as usize..args.epochs {
-        let batches = token_buckets(
-            &lengths,
-            args.batch,
-            args.max_tokens,
-            args.seed + epoch as u64,
-        );
-        let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
-        let (mut tokens, t0) = (0usize, Instant::now());
-        for (done, idx) in batches.iter().enumerate() {
-            let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
-            let b = data.batch(&chosen, Some((args.word_dropout, &mut word_rng)))?;
-            let report = model.train_step(&ctx, &b, &mut opt)?;
-            losses.push((f64::from(opt.steps()), f64::from(report.loss)));
-            tokens += b.lengths.iter().sum::<usize>();
-            bar.set_message(format!(
-                "loss {:.3}  accuracy {:.1}%  {:.0} tokens/s",
-                report.loss,
-                100.0 * report.metric("accuracy").unwrap_or(f32::NAN),
-                tokens as f64 / t0.elapsed().as_secs_f64()
-            ));
-            bar.inc(1);
-            if start.elapsed().as_secs_f64() > budget {
-                bar.finish_and_clear();
-                println!(
-                    "time budget reached in epoch {} after {} of {} batches ({:.0} tokens/s, loss {:.3})",
-                    epoch + 1,
-                    done + 1,
-                    batches.len(),
-                    tokens as f64 / t0.elapsed().as_secs_f64(),
-                    report.loss
-                );
-                save(&args.checkpoint, &opt)?;
-                break 'training;
-            }
-        }
-        bar.finish();
-        save(&args.checkpoint, &opt)?;
-        let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
-        dev_errors.push((f64::from(opt.steps()), 100.0 * (1.0 - dev)));
-        println!(
-            "epoch {} (step {}) dev accuracy {:.2}%  ({:.0} tokens/s training; {})",
-            epoch + 1,
-            opt.steps(),
-            100.0 * dev,
-            tokens as f64 / t0.elapsed().as_secs_f64(),
-            run::pool(&ctx)
-        );
-        if dev > best {
-            best = dev;
-            save(&best_path, &opt)?;
-        }
-    }
+    let history = fit(
+        &ctx,
+        &model,
+        &mut opt,
+        &mut train,
+        &fit_cfg,
+        |m| Ok(evaluate(&ctx, m, &data, &corpus.dev, 64, args.max_tokens)?.0),
+        run::progress(
+            &ctx,
+            |s| format!("dev accuracy {:.2}%", 100.0 * s),
+            |b: &Batch| b.lengths.iter().sum(),
+        ),
+    )?;
+    let losses: Vec<(f64, f64)> = history
+        .losses
+        .iter()
+        .map(|&(s, l)| (f64::from(s), f64::from(l)))
+        .collect();
+    let dev_errors: Vec<(f64, f64)> = history
+        .scores
+        .iter()
+        .map(|&(s, a)| (f64::from(s), 100.0 * (1.0 - a)))
+        .collect();
     let curve = args.checkpoint.with_extension("loss.png");
     let chart = plot::Chart {
         title: if args.char_hidden > 0 {
@@ -464,14 +476,13 @@ fn main() -> Result<()> {
         },
     ];
     plot::curves(&curve, &chart, &series).map_err(|e| run::file_err(&curve, e))?;
-    // Stopped inside the first epoch of this run: test what was learned.
-    let tested = if best < 0.0 {
-        &args.checkpoint
-    } else {
-        &best_path
+    // Nothing evaluated (a resumed run that was already done): test the latest.
+    let tested = match history.best {
+        Some(_) => best_path(&args.checkpoint),
+        None => args.checkpoint.clone(),
     };
     let name = tested.display().to_string();
-    Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
+    Checkpoint::load(&tested)?.apply(&model.named_params(), &name)?;
     let (test, confusion) = evaluate(&ctx, &model, &data, &corpus.test, 64, args.max_tokens)?;
     let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
     println!(

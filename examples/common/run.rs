@@ -3,11 +3,12 @@
 #![allow(dead_code)] // each example uses its own subset
 
 use std::path::Path;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::nn::Named;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::Optimizer;
+use rnn_wgpu::train::{Event, Optimizer, Stop};
 use rnn_wgpu::{Context, Error, Result};
 
 /// A progress bar of `len` steps labelled `prefix`; its message shows the loss
@@ -21,6 +22,77 @@ pub fn bar(len: usize, prefix: String) -> ProgressBar {
     );
     bar.set_prefix(prefix);
     bar
+}
+
+/// What a `train::fit` run shows as it goes: a bar per epoch with the loss,
+/// the model's metrics and the throughput (`tokens` counts a batch's), and a line
+/// per evaluation (`score` words it) with the memory pool.
+pub fn progress<B>(
+    ctx: &Context,
+    score: impl Fn(f64) -> String,
+    tokens: impl Fn(&B) -> usize,
+) -> impl FnMut(Event<'_, B>) {
+    let ctx = ctx.clone();
+    let mut shown: Option<ProgressBar> = None;
+    let (mut count, mut t0) = (0usize, Instant::now());
+    let rate = move |count: usize, t0: Instant| count as f64 / t0.elapsed().as_secs_f64();
+    move |event| match event {
+        Event::Resumed { step, epoch, index } => {
+            println!(
+                "resumed at step {step}: epoch {}, batch {}",
+                epoch + 1,
+                index + 1
+            )
+        }
+        Event::Epoch {
+            epoch,
+            batches,
+            from,
+        } => {
+            let b = bar(batches, format!("epoch {}", epoch + 1));
+            b.set_position(from as u64);
+            shown = Some(b);
+            (count, t0) = (0, Instant::now());
+        }
+        Event::Step { batch, report, .. } => {
+            count += tokens(batch);
+            if let Some(b) = &shown {
+                let metrics: String = report
+                    .metrics
+                    .iter()
+                    .map(|(name, v)| format!("  {name} {v:.3}"))
+                    .collect();
+                b.set_message(format!(
+                    "loss {:.3}{metrics}  {:.0} tokens/s",
+                    report.loss,
+                    rate(count, t0)
+                ));
+                b.inc(1);
+            }
+        }
+        Event::Evaluated {
+            epoch,
+            step,
+            score: s,
+            ..
+        } => {
+            if let Some(b) = shown.take() {
+                b.finish();
+            }
+            println!(
+                "epoch {} (step {step}) {}  ({:.0} tokens/s training; {})",
+                epoch + 1,
+                score(s),
+                rate(count, t0),
+                pool(&ctx)
+            );
+        }
+        Event::Stopped {
+            why: Stop::Time,
+            step,
+        } => println!("time budget reached at step {step}"),
+        _ => {}
+    }
 }
 
 /// A file error naming `path`.

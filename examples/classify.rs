@@ -32,12 +32,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use rnn_wgpu::data::{buckets, Vocab};
+use rnn_wgpu::data::Vocab;
 use rnn_wgpu::models::classifier::{self, ClassifierConfig, SequenceClassifier};
 use rnn_wgpu::nn::recurrent::{Config, Mode};
 use rnn_wgpu::nn::Module;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,58 +131,46 @@ fn main() -> Result<()> {
         let model = SequenceClassifier::new(&ctx, cfg, args.seed)?;
         let opt_cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
         let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
-        let named = model.named_params();
-        if args.resume {
-            run::resume(&checkpoint, &named, &mut opt)?;
-        }
-        let mut losses = Vec::new();
         let lengths: Vec<usize> = corpus.train.iter().map(|e| e.words.len()).collect();
-        let (start, budget) = (
-            Instant::now(),
-            args.minutes * 60.0 / args.readouts.len() as f64,
-        );
-        let mut best_dev = 0.0;
-        let mut test_at_best = 0.0;
-        let steps_per_epoch = lengths.len().div_ceil(args.batch) as u32;
-        let first_epoch = (opt.steps() / steps_per_epoch.max(1)) as usize;
-        'epochs: for epoch in first_epoch..args.epochs {
-            let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
-            let bar = run::bar(batches.len(), format!("{readout:?} epoch {}", epoch + 1));
-            let mut out_of_time = false;
-            for idx in &batches {
+        let mut train = run::Buckets::new(
+            lengths,
+            args.batch,
+            usize::MAX,
+            args.seed,
+            |idx: &[usize], _, _| {
                 let chosen: Vec<&genres::Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
-                let b = genres::batch(&words, &chosen)?;
-                let report = model.train_step(&ctx, &b, &mut opt)?;
-                losses.push((f64::from(opt.steps()), f64::from(report.loss)));
-                bar.set_message(format!(
-                    "loss {:.3}  accuracy {:.1}%",
-                    report.loss,
-                    100.0 * report.metric("accuracy").unwrap_or(f32::NAN)
-                ));
-                bar.inc(1);
-                if start.elapsed().as_secs_f64() > budget {
-                    out_of_time = true;
-                    break;
-                }
-            }
-            bar.finish_and_clear();
-            Checkpoint::capture(&named, Some(&opt))?.save(&checkpoint)?;
-            let dev = genres::accuracy(&ctx, &words, &corpus.dev, |t, b| model.forward(t, b))?;
-            println!(
-                "{readout:?} epoch {} ({:.1} min): dev accuracy {:.2}%",
-                epoch + 1,
-                start.elapsed().as_secs_f64() / 60.0,
-                100.0 * dev
-            );
-            if dev > best_dev {
-                best_dev = dev;
-                test_at_best =
-                    genres::accuracy(&ctx, &words, &corpus.test, |t, b| model.forward(t, b))?;
-            }
-            if out_of_time {
-                break 'epochs;
-            }
-        }
+                genres::batch(&words, &chosen)
+            },
+        );
+        let minutes = args.minutes / args.readouts.len() as f64;
+        let fit_cfg = FitConfig::new(args.epochs)
+            .with_minutes(Some(minutes))
+            .with_checkpoint(Some(checkpoint.clone()))
+            .with_resume(args.resume);
+        let start = Instant::now();
+        let history = fit(
+            &ctx,
+            &model,
+            &mut opt,
+            &mut train,
+            &fit_cfg,
+            |m| genres::accuracy(&ctx, &words, &corpus.dev, |t, b| m.forward(t, b)),
+            run::progress(
+                &ctx,
+                |s| format!("{readout:?}: dev accuracy {:.2}%", 100.0 * s),
+                |b: &rnn_wgpu::data::LabeledBatch| b.lengths.iter().sum(),
+            ),
+        )?;
+        let best = best_path(&checkpoint);
+        Checkpoint::load(&best)?.apply(&model.named_params(), &best.display().to_string())?;
+        let test_at_best =
+            genres::accuracy(&ctx, &words, &corpus.test, |t, b| model.forward(t, b))?;
+        let best_dev = history.best.map_or(0.0, |(_, s)| s);
+        let losses = history
+            .losses
+            .iter()
+            .map(|&(s, l)| (f64::from(s), f64::from(l)))
+            .collect();
         table.push((
             readout,
             best_dev,

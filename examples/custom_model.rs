@@ -2,12 +2,13 @@
 //! bidirectional GRU layers → attention pooling (a learned query scores every
 //! real position; padding gets no weight) → linear → cross-entropy. The tape
 //! records the backward of every op; the model implements `TrainStep`, so the
-//! library's generic step trains it. Task: the genre of each UD English EWT
+//! library's generic step and its loop (`train::fit`) train it. Task: the genre of each UD English EWT
 //! sentence (as `classify`), or a generated stand-in without the data.
 //!
 //! Run: `cargo run --release --example custom_model` (`-- --help` for the
 //! options). It prints the dev accuracy after every epoch and the test accuracy
-//! at the best dev epoch, and saves the model beside `--save`.
+//! of the best dev epoch's model, which it keeps beside `--save` (the latest
+//! state, which `train::fit` resumes from).
 
 #[path = "common/genres.rs"]
 mod genres;
@@ -15,13 +16,12 @@ mod genres;
 mod run;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
-use rnn_wgpu::data::{buckets, LabeledBatch};
+use rnn_wgpu::data::LabeledBatch;
 use rnn_wgpu::init::SplitMix;
 use rnn_wgpu::nn::{prefixed, Embedding, Entry, Gru, Linear, Module, Param, Sizes};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Step, TrainStep};
+use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Step, TrainStep};
 use rnn_wgpu::{Context, Result, Tape, Tensor, Var};
 
 /// Embedding → BiGRU × 2 → attention pooling → linear.
@@ -116,45 +116,37 @@ fn main() -> Result<()> {
     let cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
     let lengths: Vec<usize> = corpus.train.iter().map(|e| e.words.len()).collect();
-    let start = Instant::now();
-    let (mut best_dev, mut test_at_best) = (0.0, 0.0);
+    let mut train = run::Buckets::new(lengths, args.batch, usize::MAX, 0, |idx: &[usize], _, _| {
+        let chosen: Vec<&genres::Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
+        genres::batch(&words, &chosen)
+    });
     run::checkpoint_dir(&args.save)?;
-    for epoch in 0..args.epochs {
-        let batches = buckets(&lengths, args.batch, epoch as u64);
-        let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
-        for idx in &batches {
-            let chosen: Vec<&genres::Example> = idx.iter().map(|&i| &corpus.train[i]).collect();
-            let report = model.train_step(&ctx, &genres::batch(&words, &chosen)?, &mut opt)?;
-            bar.set_message(format!(
-                "loss {:.3}  accuracy {:.1}%",
-                report.loss,
-                100.0 * report.metric("accuracy").unwrap_or(f32::NAN)
-            ));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        let dev = genres::accuracy(&ctx, &words, &corpus.dev, |t, b| model.forward(t, b))?;
-        println!(
-            "epoch {} ({:.1} min): dev accuracy {:.2}%",
-            epoch + 1,
-            start.elapsed().as_secs_f64() / 60.0,
-            100.0 * dev
-        );
-        if dev > best_dev {
-            best_dev = dev;
-            test_at_best =
-                genres::accuracy(&ctx, &words, &corpus.test, |t, b| model.forward(t, b))?;
-            model.save(&args.save)?;
-        }
-        if start.elapsed().as_secs_f64() > args.minutes * 60.0 {
-            break;
-        }
-    }
+    // The loop every model gets: epochs, a time budget, the best model kept.
+    let cfg = FitConfig::new(args.epochs)
+        .with_minutes(Some(args.minutes))
+        .with_checkpoint(Some(args.save.clone()));
+    let dev = |m: &PooledGru| genres::accuracy(&ctx, &words, &corpus.dev, |t, b| m.forward(t, b));
+    let history = fit(
+        &ctx,
+        &model,
+        &mut opt,
+        &mut train,
+        &cfg,
+        dev,
+        run::progress(
+            &ctx,
+            |s| format!("dev accuracy {:.2}%", 100.0 * s),
+            |b: &LabeledBatch| b.lengths.iter().sum(),
+        ),
+    )?;
+    let best = best_path(&args.save);
+    model.load(&best)?;
+    let test = genres::accuracy(&ctx, &words, &corpus.test, |t, b| model.forward(t, b))?;
     println!(
-        "best dev {:.2}%, test {:.2}% at that epoch; model in {}",
-        100.0 * best_dev,
-        100.0 * test_at_best,
-        args.save.display()
+        "best dev {:.2}%, test {:.2}% with it; model in {}",
+        100.0 * history.best.map_or(0.0, |(_, s)| s),
+        100.0 * test,
+        best.display()
     );
     Ok(())
 }

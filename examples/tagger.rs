@@ -35,9 +35,7 @@ use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{
-    best_path, fit, Epochs, FitConfig, Method, OptimConfig, Optimizer, Schedule,
-};
+use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Schedule};
 use rnn_wgpu::{Context, DType, Result, Tape};
 
 #[derive(Parser, Debug)]
@@ -269,49 +267,6 @@ impl Data {
     }
 }
 
-/// The training sentences as `train::fit` reads them: each epoch's batches in
-/// the order of `token_buckets` seeded by the epoch, each with a word dropout
-/// drawn from its epoch and index.
-struct Training<'a> {
-    data: &'a Data,
-    sents: &'a [TaggedSentence],
-    lengths: Vec<usize>,
-    args: &'a Args,
-    /// The batches of the epoch asked for last.
-    order: Option<(usize, Vec<Vec<usize>>)>,
-}
-
-impl Training<'_> {
-    fn order(&mut self, epoch: usize) -> &[Vec<usize>] {
-        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let a = self.args;
-            let seed = a.seed + epoch as u64;
-            let batches = token_buckets(&self.lengths, a.batch, a.max_tokens, seed);
-            self.order = Some((epoch, batches));
-        }
-        self.order.as_ref().map_or(&[], |(_, b)| b)
-    }
-}
-
-impl Epochs for Training<'_> {
-    type Batch = Batch;
-
-    fn batches(&mut self, epoch: usize) -> Result<usize> {
-        Ok(self.order(epoch).len())
-    }
-
-    fn batch(&mut self, epoch: usize, index: usize) -> Result<Batch> {
-        let sents = self.sents;
-        let chosen: Vec<&TaggedSentence> = self.order(epoch)[index]
-            .iter()
-            .map(|&i| &sents[i])
-            .collect();
-        let mut rng = SplitMix::new(self.args.seed ^ ((epoch as u64) << 32 | index as u64));
-        self.data
-            .batch(&chosen, Some((self.args.word_dropout, &mut rng)))
-    }
-}
-
 /// Counts of (gold, predicted) tag pairs that differ.
 type Confusion = HashMap<(u32, u32), usize>;
 
@@ -418,13 +373,18 @@ fn main() -> Result<()> {
         .with_minutes(Some(args.minutes))
         .with_checkpoint(Some(args.checkpoint.clone()))
         .with_resume(args.resume);
-    let mut train = Training {
-        data: &data,
-        sents: &corpus.train,
+    let mut train = run::Buckets::new(
         lengths,
-        args: &args,
-        order: None,
-    };
+        args.batch,
+        args.max_tokens,
+        args.seed,
+        |idx: &[usize], epoch, index| {
+            let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
+            // Word dropout drawn from the batch's place: a resumed run repeats it.
+            let mut rng = SplitMix::new(args.seed ^ ((epoch as u64) << 32 | index as u64));
+            data.batch(&chosen, Some((args.word_dropout, &mut rng)))
+        },
+    );
     let start = Instant::now();
     let history = fit(
         &ctx,

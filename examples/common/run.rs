@@ -2,13 +2,15 @@
 //! resuming, and file errors.
 #![allow(dead_code)] // each example uses its own subset
 
+use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use rnn_wgpu::data::token_buckets;
 use rnn_wgpu::nn::Named;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Event, Optimizer, Stop};
+use rnn_wgpu::train::{Epochs, Event, Optimizer, Stop};
 use rnn_wgpu::{Context, Error, Result};
 
 /// A progress bar of `len` steps labelled `prefix`; its message shows the loss
@@ -22,6 +24,58 @@ pub fn bar(len: usize, prefix: String) -> ProgressBar {
     );
     bar.set_prefix(prefix);
     bar
+}
+
+/// Length buckets as `train::fit` reads them: epoch e's batches are
+/// `token_buckets` of the lengths seeded by `seed + e`, and `make(indices,
+/// epoch, index)` builds one from its sequences' indices (any randomness it
+/// draws from the epoch and index).
+pub struct Buckets<B, F> {
+    lengths: Vec<usize>,
+    size: usize,
+    max_tokens: usize,
+    seed: u64,
+    make: F,
+    /// The batches of the epoch asked for last.
+    order: Option<(usize, Vec<Vec<usize>>)>,
+    batch: PhantomData<fn() -> B>,
+}
+
+impl<B, F: FnMut(&[usize], usize, usize) -> Result<B>> Buckets<B, F> {
+    /// Batches of at most `size` sequences and `max_tokens` padded tokens.
+    pub fn new(lengths: Vec<usize>, size: usize, max_tokens: usize, seed: u64, make: F) -> Self {
+        Self {
+            lengths,
+            size,
+            max_tokens,
+            seed,
+            make,
+            order: None,
+            batch: PhantomData,
+        }
+    }
+
+    fn order(&mut self, epoch: usize) -> &[Vec<usize>] {
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let seed = self.seed + epoch as u64;
+            let batches = token_buckets(&self.lengths, self.size, self.max_tokens, seed);
+            self.order = Some((epoch, batches));
+        }
+        self.order.as_ref().map_or(&[], |(_, b)| b)
+    }
+}
+
+impl<B, F: FnMut(&[usize], usize, usize) -> Result<B>> Epochs for Buckets<B, F> {
+    type Batch = B;
+
+    fn batches(&mut self, epoch: usize) -> Result<usize> {
+        Ok(self.order(epoch).len())
+    }
+
+    fn batch(&mut self, epoch: usize, index: usize) -> Result<B> {
+        let indices = self.order(epoch)[index].clone();
+        (self.make)(&indices, epoch, index)
+    }
 }
 
 /// What a `train::fit` run shows as it goes: a bar per epoch with the loss,

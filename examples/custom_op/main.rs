@@ -19,7 +19,6 @@ mod ewt;
 mod run;
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::data::readers::TaggedSentence;
@@ -27,7 +26,7 @@ use rnn_wgpu::data::{buckets, Batch, Vocab};
 use rnn_wgpu::nn::{prefixed, Embedding, Entry, Linear, Lstm, Module, Sizes, SplitMix};
 use rnn_wgpu::ops::{argmax, elementwise};
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Step, TrainStep};
+use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Step, TrainStep};
 use rnn_wgpu::{Context, DType, Kernel, Recorder, Result, Tape, Tensor, Var};
 
 /// GELU on the tape: the kernel's forward, and its backward from the saved input.
@@ -129,6 +128,9 @@ struct Args {
     lr: f32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The latest state goes here, the best model beside it.
+    #[arg(long, default_value = "runs/custom_op.safetensors")]
+    checkpoint: PathBuf,
 }
 
 /// Word and tag ids of a batch of sentences (words lower-cased).
@@ -233,42 +235,38 @@ fn main() -> Result<()> {
     let cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
     let mut opt = Optimizer::new(&ctx, cfg, model.params())?;
     let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
-    let start = Instant::now();
-    let (mut best_dev, mut test_at_best) = (0.0, 0.0);
-    for epoch in 0..args.epochs {
-        let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
-        let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
-        let mut loss = 0.0;
-        for idx in &batches {
+    let mut train = run::Buckets::new(
+        lengths,
+        args.batch,
+        usize::MAX,
+        args.seed,
+        |idx: &[usize], _, _| {
             let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
-            let report = model.train_step(&ctx, &batch(&words, &tags, &chosen)?, &mut opt)?;
-            loss = report.loss;
-            bar.set_message(format!("loss {loss:.3}"));
-            bar.inc(1);
-            if start.elapsed().as_secs_f64() > args.minutes * 60.0 {
-                break;
-            }
-        }
-        bar.finish_and_clear();
-        let dev = accuracy(&ctx, &model, &words, &tags, &corpus.dev)?;
-        println!(
-            "epoch {} ({:.1} min): loss {loss:.3}, dev accuracy {:.2}%",
-            epoch + 1,
-            start.elapsed().as_secs_f64() / 60.0,
-            100.0 * dev
-        );
-        if dev > best_dev {
-            best_dev = dev;
-            test_at_best = accuracy(&ctx, &model, &words, &tags, &corpus.test)?;
-        }
-        if start.elapsed().as_secs_f64() > args.minutes * 60.0 {
-            break;
-        }
-    }
+            batch(&words, &tags, &chosen)
+        },
+    );
+    run::checkpoint_dir(&args.checkpoint)?;
+    let cfg = FitConfig::new(args.epochs)
+        .with_minutes(Some(args.minutes))
+        .with_checkpoint(Some(args.checkpoint.clone()));
+    let history = fit(
+        &ctx,
+        &model,
+        &mut opt,
+        &mut train,
+        &cfg,
+        |m| accuracy(&ctx, m, &words, &tags, &corpus.dev),
+        run::progress(
+            &ctx,
+            |s| format!("dev accuracy {:.2}%", 100.0 * s),
+            |b: &Batch| b.lengths.iter().sum(),
+        ),
+    )?;
+    model.load(&best_path(&args.checkpoint))?;
     println!(
-        "best dev {:.2}%, test {:.2}% at that epoch",
-        100.0 * best_dev,
-        100.0 * test_at_best
+        "best dev {:.2}%, test {:.2}% with that model",
+        100.0 * history.best.map_or(0.0, |(_, s)| s),
+        100.0 * accuracy(&ctx, &model, &words, &tags, &corpus.test)?
     );
     Ok(())
 }

@@ -9,6 +9,30 @@
 //!   than the batch's longest, that position is padding and carries nothing.
 //!
 //! State_dict names: `embedding.*`, `rnn.*` (torch.nn.LSTM/GRU/RNN) and `fc.*`.
+//!
+//! ```
+//! use rnn_wgpu::data::{LabeledBatch, Vocab};
+//! use rnn_wgpu::models::classifier::{ClassifierConfig, Readout, SequenceClassifier};
+//! use rnn_wgpu::nn::{Config, Mode, Module};
+//! use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+//! use rnn_wgpu::{Context, Result};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let rnn = Config::new(Mode::Gru, 0, 8).with_bidirectional(true); // input size: the embedding's
+//!     let cfg = ClassifierConfig::new(12, 2, rnn).with_emb(8).with_readout(Readout::Mean);
+//!     let model = SequenceClassifier::new(&ctx, cfg, 1)?;
+//!     // Class 1 when the sequence holds word 7.
+//!     let batch = LabeledBatch::pad(&[(&[2, 7, 3][..], 1), (&[4, 5][..], 0), (&[7][..], 1), (&[6, 3, 2, 5][..], 0)], Vocab::PAD)?;
+//!     let mut opt = Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 0.05), model.params())?;
+//!     let first = model.train_step(&ctx, &batch, &mut opt)?.loss;
+//!     for _ in 0..30 {
+//!         model.train_step(&ctx, &batch, &mut opt)?;
+//!     }
+//!     assert!(model.train_step(&ctx, &batch, &mut opt)?.loss < first / 4.0);
+//!     Ok(())
+//! }
+//! ```
 
 use crate::data::LabeledBatch;
 use crate::error::Result;

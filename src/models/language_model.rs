@@ -10,6 +10,37 @@
 //! dropout ([`LanguageModel::with_recurrent_dropout`]) on what the recurrent
 //! products read, in training steps; evaluation and generation use zoneout's
 //! expectation and no recurrent dropout.
+//!
+//! ```
+//! use rnn_wgpu::data::Streams;
+//! use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
+//! use rnn_wgpu::nn::Module;
+//! use rnn_wgpu::ops::sample::Sampling;
+//! use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+//! use rnn_wgpu::{Context, Result};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let text: Vec<u32> = (0..400).map(|i| 2 + i % 5).collect(); // 2 3 4 5 6 2 3 ...
+//!     let model = LanguageModel::new(&ctx, LanguageModelConfig::new(8).with_emb(8).with_hidden(16).with_layers(1), 1)?;
+//!     let mut opt = Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 0.02), model.params())?;
+//!     // Truncated BPTT: 4 streams of 10-step chunks, each chunk from the state the last ended in.
+//!     let streams = Streams::new(&text, 4, 10)?;
+//!     let mut state = None;
+//!     let mut loss = f32::INFINITY;
+//!     for _ in 0..3 {
+//!         for i in 0..streams.chunks() {
+//!             let chunk = streams.chunk(i).expect("a chunk");
+//!             let (report, next) = model.train_step(&ctx, &chunk, state.as_ref(), &mut opt)?;
+//!             (loss, state) = (report.loss, Some(next));
+//!         }
+//!     }
+//!     assert!(loss < 0.5, "{loss}");
+//!     let next = model.sample(&ctx, &[2, 3, 4], 5, &Sampling::at(0.1), 7)?;
+//!     assert_eq!(next, [5, 6, 2, 3, 4]);
+//!     Ok(())
+//! }
+//! ```
 
 use crate::data::Batch;
 use crate::error::{Error, Result};

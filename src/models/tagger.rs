@@ -5,6 +5,34 @@
 //! Its state_dict names are those of a PyTorch module with the fields
 //! `embedding`, `chars` (with a character encoder), `lstm` and `fc`, so such a
 //! module's saved weights load here.
+//!
+//! ```
+//! use rnn_wgpu::data::{Batch, Vocab};
+//! use rnn_wgpu::models::{BiLstmTagger, TaggerConfig};
+//! use rnn_wgpu::nn::Module;
+//! use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     // 20 words, 4 tags; two sentences (ids, tags), padded with id 0.
+//!     let model = BiLstmTagger::new(&ctx, TaggerConfig::new(20, 4).with_emb(8).with_hidden(8), 1)?;
+//!     let batch = Batch::pad(&[(&[5, 9, 2, 7][..], &[0, 1, 2, 3][..]), (&[3, 4][..], &[1, 1][..])], Vocab::PAD)?;
+//!     let mut opt = Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 0.05), model.params())?;
+//!     let first = model.train_step(&ctx, &batch, &mut opt)?.loss;
+//!     for _ in 0..40 {
+//!         model.train_step(&ctx, &batch, &mut opt)?; // one submit each
+//!     }
+//!     let last = model.train_step(&ctx, &batch, &mut opt)?;
+//!     assert!(last.loss < first / 4.0);
+//!     assert_eq!(last.metric("accuracy"), Some(1.0));
+//!     let mut tape = Tape::eval(&ctx, "tag");
+//!     let logits = model.forward(&mut tape, &batch)?; // [B, T, tags]
+//!     tape.into_recorder().submit();
+//!     assert_eq!(logits.shape(), [2, 4, 4]);
+//!     Ok(())
+//! }
+//! ```
 
 use crate::data::Batch;
 use crate::error::{Error, Result};

@@ -13,6 +13,27 @@
 //! (`shaders/attention.wgsl`). Backward: dweights + dcontext·kᵀ through the
 //! softmax's backward, then GEMMs for dq, dk (from both the scores and the
 //! context) and dW. Parameter gradients accumulate; dq and dk are returned fresh.
+//!
+//! ```
+//! use rnn_wgpu::nn::attention::{Attention, Score};
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     // Luong's general score between 3-wide queries and 2-wide keys.
+//!     let att = Attention::new(&ctx, Score::General, 3, 2, 1.0, 1)?;
+//!     let mut tape = Tape::eval(&ctx, "attention");
+//!     let q = tape.from_slice(&[2, 1, 3], &[0.3; 6])?; // [B, Tq, Dq]
+//!     let k = tape.from_slice(&[2, 4, 2], &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8].repeat(2))?;
+//!     let (context, weights) = att.apply(&mut tape, &q, &k, &[4, 2])?; // source lengths
+//!     tape.into_recorder().submit();
+//!     assert_eq!(context.shape(), [2, 1, 2]);
+//!     let w = weights.to_vec()?; // [B, Tq, S]
+//!     assert!((w[0..4].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//!     assert_eq!(w[6..8], [0.0, 0.0]); // past the second source's length
+//!     Ok(())
+//! }
+//! ```
 
 use super::{Entry, Module, Param, SplitMix};
 use crate::error::{Error, Result};

@@ -6,6 +6,30 @@
 //! words run in groups of similar length (a recurrence steps through its longest
 //! word for every row, and most words are short), chosen to minimize the rows
 //! stepped plus a fixed cost per step.
+//!
+//! ```
+//! use rnn_wgpu::data::{Vocab, WordChars};
+//! use rnn_wgpu::nn::CharEncoder;
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let text = "the cat sat";
+//!     let chars = Vocab::build(text.split("").filter(|c| !c.is_empty() && *c != " "), 1);
+//!     let enc = CharEncoder::new(&ctx, chars.len(), 4, 3, 1)?; // char emb 4, 3 units per direction
+//!     // One batch of two sentences padded to 3 words; "the" appears twice, spelled once.
+//!     let sents: [&[&str]; 2] = [&["the", "cat", "sat"], &["the", "cat"]];
+//!     let words = WordChars::new(&sents, 3, &chars, 20)?;
+//!     assert_eq!(words.words, 3);
+//!     let mut tape = Tape::eval(&ctx, "spell");
+//!     let v = enc.apply(&mut tape, &words, [2, 3])?; // [B, T, 2·hidden]
+//!     tape.into_recorder().submit();
+//!     let v = v.to_vec()?;
+//!     assert_eq!(v.len(), 2 * 3 * 6);
+//!     assert_eq!(v[0..6], v[9 * 2..9 * 2 + 6]); // "the" at (0, 0) and (1, 0)
+//!     Ok(())
+//! }
+//! ```
 
 use super::{prefixed, Embedding, Entry, Module};
 use crate::data::{Vocab, WordChars};

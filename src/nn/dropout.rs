@@ -1,6 +1,32 @@
 //! Dropout (torch.nn.Dropout): in training, each element is zeroed with
 //! probability p and the rest scaled by 1 / (1 − p); in evaluation it is the
 //! identity. Masks come from a seed and a call counter, so a seeded run repeats.
+//!
+//! ```
+//! use rnn_wgpu::nn::dropout::Dropout;
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let drop = Dropout::new(0.5, 7);
+//!     let mut tape = Tape::train(&ctx, "dropout");
+//!     let x = tape.from_slice(&[1000], &[1.0; 1000])?;
+//!     let y = drop.apply(&mut tape, &x)?;
+//!     tape.into_recorder().submit();
+//!     let y = y.to_vec()?;
+//!     // Kept elements are scaled by 1 / (1 - p); about half are kept.
+//!     assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+//!     let kept = y.iter().filter(|&&v| v > 0.0).count();
+//!     assert!((400..600).contains(&kept));
+//!     // In evaluation it is the identity.
+//!     let mut tape = Tape::eval(&ctx, "eval");
+//!     let x = tape.from_slice(&[3], &[1.0, 2.0, 3.0])?;
+//!     let same = drop.apply(&mut tape, &x)?;
+//!     tape.into_recorder().submit();
+//!     assert_eq!(same.to_vec()?, [1.0, 2.0, 3.0]);
+//!     Ok(())
+//! }
+//! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

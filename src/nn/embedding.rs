@@ -1,5 +1,25 @@
 //! Embedding (torch.nn.Embedding with padding_idx): rows of a table looked up by
 //! token id. The padding row starts at zero and never gets a gradient.
+//!
+//! ```
+//! use rnn_wgpu::nn::{Embedding, Module};
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     // 10 tokens of 4 features; id 0 pads: its row is zero and gets no gradient.
+//!     let emb = Embedding::new(&ctx, 10, 4, Some(0), 1)?;
+//!     let mut tape = Tape::eval(&ctx, "embedding");
+//!     let x = emb.apply(&mut tape, &[3, 7, 0, 3], &[2, 2])?; // [B, T] ids → [2, 2, 4]
+//!     tape.into_recorder().submit();
+//!     let v = x.to_vec()?;
+//!     assert_eq!(x.shape(), [2, 2, 4]);
+//!     assert_eq!(v[0..4], v[12..16]); // id 3 twice, the same row
+//!     assert!(v[8..12].iter().all(|&e| e == 0.0)); // padding
+//!     assert!(emb.named_params()[0].name.ends_with("weight"));
+//!     Ok(())
+//! }
+//! ```
 
 use super::{Entry, Module, Param, SplitMix};
 use crate::error::{Error, Result};

@@ -1,5 +1,26 @@
 //! Layer normalization (torch.nn.LayerNorm over the last dimension): γ ones and
 //! β zeros at the start, ε = 1e-5.
+//!
+//! ```
+//! use rnn_wgpu::nn::LayerNorm;
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let norm = LayerNorm::new(&ctx, 4)?; // weight 1, bias 0
+//!     let mut tape = Tape::eval(&ctx, "layer norm");
+//!     let x = tape.from_slice(&[2, 4], &[1.0, 2.0, 3.0, 4.0, -2.0, 0.0, 2.0, 4.0])?;
+//!     let y = norm.apply(&mut tape, &x)?;
+//!     tape.into_recorder().submit();
+//!     // Each row to mean 0 and variance 1.
+//!     for row in y.to_vec()?.chunks(4) {
+//!         let mean = row.iter().sum::<f32>() / 4.0;
+//!         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4.0;
+//!         assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 use super::{Entry, Module, Param};
 use crate::error::{Error, Result};

@@ -1,4 +1,27 @@
 //! Linear layer (torch.nn.Linear): `y = x·Wᵀ + b` over the last dimension.
+//!
+//! ```
+//! use rnn_wgpu::nn::{Linear, Module};
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let fc = Linear::new(&ctx, 4, 3, true, 1)?; // 4 → 3 features, with a bias
+//!     let mut tape = Tape::train(&ctx, "linear");
+//!     fc.zero_grad(tape.rec())?;
+//!     let x = tape.from_slice(&[2, 4], &[0.5; 8])?;
+//!     let y = fc.apply(&mut tape, &x)?; // [2, 3]
+//!     let all = tape.reshape(&y, &[6])?;
+//!     let loss = tape.mean(&all, 0, None)?;
+//!     tape.backward(&loss)?;
+//!     tape.into_recorder().submit();
+//!     assert_eq!(y.shape(), [2, 3]);
+//!     // d mean / d b: each output is a sixth of the mean, twice (two rows).
+//!     let db = fc.params()[1].grad.to_vec()?;
+//!     assert!(db.iter().all(|g| (g - 1.0 / 3.0).abs() < 1e-6));
+//!     Ok(())
+//! }
+//! ```
 
 use super::{Entry, Module, Param, SplitMix};
 use crate::error::{Error, Result};

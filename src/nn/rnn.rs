@@ -1,6 +1,26 @@
 //! The recurrent stacks by cell, with their state as a type: an LSTM's `h` and
 //! `c`, a GRU's or Elman RNN's `h`. Each wraps a [`Recurrent`] (which picks the
 //! cell at run time) and puts it on a tape.
+//!
+//! ```
+//! use rnn_wgpu::nn::{Lstm, LstmState, Module, Sizes};
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let sizes = Sizes::new(4, 6).with_layers(2).with_bidirectional(true);
+//!     let lstm = Lstm::new(&ctx, sizes, 1)?;
+//!     let mut tape = Tape::eval(&ctx, "lstm");
+//!     let x = tape.from_slice(&[3, 5, 4], &[0.2; 60])?; // [B, T, I]
+//!     let (y, LstmState { h, c }) = lstm.apply(&mut tape, &x, &[5, 1, 3], None)?;
+//!     tape.into_recorder().submit();
+//!     assert_eq!(y.shape(), [3, 5, 12]); // both directions' outputs
+//!     assert_eq!(h.shape(), [4, 3, 6]); // [L·D, B, H], at each length
+//!     assert_eq!(c.shape(), h.shape());
+//!     assert_eq!(lstm.named_params()[0].name, "weight_ih_l0");
+//!     Ok(())
+//! }
+//! ```
 
 use super::recurrent::{Config, Mode, Recurrent};
 use super::{Entry, Module};

@@ -1,6 +1,25 @@
 //! State dicts as safetensors files with PyTorch's names, so a state dict saved
 //! by PyTorch (`safetensors.torch.save_file(model.state_dict(), path)`) loads here
 //! and one saved here loads there.
+//!
+//! ```
+//! use rnn_wgpu::nn::{Linear, Module, StateDict};
+//! use rnn_wgpu::{Context, Result};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let fc = Linear::new(&ctx, 3, 2, true, 1)?;
+//!     let mut sd = StateDict::read(&fc.named_params())?; // "weight", "bias"
+//!     sd.metadata.insert("config".into(), r#"{"inputs": 3}"#.into());
+//!     let bytes = sd.to_bytes()?; // what `save` writes; a page can offer it as a download
+//!     let other = Linear::new(&ctx, 3, 2, true, 2)?;
+//!     let back = StateDict::from_bytes(&bytes, "download")?;
+//!     back.apply(&other.named_params(), "download")?; // strict: names and shapes
+//!     assert_eq!(other.named_params()[0].read()?, fc.named_params()[0].read()?);
+//!     assert_eq!(back.metadata["config"], r#"{"inputs": 3}"#);
+//!     Ok(())
+//! }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;

@@ -11,6 +11,27 @@
 //! the head's columns of the concatenated context. The attention layer's own
 //! context (weights · keys) is not used, so its backward gets a zero upstream
 //! context and the values' share of the gradient arrives as `dweights`.
+//!
+//! ```
+//! use rnn_wgpu::nn::{Module, TransformerEncoderLayer};
+//! use rnn_wgpu::{Context, Result, Tape};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     let layer = TransformerEncoderLayer::new(&ctx, 8, 2, 16, 1)?; // d_model, heads, ff
+//!     let mut tape = Tape::train(&ctx, "encoder layer");
+//!     layer.zero_grad(tape.rec())?;
+//!     let x = tape.from_slice(&[2, 5, 8], &(0..80).map(|i| (i as f32).sin()).collect::<Vec<_>>())?;
+//!     let y = layer.apply(&mut tape, &x, &[5, 3])?; // per-sequence lengths
+//!     let all = tape.reshape(&y, &[80])?;
+//!     let loss = tape.mean(&all, 0, None)?;
+//!     tape.backward(&loss)?;
+//!     tape.into_recorder().submit();
+//!     assert_eq!(y.shape(), [2, 5, 8]);
+//!     assert!(layer.named_params().iter().any(|p| p.name == "self_attn.in_proj_weight"));
+//!     Ok(())
+//! }
+//! ```
 
 use super::attention::{self, Attention, Score};
 use super::layer_norm::LayerNorm;

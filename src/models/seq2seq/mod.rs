@@ -32,6 +32,38 @@
 //! `encoder.rs` reads the source, `decoder.rs` runs the teacher-forced decoder and
 //! the loss, `search.rs` decodes greedily or by beam search, one model or an
 //! [`Ensemble`].
+//!
+//! ```
+//! use rnn_wgpu::data::ParallelBatch;
+//! use rnn_wgpu::models::seq2seq::{Link, Seq2Seq, Seq2SeqConfig};
+//! use rnn_wgpu::nn::Module;
+//! use rnn_wgpu::nn::attention::Score;
+//! use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+//! use rnn_wgpu::{Context, Result};
+//!
+//! fn main() -> Result<()> {
+//!     let ctx = Context::new()?;
+//!     // Ids 1 and 2 begin and end targets; the task: copy the source reversed.
+//!     let cfg = Seq2SeqConfig::new(10, 10, 1, 2)
+//!         .with_emb(16)
+//!         .with_hidden(16)
+//!         .with_link(Link::Luong { score: Score::General, input_feeding: false });
+//!     let model = Seq2Seq::new(&ctx, cfg, 1)?;
+//!     let pairs: Vec<(Vec<u32>, Vec<u32>)> = [[3, 4, 5], [6, 7, 8], [5, 3, 9], [8, 6, 4]]
+//!         .iter()
+//!         .map(|s| (s.to_vec(), s.iter().rev().copied().collect()))
+//!         .collect();
+//!     let refs: Vec<(&[u32], &[u32])> = pairs.iter().map(|(s, t)| (&s[..], &t[..])).collect();
+//!     let batch = ParallelBatch::new(&refs, 0, 1, 2)?;
+//!     let mut opt = Optimizer::new(&ctx, OptimConfig::new(Method::ADAM, 0.02), model.params())?;
+//!     for _ in 0..150 {
+//!         model.train_step(&ctx, &batch, &mut opt)?;
+//!     }
+//!     let out = model.greedy(&ctx, &[&[6, 7, 8], &[3, 4, 5]], 5)?;
+//!     assert_eq!(out, [vec![8, 7, 6], vec![5, 4, 3]]);
+//!     Ok(())
+//! }
+//! ```
 
 mod decoder;
 mod encoder;

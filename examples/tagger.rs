@@ -32,7 +32,7 @@ use clap::Parser;
 use rnn_wgpu::data::readers::TaggedSentence;
 use rnn_wgpu::data::{token_buckets, Batch, Vocab};
 use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
-use rnn_wgpu::nn::{Module, SplitMix};
+use rnn_wgpu::nn::{Cell, Mode, Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Schedule};
@@ -100,9 +100,20 @@ struct Args {
     /// Continue from --checkpoint.
     #[arg(long)]
     resume: bool,
+    /// The bidirectional stack's cell.
+    #[arg(long, value_enum, default_value_t = CellArg::Lstm)]
+    cell: CellArg,
     /// Activation storage: f32, or f16 (mixed precision; needs SHADER_F16).
     #[arg(long, value_enum, default_value_t = Storage::F32)]
     storage: Storage,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CellArg {
+    Lstm,
+    Gru,
+    Mingru,
+    Minlstm,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -343,6 +354,12 @@ fn main() -> Result<()> {
             .with_hidden(args.hidden)
             .with_pad(Vocab::PAD)
             .with_layers(args.layers)
+            .with_cell(match args.cell {
+                CellArg::Lstm => Cell::Recurrent(Mode::Lstm),
+                CellArg::Gru => Cell::Recurrent(Mode::Gru),
+                CellArg::Mingru => Cell::MinGru,
+                CellArg::Minlstm => Cell::MinLstm,
+            })
             .with_chars(
                 (args.char_hidden > 0).then_some(
                     CharConfig::new(data.chars.len())

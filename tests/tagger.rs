@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{assert_close, ctx, to_f64};
 use rnn_wgpu::data::{Batch, WordChars};
 use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
-use rnn_wgpu::nn::{Module, Named, SplitMix};
+use rnn_wgpu::nn::{Cell, Mode, Module, Named, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{
     best_path, fit, Epochs, Event, FitConfig, Goal, Method, OptimConfig, Optimizer, Stop, TrainStep,
@@ -853,4 +853,45 @@ fn fit_refuses_bad_settings_before_training() {
         .collect();
     assert_eq!(after, before, "a refused run changed the model");
     std::fs::remove_file(&not_saved).unwrap();
+}
+
+/// The tagger takes any cell: a GRU, minGRU and minLSTM stack learns the toy
+/// task as the LSTM does, under the same `lstm.*` names with the cell's
+/// parameters; f16 storage is refused for the minimal cells, with a typed error.
+#[test]
+fn the_tagger_learns_with_every_cell() {
+    let batches = toy_batches(6, 8, 46);
+    for cell in [
+        Cell::Recurrent(Mode::Lstm),
+        Cell::Recurrent(Mode::Gru),
+        Cell::MinGru,
+        Cell::MinLstm,
+    ] {
+        let model = BiLstmTagger::new(ctx(), toy(16, 12).with_cell(cell), 9).unwrap();
+        let names: Vec<String> = model.named_params().iter().map(|n| n.name.clone()).collect();
+        assert!(names.iter().any(|n| n == "lstm.weight_ih_l0_reverse"), "{cell:?}: {names:?}");
+        let gates = model
+            .named_params()
+            .iter()
+            .find(|n| n.name == "lstm.weight_ih_l0")
+            .map(|n| n.shape[0])
+            .unwrap();
+        // Rows of W_ih: 4 gates of an LSTM, 3 of a GRU, 2 of the minimal cells' (gate and candidate; minLSTM: f, i, candidate).
+        let want = match cell {
+            Cell::Recurrent(Mode::Lstm) => 4 * 12,
+            Cell::Recurrent(Mode::Gru) | Cell::MinLstm => 3 * 12,
+            _ => 2 * 12,
+        };
+        assert_eq!(gates, want, "{cell:?}");
+        let mut opt = optimizer(&model);
+        let epochs: Vec<Batch> = (0..10).flat_map(|_| batches.iter().cloned()).collect();
+        let losses = train(&model, &mut opt, &epochs);
+        let (first, last) = (losses[..6].iter().sum::<f32>(), losses[54..].iter().sum::<f32>());
+        assert!(last < 0.6 * first, "{cell:?}: {first} → {last}");
+    }
+    let err = BiLstmTagger::new(ctx(), toy(16, 12).with_cell(Cell::MinGru), 9)
+        .unwrap()
+        .with_storage(DType::F16)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
 }

@@ -46,11 +46,9 @@ use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
-use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{
-    prefixed, Cell, Dropout, Embedding, Entry, HiddenState, Linear, MinGru, MinLstm, Module, Sizes,
-    Stream,
-};
+use crate::nn::recurrent::{Mode, Recurrent};
+use crate::nn::stack::Stack;
+use crate::nn::{prefixed, Cell, Dropout, Embedding, Entry, Linear, Module, Sizes, Stream};
 use crate::ops::sample::{self, Sampling};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -69,77 +67,25 @@ pub struct LanguageModel {
     pub dropout: Dropout,
 }
 
-/// A language model's recurrent stack: a run-time cell, or a minimal one
-/// trained by a scan.
-#[derive(Clone, Debug)]
-enum Stack {
-    Recurrent(Recurrent),
-    MinGru(MinGru),
-    MinLstm(MinLstm),
-}
+const OP: &str = "LanguageModel";
 
-impl Stack {
-    fn name(&self) -> &'static str {
-        match self {
-            Stack::Recurrent(r) => r.config().mode.name(),
-            Stack::MinGru(_) => "min_gru",
-            Stack::MinLstm(_) => "min_lstm",
-        }
-    }
-
-    /// A minimal cell refuses what only the run-time ones have.
-    fn recurrent_only(self, what: &'static str) -> Result<Recurrent> {
-        match self {
-            Stack::Recurrent(r) => Ok(r),
-            other => Err(Error::InvalidArgument {
-                op: "LanguageModel",
-                what,
-                expected: "an LSTM, GRU or Elman cell",
-                got: other.name().to_string(),
-            }),
-        }
-    }
-
-    /// Records the stack over `x` from `state`: the outputs and the state each
-    /// sequence ends in.
-    fn apply(
-        &self,
-        tape: &mut Tape,
-        x: &Var,
-        lengths: &[usize],
-        state: Option<&State>,
-    ) -> Result<(Var, State)> {
-        let h0 = state.map(|s| Var::constant(s.h.clone()));
-        let hidden = h0.clone().map(|h| HiddenState { h });
-        let (y, h, c) = match self {
-            Stack::Recurrent(r) => {
-                let c0 = state.and_then(|s| s.c.clone()).map(Var::constant);
-                let out = r.apply(tape, x, lengths, h0.as_ref(), c0.as_ref())?;
-                (out.y, out.h_n, out.c_n)
-            }
-            Stack::MinGru(m) => {
-                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
-                (y, s.h, None)
-            }
-            Stack::MinLstm(m) => {
-                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
-                (y, s.h, None)
-            }
-        };
-        let next = State {
-            h: h.tensor().clone(),
-            c: c.map(|c| c.tensor().clone()),
-        };
-        Ok((y, next))
-    }
-
-    fn entries(&self) -> Vec<Entry> {
-        match self {
-            Stack::Recurrent(r) => r.entries(),
-            Stack::MinGru(m) => m.entries(),
-            Stack::MinLstm(m) => m.entries(),
-        }
-    }
+/// Records `stack` over `x` from `state`: the outputs and the state each
+/// sequence ends in.
+fn run(
+    stack: &Stack,
+    tape: &mut Tape,
+    x: &Var,
+    lengths: &[usize],
+    state: Option<&State>,
+) -> Result<(Var, State)> {
+    let h0 = state.map(|s| Var::constant(s.h.clone()));
+    let c0 = state.and_then(|s| s.c.clone()).map(Var::constant);
+    let ran = stack.apply(tape, x, lengths, h0.as_ref(), c0.as_ref())?;
+    let next = State {
+        h: ran.h.tensor().clone(),
+        c: ran.c.map(|c| c.tensor().clone()),
+    };
+    Ok((ran.y, next))
 }
 
 /// The recurrent state a chunk ends in: `[L, B, H]` (and the LSTM's cell state).
@@ -219,14 +165,7 @@ impl LanguageModel {
     /// A model initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: LanguageModelConfig, seed: u64) -> Result<Self> {
         let sizes = Sizes::new(cfg.emb, cfg.hidden).with_layers(cfg.layers);
-        let rnn = match cfg.cell {
-            Cell::Recurrent(mode) => {
-                let rnn = Config::new(mode, cfg.emb, cfg.hidden).with_layers(cfg.layers);
-                Stack::Recurrent(Recurrent::new(ctx, rnn, seed + 1)?)
-            }
-            Cell::MinGru => Stack::MinGru(MinGru::new(ctx, sizes, seed + 1)?),
-            Cell::MinLstm => Stack::MinLstm(MinLstm::new(ctx, sizes, seed + 1)?),
-        };
+        let rnn = Stack::new(ctx, cfg.cell, sizes, seed + 1)?;
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, None, seed)?,
             rnn,
@@ -238,14 +177,8 @@ impl LanguageModel {
     /// The same model with dropout `p` in training steps (see the module docs).
     /// A `p` outside [0, 1) is an error.
     pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
-        let between = seed.wrapping_add(1);
-        let rnn = match self.rnn {
-            Stack::Recurrent(r) => Stack::Recurrent(r.with_dropout(p, between)?),
-            Stack::MinGru(m) => Stack::MinGru(m.with_dropout(p, between)?),
-            Stack::MinLstm(m) => Stack::MinLstm(m.with_dropout(p, between)?),
-        };
         Ok(Self {
-            rnn,
+            rnn: self.rnn.with_dropout(p, seed.wrapping_add(1))?,
             dropout: Dropout::new(p, seed),
             ..self
         })
@@ -253,10 +186,7 @@ impl LanguageModel {
 
     /// The run-time stack (`None` for minGRU and minLSTM).
     pub fn recurrent(&self) -> Option<&Recurrent> {
-        match &self.rnn {
-            Stack::Recurrent(r) => Some(r),
-            _ => None,
-        }
+        self.rnn.recurrent()
     }
 
     /// The same LSTM model on `ctx` with its states projected to `proj` values
@@ -264,7 +194,7 @@ impl LanguageModel {
     /// layer reading them: both newly initialized from `seed`.
     pub fn with_projection(self, ctx: &Context, proj: usize, seed: u64) -> Result<Self> {
         let vocab = self.fc.params()[0].value.shape()[0];
-        let cfg = *self.rnn.recurrent_only("projection")?.config();
+        let cfg = *self.rnn.recurrent_only(OP, "projection")?.config();
         Ok(Self {
             rnn: Stack::Recurrent(Recurrent::with_projection(ctx, cfg, proj, seed)?),
             fc: Linear::new(ctx, proj, vocab, true, seed + 1)?,
@@ -278,7 +208,7 @@ impl LanguageModel {
         if h == 0.0 && c == 0.0 && !matches!(self.rnn, Stack::Recurrent(_)) {
             return Ok(self);
         }
-        let rnn = self.rnn.recurrent_only("zoneout")?;
+        let rnn = self.rnn.recurrent_only(OP, "zoneout")?;
         Ok(Self {
             rnn: Stack::Recurrent(rnn.with_zoneout(h, c, seed)?),
             ..self
@@ -291,7 +221,7 @@ impl LanguageModel {
         if p == 0.0 && !matches!(self.rnn, Stack::Recurrent(_)) {
             return Ok(self);
         }
-        let rnn = self.rnn.recurrent_only("recurrent dropout")?;
+        let rnn = self.rnn.recurrent_only(OP, "recurrent dropout")?;
         Ok(Self {
             rnn: Stack::Recurrent(rnn.with_recurrent_dropout(p, seed)?),
             ..self
@@ -301,7 +231,7 @@ impl LanguageModel {
     /// The same LSTM model as a LayerNorm-LSTM (see
     /// [`Recurrent::with_layer_norm`]).
     pub fn with_layer_norm(self) -> Result<Self> {
-        let rnn = self.rnn.recurrent_only("layer norm")?;
+        let rnn = self.rnn.recurrent_only(OP, "layer norm")?;
         Ok(Self {
             rnn: Stack::Recurrent(rnn.with_layer_norm()?),
             ..self
@@ -335,7 +265,7 @@ impl LanguageModel {
     ) -> Result<(Var, State)> {
         let emb = self.embedding.apply(tape, ids, &[batch, steps])?;
         let emb = self.dropout.apply(tape, &emb)?;
-        let (y, next) = self.rnn.apply(tape, &emb, lengths, state)?;
+        let (y, next) = run(&self.rnn, tape, &emb, lengths, state)?;
         let y = self.dropout.apply(tape, &y)?;
         let logits = self.fc.apply(tape, &y)?;
         Ok((logits, next))
@@ -501,12 +431,8 @@ impl StackStream {
                 let (b, t) = (x.shape()[0], x.shape()[1]);
                 let mut tape =
                     Tape::eval_on(std::mem::replace(rec, Recorder::new(x.context(), "stream")));
-                let result = stack.apply(
-                    &mut tape,
-                    &Var::constant(x.clone()),
-                    &vec![t; b],
-                    state.as_ref(),
-                );
+                let x = Var::constant(x.clone());
+                let result = run(stack, &mut tape, &x, &vec![t; b], state.as_ref());
                 *rec = tape.into_recorder();
                 let (_, next) = result?;
                 let h = next.h.shape()[2];

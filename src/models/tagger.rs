@@ -37,27 +37,27 @@
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::{prefixed, CharEncoder, Dropout, Embedding, Entry, Linear, Module};
+use crate::nn::recurrent::Mode;
+use crate::nn::stack::Stack;
+use crate::nn::{prefixed, Cell, CharEncoder, Dropout, Embedding, Entry, Linear, Module, Sizes};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
 use crate::train::{Step, TrainStep};
 
 /// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
 /// applies to the word vectors, between stacked layers and to the LSTM outputs,
-/// in training steps only.
+/// in training steps only. The parameters are reachable through [`Module`]:
+/// `embedding.weight`, `chars.*`, `lstm.*` (whatever the cell) and `fc.*`.
 #[derive(Debug)]
 pub struct BiLstmTagger {
-    /// The word embedding, `embedding.weight`.
-    pub embedding: Embedding,
+    embedding: Embedding,
     /// The character encoder ([`TaggerConfig::chars`]).
-    pub chars: Option<CharEncoder>,
-    /// The BiLSTM, `lstm.*`.
-    pub lstm: Recurrent,
-    /// The output layer, `fc.*`.
-    pub fc: Linear,
-    /// Dropout on the embeddings and the BiLSTM outputs.
-    pub dropout: Dropout,
+    chars: Option<CharEncoder>,
+    /// The bidirectional stack ([`TaggerConfig::cell`]), `lstm.*`.
+    lstm: Stack,
+    fc: Linear,
+    /// Dropout on the embeddings and the stack's outputs.
+    dropout: Dropout,
 }
 
 /// The sizes of a [`BiLstmTagger`]: [`TaggerConfig::new`] with the vocabulary
@@ -81,6 +81,9 @@ pub struct TaggerConfig {
     /// A character encoder beside the word embedding; its batches then need
     /// their words' characters ([`Batch::with_chars`]).
     pub chars: Option<CharConfig>,
+    /// The bidirectional stack's cell: an LSTM unless set (a GRU, or minGRU /
+    /// minLSTM, trained by a scan over time).
+    pub cell: Cell,
 }
 
 /// The sizes of a tagger's [`CharEncoder`]: [`CharConfig::new`], then `with_*`.
@@ -107,6 +110,7 @@ impl TaggerConfig {
             tags,
             pad: 0,
             chars: None,
+            cell: Cell::Recurrent(Mode::Lstm),
         }
     }
 
@@ -133,6 +137,11 @@ impl TaggerConfig {
     /// A character encoder beside the word embedding (`None`: none).
     pub fn with_chars(self, chars: Option<CharConfig>) -> Self {
         Self { chars, ..self }
+    }
+
+    /// The bidirectional stack's cell.
+    pub fn with_cell(self, cell: Cell) -> Self {
+        Self { cell, ..self }
     }
 }
 
@@ -174,17 +183,14 @@ impl BiLstmTagger {
             .chars
             .map(|c| CharEncoder::new(ctx, c.chars, c.emb, c.hidden, seed + 3))
             .transpose()?;
-        let lstm = Config {
-            mode: Mode::Lstm,
-            input_size: cfg.emb + chars.as_ref().map_or(0, CharEncoder::width),
-            hidden_size: cfg.hidden,
-            num_layers: cfg.layers,
-            bidirectional: true,
-        };
+        let input = cfg.emb + chars.as_ref().map_or(0, CharEncoder::width);
+        let sizes = Sizes::new(input, cfg.hidden)
+            .with_layers(cfg.layers)
+            .with_bidirectional(true);
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
             chars,
-            lstm: Recurrent::new(ctx, lstm, seed + 1)?,
+            lstm: Stack::new(ctx, cfg.cell, sizes, seed + 1)?,
             fc: Linear::new(ctx, 2 * cfg.hidden, cfg.tags, true, seed + 2)?,
             dropout: Dropout::new(0.0, seed as u32),
         })
@@ -214,7 +220,7 @@ impl BiLstmTagger {
         };
         Ok(Self {
             embedding,
-            lstm: self.lstm.with_storage(dtype)?,
+            lstm: self.lstm.with_storage("BiLstmTagger::with_storage", dtype)?,
             ..self
         })
     }

@@ -11,6 +11,7 @@ pub mod linear;
 pub mod min_rnn;
 pub mod recurrent;
 pub mod rnn;
+pub(crate) mod stack;
 pub mod state_dict;
 pub mod stream;
 pub mod transformer;

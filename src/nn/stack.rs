@@ -1,0 +1,135 @@
+//! A recurrent stack of any [`Cell`] behind one type, for the models that take
+//! a cell choice: a run-time one ([`Recurrent`]: LSTM, GRU, Elman) or a minimal
+//! one trained by a scan ([`MinGru`], [`MinLstm`]).
+
+use super::recurrent::{Config, Recurrent};
+use super::{Cell, Entry, HiddenState, MinGru, MinLstm, Module, Sizes};
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+use crate::tape::{Tape, Var};
+use crate::tensor::DType;
+
+#[derive(Clone, Debug)]
+pub(crate) enum Stack {
+    Recurrent(Recurrent),
+    MinGru(MinGru),
+    MinLstm(MinLstm),
+}
+
+/// What a stack's forward gives: the outputs, and the final hidden state (and
+/// the LSTM's cell state).
+pub(crate) struct Ran {
+    pub(crate) y: Var,
+    pub(crate) h: Var,
+    pub(crate) c: Option<Var>,
+}
+
+impl Stack {
+    /// A stack of `cell` with `sizes`, initialized as PyTorch does from `seed`.
+    pub(crate) fn new(ctx: &Context, cell: Cell, sizes: Sizes, seed: u64) -> Result<Self> {
+        Ok(match cell {
+            Cell::Recurrent(mode) => {
+                let cfg = Config::new(mode, sizes.input_size, sizes.hidden_size)
+                    .with_layers(sizes.num_layers)
+                    .with_bidirectional(sizes.bidirectional);
+                Stack::Recurrent(Recurrent::new(ctx, cfg, seed)?)
+            }
+            Cell::MinGru => Stack::MinGru(MinGru::new(ctx, sizes, seed)?),
+            Cell::MinLstm => Stack::MinLstm(MinLstm::new(ctx, sizes, seed)?),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Stack::Recurrent(r) => r.config().mode.name(),
+            Stack::MinGru(_) => "min_gru",
+            Stack::MinLstm(_) => "min_lstm",
+        }
+    }
+
+    /// The run-time stack (`None` for minGRU and minLSTM).
+    pub(crate) fn recurrent(&self) -> Option<&Recurrent> {
+        match self {
+            Stack::Recurrent(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A minimal cell refuses what only the run-time ones have (`what`, asked
+    /// of `op`).
+    pub(crate) fn recurrent_only(self, op: &'static str, what: &'static str) -> Result<Recurrent> {
+        match self {
+            Stack::Recurrent(r) => Ok(r),
+            other => Err(Error::InvalidArgument {
+                op,
+                what,
+                expected: "an LSTM, GRU or Elman cell",
+                got: other.name().to_string(),
+            }),
+        }
+    }
+
+    /// Dropout `p` between stacked layers, masks from `seed`.
+    pub(crate) fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
+        Ok(match self {
+            Stack::Recurrent(r) => Stack::Recurrent(r.with_dropout(p, seed)?),
+            Stack::MinGru(m) => Stack::MinGru(m.with_dropout(p, seed)?),
+            Stack::MinLstm(m) => Stack::MinLstm(m.with_dropout(p, seed)?),
+        })
+    }
+
+    /// Activations stored as `dtype`; the minimal cells store f32 only.
+    pub(crate) fn with_storage(self, op: &'static str, dtype: DType) -> Result<Self> {
+        match self {
+            Stack::Recurrent(r) => Ok(Stack::Recurrent(r.with_storage(dtype)?)),
+            min if dtype == DType::F32 => Ok(min),
+            min => Err(Error::InvalidArgument {
+                op,
+                what: "storage",
+                expected: "f32 for a minGRU or minLSTM stack",
+                got: format!("{dtype:?} for {}", min.name()),
+            }),
+        }
+    }
+
+    /// Records the stack over `x` from the initial states `h0` (and `c0`, an
+    /// LSTM's; zero when `None`).
+    pub(crate) fn apply(
+        &self,
+        tape: &mut Tape,
+        x: &Var,
+        lengths: &[usize],
+        h0: Option<&Var>,
+        c0: Option<&Var>,
+    ) -> Result<Ran> {
+        let hidden = h0.map(|h| HiddenState { h: h.clone() });
+        Ok(match self {
+            Stack::Recurrent(r) => {
+                let out = r.apply(tape, x, lengths, h0, c0)?;
+                Ran {
+                    y: out.y,
+                    h: out.h_n,
+                    c: out.c_n,
+                }
+            }
+            Stack::MinGru(m) => {
+                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
+                Ran { y, h: s.h, c: None }
+            }
+            Stack::MinLstm(m) => {
+                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
+                Ran { y, h: s.h, c: None }
+            }
+        })
+    }
+}
+
+impl Module for Stack {
+    fn entries(&self) -> Vec<Entry> {
+        match self {
+            Stack::Recurrent(r) => r.entries(),
+            Stack::MinGru(m) => m.entries(),
+            Stack::MinLstm(m) => m.entries(),
+        }
+    }
+}

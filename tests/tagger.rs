@@ -868,8 +868,15 @@ fn the_tagger_learns_with_every_cell() {
         Cell::MinLstm,
     ] {
         let model = BiLstmTagger::new(ctx(), toy(16, 12).with_cell(cell), 9).unwrap();
-        let names: Vec<String> = model.named_params().iter().map(|n| n.name.clone()).collect();
-        assert!(names.iter().any(|n| n == "lstm.weight_ih_l0_reverse"), "{cell:?}: {names:?}");
+        let names: Vec<String> = model
+            .named_params()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "lstm.weight_ih_l0_reverse"),
+            "{cell:?}: {names:?}"
+        );
         let gates = model
             .named_params()
             .iter()
@@ -886,7 +893,10 @@ fn the_tagger_learns_with_every_cell() {
         let mut opt = optimizer(&model);
         let epochs: Vec<Batch> = (0..10).flat_map(|_| batches.iter().cloned()).collect();
         let losses = train(&model, &mut opt, &epochs);
-        let (first, last) = (losses[..6].iter().sum::<f32>(), losses[54..].iter().sum::<f32>());
+        let (first, last) = (
+            losses[..6].iter().sum::<f32>(),
+            losses[54..].iter().sum::<f32>(),
+        );
         assert!(last < 0.6 * first, "{cell:?}: {first} → {last}");
     }
     let err = BiLstmTagger::new(ctx(), toy(16, 12).with_cell(Cell::MinGru), 9)
@@ -894,4 +904,37 @@ fn the_tagger_learns_with_every_cell() {
         .with_storage(DType::F16)
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}
+
+/// The sequence classifier takes any cell too: with minGRU and minLSTM (and its
+/// run-time GRU) it learns which sequences hold word 7, under `rnn.*` names.
+#[test]
+fn the_classifier_learns_with_the_minimal_cells() {
+    use rnn_wgpu::data::LabeledBatch;
+    use rnn_wgpu::models::{ClassifierConfig, Readout, SequenceClassifier};
+    use rnn_wgpu::nn::Config;
+    let seqs: [(&[u32], u32); 4] = [(&[2, 7, 3], 1), (&[4, 5], 0), (&[7], 1), (&[6, 3, 2, 5], 0)];
+    let batch = LabeledBatch::pad(&seqs, 0).unwrap();
+    for cell in [Cell::Recurrent(Mode::Gru), Cell::MinGru, Cell::MinLstm] {
+        for readout in [Readout::Final, Readout::Mean] {
+            let rnn = Config::new(Mode::Gru, 0, 8).with_bidirectional(true);
+            let cfg = ClassifierConfig::new(12, 2, rnn)
+                .with_emb(8)
+                .with_readout(readout)
+                .with_cell(cell);
+            let model = SequenceClassifier::new(ctx(), cfg, 1).unwrap();
+            assert!(model
+                .named_params()
+                .iter()
+                .any(|n| n.name == "rnn.weight_ih_l0_reverse"));
+            let cfg = OptimConfig::new(Method::ADAM, 0.05);
+            let mut opt = Optimizer::new(ctx(), cfg, model.params()).unwrap();
+            let first = model.train_step(ctx(), &batch, &mut opt).unwrap().loss;
+            for _ in 0..30 {
+                model.train_step(ctx(), &batch, &mut opt).unwrap();
+            }
+            let last = model.train_step(ctx(), &batch, &mut opt).unwrap().loss;
+            assert!(last < first / 4.0, "{cell:?} {readout:?}: {first} → {last}");
+        }
+    }
 }

@@ -37,8 +37,9 @@
 use crate::data::LabeledBatch;
 use crate::error::Result;
 use crate::gpu::Context;
-use crate::nn::recurrent::{Config, Recurrent};
-use crate::nn::{prefixed, Embedding, Entry, Linear, Module};
+use crate::nn::recurrent::Config;
+use crate::nn::stack::Stack;
+use crate::nn::{prefixed, Cell, Embedding, Entry, Linear, Module, Sizes};
 use crate::tape::{Tape, Var};
 use crate::train::{Step, TrainStep};
 
@@ -54,17 +55,17 @@ pub enum Readout {
     LastStep,
 }
 
-/// See the module docs.
+/// See the module docs. The parameters are reachable through [`Module`]:
+/// `embedding.weight`, `rnn.*` (whatever the cell) and `fc.*`.
 #[derive(Debug)]
 pub struct SequenceClassifier {
-    /// The word embedding, `embedding.weight`.
-    pub embedding: Embedding,
-    /// The recurrent stack, `rnn.*`.
-    pub rnn: Recurrent,
-    /// The output layer, `fc.*`.
-    pub fc: Linear,
+    embedding: Embedding,
+    /// The recurrent stack ([`ClassifierConfig::cell`]).
+    rnn: Stack,
+    sizes: Sizes,
+    fc: Linear,
     /// How a sequence becomes one vector.
-    pub readout: Readout,
+    readout: Readout,
 }
 
 /// The sizes of a [`SequenceClassifier`]: [`ClassifierConfig::new`], then `with_*`.
@@ -83,6 +84,9 @@ pub struct ClassifierConfig {
     pub pad: u32,
     /// How a sequence becomes one vector.
     pub readout: Readout,
+    /// The stack's cell: `rnn.mode` unless set (minGRU and minLSTM take
+    /// `rnn`'s sizes).
+    pub cell: Cell,
 }
 
 impl ClassifierConfig {
@@ -97,6 +101,7 @@ impl ClassifierConfig {
             classes,
             pad: 0,
             readout: Readout::Final,
+            cell: Cell::Recurrent(rnn.mode),
         }
     }
 
@@ -114,25 +119,26 @@ impl ClassifierConfig {
     pub fn with_readout(self, readout: Readout) -> Self {
         Self { readout, ..self }
     }
+
+    /// The stack's cell.
+    pub fn with_cell(self, cell: Cell) -> Self {
+        Self { cell, ..self }
+    }
 }
 
 impl SequenceClassifier {
     /// A classifier initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: ClassifierConfig, seed: u64) -> Result<Self> {
-        let rnn = Config {
-            input_size: cfg.emb,
-            ..cfg.rnn
-        };
+        let r = cfg.rnn;
+        let sizes = Sizes::new(cfg.emb, r.hidden_size)
+            .with_layers(r.num_layers)
+            .with_bidirectional(r.bidirectional);
+        let dirs = if r.bidirectional { 2 } else { 1 };
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
-            rnn: Recurrent::new(ctx, rnn, seed + 1)?,
-            fc: Linear::new(
-                ctx,
-                rnn.dirs() * rnn.hidden_size,
-                cfg.classes,
-                true,
-                seed + 2,
-            )?,
+            rnn: Stack::new(ctx, cfg.cell, sizes, seed + 1)?,
+            sizes,
+            fc: Linear::new(ctx, dirs * r.hidden_size, cfg.classes, true, seed + 2)?,
             readout: cfg.readout,
         })
     }
@@ -140,14 +146,14 @@ impl SequenceClassifier {
     /// Records the logits `[B, classes]` of a batch on `tape`.
     pub fn forward(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<Var> {
         let (n, t) = (batch.size, batch.steps);
-        let cfg = *self.rnn.config();
-        let (h, d) = (cfg.hidden_size, cfg.dirs());
+        let s = self.sizes;
+        let (h, d) = (s.hidden_size, if s.bidirectional { 2 } else { 1 });
         let emb = self.embedding.apply(tape, &batch.ids, &[n, t])?;
         let seq = self.rnn.apply(tape, &emb, &batch.lengths, None, None)?;
         let feature = match self.readout {
             Readout::Final => {
                 // h_n is [L·D, B, H]: the top layer's directions, side by side.
-                let top = tape.slice(&seq.h_n, 0, (cfg.num_layers - 1) * d, d)?;
+                let top = tape.slice(&seq.h, 0, (s.num_layers - 1) * d, d)?;
                 let mut both = tape.slice(&top, 0, 0, 1)?;
                 both = tape.reshape(&both, &[n, h])?;
                 if d == 2 {

@@ -220,7 +220,9 @@ impl BiLstmTagger {
         };
         Ok(Self {
             embedding,
-            lstm: self.lstm.with_storage("BiLstmTagger::with_storage", dtype)?,
+            lstm: self
+                .lstm
+                .with_storage("BiLstmTagger::with_storage", dtype)?,
             ..self
         })
     }

@@ -39,7 +39,6 @@ use rnn_wgpu::data::bpe::{self, Bpe};
 use rnn_wgpu::data::readers::read_parallel;
 use rnn_wgpu::data::{buckets, Batch, ParallelBatch, Vocab};
 use rnn_wgpu::metrics::corpus_bleu;
-use rnn_wgpu::models::seq2seq::Encoder;
 use rnn_wgpu::models::{EncoderKind, Ensemble, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::{Module, Score, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -65,6 +64,8 @@ enum ScheduleArg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum EncoderArg {
     Lstm,
+    Mingru,
+    Minlstm,
     Transformer,
 }
 
@@ -559,6 +560,8 @@ fn main() -> Result<()> {
     };
     let encoder = match args.encoder {
         EncoderArg::Lstm => EncoderKind::Lstm,
+        EncoderArg::Mingru => EncoderKind::MinGru,
+        EncoderArg::Minlstm => EncoderKind::MinLstm,
         EncoderArg::Transformer => EncoderKind::Transformer {
             heads: args.heads,
             ff: args.ff,
@@ -574,10 +577,12 @@ fn main() -> Result<()> {
         .with_pad(Vocab::PAD);
     let model = build(&ctx, cfg, &args)?;
     let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
-    let encoder_params = match &model.encoder {
-        Encoder::Lstm(l) => count(l.params()),
-        Encoder::Transformer(ls) => ls.iter().map(|l| count(l.params())).sum(),
-    };
+    let encoder_params: usize = model
+        .named_params()
+        .iter()
+        .filter(|n| n.name.starts_with("encoder."))
+        .map(|n| n.shape.iter().product::<usize>())
+        .sum();
     println!(
         "model: {:?} encoder ({encoder_params} parameters), {:?}; {} parameters in all",
         args.encoder,

@@ -33,14 +33,18 @@ fn config(link: Link, encoder: EncoderKind, bidirectional: bool, layers: usize) 
         .with_pad(PAD)
 }
 
-/// Every link with an LSTM encoder, and the attention links with a transformer one.
-const MODELS: [(Link, EncoderKind); 6] = [
+/// Every link with an LSTM encoder, the attention links with a transformer one,
+/// and minGRU and minLSTM encoders (the decoder from their final states alone).
+const MODELS: [(Link, EncoderKind); 9] = [
     (Link::None, EncoderKind::Lstm),
     (LINKS[1], EncoderKind::Lstm),
     (LINKS[2], EncoderKind::Lstm),
     (LINKS[3], EncoderKind::Lstm),
     (LINKS[1], TRANSFORMER),
     (LINKS[3], TRANSFORMER),
+    (Link::None, EncoderKind::MinGru),
+    (LINKS[1], EncoderKind::MinGru),
+    (LINKS[3], EncoderKind::MinLstm),
 ];
 
 const LINKS: [Link; 4] = [

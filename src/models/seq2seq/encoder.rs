@@ -5,15 +5,20 @@ use super::decoder::State;
 use super::{Seq2Seq, OP};
 use crate::data::Batch;
 use crate::error::{Error, Result};
-use crate::nn::{Recurrent, TransformerEncoderLayer};
+use crate::nn::{HiddenState, MinGru, MinLstm, Recurrent, TransformerEncoderLayer};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
 /// The encoder of a [`Seq2Seq`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Encoder {
     /// LSTM layers.
     Lstm(Recurrent),
+    /// minGRU layers.
+    MinGru(MinGru),
+    /// minLSTM layers.
+    MinLstm(MinLstm),
     /// Transformer encoder layers.
     Transformer(Vec<TransformerEncoderLayer>),
 }
@@ -47,6 +52,22 @@ impl Seq2Seq {
                     feed: self.zero_feed(tape, b)?,
                 };
                 (out.y, state)
+            }
+            Encoder::MinGru(_) | Encoder::MinLstm(_) => {
+                let (y, HiddenState { h }) = match &self.encoder {
+                    Encoder::MinGru(m) => m.apply(tape, &emb, &src.lengths, None)?,
+                    Encoder::MinLstm(m) => m.apply(tape, &emb, &src.lengths, None)?,
+                    _ => unreachable!("matched above"),
+                };
+                // No cell state: the decoder's starts from zero, a constant.
+                let hd = self.cfg.decoder_hidden();
+                let c = Tensor::zeros(tape.context(), &[self.cfg.layers, b, hd])?;
+                let state = State {
+                    h: self.bridge(tape, &h, b)?,
+                    c: Var::constant(c),
+                    feed: self.zero_feed(tape, b)?,
+                };
+                (y, state)
             }
             Encoder::Transformer(layers) => {
                 let e = self.cfg.emb;

@@ -78,8 +78,8 @@ use crate::data::ParallelBatch;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
-use crate::nn::TransformerEncoderLayer;
 use crate::nn::{prefixed, Attention, Dropout, Embedding, Entry, Linear, Module, Score};
+use crate::nn::{MinGru, MinLstm, Sizes, TransformerEncoderLayer};
 use crate::tape::{Tape, Var};
 use crate::train::{Step, TrainStep};
 
@@ -113,6 +113,12 @@ pub enum Link {
 pub enum EncoderKind {
     /// LSTM layers of `hidden` units per direction.
     Lstm,
+    /// minGRU layers of `hidden` units per direction, trained by a scan over
+    /// the source (the decoder starts from their final states and a zero cell
+    /// state).
+    MinGru,
+    /// minLSTM layers, as [`MinGru`](Self::MinGru).
+    MinLstm,
     /// Transformer encoder layers of `emb` features, `heads` heads and a
     /// feed-forward block of `ff` units.
     Transformer {
@@ -232,8 +238,8 @@ impl Seq2SeqConfig {
     /// Decoder units (= encoder output features).
     pub fn decoder_hidden(&self) -> usize {
         match self.encoder {
-            EncoderKind::Lstm => self.dirs() * self.hidden,
             EncoderKind::Transformer { .. } => self.emb,
+            _ => self.dirs() * self.hidden,
         }
     }
 
@@ -359,21 +365,18 @@ impl Seq2Seq {
             .then(|| Linear::new(ctx, 2 * hd, hd, false, seed + 5))
             .transpose()?;
         let pad = Some(cfg.pad);
+        let sizes = Sizes::new(cfg.emb, cfg.hidden)
+            .with_layers(cfg.layers)
+            .with_bidirectional(cfg.bidirectional);
         Ok(Self {
             src_embedding: Embedding::new(ctx, cfg.src_vocab, cfg.emb, pad, seed)?,
             tgt_embedding: Embedding::new(ctx, cfg.tgt_vocab, cfg.emb, pad, seed + 1)?,
             encoder: match cfg.encoder {
-                EncoderKind::Lstm => Encoder::Lstm(Recurrent::new(
-                    ctx,
-                    Config {
-                        mode: Mode::Lstm,
-                        input_size: cfg.emb,
-                        hidden_size: cfg.hidden,
-                        num_layers: cfg.layers,
-                        bidirectional: cfg.bidirectional,
-                    },
-                    seed + 2,
-                )?),
+                EncoderKind::Lstm => {
+                    Encoder::Lstm(Recurrent::new(ctx, sizes.config(Mode::Lstm), seed + 2)?)
+                }
+                EncoderKind::MinGru => Encoder::MinGru(MinGru::new(ctx, sizes, seed + 2)?),
+                EncoderKind::MinLstm => Encoder::MinLstm(MinLstm::new(ctx, sizes, seed + 2)?),
                 EncoderKind::Transformer { heads, ff } => Encoder::Transformer(
                     (0..cfg.layers)
                         .map(|l| {
@@ -415,6 +418,8 @@ impl Seq2Seq {
     pub fn with_dropout(self, p: f32, seed: u32) -> Result<Self> {
         let encoder = match self.encoder {
             Encoder::Lstm(lstm) => Encoder::Lstm(lstm.with_dropout(p, seed.wrapping_add(1))?),
+            Encoder::MinGru(m) => Encoder::MinGru(m.with_dropout(p, seed.wrapping_add(1))?),
+            Encoder::MinLstm(m) => Encoder::MinLstm(m.with_dropout(p, seed.wrapping_add(1))?),
             other => other,
         };
         Ok(Self {
@@ -500,6 +505,8 @@ impl Module for Seq2Seq {
         out.extend(prefixed("tgt_embedding", self.tgt_embedding.entries()));
         match &self.encoder {
             Encoder::Lstm(lstm) => out.extend(prefixed("encoder", lstm.entries())),
+            Encoder::MinGru(m) => out.extend(prefixed("encoder", m.entries())),
+            Encoder::MinLstm(m) => out.extend(prefixed("encoder", m.entries())),
             Encoder::Transformer(layers) => {
                 for (l, layer) in layers.iter().enumerate() {
                     let prefix = format!("encoder.layers.{l}");

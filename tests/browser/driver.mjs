@@ -6,8 +6,10 @@
 //
 //   node --experimental-websocket driver.mjs --dir DIR [--page index.html]
 //        [--until REGEX] [--fail REGEX] [--screenshot FILE] [--timeout SECONDS]
+//        [--webgpu off]
 //
 // --fail: a console line that matches is a failure (exit 1) at once.
+// --webgpu off: Chromium as it starts on Linux by default, without WebGPU.
 //
 // CHROMIUM names the browser binary (default /usr/lib/chromium/chromium).
 import { spawn } from "node:child_process";
@@ -56,7 +58,7 @@ const browser = spawn(
   [
     "--headless=new",
     "--no-sandbox",
-    "--enable-unsafe-webgpu",
+    ...(args.webgpu === "off" ? ["--disable-features=WebGPU"] : ["--enable-unsafe-webgpu"]),
     `--user-data-dir=${profile}`,
     "--remote-debugging-port=0",
     "--no-first-run",

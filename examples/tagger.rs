@@ -35,7 +35,9 @@ use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Cell, Mode, Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Schedule};
+use rnn_wgpu::train::{
+    best_path, fit, FitConfig, History, Method, OptimConfig, Optimizer, Schedule,
+};
 use rnn_wgpu::{Context, DType, Result, Tape};
 
 #[derive(Parser, Debug)]
@@ -318,6 +320,75 @@ fn evaluate(
     Ok((right as f64 / total.max(1) as f64, confusion))
 }
 
+/// The tagger `args` describe, over `data`'s vocabularies.
+fn build(ctx: &Context, args: &Args, data: &Data) -> Result<BiLstmTagger> {
+    let cell = match args.cell {
+        CellArg::Lstm => Cell::Recurrent(Mode::Lstm),
+        CellArg::Gru => Cell::Recurrent(Mode::Gru),
+        CellArg::Mingru => Cell::MinGru,
+        CellArg::Minlstm => Cell::MinLstm,
+    };
+    let chars = (args.char_hidden > 0).then_some(
+        CharConfig::new(data.chars.len())
+            .with_emb(args.char_emb)
+            .with_hidden(args.char_hidden),
+    );
+    let cfg = TaggerConfig::new(data.words.len(), data.tags.len())
+        .with_emb(args.emb)
+        .with_hidden(args.hidden)
+        .with_pad(Vocab::PAD)
+        .with_layers(args.layers)
+        .with_cell(cell)
+        .with_chars(chars);
+    BiLstmTagger::new(ctx, cfg, args.seed)?
+        .with_dropout(args.dropout, args.seed as u32)?
+        .with_storage(match args.storage {
+            Storage::F32 => DType::F32,
+            Storage::F16 => DType::F16,
+        })
+}
+
+/// The training loss and the dev error rate by step, beside the checkpoint.
+fn plot_history(args: &Args, history: &History) -> Result<()> {
+    let losses: Vec<(f64, f64)> = history
+        .losses
+        .iter()
+        .map(|&(s, l)| (f64::from(s), f64::from(l)))
+        .collect();
+    let dev_errors: Vec<(f64, f64)> = history
+        .scores
+        .iter()
+        .map(|&(s, a)| (f64::from(s), 100.0 * (1.0 - a)))
+        .collect();
+    let curve = args.checkpoint.with_extension("loss.png");
+    let chart = plot::Chart {
+        title: if args.char_hidden > 0 {
+            "Character-aware BiLSTM tagger: training loss and dev error rate"
+        } else {
+            "BiLSTM tagger: training loss and dev error rate"
+        },
+        x: "training step",
+        y: "loss (nats per token)",
+        right: Some("dev error rate (%)"),
+        legend: plot::Legend::UpperRight,
+    };
+    let series = [
+        plot::Series {
+            name: "training loss",
+            points: &losses,
+            style: plot::Style::Noisy,
+            group: 0,
+        },
+        plot::Series {
+            name: "dev error rate",
+            points: &dev_errors,
+            style: plot::Style::Right,
+            group: 1,
+        },
+    ];
+    plot::curves(&curve, &chart, &series).map_err(|e| run::file_err(&curve, e))
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let ctx = Context::new()?;
@@ -346,34 +417,7 @@ fn main() -> Result<()> {
         data.chars.len(),
         data.tags.len()
     );
-
-    let model = BiLstmTagger::new(
-        &ctx,
-        TaggerConfig::new(data.words.len(), data.tags.len())
-            .with_emb(args.emb)
-            .with_hidden(args.hidden)
-            .with_pad(Vocab::PAD)
-            .with_layers(args.layers)
-            .with_cell(match args.cell {
-                CellArg::Lstm => Cell::Recurrent(Mode::Lstm),
-                CellArg::Gru => Cell::Recurrent(Mode::Gru),
-                CellArg::Mingru => Cell::MinGru,
-                CellArg::Minlstm => Cell::MinLstm,
-            })
-            .with_chars(
-                (args.char_hidden > 0).then_some(
-                    CharConfig::new(data.chars.len())
-                        .with_emb(args.char_emb)
-                        .with_hidden(args.char_hidden),
-                ),
-            ),
-        args.seed,
-    )?
-    .with_dropout(args.dropout, args.seed as u32)?
-    .with_storage(match args.storage {
-        Storage::F32 => DType::F32,
-        Storage::F16 => DType::F16,
-    })?;
+    let model = build(&ctx, &args, &data)?;
     let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
     // The cut depends on the lengths alone, not on the seed's order.
     let steps_per_epoch = token_buckets(&lengths, args.batch, args.max_tokens, 0).len() as u32;
@@ -416,43 +460,7 @@ fn main() -> Result<()> {
             |b: &Batch| b.lengths.iter().sum(),
         ),
     )?;
-    let losses: Vec<(f64, f64)> = history
-        .losses
-        .iter()
-        .map(|&(s, l)| (f64::from(s), f64::from(l)))
-        .collect();
-    let dev_errors: Vec<(f64, f64)> = history
-        .scores
-        .iter()
-        .map(|&(s, a)| (f64::from(s), 100.0 * (1.0 - a)))
-        .collect();
-    let curve = args.checkpoint.with_extension("loss.png");
-    let chart = plot::Chart {
-        title: if args.char_hidden > 0 {
-            "Character-aware BiLSTM tagger: training loss and dev error rate"
-        } else {
-            "BiLSTM tagger: training loss and dev error rate"
-        },
-        x: "training step",
-        y: "loss (nats per token)",
-        right: Some("dev error rate (%)"),
-        legend: plot::Legend::UpperRight,
-    };
-    let series = [
-        plot::Series {
-            name: "training loss",
-            points: &losses,
-            style: plot::Style::Noisy,
-            group: 0,
-        },
-        plot::Series {
-            name: "dev error rate",
-            points: &dev_errors,
-            style: plot::Style::Right,
-            group: 1,
-        },
-    ];
-    plot::curves(&curve, &chart, &series).map_err(|e| run::file_err(&curve, e))?;
+    plot_history(&args, &history)?;
     // Nothing evaluated (a resumed run that was already done): test the latest.
     let tested = match history.best {
         Some(_) => best_path(&args.checkpoint),

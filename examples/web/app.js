@@ -434,6 +434,16 @@ async function check() {
   if (a !== b) fail(`the loaded model samples ${JSON.stringify(b.slice(0, 40))}, not ${JSON.stringify(a.slice(0, 40))}`);
   if (stepNow !== savedAt) fail(`the step count was not restored (${stepNow}, saved at ${savedAt})`);
   console.log(`check: the loaded model (step ${stepNow}) samples the same ${a.length} characters for seed 7`);
+  // The file and the page's logits for a prompt, for tools/page_check.py
+  // (where the page is served by the driver with --save).
+  const prompt = "Shall I compare thee";
+  const logits = await use(() => trainer.logits(prompt));
+  const put = (name, body) => fetch(`./upload/${name}`, { method: "PUT", body });
+  const sent = await Promise.all([
+    put("page.safetensors", bytes),
+    put("page_logits.json", JSON.stringify({ prompt, logits: Array.from(logits) })),
+  ]).then((r) => r.every((x) => x.ok), () => false);
+  console.log(`check: ${sent ? "sent" : "could not send"} the file and the logits of ${JSON.stringify(prompt)}`);
   running = true;
 }
 

@@ -6,9 +6,10 @@
 //
 //   node --experimental-websocket driver.mjs --dir DIR [--page index.html]
 //        [--until REGEX] [--fail REGEX] [--screenshot FILE] [--timeout SECONDS]
-//        [--webgpu off]
+//        [--webgpu off] [--save DIR]
 //
 // --fail: a console line that matches is a failure (exit 1) at once.
+// --save: the page may PUT files to /upload/NAME; they are written to DIR/NAME.
 // --webgpu off: Chromium as it starts on Linux by default, without WebGPU.
 //
 // CHROMIUM names the browser binary (default /usr/lib/chromium/chromium).
@@ -38,7 +39,19 @@ const TYPES = {
   ".txt": "text/plain",
   ".css": "text/css",
 };
+const saveDir = args.save ? resolve(args.save) : null;
 const server = createServer((req, res) => {
+  const upload = req.url.match(/^\/upload\/([\w.-]+)$/);
+  if (req.method === "PUT" && upload && saveDir) {
+    const parts = [];
+    req.on("data", (c) => parts.push(c));
+    req.on("end", () => {
+      writeFileSync(join(saveDir, upload[1]), Buffer.concat(parts));
+      res.writeHead(204);
+      res.end();
+    });
+    return;
+  }
   const path = normalize(join(root, decodeURIComponent(new URL(req.url, "http://x").pathname)));
   try {
     if (!path.startsWith(root) || !statSync(path).isFile()) throw new Error("not found");

@@ -359,6 +359,27 @@ impl Trainer {
             .collect())
     }
 
+    /// The logits `[T, vocab]` of the model reading `prompt` from a zero state
+    /// (its characters the model does not know are left out), for comparing
+    /// with another implementation.
+    pub async fn logits(&self, prompt: String) -> Result<Vec<f32>, JsValue> {
+        let ids: Vec<u32> = prompt
+            .chars()
+            .filter_map(|c| self.chars.binary_search(&c).ok())
+            .map(|i| i as u32)
+            .collect();
+        if ids.is_empty() {
+            return Err(plain("the prompt has no character the model knows"));
+        }
+        let mut tape = Tape::eval(&self.ctx, "logits");
+        let (logits, _) = self
+            .lm
+            .forward(&mut tape, &ids, 1, ids.len(), None)
+            .map_err(js)?;
+        tape.into_recorder().submit();
+        logits.to_vec_async().await.map_err(js)
+    }
+
     /// Turns per-kernel timing on or off; timings land when the GPU is done.
     pub fn set_profiling(&self, on: bool) {
         self.ctx.set_profiling(on);

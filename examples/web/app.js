@@ -268,6 +268,9 @@ async function loop(gen, t) {
       nextValidation = steps + VALIDATE_EVERY;
       await validate(t);
     }
+    if (Math.floor(steps / AUTOSAVE_EVERY) > Math.floor((steps - got.length) / AUTOSAVE_EVERY)) {
+      await autosave(t).catch((e) => console.log(`could not keep the model: ${plain(e)}`));
+    }
     if (steps >= nextSample || steps >= STOP) {
       nextSample = steps + SAMPLE_EVERY;
       await generate(t, `after step ${steps}`, BigInt(steps));
@@ -282,6 +285,9 @@ function settings() {
     hidden: Number($("hidden").value),
     layers: Number($("layers").value),
     lr: Number($("lr").value),
+    batch: Number($("batch").value),
+    bptt: Number($("bptt").value),
+    seed: BigInt(Math.max(0, Math.floor(Number($("initseed").value) || 0))),
   };
 }
 
@@ -350,7 +356,7 @@ async function switchTo(make, from) {
 function restart() {
   return switchTo(() => {
     const s = settings();
-    return Trainer.create($("text").value, s.cell, s.hidden, s.layers, s.lr);
+    return Trainer.create($("text").value, s.cell, s.hidden, s.layers, s.lr, s.batch, s.bptt, s.seed);
   });
 }
 
@@ -371,6 +377,44 @@ async function save() {
 
 function load(bytes, name) {
   return switchTo(() => Trainer.load(bytes, $("text").value), `loaded ${name}`);
+}
+
+// ---- the model kept in the browser (IndexedDB) every AUTOSAVE_EVERY steps, so
+// that a reload can resume it.
+const AUTOSAVE_EVERY = 200;
+function store(mode, act) {
+  return new Promise((ok, fail) => {
+    const open = indexedDB.open("rnn-wgpu-web", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("models");
+    open.onerror = () => fail(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction("models", mode);
+      const req = act(tx.objectStore("models"));
+      req.onsuccess = () => ok(req.result);
+      req.onerror = () => fail(req.error);
+    };
+  });
+}
+
+async function autosave(t) {
+  const step = stepNow;
+  const bytes = await use(() => t.save());
+  await store("readwrite", (s) => s.put({ bytes, text: $("text").value, step, time: Date.now() }, "last"));
+  console.log(`kept the model of step ${step} in this browser`);
+}
+
+// Offers the model kept before a reload.
+async function offerResume() {
+  const kept = await store("readonly", (s) => s.get("last")).catch(() => null);
+  if (!kept) return;
+  const when = new Date(kept.time).toLocaleString();
+  $("resume").textContent = `Resume the model of step ${kept.step} (kept ${when})`;
+  $("resume").hidden = false;
+  $("resume").onclick = () => {
+    $("text").value = kept.text;
+    $("resume").hidden = true;
+    load(kept.bytes, `the model kept at step ${kept.step}`);
+  };
 }
 
 // The names and shapes in a safetensors file's header.
@@ -444,13 +488,30 @@ async function check() {
     put("page_logits.json", JSON.stringify({ prompt, logits: Array.from(logits) })),
   ]).then((r) => r.every((x) => x.ok), () => false);
   console.log(`check: ${sent ? "sent" : "could not send"} the file and the logits of ${JSON.stringify(prompt)}`);
-  running = true;
+  // Kept in the browser, then a reload: the page offers to resume it.
+  await autosave(trainer);
+  console.log(`check: reloading`);
+  location.search = `?check=resume&stop=${STOP}`;
+  return "reloading";
+}
+
+// ?check=resume, after check()'s reload: resume the kept model.
+async function checkResume() {
+  await until(() => !$("resume").hidden);
+  const kept = Number($("resume").textContent.match(/step (\d+)/)[1]);
+  const before = trainer;
+  $("resume").click();
+  await until(() => trainer !== before);
+  if (stepNow !== kept) throw new Error(`resumed at step ${stepNow}, kept at ${kept}`);
+  console.log(`check: after the reload, "${$("resume").textContent}" resumed the model at step ${stepNow}`);
 }
 
 async function main() {
   await init();
   $("w4what").textContent = w4_what();
-  $("min").textContent = min_chars();
+  const showMin = () => ($("min").textContent = min_chars(Number($("bptt").value)));
+  showMin();
+  $("bptt").onchange = showMin;
   // Without WebGPU nothing can run: say so at the top, in the page's words.
   const refuse = (what, text) => {
     document.querySelectorAll("button, input, select, textarea").forEach((e) => (e.disabled = true));
@@ -507,11 +568,12 @@ async function main() {
     }
   });
   window.addEventListener("resize", draw);
+  await offerResume();
   if (params.has("w4")) await timeW4();
   await restart();
   if (CHECK) {
-    check()
-      .then(() => console.log("check passed"))
+    (params.get("check") === "resume" ? checkResume() : check())
+      .then((r) => r !== "reloading" && console.log("check passed"))
       .catch((e) => console.log(`check failed: ${plain(e)}`));
   }
 }

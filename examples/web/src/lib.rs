@@ -23,14 +23,8 @@ use rnn_wgpu::train::{self, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, DType, Error, Tape};
 use wasm_bindgen::prelude::*;
 
-/// Streams per batch and characters per chunk of truncated BPTT.
-const BATCH: usize = 32;
-const BPTT: usize = 32;
 /// Characters of the embedding.
 const EMB: usize = 32;
-/// The shortest text: a chunk and its next character to train on, and as much
-/// again held out.
-pub const MIN_CHARS: usize = 2 * (BPTT + 1);
 /// What a saved file's metadata says it is.
 const FORMAT: &str = "rnn-wgpu web char-lm 1";
 
@@ -61,6 +55,17 @@ struct Settings {
     hidden: usize,
     layers: usize,
     lr: f32,
+    /// Streams per batch and characters per chunk of truncated BPTT.
+    batch: usize,
+    bptt: usize,
+    /// The initialization's seed.
+    seed: u64,
+}
+
+/// The shortest text for chunks of `bptt`: a chunk and its next character to
+/// train on, and as much again held out.
+fn shortest(bptt: usize) -> usize {
+    2 * (bptt + 1)
 }
 
 /// A character language model being trained on one text.
@@ -93,14 +98,14 @@ fn alphabet(text: &str) -> Result<Vec<char>, JsValue> {
 }
 
 /// `text` as ids of `chars` (characters not among them are left out), split
-/// into the training part and the held-out last tenth.
-fn split(text: &str, chars: &[char]) -> (Vec<u32>, Vec<u32>) {
+/// into the training part and the held-out last tenth (at least a chunk).
+fn split(text: &str, chars: &[char], bptt: usize) -> (Vec<u32>, Vec<u32>) {
     let ids: Vec<u32> = text
         .chars()
         .filter_map(|c| chars.binary_search(&c).ok())
         .map(|i| i as u32)
         .collect();
-    let held = (ids.len() / 10).max(BPTT + 1).min(ids.len());
+    let held = (ids.len() / 10).max(bptt + 1).min(ids.len());
     let cut = ids.len() - held;
     (ids[..cut].to_vec(), ids[cut..].to_vec())
 }
@@ -112,13 +117,16 @@ impl Trainer {
         settings: Settings,
         saved: Option<&StateDict>,
     ) -> Result<Trainer, JsValue> {
-        let (ids, held) = split(text, &chars);
-        if ids.len() < BPTT + 1 && saved.is_none() {
+        let bptt = settings.bptt;
+        let (ids, held) = split(text, &chars, bptt);
+        if ids.len() < bptt + 1 && saved.is_none() {
             return Err(plain(format!(
-                "the text is too short: {} characters; at least {MIN_CHARS} are needed (the last tenth, \
-                 at least {}, is held out to measure the loss on text the model does not train on)",
+                "the text is too short: {} characters; at least {} are needed for chunks of {bptt} \
+                 (the last tenth, at least {}, is held out to measure the loss on text the model \
+                 does not train on)",
                 text.chars().count(),
-                BPTT + 1
+                shortest(bptt),
+                bptt + 1
             )));
         }
         let ctx = Context::new_async().await.map_err(js)?;
@@ -127,7 +135,7 @@ impl Trainer {
             .with_hidden(settings.hidden)
             .with_layers(settings.layers)
             .with_cell(cell(&settings.cell)?);
-        let lm = LanguageModel::new(&ctx, cfg, 1).map_err(js)?;
+        let lm = LanguageModel::new(&ctx, cfg, settings.seed).map_err(js)?;
         let cfg = OptimConfig::new(Method::ADAM, settings.lr).with_max_norm(Some(5.0));
         let mut opt = Optimizer::new(&ctx, cfg, lm.params()).map_err(js)?;
         if let Some(sd) = saved {
@@ -152,18 +160,24 @@ impl Trainer {
 impl Trainer {
     /// Opens the device and builds a model of `layers` layers of `hidden` units
     /// of `cell` ("lstm", "gru", "rnn", "mingru", "minlstm") over the characters
-    /// of `text`, trained at learning rate `lr`. Refuses, in plain words, a text
-    /// too short, a binary file and sizes of 0.
+    /// of `text`, initialized from `seed`, trained at learning rate `lr` on
+    /// batches of `batch` streams of `bptt` characters. Refuses, in plain words,
+    /// a text too short, a binary file and sizes of 0.
+    #[allow(clippy::too_many_arguments)] // one per control of the page
     pub async fn create(
         text: String,
         cell: String,
         hidden: usize,
         layers: usize,
         lr: f32,
+        batch: usize,
+        bptt: usize,
+        seed: u64,
     ) -> Result<Trainer, JsValue> {
-        if hidden == 0 || layers == 0 || !(lr.is_finite() && lr > 0.0) {
+        if hidden == 0 || layers == 0 || batch == 0 || bptt == 0 || !(lr.is_finite() && lr > 0.0) {
             return Err(plain(format!(
-                "hidden size, layers and learning rate must be above 0 (got {hidden}, {layers}, {lr})"
+                "hidden size, layers, batch, BPTT length and learning rate must be above 0 \
+                 (got {hidden}, {layers}, {batch}, {bptt}, {lr})"
             )));
         }
         let chars = alphabet(&text)?;
@@ -172,6 +186,9 @@ impl Trainer {
             hidden,
             layers,
             lr,
+            batch,
+            bptt,
+            seed,
         };
         Self::build(chars, &text, settings, None).await
     }
@@ -202,6 +219,9 @@ impl Trainer {
             lr: meta("lr")?
                 .parse()
                 .map_err(|_| plain("the file's \"lr\" is not a number"))?,
+            batch: number("batch")?,
+            bptt: number("bptt")?,
+            seed: number("seed")? as u64,
         };
         let chars: Vec<char> = meta("chars")?.chars().collect();
         Self::build(chars, &text, settings, Some(&sd)).await
@@ -224,6 +244,9 @@ impl Trainer {
             ("hidden", s.hidden.to_string()),
             ("layers", s.layers.to_string()),
             ("lr", s.lr.to_string()),
+            ("batch", s.batch.to_string()),
+            ("bptt", s.bptt.to_string()),
+            ("seed", s.seed.to_string()),
         ]);
         for (k, v) in meta {
             sd.metadata.insert(k.to_string(), v);
@@ -254,12 +277,15 @@ impl Trainer {
     /// The cell, hidden size, layers and learning rate, as the page shows them.
     pub fn describe(&self) -> String {
         let s = &self.settings;
-        format!("{} · {} × {} · lr {}", s.cell, s.layers, s.hidden, s.lr)
+        format!(
+            "{} · {} × {} · lr {} · {} × {} chars a step · seed {}",
+            s.cell, s.layers, s.hidden, s.lr, s.batch, s.bptt, s.seed
+        )
     }
 
     /// Whether there is text to train on (a loaded model may only generate).
     pub fn can_train(&self) -> bool {
-        self.ids.len() > BPTT
+        self.ids.len() > self.settings.bptt
     }
 
     /// Characters of the training part and of the held-out tail.
@@ -269,13 +295,14 @@ impl Trainer {
 
     /// Characters per training step.
     pub fn chars_per_step(&self) -> usize {
-        Streams::new(&self.ids, BATCH, BPTT).map_or(0, |s| s.streams() * BPTT)
+        let (batch, bptt) = (self.settings.batch, self.settings.bptt);
+        Streams::new(&self.ids, batch, bptt).map_or(0, |s| s.streams() * bptt)
     }
 
     /// Trains `n` steps (chunks, each one submit); returns their losses in nats
     /// per character.
     pub async fn train(&mut self, n: u32) -> Result<Vec<f32>, JsValue> {
-        let streams = Streams::new(&self.ids, BATCH, BPTT)
+        let streams = Streams::new(&self.ids, self.settings.batch, self.settings.bptt)
             .map_err(|_| plain("no text to train on: load a model with a text, or restart"))?;
         let mut losses = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -302,7 +329,7 @@ impl Trainer {
     /// The mean loss in nats per character on the held-out tail (one stream,
     /// chunk after chunk from the state the last ended in; no dropout).
     pub async fn validate(&self) -> Result<f32, JsValue> {
-        let streams = Streams::new(&self.held, 1, BPTT).map_err(js)?;
+        let streams = Streams::new(&self.held, 1, self.settings.bptt).map_err(js)?;
         let (mut sum, mut count) = (0.0f64, 0usize);
         let mut state = None;
         for i in 0..streams.chunks() {
@@ -391,10 +418,10 @@ impl Trainer {
     }
 }
 
-/// The shortest text the page trains on.
+/// The shortest text the page trains on in chunks of `bptt`.
 #[wasm_bindgen]
-pub fn min_chars() -> usize {
-    MIN_CHARS
+pub fn min_chars(bptt: usize) -> usize {
+    shortest(bptt)
 }
 
 /// Times the W4 workload (the BiLSTM tagger's training step, as in the native

@@ -36,7 +36,7 @@ use rnn_wgpu::nn::{Cell, Mode, Module, SplitMix};
 use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{
-    best_path, fit, FitConfig, History, Method, OptimConfig, Optimizer, Schedule,
+    best_path, fit, Epochs, FitConfig, History, Method, OptimConfig, Optimizer, Schedule,
 };
 use rnn_wgpu::{Context, DType, Result, Tape};
 
@@ -419,8 +419,20 @@ fn main() -> Result<()> {
     );
     let model = build(&ctx, &args, &data)?;
     let lengths: Vec<usize> = corpus.train.iter().map(|s| s.words.len()).collect();
-    // The cut depends on the lengths alone, not on the seed's order.
-    let steps_per_epoch = token_buckets(&lengths, args.batch, args.max_tokens, 0).len() as u32;
+    let mut train = run::Buckets::new(
+        lengths,
+        args.batch,
+        args.max_tokens,
+        args.seed,
+        |idx: &[usize], epoch, index| {
+            let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
+            // Word dropout drawn from the batch's place: a resumed run repeats it.
+            let mut rng = SplitMix::new(args.seed ^ ((epoch as u64) << 32 | index as u64));
+            data.batch(&chosen, Some((args.word_dropout, &mut rng)))
+        },
+    );
+    // Every epoch has as many batches: the cut depends on the lengths alone.
+    let steps_per_epoch = train.batches(0)? as u32;
     let cfg = OptimConfig::new(Method::ADAM, args.lr)
         .with_max_norm(Some(5.0))
         .with_schedule(Schedule::Cosine {
@@ -434,18 +446,6 @@ fn main() -> Result<()> {
         .with_minutes(Some(args.minutes))
         .with_checkpoint(Some(args.checkpoint.clone()))
         .with_resume(args.resume);
-    let mut train = run::Buckets::new(
-        lengths,
-        args.batch,
-        args.max_tokens,
-        args.seed,
-        |idx: &[usize], epoch, index| {
-            let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &corpus.train[i]).collect();
-            // Word dropout drawn from the batch's place: a resumed run repeats it.
-            let mut rng = SplitMix::new(args.seed ^ ((epoch as u64) << 32 | index as u64));
-            data.batch(&chosen, Some((args.word_dropout, &mut rng)))
-        },
-    );
     let start = Instant::now();
     let history = fit(
         &ctx,

@@ -62,7 +62,6 @@ pub struct SequenceClassifier {
     embedding: Embedding,
     /// The recurrent stack ([`ClassifierConfig::cell`]).
     rnn: Stack,
-    sizes: Sizes,
     fc: Linear,
     /// How a sequence becomes one vector.
     readout: Readout,
@@ -137,7 +136,6 @@ impl SequenceClassifier {
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
             rnn: Stack::new(ctx, cfg.cell, sizes, seed + 1)?,
-            sizes,
             fc: Linear::new(ctx, dirs * r.hidden_size, cfg.classes, true, seed + 2)?,
             readout: cfg.readout,
         })
@@ -146,7 +144,7 @@ impl SequenceClassifier {
     /// Records the logits `[B, classes]` of a batch on `tape`.
     pub fn forward(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<Var> {
         let (n, t) = (batch.size, batch.steps);
-        let s = self.sizes;
+        let s = self.rnn.sizes();
         let (h, d) = (s.hidden_size, if s.bidirectional { 2 } else { 1 });
         let emb = self.embedding.apply(tape, &batch.ids, &[n, t])?;
         let seq = self.rnn.apply(tape, &emb, &batch.lengths, None, None)?;

@@ -1,6 +1,7 @@
 //! Dropout (torch.nn.Dropout): in training, each element is zeroed with
 //! probability p and the rest scaled by 1 / (1 − p); in evaluation it is the
-//! identity. Masks come from a seed and a call counter, so a seeded run repeats.
+//! identity. Masks come from a seed and a call counter (on a tape with a stream,
+//! [`Tape::with_stream`], from the step's number), so a seeded run repeats.
 //!
 //! ```
 //! use rnn_wgpu::nn::dropout::Dropout;
@@ -102,7 +103,6 @@ impl Dropout {
     }
 }
 
-/// The mask seed of call `call` of masks drawn from `seed`: each call draws anew.
 /// Dropout `p` between stacked layers, as a stack's `with_dropout` sets it:
 /// `None` for 0, [`Error::InvalidArgument`] outside [0, 1). Shared by the
 /// stack's clones, as its call counter must be.
@@ -118,6 +118,7 @@ pub(crate) fn between_layers(op: &'static str, p: f32, seed: u32) -> Result<Opti
     Ok((p > 0.0).then(|| Arc::new(Dropout::new(p, seed))))
 }
 
+/// The mask seed of call `call` of masks drawn from `seed`: each call draws anew.
 pub(crate) fn call_seed(seed: u32, call: u32) -> u32 {
     seed.wrapping_mul(0x9E37_79B9).wrapping_add(call)
 }

@@ -47,6 +47,20 @@ impl Stack {
         }
     }
 
+    /// The stack's sizes.
+    pub(crate) fn sizes(&self) -> Sizes {
+        match self {
+            Stack::Recurrent(r) => {
+                let c = r.config();
+                Sizes::new(c.input_size, c.hidden_size)
+                    .with_layers(c.num_layers)
+                    .with_bidirectional(c.bidirectional)
+            }
+            Stack::MinGru(m) => m.sizes(),
+            Stack::MinLstm(m) => m.sizes(),
+        }
+    }
+
     /// The run-time stack (`None` for minGRU and minLSTM).
     pub(crate) fn recurrent(&self) -> Option<&Recurrent> {
         match self {

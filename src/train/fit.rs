@@ -281,11 +281,16 @@ fn store(ck: &mut Checkpoint, history: &History, epoch: usize, index: usize) {
     ck.tensors.insert("fit.scores".into(), pairs(scores));
     ck.metadata.insert("fit.epoch".into(), epoch.to_string());
     ck.metadata.insert("fit.index".into(), index.to_string());
-    if let Some((step, score)) = history.best {
-        ck.metadata.insert("fit.best_step".into(), step.to_string());
-        // The exact score, which f32 tensors would round.
-        ck.metadata.insert("fit.best".into(), score.to_string());
+    if let Some(best) = history.best {
+        mark_best(ck, best);
     }
+}
+
+/// The best (step, score) in a checkpoint's metadata: the exact score, which
+/// f32 tensors would round.
+fn mark_best(ck: &mut Checkpoint, (step, score): (u32, f64)) {
+    ck.metadata.insert("fit.best_step".into(), step.to_string());
+    ck.metadata.insert("fit.best".into(), score.to_string());
 }
 
 /// What [`store`] wrote: the position and the history.
@@ -441,8 +446,7 @@ where
                 history.best = Some((step, score));
                 if let Some(path) = &cfg.checkpoint {
                     let mut ck = Checkpoint::capture(&model.named_params(), None)?;
-                    ck.metadata.insert("fit.best".into(), score.to_string());
-                    ck.metadata.insert("fit.best_step".into(), step.to_string());
+                    mark_best(&mut ck, (step, score));
                     ck.save(&best_path(path))?;
                 }
             }

@@ -53,21 +53,13 @@ impl Seq2Seq {
                 };
                 (out.y, state)
             }
-            Encoder::MinGru(_) | Encoder::MinLstm(_) => {
-                let (y, HiddenState { h }) = match &self.encoder {
-                    Encoder::MinGru(m) => m.apply(tape, &emb, &src.lengths, None)?,
-                    Encoder::MinLstm(m) => m.apply(tape, &emb, &src.lengths, None)?,
-                    _ => unreachable!("matched above"),
-                };
-                // No cell state: the decoder's starts from zero, a constant.
-                let hd = self.cfg.decoder_hidden();
-                let c = Tensor::zeros(tape.context(), &[self.cfg.layers, b, hd])?;
-                let state = State {
-                    h: self.bridge(tape, &h, b)?,
-                    c: Var::constant(c),
-                    feed: self.zero_feed(tape, b)?,
-                };
-                (y, state)
+            Encoder::MinGru(m) => {
+                let (y, HiddenState { h }) = m.apply(tape, &emb, &src.lengths, None)?;
+                (y, self.without_cell_state(tape, &h, b)?)
+            }
+            Encoder::MinLstm(m) => {
+                let (y, HiddenState { h }) = m.apply(tape, &emb, &src.lengths, None)?;
+                (y, self.without_cell_state(tape, &h, b)?)
             }
             Encoder::Transformer(layers) => {
                 let e = self.cfg.emb;
@@ -77,15 +69,9 @@ impl Seq2Seq {
                     x = layer.apply(tape, &x, &src.lengths)?;
                 }
                 // No final state: the decoder starts from zero, a constant.
-                let zeros = || -> Result<Var> {
-                    Ok(Var::constant(Tensor::zeros(
-                        tape.context(),
-                        &[self.cfg.layers, b, e],
-                    )?))
-                };
                 let state = State {
-                    h: zeros()?,
-                    c: zeros()?,
+                    h: self.zero_state(tape, b)?,
+                    c: self.zero_state(tape, b)?,
                     feed: self.zero_feed(tape, b)?,
                 };
                 (x, state)
@@ -96,6 +82,22 @@ impl Seq2Seq {
             lengths: src.lengths.clone(),
         };
         Ok((memory, state))
+    }
+
+    /// A decoder state `[L, B, Hd]` of zeros, a constant.
+    fn zero_state(&self, tape: &Tape, b: usize) -> Result<Var> {
+        let shape = [self.cfg.layers, b, self.cfg.decoder_hidden()];
+        Ok(Var::constant(Tensor::zeros(tape.context(), &shape)?))
+    }
+
+    /// The decoder's initial state from an encoder with no cell state (minGRU,
+    /// minLSTM): its final states `h_n`, a zero cell state.
+    fn without_cell_state(&self, tape: &mut Tape, h_n: &Var, b: usize) -> Result<State> {
+        Ok(State {
+            h: self.bridge(tape, h_n, b)?,
+            c: self.zero_state(tape, b)?,
+            feed: self.zero_feed(tape, b)?,
+        })
     }
 
     /// Encoder final states `[L·D, B, H]` → decoder initial states `[L, B, D·H]`:

@@ -340,7 +340,15 @@ struct Compare<'g> {
     worst: f64,
 }
 
-impl Compare<'_> {
+impl<'g> Compare<'g> {
+    fn new(case: &'g Golden) -> Self {
+        Self {
+            case,
+            checked: vec![],
+            worst: 0.0,
+        }
+    }
+
     async fn check(&mut self, key: &str, t: &Tensor) -> std::result::Result<(), String> {
         let got = t.to_vec_async().await.map_err(fail)?;
         self.values(key, &got)
@@ -403,11 +411,7 @@ async fn golden_smoothed(ctx: &Context, bytes: &[u8]) -> Outcome {
     tape.backward_with(&y, &case.upload(ctx, "d")?)
         .map_err(fail)?;
     tape.into_recorder().submit();
-    let mut cmp = Compare {
-        case: &case,
-        checked: vec![],
-        worst: 0.0,
-    };
+    let mut cmp = Compare::new(&case);
     cmp.check("y", y.tensor()).await?;
     cmp.check("grad.x0", &x.grad).await?;
     cmp.all_checked(&["x0".into(), "d".into()])
@@ -471,11 +475,7 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
         .map_err(fail)?;
     rec.submit();
-    let mut cmp = Compare {
-        case: &case,
-        checked: vec![],
-        worst: 0.0,
-    };
+    let mut cmp = Compare::new(&case);
     cmp.check("y", &out.y).await?;
     cmp.check("h_n", &out.h_n).await?;
     cmp.check("grad.x", &grads.dx).await?;
@@ -536,11 +536,7 @@ async fn golden_min_rnn(ctx: &Context, bytes: &[u8]) -> Outcome {
     let upstream = Tensor::from_slice(ctx, both.shape(), &upstream).map_err(fail)?;
     tape.backward_with(&both, &upstream).map_err(fail)?;
     tape.into_recorder().submit();
-    let mut cmp = Compare {
-        case: &case,
-        checked: vec![],
-        worst: 0.0,
-    };
+    let mut cmp = Compare::new(&case);
     cmp.check("y", y.tensor()).await?;
     cmp.check("h_n", h_n.h.tensor()).await?;
     cmp.check("grad.x", &px.grad).await?;
@@ -581,11 +577,7 @@ async fn golden_attention(ctx: &Context, case: &Golden) -> Outcome {
         .backward(&mut rec, &saved, &dcontext, Some(&dweights))
         .map_err(fail)?;
     rec.submit();
-    let mut cmp = Compare {
-        case,
-        checked: vec![],
-        worst: 0.0,
-    };
+    let mut cmp = Compare::new(case);
     cmp.check("weights", &out.weights).await?;
     cmp.check("context", &out.context).await?;
     cmp.check("grad.q", &grads.dq).await?;
@@ -703,11 +695,7 @@ async fn char_tagger(ctx: &Context) -> Outcome {
         .map_err(fail)?;
     tape.backward(&loss).map_err(fail)?;
     tape.into_recorder().submit();
-    let mut cmp = Compare {
-        case: &io,
-        checked: vec![],
-        worst: 0.0,
-    };
+    let mut cmp = Compare::new(&io);
     cmp.check("logits", logits.tensor()).await?;
     cmp.check("loss", loss.tensor()).await?;
     for entry in model.entries() {

@@ -292,6 +292,12 @@ pub const MIN_RNN: Shader = Shader {
     source: include_str!("../shaders/min_rnn.wgsl"),
 };
 
+/// The linear-chain CRF: forward algorithm, marginals and Viterbi.
+pub const CRF: Shader = Shader {
+    name: "crf",
+    source: include_str!("../shaders/crf.wgsl"),
+};
+
 /// Every shader the crate ships, for validation and cross-compilation tests.
 pub const ALL: &[Shader] = &[
     GEMM,
@@ -319,6 +325,7 @@ pub const ALL: &[Shader] = &[
     STREAM_STEP,
     PROJECTION,
     MIN_RNN,
+    CRF,
 ];
 
 /// One step of a recurrent layer for a stream: both products and the cell.

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod char_encoder;
+pub mod crf;
 pub mod dropout;
 pub mod embedding;
 pub mod layer_norm;
@@ -18,6 +19,7 @@ pub mod transformer;
 
 pub use attention::{Attention, Score};
 pub use char_encoder::CharEncoder;
+pub use crf::Crf;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;

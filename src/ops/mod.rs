@@ -11,6 +11,7 @@ pub mod attention;
 pub mod beam;
 pub mod broadcast;
 pub mod cast;
+pub mod crf;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod elementwise;

@@ -5,6 +5,7 @@ use super::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::broadcast::{self, Binary, Operand};
+use crate::ops::crf::{self, Chain};
 use crate::ops::cross_entropy::{self, CrossEntropy};
 use crate::ops::elementwise::{self, Activation, Block};
 use crate::ops::embedding::{self, Index};
@@ -791,6 +792,33 @@ impl Tape {
             shape: vec![],
         })?;
         Ok((self.loss_node(logits, loss), accuracy))
+    }
+
+    /// The negative log-likelihood of gold tag paths under a linear-chain CRF,
+    /// per token (see [`crf::nll`]): `emissions` `[B, T, K]`, `weights` `[K + 2,
+    /// K]` (start, end, transitions), the gold `tags` `[B·T]` and the lengths.
+    /// `[1]`. Its backward comes from the forward-backward marginals.
+    pub fn crf_nll(
+        &mut self,
+        chain: &Chain,
+        emissions: &Var,
+        weights: &Var,
+        tags: &[u32],
+        lengths: &[usize],
+    ) -> Result<Var> {
+        let (loss, saved) = crf::nll(self.rec(), chain, emissions, weights, tags, lengths)?;
+        Ok(
+            self.record_loss(&[emissions, weights], loss, move |rec, d| {
+                let (de, dw) = crf::nll_backward(rec, &saved)?;
+                Ok(match d.into_iter().next().flatten() {
+                    None => vec![Some(de), Some(dw)],
+                    Some(dloss) => vec![
+                        Some(elementwise::mul(rec, &de, &dloss)?),
+                        Some(elementwise::mul(rec, &dw, &dloss)?),
+                    ],
+                })
+            }),
+        )
     }
 
     /// The mean squared error of `y` against `target` (same shape). `[1]`.

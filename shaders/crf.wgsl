@@ -1,0 +1,308 @@
+// Linear-chain CRF over K tags (Lafferty et al. 2001; the BiLSTM-CRF taggers of
+// Huang et al. 2015 and Lample et al. 2016). Emissions e [B, T, K] (a tagger's
+// logits, batch-first); weights w [K + 2, K]: row 0 the start scores s, row 1
+// the end scores f, rows 2.. the transitions A[i, j] from tag i to tag j.
+// Sequence b runs over its first L_b steps; gold [B + B·T] holds the lengths,
+// then the gold tags y (anything past a length).
+//   score(y) = s[y_0] + Σ_{t<L} e_t[y_t] + Σ_{0<t<L} A[y_{t−1}, y_t] + f[y_{L−1}]
+// nll (the forward algorithm, in log space):
+//   α_0[j] = s[j] + e_0[j],  α_t[j] = e_t[j] + logsumexp_i(α_{t−1}[i] + A[i, j])
+//   log Z = logsumexp_j(α_{L−1}[j] + f[j]);  seq[b] = (log Z, log Z − score(y))
+// loss: loss = scale · Σ_b (log Z − score(y)), scale = 1 / Σ_b L_b (per token).
+// marginals, the backward (the backward algorithm; no autodiff through time):
+//   β_{L−1}[i] = f[i],  β_t[i] = logsumexp_j(A[i, j] + e_{t+1}[j] + β_{t+1}[j])
+//   P(y_t = j) = exp(α_t[j] + β_t[j] − log Z)
+//   P(y_t = i, y_{t+1} = j) = exp(α_t[i] + A[i, j] + e_{t+1}[j] + β_{t+1}[j] − log Z)
+//   de_t[j] = scale·(P(y_t = j) − [y_t = j]), 0 past L; ds, df the same at t = 0
+//   and t = L − 1; dA[i, j] = scale·Σ_t (P(y_t = i, y_{t+1} = j) − [y_t = i, y_{t+1} = j]),
+//   per sequence into dpart [B, K + 2, K]. β lives in de's row until that row's
+//   gradient replaces it (its last reader is the step before).
+// weights: dw = Σ_b dpart[b] (one invocation per weight, a fixed order).
+// viterbi: δ_0 = s + e_0, δ_t[j] = e_t[j] + max_i(δ_{t−1}[i] + A[i, j]), the
+//   arg max (the lowest i on ties) kept as back-pointer; the best last tag by
+//   δ_{L−1} + f, the path traced back into path [B, T] (NO_TAG past L).
+// With p.masked, transitions where allowed[i, j] = 0 are left out of every sum
+// and max (A = −∞) and get no gradient; the host sees to it that each tag has
+// an allowed successor, so every length has a path.
+// One workgroup of 64 per sequence (nll, marginals, viterbi): tag j on lanes
+// j mod 64 (any K); α and δ in storage, a storageBarrier between steps. Every
+// lane runs all T steps so that the barriers stay in uniform control flow;
+// steps past the length do nothing. exp only sees values less their maximum.
+// Dispatch (1, min(B, 65535), ceil(B / 65535)); weights ceil((K + 2)·K / 64);
+// loss (1, 1, 1).
+
+const WG: u32 = 64u;
+const NONE: f32 = -3.0e38;
+const NO_TAG: u32 = 0xffffffffu;
+
+struct Params {
+    b: u32,
+    t: u32,
+    k: u32,
+    masked: u32, // 1: allowed chooses the transitions
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> em: array<f32>;            // [B, T, K]
+@group(0) @binding(2) var<storage, read> gold: array<u32>;          // [B] lengths, then [B, T] tags
+@group(0) @binding(3) var<storage, read> w: array<f32>;             // [K + 2, K]
+@group(0) @binding(4) var<storage, read> allowed: array<u32>;       // [K, K] when masked; else any
+@group(0) @binding(5) var<storage, read_write> alpha: array<f32>;   // [B, T, K]: α, or δ for viterbi
+@group(0) @binding(6) var<storage, read_write> seq: array<f32>;     // [B, 2]: log Z, nll
+@group(0) @binding(7) var<storage, read_write> dem: array<f32>;     // [B, T, K]
+@group(0) @binding(8) var<storage, read_write> dpart: array<f32>;   // [B, K + 2, K]
+@group(0) @binding(9) var<storage, read_write> loss_out: array<f32>; // [1]
+@group(0) @binding(10) var<storage, read_write> dw: array<f32>;     // [K + 2, K]
+@group(0) @binding(11) var<storage, read_write> back: array<u32>;   // [B, T, K]
+@group(0) @binding(12) var<storage, read_write> path: array<u32>;   // [B, T]
+
+fn ok(i: u32, j: u32) -> bool {
+    return p.masked == 0u || allowed[i * p.k + j] != 0u;
+}
+
+fn trans(i: u32, j: u32) -> f32 {
+    return w[(2u + i) * p.k + j];
+}
+
+// A running log-sum-exp: the maximum and the sum of exp(v − maximum).
+struct Lse {
+    m: f32,
+    s: f32,
+}
+
+fn lse_add(a: Lse, v: f32) -> Lse {
+    if (v <= a.m) {
+        return Lse(a.m, a.s + exp(v - a.m));
+    }
+    return Lse(v, a.s * exp(a.m - v) + 1.0);
+}
+
+fn lse_value(a: Lse) -> f32 {
+    if (a.s == 0.0) {
+        return NONE;
+    }
+    return a.m + log(a.s);
+}
+
+fn sequence(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y + wid.z * nwg.y;
+}
+
+fn tag(b: u32, t: u32) -> u32 {
+    return gold[p.b + b * p.t + t];
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn nll(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let b = sequence(wid, nwg);
+    if (b >= p.b) {
+        return;
+    }
+    let len = gold[b];
+    let base = b * p.t * p.k;
+    for (var j = lane; j < p.k; j += WG) {
+        alpha[base + j] = w[j] + em[base + j];
+    }
+    for (var t = 1u; t < p.t; t++) {
+        storageBarrier();
+        if (t < len) {
+            let prev = base + (t - 1u) * p.k;
+            let row = base + t * p.k;
+            for (var j = lane; j < p.k; j += WG) {
+                var acc = Lse(NONE, 0.0);
+                for (var i = 0u; i < p.k; i++) {
+                    if (ok(i, j)) {
+                        acc = lse_add(acc, alpha[prev + i] + trans(i, j));
+                    }
+                }
+                alpha[row + j] = em[row + j] + lse_value(acc);
+            }
+        }
+    }
+    storageBarrier();
+    if (lane == 0u) {
+        let last = base + (len - 1u) * p.k;
+        var acc = Lse(NONE, 0.0);
+        for (var j = 0u; j < p.k; j++) {
+            acc = lse_add(acc, alpha[last + j] + w[p.k + j]);
+        }
+        let log_z = lse_value(acc);
+        var y = tag(b, 0u);
+        var score = w[y] + em[base + y];
+        for (var t = 1u; t < len; t++) {
+            let next = tag(b, t);
+            score += trans(y, next) + em[base + t * p.k + next];
+            y = next;
+        }
+        score += w[p.k + y];
+        seq[2u * b] = log_z;
+        seq[2u * b + 1u] = log_z - score;
+    }
+}
+
+@compute @workgroup_size(1, 1, 1)
+fn loss() {
+    var sum = 0.0;
+    for (var b = 0u; b < p.b; b++) {
+        sum += seq[2u * b + 1u];
+    }
+    loss_out[0] = sum * p.scale;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn marginals(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let b = sequence(wid, nwg);
+    if (b >= p.b) {
+        return;
+    }
+    let len = gold[b];
+    let log_z = seq[2u * b];
+    let base = b * p.t * p.k;
+    let part = b * (p.k + 2u) * p.k;
+    for (var i = lane; i < (p.k + 2u) * p.k; i += WG) {
+        dpart[part + i] = 0.0;
+    }
+    storageBarrier();
+    for (var step = 0u; step < p.t; step++) {
+        let t = p.t - 1u - step;
+        let row = base + t * p.k;
+        if (t + 1u == len) {
+            for (var i = lane; i < p.k; i += WG) {
+                dem[row + i] = w[p.k + i];
+            }
+        } else if (t + 1u < len) {
+            // β_t from β_{t+1} (still in the next row), and the pair marginals.
+            let next = row + p.k;
+            for (var i = lane; i < p.k; i += WG) {
+                var acc = Lse(NONE, 0.0);
+                let a = alpha[row + i] - log_z;
+                for (var j = 0u; j < p.k; j++) {
+                    if (ok(i, j)) {
+                        let v = trans(i, j) + em[next + j] + dem[next + j];
+                        acc = lse_add(acc, v);
+                        dpart[part + (2u + i) * p.k + j] += p.scale * exp(a + v);
+                    }
+                }
+                dem[row + i] = lse_value(acc);
+            }
+        } else {
+            for (var i = lane; i < p.k; i += WG) {
+                dem[row + i] = 0.0;
+            }
+        }
+        storageBarrier();
+        // The next row's β has had its last reader: its gradient replaces it.
+        if (t + 1u < len) {
+            let next = row + p.k;
+            let y = tag(b, t + 1u);
+            for (var j = lane; j < p.k; j += WG) {
+                let q = exp(alpha[next + j] + dem[next + j] - log_z);
+                dem[next + j] = p.scale * (q - select(0.0, 1.0, j == y));
+            }
+        }
+    }
+    storageBarrier();
+    let y0 = tag(b, 0u);
+    let yl = tag(b, len - 1u);
+    let last = base + (len - 1u) * p.k;
+    for (var j = lane; j < p.k; j += WG) {
+        // The end scores' marginals read α_{L−1} + f (β_{L−1} = f).
+        let q_end = exp(alpha[last + j] + w[p.k + j] - log_z);
+        dpart[part + p.k + j] = p.scale * (q_end - select(0.0, 1.0, j == yl));
+        let q0 = exp(alpha[base + j] + dem[base + j] - log_z);
+        let d0 = p.scale * (q0 - select(0.0, 1.0, j == y0));
+        dpart[part + j] = d0;
+        dem[base + j] = d0;
+    }
+    storageBarrier();
+    if (lane == 0u) {
+        for (var t = 1u; t < len; t++) {
+            let at = part + (2u + tag(b, t - 1u)) * p.k + tag(b, t);
+            dpart[at] -= p.scale;
+        }
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = (p.k + 2u) * p.k;
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= n) {
+        return;
+    }
+    var sum = 0.0;
+    for (var b = 0u; b < p.b; b++) {
+        sum += dpart[b * n + i];
+    }
+    dw[i] = sum;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn viterbi(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let b = sequence(wid, nwg);
+    if (b >= p.b) {
+        return;
+    }
+    let len = gold[b];
+    let base = b * p.t * p.k;
+    for (var j = lane; j < p.k; j += WG) {
+        alpha[base + j] = w[j] + em[base + j];
+    }
+    for (var t = 1u; t < p.t; t++) {
+        storageBarrier();
+        if (t < len) {
+            let prev = base + (t - 1u) * p.k;
+            let row = base + t * p.k;
+            for (var j = lane; j < p.k; j += WG) {
+                var best = NONE;
+                var at = 0u;
+                for (var i = 0u; i < p.k; i++) {
+                    let v = alpha[prev + i] + trans(i, j);
+                    if (ok(i, j) && v > best) {
+                        best = v;
+                        at = i;
+                    }
+                }
+                alpha[row + j] = em[row + j] + best;
+                back[row + j] = at;
+            }
+        }
+    }
+    storageBarrier();
+    if (lane == 0u) {
+        let last = base + (len - 1u) * p.k;
+        var best = NONE;
+        var y = 0u;
+        for (var j = 0u; j < p.k; j++) {
+            let v = alpha[last + j] + w[p.k + j];
+            if (v > best) {
+                best = v;
+                y = j;
+            }
+        }
+        for (var t = len; t < p.t; t++) {
+            path[b * p.t + t] = NO_TAG;
+        }
+        path[b * p.t + len - 1u] = y;
+        for (var t = len - 1u; t > 0u; t--) {
+            y = back[base + t * p.k + y];
+            path[b * p.t + t - 1u] = y;
+        }
+    }
+}

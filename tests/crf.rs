@@ -53,9 +53,9 @@ impl Problem {
             lengths: lengths.to_vec(),
             forbidden: forbidden.to_vec(),
         };
-        for s in 0..b {
+        for (s, &len) in lengths.iter().enumerate() {
             let mut y = (rng.next_u64() % k as u64) as usize;
-            for step in 0..lengths[s] {
+            for step in 0..len {
                 if step > 0 {
                     let next: Vec<usize> = (0..k).filter(|&j| p.allowed(y, j)).collect();
                     y = next[(rng.next_u64() % next.len() as u64) as usize];
@@ -238,8 +238,10 @@ fn close(got: f64, want: f64, what: &str) {
     );
 }
 
-/// Small chains: (K, T, lengths, forbidden transitions).
-fn small() -> Vec<(usize, usize, Vec<usize>, Vec<(usize, usize)>)> {
+/// A small chain: (K, T, lengths, forbidden transitions).
+type Small = (usize, usize, Vec<usize>, Vec<(usize, usize)>);
+
+fn small() -> Vec<Small> {
     vec![
         (3, 5, vec![5, 1, 3], vec![]),
         (4, 4, vec![2, 4], vec![]),

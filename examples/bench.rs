@@ -30,11 +30,11 @@ struct Args {
     /// Timed steps per workload (the median is reported).
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Workloads to run, comma separated (W1..W7, W4-f16, W6-fwd, W6-stream,
+    /// Workloads to run, comma separated (W1..W7, W4-f16, W4-crf, W6-fwd, W6-stream,
     /// W7-long).
     #[arg(
         long,
-        default_value = "W1,W2,W3,W4,W4-f16,W5,W6,W6-fwd,W6-stream,W7,W7-long"
+        default_value = "W1,W2,W3,W4,W4-f16,W4-crf,W5,W6,W6-fwd,W6-stream,W7,W7-long"
     )]
     only: String,
     /// Also print the profiler's table of one step of each workload.

@@ -33,7 +33,6 @@ use rnn_wgpu::data::readers::TaggedSentence;
 use rnn_wgpu::data::{token_buckets, Batch, Vocab};
 use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Cell, Mode, Module, SplitMix};
-use rnn_wgpu::ops::argmax;
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{
     best_path, fit, Epochs, FitConfig, History, Method, OptimConfig, Optimizer, Schedule,
@@ -105,6 +104,10 @@ struct Args {
     /// The bidirectional stack's cell.
     #[arg(long, value_enum, default_value_t = CellArg::Lstm)]
     cell: CellArg,
+    /// A linear-chain CRF over the tag scores: trained on whole tag paths,
+    /// decoded by Viterbi.
+    #[arg(long)]
+    crf: bool,
     /// Activation storage: f32, or f16 (mixed precision; needs SHADER_F16).
     #[arg(long, value_enum, default_value_t = Storage::F32)]
     storage: Storage,
@@ -299,16 +302,15 @@ fn evaluate(
         let chosen: Vec<&TaggedSentence> = idx.iter().map(|&i| &sents[i]).collect();
         let b = data.batch(&chosen, None)?;
         let mut tape = Tape::eval(ctx, "eval");
-        let logits = model.forward(&mut tape, &b)?;
-        // One index per token comes back, not the scores.
-        let predicted = argmax::forward(tape.rec(), &logits)?;
+        // One tag per token comes back, not the scores.
+        let predicted = model.predict(&mut tape, &b)?;
         tape.into_recorder().submit();
-        let predicted = predicted.to_vec()?;
+        let predicted = predicted.to_vec_u32()?;
         for (pos, &gold) in b.targets.iter().enumerate() {
             if gold == Batch::IGNORE {
                 continue;
             }
-            let pred = predicted[pos] as u32;
+            let pred = predicted[pos];
             total += 1;
             if pred == gold {
                 right += 1;
@@ -339,7 +341,8 @@ fn build(ctx: &Context, args: &Args, data: &Data) -> Result<BiLstmTagger> {
         .with_pad(Vocab::PAD)
         .with_layers(args.layers)
         .with_cell(cell)
-        .with_chars(chars);
+        .with_chars(chars)
+        .with_crf(args.crf);
     BiLstmTagger::new(ctx, cfg, args.seed)?
         .with_dropout(args.dropout, args.seed as u32)?
         .with_storage(match args.storage {
@@ -362,10 +365,11 @@ fn plot_history(args: &Args, history: &History) -> Result<()> {
         .collect();
     let curve = args.checkpoint.with_extension("loss.png");
     let chart = plot::Chart {
-        title: if args.char_hidden > 0 {
-            "Character-aware BiLSTM tagger: training loss and dev error rate"
-        } else {
-            "BiLSTM tagger: training loss and dev error rate"
+        title: match (args.char_hidden > 0, args.crf) {
+            (true, false) => "Character-aware BiLSTM tagger: training loss and dev error rate",
+            (true, true) => "Character-aware BiLSTM-CRF tagger: training loss and dev error rate",
+            (false, false) => "BiLSTM tagger: training loss and dev error rate",
+            (false, true) => "BiLSTM-CRF tagger: training loss and dev error rate",
         },
         x: "training step",
         y: "loss (nats per token)",

@@ -24,14 +24,15 @@
 // With p.masked, transitions where allowed[i, j] = 0 are left out of every sum
 // and max (A = −∞) and get no gradient; the host sees to it that each tag has
 // an allowed successor, so every length has a path.
-// One workgroup of 64 per sequence (nll, marginals, viterbi): tag j on lanes
-// j mod 64 (any K); α and δ in storage, a storageBarrier between steps. Every
+// One workgroup of WG lanes per sequence (nll, marginals, viterbi): tag j on
+// lane j mod WG (any K); α and δ in storage, a storageBarrier between steps. Every
 // lane runs all T steps so that the barriers stay in uniform control flow;
 // steps past the length do nothing. exp only sees values less their maximum.
 // Dispatch (1, min(B, 65535), ceil(B / 65535)); weights ceil((K + 2)·K / 64);
 // loss (1, 1, 1).
 
-const WG: u32 = 64u;
+// Lanes of a sequence's workgroup, chosen by the host from K and the adapter.
+override WG: u32 = 64u;
 const NONE: f32 = -3.0e38;
 const NO_TAG: u32 = 0xffffffffu;
 
@@ -96,7 +97,7 @@ fn tag(b: u32, t: u32) -> u32 {
     return gold[p.b + b * p.t + t];
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn nll(
     @builtin(local_invocation_index) lane: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -157,7 +158,7 @@ fn loss() {
     loss_out[0] = sum * p.scale;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn marginals(
     @builtin(local_invocation_index) lane: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -249,7 +250,7 @@ fn weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     dw[i] = sum;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(WG, 1, 1)
 fn viterbi(
     @builtin(local_invocation_index) lane: u32,
     @builtin(workgroup_id) wid: vec3<u32>,

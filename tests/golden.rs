@@ -3,8 +3,8 @@
 //! compared: recurrent layers (op lstm, gru, rnn_tanh, rnn_relu; LayerNorm-LSTMs
 //! with layer_norm "1"), attention
 //! (op attention), the transformer encoder layer (op transformer_encoder_layer)
-//! the tape's tensor ops (op tape, the op in `fn`) and minGRU / minLSTM (op
-//! min_gru, min_lstm).
+//! the tape's tensor ops (op tape, the op in `fn`), minGRU / minLSTM (op
+//! min_gru, min_lstm) and the linear-chain CRF (op crf).
 //! tools/golden.py writes them; its docstring gives the format.
 
 mod common;
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{
-    Attention, HiddenState, MinGru, MinLstm, Module, Param, Score, Sizes, TransformerEncoderLayer,
+    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Param, Score, Sizes,
+    TransformerEncoderLayer,
 };
 use rnn_wgpu::{Context, Recorder, Result, Tape, Tensor, Var};
 use safetensors::{Dtype, SafeTensors};
@@ -285,6 +286,65 @@ fn run_min_rnn(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String>
     failures
 }
 
+/// A CRF case: the loss, every gradient, and the Viterbi paths exactly.
+fn run_crf(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
+    let forbidden: Vec<(usize, usize)> = case
+        .meta("forbidden")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (i, j) = p.split_once('>').unwrap();
+            (i.parse().unwrap(), j.parse().unwrap())
+        })
+        .collect();
+    let crf = Crf::new(ctx, case.usize("tags"), 0)
+        .and_then(|c| c.with_forbidden(&forbidden))
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    load_params(case, &crf.named_params());
+    let lengths = case.lengths("lengths");
+    // -1 past each length; the op ignores those entries.
+    let tags: Vec<u32> = case.i32s["tags"].iter().map(|&y| y as u32).collect();
+    let pe = Param::new(case.upload(ctx, "emissions")).unwrap();
+    let mut tape = Tape::train(ctx, "golden");
+    crf.zero_grad(tape.rec()).unwrap();
+    let emissions = tape.param(&pe);
+    let loss = crf
+        .nll(&mut tape, &emissions, &tags, &lengths)
+        .unwrap_or_else(|e| panic!("{}: nll: {e}", case.name));
+    tape.backward(&loss)
+        .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
+    let paths = crf.decode(tape.rec(), &pe.value, &lengths).unwrap();
+    tape.into_recorder().submit();
+
+    checked.keys.clear();
+    let mut failures = vec![];
+    failures.extend(compare(case, "loss", &loss.to_vec().unwrap(), checked));
+    failures.extend(compare(
+        case,
+        "grad.emissions",
+        &pe.grad.to_vec().unwrap(),
+        checked,
+    ));
+    for e in crf.entries() {
+        let grad = e.param.grad.to_vec().unwrap();
+        for n in &e.names {
+            let part = &grad[n.offset..n.offset + n.numel()];
+            failures.extend(compare(case, &format!("grad.{}", n.name), part, checked));
+        }
+    }
+    let want: Vec<u32> = case.i32s["path"].iter().map(|&y| y as u32).collect();
+    if paths.to_vec_u32().unwrap() != want {
+        failures.push(format!(
+            "{}: the Viterbi paths differ from PyTorch's",
+            case.name
+        ));
+    }
+    let mut loaded: Vec<String> = crf.named_params().into_iter().map(|p| p.name).collect();
+    loaded.push("emissions".into());
+    failures.extend(unchecked(case, checked, &loaded));
+    failures
+}
+
 fn run_attention(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
     let score = match case.meta("score") {
         "dot" => Score::Dot,
@@ -516,6 +576,10 @@ fn every_golden_case_matches_pytorch() {
         }
         if op == "tape" {
             failures.extend(run_tape(ctx(), &case, &mut checked));
+            continue;
+        }
+        if op == "crf" {
+            failures.extend(run_crf(ctx(), &case, &mut checked));
             continue;
         }
         if op == "min_gru" || op == "min_lstm" {

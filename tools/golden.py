@@ -71,10 +71,21 @@ its real steps (the reverse direction from its last), y 0 past each length,
 h_n the state after the last real step; x, h0, dy, dh_n and the gradients of
 Σ y·dy + Σ h_n·dh_n as in the recurrent cases.
 
+Linear-chain CRF cases (op = crf, tags K, forbidden "i>j,..." or ""): a
+reference written here in float64 plain PyTorch, pytorch-crf's parameters
+start_transitions [K], end_transitions [K] and transitions [K, K] (from the
+row's tag to the column's; forbidden ones -inf), emissions [B, T, K], i32 gold
+tags [B, T] and lengths [B] (-1 past each length); loss = Σ_b (log Z_b −
+score_b(tags)) / Σ_b L_b with log Z by the forward algorithm, the gradients of
+the loss as grad.emissions and grad.<parameter>, and the Viterbi paths as i32
+path [B, T] (-1 past each length). For chains small enough, log Z and the
+best path are checked here against brute force over every path first.
+
     pip install torch safetensors numpy
     python3 tools/golden.py [OUT_DIR]      # default: tests/golden
 """
 
+import itertools
 import os
 import sys
 
@@ -717,6 +728,92 @@ def min_rnn_case(seed, op, i, h, layers, bi, lengths, t):
     return tensors, recurrent_meta(op, i, h, layers, bi)
 
 
+# (K tags, T steps, lengths (B = len), forbidden transitions)
+CRF = [
+    (5, 6, [6, 1, 4], []),
+    (4, 5, [5, 3, 2], [(0, 1), (3, 3), (2, 0)]),
+    (70, 4, [4, 2], []),
+]
+
+
+def crf_log_z(em, start, end, trans, lengths):
+    out = []
+    for b, n in enumerate(lengths):
+        alpha = start + em[b, 0]
+        for t in range(1, n):
+            alpha = em[b, t] + torch.logsumexp(alpha[:, None] + trans, dim=0)
+        out.append(torch.logsumexp(alpha + end, dim=0))
+    return torch.stack(out)
+
+
+def crf_score(em, start, end, trans, b, path):
+    score = start[path[0]] + em[b, 0, path[0]]
+    for t in range(1, len(path)):
+        score = score + trans[path[t - 1], path[t]] + em[b, t, path[t]]
+    return score + end[path[-1]]
+
+
+def crf_viterbi(em, start, end, trans, b, n):
+    delta, back = start + em[b, 0], []
+    for t in range(1, n):
+        best, arg = (delta[:, None] + trans).max(dim=0)
+        delta = em[b, t] + best
+        back.append(arg)
+    y = int((delta + end).argmax())
+    path = [y]
+    for arg in reversed(back):
+        y = int(arg[y])
+        path.append(y)
+    return path[::-1]
+
+
+def crf_case(seed, k, t, lengths, forbidden):
+    torch.manual_seed(seed)
+    b = len(lengths)
+    em = (2 * torch.randn(b, t, k, dtype=torch.float64)).requires_grad_()
+    params = {
+        "start_transitions": torch.randn(k, dtype=torch.float64).requires_grad_(),
+        "end_transitions": torch.randn(k, dtype=torch.float64).requires_grad_(),
+        "transitions": torch.randn(k, k, dtype=torch.float64).requires_grad_(),
+    }
+    allowed = torch.ones(k, k, dtype=torch.bool)
+    for i, j in forbidden:
+        allowed[i, j] = False
+    start, end = params["start_transitions"], params["end_transitions"]
+    trans = params["transitions"].masked_fill(~allowed, float("-inf"))
+    tags = torch.full((b, t), -1, dtype=torch.int32)
+    for s, n in enumerate(lengths):
+        y = int(torch.randint(k, ()))
+        for step in range(n):
+            if step > 0:
+                nxt = allowed[y].nonzero().flatten()
+                y = int(nxt[torch.randint(len(nxt), ())])
+            tags[s, step] = y
+    log_z = crf_log_z(em, start, end, trans, lengths)
+    gold = torch.stack(
+        [crf_score(em, start, end, trans, s, tags[s, :n].tolist()) for s, n in enumerate(lengths)]
+    )
+    loss = (log_z - gold).sum() / sum(lengths)
+    loss.backward()
+    path = torch.full((b, t), -1, dtype=torch.int32)
+    with torch.no_grad():
+        for s, n in enumerate(lengths):
+            best = crf_viterbi(em, start, end, trans, s, n)
+            path[s, :n] = torch.tensor(best, dtype=torch.int32)
+            if k**n <= 20000:
+                paths = list(itertools.product(range(k), repeat=n))
+                scores = torch.stack([crf_score(em, start, end, trans, s, p) for p in paths])
+                assert abs(float(torch.logsumexp(scores, 0) - log_z[s])) < 1e-9, "log Z"
+                assert list(paths[int(scores.argmax())]) == best, "Viterbi"
+    tensors = dict(params)
+    tensors.update({f"grad.{n}": p.grad for n, p in params.items()})
+    tensors.update({"emissions": em, "grad.emissions": em.grad, "loss": loss.reshape(1)})
+    tensors = {n: v.detach().float().contiguous() for n, v in tensors.items()}
+    tensors.update(tags=tags, path=path, lengths=torch.tensor(lengths, dtype=torch.int32))
+    meta = {"op": "crf", "tags": str(k), "forbidden": ",".join(f"{i}>{j}" for i, j in forbidden)}
+    return tensors, meta
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "tests", "golden"
@@ -802,6 +899,12 @@ def main():
         op, i, h, layers, bi = c[:5]
         name = f"{op}_l{layers}_{'bi' if bi else 'uni'}_h{h}.safetensors"
         tensors, meta = min_rnn_case(seed, *c)
+        save_file(tensors, os.path.join(out, name), metadata=meta)
+        print(name)
+    for seed, c in enumerate(CRF, start=first_ops + len(TENSOR_OPS) + len(MIN_RNN)):
+        k, t = c[:2]
+        name = f"crf_k{k}_t{t}.safetensors"
+        tensors, meta = crf_case(seed, *c)
         save_file(tensors, os.path.join(out, name), metadata=meta)
         print(name)
 

@@ -18,12 +18,18 @@ pub const STEPS: usize = 40;
 
 /// The tagger in `storage` and its Adam optimizer.
 pub fn tagger(ctx: &Context, storage: DType) -> Result<(BiLstmTagger, Optimizer)> {
+    tagger_with(ctx, storage, false)
+}
+
+/// [`tagger`], with a CRF over the tag scores when `crf`.
+pub fn tagger_with(ctx: &Context, storage: DType, crf: bool) -> Result<(BiLstmTagger, Optimizer)> {
     let model = BiLstmTagger::new(
         ctx,
         TaggerConfig::new(VOCAB as usize, TAGS as usize)
             .with_emb(EMB)
             .with_hidden(HIDDEN)
-            .with_layers(1),
+            .with_layers(1)
+            .with_crf(crf),
         1,
     )?
     .with_storage(storage)?;

@@ -1,4 +1,4 @@
-//! The benchmark workloads W1–W6 (and W4-f16, W6-fwd, W6-stream), shared by `cargo bench --bench recurrent` and
+//! The benchmark workloads W1–W7 (and W4-f16, W4-crf, W6-fwd, W6-stream, W7-long), shared by `cargo bench --bench recurrent` and
 //! `cargo run --release --example bench` (which prints them as one table).
 //!
 //! - W1 LSTM training step: B = 32, T = 64, I = 128, H = 256; forward, full BPTT
@@ -9,6 +9,9 @@
 //! - W4 the BiLSTM tagger's training step: vocab 5000, embeddings 64, 64 units
 //!   per direction, 9 tags, B = 32, T = 40, Adam.
 //! - W4-f16 the same with f16 storage (adapters with SHADER_F16 only).
+//! - W4-crf the same with a CRF over the tag scores: its negative
+//!   log-likelihood (forward algorithm) and marginals in place of the
+//!   cross-entropy.
 //! - W5 streaming inference: the W1 layer at batch 1 as a stream
 //!   (`Recurrent::stream`), one token per submit, the output read back in it.
 //! - W6 one long sequence: the W1 layer at B = 1, T = 256; a training step as
@@ -204,6 +207,19 @@ pub fn w4(ctx: &Context, storage: DType) -> Result<Workload<'_>> {
     })
 }
 
+/// W4 with a CRF over the tag scores.
+pub fn w4_crf(ctx: &Context) -> Result<Workload<'_>> {
+    let (tagger, mut adam) = w4::tagger_with(ctx, DType::F32, true)?;
+    let batch = w4::batch();
+    Ok(Workload {
+        name: "W4-crf",
+        what: format!("{}, CRF loss", w4::what()),
+        tokens: batch.size * batch.steps,
+        flops: w4::flops(),
+        run: Box::new(move || tagger.train_step(ctx, &batch, &mut adam).map(|_| ())),
+    })
+}
+
 /// All the workloads on `ctx`.
 pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
     let w2 = layer(ctx, Mode::Lstm, B, T)?;
@@ -253,6 +269,7 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
             }),
         },
         w4(ctx, DType::F32)?,
+        w4_crf(ctx)?,
         Workload {
             name: "W5",
             what: format!(

@@ -1,10 +1,12 @@
 //! The BiLSTM tagger (embedding → bidirectional LSTM → linear → masked
 //! cross-entropy), written forward-only from the layers as a user would write it,
 //! optionally character-aware: a [`CharEncoder`] over each word's characters
-//! beside the word embedding, so that unknown words are read by their spelling.
-//! Its state_dict names are those of a PyTorch module with the fields
-//! `embedding`, `chars` (with a character encoder), `lstm` and `fc`, so such a
-//! module's saved weights load here.
+//! beside the word embedding, so that unknown words are read by their spelling;
+//! optionally a BiLSTM-CRF ([`TaggerConfig::with_crf`]): a linear-chain [`Crf`]
+//! over the linear layer's scores, trained on whole tag paths and decoded by
+//! Viterbi. Its state_dict names are those of a PyTorch module with the fields
+//! `embedding`, `chars` (with a character encoder), `lstm`, `fc` and `crf`
+//! (pytorch-crf's), so such a module's saved weights load here.
 //!
 //! ```
 //! use rnn_wgpu::data::{Batch, Vocab};
@@ -39,9 +41,12 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::recurrent::Mode;
 use crate::nn::stack::Stack;
-use crate::nn::{prefixed, Cell, CharEncoder, Dropout, Embedding, Entry, Linear, Module, Sizes};
+use crate::nn::{
+    prefixed, Cell, CharEncoder, Crf, Dropout, Embedding, Entry, Linear, Module, Sizes,
+};
+use crate::ops::argmax;
 use crate::tape::{Tape, Var};
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor};
 use crate::train::{Step, TrainStep};
 
 /// See the module docs. Dropout (none unless [`with_dropout`](Self::with_dropout))
@@ -56,6 +61,8 @@ pub struct BiLstmTagger {
     /// The bidirectional stack ([`TaggerConfig::cell`]), `lstm.*`.
     lstm: Stack,
     fc: Linear,
+    /// The CRF over the tag scores ([`TaggerConfig::crf`]).
+    crf: Option<Crf>,
     /// Dropout on the embeddings and the stack's outputs.
     dropout: Dropout,
 }
@@ -84,6 +91,11 @@ pub struct TaggerConfig {
     /// The bidirectional stack's cell: an LSTM unless set (a GRU, or minGRU /
     /// minLSTM, trained by a scan over time).
     pub cell: Cell,
+    /// A linear-chain CRF over the tag scores: the loss is the negative
+    /// log-likelihood of the gold tag path, and [`BiLstmTagger::predict`]
+    /// decodes each sentence's best path (Viterbi) instead of each word's best
+    /// tag.
+    pub crf: bool,
 }
 
 /// The sizes of a tagger's [`CharEncoder`]: [`CharConfig::new`], then `with_*`.
@@ -111,6 +123,7 @@ impl TaggerConfig {
             pad: 0,
             chars: None,
             cell: Cell::Recurrent(Mode::Lstm),
+            crf: false,
         }
     }
 
@@ -142,6 +155,11 @@ impl TaggerConfig {
     /// The bidirectional stack's cell.
     pub fn with_cell(self, cell: Cell) -> Self {
         Self { cell, ..self }
+    }
+
+    /// A CRF over the tag scores (see [`crf`](Self::crf)).
+    pub fn with_crf(self, crf: bool) -> Self {
+        Self { crf, ..self }
     }
 }
 
@@ -192,6 +210,10 @@ impl BiLstmTagger {
             chars,
             lstm: Stack::new(ctx, cfg.cell, sizes, seed + 1)?,
             fc: Linear::new(ctx, 2 * cfg.hidden, cfg.tags, true, seed + 2)?,
+            crf: cfg
+                .crf
+                .then(|| Crf::new(ctx, cfg.tags, seed + 4))
+                .transpose()?,
             dropout: Dropout::new(0.0, seed as u32),
         })
     }
@@ -250,6 +272,18 @@ impl BiLstmTagger {
         let hidden = self.dropout.apply(tape, &lstm.y)?;
         self.fc.apply(tape, &hidden)
     }
+
+    /// Records the predicted tags of a batch: u32 `[B, T]`, each sentence's
+    /// best path under the CRF (Viterbi) or, without one, each word's highest
+    /// score; past a sentence's length, [`NO_TAG`](crate::nn::crf::NO_TAG) with
+    /// a CRF and a tag without.
+    pub fn predict(&self, tape: &mut Tape, batch: &Batch) -> Result<Tensor> {
+        let scores = self.forward(tape, batch)?;
+        match &self.crf {
+            Some(crf) => crf.decode(tape.rec(), &scores, &batch.lengths),
+            None => argmax::forward(tape.rec(), &scores),
+        }
+    }
 }
 
 impl TrainStep for BiLstmTagger {
@@ -258,9 +292,18 @@ impl TrainStep for BiLstmTagger {
     const LABEL: &'static str = "tagger step";
 
     /// The mean cross-entropy over the real tokens, with their accuracy as
-    /// `accuracy`.
+    /// `accuracy`; with a CRF, the gold paths' negative log-likelihood per
+    /// token (no accuracy: that needs decoding).
     fn loss(&self, tape: &mut Tape, batch: &Batch) -> Result<Step> {
         let logits = self.forward(tape, batch)?;
+        if let Some(crf) = &self.crf {
+            return Ok(Step::new(crf.nll(
+                tape,
+                &logits,
+                &batch.targets,
+                &batch.lengths,
+            )?));
+        }
         let (loss, accuracy) =
             tape.cross_entropy_with_accuracy(&logits, &batch.targets, Some(Batch::IGNORE))?;
         Ok(Step::new(loss).metric("accuracy", accuracy))
@@ -275,6 +318,9 @@ impl Module for BiLstmTagger {
         }
         out.extend(prefixed("lstm", self.lstm.entries()));
         out.extend(prefixed("fc", self.fc.entries()));
+        if let Some(crf) = &self.crf {
+            out.extend(prefixed("crf", crf.entries()));
+        }
         out
     }
 }

@@ -16,6 +16,41 @@ const OP: &str = "crf";
 /// A decoded path's entry past the sequence's length.
 pub const NO_TAG: u32 = u32::MAX;
 
+/// The lanes of a sequence's workgroup (the shader's `WG`): on a CPU adapter
+/// its SIMD width, 8, so that a workgroup runs as one SIMD program and its
+/// barriers switch nothing (faster on lavapipe: BENCHMARKS.md); on a GPU a
+/// warp or two, as the tags need (past 64, lanes hold several tags).
+fn lanes(rec: &Recorder, k: usize) -> u32 {
+    if rec.context().adapter_info().device_type == wgpu::DeviceType::Cpu {
+        8
+    } else {
+        k.next_power_of_two().clamp(32, 64) as u32
+    }
+}
+
+/// Records `entry`, one workgroup per sequence.
+fn per_sequence(
+    rec: &mut Recorder,
+    entry: &'static str,
+    k: usize,
+    b: usize,
+    params: &Params,
+    tensors: &[(u32, &Tensor)],
+) -> Result<()> {
+    let lanes = lanes(rec, k);
+    let pipeline = rec
+        .context()
+        .pipeline(&shaders::CRF, entry, &[("WG", f64::from(lanes))]);
+    let groups = super::grid_rows(rec, 1, b);
+    rec.dispatch_tensors(
+        &format!("crf::{entry}"),
+        &pipeline,
+        bytemuck::bytes_of(params),
+        tensors,
+        groups,
+    )
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -240,13 +275,12 @@ pub fn nll(
         allowed,
     };
     let loss = rec.empty(&[1], DType::F32)?;
-    let params = bytemuck::bytes_of(&saved.params);
-    let groups = super::grid_rows(rec, 1, b);
-    rec.dispatch_entry(
-        &shaders::CRF,
+    per_sequence(
+        rec,
         "nll",
-        &[],
-        params,
+        k,
+        b,
+        &saved.params,
         &[
             (1, emissions),
             (2, &saved.gold),
@@ -256,13 +290,12 @@ pub fn nll(
             (5, &saved.alpha),
             (6, &saved.seq),
         ],
-        groups,
     )?;
     rec.dispatch_entry(
         &shaders::CRF,
         "loss",
         &[],
-        params,
+        bytemuck::bytes_of(&saved.params),
         &[(6, &saved.seq), (9, &loss)],
         [1, 1, 1],
     )?;
@@ -277,13 +310,12 @@ pub fn nll_backward(rec: &mut Recorder, saved: &Saved) -> Result<(Tensor, Tensor
     let demissions = rec.empty(&[b, t, k], DType::F32)?;
     let part = rec.empty(&[b, k + 2, k], DType::F32)?;
     let dweights = rec.empty(&[k + 2, k], DType::F32)?;
-    let params = bytemuck::bytes_of(&saved.params);
-    let groups = super::grid_rows(rec, 1, b);
-    rec.dispatch_entry(
-        &shaders::CRF,
+    per_sequence(
+        rec,
         "marginals",
-        &[],
-        params,
+        k,
+        b,
+        &saved.params,
         &[
             (1, &saved.emissions),
             (2, &saved.gold),
@@ -294,14 +326,13 @@ pub fn nll_backward(rec: &mut Recorder, saved: &Saved) -> Result<(Tensor, Tensor
             (7, &demissions),
             (8, &part),
         ],
-        groups,
     )?;
     super::launch_elems(
         rec,
         &shaders::CRF,
         "weights",
         (k + 2) * k,
-        params,
+        bytemuck::bytes_of(&saved.params),
         &[(8, &part), (10, &dweights)],
     )?;
     Ok((demissions, dweights))
@@ -332,12 +363,12 @@ pub fn viterbi(
         scale: 1.0,
         _pad: [0; 3],
     };
-    let groups = super::grid_rows(rec, 1, b);
-    rec.dispatch_entry(
-        &shaders::CRF,
+    per_sequence(
+        rec,
         "viterbi",
-        &[],
-        bytemuck::bytes_of(&params),
+        k,
+        b,
+        &params,
         &[
             (1, emissions),
             (2, &gold),
@@ -347,7 +378,6 @@ pub fn viterbi(
             (11, &back),
             (12, &path),
         ],
-        groups,
     )?;
     Ok(path)
 }

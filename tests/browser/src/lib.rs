@@ -15,7 +15,9 @@ use rnn_wgpu::models::{
 };
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Attention, HiddenState, MinGru, MinLstm, Module, Named, Param, Score, Sizes};
+use rnn_wgpu::nn::{
+    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Named, Param, Score, Sizes,
+};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -188,6 +190,14 @@ pub async fn run_tests() -> std::result::Result<js_sys::Array, JsValue> {
             "golden min_lstm_l2_bi_h6 (a scan over time)",
             Box::pin(golden_min_rnn(&ctx, MIN_LSTM)),
         ),
+        (
+            "golden crf_k4_t5 (forbidden transitions; forward-backward and Viterbi)",
+            Box::pin(golden_crf(&ctx, CRF_FORBIDDEN)),
+        ),
+        (
+            "golden crf_k70_t4 (more tags than a workgroup's lanes)",
+            Box::pin(golden_crf(&ctx, CRF_K70)),
+        ),
     ];
     let (mut passed, mut failed) = (0u32, 0u32);
     for (name, case) in cases {
@@ -241,6 +251,8 @@ async fn f16_refused(ctx: &Context) -> Outcome {
 const LSTM_L2_BI: &[u8] = include_bytes!("../../golden/lstm_l2_bi_h13.safetensors");
 const MIN_GRU: &[u8] = include_bytes!("../../golden/min_gru_l2_bi_h6.safetensors");
 const MIN_LSTM: &[u8] = include_bytes!("../../golden/min_lstm_l2_bi_h6.safetensors");
+const CRF_FORBIDDEN: &[u8] = include_bytes!("../../golden/crf_k4_t5.safetensors");
+const CRF_K70: &[u8] = include_bytes!("../../golden/crf_k70_t4.safetensors");
 const LSTM_L1_BI_65: &[u8] = include_bytes!("../../golden/lstm_l1_bi_h65.safetensors");
 const GRU_L2_BI: &[u8] = include_bytes!("../../golden/gru_l2_bi_h13.safetensors");
 const LSTM_ZONEOUT_TRAIN: &[u8] =
@@ -552,6 +564,55 @@ async fn golden_min_rnn(ctx: &Context, bytes: &[u8]) -> Outcome {
     }
     let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
     loaded.extend(["x", "h0", "dy", "dh_n"].map(String::from));
+    cmp.all_checked(&loaded)
+}
+
+/// A linear-chain CRF case: the loss, every gradient and the Viterbi paths.
+async fn golden_crf(ctx: &Context, bytes: &[u8]) -> Outcome {
+    let case = Golden::parse(bytes)?;
+    let mut forbidden = vec![];
+    for pair in case.meta("forbidden")?.split(',').filter(|p| !p.is_empty()) {
+        let (i, j) = pair.split_once('>').ok_or("forbidden: i>j")?;
+        let tag = |v: &str| v.parse::<usize>().map_err(|e| format!("forbidden: {e}"));
+        forbidden.push((tag(i)?, tag(j)?));
+    }
+    let crf = Crf::new(ctx, case.usize("tags")?, 0)
+        .and_then(|c| c.with_forbidden(&forbidden))
+        .map_err(fail)?;
+    case.load_params(&crf.named_params())?;
+    let lengths = case.lengths("lengths")?;
+    let i32s = |key: &str| -> std::result::Result<Vec<u32>, String> {
+        let v = case.i32s.get(key).ok_or_else(|| format!("{key} missing"))?;
+        Ok(v.iter().map(|&y| y as u32).collect())
+    };
+    let pe = Param::new(case.upload(ctx, "emissions")?).map_err(fail)?;
+    let mut tape = Tape::train(ctx, "golden");
+    crf.zero_grad(tape.rec()).map_err(fail)?;
+    let emissions = tape.param(&pe);
+    let loss = crf
+        .nll(&mut tape, &emissions, &i32s("tags")?, &lengths)
+        .map_err(fail)?;
+    tape.backward(&loss).map_err(fail)?;
+    let paths = crf.decode(tape.rec(), &pe.value, &lengths).map_err(fail)?;
+    tape.into_recorder().submit();
+    let mut cmp = Compare::new(&case);
+    cmp.check("loss", loss.tensor()).await?;
+    cmp.check("grad.emissions", &pe.grad).await?;
+    for e in crf.entries() {
+        let grad = e.param.grad.to_vec_async().await.map_err(fail)?;
+        for n in &e.names {
+            cmp.values(
+                &format!("grad.{}", n.name),
+                &grad[n.offset..n.offset + n.numel()],
+            )?;
+        }
+    }
+    let got = paths.to_vec_u32_async().await.map_err(fail)?;
+    ensure(got == i32s("path")?, || {
+        format!("Viterbi paths {got:?}, PyTorch's {:?}", i32s("path"))
+    })?;
+    let mut loaded: Vec<String> = crf.named_params().into_iter().map(|p| p.name).collect();
+    loaded.push("emissions".into());
     cmp.all_checked(&loaded)
 }
 

@@ -938,3 +938,42 @@ fn the_classifier_learns_with_the_minimal_cells() {
         }
     }
 }
+
+/// A BiLSTM-CRF on the toy task: its parameters are named as pytorch-crf's
+/// under `crf.`, its loss falls, and its Viterbi paths tag the training
+/// sentences it has learned, NO_TAG past each length. (The CRF's own
+/// references are in tests/crf.rs.)
+#[test]
+fn a_crf_tagger_learns_and_decodes_whole_paths() {
+    use rnn_wgpu::nn::crf::NO_TAG;
+    let batches = toy_batches(6, 8, 41);
+    let model = BiLstmTagger::new(ctx(), toy(16, 24).with_crf(true), 3).unwrap();
+    let names: Vec<String> = model.named_params().into_iter().map(|n| n.name).collect();
+    assert!(names.contains(&"crf.transitions".to_string()), "{names:?}");
+    let mut opt = optimizer(&model);
+    let mut losses = vec![];
+    for _ in 0..25 {
+        losses.extend(train(&model, &mut opt, &batches));
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < first / 5.0, "loss {first} → {last}");
+    let (mut right, mut total) = (0, 0);
+    for b in &batches {
+        let mut tape = Tape::eval(ctx(), "predict");
+        let paths = model.predict(&mut tape, b).unwrap();
+        tape.into_recorder().submit();
+        let paths = paths.to_vec_u32().unwrap();
+        for (s, &len) in b.lengths.iter().enumerate() {
+            for t in 0..b.steps {
+                let (got, gold) = (paths[s * b.steps + t], b.targets[s * b.steps + t]);
+                if t >= len {
+                    assert_eq!(got, NO_TAG);
+                } else {
+                    total += 1;
+                    right += usize::from(got == gold);
+                }
+            }
+        }
+    }
+    assert!(right * 100 >= total * 95, "{right} of {total} tags right");
+}

@@ -16,16 +16,10 @@ const OP: &str = "crf";
 /// A decoded path's entry past the sequence's length.
 pub const NO_TAG: u32 = u32::MAX;
 
-/// The lanes of a sequence's workgroup (the shader's `WG`): on a CPU adapter
-/// its SIMD width, 8, so that a workgroup runs as one SIMD program and its
-/// barriers switch nothing (faster on lavapipe: BENCHMARKS.md); on a GPU a
-/// warp or two, as the tags need (past 64, lanes hold several tags).
-fn lanes(rec: &Recorder, k: usize) -> u32 {
-    if rec.context().adapter_info().device_type == wgpu::DeviceType::Cpu {
-        8
-    } else {
-        k.next_power_of_two().clamp(32, 64) as u32
-    }
+/// The lanes of a sequence's workgroup (the shader's `WG`): the tags rounded
+/// up to a power of two from 8 to 64 (past 64, lanes hold several tags).
+fn lanes(k: usize) -> u32 {
+    k.next_power_of_two().clamp(8, 64) as u32
 }
 
 /// Records `entry`, one workgroup per sequence.
@@ -37,7 +31,7 @@ fn per_sequence(
     params: &Params,
     tensors: &[(u32, &Tensor)],
 ) -> Result<()> {
-    let lanes = lanes(rec, k);
+    let lanes = lanes(k);
     let pipeline = rec
         .context()
         .pipeline(&shaders::CRF, entry, &[("WG", f64::from(lanes))]);

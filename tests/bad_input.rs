@@ -382,7 +382,7 @@ fn careless_input_is_refused_naming_the_op_called() {
         let mut tape = Tape::eval(ctx, "lm");
         let (_, state) = lm.loss(&mut tape, batch, None).unwrap();
         tape.into_recorder().submit();
-        let h = state.h.to_vec().unwrap();
+        let h = state.h().to_vec().unwrap();
         h[row * 5..row * 5 + 5].to_vec()
     };
     let (a, b) = (state_at(&short, 1), state_at(&one, 0));

@@ -330,3 +330,47 @@ fn minimal_cells_refuse_what_they_do_not_have() {
         assert!(names.contains(&"rnn.weight_ih_l1".to_string()), "{names:?}");
     }
 }
+
+/// The state a chunk ends in is an LSTM's (h and c) for an LSTM and a hidden
+/// state for every other cell; handing one model the other kind is an error
+/// naming the model, not a state silently half read.
+#[test]
+fn a_state_of_the_other_kind_is_refused() {
+    let (b, t, v) = (2, 3, 7);
+    let mut rng = Rng::new(5);
+    let batch = chunk(&ids(&mut rng, b * t, v as u32), b, t);
+    let mut states = vec![];
+    for (i, cell) in MODES.into_iter().enumerate() {
+        let lm = small(cell, v, 30 + i as u64);
+        let mut tape = Tape::eval(ctx(), "state");
+        let (_, state) = lm.loss(&mut tape, &batch, None).unwrap();
+        tape.into_recorder().submit();
+        let lstm = cell == Cell::Recurrent(Mode::Lstm);
+        assert_eq!(matches!(state, State::Lstm { .. }), lstm, "{cell:?}");
+        assert_eq!(state.h().shape(), [2, b, 6]);
+        states.push((lm, state));
+    }
+    let lstm = |s: &State| matches!(s, State::Lstm { .. });
+    for (lm, own) in &states {
+        for (_, other) in &states {
+            let mut tape = Tape::eval(ctx(), "other");
+            match lm.loss(&mut tape, &batch, Some(other)) {
+                Ok(_) => assert_eq!(lstm(own), lstm(other)),
+                Err(e) => {
+                    assert_ne!(lstm(own), lstm(other));
+                    assert!(
+                        matches!(
+                            e,
+                            Error::InvalidArgument {
+                                op: "LanguageModel",
+                                what: "state",
+                                ..
+                            }
+                        ),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+}

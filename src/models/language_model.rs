@@ -78,23 +78,73 @@ fn run(
     lengths: &[usize],
     state: Option<&State>,
 ) -> Result<(Var, State)> {
-    let h0 = state.map(|s| Var::constant(s.h.clone()));
-    let c0 = state.and_then(|s| s.c.clone()).map(Var::constant);
+    let lstm = stack.is_lstm();
+    let (h0, c0) = match state {
+        None => (None, None),
+        Some(State::Lstm { h, c }) if lstm => (Some(h), Some(c)),
+        Some(State::Hidden { h }) if !lstm => (Some(h), None),
+        Some(other) => {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "state",
+                expected: if lstm {
+                    "an LSTM's state (State::Lstm)"
+                } else {
+                    "a hidden state (State::Hidden)"
+                },
+                got: format!("{} for a {} model", other.kind(), stack.name()),
+            })
+        }
+    };
+    let (h0, c0) = (
+        h0.cloned().map(Var::constant),
+        c0.cloned().map(Var::constant),
+    );
     let ran = stack.apply(tape, x, lengths, h0.as_ref(), c0.as_ref())?;
-    let next = State {
-        h: ran.h.tensor().clone(),
-        c: ran.c.map(|c| c.tensor().clone()),
+    let h = ran.h.tensor().clone();
+    let next = match ran.c {
+        Some(c) => State::Lstm {
+            h,
+            c: c.tensor().clone(),
+        },
+        None => State::Hidden { h },
     };
     Ok((ran.y, next))
 }
 
-/// The recurrent state a chunk ends in: `[L, B, H]` (and the LSTM's cell state).
+/// The recurrent state a chunk ends in, `[L, B, H]` per tensor: an LSTM's
+/// hidden and cell states, or the hidden state of the other cells.
 #[derive(Clone, Debug)]
-pub struct State {
-    /// Hidden state, `[L, B, H]`.
-    pub h: Tensor,
-    /// Cell state of an LSTM, `[L, B, H]`; `None` for the other cells.
-    pub c: Option<Tensor>,
+#[non_exhaustive]
+pub enum State {
+    /// An LSTM model's.
+    Lstm {
+        /// Hidden state.
+        h: Tensor,
+        /// Cell state.
+        c: Tensor,
+    },
+    /// A GRU, Elman, minGRU or minLSTM model's.
+    Hidden {
+        /// Hidden state.
+        h: Tensor,
+    },
+}
+
+impl State {
+    /// The hidden state, `[L, B, H]`.
+    pub fn h(&self) -> &Tensor {
+        match self {
+            State::Lstm { h, .. } | State::Hidden { h } => h,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            State::Lstm { .. } => "an LSTM's state",
+            State::Hidden { .. } => "a hidden state",
+        }
+    }
 }
 
 /// One chunk of a training stream and the state the previous chunk ended in.
@@ -435,11 +485,10 @@ impl StackStream {
                 let result = run(stack, &mut tape, &x, &vec![t; b], state.as_ref());
                 *rec = tape.into_recorder();
                 let (_, next) = result?;
-                let h = next.h.shape()[2];
+                let (layers, h) = (next.h().shape()[0], next.h().shape()[2]);
                 let last = rec.empty(&[b, h], crate::tensor::DType::F32)?;
-                let layers = next.h.shape()[0];
                 // The top layer's final state is its last output.
-                rec.copy_range(&last, 0, &next.h, (layers - 1) * b * h, b * h)?;
+                rec.copy_range(&last, 0, next.h(), (layers - 1) * b * h, b * h)?;
                 *state = Some(next);
                 Ok(last)
             }

@@ -47,6 +47,11 @@ impl Stack {
         }
     }
 
+    /// Whether the cell is an LSTM (whose state has a cell state beside h).
+    pub(crate) fn is_lstm(&self) -> bool {
+        matches!(self, Stack::Recurrent(r) if r.config().mode == super::Mode::Lstm)
+    }
+
     /// The stack's sizes.
     pub(crate) fn sizes(&self) -> Sizes {
         match self {

@@ -18,20 +18,22 @@
 //   per sequence into dpart [B, K + 2, K]. β lives in de's row until that row's
 //   gradient replaces it (its last reader is the step before).
 // weights: dw = Σ_b dpart[b] (one invocation per weight, a fixed order).
-// viterbi: δ_0 = s + e_0, δ_t[j] = e_t[j] + max_i(δ_{t−1}[i] + A[i, j]), the
-//   arg max (the lowest i on ties) kept as back-pointer; the best last tag by
+// viterbi: δ_0 = s + e_0, δ_t[j] = e_t[j] + max_i(δ_{t−1}[i] + A[i, j]) (the
+//   same recursion as α's), the arg max (the lowest i on ties) kept as
+//   back-pointer (an f32: exact below 2²⁴ tags); the best last tag by
 //   δ_{L−1} + f, the path traced back into path [B, T] (NO_TAG past L).
 // With p.masked, transitions where allowed[i, j] = 0 are left out of every sum
 // and max (A = −∞) and get no gradient; the host sees to it that each tag has
 // an allowed successor, so every length has a path.
 // One workgroup of WG lanes per sequence (nll, marginals, viterbi): tag j on
-// lane j mod WG (any K); α and δ in storage, a storageBarrier between steps. Every
+// lane j mod WG (any K); α and δ in storage, a storageBarrier between steps;
+// lane 0 alone sums log Z and the gold score, or traces the path. Every
 // lane runs all T steps so that the barriers stay in uniform control flow;
 // steps past the length do nothing. exp only sees values less their maximum.
 // Dispatch (1, min(B, 65535), ceil(B / 65535)); weights ceil((K + 2)·K / 64);
 // loss (1, 1, 1).
 
-// Lanes of a sequence's workgroup, chosen by the host from K and the adapter.
+// Lanes of a sequence's workgroup, chosen by the host from K.
 override WG: u32 = 64u;
 const NONE: f32 = -3.0e38;
 const NO_TAG: u32 = 0xffffffffu;
@@ -42,9 +44,9 @@ struct Params {
     k: u32,
     masked: u32, // 1: allowed chooses the transitions
     scale: f32,
+    viterbi: u32, // 1: the recursion takes maxima (viterbi), 0: log-sum-exps
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,14 +54,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> gold: array<u32>;          // [B] lengths, then [B, T] tags
 @group(0) @binding(3) var<storage, read> w: array<f32>;             // [K + 2, K]
 @group(0) @binding(4) var<storage, read> allowed: array<u32>;       // [K, K] when masked; else any
-@group(0) @binding(5) var<storage, read_write> alpha: array<f32>;   // [B, T, K]: α, or δ for viterbi
+@group(0) @binding(5) var<storage, read_write> alpha: array<f32>;   // [B, T, K]: α; viterbi: [2, B, T, K], δ and back-pointers
 @group(0) @binding(6) var<storage, read_write> seq: array<f32>;     // [B, 2]: log Z, nll
 @group(0) @binding(7) var<storage, read_write> dem: array<f32>;     // [B, T, K]
 @group(0) @binding(8) var<storage, read_write> dpart: array<f32>;   // [B, K + 2, K]
 @group(0) @binding(9) var<storage, read_write> loss_out: array<f32>; // [1]
 @group(0) @binding(10) var<storage, read_write> dw: array<f32>;     // [K + 2, K]
-@group(0) @binding(11) var<storage, read_write> back: array<u32>;   // [B, T, K]
-@group(0) @binding(12) var<storage, read_write> path: array<u32>;   // [B, T]
+@group(0) @binding(11) var<storage, read_write> path: array<u32>;   // [B, T]
 
 fn ok(i: u32, j: u32) -> bool {
     return p.masked == 0u || allowed[i * p.k + j] != 0u;
@@ -97,17 +98,11 @@ fn tag(b: u32, t: u32) -> u32 {
     return gold[p.b + b * p.t + t];
 }
 
-@compute @workgroup_size(WG, 1, 1)
-fn nll(
-    @builtin(local_invocation_index) lane: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let b = sequence(wid, nwg);
-    if (b >= p.b) {
-        return;
-    }
-    let len = gold[b];
+// The forward recursion of sequence b over its first len steps into alpha:
+// α by log-sum-exp over the previous tags, or with p.viterbi δ by their
+// maximum, its arg max (the lowest on ties) kept as f32 in alpha's second
+// half, [B, T, K] past the first.
+fn recursion(lane: u32, b: u32, len: u32) {
     let base = b * p.t * p.k;
     for (var j = lane; j < p.k; j += WG) {
         alpha[base + j] = w[j] + em[base + j];
@@ -119,17 +114,45 @@ fn nll(
             let row = base + t * p.k;
             for (var j = lane; j < p.k; j += WG) {
                 var acc = Lse(NONE, 0.0);
+                var best = NONE;
+                var at = 0u;
                 for (var i = 0u; i < p.k; i++) {
                     if (ok(i, j)) {
-                        acc = lse_add(acc, alpha[prev + i] + trans(i, j));
+                        let v = alpha[prev + i] + trans(i, j);
+                        if (p.viterbi == 0u) {
+                            acc = lse_add(acc, v);
+                        } else if (v > best) {
+                            best = v;
+                            at = i;
+                        }
                     }
                 }
-                alpha[row + j] = em[row + j] + lse_value(acc);
+                if (p.viterbi == 0u) {
+                    alpha[row + j] = em[row + j] + lse_value(acc);
+                } else {
+                    alpha[row + j] = em[row + j] + best;
+                    alpha[p.b * p.t * p.k + row + j] = f32(at);
+                }
             }
         }
     }
     storageBarrier();
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn nll(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let b = sequence(wid, nwg);
+    if (b >= p.b) {
+        return;
+    }
+    let len = gold[b];
+    recursion(lane, b, len);
     if (lane == 0u) {
+        let base = b * p.t * p.k;
         let last = base + (len - 1u) * p.k;
         var acc = Lse(NONE, 0.0);
         for (var j = 0u; j < p.k; j++) {
@@ -261,32 +284,9 @@ fn viterbi(
         return;
     }
     let len = gold[b];
-    let base = b * p.t * p.k;
-    for (var j = lane; j < p.k; j += WG) {
-        alpha[base + j] = w[j] + em[base + j];
-    }
-    for (var t = 1u; t < p.t; t++) {
-        storageBarrier();
-        if (t < len) {
-            let prev = base + (t - 1u) * p.k;
-            let row = base + t * p.k;
-            for (var j = lane; j < p.k; j += WG) {
-                var best = NONE;
-                var at = 0u;
-                for (var i = 0u; i < p.k; i++) {
-                    let v = alpha[prev + i] + trans(i, j);
-                    if (ok(i, j) && v > best) {
-                        best = v;
-                        at = i;
-                    }
-                }
-                alpha[row + j] = em[row + j] + best;
-                back[row + j] = at;
-            }
-        }
-    }
-    storageBarrier();
+    recursion(lane, b, len);
     if (lane == 0u) {
+        let base = b * p.t * p.k;
         let last = base + (len - 1u) * p.k;
         var best = NONE;
         var y = 0u;
@@ -301,8 +301,9 @@ fn viterbi(
             path[b * p.t + t] = NO_TAG;
         }
         path[b * p.t + len - 1u] = y;
+        let back = p.b * p.t * p.k + base;
         for (var t = len - 1u; t > 0u; t--) {
-            y = back[base + t * p.k + y];
+            y = u32(alpha[back + t * p.k + y]);
             path[b * p.t + t - 1u] = y;
         }
     }

@@ -84,6 +84,15 @@ impl Problem {
     fn weights(&self) -> Tensor {
         Tensor::from_slice(ctx(), &[self.k + 2, self.k], &f32s(&self.w)).unwrap()
     }
+
+    /// The reference over the problem's own scores.
+    fn scores(&self) -> Scores<'_> {
+        Scores {
+            p: self,
+            em: &self.em,
+            w: &self.w,
+        }
+    }
 }
 
 fn f32s(v: &[f64]) -> Vec<f32> {
@@ -256,11 +265,7 @@ fn small() -> Vec<Small> {
 fn the_partition_function_is_the_sum_over_every_path() {
     for (case, (k, t, lengths, forbidden)) in small().into_iter().enumerate() {
         let p = Problem::new(case as u64, k, t, &lengths, &forbidden);
-        let r = Scores {
-            p: &p,
-            em: &p.em,
-            w: &p.w,
-        };
+        let r = p.scores();
         for s in 0..p.b {
             // The two references agree before either judges the kernels.
             close(
@@ -285,11 +290,7 @@ fn long_chains_and_more_tags_than_lanes_match_the_forward_algorithm() {
         (12, 130, 9, vec![9, 4]),
     ] {
         let p = Problem::new(seed, k, t, &lengths, &[]);
-        let r = Scores {
-            p: &p,
-            em: &p.em,
-            w: &p.w,
-        };
+        let r = p.scores();
         close(
             gpu_nll(&p),
             r.nll(|s| r.forward_log_z(s)),
@@ -334,11 +335,7 @@ fn gradients_match_central_differences() {
 fn viterbi_finds_the_best_path() {
     for (case, (k, t, lengths, forbidden)) in small().into_iter().enumerate() {
         let p = Problem::new(100 + case as u64, k, t, &lengths, &forbidden);
-        let r = Scores {
-            p: &p,
-            em: &p.em,
-            w: &p.w,
-        };
+        let r = p.scores();
         let got = gpu_viterbi(&p);
         for s in 0..p.b {
             let (best, _) = r
@@ -357,11 +354,7 @@ fn viterbi_finds_the_best_path() {
     }
     for (seed, k, t, lengths) in [(110, 70, 30, vec![30, 1, 12]), (111, 17, 50, vec![50, 7])] {
         let p = Problem::new(seed, k, t, &lengths, &[]);
-        let r = Scores {
-            p: &p,
-            em: &p.em,
-            w: &p.w,
-        };
+        let r = p.scores();
         let got = gpu_viterbi(&p);
         for s in 0..p.b {
             let want: Vec<u32> = r.viterbi(s).into_iter().map(|y| y as u32).collect();
@@ -400,11 +393,7 @@ fn the_layer_names_its_scores_as_pytorch_crf_and_trains_them() {
     let loss = crf.nll(&mut tape, &em, &p.tags, &p.lengths).unwrap();
     tape.backward(&loss).unwrap();
     tape.into_recorder().submit();
-    let r = Scores {
-        p: &p,
-        em: &p.em,
-        w: &p.w,
-    };
+    let r = p.scores();
     close(
         f64::from(loss.to_vec().unwrap()[0]),
         r.nll(|s| r.brute_log_z(s)),

@@ -143,6 +143,20 @@ fn compare(case: &Case, key: &str, got: &[f32], checked: &mut Checked) -> Option
     })
 }
 
+/// Compares the gradient of each of `module`'s parameters with the case's
+/// `grad.<name>`.
+fn compare_grads(case: &Case, module: &dyn Module, checked: &mut Checked) -> Vec<String> {
+    let mut failures = vec![];
+    for e in module.entries() {
+        let grad = e.param.grad.to_vec().unwrap();
+        for n in &e.names {
+            let part = &grad[n.offset..n.offset + n.numel()];
+            failures.extend(compare(case, &format!("grad.{}", n.name), part, checked));
+        }
+    }
+    failures
+}
+
 fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) -> Vec<String> {
     let cfg = Config::new(mode, case.usize("input_size"), case.usize("hidden_size"))
         .with_layers(case.usize("num_layers"))
@@ -273,13 +287,7 @@ fn run_min_rnn(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String>
     check("h_n", &h_n.h);
     check("grad.x", &px.grad);
     check("grad.h0", &ph.grad);
-    for e in model.entries() {
-        let grad = e.param.grad.to_vec().unwrap();
-        for n in &e.names {
-            let part = &grad[n.offset..n.offset + n.numel()];
-            failures.extend(compare(case, &format!("grad.{}", n.name), part, checked));
-        }
-    }
+    failures.extend(compare_grads(case, model, checked));
     let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
     loaded.extend(["x", "h0", "dy", "dh_n"].map(String::from));
     failures.extend(unchecked(case, checked, &loaded));
@@ -325,13 +333,7 @@ fn run_crf(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
         &pe.grad.to_vec().unwrap(),
         checked,
     ));
-    for e in crf.entries() {
-        let grad = e.param.grad.to_vec().unwrap();
-        for n in &e.names {
-            let part = &grad[n.offset..n.offset + n.numel()];
-            failures.extend(compare(case, &format!("grad.{}", n.name), part, checked));
-        }
-    }
+    failures.extend(compare_grads(case, &crf, checked));
     let want: Vec<u32> = case.i32s["path"].iter().map(|&y| y as u32).collect();
     if paths.to_vec_u32().unwrap() != want {
         failures.push(format!(

@@ -53,7 +53,8 @@ struct Params {
     k: u32,
     masked: u32,
     scale: f32,
-    _pad: [u32; 3],
+    viterbi: u32,
+    _pad: [u32; 2],
 }
 
 /// The tags of a chain and the transitions it allows.
@@ -264,7 +265,8 @@ pub fn nll(
             k: k as u32,
             masked: u32::from(allowed.is_some()),
             scale: 1.0 / tokens as f32,
-            _pad: [0; 3],
+            viterbi: 0,
+            _pad: [0; 2],
         },
         allowed,
     };
@@ -346,8 +348,8 @@ pub fn viterbi(
     let (b, t, k) = check(rec, chain, emissions, weights, lengths)?;
     let allowed = allowed_tensor(rec, chain)?;
     let gold = gold_buffer(rec, lengths, &[])?;
-    let delta = rec.empty(&[b, t, k], DType::F32)?;
-    let back = rec.empty(&[b, t, k], DType::U32)?;
+    // δ, then the back-pointers.
+    let delta = rec.empty(&[2, b, t, k], DType::F32)?;
     let path = rec.empty(&[b, t], DType::U32)?;
     let params = Params {
         b: b as u32,
@@ -355,7 +357,8 @@ pub fn viterbi(
         k: k as u32,
         masked: u32::from(allowed.is_some()),
         scale: 1.0,
-        _pad: [0; 3],
+        viterbi: 1,
+        _pad: [0; 2],
     };
     per_sequence(
         rec,
@@ -369,8 +372,7 @@ pub fn viterbi(
             (3, weights),
             (4, allowed.as_ref().unwrap_or(&gold)),
             (5, &delta),
-            (11, &back),
-            (12, &path),
+            (11, &path),
         ],
     )?;
     Ok(path)

@@ -382,6 +382,21 @@ impl<'g> Compare<'g> {
         Ok(())
     }
 
+    /// Compares the gradient of each of `module`'s parameters with the case's
+    /// `grad.<name>`.
+    async fn grads(&mut self, module: &dyn Module) -> std::result::Result<(), String> {
+        for e in module.entries() {
+            let grad = e.param.grad.to_vec_async().await.map_err(fail)?;
+            for n in &e.names {
+                self.values(
+                    &format!("grad.{}", n.name),
+                    &grad[n.offset..n.offset + n.numel()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Fails unless every f32 tensor was loaded or compared.
     fn all_checked(&self, loaded: &[String]) -> Outcome {
         let mut left: Vec<&String> = self
@@ -553,15 +568,7 @@ async fn golden_min_rnn(ctx: &Context, bytes: &[u8]) -> Outcome {
     cmp.check("h_n", h_n.h.tensor()).await?;
     cmp.check("grad.x", &px.grad).await?;
     cmp.check("grad.h0", &ph.grad).await?;
-    for e in model.entries() {
-        let grad = e.param.grad.to_vec_async().await.map_err(fail)?;
-        for n in &e.names {
-            cmp.values(
-                &format!("grad.{}", n.name),
-                &grad[n.offset..n.offset + n.numel()],
-            )?;
-        }
-    }
+    cmp.grads(model).await?;
     let mut loaded: Vec<String> = model.named_params().into_iter().map(|p| p.name).collect();
     loaded.extend(["x", "h0", "dy", "dh_n"].map(String::from));
     cmp.all_checked(&loaded)
@@ -598,15 +605,7 @@ async fn golden_crf(ctx: &Context, bytes: &[u8]) -> Outcome {
     let mut cmp = Compare::new(&case);
     cmp.check("loss", loss.tensor()).await?;
     cmp.check("grad.emissions", &pe.grad).await?;
-    for e in crf.entries() {
-        let grad = e.param.grad.to_vec_async().await.map_err(fail)?;
-        for n in &e.names {
-            cmp.values(
-                &format!("grad.{}", n.name),
-                &grad[n.offset..n.offset + n.numel()],
-            )?;
-        }
-    }
+    cmp.grads(&crf).await?;
     let got = paths.to_vec_u32_async().await.map_err(fail)?;
     ensure(got == i32s("path")?, || {
         format!("Viterbi paths {got:?}, PyTorch's {:?}", i32s("path"))

@@ -9,15 +9,16 @@
 //   α_0[j] = s[j] + e_0[j],  α_t[j] = e_t[j] + logsumexp_i(α_{t−1}[i] + A[i, j])
 //   log Z = logsumexp_j(α_{L−1}[j] + f[j]);  seq[b] = (log Z, log Z − score(y))
 // loss: loss = scale · Σ_b (log Z − score(y)), scale = 1 / Σ_b L_b (per token).
-// marginals, the backward (the backward algorithm; no autodiff through time):
-//   β_{L−1}[i] = f[i],  β_t[i] = logsumexp_j(A[i, j] + e_{t+1}[j] + β_{t+1}[j])
+// marginals, the backward's recursion (the backward algorithm; no autodiff
+// through time): β_{L−1}[i] = f[i], β_t[i] = logsumexp_j(A[i, j] + e_{t+1}[j] + β_{t+1}[j]).
+// emissions and weights, the gradient from the marginals, one invocation per
+// emission or weight (no barriers):
 //   P(y_t = j) = exp(α_t[j] + β_t[j] − log Z)
 //   P(y_t = i, y_{t+1} = j) = exp(α_t[i] + A[i, j] + e_{t+1}[j] + β_{t+1}[j] − log Z)
-//   de_t[j] = scale·(P(y_t = j) − [y_t = j]), 0 past L; ds, df the same at t = 0
-//   and t = L − 1; dA[i, j] = scale·Σ_t (P(y_t = i, y_{t+1} = j) − [y_t = i, y_{t+1} = j]),
-//   per sequence into dpart [B, K + 2, K]. β lives in de's row until that row's
-//   gradient replaces it (its last reader is the step before).
-// weights: dw = Σ_b dpart[b] (one invocation per weight, a fixed order).
+//   de_t[j] = scale·(P(y_t = j) − [y_t = j]), 0 past L;
+//   ds[j] = scale·Σ_b (P(y_0 = j) − [y_0 = j]), df the same at t = L − 1;
+//   dA[i, j] = scale·Σ_b Σ_t (P(y_t = i, y_{t+1} = j) − [y_t = i, y_{t+1} = j]),
+//   each sum over the sequences (and steps) in a fixed order.
 // viterbi: δ_0 = s + e_0, δ_t[j] = e_t[j] + max_i(δ_{t−1}[i] + A[i, j]) (the
 //   same recursion as α's), the arg max (the lowest i on ties) kept as
 //   back-pointer (an f32: exact below 2²⁴ tags); the best last tag by
@@ -30,8 +31,8 @@
 // lane 0 alone sums log Z and the gold score, or traces the path. Every
 // lane runs all T steps so that the barriers stay in uniform control flow;
 // steps past the length do nothing. exp only sees values less their maximum.
-// Dispatch (1, min(B, 65535), ceil(B / 65535)); weights ceil((K + 2)·K / 64);
-// loss (1, 1, 1).
+// Dispatch (1, min(B, 65535), ceil(B / 65535)); emissions ceil(B·T·K / 64),
+// weights ceil((K + 2)·K / 64) (folded into y past 65535); loss (1, 1, 1).
 
 // Lanes of a sequence's workgroup, chosen by the host from K.
 override WG: u32 = 64u;
@@ -56,8 +57,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> allowed: array<u32>;       // [K, K] when masked; else any
 @group(0) @binding(5) var<storage, read_write> alpha: array<f32>;   // [B, T, K]: α; viterbi: [2, B, T, K], δ and back-pointers
 @group(0) @binding(6) var<storage, read_write> seq: array<f32>;     // [B, 2]: log Z, nll
-@group(0) @binding(7) var<storage, read_write> dem: array<f32>;     // [B, T, K]
-@group(0) @binding(8) var<storage, read_write> dpart: array<f32>;   // [B, K + 2, K]
+@group(0) @binding(7) var<storage, read_write> beta: array<f32>;    // [B, T, K]
+@group(0) @binding(8) var<storage, read_write> dem: array<f32>;     // [B, T, K]
 @group(0) @binding(9) var<storage, read_write> loss_out: array<f32>; // [1]
 @group(0) @binding(10) var<storage, read_write> dw: array<f32>;     // [K + 2, K]
 @group(0) @binding(11) var<storage, read_write> path: array<u32>;   // [B, T]
@@ -192,85 +193,90 @@ fn marginals(
         return;
     }
     let len = gold[b];
-    let log_z = seq[2u * b];
     let base = b * p.t * p.k;
-    let part = b * (p.k + 2u) * p.k;
-    for (var i = lane; i < (p.k + 2u) * p.k; i += WG) {
-        dpart[part + i] = 0.0;
-    }
-    storageBarrier();
     for (var step = 0u; step < p.t; step++) {
         let t = p.t - 1u - step;
         let row = base + t * p.k;
         if (t + 1u == len) {
             for (var i = lane; i < p.k; i += WG) {
-                dem[row + i] = w[p.k + i];
+                beta[row + i] = w[p.k + i];
             }
         } else if (t + 1u < len) {
-            // β_t from β_{t+1} (still in the next row), and the pair marginals.
             let next = row + p.k;
             for (var i = lane; i < p.k; i += WG) {
                 var acc = Lse(NONE, 0.0);
-                let a = alpha[row + i] - log_z;
                 for (var j = 0u; j < p.k; j++) {
                     if (ok(i, j)) {
-                        let v = trans(i, j) + em[next + j] + dem[next + j];
-                        acc = lse_add(acc, v);
-                        dpart[part + (2u + i) * p.k + j] += p.scale * exp(a + v);
+                        acc = lse_add(acc, trans(i, j) + em[next + j] + beta[next + j]);
                     }
                 }
-                dem[row + i] = lse_value(acc);
-            }
-        } else {
-            for (var i = lane; i < p.k; i += WG) {
-                dem[row + i] = 0.0;
+                beta[row + i] = lse_value(acc);
             }
         }
         storageBarrier();
-        // The next row's β has had its last reader: its gradient replaces it.
-        if (t + 1u < len) {
-            let next = row + p.k;
-            let y = tag(b, t + 1u);
-            for (var j = lane; j < p.k; j += WG) {
-                let q = exp(alpha[next + j] + dem[next + j] - log_z);
-                dem[next + j] = p.scale * (q - select(0.0, 1.0, j == y));
-            }
-        }
-    }
-    storageBarrier();
-    let y0 = tag(b, 0u);
-    let yl = tag(b, len - 1u);
-    let last = base + (len - 1u) * p.k;
-    for (var j = lane; j < p.k; j += WG) {
-        // The end scores' marginals read α_{L−1} + f (β_{L−1} = f).
-        let q_end = exp(alpha[last + j] + w[p.k + j] - log_z);
-        dpart[part + p.k + j] = p.scale * (q_end - select(0.0, 1.0, j == yl));
-        let q0 = exp(alpha[base + j] + dem[base + j] - log_z);
-        let d0 = p.scale * (q0 - select(0.0, 1.0, j == y0));
-        dpart[part + j] = d0;
-        dem[base + j] = d0;
-    }
-    storageBarrier();
-    if (lane == 0u) {
-        for (var t = 1u; t < len; t++) {
-            let at = part + (2u + tag(b, t - 1u)) * p.k + tag(b, t);
-            dpart[at] -= p.scale;
-        }
     }
 }
 
+// One invocation per emission (b, t, j): the gradient from α, β and log Z.
+@compute @workgroup_size(64, 1, 1)
+fn emissions(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.b * p.t * p.k) {
+        return;
+    }
+    let j = i % p.k;
+    let t = (i / p.k) % p.t;
+    let b = i / (p.k * p.t);
+    if (t >= gold[b]) {
+        dem[i] = 0.0;
+        return;
+    }
+    let q = exp(alpha[i] + beta[i] - seq[2u * b]);
+    dem[i] = p.scale * (q - select(0.0, 1.0, tag(b, t) == j));
+}
+
+// One invocation per weight: its gradient summed over the sequences (and
+// steps), each term a marginal less the gold path's count.
 @compute @workgroup_size(64, 1, 1)
 fn weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = (p.k + 2u) * p.k;
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= n) {
+    let at = gid.x + gid.y * nwg.x * 64u;
+    if (at >= n) {
         return;
     }
+    let row = at / p.k;
+    let j = at % p.k;
     var sum = 0.0;
-    for (var b = 0u; b < p.b; b++) {
-        sum += dpart[b * n + i];
+    if (row == 0u) {
+        // Start scores: P(y_0 = j) = exp(α_0 + β_0 − log Z).
+        for (var b = 0u; b < p.b; b++) {
+            let e = b * p.t * p.k + j;
+            let q = exp(alpha[e] + beta[e] - seq[2u * b]);
+            sum += q - select(0.0, 1.0, tag(b, 0u) == j);
+        }
+    } else if (row == 1u) {
+        // End scores: P(y_{L−1} = j) = exp(α_{L−1} + f − log Z).
+        for (var b = 0u; b < p.b; b++) {
+            let last = gold[b] - 1u;
+            let q = exp(alpha[(b * p.t + last) * p.k + j] + w[p.k + j] - seq[2u * b]);
+            sum += q - select(0.0, 1.0, tag(b, last) == j);
+        }
+    } else if (ok(row - 2u, j)) {
+        let i = row - 2u;
+        let a = trans(i, j);
+        for (var b = 0u; b < p.b; b++) {
+            let log_z = seq[2u * b];
+            let len = gold[b];
+            for (var t = 0u; t + 1u < len; t++) {
+                let here = (b * p.t + t) * p.k;
+                let next = here + p.k;
+                let q = exp(alpha[here + i] + a + em[next + j] + beta[next + j] - log_z);
+                let both = tag(b, t) == i && tag(b, t + 1u) == j;
+                sum += q - select(0.0, 1.0, both);
+            }
+        }
     }
-    dw[i] = sum;
+    dw[at] = p.scale * sum;
 }
 
 @compute @workgroup_size(WG, 1, 1)

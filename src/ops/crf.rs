@@ -303,9 +303,10 @@ pub fn nll(
 pub fn nll_backward(rec: &mut Recorder, saved: &Saved) -> Result<(Tensor, Tensor)> {
     let Params { b, t, k, .. } = saved.params;
     let (b, t, k) = (b as usize, t as usize, k as usize);
+    let beta = rec.empty(&[b, t, k], DType::F32)?;
     let demissions = rec.empty(&[b, t, k], DType::F32)?;
-    let part = rec.empty(&[b, k + 2, k], DType::F32)?;
     let dweights = rec.empty(&[k + 2, k], DType::F32)?;
+    let allowed = saved.allowed.as_ref().unwrap_or(&saved.gold);
     per_sequence(
         rec,
         "marginals",
@@ -316,11 +317,23 @@ pub fn nll_backward(rec: &mut Recorder, saved: &Saved) -> Result<(Tensor, Tensor
             (1, &saved.emissions),
             (2, &saved.gold),
             (3, &saved.weights),
-            (4, saved.allowed.as_ref().unwrap_or(&saved.gold)),
+            (4, allowed),
+            (7, &beta),
+        ],
+    )?;
+    let params = bytemuck::bytes_of(&saved.params);
+    super::launch_elems(
+        rec,
+        &shaders::CRF,
+        "emissions",
+        b * t * k,
+        params,
+        &[
+            (2, &saved.gold),
             (5, &saved.alpha),
             (6, &saved.seq),
-            (7, &demissions),
-            (8, &part),
+            (7, &beta),
+            (8, &demissions),
         ],
     )?;
     super::launch_elems(
@@ -328,8 +341,17 @@ pub fn nll_backward(rec: &mut Recorder, saved: &Saved) -> Result<(Tensor, Tensor
         &shaders::CRF,
         "weights",
         (k + 2) * k,
-        bytemuck::bytes_of(&saved.params),
-        &[(8, &part), (10, &dweights)],
+        params,
+        &[
+            (1, &saved.emissions),
+            (2, &saved.gold),
+            (3, &saved.weights),
+            (4, allowed),
+            (5, &saved.alpha),
+            (6, &saved.seq),
+            (7, &beta),
+            (10, &dweights),
+        ],
     )?;
     Ok((demissions, dweights))
 }

@@ -75,61 +75,15 @@ use super::{Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
+pub use crate::ops::recurrence::Mode;
 use crate::ops::recurrence::{
     self, BackwardIo, Cell, ForwardIo, Geometry, RecurrentDropout, Zoneout,
 };
-use crate::ops::{cast, elementwise, gru_cell, layer_norm_lstm, lstm_cell, projection, rnn_cell};
+use crate::ops::{cast, elementwise, layer_norm_lstm, projection};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "recurrent";
-
-/// The cell type, named as PyTorch's modules and as the golden files name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Mode {
-    /// torch.nn.LSTM: gates i, f, g, o; carries a cell state.
-    Lstm,
-    /// torch.nn.GRU: gates r, z, n.
-    Gru,
-    /// torch.nn.RNN with tanh.
-    RnnTanh,
-    /// torch.nn.RNN with relu.
-    RnnRelu,
-}
-
-impl Mode {
-    /// `lstm`, `gru`, `rnn_tanh` or `rnn_relu`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Lstm => "lstm",
-            Mode::Gru => "gru",
-            Mode::RnnTanh => "rnn_tanh",
-            Mode::RnnRelu => "rnn_relu",
-        }
-    }
-
-    /// The mode of a [`name`](Mode::name).
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu]
-            .into_iter()
-            .find(|m| m.name() == name)
-    }
-
-    fn cell(self) -> Cell {
-        match self {
-            Mode::Lstm => lstm_cell::CELL,
-            Mode::Gru => gru_cell::CELL,
-            Mode::RnnTanh => rnn_cell::cell(false),
-            Mode::RnnRelu => rnn_cell::cell(true),
-        }
-    }
-
-    /// Gate blocks of H in the pre-activations.
-    pub fn gates(self) -> usize {
-        self.cell().gates
-    }
-}
 
 /// Sizes of a recurrent layer stack, as PyTorch's constructor arguments:
 /// [`Config::new`], then `with_*`.

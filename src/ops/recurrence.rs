@@ -116,6 +116,54 @@ struct Numel {
     running: usize,
 }
 
+/// The cell type, named as PyTorch's modules and as the golden files name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// torch.nn.LSTM: gates i, f, g, o; carries a cell state.
+    Lstm,
+    /// torch.nn.GRU: gates r, z, n.
+    Gru,
+    /// torch.nn.RNN with tanh.
+    RnnTanh,
+    /// torch.nn.RNN with relu.
+    RnnRelu,
+}
+
+impl Mode {
+    /// `lstm`, `gru`, `rnn_tanh` or `rnn_relu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Lstm => "lstm",
+            Mode::Gru => "gru",
+            Mode::RnnTanh => "rnn_tanh",
+            Mode::RnnRelu => "rnn_relu",
+        }
+    }
+
+    /// The mode of a [`name`](Mode::name).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Mode::Lstm, Mode::Gru, Mode::RnnTanh, Mode::RnnRelu]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
+    /// The cell's kernels and gate count.
+    pub(crate) fn cell(self) -> Cell {
+        match self {
+            Mode::Lstm => super::lstm_cell::CELL,
+            Mode::Gru => super::gru_cell::CELL,
+            Mode::RnnTanh => super::rnn_cell::cell(false),
+            Mode::RnnRelu => super::rnn_cell::cell(true),
+        }
+    }
+
+    /// Gate blocks of H in the pre-activations.
+    pub fn gates(self) -> usize {
+        self.cell().gates
+    }
+}
+
 /// A recurrent cell as its shader sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Cell {

@@ -6,10 +6,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
-use crate::nn::recurrent::Mode;
 use crate::ops::gemm::{self, View};
 use crate::ops::layer_norm_lstm;
-use crate::ops::recurrence::{Geometry, Zoneout};
+use crate::ops::recurrence::{Geometry, Mode, Zoneout};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 

@@ -57,6 +57,22 @@ struct Params {
     _pad: [u32; 2],
 }
 
+impl Params {
+    /// A call over `[b, t, k]` under `chain` (masked where it forbids
+    /// transitions): the loss's recursion scaled by `scale`, or Viterbi's.
+    fn new(chain: &Chain, (b, t, k): (usize, usize, usize), scale: f32, viterbi: bool) -> Self {
+        Self {
+            b: b as u32,
+            t: t as u32,
+            k: k as u32,
+            masked: u32::from(chain.allowed.is_some()),
+            scale,
+            viterbi: u32::from(viterbi),
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// The tags of a chain and the transitions it allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {
@@ -259,15 +275,7 @@ pub fn nll(
         weights: weights.clone(),
         alpha: rec.empty(&[b, t, k], DType::F32)?,
         seq: rec.empty(&[b, 2], DType::F32)?,
-        params: Params {
-            b: b as u32,
-            t: t as u32,
-            k: k as u32,
-            masked: u32::from(allowed.is_some()),
-            scale: 1.0 / tokens as f32,
-            viterbi: 0,
-            _pad: [0; 2],
-        },
+        params: Params::new(chain, (b, t, k), 1.0 / tokens as f32, false),
         allowed,
     };
     let loss = rec.empty(&[1], DType::F32)?;
@@ -373,15 +381,7 @@ pub fn viterbi(
     // δ, then the back-pointers.
     let delta = rec.empty(&[2, b, t, k], DType::F32)?;
     let path = rec.empty(&[b, t], DType::U32)?;
-    let params = Params {
-        b: b as u32,
-        t: t as u32,
-        k: k as u32,
-        masked: u32::from(allowed.is_some()),
-        scale: 1.0,
-        viterbi: 1,
-        _pad: [0; 2],
-    };
+    let params = Params::new(chain, (b, t, k), 1.0, true);
     per_sequence(
         rec,
         "viterbi",

@@ -67,6 +67,11 @@ def main():
         with torch.no_grad():
             logits = model(ids, lengths)
         save_file({"logits": logits}, os.path.join(out, "trained_io.safetensors"))
+    # Leave together, with DDP's reducer (and the gloo work it holds) gone
+    # before the group: a rank that tore down alone, or left that work to the
+    # interpreter's exit, could abort in gloo's threads.
+    dist.barrier()
+    del ddp, opt
     dist.destroy_process_group()
 
 

@@ -117,7 +117,8 @@ fn main() -> Result<()> {
         let cfg = ClassifierConfig::new(
             words.len(),
             corpus.classes.len(),
-            Config::new(Mode::Lstm, args.emb, args.hidden)
+            Mode::Lstm,
+            Config::new(args.emb, args.hidden)
                 .with_layers(1)
                 .with_bidirectional(true),
         )

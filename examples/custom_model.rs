@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use rnn_wgpu::data::LabeledBatch;
 use rnn_wgpu::init::SplitMix;
-use rnn_wgpu::nn::{prefixed, Embedding, Entry, Gru, Linear, Module, Param, Sizes};
+use rnn_wgpu::nn::{prefixed, Config, Embedding, Entry, Gru, Linear, Module, Param};
 use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Step, TrainStep};
 use rnn_wgpu::{Context, Result, Tape, Tensor, Var};
 
@@ -38,7 +38,7 @@ struct PooledGru {
 
 impl PooledGru {
     fn new(ctx: &Context, vocab: usize, emb: usize, hidden: usize, classes: usize) -> Result<Self> {
-        let sizes = Sizes::new(emb, hidden)
+        let sizes = Config::new(emb, hidden)
             .with_layers(2)
             .with_bidirectional(true);
         let bound = 1.0 / (2.0 * hidden as f32).sqrt();

@@ -12,7 +12,7 @@ use rnn_wgpu::models::{
     Link, Readout, Seq2Seq, Seq2SeqConfig, SequenceClassifier, TaggerConfig,
 };
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{Cell, Gru, Score, Sizes};
+use rnn_wgpu::nn::{Cell, Gru, Score};
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule};
 use rnn_wgpu::ContextOptions;
 
@@ -57,22 +57,21 @@ fn model_configs_build_from_their_constructors_and_overrides() {
     LanguageModel::new(ctx, min, 1).unwrap();
     LanguageModel::new(ctx, LanguageModelConfig::new(12), 1).unwrap();
 
-    let rnn = Config::new(Mode::Lstm, 8, 6)
+    let rnn = Config::new(8, 6)
         .with_layers(2)
         .with_bidirectional(true)
         .with_input_size(9);
     assert_eq!(
         (
-            rnn.mode,
             rnn.input_size,
             rnn.hidden_size,
             rnn.num_layers,
             rnn.bidirectional
         ),
-        (Mode::Lstm, 9, 6, 2, true)
+        (9, 6, 2, true)
     );
-    Recurrent::new(ctx, rnn, 1).unwrap();
-    let classifier = ClassifierConfig::new(20, 3, rnn)
+    assert_eq!(Recurrent::new(ctx, Mode::Lstm, rnn, 1).unwrap().mode(), Mode::Lstm);
+    let classifier = ClassifierConfig::new(20, 3, Mode::Gru, rnn)
         .with_emb(7)
         .with_pad(2)
         .with_readout(Readout::Mean);
@@ -85,10 +84,13 @@ fn model_configs_build_from_their_constructors_and_overrides() {
         ),
         (20, 3, 7, 2)
     );
-    assert_eq!((classifier.rnn, classifier.readout), (rnn, Readout::Mean));
+    assert_eq!(
+        (classifier.rnn, classifier.readout, classifier.cell),
+        (rnn, Readout::Mean, Cell::Recurrent(Mode::Gru))
+    );
     SequenceClassifier::new(ctx, classifier, 1).unwrap();
 
-    let sizes = Sizes::new(4, 5).with_layers(2).with_bidirectional(true);
+    let sizes = Config::new(4, 5).with_layers(2).with_bidirectional(true);
     assert_eq!(
         (
             sizes.input_size,

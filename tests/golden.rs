@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{
-    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Param, Score, Sizes,
+    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Param, Score,
     TransformerEncoderLayer,
 };
 use rnn_wgpu::{Context, Recorder, Result, Tape, Tensor, Var};
@@ -158,12 +158,15 @@ fn compare_grads(case: &Case, module: &dyn Module, checked: &mut Checked) -> Vec
 }
 
 fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) -> Vec<String> {
-    let cfg = Config::new(mode, case.usize("input_size"), case.usize("hidden_size"))
+    let cfg = Config::new(case.usize("input_size"), case.usize("hidden_size"))
         .with_layers(case.usize("num_layers"))
         .with_bidirectional(case.meta("bidirectional") == "1");
     let mut model = match case.meta.get("proj_size") {
-        Some(proj) => Recurrent::with_projection(ctx, cfg, proj.parse().unwrap(), 0).unwrap(),
-        None => Recurrent::new(ctx, cfg, 0).unwrap(),
+        Some(proj) => {
+            assert_eq!(mode, Mode::Lstm, "{}: a projection is an LSTM's", case.name);
+            Recurrent::with_projection(ctx, cfg, proj.parse().unwrap(), 0).unwrap()
+        }
+        None => Recurrent::new(ctx, mode, cfg, 0).unwrap(),
     };
     if case.meta.get("layer_norm").is_some_and(|v| v == "1") {
         model = model.with_layer_norm().unwrap();
@@ -242,7 +245,7 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
 }
 
 fn run_min_rnn(ctx: &Context, case: &Case, checked: &mut Checked) -> Vec<String> {
-    let sizes = Sizes::new(case.usize("input_size"), case.usize("hidden_size"))
+    let sizes = Config::new(case.usize("input_size"), case.usize("hidden_size"))
         .with_layers(case.usize("num_layers"))
         .with_bidirectional(case.meta("bidirectional") == "1");
     let is_lstm = case.meta("op") == "min_lstm";

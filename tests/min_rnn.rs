@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_close, ctx, to_f64, Rng};
-use rnn_wgpu::nn::{HiddenState, MinGru, MinLstm, Module, Param, Sizes};
+use rnn_wgpu::nn::{Config, HiddenState, MinGru, MinLstm, Module, Param};
 use rnn_wgpu::{Error, Result, Tape, Tensor, Var};
 
 #[derive(Clone, Copy, Debug)]
@@ -35,8 +35,8 @@ impl Case {
             self.dirs * self.hidden
         }
     }
-    fn sizes(&self) -> Sizes {
-        Sizes::new(self.input, self.hidden)
+    fn sizes(&self) -> Config {
+        Config::new(self.input, self.hidden)
             .with_layers(self.layers)
             .with_bidirectional(self.dirs == 2)
     }
@@ -340,7 +340,7 @@ fn without_an_initial_state_the_state_starts_at_zero() {
 
 #[test]
 fn parameters_have_pytorch_style_names_and_bad_input_is_refused() {
-    let sizes = Sizes::new(3, 4).with_layers(2).with_bidirectional(true);
+    let sizes = Config::new(3, 4).with_layers(2).with_bidirectional(true);
     let lstm = MinLstm::new(ctx(), sizes, 1).unwrap();
     let names: Vec<(String, Vec<usize>)> = lstm
         .named_params()
@@ -363,7 +363,7 @@ fn parameters_have_pytorch_style_names_and_bad_input_is_refused() {
     assert_eq!(names, want);
 
     let ctx = ctx();
-    let gru = MinGru::new(ctx, Sizes::new(3, 4), 1).unwrap();
+    let gru = MinGru::new(ctx, Config::new(3, 4), 1).unwrap();
     let mut tape = Tape::train(ctx, "bad");
     let x = Var::constant(Tensor::zeros(ctx, &[2, 5, 3]).unwrap());
     for (lengths, what) in [
@@ -393,7 +393,7 @@ fn parameters_have_pytorch_style_names_and_bad_input_is_refused() {
         Err(Error::ShapeMismatch { what: "h0", .. })
     ));
     assert!(matches!(
-        MinGru::new(ctx, Sizes::new(3, 0), 1),
+        MinGru::new(ctx, Config::new(3, 0), 1),
         Err(Error::Empty { .. })
     ));
     assert!(matches!(

@@ -917,11 +917,10 @@ fn the_classifier_learns_with_the_minimal_cells() {
     let batch = LabeledBatch::pad(&seqs, 0).unwrap();
     for cell in [Cell::Recurrent(Mode::Gru), Cell::MinGru, Cell::MinLstm] {
         for readout in [Readout::Final, Readout::Mean] {
-            let rnn = Config::new(Mode::Gru, 0, 8).with_bidirectional(true);
-            let cfg = ClassifierConfig::new(12, 2, rnn)
+            let rnn = Config::new(0, 8).with_bidirectional(true);
+            let cfg = ClassifierConfig::new(12, 2, cell, rnn)
                 .with_emb(8)
-                .with_readout(readout)
-                .with_cell(cell);
+                .with_readout(readout);
             let model = SequenceClassifier::new(ctx(), cfg, 1).unwrap();
             assert!(model
                 .named_params()

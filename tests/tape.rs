@@ -602,11 +602,11 @@ impl Composed {
 #[test]
 fn a_composed_model_has_the_gradients_of_its_loss() {
     let ctx = ctx();
-    let cfg = Config::new(Mode::Gru, 4, 3)
+    let cfg = Config::new(4, 3)
         .with_layers(1)
         .with_bidirectional(true);
     let model = Composed {
-        gru: Recurrent::new(ctx, cfg, 11).unwrap(),
+        gru: Recurrent::new(ctx, Mode::Gru, cfg, 11).unwrap(),
         attention: Attention::new(ctx, Score::General, 6, 6, 1.0, 12).unwrap(),
         out: Linear::new(ctx, 6, 3, true, 13).unwrap(),
     };
@@ -645,9 +645,9 @@ fn a_composed_model_has_the_gradients_of_its_loss() {
 /// state x1 ended in.
 #[test]
 fn typed_states_carry_across_chunks() {
-    use rnn_wgpu::nn::{Gru, Lstm, Sizes};
+    use rnn_wgpu::nn::{Gru, Lstm};
     let ctx = ctx();
-    let sizes = Sizes::new(3, 4).with_layers(2).with_bidirectional(false);
+    let sizes = Config::new(3, 4).with_layers(2).with_bidirectional(false);
     let mut rng = Rng::new(21);
     let (b, t, cut) = (2, 6, 4);
     let x = rng.vec(b * t * 3);

@@ -62,10 +62,10 @@ fn the_device_has_webgpu_default_limits() {
 /// Forward and backward of a 2-layer bidirectional layer of every cell (H = 8 on
 /// the vec4 kernels, H = 5 on the scalar ones): every output and gradient.
 fn recurrent_run(ctx: &Context, mode: Mode, hidden: usize) -> Vec<(String, Vec<f32>)> {
-    let cfg = Config::new(mode, 6, hidden)
+    let cfg = Config::new(6, hidden)
         .with_layers(2)
         .with_bidirectional(true);
-    let model = Recurrent::new(ctx, cfg, 11).unwrap();
+    let model = Recurrent::new(ctx, mode, cfg, 11).unwrap();
     let (b, t) = (3, 5);
     let mut rng = common::Rng::new(5);
     let x = Tensor::from_slice(ctx, &[b, t, 6], &rng.vec(b * t * 6)).unwrap();

@@ -30,7 +30,7 @@
 mod w4;
 
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{MinGru, Module, Sizes};
+use rnn_wgpu::nn::{MinGru, Module};
 use rnn_wgpu::ops::gemm;
 use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
 use rnn_wgpu::{Context, DType, Recorder, Result, Tape, Tensor, Var};
@@ -68,11 +68,11 @@ pub struct Layer {
 
 /// The W1/W2 layer for `mode` at batch `b` and `t` steps.
 pub fn layer(ctx: &Context, mode: Mode, b: usize, t: usize) -> Result<Layer> {
-    let cfg = Config::new(mode, I, H)
+    let cfg = Config::new(I, H)
         .with_layers(1)
         .with_bidirectional(false);
     Ok(Layer {
-        model: Recurrent::new(ctx, cfg, 1)?,
+        model: Recurrent::new(ctx, mode, cfg, 1)?,
         x: Tensor::from_slice(ctx, &[b, t, I], &fill(b * t * I))?,
         dy: Tensor::from_slice(ctx, &[b, t, H], &fill(b * t * H))?,
     })
@@ -142,7 +142,7 @@ pub struct MinLayer {
 
 impl MinLayer {
     pub fn new(ctx: &Context, b: usize, t: usize) -> Result<Self> {
-        let model = MinGru::new(ctx, Sizes::new(I, H), 1)?;
+        let model = MinGru::new(ctx, Config::new(I, H), 1)?;
         let opt = Optimizer::new(
             ctx,
             OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.01),

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use rnn_wgpu::data::readers::TaggedSentence;
 use rnn_wgpu::data::{buckets, Batch, Vocab};
-use rnn_wgpu::nn::{prefixed, Embedding, Entry, Linear, Lstm, Module, Sizes, SplitMix};
+use rnn_wgpu::nn::{prefixed, Config, Embedding, Entry, Linear, Lstm, Module, SplitMix};
 use rnn_wgpu::ops::{argmax, elementwise};
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
 use rnn_wgpu::train::{best_path, fit, FitConfig, Method, OptimConfig, Optimizer, Step, TrainStep};
@@ -224,7 +224,7 @@ fn main() -> Result<()> {
         words.len(),
         tags.len()
     );
-    let sizes = Sizes::new(100, 128).with_layers(1).with_bidirectional(true);
+    let sizes = Config::new(100, 128).with_layers(1).with_bidirectional(true);
     let model = Tagger {
         embedding: Embedding::new(&ctx, words.len(), 100, Some(Vocab::PAD), args.seed)?,
         lstm: Lstm::new(&ctx, sizes, args.seed + 1)?,

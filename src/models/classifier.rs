@@ -19,8 +19,8 @@
 //!
 //! fn main() -> Result<()> {
 //!     let ctx = Context::new()?;
-//!     let rnn = Config::new(Mode::Gru, 0, 8).with_bidirectional(true); // input size: the embedding's
-//!     let cfg = ClassifierConfig::new(12, 2, rnn).with_emb(8).with_readout(Readout::Mean);
+//!     let rnn = Config::new(0, 8).with_bidirectional(true); // input size: the embedding's
+//!     let cfg = ClassifierConfig::new(12, 2, Mode::Gru, rnn).with_emb(8).with_readout(Readout::Mean);
 //!     let model = SequenceClassifier::new(&ctx, cfg, 1)?;
 //!     // Class 1 when the sequence holds word 7.
 //!     let batch = LabeledBatch::pad(&[(&[2, 7, 3][..], 1), (&[4, 5][..], 0), (&[7][..], 1), (&[6, 3, 2, 5][..], 0)], Vocab::PAD)?;
@@ -39,7 +39,7 @@ use crate::error::Result;
 use crate::gpu::Context;
 use crate::nn::recurrent::Config;
 use crate::nn::stack::Stack;
-use crate::nn::{prefixed, Cell, Embedding, Entry, Linear, Module, Sizes};
+use crate::nn::{prefixed, Cell, Embedding, Entry, Linear, Module};
 use crate::tape::{Tape, Var};
 use crate::train::{Step, TrainStep};
 
@@ -83,16 +83,15 @@ pub struct ClassifierConfig {
     pub pad: u32,
     /// How a sequence becomes one vector.
     pub readout: Readout,
-    /// The stack's cell: `rnn.mode` unless set (minGRU and minLSTM take
-    /// `rnn`'s sizes).
+    /// The stack's cell: LSTM, GRU, Elman, minGRU or minLSTM.
     pub cell: Cell,
 }
 
 impl ClassifierConfig {
-    /// A classifier of `vocab` words into `classes`: embeddings of 64 read by
-    /// `rnn` (its `input_size` is set to the embedding size), padding word 0,
-    /// [`Readout::Final`].
-    pub fn new(vocab: usize, classes: usize, rnn: Config) -> Self {
+    /// A classifier of `vocab` words into `classes`: embeddings of 64 read by a
+    /// stack of `cell` with `rnn`'s sizes (its `input_size` is set to the
+    /// embedding size), padding word 0, [`Readout::Final`].
+    pub fn new(vocab: usize, classes: usize, cell: impl Into<Cell>, rnn: Config) -> Self {
         Self {
             vocab,
             emb: 64,
@@ -100,7 +99,7 @@ impl ClassifierConfig {
             classes,
             pad: 0,
             readout: Readout::Final,
-            cell: Cell::Recurrent(rnn.mode),
+            cell: cell.into(),
         }
     }
 
@@ -120,8 +119,11 @@ impl ClassifierConfig {
     }
 
     /// The stack's cell.
-    pub fn with_cell(self, cell: Cell) -> Self {
-        Self { cell, ..self }
+    pub fn with_cell(self, cell: impl Into<Cell>) -> Self {
+        Self {
+            cell: cell.into(),
+            ..self
+        }
     }
 }
 
@@ -129,10 +131,8 @@ impl SequenceClassifier {
     /// A classifier initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: ClassifierConfig, seed: u64) -> Result<Self> {
         let r = cfg.rnn;
-        let sizes = Sizes::new(cfg.emb, r.hidden_size)
-            .with_layers(r.num_layers)
-            .with_bidirectional(r.bidirectional);
-        let dirs = if r.bidirectional { 2 } else { 1 };
+        let sizes = r.with_input_size(cfg.emb);
+        let dirs = r.dirs();
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, Some(cfg.pad), seed)?,
             rnn: Stack::new(ctx, cfg.cell, sizes, seed + 1)?,
@@ -144,8 +144,8 @@ impl SequenceClassifier {
     /// Records the logits `[B, classes]` of a batch on `tape`.
     pub fn forward(&self, tape: &mut Tape, batch: &LabeledBatch) -> Result<Var> {
         let (n, t) = (batch.size, batch.steps);
-        let s = self.rnn.sizes();
-        let (h, d) = (s.hidden_size, if s.bidirectional { 2 } else { 1 });
+        let s = self.rnn.config();
+        let (h, d) = (s.hidden_size, s.dirs());
         let emb = self.embedding.apply(tape, &batch.ids, &[n, t])?;
         let seq = self.rnn.apply(tape, &emb, &batch.lengths, None, None)?;
         let feature = match self.readout {

@@ -48,7 +48,7 @@ use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
 use crate::nn::recurrent::{Mode, Recurrent};
 use crate::nn::stack::Stack;
-use crate::nn::{prefixed, Cell, Dropout, Embedding, Entry, Linear, Module, Sizes, Stream};
+use crate::nn::{prefixed, Cell, Config, Dropout, Embedding, Entry, Linear, Module, Stream};
 use crate::ops::sample::{self, Sampling};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -214,7 +214,7 @@ impl LanguageModelConfig {
 impl LanguageModel {
     /// A model initialized as PyTorch does, from `seed`.
     pub fn new(ctx: &Context, cfg: LanguageModelConfig, seed: u64) -> Result<Self> {
-        let sizes = Sizes::new(cfg.emb, cfg.hidden).with_layers(cfg.layers);
+        let sizes = Config::new(cfg.emb, cfg.hidden).with_layers(cfg.layers);
         let rnn = Stack::new(ctx, cfg.cell, sizes, seed + 1)?;
         Ok(Self {
             embedding: Embedding::new(ctx, cfg.vocab, cfg.emb, None, seed)?,
@@ -244,7 +244,16 @@ impl LanguageModel {
     /// layer reading them: both newly initialized from `seed`.
     pub fn with_projection(self, ctx: &Context, proj: usize, seed: u64) -> Result<Self> {
         let vocab = self.fc.params()[0].value.shape()[0];
-        let cfg = *self.rnn.recurrent_only(OP, "projection")?.config();
+        let rnn = self.rnn.recurrent_only(OP, "projection")?;
+        if rnn.mode() != Mode::Lstm {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "projection",
+                expected: "an LSTM",
+                got: rnn.mode().name().to_string(),
+            });
+        }
+        let cfg = *rnn.config();
         Ok(Self {
             rnn: Stack::Recurrent(Recurrent::with_projection(ctx, cfg, proj, seed)?),
             fc: Linear::new(ctx, proj, vocab, true, seed + 1)?,

@@ -42,7 +42,7 @@ use crate::gpu::Context;
 use crate::nn::recurrent::Mode;
 use crate::nn::stack::Stack;
 use crate::nn::{
-    prefixed, Cell, CharEncoder, Crf, Dropout, Embedding, Entry, Linear, Module, Sizes,
+    prefixed, Cell, CharEncoder, Config, Crf, Dropout, Embedding, Entry, Linear, Module,
 };
 use crate::ops::argmax;
 use crate::tape::{Tape, Var};
@@ -202,7 +202,7 @@ impl BiLstmTagger {
             .map(|c| CharEncoder::new(ctx, c.chars, c.emb, c.hidden, seed + 3))
             .transpose()?;
         let input = cfg.emb + chars.as_ref().map_or(0, CharEncoder::width);
-        let sizes = Sizes::new(input, cfg.hidden)
+        let sizes = Config::new(input, cfg.hidden)
             .with_layers(cfg.layers)
             .with_bidirectional(true);
         Ok(Self {

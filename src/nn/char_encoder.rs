@@ -52,16 +52,10 @@ impl CharEncoder {
     /// `chars` character ids ([`Vocab::PAD`] the padding) embedded in `emb`, a
     /// BiLSTM of `hidden` units per direction; initialized as PyTorch does.
     pub fn new(ctx: &Context, chars: usize, emb: usize, hidden: usize, seed: u64) -> Result<Self> {
-        let lstm = Config {
-            mode: Mode::Lstm,
-            input_size: emb,
-            hidden_size: hidden,
-            num_layers: 1,
-            bidirectional: true,
-        };
+        let lstm = Config::new(emb, hidden).with_bidirectional(true);
         Ok(Self {
             embedding: Embedding::new(ctx, chars, emb, Some(Vocab::PAD), seed)?,
-            lstm: Recurrent::new(ctx, lstm, seed + 1)?,
+            lstm: Recurrent::new(ctx, Mode::Lstm, lstm, seed + 1)?,
         })
     }
 

@@ -17,12 +17,12 @@
 //! A bidirectional minGRU on a tape, over sequences of 300 and 120 steps:
 //!
 //! ```
-//! use rnn_wgpu::nn::{MinGru, Sizes};
+//! use rnn_wgpu::nn::{Config, MinGru};
 //! use rnn_wgpu::{Context, Result, Tape, Tensor, Var};
 //!
 //! fn main() -> Result<()> {
 //!     let ctx = Context::new()?;
-//!     let gru = MinGru::new(&ctx, Sizes::new(8, 16).with_bidirectional(true), 1)?;
+//!     let gru = MinGru::new(&ctx, Config::new(8, 16).with_bidirectional(true), 1)?;
 //!     let mut tape = Tape::train(&ctx, "scan");
 //!     let x = Var::constant(Tensor::from_slice(&ctx, &[2, 300, 8], &[0.1; 2 * 300 * 8])?);
 //!     let (y, state) = gru.apply(&mut tape, &x, &[300, 120], None)?;   // [B, T, 2H], [2, B, H]
@@ -37,7 +37,7 @@
 //! ```
 
 use super::rnn::HiddenState;
-use super::{Dropout, Entry, Module, Named, Param, Sizes, SplitMix};
+use super::{Config, Dropout, Entry, Module, Named, Param, SplitMix};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::ops::gemm::{self, BiasView, View};
@@ -58,28 +58,28 @@ struct Layer {
 #[derive(Clone, Debug)]
 struct MinRnn {
     cell: MinCell,
-    sizes: Sizes,
+    cfg: Config,
     layers: Vec<Layer>,
     /// Shared by clones, as its call counter must be.
     dropout: Option<std::sync::Arc<Dropout>>,
 }
 
 impl MinRnn {
-    fn new(ctx: &Context, cell: MinCell, sizes: Sizes, seed: u64) -> Result<Self> {
-        let (h, l) = (sizes.hidden_size, sizes.num_layers);
-        if sizes.input_size == 0 || h == 0 || l == 0 {
+    fn new(ctx: &Context, cell: MinCell, cfg: Config, seed: u64) -> Result<Self> {
+        let (h, l) = (cfg.hidden_size, cfg.num_layers);
+        if cfg.input_size == 0 || h == 0 || l == 0 {
             return Err(Error::Empty {
                 op: OP,
                 what: "[input_size, hidden_size, num_layers]",
-                shape: vec![sizes.input_size, h, l],
+                shape: vec![cfg.input_size, h, l],
             });
         }
-        let d = if sizes.bidirectional { 2 } else { 1 };
+        let d = if cfg.bidirectional { 2 } else { 1 };
         let g = cell.gates() * h;
         let mut rng = SplitMix::new(seed);
         let layers = (0..l)
             .map(|layer| {
-                let input = if layer == 0 { sizes.input_size } else { d * h };
+                let input = if layer == 0 { cfg.input_size } else { d * h };
                 // nn.Linear's initialization: U(±1/√in) for weights and biases.
                 let bound = 1.0 / (input as f32).sqrt();
                 let weight =
@@ -93,14 +93,14 @@ impl MinRnn {
             .collect::<Result<_>>()?;
         Ok(Self {
             cell,
-            sizes,
+            cfg,
             layers,
             dropout: None,
         })
     }
 
     fn dirs(&self) -> usize {
-        if self.sizes.bidirectional {
+        if self.cfg.bidirectional {
             2
         } else {
             1
@@ -118,20 +118,20 @@ impl MinRnn {
             return Err(Error::ShapeMismatch {
                 op: OP,
                 what: "x",
-                expected: format!("[B, T, {}]", self.sizes.input_size),
+                expected: format!("[B, T, {}]", self.cfg.input_size),
                 got: x.shape().to_vec(),
             });
         };
-        if i != self.sizes.input_size || b == 0 || t == 0 {
+        if i != self.cfg.input_size || b == 0 || t == 0 {
             return Err(Error::ShapeMismatch {
                 op: OP,
                 what: "x",
-                expected: format!("[B, T, {}] with B, T ≥ 1", self.sizes.input_size),
+                expected: format!("[B, T, {}] with B, T ≥ 1", self.cfg.input_size),
                 got: x.shape().to_vec(),
             });
         }
         crate::ops::check_lengths(OP, "lengths", lengths, b, t)?;
-        let (d, h, l) = (self.dirs(), self.sizes.hidden_size, self.layers.len());
+        let (d, h, l) = (self.dirs(), self.cfg.hidden_size, self.layers.len());
         if let Some(s) = state {
             if s.h.shape() != [l * d, b, h] {
                 return Err(Error::ShapeMismatch {
@@ -299,8 +299,8 @@ macro_rules! min_stack {
         impl $name {
             /// A stack initialized as torch.nn.Linear initializes its layers'
             /// input maps, from `seed`.
-            pub fn new(ctx: &Context, sizes: Sizes, seed: u64) -> Result<Self> {
-                MinRnn::new(ctx, $cell, sizes, seed).map(Self)
+            pub fn new(ctx: &Context, cfg: Config, seed: u64) -> Result<Self> {
+                MinRnn::new(ctx, $cell, cfg, seed).map(Self)
             }
 
             /// The same stack with dropout `p` on each layer's output but the
@@ -325,9 +325,9 @@ macro_rules! min_stack {
                 self.0.apply(tape, x, lengths, state)
             }
 
-            /// The stack's sizes.
-            pub fn sizes(&self) -> Sizes {
-                self.0.sizes
+            /// The stack's cfg.
+            pub fn config(&self) -> Config {
+                self.0.cfg
             }
         }
 

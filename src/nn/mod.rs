@@ -46,7 +46,9 @@ impl From<Mode> for Cell {
     }
 }
 pub use recurrent::{Config, Mode, Recurrent};
-pub use rnn::{Gru, HiddenState, Lstm, LstmState, Rnn, Sizes};
+#[allow(deprecated)]
+pub use rnn::Sizes;
+pub use rnn::{Gru, HiddenState, Lstm, LstmState, Rnn};
 pub use state_dict::StateDict;
 pub use stream::Stream;
 pub use transformer::TransformerEncoderLayer;

@@ -52,8 +52,8 @@
 //!
 //! fn main() -> Result<()> {
 //!     let ctx = Context::new()?;
-//!     let cfg = Config::new(Mode::Lstm, 16, 32).with_layers(2).with_bidirectional(true);
-//!     let lstm = Recurrent::new(&ctx, cfg, 7)?;
+//!     let cfg = Config::new(16, 32).with_layers(2).with_bidirectional(true);
+//!     let lstm = Recurrent::new(&ctx, Mode::Lstm, cfg, 7)?;
 //!     let x = Tensor::from_slice(&ctx, &[3, 5, 16], &[0.1; 3 * 5 * 16])?;   // [B, T, I]
 //!     let dy = Tensor::from_slice(&ctx, &[3, 5, 64], &[1.0; 3 * 5 * 64])?;  // dL/dy
 //!     let mut rec = Recorder::new(&ctx, "step");
@@ -85,13 +85,13 @@ use crate::tensor::{DType, Tensor};
 
 const OP: &str = "recurrent";
 
-/// Sizes of a recurrent layer stack, as PyTorch's constructor arguments:
-/// [`Config::new`], then `with_*`.
+/// Sizes of a recurrent layer stack, as PyTorch's constructor arguments less
+/// the cell: [`Config::new`], then `with_*`. Every stack takes it: [`Recurrent`]
+/// with a [`Mode`], the typed [`Lstm`](super::Lstm), [`Gru`](super::Gru),
+/// [`Rnn`](super::Rnn), and [`MinGru`](super::MinGru), [`MinLstm`](super::MinLstm).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// The cell.
-    pub mode: Mode,
     /// Features of the first layer's input.
     pub input_size: usize,
     /// Units per layer and direction.
@@ -103,10 +103,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// One unidirectional layer of `mode` from `input_size` to `hidden_size`.
-    pub fn new(mode: Mode, input_size: usize, hidden_size: usize) -> Self {
+    /// One unidirectional layer from `input_size` to `hidden_size`.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
         Self {
-            mode,
             input_size,
             hidden_size,
             num_layers: 1,
@@ -201,6 +200,7 @@ pub struct LayerNorms {
 /// A stack of recurrent layers with its parameters and gradients on the GPU.
 #[derive(Clone, Debug)]
 pub struct Recurrent {
+    mode: Mode,
     cfg: Config,
     params: Vec<LayerTensors>,
     grads: Vec<LayerTensors>,
@@ -337,8 +337,8 @@ impl Saved {
 impl Recurrent {
     /// A stack initialized as PyTorch does, every parameter uniform in
     /// `[-1/√H, 1/√H)`, from `seed`.
-    pub fn new(ctx: &Context, cfg: Config, seed: u64) -> Result<Self> {
-        Self::build(ctx, cfg, 0, seed)
+    pub fn new(ctx: &Context, mode: Mode, cfg: Config, seed: u64) -> Result<Self> {
+        Self::build(ctx, mode, cfg, 0, seed)
     }
 
     /// An LSTM stack whose states and outputs are projected to `proj_size` values
@@ -351,22 +351,18 @@ impl Recurrent {
         proj_size: usize,
         seed: u64,
     ) -> Result<Self> {
-        if cfg.mode != Mode::Lstm || proj_size == 0 || proj_size >= cfg.hidden_size {
+        if proj_size == 0 || proj_size >= cfg.hidden_size {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "proj_size",
-                expected: "an LSTM with 0 < proj_size < hidden_size",
-                got: format!(
-                    "{proj_size} for a {} of {}",
-                    cfg.mode.name(),
-                    cfg.hidden_size
-                ),
+                expected: "0 < proj_size < hidden_size",
+                got: format!("{proj_size} for a hidden size of {}", cfg.hidden_size),
             });
         }
-        Self::build(ctx, cfg, proj_size, seed)
+        Self::build(ctx, Mode::Lstm, cfg, proj_size, seed)
     }
 
-    fn build(ctx: &Context, cfg: Config, proj: usize, seed: u64) -> Result<Self> {
+    fn build(ctx: &Context, mode: Mode, cfg: Config, proj: usize, seed: u64) -> Result<Self> {
         if [cfg.input_size, cfg.hidden_size, cfg.num_layers].contains(&0) {
             return Err(Error::Empty {
                 op: OP,
@@ -379,7 +375,7 @@ impl Recurrent {
         let mut params = Vec::new();
         let mut grads = Vec::new();
         for l in 0..cfg.num_layers {
-            let shapes = layer_shapes(&cfg, proj, l);
+            let shapes = layer_shapes(mode, &cfg, proj, l);
             let make = |data: Option<&mut SplitMix>| -> Result<LayerTensors> {
                 let mut data = data;
                 let mut t = |shape: &[usize]| -> Result<Tensor> {
@@ -404,6 +400,7 @@ impl Recurrent {
             grads.push(make(None)?);
         }
         Ok(Self {
+            mode,
             cfg,
             params,
             grads,
@@ -452,7 +449,7 @@ impl Recurrent {
     pub fn with_zoneout(mut self, h: f32, c: f32, seed: u32) -> Result<Self> {
         self.refuse_projection("zoneout", false)?;
         let rates = Zoneout { h, c, seed: None };
-        rates.check(OP, &self.cfg.mode.cell())?;
+        rates.check(OP, &self.mode.cell())?;
         self.zoneout = (h > 0.0 || c > 0.0).then(|| Drawn::new((h, c), seed));
         Ok(self)
     }
@@ -506,8 +503,8 @@ impl Recurrent {
             expected: "an LSTM stack with f32 storage, without a projection or recurrent dropout",
             got: got.into(),
         };
-        if self.cfg.mode != Mode::Lstm {
-            return Err(refuse(self.cfg.mode.name()));
+        if self.mode != Mode::Lstm {
+            return Err(refuse(self.mode.name()));
         }
         if self.proj_size().is_some() || self.storage != DType::F32 {
             return Err(refuse("a projected or f16 stack"));
@@ -579,6 +576,11 @@ impl Recurrent {
     /// The sizes this stack was made with.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The cell.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Parameters per layer.
@@ -662,13 +664,13 @@ impl Recurrent {
         let geo_s = Geometry { hidden: sw, ..geo };
         let state_shape = [cfg.num_layers * d, b, sw];
         let cell_shape = [cfg.num_layers * d, b, h];
-        let lstm = cfg.mode == Mode::Lstm;
+        let lstm = self.mode == Mode::Lstm;
         check_state(rec, "h0", h0, &state_shape)?;
         if !lstm && c0.is_some() {
             return Err(Error::ShapeMismatch {
                 op: OP,
                 what: "c0",
-                expected: format!("none: a {} has no cell state", cfg.mode.name()),
+                expected: format!("none: a {} has no cell state", self.mode.name()),
                 got: c0.map(|c| c.shape().to_vec()).unwrap_or_default(),
             });
         }
@@ -677,7 +679,7 @@ impl Recurrent {
         let ctx = rec.context().clone();
         let lengths_u32: Vec<u32> = lengths.iter().map(|&n| n as u32).collect();
         let lengths_t = Tensor::from_u32(&ctx, &[b], &lengths_u32)?;
-        let cell = cfg.mode.cell();
+        let cell = self.mode.cell();
         let g = cell.gates * h;
         let h_n = rec.empty(&state_shape, DType::F32)?;
         let c_n = lstm
@@ -973,21 +975,21 @@ impl Recurrent {
         let sw = self.state_size();
         let state_shape = [cfg.num_layers * d, b, sw];
         let cell_shape = [cfg.num_layers * d, b, h];
-        let lstm = cfg.mode == Mode::Lstm;
+        let lstm = self.mode == Mode::Lstm;
         check_state(rec, "dy", Some(dy), &[b, t, d * sw])?;
         check_state(rec, "dh_n", dh_n, &state_shape)?;
         if !lstm && dc_n.is_some() {
             return Err(Error::ShapeMismatch {
                 op: OP,
                 what: "dc_n",
-                expected: format!("none: a {} has no cell state", cfg.mode.name()),
+                expected: format!("none: a {} has no cell state", self.mode.name()),
                 got: dc_n.map(|c| c.shape().to_vec()).unwrap_or_default(),
             });
         }
         check_state(rec, "dc_n", dc_n, &cell_shape)?;
 
         let outer = rec.phase("backward recurrence");
-        let cell = cfg.mode.cell();
+        let cell = self.mode.cell();
         let g = cell.gates * h;
         let dh0 = rec.empty(&state_shape, DType::F32)?;
         let dc0 = lstm
@@ -1186,7 +1188,7 @@ impl Recurrent {
             };
             rec.phase("weight-gradient GEMMs");
             // One bias sum per direction serves both biases, except for the GRU.
-            let db = (cfg.mode != Mode::Gru)
+            let db = (self.mode != Mode::Gru)
                 .then(|| rec.empty(&[g], DType::F32))
                 .transpose()?;
             for dir in 0..d {
@@ -1415,8 +1417,8 @@ impl Module for Recurrent {
 
 /// PyTorch's shapes of layer `l`'s stacked w_ih, w_hh, b_ih, b_hh, with a
 /// projection to `proj` values (0: none).
-fn layer_shapes(cfg: &Config, proj: usize, l: usize) -> [Vec<usize>; 4] {
-    let (d, g) = (cfg.dirs(), cfg.mode.gates() * cfg.hidden_size);
+fn layer_shapes(mode: Mode, cfg: &Config, proj: usize, l: usize) -> [Vec<usize>; 4] {
+    let (d, g) = (cfg.dirs(), mode.gates() * cfg.hidden_size);
     let state = if proj > 0 { proj } else { cfg.hidden_size };
     let input = if l == 0 { cfg.input_size } else { d * state };
     [vec![d, g, input], vec![d, g, state], vec![d, g], vec![d, g]]

@@ -3,13 +3,13 @@
 //! cell at run time) and puts it on a tape.
 //!
 //! ```
-//! use rnn_wgpu::nn::{Lstm, LstmState, Module, Sizes};
+//! use rnn_wgpu::nn::{Config, Lstm, LstmState, Module};
 //! use rnn_wgpu::{Context, Result, Tape};
 //!
 //! fn main() -> Result<()> {
 //!     let ctx = Context::new()?;
-//!     let sizes = Sizes::new(4, 6).with_layers(2).with_bidirectional(true);
-//!     let lstm = Lstm::new(&ctx, sizes, 1)?;
+//!     let cfg = Config::new(4, 6).with_layers(2).with_bidirectional(true);
+//!     let lstm = Lstm::new(&ctx, cfg, 1)?;
 //!     let mut tape = Tape::eval(&ctx, "lstm");
 //!     let x = tape.from_slice(&[3, 5, 4], &[0.2; 60])?; // [B, T, I]
 //!     let (y, LstmState { h, c }) = lstm.apply(&mut tape, &x, &[5, 1, 3], None)?;
@@ -28,56 +28,9 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::tape::{Tape, Var};
 
-/// The sizes of a stack, as PyTorch's constructor arguments less the cell:
-/// [`Sizes::new`], then `with_*`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Sizes {
-    /// Features of the first layer's input.
-    pub input_size: usize,
-    /// Units per layer and direction.
-    pub hidden_size: usize,
-    /// Stacked layers.
-    pub num_layers: usize,
-    /// Whether each layer reads both ways.
-    pub bidirectional: bool,
-}
-
-impl Sizes {
-    /// One unidirectional layer from `input_size` to `hidden_size`.
-    pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        Self {
-            input_size,
-            hidden_size,
-            num_layers: 1,
-            bidirectional: false,
-        }
-    }
-
-    /// Stacked layers.
-    pub fn with_layers(self, num_layers: usize) -> Self {
-        Self { num_layers, ..self }
-    }
-
-    /// Whether each layer reads both ways.
-    pub fn with_bidirectional(self, bidirectional: bool) -> Self {
-        Self {
-            bidirectional,
-            ..self
-        }
-    }
-
-    /// The [`Config`] of these sizes with `mode`.
-    pub fn config(self, mode: Mode) -> Config {
-        Config {
-            mode,
-            input_size: self.input_size,
-            hidden_size: self.hidden_size,
-            num_layers: self.num_layers,
-            bidirectional: self.bidirectional,
-        }
-    }
-}
+/// The sizes of a stack: [`Config`], which every recurrent layer now takes.
+#[deprecated(note = "use nn::Config (the same fields and builders)")]
+pub type Sizes = Config;
 
 /// An LSTM stack's state: `[L·D, B, H]` each.
 #[derive(Clone, Debug)]
@@ -109,19 +62,19 @@ pub struct Rnn(Recurrent);
 
 impl Lstm {
     /// A stack initialized as PyTorch does, from `seed`.
-    pub fn new(ctx: &Context, sizes: Sizes, seed: u64) -> Result<Self> {
-        Recurrent::new(ctx, sizes.config(Mode::Lstm), seed).map(Self)
+    pub fn new(ctx: &Context, cfg: Config, seed: u64) -> Result<Self> {
+        Recurrent::new(ctx, Mode::Lstm, cfg, seed).map(Self)
     }
 
     /// A stack whose states and outputs are projected to `proj_size` values, as
     /// torch.nn.LSTM's `proj_size` ([`Recurrent::with_projection`]).
     pub fn with_projection(
         ctx: &Context,
-        sizes: Sizes,
+        cfg: Config,
         proj_size: usize,
         seed: u64,
     ) -> Result<Self> {
-        Recurrent::with_projection(ctx, sizes.config(Mode::Lstm), proj_size, seed).map(Self)
+        Recurrent::with_projection(ctx, cfg, proj_size, seed).map(Self)
     }
 
     /// The outputs `[B, T, D·H]` of `x` `[B, T, I]` (sequence b has `lengths[b]`
@@ -181,16 +134,16 @@ hidden_state_stack!(Rnn);
 
 impl Gru {
     /// A stack initialized as PyTorch does, from `seed`.
-    pub fn new(ctx: &Context, sizes: Sizes, seed: u64) -> Result<Self> {
-        Recurrent::new(ctx, sizes.config(Mode::Gru), seed).map(Self)
+    pub fn new(ctx: &Context, cfg: Config, seed: u64) -> Result<Self> {
+        Recurrent::new(ctx, Mode::Gru, cfg, seed).map(Self)
     }
 }
 
 impl Rnn {
     /// A stack with tanh (or, with `relu`, ReLU) initialized as PyTorch does.
-    pub fn new(ctx: &Context, sizes: Sizes, relu: bool, seed: u64) -> Result<Self> {
+    pub fn new(ctx: &Context, cfg: Config, relu: bool, seed: u64) -> Result<Self> {
         let mode = if relu { Mode::RnnRelu } else { Mode::RnnTanh };
-        Recurrent::new(ctx, sizes.config(mode), seed).map(Self)
+        Recurrent::new(ctx, mode, cfg, seed).map(Self)
     }
 }
 

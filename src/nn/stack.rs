@@ -3,7 +3,7 @@
 //! one trained by a scan ([`MinGru`], [`MinLstm`]).
 
 use super::recurrent::{Config, Recurrent};
-use super::{Cell, Entry, HiddenState, MinGru, MinLstm, Module, Sizes};
+use super::{Cell, Entry, HiddenState, MinGru, MinLstm, Module};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::tape::{Tape, Var};
@@ -25,23 +25,18 @@ pub(crate) struct Ran {
 }
 
 impl Stack {
-    /// A stack of `cell` with `sizes`, initialized as PyTorch does from `seed`.
-    pub(crate) fn new(ctx: &Context, cell: Cell, sizes: Sizes, seed: u64) -> Result<Self> {
+    /// A stack of `cell` with `cfg`'s sizes, initialized as PyTorch does from `seed`.
+    pub(crate) fn new(ctx: &Context, cell: Cell, cfg: Config, seed: u64) -> Result<Self> {
         Ok(match cell {
-            Cell::Recurrent(mode) => {
-                let cfg = Config::new(mode, sizes.input_size, sizes.hidden_size)
-                    .with_layers(sizes.num_layers)
-                    .with_bidirectional(sizes.bidirectional);
-                Stack::Recurrent(Recurrent::new(ctx, cfg, seed)?)
-            }
-            Cell::MinGru => Stack::MinGru(MinGru::new(ctx, sizes, seed)?),
-            Cell::MinLstm => Stack::MinLstm(MinLstm::new(ctx, sizes, seed)?),
+            Cell::Recurrent(mode) => Stack::Recurrent(Recurrent::new(ctx, mode, cfg, seed)?),
+            Cell::MinGru => Stack::MinGru(MinGru::new(ctx, cfg, seed)?),
+            Cell::MinLstm => Stack::MinLstm(MinLstm::new(ctx, cfg, seed)?),
         })
     }
 
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Stack::Recurrent(r) => r.config().mode.name(),
+            Stack::Recurrent(r) => r.mode().name(),
             Stack::MinGru(_) => "min_gru",
             Stack::MinLstm(_) => "min_lstm",
         }
@@ -49,20 +44,15 @@ impl Stack {
 
     /// Whether the cell is an LSTM (whose state has a cell state beside h).
     pub(crate) fn is_lstm(&self) -> bool {
-        matches!(self, Stack::Recurrent(r) if r.config().mode == super::Mode::Lstm)
+        matches!(self, Stack::Recurrent(r) if r.mode() == super::Mode::Lstm)
     }
 
     /// The stack's sizes.
-    pub(crate) fn sizes(&self) -> Sizes {
+    pub(crate) fn config(&self) -> Config {
         match self {
-            Stack::Recurrent(r) => {
-                let c = r.config();
-                Sizes::new(c.input_size, c.hidden_size)
-                    .with_layers(c.num_layers)
-                    .with_bidirectional(c.bidirectional)
-            }
-            Stack::MinGru(m) => m.sizes(),
-            Stack::MinLstm(m) => m.sizes(),
+            Stack::Recurrent(r) => *r.config(),
+            Stack::MinGru(m) => m.config(),
+            Stack::MinLstm(m) => m.config(),
         }
     }
 

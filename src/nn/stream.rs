@@ -17,8 +17,8 @@
 //!
 //! fn main() -> Result<()> {
 //!     let ctx = Context::new()?;
-//!     let cfg = Config::new(Mode::Gru, 8, 16).with_layers(2);
-//!     let gru = Recurrent::new(&ctx, cfg, 3)?;
+//!     let cfg = Config::new(8, 16).with_layers(2);
+//!     let gru = Recurrent::new(&ctx, Mode::Gru, cfg, 3)?;
 //!     let mut rec = Recorder::new(&ctx, "open");
 //!     let mut stream = gru.stream(&mut rec, 1)?;                          // one sequence, zero state
 //!     let prompt = Tensor::from_slice(&ctx, &[1, 4, 8], &[0.2; 32])?;     // [B, T, I]: a chunk
@@ -79,7 +79,7 @@ impl Recurrent {
                 shape: vec![0],
             });
         }
-        let g = cfg.mode.gates() * cfg.hidden_size;
+        let g = self.mode().gates() * cfg.hidden_size;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for p in self.layers() {
             let bias = rec.empty(&[2, g], DType::F32)?;
@@ -87,7 +87,7 @@ impl Recurrent {
             rec.copy_range(&bias, g, &p.b_hh, 0, g)?;
             let matrix = |w: &Tensor| w.reshape(&w.shape()[1..]);
             layers.push(Weights {
-                mode: cfg.mode,
+                mode: self.mode(),
                 w_ih: matrix(&p.w_ih)?,
                 w_hh: matrix(&p.w_hh)?,
                 bias,

@@ -79,7 +79,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Context;
 use crate::nn::recurrent::{Config, Mode, Recurrent};
 use crate::nn::{prefixed, Attention, Dropout, Embedding, Entry, Linear, Module, Score};
-use crate::nn::{MinGru, MinLstm, Sizes, TransformerEncoderLayer};
+use crate::nn::{MinGru, MinLstm, TransformerEncoderLayer};
 use crate::tape::{Tape, Var};
 use crate::train::{Step, TrainStep};
 
@@ -365,7 +365,7 @@ impl Seq2Seq {
             .then(|| Linear::new(ctx, 2 * hd, hd, false, seed + 5))
             .transpose()?;
         let pad = Some(cfg.pad);
-        let sizes = Sizes::new(cfg.emb, cfg.hidden)
+        let sizes = Config::new(cfg.emb, cfg.hidden)
             .with_layers(cfg.layers)
             .with_bidirectional(cfg.bidirectional);
         Ok(Self {
@@ -373,7 +373,7 @@ impl Seq2Seq {
             tgt_embedding: Embedding::new(ctx, cfg.tgt_vocab, cfg.emb, pad, seed + 1)?,
             encoder: match cfg.encoder {
                 EncoderKind::Lstm => {
-                    Encoder::Lstm(Recurrent::new(ctx, sizes.config(Mode::Lstm), seed + 2)?)
+                    Encoder::Lstm(Recurrent::new(ctx, Mode::Lstm, sizes, seed + 2)?)
                 }
                 EncoderKind::MinGru => Encoder::MinGru(MinGru::new(ctx, sizes, seed + 2)?),
                 EncoderKind::MinLstm => Encoder::MinLstm(MinLstm::new(ctx, sizes, seed + 2)?),
@@ -393,13 +393,8 @@ impl Seq2Seq {
             },
             decoder: Recurrent::new(
                 ctx,
-                Config {
-                    mode: Mode::Lstm,
-                    input_size: cfg.decoder_input(),
-                    hidden_size: hd,
-                    num_layers: cfg.layers,
-                    bidirectional: false,
-                },
+                Mode::Lstm,
+                Config::new(cfg.decoder_input(), hd).with_layers(cfg.layers),
                 seed + 3,
             )?,
             attention,

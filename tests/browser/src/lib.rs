@@ -16,7 +16,7 @@ use rnn_wgpu::models::{
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{
-    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Named, Param, Score, Sizes,
+    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Named, Param, Score,
 };
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
@@ -450,10 +450,10 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         return golden_attention(ctx, &case).await;
     }
     let mode = Mode::from_name(case.meta("op")?).ok_or("unknown op")?;
-    let cfg = Config::new(mode, case.usize("input_size")?, case.usize("hidden_size")?)
+    let cfg = Config::new(case.usize("input_size")?, case.usize("hidden_size")?)
         .with_layers(case.usize("num_layers")?)
         .with_bidirectional(case.meta("bidirectional")? == "1");
-    let mut model = Recurrent::new(ctx, cfg, 0).map_err(fail)?;
+    let mut model = Recurrent::new(ctx, mode, cfg, 0).map_err(fail)?;
     if case.meta("layer_norm").is_ok_and(|v| v == "1") {
         model = model.with_layer_norm().map_err(fail)?;
     }
@@ -523,7 +523,7 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
 /// A minGRU or minLSTM case on a tape: outputs, final states and every gradient.
 async fn golden_min_rnn(ctx: &Context, bytes: &[u8]) -> Outcome {
     let case = Golden::parse(bytes)?;
-    let sizes = Sizes::new(case.usize("input_size")?, case.usize("hidden_size")?)
+    let sizes = Config::new(case.usize("input_size")?, case.usize("hidden_size")?)
         .with_layers(case.usize("num_layers")?)
         .with_bidirectional(case.meta("bidirectional")? == "1");
     let is_lstm = case.meta("op")? == "min_lstm";
@@ -689,11 +689,11 @@ async fn step_dispatches(ctx: &Context, persistent: bool) -> Outcome {
     ensure(bindings >= 9, || {
         format!("the adapter binds {bindings} storage buffers per kernel, fused steps need 9")
     })?;
-    let cfg = Config::new(Mode::Lstm, 3, 5)
+    let cfg = Config::new(3, 5)
         .with_layers(1)
         .with_bidirectional(true);
     let (b, t) = (2, 4);
-    let model = Recurrent::new(ctx, cfg, 1).map_err(fail)?;
+    let model = Recurrent::new(ctx, Mode::Lstm, cfg, 1).map_err(fail)?;
     let x = Tensor::zeros(ctx, &[b, t, 3]).map_err(fail)?;
     let mut rec = Recorder::new(ctx, "count");
     model

@@ -70,7 +70,10 @@ fn model_configs_build_from_their_constructors_and_overrides() {
         ),
         (9, 6, 2, true)
     );
-    assert_eq!(Recurrent::new(ctx, Mode::Lstm, rnn, 1).unwrap().mode(), Mode::Lstm);
+    assert_eq!(
+        Recurrent::new(ctx, Mode::Lstm, rnn, 1).unwrap().mode(),
+        Mode::Lstm
+    );
     let classifier = ClassifierConfig::new(20, 3, Mode::Gru, rnn)
         .with_emb(7)
         .with_pad(2)

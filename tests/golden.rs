@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use common::ctx;
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{
-    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Param, Score,
-    TransformerEncoderLayer,
+    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Param, Score, TransformerEncoderLayer,
 };
 use rnn_wgpu::{Context, Recorder, Result, Tape, Tensor, Var};
 use safetensors::{Dtype, SafeTensors};

@@ -303,6 +303,27 @@ fn learns_a_periodic_text_and_samples_it_back() {
 /// What only the run-time cells have is refused for minGRU and minLSTM (and
 /// accepted as a no-op when off).
 #[test]
+fn only_an_lstm_model_is_projected() {
+    for mode in [Mode::Gru, Mode::RnnTanh] {
+        let err = small(mode, 7, 1).with_projection(ctx(), 3, 1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidArgument {
+                    what: "projection",
+                    ..
+                }
+            ),
+            "{mode:?}: {err}"
+        );
+    }
+    let projected = small(Mode::Lstm, 7, 1)
+        .with_projection(ctx(), 3, 1)
+        .unwrap();
+    assert_eq!(projected.recurrent().unwrap().proj_size(), Some(3));
+}
+
+#[test]
 fn minimal_cells_refuse_what_they_do_not_have() {
     let v = 7;
     for cell in [Cell::MinGru, Cell::MinLstm] {

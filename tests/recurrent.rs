@@ -123,9 +123,7 @@ fn check_stored(
     storage: DType,
 ) {
     let what = format!("{spec:?} B={batch} T={steps} lengths={lengths:?} {storage:?}");
-    let model = stack(ctx, &spec, seed)
-        .with_storage(storage)
-        .unwrap();
+    let model = stack(ctx, &spec, seed).with_storage(storage).unwrap();
     let (inp, up) = random_case(&spec, batch, steps, lengths, seed + 1);
     let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
     let mut rec = Recorder::new(ctx, "input");
@@ -372,9 +370,7 @@ fn zoneout_matches_the_reference_in_training_and_evaluation() {
                 let spec = spec(mode, 3, hidden, 2, 2);
                 let c = if spec.lstm() { 0.2 } else { 0.0 };
                 let case = 900 + 10 * i as u64 + hidden as u64;
-                let model = stack(ctx, &spec, case)
-                    .with_zoneout(0.3, c, seed)
-                    .unwrap();
+                let model = stack(ctx, &spec, case).with_zoneout(0.3, c, seed).unwrap();
                 let (batch, steps, lengths) = (3, 4, [4, 1, 3]);
                 let (mut inp, up) = random_case(&spec, batch, steps, &lengths, case + 1);
                 let x = upload(ctx, &[batch, steps, spec.input], &inp.x);
@@ -527,9 +523,7 @@ fn layer_norm_lstm_matches_the_reference_and_finite_differences() {
         for (n, (input, hidden, layers, dirs, lengths)) in cases.iter().cloned().enumerate() {
             let spec = spec("lstm", input, hidden, layers, dirs);
             let seed = 1100 + 10 * k as u64 + n as u64;
-            let model = stack(ctx, &spec, seed)
-                .with_layer_norm()
-                .unwrap();
+            let model = stack(ctx, &spec, seed).with_layer_norm().unwrap();
             assert!(model.layer_norm());
             let mut rng = Rng::new(seed);
             for p in model.named_params() {
@@ -634,9 +628,7 @@ const PASS_STEPS: usize = 5;
 /// Dispatches recorded by a forward and by a backward of a bidirectional layer
 /// of 8 units over 2 sequences of [`PASS_STEPS`] steps.
 fn pass_dispatches(ctx: &Context, mode: Mode) -> (usize, usize) {
-    let cfg = Config::new(4, 8)
-        .with_layers(1)
-        .with_bidirectional(true);
+    let cfg = Config::new(4, 8).with_layers(1).with_bidirectional(true);
     let (b, t) = (2, PASS_STEPS);
     let model = Recurrent::new(ctx, mode, cfg, 1).unwrap();
     let x = Tensor::zeros(ctx, &[b, t, 4]).unwrap();
@@ -710,9 +702,7 @@ fn persistent_steps_match_the_reference_on_every_cell() {
     check(ctx, spec("gru", 2, 65, 1, 2), 2, 3, &[3, 1], 791);
     // 260 units: the fused steps (checked against the reference above and in
     // fused_steps_match_the_reference_on_every_cell) as the reference.
-    let cfg = Config::new(4, 260)
-        .with_layers(1)
-        .with_bidirectional(true);
+    let cfg = Config::new(4, 260).with_layers(1).with_bidirectional(true);
     let (b, t, lengths) = (2, 3, [3, 2]);
     let mut rng = Rng::new(17);
     let x = rng.vec(b * t * 4);
@@ -782,9 +772,7 @@ fn f16_storage_on_every_cell_matches_the_reference_within_f16_rounding() {
 fn backward_params_matches_backward_without_dx() {
     for ctx in common::gemm_contexts() {
         for mode in [Mode::Lstm, Mode::Gru, Mode::RnnTanh] {
-            let cfg = Config::new(3, 8)
-                .with_layers(2)
-                .with_bidirectional(true);
+            let cfg = Config::new(3, 8).with_layers(2).with_bidirectional(true);
             let (b, t) = (2, 4);
             let mut rng = Rng::new(5);
             let x: Vec<f32> = (0..b * t * 3).map(|_| rng.uniform()).collect();
@@ -1097,9 +1085,7 @@ fn dispatches_per_step_are_one_gemm_and_one_cell() {
 #[test]
 fn bad_input_is_refused_and_leaves_the_model_intact() {
     let ctx = ctx();
-    let cfg = Config::new(3, 4)
-        .with_layers(2)
-        .with_bidirectional(true);
+    let cfg = Config::new(3, 4).with_layers(2).with_bidirectional(true);
     let model = Recurrent::new(ctx, Mode::Gru, cfg, 5).unwrap();
     let snapshot = |m: &Recurrent| -> Vec<Vec<f32>> {
         m.named_params()

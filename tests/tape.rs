@@ -602,9 +602,7 @@ impl Composed {
 #[test]
 fn a_composed_model_has_the_gradients_of_its_loss() {
     let ctx = ctx();
-    let cfg = Config::new(4, 3)
-        .with_layers(1)
-        .with_bidirectional(true);
+    let cfg = Config::new(4, 3).with_layers(1).with_bidirectional(true);
     let model = Composed {
         gru: Recurrent::new(ctx, Mode::Gru, cfg, 11).unwrap(),
         attention: Attention::new(ctx, Score::General, 6, 6, 1.0, 12).unwrap(),

@@ -304,9 +304,7 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
     // Unfused steps, whose cells count under their own phase.
     let ctx = common::open_with(&rnn_wgpu::ContextOptions::default().with_fused_steps(Some(false)));
     let (b, t, i, h) = (2, 3, 4, 5);
-    let cfg = Config::new(i, h)
-        .with_layers(1)
-        .with_bidirectional(false);
+    let cfg = Config::new(i, h).with_layers(1).with_bidirectional(false);
     let lstm = Recurrent::new(&ctx, Mode::Lstm, cfg, 1).unwrap();
     let x = Tensor::from_slice(&ctx, &[b, t, i], &Rng::new(2).vec(b * t * i)).unwrap();
     let dy = Tensor::from_slice(&ctx, &[b, t, h], &Rng::new(3).vec(b * t * h)).unwrap();

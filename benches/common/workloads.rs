@@ -68,9 +68,7 @@ pub struct Layer {
 
 /// The W1/W2 layer for `mode` at batch `b` and `t` steps.
 pub fn layer(ctx: &Context, mode: Mode, b: usize, t: usize) -> Result<Layer> {
-    let cfg = Config::new(I, H)
-        .with_layers(1)
-        .with_bidirectional(false);
+    let cfg = Config::new(I, H).with_layers(1).with_bidirectional(false);
     Ok(Layer {
         model: Recurrent::new(ctx, mode, cfg, 1)?,
         x: Tensor::from_slice(ctx, &[b, t, I], &fill(b * t * I))?,

@@ -224,7 +224,9 @@ fn main() -> Result<()> {
         words.len(),
         tags.len()
     );
-    let sizes = Config::new(100, 128).with_layers(1).with_bidirectional(true);
+    let sizes = Config::new(100, 128)
+        .with_layers(1)
+        .with_bidirectional(true);
     let model = Tagger {
         embedding: Embedding::new(&ctx, words.len(), 100, Some(Vocab::PAD), args.seed)?,
         lstm: Lstm::new(&ctx, sizes, args.seed + 1)?,

@@ -15,9 +15,7 @@ use rnn_wgpu::models::{
 };
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
-use rnn_wgpu::nn::{
-    Attention, Crf, HiddenState, MinGru, MinLstm, Module, Named, Param, Score,
-};
+use rnn_wgpu::nn::{Attention, Crf, HiddenState, MinGru, MinLstm, Module, Named, Param, Score};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
 use rnn_wgpu::train::checkpoint::Checkpoint;
@@ -689,9 +687,7 @@ async fn step_dispatches(ctx: &Context, persistent: bool) -> Outcome {
     ensure(bindings >= 9, || {
         format!("the adapter binds {bindings} storage buffers per kernel, fused steps need 9")
     })?;
-    let cfg = Config::new(3, 5)
-        .with_layers(1)
-        .with_bidirectional(true);
+    let cfg = Config::new(3, 5).with_layers(1).with_bidirectional(true);
     let (b, t) = (2, 4);
     let model = Recurrent::new(ctx, Mode::Lstm, cfg, 1).map_err(fail)?;
     let x = Tensor::zeros(ctx, &[b, t, 3]).map_err(fail)?;

@@ -3,7 +3,10 @@
 //! corpus BLEU on test_2016_flickr with beam search, a few translations, and an
 //! attention heat map (PNG) of one of them.
 //!
-//! Run: `cargo run --release --example translate` (`-- --help` for the options).
+//! Run: `cargo run --release --example translate` (`-- --help` for the options):
+//! the measured best recipe by default, an hour of training as two cosine cycles
+//! with warm restarts, dropout 0.3, label smoothing 0.1, and the average of the
+//! last five evaluations tested beside the best model.
 //! Reads `--data` (default ../shared/data/multi30k, the tokenized, lower-cased
 //! files); without it, it generates a small translation task (a word-for-word
 //! cipher in reversed order) so that a fresh clone still runs end to end.
@@ -75,10 +78,12 @@ struct Args {
     /// Folder with {train,val,test_2016_flickr}.lc.norm.tok.{de,en}.
     #[arg(long, default_value = "../shared/data/multi30k")]
     data: PathBuf,
-    #[arg(long, default_value_t = 12)]
-    epochs: usize,
+    /// Epochs at most [default: 100 on Multi30k, where the time budget ends
+    /// the run first; 12 on the generated task].
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Stop training after this many minutes (then evaluate).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 60.0)]
     minutes: f64,
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -106,21 +111,21 @@ struct Args {
     lr: f32,
     /// How the learning rate moves over the time budget: held, or a cosine from
     /// --lr down to zero at the last minute.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
     schedule: ScheduleArg,
     /// Warm restarts of the cosine: the budget split into this many cycles, each
     /// starting again at --lr (SGDR).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     cycles: u32,
     /// Dropout on the embeddings, between layers and before the output layer.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.3)]
     dropout: f32,
     /// Tie the output layer to the target embedding (the decoder's features
     /// projected to --emb first): fewer parameters, a cheaper output layer.
     #[arg(long)]
     tie_embeddings: bool,
     /// Label smoothing of the training targets.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.1)]
     label_smoothing: f32,
     /// Also translate test greedily after each epoch, for test BLEU against
     /// training time (off the clock, as validation is; not used to choose).
@@ -129,7 +134,7 @@ struct Args {
     /// Also test the average of the parameters at the last N evaluations
     /// (checkpoint averaging; 0 or 1: off); the one with the better validation
     /// BLEU is reported first.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 5)]
     average: usize,
     /// Byte-pair merges learned on each side's training words (0: whole words):
     /// the model reads and writes subword pieces, joined back for BLEU.
@@ -520,7 +525,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let ctx = Context::new()?;
     println!("device: {}", ctx.adapter_info().name);
-    let mut corpus = if args.data.join("train.lc.norm.tok.de").exists() {
+    let found = args.data.join("train.lc.norm.tok.de").exists();
+    let mut corpus = if found {
         println!("data: {}", args.data.display());
         load(&args.data)?
     } else {
@@ -530,6 +536,7 @@ fn main() -> Result<()> {
         );
         generated(args.seed)
     };
+    let epochs = args.epochs.unwrap_or(if found { 100 } else { 12 });
     corpus
         .train
         .retain(|(s, t)| !s.is_empty() && s.len() <= args.max_len && t.len() <= args.max_len);
@@ -626,7 +633,7 @@ fn main() -> Result<()> {
     };
     let last_epoch = match args.evaluate {
         Some(_) => first_epoch as usize,
-        None => args.epochs,
+        None => epochs,
     };
     'training: for epoch in first_epoch as usize..last_epoch {
         let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);

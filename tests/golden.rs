@@ -12,7 +12,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::ctx;
+use common::{ctx, state_of};
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{
     Attention, Crf, HiddenState, MinGru, MinLstm, Module, Param, Score, TransformerEncoderLayer,
@@ -207,10 +207,10 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
     } else {
         Recurrent::forward
     };
-    let (out, saved) = forward(&model, &mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+    let (out, saved) = forward(&model, &mut rec, &x, &lengths, Some(&state_of(h0, c0)))
         .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
     let grads = model
-        .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
+        .backward(&mut rec, &saved, &dy, Some(&state_of(dh_n, dc_n)))
         .unwrap_or_else(|e| panic!("{}: backward: {e}", case.name));
     rec.submit();
 
@@ -220,10 +220,10 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
         failures.extend(compare(case, key, &t.to_vec().unwrap(), checked));
     };
     check("y", &out.y);
-    check("h_n", &out.h_n);
+    check("h_n", out.state.h());
     check("grad.x", &grads.dx);
-    check("grad.h0", &grads.dh0);
-    if let (Some(c_n), Some(dc0)) = (&out.c_n, &grads.dc0) {
+    check("grad.h0", grads.state.h());
+    if let (Some(c_n), Some(dc0)) = (out.state.c(), grads.state.c()) {
         check("c_n", c_n);
         check("grad.c0", dc0);
     }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::recurrent_ref::{self as reference, Inputs, Params, Spec, Upstream};
-use common::{assert_close, ctx, to_f64, Rng};
-use rnn_wgpu::nn::recurrent::{Config, Mode, Output, Recurrent};
+use common::{assert_close, ctx, state_of, to_f64, Rng};
+use rnn_wgpu::nn::recurrent::{Config, Mode, Output, Recurrent, State};
 use rnn_wgpu::nn::Module;
 use rnn_wgpu::ops::cast;
 use rnn_wgpu::{Context, DType, Error, Recorder, Tape, Tensor, Var};
@@ -100,8 +100,8 @@ fn assert_outputs_within(
         assert_close(&format!("{what}: {name}"), &got, want, rtol, atol)
     };
     close("y", &out.y, &want.y);
-    close("h_n", &out.h_n, &want.h_n);
-    if let Some(c_n) = &out.c_n {
+    close("h_n", out.state.h(), &want.h_n);
+    if let Some(c_n) = out.state.c() {
         close("c_n", c_n, &want.c_n);
     }
 }
@@ -168,9 +168,10 @@ fn verify(
         Recurrent::forward
     };
     let mut rec = Recorder::new(ctx, "test");
-    let (out, saved) = forward(model, &mut rec, x, &inp.lengths, Some(&h0), c0.as_ref()).unwrap();
+    let initial = state_of(h0, c0);
+    let (out, saved) = forward(model, &mut rec, x, &inp.lengths, Some(&initial)).unwrap();
     let grads = model
-        .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
+        .backward(&mut rec, &saved, &dy, Some(&state_of(dh_n, dc_n)))
         .unwrap();
     rec.submit();
 
@@ -183,8 +184,8 @@ fn verify(
         assert_close(&format!("{what}: grad {name}"), got, want, grtol, gatol)
     };
     grad("x", &grads.dx.to_vec().unwrap(), &fd.x);
-    grad("h0", &grads.dh0.to_vec().unwrap(), &fd.h0);
-    if let Some(dc0) = &grads.dc0 {
+    grad("h0", &grads.state.h().to_vec().unwrap(), &fd.h0);
+    if let Some(dc0) = grads.state.c() {
         grad("c0", &dc0.to_vec().unwrap(), &fd.c0);
     }
     for n in model.named_grads() {
@@ -317,8 +318,9 @@ fn dropout_between_layers_uses_one_mask_forward_and_backward() {
             inp.between.clear();
             let want = reference::forward(&spec, &params, &inp);
             let mut rec = Recorder::new(ctx, "eval");
+            let initial = state_of(h0.clone(), c0.clone());
             let (out, _) = model
-                .forward(&mut rec, &x, &lengths, Some(&h0), c0.as_ref())
+                .forward(&mut rec, &x, &lengths, Some(&initial))
                 .unwrap();
             rec.submit();
             assert_outputs(&format!("{what}, eval"), &out, &want);
@@ -326,7 +328,7 @@ fn dropout_between_layers_uses_one_mask_forward_and_backward() {
             let (xv, h0v) = (Var::constant(x.clone()), Var::constant(h0.clone()));
             let c0v = c0.clone().map(Var::constant);
             let seq = model
-                .apply(&mut tape, &xv, &lengths, Some(&h0v), c0v.as_ref())
+                .apply(&mut tape, &xv, &lengths, Some(&state_of(h0v, c0v)))
                 .unwrap();
             tape.into_recorder().submit();
             let got = seq.y.to_vec().unwrap();
@@ -393,9 +395,7 @@ fn zoneout_matches_the_reference_in_training_and_evaluation() {
                 let ys: Vec<Vec<f32>> = (0..2)
                     .map(|_| {
                         let mut rec = Recorder::new(ctx, "again");
-                        let (out, _) = model
-                            .forward_train(&mut rec, &x, &lengths, None, None)
-                            .unwrap();
+                        let (out, _) = model.forward_train(&mut rec, &x, &lengths, None).unwrap();
                         rec.submit_read(&out.y).unwrap()
                     })
                     .collect();
@@ -634,11 +634,9 @@ fn pass_dispatches(ctx: &Context, mode: Mode) -> (usize, usize) {
     let x = Tensor::zeros(ctx, &[b, t, 4]).unwrap();
     let dy = Tensor::zeros(ctx, &[b, t, 16]).unwrap();
     let mut rec = Recorder::new(ctx, "count");
-    let (_, saved) = model.forward(&mut rec, &x, &[t; 2], None, None).unwrap();
+    let (_, saved) = model.forward(&mut rec, &x, &[t; 2], None).unwrap();
     let forward = rec.dispatches();
-    model
-        .backward_params(&mut rec, &saved, &dy, None, None)
-        .unwrap();
+    model.backward_params(&mut rec, &saved, &dy, None).unwrap();
     let backward = rec.dispatches() - forward;
     rec.submit();
     (forward, backward)
@@ -713,8 +711,8 @@ fn persistent_steps_match_the_reference_on_every_cell() {
         let dy = Tensor::from_slice(ctx, &[b, t, 520], &dy).unwrap();
         let mut rec = Recorder::new(ctx, "260");
         model.zero_grad(&mut rec).unwrap();
-        let (out, saved) = model.forward(&mut rec, &x, &lengths, None, None).unwrap();
-        let grads = model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+        let (out, saved) = model.forward(&mut rec, &x, &lengths, None).unwrap();
+        let grads = model.backward(&mut rec, &saved, &dy, None).unwrap();
         rec.submit();
         let mut all = vec![out.y.to_vec().unwrap(), grads.dx.to_vec().unwrap()];
         all.extend(model.named_grads().iter().map(|n| n.read().unwrap()));
@@ -783,18 +781,21 @@ fn backward_params_matches_backward_without_dx() {
                 let dy = Tensor::from_slice(ctx, &[b, t, 16], &dy).unwrap();
                 let mut rec = Recorder::new(ctx, "backward");
                 model.zero_grad(&mut rec).unwrap();
-                let (_, saved) = model.forward(&mut rec, &x, &[4, 2], None, None).unwrap();
+                let (_, saved) = model.forward(&mut rec, &x, &[4, 2], None).unwrap();
                 let before = rec.dispatches();
                 let dh0 = if params_only {
                     model
-                        .backward_params(&mut rec, &saved, &dy, None, None)
+                        .backward_params(&mut rec, &saved, &dy, None)
                         .unwrap()
-                        .dh0
+                        .h()
+                        .clone()
                 } else {
                     model
-                        .backward(&mut rec, &saved, &dy, None, None)
+                        .backward(&mut rec, &saved, &dy, None)
                         .unwrap()
-                        .dh0
+                        .state
+                        .h()
+                        .clone()
                 };
                 let dispatches = rec.dispatches() - before;
                 rec.submit();
@@ -842,7 +843,7 @@ fn check_forward_only(
     let c0 = spec.lstm().then(|| upload(ctx, &state, &inp.c0));
     let mut rec = Recorder::new(ctx, "test");
     let (out, _) = model
-        .forward(&mut rec, &x, lengths, Some(&h0), c0.as_ref())
+        .forward(&mut rec, &x, lengths, Some(&state_of(h0, c0)))
         .unwrap();
     rec.submit();
     let want = reference::forward(&spec, &reference_params(&model), &inp);
@@ -876,7 +877,7 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
 
         let mut rec = Recorder::new(ctx, "tbptt");
         model.zero_grad(&mut rec).unwrap();
-        let (mut h, mut c) = (None::<Tensor>, None::<Tensor>);
+        let mut state = None::<State<Tensor>>;
         let mut fd_sum: Option<Params> = None;
         for (start, len) in chunks {
             let x = slice(&full.x, spec.input, start, len);
@@ -886,8 +887,7 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
                     &mut rec,
                     &upload(ctx, &[batch, len, spec.input], &x),
                     &[len; 2],
-                    h.as_ref(),
-                    c.as_ref(),
+                    state.as_ref(),
                 )
                 .unwrap();
             model
@@ -895,7 +895,6 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
                     &mut rec,
                     &saved,
                     &upload(ctx, &[batch, len, spec.hidden], &dy),
-                    None,
                     None,
                 )
                 .unwrap();
@@ -958,8 +957,7 @@ fn truncated_bptt_carries_state_and_cuts_gradients_at_chunk_starts() {
                     acc
                 }
             });
-            h = Some(out.h_n);
-            c = out.c_n;
+            state = Some(out.state);
         }
         let fd_sum = fd_sum.unwrap();
         for n in model.named_grads() {
@@ -1004,7 +1002,8 @@ fn worked_example_elman_update() {
     let x = Tensor::from_slice(ctx, &[1, 1, 2], &[1.0, 2.0]).unwrap();
     let h0 = Tensor::from_slice(ctx, &[1, 1, 2], &[0.5, -0.5]).unwrap();
     let mut rec = Recorder::new(ctx, "elman");
-    let (out, _) = model.forward(&mut rec, &x, &[1], Some(&h0), None).unwrap();
+    let initial = State::Hidden { h: h0 };
+    let (out, _) = model.forward(&mut rec, &x, &[1], Some(&initial)).unwrap();
     rec.submit();
     // Row 0: 0.5·1 − 0.3·2 + 0.1 + (0.1·0.5 + 0.4·(−0.5)) = −0.15
     // Row 1: 0.8·1 + 0.2·2 − 0.1 + (−0.2·0.5 + 0.3·(−0.5)) = 0.85
@@ -1034,13 +1033,16 @@ fn worked_example_lstm_cell_value() {
     let c0 = Tensor::from_slice(ctx, &[1, 1, 1], &[2.0]).unwrap();
     let mut rec = Recorder::new(ctx, "lstm cell");
     let (out, _) = model
-        .forward(&mut rec, &x, &[1], Some(&h0), Some(&c0))
+        .forward(&mut rec, &x, &[1], Some(&State::Lstm { h: h0, c: c0 }))
         .unwrap();
     rec.submit();
-    assert_close("c", &out.c_n.unwrap().to_vec().unwrap(), &[2.2], 1e-6, 1e-6);
+    let State::Lstm { h, c } = out.state else {
+        panic!("an LSTM's output state is State::Lstm");
+    };
+    assert_close("c", &c.to_vec().unwrap(), &[2.2], 1e-6, 1e-6);
     assert_close(
         "h",
-        &out.h_n.to_vec().unwrap(),
+        &h.to_vec().unwrap(),
         &[0.5 * 2.2f64.tanh()],
         1e-6,
         1e-6,
@@ -1061,12 +1063,12 @@ fn dispatches_per_step_are_one_gemm_and_one_cell() {
         let (b, t) = (2, 5);
         let x = Tensor::zeros(ctx, &[b, t, 3]).unwrap();
         let mut rec = Recorder::new(ctx, "count");
-        let (_, saved) = model.forward(&mut rec, &x, &[5, 2], None, None).unwrap();
+        let (_, saved) = model.forward(&mut rec, &x, &[5, 2], None).unwrap();
         // One input projection, T × (GEMM + cell), then the outputs from the states.
         assert_eq!(rec.dispatches(), layers * (2 + 2 * t), "{mode:?} forward");
         let before = rec.dispatches();
         let dy = Tensor::zeros(ctx, &[b, t, dirs * 4]).unwrap();
-        model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+        model.backward(&mut rec, &saved, &dy, None).unwrap();
         // T × (cell + GEMM), dW_hh and dW_ih, then per direction the bias sums
         // (the GRU's two; the others' one, added to both biases) and dx; but for
         // the GRU, the input transposed to dgh's time-major rows and dx back.
@@ -1098,27 +1100,23 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
     let x = Tensor::zeros(ctx, &[2, 5, 3]).unwrap();
     let h0 = Tensor::zeros(ctx, &[4, 2, 4]).unwrap();
     let mut rec = Recorder::new(ctx, "bad");
-    let mut forward = |x: &Tensor, lengths: &[usize], h0: Option<&Tensor>, c0: Option<&Tensor>| {
-        model.forward(&mut rec, x, lengths, h0, c0).unwrap_err()
+    let mut forward = |x: &Tensor, lengths: &[usize], state: Option<&State<Tensor>>| {
+        model.forward(&mut rec, x, lengths, state).unwrap_err()
     };
-    let err = forward(
-        &Tensor::zeros(ctx, &[2, 5, 4]).unwrap(),
-        &[5, 5],
-        None,
-        None,
-    );
+    let hidden = |h: &Tensor| State::Hidden { h: h.clone() };
+    let err = forward(&Tensor::zeros(ctx, &[2, 5, 4]).unwrap(), &[5, 5], None);
     assert!(
         matches!(err, Error::ShapeMismatch { what: "x", .. }),
         "{err}"
     );
-    let err = forward(&Tensor::zeros(ctx, &[10, 3]).unwrap(), &[5, 5], None, None);
+    let err = forward(&Tensor::zeros(ctx, &[10, 3]).unwrap(), &[5, 5], None);
     assert!(
         matches!(err, Error::ShapeMismatch { what: "x", .. }),
         "{err}"
     );
-    let err = forward(&Tensor::zeros(ctx, &[0, 5, 3]).unwrap(), &[], None, None);
+    let err = forward(&Tensor::zeros(ctx, &[0, 5, 3]).unwrap(), &[], None);
     assert!(matches!(err, Error::Empty { .. }), "{err}");
-    let err = forward(&x, &[5], None, None);
+    let err = forward(&x, &[5], None);
     assert!(
         matches!(
             err,
@@ -1129,7 +1127,7 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
         ),
         "{err}"
     );
-    let err = forward(&x, &[5, 0], None, None);
+    let err = forward(&x, &[5, 0], None);
     assert!(
         matches!(
             err,
@@ -1142,7 +1140,7 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
         ),
         "{err}"
     );
-    let err = forward(&x, &[6, 1], None, None);
+    let err = forward(&x, &[6, 1], None);
     assert!(
         matches!(
             err,
@@ -1157,39 +1155,42 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
     let err = forward(
         &x,
         &[5, 5],
-        Some(&Tensor::zeros(ctx, &[2, 2, 4]).unwrap()),
-        None,
+        Some(&hidden(&Tensor::zeros(ctx, &[2, 2, 4]).unwrap())),
     );
     assert!(
         matches!(err, Error::ShapeMismatch { what: "h0", .. }),
         "{err}"
     );
-    let err = forward(&x, &[5, 5], Some(&h0), Some(&h0));
+    // A GRU has no cell state: an LSTM's state is refused.
+    let lstm_state = State::Lstm {
+        h: h0.clone(),
+        c: h0.clone(),
+    };
+    let err = forward(&x, &[5, 5], Some(&lstm_state));
     assert!(
-        matches!(err, Error::ShapeMismatch { what: "c0", .. }),
+        matches!(err, Error::InvalidArgument { what: "state", .. }),
         "{err}"
     );
     let ids = Tensor::empty(ctx, &[2, 5, 3], DType::U32).unwrap();
     assert!(matches!(
-        forward(&ids, &[5, 5], None, None),
+        forward(&ids, &[5, 5], None),
         Error::DType { what: "x", .. }
     ));
     if ctx.has_f16() {
         // An f16 state is refused: h0 and c0 are f32 whatever the storage.
         let half = Tensor::empty(ctx, &[4, 2, 4], DType::F16).unwrap();
         assert!(matches!(
-            forward(&x, &[5, 5], Some(&half), None),
+            forward(&x, &[5, 5], Some(&hidden(&half))),
             Error::DType { what: "h0", .. }
         ));
     }
 
-    let (_, saved) = model.forward(&mut rec, &x, &[5, 3], None, None).unwrap();
+    let (_, saved) = model.forward(&mut rec, &x, &[5, 3], None).unwrap();
     let err = model
         .backward(
             &mut rec,
             &saved,
             &Tensor::zeros(ctx, &[2, 5, 4]).unwrap(),
-            None,
             None,
         )
         .unwrap_err();
@@ -1197,11 +1198,22 @@ fn bad_input_is_refused_and_leaves_the_model_intact() {
         matches!(err, Error::ShapeMismatch { what: "dy", .. }),
         "{err}"
     );
-    let other = Recurrent::new(ctx, Mode::Gru, cfg.with_layers(1), 5).unwrap();
     let dy = Tensor::zeros(ctx, &[2, 5, 8]).unwrap();
-    let err = other
-        .backward(&mut rec, &saved, &dy, None, None)
+    let err = model
+        .backward(&mut rec, &saved, &dy, Some(&lstm_state))
         .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                what: "d_state",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let other = Recurrent::new(ctx, Mode::Gru, cfg.with_layers(1), 5).unwrap();
+    let err = other.backward(&mut rec, &saved, &dy, None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -1233,11 +1245,9 @@ fn each_step_is_two_dispatches_per_layer_forward_and_two_or_three_backward() {
                 let x = Tensor::zeros(ctx, &[2, steps, spec.input]).unwrap();
                 let dy = Tensor::zeros(ctx, &[2, steps, 2 * spec.hidden]).unwrap();
                 let mut rec = Recorder::new(ctx, "count");
-                let (_, saved) = model
-                    .forward(&mut rec, &x, &[steps; 2], None, None)
-                    .unwrap();
+                let (_, saved) = model.forward(&mut rec, &x, &[steps; 2], None).unwrap();
                 let forward = rec.dispatches();
-                model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+                model.backward(&mut rec, &saved, &dy, None).unwrap();
                 (forward, rec.dispatches() - forward)
             };
             let ((f3, b3), (f7, b7)) = (count(3), count(7));

@@ -583,7 +583,7 @@ const LENGTHS: [usize; 3] = [5, 2, 4];
 impl Composed {
     fn loss(&self, tape: &mut Tape, x: &Tensor, labels: &[u32]) -> Result<Var> {
         let x = tape.constant(x.clone());
-        let seq = self.gru.apply(tape, &x, &LENGTHS, None, None)?;
+        let seq = self.gru.apply(tape, &x, &LENGTHS, None)?;
         let mean = tape.mean(&seq.y, 1, Some(&LENGTHS))?;
         let query = tape.reshape(&mean, &[3, 1, 6])?;
         let (context, _) = self.attention.apply(tape, &query, &seq.y, &LENGTHS)?;

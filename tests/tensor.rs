@@ -310,8 +310,8 @@ fn the_profiler_times_every_dispatch_by_kernel_and_phase() {
     let dy = Tensor::from_slice(&ctx, &[b, t, h], &Rng::new(3).vec(b * t * h)).unwrap();
     let run = || {
         let mut rec = Recorder::new(&ctx, "profiled");
-        let (_, saved) = lstm.forward(&mut rec, &x, &[3, 2], None, None).unwrap();
-        lstm.backward(&mut rec, &saved, &dy, None, None).unwrap();
+        let (_, saved) = lstm.forward(&mut rec, &x, &[3, 2], None).unwrap();
+        lstm.backward(&mut rec, &saved, &dy, None).unwrap();
         let n = rec.dispatches();
         rec.submit();
         n as u64

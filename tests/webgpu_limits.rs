@@ -72,8 +72,8 @@ fn recurrent_run(ctx: &Context, mode: Mode, hidden: usize) -> Vec<(String, Vec<f
     let dy = Tensor::from_slice(ctx, &[b, t, 2 * hidden], &rng.vec(b * t * 2 * hidden)).unwrap();
     let mut rec = Recorder::new(ctx, "limits");
     model.zero_grad(&mut rec).unwrap();
-    let (out, saved) = model.forward(&mut rec, &x, &[5, 2, 4], None, None).unwrap();
-    let grads = model.backward(&mut rec, &saved, &dy, None, None).unwrap();
+    let (out, saved) = model.forward(&mut rec, &x, &[5, 2, 4], None).unwrap();
+    let grads = model.backward(&mut rec, &saved, &dy, None).unwrap();
     rec.submit();
     let mut all = vec![
         ("y".to_string(), out.y.to_vec().unwrap()),

@@ -84,13 +84,11 @@ impl Layer {
         if opt.is_some() {
             self.model.zero_grad(&mut rec)?;
         }
-        let (_, saved) = self
-            .model
-            .forward(&mut rec, &self.x, &vec![t; b], None, None)?;
+        let (_, saved) = self.model.forward(&mut rec, &self.x, &vec![t; b], None)?;
         if let Some(opt) = opt {
             // x is data: no gradient of it, as in the peers' W1.
             self.model
-                .backward_params(&mut rec, &saved, &self.dy, None, None)?;
+                .backward_params(&mut rec, &saved, &self.dy, None)?;
             opt.step(&mut rec)?;
         }
         rec.submit();

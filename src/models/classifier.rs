@@ -147,11 +147,11 @@ impl SequenceClassifier {
         let s = self.rnn.config();
         let (h, d) = (s.hidden_size, s.dirs());
         let emb = self.embedding.apply(tape, &batch.ids, &[n, t])?;
-        let seq = self.rnn.apply(tape, &emb, &batch.lengths, None, None)?;
+        let (y, last) = self.rnn.apply(tape, &emb, &batch.lengths, None)?;
         let feature = match self.readout {
             Readout::Final => {
                 // h_n is [L·D, B, H]: the top layer's directions, side by side.
-                let top = tape.slice(&seq.h, 0, (s.num_layers - 1) * d, d)?;
+                let top = tape.slice(last.h(), 0, (s.num_layers - 1) * d, d)?;
                 let mut both = tape.slice(&top, 0, 0, 1)?;
                 both = tape.reshape(&both, &[n, h])?;
                 if d == 2 {
@@ -161,10 +161,10 @@ impl SequenceClassifier {
                 }
                 both
             }
-            Readout::Mean => tape.mean(&seq.y, 1, Some(&batch.lengths))?,
+            Readout::Mean => tape.mean(&y, 1, Some(&batch.lengths))?,
             Readout::LastStep => {
-                let last = tape.slice(&seq.y, 1, t - 1, 1)?;
-                tape.reshape(&last, &[n, d * h])?
+                let at_end = tape.slice(&y, 1, t - 1, 1)?;
+                tape.reshape(&at_end, &[n, d * h])?
             }
         };
         self.fc.apply(tape, &feature)

@@ -79,11 +79,8 @@ fn run(
     state: Option<&State>,
 ) -> Result<(Var, State)> {
     let lstm = stack.is_lstm();
-    let (h0, c0) = match state {
-        None => (None, None),
-        Some(State::Lstm { h, c }) if lstm => (Some(h), Some(c)),
-        Some(State::Hidden { h }) if !lstm => (Some(h), None),
-        Some(other) => {
+    match state {
+        Some(s) if matches!(s, State::Lstm { .. }) != lstm => {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "state",
@@ -92,60 +89,20 @@ fn run(
                 } else {
                     "a hidden state (State::Hidden)"
                 },
-                got: format!("{} for a {} model", other.kind(), stack.name()),
+                got: format!("{} for a {} model", s.kind(), stack.name()),
             })
         }
-    };
-    let (h0, c0) = (
-        h0.cloned().map(Var::constant),
-        c0.cloned().map(Var::constant),
-    );
-    let ran = stack.apply(tape, x, lengths, h0.as_ref(), c0.as_ref())?;
-    let h = ran.h.tensor().clone();
-    let next = match ran.c {
-        Some(c) => State::Lstm {
-            h,
-            c: c.tensor().clone(),
-        },
-        None => State::Hidden { h },
-    };
-    Ok((ran.y, next))
+        _ => {}
+    }
+    let state = state.map(|s| s.map(|t| Var::constant(t.clone())));
+    let (y, last) = stack.apply(tape, x, lengths, state.as_ref())?;
+    Ok((y, last.map(|v| v.tensor().clone())))
 }
 
 /// The recurrent state a chunk ends in, `[L, B, H]` per tensor: an LSTM's
-/// hidden and cell states, or the hidden state of the other cells.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum State {
-    /// An LSTM model's.
-    Lstm {
-        /// Hidden state.
-        h: Tensor,
-        /// Cell state.
-        c: Tensor,
-    },
-    /// A GRU, Elman, minGRU or minLSTM model's.
-    Hidden {
-        /// Hidden state.
-        h: Tensor,
-    },
-}
-
-impl State {
-    /// The hidden state, `[L, B, H]`.
-    pub fn h(&self) -> &Tensor {
-        match self {
-            State::Lstm { h, .. } | State::Hidden { h } => h,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            State::Lstm { .. } => "an LSTM's state",
-            State::Hidden { .. } => "a hidden state",
-        }
-    }
-}
+/// hidden and cell states ([`nn::State::Lstm`](crate::nn::State::Lstm)), or the
+/// hidden state of the other cells ([`nn::State::Hidden`](crate::nn::State::Hidden)).
+pub type State = crate::nn::State<Tensor>;
 
 /// One chunk of a training stream and the state the previous chunk ended in.
 #[derive(Clone, Debug)]

@@ -268,8 +268,8 @@ impl BiLstmTagger {
             emb = tape.concat(&emb, &spelled, 2)?;
         }
         let emb = self.dropout.apply(tape, &emb)?;
-        let lstm = self.lstm.apply(tape, &emb, &batch.lengths, None, None)?;
-        let hidden = self.dropout.apply(tape, &lstm.y)?;
+        let (y, _) = self.lstm.apply(tape, &emb, &batch.lengths, None)?;
+        let hidden = self.dropout.apply(tape, &y)?;
         self.fc.apply(tape, &hidden)
     }
 

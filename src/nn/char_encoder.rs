@@ -35,7 +35,7 @@ use super::{prefixed, Embedding, Entry, Module};
 use crate::data::{Vocab, WordChars};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::nn::recurrent::{Config, Mode, Recurrent};
+use crate::nn::{Config, Lstm, LstmState};
 use crate::tape::{Tape, Var};
 
 /// See the module docs. Its state_dict names are `embedding.weight` and the
@@ -45,7 +45,7 @@ pub struct CharEncoder {
     /// Character embedding, `embedding.weight`.
     pub embedding: Embedding,
     /// The character BiLSTM, `lstm.*`.
-    pub lstm: Recurrent,
+    pub lstm: Lstm,
 }
 
 impl CharEncoder {
@@ -55,13 +55,13 @@ impl CharEncoder {
         let lstm = Config::new(emb, hidden).with_bidirectional(true);
         Ok(Self {
             embedding: Embedding::new(ctx, chars, emb, Some(Vocab::PAD), seed)?,
-            lstm: Recurrent::new(ctx, Mode::Lstm, lstm, seed + 1)?,
+            lstm: Lstm::new(ctx, lstm, seed + 1)?,
         })
     }
 
     /// The width of a word's vector: twice the hidden size.
     pub fn width(&self) -> usize {
-        2 * self.lstm.config().hidden_size
+        2 * self.lstm.layer().config().hidden_size
     }
 
     /// `[W, 2H]`: one vector per distinct word of `words`, in `order` (rows of
@@ -85,9 +85,9 @@ impl CharEncoder {
             }
             let lengths: Vec<usize> = rows.iter().map(|&r| words.lengths[r]).collect();
             let chars = self.embedding.apply(tape, &ids, &[rows.len(), steps])?;
-            let seq = self.lstm.apply(tape, &chars, &lengths, None, None)?;
+            let (_, LstmState { h, .. }) = self.lstm.apply(tape, &chars, &lengths, None)?;
             // h_n [2, W, H] → [W, 2, H]: forward then backward state per word.
-            let per_word = tape.transpose(&seq.h_n, 0)?;
+            let per_word = tape.transpose(&h, 0)?;
             parts.push(tape.reshape(&per_word, &[rows.len(), self.width()])?);
             start = end;
         }

@@ -45,7 +45,7 @@ impl From<Mode> for Cell {
         Cell::Recurrent(mode)
     }
 }
-pub use recurrent::{Config, Mode, Recurrent};
+pub use recurrent::{Config, Mode, Recurrent, State};
 #[allow(deprecated)]
 pub use rnn::Sizes;
 pub use rnn::{Gru, HiddenState, Lstm, LstmState, Rnn};

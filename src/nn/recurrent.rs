@@ -58,8 +58,8 @@
 //!     let dy = Tensor::from_slice(&ctx, &[3, 5, 64], &[1.0; 3 * 5 * 64])?;  // dL/dy
 //!     let mut rec = Recorder::new(&ctx, "step");
 //!     lstm.zero_grad(&mut rec)?;
-//!     let (out, saved) = lstm.forward(&mut rec, &x, &[5, 2, 4], None, None)?;  // lengths; h0 = c0 = 0
-//!     let grads = lstm.backward(&mut rec, &saved, &dy, None, None)?;
+//!     let (out, saved) = lstm.forward(&mut rec, &x, &[5, 2, 4], None)?;  // lengths; zero state
+//!     let grads = lstm.backward(&mut rec, &saved, &dy, None)?;
 //!     rec.submit();                                        // the whole sequence, one submit
 //!     assert_eq!(out.y.shape(), [3, 5, 64]);               // zero past each length
 //!     assert_eq!(grads.dx.to_vec()?.len(), 3 * 5 * 16);
@@ -137,6 +137,66 @@ impl Config {
             2
         } else {
             1
+        }
+    }
+}
+
+/// A stack's state at a sequence boundary: `h` `[L·D, B, S]` and, for an LSTM,
+/// `c` `[L·D, B, H]` (S is P with a projection, else H). Initial states, final
+/// states and their gradients all take this form, over tensors or tape values.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum State<T> {
+    /// An LSTM's.
+    Lstm {
+        /// Hidden state.
+        h: T,
+        /// Cell state.
+        c: T,
+    },
+    /// A GRU's, Elman RNN's or minimal cell's.
+    Hidden {
+        /// Hidden state.
+        h: T,
+    },
+}
+
+impl<T> State<T> {
+    /// The hidden state.
+    pub fn h(&self) -> &T {
+        match self {
+            State::Lstm { h, .. } | State::Hidden { h } => h,
+        }
+    }
+
+    /// The cell state, if an LSTM's.
+    pub fn c(&self) -> Option<&T> {
+        match self {
+            State::Lstm { c, .. } => Some(c),
+            State::Hidden { .. } => None,
+        }
+    }
+
+    /// The same kind of state over `f` of each tensor.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> State<U> {
+        match self {
+            State::Lstm { h, c } => State::Lstm { h: f(h), c: f(c) },
+            State::Hidden { h } => State::Hidden { h: f(h) },
+        }
+    }
+
+    /// An LSTM's state when `c` is given, else a hidden state.
+    pub(crate) fn of(h: T, c: Option<T>) -> Self {
+        match c {
+            Some(c) => State::Lstm { h, c },
+            None => State::Hidden { h },
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            State::Lstm { .. } => "an LSTM's state",
+            State::Hidden { .. } => "a hidden state",
         }
     }
 }
@@ -248,10 +308,8 @@ fn layer_seed(seed: u32, l: usize) -> u32 {
 pub struct Output {
     /// `[B, T, D·S]` (S: P with a projection, else H), zero past each sequence's length.
     pub y: Tensor,
-    /// `[L·D, B, S]` the state at each sequence's last real step.
-    pub h_n: Tensor,
-    /// `[L·D, B, H]` (LSTM only).
-    pub c_n: Option<Tensor>,
+    /// The state at each sequence's last real step.
+    pub state: State<Tensor>,
 }
 
 /// What [`Recurrent::apply`] returns: [`Output`] on a tape.
@@ -259,10 +317,8 @@ pub struct Output {
 pub struct Sequence {
     /// `[B, T, D·S]` (S: P with a projection, else H), zero past each sequence's length.
     pub y: Var,
-    /// `[L·D, B, S]` the state at each sequence's last real step.
-    pub h_n: Var,
-    /// `[L·D, B, H]` (LSTM only).
-    pub c_n: Option<Var>,
+    /// The state at each sequence's last real step.
+    pub state: State<Var>,
 }
 
 /// Gradients of the inputs of [`Recurrent::forward`].
@@ -270,19 +326,8 @@ pub struct Sequence {
 pub struct InputGrads {
     /// `[B, T, I]`, zero past each sequence's length.
     pub dx: Tensor,
-    /// `[L·D, B, S]`
-    pub dh0: Tensor,
-    /// `[L·D, B, H]` (LSTM only).
-    pub dc0: Option<Tensor>,
-}
-
-/// Gradients of the initial states, from [`Recurrent::backward_params`].
-#[derive(Clone, Debug)]
-pub struct StateGrads {
-    /// `[L·D, B, S]`
-    pub dh0: Tensor,
-    /// `[L·D, B, H]` (LSTM only).
-    pub dc0: Option<Tensor>,
+    /// The gradient of the initial state.
+    pub state: State<Tensor>,
 }
 
 /// What a layer's backward needs from its forward.
@@ -619,18 +664,42 @@ impl Recurrent {
     }
 
     /// Records the forward pass of `x` `[B, T, I]` whose sequence `b` has
-    /// `lengths[b]` real steps (1..=T, any order), from initial states `h0`
-    /// `[L·D, B, S]` and, for an LSTM, `c0` `[L·D, B, H]`, zero when `None` (S is
-    /// P with a projection, else H).
+    /// `lengths[b]` real steps (1..=T, any order), from the initial `state`
+    /// (zero when `None`; [`State::Lstm`] for an LSTM, else [`State::Hidden`]).
     pub fn forward(
         &self,
         rec: &mut Recorder,
         x: &Tensor,
         lengths: &[usize],
-        h0: Option<&Tensor>,
-        c0: Option<&Tensor>,
+        state: Option<&State<Tensor>>,
     ) -> Result<(Output, Saved)> {
+        let (h0, c0) = self.split("state", state)?;
         self.forward_impl(rec, x, lengths, h0, c0, None)
+    }
+
+    /// The tensors of a state given to this stack: h and, for an LSTM, c;
+    /// a state of the other kind is an error naming `what`.
+    fn split<'a, T>(
+        &self,
+        what: &'static str,
+        state: Option<&'a State<T>>,
+    ) -> Result<(Option<&'a T>, Option<&'a T>)> {
+        let lstm = self.mode == Mode::Lstm;
+        match state {
+            None => Ok((None, None)),
+            Some(State::Lstm { h, c }) if lstm => Ok((Some(h), Some(c))),
+            Some(State::Hidden { h }) if !lstm => Ok((Some(h), None)),
+            Some(other) => Err(Error::InvalidArgument {
+                op: OP,
+                what,
+                expected: if lstm {
+                    "an LSTM's state (State::Lstm)"
+                } else {
+                    "a hidden state (State::Hidden)"
+                },
+                got: format!("{} for a {} stack", other.kind(), self.mode.name()),
+            }),
+        }
     }
 
     /// [`forward`](Self::forward) in training: with the dropout between layers
@@ -640,9 +709,9 @@ impl Recurrent {
         rec: &mut Recorder,
         x: &Tensor,
         lengths: &[usize],
-        h0: Option<&Tensor>,
-        c0: Option<&Tensor>,
+        state: Option<&State<Tensor>>,
     ) -> Result<(Output, Saved)> {
+        let (h0, c0) = self.split("state", state)?;
         self.forward_impl(rec, x, lengths, h0, c0, Some(&mut Draws::Counters))
     }
 
@@ -666,14 +735,6 @@ impl Recurrent {
         let cell_shape = [cfg.num_layers * d, b, h];
         let lstm = self.mode == Mode::Lstm;
         check_state(rec, "h0", h0, &state_shape)?;
-        if !lstm && c0.is_some() {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "c0",
-                expected: format!("none: a {} has no cell state", self.mode.name()),
-                got: c0.map(|c| c.shape().to_vec()).unwrap_or_default(),
-            });
-        }
         check_state(rec, "c0", c0, &cell_shape)?;
 
         let ctx = rec.context().clone();
@@ -842,7 +903,10 @@ impl Recurrent {
         }
         rec.phase(outer);
         Ok((
-            Output { y: input, h_n, c_n },
+            Output {
+                y: input,
+                state: State::of(h_n, c_n),
+            },
             Saved {
                 geo,
                 width: sw,
@@ -861,9 +925,9 @@ impl Recurrent {
         tape: &mut Tape,
         x: &Var,
         lengths: &[usize],
-        h0: Option<&Var>,
-        c0: Option<&Var>,
+        state: Option<&State<Var>>,
     ) -> Result<Sequence> {
+        let (h0, c0) = self.split("state", state)?;
         let train = tape.is_training();
         let (rec, mut draws) = tape.rec_and_draws();
         let (out, saved) = self.forward_impl(
@@ -879,8 +943,8 @@ impl Recurrent {
         inputs.extend(h0);
         inputs.extend(c0);
         let states = (h0.is_some(), c0.is_some());
-        let mut outputs = vec![out.y, out.h_n];
-        outputs.extend(out.c_n);
+        let mut outputs = vec![out.y, out.state.h().clone()];
+        outputs.extend(out.state.c().cloned());
         let layer = self.clone();
         let mut vars = tape
             .record(&inputs, outputs, true, move |rec, d| {
@@ -895,10 +959,10 @@ impl Recurrent {
                     layer.backward_impl(rec, &saved, &dy, dh_n.as_ref(), dc_n.as_ref(), need_dx)?;
                 let mut dins = vec![need_dx.then_some(dx)];
                 if states.0 {
-                    dins.push(Some(grads.dh0));
+                    dins.push(Some(grads.h().clone()));
                 }
                 if states.1 {
-                    dins.push(grads.dc0);
+                    dins.push(grads.c().cloned());
                 }
                 Ok(dins)
             })
@@ -907,8 +971,7 @@ impl Recurrent {
         match (y, h_n) {
             (Some(y), Some(h_n)) => Ok(Sequence {
                 y,
-                h_n,
-                c_n: vars.next(),
+                state: State::of(h_n, vars.next()),
             }),
             _ => unreachable!("record returns one value per output"),
         }
@@ -916,23 +979,19 @@ impl Recurrent {
 
     /// Records the backward pass of a [`forward`](Self::forward) given the
     /// gradients of its outputs: `dy` `[B, T, D·S]` (values past a sequence's
-    /// length are ignored), `dh_n` `[L·D, B, S]` and, for an LSTM, `dc_n` `[L·D,
-    /// B, H]` (zero when `None`). Adds the parameter gradients to
+    /// length are ignored) and that of the final state, `d_state` (zero when
+    /// `None`). Adds the parameter gradients to
     /// [`layer_grads`](Self::layer_grads) and returns the gradients of the inputs.
     pub fn backward(
         &self,
         rec: &mut Recorder,
         saved: &Saved,
         dy: &Tensor,
-        dh_n: Option<&Tensor>,
-        dc_n: Option<&Tensor>,
+        d_state: Option<&State<Tensor>>,
     ) -> Result<InputGrads> {
-        let (dx, states) = self.backward_impl(rec, saved, dy, dh_n, dc_n, true)?;
-        Ok(InputGrads {
-            dx,
-            dh0: states.dh0,
-            dc0: states.dc0,
-        })
+        let (dh_n, dc_n) = self.split("d_state", d_state)?;
+        let (dx, state) = self.backward_impl(rec, saved, dy, dh_n, dc_n, true)?;
+        Ok(InputGrads { dx, state })
     }
 
     /// [`backward`](Self::backward) for a stack whose input needs no gradient (data
@@ -944,9 +1003,9 @@ impl Recurrent {
         rec: &mut Recorder,
         saved: &Saved,
         dy: &Tensor,
-        dh_n: Option<&Tensor>,
-        dc_n: Option<&Tensor>,
-    ) -> Result<StateGrads> {
+        d_state: Option<&State<Tensor>>,
+    ) -> Result<State<Tensor>> {
+        let (dh_n, dc_n) = self.split("d_state", d_state)?;
         Ok(self.backward_impl(rec, saved, dy, dh_n, dc_n, false)?.1)
     }
 
@@ -960,7 +1019,7 @@ impl Recurrent {
         dh_n: Option<&Tensor>,
         dc_n: Option<&Tensor>,
         want_dx: bool,
-    ) -> Result<(Tensor, StateGrads)> {
+    ) -> Result<(Tensor, State<Tensor>)> {
         let cfg = &self.cfg;
         let geo = saved.geo;
         let (b, t, h, d) = (geo.batch, geo.steps, geo.hidden, geo.dirs);
@@ -978,14 +1037,6 @@ impl Recurrent {
         let lstm = self.mode == Mode::Lstm;
         check_state(rec, "dy", Some(dy), &[b, t, d * sw])?;
         check_state(rec, "dh_n", dh_n, &state_shape)?;
-        if !lstm && dc_n.is_some() {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "dc_n",
-                expected: format!("none: a {} has no cell state", self.mode.name()),
-                got: dc_n.map(|c| c.shape().to_vec()).unwrap_or_default(),
-            });
-        }
         check_state(rec, "dc_n", dc_n, &cell_shape)?;
 
         let outer = rec.phase("backward recurrence");
@@ -1228,7 +1279,7 @@ impl Recurrent {
             }
         }
         rec.phase(outer);
-        Ok((d_out, StateGrads { dh0, dc0 }))
+        Ok((d_out, State::of(dh0, dc0)))
     }
 
     /// `dx`, the gradient of layer `l`'s input, through the dropout on the output

@@ -22,7 +22,7 @@
 //! }
 //! ```
 
-use super::recurrent::{Config, Mode, Recurrent};
+use super::recurrent::{Config, Mode, Recurrent, State};
 use super::{Entry, Module};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
@@ -87,14 +87,19 @@ impl Lstm {
         lengths: &[usize],
         state: Option<&LstmState>,
     ) -> Result<(Var, LstmState)> {
-        let (h0, c0) = (state.map(|s| &s.h), state.map(|s| &s.c));
-        let out = self.0.apply(tape, x, lengths, h0, c0)?;
-        let c = out.c_n.ok_or(Error::Empty {
-            op: "lstm",
-            what: "cell state",
-            shape: vec![],
-        })?;
-        Ok((out.y, LstmState { h: out.h_n, c }))
+        let state = state.map(|s| State::Lstm {
+            h: s.h.clone(),
+            c: s.c.clone(),
+        });
+        let out = self.0.apply(tape, x, lengths, state.as_ref())?;
+        match out.state {
+            State::Lstm { h, c } => Ok((out.y, LstmState { h, c })),
+            State::Hidden { .. } => Err(Error::Empty {
+                op: "lstm",
+                what: "cell state",
+                shape: vec![],
+            }),
+        }
     }
 
     /// The untyped stack (its forward and backward on a recorder, its config).
@@ -117,8 +122,10 @@ macro_rules! hidden_state_stack {
                 lengths: &[usize],
                 state: Option<&HiddenState>,
             ) -> Result<(Var, HiddenState)> {
-                let out = self.0.apply(tape, x, lengths, state.map(|s| &s.h), None)?;
-                Ok((out.y, HiddenState { h: out.h_n }))
+                let state = state.map(|s| State::Hidden { h: s.h.clone() });
+                let out = self.0.apply(tape, x, lengths, state.as_ref())?;
+                let h = out.state.h().clone();
+                Ok((out.y, HiddenState { h }))
             }
 
             /// The untyped stack (its forward and backward on a recorder, its config).

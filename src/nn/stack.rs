@@ -2,7 +2,7 @@
 //! a cell choice: a run-time one ([`Recurrent`]: LSTM, GRU, Elman) or a minimal
 //! one trained by a scan ([`MinGru`], [`MinLstm`]).
 
-use super::recurrent::{Config, Recurrent};
+use super::recurrent::{Config, Recurrent, State};
 use super::{Cell, Entry, HiddenState, MinGru, MinLstm, Module};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
@@ -14,14 +14,6 @@ pub(crate) enum Stack {
     Recurrent(Recurrent),
     MinGru(MinGru),
     MinLstm(MinLstm),
-}
-
-/// What a stack's forward gives: the outputs, and the final hidden state (and
-/// the LSTM's cell state).
-pub(crate) struct Ran {
-    pub(crate) y: Var,
-    pub(crate) h: Var,
-    pub(crate) c: Option<Var>,
 }
 
 impl Stack {
@@ -101,35 +93,38 @@ impl Stack {
         }
     }
 
-    /// Records the stack over `x` from the initial states `h0` (and `c0`, an
-    /// LSTM's; zero when `None`).
+    /// Records the stack over `x` from the initial `state` (zero when `None`):
+    /// the outputs and the state each sequence ends in.
     pub(crate) fn apply(
         &self,
         tape: &mut Tape,
         x: &Var,
         lengths: &[usize],
-        h0: Option<&Var>,
-        c0: Option<&Var>,
-    ) -> Result<Ran> {
-        let hidden = h0.map(|h| HiddenState { h: h.clone() });
-        Ok(match self {
+        state: Option<&State<Var>>,
+    ) -> Result<(Var, State<Var>)> {
+        let (y, s) = match self {
             Stack::Recurrent(r) => {
-                let out = r.apply(tape, x, lengths, h0, c0)?;
-                Ran {
-                    y: out.y,
-                    h: out.h_n,
-                    c: out.c_n,
-                }
+                let out = r.apply(tape, x, lengths, state)?;
+                return Ok((out.y, out.state));
             }
-            Stack::MinGru(m) => {
-                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
-                Ran { y, h: s.h, c: None }
-            }
-            Stack::MinLstm(m) => {
-                let (y, s) = m.apply(tape, x, lengths, hidden.as_ref())?;
-                Ran { y, h: s.h, c: None }
-            }
-        })
+            Stack::MinGru(m) => m.apply(tape, x, lengths, self.hidden(state)?.as_ref())?,
+            Stack::MinLstm(m) => m.apply(tape, x, lengths, self.hidden(state)?.as_ref())?,
+        };
+        Ok((y, State::Hidden { h: s.h }))
+    }
+
+    /// A minimal cell's initial state: a hidden state or none.
+    fn hidden(&self, state: Option<&State<Var>>) -> Result<Option<HiddenState>> {
+        match state {
+            None => Ok(None),
+            Some(State::Hidden { h }) => Ok(Some(HiddenState { h: h.clone() })),
+            Some(other) => Err(Error::InvalidArgument {
+                op: self.name(),
+                what: "state",
+                expected: "a hidden state (State::Hidden)",
+                got: other.kind().into(),
+            }),
+        }
     }
 }
 

@@ -6,7 +6,16 @@ pub mod recurrent_ref;
 
 use std::sync::OnceLock;
 
+use rnn_wgpu::nn::State;
 use rnn_wgpu::{Context, ContextOptions};
+
+/// An LSTM's state when `c` is given, else a hidden state.
+pub fn state_of<T>(h: T, c: Option<T>) -> State<T> {
+    match c {
+        Some(c) => State::Lstm { h, c },
+        None => State::Hidden { h },
+    }
+}
 
 /// A context of its own (for tests that count its allocations).
 pub fn open(gemm_packed: Option<bool>) -> Context {

@@ -6,6 +6,7 @@ use super::encoder::Memory;
 use super::{Link, Seq2Seq, OP};
 use crate::data::{Batch, ParallelBatch};
 use crate::error::{Error, Result};
+use crate::nn::LstmState;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -15,6 +16,16 @@ pub(super) struct State {
     pub h: Var,
     pub c: Var,
     pub feed: Option<Var>,
+}
+
+impl State {
+    /// The decoder LSTM's part.
+    fn lstm(&self) -> LstmState {
+        LstmState {
+            h: self.h.clone(),
+            c: self.c.clone(),
+        }
+    }
 }
 
 /// What a decoder step gives besides the next state.
@@ -67,12 +78,12 @@ impl Seq2Seq {
             _ => emb,
         };
         let x = tape.reshape(&x, &[n, 1, x.shape()[1]])?;
-        let out = self
-            .decoder
-            .apply(tape, &x, &vec![1; n], Some(&state.h), Some(&state.c))?;
-        let h_t = tape.reshape(&out.y, &[n, hd])?;
+        let (y, LstmState { h, c }) =
+            self.decoder
+                .apply(tape, &x, &vec![1; n], Some(&state.lstm()))?;
+        let h_t = tape.reshape(&y, &[n, hd])?;
         if let Link::Luong { .. } = self.cfg.link {
-            attn = Some(self.attend(tape, &out.y, memory)?);
+            attn = Some(self.attend(tape, &y, memory)?);
         }
         let (top, weights) = match (attn, &self.combine) {
             (Some((context, weights)), Some(combine)) => {
@@ -82,13 +93,8 @@ impl Seq2Seq {
             }
             _ => (h_t, None),
         };
-        let c = out.c_n.ok_or(Error::Empty {
-            op: OP,
-            what: "decoder cell state",
-            shape: vec![],
-        })?;
         let next = State {
-            h: out.h_n,
+            h,
             c,
             feed: state.feed.as_ref().map(|_| top.clone()),
         };
@@ -169,17 +175,17 @@ impl Seq2Seq {
         let (b, t, hd) = (tgt.size, tgt.steps, self.cfg.decoder_hidden());
         let emb = self.tgt_embedding.apply(tape, &tgt.ids, &[b, t])?;
         let emb = self.dropout.apply(tape, &emb)?;
-        let out = self
+        let (y, _) = self
             .decoder
-            .apply(tape, &emb, &vec![t; b], Some(&state.h), Some(&state.c))?;
+            .apply(tape, &emb, &vec![t; b], Some(&state.lstm()))?;
         let top = match (&self.attention, &self.combine) {
             (Some(attention), Some(combine)) => {
-                let (context, _) = attention.apply(tape, &out.y, &memory.keys, &memory.lengths)?;
-                let comb = tape.concat(&context, &out.y, 2)?;
+                let (context, _) = attention.apply(tape, &y, &memory.keys, &memory.lengths)?;
+                let comb = tape.concat(&context, &y, 2)?;
                 let pre = combine.apply(tape, &comb)?;
                 tape.tanh(&pre)?
             }
-            _ => out.y,
+            _ => y,
         };
         tape.reshape(&top, &[b * t, hd])
     }

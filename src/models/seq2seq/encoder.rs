@@ -2,10 +2,10 @@
 //! decoder's initial state.
 
 use super::decoder::State;
-use super::{Seq2Seq, OP};
+use super::Seq2Seq;
 use crate::data::Batch;
-use crate::error::{Error, Result};
-use crate::nn::{HiddenState, MinGru, MinLstm, Recurrent, TransformerEncoderLayer};
+use crate::error::Result;
+use crate::nn::{HiddenState, Lstm, LstmState, MinGru, MinLstm, TransformerEncoderLayer};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -14,7 +14,7 @@ use crate::tensor::Tensor;
 #[non_exhaustive]
 pub enum Encoder {
     /// LSTM layers.
-    Lstm(Recurrent),
+    Lstm(Lstm),
     /// minGRU layers.
     MinGru(MinGru),
     /// minLSTM layers.
@@ -40,18 +40,13 @@ impl Seq2Seq {
         let emb = self.dropout.apply(tape, &emb)?;
         let (keys, state) = match &self.encoder {
             Encoder::Lstm(lstm) => {
-                let out = lstm.apply(tape, &emb, &src.lengths, None, None)?;
-                let c_n = out.c_n.ok_or(Error::Empty {
-                    op: OP,
-                    what: "encoder cell state",
-                    shape: vec![],
-                })?;
+                let (y, LstmState { h, c }) = lstm.apply(tape, &emb, &src.lengths, None)?;
                 let state = State {
-                    h: self.bridge(tape, &out.h_n, b)?,
-                    c: self.bridge(tape, &c_n, b)?,
+                    h: self.bridge(tape, &h, b)?,
+                    c: self.bridge(tape, &c, b)?,
                     feed: self.zero_feed(tape, b)?,
                 };
-                (out.y, state)
+                (y, state)
             }
             Encoder::MinGru(m) => {
                 let (y, HiddenState { h }) = m.apply(tape, &emb, &src.lengths, None)?;

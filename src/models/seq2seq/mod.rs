@@ -77,9 +77,9 @@ pub use stream::DecoderStream;
 use crate::data::ParallelBatch;
 use crate::error::{Error, Result};
 use crate::gpu::Context;
-use crate::nn::recurrent::{Config, Mode, Recurrent};
+use crate::nn::recurrent::Config;
 use crate::nn::{prefixed, Attention, Dropout, Embedding, Entry, Linear, Module, Score};
-use crate::nn::{MinGru, MinLstm, TransformerEncoderLayer};
+use crate::nn::{Lstm, MinGru, MinLstm, TransformerEncoderLayer};
 use crate::tape::{Tape, Var};
 use crate::train::{Step, TrainStep};
 
@@ -267,7 +267,7 @@ pub struct Seq2Seq {
     /// The encoder, `encoder.*`.
     pub encoder: Encoder,
     /// The decoder LSTM, `decoder.*`.
-    pub decoder: Recurrent,
+    pub decoder: Lstm,
     /// Attention over the encoder outputs, `attention.*`, where the link has it.
     pub attention: Option<Attention>,
     /// W_c `[Hd, 2·Hd]`, no bias (attention links only).
@@ -372,9 +372,7 @@ impl Seq2Seq {
             src_embedding: Embedding::new(ctx, cfg.src_vocab, cfg.emb, pad, seed)?,
             tgt_embedding: Embedding::new(ctx, cfg.tgt_vocab, cfg.emb, pad, seed + 1)?,
             encoder: match cfg.encoder {
-                EncoderKind::Lstm => {
-                    Encoder::Lstm(Recurrent::new(ctx, Mode::Lstm, sizes, seed + 2)?)
-                }
+                EncoderKind::Lstm => Encoder::Lstm(Lstm::new(ctx, sizes, seed + 2)?),
                 EncoderKind::MinGru => Encoder::MinGru(MinGru::new(ctx, sizes, seed + 2)?),
                 EncoderKind::MinLstm => Encoder::MinLstm(MinLstm::new(ctx, sizes, seed + 2)?),
                 EncoderKind::Transformer { heads, ff } => Encoder::Transformer(
@@ -391,9 +389,8 @@ impl Seq2Seq {
                         .collect::<Result<_>>()?,
                 ),
             },
-            decoder: Recurrent::new(
+            decoder: Lstm::new(
                 ctx,
-                Mode::Lstm,
                 Config::new(cfg.decoder_input(), hd).with_layers(cfg.layers),
                 seed + 3,
             )?,

@@ -14,7 +14,7 @@ use rnn_wgpu::models::{
     BiLstmTagger, CharConfig, LanguageModel, LanguageModelConfig, TaggerConfig,
 };
 use rnn_wgpu::models::{EncoderKind, Link, Seq2Seq, Seq2SeqConfig};
-use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
+use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent, State};
 use rnn_wgpu::nn::{Attention, Crf, HiddenState, MinGru, MinLstm, Module, Named, Param, Score};
 use rnn_wgpu::ops::sample::Sampling;
 use rnn_wgpu::tape::{CustomOp, GradCheck, Gradients, Saved};
@@ -480,13 +480,19 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
         case.upload(ctx, "dy")?,
         case.upload(ctx, "dh_n")?,
     );
-    let (c0, dc_n) = if lstm {
+    let (initial, d_state) = if lstm {
         (
-            Some(case.upload(ctx, "c0")?),
-            Some(case.upload(ctx, "dc_n")?),
+            State::Lstm {
+                h: h0,
+                c: case.upload(ctx, "c0")?,
+            },
+            State::Lstm {
+                h: dh_n,
+                c: case.upload(ctx, "dc_n")?,
+            },
         )
     } else {
-        (None, None)
+        (State::Hidden { h: h0 }, State::Hidden { h: dh_n })
     };
     let mut rec = Recorder::new(ctx, "golden");
     let forward = if train {
@@ -494,18 +500,17 @@ async fn golden(ctx: &Context, bytes: &[u8]) -> Outcome {
     } else {
         Recurrent::forward
     };
-    let (out, saved) =
-        forward(&model, &mut rec, &x, &lengths, Some(&h0), c0.as_ref()).map_err(fail)?;
+    let (out, saved) = forward(&model, &mut rec, &x, &lengths, Some(&initial)).map_err(fail)?;
     let grads = model
-        .backward(&mut rec, &saved, &dy, Some(&dh_n), dc_n.as_ref())
+        .backward(&mut rec, &saved, &dy, Some(&d_state))
         .map_err(fail)?;
     rec.submit();
     let mut cmp = Compare::new(&case);
     cmp.check("y", &out.y).await?;
-    cmp.check("h_n", &out.h_n).await?;
+    cmp.check("h_n", out.state.h()).await?;
     cmp.check("grad.x", &grads.dx).await?;
-    cmp.check("grad.h0", &grads.dh0).await?;
-    if let (Some(c_n), Some(dc0)) = (&out.c_n, &grads.dc0) {
+    cmp.check("grad.h0", grads.state.h()).await?;
+    if let (Some(c_n), Some(dc0)) = (out.state.c(), grads.state.c()) {
         cmp.check("c_n", c_n).await?;
         cmp.check("grad.c0", dc0).await?;
     }
@@ -692,9 +697,7 @@ async fn step_dispatches(ctx: &Context, persistent: bool) -> Outcome {
     let model = Recurrent::new(ctx, Mode::Lstm, cfg, 1).map_err(fail)?;
     let x = Tensor::zeros(ctx, &[b, t, 3]).map_err(fail)?;
     let mut rec = Recorder::new(ctx, "count");
-    model
-        .forward(&mut rec, &x, &[t; 2], None, None)
-        .map_err(fail)?;
+    model.forward(&mut rec, &x, &[t; 2], None).map_err(fail)?;
     let n = rec.dispatches();
     rec.submit();
     let want = if persistent { 3 } else { t + 2 };

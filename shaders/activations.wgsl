@@ -1,4 +1,5 @@
-// The cells' activations, prepended to the recurrent cells and stream_step.
+// The cells' activations, prepended to the recurrent cells, min_rnn and
+// stream_step.
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));

@@ -98,10 +98,6 @@ fn pre_at(c: Channel, t: u32) -> u32 {
     return ((c.b * p.t + t) * p.d + c.d) * (2u + p.lstm) * p.h + c.j;
 }
 
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
-}
-
 struct Map {
     a: f32,
     b: f32,

@@ -1,6 +1,11 @@
 // One step of one recurrent layer for a stream: the input product, the recurrent
 // product and the cell in one dispatch, every sequence advancing by one token.
-// An invocation owns a unit and reads the rows of its gates along k.
+// An invocation owns a unit and reads the rows of its gates along k. The
+// minimal cells (minGRU, minLSTM: gates of the input only) have no recurrent
+// product: their step is the sequential form of min_rnn.wgsl's scan,
+//   minGRU  (z, h̃):    z = σ(p_z),                 h = (1 − z) ⊙ h' + z ⊙ p_h̃
+//   minLSTM (f, i, h̃): f = σ(p_f), i = σ(p_i), s = f + i, h = (f/s) ⊙ h' + (i/s) ⊙ p_h̃
+// with p = x·W_ihᵀ + b_ih; they bind w_ih as w_hh and never read it (S = H).
 //   x       [B, T, I]  the input: step t is read (the layer below's new h: T = 1)
 //   h       [B, S]  the state before the step: S = H, or P for a projected LSTM
 //   c       [B, H]  the LSTM's cell state before the step
@@ -14,7 +19,8 @@
 // and S are multiples of 4, forward4 reads the rows, x and h as vec4s instead:
 // (ceil(H / WG), B), workgroups of WG invocations.
 
-// 0: LSTM (i f g o), 1: GRU (r z n), 2: RNN tanh, 3: RNN relu.
+// 0: LSTM (i f g o), 1: GRU (r z n), 2: RNN tanh, 3: RNN relu, 4: minGRU
+// (z h̃), 5: minLSTM (f i h̃).
 override MODE: u32 = 0u;
 
 struct Params {
@@ -48,7 +54,19 @@ struct Params {
 override WG: u32 = 64u;
 
 fn gates() -> u32 {
-    return select(select(1u, 3u, MODE == 1u), 4u, MODE == 0u);
+    var n = 1u;
+    switch MODE {
+        case 0u: { n = 4u; }
+        case 1u, 5u: { n = 3u; }
+        case 4u: { n = 2u; }
+        default: {}
+    }
+    return n;
+}
+
+// Whether the cell has a recurrent product (the minimal cells do not).
+fn recurrent() -> bool {
+    return MODE < 4u;
 }
 
 // The biases of the first n gates of unit j from bias[at].
@@ -56,6 +74,8 @@ fn bias_of(at: u32, n: u32) -> vec4<f32> {
     var out = vec4<f32>(bias[at], 0.0, 0.0, 0.0);
     if (n > 1u) {
         out.y = bias[at + p.h];
+    }
+    if (n > 2u) {
         out.z = bias[at + 2u * p.h];
     }
     if (n > 3u) {
@@ -84,6 +104,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         gi.x = fma(w_ih[w], v, gi.x);
         if (n > 1u) {
             gi.y = fma(w_ih[w + s], v, gi.y);
+        }
+        if (n > 2u) {
             gi.z = fma(w_ih[w + 2u * s], v, gi.z);
         }
         if (n > 3u) {
@@ -91,7 +113,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     var gh = vec4<f32>(0.0);
-    for (var k = 0u; k < p.s; k++) {
+    let s_rec = select(0u, p.s, recurrent());
+    for (var k = 0u; k < s_rec; k++) {
         let v = h[b * p.s + k];
         let w = j * p.s + k;
         let s = p.h * p.s;
@@ -105,7 +128,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     gi += bias_of(j, n);
-    gh += bias_of(n * p.h + j, n);
+    if (recurrent()) {
+        gh += bias_of(n * p.h + j, n);
+    }
     cell(b, j, gi, gh, prev_h(b, j));
 }
 
@@ -151,8 +176,18 @@ fn cell(b: u32, j: u32, gi: vec4<f32>, gh: vec4<f32>, h_prev: f32) {
         case 2u: {
             h_new = tanh_(gi.x + gh.x);
         }
-        default: {
+        case 3u: {
             h_new = max(gi.x + gh.x, 0.0);
+        }
+        case 4u: {
+            let z = sigmoid(gi.x);
+            h_new = (1.0 - z) * h_prev + z * gi.y;
+        }
+        default: {
+            let f = sigmoid(gi.x);
+            let ig = sigmoid(gi.y);
+            let total = f + ig;
+            h_new = (f / total) * h_prev + (ig / total) * gi.z;
         }
     }
     h_out[s] = mix(h_new, h_prev, p.h_zone);
@@ -167,7 +202,6 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let n = gates();
     let i4 = p.i / 4u;
-    let s4 = p.s / 4u;
     // acc[q]: the products of gate q's row, summed across its vec4 at the end.
     var ai = mat4x4<f32>();
     var ah = mat4x4<f32>();
@@ -178,12 +212,15 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
         ai[0] = fma(w_ih4[w], v, ai[0]);
         if (n > 1u) {
             ai[1] = fma(w_ih4[w + p.h * i4], v, ai[1]);
+        }
+        if (n > 2u) {
             ai[2] = fma(w_ih4[w + 2u * p.h * i4], v, ai[2]);
         }
         if (n > 3u) {
             ai[3] = fma(w_ih4[w + 3u * p.h * i4], v, ai[3]);
         }
     }
+    let s4 = select(0u, p.s / 4u, recurrent());
     for (var k = 0u; k < s4; k++) {
         let v = h4[b * s4 + k];
         let w = j * s4 + k;
@@ -201,6 +238,8 @@ fn forward4(@builtin(global_invocation_id) gid: vec3<u32>) {
     var gh = ones * ah;
     let g = n * p.h;
     gi += bias_of(j, n);
-    gh += bias_of(g + j, n);
+    if (recurrent()) {
+        gh += bias_of(g + j, n);
+    }
     cell(b, j, gi, gh, prev_h4(b, j));
 }

@@ -289,7 +289,10 @@ pub const SAMPLE: Shader = Shader {
 /// The minGRU and minLSTM recurrence as a scan over time, and its backward.
 pub const MIN_RNN: Shader = Shader {
     name: "min_rnn",
-    source: include_str!("../shaders/min_rnn.wgsl"),
+    source: concat!(
+        include_str!("../shaders/activations.wgsl"),
+        include_str!("../shaders/min_rnn.wgsl")
+    ),
 };
 
 /// The linear-chain CRF: forward algorithm, marginals and Viterbi.

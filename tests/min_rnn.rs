@@ -6,8 +6,8 @@
 mod common;
 
 use common::{assert_close, ctx, to_f64, Rng};
-use rnn_wgpu::nn::{Config, HiddenState, MinGru, MinLstm, Module, Param};
-use rnn_wgpu::{Error, Result, Tape, Tensor, Var};
+use rnn_wgpu::nn::{Config, HiddenState, MinGru, MinLstm, Module, Param, Stream};
+use rnn_wgpu::{Error, Recorder, Result, Tape, Tensor, Var};
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -130,6 +130,85 @@ impl Stack {
             Self::Lstm(m) => m.apply(tape, x, lengths, h0),
         }
     }
+}
+
+impl Stack {
+    fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
+        match self {
+            Self::Gru(m) => m.stream(rec, batch),
+            Self::Lstm(m) => m.stream(rec, batch),
+        }
+    }
+}
+
+/// A stream runs the scan's sequential form a token at a time, one dispatch
+/// per layer and token: its output after each token is the f64 reference's
+/// top-layer output at that step, on the step's scalar kernel (H 5) and its
+/// vec4 one (H 8), for both cells, stacked. A bidirectional stack cannot stream.
+#[test]
+fn streams_give_the_reference_a_dispatch_per_layer_and_token() {
+    let ctx = ctx();
+    for lstm in [false, true] {
+        for hidden in [5, 8] {
+            let c = Case {
+                lstm,
+                batch: 2,
+                steps: 5,
+                input: 4,
+                hidden,
+                layers: 2,
+                dirs: 1,
+            };
+            let stack = Stack::new(&c, 40 + hidden as u64);
+            let x = Rng::new(41).vec(c.batch * c.steps * c.input);
+            let params: Vec<Vec<f64>> = stack
+                .params()
+                .iter()
+                .map(|p| to_f64(&p.value.to_vec().unwrap()))
+                .collect();
+            let zeros = vec![0.0; c.layers * c.batch * c.hidden];
+            let lengths = vec![c.steps; c.batch];
+            let (want_y, _) = reference(&c, &params, &to_f64(&x), &zeros, &lengths);
+            let mut rec = Recorder::new(ctx, "open");
+            let mut stream = stack.stream(&mut rec, c.batch).unwrap();
+            rec.submit();
+            for t in 0..c.steps {
+                let token: Vec<f32> = (0..c.batch)
+                    .flat_map(|b| {
+                        let at = (b * c.steps + t) * c.input;
+                        x[at..at + c.input].to_vec()
+                    })
+                    .collect();
+                let xt = Tensor::from_slice(ctx, &[c.batch, c.input], &token).unwrap();
+                let mut rec = Recorder::new(ctx, "token");
+                let y = stream.step(&mut rec, &xt).unwrap();
+                assert_eq!(rec.dispatches(), c.layers, "lstm {lstm}, H {hidden}");
+                let got = rec.submit_read(&y).unwrap();
+                let want: Vec<f64> = (0..c.batch)
+                    .flat_map(|b| {
+                        let at = (b * c.steps + t) * c.hidden;
+                        want_y[at..at + c.hidden].to_vec()
+                    })
+                    .collect();
+                let what = format!("lstm {lstm}, H {hidden}, token {t}");
+                assert_close(&what, &got, &want, 1e-4, 1e-5);
+            }
+        }
+    }
+    let bi = Case {
+        lstm: false,
+        batch: 1,
+        steps: 1,
+        input: 3,
+        hidden: 4,
+        layers: 1,
+        dirs: 2,
+    };
+    let mut rec = Recorder::new(ctx, "bidirectional");
+    assert!(matches!(
+        Stack::new(&bi, 1).stream(&mut rec, 1),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 struct Run {

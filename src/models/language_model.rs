@@ -393,16 +393,8 @@ impl LanguageModel {
     /// tokens in, logits out, the state kept on the GPU. Records the weights'
     /// preparation into `rec`.
     pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<LanguageModelStream> {
-        let rnn = match &self.rnn {
-            Stack::Recurrent(r) => StackStream::Recurrent(r.stream(rec, batch)?),
-            min => StackStream::Scan {
-                stack: min.clone(),
-                batch,
-                state: None,
-            },
-        };
         Ok(LanguageModelStream {
-            rnn,
+            rnn: self.rnn.stream(rec, batch)?,
             embedding: self.embedding.clone(),
             fc: self.fc.clone(),
         })
@@ -413,66 +405,9 @@ impl LanguageModel {
 /// Cloning forks it (both continue from the same state; nothing is copied).
 #[derive(Clone, Debug)]
 pub struct LanguageModelStream {
-    rnn: StackStream,
+    rnn: Stream,
     embedding: Embedding,
     fc: Linear,
-}
-
-/// The recurrent part of a [`LanguageModelStream`]: a run-time stack's
-/// stream, or a minimal stack run over each chunk (one scan per chunk) from the
-/// state the last one ended in.
-#[derive(Clone, Debug)]
-enum StackStream {
-    Recurrent(Stream),
-    Scan {
-        stack: Stack,
-        batch: usize,
-        state: Option<State>,
-    },
-}
-
-impl StackStream {
-    fn batch(&self) -> usize {
-        match self {
-            StackStream::Recurrent(s) => s.batch(),
-            StackStream::Scan { batch, .. } => *batch,
-        }
-    }
-
-    /// Records reading `x` `[B, T, E]`; returns the top layer's last output `[B, H]`.
-    fn feed(&mut self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
-        match self {
-            StackStream::Recurrent(s) => s.feed(rec, x),
-            StackStream::Scan { stack, state, .. } => {
-                let (b, t) = (x.shape()[0], x.shape()[1]);
-                let mut tape =
-                    Tape::eval_on(std::mem::replace(rec, Recorder::new(x.context(), "stream")));
-                let x = Var::constant(x.clone());
-                let result = run(stack, &mut tape, &x, &vec![t; b], state.as_ref());
-                *rec = tape.into_recorder();
-                let (_, next) = result?;
-                let (layers, h) = (next.h().shape()[0], next.h().shape()[2]);
-                let last = rec.empty(&[b, h], crate::tensor::DType::F32)?;
-                // The top layer's final state is its last output.
-                rec.copy_range(&last, 0, next.h(), (layers - 1) * b * h, b * h)?;
-                *state = Some(next);
-                Ok(last)
-            }
-        }
-    }
-
-    fn reset(&mut self, rec: &mut Recorder, batch: usize) -> Result<()> {
-        match self {
-            StackStream::Recurrent(s) => s.reset(rec, batch),
-            StackStream::Scan {
-                batch: b, state, ..
-            } => {
-                *b = batch;
-                *state = None;
-                Ok(())
-            }
-        }
-    }
 }
 
 impl LanguageModelStream {
@@ -499,13 +434,9 @@ impl LanguageModelStream {
         self.rnn.reset(rec, batch)
     }
 
-    /// The recurrent stream underneath (its states, or states to set); `None`
-    /// for minGRU and minLSTM, whose stream is a scan over each chunk.
-    pub fn rnn(&mut self) -> Option<&mut Stream> {
-        match &mut self.rnn {
-            StackStream::Recurrent(s) => Some(s),
-            StackStream::Scan { .. } => None,
-        }
+    /// The recurrent stream underneath (its states, or states to set).
+    pub fn rnn(&mut self) -> &mut Stream {
+        &mut self.rnn
     }
 }
 

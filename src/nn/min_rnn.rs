@@ -37,11 +37,12 @@
 //! ```
 
 use super::rnn::HiddenState;
-use super::{Config, Dropout, Entry, Module, Named, Param, SplitMix};
+use super::{Config, Dropout, Entry, Module, Named, Param, SplitMix, Stream};
 use crate::error::{Error, Result};
-use crate::gpu::Context;
+use crate::gpu::{Context, Recorder};
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::min_rnn::{self, MinCell, Shape};
+use crate::ops::stream_step::{StepCell, Weights};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -97,6 +98,39 @@ impl MinRnn {
             layers,
             dropout: None,
         })
+    }
+
+    fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
+        if self.cfg.bidirectional {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                what: "the stack",
+                got: "bidirectional".into(),
+                expected: "a unidirectional stack",
+            });
+        }
+        let g = self.cell.gates() * self.cfg.hidden_size;
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                // [b_ih; 0]: the step's bias layout, read as of now.
+                let bias = rec.empty(&[2, g], DType::F32)?;
+                rec.zero(&bias)?;
+                rec.copy_range(&bias, 0, &layer.bias.value, 0, g)?;
+                let w = &layer.weight.value;
+                Ok(Weights {
+                    cell: StepCell::Min(self.cell),
+                    w_ih: w.reshape(&w.shape()[1..])?,
+                    w_hh: None,
+                    bias,
+                    w_hr: None,
+                    zoneout: [0.0; 2],
+                    ln: None,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Stream::new(rec, layers, batch)
     }
 
     fn dirs(&self) -> usize {
@@ -325,9 +359,16 @@ macro_rules! min_stack {
                 self.0.apply(tape, x, lengths, state)
             }
 
-            /// The stack's cfg.
+            /// The stack's sizes.
             pub fn config(&self) -> Config {
                 self.0.cfg
+            }
+
+            /// A stream of `batch` sequences over this (unidirectional) stack
+            /// from zero states: a token takes one dispatch per layer, the
+            /// sequential form of the scan (see [`crate::nn::stream`]).
+            pub fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
+                self.0.stream(rec, batch)
             }
         }
 

@@ -3,9 +3,9 @@
 //! one trained by a scan ([`MinGru`], [`MinLstm`]).
 
 use super::recurrent::{Config, Recurrent, State};
-use super::{Cell, Entry, HiddenState, MinGru, MinLstm, Module};
+use super::{Cell, Entry, HiddenState, MinGru, MinLstm, Module, Stream};
 use crate::error::{Error, Result};
-use crate::gpu::Context;
+use crate::gpu::{Context, Recorder};
 use crate::tape::{Tape, Var};
 use crate::tensor::DType;
 
@@ -53,6 +53,15 @@ impl Stack {
         match self {
             Stack::Recurrent(r) => Some(r),
             _ => None,
+        }
+    }
+
+    /// A stream of `batch` sequences over the stack from zero states.
+    pub(crate) fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
+        match self {
+            Stack::Recurrent(r) => r.stream(rec, batch),
+            Stack::MinGru(m) => m.stream(rec, batch),
+            Stack::MinLstm(m) => m.stream(rec, batch),
         }
     }
 

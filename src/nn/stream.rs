@@ -1,7 +1,9 @@
 //! Streams: a trained unidirectional recurrent stack run a token (or a chunk) at a
 //! time, as on-device apps run it (keyboards, live tagging, streaming speech). The
 //! state stays on the GPU between calls; each step of each layer is one dispatch
-//! (both products and the cell, `ops::stream_step`). The stream reads the layer's
+//! (both products and the cell, `ops::stream_step`), for a minGRU or minLSTM
+//! stack ([`MinGru::stream`](crate::nn::MinGru::stream)) as for the others: the
+//! sequential form of their scan. The stream reads the layer's
 //! weight matrices in place, but its biases from a copy made with the stream:
 //! make a new stream after training further.
 //!
@@ -42,7 +44,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::nn::recurrent::{layer_norm_params, Mode, Recurrent};
-use crate::ops::stream_step::{self, Weights};
+use crate::nn::Cell;
+use crate::ops::min_rnn::MinCell;
+use crate::ops::stream_step::{self, StepCell, Weights};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "stream";
@@ -87,9 +91,9 @@ impl Recurrent {
             rec.copy_range(&bias, g, &p.b_hh, 0, g)?;
             let matrix = |w: &Tensor| w.reshape(&w.shape()[1..]);
             layers.push(Weights {
-                mode: self.mode(),
+                cell: StepCell::Recurrent(self.mode()),
                 w_ih: matrix(&p.w_ih)?,
-                w_hh: matrix(&p.w_hh)?,
+                w_hh: Some(matrix(&p.w_hh)?),
                 bias,
                 w_hr: p.w_hr.as_ref().map(matrix).transpose()?,
                 ln: p
@@ -100,6 +104,14 @@ impl Recurrent {
                 zoneout: self.zoneout().map_or([0.0; 2], |(h, c)| [h, c]),
             });
         }
+        Stream::new(rec, layers, batch)
+    }
+}
+
+impl Stream {
+    /// A stream of `batch` sequences over `layers` (bottom first) from zero
+    /// states.
+    pub(crate) fn new(rec: &mut Recorder, layers: Vec<Weights>, batch: usize) -> Result<Self> {
         let mut stream = Stream {
             layers,
             h: Vec::new(),
@@ -108,17 +120,23 @@ impl Recurrent {
         stream.reset(rec, batch)?;
         Ok(stream)
     }
-}
 
-impl Stream {
     /// Sequences in the stream.
     pub fn batch(&self) -> usize {
         self.h[0].shape()[0]
     }
 
     /// The cell.
-    pub fn mode(&self) -> Mode {
-        self.layers[0].mode
+    pub fn cell(&self) -> Cell {
+        match self.layers[0].cell {
+            StepCell::Recurrent(mode) => Cell::Recurrent(mode),
+            StepCell::Min(MinCell::Gru) => Cell::MinGru,
+            StepCell::Min(MinCell::Lstm) => Cell::MinLstm,
+        }
+    }
+
+    fn is_lstm(&self) -> bool {
+        self.layers[0].cell == StepCell::Recurrent(Mode::Lstm)
     }
 
     /// Records one step of every sequence from `x` `[B, I]`; returns the top
@@ -206,10 +224,7 @@ impl Stream {
                 .collect()
         };
         let h = zeros(rec, self.layers[0].state_size())?;
-        let c = match self.mode() {
-            Mode::Lstm => Some(zeros(rec, units)?),
-            _ => None,
-        };
+        let c = self.is_lstm().then(|| zeros(rec, units)).transpose()?;
         self.h = h;
         self.c = c;
         Ok(())
@@ -236,7 +251,7 @@ impl Stream {
                 got: h.first().map_or(vec![], |t| t.shape().to_vec()),
             });
         }
-        if c.is_some() != (self.mode() == Mode::Lstm) {
+        if c.is_some() != self.is_lstm() {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "c",

@@ -1,13 +1,15 @@
 //! One step of a recurrent layer for a stream (`shaders/stream_step.wgsl`): the
 //! input product, the recurrent product and the cell in one dispatch, for every
-//! cell kind. Inference only: a stream runs a trained model token by token, so
-//! this kernel has no backward (training steps run the per-step products and the
-//! cells of `recurrence`, whose backward exists).
+//! cell kind, the minimal cells (input product and cell) included. Inference
+//! only: a stream runs a trained model token by token, so this kernel has no
+//! backward (training steps run the per-step products and the cells of
+//! `recurrence`, or the scan of `min_rnn`, whose backwards exist).
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
 use crate::ops::gemm::{self, View};
 use crate::ops::layer_norm_lstm;
+use crate::ops::min_rnn::MinCell;
 use crate::ops::recurrence::{Geometry, Mode, Zoneout};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -27,21 +29,61 @@ struct Params {
     s: u32,
 }
 
+/// The cell a step runs: a recurrent stack's, or a minimal one whose gates
+/// read the input only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepCell {
+    /// LSTM, GRU or Elman.
+    Recurrent(Mode),
+    /// minGRU or minLSTM.
+    Min(MinCell),
+}
+
+impl StepCell {
+    /// Gate blocks of H in W_ih's rows.
+    pub fn gates(self) -> usize {
+        match self {
+            StepCell::Recurrent(mode) => mode.gates(),
+            StepCell::Min(cell) => cell.gates(),
+        }
+    }
+
+    /// The shader's MODE.
+    fn shader_mode(self) -> f64 {
+        match self {
+            StepCell::Recurrent(Mode::Lstm) => 0.0,
+            StepCell::Recurrent(Mode::Gru) => 1.0,
+            StepCell::Recurrent(Mode::RnnTanh) => 2.0,
+            StepCell::Recurrent(Mode::RnnRelu) => 3.0,
+            StepCell::Min(MinCell::Gru) => 4.0,
+            StepCell::Min(MinCell::Lstm) => 5.0,
+        }
+    }
+}
+
+impl From<Mode> for StepCell {
+    fn from(mode: Mode) -> Self {
+        StepCell::Recurrent(mode)
+    }
+}
+
 /// A layer's weights as the step reads them: `w_ih` `[G, I]`, `w_hh` `[G, S]`
-/// and `bias` `[2, G]` (b_ih then b_hh), G = gates · H, and an LSTM's output
-/// projection `w_hr` `[P, H]` (S = P with one, else H); with the layer's zoneout
-/// probabilities for h and c (zero: none), whose expectation the step applies.
-/// A LayerNorm-LSTM's step reads its biases and normalizations from `ln`, `[1,
+/// (none for a minimal cell) and `bias` `[2, G]` (b_ih then b_hh; a minimal
+/// cell reads b_ih only), G = gates · H, and an LSTM's output projection `w_hr`
+/// `[P, H]` (S = P with one, else H); with the layer's zoneout probabilities
+/// for h and c (zero: none), whose expectation the step applies. A
+/// LayerNorm-LSTM's step reads its biases and normalizations from `ln`, `[1,
 /// 18H]` as `ops::layer_norm_lstm` lays them out, and runs its products as GEMMs
 /// and its cell there.
 #[derive(Clone, Debug)]
 pub struct Weights {
     /// The cell.
-    pub mode: Mode,
+    pub cell: StepCell,
     /// Input weights.
     pub w_ih: Tensor,
-    /// Recurrent weights.
-    pub w_hh: Tensor,
+    /// Recurrent weights (`None` for a minimal cell).
+    pub w_hh: Option<Tensor>,
     /// Both biases.
     pub bias: Tensor,
     /// An LSTM's projection.
@@ -58,12 +100,19 @@ impl Weights {
         let [g, i] = self.w_ih.shape() else {
             return (0, 0);
         };
-        (*i, g / self.mode.gates())
+        (*i, g / self.cell.gates())
     }
 
     /// S, the width of the state and output: P with a projection, else H.
     pub fn state_size(&self) -> usize {
-        self.w_hh.shape().get(1).copied().unwrap_or(0)
+        match &self.w_hh {
+            Some(w_hh) => w_hh.shape().get(1).copied().unwrap_or(0),
+            None => self.sizes().1,
+        }
+    }
+
+    fn is_lstm(&self) -> bool {
+        self.cell == StepCell::Recurrent(Mode::Lstm)
     }
 }
 
@@ -80,7 +129,7 @@ pub fn forward(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let (i, units) = w.sizes();
     let sw = w.state_size();
-    let g = w.mode.gates() * units;
+    let g = w.cell.gates() * units;
     let b = x.shape().first().copied().unwrap_or(0);
     let steps = if x.shape().len() == 3 {
         x.shape()[1]
@@ -101,11 +150,21 @@ pub fn forward(
             bound: steps,
         });
     }
+    if w.w_hh.is_some() != matches!(w.cell, StepCell::Recurrent(_)) {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            what: "w_hh",
+            got: if w.w_hh.is_some() { "given" } else { "missing" }.into(),
+            expected: "recurrent weights for an LSTM, GRU or Elman step, none for a minimal cell",
+        });
+    }
+    // A minimal cell reads W_ih where the others read W_hh (never reading it).
+    let w_hh = w.w_hh.as_ref().unwrap_or(&w.w_ih);
     let mut bound = vec![
         ("x", x),
         ("h", h),
         ("w_ih", &w.w_ih),
-        ("w_hh", &w.w_hh),
+        ("w_hh", w_hh),
         ("bias", &w.bias),
     ];
     bound.extend(c.map(|c| ("c", c)));
@@ -115,7 +174,11 @@ pub fn forward(
         ("x", x, x_shape),
         ("h", h, vec![b, sw]),
         ("w_ih", &w.w_ih, vec![g, i]),
-        ("w_hh", &w.w_hh, vec![g, sw]),
+        (
+            "w_hh",
+            w_hh,
+            w.w_hh.as_ref().map_or(vec![g, i], |_| vec![g, sw]),
+        ),
         ("bias", &w.bias, vec![2, g]),
     ];
     let w_hr = w.w_hr.as_ref().map(|w_hr| ("w_hr", w_hr, vec![sw, units]));
@@ -141,26 +204,26 @@ pub fn forward(
         });
     }
     let projected = w.w_hr.is_some() || sw != units;
-    if projected && (w.mode != Mode::Lstm || w.zoneout != [0.0; 2] || w.w_hr.is_none()) {
+    if projected && (!w.is_lstm() || w.zoneout != [0.0; 2] || w.w_hr.is_none()) {
         return Err(Error::InvalidArgument {
             op: OP,
             what: "w_hr",
-            got: format!("{:?} with zoneout {:?}", w.mode, w.zoneout),
+            got: format!("{:?} with zoneout {:?}", w.cell, w.zoneout),
             expected: "a projection (w_hr and a w_hh as wide as it) of an LSTM without zoneout",
         });
     }
     if let Some(ln) = &w.ln {
-        let ok = w.mode == Mode::Lstm && !projected;
+        let ok = w.is_lstm() && !projected;
         if !ok || ln.shape() != [1, layer_norm_lstm::lnp_width(units)] {
             return Err(Error::InvalidArgument {
                 op: OP,
                 what: "ln",
-                got: format!("{:?} for a {:?} step", ln.shape(), w.mode),
+                got: format!("{:?} for a {:?} step", ln.shape(), w.cell),
                 expected: "[1, 18H] of an LSTM without projection",
             });
         }
     }
-    if c.is_some() != (w.mode == Mode::Lstm) {
+    if c.is_some() != w.is_lstm() {
         return Err(Error::InvalidArgument {
             op: OP,
             what: "c",
@@ -183,18 +246,12 @@ pub fn forward(
             row_stride: steps * i,
             ..View::matrix(x, b, i, false)
         };
-        return layer_norm_step(rec, w, ln, x, h, c);
+        return layer_norm_step(rec, w, w_hh, ln, x, h, c);
     }
     let h_out = rec.empty(&[b, units], DType::F32)?;
     let c_out = match c {
         Some(_) => Some(rec.empty(&[b, units], DType::F32)?),
         None => None,
-    };
-    let mode = match w.mode {
-        Mode::Lstm => 0.0,
-        Mode::Gru => 1.0,
-        Mode::RnnTanh => 2.0,
-        Mode::RnnRelu => 3.0,
     };
     let params = Params {
         b: b as u32,
@@ -209,7 +266,7 @@ pub fn forward(
     // A cell without c reads h as c (reads may alias) and writes c_out into the
     // placeholder (writable bindings may not alias in WebGPU).
     let c_in = c.unwrap_or(h);
-    let mut held = vec![x, h, c_in, &w.w_ih, &w.w_hh, &w.bias, &h_out];
+    let mut held = vec![x, h, c_in, &w.w_ih, w_hh, &w.bias, &h_out];
     held.extend(c_out.as_ref());
     rec.hold(&held);
     let ctx = rec.context().clone();
@@ -228,13 +285,13 @@ pub fn forward(
     } else {
         ("forward", [1, 2, 4, 5])
     };
-    let constants = [("MODE", mode), ("WG", f64::from(wg))];
+    let constants = [("MODE", w.cell.shader_mode()), ("WG", f64::from(wg))];
     let bindings = [
         (bx, x),
         (bh, h),
         (3, c_in),
         (bw_ih, &w.w_ih),
-        (bw_hh, &w.w_hh),
+        (bw_hh, w_hh),
         (6, &w.bias),
         (7, &h_out),
     ];
@@ -271,6 +328,7 @@ pub fn forward(
 fn layer_norm_step(
     rec: &mut Recorder,
     w: &Weights,
+    w_hh: &Tensor,
     lnp: &Tensor,
     x: View,
     h: &Tensor,
@@ -290,7 +348,7 @@ fn layer_norm_step(
         rec,
         View::matrix(&gh, b, g, false),
         View::matrix(h, b, units, false),
-        View::matrix(&w.w_hh, g, units, false).t(),
+        View::matrix(w_hh, g, units, false).t(),
     )?;
     let n = b * units;
     let (hs, cs) = (

@@ -132,6 +132,22 @@ impl Stack {
     }
 }
 
+/// [`reference`] of `stack`'s parameters from a zero state.
+fn reference_from_zero(
+    c: &Case,
+    stack: &Stack,
+    x: &[f32],
+    lengths: &[usize],
+) -> (Vec<f64>, Vec<f64>) {
+    let params: Vec<Vec<f64>> = stack
+        .params()
+        .iter()
+        .map(|p| to_f64(&p.value.to_vec().unwrap()))
+        .collect();
+    let zeros = vec![0.0; c.layers * c.batch * c.hidden];
+    reference(c, &params, &to_f64(x), &zeros, lengths)
+}
+
 impl Stack {
     fn stream(&self, rec: &mut Recorder, batch: usize) -> Result<Stream> {
         match self {
@@ -161,14 +177,7 @@ fn streams_give_the_reference_a_dispatch_per_layer_and_token() {
             };
             let stack = Stack::new(&c, 40 + hidden as u64);
             let x = Rng::new(41).vec(c.batch * c.steps * c.input);
-            let params: Vec<Vec<f64>> = stack
-                .params()
-                .iter()
-                .map(|p| to_f64(&p.value.to_vec().unwrap()))
-                .collect();
-            let zeros = vec![0.0; c.layers * c.batch * c.hidden];
-            let lengths = vec![c.steps; c.batch];
-            let (want_y, _) = reference(&c, &params, &to_f64(&x), &zeros, &lengths);
+            let (want_y, _) = reference_from_zero(&c, &stack, &x, &vec![c.steps; c.batch]);
             let mut rec = Recorder::new(ctx, "open");
             let mut stream = stack.stream(&mut rec, c.batch).unwrap();
             rec.submit();
@@ -406,13 +415,7 @@ fn without_an_initial_state_the_state_starts_at_zero() {
     let xv = Var::constant(Tensor::from_slice(ctx(), &[2, 6, 3], &x).unwrap());
     let (y, hn) = stack.apply(&mut tape, &xv, &lens, None).unwrap();
     tape.into_recorder().submit();
-    let params: Vec<Vec<f64>> = stack
-        .params()
-        .iter()
-        .map(|p| to_f64(&p.value.to_vec().unwrap()))
-        .collect();
-    let zeros = vec![0.0; c.layers * c.batch * c.hidden];
-    let (want_y, want_h) = reference(&c, &params, &to_f64(&x), &zeros, &lens);
+    let (want_y, want_h) = reference_from_zero(&c, &stack, &x, &lens);
     assert_close("y", &y.to_vec().unwrap(), &want_y, 1e-4, 1e-5);
     assert_close("h_n", &hn.h.to_vec().unwrap(), &want_h, 1e-4, 1e-5);
 }

@@ -1412,7 +1412,7 @@ fn streams_match_the_reference_step_by_step() {
                     FWD_RTOL,
                     FWD_ATOL,
                 );
-                if let Some(c) = stream.c() {
+                if let Some(c) = stream.state().c() {
                     let want_c = &want.c_n[l * per_cell..(l + 1) * per_cell];
                     let got = c[l].to_vec().unwrap();
                     assert_close(
@@ -1478,13 +1478,18 @@ fn streams_refuse_bad_input_and_keep_their_state() {
         .all(|(a, b)| a.buffer() == b.buffer()));
     let h = vec![Tensor::zeros(ctx, &[2, 6]).unwrap(); 2];
     assert!(matches!(
-        stream.set_state(h.clone(), None),
-        Err(Error::InvalidArgument { .. })
+        stream.set_state(State::Hidden { h: h.clone() }),
+        Err(Error::InvalidArgument { what: "state", .. })
     ));
     assert!(matches!(
-        stream.set_state(h[..1].to_vec(), Some(h.clone())),
+        stream.set_state(State::Lstm {
+            h: h[..1].to_vec(),
+            c: h.clone()
+        }),
         Err(Error::ShapeMismatch { .. })
     ));
-    stream.set_state(h.clone(), Some(h)).unwrap();
+    stream
+        .set_state(State::Lstm { h: h.clone(), c: h })
+        .unwrap();
     rec.submit();
 }

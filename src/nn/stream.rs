@@ -43,7 +43,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
-use crate::nn::recurrent::{layer_norm_params, Mode, Recurrent};
+use crate::nn::recurrent::{layer_norm_params, Mode, Recurrent, State};
 use crate::nn::Cell;
 use crate::ops::min_rnn::MinCell;
 use crate::ops::stream_step::{self, StepCell, Weights};
@@ -199,9 +199,10 @@ impl Stream {
         &self.h
     }
 
-    /// The LSTM's cell states, one `[B, H]` per layer.
-    pub fn c(&self) -> Option<&[Tensor]> {
-        self.c.as_deref()
+    /// The state, one tensor per layer: `h` `[B, S]` and, for an LSTM, `c`
+    /// `[B, H]`.
+    pub fn state(&self) -> State<Vec<Tensor>> {
+        State::of(self.h.clone(), self.c.clone())
     }
 
     /// Records starting over from zero states with `batch` sequences.
@@ -230,10 +231,13 @@ impl Stream {
         Ok(())
     }
 
-    /// Continues from the given states instead: `h` (one `[B, S]` per layer) and
-    /// the LSTM's `c` (one `[B, H]` per layer), as [`h`](Self::h) and
-    /// [`c`](Self::c) give them.
-    pub fn set_state(&mut self, h: Vec<Tensor>, c: Option<Vec<Tensor>>) -> Result<()> {
+    /// Continues from the given state instead, as [`state`](Self::state) gives
+    /// it: [`State::Lstm`] for an LSTM, else [`State::Hidden`].
+    pub fn set_state(&mut self, state: State<Vec<Tensor>>) -> Result<()> {
+        let (h, c) = match state {
+            State::Lstm { h, c } => (h, Some(c)),
+            State::Hidden { h } => (h, None),
+        };
         let (_, units) = self.layers[0].sizes();
         let sw = self.layers[0].state_size();
         let layers = self.layers.len();
@@ -254,9 +258,14 @@ impl Stream {
         if c.is_some() != self.is_lstm() {
             return Err(Error::InvalidArgument {
                 op: OP,
-                what: "c",
-                got: if c.is_some() { "given" } else { "missing" }.into(),
-                expected: "the LSTM's cell states, and no other cell's",
+                what: "state",
+                got: if c.is_some() {
+                    "an LSTM's state"
+                } else {
+                    "a hidden state"
+                }
+                .into(),
+                expected: "an LSTM's state (State::Lstm) for an LSTM, else a hidden state",
             });
         }
         self.h = h;

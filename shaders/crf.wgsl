@@ -140,6 +140,32 @@ fn recursion(lane: u32, b: u32, len: u32) {
     storageBarrier();
 }
 
+// The recursion's end for sequence b of length len, the end scores added:
+// log Z by log-sum-exp over the last tags, or with p.viterbi the best final
+// score and its tag (the lowest on ties).
+struct End {
+    value: f32,
+    tag: u32,
+}
+
+fn termination(b: u32, len: u32) -> End {
+    let last = (b * p.t + len - 1u) * p.k;
+    var acc = Lse(NONE, 0.0);
+    var end = End(NONE, 0u);
+    for (var j = 0u; j < p.k; j++) {
+        let v = alpha[last + j] + w[p.k + j];
+        if (p.viterbi == 0u) {
+            acc = lse_add(acc, v);
+        } else if (v > end.value) {
+            end = End(v, j);
+        }
+    }
+    if (p.viterbi == 0u) {
+        end.value = lse_value(acc);
+    }
+    return end;
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn nll(
     @builtin(local_invocation_index) lane: u32,
@@ -154,12 +180,7 @@ fn nll(
     recursion(lane, b, len);
     if (lane == 0u) {
         let base = b * p.t * p.k;
-        let last = base + (len - 1u) * p.k;
-        var acc = Lse(NONE, 0.0);
-        for (var j = 0u; j < p.k; j++) {
-            acc = lse_add(acc, alpha[last + j] + w[p.k + j]);
-        }
-        let log_z = lse_value(acc);
+        let log_z = termination(b, len).value;
         var y = tag(b, 0u);
         var score = w[y] + em[base + y];
         for (var t = 1u; t < len; t++) {
@@ -217,6 +238,11 @@ fn marginals(
     }
 }
 
+// The marginal P(y_t = j) of sequence b at e = (b, t, j): exp(α + β − log Z).
+fn unary(b: u32, e: u32) -> f32 {
+    return exp(alpha[e] + beta[e] - seq[2u * b]);
+}
+
 // One invocation per emission (b, t, j): the gradient from α, β and log Z.
 @compute @workgroup_size(64, 1, 1)
 fn emissions(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -231,8 +257,7 @@ fn emissions(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         dem[i] = 0.0;
         return;
     }
-    let q = exp(alpha[i] + beta[i] - seq[2u * b]);
-    dem[i] = p.scale * (q - select(0.0, 1.0, tag(b, t) == j));
+    dem[i] = p.scale * (unary(b, i) - select(0.0, 1.0, tag(b, t) == j));
 }
 
 // One invocation per weight: its gradient summed over the sequences (and
@@ -250,9 +275,7 @@ fn weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (row == 0u) {
         // Start scores: P(y_0 = j) = exp(α_0 + β_0 − log Z).
         for (var b = 0u; b < p.b; b++) {
-            let e = b * p.t * p.k + j;
-            let q = exp(alpha[e] + beta[e] - seq[2u * b]);
-            sum += q - select(0.0, 1.0, tag(b, 0u) == j);
+            sum += unary(b, b * p.t * p.k + j) - select(0.0, 1.0, tag(b, 0u) == j);
         }
     } else if (row == 1u) {
         // End scores: P(y_{L−1} = j) = exp(α_{L−1} + f − log Z).
@@ -293,16 +316,7 @@ fn viterbi(
     recursion(lane, b, len);
     if (lane == 0u) {
         let base = b * p.t * p.k;
-        let last = base + (len - 1u) * p.k;
-        var best = NONE;
-        var y = 0u;
-        for (var j = 0u; j < p.k; j++) {
-            let v = alpha[last + j] + w[p.k + j];
-            if (v > best) {
-                best = v;
-                y = j;
-            }
-        }
+        var y = termination(b, len).tag;
         for (var t = len; t < p.t; t++) {
             path[b * p.t + t] = NO_TAG;
         }

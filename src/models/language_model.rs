@@ -78,22 +78,7 @@ fn run(
     lengths: &[usize],
     state: Option<&State>,
 ) -> Result<(Var, State)> {
-    let lstm = stack.is_lstm();
-    match state {
-        Some(s) if matches!(s, State::Lstm { .. }) != lstm => {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "state",
-                expected: if lstm {
-                    "an LSTM's state (State::Lstm)"
-                } else {
-                    "a hidden state (State::Hidden)"
-                },
-                got: format!("{} for a {} model", s.kind(), stack.name()),
-            })
-        }
-        _ => {}
-    }
+    stack.check_state(OP, state)?;
     let state = state.map(|s| s.map(|t| Var::constant(t.clone())));
     let (y, last) = stack.apply(tape, x, lengths, state.as_ref())?;
     Ok((y, last.map(|v| v.tensor().clone())))

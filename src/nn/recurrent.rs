@@ -193,10 +193,33 @@ impl<T> State<T> {
         }
     }
 
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            State::Lstm { .. } => "an LSTM's state",
-            State::Hidden { .. } => "a hidden state",
+    /// Refuses, as `op` for the argument `what`, a state of the other kind than
+    /// an LSTM's (`lstm`) or another cell's: `owner` and `noun` name what was
+    /// given it ("lstm", "stack").
+    pub(crate) fn check_kind(
+        state: Option<&Self>,
+        (op, what): (&'static str, &'static str),
+        lstm: bool,
+        (owner, noun): (&str, &str),
+    ) -> Result<()> {
+        match state {
+            Some(s) if matches!(s, State::Lstm { .. }) != lstm => Err(Error::InvalidArgument {
+                op,
+                what,
+                expected: if lstm {
+                    "an LSTM's state (State::Lstm)"
+                } else {
+                    "a hidden state (State::Hidden)"
+                },
+                got: format!(
+                    "{} for a {owner} {noun}",
+                    match s {
+                        State::Lstm { .. } => "an LSTM's state",
+                        State::Hidden { .. } => "a hidden state",
+                    }
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 }
@@ -685,21 +708,12 @@ impl Recurrent {
         state: Option<&'a State<T>>,
     ) -> Result<(Option<&'a T>, Option<&'a T>)> {
         let lstm = self.mode == Mode::Lstm;
-        match state {
-            None => Ok((None, None)),
-            Some(State::Lstm { h, c }) if lstm => Ok((Some(h), Some(c))),
-            Some(State::Hidden { h }) if !lstm => Ok((Some(h), None)),
-            Some(other) => Err(Error::InvalidArgument {
-                op: OP,
-                what,
-                expected: if lstm {
-                    "an LSTM's state (State::Lstm)"
-                } else {
-                    "a hidden state (State::Hidden)"
-                },
-                got: format!("{} for a {} stack", other.kind(), self.mode.name()),
-            }),
-        }
+        State::check_kind(state, (OP, what), lstm, (self.mode.name(), "stack"))?;
+        Ok(match state {
+            None => (None, None),
+            Some(State::Lstm { h, c }) => (Some(h), Some(c)),
+            Some(State::Hidden { h }) => (Some(h), None),
+        })
     }
 
     /// [`forward`](Self::forward) in training: with the dropout between layers

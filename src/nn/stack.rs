@@ -124,16 +124,14 @@ impl Stack {
 
     /// A minimal cell's initial state: a hidden state or none.
     fn hidden(&self, state: Option<&State<Var>>) -> Result<Option<HiddenState>> {
-        match state {
-            None => Ok(None),
-            Some(State::Hidden { h }) => Ok(Some(HiddenState { h: h.clone() })),
-            Some(other) => Err(Error::InvalidArgument {
-                op: self.name(),
-                what: "state",
-                expected: "a hidden state (State::Hidden)",
-                got: other.kind().into(),
-            }),
-        }
+        self.check_state(self.name(), state)?;
+        Ok(state.map(|s| HiddenState { h: s.h().clone() }))
+    }
+
+    /// Refuses, as `op`, a state of the other kind than the cell's: an LSTM's
+    /// state for an LSTM, a hidden state for every other cell.
+    pub(crate) fn check_state<T>(&self, op: &'static str, state: Option<&State<T>>) -> Result<()> {
+        State::check_kind(state, (op, "state"), self.is_lstm(), (self.name(), "model"))
     }
 }
 

@@ -174,16 +174,13 @@ pub fn forward(
         ("x", x, x_shape),
         ("h", h, vec![b, sw]),
         ("w_ih", &w.w_ih, vec![g, i]),
-        (
-            "w_hh",
-            w_hh,
-            w.w_hh.as_ref().map_or(vec![g, i], |_| vec![g, sw]),
-        ),
         ("bias", &w.bias, vec![2, g]),
     ];
+    let w_hh_shape = w.w_hh.as_ref().map(|w_hh| ("w_hh", w_hh, vec![g, sw]));
     let w_hr = w.w_hr.as_ref().map(|w_hr| ("w_hr", w_hr, vec![sw, units]));
     for (what, t, shape) in expect
         .into_iter()
+        .chain(w_hh_shape)
         .chain(c.map(|c| ("c", c, vec![b, units])))
         .chain(w_hr)
     {

@@ -6,12 +6,12 @@
 mod common;
 
 use common::{ctx, fd_along, Rng};
-use rnn_wgpu::data::Batch;
+use rnn_wgpu::data::{Batch, Streams};
 use rnn_wgpu::models::language_model::State;
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
 use rnn_wgpu::nn::{Cell, Mode, Module};
 use rnn_wgpu::ops::sample::Sampling;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::train::{fit, FitConfig, Method, OptimConfig, Optimizer, Stop};
 use rnn_wgpu::{Error, Recorder, Tape};
 
 const MODES: [Cell; 5] = [
@@ -394,4 +394,106 @@ fn a_state_of_the_other_kind_is_refused() {
             }
         }
     }
+}
+
+/// `train::fit` over streams hands each chunk the state the one before it ended
+/// in (its losses are those of a loop passing the state by hand), and a run
+/// stopped inside an epoch and resumed into a model of another seed continues
+/// from the state it saved: the same losses bit for bit and the same weights,
+/// for an LSTM's state (h and c) and a GRU's (h), dropout and zoneout on.
+#[test]
+fn fit_carries_the_state_across_chunks_and_into_a_resume() {
+    let text = ids(&mut Rng::new(31), 300, 7);
+    let dir = std::env::temp_dir().join(format!("rnn-wgpu-lm-fit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (n, mode) in [Mode::Lstm, Mode::Gru].into_iter().enumerate() {
+        let model = |seed| {
+            small(mode, 7, seed)
+                .with_dropout(0.2, 9)
+                .unwrap()
+                .with_zoneout(0.1, if mode == Mode::Lstm { 0.1 } else { 0.0 }, 4)
+                .unwrap()
+        };
+        let optimizer = |m: &LanguageModel| {
+            Optimizer::new(ctx(), OptimConfig::new(Method::ADAM, 1e-2), m.params()).unwrap()
+        };
+        let weights = |m: &LanguageModel| -> Vec<Vec<f32>> {
+            m.named_params().iter().map(|p| p.read().unwrap()).collect()
+        };
+        let streams = Streams::new(&text, 4, 8).unwrap();
+        assert_eq!(streams.chunks(), 9);
+
+        let a = model(1);
+        let mut opt = optimizer(&a);
+        let mut by_hand = vec![];
+        for _epoch in 0..2 {
+            let mut state: Option<State> = None;
+            for i in 0..streams.chunks() {
+                let chunk = streams.chunk(i).unwrap();
+                let (report, next) = a
+                    .train_step(ctx(), &chunk, state.as_ref(), &mut opt)
+                    .unwrap();
+                state = Some(next);
+                by_hand.push(report.loss);
+            }
+        }
+
+        let cfg = FitConfig::new(2);
+        let b = model(1);
+        let mut opt = optimizer(&b);
+        let full = fit(
+            ctx(),
+            &b,
+            &mut opt,
+            &mut streams.clone(),
+            &cfg,
+            |_| Ok(0.0),
+            |_| {},
+        )
+        .unwrap();
+        let losses: Vec<f32> = full.losses.iter().map(|&(_, l)| l).collect();
+        assert_eq!(losses, by_hand, "{mode:?}: fit's losses are the loop's");
+
+        let ck = dir.join(format!("lm{n}.safetensors"));
+        let cfg = cfg.with_checkpoint(Some(ck));
+        let c = model(1);
+        let mut opt = optimizer(&c);
+        let part = cfg.clone().with_max_steps(Some(13));
+        let first = fit(
+            ctx(),
+            &c,
+            &mut opt,
+            &mut streams.clone(),
+            &part,
+            |_| Ok(0.0),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(first.stop, Some(Stop::Steps));
+
+        let d = model(2);
+        assert_ne!(weights(&d), weights(&a));
+        let mut opt = optimizer(&d);
+        let resumed = fit(
+            ctx(),
+            &d,
+            &mut opt,
+            &mut streams.clone(),
+            &cfg.with_resume(true),
+            |_| Ok(0.0),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            resumed.losses, full.losses,
+            "{mode:?}: losses step for step"
+        );
+        assert_eq!(
+            weights(&d),
+            weights(&a),
+            "{mode:?}: the same weights at the end"
+        );
+        assert!(resumed.minutes >= first.minutes, "the clock goes on");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

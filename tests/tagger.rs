@@ -12,7 +12,8 @@ use rnn_wgpu::models::{BiLstmTagger, CharConfig, TaggerConfig};
 use rnn_wgpu::nn::{Cell, Mode, Module, Named, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
 use rnn_wgpu::train::{
-    best_path, fit, Epochs, Event, FitConfig, Goal, Method, OptimConfig, Optimizer, Stop, TrainStep,
+    best_path, fit, Clock, Epochs, Event, FitConfig, Goal, Method, OptimConfig, Optimizer, Stop,
+    TrainStep,
 };
 use rnn_wgpu::{Context, DType, Error, Tape};
 
@@ -771,7 +772,10 @@ fn fit_resumed_mid_epoch_repeats_the_uninterrupted_run() {
         &cfg.clone().with_resume(true),
         |m| eval_loss(m, &held_out),
         |e| {
-            if let Event::Resumed { step, epoch, index } = e {
+            if let Event::Resumed {
+                step, epoch, index, ..
+            } = e
+            {
                 resumed_at.push((step, epoch, index));
             }
         },
@@ -799,6 +803,90 @@ fn fit_resumed_mid_epoch_repeats_the_uninterrupted_run() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `train::fit` with cosine cycles sets the rate of every step as a loop that
+/// sets it by hand: two cycles over two epochs of four batches, each from the
+/// base rate down (the same losses and weights bit for bit), and gives the
+/// optimizer its base rate back at the end.
+#[test]
+fn fit_cycles_set_the_rate_of_every_step() {
+    let data = || ToyEpochs(toy_batches(4, 6, 77));
+    let base = 0.02f32;
+    let a = BiLstmTagger::new(ctx(), toy(16, 12), 3).unwrap();
+    let mut opt = optimizer(&a);
+    let mut by_hand = vec![];
+    let mut d = data();
+    for k in 0..8usize {
+        // Steps 0..4 are the first cycle, 4..8 the second.
+        let within = (k % 4) as f64 / 4.0;
+        let lr = base * (0.5 * (1.0 + (std::f64::consts::PI * within).cos())) as f32;
+        opt.set_lr(lr).unwrap();
+        let batch = d.batch(k / 4, k % 4).unwrap();
+        by_hand.push(a.train_step(ctx(), &batch, &mut opt).unwrap().loss);
+    }
+    let b = BiLstmTagger::new(ctx(), toy(16, 12), 3).unwrap();
+    let mut opt = optimizer(&b);
+    let cfg = FitConfig::new(2).with_cycles(Some(2));
+    let run = fit(ctx(), &b, &mut opt, &mut data(), &cfg, |_| Ok(0.0), |_| {}).unwrap();
+    let losses: Vec<f32> = run.losses.iter().map(|&(_, l)| l).collect();
+    assert_eq!(losses, by_hand);
+    let values = |m: &BiLstmTagger| -> Vec<Vec<f32>> {
+        m.named_params().iter().map(|n| n.read().unwrap()).collect()
+    };
+    assert_eq!(values(&b), values(&a));
+    assert_eq!(opt.config().lr, base);
+}
+
+/// `train::fit` evaluates inside an epoch every `eval_minutes` of its clock
+/// (here after every step), and its clock leaves out the evaluations when it
+/// counts training only: 12 evaluations of 50 ms are on the `Run` clock and
+/// off the `Training` one.
+#[test]
+fn fit_evaluates_on_its_clock() {
+    let nap = std::time::Duration::from_millis(50);
+    let mut minutes = vec![];
+    for clock in [Clock::Run, Clock::Training] {
+        let model = BiLstmTagger::new(ctx(), toy(16, 12), 3).unwrap();
+        let mut opt = optimizer(&model);
+        let cfg = FitConfig::new(3)
+            .with_clock(clock)
+            .with_eval_minutes(Some(1e-9));
+        let mut told = vec![];
+        let run = fit(
+            ctx(),
+            &model,
+            &mut opt,
+            &mut ToyEpochs(toy_batches(4, 6, 76)),
+            &cfg,
+            |_| {
+                std::thread::sleep(nap);
+                Ok(0.0)
+            },
+            |e| {
+                if let Event::Evaluated { step, minutes, .. } = e {
+                    told.push((step, minutes));
+                }
+            },
+        )
+        .unwrap();
+        let steps: Vec<u32> = run.scores.iter().map(|&(s, _)| s).collect();
+        assert_eq!(steps, (1..=12).collect::<Vec<u32>>(), "{clock:?}");
+        assert_eq!(run.score_minutes.len(), 12);
+        let told_minutes: Vec<f64> = told.iter().map(|&(_, m)| m).collect();
+        assert_eq!(told_minutes, run.score_minutes);
+        assert!(run.loss_minutes.windows(2).all(|w| w[0] <= w[1]));
+        minutes.push(run.minutes);
+    }
+    let napped = 12.0 * nap.as_secs_f64() / 60.0;
+    assert!(
+        minutes[0] >= napped,
+        "the run clock holds the evaluations: {minutes:?}"
+    );
+    assert!(
+        minutes[1] < minutes[0] - 0.9 * napped,
+        "the training clock leaves them out: {minutes:?}"
+    );
+}
+
 /// `train::fit` refuses what cannot run before anything trains.
 #[test]
 fn fit_refuses_bad_settings_before_training() {
@@ -819,6 +907,9 @@ fn fit_refuses_bad_settings_before_training() {
         FitConfig::new(1).with_minutes(Some(f64::NAN)),
         FitConfig::new(1).with_minutes(Some(0.0)),
         FitConfig::new(1).with_every(Some(0)),
+        FitConfig::new(1).with_cycles(Some(0)),
+        FitConfig::new(1).with_eval_minutes(Some(-1.0)),
+        FitConfig::new(1).with_eval_minutes(Some(f64::INFINITY)),
         FitConfig::new(1).with_resume(true),
         FitConfig::new(1)
             .with_checkpoint(Some(not_saved.clone()))

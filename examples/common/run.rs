@@ -80,7 +80,7 @@ impl<B, F: FnMut(&[usize], usize, usize) -> Result<B>> Epochs for Buckets<B, F> 
 
 /// What a `train::fit` run shows as it goes: a bar per epoch with the loss,
 /// the model's metrics and the throughput (`tokens` counts a batch's), and a line
-/// per evaluation (`score` words it) with the memory pool.
+/// per evaluation (`score` words it) with the run's clock and the memory pool.
 pub fn progress<B>(
     ctx: &Context,
     score: impl Fn(f64) -> String,
@@ -88,10 +88,13 @@ pub fn progress<B>(
 ) -> impl FnMut(Event<'_, B>) {
     let ctx = ctx.clone();
     let mut shown: Option<ProgressBar> = None;
-    let (mut count, mut t0) = (0usize, Instant::now());
-    let rate = move |count: usize, t0: Instant| count as f64 / t0.elapsed().as_secs_f64();
+    // Tokens and seconds of training since the epoch's bar started.
+    let (mut count, mut secs, mut t0) = (0usize, 0.0f64, Instant::now());
+    let mut last = None;
     move |event| match event {
-        Event::Resumed { step, epoch, index } => {
+        Event::Resumed {
+            step, epoch, index, ..
+        } => {
             println!(
                 "resumed at step {step}: epoch {}, batch {}",
                 epoch + 1,
@@ -102,14 +105,23 @@ pub fn progress<B>(
             epoch,
             batches,
             from,
+            ..
         } => {
             let b = bar(batches, format!("epoch {}", epoch + 1));
             b.set_position(from as u64);
             shown = Some(b);
-            (count, t0) = (0, Instant::now());
+            (count, secs) = (0, 0.0);
+            t0 = Instant::now();
         }
-        Event::Step { batch, report, .. } => {
+        Event::Step {
+            batch,
+            report,
+            index,
+            ..
+        } => {
             count += tokens(batch);
+            secs += t0.elapsed().as_secs_f64();
+            last = Some(index);
             if let Some(b) = &shown {
                 let metrics: String = report
                     .metrics
@@ -119,31 +131,44 @@ pub fn progress<B>(
                 b.set_message(format!(
                     "loss {:.3}{metrics}  {:.0} tokens/s",
                     report.loss,
-                    rate(count, t0)
+                    count as f64 / secs
                 ));
                 b.inc(1);
             }
+            t0 = Instant::now();
         }
         Event::Evaluated {
             epoch,
             step,
             score: s,
+            minutes,
             ..
         } => {
-            if let Some(b) = shown.take() {
-                b.finish();
-            }
-            println!(
-                "epoch {} (step {step}) {}  ({:.0} tokens/s training; {})",
+            let line = format!(
+                "epoch {} (step {step}, {minutes:.1} min) {}  ({:.0} tokens/s training; {})",
                 epoch + 1,
                 score(s),
-                rate(count, t0),
+                count as f64 / secs,
                 pool(&ctx)
             );
+            match &shown {
+                // Inside the epoch: the line goes above its bar.
+                Some(b) if last.is_some_and(|i| i + 1 < b.length().unwrap_or(0) as usize) => {
+                    b.suspend(|| println!("{line}"))
+                }
+                _ => {
+                    if let Some(b) = shown.take() {
+                        b.finish();
+                    }
+                    println!("{line}");
+                }
+            }
+            t0 = Instant::now();
         }
         Event::Stopped {
             why: Stop::Time,
             step,
+            ..
         } => println!("time budget reached at step {step}"),
         _ => {}
     }

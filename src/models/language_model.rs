@@ -42,7 +42,7 @@
 //! }
 //! ```
 
-use crate::data::Batch;
+use crate::data::{Batch, Streams};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
@@ -96,6 +96,29 @@ pub struct Chunk {
     pub batch: Batch,
     /// The state the previous chunk ended in (`None`: zero).
     pub state: Option<State>,
+}
+
+/// The streams as [`train::fit`](crate::train::fit()) reads them: every epoch the
+/// same chunks in order, each starting without a state (`fit` hands each
+/// chunk the state the one before it ended in).
+#[cfg(not(target_arch = "wasm32"))]
+impl train::Epochs for Streams<'_> {
+    type Batch = Chunk;
+
+    fn batches(&mut self, _epoch: usize) -> Result<usize> {
+        Ok(self.chunks())
+    }
+
+    fn batch(&mut self, _epoch: usize, index: usize) -> Result<Chunk> {
+        let batch = self.chunk(index).ok_or(Error::IndexOutOfRange {
+            op: "streams",
+            what: "chunk",
+            index: 0,
+            value: index,
+            bound: self.chunks(),
+        })?;
+        Ok(Chunk { batch, state: None })
+    }
 }
 
 /// The sizes of a [`LanguageModel`]: [`LanguageModelConfig::new`] with the
@@ -433,6 +456,13 @@ impl TrainStep for LanguageModel {
     fn loss(&self, tape: &mut Tape, chunk: &Chunk) -> Result<Step<State>> {
         let (loss, next) = LanguageModel::loss(self, tape, &chunk.batch, chunk.state.as_ref())?;
         Ok(Step::carrying(loss, next))
+    }
+
+    fn continued(chunk: Chunk, state: State) -> Chunk {
+        Chunk {
+            state: Some(state),
+            ..chunk
+        }
     }
 }
 

@@ -10,12 +10,12 @@ pub mod fit;
 pub mod optim;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use fit::{best_path, fit, Epochs, Event, FitConfig, Goal, History, Stop};
+pub use fit::{best_path, fit, Clock, Epochs, Event, FitConfig, Goal, History, Stop};
 pub use optim::{Method, OptimConfig, Optimizer, Schedule};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
-use crate::nn::Module;
+use crate::nn::{Module, State};
 use crate::tape::{Tape, Var};
 use crate::tensor::{DType, Tensor};
 
@@ -38,6 +38,17 @@ pub trait TrainStep: Module {
     /// any metrics.
     fn loss(&self, tape: &mut Tape, batch: &Self::Batch) -> Result<Step<Self::Carry>>;
 
+    /// `batch` continuing from `carry`, what the step before it in its epoch
+    /// handed on ([`fit()`] passes each step's carry to the next; an epoch starts
+    /// without one). The default drops it, as a model whose `Carry` is `()` can.
+    fn continued(batch: Self::Batch, carry: Self::Carry) -> Self::Batch
+    where
+        Self::Batch: Sized,
+    {
+        let _ = carry;
+        batch
+    }
+
     /// One training step on `batch` (blocking; native only).
     #[cfg(not(target_arch = "wasm32"))]
     fn train_step(
@@ -50,6 +61,52 @@ pub trait TrainStep: Module {
         Self: Sized,
     {
         Ok(step(self, ctx, batch, opt)?.0)
+    }
+}
+
+/// What a [`TrainStep::Carry`] is as tensors, so that [`fit()`] can save it in a
+/// checkpoint mid-epoch and a resumed run continues from it.
+pub trait Carried: Sized {
+    /// Its tensors, in a fixed order.
+    fn tensors(&self) -> Vec<&Tensor>;
+
+    /// Rebuilt from what [`tensors`](Self::tensors) gave (read back and
+    /// uploaded again).
+    fn from_tensors(tensors: Vec<Tensor>) -> Result<Self>;
+}
+
+impl Carried for () {
+    fn tensors(&self) -> Vec<&Tensor> {
+        Vec::new()
+    }
+
+    fn from_tensors(_: Vec<Tensor>) -> Result<Self> {
+        Ok(())
+    }
+}
+
+/// `[h, c]` for an LSTM, `[h]` for the other cells.
+impl Carried for State<Tensor> {
+    fn tensors(&self) -> Vec<&Tensor> {
+        match self {
+            State::Lstm { h, c } => vec![h, c],
+            State::Hidden { h } => vec![h],
+        }
+    }
+
+    fn from_tensors(tensors: Vec<Tensor>) -> Result<Self> {
+        let got = tensors.len();
+        let mut it = tensors.into_iter();
+        match (it.next(), it.next(), got) {
+            (Some(h), Some(c), 2) => Ok(State::Lstm { h, c }),
+            (Some(h), None, 1) => Ok(State::Hidden { h }),
+            _ => Err(Error::InvalidArgument {
+                op: "state",
+                what: "tensors",
+                expected: "h, or h and c",
+                got: format!("{got} tensors"),
+            }),
+        }
     }
 }
 

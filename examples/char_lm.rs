@@ -13,9 +13,11 @@
 //! the gated cells. Curves are by minutes of training (evaluation and sampling
 //! excluded); `--eval-every M` also measures the validation loss every M minutes,
 //! and the run ends with a table: each cell's final and best validation loss and
-//! when it first reached 1.50 nats/char. The model and optimizer go to
-//! `--checkpoint` after every epoch (one file per cell when comparing);
-//! `--resume` continues from it. `--compare earlier.loss.csv` draws an earlier
+//! when it first reached 1.50 nats/char. Training runs in `train::fit`: the
+//! model, optimizer, position in the streams and the state carried into the
+//! next chunk go to `--checkpoint` after every epoch and when time runs out
+//! (one file per cell when comparing; the best by validation loss beside it);
+//! `--resume` continues exactly where it stopped, within the same `--minutes`. `--compare earlier.loss.csv` draws an earlier
 //! run's curves beside this one's (a cell trained with `--zoneout`, `--dropout`
 //! or `--recurrent-dropout` is labelled with them).
 
@@ -24,19 +26,18 @@ mod plot;
 #[path = "common/run.rs"]
 mod run;
 
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::data::readers::read_chars;
 use rnn_wgpu::data::Batch;
 use rnn_wgpu::data::{Streams, Vocab};
-use rnn_wgpu::models::language_model::State;
+use rnn_wgpu::models::language_model::{Chunk, State};
 use rnn_wgpu::models::{LanguageModel, LanguageModelConfig};
-use rnn_wgpu::nn::{Cell, Mode, Module, SplitMix};
+use rnn_wgpu::nn::{self, Mode, Module, SplitMix};
 use rnn_wgpu::ops::sample::Sampling;
-use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer};
+use rnn_wgpu::train::{fit, Clock, FitConfig, Goal, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, Error, Result, Tape};
 
 #[derive(Parser, Debug)]
@@ -137,13 +138,13 @@ fn generated(seed: u64) -> Vec<char> {
     text.chars().collect()
 }
 
-fn cell_of(name: &str) -> Result<Cell> {
+fn cell_of(name: &str) -> Result<nn::Cell> {
     match name {
-        "lstm" | "lnlstm" => Ok(Cell::Recurrent(Mode::Lstm)),
-        "gru" => Ok(Cell::Recurrent(Mode::Gru)),
-        "rnn" => Ok(Cell::Recurrent(Mode::RnnTanh)),
-        "mingru" => Ok(Cell::MinGru),
-        "minlstm" => Ok(Cell::MinLstm),
+        "lstm" | "lnlstm" => Ok(nn::Cell::Recurrent(Mode::Lstm)),
+        "gru" => Ok(nn::Cell::Recurrent(Mode::Gru)),
+        "rnn" => Ok(nn::Cell::Recurrent(Mode::RnnTanh)),
+        "mingru" => Ok(nn::Cell::MinGru),
+        "minlstm" => Ok(nn::Cell::MinLstm),
         other => Err(Error::File {
             path: "--cells".into(),
             reason: format!(
@@ -225,6 +226,24 @@ fn evaluate(ctx: &Context, lm: &LanguageModel, ids: &[u32], bptt: usize) -> Resu
     Ok(sum / count.max(1) as f64)
 }
 
+/// `n` characters sampled after a newline, the uniform numbers drawn from `seed`.
+fn sample(
+    ctx: &Context,
+    lm: &LanguageModel,
+    chars: &Vocab,
+    args: &Args,
+    seed: u64,
+) -> Result<String> {
+    let prime = [chars.id("\n")];
+    let how = Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+    };
+    let ids = lm.sample(ctx, &prime, args.sample, &how, seed)?;
+    Ok(ids.iter().map(|&i| chars.token(i).unwrap_or("?")).collect())
+}
+
 /// Per-step training losses and the validation losses, by minutes of training
 /// (evaluation and sampling excluded); the training speed.
 struct Curves {
@@ -233,29 +252,24 @@ struct Curves {
     chars_per_s: f64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Trains one cell for `minutes` with `train::fit`, the validation loss its
+/// score, a sample after each evaluation.
 fn train(
     ctx: &Context,
     args: &Args,
     cell: &str,
-    chars: &Vocab,
-    train_ids: &[u32],
-    val_ids: &[u32],
+    data: &Data,
     checkpoint: &Path,
     minutes: f64,
 ) -> Result<Curves> {
-    let lm = LanguageModel::new(
-        ctx,
-        LanguageModelConfig::new(chars.len())
-            .with_emb(args.emb)
-            .with_hidden(args.hidden)
-            .with_layers(args.layers)
-            .with_cell(cell_of(cell)?),
-        args.seed,
-    )?
-    .with_dropout(args.dropout, args.seed as u32)?;
     let zoneout_c = zoneout_c(cell, args);
-    let lm = lm
+    let cfg = LanguageModelConfig::new(data.chars.len())
+        .with_emb(args.emb)
+        .with_hidden(args.hidden)
+        .with_layers(args.layers)
+        .with_cell(cell_of(cell)?);
+    let lm = LanguageModel::new(ctx, cfg, args.seed)?
+        .with_dropout(args.dropout, args.seed as u32)?
         .with_zoneout(args.zoneout, zoneout_c, args.seed as u32 + 2)?
         .with_recurrent_dropout(args.recurrent_dropout, args.seed as u32 + 3)?;
     let lm = if cell == "lnlstm" {
@@ -263,110 +277,77 @@ fn train(
     } else {
         lm
     };
-    let cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
-    let mut opt = Optimizer::new(ctx, cfg, lm.params())?;
-    if args.resume {
-        run::resume(checkpoint, &lm.named_params(), &mut opt)?;
-    }
-    let streams = Streams::new(train_ids, args.batch, args.bptt)?;
-    let per_epoch = streams.chunks() as u32;
+    let opt_cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
+    let mut opt = Optimizer::new(ctx, opt_cfg, lm.params())?;
+    let mut streams = Streams::new(&data.train, args.batch, args.bptt)?;
     let params: usize = lm.params().iter().map(|p| p.value.numel()).sum();
     println!(
         "{cell}: {} layers of {}, {params} parameters; {} streams × {} chunks of {} characters per epoch",
         args.layers,
         args.hidden,
         streams.streams(),
-        per_epoch,
+        streams.chunks(),
         args.bptt
     );
-    // Minutes of training only: evaluations and samples are left out.
-    let mut trained = 0.0f64;
-    let mut next_eval = args.eval_every;
-    let mut curves = Curves {
-        train: vec![],
-        val: vec![],
-        chars_per_s: 0.0,
-    };
-    let mut chars_total = 0usize;
-    let first_epoch = opt.steps() / per_epoch.max(1);
-    for epoch in first_epoch as usize..args.epochs {
-        let bar = run::bar(per_epoch as usize, format!("{cell} epoch {}", epoch + 1));
-        let epoch_start = trained;
-        let mut state: Option<State> = None;
-        let mut out_of_time = false;
-        let mut chars_seen = 0usize;
-        for b in (0..streams.chunks()).filter_map(|i| streams.chunk(i)) {
-            let step_start = Instant::now();
-            let (report, next) = lm.train_step(ctx, &b, state.as_ref(), &mut opt)?;
-            trained += step_start.elapsed().as_secs_f64() / 60.0;
-            state = Some(next);
-            chars_seen += b.size * b.steps;
-            curves.train.push((trained, f64::from(report.loss)));
-            if args.eval_every > 0.0 && trained >= next_eval {
-                let val = evaluate(ctx, &lm, val_ids, args.bptt)?;
-                curves.val.push((trained, val));
-                bar.suspend(|| {
-                    println!(
-                        "{cell} after {trained:.1} min of training: val loss {val:.3} nats/char"
-                    )
-                });
-                next_eval += args.eval_every;
-            }
-            let speed = chars_seen as f64 / ((trained - epoch_start) * 60.0).max(1e-9);
-            bar.set_message(format!("loss {:.3}  {speed:.0} chars/s", report.loss));
-            bar.inc(1);
-            if trained > minutes {
-                out_of_time = true;
-                break;
-            }
-        }
-        bar.finish_and_clear();
-        chars_total += chars_seen;
-        Checkpoint::capture(&lm.named_params(), Some(&opt))?.save(checkpoint)?;
-        // The periodic evaluation may just have measured this state.
-        let val = match curves.val.last() {
-            Some(&(at, val)) if at == trained => val,
-            _ => {
-                let val = evaluate(ctx, &lm, val_ids, args.bptt)?;
-                curves.val.push((trained, val));
-                val
-            }
-        };
-        println!(
-            "{cell} epoch {} ({:.1} min of training{}): val loss {val:.3} nats/char, perplexity {:.2}; {:.0} chars/s training; {}",
-            epoch + 1,
-            trained,
-            if out_of_time { ", time budget reached" } else { "" },
-            val.exp(),
-            chars_seen as f64 / ((trained - epoch_start) * 60.0).max(1e-9),
-            run::pool(ctx)
-        );
-        let prime: Vec<u32> = "\n".chars().map(|c| chars.id(&c.to_string())).collect();
-        let sampled = lm.sample(
+    let fit_cfg = FitConfig::new(args.epochs)
+        .with_minutes(Some(minutes))
+        .with_clock(Clock::Training)
+        .with_eval_minutes((args.eval_every > 0.0).then_some(args.eval_every))
+        .with_goal(Goal::Lower)
+        .with_checkpoint(Some(checkpoint.to_path_buf()))
+        .with_resume(args.resume);
+    let sampled = RefCell::new(None);
+    let evaluations = Cell::new(0u64);
+    let history = fit(
+        ctx,
+        &lm,
+        &mut opt,
+        &mut streams,
+        &fit_cfg,
+        |m| {
+            let val = evaluate(ctx, m, &data.val, args.bptt)?;
+            let seed = args.seed + evaluations.replace(evaluations.get() + 1);
+            *sampled.borrow_mut() = Some(sample(ctx, m, &data.chars, args, seed)?);
+            Ok(val)
+        },
+        run::progress_then(
             ctx,
-            &prime,
-            args.sample,
-            &Sampling {
-                temperature: args.temperature,
-                top_k: args.top_k,
-                top_p: args.top_p,
+            |v| {
+                format!(
+                    "{cell}: val loss {v:.3} nats/char, perplexity {:.2}",
+                    v.exp()
+                )
             },
-            args.seed + epoch as u64,
-        )?;
-        let text: String = sampled
-            .iter()
-            .map(|&i| chars.token(i).unwrap_or("?"))
-            .collect();
-        println!(
-            "--- sample (temperature {}) ---\n{text}\n---",
-            args.temperature
-        );
-        if out_of_time {
-            break;
-        }
-    }
-    curves.chars_per_s = chars_total as f64 / (trained * 60.0).max(1e-9);
-    Ok(curves)
+            |c: &Chunk| c.batch.size * c.batch.steps,
+            || {
+                let text = sampled.borrow_mut().take()?;
+                Some(format!(
+                    "--- sample (temperature {}) ---\n{text}\n---",
+                    args.temperature
+                ))
+            },
+        ),
+    )?;
+    let points = |x: &[f64], y: Vec<f64>| x.iter().copied().zip(y).collect();
+    let chars = history.losses.len() * streams.streams() * args.bptt;
+    Ok(Curves {
+        train: points(
+            &history.loss_minutes,
+            history.losses.iter().map(|&(_, l)| f64::from(l)).collect(),
+        ),
+        val: points(
+            &history.score_minutes,
+            history.scores.iter().map(|&(_, v)| v).collect(),
+        ),
+        chars_per_s: chars as f64 / (history.minutes * 60.0).max(1e-9),
+    })
+}
+
+/// The text's characters as ids, 90% for training and the rest for validation.
+struct Data {
+    chars: Vocab,
+    train: Vec<u32>,
+    val: Vec<u32>,
 }
 
 fn main() -> Result<()> {
@@ -387,16 +368,20 @@ fn main() -> Result<()> {
     alphabet.sort();
     alphabet.dedup();
     let chars = Vocab::from_tokens(alphabet);
-    let ids: Vec<u32> = text.iter().map(|c| chars.id(&c.to_string())).collect();
-    let split = ids.len() * 9 / 10;
-    let (train_ids, val_ids) = ids.split_at(split);
+    let mut ids: Vec<u32> = text.iter().map(|c| chars.id(&c.to_string())).collect();
+    let val = ids.split_off(ids.len() * 9 / 10);
     println!(
         "{} characters ({} train, {} validation), {} distinct",
+        ids.len() + val.len(),
         ids.len(),
-        train_ids.len(),
-        val_ids.len(),
+        val.len(),
         chars.len()
     );
+    let data = Data {
+        chars,
+        train: ids,
+        val,
+    };
     run::checkpoint_dir(&args.checkpoint)?;
     let cells: Vec<&str> = args.cells.split(',').map(str::trim).collect();
     for cell in &cells {
@@ -411,16 +396,7 @@ fn main() -> Result<()> {
             args.checkpoint.clone()
         };
         let minutes = args.minutes / cells.len() as f64;
-        let curves = train(
-            &ctx,
-            &args,
-            cell,
-            &chars,
-            train_ids,
-            val_ids,
-            &checkpoint,
-            minutes,
-        )?;
+        let curves = train(&ctx, &args, cell, &data, &checkpoint, minutes)?;
         all.push((label(cell, &args), curves));
     }
     let names: Vec<(String, String)> = all

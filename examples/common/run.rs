@@ -86,6 +86,17 @@ pub fn progress<B>(
     score: impl Fn(f64) -> String,
     tokens: impl Fn(&B) -> usize,
 ) -> impl FnMut(Event<'_, B>) {
+    progress_then(ctx, score, tokens, || None)
+}
+
+/// [`progress`], each evaluation's line followed by what `then` gives (a sample
+/// of the model's text).
+pub fn progress_then<B>(
+    ctx: &Context,
+    score: impl Fn(f64) -> String,
+    tokens: impl Fn(&B) -> usize,
+    mut then: impl FnMut() -> Option<String>,
+) -> impl FnMut(Event<'_, B>) {
     let ctx = ctx.clone();
     let mut shown: Option<ProgressBar> = None;
     // Tokens and seconds of training since the epoch's bar started.
@@ -144,13 +155,16 @@ pub fn progress<B>(
             minutes,
             ..
         } => {
-            let line = format!(
+            let mut line = format!(
                 "epoch {} (step {step}, {minutes:.1} min) {}  ({:.0} tokens/s training; {})",
                 epoch + 1,
                 score(s),
                 count as f64 / secs,
                 pool(&ctx)
             );
+            if let Some(more) = then() {
+                line = format!("{line}\n{more}");
+            }
             match &shown {
                 // Inside the epoch: the line goes above its bar.
                 Some(b) if last.is_some_and(|i| i + 1 < b.length().unwrap_or(0) as usize) => {

@@ -350,38 +350,41 @@ struct Data {
     val: Vec<u32>,
 }
 
+impl Data {
+    /// `--data`, or the generated text where there is none.
+    fn load(args: &Args) -> Result<Self> {
+        let text = if args.data.exists() {
+            println!("data: {}", args.data.display());
+            read_chars(&args.data)?
+        } else {
+            println!(
+                "data: {} not found; training on a generated text",
+                args.data.display()
+            );
+            generated(args.seed)
+        };
+        let mut alphabet: Vec<String> = text.iter().map(|c| c.to_string()).collect();
+        alphabet.sort();
+        alphabet.dedup();
+        let chars = Vocab::from_tokens(alphabet);
+        let mut train: Vec<u32> = text.iter().map(|c| chars.id(&c.to_string())).collect();
+        let val = train.split_off(train.len() * 9 / 10);
+        println!(
+            "{} characters ({} train, {} validation), {} distinct",
+            train.len() + val.len(),
+            train.len(),
+            val.len(),
+            chars.len()
+        );
+        Ok(Self { chars, train, val })
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let ctx = Context::new()?;
     println!("device: {}", ctx.adapter_info().name);
-    let text = if args.data.exists() {
-        println!("data: {}", args.data.display());
-        read_chars(&args.data)?
-    } else {
-        println!(
-            "data: {} not found; training on a generated text",
-            args.data.display()
-        );
-        generated(args.seed)
-    };
-    let mut alphabet: Vec<String> = text.iter().map(|c| c.to_string()).collect();
-    alphabet.sort();
-    alphabet.dedup();
-    let chars = Vocab::from_tokens(alphabet);
-    let mut ids: Vec<u32> = text.iter().map(|c| chars.id(&c.to_string())).collect();
-    let val = ids.split_off(ids.len() * 9 / 10);
-    println!(
-        "{} characters ({} train, {} validation), {} distinct",
-        ids.len() + val.len(),
-        ids.len(),
-        val.len(),
-        chars.len()
-    );
-    let data = Data {
-        chars,
-        train: ids,
-        val,
-    };
+    let data = Data::load(&args)?;
     run::checkpoint_dir(&args.checkpoint)?;
     let cells: Vec<&str> = args.cells.split(',').map(str::trim).collect();
     for cell in &cells {
@@ -455,6 +458,13 @@ fn main() -> Result<()> {
     };
     let path = args.checkpoint.with_extension("loss.png");
     plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
+    print_table(&all);
+    Ok(())
+}
+
+/// Each cell's final and best validation loss, when it first reached 1.50
+/// nats/char, and its speed.
+fn print_table(all: &[(String, Curves)]) {
     let w = all
         .iter()
         .map(|(cell, _)| cell.len())
@@ -465,7 +475,7 @@ fn main() -> Result<()> {
         "\n{:<w$}   final val   best val   first at or below 1.50   chars/s",
         "cell"
     );
-    for (cell, c) in &all {
+    for (cell, c) in all {
         let (Some(&(minutes, last)), Some(best)) = (
             c.val.last(),
             c.val.iter().map(|&(_, v)| v).min_by(f64::total_cmp),
@@ -482,5 +492,4 @@ fn main() -> Result<()> {
             c.chars_per_s
         );
     }
-    Ok(())
 }

@@ -28,7 +28,7 @@ mod plot;
 mod run;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
@@ -180,7 +180,17 @@ fn main() -> Result<()> {
         ));
         curves.push((format!("{name} readout"), losses));
     }
-    let path = args.checkpoint.with_extension("loss.png");
+    report(&args.checkpoint, &curves, table)
+}
+
+/// The loss curves of every readout in one plot beside `checkpoint`, and the
+/// table of their accuracies.
+fn report(
+    checkpoint: &Path,
+    curves: &[(String, Vec<(f64, f64)>)],
+    table: Vec<(Readout, f64, f64, f64)>,
+) -> Result<()> {
+    let path = checkpoint.with_extension("loss.png");
     let series: Vec<plot::Series> = curves
         .iter()
         .enumerate()

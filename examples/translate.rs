@@ -33,6 +33,7 @@ mod plot;
 #[path = "common/run.rs"]
 mod run;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,7 +46,7 @@ use rnn_wgpu::metrics::corpus_bleu;
 use rnn_wgpu::models::{EncoderKind, Ensemble, Link, Seq2Seq, Seq2SeqConfig};
 use rnn_wgpu::nn::{Module, Score, SplitMix};
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, TrainStep};
+use rnn_wgpu::train::{best_path, fit, Clock, FitConfig, Method, OptimConfig, Optimizer};
 use rnn_wgpu::{Context, Result, Tape};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -480,37 +481,6 @@ fn evaluate_ensemble(
     Ok(())
 }
 
-/// Training time: wall time less what evaluation took.
-struct Clock {
-    start: Instant,
-    paused: f64,
-}
-
-impl Clock {
-    fn start() -> Self {
-        Self {
-            start: Instant::now(),
-            paused: 0.0,
-        }
-    }
-
-    fn secs(&self) -> f64 {
-        self.start.elapsed().as_secs_f64() - self.paused
-    }
-
-    fn minutes(&self) -> f64 {
-        self.secs() / 60.0
-    }
-
-    /// Runs `f` off the clock.
-    fn off<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
-        let out = f();
-        self.paused += t.elapsed().as_secs_f64();
-        out
-    }
-}
-
 /// Every parameter's values, in `params()` order.
 fn host_params(model: &Seq2Seq) -> Result<Vec<Vec<f32>>> {
     model.params().iter().map(|p| p.value.to_vec()).collect()
@@ -521,10 +491,259 @@ fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f6
     Ok(corpus_bleu(hyps, &refs)?.score)
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let ctx = Context::new()?;
-    println!("device: {}", ctx.adapter_info().name);
+/// What each evaluation measured beside the validation BLEU that `fit` keeps,
+/// and the parameters kept for averaging.
+#[derive(Default)]
+struct Evals {
+    losses: Vec<f64>,
+    tests: Vec<f64>,
+    snapshots: VecDeque<Vec<Vec<f32>>>,
+}
+
+/// What training leaves for testing: the best validation BLEU, the minutes it
+/// trained, and the parameters of the last `--average` evaluations.
+struct Trained {
+    best: Option<f64>,
+    minutes: f64,
+    snapshots: VecDeque<Vec<Vec<f32>>>,
+}
+
+/// Trains `model` with `train::fit` as the options say and plots the curves.
+fn train(
+    ctx: &Context,
+    args: &Args,
+    model: &Seq2Seq,
+    v: &Vocabs,
+    corpus: &Corpus,
+    val: &Pairs,
+    epochs: usize,
+) -> Result<Trained> {
+    let opt_cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
+    let mut opt = Optimizer::new(ctx, opt_cfg, model.params())?;
+    let lengths = corpus.train.iter().map(|(s, _)| s.len()).collect();
+    let mut data = run::Buckets::new(
+        lengths,
+        args.batch,
+        usize::MAX,
+        args.seed,
+        |idx: &[usize], _, _| {
+            let chosen: Vec<_> = idx.iter().map(|&i| &corpus.train[i]).collect();
+            v.batch(&chosen)
+        },
+    );
+    let cfg = FitConfig::new(epochs)
+        .with_minutes(Some(args.minutes))
+        .with_clock(Clock::Training)
+        .with_cycles((args.schedule == ScheduleArg::Cosine).then_some(args.cycles))
+        .with_eval_minutes((args.eval_minutes > 0.0).then_some(args.eval_minutes))
+        .with_checkpoint(Some(args.checkpoint.clone()))
+        .with_resume(args.resume);
+    let evals = RefCell::new(Evals::default());
+    let history = fit(
+        ctx,
+        model,
+        &mut opt,
+        &mut data,
+        &cfg,
+        |m| {
+            let mut e = evals.borrow_mut();
+            if args.average > 1 {
+                e.snapshots.push_back(host_params(m)?);
+                if e.snapshots.len() > args.average {
+                    e.snapshots.pop_front();
+                }
+            }
+            let (loss, score) = validate(ctx, m, v, val)?;
+            e.losses.push(loss);
+            if args.test_curve {
+                let hyps = translate(ctx, &[m], v, &corpus.test, 1, 0.0)?;
+                e.tests.push(bleu(&hyps, &corpus.test)?);
+            }
+            Ok(score)
+        },
+        run::progress(
+            ctx,
+            |score| {
+                let e = evals.borrow();
+                let loss = e.losses.last().copied().unwrap_or(f64::NAN);
+                let test = e
+                    .tests
+                    .last()
+                    .map_or(String::new(), |t| format!(", test BLEU {t:.2}"));
+                format!(
+                    "val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2}{test} (greedy, {} pairs)",
+                    loss.exp(),
+                    val.len()
+                )
+            },
+            |b: &ParallelBatch| b.tgt.lengths.iter().sum(),
+        ),
+    )?;
+    let Evals {
+        losses,
+        tests,
+        snapshots,
+    } = evals.into_inner();
+    // A resumed run measured only its own evaluations' losses: the latest ones.
+    let at = |ys: Vec<f64>| -> Vec<(f64, f64)> {
+        let xs = &history.score_minutes[history.score_minutes.len().saturating_sub(ys.len())..];
+        xs.iter().copied().zip(ys).collect()
+    };
+    let train: Vec<(f64, f64)> = history
+        .loss_minutes
+        .iter()
+        .zip(&history.losses)
+        .map(|(&m, &(_, l))| (m, f64::from(l)))
+        .collect();
+    let series = [
+        ("training loss", train, plot::Style::Noisy),
+        ("validation loss", at(losses), plot::Style::Points),
+        (
+            "validation BLEU",
+            at(history.scores.iter().map(|&(_, s)| s).collect()),
+            plot::Style::Right,
+        ),
+        ("test BLEU", at(tests), plot::Style::Right),
+    ];
+    let series: Vec<plot::Series> = series
+        .iter()
+        .enumerate()
+        .map(|(group, (name, points, style))| plot::Series {
+            name,
+            points,
+            style: *style,
+            group,
+        })
+        .collect();
+    let chart = plot::Chart {
+        title: "Encoder-decoder: loss and BLEU against training time",
+        x: "minutes of training",
+        y: "loss (nats per target token)",
+        right: Some("BLEU (greedy)"),
+        legend: plot::Legend::MiddleRight,
+    };
+    let path = args.checkpoint.with_extension("loss.png");
+    if !history.losses.is_empty() {
+        plot::curves(&path, &chart, &series).map_err(|e| run::file_err(&path, e))?;
+    }
+    Ok(Trained {
+        best: history.best.map(|(_, s)| s),
+        minutes: history.minutes,
+        snapshots,
+    })
+}
+
+/// Tests the model chosen on validation (the best, or the average of the kept
+/// parameters when it validates better), both with beam search, and shows a
+/// few translations and an attention map.
+fn test_trained(
+    ctx: &Context,
+    args: &Args,
+    model: &Seq2Seq,
+    v: &Vocabs,
+    corpus: &Corpus,
+    val: &Pairs,
+    trained: Trained,
+) -> Result<()> {
+    let best = best_path(&args.checkpoint);
+    let tested = match (&args.evaluate, trained.best) {
+        (Some(path), _) => path,
+        (None, None) => &args.checkpoint,
+        (None, Some(_)) => &best,
+    };
+    let mut candidates = vec![(tested.clone(), trained.best.unwrap_or(f64::MIN))];
+    let snapshots = &trained.snapshots;
+    if snapshots.len() > 1 {
+        // Checkpoint averaging: the mean of the kept parameters, validated like
+        // the others and saved beside them.
+        for (p, i) in model.params().iter().zip(0..) {
+            let mut mean = vec![0.0f32; p.value.numel()];
+            for snap in snapshots {
+                mean.iter_mut().zip(&snap[i]).for_each(|(m, x)| *m += x);
+            }
+            mean.iter_mut().for_each(|m| *m /= snapshots.len() as f32);
+            p.value.write(&mean)?;
+        }
+        let (_, score) = validate(ctx, model, v, val)?;
+        let avg_path = args.checkpoint.with_extension("avg.safetensors");
+        Checkpoint::capture(&model.named_params(), None)?.save(&avg_path)?;
+        println!(
+            "average of the last {} evaluations' parameters: val BLEU {score:.2} (greedy)",
+            snapshots.len()
+        );
+        candidates.push((avg_path, score));
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    let load = |path: &Path| {
+        Checkpoint::load(path)?.apply(&model.named_params(), &path.display().to_string())
+    };
+    // The length normalization, chosen on validation with the first candidate.
+    load(&candidates[0].0)?;
+    let alpha = pick_alpha(ctx, &[model], v, val, args)?;
+    let mut beamed = Vec::new();
+    for (i, (path, _)) in candidates.iter().enumerate() {
+        load(path)?;
+        let out = test(
+            ctx,
+            &[model],
+            v,
+            &corpus.test,
+            args,
+            alpha,
+            &path.display().to_string(),
+        )?;
+        println!("  trained {:.1} min", trained.minutes);
+        if i == 0 {
+            beamed = out;
+        }
+    }
+    // The model shown below is the one chosen on validation.
+    load(&candidates[0].0)?;
+    for ((src, tgt), ours) in corpus.test.iter().zip(&beamed).take(3) {
+        println!("  de:   {}", src.join(" "));
+        println!("  en:   {}", tgt.join(" "));
+        println!("  ours: {}", ours.join(" "));
+    }
+    match (model.config().link, corpus.test.first()) {
+        (Link::None, _) | (_, None) => Ok(()),
+        (_, Some((src, _))) => attention_map(ctx, args, model, v, src),
+    }
+}
+
+/// The attention weights of the model's greedy translation of `src` as a heat
+/// map beside the checkpoint.
+fn attention_map(
+    ctx: &Context,
+    args: &Args,
+    model: &Seq2Seq,
+    v: &Vocabs,
+    src: &[String],
+) -> Result<()> {
+    let src_ids = v.src_ids(src);
+    let (tokens, rows) = model.greedy_with_attention(ctx, &src_ids, 2 * src_ids.len() + 10)?;
+    let path = args.checkpoint.with_extension("attention.png");
+    // Rows and columns are the tokens the model wrote and read (pieces when
+    // subwords).
+    let mut out: Vec<String> = tokens
+        .iter()
+        .map(|&i| v.tgt.token(i).unwrap_or("<unk>").to_string())
+        .collect();
+    out.push("<eos>".into());
+    let read = v.src_tokens(src);
+    let title = "Attention weights: each output token (row) over the source tokens";
+    plot::heat_map(&path, title, &rows, &out, &read).map_err(|e| run::file_err(&path, e))?;
+    println!(
+        "attention of \"{}\" (rows, top to bottom) over \"{}\" (columns): {}",
+        out[..out.len() - 1].join(" "),
+        read.join(" "),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The corpus (or the generated task), its training pairs filtered, and its
+/// vocabularies; the epochs the run may take.
+fn prepare(args: &Args) -> Result<(Corpus, Vocabs, usize)> {
     let found = args.data.join("train.lc.norm.tok.de").exists();
     let mut corpus = if found {
         println!("data: {}", args.data.display());
@@ -536,7 +755,6 @@ fn main() -> Result<()> {
         );
         generated(args.seed)
     };
-    let epochs = args.epochs.unwrap_or(if found { 100 } else { 12 });
     corpus
         .train
         .retain(|(s, t)| !s.is_empty() && s.len() <= args.max_len && t.len() <= args.max_len);
@@ -557,6 +775,15 @@ fn main() -> Result<()> {
             "words".into()
         }
     );
+    Ok((
+        corpus,
+        v,
+        args.epochs.unwrap_or(if found { 100 } else { 12 }),
+    ))
+}
+
+/// The model's sizes and links as the options give them.
+fn config(args: &Args, v: &Vocabs) -> Seq2SeqConfig {
     let link = match args.attention {
         AttentionArg::Luong => Link::Luong {
             score: Score::General,
@@ -574,269 +801,46 @@ fn main() -> Result<()> {
             ff: args.ff,
         },
     };
-    let cfg = Seq2SeqConfig::new(v.src.len(), v.tgt.len(), v.bos, v.eos)
+    Seq2SeqConfig::new(v.src.len(), v.tgt.len(), v.bos, v.eos)
         .with_emb(args.emb)
         .with_hidden(args.hidden)
         .with_layers(args.layers)
         .with_bidirectional(true)
         .with_encoder(encoder)
         .with_link(link)
-        .with_pad(Vocab::PAD);
-    let model = build(&ctx, cfg, &args)?;
-    let count = |ps: Vec<rnn_wgpu::nn::Param>| ps.iter().map(|p| p.value.numel()).sum::<usize>();
-    let encoder_params: usize = model
-        .named_params()
-        .iter()
-        .filter(|n| n.name.starts_with("encoder."))
-        .map(|n| n.shape.iter().product::<usize>())
-        .sum();
+        .with_pad(Vocab::PAD)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let ctx = Context::new()?;
+    println!("device: {}", ctx.adapter_info().name);
+    let (corpus, v, epochs) = prepare(&args)?;
+    let model = build(&ctx, config(&args, &v), &args)?;
+    let size = |prefix: &str| -> usize {
+        let named = model.named_params();
+        let ours = named.iter().filter(|n| n.name.starts_with(prefix));
+        ours.map(|n| n.shape.iter().product::<usize>()).sum()
+    };
     println!(
-        "model: {:?} encoder ({encoder_params} parameters), {:?}; {} parameters in all",
+        "model: {:?} encoder ({} parameters), {:?}; {} parameters in all",
         args.encoder,
-        link,
-        count(model.params())
+        size("encoder."),
+        model.config().link,
+        size("")
     );
     if !args.ensemble.is_empty() {
         return evaluate_ensemble(&ctx, &args, model.config(), &v, &corpus);
     }
-    let opt_cfg = OptimConfig::new(Method::ADAM, args.lr).with_max_norm(Some(5.0));
-    let mut opt = Optimizer::new(&ctx, opt_cfg, model.params())?;
     run::checkpoint_dir(&args.checkpoint)?;
-    let best_path = args.checkpoint.with_extension("best.safetensors");
-    let save = |path: &Path, opt: &Optimizer| -> Result<()> {
-        Checkpoint::capture(&model.named_params(), Some(opt))?.save(path)
-    };
-    if args.resume {
-        run::resume(&args.checkpoint, &model.named_params(), &mut opt)?;
-    }
-
-    let mut clock = Clock::start();
-    let budget = args.minutes * 60.0;
     let val: Pairs = corpus.val.iter().take(args.val_pairs).cloned().collect();
-    let lengths: Vec<usize> = corpus.train.iter().map(|(s, _)| s.len()).collect();
-    let steps_per_epoch = lengths.len().div_ceil(args.batch) as u32;
-    let (mut train_curve, mut val_curve, mut bleu_curve) = (vec![], vec![], vec![]);
-    let mut test_curve = vec![];
-    let mut best = -1.0;
-    let mut next_eval = args.eval_minutes;
-    let first_epoch = opt.steps() / steps_per_epoch.max(1);
-    // Host copies of the parameters at the last `--average` evaluations.
-    let mut snapshots: VecDeque<Vec<Vec<f32>>> = VecDeque::new();
-    let keep = |snapshots: &mut VecDeque<_>| -> Result<()> {
-        if args.average > 1 {
-            snapshots.push_back(host_params(&model)?);
-            if snapshots.len() > args.average {
-                snapshots.pop_front();
-            }
-        }
-        Ok(())
-    };
-    let last_epoch = match args.evaluate {
-        Some(_) => first_epoch as usize,
-        None => epochs,
-    };
-    'training: for epoch in first_epoch as usize..last_epoch {
-        let batches = buckets(&lengths, args.batch, args.seed + epoch as u64);
-        let bar = run::bar(batches.len(), format!("epoch {}", epoch + 1));
-        let (mut tokens, t0) = (0usize, Instant::now());
-        let mut out_of_time = false;
-        for idx in &batches {
-            let chosen: Vec<_> = idx.iter().map(|&i| &corpus.train[i]).collect();
-            let b = v.batch(&chosen)?;
-            if args.schedule == ScheduleArg::Cosine {
-                // How far into its cycle: the budget in `--cycles` equal parts,
-                // each a cosine from --lr down to zero (1 at the very end).
-                let cycles = f64::from(args.cycles);
-                let t = (clock.secs() / budget).min(1.0) * cycles;
-                let done = if t >= cycles { 1.0 } else { t.fract() };
-                opt.set_lr(args.lr * 0.5 * (1.0 + (std::f64::consts::PI * done).cos()) as f32)?;
-            }
-            let report = model.train_step(&ctx, &b, &mut opt)?;
-            tokens += b.tgt.lengths.iter().sum::<usize>();
-            let minutes = clock.minutes();
-            train_curve.push((minutes, f64::from(report.loss)));
-            bar.set_message(format!(
-                "loss {:.3}  {:.0} target tokens/s",
-                report.loss,
-                tokens as f64 / t0.elapsed().as_secs_f64()
-            ));
-            bar.inc(1);
-            if clock.secs() > budget {
-                out_of_time = true;
-                break;
-            }
-            if args.eval_minutes > 0.0 && minutes >= next_eval {
-                next_eval += args.eval_minutes;
-                let (loss, score) = clock.off(|| {
-                    keep(&mut snapshots)?;
-                    validate(&ctx, &model, &v, &val)
-                })?;
-                val_curve.push((minutes, loss));
-                bleu_curve.push((minutes, score));
-                // println through the bar: shown even when the bar is hidden.
-                bar.suspend(|| {
-                    println!(
-                        "{minutes:.1} min, step {}: val loss {loss:.3}, val BLEU {score:.2} (greedy); {}",
-                        opt.steps(),
-                        run::pool(&ctx)
-                    )
-                });
-            }
-        }
-        bar.finish_and_clear();
-        let minutes = clock.minutes();
-        let (loss, score, test) = clock.off(|| -> Result<_> {
-            save(&args.checkpoint, &opt)?;
-            keep(&mut snapshots)?;
-            let (loss, score) = validate(&ctx, &model, &v, &val)?;
-            let test = if args.test_curve {
-                let hyps = translate(&ctx, &[&model], &v, &corpus.test, 1, 0.0)?;
-                Some(bleu(&hyps, &corpus.test)?)
-            } else {
-                None
-            };
-            if score > best {
-                best = score;
-                save(&best_path, &opt)?;
-            }
-            Ok((loss, score, test))
-        })?;
-        val_curve.push((minutes, loss));
-        bleu_curve.push((minutes, score));
-        if let Some(test) = test {
-            test_curve.push((minutes, test));
-        }
-        println!(
-            "epoch {} ({:.1} min{}): train loss {:.3}, val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2} (greedy, {} pairs); {:.0} target tokens/s; {}",
-            epoch + 1,
-            minutes,
-            if out_of_time { ", time budget reached" } else { "" },
-            train_curve.last().map_or(f64::NAN, |p| p.1),
-            loss.exp(),
-            val.len(),
-            tokens as f64 / t0.elapsed().as_secs_f64(),
-            run::pool(&ctx)
-        );
-        if let Some(test) = test {
-            println!("  test BLEU {test:.2} (greedy)");
-        }
-        if out_of_time {
-            break 'training;
-        }
-    }
-    let curve_path = args.checkpoint.with_extension("loss.png");
-    let chart = plot::Chart {
-        title: "Encoder-decoder: loss and BLEU against training time",
-        x: "minutes of training",
-        y: "loss (nats per target token)",
-        right: Some("BLEU (greedy)"),
-        legend: plot::Legend::MiddleRight,
-    };
-    let series = [
-        plot::Series {
-            name: "training loss",
-            points: &train_curve,
-            style: plot::Style::Noisy,
-            group: 0,
+    let trained = match args.evaluate {
+        Some(_) => Trained {
+            best: None,
+            minutes: 0.0,
+            snapshots: VecDeque::new(),
         },
-        plot::Series {
-            name: "validation loss",
-            points: &val_curve,
-            style: plot::Style::Points,
-            group: 1,
-        },
-        plot::Series {
-            name: "validation BLEU",
-            points: &bleu_curve,
-            style: plot::Style::Right,
-            group: 2,
-        },
-        plot::Series {
-            name: "test BLEU",
-            points: &test_curve,
-            style: plot::Style::Right,
-            group: 3,
-        },
-    ];
-    if !train_curve.is_empty() {
-        plot::curves(&curve_path, &chart, &series).map_err(|e| run::file_err(&curve_path, e))?;
-    }
-
-    let tested = match (&args.evaluate, best < 0.0) {
-        (Some(path), _) => path,
-        (None, true) => &args.checkpoint,
-        (None, false) => &best_path,
+        None => train(&ctx, &args, &model, &v, &corpus, &val, epochs)?,
     };
-    let trained = clock.minutes();
-    let name = tested.display().to_string();
-    let mut candidates = vec![(name.clone(), best)];
-    if snapshots.len() > 1 {
-        // Checkpoint averaging: the mean of the kept parameters, validated like
-        // the others and saved beside them.
-        for (p, i) in model.params().iter().zip(0..) {
-            let mut mean = vec![0.0f32; p.value.numel()];
-            for snap in &snapshots {
-                mean.iter_mut().zip(&snap[i]).for_each(|(m, x)| *m += x);
-            }
-            let n = snapshots.len() as f32;
-            mean.iter_mut().for_each(|m| *m /= n);
-            p.value.write(&mean)?;
-        }
-        let (_, score) = validate(&ctx, &model, &v, &val)?;
-        let avg_path = args.checkpoint.with_extension("avg.safetensors");
-        save(&avg_path, &opt)?;
-        println!(
-            "average of the last {} evaluations' parameters: val BLEU {score:.2} (greedy)",
-            snapshots.len()
-        );
-        candidates.push((avg_path.display().to_string(), score));
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-    }
-    // The length normalization, chosen on validation with the first candidate.
-    let (first, _) = &candidates[0];
-    Checkpoint::load(Path::new(first))?.apply(&model.named_params(), first)?;
-    let alpha = pick_alpha(&ctx, &[&model], &v, &val, &args)?;
-    let mut beamed = Vec::new();
-    for (i, (name, _)) in candidates.iter().enumerate() {
-        Checkpoint::load(Path::new(name))?.apply(&model.named_params(), name)?;
-        let out = test(&ctx, &[&model], &v, &corpus.test, &args, alpha, name)?;
-        println!("  trained {trained:.1} min");
-        if i == 0 {
-            beamed = out;
-        }
-    }
-    // The model shown below is the one chosen on validation.
-    let (name, _) = &candidates[0];
-    Checkpoint::load(Path::new(name))?.apply(&model.named_params(), name)?;
-    for ((src, tgt), ours) in corpus.test.iter().zip(&beamed).take(3) {
-        println!("  de:   {}", src.join(" "));
-        println!("  en:   {}", tgt.join(" "));
-        println!("  ours: {}", ours.join(" "));
-    }
-    if link != Link::None {
-        if let Some((src, _)) = corpus.test.first() {
-            let src_ids = v.src_ids(src);
-            let (tokens, rows) =
-                model.greedy_with_attention(&ctx, &src_ids, 2 * src_ids.len() + 10)?;
-            let path = args.checkpoint.with_extension("attention.png");
-            // Rows and columns are the tokens the model wrote and read (pieces
-            // when subwords).
-            let mut out: Vec<String> = tokens
-                .iter()
-                .map(|&i| v.tgt.token(i).unwrap_or("<unk>").to_string())
-                .collect();
-            out.push("<eos>".into());
-            let read = v.src_tokens(src);
-            let title = "Attention weights: each output token (row) over the source tokens";
-            plot::heat_map(&path, title, &rows, &out, &read)
-                .map_err(|e| run::file_err(&path, e))?;
-            println!(
-                "attention of \"{}\" (rows, top to bottom) over \"{}\" (columns): {}",
-                out[..out.len() - 1].join(" "),
-                read.join(" "),
-                path.display()
-            );
-        }
-    }
-    Ok(())
+    test_trained(&ctx, &args, &model, &v, &corpus, &val, trained)
 }

@@ -42,7 +42,7 @@
 //! }
 //! ```
 
-use crate::data::{Batch, Streams};
+use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
 use crate::init::SplitMix;
@@ -102,7 +102,7 @@ pub struct Chunk {
 /// same chunks in order, each starting without a state (`fit` hands each
 /// chunk the state the one before it ended in).
 #[cfg(not(target_arch = "wasm32"))]
-impl train::Epochs for Streams<'_> {
+impl train::Epochs for crate::data::Streams<'_> {
     type Batch = Chunk;
 
     fn batches(&mut self, _epoch: usize) -> Result<usize> {

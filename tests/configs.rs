@@ -13,7 +13,7 @@ use rnn_wgpu::models::{
 };
 use rnn_wgpu::nn::recurrent::{Config, Mode, Recurrent};
 use rnn_wgpu::nn::{Cell, Gru, Score};
-use rnn_wgpu::train::{Method, OptimConfig, Optimizer, Schedule};
+use rnn_wgpu::train::{Clock, FitConfig, Goal, Method, OptimConfig, Optimizer, Schedule};
 use rnn_wgpu::ContextOptions;
 
 #[test]
@@ -145,7 +145,7 @@ fn model_configs_build_from_their_constructors_and_overrides() {
 }
 
 #[test]
-fn optimizer_and_context_options_build_from_defaults_and_overrides() {
+fn optimizer_fit_and_context_options_build_from_defaults_and_overrides() {
     let schedule = Schedule::Cosine {
         total: 100,
         min_lr: 1e-5,
@@ -202,4 +202,36 @@ fn optimizer_and_context_options_build_from_defaults_and_overrides() {
         (None, None, None)
     );
     assert!(defaults.pipeline_cache);
+
+    let path = std::path::PathBuf::from("runs/x.safetensors");
+    let fit = FitConfig::new(7)
+        .with_minutes(Some(3.0))
+        .with_max_steps(Some(90))
+        .with_checkpoint(Some(path.clone()))
+        .with_every(Some(10))
+        .with_resume(true)
+        .with_goal(Goal::Lower)
+        .with_clock(Clock::Training)
+        .with_eval_minutes(Some(0.5))
+        .with_cycles(Some(2));
+    assert_eq!(
+        (
+            fit.epochs,
+            fit.minutes,
+            fit.max_steps,
+            fit.checkpoint,
+            fit.every
+        ),
+        (7, Some(3.0), Some(90), Some(path), Some(10))
+    );
+    assert!(fit.resume);
+    assert_eq!(
+        (fit.goal, fit.clock, fit.eval_minutes, fit.cycles),
+        (Goal::Lower, Clock::Training, Some(0.5), Some(2))
+    );
+    let plain = FitConfig::new(1);
+    assert_eq!(
+        (plain.clock, plain.eval_minutes, plain.cycles, plain.minutes),
+        (Clock::Run, None, None, None)
+    );
 }

@@ -163,7 +163,9 @@ fn run_recurrent(ctx: &Context, case: &Case, mode: Mode, checked: &mut Checked) 
     let mut model = match case.meta.get("proj_size") {
         Some(proj) => {
             assert_eq!(mode, Mode::Lstm, "{}: a projection is an LSTM's", case.name);
-            Recurrent::with_projection(ctx, cfg, proj.parse().unwrap(), 0).unwrap()
+            Recurrent::new(ctx, Mode::Lstm, cfg, 0)
+                .and_then(|r| r.with_projection(proj.parse().unwrap(), 0))
+                .unwrap()
         }
         None => Recurrent::new(ctx, mode, cfg, 0).unwrap(),
     };

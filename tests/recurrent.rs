@@ -422,7 +422,9 @@ fn zoneout_matches_the_reference_in_training_and_evaluation() {
             model.mode()
         );
     }
-    let projected = Recurrent::with_projection(common::ctx(), *lstm.config(), 2, 1).unwrap();
+    let projected = Recurrent::new(common::ctx(), Mode::Lstm, *lstm.config(), 1)
+        .and_then(|r| r.with_projection(2, 1))
+        .unwrap();
     assert!(matches!(
         projected.with_zoneout(0.1, 0.1, 0),
         Err(Error::InvalidArgument { .. })
@@ -497,7 +499,9 @@ fn recurrent_dropout_masks_the_recurrent_input_forward_and_backward() {
         ));
     }
     let lstm = config(&spec("lstm", 2, 3, 2, 1));
-    let projected = Recurrent::with_projection(common::ctx(), lstm, 2, 1).unwrap();
+    let projected = Recurrent::new(common::ctx(), Mode::Lstm, lstm, 1)
+        .and_then(|r| r.with_projection(2, 1))
+        .unwrap();
     assert!(matches!(
         projected.with_recurrent_dropout(0.1, 0),
         Err(Error::InvalidArgument { .. })
@@ -563,7 +567,9 @@ fn layer_norm_lstm_matches_the_reference_and_finite_differences() {
     let ctx = ctx();
     let lstm = stack(ctx, &spec("lstm", 3, 4, 1, 1), 1);
     let gru = stack(ctx, &spec("gru", 3, 4, 1, 1), 1);
-    let projected = Recurrent::with_projection(ctx, *lstm.config(), 2, 1).unwrap();
+    let projected = Recurrent::new(ctx, Mode::Lstm, *lstm.config(), 1)
+        .and_then(|r| r.with_projection(2, 1))
+        .unwrap();
     let dropped = lstm.clone().with_recurrent_dropout(0.1, 1).unwrap();
     for (what, model) in [
         ("gru", gru),
@@ -599,8 +605,9 @@ fn projected_lstm_matches_the_reference_and_finite_differences() {
             };
             let (batch, steps) = (lengths.len(), 4);
             let what = format!("{spec:?} context {k}");
-            let model =
-                Recurrent::with_projection(ctx, config(&spec), proj, 400 + k as u64).unwrap();
+            let model = Recurrent::new(ctx, Mode::Lstm, config(&spec), 400 + k as u64)
+                .and_then(|r| r.with_projection(proj, 400 + k as u64))
+                .unwrap();
             assert_eq!(model.proj_size(), Some(proj));
             let (inp, up) = random_case(&spec, batch, steps, &lengths, 401 + k as u64);
             let x = upload(ctx, &[batch, steps, input], &inp.x);
@@ -614,11 +621,41 @@ fn projected_lstm_matches_the_reference_and_finite_differences() {
     let cfg = config(&spec("lstm", 3, 4, 1, 1));
     for proj in [0, 4, 5] {
         assert!(matches!(
-            Recurrent::with_projection(ctx, cfg, proj, 1),
+            Recurrent::new(ctx, Mode::Lstm, cfg, 1).and_then(|r| r.with_projection(proj, 1)),
             Err(Error::InvalidArgument { .. })
         ));
     }
-    let model = Recurrent::with_projection(ctx, cfg, 2, 1).unwrap();
+    // Only a plain LSTM is projected; its dropout between layers stays.
+    let refused = [
+        Recurrent::new(ctx, Mode::Gru, cfg, 1).and_then(|r| r.with_projection(2, 1)),
+        Recurrent::new(ctx, Mode::Lstm, cfg, 1)
+            .and_then(|r| r.with_zoneout(0.1, 0.0, 1))
+            .and_then(|r| r.with_projection(2, 1)),
+        Recurrent::new(ctx, Mode::Lstm, cfg, 1)
+            .and_then(|r| r.with_layer_norm())
+            .and_then(|r| r.with_projection(2, 1)),
+    ];
+    for r in refused {
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidArgument {
+                    what: "proj_size",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    let deep = config(&spec("lstm", 3, 4, 2, 1));
+    let kept = Recurrent::new(ctx, Mode::Lstm, deep, 1)
+        .and_then(|r| r.with_dropout(0.25, 3))
+        .and_then(|r| r.with_projection(2, 1))
+        .unwrap();
+    assert_eq!(kept.dropout(), Some(0.25));
+    let model = Recurrent::new(ctx, Mode::Lstm, cfg, 1)
+        .and_then(|r| r.with_projection(2, 1))
+        .unwrap();
     assert!(model.clone().with_storage(DType::F16).is_err());
 }
 
@@ -1328,7 +1365,9 @@ fn streams_match_the_reference_step_by_step() {
             let what = format!("{spec:?} {zoneout:?}");
             let mut model = match proj {
                 0 => stack(ctx, &spec, 31),
-                p => Recurrent::with_projection(ctx, config(&spec), p, 31).unwrap(),
+                p => Recurrent::new(ctx, Mode::Lstm, config(&spec), 31)
+                    .and_then(|r| r.with_projection(p, 31))
+                    .unwrap(),
             };
             if let Some(z) = &zoneout {
                 model = model.with_zoneout(z.h, z.c, 4).unwrap();

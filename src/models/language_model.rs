@@ -218,9 +218,8 @@ impl LanguageModel {
                 got: rnn.mode().name().to_string(),
             });
         }
-        let cfg = *rnn.config();
         Ok(Self {
-            rnn: Stack::Recurrent(Recurrent::with_projection(ctx, cfg, proj, seed)?),
+            rnn: Stack::Recurrent(rnn.clone().with_projection(proj, seed)?),
             fc: Linear::new(ctx, proj, vocab, true, seed + 1)?,
             ..self
         })

@@ -60,6 +60,11 @@ impl Dropout {
         }
     }
 
+    /// The drop probability.
+    pub fn p(&self) -> f32 {
+        self.p
+    }
+
     /// Records the forward; `train` false (evaluation) returns `x` itself.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor, train: bool) -> Result<(Tensor, Mask)> {
         self.forward_drawn(rec, x, train, &mut Draws::Counters)

@@ -409,25 +409,45 @@ impl Recurrent {
         Self::build(ctx, mode, cfg, 0, seed)
     }
 
-    /// An LSTM stack whose states and outputs are projected to `proj_size` values
-    /// (0 < P < H), as torch.nn.LSTM's `proj_size`: h = W_hr · (o ⊙ tanh(c)), with
-    /// `weight_hr_l{l}` `[P, H]` per layer and direction; h0, h_n and y are
-    /// P wide, c0 and c_n H wide. Activations stay f32 and the steps unfused.
-    pub fn with_projection(
-        ctx: &Context,
-        cfg: Config,
-        proj_size: usize,
-        seed: u64,
-    ) -> Result<Self> {
-        if proj_size == 0 || proj_size >= cfg.hidden_size {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                what: "proj_size",
-                expected: "0 < proj_size < hidden_size",
-                got: format!("{proj_size} for a hidden size of {}", cfg.hidden_size),
-            });
+    /// The same LSTM stack with its states and outputs projected to `proj_size`
+    /// values (0 < P < H), as torch.nn.LSTM's `proj_size`: h = W_hr · (o ⊙
+    /// tanh(c)), with `weight_hr_l{l}` `[P, H]` per layer and direction; h0,
+    /// h_n and y are P wide, c0 and c_n H wide. The weights change shape, so
+    /// the stack starts again from `seed` (as [`new`](Self::new) with that seed
+    /// would); its dropout stays. Activations stay f32 and the steps unfused;
+    /// not with zoneout, recurrent dropout, layer norm or f16 storage.
+    pub fn with_projection(self, proj_size: usize, seed: u64) -> Result<Self> {
+        let refuse = |expected, got: String| Error::InvalidArgument {
+            op: OP,
+            what: "proj_size",
+            expected,
+            got,
+        };
+        if self.mode != Mode::Lstm {
+            return Err(refuse("an LSTM stack", self.mode.name().into()));
         }
-        Self::build(ctx, Mode::Lstm, cfg, proj_size, seed)
+        if self.zoneout.is_some()
+            || self.recurrent_dropout.is_some()
+            || self.layer_norm()
+            || self.storage != DType::F32
+        {
+            return Err(refuse(
+                "a stack without zoneout, recurrent dropout, layer norm or f16 storage",
+                "a stack with one of them".into(),
+            ));
+        }
+        let cfg = self.cfg;
+        if proj_size == 0 || proj_size >= cfg.hidden_size {
+            return Err(refuse(
+                "0 < proj_size < hidden_size",
+                format!("{proj_size} for a hidden size of {}", cfg.hidden_size),
+            ));
+        }
+        let ctx = self.params[0].w_ih.context().clone();
+        Ok(Self {
+            dropout: self.dropout,
+            ..Self::build(&ctx, Mode::Lstm, cfg, proj_size, seed)?
+        })
     }
 
     fn build(ctx: &Context, mode: Mode, cfg: Config, proj: usize, seed: u64) -> Result<Self> {
@@ -520,6 +540,11 @@ impl Recurrent {
         rates.check(OP, &self.mode.cell())?;
         self.zoneout = (h > 0.0 || c > 0.0).then(|| Drawn::new((h, c), seed));
         Ok(self)
+    }
+
+    /// The probability of dropout between layers, if the stack has it.
+    pub fn dropout(&self) -> Option<f32> {
+        self.dropout.as_ref().map(|d| d.p())
     }
 
     /// Zoneout's probabilities for h and c, if the stack has zoneout.

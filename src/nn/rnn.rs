@@ -66,15 +66,11 @@ impl Lstm {
         Recurrent::new(ctx, Mode::Lstm, cfg, seed).map(Self)
     }
 
-    /// A stack whose states and outputs are projected to `proj_size` values, as
-    /// torch.nn.LSTM's `proj_size` ([`Recurrent::with_projection`]).
-    pub fn with_projection(
-        ctx: &Context,
-        cfg: Config,
-        proj_size: usize,
-        seed: u64,
-    ) -> Result<Self> {
-        Recurrent::with_projection(ctx, cfg, proj_size, seed).map(Self)
+    /// The same stack with its states and outputs projected to `proj_size`
+    /// values, as torch.nn.LSTM's `proj_size`, started again from `seed`
+    /// ([`Recurrent::with_projection`]).
+    pub fn with_projection(self, proj_size: usize, seed: u64) -> Result<Self> {
+        self.0.with_projection(proj_size, seed).map(Self)
     }
 
     /// The outputs `[B, T, D·H]` of `x` `[B, T, I]` (sequence b has `lengths[b]`

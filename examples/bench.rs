@@ -264,15 +264,9 @@ fn scaling(ctx: &Context, runs: usize) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let started = Instant::now();
-    let args = Args::parse();
-    let peers = args
-        .peers
-        .iter()
-        .map(|p| read_peer(p))
-        .collect::<Result<Vec<_>>>()?;
-    let options = ContextOptions::default()
+/// The kernel choices `--gemm` and `--steps` ask for.
+fn options(args: &Args) -> ContextOptions {
+    ContextOptions::default()
         .with_gemm_packed(match args.gemm {
             Kernels::Auto => None,
             Kernels::Packed => Some(true),
@@ -287,7 +281,18 @@ fn main() -> Result<()> {
             Steps::Auto => None,
             Steps::Persistent => Some(true),
             Steps::Fused | Steps::Unfused => Some(false),
-        });
+        })
+}
+
+fn main() -> Result<()> {
+    let started = Instant::now();
+    let args = Args::parse();
+    let peers = args
+        .peers
+        .iter()
+        .map(|p| read_peer(p))
+        .collect::<Result<Vec<_>>>()?;
+    let options = options(&args);
     if let Some(name) = &args.first_steps {
         return first_steps(&options, name, started);
     }

@@ -22,8 +22,13 @@
 //   minLSTM: dp_f = (i / s²)(da − db ⊙ p_h̃) ⊙ f(1 − f),
 //            dp_i = (f / s²)(db ⊙ p_h̃ − da) ⊙ i(1 − i), dp_h̃ = db ⊙ i / s
 //   and dp = 0 past each length. Saved for backward: p and y (the states).
+// Storage: p and y may be f16 (pre_t, y_t; the scan runs in f32, the backward
+// reads the states as stored); h0, h_n and every gradient are f32.
 
 const GROUP: u32 = 64u;
+
+alias pre_t = f32;
+alias y_t = f32;
 
 struct Params {
     b: u32,        // sequences
@@ -37,12 +42,12 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> pre: array<f32>;        // [B, T, D, G·H]
+@group(0) @binding(1) var<storage, read> pre: array<pre_t>;      // [B, T, D, G·H]
 @group(0) @binding(2) var<storage, read> lengths: array<u32>;    // [B]
 @group(0) @binding(3) var<storage, read> h0: array<f32>;         // [D, B, H]
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;    // forward: [B, T, D·H]
+@group(0) @binding(4) var<storage, read_write> y: array<y_t>;    // forward: [B, T, D·H]
 @group(0) @binding(5) var<storage, read_write> hn: array<f32>;   // forward: [D, B, H]
-@group(0) @binding(6) var<storage, read> ys: array<f32>;         // backward: the forward's y
+@group(0) @binding(6) var<storage, read> ys: array<y_t>;         // backward: the forward's y
 @group(0) @binding(7) var<storage, read> dy: array<f32>;         // backward: [B, T, D·H]
 @group(0) @binding(8) var<storage, read> dhn: array<f32>;        // backward: [D, B, H]
 @group(0) @binding(9) var<storage, read_write> dpre: array<f32>; // backward: like pre
@@ -107,15 +112,15 @@ fn step_map(c: Channel, t: u32) -> Map {
     let at = pre_at(c, t);
     var m: Map;
     if (p.lstm == 0u) {
-        let z = sigmoid(pre[at]);
+        let z = sigmoid(f32(pre[at]));
         m.a = 1.0 - z;
-        m.b = z * pre[at + p.h];
+        m.b = z * f32(pre[at + p.h]);
     } else {
-        let f = sigmoid(pre[at]);
-        let i = sigmoid(pre[at + p.h]);
+        let f = sigmoid(f32(pre[at]));
+        let i = sigmoid(f32(pre[at + p.h]));
         let s = f + i;
         m.a = f / s;
-        m.b = i / s * pre[at + 2u * p.h];
+        m.b = i / s * f32(pre[at + 2u * p.h]);
     }
     return m;
 }
@@ -157,9 +162,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
                 let t = time_of(c, s);
                 let m = step_map(c, t);
                 h = m.a * h + m.b;
-                y[y_at(c, t)] = h;
+                y[y_at(c, t)] = y_t(h);
             } else {
-                y[y_at(c, s)] = 0.0;
+                y[y_at(c, s)] = y_t(0.0);
             }
         }
         // The chunk holding the last real step ends with h_n.
@@ -185,7 +190,7 @@ fn h_before(c: Channel, s: u32) -> f32 {
         }
         return 0.0;
     }
-    return ys[y_at(c, time_of(c, s - 1u))];
+    return f32(ys[y_at(c, time_of(c, s - 1u))]);
 }
 
 // Writes the pre-activations' gradients at time t from g (the state's
@@ -195,15 +200,15 @@ fn gate_backward(c: Channel, t: u32, g: f32, before: f32) -> f32 {
     let da = g * before;
     let db = g;
     if (p.lstm == 0u) {
-        let z = sigmoid(pre[at]);
-        let ht = pre[at + p.h];
+        let z = sigmoid(f32(pre[at]));
+        let ht = f32(pre[at + p.h]);
         dpre[at] = (db * ht - da) * z * (1.0 - z);
         dpre[at + p.h] = db * z;
         return 1.0 - z;
     }
-    let f = sigmoid(pre[at]);
-    let i = sigmoid(pre[at + p.h]);
-    let ht = pre[at + 2u * p.h];
+    let f = sigmoid(f32(pre[at]));
+    let i = sigmoid(f32(pre[at + p.h]));
+    let ht = f32(pre[at + 2u * p.h]);
     let s = f + i;
     let s2 = s * s;
     dpre[at] = i / s2 * (da - db * ht) * f * (1.0 - f);

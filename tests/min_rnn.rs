@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_close, ctx, to_f64, Rng};
 use rnn_wgpu::nn::{Config, HiddenState, MinGru, MinLstm, Module, Param, Stream};
-use rnn_wgpu::{Error, Recorder, Result, Tape, Tensor, Var};
+use rnn_wgpu::{DType, Error, Recorder, Result, Tape, Tensor, Var};
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -117,6 +117,12 @@ impl Stack {
             Self::Gru(m) => m.params(),
             Self::Lstm(m) => m.params(),
         }
+    }
+    fn with_storage(self, dtype: DType) -> Result<Self> {
+        Ok(match self {
+            Self::Gru(m) => Self::Gru(m.with_storage(dtype)?),
+            Self::Lstm(m) => Self::Lstm(m.with_storage(dtype)?),
+        })
     }
     fn apply(
         &self,
@@ -250,11 +256,18 @@ fn run(
     let xv = tape.param(&px);
     let state = HiddenState { h: tape.param(&ph) };
     let (y, hn) = stack.apply(&mut tape, &xv, lengths, Some(&state)).unwrap();
-    let flat_y = tape.reshape(&y, &[y.numel()]).unwrap();
-    let flat_h = tape.reshape(&hn.h, &[hn.h.numel()]).unwrap();
-    let both = tape.cat(&[&flat_y, &flat_h], 0).unwrap();
-    let upstream = Tensor::from_slice(ctx, both.shape(), &[r, s].concat()).unwrap();
-    tape.backward_with(&both, &upstream).unwrap();
+    if y.tensor().dtype() == DType::F16 {
+        // An f16 y joins no f32 value on a tape: its gradient alone (s is 0).
+        assert!(s.iter().all(|&v| v == 0.0));
+        let upstream = Tensor::from_slice(ctx, y.shape(), r).unwrap();
+        tape.backward_with(&y, &upstream).unwrap();
+    } else {
+        let flat_y = tape.reshape(&y, &[y.numel()]).unwrap();
+        let flat_h = tape.reshape(&hn.h, &[hn.h.numel()]).unwrap();
+        let both = tape.cat(&[&flat_y, &flat_h], 0).unwrap();
+        let upstream = Tensor::from_slice(ctx, both.shape(), &[r, s].concat()).unwrap();
+        tape.backward_with(&both, &upstream).unwrap();
+    }
     tape.into_recorder().submit();
     let mut grads = vec![px.grad.to_vec().unwrap(), ph.grad.to_vec().unwrap()];
     grads.extend(params.iter().map(|p| p.grad.to_vec().unwrap()));
@@ -482,4 +495,64 @@ fn parameters_have_pytorch_style_names_and_bad_input_is_refused() {
         gru.clone().with_dropout(1.0, 1),
         Err(Error::InvalidArgument { .. })
     ));
+}
+
+/// f16 storage (pre-activations and outputs f16, the scan in f32): a chunked,
+/// stacked, bidirectional case of each cell gives the f64 reference's outputs
+/// and the f32 stack's gradients (from y's) within f16 rounding, and its `y`
+/// is f16.
+#[test]
+fn f16_storage_gives_the_reference_within_rounding() {
+    if !ctx().has_f16() {
+        let err = MinGru::new(ctx(), Config::new(3, 4), 1)
+            .unwrap()
+            .with_storage(DType::F16)
+            .unwrap_err();
+        assert!(matches!(err, Error::FeatureMissing { .. }), "{err}");
+        return;
+    }
+    for lstm in [false, true] {
+        let c = Case {
+            lstm,
+            batch: 3,
+            steps: 37,
+            input: 5,
+            hidden: 6,
+            layers: 2,
+            dirs: 2,
+        };
+        let mut rng = Rng::new(71);
+        let (b, t, d, h) = (c.batch, c.steps, c.dirs, c.hidden);
+        let x = rng.vec(b * t * c.input);
+        let h0 = rng.vec(c.layers * d * b * h);
+        let lens = lengths(&mut rng, &c);
+        let r = rng.vec(b * t * d * h);
+        let s = vec![0.0; c.layers * d * b * h];
+        let plain = Stack::new(&c, 5);
+        let half = Stack::new(&c, 5).with_storage(DType::F16).unwrap();
+        let params: Vec<Vec<f64>> = plain
+            .params()
+            .iter()
+            .map(|p| to_f64(&p.value.to_vec().unwrap()))
+            .collect();
+        let (want_y, want_h) = reference(&c, &params, &to_f64(&x), &to_f64(&h0), &lens);
+        let want = run(&c, &plain, &x, &h0, &lens, &r, &s);
+        let got = run(&c, &half, &x, &h0, &lens, &r, &s);
+        let what = format!("f16 {c:?}");
+        assert_close(&format!("y of {what}"), &got.y, &want_y, 1e-2, 5e-3);
+        assert_close(&format!("h_n of {what}"), &got.hn, &want_h, 1e-2, 5e-3);
+        for (k, (g, w)) in got.grads.iter().zip(&want.grads).enumerate() {
+            assert_close(
+                &format!("gradient {k} of {what}"),
+                g,
+                &to_f64(w),
+                2e-2,
+                1e-2,
+            );
+        }
+        let mut tape = Tape::eval(ctx(), "dtype");
+        let xv = Var::constant(Tensor::from_slice(ctx(), &[b, t, c.input], &x).unwrap());
+        let (y, _) = half.apply(&mut tape, &xv, &lens, None).unwrap();
+        assert_eq!(y.tensor().dtype(), DType::F16);
+    }
 }

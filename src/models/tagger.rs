@@ -235,10 +235,7 @@ impl BiLstmTagger {
     /// and loss stay f32. With a character encoder the word vectors stay f32 (they
     /// are concatenated with the characters' vectors) and only the BiLSTM is f16.
     pub fn with_storage(self, dtype: DType) -> Result<Self> {
-        // The cell's refusal first: it holds on every adapter.
-        let lstm = self
-            .lstm
-            .with_storage("BiLstmTagger::with_storage", dtype)?;
+        let lstm = self.lstm.with_storage(dtype)?;
         let embedding = if self.chars.is_some() {
             self.embedding
         } else {

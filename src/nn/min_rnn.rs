@@ -14,6 +14,12 @@
 //! `[G·H]`, `_reverse` for the second direction, gate blocks in the order z, h̃
 //! (minGRU) or f, i, h̃ (minLSTM).
 //!
+//! Storage (`with_storage`): with f16, each forward rounds the weights to f16
+//! once and stores the pre-activations and the outputs as f16, which halves
+//! the bytes the GEMM and the scan move; the scan runs in f32, and the
+//! parameters, their gradients, h0, h_n and every gradient stay f32. `y` is
+//! then f16.
+//!
 //! A bidirectional minGRU on a tape, over sequences of 300 and 120 steps:
 //!
 //! ```
@@ -40,6 +46,7 @@ use super::rnn::HiddenState;
 use super::{Config, Dropout, Entry, Module, Named, Param, SplitMix, Stream};
 use crate::error::{Error, Result};
 use crate::gpu::{Context, Recorder};
+use crate::ops::cast;
 use crate::ops::gemm::{self, BiasView, View};
 use crate::ops::min_rnn::{self, MinCell, Shape};
 use crate::ops::stream_step::{StepCell, Weights};
@@ -63,6 +70,8 @@ struct MinRnn {
     layers: Vec<Layer>,
     /// Shared by clones, as its call counter must be.
     dropout: Option<std::sync::Arc<Dropout>>,
+    /// How the pre-activations and outputs are stored.
+    storage: DType,
 }
 
 impl MinRnn {
@@ -97,6 +106,7 @@ impl MinRnn {
             cfg,
             layers,
             dropout: None,
+            storage: DType::F32,
         })
     }
 
@@ -194,7 +204,14 @@ impl MinRnn {
                 hidden: h,
                 dirs: d,
             };
-            let (y, hn) = record_layer(tape, layer, shape, &input, &lens, h0.as_ref())?;
+            let (y, hn) = record_layer(
+                tape,
+                layer,
+                (shape, self.storage),
+                &input,
+                &lens,
+                h0.as_ref(),
+            )?;
             finals.push(hn);
             input = y;
         }
@@ -228,13 +245,13 @@ impl MinRnn {
     }
 }
 
-/// Records one layer: the input GEMM for every step and direction, then the
-/// scan; its backward the reverse scan, the weight and bias gradients (one GEMM
-/// and one column sum over all steps) and dx.
+/// Records one layer, its activations stored as `storage`: the input GEMM for
+/// every step and direction, then the scan; its backward the reverse scan, the
+/// weight and bias gradients (one GEMM and one column sum over all steps) and dx.
 fn record_layer(
     tape: &mut Tape,
     layer: &Layer,
-    shape: Shape,
+    (shape, storage): (Shape, DType),
     x: &Var,
     lens: &Tensor,
     h0: Option<&Var>,
@@ -243,12 +260,13 @@ fn record_layer(
     let i = x.shape()[2];
     let width = d * shape.cell.gates() * h;
     let rec = tape.rec();
-    let pre = rec.empty(&[b, t, width], DType::F32)?;
+    let w = cast::to(rec, &layer.weight.value, storage)?;
+    let pre = rec.empty(&[b, t, width], storage)?;
     gemm::forward_view(
         rec,
         View::matrix(&pre, b * t, width, false),
         View::matrix(x, b * t, i, false),
-        View::matrix(&layer.weight.value, width, i, false).t(),
+        View::matrix(&w, width, i, false).t(),
         Some(BiasView::from(&layer.bias.value)),
         1,
         1.0,
@@ -343,6 +361,20 @@ macro_rules! min_stack {
                 let mut stack = self.0;
                 stack.dropout = super::dropout::between_layers(OP, p, seed)?;
                 Ok(Self(stack))
+            }
+
+            /// The same stack with its activations stored as `dtype`: f32 (the
+            /// default) or f16 (see the module docs), which needs SHADER_F16.
+            pub fn with_storage(self, dtype: DType) -> Result<Self> {
+                let mut stack = self.0;
+                let ctx = stack.layers[0].weight.value.context().clone();
+                stack.storage = super::check_storage(&ctx, dtype)?;
+                Ok(Self(stack))
+            }
+
+            /// How activations are stored: f32 or f16.
+            pub fn storage(&self) -> DType {
+                self.0.storage
             }
 
             /// Records the stack over `x` `[B, T, I]` whose sequence `b` has

@@ -88,18 +88,13 @@ impl Stack {
         })
     }
 
-    /// Activations stored as `dtype`; the minimal cells store f32 only.
-    pub(crate) fn with_storage(self, op: &'static str, dtype: DType) -> Result<Self> {
-        match self {
-            Stack::Recurrent(r) => Ok(Stack::Recurrent(r.with_storage(dtype)?)),
-            min if dtype == DType::F32 => Ok(min),
-            min => Err(Error::InvalidArgument {
-                op,
-                what: "storage",
-                expected: "f32 for a minGRU or minLSTM stack",
-                got: format!("{dtype:?} for {}", min.name()),
-            }),
-        }
+    /// Activations stored as `dtype`.
+    pub(crate) fn with_storage(self, dtype: DType) -> Result<Self> {
+        Ok(match self {
+            Stack::Recurrent(r) => Stack::Recurrent(r.with_storage(dtype)?),
+            Stack::MinGru(m) => Stack::MinGru(m.with_storage(dtype)?),
+            Stack::MinLstm(m) => Stack::MinLstm(m.with_storage(dtype)?),
+        })
     }
 
     /// Records the stack over `x` from the initial `state` (zero when `None`):

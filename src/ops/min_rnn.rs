@@ -2,7 +2,9 @@
 //! pre-activations of every step (one GEMM), the states of every step by a
 //! chunked scan over time in one dispatch, whatever T; and its backward, the
 //! same scan in reverse, giving the pre-activations' gradients and dh0. Both
-//! directions of a bidirectional layer in the same dispatch.
+//! directions of a bidirectional layer in the same dispatch. The
+//! pre-activations and the states may be stored as f16 (the scan runs in f32);
+//! h0, h_n and every gradient are f32.
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -145,7 +147,7 @@ impl Shape {
                 shape: vec![d, b, t, h],
             });
         }
-        super::check_f32(rec, OP, &[("pre", pre)])?;
+        super::check_float(rec, OP, &[("pre", pre)])?;
         self.check("pre", pre, &[b, t, d * self.cell.gates() * h])?;
         super::check_dtypes(rec, OP, &[("lengths", lengths)], &[DType::U32])?;
         self.check("lengths", lengths, &[b])?;
@@ -157,11 +159,20 @@ impl Shape {
     }
 }
 
+/// The storage aliases made f16 where `pre` (and so `y`) is f16.
+fn storage(pre: &Tensor) -> &'static [&'static str] {
+    if pre.dtype() == DType::F16 {
+        &["pre_t", "y_t"]
+    } else {
+        &[]
+    }
+}
+
 /// Records the states of every step from the pre-activations `pre` `[B, T,
 /// D·G·H]` (direction-major, gate blocks of H) of sequences `lengths` (u32
 /// `[B]`, each 1..=T: the caller checks them) long, from `h0` `[D, B, H]` (zero
-/// when `None`): returns `y` `[B, T, D·H]` (0 past each length) and `h_n` `[D,
-/// B, H]`.
+/// when `None`): returns `y` `[B, T, D·H]` (0 past each length; stored as `pre`
+/// is) and `h_n` `[D, B, H]`.
 pub fn forward(
     rec: &mut Recorder,
     shape: Shape,
@@ -172,17 +183,17 @@ pub fn forward(
     shape.check_inputs(rec, pre, lengths, h0)?;
     let (params, groups) = shape.params(rec, h0.is_some())?;
     let (b, t, h, d) = (shape.batch, shape.steps, shape.hidden, shape.dirs);
-    let y = rec.empty(&[b, t, d * h], DType::F32)?;
+    let y = rec.empty(&[b, t, d * h], pre.dtype())?;
     let hn = rec.empty(&[d, b, h], DType::F32)?;
     rec.dispatch_entry(
         &shaders::MIN_RNN,
         "forward",
-        &[],
+        storage(pre),
         bytemuck::bytes_of(&params),
         &[
             (1, pre),
             (2, lengths),
-            (3, h0.unwrap_or(pre)),
+            (3, h0.unwrap_or(lengths)),
             (4, &y),
             (5, &hn),
         ],
@@ -192,8 +203,8 @@ pub fn forward(
 }
 
 /// Records the backward of [`forward`] (its `pre`, `lengths`, `h0` and output
-/// `y`) from the gradients of `y` and of `h_n` (zero when `None`): returns those
-/// of `pre` (0 past each length) and of `h0`.
+/// `y`, stored as `pre` is) from the gradients (f32) of `y` and of `h_n` (zero
+/// when `None`): returns those of `pre` (f32, 0 past each length) and of `h0`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     rec: &mut Recorder,
@@ -207,7 +218,15 @@ pub fn backward(
 ) -> Result<(Tensor, Tensor)> {
     shape.check_inputs(rec, pre, lengths, h0)?;
     let (b, t, h, d) = (shape.batch, shape.steps, shape.hidden, shape.dirs);
-    super::check_f32(rec, OP, &[("y", y), ("dy", dy)])?;
+    super::check_f32(rec, OP, &[("dy", dy)])?;
+    if y.dtype() != pre.dtype() {
+        return Err(Error::DType {
+            op: OP,
+            what: "y",
+            expected: pre.dtype(),
+            got: y.dtype(),
+        });
+    }
     shape.check("y", y, &[b, t, d * h])?;
     shape.check("dy", dy, &[b, t, d * h])?;
     let zeros;
@@ -229,12 +248,12 @@ pub fn backward(
     rec.dispatch_entry(
         &shaders::MIN_RNN,
         "backward",
-        &[],
+        storage(pre),
         bytemuck::bytes_of(&params),
         &[
             (1, pre),
             (2, lengths),
-            (3, h0.unwrap_or(pre)),
+            (3, h0.unwrap_or(lengths)),
             (6, y),
             (7, dy),
             (8, dhn),

@@ -106,7 +106,22 @@ fn every_link_has_the_gradients_of_its_loss() {
             // Attention weights at PyTorch's initial scale make the query's share of
             // the gradient too small to tell from rounding; larger ones make every
             // path count.
-            for p in model.attention.iter().flat_map(Module::params) {
+            let attention = model
+                .entries()
+                .into_iter()
+                .filter(|e| e.names.iter().all(|n| n.name.starts_with("attention.")))
+                .map(|e| e.param)
+                .collect::<Vec<_>>();
+            let scored = matches!(
+                link,
+                Link::Bahdanau { .. }
+                    | Link::Luong {
+                        score: Score::General,
+                        ..
+                    }
+            );
+            assert_eq!(attention.is_empty(), !scored, "{what}");
+            for p in attention {
                 let v: Vec<f32> = p.value.to_vec().unwrap().iter().map(|x| 4.0 * x).collect();
                 p.value.write(&v).unwrap();
             }

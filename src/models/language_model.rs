@@ -58,13 +58,13 @@ use crate::train::{self, Optimizer, Step, StepReport, TrainStep};
 #[derive(Debug)]
 pub struct LanguageModel {
     /// The token embedding, `embedding.weight`.
-    pub embedding: Embedding,
+    embedding: Embedding,
     /// The recurrent stack, `rnn.*`.
     rnn: Stack,
     /// The output layer, `fc.*`.
-    pub fc: Linear,
+    fc: Linear,
     /// Dropout on the embeddings and the outputs.
-    pub dropout: Dropout,
+    dropout: Dropout,
 }
 
 const OP: &str = "LanguageModel";

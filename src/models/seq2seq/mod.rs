@@ -261,25 +261,25 @@ impl Seq2SeqConfig {
 pub struct Seq2Seq {
     cfg: Seq2SeqConfig,
     /// Source embedding, `src_embedding.weight`.
-    pub src_embedding: Embedding,
+    src_embedding: Embedding,
     /// Target embedding, `tgt_embedding.weight`.
-    pub tgt_embedding: Embedding,
+    tgt_embedding: Embedding,
     /// The encoder, `encoder.*`.
-    pub encoder: Encoder,
+    encoder: Encoder,
     /// The decoder LSTM, `decoder.*`.
-    pub decoder: Lstm,
+    decoder: Lstm,
     /// Attention over the encoder outputs, `attention.*`, where the link has it.
-    pub attention: Option<Attention>,
+    attention: Option<Attention>,
     /// W_c `[Hd, 2·Hd]`, no bias (attention links only).
-    pub combine: Option<Linear>,
+    combine: Option<Linear>,
     /// `[V_tgt, Hd]` with bias; `[V_tgt, emb]`, the target embedding's table, when
     /// tied ([`Seq2Seq::with_tied_embeddings`]).
-    pub out: Linear,
+    out: Linear,
     /// `[emb, Hd]`, no bias: the output features projected to the embedding size
     /// before a tied output layer (none when untied or the sizes agree).
-    pub out_proj: Option<Linear>,
+    out_proj: Option<Linear>,
     /// On the embeddings and the output features, in training.
-    pub dropout: Dropout,
+    dropout: Dropout,
     /// ε of the training loss's label smoothing.
     label_smoothing: f32,
 }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use rnn_wgpu::ops::fma_probe;
-use rnn_wgpu::{Context, ContextOptions, Error, Result};
+use rnn_wgpu::{Context, ContextOptions, DType, Error, Result};
 
 #[derive(Parser, Debug)]
 #[command(about = "Time the benchmark workloads W1-W6 and print one table")]
@@ -31,10 +31,10 @@ struct Args {
     #[arg(long, default_value_t = 7)]
     runs: usize,
     /// Workloads to run, comma separated (W1..W7, W4-f16, W4-crf, W6-fwd, W6-stream,
-    /// W7-long).
+    /// W7-f16, W7-long).
     #[arg(
         long,
-        default_value = "W1,W2,W3,W4,W4-f16,W4-crf,W5,W6,W6-fwd,W6-stream,W7,W7-long"
+        default_value = "W1,W2,W3,W4,W4-f16,W4-crf,W5,W6,W6-fwd,W6-stream,W7,W7-f16,W7-long"
     )]
     only: String,
     /// Also print the profiler's table of one step of each workload.
@@ -251,7 +251,7 @@ fn scaling(ctx: &Context, runs: usize) -> Result<()> {
                 )?;
                 time_steps(ctx, runs, || layer.step(ctx, Some(&mut sgd)))?
             } else {
-                let mut layer = workloads::MinLayer::new(ctx, b, t)?;
+                let mut layer = workloads::MinLayer::new(ctx, b, t, DType::F32)?;
                 time_steps(ctx, runs, || layer.step(ctx))?
             };
             println!(

@@ -1,4 +1,4 @@
-//! The benchmark workloads W1–W7 (and W4-f16, W4-crf, W6-fwd, W6-stream, W7-long), shared by `cargo bench --bench recurrent` and
+//! The benchmark workloads W1–W7 (and W4-f16, W4-crf, W6-fwd, W6-stream, W7-f16, W7-long), shared by `cargo bench --bench recurrent` and
 //! `cargo run --release --example bench` (which prints them as one table).
 //!
 //! - W1 LSTM training step: B = 32, T = 64, I = 128, H = 256; forward, full BPTT
@@ -19,8 +19,8 @@
 //!   (one fused dispatch per step instead of a product and a cell).
 //! - W7 a minGRU training step at W1's shape (B = 32, T = 64, I = 128, H =
 //!   256): one input GEMM, a scan over time, the reverse scan, the weight
-//!   gradients and an SGD step, one submit; W7-long the same at B = 1, T =
-//!   4096.
+//!   gradients and an SGD step, one submit; W7-f16 the same with f16 storage
+//!   (adapters with SHADER_F16 only); W7-long the same at B = 1, T = 4096.
 //!
 //! Each `run` is one step, submitted and waited for. `flops` counts the GEMM
 //! arithmetic of a step (multiply and add as two); the elementwise work is
@@ -137,8 +137,9 @@ pub struct MinLayer {
 }
 
 impl MinLayer {
-    pub fn new(ctx: &Context, b: usize, t: usize) -> Result<Self> {
-        let model = MinGru::new(ctx, Config::new(I, H), 1)?;
+    /// The W7 layer at batch `b`, `t` steps, its activations stored as `storage`.
+    pub fn new(ctx: &Context, b: usize, t: usize, storage: DType) -> Result<Self> {
+        let model = MinGru::new(ctx, Config::new(I, H), 1)?.with_storage(storage)?;
         let opt = Optimizer::new(
             ctx,
             OptimConfig::new(Method::Sgd { momentum: 0.0 }, 0.01),
@@ -174,12 +175,23 @@ pub fn min_flops(b: usize, t: usize) -> f64 {
     2.0 * 2.0 * (b * t * 2 * H * I) as f64
 }
 
-/// W7 (or W7-long): the minGRU training step at batch `b`, `t` steps.
-pub fn w7<'a>(ctx: &'a Context, name: &'static str, b: usize, t: usize) -> Result<Workload<'a>> {
-    let mut layer = MinLayer::new(ctx, b, t)?;
+/// W7 (or W7-long, W7-f16): the minGRU training step at batch `b`, `t` steps,
+/// its activations stored as `storage`.
+pub fn w7<'a>(
+    ctx: &'a Context,
+    name: &'static str,
+    (b, t): (usize, usize),
+    storage: DType,
+) -> Result<Workload<'a>> {
+    let mut layer = MinLayer::new(ctx, b, t, storage)?;
+    let stored = if storage == DType::F16 {
+        ", f16 storage"
+    } else {
+        ""
+    };
     Ok(Workload {
         name,
-        what: format!("minGRU train step B={b} T={t} I={I} H={H}, as W1"),
+        what: format!("minGRU train step B={b} T={t} I={I} H={H}, as W1{stored}"),
         tokens: b * t,
         flops: min_flops(b, t),
         run: Box::new(move || layer.step(ctx)),
@@ -305,11 +317,13 @@ pub fn all(ctx: &Context) -> Result<Vec<Workload<'_>>> {
                 ctx.wait()
             }),
         },
-        w7(ctx, "W7", B, T)?,
-        w7(ctx, "W7-long", 1, 4096)?,
+        w7(ctx, "W7", (B, T), DType::F32)?,
+        w7(ctx, "W7-long", (1, 4096), DType::F32)?,
     ];
     if ctx.has_f16() {
         all.insert(4, w4(ctx, DType::F16)?);
+        let at = all.len() - 1;
+        all.insert(at, w7(ctx, "W7-f16", (B, T), DType::F16)?);
     }
     Ok(all)
 }

@@ -887,6 +887,44 @@ fn fit_evaluates_on_its_clock() {
     );
 }
 
+/// `train::fit`'s time budget counts the run before a resume: a run stopped by
+/// its budget and resumed with the same budget trains no further, and one
+/// resumed with a larger budget goes on from the clock it saved.
+#[test]
+fn fit_resumed_keeps_its_clock() {
+    let ck = std::env::temp_dir().join(format!(
+        "rnn-wgpu-fit-clock-{}.safetensors",
+        std::process::id()
+    ));
+    let cfg = FitConfig::new(3)
+        .with_minutes(Some(1e-6))
+        .with_checkpoint(Some(ck.clone()));
+    let run = |cfg: &FitConfig| {
+        let model = BiLstmTagger::new(ctx(), toy(16, 12), 3).unwrap();
+        let mut opt = optimizer(&model);
+        let mut data = ToyEpochs(toy_batches(4, 6, 75));
+        let history = fit(ctx(), &model, &mut opt, &mut data, cfg, |_| Ok(0.0), |_| {}).unwrap();
+        (history, opt.steps())
+    };
+    let (first, steps) = run(&cfg);
+    assert_eq!((first.stop, steps), (Some(Stop::Time), 1));
+    let (again, steps) = run(&cfg.clone().with_resume(true));
+    assert_eq!(
+        (again.stop, steps),
+        (Some(Stop::Time), 1),
+        "no step past the budget"
+    );
+    assert_eq!(again.losses, first.losses);
+    let (more, steps) = run(&cfg.with_resume(true).with_minutes(Some(10.0)));
+    assert_eq!((more.stop, steps), (Some(Stop::Epochs), 12));
+    assert!(
+        more.loss_minutes[1] >= 0.999 * first.minutes,
+        "the clock goes on"
+    );
+    std::fs::remove_file(&ck).unwrap();
+    std::fs::remove_file(best_path(&ck)).unwrap();
+}
+
 /// `train::fit` refuses what cannot run before anything trains.
 #[test]
 fn fit_refuses_bad_settings_before_training() {

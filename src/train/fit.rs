@@ -600,7 +600,11 @@ where
     let next_eval = |minutes: f64| cfg.eval_minutes.map(|e| ((minutes / e).floor() + 1.0) * e);
     let mut eval_at = next_eval(history.minutes);
     let base_lr = opt.config().lr;
-    let mut stop = None;
+    // A resumed run whose budget is spent trains no further.
+    let mut stop = cfg
+        .minutes
+        .filter(|&m| history.minutes > m)
+        .map(|_| Stop::Time);
     while stop.is_none() && epoch < cfg.epochs {
         let batches = data.batches(epoch)?;
         if batches == 0 {

@@ -4,9 +4,12 @@
 //!
 //! A resumed run repeats the run it resumes, step for step: the checkpoint holds
 //! the parameters, the optimizer's state and step count, the position in the
-//! data (epoch and batch) and the history; dropout masks come from the step's
-//! number ([`Tape::with_stream`](crate::Tape::with_stream)); and the data
-//! ([`Epochs`]) builds any batch from its epoch and index alone.
+//! data (epoch and batch), the state carried into the next batch (a language
+//! model's, under truncated BPTT: [`Carried`]), the run's clock
+//! and the history; dropout masks come from the step's number
+//! ([`Tape::with_stream`](crate::Tape::with_stream)); and the data ([`Epochs`])
+//! builds any batch from its epoch and index alone. Only what follows the
+//! clock (a time budget, [`FitConfig::cycles`] over minutes) can differ.
 //!
 //! ```
 //! # use rnn_wgpu::{Context, Result, data::{Batch, Vocab}};

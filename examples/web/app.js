@@ -3,6 +3,7 @@
 // saves and loads the model (safetensors with PyTorch's names), and shows the
 // adapter and one profiled step's kernel table.
 // Query options: ?stop=N pauses after N steps; ?w4 times the W4 step first;
+// ?cell=gru (lstm, gru, rnn, mingru, minlstm) picks the first model's cell;
 // ?check runs the page's own checks (restarts, save and load) and logs the result.
 import init, { Trainer, min_chars, time_w4, w4_what, w4_flops } from "./pkg/rnn_wgpu_web.js";
 
@@ -14,6 +15,7 @@ const STOP = stopParam !== null && stopParam.trim() !== "" && Number.isFinite(Nu
   ? Number(stopParam)
   : Infinity;
 const CHECK = params.has("check");
+const CELL = params.get("cell");
 const STEPS_PER_CALL = 5;
 const SAMPLE_EVERY = 100;
 const VALIDATE_EVERY = 50;
@@ -491,7 +493,7 @@ async function check() {
   // Kept in the browser, then a reload: the page offers to resume it.
   await autosave(trainer);
   console.log(`check: reloading`);
-  location.search = `?check=resume&stop=${STOP}`;
+  location.search = `?check=resume&stop=${STOP}${CELL === null ? "" : `&cell=${CELL}`}`;
   return "reloading";
 }
 
@@ -568,6 +570,13 @@ async function main() {
     }
   });
   window.addEventListener("resize", draw);
+  if (CELL !== null) {
+    if (![...$("cell").options].some((o) => o.value === CELL)) {
+      console.log(`error: no cell ${JSON.stringify(CELL)} (lstm, gru, rnn, mingru or minlstm)`);
+    } else {
+      $("cell").value = CELL;
+    }
+  }
   await offerResume();
   if (params.has("w4")) await timeW4();
   await restart();

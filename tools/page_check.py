@@ -7,8 +7,9 @@ its logits for a prompt with the page's:
                            characters in id order, the cell and the sizes)
   DIR/page_logits.json     {"prompt": ..., "logits": [T * vocab floats]}
 
-The model: nn.Embedding -> nn.LSTM / nn.GRU / nn.RNN (batch_first) -> nn.Linear,
-the library's LanguageModel. Exits 1 when the largest difference passes 1e-4
+The model: nn.Embedding -> nn.LSTM / nn.GRU / nn.RNN (batch_first), or minGRU /
+minLSTM (Feng et al. 2024, run step by step here: the sequential form) ->
+nn.Linear, the library's LanguageModel. Exits 1 when the largest difference passes 1e-4
 (relative above 1). The page writes both files in its ?check mode when the
 browser driver serves it with --save DIR.
 
@@ -25,7 +26,45 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+class MinRnn(nn.Module):
+    """A unidirectional minGRU (gates z, h~) or minLSTM (f, i, h~) stack with
+    torch.nn.GRU's names: weight_ih_l{k} [G*H, I], bias_ih_l{k} [G*H]."""
+
+    def __init__(self, gates, input_size, hidden, num_layers, batch_first):
+        super().__init__()
+        assert batch_first
+        self.gates, self.hidden, self.layers = gates, hidden, num_layers
+        for k in range(num_layers):
+            inp = input_size if k == 0 else hidden
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(gates * hidden, inp)))
+            self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(gates * hidden)))
+
+    def forward(self, x):
+        for k in range(self.layers):
+            pre = x @ getattr(self, f"weight_ih_l{k}").T + getattr(self, f"bias_ih_l{k}")
+            gates = pre.split(self.hidden, dim=-1)
+            if self.gates == 2:
+                z = torch.sigmoid(gates[0])
+                a, b = 1 - z, z * gates[1]
+            else:
+                f, i = torch.sigmoid(gates[0]), torch.sigmoid(gates[1])
+                a, b = f / (f + i), i / (f + i) * gates[2]
+            h = torch.zeros(x.shape[0], self.hidden)
+            out = []
+            for t in range(x.shape[1]):
+                h = a[:, t] * h + b[:, t]
+                out.append(h)
+            x = torch.stack(out, dim=1)
+        return x, None
+
+
+CELLS = {
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+    "rnn": nn.RNN,
+    "mingru": lambda *a, **k: MinRnn(2, *a, **k),
+    "minlstm": lambda *a, **k: MinRnn(3, *a, **k),
+}
 
 
 class CharLM(nn.Module):

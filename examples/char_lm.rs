@@ -322,7 +322,7 @@ fn train(
                     v.exp()
                 )
             },
-            |c: &Chunk| c.batch.size * c.batch.steps,
+            ("characters", |c: &Chunk| c.batch.size * c.batch.steps),
             || {
                 let text = sampled.borrow_mut().take()?;
                 Some(format!(

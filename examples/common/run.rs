@@ -86,15 +86,15 @@ pub fn progress<B>(
     score: impl Fn(f64) -> String,
     tokens: impl Fn(&B) -> usize,
 ) -> impl FnMut(Event<'_, B>) {
-    progress_then(ctx, score, tokens, || None)
+    progress_then(ctx, score, ("tokens", tokens), || None)
 }
 
-/// [`progress`], each evaluation's line followed by what `then` gives (a sample
-/// of the model's text).
+/// [`progress`] counting `unit`s (characters) with `count`, each evaluation's
+/// line followed by what `then` gives (a sample of the model's text).
 pub fn progress_then<B>(
     ctx: &Context,
     score: impl Fn(f64) -> String,
-    tokens: impl Fn(&B) -> usize,
+    (unit, tokens): (&'static str, impl Fn(&B) -> usize),
     mut then: impl FnMut() -> Option<String>,
 ) -> impl FnMut(Event<'_, B>) {
     let ctx = ctx.clone();
@@ -140,7 +140,7 @@ pub fn progress_then<B>(
                     .map(|(name, v)| format!("  {name} {v:.3}"))
                     .collect();
                 b.set_message(format!(
-                    "loss {:.3}{metrics}  {:.0} tokens/s",
+                    "loss {:.3}{metrics}  {:.0} {unit}/s",
                     report.loss,
                     count as f64 / secs
                 ));
@@ -156,7 +156,7 @@ pub fn progress_then<B>(
             ..
         } => {
             let mut line = format!(
-                "epoch {} (step {step}, {minutes:.1} min) {}  ({:.0} tokens/s training; {})",
+                "epoch {} (step {step}, {minutes:.1} min) {}  ({:.0} {unit}/s training; {})",
                 epoch + 1,
                 score(s),
                 count as f64 / secs,

@@ -159,15 +159,6 @@ impl Shape {
     }
 }
 
-/// The storage aliases made f16 where `pre` (and so `y`) is f16.
-fn storage(pre: &Tensor) -> &'static [&'static str] {
-    if pre.dtype() == DType::F16 {
-        &["pre_t", "y_t"]
-    } else {
-        &[]
-    }
-}
-
 /// Records the states of every step from the pre-activations `pre` `[B, T,
 /// D·G·H]` (direction-major, gate blocks of H) of sequences `lengths` (u32
 /// `[B]`, each 1..=T: the caller checks them) long, from `h0` `[D, B, H]` (zero
@@ -188,7 +179,7 @@ pub fn forward(
     rec.dispatch_entry(
         &shaders::MIN_RNN,
         "forward",
-        storage(pre),
+        &super::f16_aliases(&[("pre_t", pre), ("y_t", &y)]),
         bytemuck::bytes_of(&params),
         &[
             (1, pre),
@@ -248,7 +239,7 @@ pub fn backward(
     rec.dispatch_entry(
         &shaders::MIN_RNN,
         "backward",
-        storage(pre),
+        &super::f16_aliases(&[("pre_t", pre), ("y_t", y)]),
         bytemuck::bytes_of(&params),
         &[
             (1, pre),

@@ -332,17 +332,11 @@ fn train(
             },
         ),
     )?;
-    let points = |x: &[f64], y: Vec<f64>| x.iter().copied().zip(y).collect();
     let chars = history.losses.len() * streams.streams() * args.bptt;
+    let (train, val) = run::curves(&history);
     Ok(Curves {
-        train: points(
-            &history.loss_minutes,
-            history.losses.iter().map(|&(_, l)| f64::from(l)).collect(),
-        ),
-        val: points(
-            &history.score_minutes,
-            history.scores.iter().map(|&(_, v)| v).collect(),
-        ),
+        train,
+        val,
         chars_per_s: chars as f64 / (history.minutes * 60.0).max(1e-9),
     })
 }

@@ -589,20 +589,11 @@ fn train(
         let xs = &history.score_minutes[history.score_minutes.len().saturating_sub(ys.len())..];
         xs.iter().copied().zip(ys).collect()
     };
-    let train: Vec<(f64, f64)> = history
-        .loss_minutes
-        .iter()
-        .zip(&history.losses)
-        .map(|(&m, &(_, l))| (m, f64::from(l)))
-        .collect();
+    let (train, bleu) = run::curves(&history);
     let series = [
         ("training loss", train, plot::Style::Noisy),
         ("validation loss", at(losses), plot::Style::Points),
-        (
-            "validation BLEU",
-            at(history.scores.iter().map(|&(_, s)| s).collect()),
-            plot::Style::Right,
-        ),
+        ("validation BLEU", bleu, plot::Style::Right),
         ("test BLEU", at(tests), plot::Style::Right),
     ];
     let series: Vec<plot::Series> = series

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rnn_wgpu::data::token_buckets;
 use rnn_wgpu::nn::Named;
 use rnn_wgpu::train::checkpoint::Checkpoint;
-use rnn_wgpu::train::{Epochs, Event, Optimizer, Stop};
+use rnn_wgpu::train::{Epochs, Event, History, Optimizer, Stop};
 use rnn_wgpu::{Context, Error, Result};
 
 /// A progress bar of `len` steps labelled `prefix`; its message shows the loss
@@ -186,6 +186,20 @@ pub fn progress_then<B>(
         } => println!("time budget reached at step {step}"),
         _ => {}
     }
+}
+
+/// (x, y) points of a curve.
+pub type Points = Vec<(f64, f64)>;
+
+/// A `train::fit` run's training losses and evaluation scores against its clock
+/// (minutes), as the plots draw them.
+pub fn curves(history: &History) -> (Points, Points) {
+    let losses = history.losses.iter().map(|&(_, l)| f64::from(l));
+    let scores = history.scores.iter().map(|&(_, v)| v);
+    (
+        history.loss_minutes.iter().copied().zip(losses).collect(),
+        history.score_minutes.iter().copied().zip(scores).collect(),
+    )
 }
 
 /// A file error naming `path`.

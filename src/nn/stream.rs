@@ -43,7 +43,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
-use crate::nn::recurrent::{layer_norm_params, Mode, Recurrent, State};
+use crate::nn::recurrent::{layer_norm_params, Recurrent, State};
 use crate::nn::Cell;
 use crate::ops::min_rnn::MinCell;
 use crate::ops::stream_step::{self, StepCell, Weights};
@@ -136,7 +136,7 @@ impl Stream {
     }
 
     fn is_lstm(&self) -> bool {
-        self.layers[0].cell == StepCell::Recurrent(Mode::Lstm)
+        self.layers[0].is_lstm()
     }
 
     /// Records one step of every sequence from `x` `[B, I]`; returns the top

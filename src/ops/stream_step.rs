@@ -111,7 +111,8 @@ impl Weights {
         }
     }
 
-    fn is_lstm(&self) -> bool {
+    /// Whether the cell is an LSTM's (it has a cell state).
+    pub(crate) fn is_lstm(&self) -> bool {
         self.cell == StepCell::Recurrent(Mode::Lstm)
     }
 }

@@ -24,6 +24,12 @@
 //   and dp = 0 past each length. Saved for backward: p and y (the states).
 // Storage: p and y may be f16 (pre_t, y_t; the scan runs in f32, the backward
 // reads the states as stored); h0, h_n and every gradient are f32.
+// Width: an invocation owns 1 unit (v32 = f32) or 4 neighbouring units (v32 =
+// vec4<f32>, when H is a multiple of 4: min_rnn4.wgsl), declared before this
+// text with the stored types pre_v and y_v; p.h and every index count these
+// values, so one text serves both widths. Four units per
+// invocation make a quarter of the memory operations, which cost per
+// invocation rather than per byte on CPU adapters.
 
 const GROUP: u32 = 64u;
 
@@ -42,20 +48,24 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> pre: array<pre_t>;      // [B, T, D, G·H]
+@group(0) @binding(1) var<storage, read> pre: array<pre_v>;      // [B, T, D, G·H]
 @group(0) @binding(2) var<storage, read> lengths: array<u32>;    // [B]
-@group(0) @binding(3) var<storage, read> h0: array<f32>;         // [D, B, H]
-@group(0) @binding(4) var<storage, read_write> y: array<y_t>;    // forward: [B, T, D·H]
-@group(0) @binding(5) var<storage, read_write> hn: array<f32>;   // forward: [D, B, H]
-@group(0) @binding(6) var<storage, read> ys: array<y_t>;         // backward: the forward's y
-@group(0) @binding(7) var<storage, read> dy: array<f32>;         // backward: [B, T, D·H]
-@group(0) @binding(8) var<storage, read> dhn: array<f32>;        // backward: [D, B, H]
-@group(0) @binding(9) var<storage, read_write> dpre: array<f32>; // backward: like pre
-@group(0) @binding(10) var<storage, read_write> dh0: array<f32>; // backward: [D, B, H]
+@group(0) @binding(3) var<storage, read> h0: array<v32>;         // [D, B, H]
+@group(0) @binding(4) var<storage, read_write> y: array<y_v>;    // forward: [B, T, D·H]
+@group(0) @binding(5) var<storage, read_write> hn: array<v32>;   // forward: [D, B, H]
+@group(0) @binding(6) var<storage, read> ys: array<y_v>;         // backward: the forward's y
+@group(0) @binding(7) var<storage, read> dy: array<v32>;         // backward: [B, T, D·H]
+@group(0) @binding(8) var<storage, read> dhn: array<v32>;        // backward: [D, B, H]
+@group(0) @binding(9) var<storage, read_write> dpre: array<v32>; // backward: like pre
+@group(0) @binding(10) var<storage, read_write> dh0: array<v32>; // backward: [D, B, H]
 
-var<workgroup> chunk_a: array<f32, 64>;
-var<workgroup> chunk_b: array<f32, 64>;
-var<workgroup> chunk_start: array<f32, 64>;
+var<workgroup> chunk_a: array<v32, 64>;
+var<workgroup> chunk_b: array<v32, 64>;
+var<workgroup> chunk_start: array<v32, 64>;
+
+fn sigmoid_v(x: v32) -> v32 {
+    return 1.0 / (1.0 + exp(-x));
+}
 
 struct Channel {
     valid: bool,
@@ -104,23 +114,23 @@ fn pre_at(c: Channel, t: u32) -> u32 {
 }
 
 struct Map {
-    a: f32,
-    b: f32,
+    a: v32,
+    b: v32,
 }
 
 fn step_map(c: Channel, t: u32) -> Map {
     let at = pre_at(c, t);
     var m: Map;
     if (p.lstm == 0u) {
-        let z = sigmoid(f32(pre[at]));
+        let z = sigmoid_v(v32(pre[at]));
         m.a = 1.0 - z;
-        m.b = z * f32(pre[at + p.h]);
+        m.b = z * v32(pre[at + p.h]);
     } else {
-        let f = sigmoid(f32(pre[at]));
-        let i = sigmoid(f32(pre[at + p.h]));
+        let f = sigmoid_v(v32(pre[at]));
+        let i = sigmoid_v(v32(pre[at + p.h]));
         let s = f + i;
         m.a = f / s;
-        m.b = i / s * f32(pre[at + 2u * p.h]);
+        m.b = i / s * v32(pre[at + 2u * p.h]);
     }
     return m;
 }
@@ -129,13 +139,13 @@ fn step_map(c: Channel, t: u32) -> Map {
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32) {
     let c = channel(wid, l);
     let span = chunk(l);
-    var h = 0.0;
+    var h = v32(0.0);
     if (c.valid && p.has_h0 == 1u) {
         h = h0[state_at(c)];
     }
     if (p.chunks > 1u) {
-        var a = 1.0;
-        var b = 0.0;
+        var a = v32(1.0);
+        var b = v32(0.0);
         if (c.valid) {
             for (var s = span.x; s < min(span.y, c.len); s++) {
                 let m = step_map(c, time_of(c, s));
@@ -162,9 +172,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
                 let t = time_of(c, s);
                 let m = step_map(c, t);
                 h = m.a * h + m.b;
-                y[y_at(c, t)] = y_t(h);
+                y[y_at(c, t)] = y_v(h);
             } else {
-                y[y_at(c, s)] = y_t(0.0);
+                y[y_at(c, s)] = y_v(0.0);
             }
         }
         // The chunk holding the last real step ends with h_n.
@@ -175,40 +185,40 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }
 
 // a of the s-th step (1 past the last: dh_n enters unscaled).
-fn a_of(c: Channel, s: u32) -> f32 {
+fn a_of(c: Channel, s: u32) -> v32 {
     if (s < c.len) {
         return step_map(c, time_of(c, s)).a;
     }
-    return 1.0;
+    return v32(1.0);
 }
 
 // The state before the s-th step.
-fn h_before(c: Channel, s: u32) -> f32 {
+fn h_before(c: Channel, s: u32) -> v32 {
     if (s == 0u) {
         if (p.has_h0 == 1u) {
             return h0[state_at(c)];
         }
-        return 0.0;
+        return v32(0.0);
     }
-    return f32(ys[y_at(c, time_of(c, s - 1u))]);
+    return v32(ys[y_at(c, time_of(c, s - 1u))]);
 }
 
 // Writes the pre-activations' gradients at time t from g (the state's
 // gradient) and the state before; returns the step's a.
-fn gate_backward(c: Channel, t: u32, g: f32, before: f32) -> f32 {
+fn gate_backward(c: Channel, t: u32, g: v32, before: v32) -> v32 {
     let at = pre_at(c, t);
     let da = g * before;
     let db = g;
     if (p.lstm == 0u) {
-        let z = sigmoid(f32(pre[at]));
-        let ht = f32(pre[at + p.h]);
+        let z = sigmoid_v(v32(pre[at]));
+        let ht = v32(pre[at + p.h]);
         dpre[at] = (db * ht - da) * z * (1.0 - z);
         dpre[at + p.h] = db * z;
         return 1.0 - z;
     }
-    let f = sigmoid(f32(pre[at]));
-    let i = sigmoid(f32(pre[at + p.h]));
-    let ht = f32(pre[at + 2u * p.h]);
+    let f = sigmoid_v(v32(pre[at]));
+    let i = sigmoid_v(v32(pre[at + p.h]));
+    let ht = v32(pre[at + 2u * p.h]);
     let s = f + i;
     let s2 = s * s;
     dpre[at] = i / s2 * (da - db * ht) * f * (1.0 - f);
@@ -221,15 +231,15 @@ fn gate_backward(c: Channel, t: u32, g: f32, before: f32) -> f32 {
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l: u32) {
     let c = channel(wid, l);
     let span = chunk(l);
-    var g = 0.0;
+    var g = v32(0.0);
     if (c.valid) {
         g = dhn[state_at(c)];
     }
     if (p.chunks > 1u) {
         // The chunk's map of the incoming gradient (that of the step after it)
         // to the gradient of its first step.
-        var a = 1.0;
-        var b = 0.0;
+        var a = v32(1.0);
+        var b = v32(0.0);
         if (c.valid) {
             var a_after = a_of(c, span.y);
             var s = min(span.y, c.len);
@@ -264,7 +274,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
                 // Padding: no gradient (the time of a padded step is its index).
                 let at = pre_at(c, s);
                 for (var k = 0u; k < 2u + p.lstm; k++) {
-                    dpre[at + k * p.h] = 0.0;
+                    dpre[at + k * p.h] = v32(0.0);
                 }
                 continue;
             }

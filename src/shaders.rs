@@ -286,11 +286,21 @@ pub const SAMPLE: Shader = Shader {
     ),
 };
 
-/// The minGRU and minLSTM recurrence as a scan over time, and its backward.
+/// The minGRU and minLSTM recurrence as a scan over time, and its backward:
+/// an invocation per unit.
 pub const MIN_RNN: Shader = Shader {
     name: "min_rnn",
     source: concat!(
-        include_str!("../shaders/activations.wgsl"),
+        "alias v32 = f32;\nalias pre_v = pre_t;\nalias y_v = y_t;\n\n",
+        include_str!("../shaders/min_rnn.wgsl")
+    ),
+};
+
+/// [`MIN_RNN`] with an invocation per 4 neighbouring units (H a multiple of 4).
+pub const MIN_RNN4: Shader = Shader {
+    name: "min_rnn4",
+    source: concat!(
+        include_str!("../shaders/min_rnn4.wgsl"),
         include_str!("../shaders/min_rnn.wgsl")
     ),
 };
@@ -328,6 +338,7 @@ pub const ALL: &[Shader] = &[
     STREAM_STEP,
     PROJECTION,
     MIN_RNN,
+    MIN_RNN4,
     CRF,
 ];
 

@@ -367,20 +367,21 @@ fn small_stacks_match_the_reference_and_finite_differences() {
 }
 
 /// T of 1, primes, powers of two and their neighbours up to 4096: the chunks of
-/// the scan (16 per channel) empty, ragged and full, with mixed lengths.
+/// the scan (16 per channel) empty, ragged and full, with mixed lengths; a unit
+/// per invocation (H = 3) and four (H = 4).
 #[test]
 fn any_length_of_sequence_matches_the_reference() {
     for (i, steps) in [1, 2, 3, 7, 15, 16, 17, 31, 64, 127, 256, 1000, 4096]
         .into_iter()
         .enumerate()
     {
-        for lstm in [false, true] {
+        for (lstm, hidden) in [(false, 3), (true, 3), (false, 4), (true, 4)] {
             let c = Case {
                 lstm,
                 batch: 3,
                 steps,
                 input: 2,
-                hidden: 3,
+                hidden,
                 layers: 1,
                 dirs: 2,
             };

@@ -4,7 +4,8 @@
 //! same scan in reverse, giving the pre-activations' gradients and dh0. Both
 //! directions of a bidirectional layer in the same dispatch. The
 //! pre-activations and the states may be stored as f16 (the scan runs in f32);
-//! h0, h_n and every gradient are f32.
+//! h0, h_n and every gradient are f32. An invocation scans four neighbouring
+//! units where H is a multiple of 4 (`shaders/min_rnn4.wgsl`), one otherwise.
 
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
@@ -73,7 +74,7 @@ impl Shape {
     /// Invocations per channel: 1, 2, 4, 8 or 16, as many as keep the dispatch
     /// at [`PARALLEL`] invocations and the chunks at a step or more.
     fn chunks(&self) -> usize {
-        let channels = self.dirs * self.batch * self.hidden;
+        let channels = self.dirs * self.batch * self.hidden / self.width();
         let mut chunks = 1;
         while chunks < 16 && channels * chunks < PARALLEL && chunks * 2 <= self.steps {
             chunks *= 2;
@@ -81,8 +82,26 @@ impl Shape {
         chunks
     }
 
+    /// Units per invocation: 4 where H allows.
+    fn width(&self) -> usize {
+        if self.hidden.is_multiple_of(4) {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// The kernels of this width.
+    fn shader(&self) -> &'static shaders::Shader {
+        if self.width() == 4 {
+            &shaders::MIN_RNN4
+        } else {
+            &shaders::MIN_RNN
+        }
+    }
+
     fn params(&self, rec: &Recorder, has_h0: bool) -> Result<(Params, [u32; 3])> {
-        let channels = self.dirs * self.batch * self.hidden;
+        let channels = self.dirs * self.batch * self.hidden / self.width();
         let chunks = self.chunks();
         let groups = channels.div_ceil(GROUP / chunks);
         let max = rec.context().limits().max_compute_workgroups_per_dimension as usize;
@@ -102,7 +121,7 @@ impl Shape {
             Params {
                 b: u(self.batch),
                 t: u(self.steps),
-                h: u(self.hidden),
+                h: u(self.hidden / self.width()),
                 d: u(self.dirs),
                 lstm: u32::from(self.cell == MinCell::Lstm),
                 has_h0: u32::from(has_h0),
@@ -177,7 +196,7 @@ pub fn forward(
     let y = rec.empty(&[b, t, d * h], pre.dtype())?;
     let hn = rec.empty(&[d, b, h], DType::F32)?;
     rec.dispatch_entry(
-        &shaders::MIN_RNN,
+        shape.shader(),
         "forward",
         &super::f16_aliases(&[("pre_t", pre), ("y_t", &y)]),
         bytemuck::bytes_of(&params),
@@ -237,7 +256,7 @@ pub fn backward(
     let dpre = rec.empty(pre.shape(), DType::F32)?;
     let dh0 = rec.empty(&[d, b, h], DType::F32)?;
     rec.dispatch_entry(
-        &shaders::MIN_RNN,
+        shape.shader(),
         "backward",
         &super::f16_aliases(&[("pre_t", pre), ("y_t", y)]),
         bytemuck::bytes_of(&params),
@@ -257,4 +276,4 @@ pub fn backward(
 }
 
 #[cfg(test)]
-super::params_match_the_wgsl_struct!(crate::shaders::MIN_RNN);
+super::params_match_the_wgsl_struct!(crate::shaders::MIN_RNN, crate::shaders::MIN_RNN4);

@@ -16,9 +16,9 @@ const OP: &str = "min_rnn";
 /// Invocations per workgroup, as in the shader.
 const GROUP: usize = 64;
 /// Invocations a dispatch should have at least: below, a channel (direction,
-/// sequence, unit) scans its steps in up to 16 chunks at once; above, each
-/// runs through time alone, with no workgroup barriers.
-const PARALLEL: usize = 4096;
+/// sequence and one or four units) scans its steps in up to 16 chunks at once;
+/// above, each runs through time alone, with no workgroup barriers.
+const PARALLEL: usize = 2048;
 
 /// Mirror of `Params` in shaders/min_rnn.wgsl.
 #[repr(C)]

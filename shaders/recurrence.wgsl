@@ -265,8 +265,7 @@ fn carry4(at: At) -> vec4<f32> {
 }
 
 fn zone4(at: At, c: bool) -> vec4<f32> {
-    let i = at.row * p.h + at.j;
-    return vec4<f32>(zone_at(i, c), zone_at(i + 1u, c), zone_at(i + 2u, c), zone_at(i + 3u, c));
+    return zone_at4(at.row * p.h + at.j, c);
 }
 
 fn put_h4(at: At, h: vec4<f32>) -> vec4<f32> {

@@ -22,3 +22,9 @@ fn zone_at(index: u32, c: bool) -> f32 {
     let seed = select(p.seed, p.seed ^ C_SALT, c);
     return select(0.0, 1.0, pcg(pcg(index) ^ seed) < select(p.h_threshold, p.c_threshold, c));
 }
+
+// zone_at of the 4 units from `index` on.
+fn zone_at4(index: u32, c: bool) -> vec4<f32> {
+    return vec4<f32>(zone_at(index, c), zone_at(index + 1u, c), zone_at(index + 2u, c),
+                     zone_at(index + 3u, c));
+}

@@ -24,7 +24,10 @@
 //   dlnp   [D, Q]           the parameters' gradients: γ_ih | γ_hh | b (G each; b_ih's
 //                           and b_hh's alike) | γ_c | β_c (H each);  Q = 3G + 2H
 // Entries: forward and backward (one step; dispatch (1, B, D); forward_packing
-// also writes the next step's packed GEMM operand), input_backward
+// also writes the next step's packed GEMM operand), their vec4 twins forward4,
+// forward_packing4 and backward4 for H a multiple of 4 (4 units per lane through
+// vec4 views of the same buffers at the binding + 20: on CPU adapters a storage
+// access costs per access whatever its width), input_backward
 // (dgi of every row; (1, rows folded as layer_norm.wgsl's, D)), param_grads
 // (one invocation per column of dlnp summing every row; (ceil(Q / 64), 1, D)).
 // Zoneout (zoneout.wgsl, the recurrent cells' on h and c): h and c as stored
@@ -390,4 +393,218 @@ fn param_grads(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     dlnp[d * (3u * g + 2u * p.h) + col] = acc;
+}
+
+// The vec4 twins of forward, forward_packing and backward: a lane takes units
+// 4q .. 4q + 4 for q = lane, lane + WG, ...; every offset below counts vec4s.
+// A row's statistics are saved[stats ..] = (μ_x, rstd_x, μ_h, rstd_h), (μ_c,
+// rstd_c, 0, 0).
+@group(0) @binding(22) var<storage, read> xw4: array<vec4<f32>>;
+@group(0) @binding(23) var<storage, read> gh4: array<vec4<f32>>;
+@group(0) @binding(24) var<storage, read> lnp4: array<vec4<f32>>;
+@group(0) @binding(25) var<storage, read_write> hs4: array<vec4<f32>>;
+@group(0) @binding(26) var<storage, read_write> cs4: array<vec4<f32>>;
+@group(0) @binding(27) var<storage, read_write> saved4: array<vec4<f32>>;
+@group(0) @binding(28) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(29) var<storage, read_write> dh4: array<vec4<f32>>;
+@group(0) @binding(30) var<storage, read_write> dc4: array<vec4<f32>>;
+@group(0) @binding(31) var<storage, read_write> grads4: array<vec4<f32>>;
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return v.x + v.y + v.z + v.w;
+}
+
+// Mean and rstd of the 4n values of src[at .. at + n] (src: 0 xw, 1 gh, 2 cs).
+fn moments4(lane: u32, src: u32, at: u32, n: u32) -> vec2<f32> {
+    var s = 0.0;
+    for (var k = lane; k < n; k += WG) {
+        s += hsum(load4(src, at + k));
+    }
+    let mu = reduce(lane, s, false) / f32(4u * n);
+    var v = 0.0;
+    for (var k = lane; k < n; k += WG) {
+        let c = load4(src, at + k) - mu;
+        v += hsum(c * c);
+    }
+    return vec2<f32>(mu, inverseSqrt(reduce(lane, v, false) / f32(4u * n) + p.eps));
+}
+
+fn load4(src: u32, i: u32) -> vec4<f32> {
+    switch src {
+        case 0u: {
+            return xw4[i];
+        }
+        case 1u: {
+            return gh4[i];
+        }
+        default: {
+            return cs4[i];
+        }
+    }
+}
+
+// row's offsets in vec4s (zone stays in units).
+fn row4(b: u32, d: u32, len: u32) -> Row {
+    var o = row(b, d, len);
+    o.prev /= 4u;
+    o.next /= 4u;
+    o.x /= 4u;
+    o.gh /= 4u;
+    o.lnp /= 4u;
+    o.saved /= 4u;
+    o.grads /= 4u;
+    o.state /= 4u;
+    return o;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    forward_row4(lane, wid);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn forward_packing4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let next = forward_row4(lane, wid);
+    storageBarrier();
+    for (var q = lane; q < p.h / 4u; q += WG) {
+        textureStore(next_packed, vec2<u32>(q, wid.y), wid.z, hs4[next + q]);
+    }
+}
+
+fn forward_row4(lane: u32, wid: vec3<u32>) -> u32 {
+    let b = wid.y;
+    let o = row4(b, wid.z, length_of(lane, b));
+    let h4 = p.h / 4u;
+    let g = p.h; // G in vec4s
+    let stats = o.saved + 2u * g;
+    if (!o.live) {
+        for (var q = lane; q < h4; q += WG) {
+            hs4[o.next + q] = hs4[o.prev + q];
+            cs4[o.next + q] = cs4[o.prev + q];
+        }
+        for (var k = lane; k < 2u * g + 2u; k += WG) {
+            saved4[o.saved + k] = vec4<f32>(0.0);
+        }
+        return o.next;
+    }
+    let mx = moments4(lane, 0u, o.x, g);
+    let mh = moments4(lane, 1u, o.gh, g);
+    for (var q = lane; q < h4; q += WG) {
+        var a: array<vec4<f32>, 4>;
+        for (var k = 0u; k < 4u; k++) {
+            let u = k * h4 + q;
+            let nh = (gh4[o.gh + u] - mh.x) * mh.y;
+            saved4[o.saved + g + u] = nh;
+            a[k] = (xw4[o.x + u] - mx.x) * mx.y * lnp4[o.lnp + u] + nh * lnp4[o.lnp + g + u]
+                + lnp4[o.lnp + 2u * g + u] + lnp4[o.lnp + 3u * g + u];
+        }
+        let i = sigmoid4(a[0]);
+        let f = sigmoid4(a[1]);
+        let gg = tanh4_(a[2]);
+        let og = sigmoid4(a[3]);
+        cs4[o.next + q] = f * cs4[o.prev + q] + i * gg;
+        saved4[o.saved + q] = i;
+        saved4[o.saved + h4 + q] = f;
+        saved4[o.saved + 2u * h4 + q] = gg;
+        saved4[o.saved + 3u * h4 + q] = og;
+    }
+    let mc = moments4(lane, 2u, o.next, h4);
+    let cp = o.lnp + 4u * g;
+    for (var q = lane; q < h4; q += WG) {
+        let c = cs4[o.next + q];
+        let nc = (c - mc.x) * mc.y;
+        var h = saved4[o.saved + 3u * h4 + q] * tanh4_(nc * lnp4[cp + q] + lnp4[cp + h4 + q]);
+        if (ZONEOUT) {
+            h = mix(h, hs4[o.prev + q], zone_at4(o.zone + 4u * q, false));
+            cs4[o.next + q] = mix(c, cs4[o.prev + q], zone_at4(o.zone + 4u * q, true));
+        }
+        hs4[o.next + q] = h;
+    }
+    if (lane == 0u) {
+        saved4[stats] = vec4<f32>(mx, mh);
+        saved4[stats + 1u] = vec4<f32>(mc, 0.0, 0.0);
+    }
+    return o.next;
+}
+
+fn new_c4(sv: u32, prev: u32, next: u32) -> vec4<f32> {
+    if (ZONEOUT) {
+        let h4 = p.h / 4u;
+        return saved4[sv + h4] * cs4[prev] + saved4[sv] * saved4[sv + 2u * h4];
+    }
+    return cs4[next];
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn backward4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b = wid.y;
+    let d = wid.z;
+    let o = row4(b, d, length_of(lane, b));
+    let h4 = p.h / 4u;
+    let g = p.h;
+    if (!o.live) {
+        for (var k = lane; k < 2u * g + h4; k += WG) {
+            grads4[o.grads + k] = vec4<f32>(0.0);
+        }
+        return;
+    }
+    let stats = o.saved + 2u * g;
+    let st = saved4[stats];
+    let mc = saved4[stats + 1u].xy;
+    let rstd_h = st.w;
+    let cp = o.lnp + 4u * g;
+    let y0 = ((b * p.t + o.t) * p.d + d) * h4;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var q = lane; q < h4; q += WG) {
+        let nc = (new_c4(o.saved + q, o.prev + q, o.next + q) - mc.x) * mc.y;
+        let tl = tanh4_(nc * lnp4[cp + q] + lnp4[cp + h4 + q]);
+        let og = saved4[o.saved + 3u * h4 + q];
+        let dh_t = dh4[o.state + q] + dy4[y0 + q];
+        let zh = zone_at4(o.zone + 4u * q, false);
+        let dh_new = (1.0 - zh) * dh_t;
+        let dl = dh_new * og * (1.0 - tl * tl);
+        grads4[o.grads + 2u * g + q] = dl;
+        grads4[o.grads + g + 3u * h4 + q] = dh_new * tl * og * (1.0 - og);
+        dh4[o.state + q] = zh * dh_t;
+        let gc = dl * lnp4[cp + q];
+        s1 += hsum(gc);
+        s2 += hsum(gc * nc);
+    }
+    let m1 = reduce(lane, s1, false) / f32(p.h);
+    let m2 = reduce(lane, s2, false) / f32(p.h);
+    var t1 = 0.0;
+    var t2 = 0.0;
+    for (var q = lane; q < h4; q += WG) {
+        let nc = (new_c4(o.saved + q, o.prev + q, o.next + q) - mc.x) * mc.y;
+        let gc = grads4[o.grads + 2u * g + q] * lnp4[cp + q];
+        let zc = zone_at4(o.zone + 4u * q, true);
+        let dc_s = dc4[o.state + q];
+        let dc_t = (1.0 - zc) * dc_s + mc.y * (gc - m1 - nc * m2);
+        let i = saved4[o.saved + q];
+        let f = saved4[o.saved + h4 + q];
+        let gg = saved4[o.saved + 2u * h4 + q];
+        var da: array<vec4<f32>, 4>;
+        da[0] = dc_t * gg * i * (1.0 - i);
+        da[1] = dc_t * cs4[o.prev + q] * f * (1.0 - f);
+        da[2] = dc_t * i * (1.0 - gg * gg);
+        da[3] = grads4[o.grads + g + 3u * h4 + q];
+        dc4[o.state + q] = zc * dc_s + dc_t * f;
+        for (var k = 0u; k < 4u; k++) {
+            let u = k * h4 + q;
+            grads4[o.grads + g + u] = da[k];
+            let gk = da[k] * lnp4[o.lnp + g + u];
+            t1 += hsum(gk);
+            t2 += hsum(gk * saved4[o.saved + g + u]);
+        }
+    }
+    let n1 = reduce(lane, t1, false) / f32(4u * p.h);
+    let n2 = reduce(lane, t2, false) / f32(4u * p.h);
+    for (var q = lane; q < h4; q += WG) {
+        for (var k = 0u; k < 4u; k++) {
+            let u = k * h4 + q;
+            let gk = grads4[o.grads + g + u] * lnp4[o.lnp + g + u];
+            grads4[o.grads + u] = rstd_h * (gk - n1 - saved4[o.saved + g + u] * n2);
+        }
+    }
 }

@@ -512,9 +512,10 @@ fn recurrent_dropout_masks_the_recurrent_input_forward_and_backward() {
 /// reference and every gradient (the normalizations' scales and shift included,
 /// set to random values) against its finite differences: one layer and stacked
 /// bidirectional with mixed lengths, 4H past one workgroup's lanes (H 17) and H
-/// past them too (H 65), on every GEMM path; with zoneout on h and c in training
-/// (the recurrent cells' choices) and evaluation (the expectation); bad
-/// combinations are refused.
+/// past them too (H 65), on every GEMM path; the vec4 kernels (H a multiple of
+/// 4: 8, 12, and 68, whose 4H passes the lanes in vec4s); with zoneout on h and
+/// c in training (the recurrent cells' choices) and evaluation (the
+/// expectation); bad combinations are refused.
 #[test]
 fn layer_norm_lstm_matches_the_reference_and_finite_differences() {
     let cases = [
@@ -522,6 +523,9 @@ fn layer_norm_lstm_matches_the_reference_and_finite_differences() {
         (4, 6, 2, 2, vec![4, 1, 3]),
         (3, 17, 1, 2, vec![3, 2]),
         (2, 65, 1, 1, vec![2]),
+        (3, 8, 1, 1, vec![4, 2]),
+        (4, 12, 2, 2, vec![4, 1, 3]),
+        (2, 68, 1, 1, vec![2]),
     ];
     for (k, ctx) in common::gemm_contexts().into_iter().enumerate() {
         for (n, (input, hidden, layers, dirs, lengths)) in cases.iter().cloned().enumerate() {

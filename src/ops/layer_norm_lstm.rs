@@ -14,6 +14,9 @@ use crate::shaders;
 use crate::tensor::Tensor;
 
 const OP: &str = "layer_norm_lstm";
+/// How far above its scalar binding a buffer's vec4 view is bound (the step
+/// kernels' vec4 twins).
+const VEC4_BINDINGS: u32 = 20;
 
 /// The normalizations' eps (haste's).
 pub const EPS: f32 = 1e-5;
@@ -288,6 +291,19 @@ fn launch(
         c_zone,
         _pad: 0,
     };
+    // A step's kernels read and write 4 units per lane through vec4 views where
+    // H allows: on CPU adapters a storage access costs per access whatever its
+    // width.
+    let twin = match entry {
+        "forward" => Some("forward4"),
+        "forward_packing" => Some("forward_packing4"),
+        "backward" => Some("backward4"),
+        _ => None,
+    };
+    let (entry, shift) = match twin.filter(|_| geo.hidden.is_multiple_of(4)) {
+        Some(twin) => (twin, VEC4_BINDINGS),
+        None => (entry, 0),
+    };
     let constants = super::recurrence::zoneout_constants(zoneout);
     let pipeline = rec
         .context()
@@ -295,7 +311,10 @@ fn launch(
     rec.hold(&tensors.iter().map(|&(_, t)| t).collect::<Vec<_>>());
     let mut resources: Vec<_> = tensors
         .iter()
-        .map(|&(i, t)| (i, t.buffer().as_entire_binding()))
+        .map(|&(i, t)| {
+            let at = if i == 1 { i } else { i + shift };
+            (at, t.buffer().as_entire_binding())
+        })
         .collect();
     if let Some(texture) = next_packed {
         resources.push((15, wgpu::BindingResource::TextureView(texture)));

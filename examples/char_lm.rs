@@ -76,6 +76,10 @@ struct Args {
     layers: usize,
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
+    /// The learning rate as this many cosine cycles from --lr down to zero
+    /// over the training minutes (warm restarts); 0: held at --lr.
+    #[arg(long, default_value_t = 0)]
+    cycles: u32,
     /// Dropout on the embeddings, between layers and on the outputs while
     /// training.
     #[arg(long, default_value_t = 0.0)]
@@ -297,6 +301,7 @@ fn train(
         .with_minutes(Some(minutes))
         .with_clock(Clock::Training)
         .with_eval_minutes((args.eval_every > 0.0).then_some(args.eval_every))
+        .with_cycles((args.cycles > 0).then_some(args.cycles))
         .with_goal(Goal::Lower)
         .with_checkpoint(Some(checkpoint.to_path_buf()))
         .with_resume(args.resume);

@@ -362,11 +362,13 @@ function restart() {
   });
 }
 
+// A trainer's file and the step it holds, read in one turn of the queue (the
+// page's step count lags a training call in flight).
+const saveAt = (t) => use(async () => [await t.save(), t.steps()]);
+
 async function save() {
   if (!trainer) return null;
-  const t = trainer;
-  const step = stepNow;
-  const bytes = await use(() => t.save());
+  const [bytes, step] = await saveAt(trainer);
   const blob = new Blob([bytes], { type: "application/octet-stream" });
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
@@ -399,8 +401,7 @@ function store(mode, act) {
 }
 
 async function autosave(t) {
-  const step = stepNow;
-  const bytes = await use(() => t.save());
+  const [bytes, step] = await saveAt(t);
   await store("readwrite", (s) => s.put({ bytes, text: $("text").value, step, time: Date.now() }, "last"));
   console.log(`kept the model of step ${step} in this browser`);
 }
@@ -465,15 +466,16 @@ async function check() {
   console.log(`check: two quick restarts gave one new run, stopped at step ${stepNow}`);
   await until(() => heldOut.length && heldOut.at(-1)[0] >= STOP);
   // Save, then load into a fresh trainer: the same tensors, the same samples.
+  // Training stops first, so that no step lands between the file and the count.
+  const saved = trainer;
+  running = false;
   const bytes = await save();
+  const savedAt = saved.steps();
   const names = tensorsOf(bytes);
   console.log(`check: saved ${names.length} tensors: ${names.filter((n) => !n.startsWith("optim.")).join(", ")}`);
   if (!names.some((n) => n.startsWith("rnn.weight_ih_l0")) || !names.some((n) => n.startsWith("fc.weight"))) {
     fail("the saved file lacks the model's tensors");
   }
-  const saved = trainer;
-  const savedAt = stepNow;
-  running = false;
   const a = await generate(saved, "before saving, seed 7", 7n);
   if (!(await load(bytes, "the saved file"))) fail(`loading failed: ${$("status").textContent}`);
   const b = await generate(trainer, "loaded, seed 7", 7n);

@@ -78,7 +78,7 @@ struct Args {
     lr: f32,
     /// The learning rate as this many cosine cycles from --lr down to zero
     /// over the training minutes (warm restarts); 0: held at --lr.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1)]
     cycles: u32,
     /// Dropout on the embeddings, between layers and on the outputs while
     /// training.

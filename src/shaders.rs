@@ -291,7 +291,7 @@ pub const SAMPLE: Shader = Shader {
 pub const MIN_RNN: Shader = Shader {
     name: "min_rnn",
     source: concat!(
-        "alias v32 = f32;\nalias pre_v = pre_t;\nalias y_v = y_t;\n\n",
+        "alias v32 = f32; // a lane's values: f32 whatever the storage\nalias pre_v = pre_t;\nalias y_v = y_t;\n\n",
         include_str!("../shaders/min_rnn.wgsl")
     ),
 };

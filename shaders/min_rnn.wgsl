@@ -27,9 +27,9 @@
 // Width: an invocation owns 1 unit (v32 = f32) or 4 neighbouring units (v32 =
 // vec4<f32>, when H is a multiple of 4: min_rnn4.wgsl), declared before this
 // text with the stored types pre_v and y_v; p.h and every index count these
-// values, so one text serves both widths. Four units per
-// invocation make a quarter of the memory operations, which cost per
-// invocation rather than per byte on CPU adapters.
+// values, so one text serves both widths. Four units per invocation make a
+// quarter of the memory operations, which cost per invocation rather than per
+// byte on CPU adapters.
 
 const GROUP: u32 = 64u;
 

@@ -312,6 +312,7 @@ fn launch(
     let mut resources: Vec<_> = tensors
         .iter()
         .map(|&(i, t)| {
+            // The lengths (binding 1) have no vec4 view.
             let at = if i == 1 { i } else { i + shift };
             (at, t.buffer().as_entire_binding())
         })

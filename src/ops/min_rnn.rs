@@ -74,12 +74,18 @@ impl Shape {
     /// Invocations per channel: 1, 2, 4, 8 or 16, as many as keep the dispatch
     /// at [`PARALLEL`] invocations and the chunks at a step or more.
     fn chunks(&self) -> usize {
-        let channels = self.dirs * self.batch * self.hidden / self.width();
+        let channels = self.channels();
         let mut chunks = 1;
         while chunks < 16 && channels * chunks < PARALLEL && chunks * 2 <= self.steps {
             chunks *= 2;
         }
         chunks
+    }
+
+    /// Channels (direction, sequence and one or four units): the invocations
+    /// of a scan in one chunk.
+    fn channels(&self) -> usize {
+        self.dirs * self.batch * self.hidden / self.width()
     }
 
     /// Units per invocation: 4 where H allows.
@@ -101,7 +107,7 @@ impl Shape {
     }
 
     fn params(&self, rec: &Recorder, has_h0: bool) -> Result<(Params, [u32; 3])> {
-        let channels = self.dirs * self.batch * self.hidden / self.width();
+        let channels = self.channels();
         let chunks = self.chunks();
         let groups = channels.div_ceil(GROUP / chunks);
         let max = rec.context().limits().max_compute_workgroups_per_dimension as usize;

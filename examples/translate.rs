@@ -18,7 +18,8 @@
 //! cosine` (the learning rate down to zero over `--minutes`; with `--cycles N`, N
 //! times, each restart at `--lr`) and `--average N`
 //! (the mean of the parameters at the last N evaluations, tested beside the best
-//! single model). `--minutes` counts training only: validation (and with
+//! single model; each evaluation's parameters go beside the checkpoint as
+//! *.stepS.safetensors, the last N kept, so a resumed run averages across it). `--minutes` counts training only: validation (and with
 //! `--test-curve`, greedy test BLEU after each epoch) runs off the clock.
 //! `--alpha 0.6,0.8,1` picks beam search's length normalization on validation;
 //! `--evaluate FILE` tests a saved model without training, `--ensemble A,B`
@@ -34,7 +35,6 @@ mod plot;
 mod run;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -482,30 +482,25 @@ fn evaluate_ensemble(
 }
 
 /// Every parameter's values, in `params()` order.
-fn host_params(model: &Seq2Seq) -> Result<Vec<Vec<f32>>> {
-    model.params().iter().map(|p| p.value.to_vec()).collect()
-}
-
 fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f64> {
     let refs: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.clone()).collect();
     Ok(corpus_bleu(hyps, &refs)?.score)
 }
 
-/// What each evaluation measured beside the validation BLEU that `fit` keeps,
-/// and the parameters kept for averaging.
+/// What each evaluation measured beside the validation BLEU that `fit` keeps.
 #[derive(Default)]
 struct Evals {
     losses: Vec<f64>,
     tests: Vec<f64>,
-    snapshots: VecDeque<Vec<Vec<f32>>>,
 }
 
 /// What training leaves for testing: the best validation BLEU, the minutes it
-/// trained, and the parameters of the last `--average` evaluations.
+/// trained, and the files of the parameters at the last `--average`
+/// evaluations (oldest first).
 struct Trained {
     best: Option<f64>,
     minutes: f64,
-    snapshots: VecDeque<Vec<Vec<f32>>>,
+    snapshots: Vec<PathBuf>,
 }
 
 /// Trains `model` with `train::fit` as the options say and plots the curves.
@@ -539,6 +534,25 @@ fn train(
         .with_checkpoint(Some(args.checkpoint.clone()))
         .with_resume(args.resume);
     let evals = RefCell::new(Evals::default());
+    let snapshots = run::Snapshots::new(&args.checkpoint, args.average, args.resume)?;
+    let failed = RefCell::new(None);
+    let progress = run::progress(
+        ctx,
+        |score| {
+            let e = evals.borrow();
+            let loss = e.losses.last().copied().unwrap_or(f64::NAN);
+            let test = e
+                .tests
+                .last()
+                .map_or(String::new(), |t| format!(", test BLEU {t:.2}"));
+            format!(
+                "val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2}{test} (greedy, {} pairs)",
+                loss.exp(),
+                val.len()
+            )
+        },
+        |b: &ParallelBatch| b.tgt.lengths.iter().sum(),
+    );
     let history = fit(
         ctx,
         model,
@@ -547,12 +561,6 @@ fn train(
         &cfg,
         |m| {
             let mut e = evals.borrow_mut();
-            if args.average > 1 {
-                e.snapshots.push_back(host_params(m)?);
-                if e.snapshots.len() > args.average {
-                    e.snapshots.pop_front();
-                }
-            }
             let (loss, score) = validate(ctx, m, v, val)?;
             e.losses.push(loss);
             if args.test_curve {
@@ -561,29 +569,12 @@ fn train(
             }
             Ok(score)
         },
-        run::progress(
-            ctx,
-            |score| {
-                let e = evals.borrow();
-                let loss = e.losses.last().copied().unwrap_or(f64::NAN);
-                let test = e
-                    .tests
-                    .last()
-                    .map_or(String::new(), |t| format!(", test BLEU {t:.2}"));
-                format!(
-                    "val loss {loss:.3} (ppl {:.1}), val BLEU {score:.2}{test} (greedy, {} pairs)",
-                    loss.exp(),
-                    val.len()
-                )
-            },
-            |b: &ParallelBatch| b.tgt.lengths.iter().sum(),
-        ),
+        snapshots.keeping(|| model.named_params(), &failed, progress),
     )?;
-    let Evals {
-        losses,
-        tests,
-        snapshots,
-    } = evals.into_inner();
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    let Evals { losses, tests } = evals.into_inner();
     // A resumed run measured only its own evaluations' losses: the latest ones.
     let at = |ys: Vec<f64>| -> Vec<(f64, f64)> {
         let xs = &history.score_minutes[history.score_minutes.len().saturating_sub(ys.len())..];
@@ -620,7 +611,11 @@ fn train(
     Ok(Trained {
         best: history.best.map(|(_, s)| s),
         minutes: history.minutes,
-        snapshots,
+        snapshots: if args.average > 1 {
+            snapshots.last(&history.scores)?
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -647,17 +642,11 @@ fn test_trained(
     if snapshots.len() > 1 {
         // Checkpoint averaging: the mean of the kept parameters, validated like
         // the others and saved beside them.
-        for (p, i) in model.params().iter().zip(0..) {
-            let mut mean = vec![0.0f32; p.value.numel()];
-            for snap in snapshots {
-                mean.iter_mut().zip(&snap[i]).for_each(|(m, x)| *m += x);
-            }
-            mean.iter_mut().for_each(|m| *m /= snapshots.len() as f32);
-            p.value.write(&mean)?;
-        }
-        let (_, score) = validate(ctx, model, v, val)?;
         let avg_path = args.checkpoint.with_extension("avg.safetensors");
-        Checkpoint::capture(&model.named_params(), None)?.save(&avg_path)?;
+        let mean = run::average(snapshots)?;
+        mean.save(&avg_path)?;
+        mean.apply(&model.named_params(), &avg_path.display().to_string())?;
+        let (_, score) = validate(ctx, model, v, val)?;
         println!(
             "average of the last {} evaluations' parameters: val BLEU {score:.2} (greedy)",
             snapshots.len()
@@ -829,7 +818,7 @@ fn main() -> Result<()> {
         Some(_) => Trained {
             best: None,
             minutes: 0.0,
-            snapshots: VecDeque::new(),
+            snapshots: Vec::new(),
         },
         None => train(&ctx, &args, &model, &v, &corpus, &val, epochs)?,
     };

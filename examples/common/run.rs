@@ -1,9 +1,10 @@
-//! What the training examples share: the progress bar, checkpoint folders and
-//! resuming, and file errors.
+//! What the training examples share: the progress bar, checkpoint folders,
+//! resuming, the parameters kept for averaging, and file errors.
 #![allow(dead_code)] // each example uses its own subset
 
+use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -208,6 +209,141 @@ pub fn file_err(path: &Path, e: impl ToString) -> Error {
         path: path.display().to_string(),
         reason: e.to_string(),
     }
+}
+
+/// The parameters at a run's last `keep` evaluations, saved beside its
+/// checkpoint (`runs/translate.step1200.safetensors` after step 1200 for
+/// `runs/translate.safetensors`), so that a resumed run averages the
+/// evaluations before its resume too.
+pub struct Snapshots<'a> {
+    /// The run's checkpoint.
+    pub checkpoint: &'a Path,
+    /// How many evaluations' parameters are kept.
+    pub keep: usize,
+}
+
+impl<'a> Snapshots<'a> {
+    /// The snapshots of the run at `checkpoint`, `keep` of them; a run that
+    /// does not resume first deletes an earlier run's.
+    pub fn new(checkpoint: &'a Path, keep: usize, resume: bool) -> Result<Self> {
+        let snapshots = Self { checkpoint, keep };
+        if !resume {
+            for step in snapshots.steps()? {
+                snapshots.remove(step)?;
+            }
+        }
+        Ok(snapshots)
+    }
+
+    /// `on` that first saves the parameters `params` lists at each evaluation
+    /// (when keeping two or more); the first error doing so goes to `failed`,
+    /// for the caller to return once `fit` is done.
+    pub fn keeping<'b, B>(
+        &'b self,
+        params: impl Fn() -> Vec<Named> + 'b,
+        failed: &'b RefCell<Option<Error>>,
+        mut on: impl FnMut(Event<'_, B>) + 'b,
+    ) -> impl FnMut(Event<'_, B>) + 'b {
+        move |event| {
+            if let (Event::Evaluated { step, .. }, true) = (&event, self.keep > 1) {
+                if let Err(e) = self.save(&params(), *step) {
+                    failed.borrow_mut().get_or_insert(e);
+                }
+            }
+            on(event)
+        }
+    }
+
+    fn path(&self, step: u32) -> PathBuf {
+        self.checkpoint
+            .with_extension(format!("step{step}.safetensors"))
+    }
+
+    /// The steps of the snapshots on disk, oldest first.
+    pub fn steps(&self) -> Result<Vec<u32>> {
+        let dir = match self.checkpoint.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let stem = self.checkpoint.file_stem().unwrap_or_default();
+        let prefix = format!("{}.step", stem.to_string_lossy());
+        let mut steps: Vec<u32> = std::fs::read_dir(dir)
+            .map_err(|e| file_err(dir, e))?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name();
+                let name = name.to_str()?;
+                name.strip_prefix(&prefix)?
+                    .strip_suffix(".safetensors")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        steps.sort_unstable();
+        Ok(steps)
+    }
+
+    /// Saves `params` as the snapshot of `step` and deletes those older than
+    /// the last `keep`.
+    pub fn save(&self, params: &[Named], step: u32) -> Result<()> {
+        Checkpoint::capture(params, None)?.save(&self.path(step))?;
+        let steps = self.steps()?;
+        let old = steps.len().saturating_sub(self.keep);
+        steps[..old].iter().try_for_each(|&s| self.remove(s))
+    }
+
+    /// Deletes the snapshot of `step`.
+    pub fn remove(&self, step: u32) -> Result<()> {
+        let path = self.path(step);
+        std::fs::remove_file(&path).map_err(|e| file_err(&path, e))
+    }
+
+    /// The snapshots of the last `keep` evaluations in `scores` (the run's, those
+    /// before a resume included), oldest first: one missing (its run stopped
+    /// before saving it) leaves the older ones out too.
+    pub fn last(&self, scores: &[(u32, f64)]) -> Result<Vec<PathBuf>> {
+        let on_disk = self.steps()?;
+        let kept = scores
+            .iter()
+            .rev()
+            .take(self.keep)
+            .take_while(|(step, _)| on_disk.contains(step));
+        let mut paths: Vec<PathBuf> = kept.map(|&(step, _)| self.path(step)).collect();
+        paths.reverse();
+        Ok(paths)
+    }
+}
+
+/// The mean of the parameters saved in `paths` (at least one).
+pub fn average(paths: &[PathBuf]) -> Result<Checkpoint> {
+    let Some((first, rest)) = paths.split_first() else {
+        return Err(Error::Empty {
+            op: "average",
+            what: "snapshots",
+            shape: vec![0],
+        });
+    };
+    let mut mean = Checkpoint::load(first)?;
+    for path in rest {
+        let other = Checkpoint::load(path)?;
+        for (name, (_, values)) in &mut mean.tensors {
+            let Some((_, add)) = other
+                .tensors
+                .get(name)
+                .filter(|t| t.1.len() == values.len())
+            else {
+                return Err(file_err(
+                    path,
+                    format!("no tensor {name} as in {}", first.display()),
+                ));
+            };
+            values.iter_mut().zip(add).for_each(|(m, x)| *m += x);
+        }
+    }
+    let n = paths.len() as f32;
+    for (_, values) in mean.tensors.values_mut() {
+        values.iter_mut().for_each(|m| *m /= n);
+    }
+    Ok(mean)
 }
 
 /// Creates the folder a checkpoint goes to.

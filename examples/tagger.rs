@@ -12,7 +12,9 @@
 //! accuracy after each epoch, then test accuracy and the confusions. After every
 //! epoch (and when time runs out) the model and its optimizer state go to
 //! `--checkpoint`, which `--resume` continues from; the model that tagged dev best
-//! goes beside it as `*.best.safetensors` and is the one tested. The training
+//! goes beside it as `*.best.safetensors` and is the one tested (with
+//! `--average N`, beside the mean of the parameters at the last N evaluations;
+//! whichever tags dev better is reported first). The training
 //! loss and dev error rate by step go beside it as `*.loss.png` (numbers in the
 //! CSV beside that).
 
@@ -24,6 +26,7 @@ mod plot;
 mod run;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -111,6 +114,11 @@ struct Args {
     /// Activation storage: f32, or f16 (mixed precision; needs SHADER_F16).
     #[arg(long, value_enum, default_value_t = Storage::F32)]
     storage: Storage,
+    /// Also test the mean of the parameters at the last N evaluations
+    /// (checkpoint averaging; 0 or 1: off), kept beside --checkpoint as
+    /// *.stepS.safetensors; whichever model tags dev better is reported first.
+    #[arg(long, default_value_t = 0)]
+    average: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -451,6 +459,13 @@ fn main() -> Result<()> {
         .with_checkpoint(Some(args.checkpoint.clone()))
         .with_resume(args.resume);
     let start = Instant::now();
+    let snapshots = run::Snapshots::new(&args.checkpoint, args.average, args.resume)?;
+    let failed = RefCell::new(None);
+    let progress = run::progress(
+        &ctx,
+        |s| format!("dev accuracy {:.2}%", 100.0 * s),
+        |b: &Batch| b.lengths.iter().sum(),
+    );
     let history = fit(
         &ctx,
         &model,
@@ -458,29 +473,54 @@ fn main() -> Result<()> {
         &mut train,
         &fit_cfg,
         |m| Ok(evaluate(&ctx, m, &data, &corpus.dev, 64, args.max_tokens)?.0),
-        run::progress(
-            &ctx,
-            |s| format!("dev accuracy {:.2}%", 100.0 * s),
-            |b: &Batch| b.lengths.iter().sum(),
-        ),
+        snapshots.keeping(|| model.named_params(), &failed, progress),
     )?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
     plot_history(&args, &history)?;
     // Nothing evaluated (a resumed run that was already done): test the latest.
     let tested = match history.best {
         Some(_) => best_path(&args.checkpoint),
         None => args.checkpoint.clone(),
     };
-    let name = tested.display().to_string();
-    Checkpoint::load(&tested)?.apply(&model.named_params(), &name)?;
-    let (test, confusion) = evaluate(&ctx, &model, &data, &corpus.test, 64, args.max_tokens)?;
-    let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
-    println!(
-        "model {name}: dev {:.2}%, test UPOS accuracy {:.2}% after {:.1} min",
-        100.0 * dev,
-        100.0 * test,
-        start.elapsed().as_secs_f64() / 60.0
-    );
-    let mut errors: Vec<_> = confusion.into_iter().collect();
+    let mut candidates = vec![(tested, history.best.map_or(f64::MIN, |(_, dev)| dev))];
+    let kept = match args.average {
+        0 | 1 => Vec::new(),
+        _ => snapshots.last(&history.scores)?,
+    };
+    if kept.len() > 1 {
+        // Checkpoint averaging: the mean of the kept parameters, scored on dev
+        // like the others and saved beside them.
+        let avg_path = args.checkpoint.with_extension("avg.safetensors");
+        let mean = run::average(&kept)?;
+        mean.save(&avg_path)?;
+        mean.apply(&model.named_params(), &avg_path.display().to_string())?;
+        let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
+        println!(
+            "average of the last {} evaluations' parameters: dev {:.2}%",
+            kept.len(),
+            100.0 * dev
+        );
+        candidates.push((avg_path, dev));
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    let mut confusion = None;
+    for (tested, _) in &candidates {
+        let name = tested.display().to_string();
+        Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
+        let (test, errors) = evaluate(&ctx, &model, &data, &corpus.test, 64, args.max_tokens)?;
+        let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
+        println!(
+            "model {name}: dev {:.2}%, test UPOS accuracy {:.2}% after {:.1} min",
+            100.0 * dev,
+            100.0 * test,
+            start.elapsed().as_secs_f64() / 60.0
+        );
+        confusion.get_or_insert(errors);
+    }
+    // The confusions of the model chosen on dev.
+    let mut errors: Vec<_> = confusion.unwrap_or_default().into_iter().collect();
     errors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     println!("most frequent errors (gold -> predicted):");
     for ((gold, pred), n) in errors.iter().take(8) {

@@ -484,43 +484,38 @@ fn main() -> Result<()> {
         Some(_) => best_path(&args.checkpoint),
         None => args.checkpoint.clone(),
     };
-    let mut candidates = vec![(tested, history.best.map_or(f64::MIN, |(_, dev)| dev))];
-    let kept = match args.average {
-        0 | 1 => Vec::new(),
-        _ => snapshots.last(&history.scores)?,
-    };
+    let mut candidates = vec![tested];
+    let kept = snapshots.last(&history.scores)?;
     if kept.len() > 1 {
-        // Checkpoint averaging: the mean of the kept parameters, scored on dev
-        // like the others and saved beside them.
-        let avg_path = args.checkpoint.with_extension("avg.safetensors");
-        let mean = run::average(&kept)?;
-        mean.save(&avg_path)?;
-        mean.apply(&model.named_params(), &avg_path.display().to_string())?;
-        let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
-        println!(
-            "average of the last {} evaluations' parameters: dev {:.2}%",
-            kept.len(),
-            100.0 * dev
-        );
-        candidates.push((avg_path, dev));
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // Checkpoint averaging: the mean of the kept parameters, scored like
+        // the others and saved beside them.
+        candidates.push(run::average(
+            &kept,
+            &args.checkpoint,
+            &model.named_params(),
+        )?);
+        println!("average of the last {} evaluations' parameters", kept.len());
     }
-    let mut confusion = None;
-    for (tested, _) in &candidates {
+    let mut scored = Vec::new();
+    for tested in candidates {
         let name = tested.display().to_string();
-        Checkpoint::load(tested)?.apply(&model.named_params(), &name)?;
-        let (test, errors) = evaluate(&ctx, &model, &data, &corpus.test, 64, args.max_tokens)?;
+        Checkpoint::load(&tested)?.apply(&model.named_params(), &name)?;
+        let (test, confusion) = evaluate(&ctx, &model, &data, &corpus.test, 64, args.max_tokens)?;
         let (dev, _) = evaluate(&ctx, &model, &data, &corpus.dev, 64, args.max_tokens)?;
+        scored.push((name, dev, test, confusion));
+    }
+    // The model that tags dev better first; its confusions below.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, dev, test, _) in &scored {
         println!(
             "model {name}: dev {:.2}%, test UPOS accuracy {:.2}% after {:.1} min",
             100.0 * dev,
             100.0 * test,
             start.elapsed().as_secs_f64() / 60.0
         );
-        confusion.get_or_insert(errors);
     }
-    // The confusions of the model chosen on dev.
-    let mut errors: Vec<_> = confusion.unwrap_or_default().into_iter().collect();
+    let confusion = scored.into_iter().next().map(|s| s.3).unwrap_or_default();
+    let mut errors: Vec<_> = confusion.into_iter().collect();
     errors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     println!("most frequent errors (gold -> predicted):");
     for ((gold, pred), n) in errors.iter().take(8) {

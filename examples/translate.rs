@@ -16,11 +16,12 @@
 //! `--label-smoothing`, `--bpe N` (subword pieces from N byte-pair merges learned
 //! on each side's training words; BLEU is on the words joined back), `--schedule
 //! cosine` (the learning rate down to zero over `--minutes`; with `--cycles N`, N
-//! times, each restart at `--lr`) and `--average N`
-//! (the mean of the parameters at the last N evaluations, tested beside the best
-//! single model; each evaluation's parameters go beside the checkpoint as
-//! *.stepS.safetensors, the last N kept, so a resumed run averages across it). `--minutes` counts training only: validation (and with
-//! `--test-curve`, greedy test BLEU after each epoch) runs off the clock.
+//! times, each restart at `--lr`) and `--average N` (the mean of the parameters
+//! at the last N evaluations, tested beside the best single model; each
+//! evaluation's parameters go beside the checkpoint as *.stepS.safetensors, the
+//! last N kept, so a resumed run averages across it). `--minutes` counts
+//! training only: validation (and with `--test-curve`, greedy test BLEU after
+//! each epoch) runs off the clock.
 //! `--alpha 0.6,0.8,1` picks beam search's length normalization on validation;
 //! `--evaluate FILE` tests a saved model without training, `--ensemble A,B`
 //! saved models alone and translating together. After
@@ -481,7 +482,6 @@ fn evaluate_ensemble(
     Ok(())
 }
 
-/// Every parameter's values, in `params()` order.
 fn bleu(hyps: &[Vec<String>], pairs: &[(Vec<String>, Vec<String>)]) -> Result<f64> {
     let refs: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.clone()).collect();
     Ok(corpus_bleu(hyps, &refs)?.score)
@@ -611,11 +611,7 @@ fn train(
     Ok(Trained {
         best: history.best.map(|(_, s)| s),
         minutes: history.minutes,
-        snapshots: if args.average > 1 {
-            snapshots.last(&history.scores)?
-        } else {
-            Vec::new()
-        },
+        snapshots: snapshots.last(&history.scores)?,
     })
 }
 
@@ -642,10 +638,7 @@ fn test_trained(
     if snapshots.len() > 1 {
         // Checkpoint averaging: the mean of the kept parameters, validated like
         // the others and saved beside them.
-        let avg_path = args.checkpoint.with_extension("avg.safetensors");
-        let mean = run::average(snapshots)?;
-        mean.save(&avg_path)?;
-        mean.apply(&model.named_params(), &avg_path.display().to_string())?;
+        let avg_path = run::average(snapshots, &args.checkpoint, &model.named_params())?;
         let (_, score) = validate(ctx, model, v, val)?;
         println!(
             "average of the last {} evaluations' parameters: val BLEU {score:.2} (greedy)",

@@ -299,8 +299,12 @@ impl<'a> Snapshots<'a> {
 
     /// The snapshots of the last `keep` evaluations in `scores` (the run's, those
     /// before a resume included), oldest first: one missing (its run stopped
-    /// before saving it) leaves the older ones out too.
+    /// before saving it) leaves the older ones out too. None when keeping fewer
+    /// than two (nothing to average).
     pub fn last(&self, scores: &[(u32, f64)]) -> Result<Vec<PathBuf>> {
+        if self.keep < 2 {
+            return Ok(Vec::new());
+        }
         let on_disk = self.steps()?;
         let kept = scores
             .iter()
@@ -313,8 +317,9 @@ impl<'a> Snapshots<'a> {
     }
 }
 
-/// The mean of the parameters saved in `paths` (at least one).
-pub fn average(paths: &[PathBuf]) -> Result<Checkpoint> {
+/// The mean of the parameters saved in `paths` (at least one), saved beside
+/// `checkpoint` as *.avg.safetensors and loaded into `params`; returns its path.
+pub fn average(paths: &[PathBuf], checkpoint: &Path, params: &[Named]) -> Result<PathBuf> {
     let Some((first, rest)) = paths.split_first() else {
         return Err(Error::Empty {
             op: "average",
@@ -343,7 +348,10 @@ pub fn average(paths: &[PathBuf]) -> Result<Checkpoint> {
     for (_, values) in mean.tensors.values_mut() {
         values.iter_mut().for_each(|m| *m /= n);
     }
-    Ok(mean)
+    let path = checkpoint.with_extension("avg.safetensors");
+    mean.save(&path)?;
+    mean.apply(params, &path.display().to_string())?;
+    Ok(path)
 }
 
 /// Creates the folder a checkpoint goes to.
